@@ -1,0 +1,56 @@
+"""uniinfer's data types: the OpenAI-compatible request, response, chunk and usage models."""
+
+from uniinfer.types.chat import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    ChunkDelta,
+    FunctionCall,
+    FunctionDefinition,
+    Message,
+    ResponseMessage,
+    SystemMessage,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolMessage,
+    UserMessage,
+)
+from uniinfer.types.embeddings import (
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+)
+from uniinfer.types.usage import Usage
+
+__all__ = [
+    "AssistantMessage",
+    "ChatChoice",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "ChunkChoice",
+    "ChunkDelta",
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "EmbeddingUsage",
+    "FunctionCall",
+    "FunctionDefinition",
+    "Message",
+    "ModelCard",
+    "ModelList",
+    "ResponseMessage",
+    "SystemMessage",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolMessage",
+    "Usage",
+]

@@ -1,0 +1,437 @@
+"""Chat Completions types: the request, response and stream chunk.
+
+They follow the official OpenAI spec (``CreateChatCompletionRequest``,
+``CreateChatCompletionResponse``, ``CreateChatCompletionStreamResponse``) and
+are uniinfer's internal lingua franca: every ingress is normalised to
+:class:`ChatRequest`, every provider answers with :class:`ChatResponse` or a
+stream of :class:`ChatChunk`.
+
+Request models forbid unknown fields, as the OpenAI API does, so a typo is a
+400 naming the field instead of a silently ignored setting. Response models
+ignore unknown upstream fields so a provider adding one never breaks parsing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, model_validator
+
+from uniinfer.types.usage import Usage
+
+__all__ = [
+    "AssistantMessage",
+    "ChatChoice",
+    "ChatChunk",
+    "ChatRequest",
+    "ChatResponse",
+    "ChunkChoice",
+    "ChunkDelta",
+    "ContentPart",
+    "DeveloperMessage",
+    "FunctionCall",
+    "FunctionDefinition",
+    "ImagePart",
+    "ImageURL",
+    "JSONSchemaFormat",
+    "Message",
+    "ResponseMessage",
+    "StreamOptions",
+    "SystemMessage",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolMessage",
+    "UserMessage",
+]
+
+_REQUEST = ConfigDict(extra="forbid")
+_RESPONSE = ConfigDict(extra="ignore")
+
+
+# --- content parts -------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    model_config = _REQUEST
+    type: Literal["text"]
+    text: str
+    #: Anthropic-style prompt-cache hint; providers that cache use it, others ignore it.
+    cache_control: dict[str, Any] | None = None
+
+
+class ImageURL(BaseModel):
+    model_config = _REQUEST
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = _REQUEST
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(BaseModel):
+    model_config = _REQUEST
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(BaseModel):
+    model_config = _REQUEST
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FilePart(BaseModel):
+    model_config = _REQUEST
+    type: Literal["file"]
+    file: dict[str, str]
+
+
+class RefusalPart(BaseModel):
+    model_config = _REQUEST
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")
+]
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+
+
+# --- tools ---------------------------------------------------------------------
+
+
+class FunctionDefinition(BaseModel):
+    model_config = _REQUEST
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = _REQUEST
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class _NamedFunction(BaseModel):
+    model_config = _REQUEST
+    name: str
+
+
+class ToolChoiceFunction(BaseModel):
+    model_config = _REQUEST
+    type: Literal["function"]
+    function: _NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | ToolChoiceFunction
+
+
+# --- messages ------------------------------------------------------------------
+
+
+class SystemMessage(BaseModel):
+    model_config = _REQUEST
+    role: Literal["system"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class DeveloperMessage(BaseModel):
+    model_config = _REQUEST
+    role: Literal["developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(BaseModel):
+    model_config = _REQUEST
+    role: Literal["user"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(BaseModel):
+    model_config = _REQUEST
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    audio: dict[str, Any] | None = None
+    function_call: FunctionCall | None = None
+    #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
+    reasoning_content: str | None = None
+
+    @model_validator(mode="after")
+    def _has_something(self) -> AssistantMessage:
+        if self.content is None and not self.tool_calls and self.function_call is None:
+            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        return self
+
+
+class ToolMessage(BaseModel):
+    model_config = _REQUEST
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str = Field(min_length=1)
+
+
+Message = Annotated[
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage,
+    Discriminator("role"),
+]
+
+
+# --- request options -----------------------------------------------------------
+
+
+class StreamOptions(BaseModel):
+    model_config = _REQUEST
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class JSONSchemaSpec(BaseModel):
+    model_config = _REQUEST
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextFormat(BaseModel):
+    model_config = _REQUEST
+    type: Literal["text"]
+
+
+class JSONObjectFormat(BaseModel):
+    model_config = _REQUEST
+    type: Literal["json_object"]
+
+
+class JSONSchemaFormat(BaseModel):
+    model_config = _REQUEST
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[
+    TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")
+]
+
+
+class ChatRequest(BaseModel):
+    """``POST /v1/chat/completions`` body (OpenAI ``CreateChatCompletionRequest``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: str = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
+    safety_identifier: str | None = None
+    metadata: dict[str, str] | None = None
+    seed: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    #: Not in the OpenAI API; honoured by Anthropic, Gemini, Ollama and others.
+    top_k: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ChatRequest:
+        _check_stop(self.stop)
+        if self.stream_options is not None and not self.stream:
+            raise _field_error("stream_options", "'stream_options' is only allowed when 'stream' is true")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise _field_error("top_logprobs", "'top_logprobs' requires 'logprobs' to be true")
+        if self.metadata is not None and len(self.metadata) > 16:
+            raise _field_error("metadata", "'metadata' may hold at most 16 keys")
+        _check_tool_choice(self.tools, self.tool_choice)
+        _check_tool_messages(self.messages)
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class _FieldError(ValueError):
+    """A cross-field check failure that still names the field it is about."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _field_error(param: str, message: str) -> _FieldError:
+    return _FieldError(param, message)
+
+
+def _check_stop(stop: str | list[str] | None) -> None:
+    if isinstance(stop, list) and len(stop) > 4:
+        raise _field_error("stop", "'stop' may hold at most 4 sequences")
+
+
+def _check_tool_choice(tools: list[Tool] | None, choice: ToolChoice | None) -> None:
+    if choice is None or isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise _field_error("tool_choice", "'tool_choice' is 'required' but no 'tools' were given")
+        return
+    names = {t.function.name for t in tools or ()}
+    if choice.function.name not in names:
+        raise _field_error(
+            "tool_choice",
+            f"'tool_choice' names function '{choice.function.name}', which is not in 'tools'",
+        )
+
+
+def _check_tool_messages(messages: list[Any]) -> None:
+    """A tool message must answer a tool call of the assistant message before it."""
+    open_ids: set[str] = set()
+    for i, msg in enumerate(messages):
+        if isinstance(msg, ToolMessage):
+            if msg.tool_call_id not in open_ids:
+                raise _field_error(
+                    f"messages[{i}].tool_call_id",
+                    f"messages[{i}] has role 'tool' but answers no 'tool_calls' id of a preceding "
+                    f"assistant message (tool_call_id '{msg.tool_call_id}')",
+                )
+            continue
+        open_ids = (
+            {c.id for c in msg.tool_calls}
+            if isinstance(msg, AssistantMessage) and msg.tool_calls
+            else set()
+        )
+
+
+# --- response ------------------------------------------------------------------
+
+
+class ResponseMessage(BaseModel):
+    model_config = _RESPONSE
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+
+
+class ChatChoice(BaseModel):
+    model_config = _RESPONSE
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: FinishReason | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatResponse(BaseModel):
+    """``chat.completion`` (OpenAI ``CreateChatCompletionResponse``)."""
+
+    model_config = _RESPONSE
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+# --- stream chunk --------------------------------------------------------------
+
+
+class FunctionCallDelta(BaseModel):
+    model_config = _RESPONSE
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(BaseModel):
+    model_config = _RESPONSE
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
+class ChunkDelta(BaseModel):
+    model_config = _RESPONSE
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    reasoning_content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    model_config = _RESPONSE
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: FinishReason | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatChunk(BaseModel):
+    """``chat.completion.chunk`` (OpenAI ``CreateChatCompletionStreamResponse``)."""
+
+    model_config = _RESPONSE
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None

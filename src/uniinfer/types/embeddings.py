@@ -1,0 +1,82 @@
+"""Embeddings and model-list types (OpenAI ``CreateEmbeddingRequest`` / ``Response``, ``Model``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["Embedding", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ModelCard", "ModelList"]
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, value: str | list[str] | list[int] | list[list[int]]) -> object:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("'input' must not be an empty array")
+            if len(value) > 2048:
+                raise ValueError("'input' may hold at most 2048 items")
+            if any(isinstance(v, str) and not v for v in value):
+                raise ValueError("'input' must not contain empty strings")
+        elif not value:
+            raise ValueError("'input' must not be an empty string")
+        return value
+
+    @property
+    def texts(self) -> list[str] | None:
+        """The input as a list of strings, or None when it is token ids."""
+        if isinstance(self.input, str):
+            return [self.input]
+        if all(isinstance(v, str) for v in self.input):
+            return [v for v in self.input if isinstance(v, str)]
+        return None
+
+
+class Embedding(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbeddingResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage = Field(default_factory=EmbeddingUsage)
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /v1/models``; ``owned_by`` is the provider."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str
+    #: uniinfer extension: whether the model's providers have credentials.
+    available: bool = True
+
+
+class ModelList(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,86 @@
+"""Token usage, normalised to the OpenAI ``CompletionUsage`` shape.
+
+Every provider's numbers are mapped onto these fields exactly as the provider
+reported them, never recounted:
+
+- ``prompt_tokens``: all input tokens, including cache reads and cache writes
+  (OpenAI's convention; Anthropic reports the three separately and they are
+  summed here, each part kept in ``prompt_tokens_details``).
+- ``prompt_tokens_details.cached_tokens``: input tokens read from a prompt cache.
+- ``prompt_tokens_details.cache_write_tokens``: input tokens written to a cache.
+- ``completion_tokens_details.reasoning_tokens``: hidden reasoning ("thinking")
+  tokens, part of ``completion_tokens``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["CompletionTokensDetails", "PromptTokensDetails", "Usage"]
+
+
+class PromptTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    @classmethod
+    def of(
+        cls,
+        prompt: int,
+        completion: int,
+        *,
+        cached: int | None = None,
+        cache_write: int | None = None,
+        reasoning: int | None = None,
+        total: int | None = None,
+    ) -> Usage:
+        """Build usage from parts; details are present only when reported."""
+        prompt_details = (
+            PromptTokensDetails(cached_tokens=cached, cache_write_tokens=cache_write)
+            if cached is not None or cache_write is not None
+            else None
+        )
+        completion_details = (
+            CompletionTokensDetails(reasoning_tokens=reasoning) if reasoning is not None else None
+        )
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total if total is not None else prompt + completion,
+            prompt_tokens_details=prompt_details,
+            completion_tokens_details=completion_details,
+        )
+
+    @property
+    def cached_tokens(self) -> int:
+        d = self.prompt_tokens_details
+        return (d.cached_tokens or 0) if d else 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        d = self.prompt_tokens_details
+        return (d.cache_write_tokens or 0) if d else 0
+
+    @property
+    def reasoning_tokens(self) -> int:
+        d = self.completion_tokens_details
+        return (d.reasoning_tokens or 0) if d else 0
