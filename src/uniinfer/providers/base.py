@@ -1,0 +1,237 @@
+"""The provider protocol: what every adapter states and does.
+
+A provider is described by a :class:`ProviderSpec` (data: name, default base
+URL, key variable, :class:`Capabilities`, params it cannot honour) and
+implemented by a :class:`ProviderAdapter` whose methods are *pure*: they turn
+our types into an :class:`~uniinfer.http.HttpRequest` and the provider's bytes
+back into our types. Sending the bytes is the gateway's job (one pooled
+client), so every adapter is testable without a socket.
+
+Streams are decoded by a :class:`StreamDecoder`: ``feed(bytes)`` returns the
+chunks completed so far (any byte boundary is fine), ``close()`` returns the
+rest and, when the provider reported usage, a final usage chunk whose
+``choices`` is empty. A stream that ends before the provider's end-of-stream
+marker raises :class:`~uniinfer.errors.ProviderConnectionError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import orjson
+
+from uniinfer.errors import (
+    ProviderResponseError,
+    UniInferError,
+    UnsupportedFeatureError,
+    error_from_status,
+)
+from uniinfer.http import HttpRequest, Timeouts, retry_after_seconds
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+
+__all__ = [
+    "Capabilities",
+    "Endpoint",
+    "ProviderAdapter",
+    "ProviderSpec",
+    "StreamDecoder",
+    "chunk_id",
+    "loads",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do; a request needing more gets UnsupportedFeatureError."""
+
+    chat: bool = True
+    streaming: bool = True
+    tools: bool = True
+    vision: bool = False
+    json_mode: bool = True
+    json_schema: bool = False
+    embeddings: bool = False
+    reasoning: bool = False
+
+    def names(self) -> list[str]:
+        return [name for name in self.__slots__ if getattr(self, name)]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """A provider as data: one row of the registry."""
+
+    name: str
+    #: "module:Class" of the adapter, imported on first use.
+    adapter: str
+    base_url: str
+    #: Conventional environment variable holding the API key (None: no key).
+    api_key_env: str | None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    #: Chat params of the adapter's protocol that this provider rejects.
+    unsupported_params: frozenset[str] = frozenset()
+    #: Whether requests need a key (local servers do not).
+    key_required: bool = True
+    docs_url: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how one configured provider is reached."""
+
+    base_url: str
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+class StreamDecoder(Protocol):
+    def feed(self, data: bytes) -> list[ChatChunk]: ...
+
+    def close(self) -> list[ChatChunk]: ...
+
+
+def chunk_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def loads(body: bytes, provider: str) -> Any:
+    """Parse a provider's JSON body; garbage is a ProviderResponseError, not a crash."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProviderResponseError(
+            f"{provider}: the provider answered with invalid JSON ({exc})",
+            provider=provider,
+            upstream_body=body[:512].decode("utf-8", "replace"),
+        ) from exc
+
+
+class ProviderAdapter(ABC):
+    """Pure translation between uniinfer's types and one provider's wire format."""
+
+    #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
+    supported_params: ClassVar[frozenset[str]]
+
+    def __init__(self, spec: ProviderSpec, endpoint: Endpoint) -> None:
+        self.spec = spec
+        self.endpoint = endpoint
+        self.name = spec.name
+
+    def unsupported(self) -> frozenset[str]:
+        """Params a request may carry that this provider cannot honour."""
+        return self.spec.unsupported_params
+
+    # --- chat -----------------------------------------------------------------
+
+    @abstractmethod
+    def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        """Build the upstream request (streams always ask for usage where the protocol can)."""
+
+    @abstractmethod
+    def parse_chat(self, body: bytes, model: str) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream_decoder(self, model: str) -> StreamDecoder: ...
+
+    # --- embeddings -------------------------------------------------------------
+
+    def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
+        raise self.feature_error("embeddings")
+
+    def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
+        raise self.feature_error("embeddings")
+
+    # --- errors -----------------------------------------------------------------
+
+    def error_message(self, payload: Any) -> tuple[str | None, str | None]:
+        """(message, provider error code/type) from a decoded error body."""
+        if isinstance(payload, dict):
+            err = payload.get("error", payload)
+            if isinstance(err, dict):
+                message = err.get("message")
+                code = err.get("code") or err.get("type")
+                return (str(message) if message else None, str(code) if code else None)
+            if isinstance(err, str):
+                return err, None
+        return None, None
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
+        """Map an upstream error response to the error tree, keeping the body for debugging."""
+        text = self.redact(body.decode("utf-8", "replace"))
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            payload = None
+        message, code = self.error_message(payload)
+        if message:
+            message = self.redact(message)
+        detail = message or text[:200] or f"HTTP {status}"
+        return classify(
+            status,
+            f"{self.name}: {detail}",
+            code=code,
+            provider=self.name,
+            body=text,
+            retry_after=retry_after_seconds(headers),
+        )
+
+    def redact(self, text: str) -> str:
+        """Remove our own credential from text a provider echoed back (e.g. in a 401)."""
+        key = self.endpoint.api_key
+        if key and key in text:
+            text = text.replace(key, "[redacted]")
+        return text
+
+    def feature_error(self, feature: str) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(
+            f"provider '{self.name}' does not support {feature}",
+            provider=self.name,
+            param=feature,
+        )
+
+    # --- helpers for subclasses -------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.endpoint.api_key:
+            headers["authorization"] = f"Bearer {self.endpoint.api_key}"
+        headers.update(self.endpoint.headers)
+        return headers
+
+    def url(self, path: str) -> str:
+        return self.endpoint.base_url.rstrip("/") + path
+
+
+_CONTEXT_MARKERS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
+_FILTER_MARKERS = ("content_filter", "content_policy", "safety", "blocked")
+
+
+def classify(
+    status: int,
+    message: str,
+    *,
+    code: str | None,
+    provider: str,
+    body: str | None,
+    retry_after: float | None,
+) -> UniInferError:
+    """The status table, refined by the provider's own error code for 400s."""
+    from uniinfer.errors import ContentFilteredError, ContextLengthExceededError
+
+    if status in (400, 413, 422):
+        hay = f"{code or ''} {message}".lower()
+        if any(m in hay for m in _CONTEXT_MARKERS):
+            return ContextLengthExceededError(
+                message, provider=provider, upstream_status=status, upstream_body=body
+            )
+        if any(m in (code or "").lower() for m in _FILTER_MARKERS):
+            return ContentFilteredError(
+                message, provider=provider, upstream_status=status, upstream_body=body
+            )
+    return error_from_status(status, message, provider=provider, body=body, retry_after=retry_after)

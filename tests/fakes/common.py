@@ -1,0 +1,130 @@
+"""What every fake provider shares: failure modes by model name, awkward stream
+splitting, and running an aiohttp app on 127.0.0.1.
+
+Model names that trigger behaviour (the rest of the name is free):
+
+- ``slow``         wait 2 s (``slow-0.3`` waits 0.3 s) before answering
+- ``error-429``    429 with ``Retry-After: 7`` in the provider's error shape
+- ``error-NNN``    that status with the provider's error body
+- ``drop``         close the connection without answering
+- ``cut``          (streams) send a few events, then cut the connection
+- ``tool``         answer with a tool call to the first declared tool
+- anything else    echo the last user text: ``"echo: <text>"``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+__all__ = ["Mode", "abort", "mode_of", "run_fake", "stream_response", "write_awkward"]
+
+#: Split sizes cycled when streaming: small and odd so that every framer sees
+#: events, lines and multi-byte UTF-8 characters cut in the middle.
+SPLITS = (1, 7, 2, 13, 3, 31, 5)
+
+
+@dataclass(frozen=True)
+class Mode:
+    delay: float = 0.0
+    status: int | None = None
+    drop: bool = False
+    cut: bool = False
+    tool: bool = False
+
+
+def mode_of(model: str) -> Mode:
+    name = model.rsplit("/", 1)[-1]
+    if name.startswith("slow"):
+        _, _, secs = name.partition("-")
+        try:
+            return Mode(delay=float(secs) if secs else 2.0)
+        except ValueError:
+            return Mode(delay=2.0)
+    if name.startswith("error-"):
+        try:
+            return Mode(status=int(name.split("-")[1]))
+        except ValueError:
+            return Mode(status=500)
+    if name.startswith("drop"):
+        return Mode(drop=True)
+    if name.startswith("cut"):
+        return Mode(cut=True)
+    if name.startswith("tool"):
+        return Mode(tool=True)
+    return Mode()
+
+
+def abort(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer (a dropped or crashed upstream)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise asyncio.CancelledError  # aiohttp ends the handler quietly
+
+
+async def write_awkward(resp: web.StreamResponse, data: bytes) -> None:
+    """Write ``data`` in odd-sized pieces, flushing each, so clients see real splits."""
+    sizes = itertools.cycle(SPLITS)
+    pos = 0
+    while pos < len(data):
+        size = next(sizes)
+        await resp.write(data[pos : pos + size])
+        pos += size
+        await asyncio.sleep(0)
+
+
+async def stream_response(
+    request: web.Request,
+    events: list[bytes],
+    *,
+    content_type: str = "text/event-stream",
+    cut: bool = False,
+) -> web.StreamResponse:
+    """Stream pre-framed events awkwardly; with ``cut``, abort half-way through."""
+    resp = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    if cut:
+        for event in events[: max(1, len(events) // 2)]:
+            await write_awkward(resp, event)
+        await asyncio.sleep(0.01)
+        abort(request)
+    for event in events:
+        await write_awkward(resp, event)
+    await resp.write_eof()
+    return resp
+
+
+@asynccontextmanager
+async def run_fake(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (free port) and yield its base URL."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def last_user_text(messages: list[dict[str, object]]) -> str:
+    """Text of the last user message (OpenAI/Anthropic shapes: string or parts)."""
+    for msg in reversed(messages):
+        if msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(
+                str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+            )
+    return ""
