@@ -83,6 +83,15 @@ class StreamingResponse:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _transport_error(exc, self._provider) from exc
 
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body as it arrives; ``b""`` at its end."""
+        import aiohttp
+
+        try:
+            return await self._resp.content.readany()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _transport_error(exc, self._provider) from exc
+
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive; a cut connection raises ProviderConnectionError."""
         import aiohttp

@@ -1,0 +1,351 @@
+"""The request pipeline that the SDK and the server share.
+
+``Gateway`` turns a validated request into a response: stages before
+(identity, policy, limits, cache), routing over the model's deployments in
+order (falling back on retryable errors), the provider adapter's pure
+translation, one pooled HTTP client, and stages after (usage and the rest).
+See :mod:`uniinfer.stages` for the plug-in places.
+
+Nothing here depends on how the request arrived: the server and the SDK
+build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from uniinfer.config import Config
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    ConfigError,
+    ModelNotFoundError,
+    UniInferError,
+    UnsupportedFeatureError,
+    UnsupportedParamError,
+)
+from uniinfer.http import HttpClient, Timeouts
+from uniinfer.providers.base import Endpoint, ProviderAdapter
+from uniinfer.providers.registry import Registry, default_registry
+from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
+from uniinfer.streaming import ChatStream, open_chat_stream
+from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelCard, ModelList
+from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
+
+__all__ = ["Gateway", "ProviderStatus", "Target"]
+
+#: Direct ``provider/model`` targets are cached up to this many names.
+_DIRECT_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment: a configured provider's adapter and the upstream model name."""
+
+    provider: str
+    model: str
+    adapter: ProviderAdapter
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    name: str
+    type: str
+    available: bool
+    reason: str = ""
+
+
+class Gateway:
+    """One configured gateway: providers, model groups, stages and the HTTP pool."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        stages: Mapping[str, object] | None = None,
+        http: HttpClient | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.http = http or HttpClient()
+        self.usage = UsageMeter()
+        self._adapters = {name: self._build_adapter(name) for name in config.providers}
+        self._groups: dict[str, tuple[Target, ...]] = {
+            name: tuple(
+                Target(d.provider, d.model, self._adapters[d.provider]) for d in group.deployments
+            )
+            for name, group in config.models.items()
+        }
+        self._direct: dict[str, tuple[Target, ...]] = {}
+        chosen = {"usage": self.usage, **(stages or {})}
+        unknown = set(chosen) - set(SLOTS)
+        if unknown:
+            raise ConfigError(f"unknown pipeline stage(s) {sorted(unknown)}; known: {list(SLOTS)}")
+        ordered = [chosen[slot] for slot in SLOTS if slot in chosen]
+        self._before: list[BeforeStage] = [s for s in ordered if hasattr(s, "before")]  # type: ignore[misc]
+        self._after: list[AfterStage] = [s for s in reversed(ordered) if hasattr(s, "after")]  # type: ignore[misc]
+
+    # --- set-up ---------------------------------------------------------------------
+
+    def _build_adapter(self, name: str) -> ProviderAdapter:
+        entry = self.config.providers[name]
+        spec = self.registry.get(self.config.provider_type(name))
+        api_key = entry.api_key.get_secret_value() if entry.api_key else None
+        if spec.key_required and not api_key:
+            var = f"set {spec.api_key_env} or " if spec.api_key_env else ""
+            raise ConfigError(f"provider '{name}' needs an API key: {var}set providers.{name}.api_key")
+        t = entry.timeout
+        endpoint = Endpoint(
+            base_url=entry.base_url or spec.base_url,
+            api_key=api_key,
+            headers=dict(entry.headers),
+            timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
+        )
+        return self.registry.create(spec, endpoint)
+
+    def provider_status(self) -> list[ProviderStatus]:
+        """Every known provider: configured ones available, the rest with the reason why not."""
+        out = [
+            ProviderStatus(name, self.config.provider_type(name), True) for name in self._adapters
+        ]
+        types = {s.type for s in out}
+        for spec in self.registry.specs.values():
+            if spec.name in types or spec.name in self._adapters:
+                continue
+            reason = f"set {spec.api_key_env}" if spec.api_key_env else "not configured"
+            out.append(ProviderStatus(spec.name, spec.name, False, reason))
+        return out
+
+    # --- routing ------------------------------------------------------------------------
+
+    def targets(self, model: str) -> tuple[Target, ...]:
+        """The deployments for a public model name, in fallback order."""
+        found = self._groups.get(model) or self._direct.get(model)
+        if found:
+            return found
+        provider, sep, upstream = model.partition("/")
+        if sep and upstream and self.config.settings.allow_direct_routing:
+            adapter = self._adapters.get(provider)
+            if adapter is not None:
+                found = (Target(provider, upstream, adapter),)
+                if len(self._direct) < _DIRECT_CACHE_LIMIT:
+                    self._direct[model] = found
+                return found
+            if provider in self.registry:
+                spec = self.registry.get(provider)
+                how = f"set {spec.api_key_env}" if spec.api_key_env else f"configure providers.{provider}"
+                raise ModelNotFoundError(
+                    f"model '{model}' is not available: provider '{provider}' is not configured ({how})",
+                    param="model",
+                )
+        raise ModelNotFoundError(
+            f"model '{model}' does not exist: use a configured model name or 'provider/model'",
+            param="model",
+        )
+
+    # --- chat ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatResponse:
+        """Answer a chat request (non-streaming), falling back across deployments."""
+        ctx = ctx or RequestContext("chat")
+        served = await self._run_before(ctx)
+        if served is not None:
+            return served
+        route = ctx.route = Route(request.model)
+        try:
+            targets = self.targets(request.model)
+            response = await self._chat_with_fallback(request, targets, route)
+        except UniInferError as exc:
+            ctx.error = exc
+            await self._run_after(ctx)
+            raise
+        ctx.usage = response.usage
+        await self._run_after(ctx)
+        return response
+
+    async def _chat_with_fallback(
+        self, request: ChatRequest, targets: Sequence[Target], route: Route
+    ) -> ChatResponse:
+        attempts: list[tuple[str, UniInferError]] = []
+        for target in targets:
+            route.attempts += 1
+            route.provider, route.upstream_model = target.provider, target.model
+            try:
+                prepared, route.dropped_params = self.prepare(request, target)
+                return await self._chat_once(prepared, target)
+            except UniInferError as exc:
+                attempts.append((target.label, exc))
+                route.failed.append(target.label)
+                if not can_try_next(exc):
+                    break
+        route.failed.pop()  # the last target is the one whose error we report
+        raise failure(request.model, attempts)
+
+    async def _chat_once(self, request: ChatRequest, target: Target) -> ChatResponse:
+        adapter = target.adapter
+        upstream = adapter.chat_request(request, target.model, stream=False)
+        resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+        if resp.status >= 400:
+            raise adapter.parse_error(resp.status, resp.headers, resp.body)
+        return adapter.parse_chat(resp.body, target.model)
+
+    async def stream(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatStream:
+        """Open a chat stream; fails over to the next deployment until the first chunk arrives."""
+        ctx = ctx or RequestContext("chat")
+        served = await self._run_before(ctx)
+        if served is not None:
+            return ChatStream.of_response(served, ctx, self._run_after, request.include_usage)
+        route = ctx.route = Route(request.model)
+        attempts: list[tuple[str, UniInferError]] = []
+        try:
+            targets = self.targets(request.model)
+            for target in targets:
+                route.attempts += 1
+                route.provider, route.upstream_model = target.provider, target.model
+                try:
+                    prepared, route.dropped_params = self.prepare(request, target)
+                    return await open_chat_stream(
+                        self.http, target.adapter, prepared, target.model, ctx, self._run_after
+                    )
+                except UniInferError as exc:
+                    attempts.append((target.label, exc))
+                    route.failed.append(target.label)
+                    if not can_try_next(exc):
+                        break
+            route.failed.pop()
+            raise failure(request.model, attempts)
+        except UniInferError as exc:
+            ctx.error = exc
+            await self._run_after(ctx)
+            raise
+
+    def prepare(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
+        """Check the request against the target's capabilities and params (drop if configured)."""
+        adapter = target.adapter
+        check_features(request, adapter)
+        present = {
+            name
+            for name in request.model_fields_set
+            if name not in _ALWAYS and getattr(request, name) is not None
+        }
+        rejected = (present - adapter.supported_params) | (present & adapter.unsupported())
+        if not rejected:
+            return request, ()
+        names = tuple(sorted(rejected))
+        if not self.config.settings.drop_unsupported_params:
+            raise UnsupportedParamError(
+                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
+                f"(model '{request.model}'); remove them or set settings.drop_unsupported_params",
+                param=names[0],
+                provider=adapter.name,
+            )
+        return request.model_copy(update=dict.fromkeys(names)), names
+
+    # --- embeddings ---------------------------------------------------------------------
+
+    async def embed(self, request: EmbeddingRequest, ctx: RequestContext | None = None) -> EmbeddingResponse:
+        ctx = ctx or RequestContext("embeddings")
+        await self._run_before(ctx)
+        route = ctx.route = Route(request.model)
+        attempts: list[tuple[str, UniInferError]] = []
+        try:
+            for target in self.targets(request.model):
+                route.attempts += 1
+                route.provider, route.upstream_model = target.provider, target.model
+                try:
+                    return await self._embed_once(request, target)
+                except UniInferError as exc:
+                    attempts.append((target.label, exc))
+                    route.failed.append(target.label)
+                    if not can_try_next(exc):
+                        break
+            route.failed.pop()
+            raise failure(request.model, attempts)
+        except UniInferError as exc:
+            ctx.error = exc
+            raise
+        finally:
+            await self._run_after(ctx)
+
+    async def _embed_once(self, request: EmbeddingRequest, target: Target) -> EmbeddingResponse:
+        adapter = target.adapter
+        if not adapter.spec.capabilities.embeddings:
+            raise adapter.feature_error("embeddings")
+        upstream = adapter.embed_request(request, target.model)
+        resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+        if resp.status >= 400:
+            raise adapter.parse_error(resp.status, resp.headers, resp.body)
+        return adapter.parse_embed(resp.body, target.model)
+
+    # --- models ---------------------------------------------------------------------------
+
+    def list_models(self) -> ModelList:
+        """Configured model names, then ``provider/*`` for every known provider."""
+        cards = [
+            ModelCard(id=name, owned_by=targets[0].provider) for name, targets in self._groups.items()
+        ]
+        cards += [
+            ModelCard(id=f"{s.name}/*", owned_by=s.type, available=s.available)
+            for s in self.provider_status()
+        ]
+        return ModelList(data=cards)
+
+    # --- stages & lifecycle -------------------------------------------------------------
+
+    async def _run_before(self, ctx: RequestContext) -> ChatResponse | None:
+        for stage in self._before:
+            served = await stage.before(ctx)
+            if served is not None:
+                return served
+        return None
+
+    async def _run_after(self, ctx: RequestContext) -> None:
+        for stage in self._after:
+            await stage.after(ctx)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+_ALWAYS = frozenset({"model", "messages", "stream"})
+
+
+def can_try_next(exc: UniInferError) -> bool:
+    """Whether another deployment may succeed where this one failed."""
+    return exc.retryable or isinstance(exc, (UnsupportedParamError, UnsupportedFeatureError))
+
+
+def failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:
+    """One attempt: its own error. Several: AllTargetsFailedError holding each."""
+    if len(attempts) == 1:
+        return attempts[0][1]
+    return AllTargetsFailedError(model, attempts)
+
+
+def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:
+    """Raise UnsupportedFeatureError for a capability the provider does not declare."""
+    caps = adapter.spec.capabilities
+    if request.stream and not caps.streaming:
+        raise adapter.feature_error("streaming")
+    if request.tools and not caps.tools:
+        raise adapter.feature_error("tools")
+    fmt = request.response_format
+    if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
+        raise adapter.feature_error("JSON mode (response_format json_object)")
+    if isinstance(fmt, JSONSchemaFormat) and not caps.json_schema:
+        raise adapter.feature_error("structured output (response_format json_schema)")
+    if not caps.vision and _has_images(request):
+        raise adapter.feature_error("image input")
+
+
+def _has_images(request: ChatRequest) -> bool:
+    for msg in request.messages:
+        if isinstance(msg, UserMessage) and isinstance(msg.content, list):
+            if any(isinstance(part, ImagePart) for part in msg.content):
+                return True
+    return False

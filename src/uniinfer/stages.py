@@ -1,0 +1,106 @@
+"""The named places where later capabilities plug into the request pipeline.
+
+A request passes the stages in :data:`SLOTS` order before it is routed, and
+in reverse order after it completed (successfully or not)::
+
+    identity -> policy -> limits -> cache -> [route + provider] -> cache -> limits -> policy -> identity
+                                                                 usage (after only)
+
+A stage implements any of ``before(ctx)`` (may answer the request itself by
+returning a response, e.g. a cache hit, or refuse it by raising a
+:class:`~uniinfer.errors.UniInferError`) and ``after(ctx)`` (sees
+``ctx.usage``, ``ctx.route`` and ``ctx.error``; for streams it runs when the
+stream ends). The pipeline itself has no per-feature branches: adding
+budgets or caching is adding a stage.
+
+This issue ships one stage: :class:`UsageMeter`, in-memory usage accounting
+per model and provider, which also proves that usage is captured for every
+stream, including those whose caller did not ask for it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from uniinfer.errors import UniInferError
+from uniinfer.types import ChatResponse, Usage
+
+__all__ = ["SLOTS", "AfterStage", "BeforeStage", "RequestContext", "Route", "UsageMeter", "UsageTotals"]
+
+#: The named plug-in places, in the order ``before`` runs.
+SLOTS = ("identity", "policy", "limits", "cache", "usage")
+
+
+@dataclass(slots=True)
+class Route:
+    """What the router did: the deployment that answered and what it tried before."""
+
+    model: str
+    provider: str | None = None
+    upstream_model: str | None = None
+    attempts: int = 0
+    #: ``provider/model`` of every target that failed before the one that answered.
+    failed: list[str] = field(default_factory=list)
+    dropped_params: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything stages share about one request."""
+
+    kind: Literal["chat", "embeddings"]
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.perf_counter)
+    #: Who is calling (set by the identity stage; the master key in this release).
+    principal: str | None = None
+    route: Route | None = None
+    usage: Usage | None = None
+    error: UniInferError | None = None
+
+
+class BeforeStage(Protocol):
+    async def before(self, ctx: RequestContext) -> ChatResponse | None: ...
+
+
+class AfterStage(Protocol):
+    async def after(self, ctx: RequestContext) -> None: ...
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cached_tokens += usage.cached_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+
+
+class UsageMeter:
+    """In-memory usage per ``provider/model`` (the embedded default's usage stage)."""
+
+    def __init__(self) -> None:
+        self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
+
+    async def after(self, ctx: RequestContext) -> None:
+        route = ctx.route
+        if route is None or route.provider is None:
+            return
+        totals = self.totals[f"{route.provider}/{route.upstream_model}"]
+        totals.requests += 1
+        if ctx.error is not None:
+            totals.errors += 1
+        if ctx.usage is not None:
+            totals.add(ctx.usage)

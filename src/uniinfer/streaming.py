@@ -1,0 +1,216 @@
+"""A chat stream from one upstream response, as OpenAI ``chat.completion.chunk`` objects.
+
+:func:`open_chat_stream` sends the request and reads until the first chunk
+has been decoded, so that every failure before the caller sees a byte (an
+error status, a refused or dropped connection, an early cut) is raised while
+the gateway can still fall back to the next deployment.
+
+:class:`ChatStream` then hands out chunks as they arrive. It always learns
+the usage (adapters ask the provider for it) and records it in the request
+context; the final usage chunk, with empty ``choices``, reaches the caller
+only when ``stream_options.include_usage`` asked for it.
+
+Closing is explicit and idempotent (``aclose``, also via ``async with``): a
+stream read to its end returns its connection to the pool, one abandoned
+half-way (the caller went away, or an error) closes it, so nothing keeps
+reading for a caller who left.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from uniinfer.errors import ProviderResponseError, UniInferError
+from uniinfer.http import HttpClient, StreamingResponse
+from uniinfer.providers.base import ProviderAdapter, StreamDecoder
+from uniinfer.stages import RequestContext
+from uniinfer.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    ChunkDelta,
+    ToolCallDelta,
+)
+from uniinfer.types.chat import FunctionCallDelta
+
+__all__ = ["ChatStream", "open_chat_stream"]
+
+OnDone = Callable[[RequestContext], Awaitable[None]]
+
+
+class ChatStream:
+    """Async iterator of chunks; ``aclose()`` (or ``async with``) releases the upstream."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        on_done: OnDone,
+        include_usage: bool,
+        *,
+        http: HttpClient | None = None,
+        upstream: StreamingResponse | None = None,
+        decoder: StreamDecoder | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self._on_done = on_done
+        self._include_usage = include_usage
+        self._http = http
+        self._upstream = upstream
+        self._decoder = decoder
+        self._pending: deque[ChatChunk] = deque()
+        self._eof = upstream is None
+        self._done = False
+
+    @classmethod
+    def of_response(
+        cls, response: ChatResponse, ctx: RequestContext, on_done: OnDone, include_usage: bool
+    ) -> ChatStream:
+        """A stream replaying a complete response (a stage answered, e.g. from a cache)."""
+        stream = cls(ctx, on_done, include_usage)
+        for chunk in response_to_chunks(response):
+            stream._accept(chunk)
+        return stream
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        while not self._pending:
+            if self._eof:
+                await self._finish(None)
+                raise StopAsyncIteration
+            await self._pull()
+        return self._pending.popleft()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop early: close the upstream connection and run the after-stages once."""
+        await self._finish(None)
+
+    async def _prime(self) -> None:
+        """Read until the first chunk is decoded (or the stream ended)."""
+        while not self._pending and not self._eof:
+            await self._pull()
+
+    async def _pull(self) -> None:
+        assert self._upstream is not None and self._decoder is not None
+        try:
+            data = await self._upstream.read_chunk()
+            if data:
+                chunks = self._decoder.feed(data)
+            else:
+                self._eof = True
+                chunks = self._decoder.close()
+        except UniInferError as exc:
+            await self._finish(exc)
+            raise
+        except Exception as exc:  # a decoder must never turn garbage into a crash
+            name = self._upstream_name()
+            error = ProviderResponseError(f"{name}: undecodable stream data ({exc})", provider=name)
+            await self._finish(error)
+            raise error from exc
+        for chunk in chunks:
+            self._accept(chunk)
+
+    def _accept(self, chunk: ChatChunk) -> None:
+        if chunk.usage is not None and not chunk.choices:
+            self.ctx.usage = chunk.usage
+            if not self._include_usage:
+                return
+        self._pending.append(chunk)
+
+    def _upstream_name(self) -> str:
+        route = self.ctx.route
+        return route.provider if route and route.provider else "provider"
+
+    async def _finish(self, error: UniInferError | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._upstream is not None and self._http is not None:
+            self._http.close_stream(self._upstream, complete=self._eof and error is None)
+        if error is not None:
+            self.ctx.error = error
+        await self._on_done(self.ctx)
+
+
+async def open_chat_stream(
+    http: HttpClient,
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    model: str,
+    ctx: RequestContext,
+    on_done: OnDone,
+) -> ChatStream:
+    """Send a streaming request; return once the first chunk is in hand (or raise)."""
+    upstream_request = adapter.chat_request(request, model, stream=True)
+    upstream = await http.open_stream(upstream_request, adapter.endpoint.timeouts, adapter.name)
+    try:
+        if upstream.status >= 400:
+            body = await upstream.read()
+            raise adapter.parse_error(upstream.status, upstream.headers, body)
+        # While priming, a failure belongs to the gateway's fallback loop, which
+        # reports it; the after-stages run once the stream is handed out.
+        stream = ChatStream(
+            ctx,
+            _noop,
+            request.include_usage,
+            http=http,
+            upstream=upstream,
+            decoder=adapter.stream_decoder(model),
+        )
+        await stream._prime()
+    except BaseException:
+        http.close_stream(upstream, complete=False)
+        raise
+    stream._on_done = on_done
+    return stream
+
+
+async def _noop(ctx: RequestContext) -> None:
+    return None
+
+
+def response_to_chunks(response: ChatResponse) -> list[ChatChunk]:
+    """The chunks a stream of ``response`` would have carried, usage last."""
+    chunks: list[ChatChunk] = []
+
+    def chunk(choices: list[ChunkChoice], **extra: object) -> ChatChunk:
+        return ChatChunk(
+            id=response.id, created=response.created, model=response.model, choices=choices, **extra
+        )
+
+    for choice in response.choices:
+        msg = choice.message
+        tool_deltas = [
+            ToolCallDelta(
+                index=i,
+                id=call.id,
+                type="function",
+                function=FunctionCallDelta(name=call.function.name, arguments=call.function.arguments),
+            )
+            for i, call in enumerate(msg.tool_calls or ())
+        ]
+        delta = ChunkDelta(
+            role="assistant",
+            content=msg.content,
+            reasoning_content=msg.reasoning_content,
+            tool_calls=tool_deltas or None,
+        )
+        chunks.append(chunk([ChunkChoice(index=choice.index, delta=delta)]))
+        chunks.append(
+            chunk([ChunkChoice(index=choice.index, delta=ChunkDelta(), finish_reason=choice.finish_reason)])
+        )
+    if response.usage is not None:
+        chunks.append(chunk([], usage=response.usage))
+    return chunks
