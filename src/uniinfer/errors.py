@@ -13,11 +13,13 @@ failed, the upstream status and body, and ``retry_after`` in seconds.
     │   ├── UnsupportedParamError           400 unsupported_param
     │   ├── UnsupportedFeatureError         400 unsupported_feature
     │   ├── ContextLengthExceededError      400 context_length_exceeded
-    │   └── ContentFilteredError            400 content_filtered
+    │   ├── ContentFilteredError            400 content_filtered
+    │   └── RequestTooLargeError            413 request_too_large
     ├── AuthenticationError                 401 authentication_failed
     ├── PermissionDeniedError               403 permission_denied
     ├── ModelNotFoundError                  404 model_not_found
     ├── NotFoundError                       404 not_found
+    │   └── MethodNotAllowedError           405 method_not_allowed
     ├── RateLimitError                      429 rate_limited
     ├── ProviderError                       502 provider_error
     │   ├── ProviderConnectionError         502 provider_connection_error
@@ -46,6 +48,7 @@ __all__ = [
     "ContentFilteredError",
     "ContextLengthExceededError",
     "InvalidRequestError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -55,6 +58,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RequestTooLargeError",
     "ServiceUnavailableError",
     "UniInferError",
     "UnsupportedFeatureError",
@@ -92,9 +96,7 @@ class UniInferError(Exception):
         self.param = param
         self.provider = provider
         self.upstream_status = upstream_status
-        self.upstream_body = (
-            upstream_body[:_MAX_UPSTREAM_BODY] if upstream_body is not None else None
-        )
+        self.upstream_body = upstream_body[:_MAX_UPSTREAM_BODY] if upstream_body is not None else None
         self.retry_after = retry_after
 
     @property
@@ -159,6 +161,14 @@ class ContentFilteredError(InvalidRequestError):
     hint = "Rephrase the request; the upstream body says which policy applied."
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than ``server.max_body_bytes``."""
+
+    code = "request_too_large"
+    status = 413
+    hint = "Send a smaller body, or raise `server.max_body_bytes` in the config."
+
+
 class AuthenticationError(UniInferError):
     """Missing or wrong credentials: the caller's key, or the gateway's key for a provider."""
 
@@ -187,6 +197,14 @@ class NotFoundError(UniInferError):
     status = 404
     type = "invalid_request_error"
     hint = "Check the URL path and method against the API reference."
+
+
+class MethodNotAllowedError(NotFoundError):
+    """The route exists but not for this HTTP method."""
+
+    code = "method_not_allowed"
+    status = 405
+    hint = "Use the method the API reference gives for this path (POST for completions)."
 
 
 class ModelNotFoundError(NotFoundError):

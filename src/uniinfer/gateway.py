@@ -29,7 +29,14 @@ from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import Registry, default_registry
 from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
 from uniinfer.streaming import ChatStream, open_chat_stream
-from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelCard, ModelList
+from uniinfer.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    ModelCard,
+    ModelList,
+)
 from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
@@ -76,9 +83,7 @@ class Gateway:
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
         self._groups: dict[str, tuple[Target, ...]] = {
-            name: tuple(
-                Target(d.provider, d.model, self._adapters[d.provider]) for d in group.deployments
-            )
+            name: tuple(Target(d.provider, d.model, self._adapters[d.provider]) for d in group.deployments)
             for name, group in config.models.items()
         }
         self._direct: dict[str, tuple[Target, ...]] = {}
@@ -87,8 +92,8 @@ class Gateway:
         if unknown:
             raise ConfigError(f"unknown pipeline stage(s) {sorted(unknown)}; known: {list(SLOTS)}")
         ordered = [chosen[slot] for slot in SLOTS if slot in chosen]
-        self._before: list[BeforeStage] = [s for s in ordered if hasattr(s, "before")]  # type: ignore[misc]
-        self._after: list[AfterStage] = [s for s in reversed(ordered) if hasattr(s, "after")]  # type: ignore[misc]
+        self._before: list[BeforeStage] = [s for s in ordered if hasattr(s, "before")]
+        self._after: list[AfterStage] = [s for s in reversed(ordered) if hasattr(s, "after")]
 
     # --- set-up ---------------------------------------------------------------------
 
@@ -110,9 +115,7 @@ class Gateway:
 
     def provider_status(self) -> list[ProviderStatus]:
         """Every known provider: configured ones available, the rest with the reason why not."""
-        out = [
-            ProviderStatus(name, self.config.provider_type(name), True) for name in self._adapters
-        ]
+        out = [ProviderStatus(name, self.config.provider_type(name), True) for name in self._adapters]
         types = {s.type for s in out}
         for spec in self.registry.specs.values():
             if spec.name in types or spec.name in self._adapters:
@@ -286,9 +289,7 @@ class Gateway:
 
     def list_models(self) -> ModelList:
         """Configured model names, then ``provider/*`` for every known provider."""
-        cards = [
-            ModelCard(id=name, owned_by=targets[0].provider) for name, targets in self._groups.items()
-        ]
+        cards = [ModelCard(id=name, owned_by=targets[0].provider) for name, targets in self._groups.items()]
         cards += [
             ModelCard(id=f"{s.name}/*", owned_by=s.type, available=s.available)
             for s in self.provider_status()
@@ -345,7 +346,10 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:
 
 def _has_images(request: ChatRequest) -> bool:
     for msg in request.messages:
-        if isinstance(msg, UserMessage) and isinstance(msg.content, list):
-            if any(isinstance(part, ImagePart) for part in msg.content):
-                return True
+        if (
+            isinstance(msg, UserMessage)
+            and isinstance(msg.content, list)
+            and any(isinstance(part, ImagePart) for part in msg.content)
+        ):
+            return True
     return False

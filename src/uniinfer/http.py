@@ -80,7 +80,7 @@ class StreamingResponse:
 
         try:
             return await self._resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider) from exc
 
     async def read_chunk(self) -> bytes:
@@ -89,7 +89,7 @@ class StreamingResponse:
 
         try:
             return await self._resp.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider) from exc
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
@@ -103,7 +103,7 @@ class StreamingResponse:
                 if not data:
                     return
                 yield data
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider) from exc
 
 
@@ -163,12 +163,10 @@ class HttpClient:
             ) as resp:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, provider) from exc
 
-    async def open_stream(
-        self, request: HttpRequest, timeouts: Timeouts, provider: str
-    ) -> StreamingResponse:
+    async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
 
         The caller must ``await close_stream(resp)`` (the gateway's stream does
@@ -185,7 +183,7 @@ class HttpClient:
                 headers=request.headers,
                 timeout=self._timeout(timeouts),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, provider) from exc
         return StreamingResponse(resp, provider)
 

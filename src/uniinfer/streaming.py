@@ -103,7 +103,8 @@ class ChatStream:
             await self._pull()
 
     async def _pull(self) -> None:
-        assert self._upstream is not None and self._decoder is not None
+        assert self._upstream is not None
+        assert self._decoder is not None
         try:
             data = await self._upstream.read_chunk()
             if data:

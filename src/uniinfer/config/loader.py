@@ -186,7 +186,9 @@ def _marks(node: yaml.Node | None) -> dict[tuple[str, ...], str]:
         if isinstance(n, yaml.MappingNode):
             for key_node, value_node in n.value:
                 key_path = (*path, str(key_node.value))
-                out[key_path] = f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
+                out[key_path] = (
+                    f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
+                )
                 walk(value_node, key_path)
         elif isinstance(n, yaml.SequenceNode):
             for i, item in enumerate(n.value):

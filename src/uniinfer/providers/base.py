@@ -208,7 +208,13 @@ class ProviderAdapter(ABC):
         return self.endpoint.base_url.rstrip("/") + path
 
 
-_CONTEXT_MARKERS = ("context_length", "context length", "maximum context", "too many tokens", "prompt is too long")
+_CONTEXT_MARKERS = (
+    "context_length",
+    "context length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+)
 _FILTER_MARKERS = ("content_filter", "content_policy", "safety", "blocked")
 
 

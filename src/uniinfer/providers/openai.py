@@ -44,9 +44,7 @@ class OpenAIAdapter(ProviderAdapter):
         else:
             payload.pop("stream", None)
             payload.pop("stream_options", None)
-        return HttpRequest(
-            self.url("/chat/completions"), orjson.dumps(payload), self.auth_headers()
-        )
+        return HttpRequest(self.url("/chat/completions"), orjson.dumps(payload), self.auth_headers())
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
@@ -99,9 +97,7 @@ class OpenAIStreamDecoder:
         out = self._decode(self._framer.close())
         if not self._done:
             name = self._adapter.name
-            raise ProviderConnectionError(
-                f"{name}: the stream ended before [DONE]", provider=name
-            )
+            raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         if self._usage is not None and self._last is not None:
             out.append(
                 ChatChunk(

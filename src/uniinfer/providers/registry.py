@@ -12,7 +12,7 @@ of them) under the ``uniinfer.providers`` entry-point group.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 
 from uniinfer.errors import ConfigError
@@ -150,7 +150,7 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._specs
 
-    def __iter__(self) -> Iterable[ProviderSpec]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[ProviderSpec]:
         return iter(self._specs.values())
 
     @property

@@ -53,4 +53,5 @@ __all__ = [
     "ToolCallDelta",
     "ToolMessage",
     "Usage",
+    "UserMessage",
 ]

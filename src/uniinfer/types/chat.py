@@ -99,9 +99,7 @@ class RefusalPart(BaseModel):
     refusal: str
 
 
-ContentPart = Annotated[
-    TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")
-]
+ContentPart = Annotated[TextPart | ImagePart | AudioPart | FilePart, Field(discriminator="type")]
 AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
 
 
@@ -238,9 +236,7 @@ class JSONSchemaFormat(BaseModel):
     json_schema: JSONSchemaSpec
 
 
-ResponseFormat = Annotated[
-    TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")
-]
+ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
 
 
 class ChatRequest(BaseModel):
@@ -345,9 +341,7 @@ def _check_tool_messages(messages: list[Any]) -> None:
                 )
             continue
         open_ids = (
-            {c.id for c in msg.tool_calls}
-            if isinstance(msg, AssistantMessage) and msg.tool_calls
-            else set()
+            {c.id for c in msg.tool_calls} if isinstance(msg, AssistantMessage) and msg.tool_calls else set()
         )
 
 
