@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -48,10 +47,10 @@ from uniinfer.server.wire import (
     float_embeddings_to_base64,
     send_bytes,
     sse_event,
-    validation_error,
 )
 from uniinfer.stages import RequestContext, Route
 from uniinfer.types import ChatRequest, EmbeddingRequest
+from uniinfer.validation import parse_request
 
 __all__ = ["App", "create_app"]
 
@@ -222,10 +221,7 @@ class App:
 
     async def _chat(self, request: _Request) -> None:
         data = _json(request.body)
-        try:
-            chat = ChatRequest.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(exc, data) from None
+        chat = parse_request(ChatRequest, data)
         ctx = RequestContext("chat", request_id=request.request_id)
         if chat.stream:
             await self._stream_chat(request, chat, ctx)
@@ -262,10 +258,7 @@ class App:
 
     async def _embeddings(self, request: _Request) -> None:
         data = _json(request.body)
-        try:
-            embed = EmbeddingRequest.model_validate(data)
-        except ValidationError as exc:
-            raise validation_error(exc, data) from None
+        embed = parse_request(EmbeddingRequest, data)
         ctx = RequestContext("embeddings", request_id=request.request_id)
         response = await self.gateway.embed(embed, ctx)
         if embed.encoding_format == "base64":

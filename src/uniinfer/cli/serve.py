@@ -1,0 +1,44 @@
+"""Running the server with uvicorn, with graceful shutdown.
+
+On SIGTERM/SIGINT the app is marked draining (``/ready`` answers 503 so a
+load balancer stops sending), uvicorn stops accepting connections and waits
+up to ``server.graceful_shutdown_seconds`` for in-flight requests, then the
+lifespan shutdown closes the upstream connection pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uniinfer.config import Config
+
+__all__ = ["run"]
+
+
+def run(config: Config, *, log_level: str = "info") -> None:
+    import uvicorn
+
+    from uniinfer.server import create_app
+
+    app = create_app(config)
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.draining = True
+            super().handle_exit(sig, frame)
+
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=log_level,
+            timeout_graceful_shutdown=round(config.server.graceful_shutdown_seconds),
+            server_header=False,
+        )
+    )
+    server.run()
