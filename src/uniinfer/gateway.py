@@ -111,7 +111,7 @@ class Gateway:
             headers=dict(entry.headers),
             timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
         )
-        return self.registry.create(spec, endpoint)
+        return self.registry.create(spec, endpoint, name)
 
     def provider_status(self) -> list[ProviderStatus]:
         """Every known provider: configured ones available, the rest with the reason why not."""

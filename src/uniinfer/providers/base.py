@@ -118,10 +118,11 @@ class ProviderAdapter(ABC):
     #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
     supported_params: ClassVar[frozenset[str]]
 
-    def __init__(self, spec: ProviderSpec, endpoint: Endpoint) -> None:
+    def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         self.spec = spec
         self.endpoint = endpoint
-        self.name = spec.name
+        #: The configured provider name (``providers.<name>``), used in errors and routes.
+        self.name = name or spec.name
 
     def unsupported(self) -> frozenset[str]:
         """Params a request may carry that this provider cannot honour."""

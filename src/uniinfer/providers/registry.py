@@ -179,8 +179,9 @@ class Registry:
             cls = self._classes[spec.adapter] = loaded
         return cls
 
-    def create(self, spec: ProviderSpec, endpoint: Endpoint) -> ProviderAdapter:
-        return self.adapter_class(spec)(spec, endpoint)
+    def create(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> ProviderAdapter:
+        """An adapter for ``spec`` at ``endpoint``, named as configured (default: the spec's name)."""
+        return self.adapter_class(spec)(spec, endpoint, name)
 
 
 def _entry_point_specs() -> list[ProviderSpec]:

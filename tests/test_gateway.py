@@ -1,0 +1,307 @@
+"""The gateway pipeline against the faithful OpenAI fake: routing, fallback, params, usage, leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from uniinfer.config import Config
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    UnsupportedFeatureError,
+    UnsupportedParamError,
+)
+from uniinfer.gateway import Gateway
+from uniinfer.stages import RequestContext
+from uniinfer.types import ChatRequest, EmbeddingRequest
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+def chat(model: str, **extra: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"model": model, "messages": MSG, **extra})
+
+
+async def test_chat_through_a_configured_model(gateway: Gateway, openai_fake_app: web.Application) -> None:
+    ctx = RequestContext("chat")
+    response = await gateway.chat(chat("chat"), ctx)
+    assert response.choices[0].message.content == "echo: hello there"
+    assert response.usage is not None
+    assert response.usage.prompt_tokens == 5  # 2 words + 3 per message, as the fake counts
+    sent = openai_fake_app["requests"][-1]["body"]
+    assert sent["model"] == "gpt-4o-mini"  # the upstream name, not the alias
+    assert ctx.route is not None
+    assert (ctx.route.provider, ctx.route.upstream_model, ctx.route.attempts) == ("up", "gpt-4o-mini", 1)
+
+
+async def test_direct_provider_model_routing(gateway: Gateway) -> None:
+    response = await gateway.chat(chat("up/gpt-4.1"))
+    assert response.choices[0].message.content == "echo: hello there"
+
+
+async def test_unknown_model_and_unconfigured_provider(gateway: Gateway) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        await gateway.chat(chat("no-such-model"))
+    with pytest.raises(ModelNotFoundError, match="set ANTHROPIC_API_KEY"):
+        await gateway.chat(chat("anthropic/claude-sonnet-4-5"))
+
+
+async def test_fallback_on_retryable_errors_records_the_path(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(
+        config_for("models:\n  m: {deployments: [up/error-429, up/error-500, up/gpt-4o-mini]}\n")
+    )
+    ctx = RequestContext("chat")
+    response = await gw.chat(chat("m"), ctx)
+    assert response.choices[0].message.content == "echo: hello there"
+    assert ctx.route is not None
+    assert ctx.route.attempts == 3
+    assert ctx.route.failed == ["up/error-429", "up/error-500"]
+
+
+async def test_all_targets_failed_keeps_each_error(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(config_for("models:\n  m: {deployments: [up/error-500, up/error-429]}\n"))
+    with pytest.raises(AllTargetsFailedError) as info:
+        await gw.chat(chat("m"))
+    err = info.value
+    assert [type(e) for _, e in err.attempts] == [ProviderError, RateLimitError]
+    assert err.http_status == 429  # the deciding (last) attempt
+    assert err.retry_after == 7.0
+
+
+async def test_non_retryable_error_does_not_fall_back(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(config_for("models:\n  m: {deployments: [up/context-8k, up/gpt-4o-mini]}\n"))
+    with pytest.raises(ContextLengthExceededError) as info:
+        await gw.chat(chat("m"))
+    assert info.value.provider == "up"
+    assert info.value.upstream_status == 400
+
+
+async def test_provider_401_is_an_authentication_error_without_the_key(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    from tests.conftest import make_config
+
+    gw = make_gateway(
+        make_config(
+            f"providers:\n  up: {{type: openai, api_key: sk-wrong-secret-99, base_url: {openai_url}}}\n"
+        )
+    )
+    with pytest.raises(AuthenticationError) as info:
+        await gw.chat(chat("up/gpt-4o-mini"))
+    err = info.value
+    assert "sk-wrong-secret-99" not in err.message
+    assert "sk-wrong-secret-99" not in (err.upstream_body or "")
+
+
+async def test_unsupported_param_is_rejected_naming_param_and_provider(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(config_for())
+    with pytest.raises(UnsupportedParamError) as info:
+        await gw.chat(chat("up/gpt-4o-mini", top_k=5))
+    assert info.value.param == "top_k"
+    assert info.value.provider == "up"
+    assert "top_k" in info.value.message
+
+
+async def test_unsupported_param_is_dropped_and_reported_when_configured(
+    config_for: Callable[..., Config], openai_fake_app: web.Application, make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(config_for(drop=True))
+    ctx = RequestContext("chat")
+    await gw.chat(chat("up/gpt-4o-mini", top_k=5, temperature=0.5), ctx)
+    assert ctx.route is not None
+    assert ctx.route.dropped_params == ("top_k",)
+    sent = openai_fake_app["requests"][-1]["body"]
+    assert "top_k" not in sent
+    assert sent["temperature"] == 0.5
+
+
+async def test_a_row_s_quirks_reject_params(openai_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    from tests.conftest import make_config
+
+    # DeepSeek's row says it rejects `seed` (its docs list no such parameter).
+    gw = make_gateway(
+        make_config(f"providers:\n  ds: {{type: deepseek, api_key: k, base_url: {openai_url}}}\n")
+    )
+    with pytest.raises(UnsupportedParamError, match="seed"):
+        await gw.chat(chat("ds/deepseek-chat", seed=1))
+
+
+async def test_missing_capability_is_an_unsupported_feature(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    from tests.conftest import make_config
+
+    gw = make_gateway(
+        make_config(f"providers:\n  ds: {{type: deepseek, api_key: k, base_url: {openai_url}}}\n")
+    )
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    request = ChatRequest.model_validate(
+        {"model": "ds/deepseek-chat", "messages": [{"role": "user", "content": [image]}]}
+    )
+    with pytest.raises(UnsupportedFeatureError) as info:
+        await gw.chat(request)
+    assert info.value.provider == "ds"
+    assert "image input" in info.value.message
+    with pytest.raises(UnsupportedFeatureError, match="embeddings"):
+        await gw.embed(EmbeddingRequest(model="ds/x", input="hi"))
+
+
+async def test_unsupported_feature_falls_back_to_a_capable_deployment(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    from tests.conftest import make_config
+
+    gw = make_gateway(
+        make_config(
+            f"""providers:
+  ds: {{type: deepseek, api_key: k, base_url: {openai_url}}}
+  up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}
+models:
+  m: {{deployments: [ds/deepseek-chat, up/gpt-4o-mini]}}
+"""
+        )
+    )
+    ctx = RequestContext("chat")
+    await gw.chat(chat("m", seed=3), ctx)
+    assert ctx.route is not None
+    assert ctx.route.provider == "up"
+    assert ctx.route.failed == ["ds/deepseek-chat"]
+
+
+async def test_usage_is_normalised_and_metered(gateway: Gateway) -> None:
+    response = await gateway.chat(chat("up/cached-reason-model"))
+    usage = response.usage
+    assert usage is not None
+    assert usage.cached_tokens == usage.prompt_tokens // 2
+    assert usage.reasoning_tokens == 5
+    totals = gateway.usage.totals["up/cached-reason-model"]
+    assert totals.requests == 1
+    assert totals.cached_tokens == usage.cached_tokens
+    assert totals.reasoning_tokens == 5
+
+
+async def test_stream_yields_chunks_and_hides_usage_unless_asked(gateway: Gateway) -> None:
+    stream = await gateway.stream(chat("chat", stream=True))
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: hello there"
+    assert all(c.choices for c in chunks)  # no usage chunk: the caller did not ask
+    # ... but the gateway still learned the usage (it injected include_usage upstream).
+    assert gateway.usage.totals["up/gpt-4o-mini"].prompt_tokens == 5
+    assert gateway.http.busy_connections == 0
+
+
+async def test_stream_final_usage_chunk_when_asked(gateway: Gateway) -> None:
+    request = chat("chat", stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in await gateway.stream(request)]
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    assert last.usage.completion_tokens == 3
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+
+async def test_stream_tool_call_deltas_reassemble(gateway: Gateway) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    chunks = [c async for c in await gateway.stream(chat("up/tool-model", stream=True, tools=tools))]
+    deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert {d.index for d in deltas} == {0}
+    assert deltas[0].function is not None
+    assert deltas[0].function.name == "get_weather"
+    args = "".join(d.function.arguments or "" for d in deltas if d.function)
+    assert args == '{"location": "Paris"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+async def test_stream_falls_back_before_the_first_chunk(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    gw = make_gateway(config_for("models:\n  m: {deployments: [up/error-429, up/drop, up/gpt-4o-mini]}\n"))
+    ctx = RequestContext("chat")
+    chunks = [c async for c in await gw.stream(chat("m", stream=True), ctx)]
+    assert chunks
+    assert ctx.route is not None
+    assert ctx.route.failed == ["up/error-429", "up/drop"]
+    assert gw.http.busy_connections == 0
+
+
+async def test_cut_stream_raises_after_the_first_chunk_and_releases(gateway: Gateway) -> None:
+    stream = await gateway.stream(chat("up/cut-model", stream=True))
+    with pytest.raises(ProviderConnectionError):
+        async for _ in stream:
+            pass
+    assert gateway.http.busy_connections == 0
+    assert gateway.usage.totals["up/cut-model"].errors == 1
+
+
+async def test_abandoned_stream_closes_its_connection(gateway: Gateway) -> None:
+    stream = await gateway.stream(chat("chat", stream=True))
+    await stream.__anext__()
+    assert gateway.http.busy_connections == 1
+    await stream.aclose()
+    await stream.aclose()  # idempotent
+    assert gateway.http.busy_connections == 0
+
+
+async def test_cancelled_request_leaks_no_connection(gateway: Gateway) -> None:
+    task = asyncio.create_task(gateway.chat(chat("up/slow-5")))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if gateway.http.busy_connections:
+            break
+    assert gateway.http.busy_connections == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gateway.http.busy_connections == 0
+    await gateway.aclose()
+    assert gateway.http.open_connections == 0
+
+
+async def test_embeddings(gateway: Gateway) -> None:
+    response = await gateway.embed(EmbeddingRequest(model="up/text-embedding-3-small", input=["a", "b c"]))
+    assert [d.index for d in response.data] == [0, 1]
+    assert all(isinstance(d.embedding, list) and len(d.embedding) == 8 for d in response.data)
+    assert response.usage.prompt_tokens > 0
+
+
+async def test_stages_run_in_slot_order_and_can_answer(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    seen: list[str] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def before(self, ctx: RequestContext) -> None:
+            seen.append(f"before:{self.name}")
+
+        async def after(self, ctx: RequestContext) -> None:
+            seen.append(f"after:{self.name}")
+
+    gw = make_gateway(config_for(), stages={"limits": Recorder("limits"), "identity": Recorder("identity")})
+    await gw.chat(chat("up/gpt-4o-mini"))
+    assert seen == ["before:identity", "before:limits", "after:limits", "after:identity"]
+    from uniinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown pipeline stage"):
+        Gateway(config_for(), stages={"caching": Recorder("x")})
