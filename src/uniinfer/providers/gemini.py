@@ -1,0 +1,650 @@
+"""Google Gemini (AI Studio) ``generateContent`` / ``embedContent`` adapter.
+
+Wire format: https://ai.google.dev/api/generate-content (``generateContent``,
+``streamGenerateContent?alt=sse``), https://ai.google.dev/gemini-api/docs/function-calling,
+https://ai.google.dev/gemini-api/docs/structured-output, https://ai.google.dev/gemini-api/docs/thinking,
+https://ai.google.dev/api/embeddings and https://ai.google.dev/gemini-api/docs/troubleshooting
+(errors are ``google.rpc.Status``: ``{"error": {"code", "message", "status", "details"}}``).
+
+The key travels in the ``x-goog-api-key`` header, never in the ``?key=`` query
+parameter, so it cannot land in URLs, access logs or error messages.
+
+Messages: system/developer messages become ``systemInstruction`` (Gemini has
+one, wherever they stood); assistant turns are role ``model`` with ``text`` and
+``functionCall`` parts; tool results are ``functionResponse`` parts in a role
+``user`` turn (the current function-calling docs use ``user``; ``function`` is
+legacy), named after the call they answer and shaped ``{"result": ...}``.
+Consecutive turns of one role are merged, as Gemini expects parallel
+function responses in one turn. Previous reasoning (``reasoning_content``) is
+not sent back: Gemini has no input form for it.
+
+Usage normalisation (``usageMetadata`` -> :class:`Usage`, never recounted):
+
+- ``prompt_tokens`` = ``promptTokenCount`` (which already includes cached
+  tokens) + ``toolUsePromptTokenCount`` (server-side tool input, when present);
+- ``cached_tokens`` = ``cachedContentTokenCount``;
+- ``completion_tokens`` = ``candidatesTokenCount`` + ``thoughtsTokenCount``:
+  Gemini counts thinking apart from the answer, OpenAI's completion tokens
+  include reasoning tokens; ``reasoning_tokens`` = ``thoughtsTokenCount``;
+- ``total_tokens`` = ``totalTokenCount`` exactly as reported.
+
+Streams carry one ``GenerateContentResponse`` per SSE event and no end marker:
+the body simply ends, so a stream counts as complete only when every candidate
+reported a ``finishReason``. Usage (the last ``usageMetadata``) is emitted by
+``close()`` as one final chunk with empty ``choices``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from uniinfer.errors import (
+    AuthenticationError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    UniInferError,
+)
+from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
+from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
+from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, ToolCall
+from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
+
+__all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
+
+Json = dict[str, Any]
+
+_FINISH: dict[str, FinishReason] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(
+        ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"), "content_filter"
+    ),
+}
+# https://ai.google.dev/gemini-api/docs/thinking#set-budget (0 turns thinking off where allowed)
+_THINKING_BUDGET = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+_TOOL_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# google.rpc.Code names -> HTTP status (https://ai.google.dev/gemini-api/docs/troubleshooting)
+_RPC_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+# "The input token count (N) exceeds the maximum number of tokens allowed (M)."
+_CONTEXT_MARKERS = ("token count", "exceeds the maximum number of tokens")
+_MIME_BY_EXT = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "pdf": "application/pdf"} | {
+    ext: f"image/{ext}" for ext in ("png", "webp", "gif", "heic", "heif")
+}
+
+
+class GeminiAdapter(ProviderAdapter):
+    """OpenAI chat/embeddings <-> Gemini ``generateContent`` / ``embedContent``."""
+
+    supported_params = (
+        frozenset({"temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty"})
+        | frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs", "top_logprobs"})
+        | frozenset({"response_format", "tools", "tool_choice", "stream_options", "reasoning_effort"})
+    )
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.endpoint.api_key:
+            headers["x-goog-api-key"] = self.endpoint.api_key
+        headers.update(self.endpoint.headers)
+        return headers
+
+    # --- chat ---------------------------------------------------------------------
+
+    def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        # Usage arrives on every stream event without asking, so stream_options needs no field.
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        body = orjson.dumps(_payload(request, self.name))
+        return HttpRequest(self.url(f"/{_model_path(model)}:{action}"), body, self.auth_headers())
+
+    def parse_chat(self, body: bytes, model: str) -> ChatResponse:
+        data = self._object(body)
+        candidates = data.get("candidates")
+        if not candidates or not isinstance(candidates, list):
+            raise self._no_candidates(data)
+        choices: list[ChatChoice] = []
+        for pos, cand in enumerate(candidates):
+            if not isinstance(cand, dict):
+                raise self._shape_error("candidate", body)
+            text, thought, calls = _split_parts(cand.get("content"))
+            tool_calls = [ToolCall(id=_call_id(), function=_function(c)) for c in calls] or None
+            message = chat.ResponseMessage(
+                content=text if text or not tool_calls else None,
+                tool_calls=tool_calls,
+                reasoning_content=thought or None,
+            )
+            choices.append(
+                ChatChoice(
+                    index=_index(cand, pos),
+                    message=message,
+                    finish_reason=_finish(cand.get("finishReason"), bool(calls)) or "stop",
+                    logprobs=_logprobs(cand.get("logprobsResult")),
+                )
+            )
+        return ChatResponse(
+            id=_response_id(data),
+            model=str(data.get("modelVersion") or model),
+            choices=choices,
+            usage=_usage(data.get("usageMetadata")),
+        )
+
+    def stream_decoder(self, model: str) -> GeminiStreamDecoder:
+        return GeminiStreamDecoder(self, model)
+
+    # --- embeddings -----------------------------------------------------------------
+
+    def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
+        texts = request.texts
+        if texts is None:
+            raise InvalidRequestError(
+                f"{self.name}: embeddings take text input; token-id arrays are not supported",
+                param="input",
+                provider=self.name,
+            )
+        path = _model_path(model)
+        if len(texts) == 1:
+            url, payload = self.url(f"/{path}:embedContent"), _embed_item(texts[0], request.dimensions)
+        else:
+            items = [{"model": path, **_embed_item(t, request.dimensions)} for t in texts]
+            url, payload = self.url(f"/{path}:batchEmbedContents"), {"requests": items}
+        return HttpRequest(url, orjson.dumps(payload), self.auth_headers())
+
+    def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
+        data = self._object(body)
+        single, batch = data.get("embedding"), data.get("embeddings")
+        vectors = [single] if isinstance(single, dict) else batch
+        if not isinstance(vectors, list):
+            raise self._shape_error("embeddings response", body)
+        try:
+            items = [
+                Embedding(index=i, embedding=v.get("values") if isinstance(v, dict) else None)
+                for i, v in enumerate(vectors)
+            ]
+        except ValueError as exc:
+            raise self._shape_error("embedding", body) from exc
+        # The Gemini API reports no token counts for embeddings (EmbedContentResponse has
+        # only ``embedding``), so usage stays 0 unless a response ever carries usageMetadata.
+        meta = data.get("usageMetadata")
+        tokens = _int(meta.get("promptTokenCount")) if isinstance(meta, dict) else None
+        usage = EmbeddingUsage(prompt_tokens=tokens or 0, total_tokens=tokens or 0)
+        return EmbeddingResponse(data=items, model=model, usage=usage)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def error_message(self, payload: Any) -> tuple[str | None, str | None]:
+        """(message, ``google.rpc`` status name such as ``RESOURCE_EXHAUSTED``)."""
+        err = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(err, dict):
+            return super().error_message(payload)
+        message, status = err.get("message"), err.get("status") or err.get("code")
+        return (str(message) if message else None, str(status) if status else None)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            payload = None
+        return self.rpc_error(status, payload, body.decode("utf-8", "replace"), retry_after_seconds(headers))
+
+    def rpc_error(self, status: int, payload: Any, raw: str, retry_after: float | None) -> UniInferError:
+        """Map a ``google.rpc.Status`` body (HTTP error or stream event) to the error tree."""
+        text = self.redact(raw)
+        message, code = self.error_message(payload)
+        detail = self.redact(message) if message else (text[:200] or f"HTTP {status}")
+        msg = f"{self.name}: {detail}"
+        details = _details(payload)
+        if retry_after is None:
+            retry_after = _retry_delay(details)
+        kwargs: dict[str, Any] = {"provider": self.name, "upstream_status": status, "upstream_body": text}
+        # A wrong key is a 400 INVALID_ARGUMENT whose ErrorInfo reason is API_KEY_INVALID.
+        if code == "UNAUTHENTICATED" or any(d.get("reason") == "API_KEY_INVALID" for d in details):
+            return AuthenticationError(msg, **kwargs)
+        if code == "FAILED_PRECONDITION":  # e.g. free tier not offered in the caller's region
+            return PermissionDeniedError(msg, **kwargs)
+        if status == 400 and any(m in detail.lower() for m in _CONTEXT_MARKERS):
+            return ContextLengthExceededError(msg, **kwargs)
+        return classify(status, msg, code=code, provider=self.name, body=text, retry_after=retry_after)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _object(self, body: bytes) -> Json:
+        data = loads(body, self.name)
+        if not isinstance(data, dict):
+            raise self._shape_error("response", body)
+        if isinstance(data.get("error"), dict):
+            raise self.rpc_error(_status_of(data), data, body.decode("utf-8", "replace"), None)
+        return data
+
+    def _no_candidates(self, data: Json) -> UniInferError:
+        feedback = data.get("promptFeedback")
+        reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+        body = self.redact(orjson.dumps(data).decode())
+        if reason:
+            return ContentFilteredError(
+                f"{self.name}: the prompt was blocked ({reason})", provider=self.name, upstream_body=body
+            )
+        return ProviderResponseError(
+            f"{self.name}: the response has no candidates", provider=self.name, upstream_body=body
+        )
+
+    def _shape_error(self, what: str, body: bytes | str) -> ProviderResponseError:
+        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return ProviderResponseError(
+            f"{self.name}: unexpected {what} shape",
+            provider=self.name,
+            upstream_body=self.redact(raw[:1024]),
+        )
+
+
+class GeminiStreamDecoder:
+    """``data: {GenerateContentResponse}`` events; complete once every candidate finished."""
+
+    __slots__ = ("_adapter", "_calls", "_created", "_finished", "_framer", "_id", "_model", "_usage")
+
+    def __init__(self, adapter: GeminiAdapter, model: str) -> None:
+        self._adapter = adapter
+        self._model = model
+        self._framer = SSEFramer()
+        self._id: str | None = None
+        self._created = int(time.time())
+        self._usage: Usage | None = None
+        #: candidate index -> tool calls emitted so far (the next ToolCallDelta index)
+        self._calls: dict[int, int] = {}
+        self._finished: set[int] = set()
+
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        return self._decode(self._framer.feed(data))
+
+    def close(self) -> list[ChatChunk]:
+        out = self._decode(self._framer.close())
+        if not self._finished or self._calls.keys() - self._finished:
+            name = self._adapter.name
+            raise ProviderConnectionError(f"{name}: the stream ended before a finishReason", provider=name)
+        if self._usage is not None:
+            out.append(self._chunk([], usage=self._usage))
+        return out
+
+    def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
+        out: list[ChatChunk] = []
+        for _event, data in events:
+            payload = loads(data.encode(), self._adapter.name)
+            if not isinstance(payload, dict):
+                raise self._adapter._shape_error("stream event", data)
+            if isinstance(payload.get("error"), dict):
+                raise self._adapter.rpc_error(_status_of(payload), payload, data, None)
+            if self._id is None:
+                self._id = _response_id(payload)
+            self._model = str(payload.get("modelVersion") or self._model)
+            usage = _usage(payload.get("usageMetadata"))
+            self._usage = usage or self._usage
+            candidates = payload.get("candidates")
+            if not candidates:
+                if isinstance(payload.get("promptFeedback"), dict):
+                    raise self._adapter._no_candidates(payload)
+                continue
+            for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
+                if isinstance(cand, dict):
+                    out.extend(self._candidate(cand, _index(cand, pos)))
+        return out
+
+    def _candidate(self, cand: Json, index: int) -> list[ChatChunk]:
+        text, thought, calls = _split_parts(cand.get("content"))
+        first = index not in self._calls
+        done = self._calls.setdefault(index, 0)
+        deltas = [
+            chat.ToolCallDelta(
+                index=done + k,
+                id=_call_id(),
+                type="function",
+                function=chat.FunctionCallDelta(name=fn.name, arguments=fn.arguments),
+            )
+            for k, fn in enumerate(_function(c) for c in calls)
+        ]
+        self._calls[index] = done + len(deltas)
+        out: list[ChatChunk] = []
+        if first or text or thought or deltas:
+            delta = ChunkDelta(
+                role="assistant" if first else None,
+                content=text or None,
+                reasoning_content=thought or None,
+                tool_calls=deltas or None,
+            )
+            logprobs = _logprobs(cand.get("logprobsResult"))
+            out.append(self._chunk([ChunkChoice(index=index, delta=delta, logprobs=logprobs)]))
+        reason = _finish(cand.get("finishReason"), self._calls[index] > 0)
+        if reason is not None:
+            self._finished.add(index)
+            out.append(self._chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=reason)]))
+        return out
+
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatChunk:
+        return ChatChunk(
+            id=self._id or chunk_id(), created=self._created, model=self._model, choices=choices, usage=usage
+        )
+
+
+# --- request building ---------------------------------------------------------------
+
+
+def _payload(request: ChatRequest, provider: str) -> Json:
+    system, contents = _contents(request.messages, provider)
+    payload: Json = {"contents": contents}
+    if system:
+        payload["systemInstruction"] = {"parts": system}
+    if request.tools:
+        payload["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+    if request.tool_choice is not None:
+        payload["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
+    config = _generation_config(request)
+    if config:
+        payload["generationConfig"] = config
+    return payload
+
+
+def _contents(messages: list[Any], provider: str) -> tuple[list[Json], list[Json]]:
+    """(systemInstruction parts, contents) with consecutive same-role turns merged."""
+    system: list[Json] = []
+    contents: list[Json] = []
+    names: dict[str, str] = {}  # tool_call id -> function name, latest assistant turn wins
+    for i, msg in enumerate(messages):
+        if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
+            system.extend({"text": t} for t in _texts(msg.content))
+            continue
+        if isinstance(msg, chat.UserMessage):
+            role, parts = "user", _user_parts(msg.content, i, provider)
+        elif isinstance(msg, chat.AssistantMessage):
+            role, parts = "model", _model_parts(msg, i, provider)
+            names.update({c.id: c.function.name for c in msg.tool_calls or ()})
+        elif isinstance(msg, chat.ToolMessage):
+            role, parts = "user", [_function_response(msg, i, names, provider)]
+        else:  # pragma: no cover - the Message union is closed
+            raise InvalidRequestError(f"{provider}: unsupported message", param=f"messages[{i}]")
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    if not contents:
+        raise InvalidRequestError(
+            f"{provider}: at least one user or assistant message is required", param="messages"
+        )
+    return system, contents
+
+
+def _texts(content: Any) -> list[str]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    return [str(getattr(p, "text", None) or getattr(p, "refusal", "")) for p in content]
+
+
+def _user_parts(content: Any, i: int, provider: str) -> list[Json]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [_user_part(p, f"messages[{i}].content[{j}]", provider) for j, p in enumerate(content)]
+
+
+def _user_part(part: Any, where: str, provider: str) -> Json:
+    if isinstance(part, chat.TextPart):
+        return {"text": part.text}
+    if isinstance(part, chat.ImagePart):
+        return _media(part.image_url.url, where, provider)
+    if isinstance(part, chat.AudioPart):
+        return {"inlineData": {"mimeType": f"audio/{part.input_audio.format}", "data": part.input_audio.data}}
+    data = part.file.get("file_data")
+    if data:
+        return _media(data, where, provider)
+    raise InvalidRequestError(
+        f"{provider}: {where}: only inline 'file_data' (a data: URL) is supported for files", param=where
+    )
+
+
+def _media(url: str, where: str, provider: str) -> Json:
+    """data: URLs become inlineData; http(s) URLs fileData (mime type guessed from the path)."""
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        mime, *params = header.split(";")
+        if not sep or not mime or "base64" not in params:
+            raise InvalidRequestError(
+                f"{provider}: {where}: data URLs must look like 'data:<mime>;base64,<data>'", param=where
+            )
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    if url.startswith(("https://", "http://")):
+        ext = urlsplit(url).path.rsplit(".", 1)[-1].lower()
+        return {"fileData": {"mimeType": _MIME_BY_EXT.get(ext, "image/jpeg"), "fileUri": url}}
+    raise InvalidRequestError(f"{provider}: {where}: expected a data: or http(s) URL", param=where)
+
+
+def _model_parts(msg: chat.AssistantMessage, i: int, provider: str) -> list[Json]:
+    text = "".join(_texts(msg.content))
+    parts: list[Json] = [{"text": text}] if text or not msg.tool_calls else []
+    for k, call in enumerate(msg.tool_calls or ()):
+        where = f"messages[{i}].tool_calls[{k}].function.arguments"
+        args = _json_object(call.function.arguments) if call.function.arguments.strip() else {}
+        if args is None:
+            raise InvalidRequestError(
+                f"{provider}: {where} must be a JSON object, got {call.function.arguments[:80]!r}",
+                param=where,
+            )
+        parts.append({"functionCall": {"name": call.function.name, "args": args}})
+    return parts
+
+
+def _function_response(msg: chat.ToolMessage, i: int, names: dict[str, str], provider: str) -> Json:
+    name = names.get(msg.tool_call_id)
+    if name is None:
+        raise InvalidRequestError(
+            f"{provider}: messages[{i}] answers unknown tool_call_id '{msg.tool_call_id}'",
+            param=f"messages[{i}].tool_call_id",
+        )
+    text = "".join(_texts(msg.content))
+    parsed = _json_object(text)
+    result: Any = parsed if parsed is not None else text
+    return {"functionResponse": {"name": name, "response": {"result": result}}}
+
+
+def _json_object(text: str) -> Json | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _declaration(tool: chat.Tool) -> Json:
+    fn = tool.function
+    decl: Json = {"name": fn.name}
+    if fn.description:
+        decl["description"] = fn.description
+    if fn.parameters is not None:
+        # parametersJsonSchema takes JSON Schema as OpenAI callers write it; ``parameters``
+        # takes Google's OpenAPI subset and rejects e.g. additionalProperties.
+        decl["parametersJsonSchema"] = fn.parameters
+    return decl
+
+
+def _calling_config(choice: chat.ToolChoice) -> Json:
+    if isinstance(choice, str):
+        return {"mode": _TOOL_MODE[choice]}
+    return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
+
+
+def _generation_config(r: ChatRequest) -> Json:
+    pairs = (
+        ("temperature", r.temperature),
+        ("topP", r.top_p),
+        ("topK", r.top_k),
+        ("candidateCount", r.n),
+        ("seed", r.seed),
+        ("presencePenalty", r.presence_penalty),
+        ("frequencyPenalty", r.frequency_penalty),
+        ("maxOutputTokens", r.max_completion_tokens or r.max_tokens),
+    )
+    config: Json = {key: value for key, value in pairs if value is not None}
+    if r.stop is not None:
+        config["stopSequences"] = [r.stop] if isinstance(r.stop, str) else list(r.stop)
+    if r.logprobs:
+        config["responseLogprobs"] = True
+        if r.top_logprobs is not None:
+            config["logprobs"] = r.top_logprobs
+    fmt = r.response_format
+    if isinstance(fmt, chat.JSONObjectFormat | chat.JSONSchemaFormat):
+        config["responseMimeType"] = "application/json"
+    if isinstance(fmt, chat.JSONSchemaFormat) and fmt.json_schema.schema_ is not None:
+        # responseJsonSchema accepts standard JSON Schema (what OpenAI callers send);
+        # responseSchema is Google's OpenAPI subset and would need lossy rewriting.
+        config["responseJsonSchema"] = fmt.json_schema.schema_
+    if r.reasoning_effort is not None:
+        budget = _THINKING_BUDGET[r.reasoning_effort]
+        thinking: Json = {"thinkingBudget": budget}
+        if budget > 0:  # thoughts are only worth asking for when thinking is on
+            thinking["includeThoughts"] = True
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def _embed_item(text: str, dimensions: int | None) -> Json:
+    item: Json = {"content": {"parts": [{"text": text}]}}
+    if dimensions is not None:
+        item["outputDimensionality"] = dimensions
+    return item
+
+
+def _model_path(model: str) -> str:
+    name = model if model.startswith(("models/", "tunedModels/")) else f"models/{model}"
+    return quote(name, safe="/")
+
+
+# --- response parsing -------------------------------------------------------------------
+
+
+def _split_parts(content: Any) -> tuple[str, str, list[Json]]:
+    """(answer text, thought text, functionCall objects) of one candidate's content."""
+    parts = content.get("parts") if isinstance(content, dict) else None
+    text: list[str] = []
+    thought: list[str] = []
+    calls: list[Json] = []
+    for part in parts if isinstance(parts, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("functionCall"), dict):
+            calls.append(part["functionCall"])
+        elif isinstance(part.get("text"), str):
+            (thought if part.get("thought") else text).append(part["text"])
+    return "".join(text), "".join(thought), calls
+
+
+def _function(call: Json) -> FunctionCall:
+    return FunctionCall(
+        name=str(call.get("name", "")), arguments=orjson.dumps(call.get("args") or {}).decode()
+    )
+
+
+def _call_id() -> str:
+    # Unique per call (not a per-response counter): OpenAI clients key tool results by id
+    # across a whole conversation, so "call_0" in every turn would collide.
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _finish(reason: Any, has_calls: bool) -> FinishReason | None:
+    if not reason:
+        return None
+    mapped = _FINISH.get(str(reason), "stop")
+    return "tool_calls" if mapped == "stop" and has_calls else mapped
+
+
+def _index(cand: Json, pos: int) -> int:
+    index = cand.get("index")  # proto3 JSON omits 0
+    return index if isinstance(index, int) else pos
+
+
+def _response_id(data: Json) -> str:
+    rid = data.get("responseId")
+    return f"chatcmpl-{rid}" if isinstance(rid, str) and rid else chunk_id()
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _usage(meta: Any) -> Usage | None:
+    if not isinstance(meta, dict):
+        return None
+    thoughts = _int(meta.get("thoughtsTokenCount"))
+    prompt = (_int(meta.get("promptTokenCount")) or 0) + (_int(meta.get("toolUsePromptTokenCount")) or 0)
+    return Usage.of(
+        prompt,
+        (_int(meta.get("candidatesTokenCount")) or 0) + (thoughts or 0),
+        cached=_int(meta.get("cachedContentTokenCount")),
+        reasoning=thoughts,
+        total=_int(meta.get("totalTokenCount")),
+    )
+
+
+def _logprob_entry(entry: Any) -> Json:
+    token = str(entry.get("token", "")) if isinstance(entry, dict) else ""
+    logprob = entry.get("logProbability", 0.0) if isinstance(entry, dict) else 0.0
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def _logprobs(result: Any) -> Json | None:
+    """Gemini ``logprobsResult`` -> OpenAI ``{"content": [{token, logprob, top_logprobs}]}``."""
+    if not isinstance(result, dict):
+        return None
+    chosen = result.get("chosenCandidates") or []
+    tops = result.get("topCandidates") or []
+    content = []
+    for i, entry in enumerate(chosen):
+        top = tops[i].get("candidates", []) if i < len(tops) and isinstance(tops[i], dict) else []
+        content.append({**_logprob_entry(entry), "top_logprobs": [_logprob_entry(t) for t in top]})
+    return {"content": content, "refusal": None}
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def _details(payload: Any) -> list[Json]:
+    err = payload.get("error") if isinstance(payload, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _retry_delay(details: list[Json]) -> float | None:
+    """Seconds from a ``google.rpc.RetryInfo`` detail (``"retryDelay": "7s"``)."""
+    for detail in details:
+        delay = detail.get("retryDelay")
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo") and isinstance(delay, str):
+            try:
+                return max(float(delay.removesuffix("s")), 0.0)
+            except ValueError:
+                return None
+    return None
+
+
+def _status_of(payload: Json) -> int:
+    """HTTP status of an error that arrived in a 200 body (stream event)."""
+    err = payload["error"]
+    code = err.get("code")
+    if isinstance(code, int) and 400 <= code <= 599:
+        return code
+    return _RPC_STATUS.get(str(err.get("status")), 500)

@@ -1,0 +1,448 @@
+"""A fake Google Gemini API (``/v1beta/models/{model}:{action}``) that validates like the real one.
+
+Routes (https://ai.google.dev/api/generate-content, https://ai.google.dev/api/embeddings):
+``:generateContent``, ``:streamGenerateContent`` (SSE with ``?alt=sse``, events
+separated by ``\\r\\n\\r\\n`` as Google sends them, no end marker),
+``:embedContent`` and ``:batchEmbedContents``.
+
+Like the real API it authenticates with ``x-goog-api-key`` (or ``?key=``): no key
+is a 403 PERMISSION_DENIED, a wrong key a 400 INVALID_ARGUMENT with reason
+API_KEY_INVALID. Unknown JSON fields are a 400 ``Invalid JSON payload received.
+Unknown name "x"``; errors have the ``google.rpc.Status`` shape.
+
+Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
+
+- ``think``  a thought part first, and ``thoughtsTokenCount`` in usage
+- ``cache``  ``cachedContentTokenCount`` (half the prompt) in usage
+- ``tiny``   a 16-token context: longer prompts get the real "input token count" 400
+- ``tool``   a ``functionCall`` to the first declared function, args ``{"location": "Paris"}``
+
+Token counts are words (whitespace-split), so tests can predict them exactly.
+Every request is recorded in ``app["requests"]`` as ``{path, query, headers, body}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import warnings
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.common import abort, mode_of, stream_response
+
+__all__ = ["API_KEY", "gemini_app"]
+
+API_KEY = "gm-test"
+Json = dict[str, Any]
+
+_RPC = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_REQUEST_FIELDS = {
+    "contents",
+    "tools",
+    "toolConfig",
+    "safetySettings",
+    "systemInstruction",
+    "generationConfig",
+    "cachedContent",
+}
+_CONFIG_FIELDS = {
+    "stopSequences",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseModalities",
+    "candidateCount",
+    "maxOutputTokens",
+    "temperature",
+    "topP",
+    "topK",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "responseLogprobs",
+    "logprobs",
+    "thinkingConfig",
+    "mediaResolution",
+}
+_PART_FIELDS = {
+    "text",
+    "thought",
+    "thoughtSignature",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+}
+_EMBED_FIELDS = {"model", "content", "taskType", "title", "outputDimensionality"}
+_CONTEXT_LIMIT = 16
+
+
+class RpcError(Exception):
+    """An error answered as ``google.rpc.Status`` JSON."""
+
+    def __init__(self, status: int, message: str, details: list[Json] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details or []
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        error: Json = {
+            "code": self.status,
+            "message": self.message,
+            "status": _RPC.get(self.status, "UNKNOWN"),
+        }
+        if self.details:
+            error["details"] = self.details
+        return web.json_response({"error": error}, status=self.status, headers=headers, dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _unknown(name: str, where: str | None = None) -> RpcError:
+    at = f" at '{where}'" if where else ""
+    return RpcError(400, f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.')
+
+
+def _check_fields(obj: Any, allowed: set[str], where: str | None) -> None:
+    if not isinstance(obj, dict):
+        raise RpcError(400, f"Invalid value at '{where or 'request'}', expected an object.")
+    for key in obj:
+        if key not in allowed:
+            raise _unknown(key, where)
+
+
+# --- validation -------------------------------------------------------------------
+
+
+def _validate_generate(body: Json) -> None:
+    _check_fields(body, _REQUEST_FIELDS, None)
+    contents = body.get("contents")
+    if not contents:
+        raise RpcError(400, "* GenerateContentRequest.contents: contents is not specified\n")
+    for i, content in enumerate(contents):
+        _validate_content(content, i)
+        if _has(content, "functionResponse"):
+            _validate_responses(contents[i - 1] if i else {}, content, i)
+    if "systemInstruction" in body:
+        _check_fields(body["systemInstruction"], {"parts", "role"}, "system_instruction")
+        _validate_parts(body["systemInstruction"].get("parts"), "system_instruction")
+    _validate_config(body.get("generationConfig", {}))
+    _validate_tools(body.get("tools", []), body.get("toolConfig"))
+
+
+def _validate_content(content: Any, i: int) -> None:
+    _check_fields(content, {"role", "parts"}, f"contents[{i}]")
+    if content.get("role", "user") not in ("user", "model"):
+        raise RpcError(400, "Please use a valid role: user, model.")
+    _validate_parts(content.get("parts"), f"contents[{i}]")
+
+
+def _validate_parts(parts: Any, where: str) -> None:
+    if not parts:
+        raise RpcError(400, f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n")
+    for j, part in enumerate(parts):
+        _check_fields(part, _PART_FIELDS, f"{where}.parts[{j}]")
+        if "inlineData" in part:
+            data = part["inlineData"]
+            _check_fields(data, {"mimeType", "data"}, f"{where}.parts[{j}].inline_data")
+            try:
+                base64.b64decode(data.get("data", ""), validate=True)
+            except binascii.Error as exc:
+                raise RpcError(
+                    400, f"Invalid value at '{where}.parts[{j}].inline_data.data' (TYPE_BYTES)"
+                ) from exc
+        if "functionCall" in part and not isinstance(part["functionCall"].get("args", {}), dict):
+            raise RpcError(400, f"Invalid value at '{where}.parts[{j}].function_call.args' (Struct)")
+
+
+def _has(content: Json, kind: str) -> bool:
+    return any(kind in p for p in content.get("parts", []))
+
+
+def _validate_responses(previous: Json, content: Json, i: int) -> None:
+    calls = [p["functionCall"]["name"] for p in previous.get("parts", []) if "functionCall" in p]
+    responses = [p["functionResponse"] for p in content["parts"] if "functionResponse" in p]
+    if previous.get("role") != "model" or len(calls) != len(responses):
+        raise RpcError(
+            400,
+            "Please ensure that the number of function response parts is equal to the number of "
+            "function call parts of the function call turn.",
+        )
+    for r in responses:
+        _check_fields(r, {"id", "name", "response"}, f"contents[{i}].function_response")
+        if r.get("name") not in calls or not isinstance(r.get("response"), dict):
+            raise RpcError(
+                400, f"* contents[{i}]: function response '{r.get('name')}' answers no function call"
+            )
+
+
+def _validate_config(config: Any) -> None:
+    _check_fields(config, _CONFIG_FIELDS, "generation_config")
+    temperature = config.get("temperature", 1.0)
+    if not 0 <= temperature <= 2:
+        raise RpcError(400, "* GenerateContentRequest.generation_config.temperature: must be in [0.0, 2.0]\n")
+    if not 1 <= config.get("candidateCount", 1) <= 8:
+        raise RpcError(400, "* GenerateContentRequest.generation_config.candidate_count: must be in [1, 8]\n")
+    if "responseJsonSchema" in config:
+        if "responseSchema" in config:
+            raise RpcError(400, "responseSchema and responseJsonSchema are mutually exclusive.")
+        if config.get("responseMimeType") != "application/json":
+            raise RpcError(400, "responseJsonSchema requires responseMimeType 'application/json'.")
+    if "thinkingConfig" in config:
+        allowed = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
+        _check_fields(config["thinkingConfig"], allowed, "generation_config.thinking_config")
+
+
+def _validate_tools(tools: Any, tool_config: Any) -> None:
+    names: set[str] = set()
+    for t, tool in enumerate(tools):
+        _check_fields(tool, {"functionDeclarations", "googleSearch", "codeExecution"}, f"tools[{t}]")
+        for d, decl in enumerate(tool.get("functionDeclarations", [])):
+            where = f"tools[{t}].function_declarations[{d}]"
+            _check_fields(
+                decl, {"name", "description", "parameters", "parametersJsonSchema", "response"}, where
+            )
+            if "parameters" in decl and "parametersJsonSchema" in decl:
+                raise RpcError(
+                    400, f"* {where}: parameters and parameters_json_schema are mutually exclusive"
+                )
+            names.add(decl["name"])
+    if tool_config is None:
+        return
+    _check_fields(tool_config, {"functionCallingConfig"}, "tool_config")
+    fcc = tool_config["functionCallingConfig"]
+    _check_fields(fcc, {"mode", "allowedFunctionNames"}, "tool_config.function_calling_config")
+    if fcc.get("mode") not in ("AUTO", "ANY", "NONE", "VALIDATED"):
+        raise RpcError(400, "Invalid value at 'tool_config.function_calling_config.mode'")
+    allowed = fcc.get("allowedFunctionNames")
+    if allowed and (fcc.get("mode") != "ANY" or not set(allowed) <= names):
+        raise RpcError(400, "allowed_function_names must name declared functions and needs mode ANY.")
+
+
+# --- answers ----------------------------------------------------------------------
+
+
+def _words(body: Json) -> list[str]:
+    texts = [p.get("text", "") for c in body["contents"] for p in c["parts"]]
+    texts += [p.get("text", "") for p in body.get("systemInstruction", {}).get("parts", [])]
+    return " ".join(texts).split()
+
+
+def _last_user_text(contents: list[Json]) -> str:
+    for content in reversed(contents):
+        texts = [p["text"] for p in content["parts"] if "text" in p]
+        if content.get("role", "user") == "user" and texts:
+            return " ".join(texts)
+    return ""
+
+
+def _usage(model: str, prompt: int, answer: int) -> Json:
+    meta: Json = {"promptTokenCount": prompt, "candidatesTokenCount": answer}
+    thoughts = 5 if "think" in model else 0
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    if "cache" in model:
+        meta["cachedContentTokenCount"] = prompt // 2
+    meta["totalTokenCount"] = prompt + answer + thoughts
+    return meta
+
+
+def _answer_parts(model: str, body: Json) -> list[Json]:
+    """The parts of one candidate (thought first for ``think`` models)."""
+    parts: list[Json] = [{"text": "Let me think.", "thought": True}] if "think" in model else []
+    declared = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
+    if mode_of(model).tool and declared:
+        return [*parts, {"functionCall": {"name": declared[0]["name"], "args": {"location": "Paris"}}}]
+    return [*parts, {"text": f"echo: {_last_user_text(body['contents'])}"}]
+
+
+def _answer_words(parts: list[Json]) -> int:
+    return sum(len(p.get("text", "").split()) for p in parts if not p.get("thought"))
+
+
+def _generate(model: str, body: Json) -> Json:
+    prompt = len(_words(body))
+    if "tiny" in model and prompt > _CONTEXT_LIMIT:
+        raise RpcError(
+            400,
+            f"The input token count ({prompt}) exceeds the maximum number of tokens allowed ({_CONTEXT_LIMIT}).",
+        )
+    n = body.get("generationConfig", {}).get("candidateCount", 1)
+    parts = _answer_parts(model, body)
+    candidates = [
+        {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": i} for i in range(n)
+    ]
+    return {
+        "candidates": candidates,
+        "usageMetadata": _usage(model, prompt, _answer_words(parts) * n),
+        "modelVersion": model,
+        "responseId": hashlib.sha1(_dumps(body).encode()).hexdigest()[:16],
+    }
+
+
+def _sse(payload: Json) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
+
+
+def _stream_events(full: Json) -> list[bytes]:
+    """Split a complete answer into Gemini-style stream events (one candidate)."""
+    cand = full["candidates"][0]
+    base = {"modelVersion": full["modelVersion"], "responseId": full["responseId"]}
+    partial = {"promptTokenCount": full["usageMetadata"]["promptTokenCount"]}
+    pieces: list[Json] = []
+    for part in cand["content"]["parts"]:
+        if "text" in part and not part.get("thought"):
+            words = part["text"].split(" ")
+            pieces += [{"text": w + (" " if k < len(words) - 1 else "")} for k, w in enumerate(words)]
+        else:
+            pieces.append(part)
+    events = [
+        {**base, "candidates": [{"content": {"parts": [p], "role": "model"}}], "usageMetadata": partial}
+        for p in pieces[:-1]
+    ]
+    last = {"content": {"parts": pieces[-1:], "role": "model"}, "finishReason": "STOP"}
+    events.append({**base, "candidates": [last], "usageMetadata": full["usageMetadata"]})
+    return [_sse(e) for e in events]
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(digest[i % len(digest)] / 127.5 - 1.0, 6) for i in range(dims)]
+
+
+def _embedding(body: Any, where: str | None) -> Json:
+    _check_fields(body, _EMBED_FIELDS, where)
+    content = body.get("content")
+    _check_fields(content, {"parts", "role"}, f"{where}.content" if where else "content")
+    text = " ".join(p.get("text", "") for p in content.get("parts", []))
+    if not text:
+        raise RpcError(400, "* EmbedContentRequest.content: contents must not be empty\n")
+    return {"values": _vector(text, body.get("outputDimensionality", 8))}
+
+
+def _batch(model: str, body: Json) -> Json:
+    _check_fields(body, {"requests"}, None)
+    out = []
+    for i, item in enumerate(body["requests"]):
+        if item.get("model") != f"models/{model}":
+            raise RpcError(400, f"Model names in requests[{i}] must match the model in the URL.")
+        out.append(_embedding(item, f"requests[{i}]"))
+    return {"embeddings": out}
+
+
+# --- app --------------------------------------------------------------------------
+
+
+def _check_key(request: web.Request, api_key: str) -> None:
+    key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if not key:
+        raise RpcError(
+            403,
+            "Method doesn't allow unregistered callers (callers without established identity). "
+            "Please use API Key or other form of API consumer identity to call this API.",
+        )
+    if key != api_key:
+        raise RpcError(
+            400,
+            "API key not valid. Please pass a valid API key.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ],
+        )
+
+
+def _mode_error(status: int) -> web.Response:
+    if status != 429:
+        return RpcError(status, f"Fake upstream failure ({status}).").response()
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{"quotaMetric": "requests"}]},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"},
+    ]
+    err = RpcError(
+        429, "You exceeded your current quota, please check your plan and billing details.", details
+    )
+    return err.response(headers={"Retry-After": "7"})
+
+
+def gemini_app(api_key: str = API_KEY) -> web.Application:
+    """The fake Gemini API; its base URL for adapters is ``<server>/v1beta``."""
+    app = web.Application()
+    with warnings.catch_warnings():
+        # Tests address the log by a plain string key, as with the other fakes.
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["requests"] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        model, _, action = request.match_info["tail"].partition(":")
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = None
+        app["requests"].append(
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": body,
+            }
+        )
+        try:
+            _check_key(request, api_key)
+            if body is None:
+                raise RpcError(400, "Invalid JSON payload received. Unexpected token.")
+            return await _dispatch(request, model, action, body)
+        except RpcError as err:
+            return err.response()
+
+    app.router.add_post("/v1beta/models/{tail}", handle)
+    return app
+
+
+async def _dispatch(request: web.Request, model: str, action: str, body: Json) -> web.StreamResponse:
+    mode = mode_of(model)
+    if mode.delay:
+        await asyncio.sleep(mode.delay)
+    if mode.drop:
+        return abort(request)
+    if mode.status is not None:
+        return _mode_error(mode.status)
+    if action == "embedContent":
+        return web.json_response({"embedding": _embedding(body, None)}, dumps=_dumps)
+    if action == "batchEmbedContents":
+        return web.json_response(_batch(model, body), dumps=_dumps)
+    if action not in ("generateContent", "streamGenerateContent"):
+        raise RpcError(
+            404, f"models/{model} is not found for API version v1beta, or {action} is not supported."
+        )
+    _validate_generate(body)
+    full = _generate(model, body)
+    if action == "generateContent":
+        return web.json_response(full, dumps=_dumps)
+    if request.query.get("alt") != "sse":  # without alt=sse Google streams a JSON array
+        return web.json_response(list(_stream_events_json(full)), dumps=_dumps)
+    return await stream_response(request, _stream_events(full), cut=mode.cut)
+
+
+def _stream_events_json(full: Json) -> list[Json]:
+    return [orjson.loads(e[len(b"data: ") :]) for e in _stream_events(full)]

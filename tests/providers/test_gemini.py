@@ -1,0 +1,905 @@
+"""The Gemini adapter: translation both ways, SSE streams, embeddings, errors, and the fake over a socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.fakes.common import run_fake
+from tests.fakes.gemini import gemini_app
+from uniinfer.errors import (
+    AuthenticationError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RateLimitError,
+    UniInferError,
+)
+from uniinfer.http import HttpClient, HttpRequest, Timeouts
+from uniinfer.providers.base import Endpoint
+from uniinfer.providers.gemini import GeminiAdapter
+from uniinfer.providers.registry import default_registry
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+
+KEY = "gm-test"
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def adapter_for(url: str = "http://h:1/v1beta", key: str | None = KEY) -> GeminiAdapter:
+    reg = default_registry()
+    adapter = reg.create(reg.get("gemini"), Endpoint(base_url=url, api_key=key))
+    assert isinstance(adapter, GeminiAdapter)
+    return adapter
+
+
+def chat(**fields: Any) -> ChatRequest:
+    fields.setdefault("model", "gemini/gemini-2.5-flash")
+    fields.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return ChatRequest.model_validate(fields)
+
+
+def sent(request: HttpRequest) -> Any:
+    return orjson.loads(request.body)
+
+
+def config_of(**fields: Any) -> Any:
+    return sent(adapter_for().chat_request(chat(**fields), "m", stream=False)).get("generationConfig")
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(e) + b"\r\n\r\n" for e in events)
+
+
+def decode_bytewise(data: bytes, model: str = "gemini-2.5-flash") -> list[ChatChunk]:
+    decoder = adapter_for().stream_decoder(model)
+    out: list[ChatChunk] = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    return out + decoder.close()
+
+
+def text_of(chunks: list[ChatChunk], field: str = "content") -> str:
+    return "".join(getattr(c.choices[0].delta, field) or "" for c in chunks if c.choices)
+
+
+def candidate(*parts: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    cand: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, **extra}
+    if finish:
+        cand["finishReason"] = finish
+    return cand
+
+
+def response(*cands: dict[str, Any], **extra: Any) -> bytes:
+    return orjson.dumps({"candidates": list(cands), **extra})
+
+
+def rpc(status: int, name: str, message: str, details: list[Any] | None = None) -> bytes:
+    error: dict[str, Any] = {"code": status, "message": message, "status": name}
+    if details is not None:
+        error["details"] = details
+    return orjson.dumps({"error": error})
+
+
+# --- request translation ------------------------------------------------------------
+
+
+def test_urls_and_key_header_keep_the_key_out_of_the_url() -> None:
+    adapter = adapter_for("http://h:1/v1beta/")
+    plain = adapter.chat_request(chat(), "gemini-2.5-flash", stream=False)
+    streamed = adapter.chat_request(chat(), "gemini-2.5-flash", stream=True)
+    assert plain.url == "http://h:1/v1beta/models/gemini-2.5-flash:generateContent"
+    assert streamed.url == "http://h:1/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    for http in (plain, streamed):
+        assert http.method == "POST"
+        assert http.headers["x-goog-api-key"] == KEY
+        assert "authorization" not in http.headers
+        assert KEY not in http.url
+        assert KEY.encode() not in http.body
+    assert sent(plain) == {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def test_model_paths() -> None:
+    adapter = adapter_for()
+    assert (
+        "/models/gemini-2.0-flash:"
+        in adapter.chat_request(chat(), "models/gemini-2.0-flash", stream=False).url
+    )
+    assert "/tunedModels/my-tune:" in adapter.chat_request(chat(), "tunedModels/my-tune", stream=False).url
+
+
+def test_no_key_sends_no_key_header() -> None:
+    assert "x-goog-api-key" not in adapter_for(key=None).chat_request(chat(), "m", stream=False).headers
+
+
+def test_generation_config_maps_every_sampling_param() -> None:
+    assert config_of(
+        temperature=0.3, top_p=0.9, top_k=40, n=2, seed=7, presence_penalty=0.5,
+        frequency_penalty=-0.5, max_tokens=64, stop=["A", "B"],
+    ) == {
+        "temperature": 0.3, "topP": 0.9, "topK": 40, "candidateCount": 2, "seed": 7,
+        "presencePenalty": 0.5, "frequencyPenalty": -0.5, "maxOutputTokens": 64,
+        "stopSequences": ["A", "B"],
+    }  # fmt: skip
+
+
+def test_defaults_send_no_generation_config() -> None:
+    assert config_of() is None
+
+
+def test_max_completion_tokens_wins_and_stop_string_becomes_a_list() -> None:
+    assert config_of(max_tokens=9, max_completion_tokens=5, stop="END") == {
+        "maxOutputTokens": 5,
+        "stopSequences": ["END"],
+    }
+
+
+def test_response_formats() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}
+    assert config_of(response_format={"type": "json_object"}) == {"responseMimeType": "application/json"}
+    assert config_of(
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": schema, "strict": True},
+        }
+    ) == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    assert config_of(response_format={"type": "text"}) is None
+
+
+@pytest.mark.parametrize(
+    ("effort", "thinking"),
+    [
+        ("minimal", {"thinkingBudget": 0}),
+        ("low", {"thinkingBudget": 1024, "includeThoughts": True}),
+        ("medium", {"thinkingBudget": 8192, "includeThoughts": True}),
+        ("high", {"thinkingBudget": 24576, "includeThoughts": True}),
+    ],
+)
+def test_reasoning_effort_sets_a_thinking_budget(effort: str, thinking: dict[str, Any]) -> None:
+    assert config_of(reasoning_effort=effort) == {"thinkingConfig": thinking}
+
+
+def test_logprobs() -> None:
+    assert config_of(logprobs=True, top_logprobs=3) == {"responseLogprobs": True, "logprobs": 3}
+    assert config_of(logprobs=False) is None
+
+
+@pytest.mark.parametrize(
+    ("choice", "config"),
+    [
+        ("auto", {"mode": "AUTO"}),
+        ("none", {"mode": "NONE"}),
+        ("required", {"mode": "ANY"}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            {"mode": "ANY", "allowedFunctionNames": ["get_weather"]},
+        ),
+    ],
+)
+def test_tools_and_tool_choice(choice: Any, config: dict[str, Any]) -> None:
+    no_params = {"type": "function", "function": {"name": "now"}}
+    body = sent(
+        adapter_for().chat_request(chat(tools=[WEATHER, no_params], tool_choice=choice), "m", stream=False)
+    )
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parametersJsonSchema": WEATHER["function"]["parameters"],
+                },
+                {"name": "now"},
+            ]
+        }
+    ]
+    assert body["toolConfig"] == {"functionCallingConfig": config}
+
+
+def conversation() -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": [{"type": "text", "text": "Use metric."}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Weather here and there?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+                {"type": "image_url", "image_url": {"url": "https://x.test/a/photo.PNG?s=1"}},
+                {"type": "image_url", "image_url": {"url": "https://x.test/img"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"location":"Oslo"}'},
+                },
+                {"id": "c2", "type": "function", "function": {"name": "get_time", "arguments": ""}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"temp": 3}'},
+        {"role": "tool", "tool_call_id": "c2", "content": "noon"},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
+def test_messages_become_contents_with_system_instruction_and_merged_turns() -> None:
+    body = sent(adapter_for().chat_request(chat(messages=conversation()), "m", stream=False))
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."}, {"text": "Use metric."}]}
+    assert body["contents"] == [
+        {
+            "role": "user",
+            "parts": [
+                {"text": "Weather here and there?"},
+                {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
+                {"fileData": {"mimeType": "image/png", "fileUri": "https://x.test/a/photo.PNG?s=1"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/img"}},
+            ],
+        },
+        {
+            "role": "model",
+            "parts": [
+                {"text": "Checking."},
+                {"functionCall": {"name": "get_weather", "args": {"location": "Oslo"}}},
+                {"functionCall": {"name": "get_time", "args": {}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"result": {"temp": 3}}}},
+                {"functionResponse": {"name": "get_time", "response": {"result": "noon"}}},
+                {"text": "Thanks"},
+            ],
+        },
+    ]
+
+
+def test_assistant_with_only_tool_calls_sends_no_empty_text_and_audio_is_inline() -> None:
+    messages = [
+        {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}}]},
+        {"role": "assistant", "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "a", "content": "[1, 2]"},
+    ]  # fmt: skip
+    contents = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))["contents"]
+    assert contents[0]["parts"] == [{"inlineData": {"mimeType": "audio/wav", "data": "UklG"}}]
+    assert contents[1]["parts"] == [{"functionCall": {"name": "f", "args": {}}}]
+    # a JSON array is not an object: passed on as the string it is
+    assert contents[2]["parts"][0]["functionResponse"]["response"] == {"result": "[1, 2]"}
+
+
+def test_reused_tool_call_ids_resolve_to_the_latest_assistant_turn() -> None:
+    def turn(name: str) -> list[dict[str, Any]]:
+        call = {"id": "call_0", "type": "function", "function": {"name": name, "arguments": "{}"}}
+        return [
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "ok"},
+        ]
+
+    messages = [{"role": "user", "content": "go"}, *turn("first"), *turn("second")]
+    contents = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))["contents"]
+    responses = [
+        p["functionResponse"]["name"] for c in contents for p in c["parts"] if "functionResponse" in p
+    ]
+    assert responses == ["first", "second"]
+
+
+@pytest.mark.parametrize("arguments", ["{not json", "[1, 2]", '"text"'])
+def test_invalid_tool_arguments_name_the_message(arguments: str) -> None:
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "f", "arguments": arguments}}]},
+    ]  # fmt: skip
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(chat(messages=messages), "m", stream=False)
+    assert info.value.param is not None
+    assert info.value.param.startswith("messages[1].tool_calls[0]")
+    assert "messages[1].tool_calls[0]" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "url", ["data:image/png,notbase64", "data:;base64,AAAA", "ftp://x.test/a.png", "file:///etc/passwd"]
+)
+def test_unusable_image_urls_are_rejected(url: str) -> None:
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(chat(messages=messages), "m", stream=False)
+    assert info.value.param == "messages[0].content[0]"
+
+
+def test_file_parts_need_inline_data() -> None:
+    inline = {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PNG_B64}"}}
+    body = sent(
+        adapter_for().chat_request(chat(messages=[{"role": "user", "content": [inline]}]), "m", stream=False)
+    )
+    assert body["contents"][0]["parts"] == [{"inlineData": {"mimeType": "application/pdf", "data": PNG_B64}}]
+    by_id = {"type": "file", "file": {"file_id": "file-123"}}
+    with pytest.raises(InvalidRequestError):
+        adapter_for().chat_request(chat(messages=[{"role": "user", "content": [by_id]}]), "m", stream=False)
+
+
+def test_only_system_messages_is_an_invalid_request() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(chat(messages=[{"role": "system", "content": "x"}]), "m", stream=False)
+    assert info.value.param == "messages"
+
+
+def test_supported_params() -> None:
+    supported = GeminiAdapter.supported_params
+    assert {"top_k", "tools", "reasoning_effort", "response_format", "logprobs", "seed"} <= supported
+    assert not {"logit_bias", "parallel_tool_calls", "user", "audio", "modalities", "store"} & supported
+
+
+# --- response parsing -------------------------------------------------------------------
+
+
+def test_parse_text_thoughts_and_exact_usage() -> None:
+    body = response(
+        candidate({"text": "Hmm...", "thought": True}, {"text": "Hello"}, {"text": " world"}, finish="STOP"),
+        usageMetadata={
+            "promptTokenCount": 100,
+            "cachedContentTokenCount": 60,
+            "candidatesTokenCount": 2,
+            "thoughtsTokenCount": 30,
+            "totalTokenCount": 132,
+        },
+        modelVersion="gemini-2.5-flash-001",
+        responseId="abc123",
+    )
+    result = adapter_for().parse_chat(body, "gemini-2.5-flash")
+    assert result.id == "chatcmpl-abc123"
+    assert result.model == "gemini-2.5-flash-001"
+    (choice,) = result.choices
+    assert choice.index == 0
+    assert choice.message.content == "Hello world"
+    assert choice.message.reasoning_content == "Hmm..."
+    assert choice.message.tool_calls is None
+    assert choice.finish_reason == "stop"
+    usage = result.usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (100, 32, 132)
+    assert usage.cached_tokens == 60
+    assert usage.reasoning_tokens == 30
+
+
+def test_usage_total_is_taken_as_reported_and_details_only_when_reported() -> None:
+    meta = {
+        "promptTokenCount": 10,
+        "toolUsePromptTokenCount": 4,
+        "candidatesTokenCount": 3,
+        "totalTokenCount": 99,
+    }
+    usage = (
+        adapter_for()
+        .parse_chat(response(candidate({"text": "x"}, finish="STOP"), usageMetadata=meta), "m")
+        .usage
+    )
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (14, 3, 99)
+    assert usage.prompt_tokens_details is None
+    assert usage.completion_tokens_details is None
+
+
+def test_parse_function_calls() -> None:
+    body = response(
+        candidate(
+            {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}},
+            {"functionCall": {"name": "now"}},
+            finish="STOP",
+        )
+    )
+    (choice,) = adapter_for().parse_chat(body, "m").choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls
+    assert calls is not None
+    assert [(c.type, c.function.name, orjson.loads(c.function.arguments)) for c in calls] == [
+        ("function", "get_weather", {"location": "Paris"}),
+        ("function", "now", {}),
+    ]
+    assert all(c.id.startswith("call_") for c in calls)
+    assert len({c.id for c in calls}) == 2
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("SPII", "content_filter"),
+        ("OTHER", "stop"),
+        ("MALFORMED_FUNCTION_CALL", "stop"),
+    ],
+)
+def test_finish_reasons(reason: str, expected: str) -> None:
+    (choice,) = adapter_for().parse_chat(response(candidate({"text": "x"}, finish=reason)), "m").choices
+    assert choice.finish_reason == expected
+
+
+def test_multiple_candidates_keep_their_index() -> None:
+    body = response(candidate({"text": "a"}, finish="STOP"), candidate({"text": "b"}, finish="STOP", index=1))
+    result = adapter_for().parse_chat(body, "m")
+    assert [(c.index, c.message.content) for c in result.choices] == [(0, "a"), (1, "b")]
+
+
+def test_logprobs_are_translated() -> None:
+    lp = {
+        "chosenCandidates": [{"token": "Hi", "logProbability": -0.1}],
+        "topCandidates": [{"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Yo", "logProbability": -2.5}]}],
+    }  # fmt: skip
+    (choice,) = (
+        adapter_for()
+        .parse_chat(response(candidate({"text": "Hi"}, finish="STOP", logprobsResult=lp)), "m")
+        .choices
+    )
+    assert choice.logprobs == {
+        "content": [
+            {
+                "token": "Hi", "logprob": -0.1, "bytes": [72, 105],
+                "top_logprobs": [
+                    {"token": "Hi", "logprob": -0.1, "bytes": [72, 105]},
+                    {"token": "Yo", "logprob": -2.5, "bytes": [89, 111]},
+                ],
+            }
+        ],
+        "refusal": None,
+    }  # fmt: skip
+
+
+def test_blocked_prompt_is_content_filtered() -> None:
+    body = orjson.dumps(
+        {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}
+    )
+    with pytest.raises(ContentFilteredError, match="SAFETY"):
+        adapter_for().parse_chat(body, "m")
+
+
+@pytest.mark.parametrize("body", [b"{}", b"not json", b"[1]", b'{"candidates": [1]}'])
+def test_unusable_bodies_are_provider_response_errors(body: bytes) -> None:
+    with pytest.raises(ProviderResponseError):
+        adapter_for().parse_chat(body, "m")
+
+
+# --- stream decoding ------------------------------------------------------------------------
+
+
+def test_stream_decodes_byte_by_byte_with_usage_last() -> None:
+    data = sse(
+        {
+            "candidates": [candidate({"text": "Hé"})],
+            "usageMetadata": {"promptTokenCount": 4},
+            "responseId": "r1",
+        },
+        {"candidates": [candidate({"text": "llo ✓"})], "usageMetadata": {"promptTokenCount": 4}},
+        {
+            "candidates": [candidate({"text": ""}, finish="STOP")],
+            "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6},
+            "modelVersion": "gemini-2.5-flash-002",
+        },
+    )
+    chunks = decode_bytewise(data)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:] if c.choices)
+    assert text_of(chunks) == "Héllo ✓"
+    assert {c.id for c in chunks} == {"chatcmpl-r1"}
+    assert len({c.created for c in chunks}) == 1
+    finish, usage = chunks[-2], chunks[-1]
+    assert finish.choices[0].finish_reason == "stop"
+    assert finish.choices[0].delta.content is None
+    assert usage.choices == []
+    assert usage.model == "gemini-2.5-flash-002"
+    assert usage.usage is not None
+    assert (usage.usage.prompt_tokens, usage.usage.completion_tokens, usage.usage.total_tokens) == (4, 2, 6)
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_stream_function_calls_are_complete_deltas_with_stable_indexes() -> None:
+    data = sse(
+        {"candidates": [candidate({"functionCall": {"name": "a", "args": {"x": 1}}})]},
+        {"candidates": [candidate({"functionCall": {"name": "b", "args": {}}}, finish="STOP")]},
+    )
+    chunks = decode_bytewise(data)
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert [(d.index, d.type, d.function.name if d.function else None) for d in deltas] == [
+        (0, "function", "a"),
+        (1, "function", "b"),
+    ]
+    assert [orjson.loads(d.function.arguments or "") for d in deltas if d.function] == [{"x": 1}, {}]
+    assert all(d.id and d.id.startswith("call_") for d in deltas)
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"  # no usageMetadata: no usage chunk
+
+
+def test_stream_thoughts_go_to_reasoning_content() -> None:
+    data = sse(
+        {"candidates": [candidate({"text": "pondering", "thought": True})]},
+        {
+            "candidates": [candidate({"text": "42"}, finish="STOP")],
+            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "thoughtsTokenCount": 9, "totalTokenCount": 11},
+        },
+    )  # fmt: skip
+    chunks = decode_bytewise(data)
+    assert text_of(chunks, "reasoning_content") == "pondering"
+    assert text_of(chunks) == "42"
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.completion_tokens, usage.reasoning_tokens, usage.total_tokens) == (10, 9, 11)
+
+
+def test_stream_with_two_candidates_finishes_when_both_did() -> None:
+    decoder = adapter_for().stream_decoder("m")
+    chunks = decoder.feed(
+        sse({"candidates": [candidate({"text": "a"}, finish="STOP"), candidate({"text": "b"}, index=1)]})
+    )
+    assert sorted({c.choices[0].index for c in chunks}) == [0, 1]
+    with pytest.raises(ProviderConnectionError):
+        decoder.close()
+    decoder = adapter_for().stream_decoder("m")
+    decoder.feed(
+        sse({"candidates": [candidate({"text": "a"}, finish="STOP"), candidate({"text": "b"}, index=1)]})
+    )
+    last = decoder.feed(sse({"candidates": [candidate({"text": "!"}, finish="MAX_TOKENS", index=1)]}))
+    assert last[-1].choices[0].finish_reason == "length"
+    assert decoder.close() == []
+
+
+def test_stream_without_finish_reason_is_a_connection_error() -> None:
+    with pytest.raises(ProviderConnectionError, match="finishReason"):
+        decode_bytewise(sse({"candidates": [candidate({"text": "partial"})]}))
+    with pytest.raises(ProviderConnectionError):
+        decode_bytewise(b"")
+
+
+def test_stream_error_event_raises_the_mapped_error() -> None:
+    event = {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}]}}  # fmt: skip
+    decoder = adapter_for().stream_decoder("m")
+    decoder.feed(sse({"candidates": [candidate({"text": "a"})]}))
+    with pytest.raises(RateLimitError) as info:
+        decoder.feed(sse(event))
+    assert info.value.retry_after == 3.0
+    with pytest.raises(ProviderOverloadedError):
+        decode_bytewise(sse({"error": {"message": "overloaded", "status": "UNAVAILABLE"}}))
+
+
+def test_stream_blocked_prompt_is_content_filtered() -> None:
+    with pytest.raises(ContentFilteredError):
+        decode_bytewise(sse({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}))
+
+
+# --- embeddings -------------------------------------------------------------------------------
+
+
+def test_single_embedding_request() -> None:
+    http = adapter_for().embed_request(
+        EmbeddingRequest(model="e", input="hello", dimensions=4), "gemini-embedding-001"
+    )
+    assert http.url == "http://h:1/v1beta/models/gemini-embedding-001:embedContent"
+    assert http.headers["x-goog-api-key"] == KEY
+    assert sent(http) == {"content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 4}
+
+
+def test_batch_embedding_request() -> None:
+    http = adapter_for().embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "text-embedding-004")
+    assert http.url == "http://h:1/v1beta/models/text-embedding-004:batchEmbedContents"
+    assert sent(http) == {
+        "requests": [
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "a"}]}},
+            {"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}},
+        ]
+    }
+
+
+@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
+def test_token_id_embedding_input_is_rejected(tokens: Any) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().embed_request(EmbeddingRequest(model="e", input=tokens), "m")
+    assert info.value.param == "input"
+
+
+def test_parse_embeddings() -> None:
+    single = adapter_for().parse_embed(orjson.dumps({"embedding": {"values": [0.1, 0.2]}}), "e")
+    assert [(d.index, d.embedding) for d in single.data] == [(0, [0.1, 0.2])]
+    assert (single.model, single.usage.prompt_tokens, single.usage.total_tokens) == ("e", 0, 0)
+    batch = adapter_for().parse_embed(
+        orjson.dumps({"embeddings": [{"values": [1.0]}, {"values": [2.0]}]}), "e"
+    )
+    assert [(d.index, d.embedding) for d in batch.data] == [(0, [1.0]), (1, [2.0])]
+    with pytest.raises(ProviderResponseError):
+        adapter_for().parse_embed(b'{"embeddings": [{"nope": 1}]}', "e")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "cls"),
+    [
+        (400, "INVALID_ARGUMENT", InvalidRequestError),
+        (401, "UNAUTHENTICATED", AuthenticationError),
+        (403, "PERMISSION_DENIED", PermissionDeniedError),
+        (404, "NOT_FOUND", ModelNotFoundError),
+        (429, "RESOURCE_EXHAUSTED", RateLimitError),
+        (500, "INTERNAL", ProviderError),
+        (503, "UNAVAILABLE", ProviderOverloadedError),
+        (504, "DEADLINE_EXCEEDED", ProviderTimeoutError),
+    ],
+)
+def test_error_statuses(status: int, name: str, cls: type[UniInferError]) -> None:
+    err = adapter_for().parse_error(status, {}, rpc(status, name, "it broke"))
+    assert type(err) is cls
+    assert err.message == "gemini: it broke"
+    assert err.upstream_status == status
+    assert err.provider == "gemini"
+
+
+def test_invalid_api_key_is_an_authentication_error_and_the_key_is_redacted() -> None:
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]
+    body = rpc(400, "INVALID_ARGUMENT", f"API key not valid: {KEY}", details)
+    err = adapter_for().parse_error(400, {}, body)
+    assert isinstance(err, AuthenticationError)
+    assert KEY not in err.message
+    assert err.upstream_body is not None
+    assert KEY not in err.upstream_body
+    assert "[redacted]" in err.upstream_body
+
+
+def test_retry_after_from_header_or_retry_info() -> None:
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"},
+    ]
+    body = rpc(429, "RESOURCE_EXHAUSTED", "quota", details)
+    assert adapter_for().parse_error(429, {}, body).retry_after == 12.5
+    assert adapter_for().parse_error(429, {"retry-after": "2"}, body).retry_after == 2.0
+    assert adapter_for().parse_error(429, {}, rpc(429, "RESOURCE_EXHAUSTED", "quota")).retry_after is None
+
+
+def test_context_length_and_failed_precondition() -> None:
+    message = "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+    err = adapter_for().parse_error(400, {}, rpc(400, "INVALID_ARGUMENT", message))
+    assert isinstance(err, ContextLengthExceededError)
+    region = rpc(400, "FAILED_PRECONDITION", "User location is not supported for the API use.")
+    assert isinstance(adapter_for().parse_error(400, {}, region), PermissionDeniedError)
+
+
+def test_non_json_error_body() -> None:
+    err = adapter_for().parse_error(502, {}, b"<html>Bad Gateway</html>")
+    assert isinstance(err, ProviderError)
+    assert "Bad Gateway" in err.message
+
+
+# --- the fake over a real socket -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[web.Application, GeminiAdapter, HttpClient]]:
+    app = gemini_app()
+    async with run_fake(app) as url:
+        client = HttpClient()
+        try:
+            yield app, adapter_for(url + "/v1beta"), client
+        finally:
+            await client.aclose()
+
+
+async def complete(
+    client: HttpClient, adapter: GeminiAdapter, request: ChatRequest, model: str
+) -> ChatResponse:
+    resp = await client.send(adapter.chat_request(request, model, stream=False), Timeouts(), "gemini")
+    if resp.status != 200:
+        raise adapter.parse_error(resp.status, resp.headers, resp.body)
+    return adapter.parse_chat(resp.body, model)
+
+
+async def stream(
+    client: HttpClient, adapter: GeminiAdapter, request: ChatRequest, model: str
+) -> list[ChatChunk]:
+    s = await client.open_stream(adapter.chat_request(request, model, stream=True), Timeouts(), "gemini")
+    complete_ = False
+    try:
+        if s.status != 200:
+            raise adapter.parse_error(s.status, s.headers, await s.read())
+        decoder = adapter.stream_decoder(model)
+        out: list[ChatChunk] = []
+        async for data in s.iter_bytes():
+            out += decoder.feed(data)
+        out += decoder.close()
+        complete_ = True
+        return out
+    finally:
+        HttpClient.close_stream(s, complete=complete_)
+
+
+Fake = tuple[web.Application, GeminiAdapter, HttpClient]
+
+
+async def test_fake_echo_with_exact_usage_and_key_only_in_header(fake: Fake) -> None:
+    app, adapter, client = fake
+    request = chat(
+        messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "hello there"}]
+    )
+    result = await complete(client, adapter, request, "gemini-2.5-flash")
+    assert result.choices[0].message.content == "echo: hello there"
+    assert result.choices[0].finish_reason == "stop"
+    assert result.usage is not None
+    # words: prompt "hello there" + "be nice" = 4, answer "echo: hello there" = 3
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.total_tokens) == (
+        4,
+        3,
+        7,
+    )
+    (seen,) = app["requests"]
+    assert seen["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert seen["query"] == {}
+    assert seen["headers"]["x-goog-api-key"] == KEY
+    assert seen["body"]["systemInstruction"] == {"parts": [{"text": "be nice"}]}
+
+
+async def test_fake_stream_over_socket(fake: Fake) -> None:
+    app, adapter, client = fake
+    chunks = await stream(
+        client, adapter, chat(messages=[{"role": "user", "content": "héllo wörld ✓"}]), "gemini-x"
+    )
+    assert text_of(chunks) == "echo: héllo wörld ✓"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 3 + 4
+    assert app["requests"][0]["query"] == {"alt": "sse"}
+
+
+async def test_fake_tool_round_trip(fake: Fake) -> None:
+    app, adapter, client = fake
+    first = chat(messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER], tool_choice="required")
+    result = await complete(client, adapter, first, "tool-model")
+    calls = result.choices[0].message.tool_calls
+    assert calls is not None
+    assert result.choices[0].finish_reason == "tool_calls"
+    assert (calls[0].function.name, orjson.loads(calls[0].function.arguments)) == (
+        "get_weather",
+        {"location": "Paris"},
+    )
+    follow_up = chat(
+        tools=[WEATHER],
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": '{"temp_c": 21}'},
+        ],
+    )
+    answer = await complete(client, adapter, follow_up, "gemini-2.5-flash")  # the fake validates the pairing
+    assert answer.choices[0].message.content == "echo: weather?"
+    assert app["requests"][1]["body"]["contents"][2]["parts"] == [
+        {"functionResponse": {"name": "get_weather", "response": {"result": {"temp_c": 21}}}}
+    ]
+    streamed = await stream(client, adapter, first, "tool-model")
+    deltas = [d for c in streamed if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert [(d.index, d.function.name if d.function else None) for d in deltas] == [(0, "get_weather")]
+    assert streamed[-2].choices[0].finish_reason == "tool_calls"
+
+
+async def test_fake_thinking_and_cached_usage(fake: Fake) -> None:
+    _, adapter, client = fake
+    request = chat(messages=[{"role": "user", "content": "one two three four"}], reasoning_effort="low")
+    result = await complete(client, adapter, request, "think-cache")
+    message, usage = result.choices[0].message, result.usage
+    assert message.reasoning_content == "Let me think."
+    assert message.content == "echo: one two three four"
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.cached_tokens) == (4, 2)
+    assert (usage.completion_tokens, usage.reasoning_tokens, usage.total_tokens) == (5 + 5, 5, 4 + 5 + 5)
+    chunks = await stream(client, adapter, request, "think-cache")
+    assert text_of(chunks, "reasoning_content") == "Let me think."
+    assert chunks[-1].usage == usage
+
+
+async def test_fake_candidates_json_schema_and_options_are_accepted(fake: Fake) -> None:
+    app, adapter, client = fake
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    request = chat(
+        n=2, temperature=1.5, top_k=3, stop="x", seed=1, logprobs=True, top_logprobs=2, reasoning_effort="minimal",
+        response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+    )  # fmt: skip
+    result = await complete(client, adapter, request, "gemini-2.5-flash")
+    assert [c.index for c in result.choices] == [0, 1]
+    assert app["requests"][0]["body"]["generationConfig"]["responseJsonSchema"] == schema
+
+
+async def test_fake_rejects_unknown_fields_like_the_real_api(fake: Fake) -> None:
+    _, adapter, client = fake
+    good = adapter.chat_request(chat(), "gemini-2.5-flash", stream=False)
+    body = sent(good)
+    body["generationConfig"] = {"foo": 1}
+    resp = await client.send(HttpRequest(good.url, orjson.dumps(body), good.headers), Timeouts(), "gemini")
+    err = adapter.parse_error(resp.status, resp.headers, resp.body)
+    assert type(err) is InvalidRequestError
+    assert "Unknown name \"foo\" at 'generation_config'" in err.message
+
+
+async def test_fake_context_length(fake: Fake) -> None:
+    _, adapter, client = fake
+    with pytest.raises(ContextLengthExceededError, match="input token count"):
+        await complete(client, adapter, chat(messages=[{"role": "user", "content": "w " * 40}]), "tiny")
+
+
+async def test_fake_rate_limit_and_server_errors(fake: Fake) -> None:
+    _, adapter, client = fake
+    with pytest.raises(RateLimitError) as info:
+        await complete(client, adapter, chat(), "error-429")
+    assert info.value.retry_after == 7.0
+    with pytest.raises(ProviderOverloadedError):
+        await stream(client, adapter, chat(), "error-503")
+    with pytest.raises(ModelNotFoundError):
+        await complete(client, adapter, chat(), "error-404")
+
+
+async def test_fake_cut_and_dropped_connections(fake: Fake) -> None:
+    _, adapter, client = fake
+    request = chat(messages=[{"role": "user", "content": "a b c d e f g h"}])
+    with pytest.raises(ProviderConnectionError):
+        await stream(client, adapter, request, "cut-model")
+    with pytest.raises(ProviderConnectionError):
+        await complete(client, adapter, request, "drop-model")
+
+
+async def test_fake_keys(fake: Fake) -> None:
+    _, adapter, client = fake
+    url = adapter.endpoint.base_url
+    with pytest.raises(PermissionDeniedError, match="unregistered callers"):
+        await complete(client, adapter_for(url, key=None), chat(), "gemini-2.5-flash")
+    wrong = "gm-wrong-secret"
+    with pytest.raises(AuthenticationError) as info:
+        await complete(client, adapter_for(url, key=wrong), chat(), "gemini-2.5-flash")
+    assert wrong not in info.value.message
+    assert wrong not in (info.value.upstream_body or "")
+
+
+async def test_fake_embeddings(fake: Fake) -> None:
+    app, adapter, client = fake
+
+    async def embed(request: EmbeddingRequest) -> list[Any]:
+        resp = await client.send(adapter.embed_request(request, "text-embedding-004"), Timeouts(), "gemini")
+        assert resp.status == 200, resp.body
+        return [d.embedding for d in adapter.parse_embed(resp.body, "text-embedding-004").data]
+
+    (single,) = await embed(EmbeddingRequest(model="e", input="alpha"))
+    batch = await embed(EmbeddingRequest(model="e", input=["alpha", "beta", "alpha"], dimensions=5))
+    assert len(single) == 8
+    assert [len(v) for v in batch] == [5, 5, 5]
+    assert batch[0] == batch[2] == single[:5]
+    assert batch[0] != batch[1]
+    assert [r["path"].rsplit(":", 1)[-1] for r in app["requests"]] == ["embedContent", "batchEmbedContents"]
