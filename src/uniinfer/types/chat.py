@@ -182,6 +182,9 @@ class AssistantMessage(BaseModel):
     function_call: FunctionCall | None = None
     #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
     reasoning_content: str | None = None
+    #: Present when a client appends a response message as-is (the openai SDK's
+    #: ``message.model_dump()``); accepted, never sent upstream.
+    annotations: list[dict[str, Any]] | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _has_something(self) -> AssistantMessage:

@@ -1,0 +1,348 @@
+"""The HTTP server, driven by the official ``openai`` SDK and raw HTTP, over the OpenAI fake."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import openai
+import pytest
+
+from tests.server_helpers import serve
+from uniinfer.config import Config
+from uniinfer.server import App, create_app
+
+MASTER = "sk-master-key-for-tests"
+MSG = [{"role": "user", "content": "hello there"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.fixture
+def app(config_for: Callable[..., Config]) -> App:
+    return create_app(
+        config_for(
+            "models:\n  chat: {deployments: [up/gpt-4o-mini]}\n"
+            "  flaky: {deployments: [up/error-500, up/gpt-4o-mini]}\n",
+            master_key=MASTER,
+        )
+    )
+
+
+@pytest.fixture
+async def base_url(app: App) -> AsyncIterator[str]:
+    async with serve(app) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=MASTER, max_retries=0) as c:
+        yield c
+
+
+async def test_chat_completion_with_the_openai_sdk(client: openai.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model="chat", messages=MSG)  # type: ignore[arg-type]
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "echo: hello there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+    assert raw.headers["x-uniinfer-provider"] == "up"
+    assert raw.headers["x-uniinfer-model"] == "gpt-4o-mini"
+    assert raw.headers["x-uniinfer-attempts"] == "1"
+    assert len(raw.headers["x-request-id"]) >= 16
+
+
+async def test_fallback_is_visible_in_headers(client: openai.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(model="flaky", messages=MSG)  # type: ignore[arg-type]
+    assert raw.parse().choices[0].message.content == "echo: hello there"
+    assert raw.headers["x-uniinfer-attempts"] == "2"
+    assert raw.headers["x-uniinfer-fallbacks"] == "up/error-500"
+
+
+async def test_stream_with_usage(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model="chat",
+        messages=MSG,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: hello there"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+
+
+async def test_stream_without_usage_has_no_usage_chunk(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="chat", messages=MSG, stream=True)  # type: ignore[arg-type]
+    chunks = [c async for c in stream]
+    assert chunks
+    assert all(c.choices and c.usage is None for c in chunks)
+
+
+async def test_tool_calls_plain_and_streamed(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model="up/tool-model",
+        messages=MSG,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"location": "Paris"}  # type: ignore[union-attr]
+    assert completion.choices[0].finish_reason == "tool_calls"
+
+    stream = await client.chat.completions.create(
+        model="up/tool-model",
+        messages=MSG,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        stream=True,
+    )
+    args = ""
+    async for chunk in stream:
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            assert delta.index == 0
+            args += delta.function.arguments or "" if delta.function else ""
+    assert json.loads(args) == {"location": "Paris"}
+
+    # The answer goes back as a tool message, and the conversation continues.
+    follow_up = await client.chat.completions.create(
+        model="chat",
+        messages=[
+            *MSG,
+            completion.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 21}'},
+        ],  # type: ignore[list-item]
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    assert follow_up.choices[0].message.content is not None
+
+
+async def test_json_mode(client: openai.AsyncOpenAI) -> None:
+    json_msg = [{"role": "user", "content": "reply in json please"}]
+    completion = await client.chat.completions.create(
+        model="chat",
+        messages=json_msg,  # type: ignore[arg-type]
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+    schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
+    completion = await client.chat.completions.create(
+        model="chat",
+        messages=MSG,  # type: ignore[arg-type]
+        response_format={"type": "json_schema", "json_schema": {"name": "echo", "schema": schema}},
+    )
+    assert "echo" in json.loads(completion.choices[0].message.content or "")
+
+
+async def test_embeddings_float_and_base64(client: openai.AsyncOpenAI, base_url: str) -> None:
+    # The SDK asks for base64 by default and decodes it itself.
+    result = await client.embeddings.create(model="up/text-embedding-3-small", input=["a b", "c"])
+    assert len(result.data) == 2
+    assert len(result.data[0].embedding) == 8
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            base_url + "/v1/embeddings",
+            json={"model": "up/text-embedding-3-small", "input": "a b", "encoding_format": "float"},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ) as resp,
+    ):
+        floats = (await resp.json())["data"][0]["embedding"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            base_url + "/v1/embeddings",
+            json={"model": "up/text-embedding-3-small", "input": "a b", "encoding_format": "base64"},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ) as resp,
+    ):
+        encoded = (await resp.json())["data"][0]["embedding"]
+    decoded = struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))
+    assert decoded == pytest.approx(floats, rel=1e-6)
+    assert result.data[0].embedding == pytest.approx(floats, rel=1e-6)
+
+
+async def test_models_list(client: openai.AsyncOpenAI) -> None:
+    models = [m async for m in client.models.list()]
+    ids = {m.id for m in models}
+    assert {"chat", "flaky", "up/*", "anthropic/*"} <= ids
+    by_id = {m.id: m for m in models}
+    assert by_id["up/*"].model_extra == {"available": True}
+    assert by_id["anthropic/*"].model_extra == {"available": False}
+
+
+async def test_auth_errors_are_openai_shaped(base_url: str) -> None:
+    async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="sk-wrong", max_retries=0) as bad:
+        with pytest.raises(openai.AuthenticationError) as info:
+            await bad.chat.completions.create(model="chat", messages=MSG)  # type: ignore[arg-type]
+    assert info.value.status_code == 401
+    assert info.value.code == "authentication_failed"
+    assert "sk-wrong" not in str(info.value)
+    async with aiohttp.ClientSession() as session, session.get(base_url + "/v1/models") as resp:
+        assert resp.status == 401
+        body = await resp.json()
+        assert body["error"]["type"] == "authentication_error"
+        assert resp.headers["x-request-id"]
+
+
+async def test_validation_errors_name_the_field(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="chat", messages=MSG, temperature=2.5)  # type: ignore[arg-type]
+    assert info.value.param == "temperature"
+    assert "temperature" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="chat", messages=[])
+    assert info.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "tool", "tool_call_id": "call_1", "content": "x"}],
+        )
+    assert info.value.param == "messages[0].tool_call_id"
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(model="chat", messages=MSG, max_tokens=0)  # type: ignore[arg-type]
+    assert info.value.param == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "wizard", "content": "x"}],  # type: ignore[list-item, misc]
+        )
+    assert info.value.param is not None
+    assert info.value.param.startswith("messages[0]")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"", "empty"),
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "bogus": 1}', "bogus"),
+    ],
+)
+async def test_bad_bodies_get_400_without_a_stack_trace(base_url: str, body: bytes, fragment: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            base_url + "/v1/chat/completions",
+            data=body,
+            headers={"Authorization": f"Bearer {MASTER}", "content-type": "application/json"},
+        ) as resp,
+    ):
+        assert resp.status == 400
+        payload = await resp.json()
+    assert fragment in payload["error"]["message"]
+    assert "Traceback" not in json.dumps(payload)
+
+
+async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]
+    assert info.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="nope", messages=MSG)  # type: ignore[arg-type]
+    with pytest.raises(openai.InternalServerError) as info5:
+        await client.chat.completions.create(model="up/error-500", messages=MSG)  # type: ignore[arg-type]
+    assert info5.value.status_code == 502
+
+
+async def test_mid_stream_failure_is_an_error_event(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="up/cut-model", messages=MSG, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(openai.APIError, match="connection closed before the response was complete"):
+        async for _ in stream:
+            pass
+
+
+async def test_dropped_params_header(
+    config_for: Callable[..., Config],
+) -> None:
+    app = create_app(config_for(drop=True))
+    async with (
+        serve(app) as url,
+        openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        raw = await client.chat.completions.with_raw_response.create(
+            model="up/gpt-4o-mini",
+            messages=MSG,  # type: ignore[arg-type]
+            extra_body={"top_k": 3},
+        )
+    assert raw.headers["x-uniinfer-dropped-params"] == "top_k"
+
+
+async def test_request_id_is_echoed_and_body_limit_enforced(base_url: str) -> None:
+    headers = {"Authorization": f"Bearer {MASTER}", "x-request-id": "trace-abc.123"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base_url + "/health", headers=headers) as resp:
+            assert resp.status == 200
+            assert resp.headers["x-request-id"] == "trace-abc.123"
+        async with session.get(base_url + "/health", headers={"x-request-id": "bad id\twith tab"}) as resp:
+            assert resp.headers["x-request-id"] != "bad id\twith tab"
+        big = b'{"model": "chat", "messages": [{"role": "user", "content": "' + b"x" * 9_000_000 + b'"}]}'
+        async with session.post(base_url + "/v1/chat/completions", data=big, headers=headers) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["error"]["code"] == "request_too_large"
+        async with session.get(base_url + "/v1/nope", headers=headers) as resp:
+            assert resp.status == 404
+        async with session.get(base_url + "/v1/chat/completions", headers=headers) as resp:
+            assert resp.status == 405
+
+
+async def test_health_and_ready(app: App, base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base_url + "/health") as resp:
+            assert resp.status == 200
+        async with session.get(base_url + "/ready") as resp:
+            assert resp.status == 200
+            assert "up" in (await resp.json())["providers"]
+        app.draining = True
+        async with session.get(base_url + "/ready") as resp:
+            assert resp.status == 503
+        app.draining = False
+
+
+async def _wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_client_disconnect_cancels_the_upstream_request(app: App, base_url: str, stream: bool) -> None:
+    http = app.gateway.http
+    body = {"model": "up/slow-5", "messages": MSG, "stream": stream}
+
+    async def call() -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                base_url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {MASTER}"}
+            ) as resp,
+        ):
+            await resp.read()
+
+    task = asyncio.create_task(call())
+    await _wait_for(lambda: http.busy_connections == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await _wait_for(lambda: http.busy_connections == 0)
+    await _wait_for(lambda: app.in_flight == 0)
