@@ -1,0 +1,590 @@
+"""A faithful fake of Anthropic's Messages API: ``POST /v1/messages``.
+
+It checks what the real API checks (https://docs.anthropic.com/en/api/messages)
+and answers 400 ``invalid_request_error`` with the real API's message style
+(``"<field path>: <what is wrong>"``):
+
+- headers: ``x-api-key`` (401 ``authentication_error`` when missing, empty or,
+  with ``anthropic_app(api_key=...)``, different) and ``anthropic-version``;
+- top-level fields: unknown ones are ``"<field>: Extra inputs are not permitted"``;
+  ``model``, ``messages`` (non-empty) and ``max_tokens`` (int >= 1) required;
+  ``temperature`` and ``top_p`` in 0..1 (Anthropic's range, not OpenAI's 0..2);
+- messages: roles ``user``/``assistant`` only; consecutive same-role turns are
+  combined into one, as the API documents (an assistant first turn is accepted,
+  as the first-party API does); text blocks non-empty; block types per role;
+  tool ``id`` pattern; every ``tool_result`` answers a ``tool_use`` of the
+  previous assistant turn and every ``tool_use`` is answered in the next turn;
+- ``system`` a string or text blocks; ``tools`` need ``input_schema``;
+  ``tool_choice`` only with tools; ``thinking`` budget >= 1024 and below
+  ``max_tokens``, no ``temperature`` other than 1, no ``top_k``, no forced tool
+  use, and a final assistant turn with tool calls must start with thinking
+  (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
+
+Answers: ``"echo: <last user text>"`` (or of the last tool result); with the
+``tool`` failure mode, a forcing ``tool_choice`` or a named tool, a
+``tool_use`` block for that tool with input ``{"location": "Paris"}``; a model
+name containing ``think`` (or ``thinking`` enabled) adds a thinking block first.
+Tokens are whitespace-separated words; ``max_tokens`` and ``stop_sequences``
+cut the answer with the real stop reasons. Usage reports
+``cache_read_input_tokens: 100`` when any block carried ``cache_control``.
+
+Streams follow https://docs.anthropic.com/en/docs/build-with-claude/streaming:
+``message_start``, per block ``content_block_start`` / ``ping`` (once) /
+``content_block_delta`` ... / ``content_block_stop``, then ``message_delta``
+and ``message_stop``, written in awkward splits. Failure modes come from
+:func:`tests.fakes.common.mode_of`. Every parsed request body is appended to
+``app["requests"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+import uuid
+import warnings
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.common import Mode, abort, last_user_text, mode_of, stream_response
+
+__all__ = ["anthropic_app"]
+
+Block = dict[str, Any]
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_ERROR_MESSAGES = {
+    429: "Number of request tokens has exceeded your per-minute rate limit",
+    500: "Internal server error",
+    529: "Overloaded",
+}
+_TOP_LEVEL = frozenset(
+    {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream"}
+    | {"temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"}
+)
+#: block type -> (required fields, optional fields)
+_BLOCKS: dict[str, tuple[set[str], set[str]]] = {
+    "text": ({"text"}, {"cache_control", "citations"}),
+    "image": ({"source"}, {"cache_control"}),
+    "document": ({"source"}, {"cache_control", "title", "context", "citations"}),
+    "tool_use": ({"id", "name", "input"}, {"cache_control"}),
+    "tool_result": ({"tool_use_id"}, {"content", "is_error", "cache_control"}),
+    "thinking": ({"thinking", "signature"}, set()),
+    "redacted_thinking": ({"data"}, set()),
+}
+_ROLE_BLOCKS = {
+    "user": {"text", "image", "document", "tool_result"},
+    "assistant": {"text", "tool_use", "thinking", "redacted_thinking"},
+}
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_THINKING_DOCS = (
+    "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+
+
+class InvalidError(Exception):
+    """A 400 ``invalid_request_error`` with the real API's message."""
+
+
+def anthropic_app(*, api_key: str | None = None) -> web.Application:
+    """The fake; with ``api_key`` only that key is accepted, otherwise any non-empty one."""
+    app = web.Application()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["requests"] = []
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        return await _handle(request, app, api_key)
+
+    app.router.add_post("/v1/messages", messages)
+    return app
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """An error in Anthropic's shape (https://docs.anthropic.com/en/api/errors)."""
+    request_id = f"req_{uuid.uuid4().hex[:24]}"
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
+    return web.json_response(body, status=status, headers={"request-id": request_id, **(headers or {})})
+
+
+async def _handle(request: web.Request, app: web.Application, api_key: str | None) -> web.StreamResponse:
+    key = request.headers.get("x-api-key", "")
+    if not key:
+        return error(401, "x-api-key header is required")
+    if api_key is not None and key != api_key:
+        return error(401, "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return error(400, "anthropic-version: header is required")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return error(400, "There was an error parsing the body of your request as JSON")
+    app["requests"].append(body)
+    try:
+        turns = validate(body)
+    except InvalidError as exc:
+        return error(400, str(exc))
+    mode = mode_of(str(body["model"]))
+    failure = await _failure(request, mode)
+    if failure is not None:
+        return failure
+    message = answer(body, turns, mode)
+    if body.get("stream"):
+        return await stream_response(request, events(message), cut=mode.cut)
+    return web.json_response(message, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
+
+
+async def _failure(request: web.Request, mode: Mode) -> web.StreamResponse | None:
+    if mode.delay:
+        await asyncio.sleep(mode.delay)
+    if mode.drop:
+        return abort(request)
+    if mode.status is not None:
+        headers = {"retry-after": "7"} if mode.status == 429 else None
+        return error(mode.status, _ERROR_MESSAGES.get(mode.status, f"error {mode.status}"), headers)
+    return None
+
+
+# --- validation ------------------------------------------------------------------
+
+
+def validate(body: Any) -> list[Block]:
+    """Check a request body like the real API; return the messages as merged turns."""
+    if not isinstance(body, dict):
+        raise InvalidError("Input should be a valid dictionary")
+    for name in body:
+        if name not in _TOP_LEVEL:
+            raise InvalidError(f"{name}: Extra inputs are not permitted")
+    for name in ("model", "messages", "max_tokens"):
+        if name not in body:
+            raise InvalidError(f"{name}: Field required")
+    if not isinstance(body["model"], str) or not body["model"]:
+        raise InvalidError("model: Input should be a valid string")
+    _check_int(body, "max_tokens", 1)
+    _check_int(body, "top_k", 0)
+    for name in ("temperature", "top_p"):
+        _check_unit(body, name)
+    _check_misc(body)
+    _check_system(body.get("system"))
+    names = _check_tools(body.get("tools"))
+    _check_tool_choice(body.get("tool_choice"), names)
+    turns = _check_messages(body["messages"])
+    _check_thinking(body, turns)
+    return turns
+
+
+def _check_int(body: Block, name: str, minimum: int) -> None:
+    value = body.get(name)
+    if value is None and name != "max_tokens":
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidError(f"{name}: Input should be a valid integer")
+    if value < minimum:
+        raise InvalidError(f"{name}: Input should be greater than or equal to {minimum}")
+
+
+def _check_unit(body: Block, name: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise InvalidError(f"{name}: Input should be a valid number")
+    if value < 0:
+        raise InvalidError(f"{name}: Input should be greater than or equal to 0")
+    if value > 1:
+        raise InvalidError(f"{name}: Input should be less than or equal to 1")
+
+
+def _check_misc(body: Block) -> None:
+    stops = body.get("stop_sequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
+        raise InvalidError("stop_sequences: Input should be a valid list of strings")
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InvalidError("metadata: Input should be a valid dictionary")
+        for name in metadata:
+            if name != "user_id":
+                raise InvalidError(f"metadata.{name}: Extra inputs are not permitted")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidError("stream: Input should be a valid boolean")
+
+
+def _check_fields(block: Block, required: set[str], optional: set[str], where: str) -> None:
+    for name in sorted(required - block.keys()):
+        raise InvalidError(f"{where}.{name}: Field required")
+    for name in sorted(block.keys() - required - optional - {"type"}):
+        raise InvalidError(f"{where}.{name}: Extra inputs are not permitted")
+    cache = block.get("cache_control")
+    if cache is not None and (not isinstance(cache, dict) or cache.get("type") != "ephemeral"):
+        raise InvalidError(f"{where}.cache_control.type: Input should be 'ephemeral'")
+
+
+def _check_system(system: Any) -> None:
+    if system is None or isinstance(system, str):
+        return
+    if not isinstance(system, list):
+        raise InvalidError("system: Input should be a valid string or list of text blocks")
+    for j, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise InvalidError(f"system.{j}.type: Input should be 'text'")
+        _check_fields(block, {"text"}, {"cache_control", "citations"}, f"system.{j}")
+        if not block["text"]:
+            raise InvalidError("system: text content blocks must be non-empty")
+
+
+def _check_tools(tools: Any) -> list[str]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise InvalidError("tools: Input should be a valid list")
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise InvalidError(f"tools.{i}: Input should be a valid dictionary")
+        _check_fields(tool, {"name", "input_schema"}, {"description", "cache_control"}, f"tools.{i}")
+        if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
+            raise InvalidError(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
+        schema = tool["input_schema"]
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            raise InvalidError(f"tools.{i}.input_schema.type: Input should be 'object'")
+        names.append(tool["name"])
+    if len(set(names)) != len(names):
+        raise InvalidError("tools: Tool names must be unique.")
+    return names
+
+
+def _check_tool_choice(choice: Any, names: list[str]) -> None:
+    if choice is None:
+        return
+    if not names:
+        raise InvalidError("tool_choice may only be specified while providing tools.")
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind not in ("auto", "any", "tool", "none"):
+        raise InvalidError("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
+    optional = {"disable_parallel_tool_use"} if kind != "none" else set()
+    _check_fields(choice, {"name"} if kind == "tool" else set(), optional, f"tool_choice.{kind}")
+    if kind == "tool" and choice["name"] not in names:
+        raise InvalidError(f"Tool '{choice['name']}' not found in provided tools")
+
+
+def _check_messages(messages: Any) -> list[Block]:
+    if not isinstance(messages, list):
+        raise InvalidError("messages: Input should be a valid list")
+    if not messages:
+        raise InvalidError("messages: at least one message is required")
+    turns: list[Block] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise InvalidError(f"messages.{i}: Input should be a valid dictionary")
+        _check_fields(msg, {"role", "content"}, set(), f"messages.{i}")
+        role = msg["role"]
+        if role not in _ROLE_BLOCKS:
+            raise InvalidError(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        blocks = _check_content(msg["content"], role, f"messages.{i}")
+        if not blocks and not (i == len(messages) - 1 and role == "assistant"):
+            raise InvalidError(
+                f"messages.{i}: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
+        if turns and turns[-1]["role"] == role:  # the API combines consecutive turns
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    _check_tool_pairs(turns)
+    return turns
+
+
+def _check_content(content: Any, role: str, where: str) -> list[Block]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise InvalidError(f"{where}.content: Input should be a valid string or list")
+    for j, block in enumerate(content):
+        _check_block(block, role, f"{where}.content.{j}")
+    return list(content)
+
+
+def _check_block(block: Any, role: str, where: str) -> None:
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind not in _BLOCKS:
+        raise InvalidError(
+            f"{where}.type: Input tag '{kind}' found using 'type' does not match any of the expected tags"
+        )
+    if kind not in _ROLE_BLOCKS[role]:
+        raise InvalidError(f"{where}.type: '{kind}' blocks are not allowed in '{role}' messages")
+    _check_fields(block, *_BLOCKS[kind], where)
+    if kind == "text" and not block["text"]:
+        raise InvalidError("messages: text content blocks must be non-empty")
+    if kind == "image":
+        _check_image(block["source"], f"{where}.source")
+    if kind == "tool_use":
+        if not isinstance(block["id"], str) or not _TOOL_ID.match(block["id"]):
+            raise InvalidError(f"{where}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
+        if not isinstance(block["input"], dict):
+            raise InvalidError(f"{where}.input: Input should be a valid dictionary")
+    if kind == "tool_result":
+        _check_tool_result_content(block.get("content"), where)
+
+
+def _check_image(source: Any, where: str) -> None:
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "url":
+        _check_fields(source, {"url"}, set(), f"{where}.url")
+        return
+    if kind != "base64":
+        raise InvalidError(f"{where}.type: Input should be 'base64' or 'url'")
+    _check_fields(source, {"media_type", "data"}, set(), f"{where}.base64")
+    if source["media_type"] not in _IMAGE_TYPES:
+        raise InvalidError(
+            f"{where}.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+        )
+    try:
+        base64.b64decode(source["data"], validate=True)
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise InvalidError(f"{where}.base64.data: invalid base64 data") from exc
+
+
+def _check_tool_result_content(content: Any, where: str) -> None:
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidError(f"{where}.content: Input should be a valid string or list")
+    for k, block in enumerate(content):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind not in ("text", "image"):
+            raise InvalidError(f"{where}.content.{k}.type: Input should be 'text' or 'image'")
+        _check_block(block, "user", f"{where}.content.{k}")
+
+
+def _ids(turn: Block, kind: str, key: str) -> list[str]:
+    return [b[key] for b in turn["content"] if b.get("type") == kind]
+
+
+def _check_tool_pairs(turns: list[Block]) -> None:
+    """tool_use / tool_result pairing across adjacent turns (messages are indexed after merging)."""
+    for t, turn in enumerate(turns):
+        if turn["role"] == "user":
+            offered = set(_ids(turns[t - 1], "tool_use", "id")) if t else set()
+            for j, block in enumerate(turn["content"]):
+                if block.get("type") == "tool_result" and block["tool_use_id"] not in offered:
+                    raise InvalidError(
+                        f"messages.{t}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block['tool_use_id']}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message."
+                    )
+        elif t + 1 < len(turns):
+            answered = set(_ids(turns[t + 1], "tool_result", "tool_use_id"))
+            missing = [i for i in _ids(turn, "tool_use", "id") if i not in answered]
+            if missing:
+                raise InvalidError(
+                    f"messages.{t}: `tool_use` ids were found without `tool_result` blocks immediately "
+                    f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                    "`tool_result` block in the next message."
+                )
+
+
+def _check_thinking(body: Block, turns: list[Block]) -> None:
+    thinking = body.get("thinking")
+    if thinking is None:
+        return
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return
+    if kind != "enabled":
+        raise InvalidError("thinking.type: Input should be 'enabled' or 'disabled'")
+    _check_fields(thinking, {"budget_tokens"}, set(), "thinking.enabled")
+    budget = thinking["budget_tokens"]
+    if not isinstance(budget, int) or budget < 1024:
+        raise InvalidError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if budget >= body["max_tokens"]:
+        raise InvalidError(f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}")
+    if body.get("temperature") not in (None, 1):
+        raise InvalidError(f"`temperature` may only be set to 1 when thinking is enabled. {_THINKING_DOCS}")
+    if body.get("top_k") is not None:
+        raise InvalidError(f"`top_k` must be unset when thinking is enabled. {_THINKING_DOCS}")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise InvalidError("Thinking may not be enabled when `tool_choice` forces tool use.")
+    _check_thinking_turn(turns)
+
+
+def _check_thinking_turn(turns: list[Block]) -> None:
+    last = next((t for t in reversed(range(len(turns))) if turns[t]["role"] == "assistant"), None)
+    if last is None or not _ids(turns[last], "tool_use", "id"):
+        return
+    first = turns[last]["content"][0].get("type")
+    if first not in ("thinking", "redacted_thinking"):
+        raise InvalidError(
+            f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a "
+            "thinking block. To avoid this requirement, disable `thinking`. " + _THINKING_DOCS
+        )
+
+
+# --- answers ---------------------------------------------------------------------
+
+
+def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
+    """The non-streaming ``message`` object the real API would return."""
+    model = str(body["model"])
+    blocks: list[Block] = []
+    if "think" in model or (body.get("thinking") or {}).get("type") == "enabled":
+        blocks.append({"type": "thinking", "thinking": "The user wants an echo.", "signature": _SIGNATURE})
+    tool = _tool_to_call(body, turns, mode)
+    stop_reason, stop_sequence = "end_turn", None
+    if tool is not None:
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": tool,
+                "input": {"location": "Paris"},
+            }
+        )
+        stop_reason = "tool_use"
+    else:
+        text, stop_reason, stop_sequence = _cut(f"echo: {_last_text(turns)}", body)
+        if text:
+            blocks.append({"type": "text", "text": text})
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": _usage(body, blocks),
+    }
+
+
+def _tool_to_call(body: Block, turns: list[Block], mode: Mode) -> str | None:
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice") or {"type": "auto"}
+    if not tools or choice["type"] == "none":
+        return None
+    if choice["type"] == "tool":
+        return str(choice["name"])
+    answering = bool(_ids(turns[-1], "tool_result", "tool_use_id")) if turns[-1]["role"] == "user" else False
+    if choice["type"] == "any" or (mode.tool and not answering):
+        return str(tools[0]["name"])
+    return None
+
+
+def _last_text(turns: list[Block]) -> str:
+    text = last_user_text(turns)
+    if text:
+        return text
+    for block in reversed(turns[-1]["content"]):
+        if block.get("type") == "tool_result":
+            content = block.get("content") or ""
+            return content if isinstance(content, str) else " ".join(b.get("text", "") for b in content)
+    return ""
+
+
+def _cut(text: str, body: Block) -> tuple[str, str, str | None]:
+    """Apply stop sequences, then max_tokens (a token is a word here)."""
+    for stop in body.get("stop_sequences") or ():
+        if stop and stop in text:
+            return text[: text.index(stop)], "stop_sequence", stop
+    words = text.split(" ")
+    if len(words) > body["max_tokens"]:
+        return " ".join(words[: body["max_tokens"]]), "max_tokens", None
+    return text, "end_turn", None
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k in ("text", "content", "system", "messages"))
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    return 0
+
+
+def _cached(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "cache_control" in value or any(_cached(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_cached(v) for v in value)
+    return False
+
+
+def _usage(body: Block, blocks: list[Block]) -> Block:
+    cached = _cached([body.get("system"), body.get("messages"), body.get("tools")])
+    output = sum(_words(b.get("text") or b.get("thinking") or "") for b in blocks)
+    output += 5 * sum(b["type"] == "tool_use" for b in blocks)
+    return {
+        "input_tokens": max(1, _words({"system": body.get("system"), "messages": body["messages"]})),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 100 if cached else 0,
+        "output_tokens": max(1, output),
+        "service_tier": "standard",
+    }
+
+
+# --- streaming -------------------------------------------------------------------
+
+
+def _sse(payload: Block) -> bytes:
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _deltas(block: Block) -> list[Block]:
+    if block["type"] == "text":
+        return [{"type": "text_delta", "text": p} for p in _pieces(block["text"], 5)]
+    if block["type"] == "thinking":
+        pieces = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], 6)]
+        return [*pieces, {"type": "signature_delta", "signature": block["signature"]}]
+    partial = orjson.dumps(block["input"]).decode()
+    return [{"type": "input_json_delta", "partial_json": p} for p in ["", *_pieces(partial, 4)]]
+
+
+def _empty(block: Block) -> Block:
+    if block["type"] == "text":
+        return {"type": "text", "text": ""}
+    if block["type"] == "thinking":
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    return {**block, "input": {}}
+
+
+def events(message: Block) -> list[bytes]:
+    """The SSE events that stream ``message``."""
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    start["usage"] = {**usage, "output_tokens": 1}
+    out = [_sse({"type": "message_start", "message": start})]
+    for i, block in enumerate(message["content"]):
+        out.append(_sse({"type": "content_block_start", "index": i, "content_block": _empty(block)}))
+        if i == 0:
+            out.append(_sse({"type": "ping"}))
+        out += [_sse({"type": "content_block_delta", "index": i, "delta": d}) for d in _deltas(block)]
+        out.append(_sse({"type": "content_block_stop", "index": i}))
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    out.append(
+        _sse({"type": "message_delta", "delta": delta, "usage": {"output_tokens": usage["output_tokens"]}})
+    )
+    out.append(_sse({"type": "message_stop"}))
+    return out

@@ -1,0 +1,956 @@
+"""The Anthropic Messages adapter: request translation, response and stream
+parsing, error mapping; unit-level and against the faithful fake over a socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.fakes.anthropic import anthropic_app
+from tests.fakes.common import run_fake
+from uniinfer.errors import (
+    AuthenticationError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderResponseError,
+    RateLimitError,
+    UniInferError,
+    UnsupportedFeatureError,
+)
+from uniinfer.http import HttpClient, HttpRequest, Timeouts
+from uniinfer.providers.anthropic import AnthropicAdapter
+from uniinfer.providers.base import Endpoint, ProviderAdapter
+from uniinfer.providers.registry import default_registry
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse
+
+KEY = "sk-ant-test"
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+    },
+}
+
+
+def make_adapter(url: str = "https://api.anthropic.com", key: str | None = KEY, **kw: Any) -> ProviderAdapter:
+    reg = default_registry()
+    return reg.create(reg.get("anthropic"), Endpoint(base_url=url, api_key=key, **kw))
+
+
+def chat(messages: list[dict[str, Any]] | None = None, **kw: Any) -> ChatRequest:
+    data = {"model": "claude-x", "messages": messages or [{"role": "user", "content": "hi"}], **kw}
+    return ChatRequest.model_validate(data)
+
+
+def sent(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(make_adapter().chat_request(request, "claude-up", stream=stream).body)
+    return body
+
+
+def tool_history() -> list[dict[str, Any]]:
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
+        },
+        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+    ]
+    return [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": calls, "reasoning_content": "secret"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "rainy"}]},
+        {"role": "user", "content": "and so?"},
+    ]
+
+
+# --- request translation ---------------------------------------------------------------
+
+
+def test_registry_builds_the_anthropic_adapter() -> None:
+    assert isinstance(make_adapter(), AnthropicAdapter)
+
+
+def test_request_url_and_headers() -> None:
+    adapter = make_adapter(headers={"anthropic-beta": "x"})
+    req = adapter.chat_request(chat(), "claude-up", stream=False)
+    assert req.url == "https://api.anthropic.com/v1/messages"
+    assert req.headers["x-api-key"] == KEY
+    assert req.headers["anthropic-version"] == "2023-06-01"
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["anthropic-beta"] == "x"
+    assert "authorization" not in {h.lower() for h in req.headers}
+    assert (
+        make_adapter("http://proxy/v1/").chat_request(chat(), "m", stream=False).url
+        == "http://proxy/v1/messages"
+    )
+
+
+def test_basic_fields_and_defaults() -> None:
+    body = sent(chat(temperature=0.5, top_p=0.9, top_k=40, stop="END", user="u-1"))
+    assert body == {
+        "model": "claude-up",
+        "max_tokens": 4096,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 40,
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u-1"},
+    }
+
+
+def test_max_completion_tokens_wins_and_stream_flag() -> None:
+    body = sent(
+        chat(max_tokens=10, max_completion_tokens=20, stream=True, stream_options={"include_usage": True}),
+        stream=True,
+    )
+    assert body["max_tokens"] == 20
+    assert body["stream"] is True
+    assert "stream_options" not in body
+    assert sent(chat(max_tokens=10))["max_tokens"] == 10
+    assert "stream" not in sent(chat())
+
+
+def test_system_and_developer_messages_become_system_blocks_with_cache_control() -> None:
+    cache = {"type": "ephemeral"}
+    body = sent(
+        chat(
+            [
+                {
+                    "role": "system",
+                    "content": [{"type": "text", "text": "Be brief.", "cache_control": cache}],
+                },
+                {"role": "user", "content": "hi"},
+                {"role": "developer", "content": "Use French."},
+                {"role": "user", "content": [{"type": "text", "text": "again", "cache_control": cache}]},
+            ]
+        )
+    )
+    assert body["system"] == [
+        {"type": "text", "text": "Be brief.", "cache_control": cache},
+        {"type": "text", "text": "Use French."},
+    ]
+    # the two user messages are now adjacent and merge into one turn
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hi"},
+                {"type": "text", "text": "again", "cache_control": cache},
+            ],
+        }
+    ]
+
+
+def test_images_data_and_http_urls() -> None:
+    parts = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+    ]
+    content = sent(chat([{"role": "user", "content": parts}]))["messages"][0]["content"]
+    assert content[1] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+    }
+    assert content[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+
+
+@pytest.mark.parametrize(
+    "url", ["data:image/bmp;base64,AAAA", "data:image/png,rawbytes", "ftp://example.com/x.png"]
+)
+def test_unusable_images_are_invalid_requests(url: str) -> None:
+    request = chat([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+    with pytest.raises(InvalidRequestError) as info:
+        sent(request)
+    assert info.value.param == "messages[0].content[0]"
+    assert info.value.provider == "anthropic"
+
+
+def test_audio_parts_are_an_unsupported_feature() -> None:
+    part = {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+    with pytest.raises(UnsupportedFeatureError) as info:
+        sent(chat([{"role": "user", "content": [part]}]))
+    assert info.value.param == "messages[0].content[0]"
+
+
+def test_tool_calls_and_results_translate_and_merge() -> None:
+    body = sent(chat(tool_history(), tools=[WEATHER]))
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assistant = body["messages"][1]["content"]
+    assert assistant == [
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"location": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {}},
+    ]
+    assert "secret" not in orjson.dumps(body).decode()  # reasoning_content is not sent back
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "rainy"}]},
+        {"type": "text", "text": "and so?"},
+    ]
+
+
+@pytest.mark.parametrize("arguments", ["{not json", "[1, 2]", '"text"'])
+def test_invalid_tool_arguments_name_the_message(arguments: str) -> None:
+    history = tool_history()[:3]
+    history[1]["tool_calls"] = [history[1]["tool_calls"][0]]
+    history[1]["tool_calls"][0]["function"]["arguments"] = arguments
+    with pytest.raises(InvalidRequestError) as info:
+        sent(chat(history))
+    assert info.value.param == "messages[1].tool_calls"
+    assert "messages[1].tool_calls[0]" in info.value.message
+
+
+def test_tools_translation() -> None:
+    bare = {"type": "function", "function": {"name": "now"}}
+    assert sent(chat(tools=[WEATHER, bare]))["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": WEATHER["function"]["parameters"],
+        },
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "expected"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("required", None, {"type": "any"}),
+        ("none", None, {"type": "none"}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            None,
+            {"type": "tool", "name": "get_weather"},
+        ),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("none", False, {"type": "none"}),
+        (None, None, None),
+        (None, True, None),
+    ],
+)
+def test_tool_choice_variants(choice: Any, parallel: bool | None, expected: dict[str, Any] | None) -> None:
+    body = sent(chat(tools=[WEATHER], tool_choice=choice, parallel_tool_calls=parallel))
+    assert body.get("tool_choice") == expected
+
+
+def test_tool_choice_without_tools_is_not_sent() -> None:
+    assert "tool_choice" not in sent(chat(tool_choice="auto", parallel_tool_calls=False))
+
+
+@pytest.mark.parametrize(
+    ("effort", "budget"), [("minimal", 1024), ("low", 1024), ("medium", 4096), ("high", 16384)]
+)
+def test_reasoning_effort_becomes_thinking(effort: str, budget: int) -> None:
+    body = sent(chat(reasoning_effort=effort))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    assert body["max_tokens"] == budget + 4096
+
+
+def test_thinking_budget_stays_below_an_explicit_limit() -> None:
+    assert (
+        sent(chat(reasoning_effort="high", max_completion_tokens=5000))["thinking"]["budget_tokens"] == 4999
+    )
+    assert sent(chat(reasoning_effort="low", max_tokens=8000))["thinking"]["budget_tokens"] == 1024
+    with pytest.raises(InvalidRequestError) as info:
+        sent(chat(reasoning_effort="low", max_tokens=1000))
+    assert info.value.param == "max_tokens"
+
+
+def test_thinking_is_left_off_while_a_tool_loop_is_open() -> None:
+    history = tool_history()[:4]
+    assert "thinking" not in sent(chat(history, reasoning_effort="low"))
+    assert "thinking" in sent(
+        chat([*tool_history(), {"role": "assistant", "content": "ok"}], reasoning_effort="low")
+    )
+
+
+def test_supported_params_are_chat_fields_and_exclude_what_anthropic_lacks() -> None:
+    params = AnthropicAdapter.supported_params
+    assert params <= set(ChatRequest.model_fields)
+    assert {"temperature", "top_k", "stop", "tools", "tool_choice", "user", "reasoning_effort"} <= params
+    for lacking in ("n", "seed", "logprobs", "logit_bias", "presence_penalty", "metadata", "response_format"):
+        assert lacking not in params
+
+
+# --- response parsing ------------------------------------------------------------------
+
+
+def message(content: list[dict[str, Any]], stop_reason: str | None = "end_turn", **usage: int) -> bytes:
+    body = {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-up",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage or {"input_tokens": 10, "output_tokens": 5},
+    }
+    return orjson.dumps(body)
+
+
+def parse(body: bytes) -> ChatResponse:
+    return make_adapter().parse_chat(body, "claude-x")
+
+
+def test_parse_text_and_usage_with_cache_numbers() -> None:
+    body = message(
+        [{"type": "text", "text": "Hello"}, {"type": "text", "text": " world"}],
+        input_tokens=10,
+        output_tokens=5,
+        cache_read_input_tokens=100,
+        cache_creation_input_tokens=20,
+    )
+    resp = parse(body)
+    assert resp.id == "msg_01"
+    assert resp.model == "claude-up"
+    assert resp.choices[0].message.content == "Hello world"
+    assert resp.choices[0].message.tool_calls is None
+    assert resp.choices[0].finish_reason == "stop"
+    usage = resp.usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (130, 5, 135)
+    assert (usage.cached_tokens, usage.cache_write_tokens) == (100, 20)
+    assert usage.completion_tokens_details is None
+
+
+def test_parse_usage_without_cache_fields_has_no_details() -> None:
+    usage = parse(message([{"type": "text", "text": "x"}], input_tokens=3, output_tokens=1)).usage
+    assert usage is not None
+    assert usage.prompt_tokens == 3
+    assert usage.prompt_tokens_details is None
+
+
+def test_parse_tool_use_and_thinking() -> None:
+    body = message(
+        [
+            {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}},
+        ],
+        stop_reason="tool_use",
+    )
+    choice = parse(body).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert choice.message.reasoning_content == "Need weather."
+    calls = choice.message.tool_calls or []
+    assert [(c.id, c.function.name) for c in calls] == [("toolu_1", "get_weather"), ("toolu_2", "now")]
+    assert orjson.loads(calls[0].function.arguments) == {"location": "Paris"}
+    assert calls[1].function.arguments == "{}"
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        (None, None),
+    ],
+)
+def test_stop_reasons(reason: str | None, finish: str | None) -> None:
+    assert (
+        parse(message([{"type": "text", "text": "x"}], stop_reason=reason)).choices[0].finish_reason == finish
+    )
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"id": "x"}', b'{"id": "x", "content": [{"text": "t"}]}'])
+def test_bad_bodies_are_provider_response_errors(body: bytes) -> None:
+    with pytest.raises(ProviderResponseError):
+        parse(body)
+
+
+# --- stream decoding -------------------------------------------------------------------
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events)
+
+
+START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_s1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-up",
+        "content": [],
+        "stop_reason": None,
+        "usage": {
+            "input_tokens": 25,
+            "cache_read_input_tokens": 100,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": 1,
+        },
+    },
+}
+
+
+def block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def delta(index: int, **d: Any) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": d}
+
+
+def tool_stream() -> bytes:
+    tool_1 = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    tool_2 = {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}}
+    return sse(
+        START,
+        block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
+        {"type": "ping"},
+        delta(0, type="thinking_delta", thinking="Hm, "),
+        delta(0, type="thinking_delta", thinking="weather."),
+        delta(0, type="signature_delta", signature="sig"),
+        {"type": "content_block_stop", "index": 0},
+        block_start(1, {"type": "text", "text": ""}),
+        delta(1, type="text_delta", text="Let me check ✓ "),
+        delta(1, type="text_delta", text="now."),
+        {"type": "content_block_stop", "index": 1},
+        block_start(2, tool_1),
+        delta(2, type="input_json_delta", partial_json=""),
+        delta(2, type="input_json_delta", partial_json='{"loca'),
+        delta(2, type="input_json_delta", partial_json='tion": "Par'),
+        delta(2, type="input_json_delta", partial_json='is"}'),
+        {"type": "content_block_stop", "index": 2},
+        block_start(3, tool_2),
+        delta(3, type="input_json_delta", partial_json="{}"),
+        {"type": "content_block_stop", "index": 3},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": 42},
+        },
+        {"type": "some_future_event", "detail": 1},
+        {"type": "message_stop"},
+    )
+
+
+def decode_bytewise(data: bytes) -> list[ChatChunk]:
+    decoder = make_adapter().stream_decoder("claude-x")
+    chunks = [c for i in range(len(data)) for c in decoder.feed(data[i : i + 1])]
+    return chunks + decoder.close()
+
+
+def reassemble(chunks: list[ChatChunk]) -> dict[str, Any]:
+    """What a client builds from the chunks (the OpenAI accumulation rules)."""
+    text, thinking, finish = "", "", None
+    calls: dict[int, dict[str, str]] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            thinking += choice.delta.reasoning_content or ""
+            finish = choice.finish_reason or finish
+            for call in choice.delta.tool_calls or ():
+                slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] += call.id or ""
+                if call.function is not None:
+                    slot["name"] += call.function.name or ""
+                    slot["arguments"] += call.function.arguments or ""
+    return {"text": text, "thinking": thinking, "finish": finish, "calls": calls}
+
+
+def test_stream_decoded_byte_by_byte() -> None:
+    chunks = decode_bytewise(tool_stream())
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert {c.id for c in chunks} == {"msg_s1"}
+    assert {c.model for c in chunks} == {"claude-up"}
+    got = reassemble(chunks)
+    assert got["text"] == "Let me check ✓ now."
+    assert got["thinking"] == "Hm, weather."
+    assert got["finish"] == "tool_calls"
+    assert sorted(got["calls"]) == [0, 1]  # numbered by tool_use block, not content block index
+    assert got["calls"][0]["id"] == "toolu_1"
+    assert got["calls"][0]["name"] == "get_weather"
+    assert orjson.loads(got["calls"][0]["arguments"]) == {"location": "Paris"}
+    assert (got["calls"][1]["name"], got["calls"][1]["arguments"]) == ("now", "{}")
+
+
+def test_stream_tool_call_deltas_are_openai_shaped() -> None:
+    chunks = decode_bytewise(tool_stream())
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
+    starts = [call for call in calls if call.id is not None]
+    assert [(s.index, s.id, s.type) for s in starts] == [
+        (0, "toolu_1", "function"),
+        (1, "toolu_2", "function"),
+    ]
+    assert starts[0].function is not None
+    assert (starts[0].function.name, starts[0].function.arguments) == ("get_weather", "")
+    pieces = [call for call in calls if call.id is None]
+    assert [p.index for p in pieces] == [0, 0, 0, 1]  # empty partial_json pieces are skipped
+    assert all(p.type is None and p.function is not None and p.function.name is None for p in pieces)
+
+
+def test_stream_final_usage_chunk() -> None:
+    chunks = decode_bytewise(tool_stream())
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (125, 42)
+    assert (last.usage.cached_tokens, last.usage.cache_write_tokens) == (100, 0)
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_stream_with_crlf_line_endings() -> None:
+    text = sse(
+        START,
+        block_start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="hi"),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
+        {"type": "message_stop"},
+    ).replace(b"\n", b"\r\n")
+    assert reassemble(decode_bytewise(text))["text"] == "hi"
+
+
+def test_stream_without_message_stop_is_a_connection_error() -> None:
+    decoder = make_adapter().stream_decoder("claude-x")
+    decoder.feed(
+        sse(START, block_start(0, {"type": "text", "text": ""}), delta(0, type="text_delta", text="par"))
+    )
+    with pytest.raises(ProviderConnectionError, match="message_stop"):
+        decoder.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls"),
+    [
+        ("overloaded_error", ProviderOverloadedError),
+        ("rate_limit_error", RateLimitError),
+        ("api_error", ProviderError),
+        ("invalid_request_error", InvalidRequestError),
+    ],
+)
+def test_stream_error_event_raises_the_mapped_error(kind: str, cls: type[UniInferError]) -> None:
+    decoder = make_adapter().stream_decoder("claude-x")
+    decoder.feed(sse(START))
+    with pytest.raises(cls) as info:
+        decoder.feed(sse({"type": "error", "error": {"type": kind, "message": "Overloaded"}}))
+    assert info.value.provider == "anthropic"
+    assert "Overloaded" in info.value.message
+
+
+def test_stream_garbage_is_a_provider_response_error() -> None:
+    decoder = make_adapter().stream_decoder("claude-x")
+    with pytest.raises(ProviderResponseError):
+        decoder.feed(b'event: content_block_delta\ndata: {"type": "content_block_delta"}\n\n')
+
+
+# --- error mapping ---------------------------------------------------------------------
+
+
+def anthropic_error(kind: str, text: str) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": text}, "request_id": "req_1"})
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "text", "cls", "param"),
+    [
+        (
+            400,
+            "invalid_request_error",
+            "temperature: Input should be less than or equal to 1",
+            InvalidRequestError,
+            "temperature",
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "stop_sequences: each stop sequence must contain non-whitespace",
+            InvalidRequestError,
+            "stop",
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "messages.1.content.0: unexpected `tool_use_id`",
+            InvalidRequestError,
+            "messages",
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "prompt is too long: 208310 tokens > 200000 maximum",
+            ContextLengthExceededError,
+            None,
+        ),
+        (401, "authentication_error", "invalid x-api-key", AuthenticationError, None),
+        (403, "permission_error", "Your API key does not have permission", PermissionDeniedError, None),
+        (404, "not_found_error", "model: claude-nope", ModelNotFoundError, None),
+        (
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+            ContextLengthExceededError,
+            None,
+        ),
+        (500, "api_error", "Internal server error", ProviderError, None),
+        (529, "overloaded_error", "Overloaded", ProviderOverloadedError, None),
+    ],
+)
+def test_error_mapping(
+    status: int, kind: str, text: str, cls: type[UniInferError], param: str | None
+) -> None:
+    err = make_adapter().parse_error(status, {}, anthropic_error(kind, text))
+    assert type(err) is cls
+    assert err.param == param
+    assert err.upstream_status == status
+    assert err.message == f"anthropic: {text}"
+
+
+def test_rate_limit_carries_retry_after() -> None:
+    err = make_adapter().parse_error(
+        429, {"retry-after": "7"}, anthropic_error("rate_limit_error", "slow down")
+    )
+    assert isinstance(err, RateLimitError)
+    assert err.retry_after == 7.0
+
+
+def test_echoed_key_is_redacted() -> None:
+    err = make_adapter().parse_error(
+        401, {}, anthropic_error("authentication_error", f"invalid x-api-key {KEY}")
+    )
+    assert KEY not in err.message
+    assert KEY not in (err.upstream_body or "")
+    assert "[redacted]" in err.message
+
+
+# --- against the fake, over a socket -----------------------------------------------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    http = HttpClient()
+    yield http
+    await http.aclose()
+
+
+async def call(client: HttpClient, adapter: ProviderAdapter, request: ChatRequest) -> ChatResponse:
+    resp = await client.send(
+        adapter.chat_request(request, request.model, stream=False), Timeouts(), adapter.name
+    )
+    if resp.status >= 400:
+        raise adapter.parse_error(resp.status, resp.headers, resp.body)
+    return adapter.parse_chat(resp.body, request.model)
+
+
+async def stream(client: HttpClient, adapter: ProviderAdapter, request: ChatRequest) -> list[ChatChunk]:
+    req = adapter.chat_request(request, request.model, stream=True)
+    upstream = await client.open_stream(req, Timeouts(), adapter.name)
+    complete = False
+    try:
+        if upstream.status >= 400:
+            raise adapter.parse_error(upstream.status, upstream.headers, await upstream.read())
+        decoder = adapter.stream_decoder(request.model)
+        chunks = [c async for data in upstream.iter_bytes() for c in decoder.feed(data)]
+        chunks += decoder.close()
+        complete = True
+        return chunks
+    finally:
+        HttpClient.close_stream(upstream, complete=complete)
+
+
+async def test_fake_echo_with_usage_and_recorded_request(client: HttpClient) -> None:
+    app = anthropic_app(api_key=KEY)
+    async with run_fake(app) as url:
+        resp = await call(
+            client,
+            make_adapter(url),
+            chat(
+                messages=[{"role": "system", "content": "sys"}, {"role": "user", "content": "hello there"}],
+                stop=["zzz"],
+            ),
+        )
+    assert resp.choices[0].message.content == "echo: hello there"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.id.startswith("msg_")
+    assert resp.usage is not None
+    assert (resp.usage.cached_tokens, resp.usage.cache_write_tokens) == (0, 0)
+    assert resp.usage.completion_tokens == 3
+    recorded = app["requests"][-1]
+    assert recorded["system"] == [{"type": "text", "text": "sys"}]
+    assert recorded["max_tokens"] == 4096
+    assert recorded["stop_sequences"] == ["zzz"]
+
+
+async def test_fake_reports_cache_reads_for_cache_control(client: HttpClient) -> None:
+    system = [{"type": "text", "text": "long context", "cache_control": {"type": "ephemeral"}}]
+    request = chat([{"role": "system", "content": system}, {"role": "user", "content": "q"}])
+    async with run_fake(anthropic_app()) as url:
+        resp = await call(client, make_adapter(url), request)
+    assert resp.usage is not None
+    assert resp.usage.cached_tokens == 100
+    assert resp.usage.cache_write_tokens == 0
+    assert resp.usage.prompt_tokens == 100 + 3  # input words of system + messages, plus the cache read
+
+
+async def test_fake_stream_text_over_socket(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        chunks = await stream(
+            client,
+            make_adapter(url),
+            chat([{"role": "user", "content": "héllo wörld ✓ ünïcode"}], stream=True),
+        )
+    got = reassemble(chunks)
+    assert got["text"] == "echo: héllo wörld ✓ ünïcode"
+    assert got["finish"] == "stop"
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3  # several deltas
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+
+
+async def test_fake_stream_tool_call_and_thinking(client: HttpClient) -> None:
+    request = chat(
+        [{"role": "user", "content": "weather?"}], model="tool-think", tools=[WEATHER], stream=True
+    )
+    async with run_fake(anthropic_app()) as url:
+        chunks = await stream(client, make_adapter(url), request)
+    got = reassemble(chunks)
+    assert got["finish"] == "tool_calls"
+    assert got["thinking"]
+    assert list(got["calls"]) == [0]
+    assert got["calls"][0]["id"].startswith("toolu_")
+    assert got["calls"][0]["name"] == "get_weather"
+    assert orjson.loads(got["calls"][0]["arguments"]) == {"location": "Paris"}
+    arg_chunks = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(arg_chunks) > 2  # the input arrived in pieces
+
+
+async def test_fake_tool_loop_round_trip(client: HttpClient) -> None:
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        adapter = make_adapter(url)
+        first = await call(
+            client, adapter, chat([{"role": "user", "content": "weather?"}], model="tool-1", tools=[WEATHER])
+        )
+        calls = first.choices[0].message.tool_calls or []
+        assert first.choices[0].finish_reason == "tool_calls"
+        history = [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 21C"},
+        ]
+        second = await call(
+            client, adapter, chat(history, model="tool-1", tools=[WEATHER], reasoning_effort="low")
+        )
+    assert second.choices[0].message.content == "echo: sunny, 21C"
+    assert "thinking" not in app["requests"][-1]  # left off: the tool loop is open
+
+
+async def test_fake_stream_cut_is_a_connection_error(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        with pytest.raises(ProviderConnectionError):
+            await stream(client, make_adapter(url), chat(model="cut-1", stream=True))
+
+
+@pytest.mark.parametrize("key", ["sk-ant-wrong", None])
+async def test_fake_rejects_wrong_or_missing_key(client: HttpClient, key: str | None) -> None:
+    async with run_fake(anthropic_app(api_key=KEY)) as url:
+        with pytest.raises(AuthenticationError) as info:
+            await call(client, make_adapter(url, key=key), chat())
+    assert info.value.upstream_status == 401
+    if key is not None:
+        assert key not in info.value.message
+        assert key not in (info.value.upstream_body or "")
+
+
+@pytest.mark.parametrize(
+    ("model", "cls", "retry_after"),
+    [
+        ("error-429", RateLimitError, 7.0),
+        ("error-529", ProviderOverloadedError, None),
+        ("error-500", ProviderError, None),
+    ],
+)
+async def test_fake_failure_modes_map_to_errors(
+    client: HttpClient, model: str, cls: type[UniInferError], retry_after: float | None
+) -> None:
+    async with run_fake(anthropic_app()) as url:
+        with pytest.raises(cls) as info:
+            await call(client, make_adapter(url), chat(model=model))
+    assert type(info.value) is cls
+    assert info.value.retry_after == retry_after
+    assert KEY not in info.value.message
+
+
+async def test_fake_stream_error_status_maps_before_streaming(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        with pytest.raises(ProviderOverloadedError):
+            await stream(client, make_adapter(url), chat(model="error-529", stream=True))
+
+
+async def test_fake_rejects_openai_temperature_range_naming_the_param(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        with pytest.raises(InvalidRequestError) as info:
+            await call(client, make_adapter(url), chat(temperature=1.5))
+    assert info.value.param == "temperature"
+    assert "less than or equal to 1" in info.value.message
+
+
+# --- the fake itself checks what the real API checks -------------------------------------
+
+
+async def raw(
+    client: HttpClient, url: str, body: dict[str, Any], **headers: str
+) -> tuple[int, dict[str, Any]]:
+    base = {"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+    req = HttpRequest(url + "/v1/messages", orjson.dumps(body), {**base, **headers})
+    resp = await client.send(req, Timeouts(), "anthropic")
+    payload: dict[str, Any] = orjson.loads(resp.body)
+    return resp.status, payload
+
+
+MINIMAL = {"model": "claude-x", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({**MINIMAL, "n": 2}, "n: Extra inputs are not permitted"),
+        ({k: v for k, v in MINIMAL.items() if k != "max_tokens"}, "max_tokens: Field required"),
+        ({**MINIMAL, "max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
+        ({**MINIMAL, "messages": []}, "at least one message"),
+        ({**MINIMAL, "messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+        ({**MINIMAL, "temperature": 1.2}, "temperature: Input should be less than or equal to 1"),
+        ({**MINIMAL, "system": [{"type": "image"}]}, "system.0.type"),
+        ({**MINIMAL, "metadata": {"trace": "1"}}, "metadata.trace: Extra inputs are not permitted"),
+        (
+            {**MINIMAL, "tool_choice": {"type": "auto"}},
+            "tool_choice may only be specified while providing tools",
+        ),
+        ({**MINIMAL, "tools": [{"name": "get_weather"}]}, "tools.0.input_schema: Field required"),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]}
+                ],
+            },
+            "unexpected `tool_use_id`",
+        ),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": [USE]},
+                    {"role": "user", "content": "no result"},
+                ],
+            },
+            "`tool_use` ids were found without `tool_result` blocks",
+        ),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": [{**USE, "id": "call:1"}]},
+                ],
+            },
+            "messages.1.content.0.id: String should match pattern",
+        ),
+        (
+            {**MINIMAL, "messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
+            "text content blocks must be non-empty",
+        ),
+        (
+            {**MINIMAL, "thinking": {"type": "enabled", "budget_tokens": 2048}},
+            "`max_tokens` must be greater than",
+        ),
+        (
+            {
+                **MINIMAL,
+                "max_tokens": 4096,
+                "temperature": 0.5,
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+            },
+            "`temperature` may only be set to 1",
+        ),
+        (
+            {
+                **MINIMAL,
+                "max_tokens": 4096,
+                "tools": [TOOL],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": [USE]},
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}],
+                    },
+                ],
+            },
+            "Expected `thinking` or `redacted_thinking`",
+        ),
+    ],
+)
+async def test_fake_validates_like_the_real_api(
+    client: HttpClient, body: dict[str, Any], fragment: str
+) -> None:
+    async with run_fake(anthropic_app()) as url:
+        status, payload = await raw(client, url, body)
+    assert status == 400
+    assert payload["type"] == "error"
+    assert payload["error"]["type"] == "invalid_request_error"
+    assert fragment in payload["error"]["message"]
+
+
+async def test_fake_requires_the_version_header_and_merges_same_role_turns(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        status, payload = await raw(client, url, MINIMAL, **{"anthropic-version": ""})
+        assert (status, payload["error"]["message"]) == (400, "anthropic-version: header is required")
+        body = {
+            **MINIMAL,
+            "messages": [
+                {"role": "assistant", "content": "Hi!"},
+                {"role": "user", "content": "a"},
+                {"role": "user", "content": "b"},
+            ],
+        }
+        status, payload = await raw(client, url, body)
+    assert status == 200
+    assert payload["content"] == [{"type": "text", "text": "echo: a b"}]
+
+
+async def test_fake_cuts_at_max_tokens_and_stop_sequences(client: HttpClient) -> None:
+    async with run_fake(anthropic_app()) as url:
+        _, short = await raw(
+            client,
+            url,
+            {**MINIMAL, "max_tokens": 2, "messages": [{"role": "user", "content": "one two three"}]},
+        )
+        _, stopped = await raw(
+            client,
+            url,
+            {**MINIMAL, "stop_sequences": ["two"], "messages": [{"role": "user", "content": "one two"}]},
+        )
+    assert (short["content"][0]["text"], short["stop_reason"]) == ("echo: one", "max_tokens")
+    assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", "two")
+    assert stopped["content"][0]["text"] == "echo: one "
