@@ -1,0 +1,435 @@
+"""Ollama's native API: ``/api/chat``, ``/api/embed`` and ``/api/tags``.
+
+Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
+
+- ``stream`` defaults to *true* on Ollama, so it is always sent explicitly.
+- Sampling settings live in ``options`` (Modelfile parameter names:
+  ``temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ``num_predict``,
+  ``presence_penalty``, ``frequency_penalty``); unknown keys are ignored by
+  the server, so only these are sent.
+- ``format`` is ``"json"`` (JSON mode) or a JSON schema (structured outputs).
+- ``think`` is ``true``/``false``, or ``"low"|"medium"|"high"`` for gpt-oss
+  only: the server answers 400 ``think value "high" is not supported for this
+  model`` for a level on any other model (server/routes.go, ChatHandler). So
+  ``reasoning_effort`` becomes the level for gpt-oss models and ``true``
+  elsewhere.
+- Images are base64 strings only (``messages[].images``); Ollama never
+  fetches URLs, so an http(s) image URL is rejected here with a clear error.
+- Tool calls carry their arguments as a JSON *object*; results go back as
+  ``role: "tool"`` messages with ``tool_name``. Recent servers give each call
+  an ``id`` (``call_xxxxxxxx``); older ones do not, and ``call_<index>`` is used.
+- Streams are NDJSON: one chat object per line, the last with ``done: true``,
+  ``done_reason`` and the token counts; a failure mid-stream is a line
+  ``{"error": "...", "status"?: N}``.
+- Errors are ``{"error": "message"}`` with the HTTP status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from uniinfer.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    UniInferError,
+    UnsupportedFeatureError,
+)
+from uniinfer.http import HttpRequest, NDJSONFramer
+from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads
+from uniinfer.types import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    ChunkChoice,
+    ChunkDelta,
+    Embedding,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    FunctionCall,
+    Message,
+    ResponseMessage,
+    ToolCall,
+    ToolCallDelta,
+    ToolMessage,
+    Usage,
+)
+from uniinfer.types.chat import FinishReason, FunctionCallDelta, ImagePart, TextPart, UserMessage
+
+__all__ = ["OllamaAdapter", "OllamaStreamDecoder"]
+
+#: ChatRequest fields passed straight into ``options`` under the same name.
+_SAME_NAME_OPTIONS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
+
+
+class OllamaAdapter(ProviderAdapter):
+    """Ollama ``/api/chat`` and ``/api/embed``; model discovery via ``/api/tags``."""
+
+    supported_params: ClassVar[frozenset[str]] = frozenset(
+        {
+            *_SAME_NAME_OPTIONS,
+            "stop",
+            "max_tokens",
+            "max_completion_tokens",
+            "response_format",
+            "tools",
+            "stream_options",
+            "reasoning_effort",
+        }
+    )
+
+    # --- chat -----------------------------------------------------------------
+
+    def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": self._messages(request.messages),
+            "stream": stream,
+            "options": _options(request),
+        }
+        fmt = _format(request)
+        if fmt is not None:
+            payload["format"] = fmt
+        if request.tools:
+            payload["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in request.tools]
+        if request.reasoning_effort is not None:
+            payload["think"] = _think(request.reasoning_effort, model)
+        return HttpRequest(self.url("/api/chat"), orjson.dumps(payload), self.auth_headers())
+
+    def parse_chat(self, body: bytes, model: str) -> ChatResponse:
+        data = loads(body, self.name)
+        message = data.get("message") if isinstance(data, dict) else None
+        if not isinstance(message, dict):
+            raise self._shape_error("chat response", body)
+        calls = [_tool_call(i, raw) for i, raw in enumerate(message.get("tool_calls") or ())]
+        content = message.get("content") or ""
+        return ChatResponse(
+            id=chunk_id(),
+            model=model,
+            choices=[
+                ChatChoice(
+                    message=ResponseMessage(
+                        content=content if content or not calls else None,
+                        tool_calls=calls or None,
+                        reasoning_content=message.get("thinking") or None,
+                    ),
+                    finish_reason=_finish_reason(data.get("done_reason"), bool(calls)),
+                )
+            ],
+            usage=_usage(data),
+        )
+
+    def stream_decoder(self, model: str) -> OllamaStreamDecoder:
+        return OllamaStreamDecoder(self, model)
+
+    # --- embeddings -------------------------------------------------------------
+
+    def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
+        if request.texts is None:
+            raise UnsupportedFeatureError(
+                f"provider '{self.name}' embeds text only, not token ids",
+                provider=self.name,
+                param="input",
+            )
+        payload: dict[str, Any] = {"model": model, "input": request.input}
+        if request.dimensions is not None:
+            payload["dimensions"] = request.dimensions
+        return HttpRequest(self.url("/api/embed"), orjson.dumps(payload), self.auth_headers())
+
+    def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
+        data = loads(body, self.name)
+        vectors = data.get("embeddings") if isinstance(data, dict) else None
+        if not isinstance(vectors, list):
+            raise self._shape_error("embeddings response", body)
+        tokens = int(data.get("prompt_eval_count") or 0)
+        return EmbeddingResponse(
+            data=[Embedding(index=i, embedding=v) for i, v in enumerate(vectors)],
+            model=model,
+            usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+        )
+
+    # --- model discovery --------------------------------------------------------
+
+    def models_request(self) -> HttpRequest:
+        """``GET /api/tags``: the models installed on the server."""
+        return HttpRequest(self.url("/api/tags"), b"", self.auth_headers(), method="GET")
+
+    def parse_models(self, body: bytes) -> list[str]:
+        """Model names (``name:tag``) from an ``/api/tags`` body."""
+        data = loads(body, self.name)
+        models = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(models, list):
+            raise self._shape_error("model list", body)
+        names = (m.get("name") or m.get("model") for m in models if isinstance(m, dict))
+        return [str(n) for n in names if n]
+
+    # --- errors -------------------------------------------------------------------
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
+        """The base mapping, refined for Ollama's capability and routing errors."""
+        error = super().parse_error(status, headers, body)
+        text = error.message.lower()
+        if status == 400 and "does not support" in text:
+            # e.g. '"llama3.2" does not support thinking' / '... does not support tools'
+            return UnsupportedFeatureError(
+                error.message, provider=self.name, upstream_status=status, upstream_body=error.upstream_body
+            )
+        if status == 404 and "model" not in text:
+            # gin's plain "404 page not found": the base URL is wrong, not the model
+            return NotFoundError(
+                f"{error.message} (is the base URL an Ollama server, without /v1?)",
+                provider=self.name,
+                upstream_status=status,
+                upstream_body=error.upstream_body,
+            )
+        return error
+
+    def stream_error(self, payload: dict[str, Any]) -> UniInferError:
+        """A ``{"error": ..., "status"?: N}`` line inside a stream."""
+        message, code = self.error_message(payload)
+        status = payload.get("status")
+        return classify(
+            status if isinstance(status, int) and status >= 400 else 500,
+            f"{self.name}: {message or 'error in stream'}",
+            code=code,
+            provider=self.name,
+            body=orjson.dumps(payload).decode(),
+            retry_after=None,
+        )
+
+    def _shape_error(self, what: str, body: bytes | str) -> ProviderResponseError:
+        text = body if isinstance(body, str) else body[:1024].decode("utf-8", "replace")
+        return ProviderResponseError(
+            f"{self.name}: unexpected {what} shape", provider=self.name, upstream_body=self.redact(text)
+        )
+
+    # --- messages -------------------------------------------------------------
+
+    def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        tool_names: dict[str, str] = {}
+        for i, msg in enumerate(messages):
+            if isinstance(msg, UserMessage):
+                out.append(self._user(i, msg))
+            elif isinstance(msg, AssistantMessage):
+                out.append(_assistant(i, msg))
+                tool_names.update({c.id: c.function.name for c in msg.tool_calls or ()})
+            elif isinstance(msg, ToolMessage):
+                item = {"role": "tool", "content": _text(msg.content)}
+                if msg.tool_call_id in tool_names:
+                    item["tool_name"] = tool_names[msg.tool_call_id]
+                out.append(item)
+            else:  # system and developer
+                out.append({"role": "system", "content": _text(msg.content)})
+        return out
+
+    def _user(self, i: int, msg: UserMessage) -> dict[str, Any]:
+        if isinstance(msg.content, str):
+            return {"role": "user", "content": msg.content}
+        texts: list[str] = []
+        images: list[str] = []
+        for j, part in enumerate(msg.content):
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif isinstance(part, ImagePart):
+                images.append(self._image(part.image_url.url, f"messages[{i}].content[{j}].image_url"))
+            else:
+                raise UnsupportedFeatureError(
+                    f"provider '{self.name}' accepts text and image parts only, not '{part.type}'",
+                    provider=self.name,
+                    param=f"messages[{i}].content[{j}]",
+                )
+        item: dict[str, Any] = {"role": "user", "content": "\n".join(texts)}
+        if images:
+            item["images"] = images
+        return item
+
+    def _image(self, url: str, param: str) -> str:
+        head, sep, data = url.partition(",")
+        if url.startswith("data:") and sep and head.endswith(";base64") and data:
+            return data
+        raise InvalidRequestError(
+            f"{param}: Ollama accepts only base64 images; send a 'data:<mime>;base64,...' URL "
+            f"instead of '{url[:60]}'",
+            provider=self.name,
+            param=param,
+        )
+
+
+def _text(content: str | list[Any] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(getattr(p, "text", None) or getattr(p, "refusal", "")) for p in content)
+
+
+def _assistant(i: int, msg: AssistantMessage) -> dict[str, Any]:
+    item: dict[str, Any] = {"role": "assistant", "content": _text(msg.content)}
+    if msg.reasoning_content:
+        item["thinking"] = msg.reasoning_content
+    if msg.tool_calls:
+        item["tool_calls"] = [
+            {"function": {"name": c.function.name, "arguments": _arguments(c.function.arguments, i, k)}}
+            for k, c in enumerate(msg.tool_calls)
+        ]
+    return item
+
+
+def _arguments(raw: str, i: int, k: int) -> dict[str, Any]:
+    """OpenAI sends arguments as a JSON string; Ollama wants the object."""
+    if not raw.strip():
+        return {}
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        param = f"messages[{i}].tool_calls[{k}].function.arguments"
+        raise InvalidRequestError(f"{param} must be a JSON object", param=param)
+    return value
+
+
+def _options(request: ChatRequest) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in _SAME_NAME_OPTIONS:
+        value = getattr(request, name)
+        if value is not None:
+            options[name] = value
+    if request.stop is not None:
+        options["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
+    limit = request.max_completion_tokens or request.max_tokens
+    if limit is not None:
+        options["num_predict"] = limit
+    return options
+
+
+def _format(request: ChatRequest) -> str | dict[str, Any] | None:
+    fmt = request.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_schema" and fmt.json_schema.schema_:
+        return fmt.json_schema.schema_
+    return "json"
+
+
+def _think(effort: str, model: str) -> bool | str:
+    if "gpt-oss" in model.lower():
+        return "low" if effort == "minimal" else effort
+    return True
+
+
+def _tool_call(index: int, raw: Any) -> ToolCall:
+    """One Ollama tool call (arguments as an object) as an OpenAI ToolCall (arguments as JSON text)."""
+    raw = raw if isinstance(raw, dict) else {}
+    function = raw.get("function") if isinstance(raw.get("function"), dict) else {}
+    arguments = function.get("arguments")
+    return ToolCall(
+        id=str(raw.get("id") or f"call_{index}"),
+        function=FunctionCall(
+            name=str(function.get("name", "")),
+            arguments=arguments if isinstance(arguments, str) else orjson.dumps(arguments or {}).decode(),
+        ),
+    )
+
+
+def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
+    if done_reason == "length":
+        return "length"
+    return "tool_calls" if has_tool_calls else "stop"
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    return Usage.of(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
+
+
+class OllamaStreamDecoder:
+    """NDJSON chat lines to ChatChunks; the ``done: true`` line ends the stream."""
+
+    __slots__ = ("_adapter", "_created", "_done", "_framer", "_id", "_model", "_started", "_tools", "_usage")
+
+    def __init__(self, adapter: OllamaAdapter, model: str) -> None:
+        self._adapter = adapter
+        self._model = model
+        self._framer = NDJSONFramer()
+        self._id = chunk_id()
+        self._created = int(time.time())
+        self._started = False
+        self._tools = 0
+        self._done = False
+        self._usage: Usage | None = None
+
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        return self._decode(self._framer.feed(data))
+
+    def close(self) -> list[ChatChunk]:
+        try:
+            out = self._decode(self._framer.close())
+        except ProviderResponseError as exc:
+            if self._done:
+                raise
+            raise self._cut() from exc  # a half-written last line: the connection was cut
+        if not self._done:
+            raise self._cut()
+        out.append(self._chunk([], usage=self._usage))
+        return out
+
+    def _cut(self) -> ProviderConnectionError:
+        name = self._adapter.name
+        return ProviderConnectionError(f"{name}: the stream ended before its done line", provider=name)
+
+    def _decode(self, lines: list[bytes]) -> list[ChatChunk]:
+        out: list[ChatChunk] = []
+        for line in lines:
+            payload = loads(line, self._adapter.name)
+            if not isinstance(payload, dict):
+                raise self._adapter._shape_error("stream line", line.decode("utf-8", "replace"))
+            if "error" in payload:
+                raise self._adapter.stream_error(payload)
+            if self._done:
+                continue
+            out.extend(self._line(payload))
+        return out
+
+    def _line(self, payload: dict[str, Any]) -> list[ChatChunk]:
+        message = payload.get("message") or {}
+        calls = [self._tool_delta(raw) for raw in message.get("tool_calls") or ()]
+        delta = ChunkDelta(
+            content=message.get("content") or None,
+            reasoning_content=message.get("thinking") or None,
+            tool_calls=calls or None,
+        )
+        out = [self._choice(delta)] if delta.content or delta.reasoning_content or calls else []
+        if payload.get("done"):
+            self._done = True
+            self._usage = _usage(payload)
+            reason = _finish_reason(payload.get("done_reason"), self._tools > 0)
+            out.append(self._choice(ChunkDelta(), reason))
+        return out
+
+    def _tool_delta(self, raw: Any) -> ToolCallDelta:
+        call = _tool_call(self._tools, raw)
+        self._tools += 1
+        return ToolCallDelta(
+            index=self._tools - 1,
+            id=call.id,
+            type="function",
+            function=FunctionCallDelta(name=call.function.name, arguments=call.function.arguments),
+        )
+
+    def _choice(self, delta: ChunkDelta, finish: FinishReason | None = None) -> ChatChunk:
+        if not self._started:
+            delta.role = "assistant"
+            self._started = True
+        return self._chunk([ChunkChoice(delta=delta, finish_reason=finish)])
+
+    def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatChunk:
+        return ChatChunk(id=self._id, created=self._created, model=self._model, choices=choices, usage=usage)

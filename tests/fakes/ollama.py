@@ -1,0 +1,312 @@
+"""A faithful fake of Ollama's native API: ``/api/chat``, ``/api/embed``, ``/api/tags``.
+
+Behaviour follows https://github.com/ollama/ollama/blob/main/docs/api.md and
+the server's handlers (server/routes.go):
+
+- an unknown model is 404 ``{"error": "model \\"x\\" not found, try pulling it first"}``;
+- ``stream`` defaults to true (NDJSON, ``application/x-ndjson``);
+- empty ``messages`` *loads* the model: 200 with ``done_reason: "load"``;
+- unknown ``options`` keys are ignored (``Options.FromMap`` only logs them), a
+  known key of the wrong type is a 500 ``option "stop" must be of type array``;
+- images must be base64 (Go decodes ``[]byte`` fields from base64: 400 otherwise);
+- tool-call ``arguments`` must be a JSON object (400 otherwise);
+- ``think`` on a model without thinking is 400 ``"m" does not support thinking``,
+  a level string on anything but gpt-oss is 400.
+
+Deliberately stricter than Ollama: a role outside system/user/assistant/tool
+is a 400 here (Ollama silently drops it from the prompt), so an adapter bug
+cannot hide.
+
+Models: failure-mode names (see ``tests.fakes.common``) are always installed;
+others must be in ``models`` (default ``llama3.2``, ``nomic-embed-text``).
+``tool`` models call the first declared tool; names containing ``think`` or
+``gpt-oss`` think before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import math
+import warnings
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.common import Mode, abort, last_user_text, mode_of, stream_response
+
+__all__ = ["DEFAULT_MODELS", "ollama_app"]
+
+DEFAULT_MODELS = ("llama3.2", "nomic-embed-text")
+_ROLES = {"system", "user", "assistant", "tool"}
+_CREATED = "2025-07-07T20:22:19.184789Z"
+#: Known options and their JSON types (api/types.go ``Options``); others are ignored.
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "top_k": (int,),
+    "seed": (int,),
+    "num_predict": (int,),
+    "num_ctx": (int,),
+    "presence_penalty": (int, float),
+    "frequency_penalty": (int, float),
+    "repeat_penalty": (int, float),
+    "stop": (list,),
+}
+
+
+class _RejectError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _tag(name: str) -> str:
+    return name if ":" in name else f"{name}:latest"
+
+
+def ollama_app(models: list[str] | None = None) -> web.Application:
+    """The fake server; every request body is appended to ``app["requests"]``."""
+    app = web.Application()
+    with warnings.catch_warnings():
+        # The tests address these by plain string keys (app["requests"]).
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["requests"] = []
+        app["models"] = [_tag(m) for m in (models if models is not None else DEFAULT_MODELS)]
+    app.router.add_post("/api/chat", _chat)
+    app.router.add_post("/api/embed", _embed)
+    app.router.add_get("/api/tags", _tags)
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    headers = {"Retry-After": "7"} if status == 429 else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+async def _admit(request: web.Request) -> tuple[dict[str, Any], Mode]:
+    """Parse, record and route a POST body; failure modes and unknown models end here."""
+    raw = await request.read()
+    if not raw:
+        raise _RejectError(400, "missing request body")
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _RejectError(400, f"invalid character in request body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _RejectError(400, "json: cannot unmarshal into Go value of type api.ChatRequest")
+    request.app["requests"].append(body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _RejectError(400, "model is required")
+    mode = mode_of(model)
+    if mode.delay:
+        await asyncio.sleep(mode.delay)
+    if mode.drop:
+        abort(request)
+    if mode.status:
+        raise _RejectError(mode.status, f"fake ollama failure {mode.status}")
+    if mode == Mode() and _tag(model) not in request.app["models"]:
+        raise _RejectError(404, f'model "{model}" not found, try pulling it first')
+    return body, mode
+
+
+async def _tags(request: web.Request) -> web.Response:
+    models = [
+        {
+            "name": name,
+            "model": name,
+            "modified_at": _CREATED,
+            "size": 2019393189,
+            "digest": hashlib.sha256(name.encode()).hexdigest(),
+            "details": {"format": "gguf", "family": "llama", "parameter_size": "3.2B"},
+        }
+        for name in request.app["models"]
+    ]
+    return web.json_response({"models": models})
+
+
+async def _embed(request: web.Request) -> web.Response:
+    try:
+        body, _ = await _admit(request)
+        texts = _embed_input(body.get("input"))
+        dims = body.get("dimensions") or 8
+        if not isinstance(dims, int) or dims < 1:
+            raise _RejectError(400, "dimensions must be a positive integer")
+    except _RejectError as exc:
+        return _error(exc.status, str(exc))
+    return web.json_response(
+        {
+            "model": body["model"],
+            "embeddings": [_vector(t, dims) for t in texts],
+            "total_duration": 14143917,
+            "load_duration": 1019500,
+            "prompt_eval_count": sum(len(t.split()) for t in texts),
+        }
+    )
+
+
+def _embed_input(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise _RejectError(400, "invalid input type")
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    """Deterministic, L2-normalised (as Ollama's are) pseudo-embedding."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 for i in range(dims)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [x / norm for x in raw]
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    try:
+        body, mode = await _admit(request)
+        stream = _check_chat(body)
+    except _RejectError as exc:
+        return _error(exc.status, str(exc))
+    model = body["model"]
+    if not body["messages"]:
+        return web.json_response(_line(model, {"content": ""}, done_reason="load"))
+    thinking, content, calls, reason = _answer(body, mode)
+    final = _line(model, {"content": ""}, done_reason=reason, **_counts(body, thinking, content))
+    if not stream:
+        message: dict[str, Any] = {"content": content}
+        if thinking:
+            message["thinking"] = thinking
+        if calls:
+            message["tool_calls"] = calls
+        return web.json_response({**final, "message": {"role": "assistant", **message}})
+    lines = [_line(model, {"content": "", "thinking": w}) for w in _words(thinking)]
+    lines += [_line(model, {"content": w}) for w in _words(content)]
+    if calls:
+        lines.append(_line(model, {"content": "", "tool_calls": calls}))
+    events = [json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in [*lines, final]]
+    return await stream_response(request, events, content_type="application/x-ndjson", cut=mode.cut)
+
+
+def _check_chat(body: dict[str, Any]) -> bool:
+    """Validate like Ollama does; returns whether to stream."""
+    messages = body.get("messages", [])
+    if not isinstance(messages, list):
+        raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.messages")
+    for i, msg in enumerate(messages):
+        _check_message(i, msg)
+    body["messages"] = messages
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.stream of type bool")
+    _check_think(body["model"], body.get("think"))
+    _check_options(body.get("options") or {})
+    fmt = body.get("format")
+    if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+        raise _RejectError(400, 'invalid format: expected "json" or a valid JSON schema')
+    return stream
+
+
+def _check_message(i: int, msg: Any) -> None:
+    if not isinstance(msg, dict):
+        raise _RejectError(400, "json: cannot unmarshal into Go value of type api.Message")
+    role = str(msg.get("role", "")).lower()
+    if role not in _ROLES:
+        raise _RejectError(400, f"messages[{i}]: invalid role {msg.get('role')!r}")
+    if not isinstance(msg.get("content", ""), str):
+        raise _RejectError(400, "json: cannot unmarshal array into Go struct field Message.messages.content")
+    for image in msg.get("images") or ():
+        try:
+            base64.b64decode(image, validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise _RejectError(400, f"illegal base64 data in messages[{i}].images: {exc}") from exc
+    for call in msg.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("arguments", {}), dict):
+            raise _RejectError(
+                400, "json: cannot unmarshal string into Go struct field ToolCallFunction.arguments"
+            )
+
+
+def _thinks(model: str) -> bool:
+    return "think" in model or "gpt-oss" in model
+
+
+def _check_think(model: str, think: Any) -> None:
+    if think is None or think is False:
+        return
+    if isinstance(think, str) and think not in ("low", "medium", "high"):
+        raise _RejectError(
+            400, f'invalid think value: "{think}" (must be "high", "medium", "low", true, or false)'
+        )
+    if not isinstance(think, (bool, str)):
+        raise _RejectError(400, "invalid think value")
+    if not _thinks(model):
+        raise _RejectError(400, f'"{model}" does not support thinking')
+    if isinstance(think, str) and "gpt-oss" not in model:
+        raise _RejectError(400, f'think value "{think}" is not supported for this model')
+
+
+def _check_options(options: Any) -> None:
+    if not isinstance(options, dict):
+        raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.options")
+    for key, value in options.items():
+        types = _OPTION_TYPES.get(key)
+        if types is None or value is None:
+            continue  # unknown options are only logged by Ollama
+        if isinstance(value, bool) or not isinstance(value, types):
+            kind = "array" if types == (list,) else types[-1].__name__
+            raise _RejectError(500, f'option "{key}" must be of type {kind}')
+
+
+def _answer(body: dict[str, Any], mode: Mode) -> tuple[str, str, list[dict[str, Any]], str]:
+    """(thinking, content, tool_calls, done_reason) for a validated request."""
+    text = last_user_text(body["messages"])
+    think = body.get("think")
+    thinking = f"The user said {text}." if _thinks(body["model"]) and think is not False else ""
+    tools = body.get("tools") or []
+    if mode.tool and tools:
+        name = tools[0]["function"]["name"]
+        call = {"id": "call_fk3x9q2a", "function": {"index": 0, "name": name, "arguments": {"text": text}}}
+        return thinking, "", [call], "stop"
+    content = json.dumps({"echo": text}) if body.get("format") else f"echo: {text}"
+    limit = (body.get("options") or {}).get("num_predict")
+    words = _words(content)
+    if isinstance(limit, int) and 0 < limit < len(words):
+        return thinking, "".join(words[:limit]), [], "length"
+    return thinking, content, [], "stop"
+
+
+def _words(text: str) -> list[str]:
+    """Token-like pieces that join back to ``text`` exactly."""
+    pieces = text.split(" ")
+    return [p for p in [*(p + " " for p in pieces[:-1]), pieces[-1]] if p]
+
+
+def _counts(body: dict[str, Any], thinking: str, content: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    return {
+        "total_duration": 182242375,
+        "load_duration": 41295167,
+        "prompt_eval_count": prompt,
+        "prompt_eval_duration": 24573166,
+        "eval_count": len(_words(thinking)) + len(_words(content)),
+        "eval_duration": 115959084,
+    }
+
+
+def _line(
+    model: str, message: dict[str, Any], *, done_reason: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "model": model,
+        "created_at": _CREATED,
+        "message": {"role": "assistant", **message},
+        "done": done_reason is not None,
+    }
+    if done_reason is not None:
+        line["done_reason"] = done_reason
+    return {**line, **extra}

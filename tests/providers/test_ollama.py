@@ -1,0 +1,530 @@
+"""The Ollama native adapter: translation, parsing, NDJSON streams, and the fake over a real socket."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.fakes.common import run_fake
+from tests.fakes.ollama import ollama_app
+from uniinfer.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderResponseError,
+    RateLimitError,
+    UnsupportedFeatureError,
+)
+from uniinfer.http import HttpClient, HttpRequest, Timeouts
+from uniinfer.providers.base import Endpoint
+from uniinfer.providers.ollama import OllamaAdapter
+from uniinfer.providers.registry import default_registry
+from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest
+
+PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+FAKE_MODELS = ["llama3.2", "qwen3-think", "gpt-oss:20b", "nomic-embed-text"]
+
+
+def adapter_for(url: str = "http://127.0.0.1:11434") -> OllamaAdapter:
+    reg = default_registry()
+    adapter = reg.create(reg.get("ollama"), Endpoint(base_url=url))
+    assert isinstance(adapter, OllamaAdapter)
+    return adapter
+
+
+def chat(**fields: Any) -> ChatRequest:
+    fields.setdefault("model", "ollama/llama3.2")
+    fields.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return ChatRequest.model_validate(fields)
+
+
+def sent(request: HttpRequest) -> Any:
+    return orjson.loads(request.body)
+
+
+def text_of(chunks: list[ChatChunk], field: str = "content") -> str:
+    return "".join(getattr(c.choices[0].delta, field) or "" for c in chunks if c.choices)
+
+
+# --- request translation ---------------------------------------------------------
+
+
+def test_basic_request_always_sends_stream_and_maps_options() -> None:
+    request = chat(temperature=0.2, top_p=0.9, top_k=40, seed=7, stop="END", max_tokens=64,
+                   presence_penalty=0.5, frequency_penalty=0.1)  # fmt: skip
+    http = adapter_for("http://h:1/").chat_request(request, "llama3.2", stream=False)
+    body = sent(http)
+    assert http.url == "http://h:1/api/chat"
+    assert http.method == "POST"
+    assert "authorization" not in http.headers
+    assert body["model"] == "llama3.2"
+    assert body["stream"] is False
+    assert body["options"] == {
+        "temperature": 0.2, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["END"],
+        "num_predict": 64, "presence_penalty": 0.5, "frequency_penalty": 0.1,
+    }  # fmt: skip
+    assert "format" not in body
+    assert "tools" not in body
+    assert "think" not in body
+    assert sent(adapter_for().chat_request(chat(), "m", stream=True))["stream"] is True
+
+
+def test_max_completion_tokens_wins_over_max_tokens() -> None:
+    body = sent(adapter_for().chat_request(chat(max_tokens=9, max_completion_tokens=5), "m", stream=False))
+    assert body["options"]["num_predict"] == 5
+
+
+def test_response_format_json_mode_and_schema() -> None:
+    adapter = adapter_for()
+    json_mode = sent(adapter.chat_request(chat(response_format={"type": "json_object"}), "m", stream=False))
+    assert json_mode["format"] == "json"
+    schema = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
+    rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+    assert sent(adapter.chat_request(chat(response_format=rf), "m", stream=False))["format"] == schema
+    text = sent(adapter.chat_request(chat(response_format={"type": "text"}), "m", stream=False))
+    assert "format" not in text
+
+
+@pytest.mark.parametrize(
+    ("effort", "model", "think"),
+    [("high", "qwen3", True), ("minimal", "deepseek-r1", True), ("high", "gpt-oss:20b", "high"),
+     ("minimal", "gpt-oss:120b", "low")],
+)  # fmt: skip
+def test_reasoning_effort_maps_to_think(effort: str, model: str, think: object) -> None:
+    body = sent(adapter_for().chat_request(chat(reasoning_effort=effort), model, stream=False))
+    assert body["think"] == think
+
+
+def test_messages_roles_images_tools_and_history() -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "developer", "content": [{"type": "text", "text": "dev rule"}]},
+        {"role": "user", "content": [
+            {"type": "text", "text": "what is"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}},
+            {"type": "text", "text": "this?"},
+        ]},
+        {"role": "assistant", "content": None, "reasoning_content": "hmm",
+         "tool_calls": [{"id": "call_9", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_9", "content": "11 degrees"},
+    ]  # fmt: skip
+    body = sent(adapter_for().chat_request(chat(messages=messages, tools=tools), "m", stream=False))
+    assert body["tools"] == tools
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "system", "content": "dev rule"},
+        {"role": "user", "content": "what is\nthis?", "images": [PNG_B64]},
+        {"role": "assistant", "content": "", "thinking": "hmm",
+         "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "11 degrees", "tool_name": "get_weather"},
+    ]  # fmt: skip
+
+
+def test_http_image_url_is_rejected_naming_the_part() -> None:
+    parts = [
+        {"type": "text", "text": "x"},
+        {"type": "image_url", "image_url": {"url": "https://e.com/a.png"}},
+    ]
+    request = chat(messages=[{"role": "user", "content": "a"}, {"role": "user", "content": parts}])
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(request, "m", stream=False)
+    assert info.value.param == "messages[1].content[1].image_url"
+    assert "base64" in info.value.message
+
+
+def test_tool_call_arguments_must_be_a_json_object() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}
+    request = chat(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": [call]}])
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(request, "m", stream=False)
+    assert info.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_supported_params_exclude_what_ollama_cannot_do() -> None:
+    params = OllamaAdapter.supported_params
+    assert {
+        "temperature",
+        "top_k",
+        "stop",
+        "max_tokens",
+        "response_format",
+        "tools",
+        "reasoning_effort",
+    } <= params
+    assert not params & {"tool_choice", "n", "logprobs", "logit_bias", "parallel_tool_calls", "user"}
+    assert params <= set(ChatRequest.model_fields)
+
+
+# --- response parsing --------------------------------------------------------------
+
+
+def test_parse_chat_content_thinking_and_usage() -> None:
+    body = {"model": "qwen3", "message": {"role": "assistant", "content": "Hi!", "thinking": "greet"},
+            "done": True, "done_reason": "stop", "prompt_eval_count": 26, "eval_count": 298}  # fmt: skip
+    response = adapter_for().parse_chat(orjson.dumps(body), "qwen3")
+    choice = response.choices[0]
+    assert response.id.startswith("chatcmpl-")
+    assert response.model == "qwen3"
+    assert (choice.message.content, choice.message.reasoning_content) == ("Hi!", "greet")
+    assert choice.finish_reason == "stop"
+    assert response.usage is not None
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (26, 298)
+    assert response.usage.total_tokens == 324
+
+
+def test_parse_chat_tool_calls_with_and_without_ids() -> None:
+    calls = [{"function": {"name": "a", "arguments": {"city": "Tokyo"}}},
+             {"id": "call_ollama1", "function": {"index": 1, "name": "b", "arguments": {}}}]  # fmt: skip
+    body = {
+        "message": {"role": "assistant", "content": "", "tool_calls": calls},
+        "done": True,
+        "done_reason": "stop",
+    }
+    response = adapter_for().parse_chat(orjson.dumps(body), "m")
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert choice.message.tool_calls is not None
+    assert [(c.id, c.function.name) for c in choice.message.tool_calls] == [
+        ("call_0", "a"),
+        ("call_ollama1", "b"),
+    ]
+    assert orjson.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Tokyo"}
+    assert response.usage is not None
+    assert response.usage.total_tokens == 0
+
+
+@pytest.mark.parametrize(("reason", "expected"), [("length", "length"), ("stop", "stop"), (None, "stop")])
+def test_parse_chat_finish_reasons(reason: str | None, expected: str) -> None:
+    body: dict[str, Any] = {"message": {"role": "assistant", "content": "x"}, "done": True}
+    if reason:
+        body["done_reason"] = reason
+    assert adapter_for().parse_chat(orjson.dumps(body), "m").choices[0].finish_reason == expected
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"done": true}'])
+def test_parse_chat_garbage_is_a_response_error(body: bytes) -> None:
+    with pytest.raises(ProviderResponseError):
+        adapter_for().parse_chat(body, "m")
+
+
+# --- stream decoding ---------------------------------------------------------------
+
+STREAM = b"".join(
+    orjson.dumps(line) + b"\n"
+    for line in [
+        {"model": "m", "message": {"role": "assistant", "content": "", "thinking": "Hmm, "}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "", "thinking": "ok."}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "Grüße "}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "🌍"}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "f", "arguments": {"x": 1}}},
+            {"id": "call_abc", "function": {"name": "g", "arguments": {}}}]}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "h", "arguments": {"y": "ü"}}}]}, "done": False},
+        {"model": "m", "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+         "prompt_eval_count": 11, "eval_count": 7},
+    ]
+)  # fmt: skip
+
+
+def test_stream_decoder_byte_by_byte() -> None:
+    decoder = adapter_for().stream_decoder("m")
+    chunks = [c for i in range(len(STREAM)) for c in decoder.feed(STREAM[i : i + 1])]
+    chunks += decoder.close()
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:] if c.choices)
+    assert text_of(chunks, "reasoning_content") == "Hmm, ok."
+    assert text_of(chunks) == "Grüße 🌍"
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert [(d.index, d.id, d.function.name if d.function else None) for d in deltas] == [
+        (0, "call_0", "f"), (1, "call_abc", "g"), (2, "call_2", "h")
+    ]  # fmt: skip
+    assert deltas[2].function is not None
+    assert orjson.loads(deltas[2].function.arguments or "") == {"y": "ü"}
+    finish, usage = chunks[-2], chunks[-1]
+    assert finish.choices[0].finish_reason == "tool_calls"
+    assert [c for c in chunks if c.choices and c.choices[0].finish_reason] == [finish]
+    assert usage.choices == []
+    assert usage.usage is not None
+    assert (usage.usage.prompt_tokens, usage.usage.completion_tokens) == (11, 7)
+
+
+@pytest.mark.parametrize(
+    "end",
+    [STREAM.index(b'"done":true'), STREAM.rindex(b"\n", 0, STREAM.index(b'"done":true')) + 1],
+    ids=["cut-mid-line", "cut-between-lines"],
+)
+def test_stream_without_done_line_is_a_connection_error(end: int) -> None:
+    decoder = adapter_for().stream_decoder("m")
+    assert decoder.feed(STREAM[:end])  # the complete lines before the cut still decode
+    with pytest.raises(ProviderConnectionError, match="done"):
+        decoder.close()
+
+
+def test_stream_final_line_without_trailing_newline_is_accepted() -> None:
+    decoder = adapter_for().stream_decoder("m")
+    chunks = decoder.feed(STREAM.rstrip(b"\n")) + decoder.close()
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 18
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [({"error": "model 'x' not found", "status": 404}, ModelNotFoundError),
+     ({"error": "an error was encountered while running the model"}, ProviderError)],
+)  # fmt: skip
+def test_stream_error_line_raises_the_mapped_error(line: dict[str, Any], error: type[Exception]) -> None:
+    decoder = adapter_for().stream_decoder("m")
+    decoder.feed(STREAM.split(b"\n")[0] + b"\n")
+    with pytest.raises(error) as info:
+        decoder.feed(orjson.dumps(line) + b"\n")
+    assert line["error"] in str(info.value)
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def test_error_mapping() -> None:
+    adapter = adapter_for()
+    missing = adapter.parse_error(404, {}, b'{"error":"model \\"x\\" not found, try pulling it first"}')
+    assert type(missing) is ModelNotFoundError
+    assert "try pulling it first" in missing.message
+    wrong_url = adapter.parse_error(404, {}, b"404 page not found")
+    assert type(wrong_url) is NotFoundError
+    assert "base URL" in wrong_url.message
+    no_think = adapter.parse_error(400, {}, b'{"error":"\\"llama3.2\\" does not support thinking"}')
+    assert isinstance(no_think, UnsupportedFeatureError)
+    assert no_think.upstream_status == 400
+    assert type(adapter.parse_error(400, {}, b'{"error":"invalid format"}')) is InvalidRequestError
+    crashed = adapter.parse_error(500, {}, b'{"error":"llama runner process has terminated"}')
+    assert type(crashed) is ProviderError
+    assert "runner" in crashed.message
+
+
+# --- embeddings and model discovery (pure) -----------------------------------------------
+
+
+def test_embed_request_sends_dimensions_only_when_asked() -> None:
+    adapter = adapter_for()
+    plain = adapter.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "nomic-embed-text")
+    assert plain.url.endswith("/api/embed")
+    assert sent(plain) == {"model": "nomic-embed-text", "input": ["a", "b"]}
+    sized = adapter.embed_request(EmbeddingRequest(model="e", input="a", dimensions=4), "e")
+    assert sent(sized) == {"model": "e", "input": "a", "dimensions": 4}
+    with pytest.raises(UnsupportedFeatureError) as info:
+        adapter.embed_request(EmbeddingRequest(model="e", input=[1, 2, 3]), "e")
+    assert info.value.param == "input"
+
+
+def test_models_request_is_a_get_of_tags() -> None:
+    request = adapter_for("http://box:11434").models_request()
+    assert (request.method, request.url, request.body) == ("GET", "http://box:11434/api/tags", b"")
+    with pytest.raises(ProviderResponseError):
+        adapter_for().parse_models(b'{"nope": 1}')
+
+
+# --- against the fake over a real socket ------------------------------------------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, web.Application]]:
+    app = ollama_app(FAKE_MODELS)
+    async with run_fake(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    http = HttpClient()
+    yield http
+    await http.aclose()
+
+
+async def stream_chat(
+    client: HttpClient, adapter: OllamaAdapter, request: ChatRequest, model: str
+) -> list[ChatChunk]:
+    resp = await client.open_stream(adapter.chat_request(request, model, stream=True), Timeouts(), "ollama")
+    complete = False
+    try:
+        assert resp.status == 200, await resp.read()
+        assert resp.headers["content-type"].startswith("application/x-ndjson")
+        decoder = adapter.stream_decoder(model)
+        chunks = [c async for data in resp.iter_bytes() for c in decoder.feed(data)]
+        chunks += decoder.close()
+        complete = True
+        return chunks
+    finally:
+        HttpClient.close_stream(resp, complete=complete)
+
+
+async def test_chat_non_stream_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    url, app = server
+    adapter = adapter_for(url)
+    request = chat(messages=[{"role": "user", "content": "hello there"}], max_tokens=50, stop=["zz"])
+    resp = await client.send(adapter.chat_request(request, "llama3.2", stream=False), Timeouts(), "ollama")
+    assert resp.status == 200
+    response = adapter.parse_chat(resp.body, "llama3.2")
+    assert response.choices[0].message.content == "echo: hello there"
+    assert response.choices[0].finish_reason == "stop"
+    assert response.usage is not None
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (2, 3)
+    assert app["requests"][-1]["stream"] is False
+    assert app["requests"][-1]["options"] == {"num_predict": 50, "stop": ["zz"]}
+
+
+async def test_chat_stream_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    url, _ = server
+    adapter = adapter_for(url)
+    request = chat(messages=[{"role": "user", "content": "Grüße an die 🌍 und alle"}])
+    chunks = await stream_chat(client, adapter, request, "llama3.2")
+    assert text_of(chunks) == "echo: Grüße an die 🌍 und alle"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 7
+
+
+async def test_length_and_json_mode_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    adapter = adapter_for(server[0])
+    short = await stream_chat(client, adapter, chat(messages=[{"role": "user", "content": "a b c d"}],
+                                                    max_tokens=2), "llama3.2")  # fmt: skip
+    assert text_of(short) == "echo: a "
+    assert short[-2].choices[0].finish_reason == "length"
+    request = chat(response_format={"type": "json_object"})
+    resp = await client.send(adapter.chat_request(request, "llama3.2", stream=False), Timeouts(), "ollama")
+    content = adapter.parse_chat(resp.body, "llama3.2").choices[0].message.content
+    assert orjson.loads(content or "") == {"echo": "hi"}
+
+
+async def test_tool_and_thinking_streams_via_fake(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    adapter = adapter_for(server[0])
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    chunks = await stream_chat(client, adapter, chat(tools=tools), "tool-model")
+    deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    assert len(deltas) == 1
+    assert deltas[0].id == "call_fk3x9q2a"
+    assert deltas[0].index == 0
+    assert deltas[0].function is not None
+    assert deltas[0].function.name == "lookup"
+    assert orjson.loads(deltas[0].function.arguments or "") == {"text": "hi"}
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"
+    thinking = await stream_chat(client, adapter, chat(reasoning_effort="high"), "qwen3-think")
+    assert text_of(thinking, "reasoning_content") == "The user said hi."
+    assert text_of(thinking) == "echo: hi"
+    oss = await stream_chat(client, adapter, chat(reasoning_effort="low"), "gpt-oss:20b")
+    assert text_of(oss) == "echo: hi"
+    assert server[1]["requests"][-1]["think"] == "low"
+
+
+async def test_image_round_trip_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    url, app = server
+    adapter = adapter_for(url)
+    parts = [{"type": "text", "text": "look"},
+             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}]  # fmt: skip
+    resp = await client.send(
+        adapter.chat_request(chat(messages=[{"role": "user", "content": parts}]), "llama3.2", stream=False),
+        Timeouts(),
+        "ollama",
+    )
+    assert resp.status == 200
+    assert app["requests"][-1]["messages"][0]["images"] == [PNG_B64]
+
+
+async def test_upstream_errors_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    adapter = adapter_for(server[0])
+
+    async def error_for(model: str, **fields: Any) -> Exception:
+        resp = await client.send(
+            adapter.chat_request(chat(**fields), model, stream=False), Timeouts(), "ollama"
+        )
+        assert resp.status >= 400
+        return adapter.parse_error(resp.status, resp.headers, resp.body)
+
+    missing = await error_for("mistral")
+    assert isinstance(missing, ModelNotFoundError)
+    assert 'model "mistral" not found' in str(missing)
+    limited = await error_for("error-429")
+    assert isinstance(limited, RateLimitError)
+    assert limited.retry_after == 7
+    assert type(await error_for("error-500")) is ProviderError
+    no_think = await error_for("llama3.2", reasoning_effort="high")
+    assert isinstance(no_think, UnsupportedFeatureError)
+    assert "does not support thinking" in str(no_think)
+
+
+async def test_cut_stream_is_a_connection_error(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    request = chat(messages=[{"role": "user", "content": "one two three four five six"}])
+    with pytest.raises(ProviderConnectionError):
+        await stream_chat(client, adapter_for(server[0]), request, "cut-model")
+
+
+async def test_embeddings_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    adapter = adapter_for(server[0])
+    request = EmbeddingRequest(model="e", input=["why is the sky blue", "grass"], dimensions=5)
+    resp = await client.send(adapter.embed_request(request, "nomic-embed-text"), Timeouts(), "ollama")
+    assert resp.status == 200
+    result = adapter.parse_embed(resp.body, "nomic-embed-text")
+    assert [e.index for e in result.data] == [0, 1]
+    assert all(isinstance(e.embedding, list) and len(e.embedding) == 5 for e in result.data)
+    assert result.data[0].embedding != result.data[1].embedding
+    assert (result.usage.prompt_tokens, result.usage.total_tokens) == (6, 6)
+    missing = await client.send(adapter.embed_request(request, "bge-m3"), Timeouts(), "ollama")
+    assert isinstance(adapter.parse_error(missing.status, missing.headers, missing.body), ModelNotFoundError)
+
+
+async def test_model_discovery_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
+    adapter = adapter_for(server[0])
+    resp = await client.send(adapter.models_request(), Timeouts(), "ollama")
+    assert resp.status == 200
+    assert adapter.parse_models(resp.body) == [
+        "llama3.2:latest", "qwen3-think:latest", "gpt-oss:20b", "nomic-embed-text:latest"
+    ]  # fmt: skip
+
+
+async def test_fake_validates_like_ollama(server: tuple[str, web.Application], client: HttpClient) -> None:
+    url, _ = server
+
+    async def post(body: dict[str, Any]) -> tuple[int, Any]:
+        resp = await client.send(HttpRequest(f"{url}/api/chat", orjson.dumps(body)), Timeouts(), "ollama")
+        return resp.status, orjson.loads(resp.body)
+
+    user = {"role": "user", "content": "hi"}
+    status, body = await post({"model": "llama3.2", "messages": [], "stream": False})
+    assert (status, body["done_reason"]) == (200, "load")
+    status, body = await post({"model": "llama3.2", "messages": [{**user, "images": ["not base64!"]}]})
+    assert status == 400
+    assert "base64" in body["error"]
+    assert (await post({"model": "llama3.2", "messages": [{"role": "developer", "content": "x"}]}))[0] == 400
+    assert (await post({"model": "llama3.2", "messages": [user], "options": {"stop": "x"}}))[0] == 500
+    ok = {"model": "llama3.2", "messages": [user], "stream": False, "options": {"mirostat_x": 1}}
+    assert (await post(ok))[0] == 200  # unknown options are ignored
+    status, body = await post({"model": "qwen3-think", "messages": [user], "think": "high"})
+    assert status == 400
+    assert "not supported for this model" in body["error"]
+
+
+async def test_ollama_not_running_is_a_retryable_connection_error(client: HttpClient) -> None:
+    # A bound but never listening socket refuses connections and keeps the port ours.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        adapter = adapter_for(f"http://127.0.0.1:{port}")
+        with pytest.raises(ProviderConnectionError) as info:
+            await client.send(adapter.models_request(), Timeouts(connect=2.0), "ollama")
+    assert info.value.retryable is True
+    assert f"127.0.0.1:{port}" in info.value.message
