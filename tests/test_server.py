@@ -317,8 +317,8 @@ async def test_health_and_ready(app: App, base_url: str) -> None:
         app.draining = False
 
 
-async def _wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.01)):
+async def _wait_for(predicate: Callable[[], bool]) -> None:
+    for _ in range(300):
         if predicate():
             return
         await asyncio.sleep(0.01)

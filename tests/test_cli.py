@@ -1,0 +1,159 @@
+"""The CLI: --version, config validate, models, providers, chat (one-shot), serve start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import FAKE_KEY
+from uniinfer.cli.app import app
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("uniinfer 0.1.0")
+
+
+def test_config_validate_ok_and_errors_with_location(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("providers:\n  openai: {api_key: sk-x}\nmodels:\n  m: {deployments: [openai/gpt-4o]}\n")
+    result = runner.invoke(app, ["config", "validate", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+    assert "sk-x" not in result.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  port: 1\nproviders:\n  openai:\n    api_key: sk-x\n    colour: red\n")
+    result = runner.invoke(app, ["config", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert "line 6, column 5" in result.output
+    assert "providers.openai.colour: unknown key" in result.output
+    assert "sk-x" not in result.output
+
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("providers:\n  x: {type: nosuch, api_key: k}\n")
+    result = runner.invoke(app, ["config", "validate", str(unknown)])
+    assert result.exit_code == 1
+    assert "unknown provider type 'nosuch'" in result.output
+
+
+def test_models_and_providers_listings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNIINFER_CONFIG", raising=False)
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "groq/*" in result.output
+    assert "openai (set OPENAI_API_KEY)" in result.output
+    result = runner.invoke(app, ["providers"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("openai", "anthropic", "gemini", "ollama", "groq", "xai", "deepseek", "openrouter", "vllm"):
+        assert name in result.output
+
+
+async def test_chat_one_shot_streams_the_answer(tmp_path: Path, openai_url: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n")
+
+    def invoke() -> tuple[int, str]:
+        result = runner.invoke(app, ["chat", "up/gpt-4o-mini", "hello there", "-c", str(config)])
+        return result.exit_code, result.output
+
+    code, output = await asyncio.to_thread(invoke)
+    assert code == 0, output
+    assert "echo: hello there" in output
+
+    def failing() -> tuple[int, str]:
+        result = runner.invoke(app, ["chat", "up/error-429", "hi", "-c", str(config)])
+        return result.exit_code, result.output
+
+    code, output = await asyncio.to_thread(failing)
+    assert code == 1
+    assert "error" in output
+
+
+async def test_chat_interactive_keeps_the_conversation(tmp_path: Path, openai_url: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n")
+
+    def invoke() -> tuple[int, str]:
+        result = runner.invoke(
+            app, ["chat", "up/gpt-4o-mini", "-c", str(config)], input="first question\nsecond one\n\n"
+        )
+        return result.exit_code, result.output
+
+    code, output = await asyncio.to_thread(invoke)
+    assert code == 0, output
+    assert "echo: first question" in output
+    assert "echo: second one" in output
+
+
+def _uniinfer() -> str:
+    return str(Path(sys.executable).with_name("uniinfer"))
+
+
+def test_serve_refuses_a_bad_config_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers:\n  anthropic: {}\n")
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    out = subprocess.run(
+        [_uniinfer(), "serve", "-c", str(bad)], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert out.returncode == 1
+    assert "ANTHROPIC_API_KEY" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+async def test_serve_starts_on_the_embedded_default_and_drains_on_sigterm(
+    tmp_path: Path, openai_url: str, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    port = unused_tcp_port_factory()
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n"
+        "server:\n  graceful_shutdown_seconds: 10\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        _uniinfer(), "serve", "-c", str(config), "--port", str(port),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    async with session.get(base + "/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+            body = {"model": "up/slow-1", "messages": [{"role": "user", "content": "hello there"}]}
+            in_flight = asyncio.create_task(session.post(base + "/v1/chat/completions", json=body))
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            resp = await in_flight
+            assert resp.status == 200  # the in-flight request finished during the drain
+            assert (await resp.json())["choices"][0]["message"]["content"] == "echo: hello there"
+            resp.release()
+        # uvicorn re-raises the captured SIGTERM once drained, so the exit status says "terminated".
+        assert await asyncio.wait_for(proc.wait(), 15) in (0, -signal.SIGTERM)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,101 @@
+"""The SDK: AsyncClient and its synchronous twin Client, in-process over the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from uniinfer import AsyncClient, Client
+from uniinfer.config import Config
+from uniinfer.errors import InvalidRequestError, RateLimitError
+from uniinfer.types import ChatRequest
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+async def test_async_client_complete_stream_embed(config_for: Callable[..., Config]) -> None:
+    async with AsyncClient(config_for()) as client:
+        reply = await client.acomplete(model="up/gpt-4o-mini", messages=MSG)
+        assert reply.choices[0].message.content == "echo: hello there"
+
+        stream = await client.astream(model="up/gpt-4o-mini", messages=MSG)
+        async with stream:
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "echo: hello there"
+
+        request = ChatRequest.model_validate({"model": "up/gpt-4o-mini", "messages": MSG})
+        assert (await client.acomplete(request)).choices[0].message.content == "echo: hello there"
+
+        vectors = await client.aembed(model="up/text-embedding-3-small", input="hi")
+        assert len(vectors.data) == 1
+        assert any(card.id == "up/*" for card in client.models().data)
+        http = client.gateway.http
+        assert http.open_connections > 0
+    assert http.open_connections == 0
+
+
+async def test_async_client_errors_are_typed(config_for: Callable[..., Config]) -> None:
+    async with AsyncClient(config_for()) as client:
+        with pytest.raises(InvalidRequestError) as info:
+            await client.acomplete(model="up/gpt-4o-mini", messages=MSG, temperature=9)
+        assert info.value.param == "temperature"
+        with pytest.raises(RateLimitError) as rate:
+            await client.acomplete(model="up/error-429", messages=MSG)
+        assert rate.value.retry_after == 7.0
+
+
+def _run_sync(fn: Callable[[], None]) -> None:
+    """Sync clients run outside the test's event loop, as in a user's script."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    if errors:
+        raise errors[0]
+
+
+async def test_sync_client_is_the_same_logic(config_for: Callable[..., Config]) -> None:
+    config = config_for()
+    seen: dict[str, object] = {}
+
+    def script() -> None:
+        with Client(config) as client:
+            seen["reply"] = client.complete(model="up/gpt-4o-mini", messages=MSG).choices[0].message.content
+            seen["stream"] = "".join(
+                c.choices[0].delta.content or ""
+                for c in client.stream(
+                    model="up/gpt-4o-mini", messages=MSG, stream_options={"include_usage": True}
+                )
+                if c.choices
+            )
+            seen["embed"] = len(client.embed(model="up/text-embedding-3-small", input=["a", "b"]).data)
+            # Leaving a stream early closes its upstream connection.
+            for _ in client.stream(model="up/gpt-4o-mini", messages=MSG):
+                break
+            seen["busy"] = client.gateway.http.busy_connections
+            try:
+                client.complete(model="up/error-500", messages=MSG)
+            except Exception as exc:
+                seen["error"] = type(exc).__name__
+            seen["http"] = client.gateway.http
+        seen["open_after_close"] = client.gateway.http.open_connections
+        with pytest.raises(RuntimeError, match="closed"):
+            client.complete(model="up/gpt-4o-mini", messages=MSG)
+
+    await asyncio.to_thread(_run_sync, script)
+    assert seen["reply"] == "echo: hello there"
+    assert seen["stream"] == "echo: hello there"
+    assert seen["embed"] == 2
+    assert seen["busy"] == 0
+    assert seen["error"] == "ProviderError"
+    assert seen["open_after_close"] == 0
