@@ -324,7 +324,7 @@ STATUS_TO_ERROR: Mapping[int, type[UniInferError]] = {
     403: PermissionDeniedError,
     404: ModelNotFoundError,
     408: ProviderTimeoutError,
-    413: ContextLengthExceededError,
+    413: RequestTooLargeError,
     422: InvalidRequestError,
     429: RateLimitError,
     503: ProviderOverloadedError,

@@ -16,6 +16,7 @@ provider decoders build on: pure, byte-boundary safe, no I/O.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -258,6 +259,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT (RFC 9110)
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
@@ -268,10 +271,11 @@ class SSEFramer:
     ``event`` is ``""`` when the stream sent none. Comments are skipped.
     """
 
-    __slots__ = ("_buf", "_data", "_event")
+    __slots__ = ("_after_cr", "_buf", "_data", "_event")
 
     def __init__(self) -> None:
         self._buf = b""
+        self._after_cr = False
         self._event = ""
         self._data: list[str] = []
 
@@ -279,32 +283,49 @@ class SSEFramer:
         buf = self._buf + chunk if self._buf else chunk
         events: list[tuple[str, str]] = []
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
+        if self._after_cr:
+            # The CR that ended the last feed may be the first half of a CRLF.
+            self._after_cr = False
+            if buf[:1] == b"\n":
+                start = 1
+        size = len(buf)
+        has_cr = b"\r" in buf
+        while start < size:
+            end = buf.find(b"\n", start)
+            nxt = end + 1
+            if has_cr:
+                cr = buf.find(b"\r", start)
+                if cr != -1 and (end == -1 or cr < end):
+                    end = cr
+                    if cr == size - 1:
+                        self._after_cr = True
+                        nxt = size
+                    else:
+                        nxt = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+            if end == -1:
                 break
-            line = buf[start:nl]
-            start = nl + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if self._data:
-                    events.append((self._event, "\n".join(self._data)))
-                self._event, self._data = "", []
-                continue
-            text = line.decode("utf-8")
-            name, sep, value = text.partition(":")
-            if not sep:
-                value = ""
-            elif value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._event = value
-            # "id", "retry" and comments (empty name) carry nothing we use
+            self._line(buf[start:end], events)
+            start = nxt
         self._buf = buf[start:]
         return events
+
+    def _line(self, line: bytes, events: list[tuple[str, str]]) -> None:
+        if not line:
+            if self._data:
+                events.append((self._event, "\n".join(self._data)))
+            self._event, self._data = "", []
+            return
+        # The SSE standard decodes with replacement: bad bytes never stop a stream.
+        name, sep, value = line.decode("utf-8", "replace").partition(":")
+        if not sep:
+            value = ""
+        elif value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        # "id", "retry" and comments (empty name) carry nothing we use
 
     def close(self) -> list[tuple[str, str]]:
         """Flush an event the stream ended without a blank line after."""

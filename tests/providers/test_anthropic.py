@@ -22,6 +22,7 @@ from uniinfer.errors import (
     ProviderOverloadedError,
     ProviderResponseError,
     RateLimitError,
+    RequestTooLargeError,
     UniInferError,
     UnsupportedFeatureError,
 )
@@ -603,7 +604,7 @@ def anthropic_error(kind: str, text: str) -> bytes:
             413,
             "request_too_large",
             "Request exceeds the maximum allowed number of bytes.",
-            ContextLengthExceededError,
+            RequestTooLargeError,
             None,
         ),
         (500, "api_error", "Internal server error", ProviderError, None),

@@ -40,7 +40,9 @@ __all__ = [
     "ProviderSpec",
     "StreamDecoder",
     "chunk_id",
+    "classify",
     "loads",
+    "merge_headers",
 ]
 
 
@@ -56,6 +58,8 @@ class Capabilities:
     json_schema: bool = False
     embeddings: bool = False
     reasoning: bool = False
+    #: Honours explicit ``cache_control`` breakpoints on content parts.
+    prompt_caching: bool = False
 
     def names(self) -> list[str]:
         return [name for name in self.__slots__ if getattr(self, name)]
@@ -180,6 +184,7 @@ class ProviderAdapter(ABC):
             provider=self.name,
             body=text,
             retry_after=retry_after_seconds(headers),
+            param=_error_param(payload),
         )
 
     def redact(self, text: str) -> str:
@@ -199,11 +204,11 @@ class ProviderAdapter(ABC):
     # --- helpers for subclasses -------------------------------------------------
 
     def auth_headers(self) -> dict[str, str]:
+        """JSON content type and Bearer auth; configured headers win, whatever their case."""
         headers = {"content-type": "application/json"}
         if self.endpoint.api_key:
             headers["authorization"] = f"Bearer {self.endpoint.api_key}"
-        headers.update(self.endpoint.headers)
-        return headers
+        return merge_headers(headers, self.endpoint.headers)
 
     def url(self, path: str) -> str:
         return self.endpoint.base_url.rstrip("/") + path
@@ -219,6 +224,23 @@ _CONTEXT_MARKERS = (
 _FILTER_MARKERS = ("content_filter", "content_policy", "safety", "blocked")
 
 
+def merge_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``base`` updated by ``extra``, matching names case-insensitively (HTTP header names are)."""
+    if not extra:
+        return dict(base)
+    overridden = {name.lower() for name in extra}
+    merged = {k: v for k, v in base.items() if k.lower() not in overridden}
+    merged.update(extra)
+    return merged
+
+
+def _error_param(payload: Any) -> str | None:
+    """The ``param`` an OpenAI-style error body names, if any."""
+    err = payload.get("error") if isinstance(payload, dict) else None
+    param = err.get("param") if isinstance(err, dict) else None
+    return param if isinstance(param, str) and param else None
+
+
 def classify(
     status: int,
     message: str,
@@ -227,6 +249,7 @@ def classify(
     provider: str,
     body: str | None,
     retry_after: float | None,
+    param: str | None = None,
 ) -> UniInferError:
     """The status table, refined by the provider's own error code for 400s."""
     from uniinfer.errors import ContentFilteredError, ContextLengthExceededError
@@ -235,10 +258,12 @@ def classify(
         hay = f"{code or ''} {message}".lower()
         if any(m in hay for m in _CONTEXT_MARKERS):
             return ContextLengthExceededError(
-                message, provider=provider, upstream_status=status, upstream_body=body
+                message, provider=provider, upstream_status=status, upstream_body=body, param=param
             )
         if any(m in (code or "").lower() for m in _FILTER_MARKERS):
             return ContentFilteredError(
-                message, provider=provider, upstream_status=status, upstream_body=body
+                message, provider=provider, upstream_status=status, upstream_body=body, param=param
             )
-    return error_from_status(status, message, provider=provider, body=body, retry_after=retry_after)
+    return error_from_status(
+        status, message, provider=provider, body=body, retry_after=retry_after, param=param
+    )

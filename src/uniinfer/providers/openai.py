@@ -36,6 +36,7 @@ class OpenAIAdapter(ProviderAdapter):
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         payload["model"] = model
+        _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
         if stream:
             payload["stream"] = True
             options = payload.get("stream_options") or {}
@@ -78,6 +79,22 @@ class OpenAIAdapter(ProviderAdapter):
             ) from exc
 
 
+def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control: bool) -> None:
+    """Remove what other APIs put in messages and OpenAI rejects as "Unknown parameter".
+
+    ``reasoning_content`` (a previous turn's reasoning, DeepSeek's convention, which
+    DeepSeek itself refuses as input) and Anthropic-style ``cache_control`` on text
+    parts, unless the provider honours it (OpenRouter forwards it to Anthropic).
+    """
+    for msg in messages:
+        msg.pop("reasoning_content", None)
+        content = msg.get("content")
+        if not keep_cache_control and isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict):
+                    part.pop("cache_control", None)
+
+
 class OpenAIStreamDecoder:
     """``data: {chunk}`` events ending with ``data: [DONE]``."""
 
@@ -94,9 +111,14 @@ class OpenAIStreamDecoder:
         return self._decode(self._framer.feed(data))
 
     def close(self) -> list[ChatChunk]:
-        out = self._decode(self._framer.close())
+        name = self._adapter.name
+        try:
+            out = self._decode(self._framer.close())
+        except ProviderResponseError:
+            if self._done:
+                raise
+            out = []  # the half-received last event of a cut stream
         if not self._done:
-            name = self._adapter.name
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         if self._usage is not None and self._last is not None:
             out.append(
