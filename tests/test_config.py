@@ -112,7 +112,7 @@ def test_environment_overrides_are_typed_and_checked() -> None:
     assert config.server.port == 9090
     assert config.settings.drop_unsupported_params is True
     assert config.providers["local"].base_url == "http://127.0.0.1:1/v1"
-    with pytest.raises(ConfigError, match="settings.colour: unknown key"):
+    with pytest.raises(ConfigError, match=r"settings\.colour: unknown key"):
         parse_config(GOOD, env={**ENV, "UNIINFER_SETTINGS__COLOUR": "red"})
 
 

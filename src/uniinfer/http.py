@@ -260,7 +260,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT (RFC 9110)
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
