@@ -305,3 +305,62 @@ async def test_stages_run_in_slot_order_and_can_answer(
 
     with pytest.raises(ConfigError, match="unknown pipeline stage"):
         Gateway(config_for(), stages={"caching": Recorder("x")})
+
+
+async def test_a_stage_can_answer_without_calling_a_provider(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway], openai_fake_app: web.Application
+) -> None:
+    from uniinfer.types import ChatResponse, Usage
+    from uniinfer.types.chat import ChatChoice, ResponseMessage
+
+    canned = ChatResponse(
+        id="cached-1",
+        model="cache",
+        choices=[ChatChoice(message=ResponseMessage(content="from cache"), finish_reason="stop")],
+        usage=Usage.of(4, 2),
+    )
+
+    class Cache:
+        async def before(self, ctx: RequestContext) -> ChatResponse:
+            return canned
+
+    gw = make_gateway(config_for(), stages={"cache": Cache()})
+    assert (await gw.chat(chat("up/gpt-4o-mini"))).choices[0].message.content == "from cache"
+    request = chat("up/gpt-4o-mini", stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in await gw.stream(request)]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from cache"
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage == canned.usage
+    assert openai_fake_app["requests"] == []
+
+
+async def test_provider_plugin_from_an_entry_point(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    """A package outside uniinfer registers a provider through the `uniinfer.providers` entry point."""
+    from tests.conftest import make_config
+    from uniinfer.providers.registry import BUILTIN_PROVIDERS, Registry, _entry_point_specs
+
+    (tmp_path / "acme_provider.py").write_text(
+        "from uniinfer.providers.base import Capabilities, ProviderSpec\n"
+        "SPEC = ProviderSpec('acme', 'uniinfer.providers.openai:OpenAIAdapter',\n"
+        f"    '{openai_url}', 'ACME_API_KEY', Capabilities())\n"
+    )
+    dist = tmp_path / "acme_provider-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-provider\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[uniinfer.providers]\nacme = acme_provider:SPEC\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    registry = Registry([*BUILTIN_PROVIDERS, *_entry_point_specs()])
+    assert "acme" in registry
+    config = make_config("providers:\n  acme: {api_key: sk-test-upstream-key-1234567890}\n")
+    gw = make_gateway(config, registry=registry)
+    response = await gw.chat(chat("acme/gpt-4o-mini"))
+    assert response.choices[0].message.content == "echo: hello there"
+
+    (dist / "entry_points.txt").write_text("[uniinfer.providers]\nbroken = acme_provider:MISSING\n")
+    from uniinfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="plug-in 'broken'"):
+        _entry_point_specs()
