@@ -1,0 +1,149 @@
+"""Every native wire format end to end: the official openai SDK -> uniinfer server -> provider fake.
+
+The same OpenAI-shaped calls work whichever provider the model name picks:
+plain chat, streaming with a final usage chunk, and tool calls (plain and
+streamed) translated both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import openai
+import pytest
+from aiohttp import web
+
+from tests.conftest import make_config
+from tests.fakes.anthropic import anthropic_app
+from tests.fakes.common import run_fake
+from tests.fakes.gemini import API_KEY as GEMINI_KEY
+from tests.fakes.gemini import gemini_app
+from tests.fakes.ollama import ollama_app
+from tests.fakes.openai import openai_app
+from tests.server_helpers import serve
+from uniinfer.server import create_app
+
+
+@dataclass(frozen=True)
+class Native:
+    type: str
+    app: Callable[[], web.Application]
+    path: str
+    key: str | None
+    model: str
+
+
+NATIVES = [
+    Native("openai", lambda: openai_app(api_key="sk-o"), "/v1", "sk-o", "gpt-4o-mini"),
+    Native("anthropic", lambda: anthropic_app(api_key="sk-a"), "", "sk-a", "claude-sonnet-4-5"),
+    Native("gemini", gemini_app, "/v1beta", GEMINI_KEY, "gemini-2.5-flash"),
+    Native("ollama", lambda: ollama_app(["llama3.2", "tool-llama"]), "", None, "llama3.2"),
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"location": {"type": "string"}}},
+        },
+    }
+]
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
+    """One gateway in front of all four fakes; providers named after their type."""
+    async with AsyncExitStack() as stack:
+        lines = ["providers:"]
+        for native in NATIVES:
+            url = await stack.enter_async_context(run_fake(native.app()))
+            key = f", api_key: {native.key}" if native.key else ""
+            lines.append(f"  {native.type}: {{base_url: '{url}{native.path}'{key}}}")
+        app = create_app(make_config("\n".join(lines) + "\n"))
+        base = await stack.enter_async_context(serve(app))
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        stack.push_async_callback(client.close)
+        yield client
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_chat(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    completion = await sdk.chat.completions.create(model=f"{native.type}/{native.model}", messages=MSG)  # type: ignore[arg-type]
+    assert completion.choices[0].message.content == "echo: hello there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
+    assert completion.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_stream_with_usage(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    stream = await sdk.chat.completions.create(
+        model=f"{native.type}/{native.model}",
+        messages=MSG,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_tool_calls_plain_and_streamed(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    model = f"{native.type}/tool-{native.model}"
+    completion = await sdk.chat.completions.create(model=model, messages=MSG, tools=TOOLS)  # type: ignore[arg-type]
+    calls = completion.choices[0].message.tool_calls
+    assert calls is not None
+    assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    expected = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    assert isinstance(expected, dict)
+    assert expected
+    assert completion.choices[0].finish_reason == "tool_calls"
+
+    stream = await sdk.chat.completions.create(model=model, messages=MSG, tools=TOOLS, stream=True)  # type: ignore[arg-type]
+    name, args, ids = "", "", set()
+    async for chunk in stream:
+        for delta in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            assert delta.index == 0
+            if delta.id:
+                ids.add(delta.id)
+            if delta.function:
+                name += delta.function.name or ""
+                args += delta.function.arguments or ""
+    assert name == "get_weather"
+    assert json.loads(args) == expected
+    assert len(ids) == 1
+
+    # The result goes back as a tool message and the provider accepts the translated history.
+    follow = await sdk.chat.completions.create(
+        model=f"{native.type}/{native.model}",
+        messages=[
+            *MSG,
+            {"role": "assistant", "tool_calls": [c.model_dump() for c in calls]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": '{"temp": 21}'},
+        ],  # type: ignore[list-item]
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    assert follow.choices[0].message.content is not None
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_rate_limit_and_cut_stream(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    if native.type != "ollama":  # Ollama has no rate limits
+        with pytest.raises(openai.RateLimitError):
+            await sdk.chat.completions.create(model=f"{native.type}/error-429", messages=MSG)  # type: ignore[arg-type]
+    stream = await sdk.chat.completions.create(model=f"{native.type}/cut", messages=MSG, stream=True)  # type: ignore[arg-type]
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
