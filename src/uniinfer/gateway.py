@@ -12,8 +12,9 @@ build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -40,6 +41,8 @@ from uniinfer.types import (
 from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
+
+T = TypeVar("T")
 
 #: Direct ``provider/model`` targets are cached up to this many names.
 _DIRECT_CACHE_LIMIT = 4096
@@ -151,6 +154,22 @@ class Gateway:
             param="model",
         )
 
+    async def _fallback(self, model: str, route: Route, attempt: Callable[[Target], Awaitable[T]]) -> T:
+        """Try ``attempt`` on each deployment in order until one succeeds or an error is final."""
+        attempts: list[tuple[str, UniInferError]] = []
+        for target in self.targets(model):
+            route.attempts += 1
+            route.provider, route.upstream_model = target.provider, target.model
+            try:
+                return await attempt(target)
+            except UniInferError as exc:
+                attempts.append((target.label, exc))
+                route.failed.append(target.label)
+                if not can_try_next(exc):
+                    break
+        route.failed.pop()  # the last target is the one whose error we report
+        raise failure(model, attempts)
+
     # --- chat ---------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatResponse:
@@ -160,9 +179,18 @@ class Gateway:
         if served is not None:
             return served
         route = ctx.route = Route(request.model)
+
+        async def attempt(target: Target) -> ChatResponse:
+            prepared, route.dropped_params = self.prepare(request, target)
+            adapter = target.adapter
+            upstream = adapter.chat_request(prepared, target.model, stream=False)
+            resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+            if resp.status >= 400:
+                raise adapter.parse_error(resp.status, resp.headers, resp.body)
+            return adapter.parse_chat(resp.body, target.model)
+
         try:
-            targets = self.targets(request.model)
-            response = await self._chat_with_fallback(request, targets, route)
+            response = await self._fallback(request.model, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             await self._run_after(ctx)
@@ -171,57 +199,25 @@ class Gateway:
         await self._run_after(ctx)
         return response
 
-    async def _chat_with_fallback(
-        self, request: ChatRequest, targets: Sequence[Target], route: Route
-    ) -> ChatResponse:
-        attempts: list[tuple[str, UniInferError]] = []
-        for target in targets:
-            route.attempts += 1
-            route.provider, route.upstream_model = target.provider, target.model
-            try:
-                prepared, route.dropped_params = self.prepare(request, target)
-                return await self._chat_once(prepared, target)
-            except UniInferError as exc:
-                attempts.append((target.label, exc))
-                route.failed.append(target.label)
-                if not can_try_next(exc):
-                    break
-        route.failed.pop()  # the last target is the one whose error we report
-        raise failure(request.model, attempts)
-
-    async def _chat_once(self, request: ChatRequest, target: Target) -> ChatResponse:
-        adapter = target.adapter
-        upstream = adapter.chat_request(request, target.model, stream=False)
-        resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
-        if resp.status >= 400:
-            raise adapter.parse_error(resp.status, resp.headers, resp.body)
-        return adapter.parse_chat(resp.body, target.model)
-
     async def stream(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatStream:
-        """Open a chat stream; fails over to the next deployment until the first chunk arrives."""
+        """Open a chat stream; fails over to the next deployment until the first chunk arrives.
+
+        The after-stages run when the returned stream ends or is closed.
+        """
         ctx = ctx or RequestContext("chat")
         served = await self._run_before(ctx)
         if served is not None:
             return ChatStream.of_response(served, ctx, self._run_after, request.include_usage)
         route = ctx.route = Route(request.model)
-        attempts: list[tuple[str, UniInferError]] = []
+
+        async def attempt(target: Target) -> ChatStream:
+            prepared, route.dropped_params = self.prepare(request, target)
+            return await open_chat_stream(
+                self.http, target.adapter, prepared, target.model, ctx, self._run_after
+            )
+
         try:
-            targets = self.targets(request.model)
-            for target in targets:
-                route.attempts += 1
-                route.provider, route.upstream_model = target.provider, target.model
-                try:
-                    prepared, route.dropped_params = self.prepare(request, target)
-                    return await open_chat_stream(
-                        self.http, target.adapter, prepared, target.model, ctx, self._run_after
-                    )
-                except UniInferError as exc:
-                    attempts.append((target.label, exc))
-                    route.failed.append(target.label)
-                    if not can_try_next(exc):
-                        break
-            route.failed.pop()
-            raise failure(request.model, attempts)
+            return await self._fallback(request.model, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             await self._run_after(ctx)
@@ -252,38 +248,28 @@ class Gateway:
     # --- embeddings ---------------------------------------------------------------------
 
     async def embed(self, request: EmbeddingRequest, ctx: RequestContext | None = None) -> EmbeddingResponse:
+        """Embeddings, falling back across deployments like chat."""
         ctx = ctx or RequestContext("embeddings")
         await self._run_before(ctx)
         route = ctx.route = Route(request.model)
-        attempts: list[tuple[str, UniInferError]] = []
+
+        async def attempt(target: Target) -> EmbeddingResponse:
+            adapter = target.adapter
+            if not adapter.spec.capabilities.embeddings:
+                raise adapter.feature_error("embeddings")
+            upstream = adapter.embed_request(request, target.model)
+            resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+            if resp.status >= 400:
+                raise adapter.parse_error(resp.status, resp.headers, resp.body)
+            return adapter.parse_embed(resp.body, target.model)
+
         try:
-            for target in self.targets(request.model):
-                route.attempts += 1
-                route.provider, route.upstream_model = target.provider, target.model
-                try:
-                    return await self._embed_once(request, target)
-                except UniInferError as exc:
-                    attempts.append((target.label, exc))
-                    route.failed.append(target.label)
-                    if not can_try_next(exc):
-                        break
-            route.failed.pop()
-            raise failure(request.model, attempts)
+            return await self._fallback(request.model, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             raise
         finally:
             await self._run_after(ctx)
-
-    async def _embed_once(self, request: EmbeddingRequest, target: Target) -> EmbeddingResponse:
-        adapter = target.adapter
-        if not adapter.spec.capabilities.embeddings:
-            raise adapter.feature_error("embeddings")
-        upstream = adapter.embed_request(request, target.model)
-        resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
-        if resp.status >= 400:
-            raise adapter.parse_error(resp.status, resp.headers, resp.body)
-        return adapter.parse_embed(resp.body, target.model)
 
     # --- models ---------------------------------------------------------------------------
 
