@@ -143,3 +143,16 @@ def test_unknown_provider_type_fails_when_the_gateway_is_built() -> None:
     config = parse_config("providers:\n  x: {type: nosuch, api_key: k}\n", env={})
     with pytest.raises(ConfigError, match="unknown provider type 'nosuch'"):
         Gateway(config)
+
+
+def test_provider_options_are_checked_by_the_adapter() -> None:
+    config = parse_config("providers:\n  openai: {api_key: k, options: {region: x}}\n", env={})
+    with pytest.raises(ConfigError, match=r"providers\.openai\.options: provider 'openai' takes no options"):
+        Gateway(config)
+
+
+def test_option_values_resolve_secret_references() -> None:
+    config = parse_config(
+        "providers:\n  openai: {api_key: k, options: {secret: 'env:S', plain: 'x'}}\n", env={"S": "v"}
+    )
+    assert config.providers["openai"].options == {"secret": "v", "plain": "x"}

@@ -113,6 +113,7 @@ class Gateway:
             api_key=api_key,
             headers=dict(entry.headers),
             timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
+            options=dict(entry.options),
         )
         return self.registry.create(spec, endpoint, name)
 
@@ -183,6 +184,7 @@ class Gateway:
         async def attempt(target: Target) -> ChatResponse:
             prepared, route.dropped_params = self.prepare(request, target)
             adapter = target.adapter
+            await adapter.prepare_credentials(self.http)
             upstream = adapter.chat_request(prepared, target.model, stream=False)
             resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
             if resp.status >= 400:
@@ -212,6 +214,7 @@ class Gateway:
 
         async def attempt(target: Target) -> ChatStream:
             prepared, route.dropped_params = self.prepare(request, target)
+            await target.adapter.prepare_credentials(self.http)
             return await open_chat_stream(
                 self.http, target.adapter, prepared, target.model, ctx, self._run_after
             )
@@ -257,6 +260,7 @@ class Gateway:
             adapter = target.adapter
             if not adapter.spec.capabilities.embeddings:
                 raise adapter.feature_error("embeddings")
+            await adapter.prepare_credentials(self.http)
             upstream = adapter.embed_request(request, target.model)
             resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
             if resp.status >= 400:

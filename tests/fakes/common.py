@@ -128,3 +128,24 @@ def last_user_text(messages: list[dict[str, object]]) -> str:
                 str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
             )
     return ""
+
+
+@dataclass(frozen=True)
+class FakeProvider:
+    """How the contract suite runs one provider type against its fake.
+
+    Each fake module exposes ``def fake_provider() -> FakeProvider``; the suite
+    starts ``app()``, configures a provider of ``type`` with
+    ``base_url = <fake url> + base_path``, ``api_key`` and ``options(<fake url>)``,
+    and exercises every capability the registry declares for that type.
+    """
+
+    type: str
+    app: Callable[[], web.Application]
+    base_path: str = ""
+    api_key: str | None = "sk-fake-key-0123456789"
+    #: Extra ``providers.<name>.options`` given the fake's base URL.
+    options: Callable[[str], dict[str, object]] = lambda url: {}
+    #: A model the fake answers normally (failure modes are prefixes: "tool-", "error-429"...).
+    chat_model: str = "model"
+    embed_model: str = "embed-model"

@@ -111,6 +111,11 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str], source: str) 
             entry = providers[name] = {}
         if not isinstance(entry, dict):
             continue
+        options = entry.get("options")
+        if isinstance(options, dict):
+            for key, value in options.items():
+                if isinstance(value, str) and value.startswith(("env:", "file:")):
+                    options[key] = resolve_secret(value, env, f"{source}: providers.{name}.options.{key}")
         where = f"{source}: providers.{name}.api_key"
         if isinstance(entry.get("api_key"), str):
             entry["api_key"] = resolve_secret(entry["api_key"], env, where)

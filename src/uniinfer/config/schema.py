@@ -52,6 +52,9 @@ class ProviderConfig(_Strict):
     base_url: str | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
     headers: dict[str, str] = Field(default_factory=dict)
+    #: Provider-specific settings, checked by the provider's adapter (e.g. Bedrock's
+    #: ``region``, Azure's ``api_version``); ``env:``/``file:`` references are resolved.
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Deployment(_Strict):

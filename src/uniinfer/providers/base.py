@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from uniinfer.errors import (
+    ConfigError,
     ProviderResponseError,
     UniInferError,
     UnsupportedFeatureError,
     error_from_status,
 )
-from uniinfer.http import HttpRequest, Timeouts, retry_after_seconds
+from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
 
 __all__ = [
@@ -92,6 +94,9 @@ class Endpoint:
     api_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    #: Provider-specific settings (``providers.<name>.options``), checked by the
+    #: adapter's ``Options`` model: a region, an API version, a credentials file.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class StreamDecoder(Protocol):
@@ -121,12 +126,40 @@ class ProviderAdapter(ABC):
 
     #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
     supported_params: ClassVar[frozenset[str]]
+    #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
+    Options: ClassVar[type[BaseModel] | None] = None
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         self.spec = spec
         self.endpoint = endpoint
         #: The configured provider name (``providers.<name>``), used in errors and routes.
         self.name = name or spec.name
+        self.options: Any = self._check_options(endpoint.options)
+
+    def _check_options(self, options: Mapping[str, Any]) -> BaseModel | None:
+        if self.Options is None:
+            if options:
+                raise ConfigError(
+                    f"providers.{self.name}.options: provider '{self.spec.name}' takes no options"
+                )
+            return None
+        try:
+            return self.Options.model_validate(dict(options))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(options)'}: {e['msg']}"
+                for e in exc.errors(include_input=False)
+            )
+            raise ConfigError(f"providers.{self.name}.options: {problems}") from None
+
+    async def prepare_credentials(self, http: HttpClient) -> None:
+        """Make sure credentials are fresh before a request is built (default: nothing to do).
+
+        Providers with expiring tokens (Vertex AI, Entra ID) refresh here, through
+        the shared async client and ahead of expiry, so the pure builders below
+        can stay synchronous and the hot path never blocks.
+        """
+        return None
 
     def unsupported(self) -> frozenset[str]:
         """Params a request may carry that this provider cannot honour."""
