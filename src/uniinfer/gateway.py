@@ -321,6 +321,8 @@ def failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferEr
 def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:
     """Raise UnsupportedFeatureError for a capability the provider does not declare."""
     caps = adapter.spec.capabilities
+    if not caps.chat:
+        raise adapter.feature_error("chat completions")
     if request.stream and not caps.streaming:
         raise adapter.feature_error("streaming")
     if request.tools and not caps.tools:

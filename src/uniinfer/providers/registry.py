@@ -64,6 +64,53 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         docs_url="https://github.com/ollama/ollama/blob/main/docs/api.md",
         description="Ollama native API (local)",
     ),
+    ProviderSpec(
+        "bedrock",
+        "uniinfer.providers.bedrock:BedrockAdapter",
+        "https://bedrock-runtime.us-east-1.amazonaws.com",
+        None,  # AWS credentials: options, or the standard AWS chain (env, profile, role)
+        Capabilities(vision=True, json_mode=False, embeddings=True, reasoning=True),
+        key_required=False,
+        docs_url="https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html",
+        description="AWS Bedrock (Converse, ConverseStream, Titan/Cohere embeddings)",
+    ),
+    ProviderSpec(
+        "vertex",
+        "uniinfer.providers.vertex:VertexAdapter",
+        "https://us-central1-aiplatform.googleapis.com/v1",
+        None,  # a service account (options.credentials_file or GOOGLE_APPLICATION_CREDENTIALS)
+        Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True, prompt_caching=True),
+        key_required=False,
+        docs_url="https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference",
+        description="Google Vertex AI (Gemini and Anthropic models)",
+    ),
+    ProviderSpec(
+        "azure",
+        "uniinfer.providers.azure:AzureOpenAIAdapter",
+        "https://YOUR-RESOURCE.openai.azure.com",
+        "AZURE_OPENAI_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        docs_url="https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference",
+        description="Azure OpenAI (deployments, api-version, api-key or Entra ID token)",
+    ),
+    ProviderSpec(
+        "cohere",
+        "uniinfer.providers.cohere:CohereAdapter",
+        "https://api.cohere.com",
+        "CO_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        docs_url="https://docs.cohere.com/reference/chat",
+        description="Cohere v2 chat and embed",
+    ),
+    ProviderSpec(
+        "mistral",
+        "uniinfer.providers.mistral:MistralAdapter",
+        "https://api.mistral.ai/v1",
+        "MISTRAL_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        docs_url="https://docs.mistral.ai/api/",
+        description="Mistral AI",
+    ),
     # --- OpenAI-compatible rows ----------------------------------------------------
     ProviderSpec(
         "groq",
