@@ -219,7 +219,7 @@ def test_endpoint_header_overrides_generated_header_case_insensitively() -> None
 
 def _openai_rows() -> list[ProviderSpec]:
     registry = default_registry()
-    return [s for s in registry.specs.values() if registry.adapter_class(s) is OpenAIAdapter]
+    return [s for s in registry.specs.values() if s.adapter == "uniinfer.providers.openai:OpenAIAdapter"]
 
 
 OPENAI_ROWS = _openai_rows()

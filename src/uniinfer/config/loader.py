@@ -67,15 +67,17 @@ def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] 
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:
-    """The embedded default: every built-in provider whose key is in the environment."""
+    """The embedded default: built-in providers whose key is in the environment, and local servers."""
     from uniinfer.providers.registry import default_registry
 
     env = os.environ if env is None else env
     providers: dict[str, Any] = {}
     for spec in default_registry().specs.values():
+        if not spec.auto_enable:
+            continue
         if spec.api_key_env and env.get(spec.api_key_env):
             providers[spec.name] = {"api_key": f"env:{spec.api_key_env}"}
-        elif not spec.key_required and spec.name != "openai_compatible":
+        elif spec.local:
             providers[spec.name] = {}
     data: dict[str, Any] = {"providers": providers}
     _apply_overrides(data, env)

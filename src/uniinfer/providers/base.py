@@ -82,6 +82,11 @@ class ProviderSpec:
     unsupported_params: frozenset[str] = frozenset()
     #: Whether requests need a key (local servers do not).
     key_required: bool = True
+    #: A server on this machine (Ollama, vLLM...): the embedded default enables it.
+    local: bool = False
+    #: Whether the embedded default enables it when ``api_key_env`` is set (False
+    #: for providers that need more than a key: a region, an endpoint, a project).
+    auto_enable: bool = True
     docs_url: str = ""
     description: str = ""
 
