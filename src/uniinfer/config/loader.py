@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from uniinfer.config.schema import Config
+from uniinfer.config.schema import Config, RefError
 from uniinfer.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "default_config", "load_config", "parse_config", "resolve_secret"]
@@ -168,6 +168,11 @@ def _validate(data: dict[str, Any], source: str, marks: dict[tuple[str, ...], st
 
 def _describe(err: Any, marks: dict[tuple[str, ...], str]) -> str:
     loc = tuple(str(p) for p in err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, RefError):
+        # a cross-reference check: the message already names its key
+        where = _nearest_mark(cause.path, marks)
+        return f"  {where}: {cause}" if where else f"  {cause}"
     key = ".".join(loc) or "(top level)"
     where = _nearest_mark(loc, marks)
     prefix = f"  {where}: " if where else "  "

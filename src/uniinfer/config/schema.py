@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from uniinfer.config.routing import GroupFallbacks, RetryConfig, RoutingConfig, Strategy
+
 __all__ = [
     "Config",
     "Deployment",
@@ -21,6 +23,18 @@ __all__ = [
     "Settings",
     "TimeoutConfig",
 ]
+
+
+#: Profiles that exist without configuration (each may be overridden under routing.profiles).
+BUILTIN_PROFILES = ("fast", "cheap", "quality", "local")
+
+
+class RefError(ValueError):
+    """A reference to something not in the config; ``path`` locates it for the error message."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(path)}: {message}")
+        self.path = path
 
 
 class _Strict(BaseModel):
@@ -62,6 +76,20 @@ class Deployment(_Strict):
 
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
+    #: Share of traffic under the ``weighted`` strategy.
+    weight: float = Field(default=1.0, gt=0)
+    region: str | None = None
+    #: Free labels that profiles and rules select on (e.g. ``cheap``, ``eu``).
+    tags: list[str] = Field(default_factory=list)
+    #: Overrides the provider's timeouts for this deployment.
+    timeout: TimeoutConfig | None = None
+    #: Requests / tokens per minute this deployment may take (``usage_headroom`` avoids
+    #: deployments close to them).
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    #: Prices in USD per million tokens (``lowest_cost`` ranks by them).
+    input_cost_per_mtok: float | None = Field(default=None, ge=0)
+    output_cost_per_mtok: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -76,9 +104,13 @@ class Deployment(_Strict):
 
 
 class ModelGroup(_Strict):
-    """A public model name: deployments tried in order (fallback on retryable errors)."""
+    """A public model name: its deployments, how to choose among them, where to go next."""
 
     deployments: list[Deployment] = Field(min_length=1)
+    strategy: Strategy = "priority"
+    fallbacks: GroupFallbacks = Field(default_factory=GroupFallbacks)
+    #: Overrides ``routing.retry`` for this group.
+    retry: RetryConfig | None = None
 
 
 class Settings(_Strict):
@@ -93,6 +125,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, ModelGroup] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     settings: Settings = Field(default_factory=Settings)
     #: Where this config came from (a file path, or "embedded default").
     source: str = Field(default="embedded default", exclude=True)
@@ -106,15 +139,55 @@ class Config(_Strict):
         return models
 
     @model_validator(mode="after")
-    def _deployments_name_providers(self) -> Config:
+    def _references(self) -> Config:
+        """Every name that points elsewhere in the file points at something that exists."""
         for name, group in self.models.items():
             for i, dep in enumerate(group.deployments):
                 if dep.provider not in self.providers:
-                    raise ValueError(
-                        f"models.{name}.deployments[{i}] names provider '{dep.provider}', "
-                        f"which is not configured under 'providers'"
+                    raise RefError(
+                        ("models", name, "deployments", str(i), "provider"),
+                        f"names provider '{dep.provider}', which is not configured under 'providers'",
                     )
+            fb = group.fallbacks
+            for key, target in [("context_length", fb.context_length), ("content_filter", fb.content_filter)]:
+                if target is not None:
+                    self._check_model(("models", name, "fallbacks", key), target)
+            for i, target in enumerate(fb.default):
+                self._check_model(("models", name, "fallbacks", "default", str(i)), target)
+        routing = self.routing
+        for pname, profile in routing.profiles.items():
+            for i, target in enumerate(profile.models):
+                self._check_model(("routing", "profiles", pname, "models", str(i)), target, direct=False)
+        profiles = set(BUILTIN_PROFILES) | set(routing.profiles)
+        if routing.default_profile not in profiles:
+            raise RefError(("routing", "default_profile"), f"'{routing.default_profile}' is not a profile")
+        for i, rule in enumerate(routing.rules):
+            where = ("routing", "rules", str(i), "route")
+            if rule.route.model is not None:
+                self._check_model((*where, "model"), rule.route.model)
+            if rule.route.profile is not None and rule.route.profile not in profiles:
+                raise RefError((*where, "profile"), f"'{rule.route.profile}' is not a profile")
+        names = [e.name for e in routing.experiments]
+        for i, exp in enumerate(routing.experiments):
+            if names.count(exp.name) > 1:
+                raise RefError(
+                    ("routing", "experiments", str(i), "name"), f"duplicate experiment '{exp.name}'"
+                )
+            for j, variant in enumerate(exp.variants):
+                self._check_model(
+                    ("routing", "experiments", str(i), "variants", str(j), "model"), variant.model
+                )
         return self
+
+    def _check_model(self, path: tuple[str, ...], target: str, *, direct: bool = True) -> None:
+        if target in self.models:
+            return
+        provider, sep, rest = target.partition("/")
+        if direct and sep and rest and provider in self.providers:
+            return
+        raise RefError(
+            path, f"'{target}' is not a configured model group" + (" or provider/model" if direct else "")
+        )
 
     def provider_type(self, name: str) -> str:
         return self.providers[name].type or name

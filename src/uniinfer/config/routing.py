@@ -1,0 +1,177 @@
+"""Configuration of routing and resilience: strategies, retries, breakers, rules, experiments.
+
+Every option here is documented in docs/configuration.md. Defaults are what a
+team running a gateway in production would choose without thinking about it:
+retry on the retryable error classes with backoff and jitter inside a 60 s
+deadline, a breaker that opens at a 50% failure rate over at least 5
+requests, and ordered (priority) fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "BreakerConfig",
+    "ExperimentConfig",
+    "GroupFallbacks",
+    "ProfileConfig",
+    "RetryConfig",
+    "RouteAction",
+    "RoutingConfig",
+    "RuleConditions",
+    "RuleConfig",
+    "Strategy",
+    "VariantConfig",
+]
+
+Strategy = Literal[
+    "priority", "weighted", "least_inflight", "lowest_latency", "lowest_cost", "usage_headroom"
+]
+TaskClass = Literal["chat", "code", "extraction", "summarisation", "reasoning", "translation", "creative"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_Strict):
+    """How failed attempts are retried (across the group's deployments, then again after backoff)."""
+
+    #: Extra rounds over the group after every deployment failed with a retryable error.
+    max_retries: int = Field(default=2, ge=0, le=10)
+    initial_backoff_seconds: float = Field(default=0.25, ge=0)
+    max_backoff_seconds: float = Field(default=8.0, ge=0)
+    #: Full jitter fraction: the wait is drawn from [(1-jitter)*backoff, backoff].
+    jitter: float = Field(default=0.5, ge=0, le=1)
+    #: Total time budget of one request, all attempts and waits included.
+    deadline_seconds: float = Field(default=60.0, gt=0)
+    #: Also fall back on these normally final errors (e.g. ["authentication_failed"]).
+    also_retry_codes: list[str] = Field(default_factory=list)
+
+
+class BreakerConfig(_Strict):
+    """Per-deployment circuit breaker: closed -> open -> half-open (one probe) -> closed."""
+
+    enabled: bool = True
+    #: Open when failures / requests in the window reach this rate...
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    #: ... over at least this many requests...
+    min_requests: int = Field(default=5, ge=1)
+    #: ... counted over this sliding window.
+    window_seconds: float = Field(default=30.0, gt=0)
+    #: Stay open this long, then let one probe through (half-open).
+    cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
+class GroupFallbacks(_Strict):
+    """Other model groups to try when this group fails, by error class."""
+
+    #: On context_length_exceeded: a group with a larger context window.
+    context_length: str | None = None
+    #: On content_filtered: a configured alternative.
+    content_filter: str | None = None
+    #: On retryable errors after this group's retries are exhausted, in order.
+    default: list[str] = Field(default_factory=list)
+
+
+class ProfileConfig(_Strict):
+    """A routing profile: a strategy over deployments picked from groups and/or by tag."""
+
+    strategy: Strategy = "priority"
+    #: Groups whose deployments the profile may use (empty: every group).
+    models: list[str] = Field(default_factory=list)
+    #: Only deployments carrying all of these tags.
+    tags: list[str] = Field(default_factory=list)
+    #: Only deployments of local providers (Ollama, vLLM...).
+    local_only: bool = False
+
+
+class RuleConditions(_Strict):
+    """All given conditions must hold (an empty ``when`` always matches)."""
+
+    model: str | list[str] | None = None
+    task: TaskClass | list[TaskClass] | None = None
+    min_prompt_tokens: int | None = Field(default=None, ge=0)
+    max_prompt_tokens: int | None = Field(default=None, ge=0)
+    has_images: bool | None = None
+    has_tools: bool | None = None
+    json_mode: bool | None = None
+    has_code: bool | None = None
+    language: str | list[str] | None = None
+    min_messages: int | None = Field(default=None, ge=0)
+    max_messages: int | None = Field(default=None, ge=0)
+    #: Request ``metadata`` entries that must equal these values.
+    metadata: dict[str, str] = Field(default_factory=dict)
+    #: Request headers (lower-case names) that must equal these values.
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Caller identity fields (``principal``, later tenant/team) that must equal these values.
+    caller: dict[str, str] = Field(default_factory=dict)
+
+
+class RouteAction(_Strict):
+    """Where a matching rule sends the request: a model group or a profile (exactly one)."""
+
+    model: str | None = None
+    profile: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RouteAction:
+        if (self.model is None) == (self.profile is None):
+            raise ValueError("a route names exactly one of 'model' or 'profile'")
+        return self
+
+
+class RuleConfig(_Strict):
+    name: str = Field(min_length=1)
+    #: Higher runs first; equal priorities keep file order.
+    priority: int = 0
+    when: RuleConditions = Field(default_factory=RuleConditions)
+    route: RouteAction
+
+
+class VariantConfig(_Strict):
+    name: str = Field(min_length=1)
+    #: The model group (or provider/model) this variant is served by.
+    model: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+
+
+class ExperimentConfig(_Strict):
+    """Splits traffic for ``model`` between variants, sticky per user or session."""
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    variants: list[VariantConfig] = Field(min_length=2)
+    #: What keeps one caller on one variant: the request's ``user``, a metadata key
+    #: (``metadata.session_id``) or a header (``header.x-session-id``).
+    sticky_by: str = "user"
+    status: Literal["running", "stopped"] = "running"
+    #: When stopped, every request goes to this variant (the promoted winner).
+    winner: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be unique")
+        if self.winner is not None and self.winner not in names:
+            raise ValueError(f"winner '{self.winner}' is not a variant")
+        if self.status == "stopped" and self.winner is None:
+            raise ValueError("a stopped experiment names its 'winner'")
+        if not (self.sticky_by == "user" or self.sticky_by.startswith(("metadata.", "header."))):
+            raise ValueError("sticky_by is 'user', 'metadata.<key>' or 'header.<name>'")
+        return self
+
+
+class RoutingConfig(_Strict):
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    circuit_breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    #: Profiles callers pick with ``profile:<name>`` (built-ins: fast, cheap, quality, local).
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    #: The profile ``uniinfer/auto`` uses when no rule matches.
+    default_profile: str = "fast"
+    rules: list[RuleConfig] = Field(default_factory=list)
+    experiments: list[ExperimentConfig] = Field(default_factory=list)
