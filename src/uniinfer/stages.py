@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -46,6 +47,25 @@ class Route:
     #: ``provider/model`` of every target that failed before the one that answered.
     failed: list[str] = field(default_factory=list)
     dropped_params: tuple[str, ...] = ()
+    #: The model group that served (after rules, profiles and experiments).
+    group: str | None = None
+    #: Other groups fallen back to, in order.
+    fallback_groups: list[str] = field(default_factory=list)
+    #: Extra rounds over a group after every deployment failed.
+    retries: int = 0
+    rule: str | None = None
+    profile: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    #: USD per million input / output tokens of the deployment that answered (if configured).
+    prices: tuple[float | None, float | None] = (None, None)
+
+    def cost(self, usage: Usage | None) -> float | None:
+        """What the answer cost at the configured prices (None when unpriced or unknown)."""
+        inp, out = self.prices
+        if usage is None or (inp is None and out is None):
+            return None
+        return (usage.prompt_tokens * (inp or 0.0) + usage.completion_tokens * (out or 0.0)) / 1e6
 
 
 @dataclass(slots=True)
@@ -57,9 +77,13 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     #: Who is calling (set by the identity stage; the master key in this release).
     principal: str | None = None
+    #: Request headers (lower-case names) for routing rules and sticky experiments.
+    headers: Mapping[str, str] = field(default_factory=dict)
     route: Route | None = None
     usage: Usage | None = None
     error: UniInferError | None = None
+    #: Seconds from the start of the request to its first streamed chunk.
+    ttft: float | None = None
 
 
 class BeforeStage(Protocol):

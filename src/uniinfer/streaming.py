@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from uniinfer.errors import ProviderResponseError, UniInferError
-from uniinfer.http import HttpClient, StreamingResponse
+from uniinfer.http import HttpClient, StreamingResponse, Timeouts
 from uniinfer.providers.base import ProviderAdapter, StreamDecoder
 from uniinfer.stages import RequestContext
 from uniinfer.types import (
@@ -63,6 +63,11 @@ class ChatStream:
         self._pending: deque[ChatChunk] = deque()
         self._eof = upstream is None
         self._done = False
+        self._on_finish: list[Callable[[ChatStream], None]] = []
+
+    def on_finish(self, callback: Callable[[ChatStream], None]) -> None:
+        """Call ``callback(stream)`` once when the stream ends, fails or is closed."""
+        self._on_finish.append(callback)
 
     @classmethod
     def of_response(
@@ -142,7 +147,14 @@ class ChatStream:
             self._http.close_stream(self._upstream, complete=self._eof and error is None)
         if error is not None:
             self.ctx.error = error
+        for callback in self._on_finish:
+            callback(self)
         await self._on_done(self.ctx)
+
+    @property
+    def failed(self) -> bool:
+        """Ended by an upstream error (not by the caller closing it early)."""
+        return self.ctx.error is not None
 
 
 async def open_chat_stream(
@@ -152,10 +164,11 @@ async def open_chat_stream(
     model: str,
     ctx: RequestContext,
     on_done: OnDone,
+    timeouts: Timeouts | None = None,
 ) -> ChatStream:
     """Send a streaming request; return once the first chunk is in hand (or raise)."""
     upstream_request = adapter.chat_request(request, model, stream=True)
-    upstream = await http.open_stream(upstream_request, adapter.endpoint.timeouts, adapter.name)
+    upstream = await http.open_stream(upstream_request, timeouts or adapter.endpoint.timeouts, adapter.name)
     try:
         if upstream.status >= 400:
             body = await upstream.read()

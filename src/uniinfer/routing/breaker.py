@@ -1,0 +1,125 @@
+"""A per-deployment circuit breaker: closed -> open -> half-open (one probe) -> closed.
+
+Closed, it counts outcomes in a sliding window of one-second buckets. When at
+least ``min_requests`` fell in the window and the failure rate reaches
+``failure_rate``, it opens: every strategy skips the deployment. After
+``cooldown_seconds`` one request is let through as a probe (half-open); its
+success closes the circuit, its failure opens it again for another cooldown.
+
+State changes are reported to ``on_change(name, old, new)`` (later turned into
+metrics and logs). The clock is injectable so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+
+from uniinfer.config.routing import BreakerConfig
+
+__all__ = ["BreakerState", "CircuitBreaker"]
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+OnChange = Callable[[str, BreakerState, BreakerState], None]
+
+
+class CircuitBreaker:
+    __slots__ = ("_buckets", "_clock", "_config", "_on_change", "_opened_at", "_probing", "name", "state")
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: OnChange | None = None,
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._clock = clock
+        self._on_change = on_change
+        self.state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probing = False
+        #: (second, successes, failures), oldest first
+        self._buckets: deque[list[int]] = deque()
+
+    def available(self) -> bool:
+        """Whether a strategy may pick this deployment now (does not change state)."""
+        if not self._config.enabled or self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return self._clock() - self._opened_at >= self._config.cooldown_seconds
+        return not self._probing
+
+    def acquire(self) -> bool:
+        """Claim the right to send a request; in half-open, only one probe at a time."""
+        if not self._config.enabled or self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            if self._clock() - self._opened_at < self._config.cooldown_seconds:
+                return False
+            self._set(BreakerState.HALF_OPEN)
+        if self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def record(self, success: bool) -> None:
+        """The outcome of a request this breaker let through."""
+        if not self._config.enabled:
+            return
+        if self.state is BreakerState.HALF_OPEN:
+            self._probing = False
+            if success:
+                self._buckets.clear()
+                self._set(BreakerState.CLOSED)
+            else:
+                self._open()
+            return
+        if self.state is BreakerState.OPEN:
+            return  # a late answer from before the circuit opened
+        self._count(success)
+        total, failures = self._totals()
+        if total >= self._config.min_requests and failures / total >= self._config.failure_rate:
+            self._open()
+
+    def release(self) -> None:
+        """A request let through ended without a health verdict (e.g. the caller left)."""
+        if self.state is BreakerState.HALF_OPEN:
+            self._probing = False
+
+    def _count(self, success: bool) -> None:
+        second = int(self._clock())
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != second:
+            buckets.append([second, 0, 0])
+        buckets[-1][1 if success else 2] += 1
+
+    def _totals(self) -> tuple[int, int]:
+        horizon = self._clock() - self._config.window_seconds
+        buckets = self._buckets
+        while buckets and buckets[0][0] < horizon:
+            buckets.popleft()
+        ok = sum(b[1] for b in buckets)
+        failed = sum(b[2] for b in buckets)
+        return ok + failed, failed
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._probing = False
+        self._buckets.clear()
+        self._set(BreakerState.OPEN)
+
+    def _set(self, new: BreakerState) -> None:
+        old, self.state = self.state, new
+        if old is not new and self._on_change is not None:
+            self._on_change(self.name, old, new)

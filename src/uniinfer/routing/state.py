@@ -1,0 +1,86 @@
+"""What the router observes about each deployment: load, latency, limits, health.
+
+One :class:`DeploymentState` per ``provider/model`` deployment, shared by every
+group and profile that uses it. All of it is in-process and O(1) per request;
+limits shared across replicas arrive with the Redis-backed limits issue.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from uniinfer.config.routing import BreakerConfig
+from uniinfer.routing.breaker import CircuitBreaker, OnChange
+
+__all__ = ["DeploymentState", "MinuteWindow"]
+
+#: Weight of the newest sample in the latency averages.
+EWMA_ALPHA = 0.2
+
+
+class MinuteWindow:
+    """Requests and tokens over the last 60 seconds, in one-second buckets."""
+
+    __slots__ = ("_buckets", "_clock")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._buckets: deque[list[int]] = deque()  # [second, requests, tokens]
+
+    def add(self, requests: int = 0, tokens: int = 0) -> None:
+        second = int(self._clock())
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += requests
+        bucket[2] += tokens
+
+    def totals(self) -> tuple[int, int]:
+        horizon = int(self._clock()) - 59
+        buckets = self._buckets
+        while buckets and buckets[0][0] < horizon:
+            buckets.popleft()
+        return sum(b[1] for b in buckets), sum(b[2] for b in buckets)
+
+
+@dataclass(slots=True)
+class DeploymentState:
+    label: str
+    breaker: CircuitBreaker
+    window: MinuteWindow
+    clock: Callable[[], float]
+    in_flight: int = 0
+    latency: float | None = None
+    ttft: float | None = None
+    #: A 429's Retry-After: skipped until then.
+    cooldown_until: float = 0.0
+
+    @classmethod
+    def create(
+        cls,
+        label: str,
+        breaker: BreakerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: OnChange | None = None,
+    ) -> DeploymentState:
+        return cls(
+            label,
+            CircuitBreaker(label, breaker, clock=clock, on_change=on_change),
+            MinuteWindow(clock),
+            clock,
+        )
+
+    def available(self) -> bool:
+        return self.breaker.available() and self.clock() >= self.cooldown_until
+
+    def observe_latency(self, seconds: float, *, first_token: bool = False) -> None:
+        if first_token:
+            self.ttft = seconds if self.ttft is None else self.ttft + EWMA_ALPHA * (seconds - self.ttft)
+        else:
+            self.latency = (
+                seconds if self.latency is None else self.latency + EWMA_ALPHA * (seconds - self.latency)
+            )
