@@ -30,7 +30,7 @@ def is_retryable(exc: UniInferError, config: RetryConfig) -> bool:
 
 def backoff(round_: int, config: RetryConfig, rng: random.Random, retry_after: float | None = None) -> float:
     """Seconds to wait before retry round ``round_`` (1-based)."""
-    base = min(config.max_backoff_seconds, config.initial_backoff_seconds * (2 ** (round_ - 1)))
+    base = min(config.max_backoff_seconds, config.initial_backoff_seconds * 2.0 ** (round_ - 1))
     wait = base * (1.0 - config.jitter * rng.random())
     if retry_after is not None:
         wait = max(wait, retry_after)
