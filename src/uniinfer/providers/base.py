@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -41,6 +41,7 @@ __all__ = [
     "ProviderAdapter",
     "ProviderSpec",
     "StreamDecoder",
+    "StreamUsage",
     "chunk_id",
     "classify",
     "loads",
@@ -67,9 +68,21 @@ class Capabilities:
         return [name for name in self.__slots__ if getattr(self, name)]
 
 
+#: How an OpenAI-compatible provider reports usage in streams:
+#: ``"stream_options"`` only when asked (``stream_options.include_usage``, OpenAI's way);
+#: ``"always"`` without being asked (and the option is not sent: some reject it);
+#: ``"never"`` not at all (the gateway cannot learn a stream's usage).
+StreamUsage = Literal["stream_options", "always", "never"]
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
-    """A provider as data: one row of the registry."""
+    """A provider as data: one row of the registry.
+
+    The fields after ``description`` declare an OpenAI-compatible provider's
+    quirks; :class:`~uniinfer.providers.openai.OpenAIAdapter` handles each
+    generically, and ``docs/providers.md`` lists them.
+    """
 
     name: str
     #: "module:Class" of the adapter, imported on first use.
@@ -89,6 +102,19 @@ class ProviderSpec:
     auto_enable: bool = True
     docs_url: str = ""
     description: str = ""
+    #: Whether streams ask for usage with ``stream_options`` (see :data:`StreamUsage`).
+    stream_usage: StreamUsage = "stream_options"
+    #: The provider's ``finish_reason`` values mapped to OpenAI's (e.g. ``"eos" -> "stop"``).
+    finish_reason_map: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Chat params sent under another name (e.g. ``max_completion_tokens -> max_tokens``).
+    param_renames: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Embedding params sent under another name (e.g. ``dimensions -> output_dimension``).
+    embed_param_renames: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: Embedding fields the provider does not know and that are never sent
+    #: (``encoding_format``: floats are every provider's default).
+    embed_omit: frozenset[str] = frozenset()
+    #: ``providers.<name>.options`` copied into every embeddings request (e.g. ``input_type``).
+    embed_options: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

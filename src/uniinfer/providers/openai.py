@@ -7,8 +7,17 @@ account for every stream (the gateway strips the usage chunk again when the
 caller did not ask for it).
 
 Providers that put usage on the last content chunk (instead of a separate
-chunk with empty ``choices``) are normalised: the decoder holds usage back
-and emits it as one final chunk with ``choices: []``.
+chunk with empty ``choices``), or inside the last choice (Moonshot), are
+normalised: the decoder holds usage back and emits it as one final chunk with
+``choices: []``.
+
+OpenAI-compatible rows declare their quirks as data on
+:class:`~uniinfer.providers.base.ProviderSpec` and this adapter handles each
+generically: ``stream_usage`` (whether to ask for usage with
+``stream_options``), ``finish_reason_map`` (a non-OpenAI vocabulary such as
+``"eos"``), ``param_renames`` / ``embed_param_renames`` (a param under another
+name), ``embed_omit`` and ``embed_options``, and ``{placeholders}`` in the base
+URL filled from ``providers.<name>.options`` (Cloudflare's ``{account_id}``).
 
 Wire format: https://platform.openai.com/docs/api-reference/chat/create and
 https://platform.openai.com/docs/api-reference/chat-streaming
@@ -16,39 +25,108 @@ https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
+import dataclasses
+import string
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import ProviderConnectionError, ProviderResponseError
+from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.base import ProviderAdapter, classify, loads
+from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 
-__all__ = ["OpenAIAdapter", "OpenAIStreamDecoder"]
+__all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
 _ALL_PARAMS = frozenset(ChatRequest.model_fields) - {"model", "messages", "stream"}
+
+
+class RowOptions(BaseModel):
+    """``providers.<name>.options`` of an OpenAI-compatible row (names checked by the adapter)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
 
 class OpenAIAdapter(ProviderAdapter):
     supported_params = _ALL_PARAMS - {"top_k"}
 
+    def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
+        super().__init__(spec, endpoint, name)
+        self.endpoint = self._fill_base_url(endpoint)
+
+    # --- options and the base URL ---------------------------------------------------
+
+    def _check_options(self, options: Mapping[str, Any]) -> BaseModel | None:
+        """Options are the base URL's placeholders and the row's ``embed_options``; nothing else.
+
+        A subclass with its own ``Options`` model (a native adapter built on this
+        one) gets the usual typed check instead.
+        """
+        allowed = set(url_placeholders(self.spec.base_url)) | self.spec.embed_options
+        if self.Options is not None or not allowed:
+            return super()._check_options(options)
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"providers.{self.name}.options: unknown option(s) {', '.join(unknown)} "
+                f"(provider '{self.spec.name}' takes: {', '.join(sorted(allowed))})"
+            )
+        return RowOptions.model_validate(dict(options))
+
+    @property
+    def option_values(self) -> dict[str, Any]:
+        """The configured row options as a plain mapping (empty for a typed ``Options`` model)."""
+        options = self.options
+        return dict(options.model_extra or {}) if isinstance(options, RowOptions) else {}
+
+    def _fill_base_url(self, endpoint: Endpoint) -> Endpoint:
+        """Fill ``{placeholders}`` of the base URL (e.g. ``{account_id}``) from the options."""
+        names = url_placeholders(endpoint.base_url)
+        if not names:
+            return endpoint
+        values = self.option_values
+        missing = [n for n in names if not str(values.get(n) or "")]
+        if missing:
+            raise ConfigError(
+                f"provider '{self.name}' needs providers.{self.name}.options.{missing[0]} "
+                f"(its base URL is {endpoint.base_url}), or a complete base_url"
+            )
+        url = endpoint.base_url.format_map({n: str(values[n]) for n in names})
+        return dataclasses.replace(endpoint, base_url=url)
+
+    # --- chat ---------------------------------------------------------------------------
+
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         payload: dict[str, Any] = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         payload["model"] = model
         _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
+        _rename(payload, self.spec.param_renames)
         if stream:
             payload["stream"] = True
-            options = payload.get("stream_options") or {}
-            options["include_usage"] = True
-            payload["stream_options"] = options
+            self._stream_options(payload)
         else:
             payload.pop("stream", None)
             payload.pop("stream_options", None)
         return HttpRequest(self.url("/chat/completions"), orjson.dumps(payload), self.auth_headers())
 
+    def _stream_options(self, payload: dict[str, Any]) -> None:
+        """Ask for usage where the provider needs asking; elsewhere send no ``stream_options``.
+
+        The gateway strips the usage chunk again when the caller did not ask for it.
+        """
+        if self.spec.stream_usage != "stream_options":
+            payload.pop("stream_options", None)
+            return
+        options = payload.get("stream_options") or {}
+        options["include_usage"] = True
+        payload["stream_options"] = options
+
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
+        if self.spec.finish_reason_map and isinstance(data, dict):
+            map_finish_reasons(data, self.spec.finish_reason_map)
         try:
             return ChatResponse.model_validate(data)
         except ValueError as exc:
@@ -61,22 +139,65 @@ class OpenAIAdapter(ProviderAdapter):
     def stream_decoder(self, model: str) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self)
 
+    # --- embeddings -------------------------------------------------------------------
+
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         if not self.spec.capabilities.embeddings:
             raise self.feature_error("embeddings")
+        spec = self.spec
         payload = request.model_dump(exclude_none=True)
         payload["model"] = model
         payload["encoding_format"] = "float"  # the server encodes base64 itself
+        for key in spec.embed_omit:
+            payload.pop(key, None)
+        _rename(payload, spec.embed_param_renames)
+        payload.update((k, v) for k, v in self.option_values.items() if k in spec.embed_options)
         return HttpRequest(self.url("/embeddings"), orjson.dumps(payload), self.auth_headers())
 
     def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
         data = loads(body, self.name)
         try:
-            return EmbeddingResponse.model_validate(data)
+            parsed = EmbeddingResponse.model_validate(data)
         except ValueError as exc:
             raise ProviderResponseError(
                 f"{self.name}: unexpected embeddings response shape", provider=self.name
             ) from exc
+        usage = parsed.usage
+        if not usage.prompt_tokens and usage.total_tokens:
+            usage.prompt_tokens = usage.total_tokens  # Voyage reports total_tokens only
+        return parsed
+
+    # --- errors -------------------------------------------------------------------------
+
+    def error_message(self, payload: Any) -> tuple[str | None, str | None]:
+        """OpenAI's ``{"error": {...}}``, or FastAPI's ``{"detail": ...}`` (Voyage, Jina)."""
+        if isinstance(payload, dict) and "error" not in payload and "detail" in payload:
+            detail = payload["detail"]
+            return (detail if isinstance(detail, str) else orjson.dumps(detail).decode()), None
+        return super().error_message(payload)
+
+
+def map_finish_reasons(data: dict[str, Any], mapping: Mapping[str, str]) -> None:
+    """Rewrite a provider's ``finish_reason`` vocabulary to OpenAI's, in place."""
+    choices = data.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict):
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str) and reason in mapping:
+                choice["finish_reason"] = mapping[reason]
+
+
+def url_placeholders(url: str) -> list[str]:
+    """The ``{name}`` fields of a base URL, in order (``[]`` for a plain URL)."""
+    return [name for _, name, _, _ in string.Formatter().parse(url) if name]
+
+
+def _rename(payload: dict[str, Any], renames: Mapping[str, str]) -> None:
+    """Move each renamed field to its new name; a field already given under that name wins."""
+    for old, new in renames.items():
+        if old in payload:
+            value = payload.pop(old)
+            payload.setdefault(new, value)
 
 
 def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control: bool) -> None:
@@ -98,10 +219,11 @@ def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control:
 class OpenAIStreamDecoder:
     """``data: {chunk}`` events ending with ``data: [DONE]``."""
 
-    __slots__ = ("_adapter", "_done", "_framer", "_last", "_usage")
+    __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage")
 
     def __init__(self, adapter: ProviderAdapter) -> None:
         self._adapter = adapter
+        self._map = adapter.spec.finish_reason_map
         self._framer = SSEFramer()
         self._usage: Usage | None = None
         self._last: ChatChunk | None = None
@@ -140,8 +262,10 @@ class OpenAIStreamDecoder:
                 self._done = True
                 continue
             payload = loads(data.encode(), self._adapter.name)
-            if isinstance(payload, dict) and "error" in payload:
-                raise self._stream_error(payload)
+            if isinstance(payload, dict):
+                if "error" in payload:
+                    raise self._stream_error(payload)
+                self._normalise(payload)
             try:
                 chunk = ChatChunk.model_validate(payload)
             except ValueError as exc:
@@ -158,6 +282,16 @@ class OpenAIStreamDecoder:
                 chunk.usage = None
             out.append(chunk)
         return out
+
+    def _normalise(self, payload: dict[str, Any]) -> None:
+        """Usage inside the last choice (Moonshot) moves up; finish reasons get OpenAI's names."""
+        choices = payload.get("choices")
+        if payload.get("usage") is None and isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("usage") is not None:
+                    payload["usage"] = choice.pop("usage")
+        if self._map:
+            map_finish_reasons(payload, self._map)
 
     def _stream_error(self, payload: dict[str, Any]) -> Exception:
         message, code = self._adapter.error_message(payload)

@@ -24,6 +24,9 @@ ENTRY_POINT_GROUP = "uniinfer.providers"
 
 _OPENAI = "uniinfer.providers.openai:OpenAIAdapter"
 _CHAT = Capabilities(tools=True, json_mode=True)
+_EMBED_ONLY = Capabilities(chat=False, streaming=False, tools=False, json_mode=False, embeddings=True)
+#: For providers that only know the older name of OpenAI's output limit.
+_MAX_TOKENS = {"max_completion_tokens": "max_tokens"}
 
 BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
     # --- native adapters ---------------------------------------------------------
@@ -116,6 +119,8 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         description="Mistral AI",
     ),
     # --- OpenAI-compatible rows ----------------------------------------------------
+    # Each quirk below cites the provider's docs; tests/contract/ runs every row
+    # against the OpenAI fake impersonating it (tests/fakes/openai.py row_fake).
     ProviderSpec(
         "groq",
         _OPENAI,
@@ -144,6 +149,8 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(reasoning=True),
         # https://api-docs.deepseek.com/api/create-chat-completion
         unsupported_params=frozenset({"n", "logit_bias", "seed", "audio", "modalities", "prediction"}),
+        # The API reference knows max_tokens only.
+        param_renames=_MAX_TOKENS,
         docs_url="https://api-docs.deepseek.com/api/create-chat-completion",
         description="DeepSeek",
     ),
@@ -154,6 +161,10 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "TOGETHER_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True),
         unsupported_params=frozenset({"audio", "modalities", "prediction", "store"}),
+        # Llama models finish with "eos" (https://github.com/openai/openai-dotnet/pull/267).
+        finish_reason_map={"eos": "stop"},
+        # https://docs.together.ai/reference/chat-completions-1 documents max_tokens only.
+        param_renames=_MAX_TOKENS,
         docs_url="https://docs.together.ai/reference/chat-completions-1",
         description="Together AI",
     ),
@@ -168,6 +179,132 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         description="OpenRouter",
     ),
     ProviderSpec(
+        "fireworks",
+        _OPENAI,
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True),
+        unsupported_params=frozenset({"audio", "modalities", "store", "web_search_options"}),
+        # "Usage stats are returned on streaming responses too, in the final chunk":
+        # no stream_options needed (https://docs.fireworks.ai/tools-sdks/openai-compatibility).
+        stream_usage="always",
+        docs_url="https://docs.fireworks.ai/tools-sdks/openai-compatibility",
+        description="Fireworks AI",
+    ),
+    ProviderSpec(
+        "perplexity",
+        _OPENAI,
+        "https://api.perplexity.ai",
+        "PERPLEXITY_API_KEY",
+        # Sonar answers from web search: no function calling; structured output is
+        # response_format json_schema (https://docs.perplexity.ai/guides/structured-outputs).
+        Capabilities(tools=False, vision=True, json_mode=False, json_schema=True, reasoning=True),
+        # https://docs.perplexity.ai/api-reference/chat-completions-post lists the params it takes.
+        unsupported_params=frozenset(
+            {"n", "stop", "seed", "logit_bias", "logprobs", "top_logprobs", "parallel_tool_calls"}
+            | {"service_tier", "audio", "modalities", "prediction", "store", "tool_choice"}
+        ),
+        param_renames=_MAX_TOKENS,
+        # Every streamed chunk carries usage; the API has no stream_options.
+        stream_usage="always",
+        docs_url="https://docs.perplexity.ai/guides/chat-completions-guide",
+        description="Perplexity Sonar (web-grounded answers)",
+    ),
+    ProviderSpec(
+        "cerebras",
+        _OPENAI,
+        "https://api.cerebras.ai/v1",
+        "CEREBRAS_API_KEY",
+        Capabilities(json_schema=True, reasoning=True),
+        # "Currently unsupported OpenAI features" (400 when sent):
+        # https://inference-docs.cerebras.ai/resources/openai
+        unsupported_params=frozenset(
+            {"frequency_penalty", "presence_penalty", "logit_bias", "parallel_tool_calls", "service_tier"}
+        ),
+        docs_url="https://inference-docs.cerebras.ai/resources/openai",
+        description="Cerebras Inference",
+    ),
+    ProviderSpec(
+        "sambanova",
+        _OPENAI,
+        "https://api.sambanova.ai/v1",
+        "SAMBANOVA_API_KEY",
+        Capabilities(vision=True, embeddings=True),
+        # "Unsupported OpenAI features": https://docs.sambanova.ai/cloud/docs/capabilities/openai-compatibility
+        unsupported_params=frozenset(
+            {"logprobs", "top_logprobs", "n", "presence_penalty", "frequency_penalty", "logit_bias", "seed"}
+        ),
+        docs_url="https://docs.sambanova.ai/cloud/docs/capabilities/openai-compatibility",
+        description="SambaNova Cloud",
+    ),
+    ProviderSpec(
+        "nvidia",
+        _OPENAI,
+        "https://integrate.api.nvidia.com/v1",
+        "NVIDIA_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True),
+        # Retrieval embedding models (nv-embedqa-*) need input_type "query" or "passage".
+        embed_options=frozenset({"input_type", "truncate"}),
+        docs_url="https://docs.api.nvidia.com/nim/reference/llm-apis",
+        description="NVIDIA NIM (build.nvidia.com)",
+    ),
+    ProviderSpec(
+        "huggingface",
+        _OPENAI,
+        "https://router.huggingface.co/v1",
+        "HF_TOKEN",
+        Capabilities(vision=True, json_schema=True),
+        # Text Generation Inference (behind the router's hf-inference provider) answered
+        # "eos_token" / "stop_sequence" before it adopted OpenAI's "stop":
+        # https://github.com/huggingface/text-generation-inference/pull/2344
+        finish_reason_map={"eos_token": "stop", "stop_sequence": "stop"},
+        docs_url="https://huggingface.co/docs/inference-providers/index",
+        description="Hugging Face Inference Providers (router)",
+    ),
+    ProviderSpec(
+        "cloudflare",
+        _OPENAI,
+        # {account_id} comes from providers.cloudflare.options.account_id (or give base_url).
+        "https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1",
+        "CLOUDFLARE_API_KEY",
+        Capabilities(json_mode=False, embeddings=True),
+        param_renames=_MAX_TOKENS,
+        auto_enable=False,  # needs the account id as well as the key
+        docs_url="https://developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility/",
+        description="Cloudflare Workers AI",
+    ),
+    ProviderSpec(
+        "moonshot",
+        _OPENAI,
+        "https://api.moonshot.ai/v1",
+        "MOONSHOT_API_KEY",
+        # Streams put usage inside the last choice; the decoder lifts it out.
+        Capabilities(vision=True, reasoning=True),
+        param_renames=_MAX_TOKENS,
+        docs_url="https://platform.moonshot.ai/docs/api/chat",
+        description="Moonshot AI (Kimi)",
+    ),
+    ProviderSpec(
+        "dashscope",
+        _OPENAI,
+        "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+        "DASHSCOPE_API_KEY",
+        Capabilities(vision=True, embeddings=True, reasoning=True),
+        param_renames=_MAX_TOKENS,
+        docs_url="https://www.alibabacloud.com/help/en/model-studio/compatibility-of-openai-with-dashscope",
+        description="Alibaba Cloud Model Studio (Qwen, international)",
+    ),
+    ProviderSpec(
+        "deepinfra",
+        _OPENAI,
+        # "The api_base is https://api.deepinfra.com/v1/openai" (chat and embeddings).
+        "https://api.deepinfra.com/v1/openai",
+        "DEEPINFRA_API_KEY",
+        Capabilities(vision=True, json_schema=True, embeddings=True),
+        docs_url="https://deepinfra.com/docs/advanced/openai_api",
+        description="DeepInfra",
+    ),
+    ProviderSpec(
         "vllm",
         _OPENAI,
         "http://127.0.0.1:8000/v1",
@@ -180,6 +317,28 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         description="vLLM OpenAI-compatible server (local)",
     ),
     ProviderSpec(
+        "lmstudio",
+        _OPENAI,
+        "http://127.0.0.1:1234/v1",
+        None,
+        Capabilities(vision=True, json_mode=False, json_schema=True, embeddings=True),
+        key_required=False,
+        local=True,
+        docs_url="https://lmstudio.ai/docs/app/api/endpoints/openai",
+        description="LM Studio (local)",
+    ),
+    ProviderSpec(
+        "llamacpp",
+        _OPENAI,
+        "http://127.0.0.1:8080/v1",
+        None,
+        Capabilities(vision=True, json_schema=True, embeddings=True),
+        key_required=False,
+        local=True,
+        docs_url="https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
+        description="llama.cpp server (llama-server, local)",
+    ),
+    ProviderSpec(
         "openai_compatible",
         _OPENAI,
         "http://127.0.0.1:8080/v1",
@@ -187,6 +346,33 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         _CHAT,
         key_required=False,
         description="Any other OpenAI-compatible endpoint (set base_url)",
+    ),
+    # --- embedding-only rows ------------------------------------------------------------
+    ProviderSpec(
+        "voyage",
+        _OPENAI,
+        "https://api.voyageai.com/v1",
+        "VOYAGE_API_KEY",
+        _EMBED_ONLY,
+        # https://docs.voyageai.com/reference/embeddings-api: output_dimension, no user
+        # field, encoding_format null (floats) or "base64" only; usage is total_tokens.
+        embed_param_renames={"dimensions": "output_dimension"},
+        embed_omit=frozenset({"encoding_format", "user"}),
+        embed_options=frozenset({"input_type", "truncation"}),
+        docs_url="https://docs.voyageai.com/reference/embeddings-api",
+        description="Voyage AI embeddings",
+    ),
+    ProviderSpec(
+        "jina",
+        _OPENAI,
+        "https://api.jina.ai/v1",
+        "JINA_API_KEY",
+        _EMBED_ONLY,
+        # https://jina.ai/embeddings/: embedding_type (not encoding_format), task, late_chunking.
+        embed_omit=frozenset({"encoding_format", "user"}),
+        embed_options=frozenset({"task", "late_chunking", "normalized"}),
+        docs_url="https://jina.ai/embeddings/",
+        description="Jina AI embeddings",
     ),
 )
 
