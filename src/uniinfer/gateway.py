@@ -1,10 +1,10 @@
 """The request pipeline that the SDK and the server share.
 
 ``Gateway`` turns a validated request into a response: stages before
-(identity, policy, limits, cache), routing over the model's deployments in
-order (falling back on retryable errors), the provider adapter's pure
-translation, one pooled HTTP client, and stages after (usage and the rest).
-See :mod:`uniinfer.stages` for the plug-in places.
+(identity, policy, limits, cache), the router (group, strategy, retries,
+breakers, fallbacks: :mod:`uniinfer.routing.router`), the provider adapter's
+pure translation, one pooled HTTP client, and stages after (usage and the
+rest). See :mod:`uniinfer.stages` for the plug-in places.
 
 Nothing here depends on how the request arrived: the server and the SDK
 build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
@@ -12,22 +12,20 @@ build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 from uniinfer.config import Config
 from uniinfer.errors import (
-    AllTargetsFailedError,
     ConfigError,
-    ModelNotFoundError,
     UniInferError,
-    UnsupportedFeatureError,
     UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import Registry, default_registry
+from uniinfer.routing.router import Member, Router, Target
 from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
 from uniinfer.streaming import ChatStream, open_chat_stream
 from uniinfer.types import (
@@ -41,24 +39,6 @@ from uniinfer.types import (
 from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
-
-T = TypeVar("T")
-
-#: Direct ``provider/model`` targets are cached up to this many names.
-_DIRECT_CACHE_LIMIT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One deployment: a configured provider's adapter and the upstream model name."""
-
-    provider: str
-    model: str
-    adapter: ProviderAdapter
-
-    @property
-    def label(self) -> str:
-        return f"{self.provider}/{self.model}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +65,7 @@ class Gateway:
         self.http = http or HttpClient()
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
-        self._groups: dict[str, tuple[Target, ...]] = {
-            name: tuple(Target(d.provider, d.model, self._adapters[d.provider]) for d in group.deployments)
-            for name, group in config.models.items()
-        }
-        self._direct: dict[str, tuple[Target, ...]] = {}
+        self.router = Router(config, self._adapters, self.registry)
         chosen = {"usage": self.usage, **(stages or {})}
         unknown = set(chosen) - set(SLOTS)
         if unknown:
@@ -131,100 +107,80 @@ class Gateway:
     # --- routing ------------------------------------------------------------------------
 
     def targets(self, model: str) -> tuple[Target, ...]:
-        """The deployments for a public model name, in fallback order."""
-        found = self._groups.get(model) or self._direct.get(model)
-        if found:
-            return found
-        provider, sep, upstream = model.partition("/")
-        if sep and upstream and self.config.settings.allow_direct_routing:
-            adapter = self._adapters.get(provider)
-            if adapter is not None:
-                found = (Target(provider, upstream, adapter),)
-                if len(self._direct) < _DIRECT_CACHE_LIMIT:
-                    self._direct[model] = found
-                return found
-            if provider in self.registry:
-                spec = self.registry.get(provider)
-                how = f"set {spec.api_key_env}" if spec.api_key_env else f"configure providers.{provider}"
-                raise ModelNotFoundError(
-                    f"model '{model}' is not available: provider '{provider}' is not configured ({how})",
-                    param="model",
-                )
-        raise ModelNotFoundError(
-            f"model '{model}' does not exist: use a configured model name or 'provider/model'",
-            param="model",
-        )
-
-    async def _fallback(self, model: str, route: Route, attempt: Callable[[Target], Awaitable[T]]) -> T:
-        """Try ``attempt`` on each deployment in order until one succeeds or an error is final."""
-        attempts: list[tuple[str, UniInferError]] = []
-        for target in self.targets(model):
-            route.attempts += 1
-            route.provider, route.upstream_model = target.provider, target.model
-            try:
-                return await attempt(target)
-            except UniInferError as exc:
-                attempts.append((target.label, exc))
-                route.failed.append(target.label)
-                if not can_try_next(exc):
-                    break
-        route.failed.pop()  # the last target is the one whose error we report
-        raise failure(model, attempts)
+        """The deployments a model name routes to, in configured order (for tools and tests)."""
+        return tuple(m.target for m in self.router.group(model).members)
 
     # --- chat ---------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatResponse:
-        """Answer a chat request (non-streaming), falling back across deployments."""
+        """Answer a chat request (non-streaming) through the router."""
         ctx = ctx or RequestContext("chat")
         served = await self._run_before(ctx)
         if served is not None:
             return served
         route = ctx.route = Route(request.model)
 
-        async def attempt(target: Target) -> ChatResponse:
+        async def attempt(member: Member, timeouts: Timeouts) -> ChatResponse:
+            target = member.target
             prepared, route.dropped_params = self.prepare(request, target)
             adapter = target.adapter
             await adapter.prepare_credentials(self.http)
             upstream = adapter.chat_request(prepared, target.model, stream=False)
-            resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+            resp = await self.http.send(upstream, timeouts, target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
             return adapter.parse_chat(resp.body, target.model)
 
         try:
-            response = await self._fallback(request.model, route, attempt)
+            decision = self.router.decide(request.model, request, ctx)
+            response = await self.router.run(decision, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
-            await self._run_after(ctx)
+            await self._finish(ctx)
             raise
         ctx.usage = response.usage
-        await self._run_after(ctx)
+        if response.usage is not None and route.provider is not None:
+            self.router.record_tokens(f"{route.provider}/{route.upstream_model}", response.usage.total_tokens)
+        await self._finish(ctx)
         return response
 
     async def stream(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatStream:
-        """Open a chat stream; fails over to the next deployment until the first chunk arrives.
+        """Open a chat stream; the router fails over until the first chunk arrives.
 
         The after-stages run when the returned stream ends or is closed.
         """
         ctx = ctx or RequestContext("chat")
         served = await self._run_before(ctx)
         if served is not None:
-            return ChatStream.of_response(served, ctx, self._run_after, request.include_usage)
+            return ChatStream.of_response(served, ctx, self._finish, request.include_usage)
         route = ctx.route = Route(request.model)
 
-        async def attempt(target: Target) -> ChatStream:
+        async def attempt(member: Member, timeouts: Timeouts) -> ChatStream:
+            target = member.target
             prepared, route.dropped_params = self.prepare(request, target)
             await target.adapter.prepare_credentials(self.http)
-            return await open_chat_stream(
-                self.http, target.adapter, prepared, target.model, ctx, self._run_after
+            stream = await open_chat_stream(
+                self.http, target.adapter, prepared, target.model, ctx, self._finish, timeouts
             )
+            stream.on_finish(self._stream_ended(target.label))
+            return stream
 
         try:
-            return await self._fallback(request.model, route, attempt)
+            decision = self.router.decide(request.model, request, ctx)
+            stream = await self.router.run(decision, route, attempt, stream=True)
         except UniInferError as exc:
             ctx.error = exc
-            await self._run_after(ctx)
+            await self._finish(ctx)
             raise
+        ctx.ttft = time.perf_counter() - ctx.started
+        return stream
+
+    def _stream_ended(self, label: str) -> Callable[[ChatStream], None]:
+        def ended(stream: ChatStream) -> None:
+            usage = stream.ctx.usage
+            self.router.stream_ended(label, tokens=usage.total_tokens if usage else 0, failed=stream.failed)
+
+        return ended
 
     def prepare(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
         """Check the request against the target's capabilities and params (drop if configured)."""
@@ -251,35 +207,38 @@ class Gateway:
     # --- embeddings ---------------------------------------------------------------------
 
     async def embed(self, request: EmbeddingRequest, ctx: RequestContext | None = None) -> EmbeddingResponse:
-        """Embeddings, falling back across deployments like chat."""
+        """Embeddings through the router, like chat."""
         ctx = ctx or RequestContext("embeddings")
         await self._run_before(ctx)
         route = ctx.route = Route(request.model)
 
-        async def attempt(target: Target) -> EmbeddingResponse:
-            adapter = target.adapter
+        async def attempt(member: Member, timeouts: Timeouts) -> EmbeddingResponse:
+            adapter = member.target.adapter
             if not adapter.spec.capabilities.embeddings:
                 raise adapter.feature_error("embeddings")
             await adapter.prepare_credentials(self.http)
-            upstream = adapter.embed_request(request, target.model)
-            resp = await self.http.send(upstream, adapter.endpoint.timeouts, target.provider)
+            upstream = adapter.embed_request(request, member.target.model)
+            resp = await self.http.send(upstream, timeouts, member.target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
-            return adapter.parse_embed(resp.body, target.model)
+            return adapter.parse_embed(resp.body, member.target.model)
 
         try:
-            return await self._fallback(request.model, route, attempt)
+            return await self.router.run(self.router.decide(request.model, None, ctx), route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             raise
         finally:
-            await self._run_after(ctx)
+            await self._finish(ctx)
 
     # --- models ---------------------------------------------------------------------------
 
     def list_models(self) -> ModelList:
         """Configured model names, then ``provider/*`` for every known provider."""
-        cards = [ModelCard(id=name, owned_by=targets[0].provider) for name, targets in self._groups.items()]
+        cards = [
+            ModelCard(id=name, owned_by=group.members[0].target.provider)
+            for name, group in self.router.groups.items()
+        ]
         cards += [
             ModelCard(id=f"{s.name}/*", owned_by=s.type, available=s.available)
             for s in self.provider_status()
@@ -295,7 +254,22 @@ class Gateway:
                 return served
         return None
 
-    async def _run_after(self, ctx: RequestContext) -> None:
+    async def _finish(self, ctx: RequestContext) -> None:
+        """After a request: experiment outcomes, then the after-stages."""
+        route = ctx.route
+        if route is not None and route.experiment is not None and route.variant is not None:
+            usage = ctx.usage
+            self.router.experiments.record(
+                route.experiment,
+                route.variant,
+                ctx.request_id,
+                latency_s=time.perf_counter() - ctx.started,
+                ttft_s=ctx.ttft,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else 0,
+                cost_usd=route.cost(usage),
+                error=ctx.error is not None,
+            )
         for stage in self._after:
             await stage.after(ctx)
 
@@ -304,18 +278,6 @@ class Gateway:
 
 
 _ALWAYS = frozenset({"model", "messages", "stream"})
-
-
-def can_try_next(exc: UniInferError) -> bool:
-    """Whether another deployment may succeed where this one failed."""
-    return exc.retryable or isinstance(exc, (UnsupportedParamError, UnsupportedFeatureError))
-
-
-def failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:
-    """One attempt: its own error. Several: AllTargetsFailedError holding each."""
-    if len(attempts) == 1:
-        return attempts[0][1]
-    return AllTargetsFailedError(model, attempts)
 
 
 def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:

@@ -1,0 +1,485 @@
+"""The router: from a model name to an answer, across deployments, groups and time.
+
+:meth:`Router.decide` picks the group a request goes to (experiments, then
+rules, then ``profile:<name>`` / ``uniinfer/auto``, then the model name
+itself). :meth:`Router.run` tries the group's available deployments in the
+order its strategy gives, retries whole rounds with backoff inside the
+request's deadline, falls back to other groups by error class, keeps every
+deployment's circuit breaker and observed state up to date, and records in
+the request's :class:`~uniinfer.stages.Route` what it did.
+
+Which errors do what:
+
+- retryable (429, overload, 5xx, timeout, connection): next deployment, then
+  another round after backoff (at least the largest ``Retry-After`` seen),
+  then the group's ``fallbacks.default``;
+- unsupported param / feature: next deployment (this one cannot serve it);
+- context length exceeded / content filtered: the group's
+  ``fallbacks.context_length`` / ``fallbacks.content_filter`` if configured;
+- anything else (400, 401, 403, 404): returned at once, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from uniinfer.config import Config, Deployment
+from uniinfer.config.routing import GroupFallbacks, ProfileConfig, RetryConfig, Strategy
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    ConfigError,
+    ContentFilteredError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    ProviderOverloadedError,
+    RateLimitError,
+    UniInferError,
+)
+from uniinfer.http import Timeouts
+from uniinfer.providers.base import ProviderAdapter
+from uniinfer.providers.registry import Registry
+from uniinfer.routing import strategies
+from uniinfer.routing.analyser import Features, analyse
+from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
+from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
+from uniinfer.routing.rules import RuleInput, RuleSet, validate_rules
+from uniinfer.routing.state import DeploymentState
+from uniinfer.stages import RequestContext, Route
+from uniinfer.types import ChatRequest
+
+__all__ = ["AUTO_MODEL", "Decision", "Group", "Member", "Router", "Target"]
+
+T = TypeVar("T")
+
+#: The model name that lets rules (or the default profile) choose.
+AUTO_MODEL = "uniinfer/auto"
+PROFILE_PREFIX = "profile:"
+_DIRECT_CACHE_LIMIT = 4096
+#: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
+_COST_PROMPT_TOKENS = 1000
+
+#: Built-in profiles; ``routing.profiles`` may override any of them.
+_BUILTIN: dict[str, ProfileConfig] = {
+    "fast": ProfileConfig(strategy="lowest_latency"),
+    "cheap": ProfileConfig(strategy="lowest_cost"),
+    "quality": ProfileConfig(strategy="priority", tags=["quality"]),
+    "local": ProfileConfig(strategy="least_inflight", local_only=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment: a configured provider's adapter and the upstream model name."""
+
+    provider: str
+    model: str
+    adapter: ProviderAdapter
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A deployment inside a group, with what the router knows about it."""
+
+    index: int
+    target: Target
+    state: DeploymentState
+    timeouts: Timeouts
+    config: Deployment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    members: tuple[Member, ...]
+    strategy: Strategy = "priority"
+    fallbacks: GroupFallbacks = field(default_factory=GroupFallbacks)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+
+@dataclass(slots=True)
+class Decision:
+    group: Group
+    rule: str | None = None
+    profile: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    features: Features | None = None
+
+
+class Router:
+    """Routing state and decisions for one gateway (one per process)."""
+
+    def __init__(
+        self,
+        config: Config,
+        adapters: Mapping[str, ProviderAdapter],
+        registry: Registry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_breaker_change: Callable[[str, Any, Any], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._adapters = adapters
+        self._registry = registry
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._on_breaker_change = on_breaker_change
+        self._retry = config.routing.retry
+        self.states: dict[str, DeploymentState] = {}
+        self.groups: dict[str, Group] = {
+            name: self._group(name, group.deployments, group.strategy, group.fallbacks, group.retry)
+            for name, group in config.models.items()
+        }
+        self.profiles: dict[str, Group] = {
+            name: self._profile(name, profile)
+            for name, profile in {**_BUILTIN, **config.routing.profiles}.items()
+        }
+        try:
+            validate_rules(config.routing.rules)
+        except ValueError as exc:
+            raise ConfigError(f"{config.source}: {exc}") from None
+        self.rules = RuleSet(config.routing.rules)
+        self.experiments = ExperimentStore(config.routing.experiments)
+        self._experiments = {exp.model: exp for exp in config.routing.experiments}
+        self._direct: dict[str, Group] = {}
+
+    # --- building groups ------------------------------------------------------------
+
+    def _state(self, label: str) -> DeploymentState:
+        state = self.states.get(label)
+        if state is None:
+            state = self.states[label] = DeploymentState.create(
+                label,
+                self.config.routing.circuit_breaker,
+                clock=self._clock,
+                on_change=self._on_breaker_change,
+            )
+        return state
+
+    def _member(self, index: int, dep: Deployment) -> Member:
+        adapter = self._adapters[dep.provider]
+        target = Target(dep.provider, dep.model, adapter)
+        t = dep.timeout
+        timeouts = Timeouts(t.connect, t.read, t.total) if t else adapter.endpoint.timeouts
+        return Member(index, target, self._state(target.label), timeouts, dep)
+
+    def _group(
+        self,
+        name: str,
+        deployments: Iterable[Deployment],
+        strategy: Strategy = "priority",
+        fallbacks: GroupFallbacks | None = None,
+        retry: RetryConfig | None = None,
+    ) -> Group:
+        members = tuple(self._member(i, d) for i, d in enumerate(deployments))
+        return Group(name, members, strategy, fallbacks or GroupFallbacks(), retry or self._retry)
+
+    def _profile(self, name: str, profile: ProfileConfig) -> Group:
+        seen: dict[str, Deployment] = {}
+        sources = profile.models or list(self.config.models)
+        for group_name in sources:
+            for dep in self.config.models[group_name].deployments:
+                if profile.tags and not set(profile.tags) <= set(dep.tags):
+                    continue
+                if profile.local_only and not self._is_local(dep.provider):
+                    continue
+                seen.setdefault(f"{dep.provider}/{dep.model}", dep)
+        return self._group(f"{PROFILE_PREFIX}{name}", seen.values(), profile.strategy)
+
+    def _is_local(self, provider: str) -> bool:
+        kind = self.config.provider_type(provider)
+        return kind in self._registry and self._registry.get(kind).local
+
+    # --- deciding ---------------------------------------------------------------------
+
+    def decide(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
+        """The group for this request, and why (experiment, rule, profile or the name itself)."""
+        experiment = self._experiments.get(model)
+        if experiment is not None:
+            key = sticky_key(
+                experiment,
+                request.user if request is not None else None,
+                (request.metadata or {}) if request is not None else {},
+                ctx.headers,
+            )
+            variant = assign(experiment, key, self._rng)
+            decision = self._decide_model(variant.model, request, ctx)
+            decision.experiment, decision.variant = experiment.name, variant.name
+            return decision
+        return self._decide_model(model, request, ctx)
+
+    def _decide_model(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
+        features: Features | None = None
+        if request is not None and (self.rules or model == AUTO_MODEL):
+            features = analyse(request)
+            rule = self.rules.match(self._rule_input(model, request, features, ctx))
+            if rule is not None:
+                if rule.route.profile is not None:
+                    group = self._profile_group(rule.route.profile)
+                    return Decision(group, rule=rule.name, profile=rule.route.profile, features=features)
+                return Decision(self.group(rule.route.model or model), rule=rule.name, features=features)
+        if model == AUTO_MODEL:
+            profile = self.config.routing.default_profile
+            return Decision(self._profile_group(profile), profile=profile, features=features)
+        if model.startswith(PROFILE_PREFIX):
+            profile = model[len(PROFILE_PREFIX) :]
+            return Decision(self._profile_group(profile), profile=profile, features=features)
+        return Decision(self.group(model), features=features)
+
+    def _rule_input(
+        self, model: str, request: ChatRequest, features: Features, ctx: RequestContext
+    ) -> RuleInput:
+        caller = {"principal": ctx.principal} if ctx.principal else {}
+        return RuleInput(
+            model=model,
+            features=features,
+            metadata=request.metadata or {},
+            headers=ctx.headers,
+            caller=caller,
+        )
+
+    def _profile_group(self, name: str) -> Group:
+        group = self.profiles.get(name)
+        if group is None:
+            known = ", ".join(sorted(self.profiles))
+            raise ModelNotFoundError(f"profile '{name}' does not exist (known: {known})", param="model")
+        if not group.members:
+            raise ModelNotFoundError(f"profile '{name}' has no deployments to choose from", param="model")
+        return group
+
+    def group(self, model: str) -> Group:
+        """A configured group, or a one-deployment group for ``provider/model``."""
+        found = self.groups.get(model) or self._direct.get(model)
+        if found is not None:
+            return found
+        provider, sep, upstream = model.partition("/")
+        if sep and upstream and self.config.settings.allow_direct_routing:
+            if provider in self._adapters:
+                found = self._group(model, [Deployment(provider=provider, model=upstream)])
+                if len(self._direct) < _DIRECT_CACHE_LIMIT:
+                    self._direct[model] = found
+                return found
+            if provider in self._registry:
+                spec = self._registry.get(provider)
+                how = f"set {spec.api_key_env}" if spec.api_key_env else f"configure providers.{provider}"
+                raise ModelNotFoundError(
+                    f"model '{model}' is not available: provider '{provider}' is not configured ({how})",
+                    param="model",
+                )
+        raise ModelNotFoundError(
+            f"model '{model}' does not exist: use a configured model name or 'provider/model'", param="model"
+        )
+
+    # --- running ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        decision: Decision,
+        route: Route,
+        attempt: Callable[[Member, Timeouts], Awaitable[T]],
+        *,
+        stream: bool = False,
+    ) -> T:
+        """Try the decision's group (and its fallback groups) until an attempt succeeds."""
+        route.group, route.rule, route.profile = decision.group.name, decision.rule, decision.profile
+        route.experiment, route.variant = decision.experiment, decision.variant
+        deadline = self._clock() + decision.group.retry.deadline_seconds
+        attempts: list[tuple[str, UniInferError]] = []
+        pending = [decision.group]
+        visited: set[str] = set()
+        while pending:
+            group = pending.pop(0)
+            visited.add(group.name)
+            if group is not decision.group:
+                route.fallback_groups.append(group.name)
+            outcome = await self._run_group(group, route, attempt, attempts, deadline, stream)
+            if not isinstance(outcome, _Next):
+                return outcome
+            pending = [g for g in self._next_groups(group, outcome.error) if g.name not in visited] + [
+                g for g in pending if g.name not in visited
+            ]
+        if route.failed:
+            route.failed.pop()  # the last attempt is the error we report
+        raise _failure(route.model, attempts)
+
+    async def _run_group(
+        self,
+        group: Group,
+        route: Route,
+        attempt: Callable[[Member, Timeouts], Awaitable[T]],
+        attempts: list[tuple[str, UniInferError]],
+        deadline: float,
+        stream: bool,
+    ) -> T | _Next:
+        excluded: set[int] = set()
+        last: UniInferError | None = None
+        for round_ in range(group.retry.max_retries + 1):
+            if round_:
+                wait = backoff(round_, group.retry, self._rng, _max_retry_after(attempts))
+                if self._clock() + wait >= deadline:
+                    break
+                route.retries += 1
+                await self._sleep(wait)
+            members = self._ordered(group, excluded)
+            if not members:
+                if last is None:
+                    last = self._unavailable(group)
+                    attempts.append((group.name, last))
+                break
+            for member in members:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return _Next(last)
+                try:
+                    return await self._attempt(member, route, attempt, remaining, stream)
+                except UniInferError as exc:
+                    last = exc
+                    attempts.append((member.target.label, exc))
+                    route.failed.append(member.target.label)
+                    if is_target_mismatch(exc):
+                        excluded.add(member.index)
+                    elif not is_retryable(exc, group.retry):
+                        return _Next(exc)
+        return _Next(last)
+
+    async def _attempt(
+        self,
+        member: Member,
+        route: Route,
+        attempt: Callable[[Member, Timeouts], Awaitable[T]],
+        remaining: float,
+        stream: bool,
+    ) -> T:
+        state = member.state
+        if not state.breaker.acquire():
+            raise ProviderOverloadedError(
+                f"{member.target.label}: circuit open", provider=member.target.provider
+            )
+        route.attempts += 1
+        route.provider, route.upstream_model = member.target.provider, member.target.model
+        state.in_flight += 1
+        state.window.add(requests=1)
+        t = member.timeouts
+        timeouts = Timeouts(
+            min(t.connect, remaining), min(t.read, remaining), t.total if stream else min(t.total, remaining)
+        )
+        started = self._clock()
+        handed_off = False
+        try:
+            result = await attempt(member, timeouts)
+        except UniInferError as exc:
+            self._record_failure(state, exc)
+            raise
+        except BaseException:
+            state.breaker.release()
+            raise
+        else:
+            state.breaker.record(True)
+            state.observe_latency(self._clock() - started, first_token=stream)
+            handed_off = stream
+            dep = member.config
+            route.prices = (dep.input_cost_per_mtok, dep.output_cost_per_mtok) if dep else (None, None)
+            return result
+        finally:
+            if not handed_off:
+                state.in_flight -= 1
+
+    def _record_failure(self, state: DeploymentState, exc: UniInferError) -> None:
+        if isinstance(exc, RateLimitError):
+            state.breaker.record(True)  # throttled, not broken: wait out Retry-After instead
+            if exc.retry_after:
+                state.cooldown_until = self._clock() + exc.retry_after
+        else:
+            state.breaker.record(not exc.retryable)
+
+    def stream_ended(self, label: str, *, tokens: int, failed: bool) -> None:
+        """A stream handed out by :meth:`run` ended: free its slot, count tokens and health."""
+        state = self.states.get(label)
+        if state is None:
+            return
+        state.in_flight -= 1
+        state.window.add(tokens=tokens)
+        if failed:
+            state.breaker.record(False)
+
+    def record_tokens(self, label: str, tokens: int) -> None:
+        state = self.states.get(label)
+        if state is not None:
+            state.window.add(tokens=tokens)
+
+    def _ordered(self, group: Group, excluded: set[int]) -> list[Member]:
+        available = [m for m in group.members if m.index not in excluded and m.state.available()]
+        if len(available) <= 1 or group.strategy == "priority":
+            return available
+        views = [self._view(m) for m in available]
+        by_index = {m.index: m for m in available}
+        return [by_index[v.index] for v in strategies.order(group.strategy, views, self._rng)]
+
+    def _view(self, member: Member) -> strategies.View:
+        state, dep = member.state, member.config
+        used_requests, used_tokens = state.window.totals()
+        return strategies.View(
+            index=member.index,
+            weight=dep.weight if dep else 1.0,
+            in_flight=state.in_flight,
+            latency=state.latency if state.ttft is None else state.ttft,
+            cost=strategies.estimate_cost(
+                _COST_PROMPT_TOKENS,
+                strategies.DEFAULT_COMPLETION_TOKENS,
+                dep.input_cost_per_mtok if dep else None,
+                dep.output_cost_per_mtok if dep else None,
+            ),
+            headroom=strategies.headroom(
+                used_requests, used_tokens, dep.rpm if dep else None, dep.tpm if dep else None
+            ),
+        )
+
+    def _next_groups(self, group: Group, error: UniInferError | None) -> list[Group]:
+        fb = group.fallbacks
+        names: list[str] = []
+        if isinstance(error, ContextLengthExceededError) and fb.context_length:
+            names = [fb.context_length]
+        elif isinstance(error, ContentFilteredError) and fb.content_filter:
+            names = [fb.content_filter]
+        elif error is None or is_retryable(error, group.retry) or is_target_mismatch(error):
+            names = list(fb.default)
+        return [self.group(n) for n in names]
+
+    def _unavailable(self, group: Group) -> ProviderOverloadedError:
+        now = self._clock()
+        waits = [m.state.cooldown_until - now for m in group.members if m.state.cooldown_until > now]
+        return ProviderOverloadedError(
+            f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
+            "after rate limits); try again later",
+            retry_after=min(waits) if waits else self.config.routing.circuit_breaker.cooldown_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Next:
+    """A group finished without success; ``error`` decides where to go next."""
+
+    error: UniInferError | None
+
+
+def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
+    values = [e.retry_after for _, e in attempts if e.retry_after is not None]
+    return max(values) if values else None
+
+
+def _failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:
+    if len(attempts) == 1:
+        return attempts[0][1]
+    return AllTargetsFailedError(model, attempts)
