@@ -12,8 +12,9 @@ build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from uniinfer.config import Config
@@ -59,13 +60,18 @@ class Gateway:
         registry: Registry | None = None,
         stages: Mapping[str, object] | None = None,
         http: HttpClient | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """``clock`` and ``sleep`` replace the router's monotonic clock and asyncio.sleep (tests)."""
         self.config = config
         self.registry = registry or default_registry()
         self.http = http or HttpClient()
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
-        self.router = Router(config, self._adapters, self.registry)
+        self.router = Router(
+            config, self._adapters, self.registry, clock=clock or time.monotonic, sleep=sleep or asyncio.sleep
+        )
         chosen = {"usage": self.usage, **(stages or {})}
         unknown = set(chosen) - set(SLOTS)
         if unknown:

@@ -149,3 +149,33 @@ class FakeProvider:
     #: A model the fake answers normally (failure modes are prefixes: "tool-", "error-429"...).
     chat_model: str = "model"
     embed_model: str = "embed-model"
+
+
+def chaos(plan: dict[str, list[int]]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """An aiohttp middleware that makes a fake fail on a schedule, by model name.
+
+    ``plan[model]`` is a list of statuses consumed one per request for that
+    model (500 -> server error, 429 -> rate limit with ``Retry-After: 1``);
+    when it is empty the fake answers normally. Tests mutate ``plan`` to
+    break and heal a deployment while the gateway runs.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        model = ""
+        if request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                model = str(body.get("model", ""))
+        statuses = plan.get(model)
+        if statuses:
+            status = statuses.pop(0)
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            error = {"message": f"chaos: {status}", "type": "server_error" if status >= 500 else "requests"}
+            return web.json_response({"error": error}, status=status, headers=headers)
+        return await handler(request)
+
+    return middleware

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -25,6 +25,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+route_app = typer.Typer(help="Inspect routing decisions.", no_args_is_help=True)
+app.add_typer(route_app, name="route")
+experiments_app = typer.Typer(help="A/B experiments on a running gateway.", no_args_is_help=True)
+app.add_typer(experiments_app, name="experiments")
 
 ConfigOption = Annotated[
     Optional[Path],  # noqa: UP045 - typer needs Optional here on 3.11
@@ -162,3 +166,168 @@ def _gateway(cfg: Config) -> Gateway:
         return Gateway(cfg)
     except ConfigError as exc:
         _fail(f"{cfg.source}: {exc.message}")
+
+
+@route_app.command("explain")
+def route_explain(
+    request_file: Annotated[
+        Path, typer.Argument(help="A chat completion request body (JSON); '-' reads stdin.")
+    ],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """Show which rule, group and deployments a request would be routed to (nothing is sent)."""
+    import orjson
+
+    from uniinfer.errors import UniInferError
+    from uniinfer.stages import RequestContext
+    from uniinfer.types import ChatRequest
+    from uniinfer.validation import parse_request
+
+    raw = sys.stdin.buffer.read() if str(request_file) == "-" else request_file.read_bytes()
+    gateway = _gateway(_load(config))
+    try:
+        request = parse_request(ChatRequest, orjson.loads(raw))
+        report = gateway.router.explain(request, RequestContext("chat"))
+    except orjson.JSONDecodeError as exc:
+        _fail(f"{request_file}: not valid JSON ({exc})")
+    except UniInferError as exc:
+        _fail(exc.message)
+    if as_json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    typer.echo(_render_explanation(report))
+
+
+def _render_explanation(report: dict[str, object]) -> str:
+    features = report["features"]
+    assert isinstance(features, dict)
+    decision = report["decision"]
+    assert isinstance(decision, dict)
+    lines = [
+        f"model: {report['model']}",
+        "features: " + ", ".join(f"{k}={v}" for k, v in features.items()),
+        "",
+    ]
+    rules = report["rules"]
+    assert isinstance(rules, list)
+    for rule in rules:
+        verdict = (
+            "MATCH" if rule["name"] == report["matched_rule"] else ("pass" if rule["passed"] else "no match")
+        )
+        lines.append(f"rule {rule['name']} (priority {rule['priority']}): {verdict}")
+        for c in rule["conditions"]:
+            mark = "ok  " if c["passed"] else "FAIL"
+            lines.append(f"    {mark} {c['name']}: expected {c['expected']!r}, got {c['actual']!r}")
+    if not rules:
+        lines.append("no rules configured")
+    lines += [
+        "",
+        f"group: {decision['group']} (strategy {decision['strategy']})"
+        + (f", profile {decision['profile']}" if decision["profile"] else "")
+        + (
+            f", experiment {decision['experiment']} variant {decision['variant']}"
+            if decision["experiment"]
+            else ""
+        ),
+        "attempt order: " + (", ".join(report["attempt_order"]) or "(no deployment available)"),  # type: ignore[arg-type]
+    ]
+    return "\n".join(lines)
+
+
+@experiments_app.command("report")
+def experiments_report(
+    name: Annotated[str, typer.Argument(help="The experiment's name.")],
+    url: Annotated[str, typer.Option(help="Base URL of the running gateway.")] = "http://127.0.0.1:4000",
+    key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Master key (default: $UNIINFER_MASTER_KEY).", envvar="UNIINFER_MASTER_KEY"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON report.")] = False,
+) -> None:
+    """Per-variant counts, means with 95% CIs and significance tests, from a running gateway."""
+    import orjson
+
+    status, body = _get(f"{url.rstrip('/')}/v1/experiments/{name}", key)
+    if status != 200:
+        _fail(_error_message(body, status))
+    report = orjson.loads(body)
+    if as_json:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    typer.echo(_render_report(report))
+
+
+def _render_report(report: dict[str, Any]) -> str:
+    """The server's JSON report as a plain-text table (variants, then tests vs the control)."""
+
+    def ci(value: Any) -> str:
+        return f"[{value[0]:.3g}, {value[1]:.3g}]" if value else "-"
+
+    def mean(summary: dict[str, Any]) -> str:
+        m = summary["mean"]
+        return f"{m:.3g} {ci(summary['ci'])}" if m is not None else "-"
+
+    header = (
+        "variant",
+        "requests",
+        "errors",
+        "error rate [95% CI]",
+        "latency s",
+        "TTFT s",
+        "cost total",
+        "feedback",
+    )
+    rows = [header]
+    for v in report["variants"]:
+        rate = v["error_rate"]
+        rows.append(
+            (
+                v["variant"],
+                str(v["requests"]),
+                str(v["errors"]),
+                f"{rate:.3f} {ci(v['error_rate_ci'])}" if rate is not None else "-",
+                mean(v["latency_s"]),
+                mean(v["ttft_s"]),
+                f"{v['total_cost_usd']:.6f}",
+                f"n={v['feedback']['n']} {mean(v['feedback'])}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"experiment {report['experiment']}", ""]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for comp in report["comparisons"]:
+        parts = []
+        for test in ("latency", "error_rate", "feedback"):
+            result = comp[test]
+            if result is None:
+                parts.append(f"{test}: too little data")
+            else:
+                flag = "significant" if result.get("significant") else "not significant"
+                parts.append(f"{test}: p={result.get('p_value', float('nan')):.3g} ({flag})")
+        lines.append(f"{comp['variant']} vs {comp['control']}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def _get(url: str, key: str | None) -> tuple[int, bytes]:
+    """A blocking GET (the CLI is not the hot path): status and body."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status), bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+    except urllib.error.URLError as exc:
+        _fail(f"cannot reach {url}: {exc.reason}")
+
+
+def _error_message(body: bytes, status: int) -> str:
+    import orjson
+
+    try:
+        return str(orjson.loads(body)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return f"HTTP {status}"

@@ -282,6 +282,55 @@ class Router:
             f"model '{model}' does not exist: use a configured model name or 'provider/model'", param="model"
         )
 
+    def explain(self, request: ChatRequest, ctx: RequestContext) -> dict[str, Any]:
+        """A dry run: features, every rule's verdict, the decision and the attempt order.
+
+        Nothing is sent and no state changes (experiment assignment is computed
+        the same way, so a sticky key shows the variant it would get).
+        """
+        features = analyse(request)
+        decision = self.decide(request.model, request, ctx)
+        rules = self.rules.explain(self._rule_input(request.model, request, features, ctx))
+        group = decision.group
+        order = self._ordered(group, set())
+        return {
+            "model": request.model,
+            "features": features.to_dict(),
+            "rules": rules.to_dict()["rules"],
+            "matched_rule": decision.rule,
+            "decision": {
+                "group": group.name,
+                "strategy": group.strategy,
+                "profile": decision.profile,
+                "experiment": decision.experiment,
+                "variant": decision.variant,
+            },
+            "attempt_order": [m.target.label for m in order],
+            "deployments": [self._describe(m) for m in group.members],
+            "fallbacks": {
+                "context_length": group.fallbacks.context_length,
+                "content_filter": group.fallbacks.content_filter,
+                "default": list(group.fallbacks.default),
+            },
+        }
+
+    def _describe(self, member: Member) -> dict[str, Any]:
+        state, dep = member.state, member.config
+        requests, tokens = state.window.totals()
+        return {
+            "deployment": member.target.label,
+            "available": state.available(),
+            "circuit": state.breaker.state.value,
+            "in_flight": state.in_flight,
+            "latency_ewma_s": state.latency,
+            "ttft_ewma_s": state.ttft,
+            "requests_last_minute": requests,
+            "tokens_last_minute": tokens,
+            "weight": dep.weight if dep else 1.0,
+            "region": dep.region if dep else None,
+            "tags": list(dep.tags) if dep else [],
+        }
+
     # --- running ----------------------------------------------------------------------
 
     async def run(

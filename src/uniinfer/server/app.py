@@ -67,13 +67,20 @@ class _ClientGoneError(Exception):
 class _Request:
     """What a handler needs of one HTTP request."""
 
-    __slots__ = ("body", "headers", "request_id", "send")
+    __slots__ = ("body", "headers", "path", "request_id", "send")
 
-    def __init__(self, headers: dict[bytes, bytes], request_id: str, body: bytes, send: Send) -> None:
+    def __init__(
+        self, headers: dict[bytes, bytes], request_id: str, body: bytes, send: Send, path: str
+    ) -> None:
         self.headers = headers
         self.request_id = request_id
         self.body = body
         self.send = send
+        self.path = path
+
+    def text_headers(self) -> dict[str, str]:
+        """Headers as text (ASGI names are already lower-case), for routing rules."""
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers.items()}
 
 
 Handler = Callable[["App", _Request], Awaitable[None]]
@@ -94,6 +101,9 @@ class App:
             ("POST", "/v1/chat/completions"): App._chat,
             ("POST", "/v1/embeddings"): App._embeddings,
             ("GET", "/v1/models"): App._models,
+            ("POST", "/v1/route/explain"): App._route_explain,
+            ("POST", "/v1/feedback"): App._feedback,
+            ("GET", "/v1/experiments"): App._experiments,
             ("GET", "/health"): App._health,
             ("GET", "/ready"): App._ready,
         }
@@ -130,7 +140,7 @@ class App:
             if scope["path"] not in _PUBLIC:
                 self._authenticate(headers)
             body = await self._read_body(headers, receive)
-            await self._run(handler, _Request(headers, request_id, body, started), receive)
+            await self._run(handler, _Request(headers, request_id, body, started, scope["path"]), receive)
         except _ClientGoneError:
             return
         except UniInferError as exc:
@@ -173,6 +183,8 @@ class App:
         handler = self._routes.get((method, path))
         if handler is not None:
             return handler
+        if method == "GET" and path.startswith("/v1/experiments/"):
+            return App._experiments
         if path in self._paths:
             raise MethodNotAllowedError(f"method {method} is not allowed on {path}")
         raise NotFoundError(f"no route for {method} {path}")
@@ -222,7 +234,7 @@ class App:
     async def _chat(self, request: _Request) -> None:
         data = _json(request.body)
         chat = parse_request(ChatRequest, data)
-        ctx = RequestContext("chat", request_id=request.request_id)
+        ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
         if chat.stream:
             await self._stream_chat(request, chat, ctx)
             return
@@ -268,6 +280,44 @@ class App:
 
     async def _models(self, request: _Request) -> None:
         body = self.gateway.list_models().model_dump_json().encode()
+        await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
+
+    async def _route_explain(self, request: _Request) -> None:
+        """Dry run of routing for a chat request body: nothing is sent upstream."""
+        chat = parse_request(ChatRequest, _json(request.body))
+        ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+        body = orjson.dumps(self.gateway.router.explain(chat, ctx))
+        await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
+
+    async def _feedback(self, request: _Request) -> None:
+        """``{"request_id", "score"}``: user feedback on an answer, attributed to its experiment variant."""
+        data = _json(request.body)
+        request_id, score = data.get("request_id"), data.get("score")
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidRequestError(
+                "'request_id' must be the x-request-id of an answer", param="request_id"
+            )
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise InvalidRequestError("'score' must be a number", param="score")
+        if not self.gateway.router.experiments.feedback(request_id, float(score)):
+            raise NotFoundError(
+                f"request '{request_id}' is not part of an experiment (or too old to remember)",
+                param="request_id",
+            )
+        await send_bytes(
+            request.send, 200, b'{"recorded":true}', [(b"x-request-id", request.request_id.encode())]
+        )
+
+    async def _experiments(self, request: _Request) -> None:
+        """``GET /v1/experiments`` lists them; ``GET /v1/experiments/<name>`` reports one."""
+        store = self.gateway.router.experiments
+        name = request.path.removeprefix("/v1/experiments").strip("/")
+        if not name:
+            body = orjson.dumps({"object": "list", "data": store.experiments()})
+        elif name not in store.experiments():
+            raise NotFoundError(f"no experiment named '{name}'", param="name")
+        else:
+            body = orjson.dumps(store.report(name).to_dict())
         await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
 
     async def _health(self, request: _Request) -> None:
@@ -327,6 +377,20 @@ def _route_headers(request_id: str, route: Route | None) -> Headers:
         headers.append((b"x-uniinfer-fallbacks", ",".join(route.failed).encode()))
     if route.dropped_params:
         headers.append((b"x-uniinfer-dropped-params", ",".join(route.dropped_params).encode()))
+    if route.group is not None:
+        headers.append((b"x-uniinfer-group", route.group.encode()))
+    if route.fallback_groups:
+        headers.append((b"x-uniinfer-fallback-groups", ",".join(route.fallback_groups).encode()))
+    if route.retries:
+        headers.append((b"x-uniinfer-retries", str(route.retries).encode()))
+    for name, value in (
+        (b"x-uniinfer-rule", route.rule),
+        (b"x-uniinfer-profile", route.profile),
+        (b"x-uniinfer-experiment", route.experiment),
+        (b"x-uniinfer-variant", route.variant),
+    ):
+        if value is not None:
+            headers.append((name, value.encode()))
     return headers
 
 

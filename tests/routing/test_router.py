@@ -1,0 +1,310 @@
+"""The router end to end against the OpenAI fake: chaos on command, fallbacks, retries, breakers.
+
+Each test checks the user-visible outcome, the number of upstream attempts,
+and that nothing leaks (busy connections, pending tasks). Time is a fake
+clock and sleeping is recorded, so backoff and cool-downs need no waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import FAKE_KEY, make_config
+from tests.fakes.common import chaos, run_fake
+from tests.fakes.openai import openai_app
+from uniinfer.config import Config
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    InvalidRequestError,
+    ProviderOverloadedError,
+    ProviderTimeoutError,
+    RateLimitError,
+)
+from uniinfer.gateway import Gateway
+from uniinfer.routing.breaker import BreakerState
+from uniinfer.stages import RequestContext
+from uniinfer.types import ChatRequest
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+class FakeTime:
+    """A monotonic clock that only moves when something sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 10_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def plan() -> dict[str, list[int]]:
+    return {}
+
+
+@pytest.fixture
+async def url(plan: dict[str, list[int]]) -> AsyncIterator[str]:
+    app: web.Application = openai_app(api_key=FAKE_KEY)
+    app.middlewares.append(chaos(plan))
+    async with run_fake(app) as base:
+        yield base + "/v1"
+
+
+@pytest.fixture
+def clock() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+async def build(url: str, clock: FakeTime) -> AsyncIterator[Callable[[str], Gateway]]:
+    made: list[Gateway] = []
+
+    def make(yaml_rest: str) -> Gateway:
+        config: Config = make_config(
+            f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{url}'}}\n"
+            "  dead: {type: openai, api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n" + yaml_rest
+        )
+        gw = Gateway(config, clock=clock.clock, sleep=clock.sleep)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        assert gw.http.busy_connections == 0, "a connection leaked"
+        await gw.aclose()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not gateway_tasks(), "a task leaked"
+
+
+def gateway_tasks() -> list[asyncio.Task[Any]]:
+    """Pending tasks running uniinfer code (the fake server's own tasks are not ours)."""
+    current = asyncio.current_task()
+    return [t for t in asyncio.all_tasks() if t is not current and "uniinfer" in repr(t.get_coro())]
+
+
+def chat(model: str, **extra: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"model": model, "messages": MSG, **extra})
+
+
+async def run(gw: Gateway, model: str, **extra: Any) -> RequestContext:
+    ctx = RequestContext("chat")
+    response = await gw.chat(chat(model, **extra), ctx)
+    assert response.choices[0].message.content == "echo: hello there"
+    return ctx
+
+
+async def test_5xx_burst_is_retried_with_backoff(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    plan["gpt-a"] = [500, 503]
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\nrouting:\n  retry: {max_retries: 2, initial_backoff_seconds: 0.5, jitter: 0}\n"
+    )
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.attempts == 3
+    assert ctx.route.retries == 2
+    assert clock.sleeps == [0.5, 1.0]  # exponential, no jitter configured
+
+
+async def test_429_falls_over_and_cools_the_deployment_down(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    plan["gpt-a"] = [429]
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n")
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert (ctx.route.attempts, ctx.route.failed, ctx.route.upstream_model) == (2, ["up/gpt-a"], "gpt-b")
+    ctx = await run(gw, "m")  # gpt-a waits out its Retry-After: 1
+    assert ctx.route is not None
+    assert (ctx.route.attempts, ctx.route.upstream_model) == (1, "gpt-b")
+    clock.now += 1.01
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-a"
+    assert clock.sleeps == []
+
+
+async def test_retry_waits_at_least_retry_after_but_never_past_the_deadline(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    plan["gpt-a"] = [429, 429]
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\nrouting:\n  retry: {max_retries: 3, initial_backoff_seconds: 0.1}\n"
+    )
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.attempts == 3
+    assert clock.sleeps
+    assert all(s >= 1.0 for s in clock.sleeps)  # Retry-After: 1 from the fake
+
+    plan["gpt-z"] = [429] * 10
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-z]}\n"
+        "routing:\n  retry: {max_retries: 5, deadline_seconds: 2.5}\n"
+    )
+    clock.sleeps.clear()
+    with pytest.raises(AllTargetsFailedError) as info:
+        await gw.chat(chat("m"))
+    assert sum(clock.sleeps) < 2.5
+    assert isinstance(info.value.attempts[-1][1], RateLimitError)
+    assert info.value.http_status == 429
+
+
+async def test_connect_refused_falls_back(build: Callable[[str], Gateway]) -> None:
+    gw = build("models:\n  m: {deployments: [dead/x, up/gpt-b]}\n")
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.failed == ["dead/x"]
+
+
+async def test_slow_first_byte_beyond_the_timeout_falls_back(build: Callable[[str], Gateway]) -> None:
+    gw = build(
+        "models:\n  m:\n    deployments:\n"
+        "      - {provider: up, model: slow-2, timeout: {connect: 1, read: 0.2, total: 5}}\n"
+        "      - up/gpt-b\n"
+    )
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.failed == ["up/slow-2"]
+
+
+async def test_a_hanging_deployment_cannot_outlive_the_deadline(build: Callable[[str], Gateway]) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/slow-30]}\nrouting:\n  retry: {deadline_seconds: 0.3, max_retries: 0}\n"
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ProviderTimeoutError):
+        await gw.chat(chat("m"))
+    assert loop.time() - started < 5
+
+
+async def test_client_errors_are_never_retried(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+) -> None:
+    plan["gpt-a"] = [400]
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\nrouting:\n  retry: {max_retries: 3}\n")
+    ctx = RequestContext("chat")
+    with pytest.raises(InvalidRequestError):
+        await gw.chat(chat("m"), ctx)
+    assert ctx.route is not None
+    assert ctx.route.attempts == 1
+
+
+async def test_context_length_and_content_filter_fall_back_to_configured_groups(
+    build: Callable[[str], Gateway],
+) -> None:
+    gw = build(
+        "models:\n"
+        "  small: {deployments: [up/context-small], fallbacks: {context_length: big}}\n"
+        "  big: {deployments: [up/gpt-big]}\n"
+    )
+    ctx = await run(gw, "small")
+    assert ctx.route is not None
+    assert ctx.route.fallback_groups == ["big"]
+    assert ctx.route.upstream_model == "gpt-big"
+
+
+async def test_default_fallback_group_after_retries(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+) -> None:
+    plan["gpt-a"] = [500] * 5
+    gw = build(
+        "models:\n"
+        "  primary: {deployments: [up/gpt-a], fallbacks: {default: [backup]}, retry: {max_retries: 1}}\n"
+        "  backup: {deployments: [up/gpt-b]}\n"
+    )
+    ctx = await run(gw, "primary")
+    assert ctx.route is not None
+    assert ctx.route.fallback_groups == ["backup"]
+    assert ctx.route.attempts == 3
+
+
+async def test_breaker_opens_sends_traffic_to_the_healthy_deployment_and_probes_back(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    plan["gpt-a"] = [500, 500]
+    for _ in range(2):
+        await run(gw, "m")
+    state = gw.router.states["up/gpt-a"]
+    assert state.breaker.state is BreakerState.OPEN
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert (ctx.route.attempts, ctx.route.upstream_model) == (1, "gpt-b")  # a's circuit is skipped
+    clock.now += 5  # cooldown over: the next request probes a, which has healed
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-a"
+    assert state.breaker.state is BreakerState.CLOSED
+
+
+async def test_every_circuit_open_fails_fast_with_retry_after(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 1, cooldown_seconds: 30}\n  retry: {max_retries: 0}\n"
+    )
+    plan["gpt-a"] = [500]
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the upstream's own 500
+        await gw.chat(chat("m"))
+    with pytest.raises(ProviderOverloadedError) as info:
+        await gw.chat(chat("m"))
+    assert info.value.retry_after == 30
+    assert plan["gpt-a"] == []  # nothing more was sent upstream
+
+
+async def test_stream_failure_before_the_first_chunk_falls_back(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+) -> None:
+    plan["gpt-a"] = [503]
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n")
+    ctx = RequestContext("chat")
+    stream = await gw.stream(chat("m", stream=True), ctx)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "echo: hello there"
+    assert ctx.route is not None
+    assert ctx.route.failed == ["up/gpt-a"]
+    assert gw.router.states["up/gpt-b"].in_flight == 0
+    assert gw.router.states["up/gpt-b"].ttft is not None
+
+
+async def test_weighted_group_spreads_by_weight(build: Callable[[str], Gateway]) -> None:
+    gw = build(
+        "models:\n  m:\n    strategy: weighted\n    deployments:\n"
+        "      - {provider: up, model: gpt-a, weight: 3}\n      - {provider: up, model: gpt-b, weight: 1}\n"
+    )
+    counts = {"gpt-a": 0, "gpt-b": 0}
+    for _ in range(200):
+        ctx = await run(gw, "m")
+        assert ctx.route is not None
+        counts[ctx.route.upstream_model or ""] += 1
+    assert 120 <= counts["gpt-a"] <= 180  # 150 expected
+
+
+async def test_least_inflight_prefers_the_idle_deployment(build: Callable[[str], Gateway]) -> None:
+    gw = build("models:\n  m:\n    strategy: least_inflight\n    deployments: [up/slow-0.3, up/gpt-b]\n")
+    slow = asyncio.create_task(gw.chat(chat("m")))
+    await asyncio.sleep(0.05)
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-b"
+    await slow
