@@ -218,7 +218,7 @@ def _render_explanation(report: dict[str, object]) -> str:
         lines.append(f"rule {rule['name']} (priority {rule['priority']}): {verdict}")
         for c in rule["conditions"]:
             mark = "ok  " if c["passed"] else "FAIL"
-            lines.append(f"    {mark} {c['name']}: expected {c['expected']!r}, got {c['actual']!r}")
+            lines.append(f"    {mark} {c['condition']}: expected {c['expected']!r}, got {c['actual']!r}")
     if not rules:
         lines.append("no rules configured")
     lines += [
