@@ -36,7 +36,9 @@ def make_config(yaml_text: str) -> Config:
 def config_for(openai_url: str) -> Callable[..., Config]:
     """A config with provider ``up`` pointing at the fake; ``extra`` YAML is appended."""
 
-    def build(extra: str = "", *, drop: bool = False, master_key: str | None = None, retries: int = 0) -> Config:
+    def build(
+        extra: str = "", *, drop: bool = False, master_key: str | None = None, retries: int = 0
+    ) -> Config:
         """Retry rounds are off by default here: the router tests exercise them with a fake clock."""
         server = f"server: {{master_key: {master_key}}}\n" if master_key else ""
         return make_config(

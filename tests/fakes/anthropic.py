@@ -49,7 +49,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.common import Mode, abort, last_user_text, mode_of, stream_response
+from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 
 __all__ = ["anthropic_app"]
 
@@ -588,3 +588,11 @@ def events(message: Block) -> list[bytes]:
     )
     out.append(_sse({"type": "message_stop"}))
     return out
+
+
+def fake_provider() -> FakeProvider:
+    """How the contract suite (tests/contract/) runs the ``anthropic`` type against this fake."""
+    key = "sk-ant-fake-0123456789"
+    return FakeProvider(
+        "anthropic", lambda: anthropic_app(api_key=key), api_key=key, chat_model="claude-fake"
+    )

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.common import abort, mode_of, stream_response
+from tests.fakes.common import FakeProvider, abort, mode_of, stream_response
 
 __all__ = ["API_KEY", "gemini_app"]
 
@@ -446,3 +446,15 @@ async def _dispatch(request: web.Request, model: str, action: str, body: Json) -
 
 def _stream_events_json(full: Json) -> list[Json]:
     return [orjson.loads(e[len(b"data: ") :]) for e in _stream_events(full)]
+
+
+def fake_provider() -> FakeProvider:
+    """How the contract suite (tests/contract/) runs the ``gemini`` type against this fake."""
+    return FakeProvider(
+        "gemini",
+        gemini_app,
+        base_path="/v1beta",
+        api_key=API_KEY,
+        chat_model="gemini-fake",
+        embed_model="gemini-embedding-fake",
+    )

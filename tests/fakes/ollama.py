@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.common import Mode, abort, last_user_text, mode_of, stream_response
+from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 
 __all__ = ["DEFAULT_MODELS", "ollama_app"]
 
@@ -310,3 +310,14 @@ def _line(
     if done_reason is not None:
         line["done_reason"] = done_reason
     return {**line, **extra}
+
+
+def fake_provider() -> FakeProvider:
+    """How the contract suite (tests/contract/) runs the ``ollama`` type against this fake (no key)."""
+    return FakeProvider(
+        "ollama",
+        lambda: ollama_app(["llama3.2", "nomic-embed-text"]),
+        api_key=None,
+        chat_model="llama3.2",
+        embed_model="nomic-embed-text",
+    )

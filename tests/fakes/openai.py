@@ -24,6 +24,16 @@ the answer to that many words with ``finish_reason: "length"``.
 Every request is recorded in ``app["requests"]`` as ``{"method", "path",
 "headers", "body"}`` (``headers`` is case-insensitive; ``body`` is the decoded
 JSON, ``None`` for an empty body, the raw text when it is not JSON).
+
+Impersonating an OpenAI-compatible provider (:func:`row_fake` builds one from a
+registry row): ``openai_app(prefix=..., rejects=..., stream_usage=...,
+finish_reasons=..., usage_in_choice=...)`` serves under the provider's own path,
+answers 400 ``unsupported_parameter`` for a field the provider rejects, reports
+stream usage the provider's way (``"stream_options"``: only when asked;
+``"always"``: on the last content chunk, unasked; ``"never"``: not at all), uses
+the provider's ``finish_reason`` vocabulary and, like Moonshot, can put stream
+usage inside the last choice. ``api_key=None`` is a local server without auth.
+The defaults are the real OpenAI API.
 """
 
 from __future__ import annotations
@@ -39,16 +49,28 @@ import struct
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fakes.common import abort, last_user_text, mode_of, stream_response
+from tests.fakes.common import FakeProvider, abort, last_user_text, mode_of, stream_response
+from uniinfer.providers.base import ProviderSpec
+from uniinfer.providers.openai import url_placeholders
 
-__all__ = ["DEFAULT_MODELS", "TOOL_ARGUMENTS", "embedding_vector", "mask_key", "openai_app", "prompt_tokens"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "TOOL_ARGUMENTS",
+    "embedding_vector",
+    "fake_provider",
+    "mask_key",
+    "openai_app",
+    "prompt_tokens",
+    "row_fake",
+]
 
 DEFAULT_MODELS = ("gpt-4o-mini", "text-embedding-3-small")
 CONTEXT_WINDOW = 8192
@@ -148,8 +170,22 @@ def _invalid(message: str, param: str | None = None, code: str | None = None) ->
 # --- app ----------------------------------------------------------------------------
 
 
-def openai_app(*, api_key: str = "sk-test", models: list[str] | None = None) -> web.Application:
-    """The fake OpenAI API, served under ``/v1`` (see the module docstring)."""
+def openai_app(
+    *,
+    api_key: str | None = "sk-test",
+    models: list[str] | None = None,
+    prefix: str = "/v1",
+    rejects: frozenset[str] = frozenset(),
+    stream_usage: str = "stream_options",
+    finish_reasons: Mapping[str, str] | None = None,
+    usage_in_choice: bool = False,
+) -> web.Application:
+    """The fake OpenAI API, served under ``prefix`` (see the module docstring).
+
+    ``finish_reasons`` maps OpenAI's values to the impersonated provider's.
+    """
+    if stream_usage not in ("stream_options", "always", "never"):
+        raise ValueError(f"unknown stream_usage {stream_usage!r}")
     app = web.Application()
     with warnings.catch_warnings():
         # The tests address these by plain string keys (app["requests"]).
@@ -157,12 +193,67 @@ def openai_app(*, api_key: str = "sk-test", models: list[str] | None = None) -> 
         app["api_key"] = api_key
         app["models"] = list(models) if models is not None else list(DEFAULT_MODELS)
         app["requests"] = []
-    app.router.add_post("/v1/chat/completions", _endpoint(_chat))
-    app.router.add_post("/v1/embeddings", _endpoint(_embeddings))
-    app.router.add_get("/v1/models", _endpoint(_list_models))
-    app.router.add_get("/v1/models/{model:.+}", _endpoint(_get_model))
+        app["rejects"] = frozenset(rejects)
+        app["stream_usage"] = stream_usage
+        app["finish_reasons"] = dict(finish_reasons or {})
+        app["usage_in_choice"] = usage_in_choice
+    prefix = prefix.rstrip("/")
+    app.router.add_post(f"{prefix}/chat/completions", _endpoint(_chat))
+    app.router.add_post(f"{prefix}/embeddings", _endpoint(_embeddings))
+    app.router.add_get(f"{prefix}/models", _endpoint(_list_models))
+    app.router.add_get(f"{prefix}/models/{{model:.+}}", _endpoint(_get_model))
     app.router.add_route("*", "/{tail:.*}", _endpoint(_invalid_url, auth=False))
     return app
+
+
+# --- impersonating a registry row ---------------------------------------------------------
+
+#: Wire details of real providers that need no adapter setting (the decoder copes generically).
+_ROW_WIRE: dict[str, dict[str, Any]] = {
+    # Kimi streams put usage in choices[0] of the last chunk:
+    # https://platform.moonshot.ai/docs/api/chat
+    "moonshot": {"usage_in_choice": True},
+}
+ROW_KEY = "sk-fake-key-0123456789"
+
+
+def row_fake(spec: ProviderSpec) -> FakeProvider:
+    """This fake impersonating one OpenAI-compatible registry row.
+
+    It serves under the row's own URL path (placeholders such as Cloudflare's
+    ``{account_id}`` filled from the options it hands the suite), rejects what
+    the row declares unsupported, the old names of renamed params and, for rows
+    that do not ask for stream usage, ``stream_options``; it reports usage and
+    finish reasons the row's way. Rows that need no key get a server without auth.
+    """
+    values = {name: f"fake-{name.replace('_', '-')}" for name in url_placeholders(spec.base_url)}
+    path = urlsplit(spec.base_url).path.rstrip("/")
+    rejects = spec.unsupported_params | frozenset(spec.param_renames)
+    if spec.stream_usage != "stream_options":
+        rejects |= {"stream_options"}
+    finish_reasons: dict[str, str] = {}
+    for theirs, ours in spec.finish_reason_map.items():
+        finish_reasons.setdefault(ours, theirs)
+    key = ROW_KEY if spec.key_required else None
+
+    def app() -> web.Application:
+        return openai_app(
+            api_key=key,
+            prefix=path.format_map(values),
+            rejects=rejects,
+            stream_usage=spec.stream_usage,
+            finish_reasons=finish_reasons,
+            **_ROW_WIRE.get(spec.name, {}),
+        )
+
+    return FakeProvider(spec.name, app, base_path=path, api_key=key, options=lambda url: dict(values))
+
+
+def fake_provider() -> FakeProvider:
+    """The contract suite's fake for the ``openai`` provider type: the real API's behaviour."""
+    from uniinfer.providers.registry import default_registry
+
+    return row_fake(default_registry().get("openai"))
 
 
 Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
@@ -203,6 +294,8 @@ def _endpoint(
 
 
 def _check_key(request: web.Request) -> None:
+    if request.app.get("api_key", "") is None:
+        return  # a local server without auth
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
@@ -733,7 +826,19 @@ class _Answer:
         self.call_ids = [_rand_id("call_", 24) for _ in range(self.n)]
 
 
+def _check_rejected(body: dict[str, Any], rejects: frozenset[str]) -> None:
+    """A field the impersonated provider does not accept is a 400, like the provider answers it."""
+    for name in sorted(rejects & body.keys()):
+        raise _invalid(
+            f"Unsupported parameter: '{name}' is not supported by this provider.",
+            name,
+            "unsupported_parameter",
+        )
+
+
 async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    app = request.app  # other fakes (Azure) serve this handler from their own apps: defaults apply
+    _check_rejected(body, app.get("rejects", frozenset()))
     _validate_chat(body)
     model = body["model"]
     if "context" in model:
@@ -748,11 +853,15 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
         return _bad_gateway()
     await _apply_mode(request, model)
     answer = _Answer(body)
+    answer.finish = app.get("finish_reasons", {}).get(answer.finish, answer.finish)
     completion_id = _rand_id("chatcmpl-", 29)
     created = int(time.time())
     if body.get("stream"):
         options = body.get("stream_options") or {}
-        events = _stream_events(answer, completion_id, created, options)
+        usage = _StreamUsage(
+            app.get("stream_usage", "stream_options"), app.get("usage_in_choice", False), options
+        )
+        events = _stream_events(answer, completion_id, created, options, usage)
         return await stream_response(request, events, cut=mode_of(model).cut)
 
     choices = []
@@ -822,8 +931,26 @@ def _choice_deltas(answer: _Answer, index: int) -> list[dict[str, Any]]:
     return [first, *rest, choice({}, answer.finish)]
 
 
-def _stream_events(answer: _Answer, completion_id: str, created: int, options: dict[str, Any]) -> list[bytes]:
-    include_usage = bool(options.get("include_usage"))
+class _StreamUsage:
+    """Where a stream reports usage: OpenAI's separate chunk, or the impersonated provider's way."""
+
+    def __init__(self, mode: str, in_choice: bool, options: dict[str, Any]) -> None:
+        asked = bool(options.get("include_usage"))
+        #: OpenAI: ``usage: null`` on every chunk, then a chunk with empty choices.
+        self.separate = mode == "stream_options" and asked and not in_choice
+        #: "always" providers put it on the last content chunk (inside its choice for Moonshot).
+        self.on_last = mode == "always" or (mode == "stream_options" and asked and in_choice)
+        self.in_choice = in_choice
+
+
+def _stream_events(
+    answer: _Answer,
+    completion_id: str,
+    created: int,
+    options: dict[str, Any],
+    usage: _StreamUsage | None = None,
+) -> list[bytes]:
+    usage = usage or _StreamUsage("stream_options", False, options)
     obfuscate = options.get("include_obfuscation", True) is not False
     base: dict[str, Any] = {
         "id": completion_id,
@@ -835,21 +962,23 @@ def _stream_events(answer: _Answer, completion_id: str, created: int, options: d
     }
     noise = itertools.cycle(range(1, 12))
 
-    def event(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
-        chunk = {**base, "choices": choices}
-        if include_usage:
-            chunk["usage"] = usage
+    def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
+        out = {**base, "choices": choices}
+        if usage.separate:
+            out["usage"] = None
         if obfuscate:
-            chunk["obfuscation"] = _rand_id("", next(noise))
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+            out["obfuscation"] = _rand_id("", next(noise))
+        return out
 
     per_choice = [_choice_deltas(answer, i) for i in range(answer.n)]
     # Like the real API, choices of n > 1 interleave, one choice per chunk.
-    events = [event([c]) for step in itertools.zip_longest(*per_choice) for c in step if c is not None]
-    if include_usage:
-        events.append(event([], answer.usage))
-    events.append(b"data: [DONE]\n\n")
-    return events
+    chunks = [chunk([c]) for step in itertools.zip_longest(*per_choice) for c in step if c is not None]
+    if usage.on_last:
+        target = chunks[-1]["choices"][0] if usage.in_choice else chunks[-1]
+        target["usage"] = answer.usage
+    if usage.separate:
+        chunks.append({**chunk([]), "usage": answer.usage})
+    return [*(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks), b"data: [DONE]\n\n"]
 
 
 # --- embeddings ---------------------------------------------------------------------------------------
