@@ -13,6 +13,7 @@ build a :class:`~uniinfer.stages.RequestContext` and call the same methods.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from uniinfer.errors import (
 from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import Registry, default_registry
+from uniinfer.routing.breaker import BreakerState
 from uniinfer.routing.router import Member, Router, Target
 from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
 from uniinfer.streaming import ChatStream, open_chat_stream
@@ -40,6 +42,8 @@ from uniinfer.types import (
 from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
+
+log = logging.getLogger("uniinfer.gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,12 @@ class Gateway:
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
         self.router = Router(
-            config, self._adapters, self.registry, clock=clock or time.monotonic, sleep=sleep or asyncio.sleep
+            config,
+            self._adapters,
+            self.registry,
+            clock=clock or time.monotonic,
+            sleep=sleep or asyncio.sleep,
+            on_breaker_change=_log_breaker_change,
         )
         chosen = {"usage": self.usage, **(stages or {})}
         unknown = set(chosen) - set(SLOTS)
@@ -284,6 +293,11 @@ class Gateway:
 
 
 _ALWAYS = frozenset({"model", "messages", "stream"})
+
+
+def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:
+    level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+    log.log(level, "circuit of %s: %s -> %s", deployment, old.value, new.value)
 
 
 def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:

@@ -45,6 +45,7 @@ from uniinfer.providers.base import ProviderAdapter
 from uniinfer.providers.registry import Registry
 from uniinfer.routing import strategies
 from uniinfer.routing.analyser import Features, analyse
+from uniinfer.routing.breaker import OnChange
 from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
 from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
 from uniinfer.routing.rules import RuleInput, RuleSet, validate_rules
@@ -127,7 +128,7 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_breaker_change: Callable[[str, Any, Any], None] | None = None,
+        on_breaker_change: OnChange | None = None,
     ) -> None:
         self.config = config
         self._adapters = adapters
