@@ -1,0 +1,125 @@
+"""Running one registered provider type against its fake, through a real Gateway.
+
+:func:`find_fake` picks the fake: ``tests.fakes.<type>.fake_provider()`` when
+that module exists (every native type must have one: a missing module is an
+``ImportError``, so the contract fails instead of skipping), otherwise, for an
+OpenAI-compatible row, the OpenAI fake impersonating the row
+(:func:`tests.fakes.openai.row_fake`).
+
+:func:`harness` starts the fake on 127.0.0.1 and configures a provider named
+after the type with ``base_url = <fake url> + base_path``, the fake's key and
+options, exactly as a user's ``providers.<name>`` entry would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.common import FakeProvider, run_fake
+from tests.fakes.openai import row_fake
+from uniinfer.config import Config
+from uniinfer.gateway import Gateway
+from uniinfer.http import HttpClient, HttpRequest, HttpResponse, Timeouts
+from uniinfer.providers.base import ProviderSpec
+from uniinfer.providers.registry import default_registry
+
+__all__ = ["OPENAI_ADAPTER", "Harness", "RecordingHttpClient", "find_fake", "harness", "provider_types"]
+
+OPENAI_ADAPTER = "uniinfer.providers.openai:OpenAIAdapter"
+#: Marks "use the fake's own key" (``None`` means: configure no key at all).
+FAKE_KEY: Any = object()
+
+
+def provider_types() -> list[str]:
+    """Every provider type the default registry knows (built-ins and installed plug-ins)."""
+    return sorted(default_registry().specs)
+
+
+def find_fake(spec: ProviderSpec) -> FakeProvider:
+    """The fake that stands in for ``spec``'s provider (ImportError when a native type has none)."""
+    module = f"tests.fakes.{spec.name}"
+    if spec.adapter == OPENAI_ADAPTER and importlib.util.find_spec(module) is None:
+        return row_fake(spec)
+    fake = importlib.import_module(module).fake_provider()
+    assert isinstance(fake, FakeProvider), f"{module}.fake_provider() must return a FakeProvider"
+    assert fake.type == spec.name, f"{module}.fake_provider() is for type '{fake.type}'"
+    return fake
+
+
+class RecordingHttpClient(HttpClient):
+    """The gateway's pooled client, keeping the last complete upstream response for inspection."""
+
+    last: HttpResponse | None = None
+
+    async def send(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> HttpResponse:
+        self.last = await super().send(request, timeouts, provider)
+        return self.last
+
+
+@dataclass
+class Harness:
+    """One provider type, its running fake and a gateway configured against it."""
+
+    name: str
+    spec: ProviderSpec
+    fake: FakeProvider
+    app: web.Application
+    url: str
+    gateway: Gateway
+    http: RecordingHttpClient
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, upstream: str | None = None) -> str:
+        """``<provider>/<model>``: the fake's chat model unless another is named."""
+        return f"{self.name}/{upstream or self.fake.chat_model}"
+
+    def embed_model(self, prefix: str = "") -> str:
+        return f"{self.name}/{prefix}{self.fake.embed_model}"
+
+    def usage_of(self, model: str) -> tuple[int, int]:
+        """(prompt, completion) tokens the gateway's usage meter recorded for ``model``."""
+        totals = self.gateway.usage.totals[model]
+        return totals.prompt_tokens, totals.completion_tokens
+
+
+def _config(name: str, fake: FakeProvider, url: str, api_key: Any, drop: bool) -> Config:
+    key = fake.api_key if api_key is FAKE_KEY else api_key
+    entry: dict[str, Any] = {
+        "type": name,
+        "base_url": url + fake.base_path,
+        "options": fake.options(url),
+        "timeout": {"connect": 2, "read": 10, "total": 20},
+    }
+    if key is not None:
+        entry["api_key"] = key
+    return Config.model_validate(
+        {
+            "providers": {name: entry},
+            "settings": {"drop_unsupported_params": drop},
+            # The contract is the adapter's: one attempt, no retries, no circuit breaker.
+            "routing": {"retry": {"max_retries": 0}, "circuit_breaker": {"enabled": False}},
+            "source": "contract",
+        }
+    )
+
+
+@asynccontextmanager
+async def harness(name: str, *, drop: bool = False, api_key: Any = FAKE_KEY) -> AsyncIterator[Harness]:
+    """Start ``name``'s fake and a gateway configured for it; close both afterwards."""
+    spec = default_registry().get(name)
+    fake = find_fake(spec)
+    app = fake.app()
+    async with run_fake(app) as url:
+        http = RecordingHttpClient()
+        gateway = Gateway(_config(name, fake, url, api_key, drop), http=http)
+        try:
+            yield Harness(name, spec, fake, app, url, gateway, http)
+        finally:
+            await gateway.aclose()
