@@ -14,15 +14,24 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import UniInferError
+from uniinfer.errors import InvalidRequestError, UniInferError
+from uniinfer.stages import Route
 from uniinfer.types import EmbeddingResponse
 
 __all__ = [
+    "SSE_DONE",
+    "SSE_HEADERS",
     "Headers",
+    "Message",
+    "Receive",
     "Send",
-    "error_body",
+    "error_headers",
     "float_embeddings_to_base64",
+    "json_body",
+    "openai_error_body",
+    "route_headers",
     "send_bytes",
+    "sse_event",
 ]
 
 Message = MutableMapping[str, Any]
@@ -55,8 +64,53 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
-def error_body(error: UniInferError) -> bytes:
+def openai_error_body(error: UniInferError) -> bytes:
+    """``{"error": {"message", "type", "param", "code"}}``."""
     return orjson.dumps(error.to_openai())
+
+
+def json_body(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object; anything else is a 400 saying what is wrong."""
+    if not body:
+        raise InvalidRequestError("The request body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return data
+
+
+def route_headers(request_id: str, route: Route | None) -> Headers:
+    """``x-request-id`` and the ``x-uniinfer-*`` headers that tell what routing did."""
+    headers: Headers = [(b"x-request-id", request_id.encode())]
+    if route is None or route.provider is None:
+        return headers
+    headers += [
+        (b"x-uniinfer-provider", route.provider.encode()),
+        (b"x-uniinfer-model", (route.upstream_model or "").encode()),
+        (b"x-uniinfer-attempts", str(route.attempts).encode()),
+    ]
+    for name, values in (
+        (b"x-uniinfer-fallbacks", route.failed),
+        (b"x-uniinfer-dropped-params", route.dropped_params),
+        (b"x-uniinfer-fallback-groups", route.fallback_groups),
+    ):
+        if values:
+            headers.append((name, ",".join(values).encode()))
+    if route.retries:
+        headers.append((b"x-uniinfer-retries", str(route.retries).encode()))
+    for name, value in (
+        (b"x-uniinfer-group", route.group),
+        (b"x-uniinfer-rule", route.rule),
+        (b"x-uniinfer-profile", route.profile),
+        (b"x-uniinfer-experiment", route.experiment),
+        (b"x-uniinfer-variant", route.variant),
+    ):
+        if value is not None:
+            headers.append((name, value.encode()))
+    return headers
 
 
 def error_headers(error: UniInferError) -> Headers:

@@ -1,0 +1,83 @@
+"""The OpenAI API family: ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, ``/v1/models``."""
+
+from __future__ import annotations
+
+from uniinfer.errors import UniInferError
+from uniinfer.server.app import App, Endpoint, Request
+from uniinfer.server.wire import (
+    SSE_DONE,
+    SSE_HEADERS,
+    float_embeddings_to_base64,
+    json_body,
+    openai_error_body,
+    route_headers,
+    send_bytes,
+    sse_event,
+)
+from uniinfer.stages import RequestContext
+from uniinfer.types import ChatRequest, EmbeddingRequest
+from uniinfer.validation import parse_request
+
+__all__ = ["ROUTES"]
+
+
+async def chat(app: App, request: Request) -> None:
+    data = json_body(request.body)
+    chat = parse_request(ChatRequest, data)
+    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    if chat.stream:
+        await stream_chat(app, request, chat, ctx)
+        return
+    response = await app.gateway.chat(chat, ctx)
+    body = response.model_dump_json(exclude_none=True).encode()
+    await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
+
+
+async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: RequestContext) -> None:
+    stream = await app.gateway.stream(chat, ctx)
+    send = request.send
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": SSE_HEADERS + route_headers(request.request_id, ctx.route),
+            }
+        )
+        try:
+            async for chunk in stream:
+                payload = chunk.model_dump_json(exclude_none=True).encode()
+                await send({"type": "http.response.body", "body": sse_event(payload), "more_body": True})
+        except UniInferError as exc:
+            # Mid-stream failure: an OpenAI-style error event, then the end.
+            await send(
+                {"type": "http.response.body", "body": sse_event(openai_error_body(exc)), "more_body": True}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.body", "body": SSE_DONE})
+    finally:
+        await stream.aclose()
+
+
+async def embeddings(app: App, request: Request) -> None:
+    data = json_body(request.body)
+    embed = parse_request(EmbeddingRequest, data)
+    ctx = RequestContext("embeddings", request_id=request.request_id)
+    response = await app.gateway.embed(embed, ctx)
+    if embed.encoding_format == "base64":
+        response = float_embeddings_to_base64(response)
+    body = response.model_dump_json().encode()
+    await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
+
+
+async def models(app: App, request: Request) -> None:
+    body = app.gateway.list_models().model_dump_json().encode()
+    await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
+
+
+ROUTES = {
+    ("POST", "/v1/chat/completions"): Endpoint(chat),
+    ("POST", "/v1/embeddings"): Endpoint(embeddings),
+    ("GET", "/v1/models"): Endpoint(models),
+}
