@@ -30,7 +30,17 @@ from uniinfer.http import HttpClient, HttpRequest, HttpResponse, Timeouts
 from uniinfer.providers.base import ProviderSpec
 from uniinfer.providers.registry import default_registry
 
-__all__ = ["OPENAI_ADAPTER", "Harness", "RecordingHttpClient", "find_fake", "harness", "provider_types"]
+__all__ = [
+    "OPENAI_ADAPTER",
+    "Harness",
+    "RecordingHttpClient",
+    "configured",
+    "contract_config",
+    "find_fake",
+    "harness",
+    "provider_entry",
+    "provider_types",
+]
 
 OPENAI_ADAPTER = "uniinfer.providers.openai:OpenAIAdapter"
 #: Marks "use the fake's own key" (``None`` means: configure no key at all).
@@ -89,7 +99,8 @@ class Harness:
         return totals.prompt_tokens, totals.completion_tokens
 
 
-def _config(name: str, fake: FakeProvider, url: str, api_key: Any, drop: bool) -> Config:
+def provider_entry(name: str, fake: FakeProvider, url: str, api_key: Any = FAKE_KEY) -> dict[str, Any]:
+    """``providers.<name>`` for ``fake`` running at ``url``, as a user would write it."""
     key = fake.api_key if api_key is FAKE_KEY else api_key
     entry: dict[str, Any] = {
         "type": name,
@@ -99,11 +110,15 @@ def _config(name: str, fake: FakeProvider, url: str, api_key: Any, drop: bool) -
     }
     if key is not None:
         entry["api_key"] = key
+    return entry
+
+
+def contract_config(providers: dict[str, dict[str, Any]], *, drop: bool = False) -> Config:
+    """A config with these providers; the contract is the adapters': one attempt, no breaker."""
     return Config.model_validate(
         {
-            "providers": {name: entry},
+            "providers": providers,
             "settings": {"drop_unsupported_params": drop},
-            # The contract is the adapter's: one attempt, no retries, no circuit breaker.
             "routing": {"retry": {"max_retries": 0}, "circuit_breaker": {"enabled": False}},
             "source": "contract",
         }
@@ -111,15 +126,23 @@ def _config(name: str, fake: FakeProvider, url: str, api_key: Any, drop: bool) -
 
 
 @asynccontextmanager
-async def harness(name: str, *, drop: bool = False, api_key: Any = FAKE_KEY) -> AsyncIterator[Harness]:
-    """Start ``name``'s fake and a gateway configured for it; close both afterwards."""
-    spec = default_registry().get(name)
-    fake = find_fake(spec)
+async def configured(
+    name: str, *, drop: bool = False, api_key: Any = FAKE_KEY
+) -> AsyncIterator[tuple[FakeProvider, web.Application, str, Config]]:
+    """Start ``name``'s fake; yield it, its app, its URL and a config pointing at it."""
+    fake = find_fake(default_registry().get(name))
     app = fake.app()
     async with run_fake(app) as url:
+        yield fake, app, url, contract_config({name: provider_entry(name, fake, url, api_key)}, drop=drop)
+
+
+@asynccontextmanager
+async def harness(name: str, *, drop: bool = False, api_key: Any = FAKE_KEY) -> AsyncIterator[Harness]:
+    """Start ``name``'s fake and a gateway configured for it; close both afterwards."""
+    async with configured(name, drop=drop, api_key=api_key) as (fake, app, url, config):
         http = RecordingHttpClient()
-        gateway = Gateway(_config(name, fake, url, api_key, drop), http=http)
+        gateway = Gateway(config, http=http)
         try:
-            yield Harness(name, spec, fake, app, url, gateway, http)
+            yield Harness(name, default_registry().get(name), fake, app, url, gateway, http)
         finally:
             await gateway.aclose()
