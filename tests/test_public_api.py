@@ -19,6 +19,7 @@ EXPECTED = [
     "EmbeddingResponse",
     "Gateway",
     "UniInferError",
+    "WebSocketClient",
     "__version__",
     "create_app",
     "load_config",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from uniinfer.gateway import Gateway
     from uniinfer.server import create_app
     from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingResponse
+    from uniinfer.ws_client import WebSocketClient
 
 _LAZY = {
     "AsyncClient": "uniinfer.client",
@@ -30,6 +31,7 @@ _LAZY = {
     "EmbeddingResponse": "uniinfer.types",
     "Gateway": "uniinfer.gateway",
     "UniInferError": "uniinfer.errors",
+    "WebSocketClient": "uniinfer.ws_client",
     "create_app": "uniinfer.server",
     "load_config": "uniinfer.config",
 }
@@ -44,6 +46,7 @@ __all__ = [
     "EmbeddingResponse",
     "Gateway",
     "UniInferError",
+    "WebSocketClient",
     "__version__",
     "create_app",
     "load_config",

@@ -63,6 +63,7 @@ __all__ = [
     "UniInferError",
     "UnsupportedFeatureError",
     "UnsupportedParamError",
+    "error_from_code",
     "error_from_status",
 ]
 
@@ -354,6 +355,14 @@ def error_from_status(
     if cls is None:
         cls = ProviderError if status >= 500 else InvalidRequestError
     return cls(message, **kwargs)
+
+
+def error_from_code(code: str, message: str, *, param: str | None = None) -> UniInferError:
+    """The error class for a wire ``code`` (e.g. from a remote gateway's error body)."""
+    for cls in catalogue():
+        if cls.code == code and cls is not AllTargetsFailedError:
+            return cls(message, param=param)
+    return UniInferError(message, param=param)
 
 
 def catalogue() -> list[type[UniInferError]]:

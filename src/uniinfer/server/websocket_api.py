@@ -1,0 +1,200 @@
+"""Chat streaming over a WebSocket: ``/v1/ws`` (SSE on ``/v1/chat/completions`` stays the default).
+
+One connection carries any number of concurrent streams, told apart by a
+client-chosen ``id``. Frames are JSON text:
+
+Client -> server::
+
+    {"type": "chat.completions.create", "id": "r1", "request": { ...chat completion body... }}
+    {"type": "cancel", "id": "r1"}
+
+Server -> client::
+
+    {"type": "chunk", "id": "r1", "chunk": { ...chat.completion.chunk... }}
+    {"type": "done",  "id": "r1"}
+    {"type": "error", "id": "r1", "error": {"message", "type", "param", "code"}}
+
+``request`` is validated like the HTTP body; ``stream`` is implied. A
+``cancel`` (or the connection closing) cancels the upstream call.
+
+Authentication happens on connect: ``Authorization: Bearer <key>`` or
+``x-api-key``, or, for browsers that cannot set headers, the subprotocol
+``uniinfer.bearer.<key>``. A failed check rejects the handshake (HTTP 403).
+
+Backpressure: each stream awaits its own ``send``, so a client that reads
+slowly slows the streams it asked for (the upstream is read no faster than
+the client takes frames); at most ``MAX_STREAMS`` run at once per
+connection, more are refused with a ``rate_limited`` error.
+
+Close codes: 1000 normal; 1001 the server is shutting down; 1003 a binary
+frame; 1007 a frame that is not a JSON object; 1009 a frame larger than
+``server.max_body_bytes``; 1011 an internal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError
+from uniinfer.server.app import App
+from uniinfer.server.wire import Receive, Send
+from uniinfer.stages import RequestContext
+from uniinfer.types import ChatRequest
+from uniinfer.validation import parse_request
+
+__all__ = ["MAX_STREAMS", "PATH", "websocket_chat"]
+
+log = logging.getLogger("uniinfer.server.websocket")
+
+PATH = "/v1/ws"
+MAX_STREAMS = 32
+SUBPROTOCOL_PREFIX = "uniinfer.bearer."
+
+NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, TOO_BIG, INTERNAL = 1000, 1001, 1003, 1007, 1009, 1011
+
+
+class _CloseError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def websocket_chat(app: App, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """The ASGI WebSocket handler for :data:`PATH`."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    headers = dict(scope.get("headers", ()))
+    subprotocol = _bearer_subprotocol(scope)
+    if subprotocol is not None:
+        headers[b"authorization"] = b"Bearer " + subprotocol[len(SUBPROTOCOL_PREFIX) :].encode()
+    try:
+        app.authenticate(headers)
+    except UniInferError:
+        await send({"type": "websocket.close", "code": 1008, "reason": "authentication failed"})
+        return
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if subprotocol is not None:
+        accept["subprotocol"] = subprotocol
+    await send(accept)
+    await _Connection(app, receive, send, headers).run()
+
+
+def _bearer_subprotocol(scope: dict[str, Any]) -> str | None:
+    for proto in scope.get("subprotocols", ()):
+        if isinstance(proto, str) and proto.startswith(SUBPROTOCOL_PREFIX):
+            return proto
+    return None
+
+
+class _Connection:
+    """One accepted WebSocket: a read loop and one task per stream."""
+
+    def __init__(self, app: App, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
+        self._app = app
+        self._receive = receive
+        self._send = send
+        self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._send_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        code, reason = NORMAL, ""
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if self._app.draining:
+                    code, reason = GOING_AWAY, "server shutting down"
+                    break
+                await self._handle(message)
+        except _CloseError as close:
+            code, reason = close.code, close.reason
+        except Exception:
+            log.exception("websocket connection failed")
+            code, reason = INTERNAL, "internal error"
+        finally:
+            for task in self._streams.values():
+                task.cancel()
+            if self._streams:
+                await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def _handle(self, message: Mapping[str, Any]) -> None:
+        text = message.get("text")
+        if text is None:
+            raise _CloseError(UNSUPPORTED, "send JSON text frames")
+        if len(text) > self._app.config.server.max_body_bytes:
+            raise _CloseError(TOO_BIG, "frame too large")
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise _CloseError(INVALID, "frames must be JSON objects") from None
+        if not isinstance(frame, dict):
+            raise _CloseError(INVALID, "frames must be JSON objects")
+        kind, stream_id = frame.get("type"), frame.get("id")
+        if not isinstance(stream_id, str) or not stream_id:
+            await self._error(None, InvalidRequestError("every frame needs a string 'id'", param="id"))
+        elif kind == "cancel":
+            task = self._streams.get(stream_id)
+            if task is not None:
+                task.cancel()
+        elif kind == "chat.completions.create":
+            await self._start(stream_id, frame.get("request"))
+        else:
+            await self._error(stream_id, InvalidRequestError(f"unknown frame type {kind!r}", param="type"))
+
+    async def _start(self, stream_id: str, body: Any) -> None:
+        if stream_id in self._streams:
+            await self._error(
+                stream_id, InvalidRequestError(f"stream '{stream_id}' is already running", param="id")
+            )
+            return
+        if len(self._streams) >= MAX_STREAMS:
+            await self._error(
+                stream_id, RateLimitError(f"at most {MAX_STREAMS} concurrent streams per connection")
+            )
+            return
+        if not isinstance(body, dict):
+            await self._error(
+                stream_id, InvalidRequestError("'request' must be a chat completion body", param="request")
+            )
+            return
+        task = asyncio.create_task(self._stream(stream_id, {**body, "stream": True}))
+        self._streams[stream_id] = task
+        task.add_done_callback(lambda _: self._streams.pop(stream_id, None))
+
+    async def _stream(self, stream_id: str, body: dict[str, Any]) -> None:
+        try:
+            request = parse_request(ChatRequest, body)
+            ctx = RequestContext("chat", headers=self._headers)
+            stream = await self._app.gateway.stream(request, ctx)
+            try:
+                async for chunk in stream:
+                    payload = b'{"type":"chunk","id":' + orjson.dumps(stream_id) + b',"chunk":'
+                    payload += chunk.model_dump_json(exclude_none=True).encode() + b"}"
+                    await self._write(payload.decode())
+            finally:
+                await stream.aclose()
+            await self._write(orjson.dumps({"type": "done", "id": stream_id}).decode())
+        except UniInferError as exc:
+            await self._error(stream_id, exc)
+
+    async def _error(self, stream_id: str | None, exc: UniInferError) -> None:
+        frame: dict[str, Any] = {"type": "error", **exc.to_openai()}
+        if stream_id is not None:
+            frame["id"] = stream_id
+        await self._write(orjson.dumps(frame).decode())
+
+    async def _write(self, text: str) -> None:
+        async with self._send_lock:
+            await self._send({"type": "websocket.send", "text": text})

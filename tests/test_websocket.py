@@ -1,0 +1,172 @@
+"""The WebSocket streaming endpoint, with the SDK's WebSocketClient and raw frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+
+from tests.server_helpers import serve
+from uniinfer.config import Config
+from uniinfer.errors import AuthenticationError, InvalidRequestError, RateLimitError
+from uniinfer.server import App, create_app
+from uniinfer.ws_client import WebSocketClient
+
+MASTER = "sk-master-ws"
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+def app(config_for: Callable[..., Config]) -> App:
+    return create_app(config_for(master_key=MASTER))
+
+
+@pytest.fixture
+async def ws_url(app: App) -> AsyncIterator[str]:
+    async with serve(app) as base:
+        yield base.replace("http://", "ws://") + "/v1/ws"
+
+
+async def test_stream_over_websocket_with_the_sdk(ws_url: str) -> None:
+    async with WebSocketClient(ws_url, api_key=MASTER) as ws:
+        chunks = [
+            c
+            async for c in ws.astream(
+                model="up/gpt-4o-mini", messages=MSG, stream_options={"include_usage": True}
+            )
+        ]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "echo: hello there"
+    assert chunks[-1].usage is not None
+
+
+async def test_concurrent_streams_share_one_connection(ws_url: str) -> None:
+    async with WebSocketClient(ws_url, api_key=MASTER) as ws:
+
+        async def one(text: str) -> str:
+            parts = [
+                c.choices[0].delta.content or ""
+                async for c in ws.astream(
+                    model="up/gpt-4o-mini", messages=[{"role": "user", "content": text}]
+                )
+                if c.choices
+            ]
+            return "".join(parts)
+
+        results = await asyncio.gather(*(one(f"message {i}") for i in range(5)))
+    assert results == [f"echo: message {i}" for i in range(5)]
+
+
+async def test_errors_arrive_typed_per_stream(ws_url: str) -> None:
+    async with WebSocketClient(ws_url, api_key=MASTER) as ws:
+        with pytest.raises(InvalidRequestError) as info:
+            async for _ in ws.astream(model="up/gpt-4o-mini", messages=MSG, temperature=5):
+                pass
+        assert info.value.param == "temperature"
+        with pytest.raises(RateLimitError):
+            async for _ in ws.astream(model="up/error-429", messages=MSG):
+                pass
+        # the connection survives errors of single streams
+        chunks = [c async for c in ws.astream(model="up/gpt-4o-mini", messages=MSG)]
+        assert chunks
+
+
+async def test_auth_on_connect(ws_url: str) -> None:
+    with pytest.raises(AuthenticationError):
+        async with WebSocketClient(ws_url, api_key="wrong"):
+            pass
+    # browsers authenticate with a subprotocol
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, protocols=[f"uniinfer.bearer.{MASTER}"]) as ws,
+    ):
+        assert ws.protocol == f"uniinfer.bearer.{MASTER}"
+
+
+async def test_cancel_stops_the_upstream_call(app: App, ws_url: str) -> None:
+    http = app.gateway.http
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, headers={"x-api-key": MASTER}) as ws,
+    ):
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "chat.completions.create",
+                    "id": "a",
+                    "request": {"model": "up/slow-5", "messages": MSG},
+                }
+            )
+        )
+        for _ in range(300):
+            if http.busy_connections:
+                break
+            await asyncio.sleep(0.01)
+        assert http.busy_connections == 1
+        await ws.send_str(json.dumps({"type": "cancel", "id": "a"}))
+        for _ in range(300):
+            if not http.busy_connections:
+                break
+            await asyncio.sleep(0.01)
+        assert http.busy_connections == 0
+
+
+async def test_closing_the_socket_cancels_its_streams(app: App, ws_url: str) -> None:
+    http = app.gateway.http
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(ws_url, headers={"x-api-key": MASTER})
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "chat.completions.create",
+                    "id": "a",
+                    "request": {"model": "up/slow-5", "messages": MSG},
+                }
+            )
+        )
+        for _ in range(300):
+            if http.busy_connections:
+                break
+            await asyncio.sleep(0.01)
+        await ws.close()
+    for _ in range(300):
+        if not http.busy_connections:
+            break
+        await asyncio.sleep(0.01)
+    assert http.busy_connections == 0
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [("not json", 1007), ("[1]", 1007), (b"\x00binary", 1003)],
+)
+async def test_bad_frames_close_with_the_documented_code(ws_url: str, frame: str | bytes, code: int) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, headers={"x-api-key": MASTER}) as ws,
+    ):
+        if isinstance(frame, bytes):
+            await ws.send_bytes(frame)
+        else:
+            await ws.send_str(frame)
+        msg = await ws.receive()
+        assert msg.type == aiohttp.WSMsgType.CLOSE
+        assert msg.data == code
+
+
+async def test_protocol_errors_name_the_problem(ws_url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, headers={"x-api-key": MASTER}) as ws,
+    ):
+        await ws.send_str(json.dumps({"type": "chat.completions.create", "request": {}}))
+        frame = json.loads((await ws.receive()).data)
+        assert frame["type"] == "error"
+        assert frame["error"]["param"] == "id"
+        await ws.send_str(json.dumps({"type": "bogus", "id": "x"}))
+        frame = json.loads((await ws.receive()).data)
+        assert frame["error"]["param"] == "type"
+        assert frame["id"] == "x"
