@@ -1,0 +1,215 @@
+"""Azure OpenAI: the OpenAI wire format behind deployment URLs, ``api-version`` and Azure auth.
+
+Reference: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference
+
+- URLs: ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21``
+  (and ``/embeddings``); the model name *is* the deployment name. With
+  ``use_v1_api`` the v1 API is used instead: ``{endpoint}/openai/v1/chat/completions``
+  with the deployment in the body's ``model`` and no ``api-version`` (unless
+  ``api_version`` is set explicitly, e.g. ``preview``)
+  (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/api-version-lifecycle).
+- Auth: the ``api-key`` header, or ``Authorization: Bearer <Microsoft Entra ID token>``
+  when ``options.entra_token`` is set (then no key is needed).
+- ``stream_options.include_usage`` is sent on api-versions from 2024-09-01 on
+  (older ones reject the field, and their streams report no usage).
+- Content filtering (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/content-filter):
+  a filtered prompt is a 400 whose ``error.code`` is ``content_filter`` with
+  ``innererror.content_filter_result``: it becomes
+  :class:`~uniinfer.errors.ContentFilteredError` naming the filtered categories.
+  A filtered completion is a 200 with ``finish_reason: "content_filter"``, passed
+  through (a filtered choice may come without a ``message``; it gets an empty one).
+- Streams start with an annotation chunk that has empty ``choices``, no ``usage``,
+  ``"object": ""`` and ``prompt_filter_results``; with asynchronous filtering,
+  chunks whose choices carry only ``content_filter_results`` follow. Both are
+  dropped by :class:`AzureStreamDecoder`, so that neither is taken for content
+  nor for the usage chunk (which has empty choices *and* ``usage``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from urllib.parse import quote
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from uniinfer.errors import ConfigError, ContentFilteredError, ProviderResponseError, UniInferError
+from uniinfer.http import HttpRequest
+from uniinfer.providers.base import Endpoint, ProviderSpec, loads, merge_headers
+from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+
+__all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
+
+DEFAULT_API_VERSION = "2024-10-21"
+#: First api-version that accepts ``stream_options`` (2024-09-01-preview; GA in 2024-10-21).
+_STREAM_USAGE_SINCE = "2024-09-01"
+_DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_PLACEHOLDER = "YOUR-RESOURCE"
+
+
+class AzureOptions(BaseModel):
+    """``providers.<name>.options`` of an Azure OpenAI provider."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_version: str = Field(default=DEFAULT_API_VERSION, pattern=r"^[A-Za-z0-9.-]+$")
+    #: Use ``/openai/v1/...`` with the deployment in ``model`` instead of deployment URLs.
+    use_v1_api: bool = False
+    #: A Microsoft Entra ID access token, sent as ``Authorization: Bearer`` instead of ``api-key``.
+    entra_token: SecretStr | None = None
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """OpenAI Chat Completions and embeddings on an Azure OpenAI resource."""
+
+    Options = AzureOptions
+
+    def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
+        super().__init__(spec, endpoint, name)
+        opts: AzureOptions = self.options
+        if _PLACEHOLDER in endpoint.base_url:
+            raise ConfigError(
+                f"providers.{self.name}.base_url: set your Azure OpenAI endpoint "
+                "(https://<resource>.openai.azure.com)"
+            )
+        self._entra = opts.entra_token.get_secret_value() if opts.entra_token else None
+        if not self._entra and not endpoint.api_key:
+            raise ConfigError(
+                f"provider '{self.name}' needs an API key (providers.{self.name}.api_key or "
+                f"AZURE_OPENAI_API_KEY) or providers.{self.name}.options.entra_token"
+            )
+        base = endpoint.base_url.rstrip("/")
+        self._root = base.removesuffix("/openai/v1").removesuffix("/openai")
+        self._v1 = opts.use_v1_api
+        explicit = "api_version" in opts.model_fields_set
+        self._query = "" if self._v1 and not explicit else f"?api-version={quote(opts.api_version)}"
+        dated = _DATED.match(opts.api_version)
+        self._stream_usage = dated is None or dated.group() >= _STREAM_USAGE_SINCE
+
+    # --- requests ---------------------------------------------------------------------
+
+    def deployment_url(self, model: str, operation: str) -> str:
+        """The URL of ``operation`` (``chat/completions``, ``embeddings``) for deployment ``model``."""
+        if self._v1:
+            return f"{self._root}/openai/v1/{operation}{self._query}"
+        return f"{self._root}/openai/deployments/{quote(model, safe='')}/{operation}{self._query}"
+
+    def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        built = super().chat_request(request, model, stream=stream)
+        body = built.body
+        if stream and not self._stream_usage:
+            payload = orjson.loads(body)
+            payload.pop("stream_options", None)
+            body = orjson.dumps(payload)
+        return replace(built, url=self.deployment_url(model, "chat/completions"), body=body)
+
+    def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
+        return replace(super().embed_request(request, model), url=self.deployment_url(model, "embeddings"))
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization: Bearer`` with an Entra ID token, else ``api-key``; configured headers win."""
+        headers = {"content-type": "application/json"}
+        if self._entra:
+            headers["authorization"] = f"Bearer {self._entra}"
+        elif self.endpoint.api_key:
+            headers["api-key"] = self.endpoint.api_key
+        return merge_headers(headers, self.endpoint.headers)
+
+    # --- responses --------------------------------------------------------------------
+
+    def parse_chat(self, body: bytes, model: str) -> ChatResponse:
+        if b'"content_filter"' not in body:
+            return super().parse_chat(body, model)
+        data = loads(body, self.name)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        for choice in choices if isinstance(choices, list) else ():
+            if isinstance(choice, dict) and choice.get("message") is None:
+                choice["message"] = {"role": "assistant", "content": None}  # a filtered choice
+        try:
+            return ChatResponse.model_validate(data)
+        except ValueError as exc:
+            raise ProviderResponseError(
+                f"{self.name}: unexpected chat response shape",
+                provider=self.name,
+                upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
+            ) from exc
+
+    def stream_decoder(self, model: str) -> AzureStreamDecoder:
+        return AzureStreamDecoder(self)
+
+    # --- errors -----------------------------------------------------------------------
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
+        err = super().parse_error(status, headers, body)
+        if isinstance(err, ContentFilteredError):
+            categories = _filtered_categories(body)
+            if categories:
+                err.message = f"{err.message} (filtered: {', '.join(categories)})"
+                err.args = (err.message,)
+        return err
+
+    def redact(self, text: str) -> str:
+        text = super().redact(text)
+        if self._entra and self._entra in text:
+            text = text.replace(self._entra, "[redacted]")
+        return text
+
+
+class AzureStreamDecoder(OpenAIStreamDecoder):
+    """The OpenAI decoder, minus Azure's content-filter annotation chunks."""
+
+    __slots__ = ()
+
+    def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
+        kept: list[tuple[str, str]] = []
+        for event, data in events:
+            cleaned = _without_annotations(data)
+            if cleaned is not None:
+                kept.append((event, cleaned))
+        return super()._decode(kept)
+
+
+def _without_annotations(data: str) -> str | None:
+    """The event's data without annotation-only choices; None when nothing else is left.
+
+    Dropped: a chunk with empty ``choices`` and no ``usage`` (``prompt_filter_results``),
+    and choices without a ``delta`` (``content_filter_results`` of asynchronous filtering).
+    Anything unparsable is left for the OpenAI decoder to report.
+    """
+    if data == "[DONE]" or '"choices"' not in data:
+        return data
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        return data
+    choices = payload["choices"]
+    content = [c for c in choices if not isinstance(c, dict) or "delta" in c]
+    if not content and payload.get("usage") is None:
+        return None
+    if len(content) == len(choices):
+        return data
+    payload["choices"] = content
+    return orjson.dumps(payload).decode()
+
+
+def _filtered_categories(body: bytes) -> list[str]:
+    """``category (severity)`` for each filtered category of a content-filter error."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    error = payload.get("error") if isinstance(payload, dict) else None
+    inner = error.get("innererror") if isinstance(error, dict) else None
+    result = inner.get("content_filter_result") if isinstance(inner, dict) else None
+    if not isinstance(result, dict):
+        return []
+    out = []
+    for category, verdict in result.items():
+        if isinstance(verdict, dict) and verdict.get("filtered"):
+            severity = verdict.get("severity")
+            out.append(f"{category} ({severity})" if isinstance(severity, str) else str(category))
+    return out
