@@ -134,16 +134,49 @@ def models(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def providers() -> None:
-    """List every provider uniinfer knows, with its capabilities."""
+def providers(
+    capability: Annotated[
+        Optional[str],  # noqa: UP045 - typer needs Optional here on 3.11
+        typer.Option(
+            "--capability", help="Only providers declaring this capability (e.g. embeddings, vision)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every provider uniinfer knows: kind, key variable, capabilities, base URL."""
+    from uniinfer.providers.catalog_docs import capability_names, kind
+    from uniinfer.providers.registry import default_registry
+
+    specs = list(default_registry())
+    if capability is not None:
+        known = {name for spec in specs for name in spec.capabilities.names()}
+        if capability not in known:
+            _fail(f"unknown capability '{capability}' (known: {', '.join(sorted(known))})")
+        specs = [s for s in specs if capability in s.capabilities.names()]
+    if as_json:
+        import orjson
+
+        rows = [
+            {
+                "name": s.name,
+                "kind": kind(s),
+                "key_variable": s.api_key_env,
+                "base_url": s.base_url,
+                "capabilities": s.capabilities.names(),
+                "docs_url": s.docs_url or None,
+            }
+            for s in specs
+        ]
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from uniinfer.providers.registry import default_registry
-
-    table = Table("provider", "key variable", "base URL", "capabilities", title="Providers")
-    for spec in default_registry():
-        table.add_row(spec.name, spec.api_key_env or "-", spec.base_url, ", ".join(spec.capabilities.names()))
+    table = Table("provider", "kind", "key variable", "capabilities", "base URL", title="Providers")
+    for spec in specs:
+        table.add_row(
+            spec.name, kind(spec), spec.api_key_env or "-", ", ".join(capability_names(spec)), spec.base_url
+        )
     Console().print(table)
 
 
