@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:
     from uniinfer.config import Config
     from uniinfer.gateway import Gateway
+    from uniinfer.providers.base import ProviderSpec
 
 app = typer.Typer(
     name="uniinfer",
@@ -154,20 +155,7 @@ def providers(
             _fail(f"unknown capability '{capability}' (known: {', '.join(sorted(known))})")
         specs = [s for s in specs if capability in s.capabilities.names()]
     if as_json:
-        import orjson
-
-        rows = [
-            {
-                "name": s.name,
-                "kind": kind(s),
-                "key_variable": s.api_key_env,
-                "base_url": s.base_url,
-                "capabilities": s.capabilities.names(),
-                "docs_url": s.docs_url or None,
-            }
-            for s in specs
-        ]
-        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(_providers_json(specs))
         return
     from rich.console import Console
     from rich.table import Table
@@ -178,6 +166,25 @@ def providers(
             spec.name, kind(spec), spec.api_key_env or "-", ", ".join(capability_names(spec)), spec.base_url
         )
     Console().print(table)
+
+
+def _providers_json(specs: list[ProviderSpec]) -> str:
+    import orjson
+
+    from uniinfer.providers.catalog_docs import kind
+
+    rows = [
+        {
+            "name": s.name,
+            "kind": kind(s),
+            "key_variable": s.api_key_env,
+            "base_url": s.base_url,
+            "capabilities": s.capabilities.names(),
+            "docs_url": s.docs_url or None,
+        }
+        for s in specs
+    ]
+    return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
 
 
 @config_app.command("validate")
