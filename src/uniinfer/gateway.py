@@ -206,7 +206,7 @@ class Gateway:
             for name in request.model_fields_set
             if name not in _ALWAYS and getattr(request, name) is not None
         }
-        rejected = (present - adapter.supported_params) | (present & adapter.unsupported())
+        rejected = (present - adapter.supported_for(target.model)) | (present & adapter.unsupported())
         if not rejected:
             return request, ()
         names = tuple(sorted(rejected))

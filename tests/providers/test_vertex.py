@@ -418,3 +418,11 @@ async def test_gemini_structured_output_is_sent_as_json_schema(fake: Fake) -> No
     assert orjson.loads(result.choices[0].message.content or "") == {"echo": "hello there"}
     config = fake.requests[0]["body"]["generationConfig"]
     assert config == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+
+
+def test_supported_params_follow_the_model_family() -> None:
+    """The gateway asks per model, so it can reject or visibly drop a family's missing params."""
+    adapter = make("http://127.0.0.1:1/v1")
+    assert "seed" in adapter.supported_for("gemini-2.5-flash")
+    assert "seed" not in adapter.supported_for("claude-sonnet-4-5")
+    assert "top_k" in adapter.supported_for("claude-sonnet-4-5")

@@ -196,6 +196,11 @@ class ProviderAdapter(ABC):
         """Params a request may carry that this provider cannot honour."""
         return self.spec.unsupported_params
 
+    def supported_for(self, model: str) -> frozenset[str]:
+        """The params this adapter can express for ``model`` (providers hosting several
+        wire formats, like Vertex AI, narrow it per model family)."""
+        return self.supported_params
+
     # --- chat -----------------------------------------------------------------
 
     @abstractmethod

@@ -28,9 +28,10 @@ Params: ``supported_params`` is the union of both families' sets, because the
 gateway checks params before the model is known to the adapter. A request whose
 model family cannot express a param it sets (``seed`` or ``response_format``
 for Claude, ``user`` or ``parallel_tool_calls`` for Gemini) raises
-:class:`~uniinfer.errors.UnsupportedParamError` naming the param, the provider
-and the model from :meth:`VertexAdapter.chat_request`. Such params are not
-dropped by ``settings.drop_unsupported_params``, which cannot see the model.
+:class:`~uniinfer.errors.UnsupportedParamError` naming the param and the
+provider: :meth:`VertexAdapter.supported_for` tells the gateway the family's
+set, so ``settings.drop_unsupported_params`` drops them visibly instead when
+it is on (``chat_request`` checks again for direct callers of the adapter).
 
 Embeddings use ``:predict`` (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/text-embeddings-api):
 ``{"instances": [{"content": text}], "parameters": {"outputDimensionality": n}}`` ->
@@ -200,6 +201,10 @@ class VertexAdapter(ProviderAdapter):
     def family(self, model: str) -> ProviderAdapter:
         """The adapter whose wire format ``model`` speaks."""
         return self._claude if is_claude(model) else self._gemini
+
+    def supported_for(self, model: str) -> frozenset[str]:
+        """The chosen family's params, so the gateway rejects (or drops) the others."""
+        return self.family(model).supported_params
 
     # --- chat -------------------------------------------------------------------------
 
