@@ -422,7 +422,8 @@ async def test_gemini_structured_output_is_sent_as_json_schema(fake: Fake) -> No
 
 def test_supported_params_follow_the_model_family() -> None:
     """The gateway asks per model, so it can reject or visibly drop a family's missing params."""
-    adapter = make("http://127.0.0.1:1/v1")
+    key = service_account_key().key_json("https://oauth2.googleapis.com/token")
+    adapter = make("http://127.0.0.1:1/v1", credentials_json=key)
     assert "seed" in adapter.supported_for("gemini-2.5-flash")
     assert "seed" not in adapter.supported_for("claude-sonnet-4-5")
     assert "top_k" in adapter.supported_for("claude-sonnet-4-5")
