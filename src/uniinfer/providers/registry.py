@@ -204,6 +204,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
             {"n", "stop", "seed", "logit_bias", "logprobs", "top_logprobs", "parallel_tool_calls"}
             | {"service_tier", "audio", "modalities", "prediction", "store", "tool_choice"}
         ),
+        # Its reference names the output limit max_tokens.
         param_renames=_MAX_TOKENS,
         # Every streamed chunk carries usage; the API has no stream_options.
         stream_usage="always",
@@ -267,7 +268,10 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         # {account_id} comes from providers.cloudflare.options.account_id (or give base_url).
         "https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1",
         "CLOUDFLARE_API_KEY",
+        # The OpenAI-compatible endpoint documents chat (with tools) and embeddings; JSON
+        # mode is documented for the native API only, so it is not declared here.
         Capabilities(json_mode=False, embeddings=True),
+        # Its text-generation models document max_tokens (no max_completion_tokens).
         param_renames=_MAX_TOKENS,
         auto_enable=False,  # needs the account id as well as the key
         docs_url="https://developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility/",
@@ -278,8 +282,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         _OPENAI,
         "https://api.moonshot.ai/v1",
         "MOONSHOT_API_KEY",
-        # Streams put usage inside the last choice; the decoder lifts it out.
+        # Streams put usage inside the last choice; the decoder lifts it out (no flag needed).
         Capabilities(vision=True, reasoning=True),
+        # The chat reference documents max_tokens only.
         param_renames=_MAX_TOKENS,
         docs_url="https://platform.moonshot.ai/docs/api/chat",
         description="Moonshot AI (Kimi)",
@@ -289,7 +294,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         _OPENAI,
         "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
         "DASHSCOPE_API_KEY",
+        # Streams report usage with stream_options.include_usage, as OpenAI's do.
         Capabilities(vision=True, embeddings=True, reasoning=True),
+        # The compatible mode documents max_tokens as the output limit.
         param_renames=_MAX_TOKENS,
         docs_url="https://www.alibabacloud.com/help/en/model-studio/compatibility-of-openai-with-dashscope",
         description="Alibaba Cloud Model Studio (Qwen, international)",
