@@ -27,19 +27,21 @@ from tests.fakes.openai import row_fake
 from uniinfer.config import Config
 from uniinfer.gateway import Gateway
 from uniinfer.http import HttpClient, HttpRequest, HttpResponse, Timeouts
-from uniinfer.providers.base import ProviderSpec
+from uniinfer.providers.base import ProviderAdapter, ProviderSpec
 from uniinfer.providers.registry import default_registry
 
 __all__ = [
     "OPENAI_ADAPTER",
     "Harness",
     "RecordingHttpClient",
+    "adapter_of",
     "configured",
     "contract_config",
     "find_fake",
     "harness",
     "provider_entry",
     "provider_types",
+    "rejected_params",
 ]
 
 OPENAI_ADAPTER = "uniinfer.providers.openai:OpenAIAdapter"
@@ -61,6 +63,19 @@ def find_fake(spec: ProviderSpec) -> FakeProvider:
     assert isinstance(fake, FakeProvider), f"{module}.fake_provider() must return a FakeProvider"
     assert fake.type == spec.name, f"{module}.fake_provider() is for type '{fake.type}'"
     return fake
+
+
+def adapter_of(gateway: Gateway, name: str) -> ProviderAdapter:
+    """The adapter the gateway built for configured provider ``name`` (the one place that looks)."""
+    return gateway._adapters[name]
+
+
+def rejected_params(adapter: ProviderAdapter) -> set[str]:
+    """Chat params a request may carry that this adapter's provider cannot honour."""
+    from uniinfer.types import ChatRequest
+
+    optional = set(ChatRequest.model_fields) - {"model", "messages", "stream", "stream_options"}
+    return (optional - adapter.supported_params) | (optional & adapter.unsupported())
 
 
 class RecordingHttpClient(HttpClient):

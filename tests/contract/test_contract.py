@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.contract.harness import OPENAI_ADAPTER, Harness, harness, provider_types
+from tests.contract.harness import (
+    OPENAI_ADAPTER,
+    Harness,
+    adapter_of,
+    harness,
+    provider_types,
+    rejected_params,
+)
 from uniinfer.errors import (
     AuthenticationError,
     RateLimitError,
@@ -345,13 +352,6 @@ async def test_wrong_key_is_an_authentication_error_without_the_key(name: str) -
 # --- params -------------------------------------------------------------------------------------------------
 
 
-def rejected_params(h: Harness) -> list[str]:
-    """Params a request may carry that this provider cannot honour (by its protocol or its docs)."""
-    adapter = h.gateway._adapters[h.name]
-    optional = set(ChatRequest.model_fields) - {"model", "messages", "stream", "stream_options"}
-    return sorted((optional - adapter.supported_params) | (optional & adapter.unsupported()))
-
-
 def test_samples_cover_every_chat_param() -> None:
     assert set(SAMPLES) == set(ChatRequest.model_fields) - {"model", "messages", "stream"}
 
@@ -360,7 +360,7 @@ def test_samples_cover_every_chat_param() -> None:
 async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> None:
     async with harness(name) as strict, harness(name, drop=True) as lenient:
         caps = strict.spec.capabilities
-        for param in rejected_params(strict):
+        for param in sorted(rejected_params(adapter_of(strict.gateway, name))):
             fields = SAMPLES[param]
             if "tools" in fields and not caps.tools:
                 continue  # a tools request fails on the feature first (test_tools_plain_and_streamed)

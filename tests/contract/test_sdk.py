@@ -16,7 +16,14 @@ import openai
 import pytest
 import pytest_asyncio
 
-from tests.contract.harness import contract_config, find_fake, provider_entry, provider_types
+from tests.contract.harness import (
+    adapter_of,
+    contract_config,
+    find_fake,
+    provider_entry,
+    provider_types,
+    rejected_params,
+)
 from tests.contract.test_contract import SAMPLES
 from tests.fakes.common import FakeProvider, run_fake
 from tests.server_helpers import serve
@@ -38,10 +45,7 @@ class Sdk:
 
 def droppable(gateway: Gateway, name: str) -> str | None:
     """A param this provider cannot honour that needs no other feature, if any."""
-    adapter = gateway._adapters[name]
-    optional = set(SAMPLES) - {"stream_options"}
-    rejected = (optional - adapter.supported_params) | (optional & adapter.unsupported())
-    plain = sorted(p for p in rejected if set(SAMPLES[p]) == {p})
+    plain = sorted(p for p in rejected_params(adapter_of(gateway, name)) if set(SAMPLES[p]) == {p})
     return plain[0] if plain else None
 
 
