@@ -1,0 +1,294 @@
+"""Routing rules: the first rule (by priority) whose conditions all hold routes the request.
+
+:class:`RuleSet` compiles the configured :class:`~uniinfer.config.routing.RuleConfig`
+list once — sorted by priority, highest first, file order kept among equals —
+into flat lists of condition checks, so :meth:`RuleSet.match` is a few
+attribute reads and comparisons per rule. :meth:`RuleSet.explain` evaluates
+every condition of every rule and says why each passed or failed (for
+``uniinfer route explain`` and debugging headers).
+
+Condition semantics (``None`` or an empty mapping means "not tested"):
+
+* ``model``, ``task``, ``language``: a value or a list of values, any of which
+  may match (languages compare case-insensitively);
+* ``min_*`` / ``max_*``: inclusive bounds on ``prompt_tokens`` and ``messages``;
+* ``has_images``, ``has_tools``, ``json_mode``, ``has_code``: equality;
+* ``metadata``, ``headers``, ``caller``: every given key must be present with
+  exactly that value (header names compare lower-cased).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from uniinfer.config.routing import RuleConditions, RuleConfig
+from uniinfer.routing.analyser import Features
+
+__all__ = ["ConditionResult", "Explanation", "RuleInput", "RuleResult", "RuleSet", "validate_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleInput:
+    """What rules are evaluated against."""
+
+    #: The model name the caller asked for (``uniinfer/auto``, a group, ``profile:x``...).
+    model: str
+    features: Features
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    #: Request headers, names lower-cased.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Caller identity fields (``principal``, ...).
+    caller: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Condition:
+    name: str
+    expected: Any
+    actual: Callable[[RuleInput], Any]
+    test: Callable[[Any], bool]
+
+
+# --- compiling conditions -----------------------------------------------------------------
+
+
+def _any_of(value: str | Sequence[str], *, fold: bool = False) -> frozenset[str]:
+    values = [value] if isinstance(value, str) else value
+    return frozenset(v.lower() for v in values) if fold else frozenset(values)
+
+
+def _compile(when: RuleConditions) -> tuple[_Condition, ...]:
+    conditions: list[_Condition] = []
+    if when.model is not None:
+        conditions.append(
+            _Condition("model", when.model, lambda c: c.model, _any_of(when.model).__contains__)
+        )
+    if when.task is not None:
+        tasks = _any_of(when.task).__contains__
+        conditions.append(_Condition("task", when.task, lambda c: c.features.task, tasks))
+    if when.language is not None:
+        languages = _any_of(when.language, fold=True).__contains__
+        conditions.append(_Condition("language", when.language, lambda c: c.features.language, languages))
+    conditions += _bounds("prompt_tokens", when.min_prompt_tokens, when.max_prompt_tokens)
+    conditions += _bounds("messages", when.min_messages, when.max_messages)
+    for flag in ("has_images", "has_tools", "json_mode", "has_code"):
+        expected = getattr(when, flag)
+        if expected is not None:
+            conditions.append(_equals(flag, expected, _feature(flag)))
+    conditions += _entries("metadata", when.metadata, lambda c: c.metadata)
+    headers = {k.lower(): v for k, v in when.headers.items()}
+    conditions += _entries("headers", headers, lambda c: c.headers)
+    conditions += _entries("caller", when.caller, lambda c: c.caller)
+    return tuple(conditions)
+
+
+def _feature(name: str) -> Callable[[RuleInput], Any]:
+    return lambda c: getattr(c.features, name)
+
+
+def _equals(name: str, expected: Any, actual: Callable[[RuleInput], Any]) -> _Condition:
+    return _Condition(name, expected, actual, lambda value: value == expected)
+
+
+def _bounds(feature: str, low: int | None, high: int | None) -> list[_Condition]:
+    actual = _feature(feature)
+    out: list[_Condition] = []
+    if low is not None:
+        out.append(_Condition(f"min_{feature}", low, actual, lambda value: value >= low))
+    if high is not None:
+        out.append(_Condition(f"max_{feature}", high, actual, lambda value: value <= high))
+    return out
+
+
+def _entries(
+    kind: str, expected: Mapping[str, str], source: Callable[[RuleInput], Mapping[str, str]]
+) -> list[_Condition]:
+    return [_equals(f"{kind}.{key}", value, _lookup(source, key)) for key, value in expected.items()]
+
+
+def _lookup(source: Callable[[RuleInput], Mapping[str, str]], key: str) -> Callable[[RuleInput], str | None]:
+    return lambda c: source(c).get(key)
+
+
+# --- the rule set -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    index: int
+    config: RuleConfig
+    conditions: tuple[_Condition, ...]
+
+
+class RuleSet:
+    """Rules in evaluation order (priority descending, stable), compiled for fast matching."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: Sequence[RuleConfig]) -> None:
+        order = sorted(range(len(rules)), key=lambda i: -rules[i].priority)
+        self._rules = tuple(_Rule(i, rules[i], _compile(rules[i].when)) for i in order)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    @property
+    def rules(self) -> tuple[RuleConfig, ...]:
+        """The rules in evaluation order."""
+        return tuple(rule.config for rule in self._rules)
+
+    def match(self, ctx: RuleInput) -> RuleConfig | None:
+        """The first rule whose conditions all hold, or ``None``."""
+        for rule in self._rules:
+            for cond in rule.conditions:
+                if not cond.test(cond.actual(ctx)):
+                    break
+            else:
+                return rule.config
+        return None
+
+    def explain(self, ctx: RuleInput) -> Explanation:
+        """Every rule in evaluation order with each condition's outcome, and the rule that matched."""
+        results: list[RuleResult] = []
+        matched: RuleResult | None = None
+        for rule in self._rules:
+            conditions = []
+            for cond in rule.conditions:
+                actual = cond.actual(ctx)
+                conditions.append(ConditionResult(cond.name, cond.expected, actual, cond.test(actual)))
+            result = RuleResult(
+                index=rule.index,
+                name=rule.config.name,
+                priority=rule.config.priority,
+                route=rule.config.route.model_dump(exclude_none=True),
+                conditions=conditions,
+                passed=all(c.passed for c in conditions),
+                reached=matched is None,
+            )
+            if matched is None and result.passed:
+                matched = result
+            results.append(result)
+        return Explanation(model=ctx.model, features=ctx.features, rules=results, matched=matched)
+
+
+# --- explanations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionResult:
+    name: str
+    expected: Any
+    actual: Any
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "condition": self.name,
+            "expected": self.expected,
+            "actual": self.actual,
+            "passed": self.passed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    #: Position of the rule in the configuration file (``routing.rules[index]``).
+    index: int
+    name: str
+    priority: int
+    route: dict[str, str]
+    conditions: list[ConditionResult]
+    #: All conditions hold (an empty ``when`` always passes).
+    passed: bool
+    #: ``False`` for rules after the matching one: :meth:`RuleSet.match` never looks at them.
+    reached: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "priority": self.priority,
+            "route": self.route,
+            "passed": self.passed,
+            "reached": self.reached,
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    model: str
+    features: Features
+    #: Every rule, in evaluation order.
+    rules: list[RuleResult]
+    #: The rule that routes the request (the first that passed), or ``None``.
+    matched: RuleResult | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "features": self.features.to_dict(),
+            "matched": self.matched.name if self.matched is not None else None,
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+    def render(self) -> str:
+        """Plain text for the CLI: the features, then one block per rule."""
+        feats = ", ".join(f"{k}={v}" for k, v in self.features.to_dict().items())
+        lines = [f"model: {self.model}", f"features: {feats}", ""]
+        for rule in self.rules:
+            if rule is self.matched:
+                verdict = "MATCH"
+            elif not rule.reached:
+                verdict = "not reached" + (" (would pass)" if rule.passed else "")
+            else:
+                verdict = "no match"
+            target = ", ".join(f"{k}={v}" for k, v in rule.route.items())
+            lines.append(f"[{rule.index}] {rule.name} (priority {rule.priority}) -> {target}: {verdict}")
+            if not rule.conditions:
+                lines.append("    (no conditions: always matches)")
+            for c in rule.conditions:
+                mark = "ok  " if c.passed else "FAIL"
+                lines.append(f"    {mark} {c.name}: expected {c.expected!r}, got {c.actual!r}")
+        summary = f"routed by rule '{self.matched.name}'" if self.matched else "no rule matched"
+        lines.append(summary)
+        return "\n".join(lines)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate_rules(rules: Sequence[RuleConfig]) -> None:
+    """Reject rules that can never match or are ambiguous; the message names ``rules[i]``.
+
+    Checks: min above max (prompt tokens, messages), an empty any-of list
+    (``model: []``, ``task: []``, ``language: []``) and duplicate rule names.
+    """
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}] ('{rule.name}')"
+        problems = _contradictions(rule.when)
+        if problems:
+            raise ValueError(f"{where}: {'; '.join(problems)}")
+        if rule.name in seen:
+            raise ValueError(f"{where}: the name is already used by rules[{seen[rule.name]}]")
+        seen[rule.name] = i
+
+
+def _contradictions(when: RuleConditions) -> list[str]:
+    problems = []
+    for feature in ("prompt_tokens", "messages"):
+        low, high = getattr(when, f"min_{feature}"), getattr(when, f"max_{feature}")
+        if low is not None and high is not None and low > high:
+            problems.append(
+                f"min_{feature} ({low}) is greater than max_{feature} ({high}); it can never match"
+            )
+    for name in ("model", "task", "language"):
+        if getattr(when, name) == []:
+            problems.append(f"'{name}' is an empty list; it can never match")
+    return problems
