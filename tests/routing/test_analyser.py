@@ -42,6 +42,8 @@ def test_text_token_estimate_by_script() -> None:
     assert estimate_text_tokens("я" * 100) == 50  # other alphabets: ~2 characters per token
     assert estimate_text_tokens("é" * 40) == 20  # two-byte UTF-8: half a token each
     assert estimate_text_tokens("ab漢") == pytest.approx(1.5)
+    assert estimate_text_tokens("🙂" * 3) == 3  # astral characters: one token each
+    assert estimate_text_tokens("\ud800x") == pytest.approx(1.25)  # a lone surrogate does not raise
 
 
 def test_prompt_tokens_add_message_overhead() -> None:
@@ -210,6 +212,9 @@ def test_only_the_last_user_message_is_scanned_for_code() -> None:
         ("", "und"),
         ("Lorem ipsum dolor sit amet, consectetur adipiscing elit", "und"),
         ("🙂🙂🙂", "und"),
+        ("ひらがなだけのぶんしょうです", "ja"),
+        ("你好，世界。今天天气很好！", "zh"),  # CJK punctuation is not kana
+        ("ㅋㅋㅋ", "und"),
     ],
 )
 def test_language(text: str, language: str) -> None:
@@ -245,6 +250,13 @@ def test_language_of_the_last_user_message() -> None:
         ("Tell me a bedtime story about a dragon", "creative"),
         ("Hi! How are you today?", "chat"),
         ("What's a good name for a cat?", "chat"),
+        ("Is C++ faster than C#?", "code"),
+        ("Find the named entities in this paragraph", "extraction"),
+        ("Reply as JSON, please", "extraction"),
+        ("How would you say 'cheers' in Welsh?", "translation"),
+        ("Explain it step-by-step", "reasoning"),
+        ("Improve my essay", "chat"),  # "prove" only as a whole word
+        ("Write a short STORY!", "creative"),
     ],
 )
 def test_task_classification(text: str, task: str) -> None:
