@@ -1,0 +1,343 @@
+"""Bedrock Converse wire format: request translation and response parsing.
+
+Pure functions used by :class:`uniinfer.providers.bedrock.BedrockAdapter`
+(https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html).
+
+Requests: ``system``/``developer`` messages become ``system: [{"text"}]``;
+user parts ``{"text"}`` / ``{"image": {"format", "source": {"bytes"}}}`` blocks
+(Converse takes image *bytes*, so an http(s) URL is an InvalidRequestError
+naming the part); assistant ``tool_calls`` ``toolUse`` blocks; ``tool``
+messages ``toolResult`` blocks of a user turn (``{"json"}`` for a JSON object,
+else ``{"text"}``; OpenAI tool messages carry no error flag, so no ``status``).
+Same-role turns are merged (roles must alternate), blank text is dropped
+(Converse rejects it), earlier ``reasoning_content`` is not sent back.
+``inferenceConfig`` takes ``maxTokens``, ``temperature`` (unchanged: Bedrock's
+range is 0..1, OpenAI's 0..2, and Bedrock's 400 names it), ``topP`` and
+``stopSequences``. ``tool_choice`` auto / required / a function is
+``{"auto"}`` / ``{"any"}`` / ``{"tool"}``; Converse has no "none", so "none"
+sends no tools, and since Bedrock requires ``toolConfig`` once the history has
+tool blocks, "none" is then an UnsupportedParamError (not a silent "auto").
+``additionalModelRequestFields`` carries what a model family takes beyond
+that: Anthropic ``top_k`` and ``thinking`` (``reasoning_effort``, the budgets
+of :mod:`uniinfer.providers.anthropic`, below ``maxTokens``, off while a tool
+loop is open), Amazon Nova ``inferenceConfig.topK``; other families get an
+UnsupportedParamError for those params.
+
+Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
+``reasoningContent.reasoningText`` -> ``reasoning_content``; Converse returns
+no id, so one is generated. Usage: ``inputTokens`` excludes cache reads and
+writes, like Anthropic's ``input_tokens``
+(https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html),
+while ``totalTokens`` includes them: ``prompt_tokens = inputTokens +
+cacheReadInputTokens + cacheWriteInputTokens``, the cache numbers are kept in
+the details and ``total_tokens`` is ``totalTokens``, all as reported.
+
+Streams are decoded in :mod:`uniinfer.providers.eventstream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.providers.anthropic import THINKING_BUDGETS
+from uniinfer.providers.base import chunk_id
+from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
+from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
+
+__all__ = ["converse_payload", "converse_response", "finish_reason", "unsupported_for", "usage"]
+
+Json = dict[str, Any]
+
+_DEFAULT_MAX_TOKENS = 4096
+_MIN_BUDGET = 1024
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ImageBlock.html
+_IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+# StopReason: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_MessageStopEvent.html
+_FINISH: Mapping[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+
+# --- request ---------------------------------------------------------------------------
+
+
+def converse_payload(request: ChatRequest, model: str) -> Json:
+    """The Converse / ConverseStream body (the model id travels in the path)."""
+    system, turns = _turns(request.messages)
+    payload: Json = {"messages": turns}
+    if system:
+        payload["system"] = system
+    config = _inference_config(request)
+    extra = _model_fields(request, model, config, tool_loop=_in_tool_loop(turns))
+    if config:
+        payload["inferenceConfig"] = config
+    if extra:
+        payload["additionalModelRequestFields"] = extra
+    tools = _tool_config(request, turns)
+    if tools is not None:
+        payload["toolConfig"] = tools
+    return payload
+
+
+def _inference_config(r: ChatRequest) -> Json:
+    pairs = (("maxTokens", r.max_completion_tokens or r.max_tokens), ("temperature", r.temperature))
+    config: Json = {key: value for key, value in (*pairs, ("topP", r.top_p)) if value is not None}
+    if r.stop is not None:
+        config["stopSequences"] = [r.stop] if isinstance(r.stop, str) else list(r.stop)
+    return config
+
+
+def unsupported_for(model: str) -> frozenset[str]:
+    """Params the model's family has no field for (they travel in additionalModelRequestFields)."""
+    if "anthropic." in model:
+        return frozenset()
+    if "amazon.nova" in model:
+        return frozenset({"reasoning_effort"})
+    return frozenset({"top_k", "reasoning_effort"})
+
+
+def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) -> Json:
+    """``additionalModelRequestFields`` for the model's family (thinking may set ``maxTokens``)."""
+    lacking = unsupported_for(model)
+    for param, families in (
+        ("top_k", "Anthropic Claude and Amazon Nova"),
+        ("reasoning_effort", "Anthropic Claude"),
+    ):
+        if getattr(r, param) is not None and param in lacking:
+            raise UnsupportedParamError(
+                f"'{param}' is passed (as additionalModelRequestFields) to {families} models on Bedrock "
+                f"only, not to '{model}'",
+                param=param,
+            )
+    fields: Json = {}
+    if r.top_k is not None:
+        fields.update({"top_k": r.top_k} if "anthropic." in model else {"inferenceConfig": {"topK": r.top_k}})
+    if r.reasoning_effort is not None and not tool_loop:
+        limit = "max_completion_tokens" if r.max_completion_tokens else "max_tokens"
+        fields["thinking"] = _thinking(r.reasoning_effort, config, limit)
+    return fields
+
+
+def _thinking(effort: str, config: Json, limit: str) -> Json:
+    """Extended thinking; the budget must stay below ``maxTokens``, which is set when unset."""
+    budget = THINKING_BUDGETS[effort]
+    max_tokens = config.get("maxTokens")
+    if max_tokens is None:
+        config["maxTokens"] = budget + _DEFAULT_MAX_TOKENS
+    elif max_tokens <= _MIN_BUDGET:
+        raise InvalidRequestError(
+            f"with 'reasoning_effort', Claude on Bedrock needs '{limit}' above {_MIN_BUDGET} "
+            f"(the minimum thinking budget), got {max_tokens}",
+            param=limit,
+        )
+    else:
+        budget = min(budget, max_tokens - 1)
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _in_tool_loop(turns: list[Json]) -> bool:
+    """Whether the last assistant turn called tools: with thinking on it would have to start
+    with its signed reasoning block, which OpenAI-shaped history cannot carry."""
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    return last is not None and any("toolUse" in b for b in last["content"])
+
+
+def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
+    """(system blocks, alternating user/assistant turns)."""
+    system: list[Json] = []
+    turns: list[Json] = []
+    for i, msg in enumerate(messages):
+        if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
+            system += [{"text": t} for t in _texts(msg.content) if t]
+            continue
+        if isinstance(msg, chat.AssistantMessage):
+            role, blocks = "assistant", _assistant_blocks(msg, i)
+        elif isinstance(msg, chat.ToolMessage):
+            role, blocks = "user", [_tool_result(msg)]
+        else:
+            role, blocks = "user", _user_blocks(msg.content, i)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns
+
+
+def _texts(content: str | list[Any] | None) -> list[str]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    return [p.text if isinstance(p, chat.TextPart) else str(getattr(p, "refusal", "")) for p in content]
+
+
+def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    blocks: list[Json] = []
+    for j, part in enumerate(content):
+        where = f"messages[{i}].content[{j}]"
+        if isinstance(part, chat.TextPart):
+            if part.text:
+                blocks.append({"text": part.text})
+        elif isinstance(part, chat.ImagePart):
+            blocks.append(_image(part.image_url.url, where))
+        else:
+            raise UnsupportedFeatureError(
+                f"{where}: bedrock does not accept '{part.type}' content parts", param=where
+            )
+    return blocks
+
+
+def _image(url: str, where: str) -> Json:
+    if url.startswith(("http://", "https://")):
+        raise InvalidRequestError(
+            f"{where}: Bedrock Converse takes image bytes, not image URLs; send a base64 data: URL",
+            param=where,
+        )
+    header, sep, data = url.partition(",")
+    if not (url.startswith("data:") and header.endswith(";base64") and sep and data):
+        raise InvalidRequestError(f"{where}: an image must be a base64 data: URL", param=where)
+    media = header.removeprefix("data:").removesuffix(";base64")
+    fmt = _IMAGE_FORMATS.get(media)
+    if fmt is None:
+        raise InvalidRequestError(
+            f"{where}: Bedrock accepts image/png, image/jpeg, image/gif and image/webp, not '{media}'",
+            param=where,
+        )
+    return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
+    if msg.function_call is not None:
+        raise InvalidRequestError(
+            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
+            param=f"messages[{i}].function_call",
+        )
+    blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t]
+    for k, call in enumerate(msg.tool_calls or ()):
+        use = {"toolUseId": call.id, "name": call.function.name, "input": _arguments(call, i, k)}
+        blocks.append({"toolUse": use})
+    return blocks
+
+
+def _json_object(text: str) -> Json | None:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _arguments(call: ToolCall, i: int, k: int) -> Json:
+    raw = call.function.arguments
+    value = _json_object(raw) if raw.strip() else {}
+    if value is None:
+        raise InvalidRequestError(
+            f"messages[{i}].tool_calls[{k}].function.arguments must be a JSON object, got {raw[:80]!r}",
+            param=f"messages[{i}].tool_calls",
+        )
+    return value
+
+
+def _tool_result(msg: chat.ToolMessage) -> Json:
+    text = "".join(_texts(msg.content))
+    value = _json_object(text)
+    content = {"json": value} if value is not None else {"text": text}
+    return {"toolResult": {"toolUseId": msg.tool_call_id, "content": [content]}}
+
+
+def _tool_config(r: ChatRequest, turns: list[Json]) -> Json | None:
+    if not r.tools:
+        return None
+    choice = r.tool_choice
+    if choice == "none":
+        if any("toolUse" in b or "toolResult" in b for turn in turns for b in turn["content"]):
+            raise UnsupportedParamError(
+                "tool_choice 'none' cannot be expressed on Bedrock Converse: it has no 'none' choice "
+                "and needs the tool definitions while the conversation holds tool calls; "
+                "omit tool_choice (or the tools)",
+                param="tool_choice",
+            )
+        return None
+    config: Json = {"tools": [_tool_spec(t) for t in r.tools]}
+    if isinstance(choice, chat.ToolChoiceFunction):
+        config["toolChoice"] = {"tool": {"name": choice.function.name}}
+    elif choice is not None:
+        config["toolChoice"] = {"any" if choice == "required" else "auto": {}}
+    return config
+
+
+def _tool_spec(tool: chat.Tool) -> Json:
+    fn = tool.function
+    spec: Json = {"name": fn.name}
+    if fn.description:  # a NonEmptyString upstream
+        spec["description"] = fn.description
+    spec["inputSchema"] = {"json": fn.parameters or {"type": "object", "properties": {}}}
+    return {"toolSpec": spec}
+
+
+# --- response ----------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage(raw: Any) -> Usage:
+    """``TokenUsage`` -> :class:`Usage` (cache reads and writes added to the prompt, see above)."""
+    if not isinstance(raw, dict):
+        raise TypeError("usage is not an object")
+    read, write = _int(raw.get("cacheReadInputTokens")), _int(raw.get("cacheWriteInputTokens"))
+    prompt = (_int(raw.get("inputTokens")) or 0) + (read or 0) + (write or 0)
+    completion = _int(raw.get("outputTokens")) or 0
+    return Usage.of(prompt, completion, cached=read, cache_write=write, total=_int(raw.get("totalTokens")))
+
+
+def finish_reason(reason: Any) -> FinishReason:
+    return _FINISH.get(str(reason), "stop")
+
+
+def converse_response(data: Any, model: str) -> ChatResponse:
+    """A Converse response body (decoded JSON); shape errors raise KeyError/TypeError."""
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["output"]["message"]["content"]:
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            arguments = orjson.dumps(use.get("input") or {}).decode()
+            calls.append(
+                ToolCall(id=use["toolUseId"], function=FunctionCall(name=use["name"], arguments=arguments))
+            )
+        elif "reasoningContent" in block:
+            thought = (block["reasoningContent"].get("reasoningText") or {}).get("text")
+            if thought:
+                thoughts.append(thought)
+    message = chat.ResponseMessage(
+        content="".join(texts) if texts or not calls else None,
+        tool_calls=calls or None,
+        reasoning_content="".join(thoughts) or None,
+    )
+    raw_usage = data.get("usage")
+    return ChatResponse(
+        id=chunk_id(),
+        model=model,
+        choices=[ChatChoice(message=message, finish_reason=finish_reason(data.get("stopReason")))],
+        usage=usage(raw_usage) if raw_usage is not None else None,
+    )

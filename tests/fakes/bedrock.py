@@ -1,0 +1,797 @@
+"""A faithful fake of Bedrock Runtime: ``POST /model/{modelId}/converse``,
+``/converse-stream`` and ``/invoke`` (Titan and Cohere embeddings).
+
+Authentication is checked for real. A ``Bearer`` token must be
+:data:`API_KEY`; otherwise the SigV4 ``Authorization`` header is parsed and the
+signature recomputed with botocore from the known test keys
+(:data:`ACCESS_KEY` / :data:`SECRET_KEY`) over the request *as received*: the
+raw path on the wire, the signed headers' values, the body. As AWS does, a
+mismatch is a 403 ``InvalidSignatureException`` whose message echoes the
+canonical request and string to sign; an unknown key id is
+``UnrecognizedClientException``, a wrong scope or a stale ``X-Amz-Date``
+``InvalidSignatureException``, no header ``MissingAuthenticationTokenException``
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-troubleshooting.html).
+
+Errors have Bedrock's shape: ``{"message": ...}`` and ``x-amzn-ErrorType:
+<Type>:http://internal.amazon.com/coral/com.amazon.bedrock/``. Bodies are
+validated like the real API, with its messages where they are known (a
+conversation starting with a user turn, alternating roles, blank text,
+``toolResult`` ids answering the previous ``toolUse`` ids, ``toolConfig``
+required with tool blocks, constraint errors such as ``Value '1.5' at
+'inferenceConfig.temperature' failed to satisfy constraint``, ``Input is too
+long for requested model.``, Anthropic's thinking rules). Deliberately
+stricter than Bedrock: unknown fields anywhere are a 400 in the style of its
+model-body validation (``Malformed input request: #: extraneous key [x] is not
+permitted``), so a misspelt field fails a test instead of being ignored.
+
+Answers: ``"echo: <last user text>"``; a ``toolUse`` of the first tool with
+input ``{"location": "Paris"}`` when the model id contains ``tool`` (and the
+last turn is not answering tool results) or ``toolChoice`` forces one;
+``reasoningContent`` first when thinking is enabled or the model id contains
+``think``. ``stopSequences`` and ``maxTokens`` (a token is a word) cut the
+answer with the real stop reasons. A model id containing ``cached`` reports
+``cacheReadInputTokens: 100`` and ``cacheWriteInputTokens: 20``.
+
+Streams are real ``application/vnd.amazon.eventstream`` frames with correct
+CRCs, written in awkward splits; event payloads carry Bedrock's ``p`` padding
+field. Failure modes come from :func:`tests.fakes.common.mode_of` (no
+``Retry-After`` on a 429: Bedrock sends none); a model id starting with
+``midstream-`` sends some text, then a ``throttlingException`` frame. Every
+request is appended to ``app["requests"]`` as ``{model, action, auth, path,
+headers, body}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime
+import hashlib
+import hmac
+import math
+import re
+import struct
+import uuid
+import warnings
+import zlib
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+
+from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
+
+__all__ = ["bedrock_app", "event_frame", "exception_frame", "fake_provider", "frame"]
+
+Json = dict[str, Any]
+
+ACCESS_KEY = "AKIDEXAMPLE"
+SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+API_KEY = "bedrock-api-key-test"
+REGION = "us-east-1"
+CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+#: The contract suite embeds two inputs per request, which Titan cannot (one ``inputText`` per call).
+EMBED_MODEL = "cohere.embed-english-v3"
+TITAN_MODEL = "amazon.titan-embed-text-v2:0"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+_CORAL = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+_FAILURES = {
+    400: ("ValidationException", "Malformed input request, please reformat your input and try again."),
+    403: ("AccessDeniedException", "You don't have access to the model with the specified model ID."),
+    404: ("ResourceNotFoundException", "Could not resolve the foundation model from the model identifier."),
+    408: ("ModelTimeoutException", "Model has timed out in processing the request. Try your request again."),
+    424: ("ModelErrorException", "The model returned the following errors: upstream failure"),
+    429: ("ThrottlingException", "Too many requests, please wait before trying again."),
+    500: ("InternalServerException", "The system encountered an unexpected error during processing."),
+    503: ("ServiceUnavailableException", "Bedrock is unable to process your request."),
+}
+_TOP_LEVEL = {"messages", "system", "inferenceConfig", "toolConfig", "additionalModelRequestFields"} | {
+    "additionalModelResponseFieldPaths",
+    "guardrailConfig",
+    "promptVariables",
+    "requestMetadata",
+    "performanceConfig",
+}
+_BLOCKS = ("text", "image", "document", "video", "toolUse", "toolResult", "guardContent", "cachePoint")
+_BLOCK_KINDS = {*_BLOCKS, "reasoningContent"}
+#: block kinds that only one role may send
+_ROLE_OF = {"toolUse": "assistant", "reasoningContent": "assistant", "toolResult": "user"}
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_AUTH = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
+    r"/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9;-]+), ?Signature=(?P<signature>[0-9a-f]{64})"
+)
+_MAX_INPUT_CHARS = 200_000
+_THINKING_DOCS = (
+    "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
+_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+
+
+class AwsError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def invalid(message: str) -> AwsError:
+    return AwsError(400, "ValidationException", message)
+
+
+def constraint(value: Any, path: str, rule: str) -> AwsError:
+    return invalid(
+        f"1 validation error detected: Value '{value}' at '{path}' failed to satisfy constraint: {rule}"
+    )
+
+
+def extraneous(key: str) -> AwsError:
+    return invalid(
+        f"Malformed input request: #: extraneous key [{key}] is not permitted, please reformat your input and try again."
+    )
+
+
+def error(status: int, kind: str, message: str) -> web.Response:
+    headers = {"x-amzn-ErrorType": kind + _CORAL, "x-amzn-RequestId": str(uuid.uuid4())}
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+def bedrock_app(*, region: str = REGION) -> web.Application:
+    """The fake, accepting SigV4 requests scoped to ``region`` (and the test API key)."""
+    app = web.Application()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["requests"] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await _handle(request, app, region)
+        except AwsError as exc:
+            return error(exc.status, exc.kind, exc.message)
+
+    app.router.add_post("/{tail:.*}", handle)
+    return app
+
+
+def fake_provider() -> FakeProvider:
+    return FakeProvider(
+        type="bedrock",
+        app=bedrock_app,
+        api_key=None,
+        options=lambda url: {"region": REGION, "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY},
+        chat_model=CHAT_MODEL,
+        embed_model=EMBED_MODEL,
+    )
+
+
+async def _handle(request: web.Request, app: web.Application, region: str) -> web.StreamResponse:
+    raw = await request.read()
+    model, action = _route(request.raw_path)
+    auth = authenticate(request, raw, region)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise AwsError(400, "SerializationException", "Unable to parse request body as JSON") from exc
+    record = {"model": model, "action": action, "auth": auth, "path": request.raw_path, "body": body}
+    app["requests"].append({**record, "headers": dict(request.headers)})
+    mode = mode_of(model)
+    failure = await _failure(request, mode)
+    if failure is not None:
+        return failure
+    if action == "invoke":
+        return web.json_response(embed(model, body))
+    if "embed" in model:
+        raise invalid(
+            "This action doesn't support the model that you provided. Try again with a supported text or chat model."
+        )
+    validate(body, model)
+    message = answer(body, model, mode)
+    if action == "converse":
+        return web.json_response(message, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    events = stream_events(message)
+    if model.startswith("midstream-"):
+        events = [
+            *events[:2],
+            exception_frame("throttlingException", "Too many tokens, please wait before trying again."),
+        ]
+    return await stream_response(request, events, content_type=EVENT_STREAM, cut=mode.cut)
+
+
+def _route(raw_path: str) -> tuple[str, str]:
+    parts = raw_path.split("/")
+    if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream", "invoke"):
+        raise AwsError(404, "UnknownOperationException", "")
+    return unquote(parts[2]), parts[3]
+
+
+async def _failure(request: web.Request, mode: Mode) -> web.StreamResponse | None:
+    if mode.delay:
+        await asyncio.sleep(mode.delay)
+    if mode.drop:
+        return abort(request)
+    if mode.status is not None:
+        kind, message = _FAILURES.get(mode.status, ("InternalServerException", f"error {mode.status}"))
+        return error(mode.status, kind, message)
+    return None
+
+
+# --- authentication ----------------------------------------------------------------------
+
+
+def authenticate(request: web.Request, body: bytes, region: str) -> str:
+    """``"bearer"`` or ``"sigv4"`` when the request is authentic; AwsError (403) otherwise."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        if not hmac.compare_digest(header[7:], API_KEY):
+            raise AwsError(
+                403, "UnrecognizedClientException", "The security token included in the request is invalid."
+            )
+        return "bearer"
+    if not header:
+        raise AwsError(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    match = _AUTH.fullmatch(header)
+    if match is None:
+        raise AwsError(
+            403,
+            "IncompleteSignatureException",
+            f"Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization={header}",
+        )
+    if match["key"] != ACCESS_KEY:
+        raise AwsError(
+            403, "UnrecognizedClientException", "The security token included in the request is invalid."
+        )
+    if match["service"] != "bedrock":
+        raise AwsError(
+            403, "InvalidSignatureException", "Credential should be scoped to correct service: 'bedrock'."
+        )
+    if match["region"] != region:
+        raise AwsError(
+            403,
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region, not '{match['region']}'.",
+        )
+    amz_date = _check_date(request.headers.get("X-Amz-Date", ""), match["date"])
+    signed = match["signed"].split(";")
+    if "host" not in signed:
+        raise AwsError(
+            403, "InvalidSignatureException", "'Host' must be a 'SignedHeader' in the AWS Authorization."
+        )
+    headers = {name: ",".join(request.headers.getall(name, [])) for name in signed}
+    url = f"http://{request.headers.get('Host', '')}{request.raw_path}"
+    canonical, to_sign, expected = signature(url, body, headers, amz_date, region)
+    if not hmac.compare_digest(expected, match["signature"]):
+        raise AwsError(
+            403,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your "
+            "AWS Secret Access Key and signing method. Consult the service documentation for details.\n\n"
+            f"The Canonical String for this request should have been\n'{canonical}'\n\n"
+            f"The String-to-Sign should have been\n'{to_sign}'\n",
+        )
+    return "sigv4"
+
+
+def _check_date(amz_date: str, scope_date: str) -> str:
+    try:
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError as exc:
+        raise AwsError(
+            403,
+            "IncompleteSignatureException",
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        ) from exc
+    if not amz_date.startswith(scope_date):
+        raise AwsError(
+            403,
+            "InvalidSignatureException",
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{amz_date[:8]}'",
+        )
+    if abs((datetime.datetime.now(datetime.UTC) - when).total_seconds()) > 300:
+        raise AwsError(
+            403,
+            "InvalidSignatureException",
+            f"Signature expired: {amz_date} is now earlier than the allowed window.",
+        )
+    return amz_date
+
+
+def signature(
+    url: str, body: bytes, headers: dict[str, str], amz_date: str, region: str
+) -> tuple[str, str, str]:
+    """(canonical request, string to sign, signature) for the test keys, as AWS computes them."""
+    aws = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    aws.context["timestamp"] = amz_date
+    signer = SigV4Auth(ReadOnlyCredentials(ACCESS_KEY, SECRET_KEY, None), "bedrock", region)
+    canonical = signer.canonical_request(aws)
+    to_sign = signer.string_to_sign(aws, canonical)
+    return canonical, to_sign, signer.signature(to_sign, aws)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate(body: Any, model: str) -> None:
+    """Check a Converse body like the real API (AwsError 400 on the first problem)."""
+    if not isinstance(body, dict):
+        raise invalid("Malformed input request, please reformat your input and try again.")
+    for name in body:
+        if name not in _TOP_LEVEL:
+            raise extraneous(name)
+    if "messages" not in body:
+        raise constraint("null", "messages", "Member must not be null")
+    _check_system(body.get("system"))
+    _check_inference(body.get("inferenceConfig") or {})
+    names = _check_tools(body.get("toolConfig"))
+    _check_messages(body["messages"], names is not None)
+    _check_additional(body, model)
+    text = orjson.dumps([body.get("system"), body["messages"]])
+    if len(text) > _MAX_INPUT_CHARS:
+        raise invalid("Input is too long for requested model.")
+
+
+def _check_system(system: Any) -> None:
+    for i, block in enumerate(system or []):
+        if not isinstance(block, dict) or not block.keys() <= {"text", "guardContent", "cachePoint"}:
+            raise invalid(
+                f"The system field at system.{i} must contain exactly one of: text, guardContent, cachePoint"
+            )
+        if "text" in block and not str(block["text"]).strip():
+            raise constraint(
+                "", f"system.{i}.member.text", "Member must have length greater than or equal to 1"
+            )
+
+
+def _check_inference(config: Any) -> None:
+    for name in config:
+        if name not in ("maxTokens", "temperature", "topP", "stopSequences"):
+            raise extraneous(f"inferenceConfig.{name}")
+    max_tokens = config.get("maxTokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise constraint(
+            max_tokens, "inferenceConfig.maxTokens", "Member must have value greater than or equal to 1"
+        )
+    for name in ("temperature", "topP"):
+        value = config.get(name)
+        if value is not None and not 0 <= value <= 1:
+            rule = "less than or equal to 1" if value > 1 else "greater than or equal to 0"
+            raise constraint(value, f"inferenceConfig.{name}", f"Member must have value {rule}")
+    stops = config.get("stopSequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) and s for s in stops)):
+        raise constraint(
+            stops,
+            "inferenceConfig.stopSequences",
+            "Member must satisfy constraint: [Member must have length greater than or equal to 1]",
+        )
+
+
+def _check_tools(config: Any) -> list[str] | None:
+    if config is None:
+        return None
+    for name in config:
+        if name not in ("tools", "toolChoice"):
+            raise extraneous(f"toolConfig.{name}")
+    tools = config.get("tools")
+    if not isinstance(tools, list) or not tools:
+        raise constraint("[]", "toolConfig.tools", "Member must have length greater than or equal to 1")
+    names = [_check_tool(tool, i) for i, tool in enumerate(tools)]
+    choice = config.get("toolChoice")
+    if choice is not None:
+        if (
+            not isinstance(choice, dict)
+            or len(choice) != 1
+            or next(iter(choice)) not in ("auto", "any", "tool")
+        ):
+            raise invalid("The toolChoice field must contain exactly one of: auto, any, tool")
+        if "tool" in choice and choice["tool"].get("name") not in names:
+            raise invalid(
+                f"The tool name {choice['tool'].get('name')} in toolChoice is not defined in toolConfig.tools"
+            )
+    return names
+
+
+def _check_tool(tool: Any, i: int) -> str:
+    spec = tool.get("toolSpec") if isinstance(tool, dict) and tool.keys() == {"toolSpec"} else None
+    if not isinstance(spec, dict):
+        raise invalid(
+            f"The tool at toolConfig.tools.{i} must contain exactly one of: toolSpec, systemTool, cachePoint"
+        )
+    for name in spec:
+        if name not in ("name", "description", "inputSchema", "strict"):
+            raise extraneous(f"toolConfig.tools.{i}.toolSpec.{name}")
+    if not _TOOL_NAME.match(str(spec.get("name", ""))):
+        raise constraint(
+            spec.get("name"),
+            f"toolConfig.tools.{i}.member.toolSpec.name",
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+",
+        )
+    if "description" in spec and not str(spec["description"]).strip():
+        raise constraint(
+            "",
+            f"toolConfig.tools.{i}.member.toolSpec.description",
+            "Member must have length greater than or equal to 1",
+        )
+    schema = spec.get("inputSchema")
+    if not isinstance(schema, dict) or not isinstance(schema.get("json"), dict):
+        raise invalid(f"The inputSchema at toolConfig.tools.{i}.toolSpec must contain a json schema object")
+    return str(spec["name"])
+
+
+def _check_messages(messages: Any, has_tools: bool) -> None:
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not isinstance(messages[0], dict)
+        or messages[0].get("role") != "user"
+    ):
+        raise invalid(
+            "A conversation must start with a user message. Try again with a conversation that starts with a user message."
+        )
+    previous: tuple[str, list[str]] = ("", [])
+    for i, msg in enumerate(messages):
+        role, content = msg.get("role"), msg.get("content")
+        if msg.keys() != {"role", "content"}:
+            raise extraneous(f"messages.{i}." + ",".join(sorted(msg.keys() - {"role", "content"})))
+        if role not in ("user", "assistant"):
+            raise constraint(
+                role, f"messages.{i}.member.role", "Member must satisfy enum value set: [user, assistant]"
+            )
+        if role == previous[0]:
+            raise invalid(
+                "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again."
+            )
+        if not isinstance(content, list) or not content:
+            raise constraint(
+                "[]", f"messages.{i}.member.content", "Member must have length greater than or equal to 1"
+            )
+        uses, results = [], []
+        for j, block in enumerate(content):
+            _check_block(block, role, f"messages.{i}.content.{j}", uses, results)
+        if (uses or results) and not has_tools:
+            raise invalid(
+                "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+            )
+        if len(results) > len(previous[1]):
+            raise invalid(
+                f"The number of toolResult blocks at messages.{i}.content exceeds the number of toolUse blocks of previous turn."
+            )
+        missing = [u for u in previous[1] if u not in results]
+        if missing or set(results) - set(previous[1]):
+            raise invalid(
+                f"Expected toolResult blocks at messages.{i}.content for the following Ids: {', '.join(missing or results)}"
+            )
+        previous = (role, uses)
+
+
+def _check_block(block: Any, role: str, where: str, uses: list[str], results: list[str]) -> None:
+    if not isinstance(block, dict) or len(block) != 1 or next(iter(block)) not in _BLOCK_KINDS:
+        raise invalid(
+            f"The content block at {where} must contain exactly one of: {', '.join(_BLOCKS)}, reasoningContent"
+        )
+    kind, value = next(iter(block.items()))
+    if kind == "text" and not (isinstance(value, str) and value.strip()):
+        raise invalid(
+            f"The text field in the ContentBlock object at {where} is blank. Add text to the text field, and try again."
+        )
+    if kind == "image":
+        _check_image(value, where)
+    if _ROLE_OF.get(kind, role) != role:
+        raise invalid(f"The {kind} block at {where} is not allowed in a {role} message.")
+    if kind == "toolUse":
+        if (
+            not isinstance(value, dict)
+            or value.keys() - {"type"} != {"toolUseId", "name", "input"}
+            or not _TOOL_ID.match(str(value["toolUseId"]))
+        ):
+            raise invalid(
+                f"The toolUse block at {where} needs a toolUseId matching [a-zA-Z0-9_.:-]+, a name and an input"
+            )
+        uses.append(value["toolUseId"])
+    if kind == "toolResult":
+        _check_tool_result(value, where)
+        results.append(value["toolUseId"])
+
+
+def _check_image(image: Any, where: str) -> None:
+    if not isinstance(image, dict) or image.keys() != {"format", "source"}:
+        raise invalid(f"The image block at {where} needs exactly a format and a source")
+    if image["format"] not in ("png", "jpeg", "gif", "webp"):
+        raise constraint(
+            image["format"],
+            f"{where}.image.format",
+            "Member must satisfy enum value set: [png, jpeg, gif, webp]",
+        )
+    try:
+        base64.b64decode(image["source"]["bytes"], validate=True)
+    except (binascii.Error, KeyError, TypeError, ValueError) as exc:
+        raise invalid(f"Unable to decode the image bytes at {where}.image.source: invalid base64") from exc
+
+
+def _check_tool_result(result: Any, where: str) -> None:
+    if not isinstance(result, dict) or not {"toolUseId", "content"} <= result.keys() <= {
+        "toolUseId",
+        "content",
+        "status",
+        "type",
+    }:
+        raise invalid(f"The toolResult block at {where} needs toolUseId and content")
+    if result.get("status") not in (None, "success", "error"):
+        raise constraint(
+            result["status"],
+            f"{where}.toolResult.status",
+            "Member must satisfy enum value set: [success, error]",
+        )
+    for k, part in enumerate(result["content"]):
+        if (
+            not isinstance(part, dict)
+            or len(part) != 1
+            or next(iter(part)) not in ("json", "text", "image", "document")
+        ):
+            raise invalid(
+                f"The content at {where}.toolResult.content.{k} must contain exactly one of: json, text, image, document"
+            )
+
+
+def _check_additional(body: Json, model: str) -> None:
+    fields = body.get("additionalModelRequestFields") or {}
+    if "anthropic." not in model:
+        return
+    for name in fields:
+        if name not in ("top_k", "thinking", "anthropic_beta"):
+            raise extraneous(name)
+    thinking = fields.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    errors = "The model returned the following errors: "
+    if not isinstance(budget, int) or budget < 1024:
+        raise invalid(
+            errors + "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+        )
+    if budget >= (body.get("inferenceConfig") or {}).get("maxTokens", 0):
+        raise invalid(
+            errors + f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}"
+        )
+    if (body.get("inferenceConfig") or {}).get("temperature") not in (None, 1) or "top_k" in fields:
+        raise invalid(
+            errors
+            + f"`temperature` may only be set to 1 and `top_k` must be unset when thinking is enabled. {_THINKING_DOCS}"
+        )
+    last = next((m for m in reversed(body["messages"]) if m["role"] == "assistant"), None)
+    if (
+        last is not None
+        and any("toolUse" in b for b in last["content"])
+        and "reasoningContent" not in last["content"][0]
+    ):
+        raise invalid(
+            errors
+            + "Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a final `assistant` message must start with a thinking block."
+        )
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def answer(body: Json, model: str, mode: Mode) -> Json:
+    """The Converse response the real API would give."""
+    blocks: list[Json] = []
+    thinking = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get(
+        "type"
+    ) == "enabled"
+    if thinking or "think" in model:
+        blocks.append(
+            {
+                "reasoningContent": {
+                    "reasoningText": {"text": "The user wants an echo.", "signature": _SIGNATURE}
+                }
+            }
+        )
+    tool = _tool_to_call(body, model, mode)
+    if tool is not None:
+        use = {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": tool, "input": {"location": "Paris"}}
+        blocks.append({"toolUse": use})
+        stop = "tool_use"
+    else:
+        text, stop = _cut(f"echo: {_last_text(body['messages'])}", body.get("inferenceConfig") or {})
+        if text:
+            blocks.append({"text": text})
+    return {
+        "output": {"message": {"role": "assistant", "content": blocks}},
+        "stopReason": stop,
+        "usage": _usage(body, blocks, model),
+        "metrics": {"latencyMs": 42},
+    }
+
+
+def _tool_to_call(body: Json, model: str, mode: Mode) -> str | None:
+    config = body.get("toolConfig")
+    if not config:
+        return None
+    choice = config.get("toolChoice") or {"auto": {}}
+    if "tool" in choice:
+        return str(choice["tool"]["name"])
+    last = body["messages"][-1]
+    answering = any("toolResult" in b for b in last["content"])
+    if "any" in choice or ((mode.tool or "tool" in model) and not answering):
+        return str(config["tools"][0]["toolSpec"]["name"])
+    return None
+
+
+def _last_text(messages: list[Json]) -> str:
+    for msg in reversed(messages):
+        if msg["role"] != "user":
+            continue
+        texts = [b["text"] for b in msg["content"] if "text" in b]
+        if texts:
+            return " ".join(texts)
+        for block in msg["content"]:
+            for part in block.get("toolResult", {}).get("content", []):
+                return str(part.get("text") or orjson.dumps(part.get("json")).decode())
+    return ""
+
+
+def _cut(text: str, config: Json) -> tuple[str, str]:
+    for stop in config.get("stopSequences") or ():
+        if stop in text:
+            return text[: text.index(stop)], "stop_sequence"
+    words = text.split(" ")
+    limit = config.get("maxTokens")
+    if limit is not None and len(words) > limit:
+        return " ".join(words[:limit]), "max_tokens"
+    return text, "end_turn"
+
+
+def _words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, dict):
+        return sum(_words(v) for k, v in value.items() if k != "role")
+    if isinstance(value, list):
+        return sum(_words(v) for v in value)
+    return 0
+
+
+def _usage(body: Json, blocks: list[Json], model: str) -> Json:
+    inputs = max(1, _words([body.get("system"), body["messages"]]))
+    outputs = max(
+        1,
+        _words([b.get("text") or b.get("reasoningContent") for b in blocks])
+        + 5 * sum("toolUse" in b for b in blocks),
+    )
+    usage: Json = {"inputTokens": inputs, "outputTokens": outputs, "totalTokens": inputs + outputs}
+    if "cached" in model:
+        usage.update(cacheReadInputTokens=100, cacheWriteInputTokens=20, totalTokens=inputs + outputs + 120)
+    return usage
+
+
+# --- event stream -------------------------------------------------------------------------
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message with string headers and correct prelude and message CRCs."""
+    raw = b"".join(
+        bytes([len(k)]) + k.encode() + b"\x07" + struct.pack(">H", len(v.encode())) + v.encode()
+        for k, v in headers.items()
+    )
+    prelude = struct.pack(">II", 16 + len(raw) + len(payload), len(raw))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def event_frame(kind: str, payload: Json) -> bytes:
+    padded = {**payload, "p": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"[: 5 + len(kind)]}  # Bedrock's padding
+    return frame(
+        {":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
+        orjson.dumps(padded),
+    )
+
+
+def exception_frame(kind: str, message: str) -> bytes:
+    headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
+    return frame(headers, orjson.dumps({"message": message}))
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def stream_events(message: Json) -> list[bytes]:
+    """The frames that stream a Converse ``message`` (text blocks get no contentBlockStart)."""
+    out = [event_frame("messageStart", {"role": "assistant"})]
+    for i, block in enumerate(message["output"]["message"]["content"]):
+        deltas: list[Json] = []
+        if "text" in block:
+            deltas = [{"text": p} for p in _pieces(block["text"], 5)]
+        elif "reasoningContent" in block:
+            reasoning = block["reasoningContent"]["reasoningText"]
+            deltas = [{"reasoningContent": {"text": p}} for p in _pieces(reasoning["text"], 6)]
+            deltas.append({"reasoningContent": {"signature": reasoning["signature"]}})
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
+            out.append(event_frame("contentBlockStart", {"contentBlockIndex": i, "start": start}))
+            deltas = [{"toolUse": {"input": p}} for p in _pieces(orjson.dumps(use["input"]).decode(), 4)]
+        out += [event_frame("contentBlockDelta", {"contentBlockIndex": i, "delta": d}) for d in deltas]
+        out.append(event_frame("contentBlockStop", {"contentBlockIndex": i}))
+    out.append(event_frame("messageStop", {"stopReason": message["stopReason"]}))
+    out.append(event_frame("metadata", {"usage": message["usage"], "metrics": message["metrics"]}))
+    return out
+
+
+# --- embeddings ---------------------------------------------------------------------------
+
+
+def _vector(text: str, dims: int) -> list[float]:
+    seed = hashlib.sha256(text.encode()).digest()
+    values = [((seed[i % 32] + 7 * i) % 251) / 250 - 0.5 for i in range(dims)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+def _model_body(body: Any, allowed: set[str], required: tuple[str, ...]) -> Json:
+    if not isinstance(body, dict):
+        raise invalid(
+            "Malformed input request: #: expected type: JSONObject, please reformat your input and try again."
+        )
+    for name in body:
+        if name not in allowed:
+            raise extraneous(name)
+    for name in required:
+        if name not in body:
+            raise invalid(
+                f"Malformed input request: #: required key [{name}] not found, please reformat your input and try again."
+            )
+    return body
+
+
+def embed(model: str, body: Any) -> Json:
+    """InvokeModel answers of Titan Text Embeddings and Cohere Embed."""
+    if "titan-embed" in model:
+        allowed = (
+            {"inputText", "dimensions", "normalize", "embeddingTypes"} if "v2" in model else {"inputText"}
+        )
+        body = _model_body(body, allowed, ("inputText",))
+        if not isinstance(body["inputText"], str) or not body["inputText"]:
+            raise invalid(
+                "Malformed input request: #/inputText: expected minLength: 1, actual: 0, please reformat your input and try again."
+            )
+        dims = body.get("dimensions", 1024)
+        if dims not in (256, 512, 1024):
+            raise invalid(
+                f"Malformed input request: #/dimensions: {dims} is not a valid enum value, please reformat your input and try again."
+            )
+        vector = _vector(body["inputText"], dims)
+        return {
+            "embedding": vector,
+            "inputTextTokenCount": _words(body["inputText"]),
+            "embeddingsByType": {"float": vector},
+        }
+    if "cohere.embed" in model:
+        body = _model_body(
+            body, {"texts", "input_type", "truncate", "embedding_types", "images"}, ("texts", "input_type")
+        )
+        texts = body["texts"]
+        if (
+            not isinstance(texts, list)
+            or not 1 <= len(texts) <= 96
+            or not all(isinstance(t, str) for t in texts)
+        ):
+            raise invalid(
+                "Malformed input request: #/texts: expected between 1 and 96 strings, please reformat your input and try again."
+            )
+        if body["input_type"] not in ("search_document", "search_query", "classification", "clustering"):
+            raise invalid(
+                f"Malformed input request: #/input_type: {body['input_type']} is not a valid enum value, please reformat your input and try again."
+            )
+        return {
+            "embeddings": [_vector(t, 1024) for t in texts],
+            "id": str(uuid.uuid4()),
+            "response_type": "embeddings_floats",
+            "texts": texts,
+        }
+    raise invalid("The provided model identifier is invalid.")
