@@ -1,0 +1,381 @@
+"""Anthropic Messages at ingress: the Messages API in front of any model uniinfer serves.
+
+This is the inverse of :mod:`uniinfer.providers.anthropic` (which speaks
+Anthropic *to* a provider): requests arrive in Anthropic's shape
+(https://docs.anthropic.com/en/api/messages), are validated by
+:mod:`~uniinfer.ingress.anthropic_models`, become a
+:class:`~uniinfer.types.ChatRequest` here, and answers go back as a ``message``
+object or its SSE events (:mod:`~uniinfer.ingress.anthropic_response`,
+:mod:`~uniinfer.ingress.anthropic_stream`). Everything the family needs is
+importable from this module.
+
+Requests, field by field:
+
+- ``system`` becomes one system message (a string for one plain block, else
+  text parts that keep ``cache_control``).
+- Consecutive turns of one role are combined first, as the API documents.
+  In a user turn, ``tool_result`` blocks become ``tool`` messages, in order and
+  *before* the turn's other content (OpenAI wants tool messages right after the
+  assistant turn that called); images inside a result follow in the user
+  message after them. ``is_error: true`` prefixes the result text with
+  ``"Error: "`` (OpenAI has no such flag); a result's ``cache_control`` moves
+  onto its last text.
+- Assistant ``tool_use`` blocks become ``tool_calls`` (``input`` as JSON
+  ``arguments``), ``thinking`` blocks the turn's ``reasoning_content``
+  (providers that take reasoning back use it, the rest drop it);
+  ``redacted_thinking`` and signatures are dropped: no other provider can
+  verify them. A turn left with neither text nor tool calls is dropped.
+- Images become ``image_url`` parts (``data:`` URLs for base64). Documents:
+  a text or content source becomes text (title and context first), a base64
+  PDF an OpenAI ``file`` part; URL and Files-API sources are refused
+  (:class:`~uniinfer.errors.UnsupportedFeatureError`).
+- ``stop_sequences`` -> ``stop``, ``max_tokens`` -> ``max_tokens``,
+  ``metadata.user_id`` -> ``user``, ``temperature``/``top_p``/``top_k`` as
+  they are (``top_k: 0`` means unset), ``stream`` -> ``stream`` with
+  ``stream_options.include_usage`` always on (the usage chunk feeds the final
+  ``message_delta``). ``service_tier`` is accepted and not passed on: it
+  changes capacity, not output, and most providers would refuse it.
+- ``tool_choice``: ``auto``/``any``/``tool``/``none`` -> ``auto``/``required``/
+  the named function/``none``; ``disable_parallel_tool_use`` ->
+  ``parallel_tool_calls: false``.
+- ``thinking`` -> ``reasoning_effort`` by budget, with the outbound adapter's
+  table (:data:`~uniinfer.providers.anthropic.THINKING_BUDGETS`): below 4096
+  ``low``, below 16384 ``medium``, else ``high``, so that effort -> budget ->
+  effort is stable; ``adaptive`` -> ``medium``. ``output_config.effort`` wins
+  when set (``xhigh`` and ``max`` -> ``high``); ``output_config.format`` ->
+  ``response_format`` ``json_schema`` named ``output``.
+
+:func:`estimate_input_tokens` counts a request offline (o200k_base) for
+``count_tokens`` when the model is not served by Anthropic itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from uniinfer.errors import UnsupportedFeatureError
+from uniinfer.ingress.anthropic_models import (
+    ContentBlock,
+    CountTokensRequest,
+    CustomTool,
+    DocumentBlock,
+    ImageBlock,
+    InputMessage,
+    MessagesRequest,
+    TextBlock,
+    ThinkingAdaptive,
+    ThinkingBlock,
+    ThinkingEnabled,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolResultBlock,
+    ToolUseBlock,
+    parse_anthropic,
+)
+from uniinfer.ingress.anthropic_response import error_body, error_type, message_id, to_message, usage_of
+from uniinfer.ingress.anthropic_stream import StreamRenderer
+from uniinfer.providers.anthropic import THINKING_BUDGETS
+from uniinfer.tokens import count_text_tokens
+from uniinfer.types import AssistantMessage, ChatRequest, SystemMessage, ToolMessage, UserMessage
+from uniinfer.types.chat import (
+    ContentPart,
+    FilePart,
+    FunctionCall,
+    FunctionDefinition,
+    ImagePart,
+    Message,
+    TextPart,
+    Tool,
+    ToolCall,
+)
+from uniinfer.validation import validation_error
+
+__all__ = [
+    "CountTokensRequest",
+    "MessagesRequest",
+    "StreamRenderer",
+    "error_body",
+    "error_type",
+    "estimate_input_tokens",
+    "message_id",
+    "parse_anthropic",
+    "reasoning_effort",
+    "to_chat_request",
+    "to_message",
+    "usage_of",
+]
+
+#: Turns as (role, [(path of the block, block)]) after combining consecutive same-role messages.
+Turn = tuple[str, list[tuple[str, ContentBlock]]]
+
+_EFFORTS = ("low", "medium", "high")
+_OUTPUT_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
+    """The OpenAI-shaped request the gateway routes (see the module docstring for each field)."""
+    messages = [*_system(req.system), *_conversation(req.messages)]
+    fields: dict[str, Any] = {"model": req.model, "messages": messages}
+    custom = [t for t in req.tools or () if isinstance(t, CustomTool)]
+    if custom:
+        fields["tools"] = [_tool(t) for t in custom]
+    fields.update(_tool_choice(req))
+    effort = reasoning_effort(req)
+    if effort is not None:
+        fields["reasoning_effort"] = effort
+    fmt = req.output_config.format if req.output_config else None
+    if fmt is not None:
+        spec = {"name": "output", "schema": fmt.schema_}
+        fields["response_format"] = {"type": "json_schema", "json_schema": spec}
+    if isinstance(req, MessagesRequest):
+        fields.update(_generation(req))
+    try:
+        return ChatRequest.model_validate(fields)
+    except ValidationError as exc:  # a limit of the OpenAI shape the Anthropic one lacks
+        raise validation_error(exc, fields) from None
+
+
+def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:
+    """``output_config.effort`` if set, else the thinking budget's effort (None: no thinking)."""
+    if req.output_config is not None and req.output_config.effort is not None:
+        return _OUTPUT_EFFORT[req.output_config.effort]
+    if isinstance(req.thinking, ThinkingEnabled):
+        budget = req.thinking.budget_tokens
+        return max((e for e in _EFFORTS if THINKING_BUDGETS[e] <= budget), key=_EFFORTS.index)
+    if isinstance(req.thinking, ThinkingAdaptive):
+        return "medium"
+    return None
+
+
+def _generation(req: MessagesRequest) -> dict[str, Any]:
+    fields: dict[str, Any] = {"max_tokens": req.max_tokens}
+    for name in ("temperature", "top_p"):
+        value = getattr(req, name)
+        if value is not None:
+            fields[name] = value
+    if req.top_k:
+        fields["top_k"] = req.top_k
+    if req.stop_sequences:
+        fields["stop"] = req.stop_sequences
+    if req.metadata is not None and req.metadata.user_id:
+        fields["user"] = req.metadata.user_id
+    if req.stream:
+        fields["stream"] = True
+        fields["stream_options"] = {"include_usage": True}
+    return fields
+
+
+# --- messages ----------------------------------------------------------------------
+
+
+def _system(blocks: list[TextBlock] | None) -> list[Message]:
+    parts = [_text_part(b) for b in blocks or () if b.text]
+    return [SystemMessage(role="system", content=_texts(parts))] if parts else []
+
+
+def _conversation(messages: list[InputMessage]) -> list[Message]:
+    out: list[Message] = []
+    for role, blocks in _turns(messages):
+        out.extend(_assistant_turn(blocks) if role == "assistant" else _user_turn(blocks))
+    return out
+
+
+def _turns(messages: list[InputMessage]) -> list[Turn]:
+    turns: list[Turn] = []
+    for i, msg in enumerate(messages):
+        blocks = [(f"messages.{i}.content.{j}", block) for j, block in enumerate(msg.content)]
+        if turns and turns[-1][0] == msg.role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((msg.role, blocks))
+    return turns
+
+
+def _user_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
+    results: list[Message] = []
+    result_images: list[ContentPart] = []
+    parts: list[ContentPart] = []
+    for where, block in blocks:
+        if isinstance(block, ToolResultBlock):
+            results.append(_tool_message(block))
+            result_images += [_image_part(b) for b in block.content if isinstance(b, ImageBlock)]
+        elif isinstance(block, TextBlock):
+            parts.append(_text_part(block))
+        elif isinstance(block, ImageBlock):
+            parts.append(_image_part(block))
+        elif isinstance(block, DocumentBlock):
+            parts += _document_parts(block, where)
+    content = result_images + parts
+    if content:
+        results.append(UserMessage(role="user", content=_collapse(content)))
+    return results
+
+
+def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
+    texts: list[TextPart] = []
+    thoughts: list[str] = []
+    calls: list[ToolCall] = []
+    for _, block in blocks:
+        if isinstance(block, TextBlock):
+            texts.append(_text_part(block))
+        elif isinstance(block, ThinkingBlock):
+            thoughts.append(block.thinking)
+        elif isinstance(block, ToolUseBlock):
+            arguments = orjson.dumps(block.input).decode()
+            calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments)))
+    if not texts and not calls:
+        return []
+    return [
+        AssistantMessage(
+            role="assistant",
+            content=_texts(texts) if texts else None,
+            tool_calls=calls or None,
+            reasoning_content="".join(thoughts) or None,
+        )
+    ]
+
+
+def _tool_message(block: ToolResultBlock) -> ToolMessage:
+    parts = [_text_part(b) for b in block.content if isinstance(b, TextBlock)]
+    if block.is_error and parts:
+        parts[0] = parts[0].model_copy(update={"text": f"Error: {parts[0].text}"})
+    elif block.is_error:
+        parts = [TextPart(type="text", text="Error")]
+    if block.cache_control is not None and parts:
+        parts[-1] = parts[-1].model_copy(update={"cache_control": _cache(block.cache_control)})
+    return ToolMessage(role="tool", tool_call_id=block.tool_use_id, content=_texts(parts) if parts else "")
+
+
+def _text_part(block: TextBlock) -> TextPart:
+    return TextPart(type="text", text=block.text, cache_control=_cache(block.cache_control))
+
+
+def _cache(cache: Any) -> dict[str, Any] | None:
+    return cache.model_dump(exclude_none=True) if cache is not None else None
+
+
+def _image_part(block: ImageBlock) -> ImagePart:
+    source = block.source
+    url = source.url if source.type == "url" else f"data:{source.media_type};base64,{source.data}"
+    return ImagePart.model_validate({"type": "image_url", "image_url": {"url": url}})
+
+
+def _document_parts(block: DocumentBlock, where: str) -> list[ContentPart]:
+    source = block.source
+    intro = [t for t in (block.title, block.context) if t]
+    if source.type == "text":
+        return [TextPart(type="text", text="\n\n".join([*intro, source.data]))]
+    if source.type == "content":
+        head: list[ContentPart] = [TextPart(type="text", text="\n\n".join(intro))] if intro else []
+        return head + [_text_part(b) if isinstance(b, TextBlock) else _image_part(b) for b in source.content]
+    if source.type == "base64":
+        file = {
+            "filename": block.title or "document.pdf",
+            "file_data": f"data:{source.media_type};base64,{source.data}",
+        }
+        return [FilePart(type="file", file=file)]
+    raise UnsupportedFeatureError(
+        f"{where}.source.type: document sources of type '{source.type}' are not supported by uniinfer; "
+        "send the document inline (a base64 PDF or a text source)",
+        param=f"{where}.source.type",
+    )
+
+
+def _texts(parts: list[TextPart]) -> str | list[TextPart]:
+    """One plain text part as a string (what every provider takes), else the parts."""
+    if len(parts) == 1 and parts[0].cache_control is None:
+        return parts[0].text
+    return parts
+
+
+def _collapse(parts: list[ContentPart]) -> str | list[ContentPart]:
+    if len(parts) == 1 and isinstance(parts[0], TextPart) and parts[0].cache_control is None:
+        return parts[0].text
+    return parts
+
+
+# --- tools ----------------------------------------------------------------------------
+
+
+def _tool(tool: CustomTool) -> Tool:
+    function = FunctionDefinition(
+        name=tool.name,
+        description=tool.description,
+        parameters=tool.input_schema.model_dump(),
+        strict=tool.strict,
+    )
+    return Tool(type="function", function=function)
+
+
+def _tool_choice(req: MessagesRequest | CountTokensRequest) -> dict[str, Any]:
+    choice = req.tool_choice
+    if choice is None:
+        return {}
+    fields: dict[str, Any] = {}
+    if isinstance(choice, ToolChoiceTool):
+        fields["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    elif isinstance(choice, ToolChoiceAny):
+        fields["tool_choice"] = "required"
+    elif isinstance(choice, ToolChoiceAuto):
+        fields["tool_choice"] = "auto"
+    elif isinstance(choice, ToolChoiceNone):
+        fields["tool_choice"] = "none"
+    if getattr(choice, "disable_parallel_tool_use", None):
+        fields["parallel_tool_calls"] = False
+    return fields
+
+
+# --- token estimate ------------------------------------------------------------------
+
+#: Tokens charged per message and once per request (role markers), as OpenAI's chat format does.
+_PER_MESSAGE = 3
+_PER_REQUEST = 3
+#: An image or a PDF whose size is not decoded: the cost of a ~1.15 megapixel image
+#: (https://docs.anthropic.com/en/docs/build-with-claude/vision: pixels / 750, capped near 1600).
+_OPAQUE_TOKENS = 1600
+
+
+def estimate_input_tokens(req: MessagesRequest | CountTokensRequest) -> int:
+    """An offline estimate (o200k_base) of the input tokens of ``req``.
+
+    System text, every message's blocks, tool definitions as JSON, plus
+    :data:`_PER_MESSAGE` per message; images and PDFs count
+    :data:`_OPAQUE_TOKENS` each. Other models' tokenizers differ: an estimate.
+    """
+    total = _PER_REQUEST + sum(count_text_tokens(b.text) for b in req.system or ())
+    for msg in req.messages:
+        total += _PER_MESSAGE + sum(_block_tokens(b) for b in msg.content)
+    for tool in req.tools or ():
+        total += count_text_tokens(orjson.dumps(tool.model_dump(exclude_none=True, by_alias=True)).decode())
+    return total
+
+
+def _block_tokens(block: Any) -> int:
+    if isinstance(block, TextBlock):
+        return count_text_tokens(block.text)
+    if isinstance(block, ThinkingBlock):
+        return count_text_tokens(block.thinking)
+    if isinstance(block, ToolUseBlock):
+        return count_text_tokens(block.name + orjson.dumps(block.input).decode())
+    if isinstance(block, ToolResultBlock):
+        return sum(_block_tokens(b) for b in block.content)
+    if isinstance(block, DocumentBlock):
+        return _document_tokens(block)
+    if isinstance(block, ImageBlock):
+        return _OPAQUE_TOKENS
+    return 0  # redacted thinking: opaque, and not passed on
+
+
+def _document_tokens(block: DocumentBlock) -> int:
+    source = block.source
+    intro = sum(count_text_tokens(t) for t in (block.title, block.context) if t)
+    if source.type == "text":
+        return intro + count_text_tokens(source.data)
+    if source.type == "content":
+        return intro + sum(_block_tokens(b) for b in source.content)
+    return intro + _OPAQUE_TOKENS

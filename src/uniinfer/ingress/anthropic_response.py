@@ -1,0 +1,188 @@
+"""Anthropic Messages answers: the ``message`` object, usage, stop reasons and errors.
+
+``message`` (https://docs.anthropic.com/en/api/messages): content blocks in
+the order thinking, text, tool_use. A thinking block (from
+``reasoning_content``) carries an empty ``signature``: the SDKs require the
+field, and no provider but Anthropic can sign; sent back, such a block becomes
+reasoning again and its signature is ignored. ``model`` is the name the caller
+asked for (the serving deployment is in the ``x-uniinfer-*`` headers), ``id``
+is ``msg_`` plus the upstream id (kept as it is when it already starts so).
+
+Stop reasons: ``length`` -> ``max_tokens``, ``content_filter`` -> ``refusal``,
+any tool call -> ``tool_use`` (also when a provider said ``stop``), everything
+else ``end_turn``. ``stop_sequence`` is always null: OpenAI-shaped answers do
+not say *which* stop sequence matched (nor whether one did), so a stop on a
+sequence reads as ``end_turn``.
+
+Usage: uniinfer's ``prompt_tokens`` includes cache reads and writes (see
+:mod:`uniinfer.providers.anthropic`), so ``input_tokens = prompt_tokens -
+cached - cache_write``, with ``cache_read_input_tokens`` and
+``cache_creation_input_tokens`` always present (0 when unreported) and
+``output_tokens_details.thinking_tokens`` when reasoning tokens were reported.
+
+Errors (https://docs.anthropic.com/en/api/errors): ``{"type": "error",
+"error": {"type", "message"}}``, the type chosen by error class
+(:func:`error_type`) while the HTTP status stays the error tree's: an
+overloaded provider is ``overloaded_error`` with status 503 (not Anthropic's
+529), a timeout ``api_error`` with 504. A context-length error's message
+starts with ``prompt is too long:`` as the API's does (agents look for it to
+compact their history). When a gateway error names an OpenAI field, the
+message is prefixed with the Anthropic field it came from (``thinking:``...).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderOverloadedError,
+    ProviderResponseError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServiceUnavailableError,
+    UniInferError,
+)
+from uniinfer.types import ChatResponse, ToolCall, Usage
+
+__all__ = ["error_body", "error_object", "error_type", "message_id", "stop_reason", "to_message", "usage_of"]
+
+Block = dict[str, Any]
+
+#: Error class -> Anthropic error type; the first match wins (subclasses first).
+_ERROR_TYPES: tuple[tuple[type[UniInferError], str], ...] = (
+    (RequestTooLargeError, "request_too_large"),
+    (InvalidRequestError, "invalid_request_error"),
+    (AuthenticationError, "authentication_error"),
+    (PermissionDeniedError, "permission_error"),
+    (NotFoundError, "not_found_error"),
+    (RateLimitError, "rate_limit_error"),
+    (ProviderOverloadedError, "overloaded_error"),
+    (ServiceUnavailableError, "overloaded_error"),
+)
+#: ChatRequest field -> the Anthropic request field it was translated from.
+_FIELDS: Mapping[str, str] = {
+    "stop": "stop_sequences",
+    "user": "metadata.user_id",
+    "reasoning_effort": "thinking",
+    "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+    "response_format": "output_config.format",
+    "stream_options": "stream",
+}
+_STOP: Mapping[str, str] = {"length": "max_tokens", "content_filter": "refusal"}
+_NOT_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def to_message(resp: ChatResponse, requested_model: str) -> Block:
+    """The Anthropic ``message`` object for a chat completion (its first choice)."""
+    choice = resp.choices[0] if resp.choices else None
+    msg = choice.message if choice is not None else None
+    content: list[Block] = []
+    calls = (msg.tool_calls or []) if msg is not None else []
+    if msg is not None:
+        if msg.reasoning_content:
+            content.append({"type": "thinking", "thinking": msg.reasoning_content, "signature": ""})
+        text = (msg.content or "") + (msg.refusal or "")
+        if text:
+            content.append({"type": "text", "text": text})
+        content += [_tool_use(call) for call in calls]
+    refused = msg is not None and bool(msg.refusal)
+    finish = "content_filter" if refused else (choice.finish_reason if choice is not None else None)
+    return {
+        "id": message_id(resp.id),
+        "type": "message",
+        "role": "assistant",
+        "model": requested_model,
+        "content": content,
+        "stop_reason": stop_reason(finish, has_tool_calls=bool(calls)),
+        "stop_sequence": None,
+        "usage": usage_of(resp.usage),
+    }
+
+
+def _tool_use(call: ToolCall) -> Block:
+    raw = call.function.arguments
+    try:
+        value = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderResponseError(
+            f"the model called tool '{call.function.name}' with arguments that are not a JSON object",
+            upstream_body=raw[:512],
+        )
+    return {"type": "tool_use", "id": call.id, "name": call.function.name, "input": value}
+
+
+def stop_reason(finish: str | None, *, has_tool_calls: bool) -> str:
+    """Anthropic's ``stop_reason`` for an OpenAI ``finish_reason`` (see the module docstring)."""
+    if finish is not None and finish in _STOP:
+        return _STOP[finish]
+    return "tool_use" if has_tool_calls else "end_turn"
+
+
+def message_id(upstream_id: str) -> str:
+    """``msg_`` + the upstream id (as it is when it already is a message id)."""
+    if upstream_id.startswith("msg_"):
+        return upstream_id
+    tail = _NOT_ID.sub("", upstream_id.removeprefix("chatcmpl-")) or uuid.uuid4().hex
+    return f"msg_{tail}"
+
+
+def usage_of(usage: Usage | None) -> Block:
+    """Anthropic usage: ``input_tokens`` excludes the cache reads and writes counted beside it."""
+    if usage is None:
+        usage = Usage()
+    cached, written = usage.cached_tokens, usage.cache_write_tokens
+    out: Block = {
+        "input_tokens": max(usage.prompt_tokens - cached - written, 0),
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
+        "output_tokens": usage.completion_tokens,
+    }
+    details = usage.completion_tokens_details
+    if details is not None and details.reasoning_tokens is not None:
+        out["output_tokens_details"] = {"thinking_tokens": details.reasoning_tokens}
+    return out
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def error_type(exc: UniInferError) -> str:
+    """The Anthropic error type for an error (all-targets-failed: that of the deciding attempt)."""
+    if isinstance(exc, AllTargetsFailedError) and exc.attempts:
+        return error_type(exc.attempts[-1][1])
+    for cls, name in _ERROR_TYPES:
+        if isinstance(exc, cls):
+            return name
+    return "api_error"
+
+
+def error_body(exc: UniInferError) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}}``: the routes' ``render_error``."""
+    return orjson.dumps(error_object(exc))
+
+
+def error_object(exc: UniInferError) -> Block:
+    return {"type": "error", "error": {"type": error_type(exc), "message": _message(exc)}}
+
+
+def _message(exc: UniInferError) -> str:
+    message = exc.message
+    if isinstance(exc, ContextLengthExceededError) and not message.startswith("prompt is too long"):
+        return f"prompt is too long: {message}"
+    field = _FIELDS.get(exc.param or "")
+    if field is not None and not message.startswith(f"{field}:"):
+        return f"{field}: {message}"
+    return message

@@ -1,0 +1,186 @@
+"""Anthropic Messages streaming: OpenAI-shaped chunks in, Anthropic SSE events out.
+
+The sequence is the real API's
+(https://docs.anthropic.com/en/docs/build-with-claude/streaming)::
+
+    message_start, ping,
+    (content_block_start, content_block_delta..., content_block_stop) per block,
+    message_delta, message_stop
+
+Blocks are numbered 0, 1, ... in order of appearance; a block of another
+kind (text, thinking, or a tool call of a new index) closes the open one.
+``reasoning_content`` streams as a ``thinking`` block (``thinking_delta``; its
+``signature`` stays empty and no ``signature_delta`` is sent, see
+:mod:`~uniinfer.ingress.anthropic_response`), ``content`` as a ``text`` block
+(``text_delta``), each tool call as a ``tool_use`` block whose arguments
+stream as ``input_json_delta`` ``partial_json``. A provider that interleaves
+the arguments of parallel calls is the one case the sequence cannot follow:
+arguments for an already closed tool block are still sent, with that block's
+index, so that a client assembling by index (the SDKs do) loses nothing.
+
+Usage is known only at the end for almost every provider: ``message_start``
+says what is known then (normally zeros), and the final ``message_delta``
+carries the full usage (``input_tokens``, both cache counts and
+``output_tokens``). Current SDKs take every count present in
+``message_delta`` as the cumulative total, so ``get_final_message().usage``
+is right; clients that only read ``output_tokens`` there keep the zero input
+count of ``message_start``.
+
+A failure mid-stream is an ``error`` event with the Anthropic error object,
+after which the stream ends (no ``message_stop``), as the API does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import UniInferError
+from uniinfer.ingress.anthropic_response import error_object, message_id, stop_reason, usage_of
+from uniinfer.types import ChatChunk, ToolCallDelta, Usage
+
+__all__ = ["StreamRenderer", "sse"]
+
+Block = dict[str, Any]
+
+
+def sse(payload: Block) -> bytes:
+    """One named SSE event: ``event: <type>`` and the JSON payload."""
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class StreamRenderer:
+    """Feed :class:`~uniinfer.types.ChatChunk` objects; get the Anthropic SSE bytes to send.
+
+    ``feed`` for each chunk, then ``finish`` once the chunks ended, or
+    ``error`` when the stream failed. Only the first choice is rendered
+    (Anthropic answers have one).
+    """
+
+    __slots__ = ("_finish", "_model", "_next", "_open", "_started", "_tools", "_usage")
+
+    def __init__(self, model: str) -> None:
+        """``model``: the name the caller asked for, echoed in ``message_start``."""
+        self._model = model
+        self._started = False
+        self._next = 0  # index of the next content block
+        #: (kind, block index) of the open block; kind is "text", "thinking" or "tool_use".
+        self._open: tuple[str, int] | None = None
+        #: tool call index -> its content block index
+        self._tools: dict[int, int] = {}
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        """The events one chunk adds (possibly none)."""
+        out = [] if self._started else self._start(chunk.id, chunk.usage)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            if delta.reasoning_content:
+                out += self._append("thinking", delta.reasoning_content)
+            for text in (delta.content, delta.refusal):
+                if text:
+                    out += self._append("text", text)
+            for call in delta.tool_calls or ():
+                out += self._tool(call)
+            if delta.refusal:
+                self._finish = "content_filter"
+            elif choice.finish_reason is not None and self._finish != "content_filter":
+                self._finish = choice.finish_reason
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """Close the open block, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
+        out = [] if self._started else self._start(f"msg_{uuid.uuid4().hex[:24]}", None)
+        out += self._close()
+        delta = {
+            "stop_reason": stop_reason(self._finish, has_tool_calls=bool(self._tools)),
+            "stop_sequence": None,
+        }
+        out.append(sse({"type": "message_delta", "delta": delta, "usage": usage_of(self._usage)}))
+        out.append(sse({"type": "message_stop"}))
+        return b"".join(out)
+
+    @staticmethod
+    def error(exc: UniInferError) -> bytes:
+        """The ``error`` event for a failure mid-stream."""
+        return sse(error_object(exc))
+
+    # --- blocks --------------------------------------------------------------------
+
+    def _start(self, upstream_id: str, usage: Usage | None) -> list[bytes]:
+        self._started = True
+        message: Block = {
+            "id": message_id(upstream_id),
+            "type": "message",
+            "role": "assistant",
+            "model": self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_of(usage),
+        }
+        return [sse({"type": "message_start", "message": message}), sse({"type": "ping"})]
+
+    def _append(self, kind: str, text: str) -> list[bytes]:
+        """Text or thinking: continue the open block of that kind, or open one."""
+        out: list[bytes] = []
+        if self._open is None or self._open[0] != kind:
+            empty: Block = (
+                {"type": "text", "text": ""}
+                if kind == "text"
+                else {
+                    "type": "thinking",
+                    "thinking": "",
+                    "signature": "",
+                }
+            )
+            out = self._begin(kind, empty)
+        assert self._open is not None
+        field = "text" if kind == "text" else "thinking"
+        out.append(self._delta(self._open[1], {"type": f"{field}_delta", field: text}))
+        return out
+
+    def _tool(self, call: ToolCallDelta) -> list[bytes]:
+        out: list[bytes] = []
+        index = self._tools.get(call.index)
+        function = call.function
+        if index is None:
+            name = (function.name if function else None) or ""
+            block = {
+                "type": "tool_use",
+                "id": call.id or f"toolu_{uuid.uuid4().hex[:24]}",
+                "name": name,
+                "input": {},
+            }
+            out = self._begin("tool_use", block)
+            index = self._tools[call.index] = self._next - 1
+        arguments = function.arguments if function else None
+        if arguments:
+            out.append(self._delta(index, {"type": "input_json_delta", "partial_json": arguments}))
+        return out
+
+    def _begin(self, kind: str, block: Block) -> list[bytes]:
+        out = self._close()
+        index, self._next = self._next, self._next + 1
+        self._open = (kind, index)
+        out.append(sse({"type": "content_block_start", "index": index, "content_block": block}))
+        return out
+
+    def _close(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        index = self._open[1]
+        self._open = None
+        return [sse({"type": "content_block_stop", "index": index})]
+
+    @staticmethod
+    def _delta(index: int, delta: Block) -> bytes:
+        return sse({"type": "content_block_delta", "index": index, "delta": delta})

@@ -1,0 +1,155 @@
+"""The Anthropic API family: ``POST /v1/messages`` (JSON and SSE) and ``POST /v1/messages/count_tokens``.
+
+The official ``anthropic`` SDK (``base_url`` = the server, ``api_key`` = the
+master key, sent as ``x-api-key``) and the tools built on it reach every
+model uniinfer serves: requests are translated by
+:mod:`uniinfer.ingress.anthropic` and go through the same gateway as the
+OpenAI routes. The ``anthropic-version`` and ``anthropic-beta`` headers are
+accepted and not required; query strings (``?beta=true``) are ignored.
+
+Errors have Anthropic's shape (:func:`~uniinfer.ingress.anthropic.error_body`)
+and keep ``retry-after``; answers and errors after routing carry the
+``x-request-id`` and ``x-uniinfer-*`` headers.
+
+``count_tokens`` answers ``{"input_tokens": N}``. When the model routes to a
+provider of type ``anthropic`` (the first deployment of its group), the
+request is forwarded to that provider's own ``/v1/messages/count_tokens``
+with the adapter's headers (``x-uniinfer-token-count: provider``); otherwise,
+or when that endpoint does not exist there (404), the count is an offline
+estimate (``x-uniinfer-token-count: estimated``).
+
+The integrator registers :data:`ROUTES` in ``create_app``; until then,
+``app.add_routes(anthropic_api.ROUTES)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import ProviderResponseError, UniInferError
+from uniinfer.http import HttpRequest
+from uniinfer.ingress.anthropic import (
+    CountTokensRequest,
+    MessagesRequest,
+    StreamRenderer,
+    error_body,
+    estimate_input_tokens,
+    parse_anthropic,
+    to_chat_request,
+    to_message,
+)
+from uniinfer.routing.router import Member
+from uniinfer.server.app import App, Endpoint, Request
+from uniinfer.server.wire import SSE_HEADERS, Headers, error_headers, json_body, route_headers, send_bytes
+from uniinfer.stages import RequestContext, Route
+from uniinfer.types import ChatRequest
+
+__all__ = ["ROUTES"]
+
+_COUNT_HEADER = b"x-uniinfer-token-count"
+
+
+async def messages(app: App, request: Request) -> None:
+    """``POST /v1/messages``."""
+    req = parse_anthropic(MessagesRequest, json_body(request.body))
+    chat = to_chat_request(req)
+    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    if req.stream:
+        await _stream(app, request, req, chat, ctx)
+        return
+    try:
+        response = await app.gateway.chat(chat, ctx)
+    except UniInferError as exc:
+        await _send_error(request, exc, ctx.route)
+        return
+    body = orjson.dumps(to_message(response, req.model))
+    await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
+
+
+async def _stream(
+    app: App, request: Request, req: MessagesRequest, chat: ChatRequest, ctx: RequestContext
+) -> None:
+    try:
+        stream = await app.gateway.stream(chat, ctx)
+    except UniInferError as exc:
+        await _send_error(request, exc, ctx.route)
+        return
+    send = request.send
+    renderer = StreamRenderer(req.model)
+    try:
+        headers = SSE_HEADERS + route_headers(request.request_id, ctx.route)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            async for chunk in stream:
+                data = renderer.feed(chunk)
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        except UniInferError as exc:
+            # Mid-stream failure: an Anthropic error event, then the end.
+            await send({"type": "http.response.body", "body": renderer.error(exc), "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.body", "body": renderer.finish()})
+    finally:
+        await stream.aclose()
+
+
+async def count_tokens(app: App, request: Request) -> None:
+    """``POST /v1/messages/count_tokens``: forwarded to Anthropic, or estimated."""
+    data = json_body(request.body)
+    req = parse_anthropic(CountTokensRequest, data)
+    chat = to_chat_request(req)
+    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    member = app.gateway.router.decide(req.model, chat, ctx).group.members[0]
+    if app.config.provider_type(member.target.provider) == "anthropic":
+        counted = await _upstream_count(app, member, chat, data)
+        if counted is not None:
+            route = Route(req.model, member.target.provider, member.target.model, attempts=1)
+            headers = [*route_headers(request.request_id, route), (_COUNT_HEADER, b"provider")]
+            await send_bytes(request.send, 200, orjson.dumps({"input_tokens": counted}), headers)
+            return
+    body = orjson.dumps({"input_tokens": estimate_input_tokens(req)})
+    headers = [(b"x-request-id", request.request_id.encode()), (_COUNT_HEADER, b"estimated")]
+    await send_bytes(request.send, 200, body, headers)
+
+
+async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dict[str, Any]) -> int | None:
+    """The provider's own count; None when it has no count_tokens endpoint (404)."""
+    target = member.target
+    adapter = target.adapter
+    http = app.gateway.http
+    await adapter.prepare_credentials(http)
+    # The adapter's own request gives the URL and headers (key, version, configured extras).
+    template = adapter.chat_request(chat, target.model, stream=False)
+    url = template.url.rstrip("/") + "/count_tokens"
+    payload = orjson.dumps({**data, "model": target.model})
+    resp = await http.send(HttpRequest(url, payload, template.headers), member.timeouts, target.provider)
+    if resp.status == 404:
+        return None
+    if resp.status >= 400:
+        raise adapter.parse_error(resp.status, resp.headers, resp.body)
+    try:
+        counted = orjson.loads(resp.body)["input_tokens"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        counted = None
+    if not isinstance(counted, int):
+        raise ProviderResponseError(
+            f"{target.provider}: unexpected count_tokens response",
+            provider=target.provider,
+            upstream_body=resp.body[:512].decode("utf-8", "replace"),
+        )
+    return counted
+
+
+async def _send_error(request: Request, exc: UniInferError, route: Route | None) -> None:
+    """An error before any byte was sent, with the routing headers of what was tried."""
+    headers: Headers = route_headers(request.request_id, route) + error_headers(exc)
+    await send_bytes(request.send, exc.http_status, error_body(exc), headers)
+
+
+ROUTES = {
+    ("POST", "/v1/messages"): Endpoint(messages, render_error=error_body),
+    ("POST", "/v1/messages/count_tokens"): Endpoint(count_tokens, render_error=error_body),
+}

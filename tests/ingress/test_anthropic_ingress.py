@@ -1,0 +1,1070 @@
+"""The Anthropic Messages API at ingress: pure translation both ways, the stream renderer, and the
+official ``anthropic`` SDK against the real server routed to the OpenAI and the Anthropic fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anthropic
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.conftest import FAKE_KEY, make_config
+from tests.fakes.anthropic import anthropic_app
+from tests.fakes.anthropic import error as anthropic_error
+from tests.fakes.common import run_fake
+from tests.server_helpers import serve
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    AuthenticationError,
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProviderOverloadedError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RateLimitError,
+    RequestTooLargeError,
+    UniInferError,
+    UnsupportedFeatureError,
+    UnsupportedParamError,
+)
+from uniinfer.ingress.anthropic import (
+    CountTokensRequest,
+    MessagesRequest,
+    StreamRenderer,
+    error_body,
+    estimate_input_tokens,
+    parse_anthropic,
+    to_chat_request,
+    to_message,
+)
+from uniinfer.server import App, anthropic_api, create_app
+from uniinfer.types import AssistantMessage, ChatChunk, ChatResponse, SystemMessage, ToolMessage, UserMessage
+from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, ResponseMessage, ToolCall, ToolCallDelta
+from uniinfer.types.usage import Usage
+
+MASTER = "sk-master-anthropic-ingress"
+ANTHROPIC_KEY = "sk-ant-upstream-key-0123456789"
+COUNTED = 4242
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
+HELLO = [{"role": "user", "content": "hello there"}]
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}},
+}
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {"model": "chat", "max_tokens": 256, "messages": HELLO, **extra}
+
+
+# --- request translation -------------------------------------------------------------
+
+
+def test_a_conversation_with_tools_translates_in_openai_order() -> None:
+    req = parse_anthropic(
+        MessagesRequest,
+        body(
+            system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "use the tool", "signature": "sig"},
+                        {"type": "redacted_thinking", "data": "opaque"},
+                        {"type": "text", "text": "Checking."},
+                        {
+                            "type": "tool_use",
+                            "id": "toolu_1",
+                            "name": "get_weather",
+                            "input": {"location": "Paris"},
+                        },
+                        {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "and here is a photo"},
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_1",
+                            "content": [
+                                {"type": "text", "text": "21 C"},
+                                {
+                                    "type": "image",
+                                    "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                                },
+                            ],
+                            "cache_control": {"type": "ephemeral"},
+                        },
+                    ],
+                },
+                # consecutive user messages are one turn: this result still answers toolu_2
+                {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": "toolu_2", "is_error": True}],
+                },
+            ],
+            tools=[WEATHER_TOOL],
+        ),
+    )
+    chat = to_chat_request(req)
+    roles = [m.role for m in chat.messages]
+    assert roles == ["system", "user", "assistant", "tool", "tool", "user"]
+    system, _, assistant, first, second, user = chat.messages
+    assert isinstance(system, SystemMessage)
+    assert isinstance(system.content, list)
+    assert system.content[0].cache_control == {"type": "ephemeral"}
+    assert isinstance(assistant, AssistantMessage)
+    assert assistant.content == "Checking."
+    assert assistant.reasoning_content == "use the tool"
+    assert [(c.id, json.loads(c.function.arguments)) for c in assistant.tool_calls or ()] == [
+        ("toolu_1", {"location": "Paris"}),
+        ("toolu_2", {}),
+    ]
+    assert isinstance(first, ToolMessage)
+    assert first.tool_call_id == "toolu_1"
+    assert isinstance(first.content, list)
+    assert [(p.text, p.cache_control) for p in first.content] == [("21 C", {"type": "ephemeral"})]
+    assert isinstance(second, ToolMessage)
+    assert (second.tool_call_id, second.content) == ("toolu_2", "Error")
+    assert isinstance(user, UserMessage)
+    assert isinstance(user.content, list)
+    image, text = user.content
+    assert image.type == "image_url"
+    assert image.image_url.url == f"data:image/png;base64,{PNG}"  # type: ignore[union-attr]
+    assert text.type == "text"
+    assert chat.tools is not None
+    assert chat.tools[0].function.parameters == WEATHER_TOOL["input_schema"]
+
+
+def test_generation_settings_map_to_openai_fields() -> None:
+    req = parse_anthropic(
+        MessagesRequest,
+        body(
+            stop_sequences=["END", "STOP"],
+            temperature=0.5,
+            top_p=0.9,
+            top_k=5,
+            metadata={"user_id": "user-7"},
+            stream=True,
+            service_tier="auto",
+        ),
+    )
+    chat = to_chat_request(req)
+    assert chat.stop == ["END", "STOP"]
+    assert (chat.temperature, chat.top_p, chat.top_k, chat.max_tokens) == (0.5, 0.9, 5, 256)
+    assert chat.user == "user-7"
+    assert chat.stream is True
+    assert chat.include_usage  # always asked for: message_delta needs it
+    assert chat.service_tier is None  # accepted, not passed on
+    assert chat.messages == [UserMessage(role="user", content="hello there")]
+    plain = to_chat_request(parse_anthropic(MessagesRequest, body(top_k=0)))
+    assert plain.top_k is None
+    assert plain.stream is None
+    assert plain.stream_options is None
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected", "parallel"),
+    [
+        ({"type": "auto"}, "auto", None),
+        ({"type": "any"}, "required", None),
+        ({"type": "none"}, "none", None),
+        ({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}, "get_weather", False),
+        ({"type": "auto", "disable_parallel_tool_use": True}, "auto", False),
+    ],
+)
+def test_tool_choice(choice: dict[str, Any], expected: str, parallel: bool | None) -> None:
+    chat = to_chat_request(parse_anthropic(MessagesRequest, body(tools=[WEATHER_TOOL], tool_choice=choice)))
+    named = getattr(chat.tool_choice, "function", None)
+    assert (named.name if named else chat.tool_choice) == expected
+    assert chat.parallel_tool_calls is parallel
+
+
+@pytest.mark.parametrize(
+    ("extra", "effort"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 4095}}, "low"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 4096}}, "medium"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 16383}}, "medium"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 16384}}, "high"),
+        ({"thinking": {"type": "adaptive"}}, "medium"),
+        ({"thinking": {"type": "disabled"}}, None),
+        ({"output_config": {"effort": "max"}}, "high"),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "medium"}},
+            "medium",
+        ),
+    ],
+)
+def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort: str | None) -> None:
+    chat = to_chat_request(parse_anthropic(MessagesRequest, body(max_tokens=20000, **extra)))
+    assert chat.reasoning_effort == effort
+
+
+def test_documents_and_structured_output() -> None:
+    pdf = base64.b64encode(b"%PDF-1.4").decode()
+    req = parse_anthropic(
+        MessagesRequest,
+        body(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "document",
+                            "title": "Notes",
+                            "source": {"type": "text", "media_type": "text/plain", "data": "a b"},
+                        },
+                        {
+                            "type": "document",
+                            "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                        },
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                    ],
+                }
+            ],
+            output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}},
+        ),
+    )
+    chat = to_chat_request(req)
+    user = chat.messages[0]
+    assert isinstance(user, UserMessage)
+    assert isinstance(user.content, list)
+    text, file, image = user.content
+    assert text.type == "text"
+    assert text.text == "Notes\n\na b"
+    assert file.type == "file"
+    assert file.file == {"filename": "document.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}
+    assert image.type == "image_url"
+    assert image.image_url.url == "https://example.com/cat.png"
+    assert chat.response_format is not None
+    assert chat.response_format.model_dump(by_alias=True, exclude_none=True) == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": {"type": "object"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "param", "fragment"),
+    [
+        (body(bogus=1), InvalidRequestError, "bogus", "Extra inputs are not permitted"),
+        ({"model": "chat", "messages": HELLO}, InvalidRequestError, "max_tokens", "Field required"),
+        (body(max_tokens=0), InvalidRequestError, "max_tokens", "greater than or equal to 1"),
+        (body(messages=[]), InvalidRequestError, "messages", "at least 1 item"),
+        (body(temperature=1.5), InvalidRequestError, "temperature", "less than or equal to 1"),
+        (
+            body(messages=[{"role": "system", "content": "x"}]),
+            InvalidRequestError,
+            "messages.0.role",
+            "'user' or 'assistant'",
+        ),
+        (
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "look"},
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/tiff", "data": PNG},
+                            },
+                        ],
+                    }
+                ]
+            ),
+            InvalidRequestError,
+            "messages.0.content.1.image.source.base64.media_type",
+            "'image/jpeg'",
+        ),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "server_tool_use"}]}]),
+            InvalidRequestError,
+            "messages.0.content.0",
+            "does not match any of the expected tags",
+        ),
+        (
+            body(
+                messages=[
+                    {"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": {}}]}
+                ]
+            ),
+            InvalidRequestError,
+            "messages.0.content.0.type",
+            "not allowed in 'user' messages",
+        ),
+        (
+            body(messages=[{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]),
+            InvalidRequestError,
+            "messages.0",
+            "non-empty content",
+        ),
+        (
+            body(messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]}]),
+            InvalidRequestError,
+            "messages.0.content.0",
+            "unexpected `tool_use_id`",
+        ),
+        (
+            body(
+                messages=[
+                    *HELLO,
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "toolu_1", "name": "n", "input": {}}],
+                    },
+                    {"role": "user", "content": "never mind"},
+                    {"role": "assistant", "content": "ok"},
+                ]
+            ),
+            InvalidRequestError,
+            "messages.1",
+            "without `tool_result` blocks",
+        ),
+        (
+            body(tools=[{"name": "x", "input_schema": {"type": "array"}}]),
+            InvalidRequestError,
+            "tools.0.custom.input_schema.type",
+            "'object'",
+        ),
+        (
+            body(tools=[{"type": "web_search_20250305", "name": "web_search"}]),
+            UnsupportedFeatureError,
+            "tools.0.type",
+            "web_search_20250305",
+        ),
+        (body(tool_choice={"type": "auto"}), InvalidRequestError, "tool_choice", "while providing tools"),
+        (
+            body(tools=[WEATHER_TOOL], tool_choice={"type": "tool", "name": "nope"}),
+            InvalidRequestError,
+            "tool_choice.tool.name",
+            "'nope' not found",
+        ),
+        (
+            body(thinking={"type": "enabled", "budget_tokens": 512}),
+            InvalidRequestError,
+            "thinking.enabled.budget_tokens",
+            "1024",
+        ),
+        (
+            body(thinking={"type": "enabled", "budget_tokens": 2048}),
+            InvalidRequestError,
+            "max_tokens",
+            "greater than `thinking.budget_tokens`",
+        ),
+        (
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "document", "source": {"type": "file", "file_id": "file_1"}}],
+                    }
+                ]
+            ),
+            UnsupportedFeatureError,
+            "messages.0.content.0.source.type",
+            "'file'",
+        ),
+        (body(stop_sequences=["a", "b", "c", "d", "e"]), InvalidRequestError, "stop", "at most 4"),
+    ],
+)
+def test_invalid_requests_name_the_field(
+    data: dict[str, Any], error: type[UniInferError], param: str, fragment: str
+) -> None:
+    with pytest.raises(error) as info:
+        to_chat_request(parse_anthropic(MessagesRequest, data))
+    assert info.value.param == param
+    assert fragment in info.value.message
+    if param != "stop":  # the one limit of the OpenAI shape: named by its OpenAI field
+        assert info.value.message.startswith(f"{param}: ")
+
+
+def test_count_tokens_request_has_no_generation_fields() -> None:
+    req = parse_anthropic(CountTokensRequest, {"model": "chat", "messages": HELLO, "tools": [WEATHER_TOOL]})
+    assert to_chat_request(req).max_tokens is None
+    with pytest.raises(InvalidRequestError, match="max_tokens: Extra inputs"):
+        parse_anthropic(CountTokensRequest, body())
+
+
+def test_token_estimate_counts_every_part() -> None:
+    base = estimate_input_tokens(parse_anthropic(CountTokensRequest, {"model": "m", "messages": HELLO}))
+    assert base == 3 + 3 + 2  # per request, per message, "hello there"
+    bigger = parse_anthropic(
+        CountTokensRequest,
+        {
+            "model": "m",
+            "system": "You are a weather bot.",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hello there"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                        },
+                    ],
+                }
+            ],
+            "tools": [WEATHER_TOOL],
+        },
+    )
+    assert estimate_input_tokens(bigger) > base + 1600 + 20
+
+
+# --- response translation --------------------------------------------------------------
+
+
+def _response(message: ResponseMessage, finish: str | None, usage: Usage | None = None) -> ChatResponse:
+    return ChatResponse(
+        id="chatcmpl-abc123",
+        model="gpt-4o-mini",
+        choices=[ChatChoice(message=message, finish_reason=finish)],  # type: ignore[arg-type]
+        usage=usage,
+    )
+
+
+def test_message_has_thinking_text_and_tool_use_blocks() -> None:
+    call = ToolCall.model_validate(
+        {"id": "call_1", "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'}}
+    )
+    usage = Usage.of(100, 20, cached=60, cache_write=10, reasoning=5)
+    msg = ResponseMessage(content="Let me check.", reasoning_content="thinking...", tool_calls=[call])
+    out = to_message(_response(msg, "tool_calls", usage), "my-model")
+    assert out["id"] == "msg_abc123"
+    assert (out["type"], out["role"], out["model"]) == ("message", "assistant", "my-model")
+    assert out["content"] == [
+        {"type": "thinking", "thinking": "thinking...", "signature": ""},
+        {"type": "text", "text": "Let me check."},
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"location": "Paris"}},
+    ]
+    assert (out["stop_reason"], out["stop_sequence"]) == ("tool_use", None)
+    assert out["usage"] == {
+        "input_tokens": 30,
+        "cache_creation_input_tokens": 10,
+        "cache_read_input_tokens": 60,
+        "output_tokens": 20,
+        "output_tokens_details": {"thinking_tokens": 5},
+    }
+    # the SDK's own model accepts it as a Message
+    parsed = anthropic.types.Message.model_validate(out)
+    assert parsed.usage.input_tokens == 30
+
+
+@pytest.mark.parametrize(
+    ("finish", "tools", "expected"),
+    [
+        ("stop", False, "end_turn"),
+        ("length", False, "max_tokens"),
+        ("content_filter", False, "refusal"),
+        ("tool_calls", True, "tool_use"),
+        ("stop", True, "tool_use"),
+        ("length", True, "max_tokens"),
+        (None, False, "end_turn"),
+    ],
+)
+def test_stop_reasons(finish: str | None, tools: bool, expected: str) -> None:
+    calls = (
+        [ToolCall.model_validate({"id": "c", "function": {"name": "f", "arguments": ""}})] if tools else None
+    )
+    out = to_message(_response(ResponseMessage(content="x", tool_calls=calls), finish), "m")
+    assert out["stop_reason"] == expected
+    if tools:
+        assert out["content"][-1]["input"] == {}
+
+
+def test_anthropic_ids_are_kept_and_bad_tool_arguments_are_an_error() -> None:
+    resp = _response(ResponseMessage(content="hi"), "stop").model_copy(update={"id": "msg_01XYZ"})
+    assert to_message(resp, "m")["id"] == "msg_01XYZ"
+    assert to_message(resp, "m")["usage"]["input_tokens"] == 0
+    bad = ToolCall.model_validate({"id": "c", "function": {"name": "f", "arguments": "[1, 2"}})
+    with pytest.raises(ProviderResponseError, match="'f'"):
+        to_message(_response(ResponseMessage(tool_calls=[bad]), "tool_calls"), "m")
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (InvalidRequestError("bad"), "invalid_request_error"),
+        (UnsupportedParamError("p"), "invalid_request_error"),
+        (RequestTooLargeError("big"), "request_too_large"),
+        (AuthenticationError("who"), "authentication_error"),
+        (ModelNotFoundError("none"), "not_found_error"),
+        (RateLimitError("slow", retry_after=7), "rate_limit_error"),
+        (ProviderOverloadedError("busy"), "overloaded_error"),
+        (ProviderTimeoutError("late"), "api_error"),
+        (UniInferError("bug"), "api_error"),
+        (AllTargetsFailedError("m", [("a/b", RateLimitError("slow"))]), "rate_limit_error"),
+    ],
+)
+def test_error_body_type_by_class(exc: UniInferError, kind: str) -> None:
+    payload = orjson.loads(error_body(exc))
+    assert payload["type"] == "error"
+    assert payload["error"]["type"] == kind
+    assert payload["error"]["message"] == exc.message
+
+
+def test_error_messages_speak_anthropic() -> None:
+    too_long = orjson.loads(error_body(ContextLengthExceededError("8192 tokens max")))
+    assert too_long["error"]["message"] == "prompt is too long: 8192 tokens max"
+    dropped = UnsupportedParamError(
+        "provider 'up' does not support reasoning_effort", param="reasoning_effort"
+    )
+    assert orjson.loads(error_body(dropped))["error"]["message"].startswith("thinking: provider 'up'")
+
+
+# --- stream renderer ---------------------------------------------------------------------
+
+
+def chunk(
+    delta: dict[str, Any] | None = None, finish: str | None = None, usage: Usage | None = None
+) -> ChatChunk:
+    choices = (
+        [] if delta is None else [ChunkChoice(delta=ChunkDelta.model_validate(delta), finish_reason=finish)]
+    )  # type: ignore[arg-type]
+    return ChatChunk(id="chatcmpl-s1", model="up-model", choices=choices, usage=usage)
+
+
+def tool_delta(
+    index: int, *, id: str | None = None, name: str | None = None, args: str | None = None
+) -> dict[str, Any]:
+    function = {k: v for k, v in (("name", name), ("arguments", args)) if v is not None}
+    call = ToolCallDelta.model_validate({"index": index, "id": id, "function": function or None})
+    return {"tool_calls": [call.model_dump(exclude_none=True)]}
+
+
+def render(chunks: list[ChatChunk]) -> list[tuple[str, dict[str, Any]]]:
+    renderer = StreamRenderer("asked-model")
+    raw = b"".join(renderer.feed(c) for c in chunks) + renderer.finish()
+    return parse_sse(raw)
+
+
+def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for frame in raw.decode().split("\n\n"):
+        if frame:
+            name_line, data_line = frame.split("\n")
+            name, data = name_line.removeprefix("event: "), json.loads(data_line.removeprefix("data: "))
+            assert data["type"] == name
+            events.append((name, data))
+    return events
+
+
+def assemble(events: list[tuple[str, dict[str, Any]]]) -> anthropic.types.Message:
+    """What the official SDK's stream accumulator builds from the events (its real code)."""
+    from anthropic.lib.streaming._messages import accumulate_event
+
+    snapshot = None
+    bufs: dict[int, bytes] = {}
+    for name, data in events:
+        if name in ("ping", "error"):
+            continue
+        snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=bufs)  # type: ignore[arg-type]
+    assert snapshot is not None
+    return snapshot
+
+
+def test_text_stream_sequence_and_usage() -> None:
+    usage = Usage.of(12, 3, cached=4)
+    events = render(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"content": "echo: "}),
+            chunk({"content": "hi"}),
+            chunk({}, finish="stop"),
+            chunk(None, usage=usage),
+        ]
+    )
+    names = [n for n, _ in events]
+    assert names == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert (start["id"], start["model"], start["content"]) == ("msg_s1", "asked-model", [])
+    assert start["usage"]["input_tokens"] == 0  # not known yet
+    final = events[-2][1]
+    assert final["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert final["usage"] == {
+        "input_tokens": 8,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 4,
+        "output_tokens": 3,
+    }
+    message = assemble(events)
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hi"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (8, 3)
+
+
+def test_thinking_text_and_two_tool_calls_become_numbered_blocks() -> None:
+    events = render(
+        [
+            chunk({"role": "assistant", "reasoning_content": "Let me "}),
+            chunk({"reasoning_content": "think."}),
+            chunk({"content": "Calling tools."}),
+            chunk(tool_delta(0, id="call_a", name="get_weather", args="")),
+            chunk(tool_delta(0, args='{"location":')),
+            chunk(tool_delta(0, args=' "Paris"}')),
+            chunk(tool_delta(1, id="call_b", name="get_time", args='{"tz": "CET"}')),
+            chunk({}, finish="tool_calls"),
+        ]
+    )
+    starts = [(d["index"], d["content_block"]) for n, d in events if n == "content_block_start"]
+    assert starts == [
+        (0, {"type": "thinking", "thinking": "", "signature": ""}),
+        (1, {"type": "text", "text": ""}),
+        (2, {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {}}),
+        (3, {"type": "tool_use", "id": "call_b", "name": "get_time", "input": {}}),
+    ]
+    # each block stops before the next one starts
+    order = [
+        (n, d.get("index"))
+        for n, d in events
+        if n.startswith("content_block_") and n != "content_block_delta"
+    ]
+    assert order == [(kind, i) for i in range(4) for kind in ("content_block_start", "content_block_stop")]
+    deltas = [d["delta"]["type"] for n, d in events if n == "content_block_delta"]
+    assert deltas == ["thinking_delta"] * 2 + ["text_delta"] + ["input_json_delta"] * 3
+    message = assemble(events)
+    assert message.stop_reason == "tool_use"
+    assert [getattr(b, "input", None) for b in message.content[2:]] == [{"location": "Paris"}, {"tz": "CET"}]
+    assert message.content[0].thinking == "Let me think."  # type: ignore[union-attr]
+
+
+def test_interleaved_tool_arguments_keep_their_block_index() -> None:
+    events = render(
+        [
+            chunk(tool_delta(0, id="call_a", name="f", args='{"a"')),
+            chunk(tool_delta(1, id="call_b", name="g", args='{"b": 2}')),
+            chunk(tool_delta(0, args=": 1}")),  # late: block 0 is already closed
+            chunk({}, finish="tool_calls"),
+        ]
+    )
+    late = [d for n, d in events if n == "content_block_delta"][-1]
+    assert late["index"] == 0
+    message = assemble(events)
+    assert [b.input for b in message.content] == [{"a": 1}, {"b": 2}]  # type: ignore[union-attr]
+
+
+def test_length_refusal_and_empty_streams() -> None:
+    assert render([chunk({"content": "a"}, finish="length")])[-2][1]["delta"]["stop_reason"] == "max_tokens"
+    refused = render([chunk({"refusal": "I can't."}, finish="stop")])
+    assert refused[-2][1]["delta"]["stop_reason"] == "refusal"
+    assert assemble(refused).content[0].text == "I can't."  # type: ignore[union-attr]
+    empty = render([])
+    assert [n for n, _ in empty] == ["message_start", "ping", "message_delta", "message_stop"]
+    assert empty[0][1]["message"]["id"].startswith("msg_")
+
+
+def test_mid_stream_error_event() -> None:
+    renderer = StreamRenderer("m")
+    renderer.feed(chunk({"content": "partial"}))
+    [(name, data)] = parse_sse(renderer.error(ProviderOverloadedError("upstream busy")))
+    assert name == "error"
+    assert data == {"type": "error", "error": {"type": "overloaded_error", "message": "upstream busy"}}
+
+
+# --- end to end with the official SDK -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One way to serve the tests' models: a provider of a type, in front of its fake."""
+
+    type: str
+    provider: str
+    model: str  # upstream model name the fake answers normally
+
+    def name(self, model: str | None = None) -> str:
+        return f"{self.provider}/{model or self.model}"
+
+
+OPENAI = Upstream("openai", "up", "gpt-4o-mini")
+ANTHROPIC = Upstream("anthropic", "claude", "claude-sonnet-4-5")
+UPSTREAMS = [OPENAI, ANTHROPIC]
+
+
+@dataclass
+class Harness:
+    url: str
+    app: App
+    openai_app: web.Application
+    anthropic_app: web.Application
+    counts: list[dict[str, Any]]
+
+    def upstream_bodies(self, upstream: Upstream) -> list[dict[str, Any]]:
+        if upstream is OPENAI:
+            return [r["body"] for r in self.openai_app["requests"] if r["path"].endswith("/chat/completions")]
+        return list(self.anthropic_app["requests"])
+
+
+def anthropic_with_count_tokens(counts: list[dict[str, Any]]) -> web.Application:
+    """The Anthropic fake, composed with a ``/v1/messages/count_tokens`` route that checks like the API."""
+    app = anthropic_app(api_key=ANTHROPIC_KEY)
+
+    async def count(request: web.Request) -> web.Response:
+        if request.headers.get("x-api-key") != ANTHROPIC_KEY:
+            return anthropic_error(401, "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return anthropic_error(400, "anthropic-version: header is required")
+        payload = await request.json()
+        allowed = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"}
+        for name in payload:
+            if name not in allowed:
+                return anthropic_error(400, f"{name}: Extra inputs are not permitted")
+        counts.append(payload)
+        return web.json_response({"input_tokens": COUNTED})
+
+    app.router.add_post("/v1/messages/count_tokens", count)
+    return app
+
+
+@pytest.fixture
+async def harness(openai_fake_app: web.Application, openai_url: str) -> AsyncIterator[Harness]:
+    counts: list[dict[str, Any]] = []
+    upstream = anthropic_with_count_tokens(counts)
+    async with AsyncExitStack() as stack:
+        anthropic_url = await stack.enter_async_context(run_fake(upstream))
+        config = make_config(
+            f"""server: {{master_key: {MASTER}}}
+providers:
+  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{openai_url}'}}
+  claude: {{type: anthropic, api_key: {ANTHROPIC_KEY}, base_url: '{anthropic_url}'}}
+routing:
+  retry: {{max_retries: 0}}
+models:
+  chat: {{deployments: [up/gpt-4o-mini]}}
+  claude-chat: {{deployments: [claude/claude-sonnet-4-5]}}
+"""
+        )
+        app = create_app(config)
+        app.add_routes(anthropic_api.ROUTES)
+        url = await stack.enter_async_context(serve(app))
+        yield Harness(url, app, openai_fake_app, upstream, counts)
+
+
+@pytest.fixture
+async def client(harness: Harness) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(base_url=harness.url, api_key=MASTER, max_retries=0) as c:
+        yield c
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_plain_text(client: anthropic.AsyncAnthropic, harness: Harness, upstream: Upstream) -> None:
+    raw = await client.messages.with_raw_response.create(
+        model=upstream.name(), max_tokens=256, messages=HELLO
+    )  # type: ignore[arg-type]
+    message = await raw.parse()
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hello there"
+    assert (message.stop_reason, message.stop_sequence, message.model) == ("end_turn", None, upstream.name())
+    assert message.id.startswith("msg_")
+    assert message.usage.input_tokens > 0
+    assert message.usage.output_tokens > 0
+    assert raw.headers["x-uniinfer-provider"] == upstream.provider
+    assert raw.headers["x-uniinfer-model"] == upstream.model
+    assert raw.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_stream_helper_with_usage(client: anthropic.AsyncAnthropic, upstream: Upstream) -> None:
+    async with client.messages.stream(model=upstream.name(), max_tokens=256, messages=HELLO) as stream:  # type: ignore[arg-type]
+        text = "".join([t async for t in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == "echo: hello there"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.input_tokens > 0
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_tool_use_round_trip(
+    client: anthropic.AsyncAnthropic, harness: Harness, upstream: Upstream
+) -> None:
+    question = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = await client.messages.create(
+        model=upstream.name("tool-model"),
+        max_tokens=256,
+        messages=question,
+        tools=[WEATHER_TOOL],  # type: ignore[arg-type, list-item]
+    )
+    assert first.stop_reason == "tool_use"
+    [call] = [b for b in first.content if b.type == "tool_use"]
+    assert call.name == "get_weather"
+    assert call.input == {"location": "Paris"}
+    answer = await client.messages.create(
+        model=upstream.name(),
+        max_tokens=256,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[
+            *question,  # type: ignore[list-item]
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21 degrees"}],
+            },
+        ],
+    )
+    assert answer.stop_reason == "end_turn"
+    assert answer.content[0].type == "text"
+    assert answer.content[0].text.startswith("echo: ")
+    sent = harness.upstream_bodies(upstream)[-1]
+    if upstream is OPENAI:
+        assert sent["messages"][-1] == {"role": "tool", "tool_call_id": call.id, "content": "21 degrees"}
+        assert sent["messages"][-2]["tool_calls"][0]["id"] == call.id
+    else:
+        result = sent["messages"][-1]["content"][0]
+        assert (result["type"], result["tool_use_id"], result["content"]) == (
+            "tool_result",
+            call.id,
+            "21 degrees",
+        )
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_streamed_tool_call(client: anthropic.AsyncAnthropic, upstream: Upstream) -> None:
+    async with client.messages.stream(
+        model=upstream.name("tool-model"),
+        max_tokens=256,
+        messages=HELLO,  # type: ignore[arg-type]
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    ) as stream:
+        deltas = [e.partial_json async for e in stream if e.type == "input_json"]
+        final = await stream.get_final_message()
+    assert len(deltas) > 1
+    assert json.loads("".join(deltas)) == {"location": "Paris"}
+    [call] = [b for b in final.content if b.type == "tool_use"]
+    assert call.input == {"location": "Paris"}
+    assert final.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_image_system_and_stop_sequences(
+    client: anthropic.AsyncAnthropic, harness: Harness, upstream: Upstream
+) -> None:
+    message = await client.messages.create(
+        model=upstream.name(),
+        max_tokens=256,
+        system="You describe images.",
+        stop_sequences=["there"],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                    {"type": "text", "text": "hello there friend"},
+                ],
+            }
+        ],
+    )
+    sent = harness.upstream_bodies(upstream)[-1]
+    if upstream is OPENAI:
+        assert sent["messages"][0] == {"role": "system", "content": "You describe images."}
+        image = sent["messages"][1]["content"][0]
+        assert image == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+        assert sent["stop"] == ["there"]
+    else:
+        assert sent["system"] == [{"type": "text", "text": "You describe images."}]
+        assert sent["messages"][0]["content"][0]["source"] == {
+            "type": "base64",
+            "media_type": "image/png",
+            "data": PNG,
+        }
+        assert sent["stop_sequences"] == ["there"]
+        # the fake stopped on the sequence; OpenAI-shaped answers cannot say so (see the docs)
+        assert message.content[0].text == "echo: hello "  # type: ignore[union-attr]
+        assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+
+
+async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harness: Harness) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    message = await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=4096,
+        messages=HELLO,
+        thinking=thinking,  # type: ignore[arg-type]
+    )
+    assert harness.upstream_bodies(ANTHROPIC)[-1]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    block = message.content[0]
+    assert block.type == "thinking"
+    assert (block.thinking, block.signature) == ("The user wants an echo.", "")
+    assert message.content[1].type == "text"
+    # the thinking block goes back as-is in the next turn
+    follow = await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=4096,
+        thinking=thinking,  # type: ignore[arg-type]
+        messages=[
+            *HELLO,
+            {"role": "assistant", "content": message.content},
+            {"role": "user", "content": "again"},
+        ],  # type: ignore[list-item]
+    )
+    assert follow.content[-1].text == "echo: again"  # type: ignore[union-attr]
+    async with client.messages.stream(
+        model=ANTHROPIC.name(),
+        max_tokens=4096,
+        messages=HELLO,
+        thinking=thinking,  # type: ignore[arg-type]
+    ) as stream:
+        thoughts = "".join([e.thinking async for e in stream if e.type == "thinking"])
+    assert thoughts == "The user wants an echo."
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_rate_limit_keeps_retry_after(client: anthropic.AsyncAnthropic, upstream: Upstream) -> None:
+    with pytest.raises(anthropic.RateLimitError) as info:
+        await client.messages.create(model=upstream.name("error-429"), max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+    assert info.value.status_code == 429
+    assert info.value.response.headers["retry-after"] == "7"
+    assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert info.value.response.headers["x-request-id"]
+    assert info.value.response.headers["x-uniinfer-provider"] == upstream.provider
+    # a streamed request fails before the stream starts: a plain 429 too (another deployment:
+    # the router is cooling the first one down for the 7 s the provider asked)
+    with pytest.raises(anthropic.RateLimitError):
+        async with client.messages.stream(
+            model=upstream.name("error-429-stream"), max_tokens=256, messages=HELLO
+        ) as s:  # type: ignore[arg-type]
+            await s.get_final_message()
+
+
+async def test_bad_requests_name_the_field(client: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.create(
+            model="chat",
+            max_tokens=256,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/bmp", "data": PNG},
+                        }
+                    ],  # type: ignore[typeddict-item]
+                }
+            ],
+        )
+    assert info.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert info.value.body["error"]["message"].startswith(  # type: ignore[index]
+        "messages.0.content.0.image.source.base64.media_type: Input should be"
+    )
+    with pytest.raises(anthropic.BadRequestError, match="bogus: Extra inputs are not permitted"):
+        await client.messages.create(model="chat", max_tokens=256, messages=HELLO, extra_body={"bogus": 1})  # type: ignore[arg-type]
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        await client.messages.create(model="no-such-model", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+    assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+async def test_auth_by_x_api_key(harness: Harness) -> None:
+    async with anthropic.AsyncAnthropic(base_url=harness.url, api_key="sk-wrong", max_retries=0) as bad:
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            await bad.messages.create(model="chat", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+    assert info.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    assert "sk-wrong" not in str(info.value)
+    async with anthropic.AsyncAnthropic(base_url=harness.url, auth_token=MASTER, max_retries=0) as bearer:
+        message = await bearer.messages.create(model="chat", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+    assert message.content[0].text == "echo: hello there"  # type: ignore[union-attr]
+
+
+async def test_count_tokens_estimated_or_forwarded(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    params: dict[str, Any] = {"messages": HELLO, "system": "Be brief.", "tools": [WEATHER_TOOL]}
+    raw = await client.messages.with_raw_response.count_tokens(model="chat", **params)
+    expected = estimate_input_tokens(parse_anthropic(CountTokensRequest, {"model": "chat", **params}))
+    assert (await raw.parse()).input_tokens == expected
+    assert raw.headers["x-uniinfer-token-count"] == "estimated"
+    assert harness.counts == []
+
+    raw = await client.messages.with_raw_response.count_tokens(model="claude-chat", **params)
+    assert (await raw.parse()).input_tokens == COUNTED
+    assert raw.headers["x-uniinfer-token-count"] == "provider"
+    assert raw.headers["x-uniinfer-provider"] == "claude"
+    [forwarded] = harness.counts
+    assert forwarded == {"model": "claude-sonnet-4-5", **params}
+
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.count_tokens(model="no-such-model", messages=HELLO)  # type: ignore[arg-type]
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens: Extra inputs"):
+        await client.messages.count_tokens(model="chat", messages=HELLO, extra_body={"max_tokens": 5})  # type: ignore[arg-type]
+
+
+async def test_sync_client_in_a_thread(harness: Harness) -> None:
+    def call() -> tuple[str, str, int]:
+        with anthropic.Anthropic(base_url=harness.url, api_key=MASTER, max_retries=0) as sync:
+            message = sync.messages.create(model="claude-chat", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+            with sync.messages.stream(model="chat", max_tokens=256, messages=HELLO) as stream:  # type: ignore[arg-type]
+                streamed = "".join(stream.text_stream)
+                usage = stream.get_final_message().usage
+        return message.content[0].text, streamed, usage.output_tokens  # type: ignore[union-attr]
+
+    text, streamed, output_tokens = await asyncio.to_thread(call)
+    assert text == streamed == "echo: hello there"
+    assert output_tokens == 3
+
+
+async def test_mid_stream_failure_is_an_error_event(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    with pytest.raises(anthropic.APIStatusError, match="closed before the response was complete"):
+        async with client.messages.stream(model="up/cut-model", max_tokens=256, messages=HELLO) as stream:  # type: ignore[arg-type]
+            await stream.get_final_message()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/messages?beta=true",
+            json=body(model="up/cut-model", stream=True),
+            headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        events = parse_sse(await resp.read())
+    assert events[0][0] == "message_start"
+    assert events[-1][0] == "error"
+    assert events[-1][1]["error"]["type"] == "api_error"
+    assert "message_stop" not in [n for n, _ in events]
+
+
+async def test_raw_sse_stream_has_the_real_sequence(harness: Harness) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/messages",
+            json=body(model="up/tool-model", stream=True, tools=[WEATHER_TOOL]),
+            headers={"x-api-key": MASTER},
+        ) as resp,
+    ):
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["x-uniinfer-provider"] == "up"
+        events = parse_sse(await resp.read())
+    names = [n for n, _ in events]
+    assert names[:3] == ["message_start", "ping", "content_block_start"]
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(names[3:-3]) == {"content_block_delta"}
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+    assert events[-2][1]["usage"]["input_tokens"] > 0
