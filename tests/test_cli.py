@@ -66,7 +66,11 @@ def test_models_and_providers_listings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_chat_one_shot_streams_the_answer(tmp_path: Path, openai_url: str) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n")
+    # no retry rounds: the 429 below would otherwise be waited out (Retry-After: 7)
+    config.write_text(
+        f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n"
+        "routing: {retry: {max_retries: 0}}\n"
+    )
 
     def invoke() -> tuple[int, str]:
         result = runner.invoke(app, ["chat", "up/gpt-4o-mini", "hello there", "-c", str(config)])

@@ -64,6 +64,8 @@ async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
             url = await stack.enter_async_context(run_fake(native.app()))
             key = f", api_key: {native.key}" if native.key else ""
             lines.append(f"  {native.type}: {{base_url: '{url}{native.path}'{key}}}")
+        # no retry rounds: upstream 429s are asserted, not waited out
+        lines.append("routing: {retry: {max_retries: 0}}")
         app = create_app(make_config("\n".join(lines) + "\n"))
         base = await stack.enter_async_context(serve(app))
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)

@@ -72,7 +72,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "bedrock",
         "uniinfer.providers.bedrock:BedrockAdapter",
         "https://bedrock-runtime.us-east-1.amazonaws.com",
-        None,  # AWS credentials: options, or the standard AWS chain (env, profile, role)
+        # A Bedrock API key (bearer) by convention; otherwise AWS credentials from
+        # options or the standard AWS chain (env, profile, role) sign with SigV4.
+        "AWS_BEARER_TOKEN_BEDROCK",
         Capabilities(vision=True, json_mode=False, embeddings=True, reasoning=True),
         key_required=False,
         auto_enable=False,
@@ -96,6 +98,8 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://YOUR-RESOURCE.openai.azure.com",
         "AZURE_OPENAI_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        # an api-key, or an Entra ID token in options.entra_token (the adapter requires one)
+        key_required=False,
         auto_enable=False,
         docs_url="https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference",
         description="Azure OpenAI (deployments, api-version, api-key or Entra ID token)",
