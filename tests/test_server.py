@@ -346,3 +346,14 @@ async def test_client_disconnect_cancels_the_upstream_request(app: App, base_url
         await task
     await _wait_for(lambda: http.busy_connections == 0)
     await _wait_for(lambda: app.in_flight == 0)
+
+
+async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(base_url + "/v1/messages", headers={"x-api-key": MASTER}) as resp,
+    ):
+        assert resp.status == 405
+        body = await resp.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"

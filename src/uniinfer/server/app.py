@@ -153,6 +153,8 @@ class App:
         except ClientGoneError:
             return
         except UniInferError as exc:
+            if isinstance(exc, MethodNotAllowedError):
+                render = self._renderer_for(scope["path"])
             await _send_error(started, request_id, exc, render)
         except Exception:  # never a stack trace to the caller
             log.exception("unhandled error (request %s)", request_id)
@@ -196,6 +198,13 @@ class App:
         if any(p == path for _, p in self._routes):
             raise MethodNotAllowedError(f"method {method} is not allowed on {path}")
         raise NotFoundError(f"no route for {method} {path}")
+
+    def _renderer_for(self, path: str) -> ErrorRenderer:
+        """The error shape of a path's API family, also for a 405 on it."""
+        for (_, route_path), endpoint in self._routes.items():
+            if route_path == path:
+                return endpoint.render_error
+        return openai_error_body
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
         """The master key as ``Authorization: Bearer <key>`` (OpenAI) or ``x-api-key`` (Anthropic)."""
@@ -260,7 +269,7 @@ def _too_large(limit: int) -> RequestTooLargeError:
 
 def create_app(config: Config | None = None, *, gateway: Gateway | None = None) -> App:
     """The ASGI app for ``config`` (default: the embedded default configuration)."""
-    from uniinfer.server import admin_api, openai_api, websocket_api
+    from uniinfer.server import admin_api, anthropic_api, openai_api, websocket_api
 
     if gateway is None:
         if config is None:
@@ -268,6 +277,6 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 
             config = load_config()
         gateway = Gateway(config)
-    app = App(gateway, [openai_api.ROUTES, admin_api.ROUTES])
+    app = App(gateway, [openai_api.ROUTES, anthropic_api.ROUTES, admin_api.ROUTES])
     app.websocket_routes[websocket_api.PATH] = websocket_api.websocket_chat
     return app
