@@ -355,5 +355,5 @@ async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) ->
     ):
         assert resp.status == 405
         body = await resp.json()
-    assert body["type"] == "error"
-    assert body["error"]["type"] == "invalid_request_error"
+    assert body["type"] == "error"  # Anthropic's shape on an Anthropic path
+    assert "GET" in body["error"]["message"]
