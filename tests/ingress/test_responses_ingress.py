@@ -162,6 +162,11 @@ def test_allowed_tools_restricts_the_tool_list() -> None:
     assert chat.tool_choice == "required"
 
 
+def test_tool_options_without_tools_are_not_sent() -> None:
+    chat = chat_of(tool_choice="auto", parallel_tool_calls=False)
+    assert chat.model_fields_set == {"model", "messages"}
+
+
 def test_reasoning_effort_none_and_text_format_text_send_nothing() -> None:
     chat = chat_of(reasoning={"effort": "none"}, text={"format": {"type": "text"}, "verbosity": "low"})
     assert chat.reasoning_effort is None
@@ -290,6 +295,85 @@ def test_items_that_do_not_pair_up_are_refused(items: list[Any], message: str, p
     with pytest.raises(InvalidRequestError, match=message.replace(".", r"\.")) as info:
         chat_of(input=items)
     assert info.value.param == param
+
+
+CALL = {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"input": [CALL, CALL]}, "input[1].call_id"),
+        (
+            {
+                "input": [
+                    CALL,
+                    {
+                        "type": "function_call_output",
+                        "call_id": "c1",
+                        "output": [{"type": "input_image", "image_url": PNG}],
+                    },
+                ]
+            },
+            "input[1].output[0].type",
+        ),
+        (
+            {"input": [{"role": "assistant", "content": [{"type": "input_image", "image_url": PNG}]}]},
+            "input[0].content[0].type",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_url": "https://x/a.pdf"}]}]},
+            "input[0].content[0].file_url",
+        ),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
+        (
+            {
+                "tools": [WEATHER],
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "nope"}],
+                },
+            },
+            "tool_choice.tools[0].name",
+        ),
+        ({"input": []}, "input"),
+    ],
+)
+def test_more_requests_that_cannot_be_served_name_the_field(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        chat_of(**fields)
+    assert info.value.param == param
+
+
+def test_other_roles_and_parts() -> None:
+    chat = chat_of(
+        instructions="",
+        input=[
+            {"role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+            {"role": "system", "content": "sys"},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "input_file",
+                        "filename": "a.pdf",
+                        "file_data": "data:application/pdf;base64,AA==",
+                    }
+                ],
+            },
+            {"role": "assistant", "content": "plain"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {"role": "user", "content": [{"type": "input_image", "image_url": PNG, "detail": "original"}]},
+        ],
+    )
+    developer, system, user, plain, refused, image = chat.messages
+    assert (developer.role, developer.content[0].text) == ("developer", "rules")  # type: ignore[index,union-attr]
+    assert (system.role, system.content) == ("system", "sys")
+    assert user.content[0].file == {"filename": "a.pdf", "file_data": "data:application/pdf;base64,AA=="}  # type: ignore[index,union-attr]
+    assert (plain.content, refused.refusal) == ("plain", "No.")  # type: ignore[union-attr]
+    assert image.content[0].image_url.detail == "high"  # type: ignore[index,union-attr]
 
 
 def test_chat_parameter_names_become_responses_names_in_errors() -> None:

@@ -24,7 +24,8 @@ Requests, field by field:
   ``text.format`` -> ``response_format``; ``text.verbosity`` -> ``verbosity``;
   ``max_output_tokens`` -> ``max_completion_tokens``; ``reasoning.effort`` ->
   ``reasoning_effort`` (``none`` sends none: the provider's default applies);
-  ``temperature``, ``top_p``, ``parallel_tool_calls``, ``user``,
+  ``parallel_tool_calls`` and ``tool_choice`` ``auto``/``none`` only along with
+  tools (Chat refuses them alone); ``temperature``, ``top_p``, ``user``,
   ``safety_identifier``, ``prompt_cache_key``, ``prompt_cache_retention`` and
   ``service_tier`` as is. What a provider cannot honour is refused or dropped
   by the gateway as for Chat, the error naming the Responses field.
@@ -117,7 +118,7 @@ def _options(req: ResponsesRequest) -> Json:
     out: Json = {
         name: getattr(req, name)
         for name in (
-            "temperature", "top_p", "parallel_tool_calls", "user", "safety_identifier",
+            "temperature", "top_p", "user", "safety_identifier",
             "prompt_cache_key", "prompt_cache_retention", "service_tier",
         )
         if getattr(req, name) is not None
@@ -153,9 +154,11 @@ def _tools(req: ResponsesRequest) -> Json:
         out["tool_choice"] = ToolChoiceFunction.model_validate(
             {"type": "function", "function": {"name": choice.name}}
         )
-    elif isinstance(choice, str):
-        out["tool_choice"] = choice
+    elif choice == "required" or (isinstance(choice, str) and tools):
+        out["tool_choice"] = choice  # "auto" and "none" without tools say nothing Chat would accept
     if tools:
+        if req.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = req.parallel_tool_calls
         out["tools"] = [
             Tool(
                 function=FunctionDefinition(
@@ -180,6 +183,7 @@ def _allowed_names(choice: AllowedToolsChoice, declared: set[str]) -> set[str]:
 
 
 # --- what is known but not served ---------------------------------------------------------
+
 _STATELESS = (
     "uniinfer keeps no conversation state (stateless Responses API): send the earlier turns, "
     "including a previous response's output items, in 'input'"
