@@ -269,7 +269,7 @@ def _too_large(limit: int) -> RequestTooLargeError:
 
 def create_app(config: Config | None = None, *, gateway: Gateway | None = None) -> App:
     """The ASGI app for ``config`` (default: the embedded default configuration)."""
-    from uniinfer.server import admin_api, anthropic_api, openai_api, websocket_api
+    from uniinfer.server import admin_api, anthropic_api, openai_api, responses_api, websocket_api
 
     if gateway is None:
         if config is None:
@@ -277,6 +277,6 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 
             config = load_config()
         gateway = Gateway(config)
-    app = App(gateway, [openai_api.ROUTES, anthropic_api.ROUTES, admin_api.ROUTES])
+    app = App(gateway, [openai_api.ROUTES, responses_api.ROUTES, anthropic_api.ROUTES, admin_api.ROUTES])
     app.websocket_routes[websocket_api.PATH] = websocket_api.websocket_chat
     return app
