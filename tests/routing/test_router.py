@@ -308,3 +308,16 @@ async def test_least_inflight_prefers_the_idle_deployment(build: Callable[[str],
     assert ctx.route is not None
     assert ctx.route.upstream_model == "gpt-b"
     await slow
+
+
+async def test_a_group_cooling_down_after_429s_answers_429_with_the_remaining_wait(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    plan["gpt-a"] = [429]
+    gw = build("models:\n  m: {deployments: [up/gpt-a]}\nrouting:\n  retry: {max_retries: 0}\n")
+    with pytest.raises(RateLimitError):
+        await gw.chat(chat("m"))
+    clock.now += 0.4
+    with pytest.raises(RateLimitError, match="rate limited upstream") as info:
+        await gw.chat(chat("m"))
+    assert info.value.retry_after == pytest.approx(0.6)

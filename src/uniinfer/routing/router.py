@@ -507,9 +507,15 @@ class Router:
             names = list(fb.default)
         return [self.group(n) for n in names]
 
-    def _unavailable(self, group: Group) -> ProviderOverloadedError:
+    def _unavailable(self, group: Group) -> UniInferError:
+        """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded."""
         now = self._clock()
         waits = [m.state.cooldown_until - now for m in group.members if m.state.cooldown_until > now]
+        if len(waits) == len(group.members):
+            return RateLimitError(
+                f"every deployment of '{group.name}' is rate limited upstream; retry after {min(waits):.1f} s",
+                retry_after=min(waits),
+            )
         return ProviderOverloadedError(
             f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
             "after rate limits); try again later",
