@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+_TIMEOUT_CACHE_LIMIT = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Seconds: to connect, between two reads of the body, and for the whole exchange."""
@@ -146,7 +149,9 @@ class HttpClient:
             cached = aiohttp.ClientTimeout(
                 total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
             )
-            self._timeouts[timeouts] = cached
+            # configured timeouts are few; ones cut to a deadline are one-offs, never kept
+            if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
+                self._timeouts[timeouts] = cached
         return cached
 
     async def send(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> HttpResponse:

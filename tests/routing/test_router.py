@@ -321,3 +321,10 @@ async def test_a_group_cooling_down_after_429s_answers_429_with_the_remaining_wa
     with pytest.raises(RateLimitError, match="rate limited upstream") as info:
         await gw.chat(chat("m"))
     assert info.value.retry_after == pytest.approx(0.6)
+
+
+async def test_timeouts_are_reused_unless_the_deadline_cuts_them(build: Callable[[str], Gateway]) -> None:
+    gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
+    for _ in range(20):
+        await run(gw, "m")
+    assert len(gw.http._timeouts) == 1  # one configured Timeouts, not one per request

@@ -39,6 +39,8 @@ def run(config: Config, *, log_level: str = "info") -> None:
             log_level=log_level,
             timeout_graceful_shutdown=round(config.server.graceful_shutdown_seconds),
             server_header=False,
+            # uniinfer reads no client address; the X-Forwarded-* rewrite costs every request
+            proxy_headers=False,
         )
     )
     server.run()

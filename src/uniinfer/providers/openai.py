@@ -124,6 +124,11 @@ class OpenAIAdapter(ProviderAdapter):
         payload["stream_options"] = options
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
+        if not self.spec.finish_reason_map:
+            try:  # the common case: pydantic parses the bytes directly, in one pass
+                return ChatResponse.model_validate_json(body)
+            except ValueError:
+                pass  # not JSON, or not the expected shape: explained below
         data = loads(body, self.name)
         if self.spec.finish_reason_map and isinstance(data, dict):
             map_finish_reasons(data, self.spec.finish_reason_map)

@@ -32,7 +32,18 @@ OnChange = Callable[[str, BreakerState, BreakerState], None]
 
 
 class CircuitBreaker:
-    __slots__ = ("_buckets", "_clock", "_config", "_on_change", "_opened_at", "_probing", "name", "state")
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_config",
+        "_failed",
+        "_ok",
+        "_on_change",
+        "_opened_at",
+        "_probing",
+        "name",
+        "state",
+    )
 
     def __init__(
         self,
@@ -49,8 +60,10 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probing = False
-        #: (second, successes, failures), oldest first
+        #: (second, successes, failures), oldest first; _ok/_failed are their running sums
         self._buckets: deque[list[int]] = deque()
+        self._ok = 0
+        self._failed = 0
 
     def available(self) -> bool:
         """Whether a strategy may pick this deployment now (does not change state)."""
@@ -80,7 +93,7 @@ class CircuitBreaker:
         if self.state is BreakerState.HALF_OPEN:
             self._probing = False
             if success:
-                self._buckets.clear()
+                self._reset_window()
                 self._set(BreakerState.CLOSED)
             else:
                 self._open()
@@ -102,21 +115,30 @@ class CircuitBreaker:
         buckets = self._buckets
         if not buckets or buckets[-1][0] != second:
             buckets.append([second, 0, 0])
-        buckets[-1][1 if success else 2] += 1
+        if success:
+            buckets[-1][1] += 1
+            self._ok += 1
+        else:
+            buckets[-1][2] += 1
+            self._failed += 1
 
     def _totals(self) -> tuple[int, int]:
         horizon = self._clock() - self._config.window_seconds
         buckets = self._buckets
         while buckets and buckets[0][0] < horizon:
-            buckets.popleft()
-        ok = sum(b[1] for b in buckets)
-        failed = sum(b[2] for b in buckets)
-        return ok + failed, failed
+            _, ok, failed = buckets.popleft()
+            self._ok -= ok
+            self._failed -= failed
+        return self._ok + self._failed, self._failed
+
+    def _reset_window(self) -> None:
+        self._buckets.clear()
+        self._ok = self._failed = 0
 
     def _open(self) -> None:
         self._opened_at = self._clock()
         self._probing = False
-        self._buckets.clear()
+        self._reset_window()
         self._set(BreakerState.OPEN)
 
     def _set(self, new: BreakerState) -> None:

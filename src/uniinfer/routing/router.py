@@ -421,10 +421,7 @@ class Router:
         route.provider, route.upstream_model = member.target.provider, member.target.model
         state.in_flight += 1
         state.window.add(requests=1)
-        t = member.timeouts
-        timeouts = Timeouts(
-            min(t.connect, remaining), min(t.read, remaining), t.total if stream else min(t.total, remaining)
-        )
+        timeouts = _within(member.timeouts, remaining, stream)
         started = self._clock()
         handed_off = False
         try:
@@ -528,6 +525,18 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
+
+
+def _within(t: Timeouts, remaining: float, stream: bool) -> Timeouts:
+    """The deployment's timeouts, cut to the request's remaining deadline when that is shorter.
+
+    The same object is returned when nothing is cut (the HTTP client caches per object).
+    Streams keep their total: a long answer may outlive the deadline once it has started.
+    """
+    total = t.total if stream else min(t.total, remaining)
+    if t.connect <= remaining and t.read <= remaining and total == t.total:
+        return t
+    return Timeouts(min(t.connect, remaining), min(t.read, remaining), total)
 
 
 def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:

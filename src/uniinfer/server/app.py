@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,10 @@ __all__ = ["App", "Endpoint", "Request", "create_app"]
 
 log = logging.getLogger("uniinfer.server")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+#: A started request runs this long before a task starts watching for the client leaving:
+#: quick requests never pay for the watcher, slow ones are cancelled soon after a disconnect.
+WATCH_AFTER_SECONDS = 0.05
 
 Handler = Callable[["App", "Request"], Awaitable[None]]
 #: Renders an error in an API family's shape: the body bytes.
@@ -78,9 +82,33 @@ class Request:
         self.path = path
         self.query = query
 
-    def text_headers(self) -> dict[str, str]:
-        """Headers as text (ASGI names are already lower-case), for routing rules."""
-        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.headers.items()}
+    def text_headers(self) -> Mapping[str, str]:
+        """Headers as text (ASGI names are already lower-case), decoded only if a rule reads them."""
+        return _TextHeaders(self.headers)
+
+
+class _TextHeaders(Mapping[str, str]):
+    """A read-only text view of ASGI header bytes, decoded on first use."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: dict[bytes, bytes]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _text(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._raw.items()}
+        return self._decoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._text()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._text())
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 class App:
@@ -94,12 +122,19 @@ class App:
         self._max_body = self.config.server.max_body_bytes
         self.draining = False
         self.in_flight = 0
+        # request ids: a random per-process prefix and a counter (unique across replicas,
+        # without a system call per request as uuid4 makes)
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_counter = itertools.count()
         self._routes: dict[tuple[str, str], Endpoint] = {}
         self._prefixes: list[tuple[str, str, Endpoint]] = []
         #: WebSocket routes by path: ``handler(app, scope, receive, send)``.
         self.websocket_routes: dict[str, Callable[..., Awaitable[None]]] = {}
         for table in routes:
             self.add_routes(table)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     def add_routes(self, table: Mapping[tuple[str, str], Endpoint]) -> None:
         for (method, path), endpoint in table.items():
@@ -135,8 +170,8 @@ class App:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        rid = headers.get(b"x-request-id")
+        request_id = rid.decode("latin-1") if rid and _REQUEST_ID.match(rid) else self._new_request_id()
         started = _Started(send)
         render: ErrorRenderer = openai_error_body
         self.in_flight += 1
@@ -163,10 +198,18 @@ class App:
             self.in_flight -= 1
 
     async def _run(self, handler: Handler, request: Request, receive: Receive) -> None:
-        """Run the handler; a client disconnect cancels it (and its upstream call)."""
+        """Run the handler; a client disconnect cancels it (and its upstream call).
+
+        uvicorn's ``send`` silently does nothing once the client has gone, so a
+        task watches ``receive()`` for ``http.disconnect``. It starts only when
+        the request has run :data:`WATCH_AFTER_SECONDS` (a disconnect that came
+        earlier is still waiting in ``receive()``), so quick requests cost no task.
+        """
         task = asyncio.current_task()
         assert task is not None
+        loop = asyncio.get_running_loop()
         gone = False
+        watcher: asyncio.Task[None] | None = None
 
         async def watch() -> None:
             nonlocal gone
@@ -177,7 +220,11 @@ class App:
                     task.cancel()
                     return
 
-        watcher = asyncio.create_task(watch())
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = loop.create_task(watch())
+
+        timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
         try:
             await handler(self, request)
         except asyncio.CancelledError:
@@ -186,7 +233,9 @@ class App:
             # The caller left: the upstream request was cancelled with us.
             task.uncancel()
         finally:
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     def _route(self, method: str, path: str) -> Endpoint:
         endpoint = self._routes.get((method, path))
