@@ -260,6 +260,34 @@ class Gateway:
         ]
         return ModelList(data=cards)
 
+    async def discover_models(self) -> ModelList:
+        """:meth:`list_models` plus the models local servers report (Ollama's ``/api/tags``).
+
+        A server that does not answer within a few seconds is skipped, never an error:
+        its ``provider/*`` entry still says it is configured.
+        """
+        listed = self.list_models()
+        found = await asyncio.gather(
+            *(self._discover(name, adapter) for name, adapter in self._adapters.items())
+        )
+        extra = [ModelCard(id=f"{name}/{model}", owned_by=name) for name, models in found for model in models]
+        return ModelList(
+            data=[*listed.data[: len(self.router.groups)], *extra, *listed.data[len(self.router.groups) :]]
+        )
+
+    async def _discover(self, name: str, adapter: ProviderAdapter) -> tuple[str, list[str]]:
+        request = adapter.models_request()
+        if request is None:
+            return name, []
+        try:
+            resp = await self.http.send(request, _DISCOVERY_TIMEOUTS, name)
+            if resp.status != 200:
+                return name, []
+            return name, adapter.parse_models(resp.body)
+        except UniInferError as exc:
+            log.debug("model discovery for %s failed: %s", name, exc.message)
+            return name, []
+
     # --- stages & lifecycle -------------------------------------------------------------
 
     async def _run_before(self, ctx: RequestContext) -> ChatResponse | None:
@@ -293,6 +321,9 @@ class Gateway:
 
 
 _ALWAYS = frozenset({"model", "messages", "stream"})
+
+
+_DISCOVERY_TIMEOUTS = Timeouts(connect=1.0, read=2.0, total=3.0)
 
 
 def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:

@@ -268,7 +268,11 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
     declared = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
     if mode_of(model).tool and declared:
         return [*parts, {"functionCall": {"name": declared[0]["name"], "args": {"location": "Paris"}}}]
-    return [*parts, {"text": f"echo: {_last_user_text(body['contents'])}"}]
+    text = _last_user_text(body["contents"])
+    if body.get("generationConfig", {}).get("responseMimeType") == "application/json":
+        # JSON mode / structured output: the real API answers with a JSON document
+        return [*parts, {"text": orjson.dumps({"echo": text}).decode()}]
+    return [*parts, {"text": f"echo: {text}"}]
 
 
 def _answer_words(parts: list[Json]) -> int:

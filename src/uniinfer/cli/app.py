@@ -121,12 +121,21 @@ def chat(
 @app.command()
 def models(config: ConfigOption = None) -> None:
     """List the models this gateway serves and which providers are available."""
+    import asyncio
+
     from rich.console import Console
     from rich.table import Table
 
     gateway = _gateway(_load(config))
+
+    async def discover() -> Any:
+        try:
+            return await gateway.discover_models()
+        finally:
+            await gateway.aclose()
+
     table = Table("model", "provider", "available", title="Models")
-    for card in gateway.list_models().data:
+    for card in asyncio.run(discover()).data:
         table.add_row(card.id, card.owned_by, "yes" if card.available else "no")
     Console().print(table)
     reasons = [p for p in gateway.provider_status() if not p.available]

@@ -221,6 +221,16 @@ class ProviderAdapter(ABC):
     def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
         raise self.feature_error("embeddings")
 
+    # --- model discovery ----------------------------------------------------------
+
+    def models_request(self) -> HttpRequest | None:
+        """A request listing the models the server has (local servers); None: not offered."""
+        return None
+
+    def parse_models(self, body: bytes) -> list[str]:
+        """Model names from the answer to :meth:`models_request`."""
+        return []
+
     # --- errors -----------------------------------------------------------------
 
     def error_message(self, payload: Any) -> tuple[str | None, str | None]:

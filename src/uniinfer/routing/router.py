@@ -482,16 +482,20 @@ class Router:
             weight=dep.weight if dep else 1.0,
             in_flight=state.in_flight,
             latency=state.latency if state.ttft is None else state.ttft,
-            cost=strategies.estimate_cost(
-                _COST_PROMPT_TOKENS,
-                strategies.DEFAULT_COMPLETION_TOKENS,
-                dep.input_cost_per_mtok if dep else None,
-                dep.output_cost_per_mtok if dep else None,
-            ),
+            cost=self._cost(member),
             headroom=strategies.headroom(
                 used_requests, used_tokens, dep.rpm if dep else None, dep.tpm if dep else None
             ),
         )
+
+    def _cost(self, member: Member) -> float | None:
+        """Estimated USD of a typical request; local servers cost nothing unless priced."""
+        dep = member.config
+        inp = dep.input_cost_per_mtok if dep else None
+        out = dep.output_cost_per_mtok if dep else None
+        if inp is None and out is None and self._is_local(member.target.provider):
+            return 0.0
+        return strategies.estimate_cost(_COST_PROMPT_TOKENS, strategies.DEFAULT_COMPLETION_TOKENS, inp, out)
 
     def _next_groups(self, group: Group, error: UniInferError | None) -> list[Group]:
         fb = group.fallbacks

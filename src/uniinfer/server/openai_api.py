@@ -72,7 +72,7 @@ async def embeddings(app: App, request: Request) -> None:
 
 
 async def models(app: App, request: Request) -> None:
-    body = app.gateway.list_models().model_dump_json().encode()
+    body = (await app.gateway.discover_models()).model_dump_json().encode()
     await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
 
 
