@@ -17,9 +17,12 @@ async def test_ollama_models_are_discovered_and_a_dead_server_is_skipped() -> No
         config = make_config(
             f"providers:\n  ollama: {{base_url: '{url}'}}\n  other: {{type: ollama, base_url: 'http://127.0.0.1:9'}}\n"
         )
-        async with serve(create_app(config)) as base, aiohttp.ClientSession() as session:
-            async with session.get(base + "/v1/models") as resp:
-                ids = [m["id"] for m in (await resp.json())["data"]]
+        async with (
+            serve(create_app(config)) as base,
+            aiohttp.ClientSession() as session,
+            session.get(base + "/v1/models") as resp,
+        ):
+            ids = [m["id"] for m in (await resp.json())["data"]]
     assert "ollama/llama3.2:latest" in ids  # Ollama reports name:tag
     assert "ollama/qwen3:8b" in ids
     assert "other/*" in ids  # configured, but its server is not running: listed, not discovered
