@@ -95,6 +95,10 @@ class Member:
     state: DeploymentState
     timeouts: Timeouts
     config: Deployment | None = None
+    #: Share of traffic under ``weighted``.
+    weight: float = 1.0
+    #: Estimated USD of a typical request (``lowest_cost``); None: unpriced.
+    cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +178,8 @@ class Router:
         target = Target(dep.provider, dep.model, adapter)
         t = dep.timeout
         timeouts = Timeouts(t.connect, t.read, t.total) if t else adapter.endpoint.timeouts
-        return Member(index, target, self._state(target.label), timeouts, dep)
+        cost = self._cost(dep)
+        return Member(index, target, self._state(target.label), timeouts, dep, dep.weight, cost)
 
     def _group(
         self,
@@ -470,30 +475,32 @@ class Router:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]
         if len(available) <= 1 or group.strategy == "priority":
             return available
-        views = [self._view(m) for m in available]
+        views = [self._view(m, group.strategy) for m in available]
         by_index = {m.index: m for m in available}
         return [by_index[v.index] for v in strategies.order(group.strategy, views, self._rng)]
 
-    def _view(self, member: Member) -> strategies.View:
-        state, dep = member.state, member.config
-        used_requests, used_tokens = state.window.totals()
-        return strategies.View(
-            index=member.index,
-            weight=dep.weight if dep else 1.0,
-            in_flight=state.in_flight,
-            latency=state.latency if state.ttft is None else state.ttft,
-            cost=self._cost(member),
-            headroom=strategies.headroom(
-                used_requests, used_tokens, dep.rpm if dep else None, dep.tpm if dep else None
-            ),
-        )
-
-    def _cost(self, member: Member) -> float | None:
-        """Estimated USD of a typical request; local servers cost nothing unless priced."""
+    def _view(self, member: Member, strategy: Strategy) -> strategies.View:
+        """What ``strategy`` needs to know about ``member`` (only that is computed)."""
+        state = member.state
+        if strategy == "weighted":
+            return strategies.View(member.index, weight=member.weight)
+        if strategy == "least_inflight":
+            return strategies.View(member.index, in_flight=state.in_flight)
+        if strategy == "lowest_latency":
+            return strategies.View(member.index, latency=state.latency if state.ttft is None else state.ttft)
+        if strategy == "lowest_cost":
+            return strategies.View(member.index, cost=member.cost)
         dep = member.config
-        inp = dep.input_cost_per_mtok if dep else None
-        out = dep.output_cost_per_mtok if dep else None
-        if inp is None and out is None and self._is_local(member.target.provider):
+        used_requests, used_tokens = state.window.totals()
+        free = strategies.headroom(
+            used_requests, used_tokens, dep.rpm if dep else None, dep.tpm if dep else None
+        )
+        return strategies.View(member.index, headroom=free)
+
+    def _cost(self, dep: Deployment) -> float | None:
+        """Estimated USD of a typical request; local servers cost nothing unless priced."""
+        inp, out = dep.input_cost_per_mtok, dep.output_cost_per_mtok
+        if inp is None and out is None and self._is_local(dep.provider):
             return 0.0
         return strategies.estimate_cost(_COST_PROMPT_TOKENS, strategies.DEFAULT_COMPLETION_TOKENS, inp, out)
 

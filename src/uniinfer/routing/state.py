@@ -24,11 +24,13 @@ EWMA_ALPHA = 0.2
 class MinuteWindow:
     """Requests and tokens over the last 60 seconds, in one-second buckets."""
 
-    __slots__ = ("_buckets", "_clock")
+    __slots__ = ("_buckets", "_clock", "_requests", "_tokens")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._buckets: deque[list[int]] = deque()  # [second, requests, tokens]
+        self._requests = 0  # running sums of the buckets
+        self._tokens = 0
 
     def add(self, requests: int = 0, tokens: int = 0) -> None:
         second = int(self._clock())
@@ -37,13 +39,17 @@ class MinuteWindow:
         bucket = self._buckets[-1]
         bucket[1] += requests
         bucket[2] += tokens
+        self._requests += requests
+        self._tokens += tokens
 
     def totals(self) -> tuple[int, int]:
         horizon = int(self._clock()) - 59
         buckets = self._buckets
         while buckets and buckets[0][0] < horizon:
-            buckets.popleft()
-        return sum(b[1] for b in buckets), sum(b[2] for b in buckets)
+            _, requests, tokens = buckets.popleft()
+            self._requests -= requests
+            self._tokens -= tokens
+        return self._requests, self._tokens
 
 
 @dataclass(slots=True)
