@@ -235,11 +235,11 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.sambanova.ai/v1",
         "SAMBANOVA_API_KEY",
         Capabilities(vision=True, embeddings=True),
-        # "Unsupported OpenAI features": https://docs.sambanova.ai/cloud/docs/capabilities/openai-compatibility
-        unsupported_params=frozenset(
-            {"logprobs", "top_logprobs", "n", "presence_penalty", "frequency_penalty", "logit_bias", "seed"}
-        ),
-        docs_url="https://docs.sambanova.ai/cloud/docs/capabilities/openai-compatibility",
+        # "Currently unsupported OpenAI features ... will be ignored": presence_penalty,
+        # frequency_penalty, logit_bias; n (1-8) and seed are supported.
+        # https://docs.sambanova.ai/docs/en/features/openai-compatibility
+        unsupported_params=frozenset({"presence_penalty", "frequency_penalty", "logit_bias"}),
+        docs_url="https://docs.sambanova.ai/docs/en/features/openai-compatibility",
         description="SambaNova Cloud",
     ),
     ProviderSpec(
