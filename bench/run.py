@@ -93,6 +93,7 @@ class Options:
     repeat: int
     max_contention: float
     output: Path
+    upstream_delay_ms: float = 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -118,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="re-run (up to 2 times) a phase during which other processes used more than this %% of core 0",
     )
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument(
+        "--upstream-delay-ms",
+        type=float,
+        default=0.0,
+        help="the fake upstream waits this long per answer (e.g. 50 with --concurrency 128)",
+    )
     a = p.parse_args(argv)
     return Options(
         duration=2.0 if a.quick else a.duration,
@@ -132,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         repeat=max(1, a.repeat),
         max_contention=a.max_contention,
         output=a.output or RESULTS / ("quick.json" if a.quick else "latest.json"),
+        upstream_delay_ms=a.upstream_delay_ms,
     )
 
 
@@ -173,7 +181,9 @@ class Bench:
         self.stream_body.write_bytes(orjson.dumps(STREAM_BODY))
         py = sys.executable
         self.upstream = Server(
-            "upstream", [py, str(ROOT / "bench/upstream.py"), "--port", str(up_port)], UPSTREAM_CORE, up_port,
+            "upstream",
+            [py, str(ROOT / "bench/upstream.py"), "--port", str(up_port), "--delay-ms", str(opts.upstream_delay_ms)],
+            UPSTREAM_CORE, up_port,
             workdir / "upstream.log",
         )  # fmt: skip
         self.gateway = Server(

@@ -138,6 +138,10 @@ _SSE_TAIL_USAGE = _http_chunk(_USAGE_EVENT) + _http_chunk(_DONE_EVENT) + b"0\r\n
 _SSE_TAIL = _http_chunk(_DONE_EVENT) + b"0\r\n\r\n"
 
 
+#: Seconds every chat answer waits before it is written (``--delay-ms``): a model's think time.
+DELAY = 0.0
+
+
 class _Upstream(asyncio.Protocol):
     """One client connection: parse requests, write canned responses."""
 
@@ -177,7 +181,13 @@ class _Upstream(asyncio.Protocol):
         self._body = []
         if method == b"POST" and self._path == b"/v1/chat/completions":
             if b'"stream":true' in body.replace(b" ", b""):
-                self._stream(transport, b'"include_usage":true' in body.replace(b" ", b""))
+                usage = b'"include_usage":true' in body.replace(b" ", b"")
+                if DELAY:
+                    asyncio.get_running_loop().call_later(DELAY, self._stream, transport, usage)
+                else:
+                    self._stream(transport, usage)
+            elif DELAY:
+                asyncio.get_running_loop().call_later(DELAY, _write_if_open, transport, _CHAT_RESPONSE)
             else:
                 transport.write(_CHAT_RESPONSE)
         elif method == b"GET" and self._path == b"/health":
@@ -190,10 +200,17 @@ class _Upstream(asyncio.Protocol):
     @staticmethod
     def _stream(transport: asyncio.Transport, usage: bool) -> None:
         # One write per event, as a real provider's token stream arrives.
+        if transport.is_closing():
+            return
         transport.write(_SSE_HEAD)
         for event in _SSE_EVENTS:
             transport.write(event)
         transport.write(_SSE_TAIL_USAGE if usage else _SSE_TAIL)
+
+
+def _write_if_open(transport: asyncio.Transport, data: bytes) -> None:
+    if not transport.is_closing():
+        transport.write(data)
 
 
 async def _serve(host: str, port: int) -> None:
@@ -210,7 +227,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="wait this long before each chat answer")
     args = parser.parse_args()
+    global DELAY
+    DELAY = args.delay_ms / 1000.0
     uvloop.run(_serve(args.host, args.port))
 
 
