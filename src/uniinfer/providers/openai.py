@@ -266,19 +266,7 @@ class OpenAIStreamDecoder:
             if data == "[DONE]":
                 self._done = True
                 continue
-            payload = loads(data.encode(), self._adapter.name)
-            if isinstance(payload, dict):
-                if "error" in payload:
-                    raise self._stream_error(payload)
-                self._normalise(payload)
-            try:
-                chunk = ChatChunk.model_validate(payload)
-            except ValueError as exc:
-                raise ProviderResponseError(
-                    f"{self._adapter.name}: unexpected stream chunk shape",
-                    provider=self._adapter.name,
-                    upstream_body=data[:512],
-                ) from exc
+            chunk = self._fast(data) or self._slow(data)
             self._last = chunk
             if chunk.usage is not None:
                 self._usage = chunk.usage
@@ -287,6 +275,39 @@ class OpenAIStreamDecoder:
                 chunk.usage = None
             out.append(chunk)
         return out
+
+    def _fast(self, data: str) -> ChatChunk | None:
+        """One pydantic pass over the event text, when nothing needs rewriting first.
+
+        Falls back (None) for error events, finish-reason maps, and usage that
+        sits inside a choice (a non-null ``usage`` the top level did not take).
+        """
+        if self._map or '"error"' in data:
+            return None
+        try:
+            chunk = ChatChunk.model_validate_json(data)
+        except ValueError:
+            return None
+        if chunk.usage is None and data.count('"usage"') > data.count('"usage":null') + data.count(
+            '"usage": null'
+        ):
+            return None
+        return chunk
+
+    def _slow(self, data: str) -> ChatChunk:
+        payload = loads(data.encode(), self._adapter.name)
+        if isinstance(payload, dict):
+            if "error" in payload:
+                raise self._stream_error(payload)
+            self._normalise(payload)
+        try:
+            return ChatChunk.model_validate(payload)
+        except ValueError as exc:
+            raise ProviderResponseError(
+                f"{self._adapter.name}: unexpected stream chunk shape",
+                provider=self._adapter.name,
+                upstream_body=data[:512],
+            ) from exc
 
     def _normalise(self, payload: dict[str, Any]) -> None:
         """Usage inside the last choice (Moonshot) moves up; finish reasons get OpenAI's names."""
