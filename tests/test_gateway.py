@@ -364,3 +364,13 @@ async def test_provider_plugin_from_an_entry_point(
 
     with pytest.raises(ConfigError, match="plug-in 'broken'"):
         _entry_point_specs()
+
+
+async def test_take_ready_hands_out_decoded_chunks_without_reading(gateway: Gateway) -> None:
+    stream = await gateway.stream(chat("chat", stream=True))
+    first = await stream.__anext__()
+    rest = stream.take_ready()  # whatever the first read already decoded; no I/O
+    assert stream.take_ready() == []
+    later = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in [first, *rest, *later] if c.choices)
+    assert text == "echo: hello there"

@@ -90,6 +90,12 @@ class ChatStream:
             await self._pull()
         return self._pending.popleft()
 
+    def take_ready(self) -> list[ChatChunk]:
+        """The chunks already decoded and waiting, without reading more (may be empty)."""
+        ready = list(self._pending)
+        self._pending.clear()
+        return ready
+
     async def __aenter__(self) -> ChatStream:
         return self
 
