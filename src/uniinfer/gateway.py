@@ -119,12 +119,6 @@ class Gateway:
             out.append(ProviderStatus(spec.name, spec.name, False, reason))
         return out
 
-    # --- routing ------------------------------------------------------------------------
-
-    def targets(self, model: str) -> tuple[Target, ...]:
-        """The deployments a model name routes to, in configured order (for tools and tests)."""
-        return tuple(m.target for m in self.router.group(model).members)
-
     # --- chat ---------------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatResponse:
