@@ -272,6 +272,7 @@ async def test_cancelled_request_leaks_no_connection(gateway: Gateway) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert gateway.http.busy_connections == 0
+    assert gateway.usage.totals["up/slow-5"].errors == 1  # the abandoned request is still metered
     await gateway.aclose()
     assert gateway.http.open_connections == 0
 

@@ -28,6 +28,7 @@ failed, the upstream status and body, and ``retry_after`` in seconds.
     │   └── ProviderResponseError           502 provider_bad_response
     ├── AllTargetsFailedError               (status of the deciding attempt) all_targets_failed
     ├── ServiceUnavailableError             503 service_unavailable
+    ├── RequestCancelledError               499 request_cancelled
     └── ConfigError                         500 config_error
 
 Mapping an upstream status to a class is a table (:data:`STATUS_TO_ERROR`),
@@ -58,6 +59,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RequestCancelledError",
     "RequestTooLargeError",
     "ServiceUnavailableError",
     "UniInferError",
@@ -307,6 +309,15 @@ class ServiceUnavailableError(UniInferError):
     type = "api_error"
     hint = "Retry on another replica or in a moment."
     retryable = True
+
+
+class RequestCancelledError(UniInferError):
+    """The caller went away (or cancelled) before the answer; the upstream call was cancelled."""
+
+    code = "request_cancelled"
+    status = 499
+    type = "api_error"
+    hint = "Nothing to do: recorded so usage and routing statistics see the abandoned request."
 
 
 class ConfigError(UniInferError):

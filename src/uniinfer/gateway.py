@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from uniinfer.config import Config
 from uniinfer.errors import (
     ConfigError,
+    RequestCancelledError,
     UniInferError,
     UnsupportedParamError,
 )
@@ -145,6 +146,11 @@ class Gateway:
             response = await self.router.run(decision, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
+            await self._finish(ctx)
+            raise
+        except asyncio.CancelledError:
+            # the caller left: the after-stages still see the request (its upstream call is gone)
+            ctx.error = RequestCancelledError("the caller went away before the answer")
             await self._finish(ctx)
             raise
         ctx.usage = response.usage
