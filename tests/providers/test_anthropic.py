@@ -11,6 +11,8 @@ import pytest
 
 from tests.fakes.anthropic import anthropic_app
 from tests.fakes.common import run_fake
+from tests.providers import support
+from tests.providers.support import reassemble
 from uniinfer.errors import (
     AuthenticationError,
     ContextLengthExceededError,
@@ -451,27 +453,7 @@ def tool_stream() -> bytes:
 
 
 def decode_bytewise(data: bytes) -> list[ChatChunk]:
-    decoder = make_adapter().stream_decoder("claude-x")
-    chunks = [c for i in range(len(data)) for c in decoder.feed(data[i : i + 1])]
-    return chunks + decoder.close()
-
-
-def reassemble(chunks: list[ChatChunk]) -> dict[str, Any]:
-    """What a client builds from the chunks (the OpenAI accumulation rules)."""
-    text, thinking, finish = "", "", None
-    calls: dict[int, dict[str, str]] = {}
-    for chunk in chunks:
-        for choice in chunk.choices:
-            text += choice.delta.content or ""
-            thinking += choice.delta.reasoning_content or ""
-            finish = choice.finish_reason or finish
-            for call in choice.delta.tool_calls or ():
-                slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                slot["id"] += call.id or ""
-                if call.function is not None:
-                    slot["name"] += call.function.name or ""
-                    slot["arguments"] += call.function.arguments or ""
-    return {"text": text, "thinking": thinking, "finish": finish, "calls": calls}
+    return support.decode_bytewise(make_adapter().stream_decoder("claude-x"), data)
 
 
 def test_stream_decoded_byte_by_byte() -> None:

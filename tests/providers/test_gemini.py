@@ -11,6 +11,7 @@ from aiohttp import web
 
 from tests.fakes.common import run_fake
 from tests.fakes.gemini import gemini_app
+from tests.providers import support
 from uniinfer.errors import (
     AuthenticationError,
     ContentFilteredError,
@@ -75,11 +76,7 @@ def sse(*events: dict[str, Any]) -> bytes:
 
 
 def decode_bytewise(data: bytes, model: str = "gemini-2.5-flash") -> list[ChatChunk]:
-    decoder = adapter_for().stream_decoder(model)
-    out: list[ChatChunk] = []
-    for i in range(len(data)):
-        out += decoder.feed(data[i : i + 1])
-    return out + decoder.close()
+    return support.decode_bytewise(adapter_for().stream_decoder(model), data)
 
 
 def text_of(chunks: list[ChatChunk], field: str = "content") -> str:

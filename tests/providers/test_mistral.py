@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import make_config
 from tests.fakes.common import run_fake
 from tests.fakes.mistral import TOOL_ARGUMENTS, fake_provider, mistral_app
+from tests.providers import support
+from tests.providers.support import reassemble
 from uniinfer.errors import (
     AuthenticationError,
     ConfigError,
@@ -354,26 +356,7 @@ def reasoning_tool_stream() -> bytes:
 
 
 def decode_bytewise(data: bytes) -> list[ChatChunk]:
-    decoder = make_adapter().stream_decoder("m")
-    chunks = [c for i in range(len(data)) for c in decoder.feed(data[i : i + 1])]
-    return chunks + decoder.close()
-
-
-def reassemble(chunks: list[ChatChunk]) -> dict[str, Any]:
-    text, thinking, finish = "", "", None
-    calls: dict[int, dict[str, str]] = {}
-    for c in chunks:
-        for choice in c.choices:
-            text += choice.delta.content or ""
-            thinking += choice.delta.reasoning_content or ""
-            finish = choice.finish_reason or finish
-            for call in choice.delta.tool_calls or ():
-                slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                slot["id"] += call.id or ""
-                if call.function is not None:
-                    slot["name"] += call.function.name or ""
-                    slot["arguments"] += call.function.arguments or ""
-    return {"text": text, "thinking": thinking, "finish": finish, "calls": calls}
+    return support.decode_bytewise(make_adapter().stream_decoder("m"), data)
 
 
 def test_stream_decoded_byte_by_byte_with_list_content_and_tool_deltas() -> None:
