@@ -106,7 +106,7 @@ def _route_headers() -> Callable[[str, Route | None], object] | None:
 def steps() -> list[tuple[str, float]]:
     config = parse_config(CONFIG.format(key="sk-master", upstream=9, model="bench-model"))
     gateway = Gateway(config)
-    target = gateway.targets("bench-model")[0]
+    target = gateway.router.group("bench-model").members[0].target
     adapter = target.adapter
     raw = orjson.dumps(CHAT_BODY)
     data = orjson.loads(raw)
@@ -117,7 +117,7 @@ def steps() -> list[tuple[str, float]]:
     return [
         ("orjson.loads(request body)", _us(lambda: orjson.loads(raw))),
         ("parse_request(ChatRequest)", _us(lambda: parse_request(ChatRequest, data))),
-        ("gateway.targets + prepare", _us(lambda: gateway.prepare(chat, gateway.targets("bench-model")[0]))),
+        ("gateway.targets + prepare", _us(lambda: gateway.prepare(chat, gateway.router.group("bench-model").members[0].target))),
         (
             "adapter.chat_request (model_dump + orjson.dumps)",
             _us(lambda: adapter.chat_request(chat, "gpt-bench", stream=False)),
@@ -303,7 +303,7 @@ def http_clients(
     """
     config = parse_config(CONFIG.format(key="sk-master", upstream=port, model="bench-model"))
     gateway = Gateway(config)
-    target = gateway.targets("bench-model")[0]
+    target = gateway.router.group("bench-model").members[0].target
     chat = parse_request(ChatRequest, CHAT_BODY)
     request = target.adapter.chat_request(chat, target.model, stream=False)
     timeouts = target.adapter.endpoint.timeouts
