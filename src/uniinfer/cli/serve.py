@@ -28,6 +28,7 @@ def _freeze_startup_objects() -> None:
 
     gc.collect()
     gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 def run(config: Config, *, log_level: str = "info") -> None:
