@@ -23,7 +23,7 @@ from uniinfer.errors import (
 )
 from uniinfer.gateway import Gateway
 from uniinfer.stages import RequestContext
-from uniinfer.types import ChatRequest, EmbeddingRequest
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -367,11 +367,43 @@ async def test_provider_plugin_from_an_entry_point(
         _entry_point_specs()
 
 
-async def test_take_ready_hands_out_decoded_chunks_without_reading(gateway: Gateway) -> None:
-    stream = await gateway.stream(chat("chat", stream=True))
-    first = await stream.__anext__()
-    rest = stream.take_ready()  # whatever the first read already decoded; no I/O
-    assert stream.take_ready() == []
-    later = [c async for c in stream]
-    text = "".join(c.choices[0].delta.content or "" for c in [first, *rest, *later] if c.choices)
+async def test_json_batches_carry_every_chunk_as_openai_json(gateway: Gateway) -> None:
+    stream = await gateway.stream(chat("chat", stream=True, stream_options={"include_usage": True}))
+    batches = [batch async for batch in stream.json_batches()]
+    chunks = [ChatChunk.model_validate_json(data) for batch in batches for data in batch]
+    assert all(batches)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo: hello there"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert gateway.usage.totals["up/gpt-4o-mini"].requests == 1  # the stream ran its after-stages
+
+
+async def test_json_batches_hand_out_what_is_decoded_together() -> None:
+    from uniinfer.stages import RequestContext
+    from uniinfer.streaming import ChatStream, response_to_chunks
+
+    response = ChatResponse.model_validate(
+        {"id": "r", "model": "m", "choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+    )
+    ctx = RequestContext("chat")
+
+    async def done(_: RequestContext) -> None:
+        return None
+
+    stream = ChatStream.of_response(response, ctx, done, include_usage=False)
+    batches = [batch async for batch in stream.json_batches()]
+    assert [len(b) for b in batches] == [len(response_to_chunks(response))]  # all ready: one write
+
+
+async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sdk_callers(
+    gateway: Gateway,
+) -> None:
+    from uniinfer.errors import ProviderResponseError
+    from uniinfer.types import RawChunk
+
+    stream = await gateway.stream(chat("chat", stream=True))
+    stream._pending.appendleft(RawChunk(b'{"id":"x","model":"m","choices":[{"delta":5}]}'))
+    with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
+        await stream.__anext__()
+    assert stream.failed

@@ -10,6 +10,11 @@ the usage (adapters ask the provider for it) and records it in the request
 context; the final usage chunk, with empty ``choices``, reaches the caller
 only when ``stream_options.include_usage`` asked for it.
 
+A provider already speaking OpenAI's format may hand events on as
+:class:`~uniinfer.types.RawChunk` (its JSON, checked but not re-modelled):
+:meth:`ChatStream.json_batches` forwards them as they are, iterating the
+stream models them on demand, so each caller pays only for what it uses.
+
 Closing is explicit and idempotent (``aclose``, also via ``async with``): a
 stream read to its end returns its connection to the pool, one abandoned
 half-way (the caller went away, or an error) closes it, so nothing keeps
@@ -19,7 +24,7 @@ reading for a caller who left.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 from uniinfer.errors import ProviderResponseError, UniInferError
@@ -32,6 +37,8 @@ from uniinfer.types import (
     ChatResponse,
     ChunkChoice,
     ChunkDelta,
+    RawChunk,
+    StreamItem,
     ToolCallDelta,
 )
 from uniinfer.types.chat import FunctionCallDelta
@@ -60,7 +67,7 @@ class ChatStream:
         self._http = http
         self._upstream = upstream
         self._decoder = decoder
-        self._pending: deque[ChatChunk] = deque()
+        self._pending: deque[StreamItem] = deque()
         self._eof = upstream is None
         self._done = False
         self._on_finish: list[Callable[[ChatStream], None]] = []
@@ -83,6 +90,28 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> ChatChunk:
+        item = await self._next()
+        return item if isinstance(item, ChatChunk) else await self._model(item)
+
+    async def json_batches(self) -> AsyncIterator[list[bytes]]:
+        """The chunks as OpenAI JSON (``None`` fields left out), in batches.
+
+        Each batch is the next chunk and every chunk already decoded behind it
+        (a provider often sends several at once), so a caller can write them
+        together without waiting for more.
+        """
+        while True:
+            try:
+                item = await self._next()
+            except StopAsyncIteration:
+                return
+            batch = [_json(item)]
+            pending = self._pending
+            while pending:
+                batch.append(_json(pending.popleft()))
+            yield batch
+
+    async def _next(self) -> StreamItem:
         while not self._pending:
             if self._eof:
                 await self._finish(None)
@@ -90,11 +119,16 @@ class ChatStream:
             await self._pull()
         return self._pending.popleft()
 
-    def take_ready(self) -> list[ChatChunk]:
-        """The chunks already decoded and waiting, without reading more (may be empty)."""
-        ready = list(self._pending)
-        self._pending.clear()
-        return ready
+    async def _model(self, raw: RawChunk) -> ChatChunk:
+        try:
+            return raw.chunk()
+        except ValueError as exc:
+            name = self._upstream_name()
+            error = ProviderResponseError(
+                f"{name}: unexpected stream chunk shape", provider=name, upstream_body=raw.json[:512].decode()
+            )
+            await self._finish(error)
+            raise error from exc
 
     async def __aenter__(self) -> ChatStream:
         return self
@@ -134,7 +168,10 @@ class ChatStream:
         for chunk in chunks:
             self._accept(chunk)
 
-    def _accept(self, chunk: ChatChunk) -> None:
+    def _accept(self, chunk: StreamItem) -> None:
+        if isinstance(chunk, RawChunk):  # never carries usage (its decoder models those)
+            self._pending.append(chunk)
+            return
         if chunk.usage is not None and not chunk.choices:
             self.ctx.usage = chunk.usage
             if not self._include_usage:
@@ -195,6 +232,10 @@ async def open_chat_stream(
         raise
     stream._on_done = on_done
     return stream
+
+
+def _json(item: StreamItem) -> bytes:
+    return item.json if isinstance(item, RawChunk) else item.model_dump_json(exclude_none=True).encode()
 
 
 async def _noop(ctx: RequestContext) -> None:

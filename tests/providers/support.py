@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from uniinfer.providers.base import StreamDecoder
-from uniinfer.types import ChatChunk
+from uniinfer.types import ChatChunk, RawChunk, StreamItem
+
+
+def modelled(items: Iterable[StreamItem]) -> list[ChatChunk]:
+    """A decoder's output as chunks (events passed through as JSON are validated here)."""
+    return [item.chunk() if isinstance(item, RawChunk) else item for item in items]
 
 
 def decode_bytewise(decoder: StreamDecoder, data: bytes) -> list[ChatChunk]:
     """Every chunk ``decoder`` yields when ``data`` arrives one byte at a time, then its close()."""
     chunks = [c for i in range(len(data)) for c in decoder.feed(data[i : i + 1])]
-    return chunks + decoder.close()
+    return modelled([*chunks, *decoder.close()])
 
 
 def reassemble(chunks: list[ChatChunk]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from aiohttp import web
 from tests.conftest import make_config
 from tests.fakes.azure import API_KEY, ENTRA_TOKEN, azure_app
 from tests.fakes.common import run_fake
+from tests.providers.support import decode_bytewise, modelled
 from uniinfer.errors import (
     AuthenticationError,
     ConfigError,
@@ -26,7 +27,14 @@ from uniinfer.providers.azure import AzureOpenAIAdapter
 from uniinfer.providers.base import Endpoint
 from uniinfer.providers.registry import default_registry
 from uniinfer.stages import RequestContext
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from uniinfer.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamItem,
+)
 
 SAFE = {"hate": {"filtered": False, "severity": "safe"}}
 
@@ -75,10 +83,10 @@ class Fake:
             if s.status != 200:
                 raise adapter.parse_error(s.status, s.headers, await s.read())
             decoder = adapter.stream_decoder(model)
-            out: list[ChatChunk] = []
+            items: list[StreamItem] = []
             async for data in s.iter_bytes():
-                out += decoder.feed(data)
-            out += decoder.close()
+                items += decoder.feed(data)
+            out = modelled([*items, *decoder.close()])
             done = True
             return out
         finally:
@@ -268,10 +276,7 @@ def test_decoder_drops_annotations_at_any_byte_boundary() -> None:
     ]
     data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     decoder = make("https://r.openai.azure.com").stream_decoder("gpt-4o")
-    out: list[ChatChunk] = []
-    for i in range(len(data)):
-        out += decoder.feed(data[i : i + 1])
-    out += decoder.close()
+    out = decode_bytewise(decoder, data)
     assert [len(c.choices) for c in out] == [1, 1, 0]
     assert text_of(out) == "Hi!"
     assert out[-1].usage is not None

@@ -531,8 +531,8 @@ async def stream(client: HttpClient, adapter: ProviderAdapter, request: ChatRequ
         if upstream.status >= 400:
             raise adapter.parse_error(upstream.status, upstream.headers, await upstream.read())
         decoder = adapter.stream_decoder(request.model)
-        chunks = [c async for data in upstream.iter_bytes() for c in decoder.feed(data)]
-        chunks += decoder.close()
+        items = [c async for data in upstream.iter_bytes() for c in decoder.feed(data)]
+        chunks = support.modelled([*items, *decoder.close()])
         complete = True
         return chunks
     finally:

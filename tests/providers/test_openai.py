@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from tests.fakes.common import run_fake
 from tests.fakes.openai import TOOL_ARGUMENTS, embedding_vector, openai_app, prompt_tokens
+from tests.providers.support import modelled
 from uniinfer.errors import (
     AuthenticationError,
     ContextLengthExceededError,
@@ -40,7 +41,7 @@ from uniinfer.http import HttpClient, HttpRequest, NDJSONFramer, SSEFramer, Time
 from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest
+from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawChunk
 
 KEY = "sk-test-0123456789abcdef"
 WEATHER_TOOL = {
@@ -111,10 +112,7 @@ USAGE = {
 
 
 def feed_bytewise(decoder: Any, data: bytes) -> list[ChatChunk]:
-    out: list[ChatChunk] = []
-    for i in range(len(data)):
-        out += decoder.feed(data[i : i + 1])
-    return out
+    return modelled(item for i in range(len(data)) for item in decoder.feed(data[i : i + 1]))
 
 
 # --- request building -------------------------------------------------------------------
@@ -382,7 +380,7 @@ CONTENT_CHUNKS = [
 def test_stream_decoder_normalises_usage_into_a_final_chunk(events: list[Any]) -> None:
     decoder = make_adapter().stream_decoder("gpt-4o-mini")
     chunks = feed_bytewise(decoder, sse(*events))
-    chunks += decoder.close()
+    chunks += modelled(decoder.close())
 
     *content, last = chunks
     assert "".join(c.choices[0].delta.content or "" for c in content) == "Héllo 👋"
@@ -402,7 +400,7 @@ def test_stream_decoder_normalises_usage_into_a_final_chunk(events: list[Any]) -
 
 def test_stream_decoder_without_usage_emits_no_usage_chunk() -> None:
     decoder = make_adapter().stream_decoder("m")
-    chunks = decoder.feed(sse(*CONTENT_CHUNKS, chunk({}, "stop"), "[DONE]"))
+    chunks = modelled(decoder.feed(sse(*CONTENT_CHUNKS, chunk({}, "stop"), "[DONE]")))
     assert decoder.close() == []
     assert len(chunks) == 4
     assert all(c.choices for c in chunks)
@@ -412,7 +410,7 @@ def test_stream_decoder_skips_comments_and_handles_crlf() -> None:
     # OpenRouter sends ": OPENROUTER PROCESSING" keep-alive comments; some servers use CRLF.
     data = b": OPENROUTER PROCESSING\r\n\r\n" + sse(CONTENT_CHUNKS[1], "[DONE]").replace(b"\n", b"\r\n")
     decoder = make_adapter("openrouter", "https://openrouter.ai/api/v1").stream_decoder("m")
-    chunks = feed_bytewise(decoder, data) + decoder.close()
+    chunks = feed_bytewise(decoder, data) + modelled(decoder.close())
     assert [c.choices[0].delta.content for c in chunks] == ["Hé"]
 
 
@@ -452,6 +450,31 @@ def test_mid_stream_error_raises_mapped_error() -> None:
     assert "server_error" in exc.upstream_body
 
 
+def test_plain_events_pass_through_as_the_providers_json_and_usage_is_modelled() -> None:
+    decoder = make_adapter().stream_decoder("m")
+    extra = chunk({"content": "Hi"}, x_groq={"id": "req_1"})  # a provider's own field survives
+    events = [*CONTENT_CHUNKS, extra, chunk({}, "stop"), chunk(None, usage=USAGE), "[DONE]"]
+    items = [*decoder.feed(sse(*events)), *decoder.close()]
+
+    *raw, usage_chunk = items
+    assert all(isinstance(item, RawChunk) for item in raw)
+    assert [orjson.loads(item.json) for item in raw] == events[:5]  # exactly what the provider sent
+    assert isinstance(usage_chunk, ChatChunk)
+    assert usage_chunk.usage is not None
+    assert usage_chunk.usage.total_tokens == 11
+    assert usage_chunk.id == "chatcmpl-abc"
+
+
+def test_an_event_that_is_not_a_plain_chunk_is_modelled_not_passed_through() -> None:
+    decoder = make_adapter().stream_decoder("m")
+    on_content = chunk({"content": "x"}, "stop", usage=USAGE)  # usage riding on a content chunk
+    (item,) = decoder.feed(sse(on_content))
+    assert isinstance(item, ChatChunk)
+    assert item.usage is None
+    with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
+        decoder.feed(sse({"id": "x", "model": "m", "choices": "nope"}))
+
+
 def test_stream_decoder_rejects_garbage_chunks() -> None:
     decoder = make_adapter().stream_decoder("m")
     with pytest.raises(ProviderResponseError):
@@ -464,7 +487,7 @@ def test_stream_decoder_rejects_garbage_chunks() -> None:
 def test_stream_decoder_survives_invalid_utf8() -> None:
     decoder = make_adapter().stream_decoder("m")
     raw = sse(chunk({"content": "PLACEHOLDER"})).replace(b"PLACEHOLDER", b"a\xffb")
-    chunks = decoder.feed(raw)
+    chunks = modelled(decoder.feed(raw))
     assert chunks[0].choices[0].delta.content == "a\ufffdb"
 
 
@@ -635,8 +658,8 @@ async def read_stream(client: HttpClient, adapter: OpenAIAdapter, req: HttpReque
     complete = False
     try:
         async for data in stream.iter_bytes():
-            chunks += decoder.feed(data)
-        chunks += decoder.close()
+            chunks += modelled(decoder.feed(data))
+        chunks += modelled(decoder.close())
         complete = True
     finally:
         HttpClient.close_stream(stream, complete=complete)

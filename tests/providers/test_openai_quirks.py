@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.providers.support import modelled
 from uniinfer.errors import AuthenticationError, ConfigError, RateLimitError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Capabilities, Endpoint, ProviderSpec
@@ -69,7 +70,7 @@ def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
 
 def decode(adapter: OpenAIAdapter, data: bytes) -> list[ChatChunk]:
     decoder = adapter.stream_decoder("m")
-    return [*decoder.feed(data), *decoder.close()]
+    return modelled([*decoder.feed(data), *decoder.close()])
 
 
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}

@@ -39,7 +39,7 @@ from uniinfer.errors import ConfigError, ContentFilteredError, ProviderResponseE
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderSpec, loads, merge_headers
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
 
 __all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
 
@@ -162,7 +162,7 @@ class AzureStreamDecoder(OpenAIStreamDecoder):
 
     __slots__ = ()
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
+    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
         kept: list[tuple[str, str]] = []
         for event, data in events:
             cleaned = _without_annotations(data)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -33,7 +33,13 @@ from uniinfer.errors import (
     error_from_status,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from uniinfer.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamItem,
+)
 
 __all__ = [
     "Capabilities",
@@ -131,9 +137,15 @@ class Endpoint:
 
 
 class StreamDecoder(Protocol):
-    def feed(self, data: bytes) -> list[ChatChunk]: ...
+    """Turns a provider's stream bytes, fed as they arrive, into OpenAI chunks.
 
-    def close(self) -> list[ChatChunk]: ...
+    A decoder of a provider that already speaks OpenAI's format may return an
+    event as a :class:`~uniinfer.types.RawChunk` (passed through as JSON).
+    """
+
+    def feed(self, data: bytes) -> Sequence[StreamItem]: ...
+
+    def close(self) -> Sequence[StreamItem]: ...
 
 
 def chunk_id() -> str:

@@ -51,7 +51,7 @@ from uniinfer.errors import InvalidRequestError, ProviderResponseError, UniInfer
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import loads
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
 
 __all__ = ["MistralAdapter", "MistralOptions", "MistralStreamDecoder", "mistral_tool_id"]
 
@@ -288,7 +288,7 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
 
     __slots__ = ()
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
+    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
         return super()._decode([(event, _flat_event(data)) for event, data in events])
 
 

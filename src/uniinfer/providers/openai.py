@@ -36,7 +36,16 @@ from pydantic import BaseModel, ConfigDict
 from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from uniinfer.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    RawChunk,
+    StreamItem,
+    Usage,
+)
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
@@ -222,7 +231,14 @@ def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control:
 
 
 class OpenAIStreamDecoder:
-    """``data: {chunk}`` events ending with ``data: [DONE]``."""
+    """``data: {chunk}`` events ending with ``data: [DONE]``.
+
+    An event that needs nothing rewritten is passed on as a
+    :class:`~uniinfer.types.RawChunk` once it parsed as a JSON object with
+    ``id``, ``model`` and a ``choices`` list: the usual content delta is
+    forwarded to an OpenAI-format caller without being re-modelled. Events
+    with usage, an error, or a finish reason to translate are modelled.
+    """
 
     __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage")
 
@@ -231,13 +247,14 @@ class OpenAIStreamDecoder:
         self._map = adapter.spec.finish_reason_map
         self._framer = SSEFramer()
         self._usage: Usage | None = None
-        self._last: ChatChunk | None = None
+        #: id, created, model and system_fingerprint of the last event (for the usage chunk)
+        self._last: tuple[Any, Any, Any, Any] | None = None
         self._done = False
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
+    def feed(self, data: bytes) -> list[StreamItem]:
         return self._decode(self._framer.feed(data))
 
-    def close(self) -> list[ChatChunk]:
+    def close(self) -> list[StreamItem]:
         name = self._adapter.name
         try:
             out = self._decode(self._framer.close())
@@ -248,26 +265,31 @@ class OpenAIStreamDecoder:
         if not self._done:
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         if self._usage is not None and self._last is not None:
+            chunk_id, created, model, fingerprint = self._last
             out.append(
                 ChatChunk(
-                    id=self._last.id,
-                    created=self._last.created,
-                    model=self._last.model,
+                    id=chunk_id,
+                    created=created,
+                    model=model,
                     choices=[],
                     usage=self._usage,
-                    system_fingerprint=self._last.system_fingerprint,
+                    system_fingerprint=fingerprint,
                 )
             )
         return out
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
-        out: list[ChatChunk] = []
+    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
+        out: list[StreamItem] = []
         for _event, data in events:
             if data == "[DONE]":
                 self._done = True
                 continue
+            raw = self._raw(data)
+            if raw is not None:
+                out.append(raw)
+                continue
             chunk = self._fast(data) or self._slow(data)
-            self._last = chunk
+            self._last = (chunk.id, chunk.created, chunk.model, chunk.system_fingerprint)
             if chunk.usage is not None:
                 self._usage = chunk.usage
                 if not chunk.choices:
@@ -275,6 +297,23 @@ class OpenAIStreamDecoder:
                 chunk.usage = None
             out.append(chunk)
         return out
+
+    def _raw(self, data: str) -> RawChunk | None:
+        """The event as it came, when it is a plain chunk (None: model it)."""
+        if self._map or '"error"' in data or _has_usage(data):
+            return None
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # the slow path says what is wrong
+        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+            return None
+        get = payload.get
+        chunk_id, model = get("id"), get("model")
+        if not isinstance(chunk_id, str) or not isinstance(model, str):
+            return None
+        self._last = (chunk_id, get("created"), model, get("system_fingerprint"))
+        return RawChunk(data.encode())
 
     def _fast(self, data: str) -> ChatChunk | None:
         """One pydantic pass over the event text, when nothing needs rewriting first.
@@ -288,9 +327,7 @@ class OpenAIStreamDecoder:
             chunk = ChatChunk.model_validate_json(data)
         except ValueError:
             return None
-        if chunk.usage is None and data.count('"usage"') > data.count('"usage":null') + data.count(
-            '"usage": null'
-        ):
+        if chunk.usage is None and _has_usage(data):
             return None
         return chunk
 
@@ -330,3 +367,10 @@ class OpenAIStreamDecoder:
             body=orjson.dumps(payload).decode(),
             retry_after=None,
         )
+
+
+def _has_usage(data: str) -> bool:
+    """Whether an event's text has a ``usage`` that is not null (anywhere in it)."""
+    if '"usage"' not in data:
+        return False
+    return data.count('"usage"') > data.count('"usage":null') + data.count('"usage": null')

@@ -45,14 +45,9 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
             }
         )
         try:
-            async for chunk in stream:
-                # Chunks already decoded go out in one write with this one: no waiting,
-                # just fewer trips through the server (a provider often sends several at once).
-                events = [sse_event(chunk.model_dump_json(exclude_none=True).encode())]
-                events += [
-                    sse_event(c.model_dump_json(exclude_none=True).encode()) for c in stream.take_ready()
-                ]
-                await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+            async for batch in stream.json_batches():
+                body = b"".join([b"data: " + data + b"\n\n" for data in batch])
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         except UniInferError as exc:
             # Mid-stream failure: an OpenAI-style error event, then the end.
             await send(

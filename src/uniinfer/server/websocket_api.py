@@ -179,10 +179,10 @@ class _Connection:
             ctx = RequestContext("chat", headers=self._headers)
             stream = await self._app.gateway.stream(request, ctx)
             try:
-                async for chunk in stream:
-                    payload = b'{"type":"chunk","id":' + orjson.dumps(stream_id) + b',"chunk":'
-                    payload += chunk.model_dump_json(exclude_none=True).encode() + b"}"
-                    await self._write(payload.decode())
+                prefix = b'{"type":"chunk","id":' + orjson.dumps(stream_id) + b',"chunk":'
+                async for batch in stream.json_batches():
+                    for data in batch:
+                        await self._write((prefix + data + b"}").decode())
             finally:
                 await stream.aclose()
             await self._write(orjson.dumps({"type": "done", "id": stream_id}).decode())

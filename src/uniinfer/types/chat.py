@@ -36,7 +36,9 @@ __all__ = [
     "ImageURL",
     "JSONSchemaFormat",
     "Message",
+    "RawChunk",
     "ResponseMessage",
+    "StreamItem",
     "StreamOptions",
     "SystemMessage",
     "TextPart",
@@ -432,3 +434,31 @@ class ChatChunk(BaseModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+
+
+class RawChunk:
+    """A ``chat.completion.chunk`` still in the JSON an OpenAI-format provider sent.
+
+    A stream hands these on untouched to a caller who wants OpenAI's JSON (the
+    server's Chat Completions and WebSocket endpoints) and models them only for
+    a caller who wants objects (:meth:`chunk`), so a proxied event costs a JSON
+    check instead of a validation and a re-serialisation. Decoders make one only
+    of an event they checked is a JSON object with a ``choices`` list and no
+    usage, error or vocabulary to rewrite (see the OpenAI stream decoder).
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+    def chunk(self) -> ChatChunk:
+        """The event as a validated :class:`ChatChunk` (``ValueError`` if its shape is wrong)."""
+        return ChatChunk.model_validate_json(self.json)
+
+    def __repr__(self) -> str:
+        return f"RawChunk({self.json!r})"
+
+
+#: What a stream decoder yields: modelled chunks, or events passed through as JSON.
+StreamItem = ChatChunk | RawChunk
