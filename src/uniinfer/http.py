@@ -119,7 +119,9 @@ class HttpClient:
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        #: aiohttp's timeout per Timeouts object, by identity (a dataclass hash and
+        #: equality check per request cost more than building the key): (object, timeout)
+        self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -134,6 +136,8 @@ class HttpClient:
             )
             session = aiohttp.ClientSession(
                 connector=connector,
+                # a provider's cookies must not follow one caller's request into another's
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "uniinfer"},
@@ -142,17 +146,19 @@ class HttpClient:
         return session
 
     def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        cached = self._timeouts.get(timeouts)
-        if cached is None:
-            import aiohttp
+        hit = self._timeouts.get(id(timeouts))
+        if hit is not None and hit[0] is timeouts:
+            return hit[1]
+        import aiohttp
 
-            cached = aiohttp.ClientTimeout(
-                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
-            )
-            # configured timeouts are few; ones cut to a deadline are one-offs, never kept
-            if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
-                self._timeouts[timeouts] = cached
-        return cached
+        made = aiohttp.ClientTimeout(
+            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        # configured timeouts are few and live as long as the gateway; ones cut to a
+        # deadline are one-offs, never kept (the object held here keeps its id unique)
+        if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
+            self._timeouts[id(timeouts)] = (timeouts, made)
+        return made
 
     async def send(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> HttpResponse:
         """Send a request and read the whole response."""

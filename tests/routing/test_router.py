@@ -323,8 +323,21 @@ async def test_a_group_cooling_down_after_429s_answers_429_with_the_remaining_wa
     assert info.value.retry_after == pytest.approx(0.6)
 
 
+class TickingTime(FakeTime):
+    """Time that moves on by a microsecond whenever it is read, like a real clock."""
+
+    def clock(self) -> float:
+        self.now += 1e-6
+        return self.now
+
+
+@pytest.mark.parametrize("clock", [FakeTime(), TickingTime()], ids=["still", "ticking"])
 async def test_timeouts_are_reused_unless_the_deadline_cuts_them(build: Callable[[str], Gateway]) -> None:
+    # the default deadline (60 s) is shorter than the default read and total timeouts:
+    # a first attempt gets them cut to 60 s, from one object made when the group was built
     gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
     for _ in range(20):
         await run(gw, "m")
-    assert len(gw.http._timeouts) == 1  # one configured Timeouts, not one per request
+    assert len(gw.http._timeouts) == 1  # one Timeouts, not one per request
+    ((timeouts, _),) = gw.http._timeouts.values()
+    assert (timeouts.connect, timeouts.read, timeouts.total) == (10.0, 60.0, 60.0)

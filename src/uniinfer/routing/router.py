@@ -61,6 +61,10 @@ T = TypeVar("T")
 AUTO_MODEL = "uniinfer/auto"
 PROFILE_PREFIX = "profile:"
 _DIRECT_CACHE_LIMIT = 4096
+#: A first attempt starts within this many seconds of its request: it uses timeouts cut
+#: to the whole deadline, prepared once (aiohttp rounds timeouts above 5 s up to whole
+#: seconds anyway).
+_FIRST_ATTEMPT_SLACK = 0.005
 #: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
 _COST_PROMPT_TOKENS = 1000
 
@@ -99,6 +103,19 @@ class Member:
     weight: float = 1.0
     #: Estimated USD of a typical request (``lowest_cost``); None: unpriced.
     cost: float | None = None
+    #: The group's retry deadline, and ``timeouts`` cut to it for a request's first
+    #: attempt (without and with streaming): built once, not per request.
+    deadline: float = float("inf")
+    first: Timeouts | None = None
+    first_stream: Timeouts | None = None
+
+    def timeouts_for(self, remaining: float, stream: bool) -> Timeouts:
+        """The timeouts of an attempt with ``remaining`` seconds left of the request's deadline."""
+        if remaining >= self.deadline - _FIRST_ATTEMPT_SLACK:
+            first = self.first_stream if stream else self.first
+            if first is not None:
+                return first
+        return _within(self.timeouts, remaining, stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,13 +190,24 @@ class Router:
             )
         return state
 
-    def _member(self, index: int, dep: Deployment) -> Member:
+    def _member(self, index: int, dep: Deployment, deadline: float) -> Member:
         adapter = self._adapters[dep.provider]
         target = Target(dep.provider, dep.model, adapter)
         t = dep.timeout
         timeouts = Timeouts(t.connect, t.read, t.total) if t else adapter.endpoint.timeouts
         cost = self._cost(dep)
-        return Member(index, target, self._state(target.label), timeouts, dep, dep.weight, cost)
+        return Member(
+            index,
+            target,
+            self._state(target.label),
+            timeouts,
+            dep,
+            dep.weight,
+            cost,
+            deadline,
+            _within(timeouts, deadline, stream=False),
+            _within(timeouts, deadline, stream=True),
+        )
 
     def _group(
         self,
@@ -189,8 +217,9 @@ class Router:
         fallbacks: GroupFallbacks | None = None,
         retry: RetryConfig | None = None,
     ) -> Group:
-        members = tuple(self._member(i, d) for i, d in enumerate(deployments))
-        return Group(name, members, strategy, fallbacks or GroupFallbacks(), retry or self._retry)
+        retry = retry or self._retry
+        members = tuple(self._member(i, d, retry.deadline_seconds) for i, d in enumerate(deployments))
+        return Group(name, members, strategy, fallbacks or GroupFallbacks(), retry)
 
     def _profile(self, name: str, profile: ProfileConfig) -> Group:
         seen: dict[str, Deployment] = {}
@@ -426,7 +455,7 @@ class Router:
         route.provider, route.upstream_model = member.target.provider, member.target.model
         state.in_flight += 1
         state.window.add(requests=1)
-        timeouts = _within(member.timeouts, remaining, stream)
+        timeouts = member.timeouts_for(remaining, stream)
         started = self._clock()
         handed_off = False
         try:

@@ -29,7 +29,7 @@ async def chat(app: App, request: Request) -> None:
         await stream_chat(app, request, chat, ctx)
         return
     response = await app.gateway.chat(chat, ctx)
-    body = response.model_dump_json(exclude_none=True).encode()
+    body = response.__pydantic_serializer__.to_json(response, exclude_none=True)
     await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
 
 
