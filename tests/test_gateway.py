@@ -367,6 +367,17 @@ async def test_provider_plugin_from_an_entry_point(
         _entry_point_specs()
 
 
+async def test_chat_json_answers_like_chat_and_meters_the_same(gateway: Gateway) -> None:
+    ctx = RequestContext("chat")
+    body = await gateway.chat_json(chat("chat"), ctx)
+    modelled = await gateway.chat(chat("chat"))
+    answer = ChatResponse.model_validate_json(body)
+    assert answer.choices[0].message.content == modelled.choices[0].message.content == "echo: hello there"
+    assert ctx.usage is not None
+    assert ctx.usage == answer.usage == modelled.usage
+    assert gateway.usage.totals["up/gpt-4o-mini"].requests == 2
+
+
 async def test_json_batches_carry_every_chunk_as_openai_json(gateway: Gateway) -> None:
     stream = await gateway.stream(chat("chat", stream=True, stream_options={"include_usage": True}))
     batches = [batch async for batch in stream.json_batches()]

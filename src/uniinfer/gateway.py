@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -39,10 +40,13 @@ from uniinfer.types import (
     EmbeddingResponse,
     ModelCard,
     ModelList,
+    Usage,
 )
 from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("uniinfer.gateway")
 
@@ -124,13 +128,26 @@ class Gateway:
 
     async def chat(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatResponse:
         """Answer a chat request (non-streaming) through the router."""
-        ctx = ctx or RequestContext("chat")
+        return await self._complete(request, ctx or RequestContext("chat"), _MODELLED)
+
+    async def chat_json(self, request: ChatRequest, ctx: RequestContext | None = None) -> bytes:
+        """:meth:`chat`, answered as OpenAI ``chat.completion`` JSON (what the server sends).
+
+        An OpenAI-format provider's answer is forwarded as the provider wrote
+        it once it checks out (:meth:`ProviderAdapter.chat_json`); other answers
+        are modelled and serialised.
+        """
+        return await self._complete(request, ctx or RequestContext("chat"), _JSON)
+
+    async def _complete(self, request: ChatRequest, ctx: RequestContext, answer: _Answer[T]) -> T:
         served = await self._run_before(ctx)
         if served is not None:
-            return served
+            return answer.of_response(served)
         route = ctx.route = Route(request.model)
+        usage: Usage | None = None
 
-        async def attempt(member: Member, timeouts: Timeouts) -> ChatResponse:
+        async def attempt(member: Member, timeouts: Timeouts) -> T:
+            nonlocal usage
             target = member.target
             prepared, route.dropped_params = self.prepare(request, target)
             adapter = target.adapter
@@ -139,11 +156,12 @@ class Gateway:
             resp = await self.http.send(upstream, timeouts, target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
-            return adapter.parse_chat(resp.body, target.model)
+            result, usage = answer.parse(adapter, resp.body, target.model)
+            return result
 
         try:
             decision = self.router.decide(request.model, request, ctx)
-            response = await self.router.run(decision, route, attempt)
+            result = await self.router.run(decision, route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             await self._finish(ctx)
@@ -153,11 +171,11 @@ class Gateway:
             ctx.error = RequestCancelledError("the caller went away before the answer")
             await self._finish(ctx)
             raise
-        ctx.usage = response.usage
-        if response.usage is not None and route.provider is not None:
-            self.router.record_tokens(f"{route.provider}/{route.upstream_model}", response.usage.total_tokens)
+        ctx.usage = usage
+        if usage is not None and route.provider is not None:
+            self.router.record_tokens(f"{route.provider}/{route.upstream_model}", usage.total_tokens)
         await self._finish(ctx)
-        return response
+        return result
 
     async def stream(self, request: ChatRequest, ctx: RequestContext | None = None) -> ChatStream:
         """Open a chat stream; the router fails over until the first chunk arrives.
@@ -321,6 +339,35 @@ class Gateway:
 
 
 _ALWAYS = frozenset({"model", "messages", "stream"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer(Generic[T]):
+    """What a non-streaming answer becomes: from the provider's body, or from a stage's response."""
+
+    parse: Callable[[ProviderAdapter, bytes, str], tuple[T, Usage | None]]
+    of_response: Callable[[ChatResponse], T]
+
+
+def _parse_modelled(adapter: ProviderAdapter, body: bytes, model: str) -> tuple[ChatResponse, Usage | None]:
+    response = adapter.parse_chat(body, model)
+    return response, response.usage
+
+
+def _parse_json(adapter: ProviderAdapter, body: bytes, model: str) -> tuple[bytes, Usage | None]:
+    forwarded = adapter.chat_json(body, model)
+    if forwarded is not None:
+        return forwarded
+    response = adapter.parse_chat(body, model)
+    return _response_json(response), response.usage
+
+
+def _response_json(response: ChatResponse) -> bytes:
+    return response.__pydantic_serializer__.to_json(response, exclude_none=True)
+
+
+_MODELLED: _Answer[ChatResponse] = _Answer(_parse_modelled, lambda response: response)
+_JSON: _Answer[bytes] = _Answer(_parse_json, _response_json)
 
 
 _DISCOVERY_TIMEOUTS = Timeouts(connect=1.0, read=2.0, total=3.0)

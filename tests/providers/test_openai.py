@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email.utils
 import re
 import socket
@@ -351,6 +352,56 @@ def test_parse_chat_rejects_invalid_json_and_wrong_shapes() -> None:
     assert not info.value.retryable
     with pytest.raises(ProviderResponseError, match="unexpected chat response shape"):
         adapter.parse_chat(b'{"id": "x", "model": "m"}', "m")
+
+
+ANSWER = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    "x_provider_extra": {"kept": True},
+}
+
+
+def test_chat_json_forwards_an_answer_that_checks_out_as_it_came() -> None:
+    body = orjson.dumps(ANSWER)
+    forwarded = make_adapter().chat_json(body, "m")
+    assert forwarded is not None
+    sent, usage = forwarded
+    assert sent is body  # not re-serialised: the provider's own fields survive
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.total_tokens) == (3, 4)
+    assert make_adapter().chat_json(orjson.dumps({**ANSWER, "usage": None}), "m") == (
+        orjson.dumps({**ANSWER, "usage": None}),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "eos"}]},  # not OpenAI's
+        {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": ["stop"]}]},
+        {"choices": [{"index": 0, "finish_reason": "content_filter"}]},  # no message (Azure filter)
+        {"choices": "x"},
+        {"id": None},
+        {"usage": {"prompt_tokens": "many"}},
+    ],
+)
+def test_chat_json_leaves_anything_else_to_parse_chat(change: dict[str, Any]) -> None:
+    assert make_adapter().chat_json(orjson.dumps({**ANSWER, **change}), "m") is None
+    assert make_adapter().chat_json(b"<html>", "m") is None
+    assert make_adapter().chat_json(b"[1]", "m") is None
+
+
+def test_rows_that_rewrite_answers_are_not_forwarded() -> None:
+    spec = default_registry().get("openai")
+    mapped = OpenAIAdapter(
+        dataclasses.replace(spec, finish_reason_map={"eos": "stop"}), Endpoint(base_url="http://x/v1")
+    )
+    assert mapped.chat_json(orjson.dumps(ANSWER), "m") is None
 
 
 # --- stream decoding ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from uniinfer.types import (
     EmbeddingRequest,
     EmbeddingResponse,
     StreamItem,
+    Usage,
 )
 
 __all__ = [
@@ -221,6 +222,14 @@ class ProviderAdapter(ABC):
 
     @abstractmethod
     def parse_chat(self, body: bytes, model: str) -> ChatResponse: ...
+
+    def chat_json(self, body: bytes, model: str) -> tuple[bytes, Usage | None] | None:
+        """The answer as OpenAI ``chat.completion`` JSON to forward as it is, and its usage.
+
+        For providers that already answer in OpenAI's format; ``None`` (the
+        default) means the answer must be modelled by :meth:`parse_chat`.
+        """
+        return None
 
     @abstractmethod
     def stream_decoder(self, model: str) -> StreamDecoder: ...

@@ -79,6 +79,8 @@ class MistralOptions(BaseModel):
 class MistralAdapter(OpenAIAdapter):
     """``POST {base}/chat/completions`` and ``/embeddings`` with Mistral's vocabulary."""
 
+    passthrough = False  # answers may carry list-shaped content, flattened by parse_chat
+
     supported_params = frozenset(
         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n"}
         | {"presence_penalty", "frequency_penalty", "tools", "tool_choice", "parallel_tool_calls"}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import string
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -46,6 +46,7 @@ from uniinfer.types import (
     StreamItem,
     Usage,
 )
+from uniinfer.types.chat import FinishReason
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
@@ -60,6 +61,9 @@ class RowOptions(BaseModel):
 
 class OpenAIAdapter(ProviderAdapter):
     supported_params = _ALL_PARAMS - {"top_k"}
+    #: Answers are forwarded in the provider's own JSON (:meth:`chat_json`); a
+    #: subclass whose :meth:`parse_chat` rewrites them sets this to False.
+    passthrough: ClassVar[bool] = True
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         super().__init__(spec, endpoint, name)
@@ -150,6 +154,33 @@ class OpenAIAdapter(ProviderAdapter):
                 upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
             ) from exc
 
+    def chat_json(self, body: bytes, model: str) -> tuple[bytes, Usage | None] | None:
+        """The provider's own JSON once it checks out as a ``chat.completion``.
+
+        Checked: a JSON object with string ``id`` and ``model``, a ``choices``
+        list of objects each with a ``message`` object and one of OpenAI's
+        finish reasons, and a ``usage`` that validates. Anything else, and rows
+        that rewrite answers (a finish-reason vocabulary), go through
+        :meth:`parse_chat`, which says what is wrong.
+        """
+        if not self.passthrough or self.spec.finish_reason_map:
+            return None
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        if not _plain(data, "message"):
+            return None
+        usage = data.get("usage")
+        if usage is None:
+            return body, None
+        try:
+            return body, Usage.model_validate(usage)
+        except ValueError:
+            return None
+
     def stream_decoder(self, model: str) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder(self)
 
@@ -235,8 +266,9 @@ class OpenAIStreamDecoder:
 
     An event that needs nothing rewritten is passed on as a
     :class:`~uniinfer.types.RawChunk` once it parsed as a JSON object with
-    ``id``, ``model`` and a ``choices`` list: the usual content delta is
-    forwarded to an OpenAI-format caller without being re-modelled. Events
+    ``id``, ``model`` and ``choices`` with a ``delta`` and an OpenAI finish
+    reason each: the usual content delta is forwarded to an OpenAI-format
+    caller without being re-modelled. Events
     with usage, an error, or a finish reason to translate are modelled.
     """
 
@@ -306,13 +338,10 @@ class OpenAIStreamDecoder:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None  # the slow path says what is wrong
-        if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        if not _plain(payload, "delta"):
             return None
         get = payload.get
-        chunk_id, model = get("id"), get("model")
-        if not isinstance(chunk_id, str) or not isinstance(model, str):
-            return None
-        self._last = (chunk_id, get("created"), model, get("system_fingerprint"))
+        self._last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
         return RawChunk(data.encode())
 
     def _fast(self, data: str) -> ChatChunk | None:
@@ -374,3 +403,28 @@ def _has_usage(data: str) -> bool:
     if '"usage"' not in data:
         return False
     return data.count('"usage"') > data.count('"usage":null') + data.count('"usage": null')
+
+
+_FINISH_REASONS = frozenset(get_args(FinishReason))
+
+
+def _plain(data: Any, body: str) -> bool:
+    """Whether parsed JSON looks like an OpenAI answer (``body``: ``message``) or chunk (``delta``).
+
+    A JSON object with string ``id`` and ``model`` and a ``choices`` list of
+    objects, each with a ``body`` object and one of OpenAI's finish reasons.
+    """
+    if not isinstance(data, dict):
+        return False
+    choices = data.get("choices")
+    if not isinstance(data.get("id"), str) or not isinstance(data.get("model"), str):
+        return False
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or not isinstance(choice.get(body), dict):
+            return False
+        reason = choice.get("finish_reason")
+        if reason is not None and not (isinstance(reason, str) and reason in _FINISH_REASONS):
+            return False
+    return True

@@ -28,8 +28,7 @@ async def chat(app: App, request: Request) -> None:
     if chat.stream:
         await stream_chat(app, request, chat, ctx)
         return
-    response = await app.gateway.chat(chat, ctx)
-    body = response.__pydantic_serializer__.to_json(response, exclude_none=True)
+    body = await app.gateway.chat_json(chat, ctx)
     await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
 
 
