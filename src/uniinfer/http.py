@@ -33,6 +33,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "NDJSONFramer",
+    "SSEBytesFramer",
     "SSEFramer",
     "StreamingResponse",
     "Timeouts",
@@ -275,24 +276,18 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-class SSEFramer:
-    """Incremental Server-Sent Events parser (WHATWG rules), safe at any byte boundary.
+class _LineFramer:
+    """Splits a byte stream into lines at any boundary (LF, CRLF or a lone CR, as SSE allows)."""
 
-    ``feed`` returns the complete events so far as ``(event, data)`` pairs;
-    ``event`` is ``""`` when the stream sent none. Comments are skipped.
-    """
-
-    __slots__ = ("_after_cr", "_buf", "_data", "_event")
+    __slots__ = ("_after_cr", "_buf")
 
     def __init__(self) -> None:
         self._buf = b""
         self._after_cr = False
-        self._event = ""
-        self._data: list[str] = []
 
-    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+    def _lines(self, chunk: bytes) -> list[bytes]:
         buf = self._buf + chunk if self._buf else chunk
-        events: list[tuple[str, str]] = []
+        lines: list[bytes] = []
         start = 0
         if self._after_cr:
             # The CR that ended the last feed may be the first half of a CRLF.
@@ -300,24 +295,51 @@ class SSEFramer:
             if buf[:1] == b"\n":
                 start = 1
         size = len(buf)
-        has_cr = b"\r" in buf
+        if b"\r" not in buf:  # the usual case: LF only
+            end = buf.find(b"\n", start)
+            while end != -1:
+                lines.append(buf[start:end])
+                start = end + 1
+                end = buf.find(b"\n", start)
+            self._buf = buf[start:]
+            return lines
         while start < size:
             end = buf.find(b"\n", start)
             nxt = end + 1
-            if has_cr:
-                cr = buf.find(b"\r", start)
-                if cr != -1 and (end == -1 or cr < end):
-                    end = cr
-                    if cr == size - 1:
-                        self._after_cr = True
-                        nxt = size
-                    else:
-                        nxt = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+            cr = buf.find(b"\r", start)
+            if cr != -1 and (end == -1 or cr < end):
+                end = cr
+                if cr == size - 1:
+                    self._after_cr = True
+                    nxt = size
+                else:
+                    nxt = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
             if end == -1:
                 break
-            self._line(buf[start:end], events)
+            lines.append(buf[start:end])
             start = nxt
         self._buf = buf[start:]
+        return lines
+
+
+class SSEFramer(_LineFramer):
+    """Incremental Server-Sent Events parser (WHATWG rules), safe at any byte boundary.
+
+    ``feed`` returns the complete events so far as ``(event, data)`` pairs;
+    ``event`` is ``""`` when the stream sent none. Comments are skipped.
+    """
+
+    __slots__ = ("_data", "_event")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        events: list[tuple[str, str]] = []
+        for line in self._lines(chunk):
+            self._line(line, events)
         return events
 
     def _line(self, line: bytes, events: list[tuple[str, str]]) -> None:
@@ -342,6 +364,44 @@ class SSEFramer:
         """Flush an event the stream ended without a blank line after."""
         tail = self.feed(b"\n\n") if self._buf or self._data else []
         return tail
+
+
+class SSEBytesFramer(_LineFramer):
+    """:class:`SSEFramer` for events passed on as they are: each event's data stays bytes.
+
+    The data is not decoded, so an event with invalid UTF-8 is left for its
+    consumer to repair (decode with replacement, as the SSE standard says).
+    The event name is text. Only ``data`` and ``event`` fields are kept.
+    """
+
+    __slots__ = ("_data", "_event")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = ""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        events: list[tuple[str, bytes]] = []
+        data = self._data
+        for line in self._lines(chunk):
+            if not line:
+                if data:
+                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = self._data = []
+                self._event = ""
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                value = line[7:] if line[6:7] == b" " else line[6:]
+                self._event = value.decode("utf-8", "replace")
+            elif line == b"data":
+                data.append(b"")
+        return events
+
+    def close(self) -> list[tuple[str, bytes]]:
+        """Flush an event the stream ended without a blank line after."""
+        return self.feed(b"\n\n") if self._buf or self._data else []
 
 
 class NDJSONFramer:

@@ -12,7 +12,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +38,15 @@ from uniinfer.errors import (
     UniInferError,
     UnsupportedFeatureError,
 )
-from uniinfer.http import HttpClient, HttpRequest, NDJSONFramer, SSEFramer, Timeouts, retry_after_seconds
+from uniinfer.http import (
+    HttpClient,
+    HttpRequest,
+    NDJSONFramer,
+    SSEBytesFramer,
+    SSEFramer,
+    Timeouts,
+    retry_after_seconds,
+)
 from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.registry import default_registry
@@ -1255,31 +1263,47 @@ SSE_EVENTS = [
 ]
 
 
+#: Both framers, each with how its events' data compares with text.
+FRAMERS = [
+    pytest.param(SSEFramer, lambda text: text, id="text"),
+    pytest.param(SSEBytesFramer, str.encode, id="bytes"),
+]
+Framer = Callable[[], SSEFramer | SSEBytesFramer]
+
+
+@pytest.mark.parametrize(("framer", "data"), FRAMERS)
 @pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 1000])
-def test_sse_framer_any_split(step: int) -> None:
-    assert feed_all(SSEFramer(), SSE_STREAM, step) == SSE_EVENTS
+def test_sse_framer_any_split(framer: Framer, data: Callable[[str], Any], step: int) -> None:
+    assert feed_all(framer(), SSE_STREAM, step) == [(event, data(d)) for event, d in SSE_EVENTS]
 
 
-def test_sse_framer_event_name_resets_after_each_event() -> None:
-    framer = SSEFramer()
-    events = framer.feed(b"event: ping\ndata: 1\n\ndata: 2\n\n")
-    assert events == [("ping", "1"), ("", "2")]
-    assert framer.close() == []
+@pytest.mark.parametrize(("framer", "data"), FRAMERS)
+def test_sse_framer_event_name_resets_after_each_event(framer: Framer, data: Callable[[str], Any]) -> None:
+    f = framer()
+    events = f.feed(b"event: ping\ndata: 1\n\ndata: 2\n\n")
+    assert events == [("ping", data("1")), ("", data("2"))]
+    assert f.close() == []
 
 
-def test_sse_framer_crlf_split_between_feeds() -> None:
+@pytest.mark.parametrize(("framer", "data"), FRAMERS)
+def test_sse_framer_crlf_split_between_feeds(framer: Framer, data: Callable[[str], Any]) -> None:
     # A CRLF cut between two reads is one line ending, not a CR line plus an
     # empty LF line (which would end the event early and split x from y).
-    framer = SSEFramer()
-    assert framer.feed(b"data: x\r") == []
-    assert framer.feed(b"\ndata: y\r") == []
-    assert framer.feed(b"\n\r") == [("", "x\ny")]
-    assert framer.feed(b"\n") == []
-    assert framer.close() == []
+    f = framer()
+    assert f.feed(b"data: x\r") == []
+    assert f.feed(b"\ndata: y\r") == []
+    assert f.feed(b"\n\r") == [("", data("x\ny"))]
+    assert f.feed(b"\n") == []
+    assert f.close() == []
 
 
-def test_sse_framer_lone_cr_line_endings() -> None:
-    assert SSEFramer().feed(b"data: a\r\rdata: b\r\r") == [("", "a"), ("", "b")]
+@pytest.mark.parametrize(("framer", "data"), FRAMERS)
+def test_sse_framer_lone_cr_line_endings(framer: Framer, data: Callable[[str], Any]) -> None:
+    assert framer().feed(b"data: a\r\rdata: b\r\r") == [("", data("a")), ("", data("b"))]
+
+
+def test_sse_bytes_framer_leaves_bad_utf8_in_the_data_for_its_consumer() -> None:
+    assert SSEBytesFramer().feed(b"event: \xffx\ndata: a\xffb\n\n") == [("\ufffdx", b"a\xffb")]
 
 
 @pytest.mark.parametrize("step", [1, 2, 4, 1000])

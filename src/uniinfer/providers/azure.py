@@ -162,8 +162,8 @@ class AzureStreamDecoder(OpenAIStreamDecoder):
 
     __slots__ = ()
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
-        kept: list[tuple[str, str]] = []
+    def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
+        kept: list[tuple[str, bytes]] = []
         for event, data in events:
             cleaned = _without_annotations(data)
             if cleaned is not None:
@@ -171,14 +171,14 @@ class AzureStreamDecoder(OpenAIStreamDecoder):
         return super()._decode(kept)
 
 
-def _without_annotations(data: str) -> str | None:
+def _without_annotations(data: bytes) -> bytes | None:
     """The event's data without annotation-only choices; None when nothing else is left.
 
     Dropped: a chunk with empty ``choices`` and no ``usage`` (``prompt_filter_results``),
     and choices without a ``delta`` (``content_filter_results`` of asynchronous filtering).
     Anything unparsable is left for the OpenAI decoder to report.
     """
-    if data == "[DONE]" or '"choices"' not in data:
+    if data == b"[DONE]" or b'"choices"' not in data:
         return data
     try:
         payload = orjson.loads(data)
@@ -193,7 +193,7 @@ def _without_annotations(data: str) -> str | None:
     if len(content) == len(choices):
         return data
     payload["choices"] = content
-    return orjson.dumps(payload).decode()
+    return orjson.dumps(payload)
 
 
 def _filtered_categories(body: bytes) -> list[str]:

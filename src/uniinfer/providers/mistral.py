@@ -65,7 +65,7 @@ _RENAMES: Mapping[str, str] = {"seed": "random_seed", "max_completion_tokens": "
 _PARAM_NAMES: Mapping[str, str] = {"random_seed": "seed"}
 _DROPPED_MESSAGE_FIELDS = ("name", "refusal", "reasoning_content")
 #: Where a list-shaped ``content`` may appear in a stream chunk.
-_LIST_CONTENT = re.compile(r'"content"\s*:\s*\[')
+_LIST_CONTENT = re.compile(rb'"content"\s*:\s*\[')
 
 
 class MistralOptions(BaseModel):
@@ -290,11 +290,11 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
 
     __slots__ = ()
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
+    def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         return super()._decode([(event, _flat_event(data)) for event, data in events])
 
 
-def _flat_event(data: str) -> str:
+def _flat_event(data: bytes) -> bytes:
     if not _LIST_CONTENT.search(data):
         return data
     try:
@@ -303,4 +303,4 @@ def _flat_event(data: str) -> str:
             _flatten(choice.get("delta"))
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         return data  # the parent names the bad chunk
-    return orjson.dumps(payload).decode()
+    return orjson.dumps(payload)

@@ -34,7 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError
-from uniinfer.http import HttpRequest, SSEFramer
+from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads
 from uniinfer.types import (
     ChatChunk,
@@ -277,7 +277,7 @@ class OpenAIStreamDecoder:
     def __init__(self, adapter: ProviderAdapter) -> None:
         self._adapter = adapter
         self._map = adapter.spec.finish_reason_map
-        self._framer = SSEFramer()
+        self._framer = SSEBytesFramer()
         self._usage: Usage | None = None
         #: id, created, model and system_fingerprint of the last event (for the usage chunk)
         self._last: tuple[Any, Any, Any, Any] | None = None
@@ -310,10 +310,10 @@ class OpenAIStreamDecoder:
             )
         return out
 
-    def _decode(self, events: list[tuple[str, str]]) -> list[StreamItem]:
+    def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         out: list[StreamItem] = []
         for _event, data in events:
-            if data == "[DONE]":
+            if data == b"[DONE]":
                 self._done = True
                 continue
             raw = self._raw(data)
@@ -330,27 +330,27 @@ class OpenAIStreamDecoder:
             out.append(chunk)
         return out
 
-    def _raw(self, data: str) -> RawChunk | None:
+    def _raw(self, data: bytes) -> RawChunk | None:
         """The event as it came, when it is a plain chunk (None: model it)."""
-        if self._map or '"error"' in data or _has_usage(data):
+        if self._map or b'"error"' in data or _has_usage(data):
             return None
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return None  # the slow path says what is wrong
+            return None  # the slow path repairs bad UTF-8 or says what is wrong
         if not _plain(payload, "delta"):
             return None
         get = payload.get
         self._last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
-        return RawChunk(data.encode())
+        return RawChunk(data)
 
-    def _fast(self, data: str) -> ChatChunk | None:
+    def _fast(self, data: bytes) -> ChatChunk | None:
         """One pydantic pass over the event text, when nothing needs rewriting first.
 
         Falls back (None) for error events, finish-reason maps, and usage that
         sits inside a choice (a non-null ``usage`` the top level did not take).
         """
-        if self._map or '"error"' in data:
+        if self._map or b'"error"' in data:
             return None
         try:
             chunk = ChatChunk.model_validate_json(data)
@@ -360,8 +360,10 @@ class OpenAIStreamDecoder:
             return None
         return chunk
 
-    def _slow(self, data: str) -> ChatChunk:
-        payload = loads(data.encode(), self._adapter.name)
+    def _slow(self, data: bytes) -> ChatChunk:
+        # The SSE standard decodes with replacement: bad bytes never stop a stream.
+        text = data.decode("utf-8", "replace")
+        payload = loads(text.encode(), self._adapter.name)
         if isinstance(payload, dict):
             if "error" in payload:
                 raise self._stream_error(payload)
@@ -372,7 +374,7 @@ class OpenAIStreamDecoder:
             raise ProviderResponseError(
                 f"{self._adapter.name}: unexpected stream chunk shape",
                 provider=self._adapter.name,
-                upstream_body=data[:512],
+                upstream_body=text[:512],
             ) from exc
 
     def _normalise(self, payload: dict[str, Any]) -> None:
@@ -398,11 +400,11 @@ class OpenAIStreamDecoder:
         )
 
 
-def _has_usage(data: str) -> bool:
-    """Whether an event's text has a ``usage`` that is not null (anywhere in it)."""
-    if '"usage"' not in data:
+def _has_usage(data: bytes) -> bool:
+    """Whether an event's JSON has a ``usage`` that is not null (anywhere in it)."""
+    if b'"usage"' not in data:
         return False
-    return data.count('"usage"') > data.count('"usage":null') + data.count('"usage": null')
+    return data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null')
 
 
 _FINISH_REASONS = frozenset(get_args(FinishReason))
