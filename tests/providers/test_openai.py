@@ -524,6 +524,23 @@ def test_plain_events_pass_through_as_the_providers_json_and_usage_is_modelled()
     assert usage_chunk.id == "chatcmpl-abc"
 
 
+@pytest.mark.parametrize(
+    ("event", "has_usage"),
+    [
+        (b'{"choices":[]}', False),
+        (b'{"usage":null}', False),
+        (b'{"usage": null}', False),
+        (b'{"c":"a \\"usage\\": 1 inside a string"}', False),
+        (b'{"usage":{"prompt_tokens":1}}', True),
+        (b'{"usage" :\n null,"choices":[{"usage":{"total_tokens":3}}]}', True),  # Moonshot's place
+    ],
+)
+def test_usage_is_spotted_without_parsing(event: bytes, has_usage: bool) -> None:
+    from uniinfer.providers.openai import _has_usage
+
+    assert _has_usage(event) is has_usage
+
+
 def test_an_event_that_is_not_a_plain_chunk_is_modelled_not_passed_through() -> None:
     decoder = make_adapter().stream_decoder("m")
     on_content = chunk({"content": "x"}, "stop", usage=USAGE)  # usage riding on a content chunk

@@ -401,10 +401,17 @@ class OpenAIStreamDecoder:
 
 
 def _has_usage(data: bytes) -> bool:
-    """Whether an event's JSON has a ``usage`` that is not null (anywhere in it)."""
-    if b'"usage"' not in data:
-        return False
-    return data.count(b'"usage"') > data.count(b'"usage":null') + data.count(b'"usage": null')
+    """Whether an event's JSON has a ``usage`` key whose value is not null (at any depth).
+
+    Inside a JSON string the quotes would be escaped, so every match is a key.
+    """
+    at = data.find(b'"usage"')
+    while at != -1:
+        at += 7
+        if not data[at : at + 12].lstrip(b" \t\r\n:").startswith(b"null"):
+            return True
+        at = data.find(b'"usage"', at)
+    return False
 
 
 _FINISH_REASONS = frozenset(get_args(FinishReason))
