@@ -34,6 +34,7 @@ __all__ = [
     "proc_rss_kb",
     "source_fingerprint",
     "wait_for_200",
+    "wait_for_completion",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,40 @@ def http_status(port: int, path: str = "/health", timeout: float = 1.0) -> int |
         return None
     parts = head.split(b" ", 2)
     return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def completion_status(port: int, body: bytes, key: str, timeout: float = 2.0) -> int | None:
+    """Status of one ``POST /v1/chat/completions`` on 127.0.0.1:port, or None if nothing answers."""
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(head + body)
+            first = sock.recv(64)
+    except OSError:
+        return None
+    parts = first.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def wait_for_completion(
+    port: int, proc: subprocess.Popen[bytes], body: bytes, key: str, timeout: float
+) -> float:
+    """Poll until a chat completion answers 200; return the perf_counter time it did."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} before it answered")
+        status = completion_status(port, body, key)
+        if status == 200:
+            return time.perf_counter()
+        if status is not None:
+            raise RuntimeError(f"the first completion answered {status}")
+        time.sleep(0.002)
+    raise TimeoutError(f"no completion answered 200 on 127.0.0.1:{port} within {timeout} s")
 
 
 def wait_for_200(port: int, proc: subprocess.Popen[bytes], timeout: float, path: str = "/health") -> float:

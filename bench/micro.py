@@ -117,7 +117,10 @@ def steps() -> list[tuple[str, float]]:
     return [
         ("orjson.loads(request body)", _us(lambda: orjson.loads(raw))),
         ("parse_request(ChatRequest)", _us(lambda: parse_request(ChatRequest, data))),
-        ("gateway.targets + prepare", _us(lambda: gateway.prepare(chat, gateway.router.group("bench-model").members[0].target))),
+        (
+            "gateway.targets + prepare",
+            _us(lambda: gateway.prepare(chat, gateway.router.group("bench-model").members[0].target)),
+        ),
         (
             "adapter.chat_request (model_dump + orjson.dumps)",
             _us(lambda: adapter.chat_request(chat, "gpt-bench", stream=False)),

@@ -80,12 +80,16 @@ def make_app(upstream: str, api_key: str, session_factory: Callable[[], Any] = _
             await _respond(send, 404, b"{}")
             return
         payload = orjson.loads(await _read_body(receive))
-        payload["model"] = "gpt-bench"
+        payload["model"] = _UPSTREAM_MODELS.get(payload.get("model"), "gpt-bench")
         async with state["session"].post(url, data=orjson.dumps(payload), headers=headers) as resp:
             data = orjson.loads(await resp.read())
             await _respond(send, resp.status, orjson.dumps(data))
 
     return app
+
+
+#: The gateway's model groups in bench/run.py, as the reference maps them.
+_UPSTREAM_MODELS = {"bench-slow": "gpt-slow", "bench-paced": "gpt-paced"}
 
 
 def main() -> None:

@@ -49,54 +49,61 @@ def _cold(results: dict[str, Any], key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _stream(results: dict[str, Any], label: str) -> dict[str, Any] | None:
+    for run in results.get("stream_runs", []):
+        if run["label"] == label:
+            return dict(run)
+    return None
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:
+    return None if a is None or b is None or not b[key] else float(a[key]) / float(b[key])
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[Target]:
-    """The issue's targets against this run's figures."""
-    gw64, gw4 = _run(results, "gateway c=64"), _run(results, "gateway c=4")
-    direct4 = _run(results, "direct c=4")
+    """The issue's targets, in its words, against this run's figures."""
+    opts = results.get("options", {})
+    c, slow, sc = (int(opts.get(k, d)) for k, d in
+                   (("concurrency", 16), ("slow_concurrency", 128), ("stream_concurrency", 16)))  # fmt: skip
+    gw, gw1, direct1 = (
+        _run(results, f"gateway c={c}"),
+        _run(results, "gateway c=1"),
+        _run(results, "direct c=1"),
+    )
+    gw_slow, direct_slow = _run(results, f"gateway slow c={slow}"), _run(results, f"direct slow c={slow}")
     rss = results.get("gateway_memory", {}).get("rss_mb")
-    return [
-        _check(
-            "Non-streaming throughput, gateway on 1 core, c=64",
-            ">= 3500",
-            gw64["rps"] if gw64 else None,
-            "req/s",
-            3500,
-            at_least=True,
-        ),
-        _check(
-            "Gateway CPU per request (c=64)",
-            "<= 0.30",
-            gw64["server_cpu_ms_per_req"] if gw64 else None,
-            "ms",
-            0.30,
-            at_least=False,
-        ),
-        _check(
-            "Added p50 latency over direct, c=4",
-            "<= 1.0",
-            _diff(gw4, direct4, "p50_ms"),
-            "ms",
-            1.0,
-            at_least=False,
-        ),
-        _check("Gateway RSS after load", "<= 100", rss, "MB", 100, at_least=False),
-        _check(
-            "Cold start to first 200, .venv/bin/uniinfer, bytecode cached",
-            "<= 0.5",
-            _cold(results, "venv_exe_bytecode_cache"),
-            "s",
-            0.5,
-            at_least=False,
-        ),
-        _check(
-            "Cold start, same, this environment as is (no .pyc: compiles from source)",
-            "<= 0.5",
-            _cold(results, "venv_exe_as_is"),
-            "s",
-            0.5,
-            at_least=False,
-        ),
-    ]
+    package = results.get("import", {}).get("as_is", {}).get("package_wall_s")
+    targets = [
+        _check(f"0 ms upstream, c={c}: gateway throughput on 1 core", ">= 3500",
+               gw["rps"] if gw else None, "req/s", 3500, at_least=True),
+        _check(f"0 ms upstream, c={c}: gateway CPU per request", "<= 0.30",
+               gw["server_cpu_ms_per_req"] if gw else None, "ms", 0.30, at_least=False),
+        _check("c=1: added p50 latency", "<= 0.6", _diff(gw1, direct1, "p50_ms"), "ms", 0.6, at_least=False),
+        _check(f"50 ms upstream, c={slow}: added p50 latency", "<= 1.0",
+               _diff(gw_slow, direct_slow, "p50_ms"), "ms", 1.0, at_least=False),
+        _check(f"50 ms upstream, c={slow}: added p99 latency", "<= 10",
+               _diff(gw_slow, direct_slow, "p99_ms"), "ms", 10.0, at_least=False),
+    ]  # fmt: skip
+    for kind, label in (("", "instant upstream"), ("paced ", "paced upstream, 10 ms between events")):
+        gws, direct = (
+            _stream(results, f"gateway {kind}stream c={sc}"),
+            _stream(results, f"direct {kind}stream c={sc}"),
+        )
+        targets += [
+            _check(f"streaming ({label}), c={sc}: added TTFB p50", "<= 0.5",
+                   _diff(gws, direct, "ttfb_p50_ms"), "ms", 0.5, at_least=False),
+            _check(f"streaming ({label}), c={sc}: streams/s of direct's", ">= 0.90",
+                   _ratio(gws, direct, "rps"), "x", 0.90, at_least=True),
+        ]  # fmt: skip
+    targets += [
+        _check("RSS after the run", "<= 100", rss, "MB", 100, at_least=False),
+        _check("cold start to the first completion, bytecode cached", "<= 0.5",
+               _cold(results, "venv_exe_bytecode_cache"), "s", 0.5, at_least=False),
+        _check("cold start to the first completion, as is (no .pyc: compiles from source)", "<= 0.5",
+               _cold(results, "venv_exe_as_is"), "s", 0.5, at_least=False),
+        _check("import uniinfer, as is (no .pyc)", "<= 0.150", package, "s", 0.150, at_least=False),
+    ]  # fmt: skip
+    return targets
 
 
 def _fmt(value: Any) -> str:
@@ -172,16 +179,16 @@ def _stream_md(results: dict[str, Any]) -> str:
 
 
 def _latency_md(results: dict[str, Any]) -> str:
-    levels = [
-        int(r["label"].split("c=")[1]) for r in results.get("runs", []) if r["label"].startswith("direct")
-    ]
     rows = []
-    for c in levels:
-        direct, gateway = _run(results, f"direct c={c}"), _run(results, f"gateway c={c}")
-        reference = _run(results, f"reference c={c}")
+    for run in results.get("runs", []):
+        if not run["label"].startswith("direct "):
+            continue
+        case = run["label"].removeprefix("direct ")  # "c=16", "slow c=128"
+        direct, gateway = run, _run(results, f"gateway {case}")
+        reference = _run(results, f"reference {case}")
         rows.append(
             [
-                f"c={c}",
+                case,
                 _diff(gateway, direct, "p50_ms"),
                 _diff(gateway, direct, "p99_ms"),
                 _diff(reference, direct, "p50_ms"),
@@ -189,7 +196,7 @@ def _latency_md(results: dict[str, Any]) -> str:
             ]
         )
     header = [
-        "concurrency",
+        "case",
         "gateway added p50 ms",
         "gateway added p99 ms",
         "reference added p50 ms",
@@ -217,6 +224,7 @@ def _startup_md(results: dict[str, Any]) -> str:
                 im.get("import_cpu_s"),
                 im.get("import_wall_all_s"),
             ],
+            [f"import uniinfer ({label})", im.get("package_wall_s"), None, ""],
             [f"bare interpreter, python -c pass ({label})", im.get("python_bare_wall_s"), None, ""],
         ]
     return _table(["measure (median)", "wall s", "CPU s", "samples, wall s"], rows)

@@ -9,11 +9,13 @@ What it does, on a 2-core machine:
 - core 0: the gateway (``.venv/bin/uniinfer serve``, auth on), alone;
 - core 1: the fake upstream (bench/upstream.py) and the load generator
   (``wrk`` when installed, else bench/loadgen.py);
-- measures import time and cold start (spawn to first 200 on /health);
+- measures import time and cold start (spawn to the first successful completion);
 - runs the same POST body against the upstream directly and through the
-  gateway at concurrency C (default 64), 4 and 1, then streaming runs (16
-  and 1), then the same non-streaming runs against the minimal reference
-  proxy (bench/refproxy.py) on core 0, for a same-machine floor;
+  gateway at concurrency C (default 16, the target's), 64 and 1; against a
+  model that thinks 50 ms at 128; then streams at 16 and 1 (events sent at
+  once) and at 16 from a model pacing its events 10 ms apart; then the same
+  non-streaming runs against the minimal reference proxy (bench/refproxy.py)
+  on core 0, for a same-machine floor;
 - reads the server's CPU time and RSS from /proc around each run, and how
   much of core 0 other processes took (a crowded run is repeated, at most
   twice, and the least crowded attempt kept);
@@ -58,6 +60,10 @@ CHAT_BODY: dict[str, Any] = {
     "max_tokens": 256,
 }
 STREAM_BODY: dict[str, Any] = {**CHAT_BODY, "stream": True, "stream_options": {"include_usage": True}}
+#: The same requests to the upstream's slow (50 ms think time) and paced (10 ms between
+#: events) models: see bench/upstream.py.
+SLOW_BODY: dict[str, Any] = {**CHAT_BODY, "model": "bench-slow"}
+PACED_BODY: dict[str, Any] = {**STREAM_BODY, "model": "bench-paced"}
 
 CONFIG = """\
 server:
@@ -70,6 +76,10 @@ providers:
 models:
   {model}:
     deployments: [mock/gpt-bench]
+  bench-slow:
+    deployments: [mock/gpt-slow]
+  bench-paced:
+    deployments: [mock/gpt-paced]
 """
 
 
@@ -78,13 +88,14 @@ class Options:
     duration: float
     requests: int
     concurrency: int
-    moderate: int
+    high: int
     stream_concurrency: int
+    slow_concurrency: int
 
     @property
     def levels(self) -> tuple[int, ...]:
-        """Throughput, moderate load, and one request at a time (the unloaded added latency)."""
-        return tuple(dict.fromkeys((self.concurrency, self.moderate, 1)))
+        """The target's load, a heavier one, and one request at a time (the unloaded added latency)."""
+        return tuple(dict.fromkeys((self.concurrency, self.high, 1)))
 
     tool: str
     quick: bool
@@ -102,9 +113,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--requests", type=int, default=1_000_000, help="max requests per run (Python load generator)"
     )
-    p.add_argument("--concurrency", type=int, default=64, help="connections for the throughput runs")
-    p.add_argument("--moderate", type=int, default=4, help="connections for the added-latency runs")
+    p.add_argument("--concurrency", type=int, default=16, help="connections for the throughput target")
+    p.add_argument("--high", type=int, default=64, help="connections for a heavier throughput run")
     p.add_argument("--stream-concurrency", type=int, default=16)
+    p.add_argument(
+        "--slow-concurrency", type=int, default=128, help="connections for the 50 ms upstream runs"
+    )
     p.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--quick", action="store_true", help="~2 s phases, for development")
     p.add_argument("--no-reference", action="store_true", help="skip the reference proxy runs")
@@ -130,8 +144,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
         duration=2.0 if a.quick else a.duration,
         requests=a.requests,
         concurrency=a.concurrency,
-        moderate=a.moderate,
+        high=a.high,
         stream_concurrency=a.stream_concurrency,
+        slow_concurrency=a.slow_concurrency,
         tool=detect_tool(a.tool),
         quick=a.quick,
         reference=not a.no_reference,
@@ -179,6 +194,10 @@ class Bench:
         self.body.write_bytes(orjson.dumps(CHAT_BODY))
         self.stream_body = workdir / "stream_body.json"
         self.stream_body.write_bytes(orjson.dumps(STREAM_BODY))
+        self.slow_body = workdir / "slow_body.json"
+        self.slow_body.write_bytes(orjson.dumps(SLOW_BODY))
+        self.paced_body = workdir / "paced_body.json"
+        self.paced_body.write_bytes(orjson.dumps(PACED_BODY))
         py = sys.executable
         self.upstream = Server(
             "upstream",
@@ -210,12 +229,13 @@ class Bench:
         *,
         stream: bool = False,
         duration: float | None = None,
+        body: Path | None = None,
     ) -> Phase:
         auth = MASTER_KEY if server is self.gateway else None
         return Phase(
             label=label,
             url=f"http://127.0.0.1:{server.port}/v1/chat/completions",
-            body_file=self.stream_body if stream else self.body,
+            body_file=body or (self.stream_body if stream else self.body),
             concurrency=concurrency,
             duration=duration or self.opts.duration,
             requests=self.opts.requests,
@@ -240,9 +260,11 @@ class Bench:
         best = min(tries, key=lambda r: r.others_on_core0_pct)
         return best, len(tries) - 1
 
-    def measure(self, label: str, server: Server, concurrency: int, *, stream: bool = False) -> PhaseResult:
+    def measure(
+        self, label: str, server: Server, concurrency: int, *, stream: bool = False, body: Path | None = None
+    ) -> PhaseResult:
         """Run the phase ``--repeat`` times; keep the run with the median req/s, note the others."""
-        phase = self.phase(label, server, concurrency, stream=stream)
+        phase = self.phase(label, server, concurrency, stream=stream, body=body)
         attempts = [self.attempt(phase) for _ in range(self.opts.repeat)]
         runs = [r for r, _ in attempts]
         result = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
@@ -280,10 +302,16 @@ def run_gateway_phases(bench: Bench, results: dict[str, Any]) -> None:
     for c in opts.levels:
         runs.append(bench.measure(f"direct c={c}", up, c).as_dict())
         runs.append(bench.measure(f"gateway c={c}", gw, c).as_dict())
+    c = opts.slow_concurrency
+    runs.append(bench.measure(f"direct slow c={c}", up, c, body=bench.slow_body).as_dict())
+    runs.append(bench.measure(f"gateway slow c={c}", gw, c, body=bench.slow_body).as_dict())
     streams = results["stream_runs"] = []
     for c in dict.fromkeys((opts.stream_concurrency, 1)):
         streams.append(bench.measure(f"direct stream c={c}", up, c, stream=True).as_dict())
         streams.append(bench.measure(f"gateway stream c={c}", gw, c, stream=True).as_dict())
+    c, paced = opts.stream_concurrency, bench.paced_body
+    streams.append(bench.measure(f"direct paced stream c={c}", up, c, stream=True, body=paced).as_dict())
+    streams.append(bench.measure(f"gateway paced stream c={c}", gw, c, stream=True, body=paced).as_dict())
     results["gateway_memory"] = memory(gw)
 
 
@@ -294,6 +322,8 @@ def run_reference_phases(bench: Bench, results: dict[str, Any]) -> None:
     bench.warm_up(ref)
     for c in bench.opts.levels:
         results["runs"].append(bench.measure(f"reference c={c}", ref, c).as_dict())
+    c = bench.opts.slow_concurrency
+    results["runs"].append(bench.measure(f"reference slow c={c}", ref, c, body=bench.slow_body).as_dict())
     results["reference_memory"] = memory(ref)
     ref.stop()
 
@@ -306,10 +336,11 @@ def run(opts: Options, workdir: Path) -> dict[str, Any]:
     try:
         print("import time...", flush=True)
         results["import"] = import_costs(3 if opts.quick else 5, GATEWAY_CORE, workdir / "pyc")
-        print("cold start...", flush=True)
-        results["cold_start"] = cold_start(bench.config, GATEWAY_CORE, 3, workdir, workdir / "pyc")
         bench.upstream.start()
         bench.upstream.wait_ready()
+        print("cold start...", flush=True)
+        first = (orjson.dumps(CHAT_BODY), MASTER_KEY)
+        results["cold_start"] = cold_start(bench.config, GATEWAY_CORE, 3, workdir, workdir / "pyc", first)
         bench.gateway.start()
         bench.gateway.wait_ready()
         print(f"load ({opts.tool}, {opts.duration:g} s per run)...", flush=True)

@@ -1,8 +1,9 @@
-"""Start-up costs: import time of the server module and cold start to the first 200.
+"""Start-up costs: import time of the server module and cold start to the first completion.
 
 Cold start is the wall time from spawning ``uniinfer serve`` to the first
-``200`` on ``GET /health`` (polled every 2 ms over fresh connections), with
-the process pinned to the gateway core. It is measured with the venv's
+successful chat completion (``POST /v1/chat/completions`` answered 200 through
+the fake upstream, tried every 2 ms over fresh connections until the port
+answers), with the process pinned to the gateway core. It is measured with the venv's
 ``uniinfer`` executable (what a container would run) and, for reference, via
 ``uv run`` (which adds uv's own environment check).
 
@@ -33,7 +34,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from benchlib import ROOT, Server, free_port, proc_cpu_seconds
+from benchlib import ROOT, Server, free_port, proc_cpu_seconds, wait_for_completion
 
 __all__ = ["cold_start", "import_costs"]
 
@@ -103,8 +104,10 @@ def _import_mode(samples: int, env: dict[str, str], core: int) -> dict[str, obje
     _timed([python, "-c", _IMPORT], env, core)  # primes the cache in bytecode_cache mode
     bare = [_timed([python, "-c", "pass"], env, core) for _ in range(samples)]
     full = [_timed([python, "-c", _IMPORT], env, core) for _ in range(samples)]
+    package = [_timed([python, "-c", "import uniinfer"], env, core) for _ in range(samples)]
     return {
         "python_bare_wall_s": _median(w for w, _ in bare),
+        "package_wall_s": _median(w for w, _ in package),
         "import_wall_s": _median(w for w, _ in full),
         "import_cpu_s": _median(c for _, c in full),
         "import_wall_all_s": [round(w, 4) for w, _ in full],
@@ -142,13 +145,16 @@ def _stop_tree(server: Server) -> None:
     server.stop()
 
 
-def _one_cold_start(argv: list[str], core: int, log_dir: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(spawn-to-first-200 seconds, CPU seconds the server used by then; 0 when it is uv's child)."""
+def _one_cold_start(
+    argv: list[str], core: int, log_dir: Path, env: dict[str, str], first: tuple[bytes, str]
+) -> tuple[float, float]:
+    """(spawn-to-first-completion seconds, CPU seconds the server used by then; 0 when it is uv's child)."""
     port = free_port()
     server = Server("cold", [*argv, "--port", str(port)], core, port, log_dir / "coldstart.log")
     try:
         spawned = server.start(env)
-        ready = server.wait_ready(timeout=30)
+        assert server.proc is not None
+        ready = wait_for_completion(port, server.proc, *first, timeout=30)
         cpu = 0.0 if _children(server.pid) else proc_cpu_seconds(server.pid)
         return ready - spawned, cpu
     finally:
@@ -156,10 +162,10 @@ def _one_cold_start(argv: list[str], core: int, log_dir: Path, env: dict[str, st
 
 
 def _cold_mode(
-    argv: list[str], core: int, samples: int, log_dir: Path, env: dict[str, str]
+    argv: list[str], core: int, samples: int, log_dir: Path, env: dict[str, str], first: tuple[bytes, str]
 ) -> dict[str, object]:
-    _one_cold_start(argv, core, log_dir, env)  # primes the cache in bytecode_cache mode
-    runs = [_one_cold_start(argv, core, log_dir, env) for _ in range(samples)]
+    _one_cold_start(argv, core, log_dir, env, first)  # primes the cache in bytecode_cache mode
+    runs = [_one_cold_start(argv, core, log_dir, env, first) for _ in range(samples)]
     return {
         "median_s": _median(w for w, _ in runs),
         "cpu_s": _median(c for _, c in runs),
@@ -167,18 +173,24 @@ def _cold_mode(
     }
 
 
-def cold_start(config: Path, core: int, samples: int, log_dir: Path, pyc_dir: Path) -> dict[str, object]:
-    """Median spawn-to-first-200 time: venv executable and ``uv run``, per bytecode mode."""
+def cold_start(
+    config: Path, core: int, samples: int, log_dir: Path, pyc_dir: Path, first: tuple[bytes, str]
+) -> dict[str, object]:
+    """Median spawn-to-first-completion time: venv executable and ``uv run``, per bytecode mode.
+
+    ``first``: the request body and the master key of the completion to wait for
+    (the upstream it is routed to must be running).
+    """
     exe = ROOT / ".venv" / "bin" / "uniinfer"
     direct = [str(exe), "serve", "--config", str(config), "--log-level", "warning"]
     uv = shutil.which("uv")
     result: dict[str, object] = {"samples": samples}
     for mode, cache in _modes(pyc_dir).items():
         env = bytecode_env(cache)
-        result[f"venv_exe_{mode}"] = _cold_mode(direct, core, samples, log_dir, env)
+        result[f"venv_exe_{mode}"] = _cold_mode(direct, core, samples, log_dir, env, first)
         if uv:
             via_uv = [uv, "run", "--no-sync", "uniinfer", *direct[1:]]
-            via = _cold_mode(via_uv, core, samples, log_dir, env)
+            via = _cold_mode(via_uv, core, samples, log_dir, env, first)
             via.pop("cpu_s")  # the PID is uv's, not the gateway's
             result[f"uv_run_{mode}"] = via
     return result

@@ -13,6 +13,15 @@ Routes:
 - ``GET /health``: ``{"status":"ok"}``.
 - anything else: 404.
 
+The model name in the request picks how the "model" behaves, so one process
+serves every scenario of bench/run.py:
+
+- a name ending in ``-slow`` waits ``--slow-ms`` (default 50) before it
+  answers (or starts its stream): a model's think time;
+- a name ending in ``-paced`` streams its events ``--event-interval-ms``
+  (default 10) apart, as a model generating about 100 tokens a second;
+- any other name answers at once (``--delay-ms`` adds a wait to all of them).
+
 Usage: ``python bench/upstream.py --port 9100``.
 """
 
@@ -140,6 +149,10 @@ _SSE_TAIL = _http_chunk(_DONE_EVENT) + b"0\r\n\r\n"
 
 #: Seconds every chat answer waits before it is written (``--delay-ms``): a model's think time.
 DELAY = 0.0
+#: Seconds a ``*-slow`` model waits before it answers (``--slow-ms``).
+SLOW = 0.05
+#: Seconds between the events of a ``*-paced`` model's stream (``--event-interval-ms``).
+INTERVAL = 0.01
 
 
 class _Upstream(asyncio.Protocol):
@@ -180,14 +193,17 @@ class _Upstream(asyncio.Protocol):
         body = b"".join(self._body)
         self._body = []
         if method == b"POST" and self._path == b"/v1/chat/completions":
-            if b'"stream":true' in body.replace(b" ", b""):
-                usage = b'"include_usage":true' in body.replace(b" ", b"")
-                if DELAY:
-                    asyncio.get_running_loop().call_later(DELAY, self._stream, transport, usage)
+            compact = body.replace(b" ", b"")
+            delay = DELAY + (SLOW if b'-slow"' in compact else 0.0)
+            if b'"stream":true' in compact:
+                usage = b'"include_usage":true' in compact
+                interval = INTERVAL if b'-paced"' in compact else 0.0
+                if delay:
+                    asyncio.get_running_loop().call_later(delay, self._stream, transport, usage, interval)
                 else:
-                    self._stream(transport, usage)
-            elif DELAY:
-                asyncio.get_running_loop().call_later(DELAY, _write_if_open, transport, _CHAT_RESPONSE)
+                    self._stream(transport, usage, interval)
+            elif delay:
+                asyncio.get_running_loop().call_later(delay, _write_if_open, transport, _CHAT_RESPONSE)
             else:
                 transport.write(_CHAT_RESPONSE)
         elif method == b"GET" and self._path == b"/health":
@@ -198,14 +214,21 @@ class _Upstream(asyncio.Protocol):
             transport.close()
 
     @staticmethod
-    def _stream(transport: asyncio.Transport, usage: bool) -> None:
+    def _stream(transport: asyncio.Transport, usage: bool, interval: float) -> None:
         # One write per event, as a real provider's token stream arrives.
         if transport.is_closing():
+            return
+        tail = _SSE_TAIL_USAGE if usage else _SSE_TAIL
+        if interval:
+            loop = asyncio.get_running_loop()
+            transport.write(_SSE_HEAD + _SSE_EVENTS[0])
+            for i, event in enumerate([*_SSE_EVENTS[1:], tail], start=1):
+                loop.call_later(i * interval, _write_if_open, transport, event)
             return
         transport.write(_SSE_HEAD)
         for event in _SSE_EVENTS:
             transport.write(event)
-        transport.write(_SSE_TAIL_USAGE if usage else _SSE_TAIL)
+        transport.write(tail)
 
 
 def _write_if_open(transport: asyncio.Transport, data: bytes) -> None:
@@ -228,9 +251,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="wait this long before each chat answer")
+    parser.add_argument("--slow-ms", type=float, default=50.0, help="how long a *-slow model waits")
+    parser.add_argument(
+        "--event-interval-ms", type=float, default=10.0, help="time between a *-paced model's events"
+    )
     args = parser.parse_args()
-    global DELAY
+    global DELAY, SLOW, INTERVAL
     DELAY = args.delay_ms / 1000.0
+    SLOW = args.slow_ms / 1000.0
+    INTERVAL = args.event_interval_ms / 1000.0
     uvloop.run(_serve(args.host, args.port))
 
 
