@@ -305,6 +305,8 @@ async def test_request_id_is_echoed_and_body_limit_enforced(base_url: str) -> No
 
 
 async def test_health_and_ready(app: App, base_url: str) -> None:
+    # start-up opened the upstream pool, so the first request does not pay for it
+    assert app.gateway.http._session is not None
     async with aiohttp.ClientSession() as session:
         async with session.get(base_url + "/health") as resp:
             assert resp.status == 200

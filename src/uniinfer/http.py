@@ -124,6 +124,10 @@ class HttpClient:
         #: equality check per request cost more than building the key): (object, timeout)
         self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
 
+    def open(self) -> None:
+        """Create the pooled session now (inside the running loop) rather than on first use."""
+        self._get_session()
+
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:

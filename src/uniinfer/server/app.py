@@ -161,6 +161,8 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # the HTTP client (and aiohttp, ~0.1 s to import) is ready before the first request
+                self.gateway.http.open()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.draining = True
