@@ -280,14 +280,48 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
-class _LineFramer:
-    """Splits a byte stream into lines at any boundary (LF, CRLF or a lone CR, as SSE allows)."""
+class SSEBytesFramer:
+    """Incremental Server-Sent Events parser (WHATWG rules), safe at any byte boundary.
 
-    __slots__ = ("_after_cr", "_buf")
+    ``feed`` returns the complete events so far as ``(event, data)`` pairs:
+    ``event`` is text (``""`` when the stream sent none), ``data`` the event's
+    bytes as sent, so an event can be passed on without being decoded and
+    encoded again (invalid UTF-8 is left for its consumer to repair, as
+    :class:`SSEFramer` does). Lines end with LF, CRLF or a lone CR; ``id``,
+    ``retry`` and comments are skipped.
+    """
+
+    __slots__ = ("_after_cr", "_buf", "_data", "_event")
 
     def __init__(self) -> None:
         self._buf = b""
         self._after_cr = False
+        self._event = ""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        events: list[tuple[str, bytes]] = []
+        data = self._data
+        for line in self._lines(chunk):
+            if not line:
+                if data:
+                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = self._data = []
+                self._event = ""
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line == b"data":
+                data.append(b"")
+            elif line.startswith(b"event:"):
+                value = line[7:] if line[6:7] == b" " else line[6:]
+                self._event = value.decode("utf-8", "replace")
+            elif line == b"event":
+                self._event = ""
+        return events
+
+    def close(self) -> list[tuple[str, bytes]]:
+        """Flush an event the stream ended without a blank line after."""
+        return self.feed(b"\n\n") if self._buf or self._data else []
 
     def _lines(self, chunk: bytes) -> list[bytes]:
         buf = self._buf + chunk if self._buf else chunk
@@ -298,7 +332,6 @@ class _LineFramer:
             self._after_cr = False
             if buf[:1] == b"\n":
                 start = 1
-        size = len(buf)
         if b"\r" not in buf:  # the usual case: LF only
             end = buf.find(b"\n", start)
             while end != -1:
@@ -307,6 +340,7 @@ class _LineFramer:
                 end = buf.find(b"\n", start)
             self._buf = buf[start:]
             return lines
+        size = len(buf)
         while start < size:
             end = buf.find(b"\n", start)
             nxt = end + 1
@@ -326,86 +360,23 @@ class _LineFramer:
         return lines
 
 
-class SSEFramer(_LineFramer):
-    """Incremental Server-Sent Events parser (WHATWG rules), safe at any byte boundary.
+class SSEFramer:
+    """:class:`SSEBytesFramer` with each event's data decoded as text.
 
-    ``feed`` returns the complete events so far as ``(event, data)`` pairs;
-    ``event`` is ``""`` when the stream sent none. Comments are skipped.
+    The SSE standard decodes with replacement: bad bytes never stop a stream.
     """
 
-    __slots__ = ("_data", "_event")
+    __slots__ = ("_framer",)
 
     def __init__(self) -> None:
-        super().__init__()
-        self._event = ""
-        self._data: list[str] = []
+        self._framer = SSEBytesFramer()
 
     def feed(self, chunk: bytes) -> list[tuple[str, str]]:
-        events: list[tuple[str, str]] = []
-        for line in self._lines(chunk):
-            self._line(line, events)
-        return events
-
-    def _line(self, line: bytes, events: list[tuple[str, str]]) -> None:
-        if not line:
-            if self._data:
-                events.append((self._event, "\n".join(self._data)))
-            self._event, self._data = "", []
-            return
-        # The SSE standard decodes with replacement: bad bytes never stop a stream.
-        name, sep, value = line.decode("utf-8", "replace").partition(":")
-        if not sep:
-            value = ""
-        elif value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        # "id", "retry" and comments (empty name) carry nothing we use
+        return [(event, data.decode("utf-8", "replace")) for event, data in self._framer.feed(chunk)]
 
     def close(self) -> list[tuple[str, str]]:
         """Flush an event the stream ended without a blank line after."""
-        tail = self.feed(b"\n\n") if self._buf or self._data else []
-        return tail
-
-
-class SSEBytesFramer(_LineFramer):
-    """:class:`SSEFramer` for events passed on as they are: each event's data stays bytes.
-
-    The data is not decoded, so an event with invalid UTF-8 is left for its
-    consumer to repair (decode with replacement, as the SSE standard says).
-    The event name is text. Only ``data`` and ``event`` fields are kept.
-    """
-
-    __slots__ = ("_data", "_event")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._event = ""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
-        events: list[tuple[str, bytes]] = []
-        data = self._data
-        for line in self._lines(chunk):
-            if not line:
-                if data:
-                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
-                    data = self._data = []
-                self._event = ""
-            elif line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line.startswith(b"event:"):
-                value = line[7:] if line[6:7] == b" " else line[6:]
-                self._event = value.decode("utf-8", "replace")
-            elif line == b"data":
-                data.append(b"")
-        return events
-
-    def close(self) -> list[tuple[str, bytes]]:
-        """Flush an event the stream ended without a blank line after."""
-        return self.feed(b"\n\n") if self._buf or self._data else []
+        return [(event, data.decode("utf-8", "replace")) for event, data in self._framer.close()]
 
 
 class NDJSONFramer:
