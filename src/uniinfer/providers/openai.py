@@ -332,13 +332,13 @@ class OpenAIStreamDecoder:
 
     def _raw(self, data: bytes) -> RawChunk | None:
         """The event as it came, when it is a plain chunk (None: model it)."""
-        if self._map or b'"error"' in data or _has_usage(data):
+        if self._map:
             return None
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None  # the slow path repairs bad UTF-8 or says what is wrong
-        if not _plain(payload, "delta"):
+        if not _plain(payload, "delta") or payload.get("usage") is not None or "error" in payload:
             return None
         get = payload.get
         self._last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
@@ -421,7 +421,8 @@ def _plain(data: Any, body: str) -> bool:
     """Whether parsed JSON looks like an OpenAI answer (``body``: ``message``) or chunk (``delta``).
 
     A JSON object with string ``id`` and ``model`` and a ``choices`` list of
-    objects, each with a ``body`` object and one of OpenAI's finish reasons.
+    objects, each with a ``body`` object, one of OpenAI's finish reasons and
+    no usage of its own.
     """
     if not isinstance(data, dict):
         return False
@@ -432,6 +433,8 @@ def _plain(data: Any, body: str) -> bool:
         return False
     for choice in choices:
         if not isinstance(choice, dict) or not isinstance(choice.get(body), dict):
+            return False
+        if choice.get("usage") is not None:  # Moonshot's place for usage: moved up when modelled
             return False
         reason = choice.get("finish_reason")
         if reason is not None and not (isinstance(reason, str) and reason in _FINISH_REASONS):
