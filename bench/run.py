@@ -13,9 +13,10 @@ What it does, on a 2-core machine:
 - runs the same POST body against the upstream directly and through the
   gateway at concurrency C (default 16, the target's), 64 and 1; against a
   model that thinks 50 ms at 128; then streams at 16 and 1 (events sent at
-  once) and at 16 from a model pacing its events 10 ms apart; then the same
-  non-streaming runs against the minimal reference proxy (bench/refproxy.py)
-  on core 0, for a same-machine floor;
+  once) and at 16 from a model pacing its events 10 ms apart; each
+  non-streaming run is followed at once by the same run against the minimal
+  reference proxy (bench/refproxy.py, on core 0 beside the gateway), for a
+  same-minute floor;
 - reads the server's CPU time and RSS from /proc around each run, and how
   much of core 0 other processes took (a crowded run is repeated, at most
   twice, and the least crowded attempt kept);
@@ -294,17 +295,30 @@ def memory(server: Server) -> dict[str, float]:
     return {"rss_mb": round(rss / 1024, 1), "hwm_mb": round(hwm / 1024, 1)}
 
 
-def run_gateway_phases(bench: Bench, results: dict[str, Any]) -> None:
-    opts, gw, up = bench.opts, bench.gateway, bench.upstream
+def run_load_phases(bench: Bench, results: dict[str, Any]) -> None:
+    """Every scenario: direct, then the gateway, then the reference proxy, back to back.
+
+    The gateway and the reference run side by side on core 0 (only one under
+    load at a time), so each comparison is taken within the same minute: this
+    VM's speed drifts by tens of percent over a run.
+    """
+    opts, gw, up, ref = bench.opts, bench.gateway, bench.upstream, bench.reference
     bench.warm_up(up)
     bench.warm_up(gw)
+    if opts.reference:
+        bench.warm_up(ref)
     runs = results["runs"]
     for c in opts.levels:
         runs.append(bench.measure(f"direct c={c}", up, c).as_dict())
         runs.append(bench.measure(f"gateway c={c}", gw, c).as_dict())
+        if opts.reference:
+            runs.append(bench.measure(f"reference c={c}", ref, c).as_dict())
     c = opts.slow_concurrency
     runs.append(bench.measure(f"direct slow c={c}", up, c, body=bench.slow_body).as_dict())
     runs.append(bench.measure(f"gateway slow c={c}", gw, c, body=bench.slow_body).as_dict())
+    if opts.reference:
+        runs.append(bench.measure(f"reference slow c={c}", ref, c, body=bench.slow_body).as_dict())
+        results["reference_memory"] = memory(ref)
     streams = results["stream_runs"] = []
     for c in dict.fromkeys((opts.stream_concurrency, 1)):
         streams.append(bench.measure(f"direct stream c={c}", up, c, stream=True).as_dict())
@@ -313,19 +327,6 @@ def run_gateway_phases(bench: Bench, results: dict[str, Any]) -> None:
     streams.append(bench.measure(f"direct paced stream c={c}", up, c, stream=True, body=paced).as_dict())
     streams.append(bench.measure(f"gateway paced stream c={c}", gw, c, stream=True, body=paced).as_dict())
     results["gateway_memory"] = memory(gw)
-
-
-def run_reference_phases(bench: Bench, results: dict[str, Any]) -> None:
-    ref = bench.reference
-    ref.start()
-    ref.wait_ready()
-    bench.warm_up(ref)
-    for c in bench.opts.levels:
-        results["runs"].append(bench.measure(f"reference c={c}", ref, c).as_dict())
-    c = bench.opts.slow_concurrency
-    results["runs"].append(bench.measure(f"reference slow c={c}", ref, c, body=bench.slow_body).as_dict())
-    results["reference_memory"] = memory(ref)
-    ref.stop()
 
 
 def run(opts: Options, workdir: Path) -> dict[str, Any]:
@@ -342,12 +343,12 @@ def run(opts: Options, workdir: Path) -> dict[str, Any]:
         first = (orjson.dumps(CHAT_BODY), MASTER_KEY)
         results["cold_start"] = cold_start(bench.config, GATEWAY_CORE, 3, workdir, workdir / "pyc", first)
         bench.gateway.start()
+        if opts.reference:
+            bench.reference.start()
+            bench.reference.wait_ready()
         bench.gateway.wait_ready()
         print(f"load ({opts.tool}, {opts.duration:g} s per run)...", flush=True)
-        run_gateway_phases(bench, results)
-        bench.gateway.stop()
-        if opts.reference:
-            run_reference_phases(bench, results)
+        run_load_phases(bench, results)
     finally:
         for server in bench.servers():
             server.stop()
