@@ -94,7 +94,10 @@ class ChatStream:
         return item if isinstance(item, ChatChunk) else await self._model(item)
 
     async def json_batches(self) -> AsyncIterator[list[bytes]]:
-        """The chunks as OpenAI JSON (``None`` fields left out), in batches.
+        """The chunks as OpenAI JSON, in batches.
+
+        Modelled chunks leave ``None`` fields out; passed-through ones are as
+        the provider sent them.
 
         Each batch is the next chunk and every chunk already decoded behind it
         (a provider often sends several at once), so a caller can write them
@@ -125,7 +128,9 @@ class ChatStream:
         except ValueError as exc:
             name = self._upstream_name()
             error = ProviderResponseError(
-                f"{name}: unexpected stream chunk shape", provider=name, upstream_body=raw.json[:512].decode()
+                f"{name}: unexpected stream chunk shape",
+                provider=name,
+                upstream_body=raw.json[:512].decode("utf-8", "replace"),
             )
             await self._finish(error)
             raise error from exc
