@@ -145,10 +145,12 @@ class Gateway:
             return answer.of_response(served)
         route = ctx.route = Route(request.model)
         usage: Usage | None = None
+        label = ""
 
         async def attempt(member: Member, timeouts: Timeouts) -> T:
-            nonlocal usage
+            nonlocal usage, label
             target = member.target
+            label = target.label
             prepared, route.dropped_params = self.prepare(request, target)
             adapter = target.adapter
             await adapter.prepare_credentials(self.http)
@@ -172,8 +174,8 @@ class Gateway:
             await self._finish(ctx)
             raise
         ctx.usage = usage
-        if usage is not None and route.provider is not None:
-            self.router.record_tokens(f"{route.provider}/{route.upstream_model}", usage.total_tokens)
+        if usage is not None:
+            self.router.record_tokens(label, usage.total_tokens)
         await self._finish(ctx)
         return result
 

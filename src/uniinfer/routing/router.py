@@ -84,10 +84,11 @@ class Target:
     provider: str
     model: str
     adapter: ProviderAdapter
+    #: ``provider/model``, the deployment's name in state, metrics and headers.
+    label: str = field(init=False)
 
-    @property
-    def label(self) -> str:
-        return f"{self.provider}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.provider}/{self.model}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,35 +209,18 @@ class App:
         """
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        gone = False
-        watcher: asyncio.Task[None] | None = None
-
-        async def watch() -> None:
-            nonlocal gone
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone = True
-                    task.cancel()
-                    return
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = loop.create_task(watch())
-
-        timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
+        watch = _Watch(task, receive)
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch.start)
         try:
             await handler(self, request)
         except asyncio.CancelledError:
-            if not gone:
+            if not watch.gone:
                 raise
             # The caller left: the upstream request was cancelled with us.
             task.uncancel()
         finally:
             timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
+            watch.stop()
 
     def _route(self, method: str, path: str) -> Endpoint:
         endpoint = self._routes.get((method, path))
@@ -290,6 +273,33 @@ class App:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _Watch:
+    """Cancels a request's task when its client disconnects (started late, see ``App._run``)."""
+
+    __slots__ = ("_receive", "_task", "_watcher", "gone")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive) -> None:
+        self._task = task
+        self._receive = receive
+        self._watcher: asyncio.Task[None] | None = None
+        self.gone = False
+
+    def start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                self._task.cancel()
+                return
 
 
 class _Started:

@@ -87,8 +87,36 @@ def route_headers(request_id: str, route: Route | None) -> Headers:
     headers: Headers = [(b"x-request-id", request_id.encode())]
     if route is None or route.provider is None:
         return headers
-    headers += [
-        (b"x-uniinfer-provider", route.provider.encode()),
+    if route.attempts == 1 and not (
+        route.failed
+        or route.dropped_params
+        or route.fallback_groups
+        or route.retries
+        or route.rule
+        or route.profile
+        or route.experiment
+    ):
+        # the usual answer: the group's first choice, first try (its headers are kept)
+        key = (route.provider, route.upstream_model, route.group)
+        usual = _USUAL.get(key)
+        if usual is None:
+            usual = _route_headers(route)
+            if len(_USUAL) < _USUAL_LIMIT:
+                _USUAL[key] = usual
+        headers += usual
+        return headers
+    headers += _route_headers(route)
+    return headers
+
+
+#: The x-uniinfer-* headers of first-try answers, by (provider, upstream model, group).
+_USUAL: dict[tuple[str, str | None, str | None], Headers] = {}
+_USUAL_LIMIT = 4096
+
+
+def _route_headers(route: Route) -> Headers:
+    headers: Headers = [
+        (b"x-uniinfer-provider", (route.provider or "").encode()),
         (b"x-uniinfer-model", (route.upstream_model or "").encode()),
         (b"x-uniinfer-attempts", str(route.attempts).encode()),
     ]
