@@ -78,6 +78,8 @@ class Gateway:
         self.http = http or HttpClient()
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
+        #: Request fields each deployment accepts, by ``provider/model`` (see prepare).
+        self._allowed: dict[str, frozenset[str]] = {}
         self.router = Router(
             config,
             self._adapters,
@@ -140,7 +142,7 @@ class Gateway:
         return await self._complete(request, ctx or RequestContext("chat"), _JSON)
 
     async def _complete(self, request: ChatRequest, ctx: RequestContext, answer: _Answer[T]) -> T:
-        served = await self._run_before(ctx)
+        served = await self._run_before(ctx) if self._before else None
         if served is not None:
             return answer.of_response(served)
         route = ctx.route = Route(request.model)
@@ -185,7 +187,7 @@ class Gateway:
         The after-stages run when the returned stream ends or is closed.
         """
         ctx = ctx or RequestContext("chat")
-        served = await self._run_before(ctx)
+        served = await self._run_before(ctx) if self._before else None
         if served is not None:
             return ChatStream.of_response(served, ctx, self._finish, request.include_usage)
         route = ctx.route = Route(request.model)
@@ -221,6 +223,13 @@ class Gateway:
         """Check the request against the target's capabilities and params (drop if configured)."""
         adapter = target.adapter
         check_features(request, adapter)
+        allowed = self._allowed.get(target.label)
+        if allowed is None:
+            allowed = (adapter.supported_for(target.model) - adapter.unsupported()) | _ALWAYS
+            if len(self._allowed) < _ALLOWED_CACHE_LIMIT:
+                self._allowed[target.label] = allowed
+        if request.model_fields_set <= allowed:
+            return request, ()  # the usual case: nothing to check one by one
         present = {
             name
             for name in request.model_fields_set
@@ -341,6 +350,8 @@ class Gateway:
 
 
 _ALWAYS = frozenset({"model", "messages", "stream"})
+#: Deployments whose accepted request fields are kept (direct ``provider/model`` names are open-ended).
+_ALLOWED_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,7 @@ class Router:
         except ValueError as exc:
             raise ConfigError(f"{config.source}: {exc}") from None
         self.rules = RuleSet(config.routing.rules)
+        self._has_rules = bool(self.rules)
         self.experiments = ExperimentStore(config.routing.experiments)
         self._experiments = {exp.model: exp for exp in config.routing.experiments}
         self._direct: dict[str, Group] = {}
@@ -258,7 +259,7 @@ class Router:
 
     def _decide_model(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
         features: Features | None = None
-        if request is not None and (self.rules or model == AUTO_MODEL):
+        if request is not None and (self._has_rules or model == AUTO_MODEL):
             features = analyse(request)
             rule = self.rules.match(self._rule_input(model, request, features, ctx))
             if rule is not None:
