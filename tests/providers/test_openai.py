@@ -765,6 +765,7 @@ async def test_e2e_chat(fake: tuple[web.Application, str], client: HttpClient) -
     assert recorded["path"] == "/v1/chat/completions"
     assert recorded["body"] == sent(req)
     assert recorded["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert recorded["headers"]["User-Agent"] == "uniinfer"  # ours, not aiohttp's
     assert client.busy_connections == 0
     assert client.open_connections == 1  # kept alive for the next request
 
