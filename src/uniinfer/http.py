@@ -158,10 +158,15 @@ class HttpClient:
         import aiohttp
 
         made = aiohttp.ClientTimeout(
-            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+            total=timeouts.total,
+            sock_connect=timeouts.connect,
+            # a read timer is rearmed on every read; when the total comes first anyway
+            # (a first attempt's timeouts cut to the request's deadline) it is left out
+            sock_read=timeouts.read if timeouts.read < timeouts.total else None,
         )
-        # configured timeouts are few and live as long as the gateway; ones cut to a
-        # deadline are one-offs, never kept (the object held here keeps its id unique)
+        # configured timeouts are few and live as long as the gateway; one-offs cut to a
+        # later attempt's deadline can only fill the bounded cache (the object held here
+        # keeps its id unique)
         if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
             self._timeouts[id(timeouts)] = (timeouts, made)
         return made

@@ -1135,6 +1135,18 @@ async def test_read_timeout_is_a_timeout_error(fake: tuple[web.Application, str]
     assert client.busy_connections == 0
 
 
+async def test_a_read_timeout_no_shorter_than_the_total_is_left_to_the_total(
+    fake: tuple[web.Application, str], client: HttpClient
+) -> None:
+    _app, url = fake
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError):  # the total ends it, as the read timeout would have
+        await client.send(_req(url, "slow-1"), Timeouts(read=0.3, total=0.2), "openai")
+    assert time.monotonic() - started < 0.9
+    assert client._timeout(Timeouts(read=5, total=5)).sock_read is None  # no timer rearmed per read
+    assert client._timeout(Timeouts(read=5, total=60)).sock_read == 5
+
+
 async def test_closed_port_is_a_connection_error(client: HttpClient) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
