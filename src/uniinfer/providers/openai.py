@@ -169,8 +169,6 @@ class OpenAIAdapter(ProviderAdapter):
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(data, dict):
-            return None
         if not _plain(data, "message"):
             return None
         usage = data.get("usage")
