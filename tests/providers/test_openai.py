@@ -488,6 +488,17 @@ def test_stream_cut_mid_event_is_a_connection_error() -> None:
         decoder.close()
 
 
+def test_stream_chunk_with_null_error_is_content() -> None:
+    # Some OpenAI-compatible servers put "error": null on every chunk; null is no error.
+    decoder = make_adapter().stream_decoder("m")
+    events = [{**c, "error": None} for c in CONTENT_CHUNKS]
+    chunks = modelled(decoder.feed(sse(*events, "[DONE]")))
+    assert decoder.close() == []
+    assert [c.choices[0].delta.content for c in chunks] == [
+        c["choices"][0]["delta"].get("content") for c in CONTENT_CHUNKS
+    ]
+
+
 def test_mid_stream_error_raises_mapped_error() -> None:
     decoder = make_adapter().stream_decoder("m")
     error = {

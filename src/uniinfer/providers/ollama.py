@@ -392,7 +392,7 @@ class OllamaStreamDecoder:
             payload = loads(line, self._adapter.name)
             if not isinstance(payload, dict):
                 raise self._adapter._shape_error("stream line", line.decode("utf-8", "replace"))
-            if "error" in payload:
+            if payload.get("error") is not None:
                 raise self._adapter.stream_error(payload)
             if self._done:
                 continue

@@ -336,7 +336,11 @@ class OpenAIStreamDecoder:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None  # the slow path repairs bad UTF-8 or says what is wrong
-        if not _plain(payload, "delta") or payload.get("usage") is not None or "error" in payload:
+        if (
+            not _plain(payload, "delta")
+            or payload.get("usage") is not None
+            or payload.get("error") is not None
+        ):
             return None
         get = payload.get
         self._last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
@@ -363,7 +367,7 @@ class OpenAIStreamDecoder:
         text = data.decode("utf-8", "replace")
         payload = loads(text.encode(), self._adapter.name)
         if isinstance(payload, dict):
-            if "error" in payload:
+            if payload.get("error") is not None:  # some servers send "error": null on every chunk
                 raise self._stream_error(payload)
             self._normalise(payload)
         try:
