@@ -30,7 +30,8 @@ from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import Registry, default_registry
 from uniinfer.routing.breaker import BreakerState
-from uniinfer.routing.router import Member, Router, Target
+from uniinfer.routing.group import Member, Target
+from uniinfer.routing.router import Router
 from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
 from uniinfer.streaming import ChatStream, open_chat_stream
 from uniinfer.types import (

@@ -25,7 +25,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from uniinfer.config import Config, Deployment
@@ -47,13 +47,14 @@ from uniinfer.routing import strategies
 from uniinfer.routing.analyser import Features, analyse
 from uniinfer.routing.breaker import OnChange
 from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
+from uniinfer.routing.group import Decision, Group, Member, Target, cut_timeouts
 from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
 from uniinfer.routing.rules import RuleInput, RuleSet, validate_rules
 from uniinfer.routing.state import DeploymentState
 from uniinfer.stages import RequestContext, Route
 from uniinfer.types import ChatRequest
 
-__all__ = ["AUTO_MODEL", "Decision", "Group", "Member", "Router", "Target"]
+__all__ = ["AUTO_MODEL", "Router"]
 
 T = TypeVar("T")
 
@@ -61,10 +62,6 @@ T = TypeVar("T")
 AUTO_MODEL = "uniinfer/auto"
 PROFILE_PREFIX = "profile:"
 _DIRECT_CACHE_LIMIT = 4096
-#: A first attempt starts within this many seconds of its request: it uses timeouts cut
-#: to the whole deadline, prepared once (aiohttp rounds timeouts above 5 s up to whole
-#: seconds anyway).
-_FIRST_ATTEMPT_SLACK = 0.005
 #: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
 _COST_PROMPT_TOKENS = 1000
 
@@ -75,67 +72,6 @@ _BUILTIN: dict[str, ProfileConfig] = {
     "quality": ProfileConfig(strategy="priority", tags=["quality"]),
     "local": ProfileConfig(strategy="least_inflight", local_only=True),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One deployment: a configured provider's adapter and the upstream model name."""
-
-    provider: str
-    model: str
-    adapter: ProviderAdapter
-    #: ``provider/model``, the deployment's name in state, metrics and headers.
-    label: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "label", f"{self.provider}/{self.model}")
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A deployment inside a group, with what the router knows about it."""
-
-    index: int
-    target: Target
-    state: DeploymentState
-    timeouts: Timeouts
-    config: Deployment | None = None
-    #: Share of traffic under ``weighted``.
-    weight: float = 1.0
-    #: Estimated USD of a typical request (``lowest_cost``); None: unpriced.
-    cost: float | None = None
-    #: The group's retry deadline, and ``timeouts`` cut to it for a request's first
-    #: attempt (without and with streaming): built once, not per request.
-    deadline: float = float("inf")
-    first: Timeouts | None = None
-    first_stream: Timeouts | None = None
-
-    def timeouts_for(self, remaining: float, stream: bool) -> Timeouts:
-        """The timeouts of an attempt with ``remaining`` seconds left of the request's deadline."""
-        if remaining >= self.deadline - _FIRST_ATTEMPT_SLACK:
-            first = self.first_stream if stream else self.first
-            if first is not None:
-                return first
-        return _within(self.timeouts, remaining, stream)
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    name: str
-    members: tuple[Member, ...]
-    strategy: Strategy = "priority"
-    fallbacks: GroupFallbacks = field(default_factory=GroupFallbacks)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-
-
-@dataclass(slots=True)
-class Decision:
-    group: Group
-    rule: str | None = None
-    profile: str | None = None
-    experiment: str | None = None
-    variant: str | None = None
-    features: Features | None = None
 
 
 class Router:
@@ -207,8 +143,8 @@ class Router:
             dep.weight,
             cost,
             deadline,
-            _within(timeouts, deadline, stream=False),
-            _within(timeouts, deadline, stream=True),
+            cut_timeouts(timeouts, deadline, stream=False),
+            cut_timeouts(timeouts, deadline, stream=True),
         )
 
     def _group(
@@ -567,18 +503,6 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
-
-
-def _within(t: Timeouts, remaining: float, stream: bool) -> Timeouts:
-    """The deployment's timeouts, cut to the request's remaining deadline when that is shorter.
-
-    The same object is returned when nothing is cut (the HTTP client caches per object).
-    Streams keep their total: a long answer may outlive the deadline once it has started.
-    """
-    total = t.total if stream else min(t.total, remaining)
-    if t.connect <= remaining and t.read <= remaining and total == t.total:
-        return t
-    return Timeouts(min(t.connect, remaining), min(t.read, remaining), total)
 
 
 def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:

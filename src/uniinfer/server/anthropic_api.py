@@ -40,7 +40,7 @@ from uniinfer.ingress.anthropic import (
     to_chat_request,
     to_message,
 )
-from uniinfer.routing.router import Member
+from uniinfer.routing.group import Member
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import SSE_HEADERS, Headers, error_headers, json_body, route_headers, send_bytes
 from uniinfer.stages import RequestContext, Route
