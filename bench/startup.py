@@ -12,9 +12,9 @@ factor of two:
 
 - ``as_is``: the environment as it is. Here ``PYTHONDONTWRITEBYTECODE=1`` is
   set, so whatever has no ``.pyc`` compiles at every start: uniinfer's own
-  modules (an editable install) and, before ``compile-bytecode = true`` in
-  pyproject.toml had uv compile them at install, the ~250 modules of the
-  dependencies;
+  modules (an editable install) and, unless the venv was synced with
+  ``uv sync --compile-bytecode`` (as ``./dev serve`` does), the ~250
+  modules of the dependencies;
 - ``bytecode_cache``: ``PYTHONPYCACHEPREFIX`` points at a private temporary
   directory (primed by one untimed start), which is what an image built with
   ``uv sync --compile-bytecode`` (or pip's default) gets. Nothing is written
