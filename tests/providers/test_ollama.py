@@ -279,6 +279,13 @@ def test_stream_final_line_without_trailing_newline_is_accepted() -> None:
     assert chunks[-1].usage.total_tokens == 18
 
 
+def test_stream_line_with_null_error_is_content() -> None:
+    line = {"model": "m", "message": {"role": "assistant", "content": "hi"}, "done": False, "error": None}
+    decoder = adapter_for().stream_decoder("m")
+    chunks = decoder.feed(orjson.dumps(line) + b"\n")
+    assert text_of(chunks) == "hi"
+
+
 @pytest.mark.parametrize(
     ("line", "error"),
     [({"error": "model 'x' not found", "status": 404}, ModelNotFoundError),
