@@ -135,6 +135,43 @@ async def test_explicit_model_names_are_not_rerouted_by_auto_rules(gateway: Gate
     assert (ctx.route.rule, ctx.route.upstream_model) == (None, "gpt-general")
 
 
+async def test_the_analyser_runs_only_for_rules_that_may_match_and_test_features(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uniinfer.routing import router
+
+    analysed: list[str] = []
+    real = router.analyse
+    monkeypatch.setattr(router, "analyse", lambda request: analysed.append(request.model) or real(request))
+    # every rule here tests `model: uniinfer/auto`: a named group skips the analyser (tens of µs)
+    await routed(gateway, chat("general", "```python\nprint('hi')\n```"))
+    await routed(gateway, chat("profile:quality"))
+    assert analysed == []
+    await routed(gateway, chat("uniinfer/auto"))
+    assert analysed == ["uniinfer/auto"]
+
+
+async def test_identity_rules_match_without_the_analyser(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uniinfer.routing import router
+
+    config = make_config(
+        CONFIG.format(key=FAKE_KEY, url=url).replace(
+            "when: {task: code, model: uniinfer/auto}", "when: {headers: {x-team: ml}}"
+        )
+    )
+    monkeypatch.setattr(router, "analyse", lambda request: pytest.fail("the analyser ran"))
+    gw = Gateway(config)
+    try:
+        ctx = await routed(gw, chat("general"), {"x-team": "ml"})
+        assert ctx.route is not None
+        assert (ctx.route.rule, ctx.route.upstream_model) == ("code-goes-to-coder", "gpt-coder")
+        ctx = await routed(gw, chat("general"))
+        assert ctx.route is not None
+        assert (ctx.route.rule, ctx.route.upstream_model) == (None, "gpt-general")
+    finally:
+        await gw.aclose()
+
+
 async def test_experiment_assignment_is_sticky_and_recorded(gateway: Gateway) -> None:
     variants: dict[str, set[str]] = {}
     for i in range(40):

@@ -259,3 +259,41 @@ def test_contradictions_name_the_rule(when: dict[str, Any], message: str) -> Non
 def test_duplicate_names_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"rules\[2\] \('a'\): the name is already used by rules\[0\]"):
         validate_rules([rule("a"), rule("b"), rule("a")])
+
+
+# --- what matching needs --------------------------------------------------------------------
+
+
+def test_rules_scoped_to_model_names_apply_only_to_those_names() -> None:
+    ruleset = RuleSet(
+        [rule("auto-code", {"task": "code", "model": "uniinfer/auto"}), rule("b", {"model": ["x", "y"]})]
+    )
+    assert ruleset.applies_to("uniinfer/auto")
+    assert ruleset.applies_to("y")
+    assert not ruleset.applies_to("general")
+    # one rule without a model condition may match any name
+    assert RuleSet([rule("a", {"model": "x"}), rule("any", {"headers": {"x-tier": "gold"}})]).applies_to("z")
+    assert not RuleSet([]).applies_to("z")
+
+
+def test_only_feature_conditions_need_the_analyser() -> None:
+    identity = RuleSet(
+        [rule("gold", {"headers": {"X-Tier": "gold"}, "model": "m", "caller": {"principal": "p"}})]
+    )
+    assert not identity.needs_features
+    # matched without features at all
+    hit = RuleInput(model="m", features=None, headers={"x-tier": "gold"}, caller={"principal": "p"})
+    assert identity.match(hit) is not None
+    for when in (
+        {"task": "code"},
+        {"language": "en"},
+        {"max_messages": 3},
+        {"min_prompt_tokens": 1},
+        {"has_code": True},
+    ):
+        assert RuleSet([rule("a"), rule("f", when)]).needs_features, when
+
+
+def test_explain_needs_features() -> None:
+    with pytest.raises(ValueError, match="features"):
+        RuleSet([rule("a")]).explain(RuleInput(model="m", features=None))

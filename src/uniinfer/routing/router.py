@@ -110,7 +110,6 @@ class Router:
         except ValueError as exc:
             raise ConfigError(f"{config.source}: {exc}") from None
         self.rules = RuleSet(config.routing.rules)
-        self._has_rules = bool(self.rules)
         self.experiments = ExperimentStore(config.routing.experiments)
         self._experiments = {exp.model: exp for exp in config.routing.experiments}
         self._direct: dict[str, Group] = {}
@@ -195,9 +194,11 @@ class Router:
 
     def _decide_model(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
         features: Features | None = None
-        if request is not None and (self._has_rules or model == AUTO_MODEL):
-            features = analyse(request)
-            rule = self.rules.match(self._rule_input(model, request, features, ctx))
+        rules = self.rules
+        if request is not None and rules and (model == AUTO_MODEL or rules.applies_to(model)):
+            # the analyser (tens of µs) runs only when a rule that may match tests a feature
+            features = analyse(request) if rules.needs_features else None
+            rule = rules.match(self._rule_input(model, request, features, ctx))
             if rule is not None:
                 if rule.route.profile is not None:
                     group = self._profile_group(rule.route.profile)
@@ -212,7 +213,7 @@ class Router:
         return Decision(self.group(model), features=features)
 
     def _rule_input(
-        self, model: str, request: ChatRequest, features: Features, ctx: RequestContext
+        self, model: str, request: ChatRequest, features: Features | None, ctx: RequestContext
     ) -> RuleInput:
         caller = {"principal": ctx.principal} if ctx.principal else {}
         return RuleInput(

@@ -35,7 +35,8 @@ class RuleInput:
 
     #: The model name the caller asked for (``uniinfer/auto``, a group, ``profile:x``...).
     model: str
-    features: Features
+    #: The request's features; ``None`` when no rule tests one (see :attr:`RuleSet.needs_features`).
+    features: Features | None
     metadata: Mapping[str, str] = field(default_factory=dict)
     #: Request headers, names lower-cased.
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -49,6 +50,8 @@ class _Condition:
     expected: Any
     actual: Callable[[RuleInput], Any]
     test: Callable[[Any], bool]
+    #: Reads the request analyser's features (so the analyser must run).
+    uses_features: bool = False
 
 
 # --- compiling conditions -----------------------------------------------------------------
@@ -67,16 +70,18 @@ def _compile(when: RuleConditions) -> tuple[_Condition, ...]:
         )
     if when.task is not None:
         tasks = _any_of(when.task).__contains__
-        conditions.append(_Condition("task", when.task, lambda c: c.features.task, tasks))
+        conditions.append(_Condition("task", when.task, _feature("task"), tasks, uses_features=True))
     if when.language is not None:
         languages = _any_of(when.language, fold=True).__contains__
-        conditions.append(_Condition("language", when.language, lambda c: c.features.language, languages))
+        conditions.append(
+            _Condition("language", when.language, _feature("language"), languages, uses_features=True)
+        )
     conditions += _bounds("prompt_tokens", when.min_prompt_tokens, when.max_prompt_tokens)
     conditions += _bounds("messages", when.min_messages, when.max_messages)
     for flag in ("has_images", "has_tools", "json_mode", "has_code"):
         expected = getattr(when, flag)
         if expected is not None:
-            conditions.append(_equals(flag, expected, _feature(flag)))
+            conditions.append(_equals(flag, expected, _feature(flag), uses_features=True))
     conditions += _entries("metadata", when.metadata, lambda c: c.metadata)
     headers = {k.lower(): v for k, v in when.headers.items()}
     conditions += _entries("headers", headers, lambda c: c.headers)
@@ -85,20 +90,23 @@ def _compile(when: RuleConditions) -> tuple[_Condition, ...]:
 
 
 def _feature(name: str) -> Callable[[RuleInput], Any]:
+    # features are present whenever a rule tests one (RuleSet.needs_features)
     return lambda c: getattr(c.features, name)
 
 
-def _equals(name: str, expected: Any, actual: Callable[[RuleInput], Any]) -> _Condition:
-    return _Condition(name, expected, actual, lambda value: value == expected)
+def _equals(
+    name: str, expected: Any, actual: Callable[[RuleInput], Any], *, uses_features: bool = False
+) -> _Condition:
+    return _Condition(name, expected, actual, lambda value: value == expected, uses_features)
 
 
 def _bounds(feature: str, low: int | None, high: int | None) -> list[_Condition]:
     actual = _feature(feature)
     out: list[_Condition] = []
     if low is not None:
-        out.append(_Condition(f"min_{feature}", low, actual, lambda value: value >= low))
+        out.append(_Condition(f"min_{feature}", low, actual, lambda value: value >= low, True))
     if high is not None:
-        out.append(_Condition(f"max_{feature}", high, actual, lambda value: value <= high))
+        out.append(_Condition(f"max_{feature}", high, actual, lambda value: value <= high, True))
     return out
 
 
@@ -125,11 +133,23 @@ class _Rule:
 class RuleSet:
     """Rules in evaluation order (priority descending, stable), compiled for fast matching."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_models", "_rules", "needs_features")
 
     def __init__(self, rules: Sequence[RuleConfig]) -> None:
         order = sorted(range(len(rules)), key=lambda i: -rules[i].priority)
         self._rules = tuple(_Rule(i, rules[i], _compile(rules[i].when)) for i in order)
+        #: Whether some rule tests a feature of the request, so matching needs the analyser.
+        self.needs_features = any(c.uses_features for rule in self._rules for c in rule.conditions)
+        # The model names some rule may match; None when a rule tests no model name (any may).
+        names: set[str] = set()
+        for rule in self._rules:
+            model = rule.config.when.model
+            if model is None:
+                self._models: frozenset[str] | None = None
+                break
+            names |= _any_of(model)
+        else:
+            self._models = frozenset(names)
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -141,6 +161,10 @@ class RuleSet:
     def rules(self) -> tuple[RuleConfig, ...]:
         """The rules in evaluation order."""
         return tuple(rule.config for rule in self._rules)
+
+    def applies_to(self, model: str) -> bool:
+        """Whether any rule may match a request for ``model`` (else matching can be skipped)."""
+        return self._models is None or model in self._models
 
     def match(self, ctx: RuleInput) -> RuleConfig | None:
         """The first rule whose conditions all hold, or ``None``."""
@@ -154,6 +178,9 @@ class RuleSet:
 
     def explain(self, ctx: RuleInput) -> Explanation:
         """Every rule in evaluation order with each condition's outcome, and the rule that matched."""
+        features = ctx.features
+        if features is None:
+            raise ValueError("explain() needs the request's features in RuleInput.features")
         results: list[RuleResult] = []
         matched: RuleResult | None = None
         for rule in self._rules:
@@ -173,7 +200,7 @@ class RuleSet:
             if matched is None and result.passed:
                 matched = result
             results.append(result)
-        return Explanation(model=ctx.model, features=ctx.features, rules=results, matched=matched)
+        return Explanation(model=ctx.model, features=features, rules=results, matched=matched)
 
 
 # --- explanations -------------------------------------------------------------------------
