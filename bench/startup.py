@@ -11,10 +11,11 @@ Both are measured in two bytecode situations, because they differ by a
 factor of two:
 
 - ``as_is``: the environment as it is. Here ``PYTHONDONTWRITEBYTECODE=1`` is
-  set, so whatever has no ``.pyc`` compiles at every start: uniinfer's own
-  modules (an editable install) and, unless the venv was synced with
-  ``uv sync --compile-bytecode`` (as ``./dev serve`` does), the ~250
-  modules of the dependencies;
+  set, so whatever has no ``.pyc`` compiles at every start: the ~250 modules
+  of the dependencies unless the venv was synced with
+  ``uv sync --compile-bytecode``, and uniinfer's own (an editable install)
+  unless ``python -m compileall src/uniinfer`` ran; ``./dev serve`` does
+  both before it starts the gateway;
 - ``bytecode_cache``: ``PYTHONPYCACHEPREFIX`` points at a private temporary
   directory (primed by one untimed start), which is what an image built with
   ``uv sync --compile-bytecode`` (or pip's default) gets. Nothing is written
