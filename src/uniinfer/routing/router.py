@@ -195,7 +195,7 @@ class Router:
     def _decide_model(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
         features: Features | None = None
         rules = self.rules
-        if request is not None and rules and (model == AUTO_MODEL or rules.applies_to(model)):
+        if request is not None and rules.applies_to(model):
             # the analyser (tens of µs) runs only when a rule that may match tests a feature
             features = analyse(request) if rules.needs_features else None
             rule = rules.match(self._rule_input(model, request, features, ctx))
