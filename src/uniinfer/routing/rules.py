@@ -104,9 +104,11 @@ def _bounds(feature: str, low: int | None, high: int | None) -> list[_Condition]
     actual = _feature(feature)
     out: list[_Condition] = []
     if low is not None:
-        out.append(_Condition(f"min_{feature}", low, actual, lambda value: value >= low, True))
+        out.append(_Condition(f"min_{feature}", low, actual, lambda value: value >= low, uses_features=True))
     if high is not None:
-        out.append(_Condition(f"max_{feature}", high, actual, lambda value: value <= high, True))
+        out.append(
+            _Condition(f"max_{feature}", high, actual, lambda value: value <= high, uses_features=True)
+        )
     return out
 
 
