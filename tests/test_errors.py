@@ -9,11 +9,13 @@ import pytest
 from uniinfer import errors
 from uniinfer.errors import (
     AllTargetsFailedError,
+    ProviderConnectionError,
     ProviderError,
     RateLimitError,
     UniInferError,
     catalogue,
     error_from_status,
+    forget_traceback,
     render_markdown,
 )
 
@@ -81,3 +83,24 @@ def test_all_targets_failed_reports_the_deciding_attempt() -> None:
     assert "a/x" in err.message
     assert "b/y" in err.message
     assert isinstance(err, UniInferError)
+
+
+def test_forget_traceback_clears_the_whole_chain() -> None:
+    def fail() -> None:
+        try:
+            raise KeyError("inner")
+        except KeyError as inner:
+            raise ProviderConnectionError("outer", provider="p") from inner
+
+    try:
+        fail()
+    except ProviderConnectionError as exc:
+        caught = exc
+    inner = caught.__cause__
+    assert inner is not None
+    assert caught.__traceback__ is not None
+    assert inner.__traceback__ is not None
+    inner.__context__ = caught  # a chain that loops back must not loop forever
+    forget_traceback(caught)
+    assert caught.__traceback__ is None
+    assert inner.__traceback__ is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import struct
@@ -15,8 +16,10 @@ import pytest
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
+from uniinfer.errors import UniInferError
 from uniinfer.server import App, create_app
 from uniinfer.server.app import _Watch
+from uniinfer.stages import RequestContext
 
 MASTER = "sk-master-key-for-tests"
 MSG = [{"role": "user", "content": "hello there"}]
@@ -329,34 +332,50 @@ async def _wait_for(predicate: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached")
 
 
-def _live_watchers() -> int:
-    return sum(1 for o in gc.get_objects() if isinstance(o, _Watch))
+def _live(*types: type) -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, types))
 
 
-@pytest.mark.parametrize("stream", [False, True])
-async def test_watched_requests_leave_no_garbage_cycles(
-    client: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch, stream: bool
+@pytest.mark.parametrize(
+    ("model", "stream"),
+    [
+        ("chat", False),
+        ("chat", True),
+        ("flaky", False),  # a 500, then the fallback answers
+        ("up/error-500", False),
+        ("up/error-500", True),
+        ("no-such-model", False),
+        ("up/cut", True),  # an error event after the first chunks
+    ],
+)
+async def test_requests_leave_no_garbage_cycles(
+    client: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch, model: str, stream: bool
 ) -> None:
-    """A request long enough to be watched for a disconnect is freed when it ends.
+    """A request's objects are freed when it ends, whether it succeeded or failed.
 
-    A cycle through the watcher (task -> exception -> traceback -> frame ->
-    watcher -> task) would keep each request's objects until the collector ran:
-    at 128 requests in flight those collections took up to 100 ms, the latency
-    tail. With the collector off, anything left is such a cycle.
+    A reference cycle (a stopped watcher task holding its CancelledError, whose
+    traceback holds the watcher; an answered error whose traceback holds the
+    frames that hold the request context, which records the error) would keep
+    them until the collector ran: at 128 requests in flight its collections
+    took up to 100 ms, the latency tail. With the collector off, whatever is
+    left is such a cycle. Each request here is watched for a disconnect.
     """
     monkeypatch.setattr("uniinfer.server.app.WATCH_AFTER_SECONDS", 0.0)
+    ours = (_Watch, RequestContext, UniInferError)
     gc.collect()
     gc.disable()
     try:
+        before = _live(*ours)  # what earlier tests still hold
         for _ in range(3):
-            if stream:
-                async for _chunk in await client.chat.completions.create(
-                    model="chat", messages=MSG, stream=True
-                ):
-                    pass
-            else:
-                await client.chat.completions.create(model="chat", messages=MSG)
-        assert _live_watchers() == 0
+            with contextlib.suppress(openai.APIError):
+                if stream:
+                    async for _chunk in await client.chat.completions.create(
+                        model=model, messages=MSG, stream=True
+                    ):
+                        pass
+                else:
+                    await client.chat.completions.create(model=model, messages=MSG)
+        assert _live(*ours) == before
     finally:
         gc.enable()
 
@@ -371,13 +390,14 @@ async def test_a_watcher_stopped_before_its_first_step_leaves_no_cycle() -> None
     gc.collect()
     gc.disable()
     try:
+        before = _live(_Watch)
         watch = _Watch(task, receive)
         watch.start()
         watch.stop()  # the response came before the watcher's task first ran
         del watch
         for _ in range(3):
             await asyncio.sleep(0)
-        assert _live_watchers() == 0
+        assert _live(_Watch) == before
     finally:
         gc.enable()
 

@@ -67,6 +67,7 @@ __all__ = [
     "UnsupportedParamError",
     "error_from_code",
     "error_from_status",
+    "forget_traceback",
 ]
 
 # Upstream bodies are kept for debugging, but never without bound.
@@ -343,6 +344,27 @@ STATUS_TO_ERROR: Mapping[int, type[UniInferError]] = {
     504: ProviderTimeoutError,
     529: ProviderOverloadedError,
 }
+
+
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the tracebacks of an error that has been answered, and of the errors behind it.
+
+    A traceback holds the frames the error passed through, and they hold the
+    request's objects, among them the request context, which records the error:
+    a reference cycle per failed request that only the garbage collector frees,
+    in pauses that grow with the requests in flight. The server calls this where
+    an error ends, once it has been rendered to the caller (and, for an
+    unexpected one, logged).
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += [e for e in (error.__cause__, error.__context__) if e is not None]
 
 
 def error_from_status(

@@ -368,8 +368,11 @@ class Router:
                 try:
                     return await self._attempt(member, route, attempt, remaining, stream)
                 except UniInferError as exc:
-                    last = exc
-                    attempts.append((member.target.label, exc))
+                    # kept as data (for the fallback decision and AllTargetsFailedError); its
+                    # traceback, which runs through this frame and so back to `attempts`,
+                    # would make every failed attempt a cycle for the garbage collector
+                    last = exc.with_traceback(None)
+                    attempts.append((member.target.label, last))
                     route.failed.append(member.target.label)
                     if is_target_mismatch(exc):
                         excluded.add(member.index)

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import ProviderResponseError, UniInferError
+from uniinfer.errors import ProviderResponseError, UniInferError, forget_traceback
 from uniinfer.http import HttpRequest
 from uniinfer.ingress.anthropic import (
     CountTokensRequest,
@@ -88,6 +88,7 @@ async def _stream(
                     await send({"type": "http.response.body", "body": data, "more_body": True})
         except UniInferError as exc:
             # Mid-stream failure: an Anthropic error event, then the end.
+            forget_traceback(exc)
             await send({"type": "http.response.body", "body": renderer.error(exc), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -146,7 +147,10 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
 async def _send_error(request: Request, exc: UniInferError, route: Route | None) -> None:
     """An error before any byte was sent, with the routing headers of what was tried."""
     headers: Headers = route_headers(request.request_id, route) + error_headers(exc)
-    await send_bytes(request.send, exc.http_status, error_body(exc), headers)
+    try:
+        await send_bytes(request.send, exc.http_status, error_body(exc), headers)
+    finally:
+        forget_traceback(exc)
 
 
 ROUTES = {

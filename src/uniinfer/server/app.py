@@ -34,6 +34,7 @@ from uniinfer.errors import (
     NotFoundError,
     RequestTooLargeError,
     UniInferError,
+    forget_traceback,
 )
 from uniinfer.gateway import Gateway
 from uniinfer.server.wire import Message, Receive, Send, error_headers, openai_error_body, send_bytes
@@ -192,10 +193,16 @@ class App:
         except UniInferError as exc:
             if isinstance(exc, MethodNotAllowedError):
                 render = self._renderer_for(scope["path"])
-            await _send_error(started, request_id, exc, render)
-        except Exception:  # never a stack trace to the caller
+            try:
+                await _send_error(started, request_id, exc, render)
+            finally:
+                forget_traceback(exc)
+        except Exception as exc:  # never a stack trace to the caller
             log.exception("unhandled error (request %s)", request_id)
-            await _send_error(started, request_id, UniInferError("internal error"), render)
+            try:
+                await _send_error(started, request_id, UniInferError("internal error"), render)
+            finally:
+                forget_traceback(exc)
         finally:
             self.in_flight -= 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uniinfer.errors import UniInferError
+from uniinfer.errors import UniInferError, forget_traceback
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import (
     SSE_DONE,
@@ -49,6 +49,7 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         except UniInferError as exc:
             # Mid-stream failure: an OpenAI-style error event, then the end.
+            forget_traceback(exc)
             await send(
                 {"type": "http.response.body", "body": sse_event(openai_error_body(exc)), "more_body": True}
             )

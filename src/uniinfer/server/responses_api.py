@@ -17,7 +17,7 @@ import dataclasses
 
 import orjson
 
-from uniinfer.errors import NotFoundError, UniInferError
+from uniinfer.errors import NotFoundError, UniInferError, forget_traceback
 from uniinfer.ingress.responses import (
     ResponsesRequest,
     ResponsesStreamRenderer,
@@ -73,6 +73,7 @@ async def stream_response(
                     await send({"type": "http.response.body", "body": sse(events), "more_body": True})
             tail = renderer.finish(ctx.usage)
         except UniInferError as exc:
+            forget_traceback(exc)
             tail = renderer.fail(exc)
         await send({"type": "http.response.body", "body": sse(tail), "more_body": True})
         await send({"type": "http.response.body", "body": b""})

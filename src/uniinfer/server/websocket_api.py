@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError
+from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError, forget_traceback
 from uniinfer.server.app import App
 from uniinfer.server.wire import Receive, Send
 from uniinfer.stages import RequestContext
@@ -190,6 +190,7 @@ class _Connection:
             await self._error(stream_id, exc)
 
     async def _error(self, stream_id: str | None, exc: UniInferError) -> None:
+        forget_traceback(exc)
         frame: dict[str, Any] = {"type": "error", **exc.to_openai()}
         if stream_id is not None:
             frame["id"] = stream_id
