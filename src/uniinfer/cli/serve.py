@@ -36,8 +36,12 @@ def _freeze_startup_objects() -> None:
 
 
 def run(config: Config, *, log_level: str = "info") -> None:
+    import asyncio
+    import socket
+
     import uvicorn
 
+    from uniinfer import eager_writes
     from uniinfer.server import create_app
 
     app = create_app(config)
@@ -47,6 +51,10 @@ def run(config: Config, *, log_level: str = "info") -> None:
         def handle_exit(self, sig: int, frame: Any) -> None:
             app.draining = True
             super().handle_exit(sig, frame)
+
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            eager_writes.install(asyncio.get_running_loop())  # this process owns the loop
+            await super().serve(sockets)
 
     server = _Server(
         uvicorn.Config(
