@@ -70,7 +70,7 @@ def main() -> int:
             bench.gateway.stop(grace=60, sig=signal.SIGINT)
             bench.upstream.stop()
     print(_report(a.output, a.top))
-    print(f"profile written to {a.output.relative_to(ROOT)}")
+    print(f"profile written to {a.output}")
     return 0
 
 

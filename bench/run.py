@@ -366,7 +366,7 @@ def main() -> int:
     opts.output.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     print()
     print(markdown(results, targets))
-    print(f"results written to {opts.output.relative_to(ROOT)}")
+    print(f"results written to {opts.output}")
     failed = sum(r["error_total"] for r in results["runs"] + results.get("stream_runs", []))
     if failed:
         print(
