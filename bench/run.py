@@ -323,9 +323,12 @@ def run_load_phases(bench: Bench, results: dict[str, Any]) -> None:
     for c in dict.fromkeys((opts.stream_concurrency, 1)):
         streams.append(bench.measure(f"direct stream c={c}", up, c, stream=True).as_dict())
         streams.append(bench.measure(f"gateway stream c={c}", gw, c, stream=True).as_dict())
-    c, paced = opts.stream_concurrency, bench.paced_body
-    streams.append(bench.measure(f"direct paced stream c={c}", up, c, stream=True, body=paced).as_dict())
-    streams.append(bench.measure(f"gateway paced stream c={c}", gw, c, stream=True, body=paced).as_dict())
+    paced = bench.paced_body
+    # c=1 too: a stream's start with nothing else in flight, apart from the queueing
+    # that 16 streams' events (arriving in step, 10 ms apart) add at c=16
+    for c in dict.fromkeys((opts.stream_concurrency, 1)):
+        streams.append(bench.measure(f"direct paced stream c={c}", up, c, stream=True, body=paced).as_dict())
+        streams.append(bench.measure(f"gateway paced stream c={c}", gw, c, stream=True, body=paced).as_dict())
     results["gateway_memory"] = memory(gw)
 
 
