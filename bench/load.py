@@ -56,6 +56,8 @@ class Phase:
     #: The core that should be ours alone (the gateway's); busy time there from
     #: other processes is reported as contention.
     quiet_core: int = 0
+    #: Seconds over which the connections' first requests are spread (Python load generator).
+    stagger: float = 0.0
 
 
 @dataclass
@@ -104,6 +106,8 @@ def _python_argv(phase: Phase) -> list[str]:
     ]  # fmt: skip
     if phase.auth:
         argv += ["--auth", phase.auth]
+    if phase.stagger:
+        argv += ["--stagger", str(phase.stagger)]
     return argv
 
 

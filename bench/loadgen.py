@@ -10,6 +10,12 @@ the load generator, not the server, the thing being measured).
 With ``--stream`` it also records time to first body byte (TTFB) and counts
 SSE events (``\\n\\n``-terminated) per response.
 
+``--stagger S`` spreads the connections' first requests evenly over ``S``
+seconds. Without it all ``C`` start at once, and responses that all take the
+same time (a paced stream of fixed length) keep them in step for the whole
+run: every request starts in a burst of ``C``, and its latency includes
+waiting for the other ``C - 1``. Independent clients do not move in step.
+
 Only 127.0.0.1 / localhost URLs are accepted. Prints one JSON object.
 
 Usage::
@@ -136,10 +142,12 @@ def _payload(url: str, body: bytes, auth: str | None) -> tuple[str, int, bytes]:
 
 
 async def _worker(
-    host: str, port: int, payload: bytes, stats: LoadStats, budget: list[int], deadline: float
+    host: str, port: int, payload: bytes, stats: LoadStats, budget: list[int], deadline: float, delay: float
 ) -> None:
     loop = asyncio.get_running_loop()
     client: _Client | None = None
+    if delay:
+        await asyncio.sleep(delay)
     while budget[0] > 0 and time.perf_counter() < deadline:
         budget[0] -= 1
         if client is None:
@@ -163,7 +171,14 @@ async def _worker(
 
 
 async def run_load(
-    url: str, body: bytes, *, concurrency: int, requests: int, duration: float, auth: str | None = None
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    auth: str | None = None,
+    stagger: float = 0.0,
 ) -> tuple[LoadStats, float]:
     """Run the closed loop; return the stats and the elapsed wall time in seconds."""
     host, port, payload = _payload(url, body, auth)
@@ -171,7 +186,10 @@ async def run_load(
     budget = [requests]
     started = time.perf_counter()
     deadline = started + duration
-    workers = [_worker(host, port, payload, stats, budget, deadline) for _ in range(concurrency)]
+    workers = [
+        _worker(host, port, payload, stats, budget, deadline, i * stagger / concurrency)
+        for i in range(concurrency)
+    ]
     await asyncio.gather(*workers)
     return stats, time.perf_counter() - started
 
@@ -207,6 +225,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--requests", type=int, default=100_000, help="upper bound on requests sent")
     parser.add_argument("--duration", type=float, default=10.0, help="upper bound in seconds")
+    parser.add_argument("--stagger", type=float, default=0.0, help="start the connections over S seconds")
     args = parser.parse_args()
     body = args.body_file.read_bytes()
     stats, elapsed = uvloop.run(
@@ -217,6 +236,7 @@ def main() -> None:
             requests=args.requests,
             duration=args.duration,
             auth=args.auth,
+            stagger=args.stagger,
         )
     )
     sys.stdout.write("BENCH_JSON " + orjson.dumps(summarize(stats, elapsed)).decode() + "\n")

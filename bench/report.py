@@ -84,7 +84,10 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
         _check(f"50 ms upstream, c={slow}: added p99 latency", "<= 10",
                _diff(gw_slow, direct_slow, "p99_ms"), "ms", 10.0, at_least=False),
     ]  # fmt: skip
-    for kind, label in (("", "instant upstream"), ("paced ", "paced upstream, 10 ms between events")):
+    for kind, label in (
+        ("", "instant upstream"),
+        ("paced staggered ", "paced upstream, 10 ms between events, starts staggered"),
+    ):
         gws, direct = (
             _stream(results, f"gateway {kind}stream c={sc}"),
             _stream(results, f"direct {kind}stream c={sc}"),

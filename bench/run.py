@@ -65,6 +65,8 @@ STREAM_BODY: dict[str, Any] = {**CHAT_BODY, "stream": True, "stream_options": {"
 #: events) models: see bench/upstream.py.
 SLOW_BODY: dict[str, Any] = {**CHAT_BODY, "model": "bench-slow"}
 PACED_BODY: dict[str, Any] = {**STREAM_BODY, "model": "bench-paced"}
+#: How long one paced stream lasts: 22 gaps of the upstream's default 10 ms.
+PACED_STREAM_SECONDS = 0.22
 
 CONFIG = """\
 server:
@@ -231,6 +233,7 @@ class Bench:
         stream: bool = False,
         duration: float | None = None,
         body: Path | None = None,
+        stagger: float = 0.0,
     ) -> Phase:
         auth = MASTER_KEY if server is self.gateway else None
         return Phase(
@@ -246,6 +249,7 @@ class Bench:
             server_core=server.core,
             stream=stream,
             quiet_core=GATEWAY_CORE,
+            stagger=stagger,
         )
 
     def attempt(self, phase: Phase) -> tuple[PhaseResult, int]:
@@ -262,10 +266,17 @@ class Bench:
         return best, len(tries) - 1
 
     def measure(
-        self, label: str, server: Server, concurrency: int, *, stream: bool = False, body: Path | None = None
+        self,
+        label: str,
+        server: Server,
+        concurrency: int,
+        *,
+        stream: bool = False,
+        body: Path | None = None,
+        stagger: float = 0.0,
     ) -> PhaseResult:
         """Run the phase ``--repeat`` times; keep the run with the median req/s, note the others."""
-        phase = self.phase(label, server, concurrency, stream=stream, body=body)
+        phase = self.phase(label, server, concurrency, stream=stream, body=body, stagger=stagger)
         attempts = [self.attempt(phase) for _ in range(self.opts.repeat)]
         runs = [r for r, _ in attempts]
         result = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
@@ -323,12 +334,22 @@ def run_load_phases(bench: Bench, results: dict[str, Any]) -> None:
     for c in dict.fromkeys((opts.stream_concurrency, 1)):
         streams.append(bench.measure(f"direct stream c={c}", up, c, stream=True).as_dict())
         streams.append(bench.measure(f"gateway stream c={c}", gw, c, stream=True).as_dict())
-    paced = bench.paced_body
-    # c=1 too: a stream's start with nothing else in flight, apart from the queueing
-    # that 16 streams' events (arriving in step, 10 ms apart) add at c=16
-    for c in dict.fromkeys((opts.stream_concurrency, 1)):
-        streams.append(bench.measure(f"direct paced stream c={c}", up, c, stream=True, body=paced).as_dict())
-        streams.append(bench.measure(f"gateway paced stream c={c}", gw, c, stream=True, body=paced).as_dict())
+    paced, c = bench.paced_body, opts.stream_concurrency
+    # Paced streams all last PACED_STREAM_SECONDS, so connections that start together stay
+    # in step all run long: their events arrive in bursts of c, and each stream starts in
+    # one. The targets are read with the starts spread over one stream's length, as
+    # independent clients would be; the in-step runs (and c=1, nothing else in flight)
+    # are reported beside them.
+    for label, stagger in (("paced staggered stream", PACED_STREAM_SECONDS), ("paced stream", 0.0)):
+        for server in (up, gw):
+            name = "direct" if server is up else "gateway"
+            result = bench.measure(
+                f"{name} {label} c={c}", server, c, stream=True, body=paced, stagger=stagger
+            )
+            streams.append(result.as_dict())
+    if c != 1:
+        streams.append(bench.measure("direct paced stream c=1", up, 1, stream=True, body=paced).as_dict())
+        streams.append(bench.measure("gateway paced stream c=1", gw, 1, stream=True, body=paced).as_dict())
     results["gateway_memory"] = memory(gw)
 
 
