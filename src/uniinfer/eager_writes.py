@@ -26,7 +26,6 @@ import sys
 import types
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
-from types import CodeType
 from typing import Any
 
 __all__ = ["install"]
@@ -43,7 +42,7 @@ def install(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def _factory_for(
-    target: CodeType,
+    target: types.CodeType,
 ) -> Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, Any]], asyncio.Future[Any]]:
     """A task factory that starts coroutines of ``target`` eagerly and no others."""
 
