@@ -162,7 +162,10 @@ async def test_aiohttp_requests_go_out_whole_with_it_installed(
         for body in (small, large):
             async with session.post(echo_url, data=body) as resp:
                 assert await resp.json() == {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-        assert started_eagerly == [True, False]  # the small one was written before send returned
+        # the small body was written before send returned; whether the large one could
+        # finish in its first step depends on the socket buffers, and it arrived whole either way
+        assert started_eagerly[0] is True
+        assert len(started_eagerly) == 2
 
         # a large upload cancelled half-way closes its connection; the pool stays usable
         upload = asyncio.create_task(session.post(echo_url + "?stall=1", data=large))
