@@ -97,6 +97,10 @@ class StreamingResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider) from exc
 
+    def at_eof(self) -> bool:
+        """The whole body has arrived and been read."""
+        return self._resp.content.at_eof()
+
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive; a cut connection raises ProviderConnectionError."""
         import aiohttp
@@ -306,9 +310,34 @@ class SSEBytesFramer:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        if self._data or self._event or self._after_cr or b"\r" in chunk:
+            return self._take(self._lines(chunk), [])
+        # The usual case, LF line endings between events: cut whole events
+        # at blank lines and take a lone ``data:`` line without a line loop.
+        # (The buffer never holds a CR: a line cut at one is taken, not kept.)
+        buf = self._buf + chunk if self._buf else chunk
+        end = buf.rfind(b"\n\n")
+        if end == -1:
+            self._buf = buf
+            return []
+        self._buf = buf[end + 2 :]
+        head = buf[:end]
+        if head.startswith(b"data: "):
+            payloads = head[6:].split(b"\n\ndata: ")
+            if head.count(b"\n") == 2 * len(payloads) - 2:  # nothing but one data line per event
+                return [("", payload) for payload in payloads]
         events: list[tuple[str, bytes]] = []
+        for block in head.split(b"\n\n"):
+            if block[:5] == b"data:" and b"\n" not in block:
+                events.append(("", block[6:] if block[5:6] == b" " else block[5:]))
+            else:
+                self._take([*block.split(b"\n"), b""], events)
+        return events
+
+    def _take(self, lines: list[bytes], events: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """Add the events that ``lines`` complete to ``events``; keep a partial one."""
         data = self._data
-        for line in self._lines(chunk):
+        for line in lines:
             if not line:
                 if data:
                     events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))

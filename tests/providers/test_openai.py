@@ -50,7 +50,7 @@ from uniinfer.http import (
 from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawChunk
+from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawChunk, Usage
 
 KEY = "sk-test-0123456789abcdef"
 WEATHER_TOOL = {
@@ -404,6 +404,19 @@ def test_chat_json_leaves_anything_else_to_parse_chat(change: dict[str, Any]) ->
     assert make_adapter().chat_json(b"[1]", "m") is None
 
 
+def test_chat_json_never_forwards_invalid_utf8() -> None:
+    adapter = make_adapter()
+    body = orjson.dumps(ANSWER).replace(b'"Hi"', b'"H\xffi"')
+    assert adapter.chat_json(body, "m") is None
+    with pytest.raises(ProviderResponseError, match="invalid JSON"):
+        adapter.parse_chat(body, "m")
+    accented = orjson.dumps(ANSWER).replace(b'"Hi"', '"Hé 👋"'.encode())
+    assert adapter.chat_json(accented, "m") == (
+        accented,
+        Usage(prompt_tokens=3, completion_tokens=1, total_tokens=4),
+    )
+
+
 def test_rows_that_rewrite_answers_are_not_forwarded() -> None:
     spec = default_registry().get("openai")
     mapped = OpenAIAdapter(
@@ -550,6 +563,59 @@ def test_usage_is_spotted_without_parsing(event: bytes, has_usage: bool) -> None
     from uniinfer.providers.openai import _has_usage
 
     assert _has_usage(event) is has_usage
+
+
+PLAIN = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+
+
+@pytest.mark.parametrize(
+    ("change", "passed_on"),
+    [
+        ({}, True),
+        ({"usage": None, "error": None, "x_extra": [1, {"a": None}]}, True),
+        ({"choices": []}, True),
+        ({"choices": [{"delta": {}, "finish_reason": "tool_calls"}]}, True),
+        ({"choices": [{"delta": {"content": "héllo 👋"}}]}, True),
+        ({"choices": [{"delta": {}, "finish_reason": "eos"}]}, False),  # not OpenAI's vocabulary
+        ({"choices": [{"delta": None}]}, False),
+        ({"choices": [{"message": {}}]}, False),
+        ({"choices": [{"delta": {}, "usage": {"total_tokens": 3}}]}, False),  # Moonshot's usage
+        ({"choices": {"delta": {}}}, False),
+        ({"id": 7}, False),
+        ({"model": None}, False),
+        ({"usage": {"total_tokens": 3}}, False),
+        ({"error": {"message": "overloaded"}}, False),
+    ],
+)
+def test_which_events_pass_through_unmodelled(change: dict[str, Any], passed_on: bool) -> None:
+    from uniinfer.providers.openai import _PLAIN_CHUNK, _plain
+
+    assert _plain(orjson.dumps({**PLAIN, **change}), _PLAIN_CHUNK) is passed_on
+
+
+@pytest.mark.parametrize(
+    "data", [b'{"id":"c","model":"m","choices":[{"delta":{"content":"a\xffb"}}]}', b"[1]", b'{"id":"c"', b""]
+)
+def test_malformed_events_never_pass_through(data: bytes) -> None:
+    from uniinfer.providers.openai import _PLAIN_CHUNK, _plain
+
+    assert _plain(data, _PLAIN_CHUNK) is False
+
+
+def test_the_usage_chunk_takes_id_and_model_from_the_last_event_passed_on() -> None:
+    decoder = make_adapter().stream_decoder("m")
+    last = chunk({}, "stop") | {"id": "chatcmpl-last", "created": 7, "system_fingerprint": "fp_9"}
+    with_usage = chunk({"content": "x"}, usage=USAGE)  # usage riding on a content chunk: modelled
+    items = [*decoder.feed(sse(with_usage, last, "[DONE]")), *decoder.close()]
+    assert isinstance(items[1], RawChunk)
+    usage_chunk = items[-1]
+    assert isinstance(usage_chunk, ChatChunk)
+    assert usage_chunk.choices == []
+    assert (usage_chunk.id, usage_chunk.created, usage_chunk.system_fingerprint) == (
+        "chatcmpl-last",
+        7,
+        "fp_9",
+    )
 
 
 def test_an_event_that_is_not_a_plain_chunk_is_modelled_not_passed_through() -> None:
