@@ -418,3 +418,57 @@ async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sd
     with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
         await stream.__anext__()
     assert stream.failed
+
+
+class _Upstream:
+    """An upstream response whose body arrives in the given reads (the end with the last)."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = reads
+
+    async def read_chunk(self) -> bytes:
+        assert self._reads, "read past the end of the body"
+        return self._reads.pop(0)
+
+    def at_eof(self) -> bool:
+        return not self._reads
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self.closed: list[bool] = []
+
+    def close_stream(self, upstream: object, *, complete: bool) -> None:
+        self.closed.append(complete)
+
+
+async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_another_read() -> None:
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.stages import RequestContext
+    from uniinfer.streaming import ChatStream
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    reads = [event % b"a", event % b"b" + event % b"c" + b"data: [DONE]\n\n"]
+    done: list[RequestContext] = []
+
+    async def on_done(ctx: RequestContext) -> None:
+        done.append(ctx)
+
+    pool = _Pool()
+    stream = ChatStream(
+        RequestContext("chat"),
+        on_done,
+        False,
+        http=pool,  # type: ignore[arg-type]
+        upstream=_Upstream(reads),  # type: ignore[arg-type]
+        decoder=adapter.stream_decoder("m"),
+    )
+    seen = []
+    async for batch in stream.json_batches():
+        seen.append((len(batch), stream.drained))
+    assert seen == [(1, False), (2, True)]  # the caller can end its response with the last batch
+    assert len(done) == 1  # the after-stages ran once, when iteration reached the end
+    assert pool.closed == [True]  # read to its end: the connection goes back to the pool

@@ -275,6 +275,33 @@ async def test_mid_stream_failure_is_an_error_event(client: openai.AsyncOpenAI) 
             pass
 
 
+async def test_an_after_stage_failing_once_a_stream_ended_is_logged_not_sent(
+    config_for: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    from uniinfer.errors import ProviderError
+    from uniinfer.gateway import Gateway
+
+    class Meter:
+        async def after(self, ctx: RequestContext) -> None:
+            raise ProviderError("the usage store is down")
+
+    gateway = Gateway(
+        config_for("models:\n  chat: {deployments: [up/gpt-4o-mini]}\n"), stages={"usage": Meter()}
+    )
+    async with serve(create_app(gateway=gateway)) as url, aiohttp.ClientSession() as session:
+        body = {"model": "chat", "messages": MSG, "stream": True}
+        async with session.post(url + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 200
+            text = (await resp.read()).decode()
+    events = [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-1]) == (
+        "echo: hello there"
+    )
+    assert "error" not in text
+    assert "an after-stage failed once the stream ended: the usage store is down" in caplog.text
+
+
 async def test_dropped_params_header(
     config_for: Callable[..., Config],
 ) -> None:

@@ -23,6 +23,7 @@ reading for a caller who left.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -44,6 +45,8 @@ from uniinfer.types import (
 from uniinfer.types.chat import FunctionCallDelta
 
 __all__ = ["ChatStream", "open_chat_stream"]
+
+log = logging.getLogger("uniinfer.gateway")
 
 OnDone = Callable[[RequestContext], Awaitable[None]]
 
@@ -114,6 +117,14 @@ class ChatStream:
                 batch.append(_json(pending.popleft()))
             yield batch
 
+    @property
+    def drained(self) -> bool:
+        """Everything the upstream sent has been handed out: the caller can end its response.
+
+        The after-stages still run when iteration reaches the end (or on ``aclose``).
+        """
+        return self._eof and not self._pending
+
     async def _next(self) -> StreamItem:
         while not self._pending:
             if self._eof:
@@ -155,10 +166,14 @@ class ChatStream:
     async def _pull(self) -> None:
         assert self._upstream is not None
         assert self._decoder is not None
+        upstream = self._upstream
         try:
-            data = await self._upstream.read_chunk()
+            data = await upstream.read_chunk()
             if data:
                 chunks = self._decoder.feed(data)
+                if upstream.at_eof():  # the end came with these bytes: no read just to learn it
+                    self._eof = True
+                    chunks = [*chunks, *self._decoder.close()]
             else:
                 self._eof = True
                 chunks = self._decoder.close()
@@ -197,7 +212,15 @@ class ChatStream:
             self.ctx.error = error
         for callback in self._on_finish:
             callback(self)
-        await self._on_done(self.ctx)
+        if error is not None:
+            await self._on_done(self.ctx)
+            return
+        try:
+            await self._on_done(self.ctx)
+        except UniInferError as exc:
+            # The answer is whole (or the caller left): an after-stage failing now, metering
+            # say, is the operator's to hear about, not a reason to fail the caller's stream.
+            log.error("request %s: an after-stage failed once the stream ended: %s", self.ctx.request_id, exc)
 
     @property
     def failed(self) -> bool:

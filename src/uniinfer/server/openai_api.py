@@ -43,10 +43,15 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
                 "headers": SSE_HEADERS + route_headers(request.request_id, ctx.route),
             }
         )
+        ended = False
         try:
             async for batch in stream.json_batches():
                 body = b"".join([b"data: " + data + b"\n\n" for data in batch])
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                if stream.drained:  # the last events: [DONE] and the end go in the same write
+                    await send({"type": "http.response.body", "body": body + SSE_DONE})
+                    ended = True
+                else:
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
         except UniInferError as exc:
             # Mid-stream failure: an OpenAI-style error event, then the end.
             forget_traceback(exc)
@@ -55,7 +60,8 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
             )
             await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.body", "body": SSE_DONE})
+        if not ended:
+            await send({"type": "http.response.body", "body": SSE_DONE})
     finally:
         await stream.aclose()
 
