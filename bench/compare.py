@@ -11,6 +11,11 @@ Usage::
 
     uv run python bench/compare.py [--base HEAD] [--rounds 5] [--seconds 3] [--concurrency 64] [--stream]
 
+``--paced`` streams from the paced model (events 10 ms apart, starts
+staggered as in bench/run.py) and also reports the time to first byte, the
+figure that case is read for (use ``--seconds 8`` or more: a stream lasts
+0.22 s).
+
 Nothing is written outside a temporary directory; the worktree is removed at
 the end.
 """
@@ -28,7 +33,17 @@ from pathlib import Path
 import orjson
 from benchlib import ROOT, Server, free_port
 from load import Phase, detect_tool, run_phase
-from run import CHAT_BODY, CONFIG, GATEWAY_CORE, MASTER_KEY, MODEL, STREAM_BODY, UPSTREAM_CORE
+from run import (
+    CHAT_BODY,
+    CONFIG,
+    GATEWAY_CORE,
+    MASTER_KEY,
+    MODEL,
+    PACED_BODY,
+    PACED_STREAM_SECONDS,
+    STREAM_BODY,
+    UPSTREAM_CORE,
+)
 
 __all__ = ["main"]
 
@@ -49,9 +64,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--stream", action="store_true", help="SSE streams instead of JSON answers")
+    parser.add_argument("--paced", action="store_true", help="paced streams, staggered; TTFB reported too")
     parser.add_argument("--upstream-delay-ms", type=float, default=0.0)
     parser.add_argument("--tool", default="auto", choices=("auto", "wrk", "python"))
     args = parser.parse_args()
+    args.stream = args.stream or args.paced
     tool = "python" if args.stream else detect_tool(args.tool)
 
     with tempfile.TemporaryDirectory(prefix="uniinfer-compare-") as tmp:
@@ -63,7 +80,9 @@ def main() -> int:
         config = work / "config.yaml"
         config.write_text(CONFIG.format(key=MASTER_KEY, upstream=up_port, model=MODEL))
         body = work / "body.json"
-        body.write_bytes(orjson.dumps(STREAM_BODY if args.stream else CHAT_BODY))
+        body.write_bytes(
+            orjson.dumps(PACED_BODY if args.paced else STREAM_BODY if args.stream else CHAT_BODY)
+        )
         upstream = Server(
             "upstream",
             [sys.executable, str(ROOT / "bench/upstream.py"), "--port", str(up_port),
@@ -83,6 +102,7 @@ def main() -> int:
             this.wait_ready()
             cpu: dict[str, list[float]] = {"base": [], "this": []}
             p50: dict[str, list[float]] = {"base": [], "this": []}
+            ttfb: dict[str, list[float]] = {"base": [], "this": []}
             for round_ in range(args.rounds + 1):
                 for server in (base, this) if round_ % 2 else (this, base):
                     phase = Phase(
@@ -98,6 +118,7 @@ def main() -> int:
                         server_core=GATEWAY_CORE,
                         stream=args.stream,
                         quiet_core=GATEWAY_CORE,
+                        stagger=PACED_STREAM_SECONDS if args.paced else 0.0,
                     )
                     result = run_phase(phase)
                     if result.error_total:
@@ -106,6 +127,7 @@ def main() -> int:
                     if round_:  # round 0 warms both up
                         cpu[server.name].append(result.server_cpu_ms_per_req * 1000)
                         p50[server.name].append(result.p50_ms)
+                        ttfb[server.name].append(result.ttfb_p50_ms or 0.0)
                 print(f"round {round_}: " + "  ".join(f"{k} {v[-1]:.1f} µs" for k, v in cpu.items() if v))
         finally:
             for server in servers:
@@ -116,12 +138,17 @@ def main() -> int:
     for name in ("base", "this"):
         print(f"  {name} ({args.base if name == 'base' else 'working tree'}): best {min(cpu[name]):.1f}, "
               f"median {statistics.median(cpu[name]):.1f}, p50 latency median "
-              f"{statistics.median(p50[name]):.2f} ms")  # fmt: skip
+              f"{statistics.median(p50[name]):.2f} ms"
+              + (f", TTFB p50 median {statistics.median(ttfb[name]):.3f} ms" if args.stream else ""))  # fmt: skip
     ratios = sorted(b / a - 1 for a, b in zip(cpu["base"], cpu["this"], strict=True))
     print(
         f"  this / base, median of per-round ratios: {statistics.median(ratios):+.1%} "
         f"(rounds from {ratios[0]:+.1%} to {ratios[-1]:+.1%}; a run is good to about ±5 points here)"
     )
+    if args.stream:
+        diffs = sorted(b - a for a, b in zip(ttfb["base"], ttfb["this"], strict=True))
+        print(f"  TTFB p50, this - base, median of per-round differences: {statistics.median(diffs) * 1000:+.0f} µs "
+              f"(rounds from {diffs[0] * 1000:+.0f} to {diffs[-1] * 1000:+.0f} µs)")  # fmt: skip
     return 0
 
 
