@@ -189,10 +189,8 @@ class ChatStream:
             self._accept(chunk)
 
     def _accept(self, chunk: StreamItem) -> None:
-        if isinstance(chunk, RawChunk):  # never carries usage (its decoder models those)
-            self._pending.append(chunk)
-            return
-        if chunk.usage is not None and not chunk.choices:
+        # a passed-on event carries usage only as a usage chunk (empty choices)
+        if chunk.usage is not None and (isinstance(chunk, RawChunk) or not chunk.choices):
             self.ctx.usage = chunk.usage
             if not self._include_usage:
                 return

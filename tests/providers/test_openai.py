@@ -533,19 +533,51 @@ def test_mid_stream_error_raises_mapped_error() -> None:
     assert "server_error" in exc.upstream_body
 
 
-def test_plain_events_pass_through_as_the_providers_json_and_usage_is_modelled() -> None:
+def test_plain_events_and_the_usage_chunk_pass_through_as_the_providers_json() -> None:
     decoder = make_adapter().stream_decoder("m")
     extra = chunk({"content": "Hi"}, x_groq={"id": "req_1"})  # a provider's own field survives
     events = [*CONTENT_CHUNKS, extra, chunk({}, "stop"), chunk(None, usage=USAGE), "[DONE]"]
     items = [*decoder.feed(sse(*events)), *decoder.close()]
 
-    *raw, usage_chunk = items
-    assert all(isinstance(item, RawChunk) for item in raw)
-    assert [orjson.loads(item.json) for item in raw] == events[:5]  # exactly what the provider sent
-    assert isinstance(usage_chunk, ChatChunk)
-    assert usage_chunk.usage is not None
+    assert all(isinstance(item, RawChunk) for item in items)
+    assert [orjson.loads(item.json) for item in items] == events[:6]  # exactly what the provider sent
+    *content, usage_chunk = items
+    assert all(item.usage is None for item in content)
+    assert usage_chunk.usage is not None  # validated, for the gateway's accounting
     assert usage_chunk.usage.total_tokens == 11
-    assert usage_chunk.id == "chatcmpl-abc"
+    assert usage_chunk.usage.prompt_tokens_details is not None
+    assert usage_chunk.usage.prompt_tokens_details.cached_tokens == 4
+    assert usage_chunk.chunk().usage == usage_chunk.usage
+
+
+def test_a_usage_chunk_is_held_to_the_end_and_a_later_usage_wins() -> None:
+    decoder = make_adapter().stream_decoder("m")
+    early = chunk(None, usage=USAGE)
+    later = chunk({"content": "x"}, usage={**USAGE, "completion_tokens": 9, "total_tokens": 19})
+    items = [
+        *decoder.feed(sse(early, CONTENT_CHUNKS[0])),
+        *decoder.feed(sse(later, "[DONE]")),
+        *decoder.close(),
+    ]
+    assert [item.usage is not None for item in items] == [False, False, True]
+    final = items[-1]
+    assert isinstance(final, ChatChunk)  # the later usage rode on a content chunk: modelled
+    assert final.choices == []
+    assert final.usage is not None
+    assert final.usage.completion_tokens == 9
+
+
+@pytest.mark.parametrize(
+    "usage_event",
+    [
+        chunk(None, usage={"prompt_tokens": "many"}),  # not a usage: the slow path says so
+        chunk(None, usage=None),
+        {**chunk(None, usage=USAGE), "choices": [{"index": 0, "delta": {}}]},  # rides on a choice
+    ],
+)
+def test_other_usage_events_are_modelled(usage_event: dict[str, Any]) -> None:
+    decoder = make_adapter().stream_decoder("m")
+    assert decoder._usage_chunk(orjson.dumps(usage_event)) is None
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import string
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import orjson
@@ -267,17 +267,21 @@ class OpenAIStreamDecoder:
     :class:`~uniinfer.types.RawChunk` once it parsed as a JSON object with
     ``id``, ``model`` and ``choices`` with a ``delta`` and an OpenAI finish
     reason each: the usual content delta is forwarded to an OpenAI-format
-    caller without being re-modelled. Events
-    with usage, an error, or a finish reason to translate are modelled.
+    caller without being re-modelled. So is OpenAI's usage chunk (empty
+    ``choices``), its usage validated, and held to the end like every usage.
+    Other events with usage, errors, and finish reasons to translate are
+    modelled.
     """
 
-    __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage")
+    __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage", "_usage_event")
 
     def __init__(self, adapter: ProviderAdapter) -> None:
         self._adapter = adapter
         self._map = adapter.spec.finish_reason_map
         self._framer = SSEBytesFramer()
         self._usage: Usage | None = None
+        #: The JSON of the usage chunk, when the usage came in one to pass on as it is
+        self._usage_event: bytes | None = None
         #: The last event, for the usage chunk's id, created, model and system_fingerprint:
         #: those four of a modelled one, or the JSON of one passed on (read only if needed).
         self._last: tuple[Any, Any, Any, Any] | bytes | None = None
@@ -297,7 +301,9 @@ class OpenAIStreamDecoder:
         if not self._done:
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         last = self._last
-        if self._usage is not None and last is not None:
+        if self._usage is not None and self._usage_event is not None:
+            out.append(RawChunk(self._usage_event, usage=self._usage))
+        elif self._usage is not None and last is not None:
             if isinstance(last, bytes):
                 get = orjson.loads(last).get
                 last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
@@ -324,10 +330,14 @@ class OpenAIStreamDecoder:
             if raw is not None:
                 out.append(raw)
                 continue
+            usage = self._usage_chunk(data)
+            if usage is not None:
+                self._usage, self._usage_event, self._last = usage, data, data
+                continue
             chunk = self._fast(data) or self._slow(data)
             self._last = (chunk.id, chunk.created, chunk.model, chunk.system_fingerprint)
             if chunk.usage is not None:
-                self._usage = chunk.usage
+                self._usage, self._usage_event = chunk.usage, None
                 if not chunk.choices:
                     continue
                 chunk.usage = None
@@ -340,6 +350,19 @@ class OpenAIStreamDecoder:
             return None  # the slow path repairs bad UTF-8 or says what is wrong
         self._last = data
         return RawChunk(data)
+
+    def _usage_chunk(self, data: bytes) -> Usage | None:
+        """The usage of OpenAI's usage chunk (``choices: []``), when that is what the event is."""
+        try:
+            usage = _USAGE_CHUNK.decode(data).usage
+        except msgspec.MsgspecError:
+            return None
+        if not _utf8(data):
+            return None
+        try:
+            return Usage.model_validate_json(bytes(usage))
+        except ValueError:
+            return None  # null, or not a usage: the slow path says what is wrong
 
     def _fast(self, data: bytes) -> ChatChunk | None:
         """One pydantic pass over the event text, when nothing needs rewriting first.
@@ -435,6 +458,15 @@ class _MessageChoice(msgspec.Struct):
     usage: None = None
 
 
+class _UsageChunk(msgspec.Struct):
+    id: str
+    model: str
+    choices: Annotated[list[_DeltaChoice], msgspec.Meta(max_length=0)]
+    #: left as JSON for :class:`Usage` to validate
+    usage: msgspec.Raw
+    error: None = None
+
+
 _NULL = msgspec.Raw(b"null")
 
 
@@ -453,6 +485,7 @@ class _PlainAnswer(msgspec.Struct):
 #: does not check rather than building it: about a microsecond for a usual chunk.
 _PLAIN_CHUNK = msgspec.json.Decoder(_PlainChunk)
 _PLAIN_ANSWER = msgspec.json.Decoder(_PlainAnswer)
+_USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
 
 
 def _plain(data: bytes, decoder: msgspec.json.Decoder[Any]) -> bool:

@@ -444,13 +444,16 @@ class RawChunk:
     a caller who wants objects (:meth:`chunk`), so a proxied event costs a JSON
     check instead of a validation and a re-serialisation. Decoders make one only
     of an event they checked is a JSON object with a ``choices`` list and no
-    usage, error or vocabulary to rewrite (see the OpenAI stream decoder).
+    usage, error or vocabulary to rewrite (see the OpenAI stream decoder), or
+    of a usage chunk (empty ``choices``) whose validated usage it carries.
     """
 
-    __slots__ = ("json",)
+    __slots__ = ("json", "usage")
 
-    def __init__(self, json: bytes) -> None:
+    def __init__(self, json: bytes, usage: Usage | None = None) -> None:
         self.json = json
+        #: Set on a usage chunk only (its ``choices`` are empty).
+        self.usage = usage
 
     def chunk(self) -> ChatChunk:
         """The event as a validated :class:`ChatChunk` (``ValueError`` if its shape is wrong)."""
