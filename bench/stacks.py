@@ -14,7 +14,10 @@ The candidates that are not uniinfer dependencies come in for the run only::
     uv run --with pyreqwest==0.15.1 --with granian==2.8.9 --with aiosonic==1.3.3 --with httpx==0.28.1 \\
         python bench/stacks.py [--rounds 4] [--seconds 3] [--concurrency 16]
 
-A candidate whose package is missing is skipped with a note. Results and
+A candidate whose package is missing is skipped with a note. ``--gateway``
+adds ``uniinfer serve`` (auth, routing and usage accounting on, as in
+bench/run.py) as one more row, so the gateway's cost can be read against the
+bare stack it is built on, measured in the same rounds. Results and
 conclusions: docs/benchmarks.md ("Choosing the stack").
 """
 
@@ -237,6 +240,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--gateway", action="store_true", help="also measure uniinfer serve")
     parser.add_argument("--serve", metavar="CLIENT", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
@@ -247,7 +251,7 @@ def main() -> int:
 
     from benchlib import Server, free_port
     from load import Phase, detect_tool, run_phase
-    from run import CHAT_BODY, GATEWAY_CORE, STREAM_BODY, UPSTREAM_CORE
+    from run import CHAT_BODY, CONFIG, GATEWAY_CORE, MASTER_KEY, MODEL, STREAM_BODY, UPSTREAM_CORE
 
     stacks = [s for s in STACKS if _available(*s)]
     for server, client in STACKS:
@@ -258,33 +262,41 @@ def main() -> int:
         up_port = free_port()
         upstream = Server("upstream", [sys.executable, str(Path(__file__).parent / "upstream.py"), "--port",
                                        str(up_port)], UPSTREAM_CORE, up_port, work / "upstream.log")  # fmt: skip
-        proxies: list[tuple[str, Server, dict[str, str]]] = []
+        proxies: list[tuple[str, Server, dict[str, str], str | None]] = []
         for server, client in stacks:
             port = free_port()
             argv, env = _argv(server, client, port, f"http://127.0.0.1:{up_port}/v1")
             name = f"{client} on {server}"
             proxies.append(
-                (name, Server(name, argv, GATEWAY_CORE, port, work / f"{server}-{client}.log"), env)
+                (name, Server(name, argv, GATEWAY_CORE, port, work / f"{server}-{client}.log"), env, None)
             )
+        if args.gateway:
+            port = free_port()
+            config = work / "config.yaml"
+            config.write_text(CONFIG.format(key=MASTER_KEY, upstream=up_port, model=MODEL))
+            argv = [str(Path(sys.executable).parent / "uniinfer"), "serve", "--config", str(config),
+                    "--port", str(port), "--log-level", "warning"]  # fmt: skip
+            gateway = Server("uniinfer serve", argv, GATEWAY_CORE, port, work / "gateway.log")
+            proxies.append(("uniinfer serve", gateway, dict(os.environ), MASTER_KEY))
         try:
             upstream.start()
             upstream.wait_ready()
-            for _, proxy, env in proxies:
+            for _, proxy, env, _ in proxies:
                 proxy.start(env=env)
-            for _, proxy, _ in proxies:
+            for _, proxy, _, _ in proxies:
                 proxy.wait_ready()
             for kind, body in (("JSON answer", CHAT_BODY), ("24-event stream", STREAM_BODY)):
                 body_file = work / "body.json"
                 body_file.write_bytes(orjson.dumps(body))
                 tool = "python" if body is STREAM_BODY else detect_tool("auto")
-                cpu: dict[str, list[float]] = {name: [] for name, _, _ in proxies}
+                cpu: dict[str, list[float]] = {name: [] for name, _, _, _ in proxies}
                 for round_ in range(args.rounds + 1):
                     order = proxies if round_ % 2 else proxies[::-1]
-                    for name, proxy, _ in order:
+                    for name, proxy, _, auth in order:
                         result = run_phase(Phase(
                             label=name, url=f"http://127.0.0.1:{proxy.port}/v1/chat/completions",
                             body_file=body_file, concurrency=args.concurrency,
-                            duration=args.seconds if round_ else 1.0, requests=1_000_000, auth=None,
+                            duration=args.seconds if round_ else 1.0, requests=1_000_000, auth=auth,
                             tool=tool, server_pid=_worker_pid(proxy.pid), server_core=GATEWAY_CORE,
                             stream=body is STREAM_BODY, quiet_core=GATEWAY_CORE,
                         ))  # fmt: skip
@@ -300,7 +312,7 @@ def main() -> int:
                     ratio = statistics.median(v / b - 1 for v, b in zip(values, base, strict=True))
                     print(f"| {name} | {statistics.median(values):.0f} | {ratio:+.0%} |")
         finally:
-            for _, proxy, _ in proxies:
+            for _, proxy, _, _ in proxies:
                 proxy.stop()
             upstream.stop()
     return 0
