@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from tests.fakes.common import run_fake
@@ -1439,6 +1441,57 @@ def test_sse_framer_crlf_split_between_feeds(framer: Framer, data: Callable[[str
 @pytest.mark.parametrize(("framer", "data"), FRAMERS)
 def test_sse_framer_lone_cr_line_endings(framer: Framer, data: Callable[[str], Any]) -> None:
     assert framer().feed(b"data: a\r\rdata: b\r\r") == [("", data("a")), ("", data("b"))]
+
+
+def _reference_sse(stream: bytes) -> list[tuple[str, bytes]]:
+    """The WHATWG event-stream rules, line by line over the whole input at once."""
+    events: list[tuple[str, bytes]] = []
+    event, data = "", []
+    for line in [*stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"), b""]:
+        if not line:
+            if data:
+                events.append((event, b"\n".join(data)))
+            event, data = "", []
+            continue
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            event = value.decode("utf-8", "replace")
+    return events
+
+
+_SSE_PIECES = st.sampled_from(
+    [b"data: {\"a\":1}", b"data:x", b"data", b"data: ", b"event: e", b"event:", b": comment", b"id: 7",
+     b"retry: 5", b"\n", b"\n\n", b"\r\n", b"\r", b"\n\n\n", b"data: [DONE]", b"data: a\nb"]
+)  # fmt: skip
+
+
+@given(
+    pieces=st.lists(_SSE_PIECES, max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+)
+@settings(max_examples=400, deadline=None)
+def test_sse_bytes_framer_matches_the_reference_rules_wherever_the_bytes_are_cut(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    stream = b"".join(pieces) + b"\n\n"
+    framer = SSEBytesFramer()
+    out: list[tuple[str, bytes]] = []
+    start = 0
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
+        out += framer.feed(stream[start:cut])
+        start = cut
+    out += framer.close()
+    assert out == _reference_sse(stream)
+
+
+def test_sse_bytes_framer_keeps_an_event_name_read_in_an_earlier_feed() -> None:
+    framer = SSEBytesFramer()
+    assert framer.feed(b"event: ping\r\n") == []  # a CRLF feed: read line by line
+    assert framer.feed(b"data: 1\n\ndata: 2\n\n") == [("ping", b"1"), ("", b"2")]
 
 
 def test_sse_bytes_framer_leaves_bad_utf8_in_the_data_for_its_consumer() -> None:
