@@ -385,7 +385,9 @@ async def test_requests_leave_no_garbage_cycles(
     frames that hold the request context, which records the error) would keep
     them until the collector ran: at 128 requests in flight its collections
     took up to 100 ms, the latency tail. With the collector off, whatever is
-    left is such a cycle. Each request here is watched for a disconnect.
+    left is such a cycle. Each request here is looked at for a disconnect
+    (under uvicorn by the app's sweep; the other servers' watcher task is
+    tested below).
     """
     monkeypatch.setattr("uniinfer.server.app.WATCH_AFTER_SECONDS", 0.0)
     ours = (_Watch, RequestContext, UniInferError)
@@ -450,6 +452,51 @@ async def test_client_disconnect_cancels_the_upstream_request(app: App, base_url
         await task
     await _wait_for(lambda: http.busy_connections == 0)
     await _wait_for(lambda: app.in_flight == 0)
+    assert not app._sweeper._watched  # nothing of the request is kept
+    assert not app._sweeper._cancelled
+
+
+async def test_under_another_asgi_server_a_watcher_task_cancels_on_disconnect(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose ``receive`` records no ``disconnected`` flag: the portable watcher."""
+    monkeypatch.setattr("uniinfer.server.app.WATCH_AFTER_SECONDS", 0.0)
+    http = app.gateway.http
+    gone = asyncio.Event()
+    inbox = [{"type": "http.request", "body": json.dumps({"model": "up/slow-5", "messages": MSG}).encode()}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        if inbox:
+            return inbox.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"authorization", f"Bearer {MASTER}".encode())],
+        "query_string": b"",
+    }
+    gc.collect()
+    gc.disable()
+    try:
+        before = _live(_Watch, RequestContext)
+        task = asyncio.create_task(app(scope, receive, send))
+        await _wait_for(lambda: http.busy_connections == 1)
+        gone.set()
+        await asyncio.wait_for(task, 5)  # cancelled by the watcher, not answered after 5 s
+        assert sent == []
+        assert app.in_flight == 0
+        await _wait_for(lambda: http.busy_connections == 0)
+        del task
+        assert _live(_Watch, RequestContext) == before
+    finally:
+        gc.enable()
 
 
 async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) -> None:
