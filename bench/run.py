@@ -334,6 +334,8 @@ def run_load_phases(bench: Bench, results: dict[str, Any]) -> None:
     for c in dict.fromkeys((opts.stream_concurrency, 1)):
         streams.append(bench.measure(f"direct stream c={c}", up, c, stream=True).as_dict())
         streams.append(bench.measure(f"gateway stream c={c}", gw, c, stream=True).as_dict())
+        if opts.reference and c == opts.stream_concurrency:  # the bare relay: the floor for streams
+            streams.append(bench.measure(f"reference stream c={c}", ref, c, stream=True).as_dict())
     paced, c = bench.paced_body, opts.stream_concurrency
     # Paced streams all last PACED_STREAM_SECONDS, so connections that start together stay
     # in step all run long: their events arrive in bursts of c, and each stream starts in
@@ -341,8 +343,9 @@ def run_load_phases(bench: Bench, results: dict[str, Any]) -> None:
     # independent clients would be; the in-step runs (and c=1, nothing else in flight)
     # are reported beside them.
     for label, stagger in (("paced staggered stream", PACED_STREAM_SECONDS), ("paced stream", 0.0)):
-        for server in (up, gw):
-            name = "direct" if server is up else "gateway"
+        relays = (up, gw, ref) if opts.reference and stagger else (up, gw)
+        for server in relays:
+            name = "direct" if server is up else "gateway" if server is gw else "reference"
             result = bench.measure(
                 f"{name} {label} c={c}", server, c, stream=True, body=paced, stagger=stagger
             )
