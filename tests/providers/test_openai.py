@@ -51,6 +51,7 @@ from uniinfer.http import (
 )
 from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
+from uniinfer.providers.openai_shape import is_plain_chunk
 from uniinfer.providers.registry import default_registry
 from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawChunk, Usage
 
@@ -622,18 +623,14 @@ PLAIN = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": 
     ],
 )
 def test_which_events_pass_through_unmodelled(change: dict[str, Any], passed_on: bool) -> None:
-    from uniinfer.providers.openai import _PLAIN_CHUNK, _plain
-
-    assert _plain(orjson.dumps({**PLAIN, **change}), _PLAIN_CHUNK) is passed_on
+    assert is_plain_chunk(orjson.dumps({**PLAIN, **change})) is passed_on
 
 
 @pytest.mark.parametrize(
     "data", [b'{"id":"c","model":"m","choices":[{"delta":{"content":"a\xffb"}}]}', b"[1]", b'{"id":"c"', b""]
 )
 def test_malformed_events_never_pass_through(data: bytes) -> None:
-    from uniinfer.providers.openai import _PLAIN_CHUNK, _plain
-
-    assert _plain(data, _PLAIN_CHUNK) is False
+    assert is_plain_chunk(data) is False
 
 
 def test_the_usage_chunk_takes_id_and_model_from_the_last_event_passed_on() -> None:

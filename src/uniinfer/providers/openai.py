@@ -28,15 +28,15 @@ from __future__ import annotations
 import dataclasses
 import string
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError
 from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads
+from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
 from uniinfer.types import (
     ChatChunk,
     ChatRequest,
@@ -47,7 +47,6 @@ from uniinfer.types import (
     StreamItem,
     Usage,
 )
-from uniinfer.types.chat import FinishReason
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
@@ -166,17 +165,13 @@ class OpenAIAdapter(ProviderAdapter):
         """
         if not self.passthrough or self.spec.finish_reason_map:
             return None
-        try:
-            answer = _PLAIN_ANSWER.decode(body)
-        except msgspec.MsgspecError:
+        usage = plain_answer_usage(body)
+        if usage is None:
             return None
-        if not _utf8(body):
-            return None
-        usage = answer.usage
-        if usage == _NULL:
+        if usage == b"null":
             return body, None
         try:
-            return body, Usage.model_validate_json(bytes(usage))
+            return body, Usage.model_validate_json(usage)
         except ValueError:
             return None
 
@@ -346,21 +341,18 @@ class OpenAIStreamDecoder:
 
     def _raw(self, data: bytes) -> RawChunk | None:
         """The event as it came, when it is a plain chunk (None: model it)."""
-        if self._map or not _plain(data, _PLAIN_CHUNK):
+        if self._map or not is_plain_chunk(data):
             return None  # the slow path repairs bad UTF-8 or says what is wrong
         self._last = data
         return RawChunk(data)
 
     def _usage_chunk(self, data: bytes) -> Usage | None:
         """The usage of OpenAI's usage chunk (``choices: []``), when that is what the event is."""
-        try:
-            usage = _USAGE_CHUNK.decode(data).usage
-        except msgspec.MsgspecError:
-            return None
-        if not _utf8(data):
+        usage = usage_chunk_usage(data)
+        if usage is None:
             return None
         try:
-            return Usage.model_validate_json(bytes(usage))
+            return Usage.model_validate_json(usage)
         except ValueError:
             return None  # null, or not a usage: the slow path says what is wrong
 
@@ -432,76 +424,3 @@ def _has_usage(data: bytes) -> bool:
             return True
         at = data.find(b'"usage"', at)
     return False
-
-
-class _Object(msgspec.Struct):
-    """Any JSON object (its members are skipped, not decoded)."""
-
-
-class _DeltaChoice(msgspec.Struct):
-    delta: _Object
-    finish_reason: FinishReason | None = None
-    usage: None = None  # Moonshot's place for usage: moved up when modelled
-
-
-class _PlainChunk(msgspec.Struct):
-    id: str
-    model: str
-    choices: list[_DeltaChoice]
-    usage: None = None
-    error: None = None
-
-
-class _MessageChoice(msgspec.Struct):
-    message: _Object
-    finish_reason: FinishReason | None = None
-    usage: None = None
-
-
-class _UsageChunk(msgspec.Struct):
-    id: str
-    model: str
-    choices: Annotated[list[_DeltaChoice], msgspec.Meta(max_length=0)]
-    #: left as JSON for :class:`Usage` to validate
-    usage: msgspec.Raw
-    error: None = None
-
-
-_NULL = msgspec.Raw(b"null")
-
-
-class _PlainAnswer(msgspec.Struct):
-    id: str
-    model: str
-    choices: list[_MessageChoice]
-    #: left as JSON for :class:`Usage` to validate
-    usage: msgspec.Raw = _NULL
-
-
-#: Whether JSON is an OpenAI chunk (or answer) to pass on as it is: an object with string
-#: ``id`` and ``model`` and a ``choices`` list of objects, each with a ``delta`` (``message``)
-#: object, one of OpenAI's finish reasons and no usage of its own; a chunk also without a
-#: top-level usage or error. Checked in one pass of msgspec's decoder, which skips what it
-#: does not check rather than building it: about a microsecond for a usual chunk.
-_PLAIN_CHUNK = msgspec.json.Decoder(_PlainChunk)
-_PLAIN_ANSWER = msgspec.json.Decoder(_PlainAnswer)
-_USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
-
-
-def _plain(data: bytes, decoder: msgspec.json.Decoder[Any]) -> bool:
-    try:
-        decoder.decode(data)
-    except msgspec.MsgspecError:
-        return False
-    return _utf8(data)
-
-
-def _utf8(data: bytes) -> bool:
-    """Valid UTF-8 (msgspec does not check the strings it skips)."""
-    if data.isascii():
-        return True
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True

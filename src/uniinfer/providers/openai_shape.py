@@ -1,0 +1,111 @@
+"""Whether a provider's JSON has OpenAI's own shape, so that it can be forwarded as it came.
+
+An OpenAI-format answer or stream event reaches an OpenAI-format caller as
+the provider wrote it once it checks out (see "Same format in and out" in
+docs/architecture.md): an object with string ``id`` and ``model`` and a
+``choices`` list of objects, each with a ``delta`` (an answer: ``message``)
+object, one of OpenAI's finish reasons and no usage of its own; an event
+also without a top-level usage or error. OpenAI's usage chunk (empty
+``choices`` and a usage) is recognised apart, its usage handed back as JSON
+for :class:`~uniinfer.types.Usage` to validate.
+
+Each check is one pass of msgspec's typed decoder, which tests these few
+fields in C and skips the rest without building it (about 0.5 µs for a
+usual event, where ``orjson.loads`` and a walk of the dict took 2.5).
+msgspec does not look at the UTF-8 of the strings it skips, so non-ASCII
+JSON is also decoded once as UTF-8.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from uniinfer.types.chat import FinishReason
+
+__all__ = ["is_plain_chunk", "plain_answer_usage", "usage_chunk_usage"]
+
+
+class _Object(msgspec.Struct):
+    """Any JSON object (its members are skipped, not decoded)."""
+
+
+class _DeltaChoice(msgspec.Struct):
+    delta: _Object
+    finish_reason: FinishReason | None = None
+    usage: None = None  # Moonshot's place for usage: moved up when modelled
+
+
+class _PlainChunk(msgspec.Struct):
+    id: str
+    model: str
+    choices: list[_DeltaChoice]
+    usage: None = None
+    error: None = None
+
+
+class _UsageChunk(msgspec.Struct):
+    id: str
+    model: str
+    choices: Annotated[list[_DeltaChoice], msgspec.Meta(max_length=0)]
+    usage: msgspec.Raw
+    error: None = None
+
+
+class _MessageChoice(msgspec.Struct):
+    message: _Object
+    finish_reason: FinishReason | None = None
+    usage: None = None
+
+
+_NULL = msgspec.Raw(b"null")
+
+
+class _PlainAnswer(msgspec.Struct):
+    id: str
+    model: str
+    choices: list[_MessageChoice]
+    usage: msgspec.Raw = _NULL
+
+
+_PLAIN_CHUNK = msgspec.json.Decoder(_PlainChunk)
+_USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
+_PLAIN_ANSWER = msgspec.json.Decoder(_PlainAnswer)
+
+
+def is_plain_chunk(data: bytes) -> bool:
+    """Whether an event is an OpenAI chunk to pass on as it is."""
+    try:
+        _PLAIN_CHUNK.decode(data)
+    except msgspec.MsgspecError:
+        return False
+    return _utf8(data)
+
+
+def usage_chunk_usage(data: bytes) -> bytes | None:
+    """The usage JSON of OpenAI's usage chunk; None when the event is not one."""
+    try:
+        usage = _USAGE_CHUNK.decode(data).usage
+    except msgspec.MsgspecError:
+        return None
+    return bytes(usage) if _utf8(data) else None
+
+
+def plain_answer_usage(body: bytes) -> bytes | None:
+    """The usage JSON of an OpenAI answer to pass on (``b"null"`` if it has none); None when it is not one."""
+    try:
+        usage = _PLAIN_ANSWER.decode(body).usage
+    except msgspec.MsgspecError:
+        return None
+    return bytes(usage) if _utf8(body) else None
+
+
+def _utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
