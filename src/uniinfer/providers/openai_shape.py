@@ -85,20 +85,22 @@ def is_plain_chunk(data: bytes) -> bool:
 
 def usage_chunk_usage(data: bytes) -> bytes | None:
     """The usage JSON of OpenAI's usage chunk; None when the event is not one."""
-    try:
-        usage = _USAGE_CHUNK.decode(data).usage
-    except msgspec.MsgspecError:
-        return None
-    return bytes(usage) if _utf8(data) else None
+    return _usage(_USAGE_CHUNK, data)
 
 
 def plain_answer_usage(body: bytes) -> bytes | None:
     """The usage JSON of an OpenAI answer to pass on (``b"null"`` if it has none); None when it is not one."""
+    return _usage(_PLAIN_ANSWER, body)
+
+
+def _usage(
+    decoder: msgspec.json.Decoder[_UsageChunk] | msgspec.json.Decoder[_PlainAnswer], data: bytes
+) -> bytes | None:
     try:
-        usage = _PLAIN_ANSWER.decode(body).usage
+        usage = decoder.decode(data).usage
     except msgspec.MsgspecError:
         return None
-    return bytes(usage) if _utf8(body) else None
+    return bytes(usage) if _utf8(data) else None
 
 
 def _utf8(data: bytes) -> bool:
