@@ -97,25 +97,38 @@ class ChatStream:
         return item if isinstance(item, ChatChunk) else await self._model(item)
 
     async def json_batches(self) -> AsyncIterator[list[bytes]]:
-        """The chunks as OpenAI JSON, in batches.
+        """The chunks as OpenAI JSON, in batches (see :meth:`batches`).
 
         Modelled chunks leave ``None`` fields out; passed-through ones are as
         the provider sent them.
-
-        Each batch is the next chunk and every chunk already decoded behind it
-        (a provider often sends several at once), so a caller can write them
-        together without waiting for more.
         """
         while True:
             try:
                 item = await self._next()
             except StopAsyncIteration:
                 return
-            batch = [_json(item)]
-            pending = self._pending
-            while pending:
-                batch.append(_json(pending.popleft()))
-            yield batch
+            yield [_json(item) for item in self._with_pending(item)]
+
+    async def batches(self) -> AsyncIterator[list[ChatChunk]]:
+        """The chunks in batches: each the next chunk and every chunk already decoded behind it.
+
+        A provider often sends several events at once: a caller can write what
+        they render to together, without waiting for more; once
+        :attr:`drained` is true, the batch is the last one.
+        """
+        while True:
+            try:
+                item = await self._next()
+            except StopAsyncIteration:
+                return
+            yield [i if isinstance(i, ChatChunk) else await self._model(i) for i in self._with_pending(item)]
+
+    def _with_pending(self, item: StreamItem) -> list[StreamItem]:
+        batch = [item]
+        pending = self._pending
+        while pending:
+            batch.append(pending.popleft())
+        return batch
 
     @property
     def drained(self) -> bool:

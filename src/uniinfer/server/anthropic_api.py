@@ -81,10 +81,14 @@ async def _stream(
     try:
         headers = SSE_HEADERS + route_headers(request.request_id, ctx.route)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        ended = False
         try:
-            async for chunk in stream:
-                data = renderer.feed(chunk)
-                if data:
+            async for batch in stream.batches():
+                data = b"".join([renderer.feed(chunk) for chunk in batch])
+                if stream.drained:  # the last events: the closing ones go in the same write
+                    await send({"type": "http.response.body", "body": data + renderer.finish()})
+                    ended = True
+                elif data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
         except UniInferError as exc:
             # Mid-stream failure: an Anthropic error event, then the end.
@@ -92,7 +96,8 @@ async def _stream(
             await send({"type": "http.response.body", "body": renderer.error(exc), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.body", "body": renderer.finish()})
+        if not ended:
+            await send({"type": "http.response.body", "body": renderer.finish()})
     finally:
         await stream.aclose()
 

@@ -66,17 +66,24 @@ async def stream_response(
         await send(
             {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + _headers(request, ctx)}
         )
+        ended = False
         try:
-            async for chunk in stream:
-                events = renderer.feed(chunk)
-                if events:
+            async for batch in stream.batches():
+                events = [event for chunk in batch for event in renderer.feed(chunk)]
+                if stream.drained:  # the last events: the closing ones go in the same write
+                    await send(
+                        {"type": "http.response.body", "body": sse(events + renderer.finish(ctx.usage))}
+                    )
+                    ended = True
+                elif events:
                     await send({"type": "http.response.body", "body": sse(events), "more_body": True})
+            if ended:
+                return
             tail = renderer.finish(ctx.usage)
         except UniInferError as exc:
             forget_traceback(exc)
             tail = renderer.fail(exc)
-        await send({"type": "http.response.body", "body": sse(tail), "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": sse(tail)})
     finally:
         await stream.aclose()
 

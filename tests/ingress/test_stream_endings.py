@@ -1,0 +1,143 @@
+"""Every API family ends a stream in the write that carries its last events when it can.
+
+When the upstream's end arrives with its last events (aiohttp has the whole
+body), the closing events (``[DONE]``, Anthropic's ``message_stop``, the
+Responses API's ``response.completed``) and the end of the body go out with
+them in one write: no extra read of the upstream just to learn it ended, no
+extra write to the client. When the end arrives on its own, the closing
+events follow in a write of their own. Driven through the ASGI app with a
+recording ``send`` and an upstream whose reads are scripted, so the cut is
+exactly the one under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import make_config
+from uniinfer.providers.base import Endpoint
+from uniinfer.providers.registry import default_registry
+from uniinfer.server import App, create_app
+from uniinfer.stages import RequestContext
+from uniinfer.streaming import ChatStream
+from uniinfer.types import ChatRequest
+
+_EVENT = b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[%s]}\n\n'
+_TEXT = b'{"index":0,"delta":{"content":"%s"},"finish_reason":null}'
+_STOP = b'{"index":0,"delta":{},"finish_reason":"stop"}'
+_USAGE = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+)
+_DONE = b"data: [DONE]\n\n"
+
+#: The upstream's body in reads: the end comes with the last events, or in a read of its own.
+ENDS_WITH_LAST_EVENTS = [
+    _EVENT % (_TEXT % b"Hel"),
+    _EVENT % (_TEXT % b"lo") + _EVENT % _STOP + _USAGE + _DONE,
+]
+ENDS_ALONE = [*ENDS_WITH_LAST_EVENTS, b""]
+
+
+class _Upstream:
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = list(reads)
+
+    async def read_chunk(self) -> bytes:
+        assert self._reads, "read past the end of the body"
+        return self._reads.pop(0)
+
+    def at_eof(self) -> bool:
+        return not self._reads
+
+
+class _Pool:
+    def close_stream(self, upstream: object, *, complete: bool) -> None:
+        assert complete
+
+
+def _app(reads: list[bytes]) -> App:
+    app = create_app(
+        make_config("providers:\n  up: {type: openai, api_key: sk-x, base_url: 'http://127.0.0.1:9/v1'}\n")
+    )
+    registry = default_registry()
+    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://127.0.0.1:9/v1"))
+    gateway = app.gateway
+
+    async def stream(chat: ChatRequest, ctx: RequestContext) -> ChatStream:
+        return ChatStream(
+            ctx,
+            gateway._finish,
+            chat.include_usage,
+            http=_Pool(),  # type: ignore[arg-type]
+            upstream=_Upstream(reads),  # type: ignore[arg-type]
+            decoder=adapter.stream_decoder("m"),
+        )
+
+    gateway.stream = stream  # type: ignore[method-assign]
+    return app
+
+
+async def _bodies(app: App, path: str, payload: dict[str, Any]) -> list[tuple[bytes, bool]]:
+    """The response's body writes: (bytes, more_body)."""
+    sent: list[dict[str, Any]] = []
+    body = orjson.dumps(payload)
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            return {"type": "http.disconnect"}
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
+    await app(scope, receive, send)
+    assert (sent[0]["type"], sent[0]["status"]) == ("http.response.start", 200), sent
+    return [(m["body"], m.get("more_body", False)) for m in sent[1:]]
+
+
+FAMILIES: dict[str, tuple[str, dict[str, Any], Callable[[bytes], bool]]] = {
+    "openai": (
+        "/v1/chat/completions",
+        {"model": "up/m", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        lambda body: body.endswith(b"data: [DONE]\n\n"),
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"model": "up/m", "stream": True, "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]},
+        lambda body: body.endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n'),
+    ),
+    "responses": (
+        "/v1/responses",
+        {"model": "up/m", "stream": True, "input": "hi"},
+        lambda body: b"event: response.completed\n" in body,
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_the_closing_events_go_with_the_last_ones_when_the_end_came_with_them(family: str) -> None:
+    path, payload, closes = FAMILIES[family]
+    writes = await _bodies(_app(ENDS_WITH_LAST_EVENTS), path, payload)
+    # the first read's events; then the second read's, the closing events and the end, at once
+    assert [more for _, more in writes] == [True, False]
+    assert b'"lo"' in writes[1][0]
+    assert closes(writes[1][0])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_the_closing_events_follow_on_their_own_when_the_end_came_alone(family: str) -> None:
+    path, payload, closes = FAMILIES[family]
+    writes = await _bodies(_app(ENDS_ALONE), path, payload)
+    assert [more for _, more in writes] == [True, True, False]
+    assert b'"lo"' in writes[1][0]
+    assert not closes(writes[1][0])
+    assert closes(writes[2][0])
