@@ -8,7 +8,7 @@ import contextlib
 import gc
 import json
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import aiohttp
 import openai
@@ -447,6 +447,9 @@ async def test_client_disconnect_cancels_the_upstream_request(app: App, base_url
 
     task = asyncio.create_task(call())
     await _wait_for(lambda: http.busy_connections == 1)
+    # uvicorn records the disconnect on the request's cycle, which the sweep reads (an
+    # upgrade that drops the flag falls back to a watcher task per request: noticed here)
+    assert len(app._sweeper._watched) == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -497,6 +500,54 @@ async def test_under_another_asgi_server_a_watcher_task_cancels_on_disconnect(
         assert _live(_Watch, RequestContext) == before
     finally:
         gc.enable()
+
+
+async def test_beyond_max_concurrent_requests_a_request_is_shed_with_retry_after(
+    config_for: Callable[..., Config],
+) -> None:
+    config = config_for(master_key=MASTER)
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"max_concurrent_requests": 1})}
+    )
+    app = create_app(config)
+    auth = {"Authorization": f"Bearer {MASTER}", "x-api-key": MASTER}
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+
+        async def post(
+            path: str, body: dict[str, object]
+        ) -> tuple[int, Mapping[str, str], dict[str, object]]:
+            async with session.post(url + path, json=body, headers=auth) as resp:
+                return resp.status, resp.headers.copy(), await resp.json()
+
+        held = asyncio.create_task(post("/v1/chat/completions", {"model": "up/slow-1", "messages": MSG}))
+        await _wait_for(lambda: app.in_flight == 1)
+
+        status, headers, body = await post(
+            "/v1/chat/completions", {"model": "up/gpt-4o-mini", "messages": MSG}
+        )
+        assert (status, headers["Retry-After"]) == (503, "1")
+        error = body["error"]
+        assert isinstance(error, dict)
+        assert error["code"] == "service_unavailable"
+        assert "max_concurrent_requests" in error["message"]
+        assert headers["x-request-id"]
+
+        status, _, body = await post(
+            "/v1/messages", {"model": "up/gpt-4o-mini", "max_tokens": 8, "messages": MSG}
+        )
+        assert status == 503
+        assert body["type"] == "error"  # Anthropic's shape on an Anthropic path
+
+        async with session.get(url + "/health") as resp:
+            assert resp.status == 200  # probes are never shed
+        async with session.get(url + "/ready") as resp:
+            assert resp.status == 200
+
+        status, _, _ = await held
+        assert status == 200  # the request in flight was not disturbed
+        assert app.in_flight == 0
+        status, _, body = await post("/v1/chat/completions", {"model": "up/gpt-4o-mini", "messages": MSG})
+        assert status == 200  # capacity is back once it ended
 
 
 async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) -> None:

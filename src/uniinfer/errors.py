@@ -303,7 +303,7 @@ class AllTargetsFailedError(UniInferError):
 
 
 class ServiceUnavailableError(UniInferError):
-    """The gateway is starting or draining for shutdown."""
+    """The gateway is draining for shutdown, or at ``server.max_concurrent_requests``."""
 
     code = "service_unavailable"
     status = 503

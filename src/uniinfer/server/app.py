@@ -7,9 +7,9 @@ data plane is a handful of routes; a table of them is all the routing it
 needs.
 
 This module is the core every API family shares: dispatch, authentication
-(``Authorization: Bearer`` or ``x-api-key``), request ids, body limits,
-cancellation when the client disconnects, and errors rendered in the
-family's own shape. The routes live with their API family:
+(``Authorization: Bearer`` or ``x-api-key``), request ids, body limits, the
+limit on concurrent requests, cancellation when the client disconnects, and
+errors rendered in the family's own shape. The routes live with their API family:
 :mod:`~uniinfer.server.openai_api` (Chat Completions, embeddings, models),
 :mod:`~uniinfer.server.admin_api` (health, readiness, routing and
 experiments), and further ingress modules that add their own table.
@@ -22,6 +22,7 @@ import hmac
 import itertools
 import logging
 import re
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from uniinfer.errors import (
     MethodNotAllowedError,
     NotFoundError,
     RequestTooLargeError,
+    ServiceUnavailableError,
     UniInferError,
     forget_traceback,
 )
@@ -121,6 +123,7 @@ class App:
         key = self.config.server.master_key
         self._master_key = key.get_secret_value().encode() if key else None
         self._max_body = self.config.server.max_body_bytes
+        self._max_in_flight = self.config.server.max_concurrent_requests or sys.maxsize
         self.draining = False
         self.in_flight = 0
         self._sweeper = _Sweeper()
@@ -184,6 +187,8 @@ class App:
             render = endpoint.render_error
             if not endpoint.public:
                 self.authenticate(headers)
+                if self.in_flight > self._max_in_flight:
+                    raise _at_capacity(self._max_in_flight)
             body = await self._read_body(headers, receive)
             request = Request(
                 headers, request_id, body, started, scope["path"], scope.get("query_string", b"")
@@ -394,6 +399,14 @@ async def _send_error(send: _Started, request_id: str, exc: UniInferError, rende
         return  # headers are out; streaming handlers report errors in-band
     headers = [(b"x-request-id", request_id.encode()), *error_headers(exc)]
     await send_bytes(send, exc.http_status, render(exc), headers)
+
+
+def _at_capacity(limit: int) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"The gateway is answering its limit of {limit} concurrent requests "
+        "(server.max_concurrent_requests); retry shortly.",
+        retry_after=1.0,
+    )
 
 
 def _too_large(limit: int) -> RequestTooLargeError:
