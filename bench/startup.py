@@ -163,36 +163,35 @@ def _one_cold_start(
         _stop_tree(server)
 
 
-def _cold_mode(
-    argv: list[str], core: int, samples: int, log_dir: Path, env: dict[str, str], first: tuple[bytes, str]
-) -> dict[str, object]:
-    _one_cold_start(argv, core, log_dir, env, first)  # primes the cache in bytecode_cache mode
-    runs = [_one_cold_start(argv, core, log_dir, env, first) for _ in range(samples)]
-    return {
-        "median_s": _median(w for w, _ in runs),
-        "cpu_s": _median(c for _, c in runs),
-        "all_s": [round(w, 4) for w, _ in runs],
-    }
-
-
 def cold_start(
     config: Path, core: int, samples: int, log_dir: Path, pyc_dir: Path, first: tuple[bytes, str]
 ) -> dict[str, object]:
     """Median spawn-to-first-completion time: venv executable and ``uv run``, per bytecode mode.
 
     ``first``: the request body and the master key of the completion to wait for
-    (the upstream it is routed to must be running).
+    (the upstream it is routed to must be running). The variants take turns,
+    one start each per round, so a slow spell of the VM does not fall on one of them.
     """
     exe = ROOT / ".venv" / "bin" / "uniinfer"
     direct = [str(exe), "serve", "--config", str(config), "--log-level", "warning"]
     uv = shutil.which("uv")
-    result: dict[str, object] = {"samples": samples}
+    variants: dict[str, tuple[list[str], dict[str, str]]] = {}
     for mode, cache in _modes(pyc_dir).items():
         env = bytecode_env(cache)
-        result[f"venv_exe_{mode}"] = _cold_mode(direct, core, samples, log_dir, env, first)
+        variants[f"venv_exe_{mode}"] = (direct, env)
         if uv:
-            via_uv = [uv, "run", "--no-sync", "uniinfer", *direct[1:]]
-            via = _cold_mode(via_uv, core, samples, log_dir, env, first)
-            via.pop("cpu_s")  # the PID is uv's, not the gateway's
-            result[f"uv_run_{mode}"] = via
+            variants[f"uv_run_{mode}"] = ([uv, "run", "--no-sync", "uniinfer", *direct[1:]], env)
+    for argv, env in variants.values():
+        _one_cold_start(argv, core, log_dir, env, first)  # primes the cache in bytecode_cache mode
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(samples):
+        for name, (argv, env) in variants.items():
+            runs[name].append(_one_cold_start(argv, core, log_dir, env, first))
+    result: dict[str, object] = {"samples": samples}
+    for name, timed in runs.items():
+        entry: dict[str, object] = {"median_s": _median(w for w, _ in timed)}
+        if name.startswith("venv_exe_"):  # a uv run's PID is uv's, not the gateway's
+            entry["cpu_s"] = _median(c for _, c in timed)
+        entry["all_s"] = [round(w, 4) for w, _ in timed]
+        result[name] = entry
     return result
