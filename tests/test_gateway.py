@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.stream_helpers import RecordingPool, ScriptedUpstream
 from uniinfer.config import Config
 from uniinfer.errors import (
     AllTargetsFailedError,
@@ -420,28 +421,6 @@ async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sd
     assert stream.failed
 
 
-class _Upstream:
-    """An upstream response whose body arrives in the given reads (the end with the last)."""
-
-    def __init__(self, reads: list[bytes]) -> None:
-        self._reads = reads
-
-    async def read_chunk(self) -> bytes:
-        assert self._reads, "read past the end of the body"
-        return self._reads.pop(0)
-
-    def at_eof(self) -> bool:
-        return not self._reads
-
-
-class _Pool:
-    def __init__(self) -> None:
-        self.closed: list[bool] = []
-
-    def close_stream(self, upstream: object, *, complete: bool) -> None:
-        self.closed.append(complete)
-
-
 async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_another_read() -> None:
     from uniinfer.providers.base import Endpoint
     from uniinfer.providers.registry import default_registry
@@ -457,13 +436,13 @@ async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_
     async def on_done(ctx: RequestContext) -> None:
         done.append(ctx)
 
-    pool = _Pool()
+    pool = RecordingPool()
     stream = ChatStream(
         RequestContext("chat"),
         on_done,
         False,
         http=pool,  # type: ignore[arg-type]
-        upstream=_Upstream(reads),  # type: ignore[arg-type]
+        upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
         decoder=adapter.stream_decoder("m"),
     )
     seen = []

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.conftest import make_config
+from tests.stream_helpers import RecordingPool, ScriptedUpstream
 from uniinfer.providers.base import Endpoint
 from uniinfer.providers.registry import default_registry
 from uniinfer.server import App, create_app
@@ -43,24 +44,7 @@ ENDS_WITH_LAST_EVENTS = [
 ENDS_ALONE = [*ENDS_WITH_LAST_EVENTS, b""]
 
 
-class _Upstream:
-    def __init__(self, reads: list[bytes]) -> None:
-        self._reads = list(reads)
-
-    async def read_chunk(self) -> bytes:
-        assert self._reads, "read past the end of the body"
-        return self._reads.pop(0)
-
-    def at_eof(self) -> bool:
-        return not self._reads
-
-
-class _Pool:
-    def close_stream(self, upstream: object, *, complete: bool) -> None:
-        assert complete
-
-
-def _app(reads: list[bytes]) -> App:
+def _app(reads: list[bytes], pool: RecordingPool) -> App:
     app = create_app(
         make_config("providers:\n  up: {type: openai, api_key: sk-x, base_url: 'http://127.0.0.1:9/v1'}\n")
     )
@@ -73,8 +57,8 @@ def _app(reads: list[bytes]) -> App:
             ctx,
             gateway._finish,
             chat.include_usage,
-            http=_Pool(),  # type: ignore[arg-type]
-            upstream=_Upstream(reads),  # type: ignore[arg-type]
+            http=pool,  # type: ignore[arg-type]
+            upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
             decoder=adapter.stream_decoder("m"),
         )
 
@@ -126,18 +110,22 @@ FAMILIES: dict[str, tuple[str, dict[str, Any], Callable[[bytes], bool]]] = {
 @pytest.mark.parametrize("family", FAMILIES)
 async def test_the_closing_events_go_with_the_last_ones_when_the_end_came_with_them(family: str) -> None:
     path, payload, closes = FAMILIES[family]
-    writes = await _bodies(_app(ENDS_WITH_LAST_EVENTS), path, payload)
+    pool = RecordingPool()
+    writes = await _bodies(_app(ENDS_WITH_LAST_EVENTS, pool), path, payload)
     # the first read's events; then the second read's, the closing events and the end, at once
     assert [more for _, more in writes] == [True, False]
     assert b'"lo"' in writes[1][0]
     assert closes(writes[1][0])
+    assert pool.closed == [True]  # read to its end: the connection goes back to the pool
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 async def test_the_closing_events_follow_on_their_own_when_the_end_came_alone(family: str) -> None:
     path, payload, closes = FAMILIES[family]
-    writes = await _bodies(_app(ENDS_ALONE), path, payload)
+    pool = RecordingPool()
+    writes = await _bodies(_app(ENDS_ALONE, pool), path, payload)
     assert [more for _, more in writes] == [True, True, False]
     assert b'"lo"' in writes[1][0]
     assert not closes(writes[1][0])
     assert closes(writes[2][0])
+    assert pool.closed == [True]
