@@ -451,3 +451,70 @@ async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_
     assert seen == [(1, False), (2, True)]  # the caller can end its response with the last batch
     assert len(done) == 1  # the after-stages ran once, when iteration reached the end
     assert pool.closed == [True]  # read to its end: the connection goes back to the pool
+
+
+@pytest.mark.parametrize("end", ["with the last events", "in a read of its own"])
+async def test_a_stream_cut_before_its_end_marker_hands_out_every_event_before_the_error(end: str) -> None:
+    from uniinfer.errors import ProviderConnectionError
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.stages import RequestContext
+    from uniinfer.streaming import ChatStream
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    reads = [event % b"a", event % b"b" + event % b"c"]  # no [DONE]: the body ended early
+    if end == "in a read of its own":
+        reads.append(b"")
+
+    async def on_done(ctx: RequestContext) -> None:
+        return None
+
+    stream = ChatStream(
+        RequestContext("chat"),
+        on_done,
+        False,
+        http=RecordingPool(),  # type: ignore[arg-type]
+        upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
+        decoder=adapter.stream_decoder("m"),
+    )
+    texts = []
+
+    async def read_all() -> None:
+        async for chunk in stream:
+            texts.append(chunk.choices[0].delta.content)
+
+    with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
+        await read_all()
+    assert texts == ["a", "b", "c"]  # nothing that arrived is lost to the error after it
+    assert stream.failed
+
+
+async def test_a_stream_cut_within_its_first_read_fails_before_it_is_handed_out() -> None:
+    """Nothing has reached the caller yet, so the failure goes to the fallback loop."""
+    from uniinfer.errors import ProviderConnectionError
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.stages import RequestContext
+    from uniinfer.streaming import ChatStream
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+
+    async def on_done(ctx: RequestContext) -> None:
+        return None
+
+    pool = RecordingPool()
+    stream = ChatStream(
+        RequestContext("chat"),
+        on_done,
+        False,
+        http=pool,  # type: ignore[arg-type]
+        upstream=ScriptedUpstream([event]),  # type: ignore[arg-type]
+        decoder=adapter.stream_decoder("m"),
+    )
+    with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
+        await stream._prime()
+    assert pool.closed == [False]  # a failed stream's connection is not reused

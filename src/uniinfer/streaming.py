@@ -27,6 +27,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
+from typing import NoReturn
 
 from uniinfer.errors import ProviderResponseError, UniInferError
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
@@ -72,6 +73,8 @@ class ChatStream:
         self._decoder = decoder
         self._pending: deque[StreamItem] = deque()
         self._eof = upstream is None
+        #: An error that ended the upstream after events not yet handed out: raised after them.
+        self._failure: UniInferError | None = None
         self._done = False
         self._on_finish: list[Callable[[ChatStream], None]] = []
 
@@ -136,10 +139,12 @@ class ChatStream:
 
         The after-stages still run when iteration reaches the end (or on ``aclose``).
         """
-        return self._eof and not self._pending
+        return self._eof and not self._pending and self._failure is None
 
     async def _next(self) -> StreamItem:
         while not self._pending:
+            if self._failure is not None:
+                await self._raise_failure()
             if self._eof:
                 await self._finish(None)
                 raise StopAsyncIteration
@@ -169,37 +174,50 @@ class ChatStream:
 
     async def aclose(self) -> None:
         """Stop early: close the upstream connection and run the after-stages once."""
-        await self._finish(None)
+        await self._finish(self._failure)
 
     async def _prime(self) -> None:
         """Read until the first chunk is decoded (or the stream ended)."""
-        while not self._pending and not self._eof:
+        while not self._pending and not self._eof and self._failure is None:
             await self._pull()
+        if self._failure is not None:  # nothing handed out yet: the gateway can still fall back
+            await self._raise_failure()
 
     async def _pull(self) -> None:
+        """Read and decode the upstream's next bytes; a failure is kept for :meth:`_next` to raise.
+
+        Events decoded before a failure (a body that ends without its end
+        marker, say) are handed out first, then the failure is raised.
+        """
         assert self._upstream is not None
         assert self._decoder is not None
         upstream = self._upstream
         try:
             data = await upstream.read_chunk()
-            if data:
-                chunks = self._decoder.feed(data)
-                if upstream.at_eof():  # the end came with these bytes: no read just to learn it
-                    self._eof = True
-                    chunks = [*chunks, *self._decoder.close()]
-            else:
+            chunks = self._decoder.feed(data) if data else []
+            # the end often comes with the last bytes: no read just to learn it
+            if not data or upstream.at_eof():
                 self._eof = True
+                for chunk in chunks:
+                    self._accept(chunk)
                 chunks = self._decoder.close()
         except UniInferError as exc:
-            await self._finish(exc)
-            raise
+            self._failure = exc
+            return
         except Exception as exc:  # a decoder must never turn garbage into a crash
             name = self._upstream_name()
             error = ProviderResponseError(f"{name}: undecodable stream data ({exc})", provider=name)
-            await self._finish(error)
-            raise error from exc
+            error.__cause__ = exc
+            self._failure = error
+            return
         for chunk in chunks:
             self._accept(chunk)
+
+    async def _raise_failure(self) -> NoReturn:
+        error = self._failure
+        assert error is not None
+        await self._finish(error)
+        raise error
 
     def _accept(self, chunk: StreamItem) -> None:
         # a passed-on event carries usage only as a usage chunk (empty choices)
