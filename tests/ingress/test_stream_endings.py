@@ -42,6 +42,8 @@ ENDS_WITH_LAST_EVENTS = [
     _EVENT % (_TEXT % b"lo") + _EVENT % _STOP + _USAGE + _DONE,
 ]
 ENDS_ALONE = [*ENDS_WITH_LAST_EVENTS, b""]
+#: The body ends with the last events but without ``[DONE]``: cut short.
+CUT_WITH_LAST_EVENTS = [ENDS_WITH_LAST_EVENTS[0], ENDS_WITH_LAST_EVENTS[1].removesuffix(_DONE)]
 
 
 def _app(reads: list[bytes], pool: RecordingPool) -> App:
@@ -88,6 +90,13 @@ async def _bodies(app: App, path: str, payload: dict[str, Any]) -> list[tuple[by
     return [(m["body"], m.get("more_body", False)) for m in sent[1:]]
 
 
+#: How each family's error event starts.
+ERROR_EVENTS = {
+    "openai": b'data: {"error":',
+    "anthropic": b"event: error\n",
+    "responses": b"event: response.failed\n",
+}
+
 FAMILIES: dict[str, tuple[str, dict[str, Any], Callable[[bytes], bool]]] = {
     "openai": (
         "/v1/chat/completions",
@@ -129,3 +138,16 @@ async def test_the_closing_events_follow_on_their_own_when_the_end_came_alone(fa
     assert not closes(writes[1][0])
     assert closes(writes[2][0])
     assert pool.closed == [True]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_stream_cut_with_its_last_events_sends_them_then_the_error(family: str) -> None:
+    path, payload, closes = FAMILIES[family]
+    pool = RecordingPool()
+    writes = await _bodies(_app(CUT_WITH_LAST_EVENTS, pool), path, payload)
+    body = b"".join(data for data, _ in writes)
+    assert b'"lo"' in body  # the events that came with the cut reach the caller
+    assert body.index(b'"lo"') < body.index(ERROR_EVENTS[family])  # then the error
+    assert not closes(body)  # and no closing events that would call the answer whole
+    assert [more for _, more in writes][-1] is False
+    assert pool.closed == [False]  # a cut stream's connection is not reused
