@@ -51,6 +51,7 @@ __all__ = [
     "StreamUsage",
     "chunk_id",
     "classify",
+    "json_object",
     "loads",
     "merge_headers",
 ]
@@ -163,6 +164,15 @@ def loads(body: bytes, provider: str) -> Any:
             provider=provider,
             upstream_body=body[:512].decode("utf-8", "replace"),
         ) from exc
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """``text`` parsed, if it is a JSON object (tool arguments and results); else None."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class ProviderAdapter(ABC):

@@ -45,7 +45,7 @@ import orjson
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.providers.anthropic import THINKING_BUDGETS
-from uniinfer.providers.base import chunk_id
+from uniinfer.providers.base import chunk_id, json_object
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
@@ -234,17 +234,9 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
     return blocks
 
 
-def _json_object(text: str) -> Json | None:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _arguments(call: ToolCall, i: int, k: int) -> Json:
     raw = call.function.arguments
-    value = _json_object(raw) if raw.strip() else {}
+    value = json_object(raw) if raw.strip() else {}
     if value is None:
         raise InvalidRequestError(
             f"messages[{i}].tool_calls[{k}].function.arguments must be a JSON object, got {raw[:80]!r}",
@@ -255,7 +247,7 @@ def _arguments(call: ToolCall, i: int, k: int) -> Json:
 
 def _tool_result(msg: chat.ToolMessage) -> Json:
     text = "".join(_texts(msg.content))
-    value = _json_object(text)
+    value = json_object(text)
     content = {"json": value} if value is not None else {"text": text}
     return {"toolResult": {"toolUseId": msg.tool_call_id, "content": [content]}}
 

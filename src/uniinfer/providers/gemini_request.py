@@ -18,9 +18,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import orjson
-
 from uniinfer.errors import InvalidRequestError
+from uniinfer.providers.base import json_object
 from uniinfer.types import ChatRequest, chat
 
 __all__ = ["chat_payload", "embed_item", "model_path"]
@@ -130,7 +129,7 @@ def _model_parts(msg: chat.AssistantMessage, i: int, provider: str) -> list[Json
     parts: list[Json] = [{"text": text}] if text or not msg.tool_calls else []
     for k, call in enumerate(msg.tool_calls or ()):
         where = f"messages[{i}].tool_calls[{k}].function.arguments"
-        args = _json_object(call.function.arguments) if call.function.arguments.strip() else {}
+        args = json_object(call.function.arguments) if call.function.arguments.strip() else {}
         if args is None:
             raise InvalidRequestError(
                 f"{provider}: {where} must be a JSON object, got {call.function.arguments[:80]!r}",
@@ -148,17 +147,9 @@ def _function_response(msg: chat.ToolMessage, i: int, names: dict[str, str], pro
             param=f"messages[{i}].tool_call_id",
         )
     text = "".join(_texts(msg.content))
-    parsed = _json_object(text)
+    parsed = json_object(text)
     result: Any = parsed if parsed is not None else text
     return {"functionResponse": {"name": name, "response": {"result": result}}}
-
-
-def _json_object(text: str) -> Json | None:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _declaration(tool: chat.Tool) -> Json:
