@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from uniinfer.providers.base import Endpoint
+from uniinfer.providers.registry import default_registry
+from uniinfer.stages import RequestContext
+from uniinfer.streaming import ChatStream, OnDone
+
 
 class ScriptedUpstream:
     """An upstream response whose body arrives in the given reads (``at_eof`` after the last).
@@ -28,3 +33,28 @@ class RecordingPool:
 
     def close_stream(self, upstream: object, *, complete: bool) -> None:
         self.closed.append(complete)
+
+
+async def _nothing(ctx: RequestContext) -> None:
+    return None
+
+
+def openai_stream(
+    reads: list[bytes],
+    *,
+    pool: RecordingPool | None = None,
+    on_done: OnDone = _nothing,
+    ctx: RequestContext | None = None,
+    include_usage: bool = False,
+) -> ChatStream:
+    """A ChatStream decoding OpenAI-format SSE from ``reads``, as the gateway would build it."""
+    registry = default_registry()
+    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://127.0.0.1:9/v1"))
+    return ChatStream(
+        ctx or RequestContext("chat"),
+        on_done,
+        include_usage,
+        http=pool or RecordingPool(),  # type: ignore[arg-type]
+        upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
+        decoder=adapter.stream_decoder("m"),
+    )

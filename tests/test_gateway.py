@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.stream_helpers import RecordingPool, ScriptedUpstream
+from tests.stream_helpers import RecordingPool, openai_stream
 from uniinfer.config import Config
 from uniinfer.errors import (
     AllTargetsFailedError,
@@ -422,13 +422,7 @@ async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sd
 
 
 async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_another_read() -> None:
-    from uniinfer.providers.base import Endpoint
-    from uniinfer.providers.registry import default_registry
-    from uniinfer.stages import RequestContext
-    from uniinfer.streaming import ChatStream
 
-    registry = default_registry()
-    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
     event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
     reads = [event % b"a", event % b"b" + event % b"c" + b"data: [DONE]\n\n"]
     done: list[RequestContext] = []
@@ -437,14 +431,7 @@ async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_
         done.append(ctx)
 
     pool = RecordingPool()
-    stream = ChatStream(
-        RequestContext("chat"),
-        on_done,
-        False,
-        http=pool,  # type: ignore[arg-type]
-        upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
-        decoder=adapter.stream_decoder("m"),
-    )
+    stream = openai_stream(reads, pool=pool, on_done=on_done)
     seen = []
     async for batch in stream.json_batches():
         seen.append((len(batch), stream.drained))
@@ -456,29 +443,12 @@ async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_
 @pytest.mark.parametrize("end", ["with the last events", "in a read of its own"])
 async def test_a_stream_cut_before_its_end_marker_hands_out_every_event_before_the_error(end: str) -> None:
     from uniinfer.errors import ProviderConnectionError
-    from uniinfer.providers.base import Endpoint
-    from uniinfer.providers.registry import default_registry
-    from uniinfer.stages import RequestContext
-    from uniinfer.streaming import ChatStream
 
-    registry = default_registry()
-    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
     event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
     reads = [event % b"a", event % b"b" + event % b"c"]  # no [DONE]: the body ended early
     if end == "in a read of its own":
         reads.append(b"")
-
-    async def on_done(ctx: RequestContext) -> None:
-        return None
-
-    stream = ChatStream(
-        RequestContext("chat"),
-        on_done,
-        False,
-        http=RecordingPool(),  # type: ignore[arg-type]
-        upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
-        decoder=adapter.stream_decoder("m"),
-    )
+    stream = openai_stream(reads)
     texts = []
 
     async def read_all() -> None:
@@ -494,27 +464,10 @@ async def test_a_stream_cut_before_its_end_marker_hands_out_every_event_before_t
 async def test_a_stream_cut_within_its_first_read_fails_before_it_is_handed_out() -> None:
     """Nothing has reached the caller yet, so the failure goes to the fallback loop."""
     from uniinfer.errors import ProviderConnectionError
-    from uniinfer.providers.base import Endpoint
-    from uniinfer.providers.registry import default_registry
-    from uniinfer.stages import RequestContext
-    from uniinfer.streaming import ChatStream
 
-    registry = default_registry()
-    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://x/v1"))
     event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
-
-    async def on_done(ctx: RequestContext) -> None:
-        return None
-
     pool = RecordingPool()
-    stream = ChatStream(
-        RequestContext("chat"),
-        on_done,
-        False,
-        http=pool,  # type: ignore[arg-type]
-        upstream=ScriptedUpstream([event]),  # type: ignore[arg-type]
-        decoder=adapter.stream_decoder("m"),
-    )
+    stream = openai_stream([event], pool=pool)
     with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
         await stream._prime()
     assert pool.closed == [False]  # a failed stream's connection is not reused

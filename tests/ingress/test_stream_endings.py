@@ -19,9 +19,7 @@ import orjson
 import pytest
 
 from tests.conftest import make_config
-from tests.stream_helpers import RecordingPool, ScriptedUpstream
-from uniinfer.providers.base import Endpoint
-from uniinfer.providers.registry import default_registry
+from tests.stream_helpers import RecordingPool, openai_stream
 from uniinfer.server import App, create_app
 from uniinfer.stages import RequestContext
 from uniinfer.streaming import ChatStream
@@ -47,21 +45,15 @@ CUT_WITH_LAST_EVENTS = [ENDS_WITH_LAST_EVENTS[0], ENDS_WITH_LAST_EVENTS[1].remov
 
 
 def _app(reads: list[bytes], pool: RecordingPool) -> App:
+    """The app with its gateway's streams read from ``reads``."""
     app = create_app(
         make_config("providers:\n  up: {type: openai, api_key: sk-x, base_url: 'http://127.0.0.1:9/v1'}\n")
     )
-    registry = default_registry()
-    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://127.0.0.1:9/v1"))
     gateway = app.gateway
 
     async def stream(chat: ChatRequest, ctx: RequestContext) -> ChatStream:
-        return ChatStream(
-            ctx,
-            gateway._finish,
-            chat.include_usage,
-            http=pool,  # type: ignore[arg-type]
-            upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
-            decoder=adapter.stream_decoder("m"),
+        return openai_stream(
+            reads, pool=pool, on_done=gateway._finish, ctx=ctx, include_usage=chat.include_usage
         )
 
     gateway.stream = stream  # type: ignore[method-assign]
