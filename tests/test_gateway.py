@@ -471,3 +471,28 @@ async def test_a_stream_cut_within_its_first_read_fails_before_it_is_handed_out(
     with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
         await stream._prime()
     assert pool.closed == [False]  # a failed stream's connection is not reused
+
+
+async def test_a_stream_closed_before_its_kept_failure_is_raised_leaves_no_reference_cycle() -> None:
+    import gc
+
+    from uniinfer.streaming import ChatStream
+
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+
+    def live() -> int:
+        return sum(isinstance(o, ChatStream) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = live()
+        stream = openai_stream([event % b"a", event % b"b"])  # the second read ends the body, no [DONE]
+        assert (await stream.__anext__()).choices[0].delta.content == "a"
+        assert (await stream.__anext__()).choices[0].delta.content == "b"  # the failure waits behind it
+        await stream.aclose()  # the caller leaves before reaching it
+        assert stream.failed
+        del stream
+        assert live() == before  # freed by reference counting alone
+    finally:
+        gc.enable()

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import NoReturn
 
-from uniinfer.errors import ProviderResponseError, UniInferError
+from uniinfer.errors import ProviderResponseError, UniInferError, forget_traceback
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
 from uniinfer.providers.base import ProviderAdapter, StreamDecoder
 from uniinfer.stages import RequestContext
@@ -202,16 +202,22 @@ class ChatStream:
                     self._accept(chunk)
                 chunks = self._decoder.close()
         except UniInferError as exc:
-            self._failure = exc
+            self._keep_failure(exc)
             return
         except Exception as exc:  # a decoder must never turn garbage into a crash
             name = self._upstream_name()
             error = ProviderResponseError(f"{name}: undecodable stream data ({exc})", provider=name)
             error.__cause__ = exc
-            self._failure = error
+            self._keep_failure(error)
             return
         for chunk in chunks:
             self._accept(chunk)
+
+    def _keep_failure(self, error: UniInferError) -> None:
+        # Its traceback runs through this stream's frames: kept on the stream, it would
+        # make a reference cycle (raising it again gives it a fresh one).
+        forget_traceback(error)
+        self._failure = error
 
     async def _raise_failure(self) -> NoReturn:
         error = self._failure
