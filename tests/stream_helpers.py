@@ -46,10 +46,14 @@ def openai_stream(
     on_done: OnDone = _nothing,
     ctx: RequestContext | None = None,
     include_usage: bool = False,
+    provider: str = "openai",
 ) -> ChatStream:
-    """A ChatStream decoding OpenAI-format SSE from ``reads``, as the gateway would build it."""
+    """A ChatStream decoding ``reads`` as the gateway would build it (OpenAI's format unless ``provider``)."""
     registry = default_registry()
-    adapter = registry.create(registry.get("openai"), Endpoint(base_url="http://127.0.0.1:9/v1"))
+    adapter = registry.create(
+        registry.get(provider),
+        Endpoint(base_url="http://127.0.0.1:9/v1", api_key="sk-test-stream-helpers-0123"),
+    )
     return ChatStream(
         ctx or RequestContext("chat"),
         on_done,

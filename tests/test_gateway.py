@@ -496,3 +496,56 @@ async def test_a_stream_closed_before_its_kept_failure_is_raised_leaves_no_refer
         assert live() == before  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+#: A content event, then the provider's in-stream error event, in each wire format.
+_CONTENT_THEN_ERROR = {
+    "openai": (
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"kept"}}]}\n\n',
+        b'data: {"error":{"message":"upstream broke","type":"server_error","code":null}}\n\n',
+    ),
+    "anthropic": (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m",'
+        b'"usage":{"input_tokens":3,"output_tokens":0}}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"text","text":""}}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"kept"}}\n\n',
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"upstream broke"}}\n\n',
+    ),
+    "gemini": (
+        b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"kept"}]},"index":0}],'
+        b'"modelVersion":"m","responseId":"r1"}\n\n',
+        b'data: {"error":{"code":503,"message":"upstream broke","status":"UNAVAILABLE"}}\n\n',
+    ),
+    "ollama": (
+        b'{"model":"m","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"kept"},'
+        b'"done":false}\n',
+        b'{"error":"upstream broke"}\n',
+    ),
+    # Cohere's stream has no error event: data that is not an event fails it the same way
+    "cohere": (
+        b'event: content-delta\ndata: {"type":"content-delta","index":0,'
+        b'"delta":{"message":{"content":{"text":"kept"}}}}\n\n',
+        b"event: content-delta\ndata: [1, 2]\n\n",
+    ),
+}
+_ERROR_MESSAGE = {"cohere": "unexpected stream event shape"}
+
+
+@pytest.mark.parametrize("provider", _CONTENT_THEN_ERROR)
+async def test_an_error_event_in_the_read_of_earlier_events_comes_after_them(provider: str) -> None:
+    from uniinfer.errors import UniInferError
+
+    content, error = _CONTENT_THEN_ERROR[provider]
+    stream = openai_stream([content, content + error], provider=provider)  # the error shares a read
+    texts = []
+
+    async def read_all() -> None:
+        async for chunk in stream:
+            texts.extend(c.delta.content for c in chunk.choices if c.delta.content)
+
+    with pytest.raises(UniInferError, match=_ERROR_MESSAGE.get(provider, "upstream broke")):
+        await read_all()
+    assert texts == ["kept", "kept"]  # the second read's event came out before its error
+    assert stream.failed

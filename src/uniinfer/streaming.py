@@ -31,7 +31,7 @@ from typing import NoReturn
 
 from uniinfer.errors import ProviderResponseError, UniInferError, forget_traceback
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
-from uniinfer.providers.base import ProviderAdapter, StreamDecoder
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, StreamDecoder
 from uniinfer.stages import RequestContext
 from uniinfer.types import (
     ChatChunk,
@@ -203,6 +203,11 @@ class ChatStream:
                 chunks = self._decoder.close()
         except UniInferError as exc:
             self._keep_failure(exc)
+            return
+        except PartialStreamError as exc:  # events, then the failure, in one read
+            for chunk in exc.items:
+                self._accept(chunk)
+            self._keep_failure(exc.error)
             return
         except Exception as exc:  # a decoder must never turn garbage into a crash
             name = self._upstream_name()

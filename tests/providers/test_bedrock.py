@@ -715,6 +715,17 @@ def test_exception_frames_raise_the_mapped_error(kind: str, cls: type[UniInferEr
     assert info.value.message == f"bedrock: {kind[0].upper()}{kind[1:]}: Something broke"
 
 
+def test_an_exception_frame_after_events_in_one_read_hands_them_over_with_the_error() -> None:
+    from uniinfer.providers.base import PartialStreamError
+
+    decoder = make_adapter().stream_decoder("m-x")
+    text = event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "kept"}})
+    with pytest.raises(PartialStreamError) as info:
+        decoder.feed(START + text + exception_frame("throttlingException", "slow down"))
+    assert [c.choices[0].delta.content for c in info.value.items if c.choices] == ["", "kept"]
+    assert isinstance(info.value.error, RateLimitError)
+
+
 def test_error_frames_and_bad_payloads() -> None:
     headers = {
         ":message-type": "error",

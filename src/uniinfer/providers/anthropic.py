@@ -53,7 +53,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.base import ProviderAdapter, chunk_id, loads
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, loads
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -440,16 +440,21 @@ class AnthropicStreamDecoder:
 
     def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
         out: list[ChatChunk] = []
-        for _event, data in events:
-            payload = loads(data.encode(), self._adapter.name)
-            if not isinstance(payload, dict):
-                raise self._bad(data)
-            try:
-                chunk = self._event(payload)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise self._bad(data) from exc
-            if chunk is not None:
-                out.append(chunk)
+        try:
+            for _event, data in events:
+                payload = loads(data.encode(), self._adapter.name)
+                if not isinstance(payload, dict):
+                    raise self._bad(data)
+                try:
+                    chunk = self._event(payload)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise self._bad(data) from exc
+                if chunk is not None:
+                    out.append(chunk)
+        except UniInferError as exc:
+            if out:  # the events before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
         return out
 
     def _event(self, payload: dict[str, Any]) -> ChatChunk | None:

@@ -45,6 +45,7 @@ from uniinfer.types import (
 __all__ = [
     "Capabilities",
     "Endpoint",
+    "PartialStreamError",
     "ProviderAdapter",
     "ProviderSpec",
     "StreamDecoder",
@@ -143,11 +144,28 @@ class StreamDecoder(Protocol):
 
     A decoder of a provider that already speaks OpenAI's format may return an
     event as a :class:`~uniinfer.types.RawChunk` (passed through as JSON).
+
+    A stream that fails (an error event, bad data, an early end) raises a
+    :class:`~uniinfer.errors.UniInferError`; one that fails after events it
+    decoded in the same call raises :class:`PartialStreamError` with them,
+    so that nothing which arrived before the failure is lost.
     """
 
     def feed(self, data: bytes) -> Sequence[StreamItem]: ...
 
     def close(self) -> Sequence[StreamItem]: ...
+
+
+class PartialStreamError(Exception):
+    """A decoder met ``error`` after decoding ``items`` in the same call: hand them out, then fail.
+
+    Internal to the stream machinery; callers of the gateway only ever see ``error``.
+    """
+
+    def __init__(self, items: Sequence[StreamItem], error: UniInferError) -> None:
+        super().__init__(error.message)
+        self.items = items
+        self.error = error
 
 
 def chunk_id() -> str:

@@ -64,7 +64,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.base import ProviderAdapter, chunk_id, loads
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, loads
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -447,16 +447,21 @@ class CohereStreamDecoder:
 
     def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
         out: list[ChatChunk] = []
-        for event, data in events:
-            payload = loads(data.encode(), self._adapter.name)
-            if not isinstance(payload, dict):
-                raise self._adapter._bad("stream event", data)
-            try:
-                chunk = self._event(str(payload.get("type") or event), payload)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise self._adapter._bad("stream event", data) from exc
-            if chunk is not None:
-                out.append(chunk)
+        try:
+            for event, data in events:
+                payload = loads(data.encode(), self._adapter.name)
+                if not isinstance(payload, dict):
+                    raise self._adapter._bad("stream event", data)
+                try:
+                    chunk = self._event(str(payload.get("type") or event), payload)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise self._adapter._bad("stream event", data) from exc
+                if chunk is not None:
+                    out.append(chunk)
+        except UniInferError as exc:
+            if out:  # the events before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
         return out
 
     def _event(self, kind: str, payload: Block) -> ChatChunk | None:

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError
-from uniinfer.providers.base import ProviderAdapter, chunk_id, loads
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, loads
 from uniinfer.providers.bedrock_converse import finish_reason, usage
 from uniinfer.types import ChatChunk, Usage
 from uniinfer.types.chat import ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, ToolCallDelta
@@ -216,7 +216,17 @@ class ConverseStreamDecoder:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
             raise ProviderResponseError(f"{name}: {exc}", provider=name) from exc
-        return [chunk for m in messages if (chunk := self._message(m)) is not None]
+        out: list[ChatChunk] = []
+        try:
+            for m in messages:
+                chunk = self._message(m)
+                if chunk is not None:
+                    out.append(chunk)
+        except UniInferError as exc:
+            if out:  # the events before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
+        return out
 
     def close(self) -> list[ChatChunk]:
         name = self._adapter.name

@@ -47,7 +47,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
-from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, classify, loads
 from uniinfer.providers.gemini_request import chat_payload, embed_item, model_path
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, ToolCall
@@ -273,25 +273,30 @@ class GeminiStreamDecoder:
 
     def _decode(self, events: list[tuple[str, str]]) -> list[ChatChunk]:
         out: list[ChatChunk] = []
-        for _event, data in events:
-            payload = loads(data.encode(), self._adapter.name)
-            if not isinstance(payload, dict):
-                raise self._adapter._shape_error("stream event", data)
-            if isinstance(payload.get("error"), dict):
-                raise self._adapter.rpc_error(_status_of(payload), payload, data, None)
-            if self._id is None:
-                self._id = _response_id(payload)
-            self._model = str(payload.get("modelVersion") or self._model)
-            usage = _usage(payload.get("usageMetadata"))
-            self._usage = usage or self._usage
-            candidates = payload.get("candidates")
-            if not candidates:
-                if isinstance(payload.get("promptFeedback"), dict):
-                    raise self._adapter._no_candidates(payload)
-                continue
-            for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
-                if isinstance(cand, dict):
-                    out.extend(self._candidate(cand, _index(cand, pos)))
+        try:
+            for _event, data in events:
+                payload = loads(data.encode(), self._adapter.name)
+                if not isinstance(payload, dict):
+                    raise self._adapter._shape_error("stream event", data)
+                if isinstance(payload.get("error"), dict):
+                    raise self._adapter.rpc_error(_status_of(payload), payload, data, None)
+                if self._id is None:
+                    self._id = _response_id(payload)
+                self._model = str(payload.get("modelVersion") or self._model)
+                usage = _usage(payload.get("usageMetadata"))
+                self._usage = usage or self._usage
+                candidates = payload.get("candidates")
+                if not candidates:
+                    if isinstance(payload.get("promptFeedback"), dict):
+                        raise self._adapter._no_candidates(payload)
+                    continue
+                for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
+                    if isinstance(cand, dict):
+                        out.extend(self._candidate(cand, _index(cand, pos)))
+        except UniInferError as exc:
+            if out:  # the events before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
         return out
 
     def _candidate(self, cand: Json, index: int) -> list[ChatChunk]:

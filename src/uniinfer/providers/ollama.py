@@ -41,7 +41,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
-from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads
+from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, classify, loads
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -388,15 +388,20 @@ class OllamaStreamDecoder:
 
     def _decode(self, lines: list[bytes]) -> list[ChatChunk]:
         out: list[ChatChunk] = []
-        for line in lines:
-            payload = loads(line, self._adapter.name)
-            if not isinstance(payload, dict):
-                raise self._adapter._shape_error("stream line", line.decode("utf-8", "replace"))
-            if payload.get("error") is not None:
-                raise self._adapter.stream_error(payload)
-            if self._done:
-                continue
-            out.extend(self._line(payload))
+        try:
+            for line in lines:
+                payload = loads(line, self._adapter.name)
+                if not isinstance(payload, dict):
+                    raise self._adapter._shape_error("stream line", line.decode("utf-8", "replace"))
+                if payload.get("error") is not None:
+                    raise self._adapter.stream_error(payload)
+                if self._done:
+                    continue
+                out.extend(self._line(payload))
+        except UniInferError as exc:
+            if out:  # the lines before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
         return out
 
     def _line(self, payload: dict[str, Any]) -> list[ChatChunk]:

@@ -33,9 +33,16 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError
+from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError, UniInferError
 from uniinfer.http import HttpRequest, SSEBytesFramer
-from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads
+from uniinfer.providers.base import (
+    Endpoint,
+    PartialStreamError,
+    ProviderAdapter,
+    ProviderSpec,
+    classify,
+    loads,
+)
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
 from uniinfer.types import (
     ChatChunk,
@@ -317,26 +324,31 @@ class OpenAIStreamDecoder:
 
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         out: list[StreamItem] = []
-        for _event, data in events:
-            if data == b"[DONE]":
-                self._done = True
-                continue
-            raw = self._raw(data)
-            if raw is not None:
-                out.append(raw)
-                continue
-            usage = self._usage_chunk(data)
-            if usage is not None:
-                self._usage, self._usage_event, self._last = usage, data, data
-                continue
-            chunk = self._fast(data) or self._slow(data)
-            self._last = (chunk.id, chunk.created, chunk.model, chunk.system_fingerprint)
-            if chunk.usage is not None:
-                self._usage, self._usage_event = chunk.usage, None
-                if not chunk.choices:
+        try:
+            for _event, data in events:
+                if data == b"[DONE]":
+                    self._done = True
                     continue
-                chunk.usage = None
-            out.append(chunk)
+                raw = self._raw(data)
+                if raw is not None:
+                    out.append(raw)
+                    continue
+                usage = self._usage_chunk(data)
+                if usage is not None:
+                    self._usage, self._usage_event, self._last = usage, data, data
+                    continue
+                chunk = self._fast(data) or self._slow(data)
+                self._last = (chunk.id, chunk.created, chunk.model, chunk.system_fingerprint)
+                if chunk.usage is not None:
+                    self._usage, self._usage_event = chunk.usage, None
+                    if not chunk.choices:
+                        continue
+                    chunk.usage = None
+                out.append(chunk)
+        except UniInferError as exc:
+            if out:  # the events before the error are handed out first
+                raise PartialStreamError(out, exc) from exc
+            raise
         return out
 
     def _raw(self, data: bytes) -> RawChunk | None:
