@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, NoReturn, Protocol
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -55,6 +55,7 @@ __all__ = [
     "json_object",
     "loads",
     "merge_headers",
+    "raise_after",
 ]
 
 
@@ -147,8 +148,9 @@ class StreamDecoder(Protocol):
 
     A stream that fails (an error event, bad data, an early end) raises a
     :class:`~uniinfer.errors.UniInferError`; one that fails after events it
-    decoded in the same call raises :class:`PartialStreamError` with them,
-    so that nothing which arrived before the failure is lost.
+    decoded in the same call raises :class:`PartialStreamError` with them
+    (:func:`raise_after` does it in a decoding loop's ``except``), so that
+    nothing which arrived before the failure is lost.
     """
 
     def feed(self, data: bytes) -> Sequence[StreamItem]: ...
@@ -166,6 +168,17 @@ class PartialStreamError(Exception):
         super().__init__(error.message)
         self.items = items
         self.error = error
+
+
+def raise_after(items: Sequence[StreamItem], error: UniInferError) -> NoReturn:
+    """For a decoder's ``except UniInferError``: fail with ``error`` after ``items``.
+
+    Raises :class:`PartialStreamError` carrying the items decoded before the
+    error in the same call, or the error itself when there are none.
+    """
+    if items:
+        raise PartialStreamError(items, error) from error
+    raise error
 
 
 def chunk_id() -> str:

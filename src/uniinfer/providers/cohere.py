@@ -64,7 +64,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, loads
+from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -459,9 +459,7 @@ class CohereStreamDecoder:
                 if chunk is not None:
                     out.append(chunk)
         except UniInferError as exc:
-            if out:  # the events before the error are handed out first
-                raise PartialStreamError(out, exc) from exc
-            raise
+            raise_after(out, exc)  # the events before the error go with it
         return out
 
     def _event(self, kind: str, payload: Block) -> ChatChunk | None:

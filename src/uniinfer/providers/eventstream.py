@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError
-from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, loads
+from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.providers.bedrock_converse import finish_reason, usage
 from uniinfer.types import ChatChunk, Usage
 from uniinfer.types.chat import ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, ToolCallDelta
@@ -223,9 +223,7 @@ class ConverseStreamDecoder:
                 if chunk is not None:
                     out.append(chunk)
         except UniInferError as exc:
-            if out:  # the events before the error are handed out first
-                raise PartialStreamError(out, exc) from exc
-            raise
+            raise_after(out, exc)  # the events before the error go with it
         return out
 
     def close(self) -> list[ChatChunk]:

@@ -47,7 +47,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
-from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, classify, loads
+from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.gemini_request import chat_payload, embed_item, model_path
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, ToolCall
@@ -294,9 +294,7 @@ class GeminiStreamDecoder:
                     if isinstance(cand, dict):
                         out.extend(self._candidate(cand, _index(cand, pos)))
         except UniInferError as exc:
-            if out:  # the events before the error are handed out first
-                raise PartialStreamError(out, exc) from exc
-            raise
+            raise_after(out, exc)  # the events before the error go with it
         return out
 
     def _candidate(self, cand: Json, index: int) -> list[ChatChunk]:

@@ -41,7 +41,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
-from uniinfer.providers.base import PartialStreamError, ProviderAdapter, chunk_id, classify, loads
+from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -399,9 +399,7 @@ class OllamaStreamDecoder:
                     continue
                 out.extend(self._line(payload))
         except UniInferError as exc:
-            if out:  # the lines before the error are handed out first
-                raise PartialStreamError(out, exc) from exc
-            raise
+            raise_after(out, exc)  # the events before the error go with it
         return out
 
     def _line(self, payload: dict[str, Any]) -> list[ChatChunk]:

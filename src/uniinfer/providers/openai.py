@@ -37,11 +37,11 @@ from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderRespon
 from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import (
     Endpoint,
-    PartialStreamError,
     ProviderAdapter,
     ProviderSpec,
     classify,
     loads,
+    raise_after,
 )
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
 from uniinfer.types import (
@@ -346,9 +346,7 @@ class OpenAIStreamDecoder:
                     chunk.usage = None
                 out.append(chunk)
         except UniInferError as exc:
-            if out:  # the events before the error are handed out first
-                raise PartialStreamError(out, exc) from exc
-            raise
+            raise_after(out, exc)  # the events before the error go with it
         return out
 
     def _raw(self, data: bytes) -> RawChunk | None:
