@@ -421,6 +421,32 @@ async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sd
     assert stream.failed
 
 
+async def test_batches_hand_out_the_chunks_before_one_of_the_wrong_shape_then_fail() -> None:
+    from uniinfer.errors import ProviderResponseError
+
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":%s}}]}\n\n'
+    # the middle event passes the pass-through check but is no chunk: content must be text
+    reads = [event % b'"a"' + event % b"5" + event % b'"c"' + b"data: [DONE]\n\n"]
+    done: list[RequestContext] = []
+
+    async def on_done(ctx: RequestContext) -> None:
+        done.append(ctx)
+
+    stream = openai_stream(reads, on_done=on_done)
+    seen = []
+
+    async def read_all() -> None:
+        async for batch in stream.batches():
+            seen.append(([c.choices[0].delta.content for c in batch], stream.drained))
+
+    with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
+        await read_all()
+    assert seen == [(["a"], False)]  # not drained: a handler does not end its response before the error
+    assert stream.failed
+    assert len(done) == 1
+    assert done[0].error is not None
+
+
 async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_another_read() -> None:
 
     event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'

@@ -97,7 +97,13 @@ class ChatStream:
 
     async def __anext__(self) -> ChatChunk:
         item = await self._next()
-        return item if isinstance(item, ChatChunk) else await self._model(item)
+        if isinstance(item, ChatChunk):
+            return item
+        try:
+            return self._model(item)
+        except ProviderResponseError as error:
+            await self._finish(error)
+            raise
 
     async def json_batches(self) -> AsyncIterator[list[bytes]]:
         """The chunks as OpenAI JSON, in batches (see :meth:`batches`).
@@ -124,7 +130,16 @@ class ChatStream:
                 item = await self._next()
             except StopAsyncIteration:
                 return
-            yield [i if isinstance(i, ChatChunk) else await self._model(i) for i in self._with_pending(item)]
+            batch: list[ChatChunk] = []
+            for i in self._with_pending(item):
+                try:
+                    batch.append(i if isinstance(i, ChatChunk) else self._model(i))
+                except ProviderResponseError as error:
+                    # the chunks before it still go out; then the next step raises it
+                    self._keep_failure(error)
+                    break
+            if batch:
+                yield batch
 
     def _with_pending(self, item: StreamItem) -> list[StreamItem]:
         batch = [item]
@@ -151,18 +166,16 @@ class ChatStream:
             await self._pull()
         return self._pending.popleft()
 
-    async def _model(self, raw: RawChunk) -> ChatChunk:
+    def _model(self, raw: RawChunk) -> ChatChunk:
         try:
             return raw.chunk()
         except ValueError as exc:
             name = self._upstream_name()
-            error = ProviderResponseError(
+            raise ProviderResponseError(
                 f"{name}: unexpected stream chunk shape",
                 provider=name,
                 upstream_body=raw.json[:512].decode("utf-8", "replace"),
-            )
-            await self._finish(error)
-            raise error from exc
+            ) from exc
 
     async def __aenter__(self) -> ChatStream:
         return self

@@ -143,3 +143,24 @@ async def test_a_stream_cut_with_its_last_events_sends_them_then_the_error(famil
     assert not closes(body)  # and no closing events that would call the answer whole
     assert [more for _, more in writes][-1] is False
     assert pool.closed == [False]  # a cut stream's connection is not reused
+
+
+#: A read whose middle event passes the pass-through check but is no chunk (content must be text).
+WRONG_SHAPE_MID_READ = [
+    _EVENT % (_TEXT % b"Hel")
+    + _EVENT % b'{"index":0,"delta":{"content":5},"finish_reason":null}'
+    + _EVENT % (_TEXT % b"lo")
+    + _DONE
+]
+
+
+@pytest.mark.parametrize("family", ["anthropic", "responses"])  # the families that model each chunk
+async def test_a_chunk_of_the_wrong_shape_ends_the_stream_after_the_ones_before_it(family: str) -> None:
+    path, payload, closes = FAMILIES[family]
+    writes = await _bodies(_app(WRONG_SHAPE_MID_READ, RecordingPool()), path, payload)
+    body = b"".join(data for data, _ in writes)
+    assert b'"Hel"' in body  # decoded in the same read as the bad event: still sent
+    assert body.index(b'"Hel"') < body.index(ERROR_EVENTS[family])
+    assert b'"lo"' not in body
+    assert not closes(body)
+    assert [more for _, more in writes][-1] is False
