@@ -8,7 +8,9 @@ core 0:
 2. what the minimal reference proxy (bench/refproxy.py) does instead;
 3. the whole ASGI app driven in process, 64 requests at a time, with the
    upstream call answered from memory (no sockets, no uvicorn): the gateway's
-   ``App`` against the reference app;
+   ``App`` against the reference app, and the same conversation sent to the
+   gateway as an Anthropic Messages and a Responses API request (translated
+   to the same upstream call and back);
 4. the upstream call alone over 127.0.0.1 to bench/upstream.py (on core 1):
    uniinfer's ``HttpClient.send`` against a bare pooled aiohttp session.
 
@@ -178,6 +180,7 @@ async def _drive(
     raw: bytes,
     total: int,
     batch: int,
+    path: str = "/v1/chat/completions",
 ) -> float:
     """CPU microseconds per request of ``total`` ASGI requests, ``batch`` at a time."""
     never: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -199,7 +202,7 @@ async def _drive(
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers}
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     started = time.process_time()
     for _ in range(total // batch):
         await asyncio.gather(*(app(scope, receiver(), send) for _ in range(batch)))
@@ -228,12 +231,36 @@ async def _lifespan_start(app: Callable[..., Awaitable[None]]) -> asyncio.Task[N
 
 
 _RAW = orjson.dumps(CHAT_BODY)
-_HEADERS = [
-    (b"host", b"127.0.0.1"),
-    (b"content-type", b"application/json"),
-    (b"content-length", str(len(_RAW)).encode()),
-    (b"authorization", b"Bearer sk-master"),
-]
+
+
+def _headers(raw: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        (b"authorization", b"Bearer sk-master"),
+    ]
+
+
+_HEADERS = _headers(_RAW)
+_SYSTEM, _USER = (m["content"] for m in CHAT_BODY["messages"])
+#: The same conversation in the other API families' shapes, translated to the same upstream call.
+_FAMILIES = {
+    "/v1/messages": {
+        "model": CHAT_BODY["model"],
+        "system": _SYSTEM,
+        "messages": [{"role": "user", "content": _USER}],
+        "temperature": CHAT_BODY["temperature"],
+        "max_tokens": CHAT_BODY["max_tokens"],
+    },
+    "/v1/responses": {
+        "model": CHAT_BODY["model"],
+        "instructions": _SYSTEM,
+        "input": _USER,
+        "temperature": CHAT_BODY["temperature"],
+        "max_output_tokens": CHAT_BODY["max_tokens"],
+    },
+}
 
 
 def canned_gateway_app() -> Callable[..., Awaitable[None]]:
@@ -246,9 +273,11 @@ def in_process(total: int = 20_000, batch: int = 64) -> list[tuple[str, float]]:
     raw, headers = _RAW, _HEADERS
     gateway_app = canned_gateway_app()
 
-    async def gateway() -> float:
-        await _drive(gateway_app, headers, raw, 2_000, batch)  # warm up
-        return min([await _drive(gateway_app, headers, raw, total, batch) for _ in range(3)])
+    async def gateway(path: str = "/v1/chat/completions") -> float:
+        body = orjson.dumps(_FAMILIES[path]) if path in _FAMILIES else raw
+        head = _headers(body)
+        await _drive(gateway_app, head, body, 2_000, batch, path)  # warm up
+        return min([await _drive(gateway_app, head, body, total, batch, path) for _ in range(3)])
 
     async def reference() -> float:
         app = make_app("http://127.0.0.1:9/v1", "sk-bench", session_factory=CannedSession)
@@ -262,6 +291,8 @@ def in_process(total: int = 20_000, batch: int = 64) -> list[tuple[str, float]]:
     return [
         ("gateway App, canned upstream (no sockets)", uvloop.run(gateway())),
         ("reference app, canned upstream (no sockets)", uvloop.run(reference())),
+        ("gateway App, Anthropic Messages in (`/v1/messages`), same upstream", uvloop.run(gateway("/v1/messages"))),
+        ("gateway App, Responses API in (`/v1/responses`), same upstream", uvloop.run(gateway("/v1/responses"))),
     ]
 
 
