@@ -257,6 +257,60 @@ async def test_bad_bodies_get_400_without_a_stack_trace(base_url: str, body: byt
     assert "Traceback" not in json.dumps(payload)
 
 
+def _nested(depth: int) -> dict[str, object]:
+    """A JSON object ``depth`` levels deep."""
+    value: dict[str, object] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "chat", "messages": MSG}),
+        ("/v1/messages", {"model": "chat", "max_tokens": 8, "messages": MSG}),
+        ("/v1/responses", {"model": "chat", "input": "hi"}),
+    ],
+)
+async def test_json_nested_too_deep_is_a_400_up_to_the_limit_it_is_served(
+    base_url: str, path: str, body: dict[str, object]
+) -> None:
+    from uniinfer.server.wire import MAX_JSON_DEPTH
+
+    def with_tool_schema(depth: int) -> bytes:
+        # body -> tools -> [0] -> function -> parameters: the schema nests the rest
+        if path == "/v1/chat/completions":
+            tool: dict[str, object] = {
+                "type": "function",
+                "function": {"name": "f", "parameters": _nested(depth - 4)},
+            }
+        elif path == "/v1/messages":
+            tool = {"name": "f", "input_schema": {"type": "object", "properties": _nested(depth - 4)}}
+        else:
+            tool = {
+                "type": "function",
+                "name": "f",
+                "parameters": {"type": "object", "properties": _nested(depth - 4)},
+            }
+        return json.dumps({**body, "tools": [tool]}).encode()
+
+    headers = {"Authorization": f"Bearer {MASTER}", "content-type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            base_url + path, data=with_tool_schema(MAX_JSON_DEPTH), headers=headers
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+        for depth in (MAX_JSON_DEPTH + 1, 300):  # 300: past what the serialisers on the way take
+            async with session.post(base_url + path, data=with_tool_schema(depth), headers=headers) as resp:
+                assert resp.status == 400
+                payload = await resp.json()
+            message = payload["error"]["message"]
+            assert f"more than {MAX_JSON_DEPTH} levels deep" in message
+            if path == "/v1/messages":
+                assert payload["type"] == "error"  # Anthropic's shape
+
+
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
-from uniinfer.errors import AuthenticationError, InvalidRequestError, RateLimitError
+from uniinfer.errors import AuthenticationError, InvalidRequestError, RateLimitError, UniInferError
 from uniinfer.server import App, create_app
 from uniinfer.ws_client import WebSocketClient
 
@@ -170,3 +170,39 @@ async def test_protocol_errors_name_the_problem(ws_url: str) -> None:
         frame = json.loads((await ws.receive()).data)
         assert frame["error"]["param"] == "type"
         assert frame["id"] == "x"
+
+
+async def test_a_request_nested_too_deep_gets_an_error_frame(ws_url: str) -> None:
+    from uniinfer.server.wire import MAX_JSON_DEPTH
+
+    schema: dict[str, object] = {}
+    for _ in range(MAX_JSON_DEPTH):
+        schema = {"a": schema}
+    request = {
+        "model": "up/gpt-4o-mini",
+        "messages": MSG,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, headers={"x-api-key": MASTER}) as ws,
+    ):
+        await ws.send_str(json.dumps({"type": "chat.completions.create", "id": "deep", "request": request}))
+        frame = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+        assert (frame["type"], frame["id"]) == ("error", "deep")
+        assert f"more than {MAX_JSON_DEPTH} levels deep" in frame["error"]["message"]
+
+
+async def test_an_unexpected_failure_of_a_stream_is_an_error_frame_not_silence(
+    app: App, ws_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug, say")
+
+    app.gateway.stream = broken  # type: ignore[method-assign, assignment]
+    async with WebSocketClient(ws_url, api_key=MASTER) as ws:
+        with pytest.raises(UniInferError, match="internal error") as info:
+            async for _ in ws.astream(model="up/gpt-4o-mini", messages=MSG):
+                pass
+    assert "a bug" not in str(info.value)  # no internals to the client
+    assert "a bug, say" in caplog.text  # the operator's log has them

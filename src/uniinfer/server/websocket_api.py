@@ -43,7 +43,7 @@ import orjson
 
 from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError, forget_traceback
 from uniinfer.server.app import App
-from uniinfer.server.wire import Receive, Send
+from uniinfer.server.wire import Receive, Send, check_depth
 from uniinfer.stages import RequestContext
 from uniinfer.types import ChatRequest
 from uniinfer.validation import parse_request
@@ -149,6 +149,11 @@ class _Connection:
             if task is not None:
                 task.cancel()
         elif kind == "chat.completions.create":
+            try:
+                check_depth(text, frame)
+            except InvalidRequestError as exc:
+                await self._error(stream_id, exc)
+                return
             await self._start(stream_id, frame.get("request"))
         else:
             await self._error(stream_id, InvalidRequestError(f"unknown frame type {kind!r}", param="type"))
@@ -188,6 +193,10 @@ class _Connection:
             await self._write(orjson.dumps({"type": "done", "id": stream_id}).decode())
         except UniInferError as exc:
             await self._error(stream_id, exc)
+        except Exception as exc:  # never a silent end: the client would wait for this stream forever
+            log.exception("websocket stream %r failed", stream_id)
+            forget_traceback(exc)
+            await self._error(stream_id, UniInferError("internal error"))
 
     async def _error(self, stream_id: str | None, exc: UniInferError) -> None:
         forget_traceback(exc)

@@ -19,12 +19,14 @@ from uniinfer.stages import Route
 from uniinfer.types import EmbeddingResponse
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "SSE_DONE",
     "SSE_HEADERS",
     "Headers",
     "Message",
     "Receive",
     "Send",
+    "check_depth",
     "error_headers",
     "float_embeddings_to_base64",
     "json_body",
@@ -69,6 +71,12 @@ def openai_error_body(error: UniInferError) -> bytes:
     return orjson.dumps(error.to_openai())
 
 
+#: How deeply a request's JSON may nest. orjson reads up to 1,024 levels, but the
+#: serialisers on the way to the upstream stop near 250 (pydantic's and orjson's
+#: own limits): deeper input is refused up front, well below that, with a 400.
+MAX_JSON_DEPTH = 128
+
+
 def json_body(body: bytes) -> dict[str, Any]:
     """A request body that must be a JSON object; anything else is a 400 saying what is wrong."""
     if not body:
@@ -79,7 +87,36 @@ def json_body(body: bytes) -> dict[str, Any]:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    check_depth(body, data)
     return data
+
+
+def check_depth(raw: bytes | str, data: dict[str, Any]) -> None:
+    """A 400 when ``data`` (parsed from ``raw``) nests deeper than :data:`MAX_JSON_DEPTH`.
+
+    Free unless ``raw`` holds more brackets than the limit (two counts in C);
+    only then is the parsed value walked.
+    """
+    if isinstance(raw, bytes):
+        brackets = raw.count(b"{") + raw.count(b"[")
+    else:
+        brackets = raw.count("{") + raw.count("[")
+    if brackets > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+        raise InvalidRequestError(
+            f"The request body nests JSON objects and arrays more than {MAX_JSON_DEPTH} levels deep."
+        )
+
+
+def _deeper_than(data: dict[str, Any] | list[Any], limit: int) -> bool:
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def route_headers(request_id: str, route: Route | None) -> Headers:
