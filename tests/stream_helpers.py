@@ -39,6 +39,10 @@ async def _nothing(ctx: RequestContext) -> None:
     return None
 
 
+#: The upstream credential of :func:`openai_stream`'s adapter.
+API_KEY = "sk-test-stream-helpers-0123"
+
+
 def openai_stream(
     reads: list[bytes],
     *,
@@ -52,7 +56,7 @@ def openai_stream(
     registry = default_registry()
     adapter = registry.create(
         registry.get(provider),
-        Endpoint(base_url="http://127.0.0.1:9/v1", api_key="sk-test-stream-helpers-0123"),
+        Endpoint(base_url="http://127.0.0.1:9/v1", api_key=API_KEY),
     )
     return ChatStream(
         ctx or RequestContext("chat"),
@@ -61,4 +65,5 @@ def openai_stream(
         http=pool or RecordingPool(),  # type: ignore[arg-type]
         upstream=ScriptedUpstream(reads),  # type: ignore[arg-type]
         decoder=adapter.stream_decoder("m"),
+        scrub=adapter.scrub,
     )

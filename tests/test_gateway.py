@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.stream_helpers import RecordingPool, openai_stream
+from tests.stream_helpers import API_KEY, RecordingPool, openai_stream
 from uniinfer.config import Config
 from uniinfer.errors import (
     AllTargetsFailedError,
@@ -575,3 +575,62 @@ async def test_an_error_event_in_the_read_of_earlier_events_comes_after_them(pro
         await read_all()
     assert texts == ["kept", "kept"]  # the second read's event came out before its error
     assert stream.failed
+
+
+async def test_an_error_echoing_the_provider_key_reaches_no_caller(gateway: Gateway) -> None:
+    from uniinfer.errors import ProviderResponseError
+
+    adapter = gateway.router.group("chat").members[0].target.adapter
+    key = adapter.endpoint.api_key
+    assert key
+
+    def leaky(body: bytes, model: str) -> bytes:  # a provider that echoes what it was sent
+        raise ProviderResponseError(
+            f"up: odd answer to Bearer {key}", provider="up", upstream_body=f"[{key}]"
+        )
+
+    adapter.chat_json = leaky  # type: ignore[method-assign]
+    ctx = RequestContext("chat")
+    with pytest.raises(ProviderError) as info:
+        await gateway.chat_json(chat("chat"), ctx)
+    for error in (info.value, ctx.error):
+        assert error is not None
+        assert key not in str(error)
+        assert key not in (error.upstream_body or "")
+        assert "[redacted]" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("provider", "event"),
+    [
+        ("openai", b'data: {"error":{"message":"boom Bearer %s","type":"server_error"}}\n\n'),
+        (
+            "anthropic",
+            b'event: error\ndata: {"type":"error","error":{"type":"api_error","message":"boom %s"}}\n\n',
+        ),
+    ],
+)
+async def test_a_mid_stream_error_echoing_the_provider_key_reaches_no_caller(
+    provider: str, event: bytes
+) -> None:
+    first = {
+        "openai": b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n',
+        "anthropic": (
+            b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1","type":"message",'
+            b'"role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":1,'
+            b'"output_tokens":0}}}\n\n'
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":""}}\n\n'
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":"a"}}\n\n'
+        ),
+    }[provider]
+    ctx = RequestContext("chat")
+    stream = openai_stream([first, event % API_KEY.encode()], ctx=ctx, provider=provider)
+    with pytest.raises(ProviderError) as info:
+        async for _ in stream:
+            pass
+    for error in (info.value, ctx.error):
+        assert error is not None
+        assert API_KEY not in str(error)
+        assert API_KEY not in (error.upstream_body or "")

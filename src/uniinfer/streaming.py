@@ -64,6 +64,7 @@ class ChatStream:
         http: HttpClient | None = None,
         upstream: StreamingResponse | None = None,
         decoder: StreamDecoder | None = None,
+        scrub: Callable[[UniInferError], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self._on_done = on_done
@@ -71,6 +72,8 @@ class ChatStream:
         self._http = http
         self._upstream = upstream
         self._decoder = decoder
+        #: Redacts the provider's credentials from a failure (ProviderAdapter.scrub).
+        self._scrub = scrub
         self._pending: deque[StreamItem] = deque()
         self._eof = upstream is None
         #: An error that ended the upstream after events not yet handed out: raised after them.
@@ -102,6 +105,8 @@ class ChatStream:
         try:
             return self._model(item)
         except ProviderResponseError as error:
+            if self._scrub is not None:
+                self._scrub(error)
             await self._finish(error)
             raise
 
@@ -235,6 +240,8 @@ class ChatStream:
         # Its traceback runs through this stream's frames: kept on the stream, it would
         # make a reference cycle (raising it again gives it a fresh one).
         forget_traceback(error)
+        if self._scrub is not None:
+            self._scrub(error)
         self._failure = error
 
     async def _raise_failure(self) -> NoReturn:
@@ -306,6 +313,7 @@ async def open_chat_stream(
             http=http,
             upstream=upstream,
             decoder=adapter.stream_decoder(model),
+            scrub=adapter.scrub,
         )
         await stream._prime()
     except BaseException:

@@ -335,6 +335,20 @@ class ProviderAdapter(ABC):
             text = text.replace(key, "[redacted]")
         return text
 
+    def scrub(self, error: UniInferError) -> None:
+        """Redact our credentials from an error's message and upstream body, in place.
+
+        Every error that leaves this provider passes here (the router's attempt,
+        a stream's failure), so a secret a provider echoes reaches no caller and
+        no log, whichever path built the error.
+        """
+        message = self.redact(error.message)
+        if message != error.message:
+            error.message = message
+            error.args = (message,)
+        if error.upstream_body is not None:
+            error.upstream_body = self.redact(error.upstream_body)
+
     def feature_error(self, feature: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(
             f"provider '{self.name}' does not support {feature}",

@@ -403,6 +403,7 @@ class Router:
         try:
             result = await attempt(member, timeouts)
         except UniInferError as exc:
+            member.target.adapter.scrub(exc)
             self._record_failure(state, exc)
             raise
         except BaseException:
