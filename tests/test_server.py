@@ -311,6 +311,19 @@ async def test_json_nested_too_deep_is_a_400_up_to_the_limit_it_is_served(
                 assert payload["type"] == "error"  # Anthropic's shape
 
 
+@pytest.mark.parametrize(
+    ("seconds", "header", "ms"), [(4.4, "5", "4400"), (7, "7", "7000"), (0.2, "1", "200")]
+)
+def test_retry_after_is_rounded_up_and_given_in_milliseconds_too(
+    seconds: float, header: str, ms: str
+) -> None:
+    from uniinfer.errors import RateLimitError
+    from uniinfer.server.wire import error_headers
+
+    headers = dict(error_headers(RateLimitError("slow down", retry_after=seconds)))
+    assert headers == {b"retry-after": header.encode(), b"retry-after-ms": ms.encode()}
+
+
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import base64
+import math
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -179,9 +180,14 @@ def _route_headers(route: Route) -> Headers:
 
 
 def error_headers(error: UniInferError) -> Headers:
+    """``Retry-After`` in whole seconds, rounded up (a client that waits that long is not early),
+    and ``retry-after-ms``, which the official OpenAI and Anthropic SDKs read first."""
     if error.retry_after is None:
         return []
-    return [(b"retry-after", str(max(1, round(error.retry_after))).encode())]
+    return [
+        (b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()),
+        (b"retry-after-ms", str(max(1, round(error.retry_after * 1000))).encode()),
+    ]
 
 
 def sse_event(payload: bytes) -> bytes:
