@@ -193,6 +193,18 @@ async def test_models_list(client: openai.AsyncOpenAI) -> None:
     assert by_id["anthropic/*"].model_extra == {"available": False}
 
 
+async def test_models_retrieve(client: openai.AsyncOpenAI) -> None:
+    card = await client.models.retrieve("chat")  # a configured name
+    assert (card.id, card.object, card.owned_by) == ("chat", "model", "up")
+    direct = await client.models.retrieve("up/gpt-4o-mini")  # any model of a configured provider routes
+    assert (direct.id, direct.owned_by) == ("up/gpt-4o-mini", "up")
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("no-such-model")
+    assert info.value.body["code"] == "model_not_found"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError, match="ANTHROPIC_API_KEY"):
+        await client.models.retrieve("anthropic/claude-sonnet-4-5")  # known provider, no key: says so
+
+
 async def test_auth_errors_are_openai_shaped(base_url: str) -> None:
     async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="sk-wrong", max_retries=0) as bad:
         with pytest.raises(openai.AuthenticationError) as info:
@@ -626,3 +638,21 @@ async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) ->
         body = await resp.json()
     assert body["type"] == "error"  # Anthropic's shape on an Anthropic path
     assert "GET" in body["error"]["message"]
+    assert resp.headers["Allow"] == "POST"  # RFC 9110: a 405 says what is allowed
+
+
+async def test_head_is_a_get_without_its_body(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.head(base_url + "/health") as resp:  # load balancers' health checks
+            assert resp.status == 200
+            assert await resp.read() == b""
+        auth = {"Authorization": f"Bearer {MASTER}"}
+        async with session.head(base_url + "/v1/models", headers=auth) as resp:
+            assert resp.status == 200
+        async with session.head(base_url + "/v1/models") as resp:
+            assert resp.status == 401  # the GET's auth applies
+        async with session.head(base_url + "/v1/chat/completions", headers=auth) as resp:
+            assert resp.status == 405
+            assert resp.headers["Allow"] == "POST"
+        async with session.delete(base_url + "/v1/models", headers=auth) as resp:
+            assert resp.headers["Allow"] == "GET, HEAD"

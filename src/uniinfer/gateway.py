@@ -290,6 +290,18 @@ class Gateway:
         ]
         return ModelList(data=cards)
 
+    def retrieve_model(self, model: str) -> ModelCard:
+        """One model's card (``GET /v1/models/{model}``): a listed name, or any model that routes.
+
+        ``provider/model`` of a configured provider routes even if no list names
+        it; anything else raises :class:`ModelNotFoundError` saying why.
+        """
+        for card in self.list_models().data:
+            if card.id == model:
+                return card
+        target = self.router.group(model).members[0].target
+        return ModelCard(id=model, owned_by=target.provider)
+
     async def discover_models(self) -> ModelList:
         """:meth:`list_models` plus the models local servers report (Ollama's ``/api/tags``).
 

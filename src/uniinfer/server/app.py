@@ -18,6 +18,7 @@ experiments), and further ingress modules that add their own table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import logging
@@ -39,7 +40,7 @@ from uniinfer.errors import (
     forget_traceback,
 )
 from uniinfer.gateway import Gateway
-from uniinfer.server.wire import Message, Receive, Send, error_headers, openai_error_body, send_bytes
+from uniinfer.server.wire import Headers, Message, Receive, Send, error_headers, openai_error_body, send_bytes
 
 __all__ = ["App", "Endpoint", "Request", "create_app"]
 
@@ -179,11 +180,12 @@ class App:
         headers = dict(scope["headers"])
         rid = headers.get(b"x-request-id")
         request_id = rid.decode("latin-1") if rid and _REQUEST_ID.match(rid) else self._new_request_id()
-        started = _Started(send)
+        method = scope["method"]
+        started = _Started(send, head=method == "HEAD")
         render: ErrorRenderer = openai_error_body
         self.in_flight += 1
         try:
-            endpoint = self._route(scope["method"], scope["path"])
+            endpoint = self._route(method, scope["path"])
             render = endpoint.render_error
             if not endpoint.public:
                 self.authenticate(headers)
@@ -197,10 +199,12 @@ class App:
         except ClientGoneError:
             return
         except UniInferError as exc:
+            extra: Headers = []
             if isinstance(exc, MethodNotAllowedError):
                 render = self._renderer_for(scope["path"])
+                extra.append((b"allow", ", ".join(self._methods(scope["path"])).encode()))
             try:
-                await _send_error(started, request_id, exc, render)
+                await _send_error(started, request_id, exc, render, extra)
             finally:
                 forget_traceback(exc)
         except Exception as exc:  # never a stack trace to the caller
@@ -257,9 +261,20 @@ class App:
         for prefix_method, prefix, candidate in self._prefixes:
             if method == prefix_method and path.startswith(prefix):
                 return candidate
-        if any(p == path for _, p in self._routes):
+        if method == "HEAD":  # a GET without its body (see _Started)
+            with contextlib.suppress(MethodNotAllowedError):
+                return self._route("GET", path)
+        if self._methods(path):
             raise MethodNotAllowedError(f"method {method} is not allowed on {path}")
         raise NotFoundError(f"no route for {method} {path}")
+
+    def _methods(self, path: str) -> list[str]:
+        """The methods a path answers (for a 405's ``Allow``); HEAD wherever GET."""
+        methods = {m for m, p in self._routes if p == path}
+        methods |= {m for m, prefix, _ in self._prefixes if path.startswith(prefix)}
+        if "GET" in methods:
+            methods.add("HEAD")
+        return sorted(methods)
 
     def _renderer_for(self, path: str) -> ErrorRenderer:
         """The error shape of a path's API family, also for a 405 on it."""
@@ -380,24 +395,36 @@ class _Watch:
 
 
 class _Started:
-    """A ``send`` that remembers whether the response has begun."""
+    """A ``send`` that remembers whether the response has begun; for HEAD, it sends no body.
 
-    __slots__ = ("_send", "started")
+    (uvicorn drops a HEAD response's body itself; not every ASGI server does.)
+    """
 
-    def __init__(self, send: Send) -> None:
+    __slots__ = ("_head", "_send", "started")
+
+    def __init__(self, send: Send, *, head: bool = False) -> None:
         self._send = send
+        self._head = head
         self.started = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+        elif self._head and message.get("body"):
+            message = {**message, "body": b""}
         await self._send(message)
 
 
-async def _send_error(send: _Started, request_id: str, exc: UniInferError, render: ErrorRenderer) -> None:
+async def _send_error(
+    send: _Started,
+    request_id: str,
+    exc: UniInferError,
+    render: ErrorRenderer,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
     if send.started:
         return  # headers are out; streaming handlers report errors in-band
-    headers = [(b"x-request-id", request_id.encode()), *error_headers(exc)]
+    headers = [(b"x-request-id", request_id.encode()), *error_headers(exc), *extra]
     await send_bytes(send, exc.http_status, render(exc), headers)
 
 
