@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional
 
 import typer
 
@@ -64,13 +64,20 @@ def _load(path: Path | None) -> Config:
         return load_config(path)
     except ConfigError as exc:
         _fail(str(exc))
+    except UnicodeDecodeError:
+        _fail(f"cannot read config file {path}: not UTF-8 text")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from rich.console import Console
+    """Print ``error: message`` (verbatim: it may quote upstream or config text) and exit."""
+    from uniinfer.cli.output import error
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    error(message)
     raise typer.Exit(code)
+
+
+#: uvicorn's log levels (``uvicorn.config.LOG_LEVELS``): a choice, so a typo is a usage error.
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 @app.command()
@@ -78,15 +85,12 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default from config: 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default from config: 4000).")] = None,  # noqa: UP045
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.", case_sensitive=False)] = "info",
 ) -> None:
     """Start the OpenAI-compatible gateway."""
     from uniinfer.cli.serve import run
 
-    cfg = _load(config)
-    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    if updates:
-        cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=updates)})
+    cfg = _with_server_options(_load(config), host=host, port=port)
     try:
         run(cfg, log_level=log_level)
     except Exception as exc:
@@ -95,6 +99,33 @@ def serve(
         if isinstance(exc, UniInferError):
             _fail(exc.message)
         raise
+
+
+def _with_server_options(cfg: Config, *, host: str | None, port: int | None) -> Config:
+    """``cfg`` with ``--host``/``--port`` applied, checked by the same schema as the file's values.
+
+    ``model_copy`` does not validate, so without this ``--port 99999`` reached
+    uvicorn (which then listened on a random port) while the same value in the
+    file or ``UNIINFER_SERVER__PORT`` was refused.
+    """
+    from pydantic import ValidationError
+
+    from uniinfer.config import ServerConfig
+
+    options = {"host": host, "port": port}
+    updates = {k: v for k, v in options.items() if v is not None}
+    if not updates:
+        return cfg
+    try:
+        server = ServerConfig.model_validate({**cfg.server.model_dump(), **updates})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False):
+            name = str(err["loc"][0]) if err["loc"] else ""
+            label = f"--{name} {options[name]}" if name in options else f"server.{name}"
+            problems.append(f"{label}: {err['msg']}")
+        _fail("; ".join(problems))
+    return cfg.model_copy(update={"server": server})
 
 
 @app.command()
@@ -111,9 +142,11 @@ def chat(
     """Chat with a model, streaming the answer to the terminal."""
     from uniinfer.cli.chat import run_chat
 
-    cfg = _load(config)
     if prompt == "-":
         prompt = sys.stdin.read()
+    if prompt is not None and not prompt.strip():
+        _fail("nothing to send: the prompt is empty")
+    cfg = _load(config)
     code = run_chat(cfg, model, prompt, system=system, temperature=temperature)
     raise typer.Exit(code)
 
@@ -123,8 +156,9 @@ def models(config: ConfigOption = None) -> None:
     """List the models this gateway serves and which providers are available."""
     import asyncio
 
-    from rich.console import Console
     from rich.table import Table
+
+    from uniinfer.cli.output import plain_console
 
     gateway = _gateway(_load(config))
 
@@ -137,10 +171,13 @@ def models(config: ConfigOption = None) -> None:
     table = Table("model", "provider", "available", title="Models")
     for card in asyncio.run(discover()).data:
         table.add_row(card.id, card.owned_by, "yes" if card.available else "no")
-    Console().print(table)
+    console = plain_console()  # model ids and reasons are upstream text: no markup
+    console.print(table)
     reasons = [p for p in gateway.provider_status() if not p.available]
     if reasons:
-        Console().print("Unavailable providers: " + ", ".join(f"{p.name} ({p.reason})" for p in reasons))
+        console.print(
+            "Unavailable providers: " + ", ".join(f"{p.name} ({p.reason})" for p in reasons), soft_wrap=True
+        )
 
 
 @app.command()
@@ -166,15 +203,16 @@ def providers(
     if as_json:
         typer.echo(_providers_json(specs))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from uniinfer.cli.output import plain_console
 
     table = Table("provider", "kind", "key variable", "capabilities", "base URL", title="Providers")
     for spec in specs:
         table.add_row(
             spec.name, kind(spec), spec.api_key_env or "-", ", ".join(capability_names(spec)), spec.base_url
         )
-    Console().print(table)
+    plain_console().print(table)  # plug-in rows are third-party text: no markup
 
 
 def _providers_json(specs: list[ProviderSpec]) -> str:
@@ -233,19 +271,32 @@ def route_explain(
     from uniinfer.types import ChatRequest
     from uniinfer.validation import parse_request
 
-    raw = sys.stdin.buffer.read() if str(request_file) == "-" else request_file.read_bytes()
+    raw = _read_input(request_file, "request file")
     gateway = _gateway(_load(config))
     try:
         request = parse_request(ChatRequest, orjson.loads(raw))
-        report = gateway.router.explain(request, RequestContext("chat"))
     except orjson.JSONDecodeError as exc:
         _fail(f"{request_file}: not valid JSON ({exc})")
+    except UniInferError as exc:
+        _fail(f"{request_file}: {exc.message}")
+    try:
+        report = gateway.router.explain(request, RequestContext("chat"))
     except UniInferError as exc:
         _fail(exc.message)
     if as_json:
         typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
         return
     typer.echo(_render_explanation(report))
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    """The bytes of ``path`` ('-': stdin); a missing or unreadable file is a one-line error naming it."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {what} {path}: {exc.strerror or exc}")
 
 
 def _render_explanation(report: dict[str, object]) -> str:
@@ -295,16 +346,22 @@ def experiments_report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON report.")] = False,
 ) -> None:
     """Per-variant counts, means with 95% CIs and significance tests, from a running gateway."""
+    from urllib.parse import quote
+
     import orjson
 
-    status, body = _get(f"{url.rstrip('/')}/v1/experiments/{name}", key)
+    endpoint = f"{_gateway_url(url)}/v1/experiments/{quote(name, safe='')}"
+    status, body = _get(endpoint, key)
     if status != 200:
-        _fail(_error_message(body, status))
-    report = orjson.loads(body)
-    if as_json:
-        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-        return
-    typer.echo(_render_report(report))
+        _fail(_error_message(body, status, endpoint))
+    try:
+        report = orjson.loads(body)
+        text = (
+            orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if as_json else _render_report(report)
+        )
+    except (ValueError, LookupError, TypeError):  # JSONDecodeError is a ValueError
+        _fail(f"{endpoint} did not answer with an experiment report: is --url a uniinfer gateway?")
+    typer.echo(text)
 
 
 def _render_report(report: dict[str, Any]) -> str:
@@ -358,8 +415,23 @@ def _render_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _gateway_url(url: str) -> str:
+    """``--url`` without its trailing slash; anything but an http(s) URL with a host is a clear error."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check (out of range, not a number)
+    except ValueError as exc:
+        _fail(f"--url {url}: not a valid URL ({exc})")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _fail(f"--url {url}: expected the gateway's http:// or https:// address, e.g. http://127.0.0.1:4000")
+    return url.rstrip("/")
+
+
 def _get(url: str, key: str | None) -> tuple[int, bytes]:
-    """A blocking GET (the CLI is not the hot path): status and body."""
+    """A blocking GET (the CLI is not the hot path): status and body; failing to get one is an error."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -371,12 +443,19 @@ def _get(url: str, key: str | None) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
     except urllib.error.URLError as exc:
         _fail(f"cannot reach {url}: {exc.reason}")
+    except http.client.InvalidURL as exc:
+        _fail(f"invalid URL: {exc}")
+    except (OSError, http.client.HTTPException) as exc:  # timeouts and broken answers past the connect
+        _fail(f"no valid HTTP answer from {url}: {str(exc) or type(exc).__name__}")
+    except ValueError:
+        # http.client refuses a header with a line break; its message would quote the key
+        _fail("the master key (--key or $UNIINFER_MASTER_KEY) contains characters not allowed in a header")
 
 
-def _error_message(body: bytes, status: int) -> str:
+def _error_message(body: bytes, status: int, url: str) -> str:
     import orjson
 
     try:
         return str(orjson.loads(body)["error"]["message"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return f"HTTP {status}"
+        return f"HTTP {status} from {url}"

@@ -1,4 +1,11 @@
-"""``uniinfer chat``: one-shot or interactive, streaming to the terminal."""
+"""``uniinfer chat``: one-shot or interactive, streaming to the terminal.
+
+Only the answers go to stdout, so ``uniinfer chat m < questions > answers``
+leaves nothing else in the file: the banner, the ``> `` prompt (shown only
+when stdin is a terminal) and errors go to stderr. A scripted session (stdin
+not a terminal) exits 1 if any turn failed, so a script notices a lost answer;
+at a terminal the user saw the error, and quitting exits 0.
+"""
 
 from __future__ import annotations
 
@@ -19,29 +26,33 @@ def run_chat(
     temperature: float | None = None,
 ) -> int:
     """Stream answers to stdout; return the exit code (0 ok, 1 error)."""
-    from rich.console import Console
+    from rich.text import Text
 
+    from uniinfer.cli.output import error, plain_console
     from uniinfer.client import Client
     from uniinfer.errors import UniInferError
 
-    err = Console(stderr=True)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     params: dict[str, Any] = {"temperature": temperature} if temperature is not None else {}
+    interactive = prompt is None
+    at_terminal = sys.stdin.isatty()
+    failed = False
     with Client(config) as client:
-        interactive = prompt is None
         if interactive:
-            err.print(f"Chatting with [bold]{model}[/]. Empty line or Ctrl-D to quit.")
+            banner = Text.assemble("Chatting with ", (model, "bold"), ". Empty line or Ctrl-D to quit.")
+            plain_console(stderr=True).print(banner, soft_wrap=True)
         while True:
-            text = prompt if not interactive else _ask()
+            text = prompt if not interactive else _ask(show_prompt=at_terminal)
             if not text:
-                return 0
+                return 1 if failed and not at_terminal else 0
             messages.append({"role": "user", "content": text})
             try:
                 answer = _stream_answer(client, model, messages, params)
             except UniInferError as exc:
-                err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+                error(exc.message)
                 if not interactive:
                     return 1
+                failed = True
                 messages.pop()
                 continue
             messages.append({"role": "assistant", "content": answer})
@@ -49,22 +60,36 @@ def run_chat(
                 return 0
 
 
-def _ask() -> str:
+def _ask(*, show_prompt: bool) -> str:
+    """The next line of input; the ``> `` prompt goes to stderr, so stdout holds only answers."""
+    if show_prompt:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
     try:
-        return input("> ").strip()
+        return input().strip()
     except EOFError:
         return ""
 
 
 def _stream_answer(client: Any, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
+    """Write the answer to stdout as it streams and end its line, also when an error cuts it short."""
     parts: list[str] = []
-    for chunk in client.stream(model=model, messages=messages, **params):
-        for choice in chunk.choices:
-            piece = choice.delta.content
-            if piece:
-                parts.append(piece)
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+    try:
+        for chunk in client.stream(model=model, messages=messages, **params):
+            for choice in chunk.choices:
+                piece = choice.delta.content
+                if piece:
+                    parts.append(piece)
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+    except BaseException:
+        if parts:  # the error message must start on a line of its own, not after the partial text
+            _end_line()
+        raise
+    _end_line()
+    return "".join(parts)
+
+
+def _end_line() -> None:
     sys.stdout.write("\n")
     sys.stdout.flush()
-    return "".join(parts)
