@@ -100,6 +100,13 @@ class Gateway:
     # --- set-up ---------------------------------------------------------------------
 
     def _build_adapter(self, name: str) -> ProviderAdapter:
+        try:
+            return self._new_adapter(name)
+        except ConfigError as exc:
+            # the adapter names the key; the config knows its line (or environment variable)
+            raise ConfigError(self.config.explain(exc.message, ("providers", name))) from None
+
+    def _new_adapter(self, name: str) -> ProviderAdapter:
         entry = self.config.providers[name]
         spec = self.registry.get(self.config.provider_type(name))
         api_key = entry.api_key.get_secret_value() if entry.api_key else None
@@ -112,7 +119,7 @@ class Gateway:
             api_key=api_key,
             headers=dict(entry.headers),
             timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
-            options=dict(entry.options),
+            options=entry.plain_options(),
         )
         return self.registry.create(spec, endpoint, name)
 

@@ -94,8 +94,10 @@ def serve(
     try:
         run(cfg, log_level=log_level)
     except Exception as exc:
-        from uniinfer.errors import UniInferError
+        from uniinfer.errors import ConfigError, UniInferError
 
+        if isinstance(exc, ConfigError):  # found while building the gateway: say which file
+            _fail(f"{cfg.source}: {exc.message}")
         if isinstance(exc, UniInferError):
             _fail(exc.message)
         raise

@@ -2,10 +2,14 @@
 
 Order: the file (or the embedded default), then environment overrides
 ``UNIINFER_<SECTION>__<KEY>[__<KEY>...]`` (values parsed as YAML scalars, so
-``true`` and ``8080`` are typed), then validation. Errors name the key, the
-file and, for file keys, the line and column.
+``true`` and ``8080`` are typed), then validation. Errors name the key and the
+file, and where the value came from: the line and column of a file key, or the
+environment variable that set it. Schema errors (unknown keys, bad values) are
+listed before secret errors, so a misspelled key is never hidden behind the
+missing key it was meant to set.
 
-Secret fields (``api_key``, ``master_key``) take a reference:
+Secret fields (``api_key``, ``master_key``, any string under ``options``) take
+a reference:
 
 - ``env:NAME``  the environment variable NAME (missing: an error naming it)
 - ``file:PATH`` the file's content, stripped (a mounted Kubernetes secret)
@@ -16,14 +20,15 @@ A literal string is accepted too, but a reference keeps keys out of files.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from uniinfer.config.schema import Config, RefError
+from uniinfer.config.routing import RefError, rule_problems
+from uniinfer.config.schema import Config
 from uniinfer.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "default_config", "load_config", "parse_config", "resolve_secret"]
@@ -32,6 +37,12 @@ ENV_PREFIX = "UNIINFER_"
 _SECRET_KEYS = ("api_key", "master_key")
 #: UNIINFER_* variables that are not config overrides.
 _NOT_OVERRIDES = frozenset({"UNIINFER_CONFIG", "UNIINFER_REQUIRE_SERVICES"})
+_REFERENCES = ("env:", "file:")
+
+#: A key path in the document: ("providers", "openai", "api_key").
+KeyPath = tuple[str, ...]
+#: One problem found: where it is (a key path) and what is wrong.
+Problem = tuple[KeyPath, str]
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -43,27 +54,34 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         return default_config(env)
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    return parse_config(text, source=str(path), env=env)
+    return parse_config(_decode(data, path), source=str(path), env=env)
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """The file's text; anything but UTF-8 is an error that says what to do."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # PowerShell's `>` and `Out-File` (Windows PowerShell 5) write UTF-16 with a BOM.
+        utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        found = "UTF-16 text" if utf16 else f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        raise ConfigError(
+            f"cannot read config file {path}: it is {found}; a config file must be UTF-8 "
+            "(re-save it as UTF-8, e.g. `Set-Content -Encoding utf8` in PowerShell)"
+        ) from None
 
 
 def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+    data, marks = _parse_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
-    marks = _marks(node)
-    _apply_overrides(data, env)
-    _resolve_secrets(data, env, source)
-    return _validate(data, source, marks)
+    return _build(data, env, source, marks)
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:
@@ -79,135 +97,323 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
             providers[spec.name] = {"api_key": f"env:{spec.api_key_env}"}
         elif spec.local:
             providers[spec.name] = {}
-    data: dict[str, Any] = {"providers": providers}
-    _apply_overrides(data, env)
-    _resolve_secrets(data, env, "embedded default")
-    return _validate(data, "embedded default", {})
+    return _build({"providers": providers}, env, "embedded default", {})
 
 
 def resolve_secret(value: str, env: Mapping[str, str], where: str) -> str:
     """The value behind ``env:NAME`` / ``file:PATH``; literals pass through."""
+    try:
+        return _resolve(value, env)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _resolve(value: str, env: Mapping[str, str]) -> str:
+    """:func:`resolve_secret` without the location: a ValueError says what is wrong."""
     if value.startswith("env:"):
         name = value[4:]
         secret = env.get(name)
         if not secret:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
+            raise ValueError(f"environment variable {name} is not set")
         return secret
     if value.startswith("file:"):
         try:
             return Path(value[5:]).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{where}: cannot read secret file {value[5:]}: {exc.strerror}") from exc
+            raise ValueError(f"cannot read secret file {value[5:]}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"secret file {value[5:]} is not UTF-8 text") from None
     return value
 
 
-def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str], source: str) -> None:
+# --- the pipeline -------------------------------------------------------------------------
+
+
+def _build(data: dict[str, Any], env: Mapping[str, str], source: str, marks: dict[KeyPath, str]) -> Config:
+    """Overrides, checks, secrets and validation; every problem found is reported at once."""
+    overrides = _apply_overrides(data, env)
+    where = _Locator(marks, overrides)
+    problems = _file_problems(data)
+    secret_problems = _resolve_secrets(data, env)
+    config: Config | None = None
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems += [_problem(err) for err in exc.errors(include_input=False)]
+    if config is not None:
+        problems += rule_problems(config.routing.rules)
+    problems += secret_problems  # last: a schema error often explains a secret error
+    if problems:
+        lines = [where.describe(path, message) for path, message in problems]
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines))
+    assert config is not None
+    config._locate = where
+    return config
+
+
+def _problem(err: Any) -> Problem:
+    """A pydantic error as (key path, message)."""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, RefError):
+        # a cross-reference check: it knows the key it is about
+        return cause.path, cause.reason
+    path = tuple(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return path, "unknown key"
+    return path, str(err["msg"]).removeprefix("Value error, ")
+
+
+def _file_problems(data: dict[str, Any]) -> list[Problem]:
+    """What the schema cannot see: an internal field set from outside, an empty master key."""
+    problems: list[Problem] = []
+    if "source" in data:
+        # Config.source records where the config came from; the loader sets it, nobody else
+        problems.append((("source",), "unknown key"))
+        del data["source"]
+    server = data.get("server")
+    if isinstance(server, dict) and "master_key" in server and server["master_key"] is None:
+        # `master_key:` with nothing after it must not silently turn authentication off
+        problems.append((("server", "master_key"), _EMPTY_MASTER_KEY))
+    return problems
+
+
+_EMPTY_MASTER_KEY = "is empty; remove the key to run without authentication (local use only)"
+
+
+def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Problem]:
+    """Resolve references in place; what cannot be resolved is returned, left as written."""
+    problems: list[Problem] = []
+
+    def resolve(path: KeyPath, value: str) -> str | None:
+        try:
+            return _resolve(value, env)
+        except ValueError as exc:
+            problems.append((path, str(exc)))
+            return None
+
     server = data.get("server")
     if isinstance(server, dict) and isinstance(server.get("master_key"), str):
-        server["master_key"] = resolve_secret(server["master_key"], env, f"{source}: server.master_key")
+        key = resolve(("server", "master_key"), server["master_key"])
+        if key is not None:
+            server["master_key"] = key
     providers = data.get("providers")
     if not isinstance(providers, dict):
-        return
+        return problems
     for name, entry in providers.items():
         if entry is None:
             entry = providers[name] = {}
         if not isinstance(entry, dict):
             continue
+        base: KeyPath = ("providers", str(name))
         options = entry.get("options")
         if isinstance(options, dict):
             for key, value in options.items():
-                if isinstance(value, str) and value.startswith(("env:", "file:")):
-                    options[key] = resolve_secret(value, env, f"{source}: providers.{name}.options.{key}")
-        where = f"{source}: providers.{name}.api_key"
+                if isinstance(value, str) and value.startswith(_REFERENCES):
+                    secret = resolve((*base, "options", str(key)), value)
+                    if secret is not None:
+                        # held as SecretStr so the Config never prints it; the gateway unwraps it
+                        options[key] = SecretStr(secret)
         if isinstance(entry.get("api_key"), str):
-            entry["api_key"] = resolve_secret(entry["api_key"], env, where)
+            api_key = resolve((*base, "api_key"), entry["api_key"])
+            if api_key is not None:
+                entry["api_key"] = api_key
         elif "api_key" not in entry:
-            _conventional_key(name, entry, env, where)
+            problem = _conventional_key(str(name), entry, env)
+            if problem:
+                problems.append(((*base, "api_key"), problem))
+    return problems
 
 
-def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str], where: str) -> None:
-    """No ``api_key`` given: use the provider's conventional variable, or explain what is missing."""
+def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str]) -> str:
+    """No ``api_key`` given: use the provider's conventional variable, or say what is missing."""
     from uniinfer.providers.registry import default_registry
 
     registry = default_registry()
     kind = entry.get("type") or name
     if not isinstance(kind, str) or kind not in registry:
-        return  # the schema check reports the unknown type
+        return ""  # the gateway reports an unknown type (it may use another registry)
     spec = registry.get(kind)
     if spec.api_key_env and env.get(spec.api_key_env):
         entry["api_key"] = env[spec.api_key_env]
     elif spec.key_required:
         hint = f"set {spec.api_key_env} or " if spec.api_key_env else ""
-        raise ConfigError(f"{where}: provider '{name}' needs an API key: {hint}set providers.{name}.api_key")
+        return f"provider '{name}' needs an API key: {hint}set providers.{name}.api_key"
+    return ""
 
 
-def _apply_overrides(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    for var, raw in env.items():
+# --- environment overrides ----------------------------------------------------------------
+
+
+def _apply_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[KeyPath, str]:
+    """Apply ``UNIINFER_*`` overrides in place; returns the key path each variable set."""
+    applied: dict[KeyPath, str] = {}
+    for var in sorted(env):
         if not var.startswith(ENV_PREFIX) or var in _NOT_OVERRIDES or "__" not in var:
             continue
-        path = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
+        names = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        if not all(names):
             raise ConfigError(f"environment override {var}: empty key in the path")
         target = data
-        for key in path[:-1]:
-            nxt = target.setdefault(key, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"environment override {var}: '{key}' is not a section")
-            target = nxt
-        leaf = path[-1]
-        target[leaf] = raw if leaf in _SECRET_KEYS else yaml.safe_load(raw)
+        path: list[str] = []
+        for name in names[:-1]:
+            key = _existing_key(target, name, var)
+            section = target.get(key)
+            if section is None:  # absent, or `openai:` with nothing under it
+                section = target[key] = {}
+            path.append(str(key))
+            if not isinstance(section, dict):
+                raise ConfigError(f"environment override {var}: '{'.'.join(path)}' is not a section")
+            target = section
+        leaf = _existing_key(target, names[-1], var)
+        raw = env[var]
+        target[leaf] = raw if leaf in _SECRET_KEYS else _scalar(raw, var)
+        applied[(*path, str(leaf))] = var
+    return applied
 
 
-def _validate(data: dict[str, Any], source: str, marks: dict[tuple[str, ...], str]) -> Config:
+def _existing_key(section: dict[Any, Any], name: str, var: str) -> Any:
+    """The key of ``section`` that ``name`` (lower-cased from a variable name) means.
+
+    Variable names are case-insensitive in practice, but provider and model
+    names are not: ``UNIINFER_PROVIDERS__MYLOCAL__...`` means the file's
+    ``myLocal`` when that is the only key spelled that way in any case.
+    """
+    if name in section:
+        return name
+    matches = [k for k in section if isinstance(k, str) and k.lower() == name]
+    if len(matches) > 1:
+        raise ConfigError(
+            f"environment override {var}: '{name}' matches several keys ({', '.join(sorted(matches))}); "
+            "rename them so they differ in more than case"
+        )
+    return matches[0] if matches else name
+
+
+def _scalar(raw: str, var: str) -> Any:
+    """An override's value parsed as YAML; the error names the variable, never the value."""
     try:
-        return Config.model_validate({**data, "source": source})
-    except ValidationError as exc:
-        lines = [_describe(err, marks) for err in exc.errors(include_input=False)]
-        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines)) from None
+        return yaml.load(raw, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"environment override {var}: the value is not valid YAML; "
+            "quote it to use it as a string (e.g. '\"...\"')"
+        ) from None
 
 
-def _describe(err: Any, marks: dict[tuple[str, ...], str]) -> str:
-    loc = tuple(str(p) for p in err["loc"])
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, RefError):
-        # a cross-reference check: the message already names its key
-        where = _nearest_mark(cause.path, marks)
-        return f"  {where}: {cause}" if where else f"  {cause}"
-    key = ".".join(loc) or "(top level)"
-    where = _nearest_mark(loc, marks)
-    prefix = f"  {where}: " if where else "  "
-    if err["type"] == "extra_forbidden":
-        return f"{prefix}{key}: unknown key"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{prefix}{key}: {message}"
+# --- YAML with locations ------------------------------------------------------------------
 
 
-def _nearest_mark(loc: tuple[str, ...], marks: dict[tuple[str, ...], str]) -> str:
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, mark: yaml.Mark) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` entries may be overridden: that is what they are for
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
+    """The document's data and the line:column of every key, in one parse."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        # before construction: merge keys rewrite the nodes as they are constructed
+        marks = _marks(node)
+        data = loader.construct_document(node) if node is not None else None
+    except _DuplicateKey as exc:
+        at = _at(exc.mark)
+        path = next((p for p, mark in marks.items() if mark == at), (str(exc.key),))
+        raise ConfigError(
+            f"{source}: {at}: {'.'.join(path)}: duplicate key (a key may appear once in a mapping)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
+    finally:
+        loader.dispose()
+    return data, marks
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message without the quoted lines: they may hold a secret written inline."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc)
+    parts = []
+    if exc.context:
+        context_at = f" ({_at(exc.context_mark)})" if exc.context_mark else ""
+        parts.append(f"{exc.context}{context_at}")
+    if exc.problem:
+        parts.append(f"{exc.problem}" + (f" ({_at(exc.problem_mark)})" if exc.problem_mark else ""))
+    return ": ".join(parts) or "unreadable"
+
+
+def _at(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _marks(node: yaml.Node | None) -> dict[KeyPath, str]:
+    """Line:column of every key in the YAML document, by its path."""
+    out: dict[KeyPath, str] = {}
+
+    def walk(n: yaml.Node, path: KeyPath, depth: int) -> None:
+        if depth > 100:  # aliases can nest a small document very deep; keys that deep need no lines
+            return
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                key_path = (*path, str(key_node.value))
+                out[key_path] = _at(key_node.start_mark)
+                walk(value_node, key_path, depth + 1)
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                item_path = (*path, str(i))
+                out[item_path] = _at(item.start_mark)
+                walk(item, item_path, depth + 1)
+
+    if node is not None:
+        walk(node, (), 0)
+    return out
+
+
+class _Locator:
+    """Where a key's value came from: an environment override, or its line in the file."""
+
+    def __init__(self, marks: dict[KeyPath, str], overrides: dict[KeyPath, str]) -> None:
+        self._marks = marks
+        self._overrides = overrides
+
+    def __call__(self, path: KeyPath) -> str:
+        for set_path, var in self._overrides.items():
+            if path[: len(set_path)] == set_path:
+                return f"environment override {var}"
+        if path and path not in self._marks:
+            # a section the file does not have, created by an override below it
+            for set_path, var in self._overrides.items():
+                if set_path[: len(path)] == path:
+                    return f"environment override {var}"
+        return _nearest_mark(path, self._marks)
+
+    def describe(self, path: KeyPath, message: str) -> str:
+        where = self(path)
+        key = ".".join(path) or "(top level)"
+        return f"  {where}: {key}: {message}" if where else f"  {key}: {message}"
+
+
+def _nearest_mark(loc: KeyPath, marks: dict[KeyPath, str]) -> str:
     while loc:
         if loc in marks:
             return marks[loc]
         loc = loc[:-1]
     return ""
-
-
-def _marks(node: yaml.Node | None) -> dict[tuple[str, ...], str]:
-    """Line:column of every key in the YAML document, by its path."""
-    out: dict[tuple[str, ...], str] = {}
-
-    def walk(n: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for key_node, value_node in n.value:
-                key_path = (*path, str(key_node.value))
-                out[key_path] = (
-                    f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}"
-                )
-                walk(value_node, key_path)
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                item_path = (*path, str(i))
-                out[item_path] = f"line {item.start_mark.line + 1}, column {item.start_mark.column + 1}"
-                walk(item, item_path)
-
-    if node is not None:
-        walk(node, ())
-    return out

@@ -9,9 +9,11 @@ requests, and ordered (priority) fallback.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "BreakerConfig",
@@ -25,6 +27,7 @@ __all__ = [
     "RuleConfig",
     "Strategy",
     "VariantConfig",
+    "rule_problems",
 ]
 
 Strategy = Literal[
@@ -33,8 +36,18 @@ Strategy = Literal[
 TaskClass = Literal["chat", "code", "extraction", "summarisation", "reasoning", "translation", "creative"]
 
 
+class RefError(ValueError):
+    """An error about another key than the one validated; ``path`` locates it for the message."""
+
+    def __init__(self, path: tuple[str, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(path)}: {message}")
+        self.path = path
+        self.reason = message
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a YAML boolean or string is never silently taken for a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class RetryConfig(_Strict):
@@ -110,6 +123,21 @@ class RuleConditions(_Strict):
     #: Caller identity fields (``principal``, later tenant/team) that must equal these values.
     caller: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("language")
+    @classmethod
+    def _language_codes(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # The analyser detects ISO 639-1 codes (or "und" when unsure) and the rules compare
+        # them case-insensitively: anything else (`english`) could never match.
+        for code in [value] if isinstance(value, str) else value or []:
+            if not _LANGUAGE.fullmatch(code):
+                raise ValueError(
+                    f"'{code}' is not an ISO 639-1 language code (two letters, e.g. 'en'; or 'und')"
+                )
+        return value
+
+
+_LANGUAGE = re.compile(r"[A-Za-z]{2}|und")
+
 
 class RouteAction(_Strict):
     """Where a matching rule sends the request: a model group or a profile (exactly one)."""
@@ -175,3 +203,39 @@ class RoutingConfig(_Strict):
     default_profile: str = "fast"
     rules: list[RuleConfig] = Field(default_factory=list)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
+
+
+def rule_problems(rules: Sequence[RuleConfig]) -> list[tuple[tuple[str, ...], str]]:
+    """Rules that can never match or are ambiguous, as (key path, message), for the loader.
+
+    Checked after the schema rather than by it, so a contradictory rule can
+    still be built in Python (tests of the matcher do): min above max (prompt
+    tokens, messages), an empty any-of list (``model: []``, ``task: []``,
+    ``language: []``) and a rule name used twice.
+    """
+    problems: list[tuple[tuple[str, ...], str]] = []
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        where = ("routing", "rules", str(i))
+        when = rule.when
+        for feature in ("prompt_tokens", "messages"):
+            low, high = getattr(when, f"min_{feature}"), getattr(when, f"max_{feature}")
+            if low is not None and high is not None and low > high:
+                problems.append(
+                    (
+                        (*where, "when", f"min_{feature}"),
+                        f"{low} is greater than max_{feature} ({high}): rule '{rule.name}' can never match",
+                    )
+                )
+        for name in ("model", "task", "language"):
+            if getattr(when, name) == []:
+                problems.append(
+                    ((*where, "when", name), f"an empty list: rule '{rule.name}' can never match")
+                )
+        if rule.name in seen:
+            problems.append(
+                ((*where, "name"), f"'{rule.name}' is already the name of routing.rules.{seen[rule.name]}")
+            )
+        else:
+            seen[rule.name] = i
+    return problems

@@ -4,15 +4,28 @@ Unknown keys are errors (``extra="forbid"``); every model is frozen, so the
 object handed to ``Client(config)`` / ``create_app(config)`` cannot change
 under a running gateway. Secrets are :class:`~pydantic.SecretStr`, resolved
 from references (``env:NAME``, ``file:PATH``) by the loader and never printed.
+Types are strict: ``port: true`` is not port 1, nor ``port: "4000"`` a number
+(environment overrides are parsed as YAML, so they arrive typed).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
-from uniinfer.config.routing import GroupFallbacks, RetryConfig, RoutingConfig, Strategy
+from uniinfer.config.routing import GroupFallbacks, RefError, RetryConfig, RoutingConfig, Strategy
 
 __all__ = [
     "Config",
@@ -29,16 +42,9 @@ __all__ = [
 BUILTIN_PROFILES = ("fast", "cheap", "quality", "local")
 
 
-class RefError(ValueError):
-    """A reference to something not in the config; ``path`` locates it for the error message."""
-
-    def __init__(self, path: tuple[str, ...], message: str) -> None:
-        super().__init__(f"{'.'.join(path)}: {message}")
-        self.path = path
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a YAML boolean or string is never silently taken for a number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ServerConfig(_Strict):
@@ -53,6 +59,15 @@ class ServerConfig(_Strict):
     #: Requests this process answers at once (streams until they end); beyond it, a 503
     #: with ``Retry-After`` before the body is read. None: no limit. Health checks are exempt.
     max_concurrent_requests: int | None = Field(default=None, ge=1)
+
+    @field_validator("master_key")
+    @classmethod
+    def _not_blank(cls, key: SecretStr | None) -> SecretStr | None:
+        # An empty key (an empty variable, file or string) must not turn authentication off:
+        # only leaving the key out does.
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("is empty; remove the key to run without authentication (local use only)")
+        return key
 
 
 class TimeoutConfig(_Strict):
@@ -70,8 +85,34 @@ class ProviderConfig(_Strict):
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
     headers: dict[str, str] = Field(default_factory=dict)
     #: Provider-specific settings, checked by the provider's adapter (e.g. Bedrock's
-    #: ``region``, Azure's ``api_version``); ``env:``/``file:`` references are resolved.
+    #: ``region``, Azure's ``api_version``); ``env:``/``file:`` references are resolved
+    #: by the loader into :class:`SecretStr` (never printed; see :meth:`plain_options`).
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        # Caught here, a typo is one clear error at start-up instead of a connection
+        # error on every request (retried, and counted against the provider).
+        if url is None:
+            return url
+        try:
+            parts = urlsplit(url)
+            good = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            good = False
+        if not good or _SPACE.search(url):
+            raise ValueError(
+                "must be an http:// or https:// URL with a host (e.g. https://api.example.com/v1)"
+            )
+        return url
+
+    def plain_options(self) -> dict[str, Any]:
+        """``options`` with resolved secret references unwrapped, for the provider's adapter."""
+        return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in self.options.items()}
+
+
+_SPACE = re.compile(r"\s")
 
 
 class Deployment(_Strict):
@@ -132,6 +173,8 @@ class Config(_Strict):
     settings: Settings = Field(default_factory=Settings)
     #: Where this config came from (a file path, or "embedded default").
     source: str = Field(default="embedded default", exclude=True)
+    #: Where a key path was set (set by the loader; see :meth:`locate`).
+    _locate: Callable[[tuple[str, ...]], str] | None = PrivateAttr(default=None)
 
     @field_validator("models")
     @classmethod
@@ -194,3 +237,26 @@ class Config(_Strict):
 
     def provider_type(self, name: str) -> str:
         return self.providers[name].type or name
+
+    def locate(self, path: tuple[str, ...]) -> str:
+        """Where ``path`` was set: ``line L, column C`` of the file, ``environment override
+        VAR``, or "" (unknown, e.g. a config built in Python)."""
+        return self._locate(path) if self._locate is not None else ""
+
+    def explain(self, message: str, path: tuple[str, ...]) -> str:
+        """``message`` (an error found after loading, about ``path``) with where it was set.
+
+        A message that starts with a more precise key path under ``path``
+        (``providers.x.options: ...``, as adapters write them) is placed there.
+        """
+        named = _LEADING_PATH.match(message)
+        leading = tuple(named.group(1).split(".")) if named else ()
+        if leading[: len(path)] == path:
+            path = leading
+        else:
+            message = f"{'.'.join(path)}: {message}"
+        where = self.locate(path)
+        return f"{where}: {message}" if where else message
+
+
+_LEADING_PATH = re.compile(r"([\w.-]+): ")
