@@ -246,6 +246,57 @@ async def test_validation_errors_name_the_field(client: openai.AsyncOpenAI) -> N
 
 
 @pytest.mark.parametrize(
+    ("path", "fields", "param", "message"),
+    [
+        (
+            "/v1/chat/completions",
+            {"max_tokens": True},
+            "max_tokens",
+            "Invalid type for 'max_tokens': expected an integer, but got a boolean instead.",
+        ),
+        ("/v1/chat/completions", {"stream": "yes"}, "stream", "expected a boolean, but got a string"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+            "Missing required parameter: 'messages[0].content[0].text'.",
+        ),
+        (
+            "/v1/chat/completions",
+            {"tools": [{"type": "custom", "custom": {"name": "g"}}]},
+            "tools[0].type",
+            "not supported by uniinfer",
+        ),
+        ("/v1/embeddings", {"input": [True]}, "input[0]", "expected a string, but got a boolean"),
+        (
+            "/v1/embeddings",
+            {"input": "x", "dimensions": "5"},
+            "dimensions",
+            "expected an integer, but got a string",
+        ),
+        (
+            "/v1/responses",
+            {"input": "x", "temperature": "0.5"},
+            "temperature",
+            "expected a number, but got a string",
+        ),
+    ],
+)
+async def test_wrong_types_are_a_400_naming_the_param(
+    base_url: str, path: str, fields: dict[str, object], param: str, message: str
+) -> None:
+    body = {"model": "chat", **({"messages": MSG} if path.endswith("completions") else {}), **fields}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + path, json=body, headers={"Authorization": f"Bearer {MASTER}"}) as resp,
+    ):
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["param"] == param
+    assert message in error["message"]
+
+
+@pytest.mark.parametrize(
     ("body", "fragment"),
     [
         (b"", "empty"),

@@ -5,9 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from uniinfer.errors import InvalidRequestError
-from uniinfer.types import ChatRequest, EmbeddingRequest
+from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
+from uniinfer.ingress import responses_request
+from uniinfer.types import (
+    ChatRequest,
+    EmbeddingRequest,
+    FunctionDefinition,
+    Tool,
+    Usage,
+    UserMessage,
+    chat,
+    embeddings,
+)
 from uniinfer.validation import parse_request
 
 USER = {"role": "user", "content": "hi"}
@@ -57,8 +68,9 @@ def test_limits_name_the_field(fields: dict[str, Any], param: str) -> None:
 
 def test_invalid_role_is_named() -> None:
     err = bad(messages=[{"role": "wizard", "content": "x"}])
-    assert err.param == "messages[0]"
-    assert "wizard" in err.message or "role" in err.message
+    assert err.param == "messages[0].role"
+    assert err.message.startswith("Invalid value for 'messages[0].role': ")
+    assert "'user'" in err.message
 
 
 def test_tool_messages_must_answer_the_preceding_assistant_calls() -> None:
@@ -131,3 +143,201 @@ def test_embedding_texts() -> None:
     assert EmbeddingRequest(model="m", input="a").texts == ["a"]
     assert EmbeddingRequest(model="m", input=["a", "b"]).texts == ["a", "b"]
     assert EmbeddingRequest(model="m", input=[1, 2]).texts is None
+
+
+# --- strict types: a wrong JSON type is a 400, never a silent conversion ----------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "expected", "got"),
+    [
+        ({"max_tokens": True}, "max_tokens", "an integer", "a boolean"),
+        ({"max_tokens": 5.0}, "max_tokens", "an integer", "a decimal"),
+        ({"max_completion_tokens": False}, "max_completion_tokens", "an integer", "a boolean"),
+        ({"stream": "yes"}, "stream", "a boolean", "a string"),
+        ({"stream": "off"}, "stream", "a boolean", "a string"),
+        ({"stream": 1}, "stream", "a boolean", "an integer"),
+        ({"temperature": "0.5"}, "temperature", "a number", "a string"),
+        ({"temperature": True}, "temperature", "a number", "a boolean"),
+        ({"n": "2"}, "n", "an integer", "a string"),
+        ({"seed": "42"}, "seed", "an integer", "a string"),
+        ({"logprobs": "false"}, "logprobs", "a boolean", "a string"),
+        ({"parallel_tool_calls": "no", "tools": [TOOL]}, "parallel_tool_calls", "a boolean", "a string"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "strict": "yes"}}]},
+            "tools[0].function.strict",
+            "a boolean",
+            "a string",
+        ),
+        (
+            {"stream": True, "stream_options": {"include_usage": 1}},
+            "stream_options.include_usage",
+            "a boolean",
+            "an integer",
+        ),
+        ({"model": 5}, "model", "a string", "an integer"),
+        ({"user": 1}, "user", "a string", "an integer"),
+        ({"metadata": {"team": 1}}, "metadata.team", "a string", "an integer"),
+        ({"logit_bias": {"50256": "1"}}, "logit_bias.50256", "a number", "a string"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages[0].content[0].text",
+            "a string",
+            "an integer",
+        ),
+        ({"messages": ["hi"]}, "messages[0]", "an object", "a string"),
+    ],
+)
+def test_wrong_types_are_refused_not_converted(
+    fields: dict[str, Any], param: str, expected: str, got: str
+) -> None:
+    err = bad(**fields)
+    assert err.param == param
+    assert err.message == f"Invalid type for '{param}': expected {expected}, but got {got} instead."
+
+
+def test_numbers_accept_integers_and_the_sdk_builds_requests_from_python_values() -> None:
+    request = parse_request(ChatRequest, {"model": "m", "messages": [USER], "temperature": 1, "top_p": 0})
+    assert request.temperature == 1.0
+    built = ChatRequest(
+        model="m",
+        messages=[UserMessage(role="user", content="hi")],
+        tools=[Tool(function=FunctionDefinition(name="f", strict=True))],
+        max_tokens=5,
+    )
+    assert parse_request(ChatRequest, built.model_dump(exclude_none=True, by_alias=True)) == built
+
+
+@pytest.mark.parametrize(
+    ("value", "param", "message"),
+    [
+        ([True], "input[0]", "expected a string, but got a boolean instead"),
+        ([1, "2"], "input[1]", "expected an integer, but got a string instead"),  # token ids: all integers
+        (["a", 1], "input[1]", "expected a string, but got an integer instead"),
+        ([[1, "a"]], "input[0][1]", "expected an integer, but got a string instead"),
+        (
+            None,
+            "input",
+            "expected one of a string, an array of strings, an array of integers or an array of arrays "
+            "of integers, but got null instead",
+        ),
+    ],
+)
+def test_embedding_input_types(value: Any, param: str, message: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(EmbeddingRequest, {"model": "m", "input": value})
+    assert info.value.param == param
+    assert info.value.message == f"Invalid type for '{param}': {message}."
+
+
+@pytest.mark.parametrize(("value", "got"), [("5", "a string"), (True, "a boolean"), (5.5, "a decimal")])
+def test_embedding_dimensions_must_be_an_integer(value: Any, got: str) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(EmbeddingRequest, {"model": "m", "input": "x", "dimensions": value})
+    assert info.value.message == f"Invalid type for 'dimensions': expected an integer, but got {got} instead."
+
+
+def test_every_request_model_is_strict_and_response_models_stay_lenient() -> None:
+    request_models = [
+        m
+        for module in (chat, embeddings, responses_request)
+        for m in vars(module).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__
+        if m.model_config.get("extra") in ("forbid", "allow")
+    ]
+    assert ChatRequest in request_models
+    assert [m for m in request_models if not m.model_config.get("strict")] == []
+    # an upstream that sends a count as a string still parses
+    assert Usage.model_validate({"prompt_tokens": "5", "completion_tokens": 1}).prompt_tokens == 5
+
+
+# --- errors name the field the caller wrote, from the union member they meant -------------------
+
+
+def _user(content: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": content}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "message"),
+    [
+        (_user([{"type": "text"}]), "messages[0].content[0].text", "Missing required parameter"),
+        (_user([{"type": "image_url", "image_url": {}}]), "messages[0].content[0].image_url.url", "Missing"),
+        (
+            _user([{"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "max"}}]),
+            "messages[0].content[0].image_url.detail",
+            "Input should be 'auto', 'low' or 'high'",
+        ),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}]},
+            "messages[0].content[0].type",
+            "Input should be 'text'",
+        ),
+        (
+            _user([{"type": "video"}]),
+            "messages[0].content[0].type",
+            "'text', 'image_url', 'input_audio' or 'file'",
+        ),
+        (_user([{"text": "x"}]), "messages[0].content[0].type", "Missing required parameter"),
+        (_user(None), "messages[0].content", "expected one of a string or an array of objects, but got null"),
+        (
+            _user(5),
+            "messages[0].content",
+            "expected one of a string or an array of objects, but got an integer",
+        ),
+        ({"messages": [{"content": "x"}]}, "messages[0].role", "Missing required parameter"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema", "Missing required"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}},
+            "response_format.json_schema.schema",
+            "expected an object, but got an array",
+        ),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+            "response_format.json_schema.name",
+            "Missing required parameter",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "strict": True, "x": 1},
+                }
+            },
+            "response_format.json_schema.x",
+            "Unrecognized request argument",
+        ),
+        ({"tools": [{"type": "function"}]}, "tools[0].function", "Missing required parameter"),
+        ({"tool_choice": {"type": "function"}}, "tool_choice.function", "Missing required parameter"),
+        ({"tool_choice": "always"}, "tool_choice", "Input should be 'none', 'auto' or 'required'"),
+        ({"stop": 5}, "stop", "expected one of a string or an array of strings, but got an integer"),
+        ({"stop": ["a", 1]}, "stop[1]", "expected a string, but got an integer"),
+    ],
+)
+def test_errors_name_the_part_the_caller_wrote(fields: dict[str, Any], param: str, message: str) -> None:
+    err = bad(**fields)
+    assert err.param == param
+    assert message in err.message
+    assert f"'{param}'" in err.message or param in err.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "custom", "custom": {"name": "grammar"}}]}, "tools[0].type"),
+        (
+            {
+                "tools": [TOOL],
+                "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+            },
+            "tool_choice.type",
+        ),
+        ({"tool_choice": {"type": "custom", "custom": {"name": "grammar"}}}, "tool_choice.type"),
+    ],
+)
+def test_spec_features_uniinfer_does_not_serve_say_so(fields: dict[str, Any], param: str) -> None:
+    err = bad(**fields)
+    assert isinstance(err, UnsupportedFeatureError)
+    assert err.http_status == 400
+    assert err.param == param
+    assert "not supported by uniinfer" in err.message

@@ -244,7 +244,48 @@ def test_stateless_refusals_explain_what_to_do() -> None:
             "input[0].type",
         ),
         ({"max_output_tokens": 8}, "greater than or equal to 16", "max_output_tokens"),
-        ({"input": None}, "Invalid value for 'input': Input should be a valid list", "input"),
+        (
+            {"input": None},
+            "Invalid type for 'input': expected one of a string or an array of objects, but got null instead.",
+            "input",
+        ),
+        (
+            {"stream": "yes"},
+            "Invalid type for 'stream': expected a boolean, but got a string instead.",
+            "stream",
+        ),
+        ({"temperature": "0.5"}, "expected a number, but got a string instead.", "temperature"),
+        ({"max_output_tokens": True}, "expected an integer, but got a boolean instead.", "max_output_tokens"),
+        (
+            {"parallel_tool_calls": "no"},
+            "expected a boolean, but got a string instead.",
+            "parallel_tool_calls",
+        ),
+        (
+            {"tools": [{"type": "function", "name": "f", "strict": "yes"}]},
+            "Invalid type for 'tools[0].strict': expected a boolean, but got a string instead.",
+            "tools[0].strict",
+        ),
+        (
+            {"input": [{"role": "user", "content": 5}]},
+            "expected one of a string or an array of objects, but got an integer instead.",
+            "input[0].content",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+            "Missing required parameter: 'input[0].content[0].text'.",
+            "input[0].content[0].text",
+        ),
+        (
+            {"tool_choice": {"type": "function"}},
+            "Missing required parameter: 'tool_choice.name'.",
+            "tool_choice.name",
+        ),
+        (
+            {"text": {"format": {"type": "json_schema"}}},
+            "Missing required parameter: 'text.format.name'.",
+            "text.format.name",
+        ),
     ],
 )
 def test_invalid_requests_name_the_field(body: dict[str, Any], message: str, param: str) -> None:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.validation import param_path
+from uniinfer.validation import first_problem
 
 __all__ = [
     "FunctionCallItem",
@@ -41,7 +41,10 @@ __all__ = [
     "parse_responses_request",
 ]
 
-_STRICT = ConfigDict(extra="forbid", populate_by_name=True)
+#: Unknown fields and wrong types (``"stream": "yes"``, ``"temperature": "0.5"``) are a 400.
+_STRICT = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+#: The spec's item and tool types uniinfer recognises and refuses: any fields, typed ``type``.
+_OTHER = ConfigDict(extra="allow", strict=True)
 _NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 Status = Literal["in_progress", "completed", "incomplete"]
 
@@ -98,8 +101,10 @@ ContentPart = Annotated[
 ToolOutputPart = Annotated[InputText | InputImage | InputFile, Field(discriminator="type")]
 
 
-def _shape(value: Any) -> str:
-    return "text" if isinstance(value, str) else "list"
+def _shape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    return "list" if isinstance(value, list) else None  # None: "expected one of a string or an array"
 
 
 # ``str | list[...]`` judged by the value's shape, so a bad list reports only the list's errors.
@@ -165,7 +170,7 @@ class ReasoningItem(BaseModel):
 class OtherItem(BaseModel):
     """An item type of the spec that only OpenAI's hosted tools or stored state produce."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _OTHER
     type: str
 
 
@@ -230,7 +235,7 @@ class FunctionTool(BaseModel):
 class OtherTool(BaseModel):
     """A hosted OpenAI tool (web search, file search, MCP...) or a custom (free-form) tool."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _OTHER
     type: str
 
 
@@ -252,7 +257,7 @@ class FunctionChoice(BaseModel):
 
 
 class AllowedTool(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _OTHER
     type: str
     name: str | None = None
 
@@ -267,7 +272,7 @@ class AllowedToolsChoice(BaseModel):
 class OtherChoice(BaseModel):
     """Forcing a hosted tool (``{"type": "web_search_preview"}``, MCP, custom...)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = _OTHER
     type: str
 
 
@@ -399,55 +404,15 @@ def parse_responses_request(data: dict[str, Any]) -> ResponsesRequest:
 
 
 def _request_error(exc: ValidationError, data: dict[str, Any]) -> InvalidRequestError:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    loc = _without_tags(err["loc"])
-    param = param_path(loc, data)
-    kind = err["type"]
-    if kind == "extra_forbidden":
+    problem = first_problem(exc, data, ResponsesRequest)
+    param = problem.param
+    if problem.kind == "extra_forbidden":
         return InvalidRequestError(f"Unknown parameter: '{param}'.", param=param)
-    if kind == "missing":
-        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
-    if kind == "invalid_item":
-        item = _at(data, loc)
+    if problem.kind == "invalid_item":
+        item = problem.value
         shown = f"'{item.get('type')}'" if isinstance(item, dict) else "a value that is not an object"
         return InvalidRequestError(
             f"Invalid value for '{param}.type': {shown} is not a known input item type.",
             param=f"{param}.type",
         )
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return InvalidRequestError(f"Invalid value for '{param}': {message}", param=param or None)
-
-
-#: Fields whose list elements, and fields whose values, are tagged unions: pydantic puts the
-#: tag into error locations right after the index (or the field), where it could pass for a
-#: field of the element (``{"type": "function", "function": {...}}``, a Chat-style tool).
-_UNION_ELEMENTS = frozenset({"input", "tools", "content", "output"})
-_UNION_VALUES = frozenset({"tool_choice", "format", "input", "content", "output"})
-
-
-def _without_tags(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    out: list[int | str] = []
-    field = ""
-    for k, part in enumerate(loc):
-        prev = loc[k - 1] if k else None
-        if isinstance(part, str):
-            if (isinstance(prev, int) and field in _UNION_ELEMENTS) or (
-                prev == field and field in _UNION_VALUES
-            ):
-                continue  # the discriminator tag
-            if part == "str" or not part.isidentifier():
-                continue  # a union member's label (``str``, ``list[...]``)
-            field = part
-        out.append(part)
-    return tuple(out)
-
-
-def _at(data: Any, loc: tuple[int | str, ...]) -> Any:
-    """The value ``loc`` points at (parts that are not keys or indexes are skipped), or None."""
-    value = data
-    for part in loc:
-        if isinstance(value, dict) and isinstance(part, str) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and isinstance(part, int):
-            value = value[part] if 0 <= part < len(value) else None
-    return value
+    return InvalidRequestError(problem.message, param=param or None)

@@ -7,14 +7,18 @@ are uniinfer's internal lingua franca: every ingress is normalised to
 stream of :class:`ChatChunk`.
 
 Request models forbid unknown fields, as the OpenAI API does, so a typo is a
-400 naming the field instead of a silently ignored setting. Response models
-ignore unknown upstream fields so a provider adding one never breaks parsing.
+400 naming the field instead of a silently ignored setting, and they are
+strict about types: ``"max_tokens": true`` or ``"stream": "yes"`` is a 400,
+not a silent 1 or ``True`` (pydantic's lax mode would convert them). Response
+models ignore unknown upstream fields and stay lenient, so a provider adding a
+field or sending ``"5"`` for a count never breaks parsing.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, model_validator
 
@@ -50,7 +54,8 @@ __all__ = [
     "UserMessage",
 ]
 
-_REQUEST = ConfigDict(extra="forbid")
+#: Strict: the OpenAI API rejects ``"2"`` for an integer and ``1`` for a boolean, and so do we.
+_REQUEST = ConfigDict(extra="forbid", strict=True)
 _RESPONSE = ConfigDict(extra="ignore")
 
 
@@ -247,7 +252,20 @@ ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Fie
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions`` body (OpenAI ``CreateChatCompletionRequest``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    #: Values of the OpenAI spec that uniinfer knows and does not serve, by parameter (indexes
+    #: as ``[]``): a 400 ``unsupported_feature`` saying so rather than "invalid value".
+    UNSERVED: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "tools[].type": {
+            "custom": "Custom (free-form) tools are not supported by uniinfer: use function tools.",
+        },
+        "tool_choice.type": {
+            "allowed_tools": "'tool_choice' of type 'allowed_tools' is not supported by uniinfer: "
+            "send only the allowed tools in 'tools', with 'tool_choice' 'auto' or 'required'.",
+            "custom": "Custom (free-form) tools are not supported by uniinfer: use function tools.",
+        },
+    }
 
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
@@ -372,6 +390,9 @@ class ChatChoice(BaseModel):
     message: ResponseMessage
     finish_reason: FinishReason | None = None
     logprobs: dict[str, Any] | None = None
+    #: The stop sequence that ended the answer, when the provider says which (Anthropic does);
+    #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
+    stop_sequence: str | None = Field(default=None, exclude=True)
 
 
 class ChatResponse(BaseModel):
@@ -420,6 +441,8 @@ class ChunkChoice(BaseModel):
     delta: ChunkDelta
     finish_reason: FinishReason | None = None
     logprobs: dict[str, Any] | None = None
+    #: As :attr:`ChatChoice.stop_sequence`, on the chunk that carries the finish reason.
+    stop_sequence: str | None = Field(default=None, exclude=True)
 
 
 class ChatChunk(BaseModel):
@@ -434,6 +457,10 @@ class ChatChunk(BaseModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
+    #: Usage a provider reported when its stream began (Anthropic's ``message_start``: the
+    #: input counts); the final usage chunk still carries the totals. Not in OpenAI's format,
+    #: so never serialised. Read by the Anthropic Messages ingress for its ``message_start``.
+    early_usage: Usage | None = Field(default=None, exclude=True)
 
 
 class RawChunk:

@@ -10,9 +10,9 @@ __all__ = ["Embedding", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage
 
 
 class EmbeddingRequest(BaseModel):
-    """``POST /v1/embeddings`` body."""
+    """``POST /v1/embeddings`` body (strict types, like the chat request: ``[true]`` is no token id)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
