@@ -12,7 +12,8 @@ and answers 400 ``invalid_request_error`` with the real API's message style
 - messages: roles ``user``/``assistant`` only; consecutive same-role turns are
   combined into one, as the API documents (an assistant first turn is accepted,
   as the first-party API does); text blocks non-empty; block types per role;
-  tool ``id`` pattern; every ``tool_result`` answers a ``tool_use`` of the
+  tool ``id`` pattern; image and document sources (a base64 document is a
+  PDF, a text one ``text/plain``); every ``tool_result`` answers a ``tool_use`` of the
   previous assistant turn and every ``tool_use`` is answered in the next turn;
 - ``system`` a string or text blocks; ``tools`` need ``input_schema``;
   ``tool_choice`` only with tools; ``thinking`` budget >= 1024 and below
@@ -89,6 +90,14 @@ _ROLE_BLOCKS = {
     "assistant": {"text", "tool_use", "thinking", "redacted_thinking"},
 }
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+#: document source type -> its required fields
+_DOCUMENT_SOURCES = {
+    "base64": {"media_type", "data"},
+    "text": {"media_type", "data"},
+    "content": {"content"},
+    "url": {"url"},
+    "file": {"file_id"},
+}
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _THINKING_DOCS = (
@@ -334,6 +343,8 @@ def _check_block(block: Any, role: str, where: str) -> None:
         raise InvalidError("messages: text content blocks must be non-empty")
     if kind == "image":
         _check_image(block["source"], f"{where}.source")
+    if kind == "document":
+        _check_document(block["source"], f"{where}.source")
     if kind == "tool_use":
         if not isinstance(block["id"], str) or not _TOOL_ID.match(block["id"]):
             raise InvalidError(f"{where}.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
@@ -359,6 +370,23 @@ def _check_image(source: Any, where: str) -> None:
         base64.b64decode(source["data"], validate=True)
     except (binascii.Error, TypeError, ValueError) as exc:
         raise InvalidError(f"{where}.base64.data: invalid base64 data") from exc
+
+
+def _check_document(source: Any, where: str) -> None:
+    """https://docs.anthropic.com/en/docs/build-with-claude/pdf-support: the document source kinds."""
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind not in _DOCUMENT_SOURCES:
+        raise InvalidError(f"{where}.type: Input should be 'base64', 'text', 'content', 'url' or 'file'")
+    _check_fields(source, _DOCUMENT_SOURCES[kind], set(), f"{where}.{kind}")
+    if kind in ("base64", "text"):
+        media_type = "application/pdf" if kind == "base64" else "text/plain"
+        if source["media_type"] != media_type:
+            raise InvalidError(f"{where}.{kind}.media_type: Input should be '{media_type}'")
+    if kind == "base64":
+        try:
+            base64.b64decode(source["data"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise InvalidError(f"{where}.base64.data: invalid base64 data") from exc
 
 
 def _check_tool_result_content(content: Any, where: str) -> None:

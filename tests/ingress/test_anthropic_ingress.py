@@ -381,7 +381,6 @@ def test_documents_and_structured_output() -> None:
             "messages.0.content.0.source.type",
             "'file'",
         ),
-        (body(stop_sequences=["a", "b", "c", "d", "e"]), InvalidRequestError, "stop", "at most 4"),
     ],
 )
 def test_invalid_requests_name_the_field(
@@ -489,6 +488,12 @@ def test_stop_reasons(finish: str | None, tools: bool, expected: str) -> None:
         assert out["content"][-1]["input"] == {}
 
 
+def test_more_stop_sequences_than_openai_allows_are_passed_on() -> None:
+    stops = [f"stop-{i}" for i in range(6)]
+    chat = to_chat_request(parse_anthropic(MessagesRequest, body(stop_sequences=stops)))
+    assert chat.stop == stops
+
+
 def test_anthropic_ids_are_kept_and_bad_tool_arguments_are_an_error() -> None:
     resp = _response(ResponseMessage(content="hi"), "stop").model_copy(update={"id": "msg_01XYZ"})
     assert to_message(resp, "m")["id"] == "msg_01XYZ"
@@ -496,6 +501,73 @@ def test_anthropic_ids_are_kept_and_bad_tool_arguments_are_an_error() -> None:
     bad = ToolCall.model_validate({"id": "c", "function": {"name": "f", "arguments": "[1, 2"}})
     with pytest.raises(ProviderResponseError, match="'f'"):
         to_message(_response(ResponseMessage(tool_calls=[bad]), "tool_calls"), "m")
+
+
+def cut_call(arguments: str = '{"location": "Par') -> ToolCall:
+    return ToolCall.model_validate(
+        {"id": "call_1", "function": {"name": "get_weather", "arguments": arguments}}
+    )
+
+
+def test_a_tool_call_cut_by_max_tokens_is_a_max_tokens_answer_streamed_or_not() -> None:
+    """Anthropic answers output cut off in a tool_use block with stop_reason max_tokens, not an error."""
+    out = to_message(_response(ResponseMessage(tool_calls=[cut_call()]), "length"), "m")
+    assert out["stop_reason"] == "max_tokens"
+    assert out["content"] == [{"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}]
+    events = render(
+        [
+            chunk(tool_delta(0, id="call_1", name="get_weather", args='{"location":')),
+            chunk(tool_delta(0, args=' "Par'), finish="length"),
+        ]
+    )
+    assert [n for n, _ in events][-2:] == ["message_delta", "message_stop"]
+    message = assemble(events)
+    assert message.stop_reason == "max_tokens"
+    assert [(b.type, b.input) for b in message.content] == [("tool_use", {})]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("arguments", ['{"location": "Par', "[1, 2]"])
+def test_tool_arguments_not_an_object_without_a_cut_are_an_error_streamed_or_not(arguments: str) -> None:
+    with pytest.raises(ProviderResponseError, match="'get_weather'"):
+        to_message(_response(ResponseMessage(tool_calls=[cut_call(arguments)]), "tool_calls"), "m")
+    events = render(
+        [chunk(tool_delta(0, id="call_1", name="get_weather", args=arguments), finish="tool_calls")]
+    )
+    names = [n for n, _ in events]
+    assert names[-1] == "error"
+    assert "message_delta" not in names
+    assert "message_stop" not in names
+    assert events[-1][1]["error"]["type"] == "api_error"
+    assert "'get_weather'" in events[-1][1]["error"]["message"]
+
+
+def test_the_matched_stop_sequence_is_passed_on_when_the_provider_says_which() -> None:
+    said = ChatChoice(message=ResponseMessage(content="hello "), finish_reason="stop", stop_sequence="there")
+    resp = _response(ResponseMessage(content="hello "), "stop").model_copy(update={"choices": [said]})
+    out = to_message(resp, "m")
+    assert (out["stop_reason"], out["stop_sequence"]) == ("stop_sequence", "there")
+    stopped = chunk({"content": "hello "}, finish="stop")
+    stopped.choices[0].stop_sequence = "there"
+    final = render([stopped])[-2][1]
+    assert final["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "there"}
+    # only "stop": whether a sequence matched is unknown, so nothing is guessed
+    plain = to_message(_response(ResponseMessage(content="hello "), "stop"), "m")
+    assert (plain["stop_reason"], plain["stop_sequence"]) == ("end_turn", None)
+    assert render([chunk({"content": "hi"}, finish="stop")])[-2][1]["delta"]["stop_sequence"] is None
+
+
+def test_message_start_carries_the_early_input_usage() -> None:
+    first = chunk({"role": "assistant"})
+    first.early_usage = Usage.of(125, 1, cached=100, cache_write=0)
+    events = render(
+        [first, chunk({"content": "hi"}, finish="stop"), chunk(None, usage=Usage.of(125, 7, cached=100))]
+    )
+    start = events[0][1]["message"]["usage"]
+    assert (start["input_tokens"], start["cache_read_input_tokens"], start["output_tokens"]) == (25, 100, 1)
+    assert events[-2][1]["usage"]["output_tokens"] == 7
+    # without a final usage chunk, message_delta keeps what message_start said (not zeros)
+    alone = render([first, chunk({"content": "hi"}, finish="stop")])
+    assert alone[-2][1]["usage"]["input_tokens"] == 25
 
 
 @pytest.mark.parametrize(
@@ -894,9 +966,68 @@ async def test_image_system_and_stop_sequences(
             "data": PNG,
         }
         assert sent["stop_sequences"] == ["there"]
-        # the fake stopped on the sequence; OpenAI-shaped answers cannot say so (see the docs)
+        # the fake stopped on the sequence and said which: passed on
         assert message.content[0].text == "echo: hello "  # type: ignore[union-attr]
-        assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+        assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "there")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_stop_sequences_reach_anthropic_and_the_matched_one_comes_back(
+    client: anthropic.AsyncAnthropic, harness: Harness, stream: bool
+) -> None:
+    stops = ["zz1", "zz2", "zz3", "zz4", "there"]  # more than OpenAI's 4: Anthropic sets no limit
+    kw: dict[str, Any] = {"model": ANTHROPIC.name(), "max_tokens": 256, "messages": HELLO}
+    if stream:
+        async with client.messages.stream(**kw, stop_sequences=stops) as events:
+            message = await events.get_final_message()
+    else:
+        message = await client.messages.create(**kw, stop_sequences=stops)
+    assert harness.upstream_bodies(ANTHROPIC)[-1]["stop_sequences"] == stops
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "there")
+    assert message.content[0].text == "echo: hello "  # type: ignore[union-attr]
+
+
+async def test_message_start_has_the_input_usage_anthropic_reported_at_its_start(harness: Harness) -> None:
+    system = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/messages",
+            json=body(model=ANTHROPIC.name(), stream=True, system=system),
+            headers={"x-api-key": MASTER},
+        ) as resp,
+    ):
+        events = parse_sse(await resp.read())
+    start = events[0][1]["message"]["usage"]
+    assert (start["input_tokens"], start["cache_read_input_tokens"]) == (4, 100)  # the fake's counts
+    final = events[-2][1]["usage"]
+    assert (final["input_tokens"], final["cache_read_input_tokens"]) == (4, 100)
+    assert final["output_tokens"] == 3
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_pdf_document_reaches_anthropic_as_a_document(
+    client: anthropic.AsyncAnthropic, harness: Harness, stream: bool
+) -> None:
+    pdf = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
+    document = {
+        "type": "document",
+        "title": "report.pdf",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+    }
+    content = [document, {"type": "text", "text": "summarise"}]
+    kw: dict[str, Any] = {
+        "model": ANTHROPIC.name(),
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": content}],
+    }
+    if stream:
+        async with client.messages.stream(**kw) as events:
+            message = await events.get_final_message()
+    else:
+        message = await client.messages.create(**kw)
+    assert message.content[0].text == "echo: summarise"  # type: ignore[union-attr]
+    assert harness.upstream_bodies(ANTHROPIC)[-1]["messages"][0]["content"][0] == document
 
 
 async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harness: Harness) -> None:

@@ -937,3 +937,99 @@ async def test_fake_cuts_at_max_tokens_and_stop_sequences(client: HttpClient) ->
     assert (short["content"][0]["text"], short["stop_reason"]) == ("echo: one", "max_tokens")
     assert (stopped["stop_reason"], stopped["stop_sequence"]) == ("stop_sequence", "two")
     assert stopped["content"][0]["text"] == "echo: one "
+
+
+# --- PDF documents, stop sequences, stream start ------------------------------------------
+
+PDF = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK"
+
+
+def pdf_part(**file: str) -> dict[str, Any]:
+    return {"type": "file", "file": file}
+
+
+def test_a_pdf_file_part_becomes_a_document_block() -> None:
+    content = [
+        {"type": "text", "text": "Summarise."},
+        pdf_part(filename="report.pdf", file_data=f"data:application/pdf;base64,{PDF}"),
+        pdf_part(file_data=f"data:application/pdf;base64,{PDF}"),
+    ]
+    blocks = sent(chat([{"role": "user", "content": content}]))["messages"][0]["content"]
+    source = {"type": "base64", "media_type": "application/pdf", "data": PDF}
+    assert blocks[1:] == [
+        {"type": "document", "source": source, "title": "report.pdf"},
+        {"type": "document", "source": source},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("file", "error", "fragment"),
+    [
+        ({"file_id": "file-abc"}, UnsupportedFeatureError, "'file_id'"),
+        ({"filename": "a.pdf"}, UnsupportedFeatureError, "without 'file_data'"),
+        ({"file_data": f"data:text/csv;base64,{PDF}"}, InvalidRequestError, "data:text/csv"),
+        ({"file_data": "https://example.com/a.pdf"}, InvalidRequestError, "PDF"),
+    ],
+)
+def test_file_parts_anthropic_cannot_take_are_a_clear_400(
+    file: dict[str, str], error: type[UniInferError], fragment: str
+) -> None:
+    request = chat([{"role": "user", "content": [{"type": "text", "text": "q"}, pdf_part(**file)]}])
+    with pytest.raises(error) as info:
+        sent(request)
+    assert info.value.http_status == 400
+    assert info.value.param is not None
+    assert info.value.param.startswith("messages[0].content[1].file")
+    assert fragment in info.value.message
+
+
+def test_parse_keeps_the_matched_stop_sequence() -> None:
+    data = orjson.loads(message([{"type": "text", "text": "hello "}], "stop_sequence"))
+    choice = parse(orjson.dumps({**data, "stop_sequence": "there"})).choices[0]
+    assert (choice.finish_reason, choice.stop_sequence) == ("stop", "there")
+    assert "stop_sequence" not in choice.model_dump_json()  # not part of OpenAI's format
+    assert parse(message([{"type": "text", "text": "x"}])).choices[0].stop_sequence is None
+
+
+def test_stream_role_chunk_has_no_content_and_carries_the_input_usage() -> None:
+    events = sse(
+        START,
+        block_start(0, {"type": "text", "text": ""}),
+        delta(0, type="text_delta", text="hello "),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "stop_sequence", "stop_sequence": "there"},
+            "usage": {"output_tokens": 2},
+        },
+        {"type": "message_stop"},
+    )
+    chunks = decode_bytewise(events)
+    first = chunks[0].choices[0].delta
+    assert (first.role, first.content) == ("assistant", None)
+    assert b'"content"' not in chunks[0].model_dump_json(exclude_none=True).encode()
+    early = chunks[0].early_usage
+    assert early is not None
+    assert (early.prompt_tokens, early.cached_tokens) == (125, 100)
+    assert "early_usage" not in chunks[0].model_dump_json()
+    stop = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    assert (stop.choices[0].finish_reason, stop.choices[0].stop_sequence) == ("stop", "there")
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2
+
+
+async def test_fake_reads_a_pdf_document_and_checks_its_source(client: HttpClient) -> None:
+    data_url = f"data:application/pdf;base64,{PDF}"
+    request = chat(
+        [{"role": "user", "content": [{"type": "text", "text": "read"}, pdf_part(file_data=data_url)]}]
+    )
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        resp = await call(client, make_adapter(url), request)
+        doc = {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": PDF}}
+        body = {**MINIMAL, "messages": [{"role": "user", "content": [doc]}]}
+        status, payload = await raw(client, url, body)
+    assert resp.choices[0].message.content == "echo: read"
+    assert app["requests"][0]["messages"][0]["content"][1]["type"] == "document"
+    assert status == 400
+    assert "messages.0.content.0.source.base64.media_type" in payload["error"]["message"]

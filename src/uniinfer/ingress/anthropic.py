@@ -27,9 +27,11 @@ Requests, field by field:
   verify them. A turn left with neither text nor tool calls is dropped.
 - Images become ``image_url`` parts (``data:`` URLs for base64). Documents:
   a text or content source becomes text (title and context first), a base64
-  PDF an OpenAI ``file`` part; URL and Files-API sources are refused
+  PDF an OpenAI ``file`` part (``filename`` from ``title``; an Anthropic
+  upstream gets it back as a ``document`` block); URL and Files-API sources are refused
   (:class:`~uniinfer.errors.UnsupportedFeatureError`).
-- ``stop_sequences`` -> ``stop``, ``max_tokens`` -> ``max_tokens``,
+- ``stop_sequences`` -> ``stop`` (any number of them: OpenAI's limit of 4 is
+  not applied), ``max_tokens`` -> ``max_tokens``,
   ``metadata.user_id`` -> ``user``, ``temperature``/``top_p``/``top_k`` as
   they are (``top_k: 0`` means unset), ``stream`` -> ``stream`` with
   ``stream_options.include_usage`` always on (the usage chunk feeds the final
@@ -134,10 +136,14 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
         fields["response_format"] = {"type": "json_schema", "json_schema": spec}
     if isinstance(req, MessagesRequest):
         fields.update(_generation(req))
+    # OpenAI's limit of 4 stop sequences is not Anthropic's (it documents none): set after
+    # validation, so that the model's own provider decides (an upstream with a limit says so).
+    stop = fields.pop("stop", None)
     try:
-        return ChatRequest.model_validate(fields)
+        chat = ChatRequest.model_validate(fields)
     except ValidationError as exc:  # a limit of the OpenAI shape the Anthropic one lacks
         raise validation_error(exc, fields) from None
+    return chat if stop is None else chat.model_copy(update={"stop": stop})
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -9,10 +9,24 @@ asked for (the serving deployment is in the ``x-uniinfer-*`` headers), ``id``
 is ``msg_`` plus the upstream id (kept as it is when it already starts so).
 
 Stop reasons: ``length`` -> ``max_tokens``, ``content_filter`` -> ``refusal``,
-any tool call -> ``tool_use`` (also when a provider said ``stop``), everything
-else ``end_turn``. ``stop_sequence`` is always null: OpenAI-shaped answers do
-not say *which* stop sequence matched (nor whether one did), so a stop on a
-sequence reads as ``end_turn``.
+any tool call -> ``tool_use`` (also when a provider said ``stop``), a stop on
+a known sequence -> ``stop_sequence`` with that ``stop_sequence``, everything
+else ``end_turn``. Which sequence matched is known only when the provider
+says so (Anthropic upstreams do, through
+:attr:`~uniinfer.types.chat.ChatChoice.stop_sequence`); OpenAI-shaped answers
+say only ``stop``, whether or not a sequence matched, and that reads as
+``end_turn`` with a null ``stop_sequence``: the text cannot tell (the
+sequence is not part of it), so nothing is guessed.
+
+Tool arguments: a tool call's ``arguments`` become the block's ``input``, so
+they must be a JSON object. When the answer was cut by ``max_tokens``
+(``length``) they usually are not (``{"location": "Par``): as the API does
+for output cut off in a ``tool_use`` block, the answer is still a 200 with
+``stop_reason: max_tokens``, the cut block's ``input`` is ``{}`` and the
+client retries with a higher ``max_tokens``. Arguments that are not an object
+on any other stop are the provider's fault: a 502
+:class:`~uniinfer.errors.ProviderResponseError` (streamed: an ``error`` event
+in place of ``message_delta``, see :mod:`~uniinfer.ingress.anthropic_stream`).
 
 Usage: uniinfer's ``prompt_tokens`` includes cache reads and writes (see
 :mod:`uniinfer.providers.anthropic`), so ``input_tokens = prompt_tokens -
@@ -55,7 +69,16 @@ from uniinfer.errors import (
 )
 from uniinfer.types import ChatResponse, ToolCall, Usage
 
-__all__ = ["error_body", "error_object", "error_type", "message_id", "stop_reason", "to_message", "usage_of"]
+__all__ = [
+    "error_body",
+    "error_object",
+    "error_type",
+    "message_id",
+    "stop_reason",
+    "to_message",
+    "tool_input",
+    "usage_of",
+]
 
 Block = dict[str, Any]
 
@@ -95,40 +118,56 @@ def to_message(resp: ChatResponse, requested_model: str) -> Block:
         text = (msg.content or "") + (msg.refusal or "")
         if text:
             content.append({"type": "text", "text": text})
-        content += [_tool_use(call) for call in calls]
     refused = msg is not None and bool(msg.refusal)
     finish = "content_filter" if refused else (choice.finish_reason if choice is not None else None)
+    content += [_tool_use(call, cut=finish == "length") for call in calls]
+    matched = choice.stop_sequence if choice is not None else None
+    reason = stop_reason(finish, has_tool_calls=bool(calls), stop_sequence=matched)
     return {
         "id": message_id(resp.id),
         "type": "message",
         "role": "assistant",
         "model": requested_model,
         "content": content,
-        "stop_reason": stop_reason(finish, has_tool_calls=bool(calls)),
-        "stop_sequence": None,
+        "stop_reason": reason,
+        "stop_sequence": matched if reason == "stop_sequence" else None,
         "usage": usage_of(resp.usage),
     }
 
 
-def _tool_use(call: ToolCall) -> Block:
-    raw = call.function.arguments
-    try:
-        value = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise ProviderResponseError(
-            f"the model called tool '{call.function.name}' with arguments that are not a JSON object",
-            upstream_body=raw[:512],
-        )
+def _tool_use(call: ToolCall, *, cut: bool) -> Block:
+    """A ``tool_use`` block; ``cut``: the answer ended on ``max_tokens`` (see the module docstring)."""
+    value = tool_input(call.function.name, call.function.arguments, cut=cut)
     return {"type": "tool_use", "id": call.id, "name": call.function.name, "input": value}
 
 
-def stop_reason(finish: str | None, *, has_tool_calls: bool) -> str:
+def tool_input(name: str, arguments: str, *, cut: bool) -> dict[str, Any]:
+    """The ``input`` object of a call's JSON ``arguments``: ``{}`` when ``cut`` short and not one.
+
+    Raises :class:`~uniinfer.errors.ProviderResponseError` for arguments that are not
+    a JSON object in an answer that was not cut short.
+    """
+    try:
+        value = orjson.loads(arguments) if arguments.strip() else {}
+    except orjson.JSONDecodeError:
+        value = None
+    if isinstance(value, dict):
+        return value
+    if cut:
+        return {}
+    raise ProviderResponseError(
+        f"the model called tool '{name}' with arguments that are not a JSON object",
+        upstream_body=arguments[:512],
+    )
+
+
+def stop_reason(finish: str | None, *, has_tool_calls: bool, stop_sequence: str | None = None) -> str:
     """Anthropic's ``stop_reason`` for an OpenAI ``finish_reason`` (see the module docstring)."""
     if finish is not None and finish in _STOP:
         return _STOP[finish]
-    return "tool_use" if has_tool_calls else "end_turn"
+    if has_tool_calls:
+        return "tool_use"
+    return "stop_sequence" if stop_sequence is not None and finish == "stop" else "end_turn"
 
 
 def message_id(upstream_id: str) -> str:

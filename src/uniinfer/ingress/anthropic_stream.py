@@ -18,13 +18,20 @@ the arguments of parallel calls is the one case the sequence cannot follow:
 arguments for an already closed tool block are still sent, with that block's
 index, so that a client assembling by index (the SDKs do) loses nothing.
 
-Usage is known only at the end for almost every provider: ``message_start``
-says what is known then (normally zeros), and the final ``message_delta``
-carries the full usage (``input_tokens``, both cache counts and
-``output_tokens``). Current SDKs take every count present in
-``message_delta`` as the cumulative total, so ``get_final_message().usage``
-is right; clients that only read ``output_tokens`` there keep the zero input
-count of ``message_start``.
+Usage is known only at the end for most providers: ``message_start`` says
+what is known then, and the final ``message_delta`` carries the full usage
+(``input_tokens``, both cache counts and ``output_tokens``). An upstream that
+reports its input counts when its stream begins (Anthropic, in its own
+``message_start``: :attr:`~uniinfer.types.ChatChunk.early_usage`) has them
+in ours too; for the others ``message_start`` counts zeros, which the format
+allows. Current SDKs take every count present in ``message_delta`` as the
+cumulative total, so ``get_final_message().usage`` is right either way.
+
+The stop reason and ``stop_sequence``, and tool arguments that are not a JSON
+object, follow :mod:`~uniinfer.ingress.anthropic_response`: arguments cut by
+``max_tokens`` stream as they came (the answer ends with ``max_tokens``);
+on any other stop, an ``error`` event takes the place of ``message_delta``,
+as the non-streamed answer is a 502.
 
 A failure mid-stream is an ``error`` event with the Anthropic error object,
 after which the stream ends (no ``message_stop``), as the API does.
@@ -37,8 +44,8 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import UniInferError
-from uniinfer.ingress.anthropic_response import error_object, message_id, stop_reason, usage_of
+from uniinfer.errors import ProviderResponseError, UniInferError
+from uniinfer.ingress.anthropic_response import error_object, message_id, stop_reason, tool_input, usage_of
 from uniinfer.types import ChatChunk, ToolCallDelta, Usage
 
 __all__ = ["StreamRenderer", "sse"]
@@ -60,7 +67,18 @@ class StreamRenderer:
     (Anthropic answers have one).
     """
 
-    __slots__ = ("_finish", "_model", "_next", "_open", "_started", "_tools", "_usage")
+    __slots__ = (
+        "_arguments",
+        "_early_usage",
+        "_finish",
+        "_model",
+        "_next",
+        "_open",
+        "_started",
+        "_stop_sequence",
+        "_tools",
+        "_usage",
+    )
 
     def __init__(self, model: str) -> None:
         """``model``: the name the caller asked for, echoed in ``message_start``."""
@@ -71,12 +89,18 @@ class StreamRenderer:
         self._open: tuple[str, int] | None = None
         #: tool call index -> its content block index
         self._tools: dict[int, int] = {}
+        #: tool call index -> (name, argument pieces), checked to be a JSON object at the end
+        self._arguments: dict[int, tuple[str, list[str]]] = {}
         self._finish: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
+        self._early_usage: Usage | None = None
 
     def feed(self, chunk: ChatChunk) -> bytes:
         """The events one chunk adds (possibly none)."""
-        out = [] if self._started else self._start(chunk.id, chunk.usage)
+        if not self._started:
+            self._early_usage = chunk.early_usage
+        out = [] if self._started else self._start(chunk.id, chunk.early_usage or chunk.usage)
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices:
@@ -94,19 +118,35 @@ class StreamRenderer:
                 self._finish = "content_filter"
             elif choice.finish_reason is not None and self._finish != "content_filter":
                 self._finish = choice.finish_reason
+                self._stop_sequence = choice.stop_sequence
         return b"".join(out)
 
     def finish(self) -> bytes:
         """Close the open block, then ``message_delta`` (stop reason, usage) and ``message_stop``."""
         out = [] if self._started else self._start(f"msg_{uuid.uuid4().hex[:24]}", None)
         out += self._close()
+        try:
+            self._check_arguments()
+        except ProviderResponseError as exc:
+            out.append(self.error(exc))
+            return b"".join(out)
+        reason = stop_reason(
+            self._finish, has_tool_calls=bool(self._tools), stop_sequence=self._stop_sequence
+        )
         delta = {
-            "stop_reason": stop_reason(self._finish, has_tool_calls=bool(self._tools)),
-            "stop_sequence": None,
+            "stop_reason": reason,
+            "stop_sequence": self._stop_sequence if reason == "stop_sequence" else None,
         }
-        out.append(sse({"type": "message_delta", "delta": delta, "usage": usage_of(self._usage)}))
+        usage = usage_of(self._usage or self._early_usage)
+        out.append(sse({"type": "message_delta", "delta": delta, "usage": usage}))
         out.append(sse({"type": "message_stop"}))
         return b"".join(out)
+
+    def _check_arguments(self) -> None:
+        """Raise as :func:`~uniinfer.ingress.anthropic_response.tool_input` does for the non-streamed answer."""
+        cut = self._finish == "length"
+        for name, pieces in self._arguments.values():
+            tool_input(name, "".join(pieces), cut=cut)
 
     @staticmethod
     def error(exc: UniInferError) -> bytes:
@@ -162,8 +202,10 @@ class StreamRenderer:
             }
             out = self._begin("tool_use", block)
             index = self._tools[call.index] = self._next - 1
+            self._arguments[call.index] = (name, [])
         arguments = function.arguments if function else None
         if arguments:
+            self._arguments[call.index][1].append(arguments)
             out.append(self._delta(index, {"type": "input_json_delta", "partial_json": arguments}))
         return out
 

@@ -13,12 +13,18 @@ Requests (https://docs.anthropic.com/en/api/messages):
   ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
   an unset limit becomes budget + 4096 and a smaller one caps the budget.
   Thinking is left off while a tool loop is open (see :func:`_in_tool_loop`).
+- Images become ``image`` blocks; a ``file`` part with inline PDF
+  ``file_data`` a ``document`` block (base64 source, ``filename`` as its
+  ``title``); a ``file_id`` is refused (Anthropic cannot read OpenAI's files).
 - ``temperature`` is passed through unchanged although Anthropic's range is
   0..1 (OpenAI's 0..2): rescaling would silently change its meaning, so the
   API's own 400 names the field instead.
 
 Responses: text blocks are concatenated into ``content``, ``tool_use`` blocks
-become ``tool_calls``, ``thinking`` blocks ``reasoning_content``.
+become ``tool_calls``, ``thinking`` blocks ``reasoning_content``. The matched
+``stop_sequence`` (``stop_reason: stop_sequence``) is kept on the choice
+(:attr:`~uniinfer.types.chat.ChatChoice.stop_sequence`; OpenAI's format has no
+place for it, only the Anthropic ingress reads it).
 
 Usage: OpenAI's ``prompt_tokens`` includes cached tokens, Anthropic's
 ``input_tokens`` excludes both cache reads and cache writes. We normalise
@@ -29,7 +35,10 @@ Anthropic reports no separate thinking count, so ``reasoning_tokens`` stays unse
 
 Streams (https://docs.anthropic.com/en/docs/build-with-claude/streaming):
 named SSE events ``message_start`` ... ``message_stop``; tool calls are
-numbered 0, 1, ... in the order their ``tool_use`` blocks start.
+numbered 0, 1, ... in the order their ``tool_use`` blocks start. The first
+chunk (``message_start``) is a role chunk without content, as OpenAI's is,
+carrying the input counts reported there as ``early_usage``; the final usage
+chunk has the totals.
 
 Errors (https://docs.anthropic.com/en/api/errors) have the shape
 ``{"type": "error", "error": {"type": ..., "message": ...}}``; the field a
@@ -61,6 +70,7 @@ from uniinfer.types.chat import (
     ChunkChoice,
     ChunkDelta,
     DeveloperMessage,
+    FilePart,
     FunctionCall,
     FunctionCallDelta,
     ImagePart,
@@ -87,6 +97,8 @@ THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4
 _MIN_BUDGET = 1024
 # https://docs.anthropic.com/en/docs/build-with-claude/vision
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
+_PDF = "application/pdf"
 _FINISH: Mapping[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -277,6 +289,8 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
             blocks.append(_text(part))
         elif isinstance(part, ImagePart):
             blocks.append(_image(part.image_url.url, f"messages[{i}].content[{j}]"))
+        elif isinstance(part, FilePart):
+            blocks.append(_document(part, f"messages[{i}].content[{j}]"))
         else:
             raise UnsupportedFeatureError(
                 f"anthropic does not accept '{part.type}' content parts",
@@ -301,6 +315,35 @@ def _image(url: str, where: str) -> Block:
             param=where,
         )
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
+
+def _document(part: FilePart, where: str) -> Block:
+    """An OpenAI ``file`` part with inline PDF ``file_data``: a ``document`` block (base64 source).
+
+    https://docs.anthropic.com/en/docs/build-with-claude/pdf-support: ``filename``
+    becomes the document's ``title``. A ``file_id`` names a file uploaded to
+    OpenAI, which Anthropic cannot read.
+    """
+    file = part.file
+    data_url = file.get("file_data")
+    if data_url is None:
+        what = "a 'file_id' reference" if "file_id" in file else "a file part without 'file_data'"
+        raise UnsupportedFeatureError(
+            f"{where}.file: anthropic cannot resolve {what}; send the PDF inline as 'file_data' "
+            "(a data:application/pdf;base64,... URL)",
+            param=f"{where}.file",
+        )
+    header, sep, data = data_url.partition(",")
+    if not (header == f"data:{_PDF};base64" and sep and data):
+        raise InvalidRequestError(
+            f"{where}.file.file_data: anthropic accepts PDF documents as a "
+            f"data:{_PDF};base64,... URL, got {header[:40]!r}",
+            param=f"{where}.file.file_data",
+        )
+    block: Block = {"type": "document", "source": {"type": "base64", "media_type": _PDF, "data": data}}
+    if file.get("filename"):
+        block["title"] = file["filename"]
+    return block
 
 
 def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
@@ -393,12 +436,23 @@ def _response(data: Any, model: str) -> ChatResponse:
         reasoning_content="".join(thoughts) if thoughts else None,
     )
     usage = data.get("usage")
+    choice = ChatChoice(
+        message=message,
+        finish_reason=_finish(data.get("stop_reason")),
+        stop_sequence=_stop_sequence(data),
+    )
     return ChatResponse(
         id=data["id"],
         model=data.get("model") or model,
-        choices=[ChatChoice(message=message, finish_reason=_finish(data.get("stop_reason")))],
+        choices=[choice],
         usage=_usage(usage) if isinstance(usage, dict) else None,
     )
+
+
+def _stop_sequence(message: Mapping[str, Any]) -> str | None:
+    """The stop sequence that matched (``stop_reason: stop_sequence``), else None."""
+    matched = message.get("stop_sequence")
+    return matched if message.get("stop_reason") == "stop_sequence" and isinstance(matched, str) else None
 
 
 def _param_of(message: str) -> str | None:
@@ -462,7 +516,12 @@ class AnthropicStreamDecoder:
             self._id = message.get("id") or self._id
             self._model = message.get("model") or self._model
             self._add_usage(message.get("usage"))
-            return self._chunk(ChunkDelta(role="assistant", content=""))
+            # No content: OpenAI's role chunk carries none either, and an empty string would make
+            # a tool-call-only answer read content '' streamed but None otherwise.
+            first = self._chunk(ChunkDelta(role="assistant"))
+            if self._usage:  # the input counts, known now; the totals come with the last chunk
+                first.early_usage = _usage(self._usage)
+            return first
         if kind == "content_block_start":
             return self._block_start(payload["index"], payload["content_block"])
         if kind == "content_block_delta":
@@ -470,7 +529,11 @@ class AnthropicStreamDecoder:
         if kind == "message_delta":
             self._add_usage(payload.get("usage"))
             reason = _finish(payload["delta"].get("stop_reason"))
-            return self._chunk(ChunkDelta(), finish=reason) if reason else None
+            if not reason:
+                return None
+            out = self._chunk(ChunkDelta(), finish=reason)
+            out.choices[0].stop_sequence = _stop_sequence(payload["delta"])
+            return out
         if kind == "message_stop":
             self._done = True
         elif kind == "error":
