@@ -49,6 +49,8 @@ def bad(**fields: Any) -> InvalidRequestError:
         ({"top_logprobs": 3}, "top_logprobs"),
         ({"metadata": {str(i): "v" for i in range(17)}}, "metadata"),
         ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": "auto"}, "tool_choice"),  # OpenAI: only allowed when 'tools' are specified
+        ({"tools": []}, "tools"),  # OpenAI: an empty array is refused
         ({"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
         ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name"),
         ({"response_format": {"type": "xml"}}, "response_format"),

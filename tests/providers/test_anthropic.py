@@ -253,8 +253,8 @@ def test_tool_choice_variants(choice: Any, parallel: bool | None, expected: dict
     assert body.get("tool_choice") == expected
 
 
-def test_tool_choice_without_tools_is_not_sent() -> None:
-    assert "tool_choice" not in sent(chat(tool_choice="auto", parallel_tool_calls=False))
+def test_parallel_tool_calls_without_tools_sends_no_tool_choice() -> None:
+    assert "tool_choice" not in sent(chat(parallel_tool_calls=False))
 
 
 @pytest.mark.parametrize(

@@ -286,7 +286,7 @@ class ChatRequest(BaseModel):
     safety_identifier: str | None = None
     metadata: dict[str, str] | None = None
     seed: int | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(default=None, min_length=1)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
@@ -339,9 +339,11 @@ def _check_stop(stop: str | list[str] | None) -> None:
 
 
 def _check_tool_choice(tools: list[Tool] | None, choice: ToolChoice | None) -> None:
-    if choice is None or isinstance(choice, str):
-        if choice == "required" and not tools:
-            raise _field_error("tool_choice", "'tool_choice' is 'required' but no 'tools' were given")
+    if choice is None:
+        return
+    if not tools:  # as the OpenAI API answers, whichever provider the request is routed to
+        raise _field_error("tool_choice", "'tool_choice' is only allowed when 'tools' are specified")
+    if isinstance(choice, str):
         return
     names = {t.function.name for t in tools or ()}
     if choice.function.name not in names:
