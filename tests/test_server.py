@@ -302,6 +302,8 @@ async def test_wrong_types_are_a_400_naming_the_param(
         (b"", "empty"),
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "JSON object"),
+        ('{"model": "chat", "messages": []}'.encode("utf-16"), "not UTF-8 text"),
+        (b'{"model": "caf\xe9"}', "not UTF-8 text (byte 0xe9 at offset 14)"),
         (b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "bogus": 1}', "bogus"),
     ],
 )
@@ -385,6 +387,25 @@ def test_retry_after_is_rounded_up_and_given_in_milliseconds_too(
 
     headers = dict(error_headers(RateLimitError("slow down", retry_after=seconds)))
     assert headers == {b"retry-after": header.encode(), b"retry-after-ms": ms.encode()}
+
+
+async def test_a_compressed_body_is_a_415_naming_the_encoding(base_url: str) -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps({"model": "chat", "messages": MSG}).encode())
+    headers = {
+        "Authorization": f"Bearer {MASTER}",
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + "/v1/chat/completions", data=body, headers=headers) as resp,
+    ):
+        assert resp.status == 415
+        payload = await resp.json()
+    assert payload["error"]["code"] == "unsupported_media_type"
+    assert "Content-Encoding 'gzip'" in payload["error"]["message"]
 
 
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:

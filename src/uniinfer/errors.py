@@ -14,7 +14,8 @@ failed, the upstream status and body, and ``retry_after`` in seconds.
     │   ├── UnsupportedFeatureError         400 unsupported_feature
     │   ├── ContextLengthExceededError      400 context_length_exceeded
     │   ├── ContentFilteredError            400 content_filtered
-    │   └── RequestTooLargeError            413 request_too_large
+    │   ├── RequestTooLargeError            413 request_too_large
+    │   └── UnsupportedMediaTypeError       415 unsupported_media_type
     ├── AuthenticationError                 401 authentication_failed
     ├── PermissionDeniedError               403 permission_denied
     ├── ModelNotFoundError                  404 model_not_found
@@ -64,6 +65,7 @@ __all__ = [
     "ServiceUnavailableError",
     "UniInferError",
     "UnsupportedFeatureError",
+    "UnsupportedMediaTypeError",
     "UnsupportedParamError",
     "error_from_code",
     "error_from_status",
@@ -171,6 +173,14 @@ class RequestTooLargeError(InvalidRequestError):
     code = "request_too_large"
     status = 413
     hint = "Send a smaller body, or raise `server.max_body_bytes` in the config."
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    """The request body is encoded in a way uniinfer does not read (a ``Content-Encoding``)."""
+
+    code = "unsupported_media_type"
+    status = 415
+    hint = "Send the JSON body uncompressed, as UTF-8, without a `Content-Encoding` header."
 
 
 class AuthenticationError(UniInferError):

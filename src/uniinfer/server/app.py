@@ -37,6 +37,7 @@ from uniinfer.errors import (
     RequestTooLargeError,
     ServiceUnavailableError,
     UniInferError,
+    UnsupportedMediaTypeError,
     forget_traceback,
 )
 from uniinfer.gateway import Gateway
@@ -300,6 +301,12 @@ class App:
             raise AuthenticationError("Incorrect API key provided.")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaTypeError(
+                f"Content-Encoding '{encoding.decode('latin-1')[:32]}' is not supported: "
+                "send the JSON body uncompressed."
+            )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise _too_large(self._max_body)

@@ -85,6 +85,13 @@ def json_body(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        try:
+            body.decode()
+        except UnicodeDecodeError as bad:
+            raise InvalidRequestError(
+                f"The request body is not UTF-8 text (byte 0x{body[bad.start]:02x} at offset {bad.start}); "
+                "send JSON as UTF-8."
+            ) from None
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
