@@ -244,6 +244,26 @@ async def test_stream_falls_back_before_the_first_chunk(
     assert gw.http.busy_connections == 0
 
 
+async def test_a_stream_served_by_the_fallback_counts_as_served(
+    config_for: Callable[..., Config], make_gateway: Callable[..., Gateway]
+) -> None:
+    # the first target answers 200, then fails before its first event; the second serves
+    gw = make_gateway(config_for("models:\n  m: {deployments: [up/cutfirst, up/gpt-4o-mini]}\n"))
+    for i in range(6):  # past the circuit breaker's minimum of failures, were they counted
+        ctx = RequestContext("chat")
+        stream = await gw.stream(chat("m", stream=True), ctx)
+        chunks = [c async for c in stream]
+        assert chunks
+        assert not stream.failed
+        assert ctx.error is None
+        assert ctx.route is not None
+        if i == 0:  # (later, the failing target's own circuit opens and it is skipped)
+            assert ctx.route.failed == ["up/cutfirst"]
+    served = gw.usage.totals["up/gpt-4o-mini"]
+    assert (served.requests, served.errors) == (6, 0)
+    assert gw.router.states["up/gpt-4o-mini"].breaker.state.value == "closed"
+
+
 async def test_cut_stream_raises_after_the_first_chunk_and_releases(gateway: Gateway) -> None:
     stream = await gateway.stream(chat("up/cut-model", stream=True))
     with pytest.raises(ProviderConnectionError):

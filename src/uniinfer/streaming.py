@@ -58,7 +58,7 @@ class ChatStream:
     def __init__(
         self,
         ctx: RequestContext,
-        on_done: OnDone,
+        on_done: OnDone | None,
         include_usage: bool,
         *,
         http: HttpClient | None = None,
@@ -67,6 +67,7 @@ class ChatStream:
         scrub: Callable[[UniInferError], None] | None = None,
     ) -> None:
         self.ctx = ctx
+        #: The after-stages, run once when the stream ends; None while it is being primed.
         self._on_done = on_done
         self._include_usage = include_usage
         self._http = http
@@ -268,15 +269,20 @@ class ChatStream:
         self._done = True
         if self._upstream is not None and self._http is not None:
             self._http.close_stream(self._upstream, complete=self._eof and error is None)
+        on_done = self._on_done
+        if on_done is None:
+            # Failed while priming: the error is the fallback loop's, not the request's (the
+            # request may yet be served by another target, and its context is shared).
+            return
         if error is not None:
             self.ctx.error = error
         for callback in self._on_finish:
             callback(self)
         if error is not None:
-            await self._on_done(self.ctx)
+            await on_done(self.ctx)
             return
         try:
-            await self._on_done(self.ctx)
+            await on_done(self.ctx)
         except UniInferError as exc:
             # The answer is whole (or the caller left): an after-stage failing now, metering
             # say, is the operator's to hear about, not a reason to fail the caller's stream.
@@ -308,7 +314,7 @@ async def open_chat_stream(
         # reports it; the after-stages run once the stream is handed out.
         stream = ChatStream(
             ctx,
-            _noop,
+            None,
             request.include_usage,
             http=http,
             upstream=upstream,
@@ -325,10 +331,6 @@ async def open_chat_stream(
 
 def _json(item: StreamItem) -> bytes:
     return item.json if isinstance(item, RawChunk) else item.model_dump_json(exclude_none=True).encode()
-
-
-async def _noop(ctx: RequestContext) -> None:
-    return None
 
 
 def response_to_chunks(response: ChatResponse) -> list[ChatChunk]:

@@ -36,6 +36,8 @@ class Mode:
     status: int | None = None
     drop: bool = False
     cut: bool = False
+    #: Cut the stream after its headers and a keep-alive comment, before any event.
+    cut_first: bool = False
     tool: bool = False
 
 
@@ -54,6 +56,8 @@ def mode_of(model: str) -> Mode:
             return Mode(status=500)
     if name.startswith("drop"):
         return Mode(drop=True)
+    if name.startswith("cutfirst"):
+        return Mode(cut_first=True)
     if name.startswith("cut"):
         return Mode(cut=True)
     if name.startswith("tool"):
@@ -86,10 +90,19 @@ async def stream_response(
     *,
     content_type: str = "text/event-stream",
     cut: bool = False,
+    cut_first: bool = False,
 ) -> web.StreamResponse:
-    """Stream pre-framed events awkwardly; with ``cut``, abort half-way through."""
+    """Stream pre-framed events awkwardly; with ``cut``, abort half-way through.
+
+    With ``cut_first``, abort after a keep-alive comment (as OpenRouter sends
+    while a model starts), before any event: a 200 that fails before its first chunk.
+    """
     resp = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
     await resp.prepare(request)
+    if cut_first:
+        await resp.write(b": PROCESSING\n\n")
+        await asyncio.sleep(0.01)
+        abort(request)
     if cut:
         for event in events[: max(1, len(events) // 2)]:
             await write_awkward(resp, event)

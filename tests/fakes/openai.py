@@ -862,7 +862,8 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
             app.get("stream_usage", "stream_options"), app.get("usage_in_choice", False), options
         )
         events = _stream_events(answer, completion_id, created, options, usage)
-        return await stream_response(request, events, cut=mode_of(model).cut)
+        mode = mode_of(model)
+        return await stream_response(request, events, cut=mode.cut, cut_first=mode.cut_first)
 
     choices = []
     for i in range(answer.n):
