@@ -341,3 +341,46 @@ async def test_timeouts_are_reused_unless_the_deadline_cuts_them(build: Callable
     assert len(gw.http._timeouts) == 1  # one Timeouts, not one per request
     ((timeouts, _),) = gw.http._timeouts.values()
     assert (timeouts.connect, timeouts.read, timeouts.total) == (10.0, 60.0, 60.0)
+
+
+async def test_a_probe_answered_with_429_leaves_the_circuit_unproven(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    plan["gpt-a"] = [500, 500]
+    for _ in range(2):
+        await run(gw, "m")
+    breaker = gw.router.states["up/gpt-a"].breaker
+    assert breaker.state is BreakerState.OPEN
+    clock.now += 5
+    plan["gpt-a"] = [429]  # the probe is throttled: no word on a's health
+    await run(gw, "m")  # served by b
+    assert breaker.state is not BreakerState.CLOSED
+    clock.now += 1  # Retry-After: 1 over; the next probe succeeds and closes it
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-a"
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_request_refused_before_sending_leaves_the_circuit_as_it_was(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], url: str, clock: FakeTime
+) -> None:
+    gw = build(
+        f"  gq: {{type: groq, api_key: {FAKE_KEY}, base_url: '{url}'}}\n"
+        "models:\n  m: {deployments: [gq/gpt-a, up/gpt-b]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    plan["gpt-a"] = [500, 500]
+    for _ in range(2):
+        await run(gw, "m")
+    breaker = gw.router.states["gq/gpt-a"].breaker
+    assert breaker.state is BreakerState.OPEN
+    clock.now += 5
+    ctx = await run(gw, "m", logprobs=True)  # groq cannot honour logprobs: refused before sending
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-b"
+    assert breaker.state is not BreakerState.CLOSED  # nothing reached gq: its health is unknown

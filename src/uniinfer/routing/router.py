@@ -422,9 +422,13 @@ class Router:
 
     def _record_failure(self, state: DeploymentState, exc: UniInferError) -> None:
         if isinstance(exc, RateLimitError):
-            state.breaker.record(True)  # throttled, not broken: wait out Retry-After instead
+            # throttled, not broken (nor shown healthy: a half-open probe stays unanswered);
+            # the deployment waits out Retry-After instead
+            state.breaker.release()
             if exc.retry_after:
                 state.cooldown_until = self._clock() + exc.retry_after
+        elif is_target_mismatch(exc):
+            state.breaker.release()  # refused before it was sent: no word on the deployment's health
         else:
             state.breaker.record(not exc.retryable)
 
