@@ -384,3 +384,25 @@ async def test_a_request_refused_before_sending_leaves_the_circuit_as_it_was(
     assert ctx.route is not None
     assert ctx.route.upstream_model == "gpt-b"
     assert breaker.state is not BreakerState.CLOSED  # nothing reached gq: its health is unknown
+
+
+async def test_a_group_s_retry_and_a_deployment_s_timeout_override_only_what_they_set(
+    build: Callable[[str], Gateway], url: str
+) -> None:
+    from uniinfer.http import Timeouts
+
+    gw = build(
+        f"  slowish: {{type: openai, api_key: {FAKE_KEY}, base_url: '{url}',"
+        " timeout: {connect: 1, read: 0.5, total: 30}}\n"
+        "models:\n"
+        "  m:\n"
+        "    deployments: [{provider: slowish, model: gpt-a, timeout: {total: 20}}]\n"
+        "    retry: {max_retries: 1}\n"
+        "routing:\n"
+        "  retry: {max_retries: 0, deadline_seconds: 300, also_retry_codes: [authentication_failed]}\n"
+    )
+    group = gw.router.group("m")
+    assert group.retry.max_retries == 1  # the group's own
+    assert group.retry.deadline_seconds == 300  # the rest from routing.retry, not the defaults
+    assert group.retry.also_retry_codes == ["authentication_failed"]
+    assert group.members[0].timeouts == Timeouts(connect=1, read=0.5, total=20)  # the rest the provider's

@@ -125,7 +125,7 @@ class Deployment(_Strict):
     region: str | None = None
     #: Free labels that profiles and rules select on (e.g. ``cheap``, ``eu``).
     tags: list[str] = Field(default_factory=list)
-    #: Overrides the provider's timeouts for this deployment.
+    #: Overrides the provider's timeouts for this deployment (the keys it sets; the rest are the provider's).
     timeout: TimeoutConfig | None = None
     #: Requests / tokens per minute this deployment may take (``usage_headroom`` avoids
     #: deployments close to them).
@@ -153,7 +153,7 @@ class ModelGroup(_Strict):
     deployments: list[Deployment] = Field(min_length=1)
     strategy: Strategy = "priority"
     fallbacks: GroupFallbacks = Field(default_factory=GroupFallbacks)
-    #: Overrides ``routing.retry`` for this group.
+    #: Overrides ``routing.retry`` for this group (the keys it sets; the rest are ``routing.retry``'s).
     retry: RetryConfig | None = None
 
 

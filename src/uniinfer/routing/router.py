@@ -22,6 +22,7 @@ Which errors do what:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -130,8 +131,9 @@ class Router:
     def _member(self, index: int, dep: Deployment, deadline: float) -> Member:
         adapter = self._adapters[dep.provider]
         target = Target(dep.provider, dep.model, adapter)
-        t = dep.timeout
-        timeouts = Timeouts(t.connect, t.read, t.total) if t else adapter.endpoint.timeouts
+        timeouts = adapter.endpoint.timeouts
+        if dep.timeout is not None:  # what the deployment sets, over the provider's
+            timeouts = dataclasses.replace(timeouts, **dep.timeout.model_dump(exclude_unset=True))
         cost = self._cost(dep)
         return Member(
             index,
@@ -154,7 +156,8 @@ class Router:
         fallbacks: GroupFallbacks | None = None,
         retry: RetryConfig | None = None,
     ) -> Group:
-        retry = retry or self._retry
+        # what the group sets, over routing.retry
+        retry = self._retry.model_copy(update=retry.model_dump(exclude_unset=True)) if retry else self._retry
         members = tuple(self._member(i, d, retry.deadline_seconds) for i, d in enumerate(deployments))
         return Group(name, members, strategy, fallbacks or GroupFallbacks(), retry)
 
