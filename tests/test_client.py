@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -99,3 +101,50 @@ async def test_sync_client_is_the_same_logic(config_for: Callable[..., Config]) 
     assert seen["busy"] == 0
     assert seen["error"] == "ProviderError"
     assert seen["open_after_close"] == 0
+
+
+async def test_keywords_beside_a_request_object_override_its_fields(
+    config_for: Callable[..., Config], openai_fake_app: Any
+) -> None:
+    request = ChatRequest.model_validate({"model": "up/gpt-4o-mini", "messages": MSG, "temperature": 1.0})
+    async with AsyncClient(config_for()) as client:
+        await client.acomplete(request, temperature=0.3, max_tokens=5)
+        sent = openai_fake_app["requests"][-1]["body"]
+        assert (sent["temperature"], sent["max_tokens"]) == (0.3, 5)  # used to be dropped silently
+        with pytest.raises(InvalidRequestError) as info:
+            await client.acomplete(request, temperature=9)  # checked like any request
+        assert info.value.param == "temperature"
+        stream = await client.astream(request, max_tokens=5)
+        async with stream:
+            assert [c async for c in stream]
+        assert openai_fake_app["requests"][-1]["body"]["max_tokens"] == 5
+
+
+async def test_an_async_client_serves_one_event_loop_after_another(config_for: Callable[..., Config]) -> None:
+    client = AsyncClient(config_for())
+    replies: list[str | None] = []
+
+    def script() -> None:  # a script calling asyncio.run twice, or per-test event loops
+        for _ in range(2):
+            reply = asyncio.run(client.acomplete(model="up/gpt-4o-mini", messages=MSG))
+            replies.append(reply.choices[0].message.content)
+        asyncio.run(client.aclose())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the first loop's socket, left open by it
+        await asyncio.to_thread(_run_sync, script)
+    assert replies == ["echo: hello there"] * 2
+
+
+async def test_a_stream_dropped_without_closing_still_frees_its_connection(
+    config_for: Callable[..., Config],
+) -> None:
+    async with AsyncClient(config_for("models:\n  m: {deployments: [up/gpt-4o-mini]}\n")) as client:
+        stream = await client.astream(model="m", messages=MSG)
+        async for _ in stream:
+            break
+        assert client.gateway.http.busy_connections == 1
+        with pytest.warns(ResourceWarning, match="dropped without being closed"):
+            del stream  # the last reference: finalised at once
+        assert client.gateway.http.busy_connections == 0
+        assert client.gateway.router.states["up/gpt-4o-mini"].in_flight == 0  # routing sees it gone

@@ -48,7 +48,7 @@ class AsyncClient:
         self.gateway = gateway or Gateway(config if config is not None else load_config())
 
     async def acomplete(self, request: ChatRequest | None = None, /, **params: Any) -> ChatResponse:
-        """A chat completion; pass a :class:`ChatRequest` or its fields as keywords."""
+        """A chat completion; pass a :class:`ChatRequest`, its fields as keywords, or both (keywords win)."""
         chat = _chat_request(request, params, stream=False)
         return await self.gateway.chat(chat)
 
@@ -59,7 +59,7 @@ class AsyncClient:
 
     async def aembed(self, request: EmbeddingRequest | None = None, /, **params: Any) -> EmbeddingResponse:
         """Embeddings for ``input`` (a string or a list of strings)."""
-        embed = request if request is not None else parse_request(EmbeddingRequest, params)
+        embed = _embed_request(request, params)
         return await self.gateway.embed(embed)
 
     def models(self) -> ModelList:
@@ -143,9 +143,23 @@ class Client:
 
 
 def _chat_request(request: ChatRequest | None, params: dict[str, Any], *, stream: bool) -> ChatRequest:
+    """The request to send: ``request``, its fields overridden by the keywords (checked like a new one)."""
     if request is None:
         params = {**params, "stream": stream} if stream else params
         return parse_request(ChatRequest, params)
+    if params:
+        fields = {**request.model_dump(exclude_unset=True, by_alias=True), **params}
+        fields.pop("stream", None)
+        return _chat_request(None, fields, stream=stream)
     if bool(request.stream) != stream:
         return request.model_copy(update={"stream": stream or None})
     return request
+
+
+def _embed_request(request: EmbeddingRequest | None, params: dict[str, Any]) -> EmbeddingRequest:
+    """As :func:`_chat_request`, for embeddings."""
+    if request is not None:
+        if not params:
+            return request
+        params = {**request.model_dump(exclude_unset=True, by_alias=True), **params}
+    return parse_request(EmbeddingRequest, params)

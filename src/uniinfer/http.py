@@ -16,6 +16,7 @@ provider decoders build on: pure, byte-boundary safe, no I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import time
@@ -134,8 +135,11 @@ class HttpClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
-        if session is None or session.closed:
+        if session is None or session.closed or session._loop.is_closed():
             import aiohttp
+
+            if session is not None and not session.closed:
+                _abandon(session)
 
             connector = aiohttp.TCPConnector(
                 limit=self._limit,
@@ -245,6 +249,21 @@ class HttpClient:
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Let go of a session whose event loop has ended (``asyncio.run`` returned without ``aclose``).
+
+    Nothing can be awaited on a closed loop: the session is marked closed and its
+    connector drops what it can, so the next loop gets a fresh pool instead of
+    ``RuntimeError: Event loop is closed``. Sockets left open by the old loop are
+    reported by Python as ``ResourceWarning``s, as any unclosed socket is.
+    """
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        with contextlib.suppress(Exception):
+            connector._close()
 
 
 def _transport_error(exc: BaseException, provider: str) -> ProviderConnectionError | ProviderTimeoutError:

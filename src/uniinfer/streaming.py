@@ -24,6 +24,7 @@ reading for a caller who left.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -194,6 +195,27 @@ class ChatStream:
     async def aclose(self) -> None:
         """Stop early: close the upstream connection and run the after-stages once."""
         await self._finish(self._failure)
+
+    def __del__(self) -> None:
+        # The safety net for a stream dropped without aclose(): its connection goes, and
+        # its deployment's in-flight count with it, so routing does not skew. The
+        # after-stages (usage) cannot run here: nothing can be awaited in a finaliser.
+        if self._done or self._on_done is None:
+            return
+        self._done = True
+        try:
+            if self._upstream is not None and self._http is not None:
+                self._http.close_stream(self._upstream, complete=False)
+            for callback in self._on_finish:
+                callback(self)
+            warnings.warn(
+                f"request {self.ctx.request_id}: a stream was dropped without being closed; close it "
+                "(aclose() or `async with`) so that its usage is recorded",
+                ResourceWarning,
+                stacklevel=1,
+            )
+        except Exception:  # a finaliser must not raise (interpreter shutdown, a closed loop...)
+            log.debug("closing a dropped stream failed", exc_info=True)
 
     async def _prime(self) -> None:
         """Read until the first chunk is decoded (or the stream ended)."""
