@@ -300,7 +300,8 @@ class AllTargetsFailedError(UniInferError):
         detail = "; ".join(f"{target}: [{err.code}] {err.message}" for target, err in self.attempts)
         last = self.attempts[-1][1] if self.attempts else None
         super().__init__(
-            f"All {len(self.attempts)} targets for model '{model}' failed: {detail}",
+            f"All {len(self.attempts)} attempts over {len({t for t, _ in self.attempts})} targets "
+            f"for model '{model}' failed: {detail}",
             provider=last.provider if last else None,
             upstream_status=last.upstream_status if last else None,
             retry_after=last.retry_after if last else None,

@@ -523,6 +523,8 @@ def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
 
 
 def _failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:
-    if len(attempts) == 1:
-        return attempts[0][1]
+    if len({target for target, _ in attempts}) == 1:
+        # one deployment, perhaps tried again: its own last error, typed (a 429 stays a
+        # RateLimitError for the caller who catches that); x-uniinfer-attempts says how many
+        return attempts[-1][1]
     return AllTargetsFailedError(model, attempts)
