@@ -228,7 +228,17 @@ class Gateway:
         return ended
 
     def prepare(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
-        """Check the request against the target's capabilities and params (drop if configured)."""
+        """Check the request against the target's capabilities and params (drop if configured).
+
+        The names returned are the params dropped, and those the adapter will
+        leave out of this request (:meth:`ProviderAdapter.params_left_out`).
+        """
+        prepared, dropped = self._checked(request, target)
+        left_out = target.adapter.params_left_out(prepared, target.model)
+        return prepared, (dropped + left_out) if left_out else dropped
+
+    def _checked(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
+        """:meth:`prepare`'s checks: the request as it may go to the target, and the params dropped."""
         adapter = target.adapter
         check_features(request, adapter)
         allowed = self._allowed.get(target.label)

@@ -19,19 +19,26 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   ``tool_choice`` only with tools; ``thinking`` budget >= 1024 and below
   ``max_tokens``, no ``temperature`` other than 1, no ``top_k``, no forced tool
   use, and a final assistant turn with tool calls must start with thinking
-  (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
+  (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
+- thinking blocks sent back must be the fake's own, unmodified: a ``thinking``
+  block's ``signature`` must sign its text, a ``redacted_thinking`` block's
+  ``data`` must be what the fake sent ("Invalid `signature` in `thinking`
+  block", as the API answers a block it did not sign or that was changed).
 
 Answers: ``"echo: <last user text>"`` (or of the last tool result); with the
 ``tool`` failure mode, a forcing ``tool_choice`` or a named tool, a
 ``tool_use`` block for that tool with input ``{"location": "Paris"}``; a model
-name containing ``think`` (or ``thinking`` enabled) adds a thinking block first.
+name containing ``think`` (or ``thinking`` enabled) adds a thinking block
+first, signed (:func:`sign`), and one containing ``redact`` a
+``redacted_thinking`` block before it.
 Tokens are whitespace-separated words; ``max_tokens`` and ``stop_sequences``
 cut the answer with the real stop reasons. Usage reports
 ``cache_read_input_tokens: 100`` when any block carried ``cache_control``.
 
 Streams follow https://docs.anthropic.com/en/docs/build-with-claude/streaming:
 ``message_start``, per block ``content_block_start`` / ``ping`` (once) /
-``content_block_delta`` ... / ``content_block_stop``, then ``message_delta``
+``content_block_delta`` ... / ``content_block_stop`` (a thinking block ends
+with its ``signature_delta``; a redacted one has no delta), then ``message_delta``
 and ``message_stop``, written in awkward splits. Failure modes come from
 :func:`tests.fakes.common.mode_of`. Every parsed request body is appended to
 ``app["requests"]``.
@@ -42,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 import uuid
 import warnings
@@ -52,7 +60,7 @@ from aiohttp import web
 
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 
-__all__ = ["anthropic_app"]
+__all__ = ["REDACTED_DATA", "anthropic_app", "sign"]
 
 Block = dict[str, Any]
 
@@ -103,7 +111,17 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _THINKING_DOCS = (
     "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
-_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
+_THOUGHT = "The user wants an echo."
+
+
+def sign(thinking: str) -> str:
+    """The fake's signature of a thinking text (the real one is opaque; this one is checkable)."""
+    digest = hashlib.sha256(b"fake-anthropic-thinking:" + thinking.encode()).digest()
+    return "Eq" + base64.b64encode(digest).decode()
+
+
+#: The ``data`` of the fake's ``redacted_thinking`` block (encrypted thinking, opaque to clients).
+REDACTED_DATA = "EmwKAhgBEgy3va3pzix/LafPsn4a" + sign("redacted")[2:]
 
 
 class InvalidError(Exception):
@@ -352,6 +370,10 @@ def _check_block(block: Any, role: str, where: str) -> None:
             raise InvalidError(f"{where}.input: Input should be a valid dictionary")
     if kind == "tool_result":
         _check_tool_result_content(block.get("content"), where)
+    if kind == "thinking" and block["signature"] != sign(str(block["thinking"])):
+        raise InvalidError(f"{where}: Invalid `signature` in `thinking` block")
+    if kind == "redacted_thinking" and block["data"] != REDACTED_DATA:
+        raise InvalidError(f"{where}: Invalid `data` in `redacted_thinking` block")
 
 
 def _check_image(source: Any, where: str) -> None:
@@ -472,8 +494,10 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     """The non-streaming ``message`` object the real API would return."""
     model = str(body["model"])
     blocks: list[Block] = []
+    if "redact" in model:
+        blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
     if "think" in model or (body.get("thinking") or {}).get("type") == "enabled":
-        blocks.append({"type": "thinking", "thinking": "The user wants an echo.", "signature": _SIGNATURE})
+        blocks.append({"type": "thinking", "thinking": _THOUGHT, "signature": sign(_THOUGHT)})
     tool = _tool_to_call(body, turns, mode)
     stop_reason, stop_sequence = "end_turn", None
     if tool is not None:
@@ -586,6 +610,8 @@ def _deltas(block: Block) -> list[Block]:
     if block["type"] == "thinking":
         pieces = [{"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"], 6)]
         return [*pieces, {"type": "signature_delta", "signature": block["signature"]}]
+    if block["type"] == "redacted_thinking":
+        return []  # the whole block is in its content_block_start
     partial = orjson.dumps(block["input"]).decode()
     return [{"type": "input_json_delta", "partial_json": p} for p in ["", *_pieces(partial, 4)]]
 
@@ -595,6 +621,8 @@ def _empty(block: Block) -> Block:
         return {"type": "text", "text": ""}
     if block["type"] == "thinking":
         return {"type": "thinking", "thinking": "", "signature": ""}
+    if block["type"] == "redacted_thinking":
+        return block
     return {**block, "input": {}}
 
 

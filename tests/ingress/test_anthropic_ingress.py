@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import FAKE_KEY, make_config
-from tests.fakes.anthropic import anthropic_app
+from tests.fakes.anthropic import REDACTED_DATA, anthropic_app, sign
 from tests.fakes.anthropic import error as anthropic_error
 from tests.fakes.common import run_fake
 from tests.server_helpers import serve
@@ -50,7 +50,15 @@ from uniinfer.ingress.anthropic import (
 )
 from uniinfer.server import App, anthropic_api, create_app
 from uniinfer.types import AssistantMessage, ChatChunk, ChatResponse, SystemMessage, ToolMessage, UserMessage
-from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, ResponseMessage, ToolCall, ToolCallDelta
+from uniinfer.types.chat import (
+    ChatChoice,
+    ChunkChoice,
+    ChunkDelta,
+    ResponseMessage,
+    SignedThinking,
+    ToolCall,
+    ToolCallDelta,
+)
 from uniinfer.types.usage import Usage
 
 MASTER = "sk-master-anthropic-ingress"
@@ -131,6 +139,11 @@ def test_a_conversation_with_tools_translates_in_openai_order() -> None:
     assert isinstance(assistant, AssistantMessage)
     assert assistant.content == "Checking."
     assert assistant.reasoning_content == "use the tool"
+    # the signed blocks, whole and in order, for an Anthropic upstream
+    assert [b.block() for b in assistant.signed_thinking or ()] == [
+        {"type": "thinking", "thinking": "use the tool", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+    ]
     assert [(c.id, json.loads(c.function.arguments)) for c in assistant.tool_calls or ()] == [
         ("toolu_1", {"location": "Paris"}),
         ("toolu_2", {}),
@@ -140,7 +153,8 @@ def test_a_conversation_with_tools_translates_in_openai_order() -> None:
     assert isinstance(first.content, list)
     assert [(p.text, p.cache_control) for p in first.content] == [("21 C", {"type": "ephemeral"})]
     assert isinstance(second, ToolMessage)
-    assert (second.tool_call_id, second.content) == ("toolu_2", "Error")
+    assert (second.tool_call_id, second.content, second.is_error) == ("toolu_2", "Error", True)
+    assert first.is_error is None
     assert isinstance(user, UserMessage)
     assert isinstance(user.content, list)
     image, text = user.content
@@ -215,6 +229,28 @@ def test_tool_choice(choice: dict[str, Any], expected: str, parallel: bool | Non
 def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort: str | None) -> None:
     chat = to_chat_request(parse_anthropic(MessagesRequest, body(max_tokens=20000, **extra)))
     assert chat.reasoning_effort == effort
+    # the exact budget goes along, for an Anthropic upstream
+    thinking = extra.get("thinking") or {}
+    assert chat.thinking_budget == thinking.get("budget_tokens")
+
+
+def test_a_thinking_block_without_a_signature_is_reasoning_only() -> None:
+    """uniinfer's rendering of another provider's reasoning, sent back: nobody could verify it."""
+    assistant = {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "from elsewhere", "signature": ""},
+            {"type": "text", "text": "Hi."},
+        ],
+    }
+    chat = to_chat_request(
+        parse_anthropic(
+            MessagesRequest, body(messages=[*HELLO, assistant, {"role": "user", "content": "more"}])
+        )
+    )
+    message = chat.messages[1]
+    assert isinstance(message, AssistantMessage)
+    assert (message.reasoning_content, message.signed_thinking) == ("from elsewhere", None)
 
 
 def test_documents_and_structured_output() -> None:
@@ -437,6 +473,21 @@ def _response(message: ResponseMessage, finish: str | None, usage: Usage | None 
         choices=[ChatChoice(message=message, finish_reason=finish)],  # type: ignore[arg-type]
         usage=usage,
     )
+
+
+def test_message_has_the_signed_thinking_blocks_as_anthropic_sent_them() -> None:
+    signed = [
+        SignedThinking(type="redacted_thinking", data="opaque=="),
+        SignedThinking(type="thinking", thinking="thinking...", signature="sig-1"),
+    ]
+    msg = ResponseMessage(content="Hi.", reasoning_content="thinking...", signed_thinking=signed)
+    out = to_message(_response(msg, "stop"), "my-model")
+    assert out["content"] == [
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "thinking", "thinking": "thinking...", "signature": "sig-1"},
+        {"type": "text", "text": "Hi."},
+    ]
+    anthropic.types.Message.model_validate(out)
 
 
 def test_message_has_thinking_text_and_tool_use_blocks() -> None:
@@ -724,6 +775,51 @@ def test_thinking_text_and_two_tool_calls_become_numbered_blocks() -> None:
     assert message.stop_reason == "tool_use"
     assert [getattr(b, "input", None) for b in message.content[2:]] == [{"location": "Paris"}, {"tz": "CET"}]
     assert message.content[0].thinking == "Let me think."  # type: ignore[union-attr]
+
+
+def test_signed_thinking_streams_its_signature_before_the_block_stops() -> None:
+    signature = {"signed_thinking": [SignedThinking(type="thinking", signature="sig-1")]}
+    redacted = {"signed_thinking": [SignedThinking(type="redacted_thinking", data="opaque==")]}
+    events = render(
+        [
+            chunk({"role": "assistant", "reasoning_content": "Let me "}),
+            chunk({"reasoning_content": "think."}),
+            chunk(signature),
+            chunk(redacted),
+            chunk(signature),  # thinking that was not shown: an empty block with its signature
+            chunk({"content": "Hi."}),
+            chunk({}, finish="stop"),
+        ]
+    )
+    blocks = [
+        (n, d.get("content_block") or d.get("delta"))
+        for n, d in events
+        if n in ("content_block_start", "content_block_delta")
+    ]
+    assert blocks == [
+        ("content_block_start", {"type": "thinking", "thinking": "", "signature": ""}),
+        ("content_block_delta", {"type": "thinking_delta", "thinking": "Let me "}),
+        ("content_block_delta", {"type": "thinking_delta", "thinking": "think."}),
+        ("content_block_delta", {"type": "signature_delta", "signature": "sig-1"}),
+        ("content_block_start", {"type": "redacted_thinking", "data": "opaque=="}),
+        ("content_block_start", {"type": "thinking", "thinking": "", "signature": ""}),
+        ("content_block_delta", {"type": "signature_delta", "signature": "sig-1"}),
+        ("content_block_start", {"type": "text", "text": ""}),
+        ("content_block_delta", {"type": "text_delta", "text": "Hi."}),
+    ]
+    # every block stops before the next starts, the signature last in its block
+    order = [(n, d.get("index")) for n, d in events if n in ("content_block_start", "content_block_stop")]
+    assert order == [(kind, i) for i in range(4) for kind in ("content_block_start", "content_block_stop")]
+    stop_of_first = events.index(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    assert events[stop_of_first - 1][1]["delta"]["type"] == "signature_delta"
+    # what the official SDK assembles from it
+    message = assemble(events)
+    assert [b.model_dump(exclude_none=True) for b in message.content] == [
+        {"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"},
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "thinking", "thinking": "", "signature": "sig-1"},
+        {"type": "text", "text": "Hi."},
+    ]
 
 
 def test_interleaved_tool_arguments_keep_their_block_index() -> None:
@@ -1030,6 +1126,22 @@ async def test_a_pdf_document_reaches_anthropic_as_a_document(
     assert harness.upstream_bodies(ANTHROPIC)[-1]["messages"][0]["content"][0] == document
 
 
+@pytest.mark.parametrize(("budget", "max_tokens"), [(2048, 3000), (10000, 16000), (30000, 32000)])
+async def test_the_thinking_budget_reaches_anthropic_exactly(
+    client: anthropic.AsyncAnthropic, harness: Harness, budget: int, max_tokens: int
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": budget}
+    async with client.messages.stream(
+        model=ANTHROPIC.name(),
+        max_tokens=max_tokens,
+        messages=HELLO,
+        thinking=thinking,  # type: ignore[arg-type]
+    ) as stream:
+        await stream.get_final_message()
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert (sent["thinking"], sent["max_tokens"]) == (thinking, max_tokens)
+
+
 async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harness: Harness) -> None:
     thinking = {"type": "enabled", "budget_tokens": 2048}
     message = await client.messages.create(
@@ -1038,10 +1150,10 @@ async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harn
         messages=HELLO,
         thinking=thinking,  # type: ignore[arg-type]
     )
-    assert harness.upstream_bodies(ANTHROPIC)[-1]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert harness.upstream_bodies(ANTHROPIC)[-1]["thinking"] == thinking
     block = message.content[0]
     assert block.type == "thinking"
-    assert (block.thinking, block.signature) == ("The user wants an echo.", "")
+    assert (block.thinking, block.signature) == ("The user wants an echo.", sign("The user wants an echo."))
     assert message.content[1].type == "text"
     # the thinking block goes back as-is in the next turn
     follow = await client.messages.create(
@@ -1062,7 +1174,178 @@ async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harn
         thinking=thinking,  # type: ignore[arg-type]
     ) as stream:
         thoughts = "".join([e.thinking async for e in stream if e.type == "thinking"])
+        streamed = await stream.get_final_message()
     assert thoughts == "The user wants an echo."
+    assert streamed.content[0].model_dump() == block.model_dump()  # signed, as non-streamed
+
+
+TOOL_THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+async def thinking_tool_call(
+    client: anthropic.AsyncAnthropic, model: str, *, stream: bool
+) -> anthropic.types.Message:
+    """A first turn: the model thinks, then calls the weather tool."""
+    kw: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": "weather in Paris?"}],
+        "tools": [WEATHER_TOOL],
+        "thinking": TOOL_THINKING,
+    }
+    if not stream:
+        return await client.messages.create(**kw)
+    async with client.messages.stream(**kw) as events:
+        return await events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_tool_loop_with_thinking_keeps_thinking_on(
+    client: anthropic.AsyncAnthropic, harness: Harness, stream: bool
+) -> None:
+    """The official SDK's two-turn loop: the thinking blocks go back signed, thinking stays on."""
+    first = await thinking_tool_call(client, ANTHROPIC.name("tool-redact"), stream=stream)
+    assert [b.type for b in first.content] == ["redacted_thinking", "thinking", "tool_use"]
+    redacted, thought, call = first.content
+    assert redacted.data == REDACTED_DATA  # type: ignore[union-attr]
+    assert thought.signature == sign(thought.thinking)  # type: ignore[union-attr]
+    assert call.type == "tool_use"
+    raw = await client.messages.with_raw_response.create(
+        model=ANTHROPIC.name(),
+        max_tokens=2048,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        thinking=TOOL_THINKING,  # type: ignore[arg-type]
+        messages=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+            },
+        ],
+    )
+    answer = await raw.parse()
+    assert answer.content[-1].text == "echo: sunny"  # type: ignore[union-attr]
+    assert "x-uniinfer-dropped-params" not in raw.headers
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert sent["thinking"] == TOOL_THINKING
+    assert sent["messages"][1]["content"][:2] == [
+        redacted.model_dump(),
+        thought.model_dump(),
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_thinking_left_off_in_a_tool_loop_is_reported(harness: Harness, stream: bool) -> None:
+    """History whose tool-calling turn has no signed thinking (it came from another provider):
+    Anthropic would refuse thinking, so it is left off, and the dropped-params header says so."""
+    history = [
+        {"role": "user", "content": "weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "from elsewhere", "signature": ""},
+                {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"location": "Paris"}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}]},
+    ]
+    payload = body(
+        model=ANTHROPIC.name(),
+        max_tokens=2048,
+        thinking=TOOL_THINKING,
+        tools=[WEATHER_TOOL],
+        messages=history,
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/messages", json={**payload, "stream": stream}, headers={"x-api-key": MASTER}
+        ) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["x-uniinfer-dropped-params"] == "thinking"  # named as the caller sent it
+        await resp.read()
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert "thinking" not in sent
+    assert sent["messages"][1]["content"][0]["type"] == "tool_use"
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_a_failed_tool_result_keeps_its_flag(
+    client: anthropic.AsyncAnthropic, harness: Harness, upstream: Upstream
+) -> None:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Atlantis"}}
+    await client.messages.create(
+        model=upstream.name(),
+        max_tokens=256,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "weather in Atlantis?"},
+            {"role": "assistant", "content": [call]},  # type: ignore[list-item]
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": "no such city",
+                        "is_error": True,
+                    }
+                ],
+            },
+        ],
+    )
+    sent = harness.upstream_bodies(upstream)[-1]
+    if upstream is OPENAI:  # OpenAI has no such flag: the text says it
+        assert sent["messages"][-1] == {
+            "role": "tool",
+            "tool_call_id": "toolu_1",
+            "content": "Error: no such city",
+        }
+    else:
+        assert sent["messages"][-1]["content"] == [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True, "content": "no such city"}
+        ]
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (
+            {
+                "role": "assistant",
+                "content": "Hi.",
+                "signed_thinking": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+            },
+            "messages[1].signed_thinking",
+        ),
+        (
+            {"role": "tool", "tool_call_id": "call_1", "content": "boom", "is_error": True},
+            "messages[2].is_error",
+        ),
+    ],
+)
+async def test_an_openai_client_cannot_send_what_only_the_anthropic_ingress_sets(
+    harness: Harness, message: dict[str, Any], field: str
+) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
+    if message["role"] == "tool":
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+    messages.append(message)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/chat/completions",
+            json={"model": ANTHROPIC.name(), "messages": messages},
+            headers={"authorization": f"Bearer {MASTER}"},
+        ) as resp,
+    ):
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["message"] == f"Unrecognized request argument supplied: {field}"
+    assert error["param"] == field
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)

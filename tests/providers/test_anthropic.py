@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.fakes.anthropic import anthropic_app
+from tests.fakes.anthropic import REDACTED_DATA, anthropic_app, sign
 from tests.fakes.common import run_fake
 from tests.providers import support
 from tests.providers.support import reassemble
@@ -32,7 +32,8 @@ from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse
+from uniinfer.types import AssistantMessage, ChatChunk, ChatRequest, ChatResponse, ToolMessage
+from uniinfer.types.chat import SignedThinking
 
 KEY = "sk-ant-test"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -278,10 +279,97 @@ def test_thinking_budget_stays_below_an_explicit_limit() -> None:
 
 def test_thinking_is_left_off_while_a_tool_loop_is_open() -> None:
     history = tool_history()[:4]
-    assert "thinking" not in sent(chat(history, reasoning_effort="low"))
-    assert "thinking" in sent(
-        chat([*tool_history(), {"role": "assistant", "content": "ok"}], reasoning_effort="low")
+    request = chat(history, reasoning_effort="low")
+    assert "thinking" not in sent(request)
+    # ... and the adapter says so, for the gateway's x-uniinfer-dropped-params
+    assert make_adapter().params_left_out(request, "claude-up") == ("reasoning_effort",)
+    assert make_adapter().params_left_out(chat(history), "claude-up") == ()
+    closed = chat([*tool_history(), {"role": "assistant", "content": "ok"}], reasoning_effort="low")
+    assert "thinking" in sent(closed)
+    assert make_adapter().params_left_out(closed, "claude-up") == ()
+
+
+# --- extended thinking kept whole ----------------------------------------------------------
+
+THOUGHT = SignedThinking(type="thinking", thinking="Use the tool.", signature="sig-1")
+REDACTED = SignedThinking(type="redacted_thinking", data="opaque==")
+
+
+def with_signed(history: list[dict[str, Any]], *signed: SignedThinking) -> list[Any]:
+    """The history with the first assistant message carrying ``signed`` (as the ingress sets it)."""
+    out: list[Any] = list(history)
+    i = next(i for i, m in enumerate(out) if m["role"] == "assistant")
+    message = AssistantMessage.model_validate(out[i])
+    out[i] = message.model_copy(update={"signed_thinking": list(signed)})
+    return out
+
+
+@pytest.mark.parametrize(
+    ("budget", "max_tokens", "expected"),
+    [(2048, 3000, 2048), (10000, 16000, 10000), (30000, 32000, 30000), (5000, 4000, 3999)],
+)
+def test_an_anthropic_clients_thinking_budget_is_sent_exactly(
+    budget: int, max_tokens: int, expected: int
+) -> None:
+    request = chat(reasoning_effort="medium", max_tokens=max_tokens).with_thinking_budget(budget)
+    body = sent(request)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": expected}
+    assert body["max_tokens"] == max_tokens
+    # without a budget, the effort's
+    assert sent(chat(reasoning_effort="medium", max_tokens=max_tokens))["thinking"]["budget_tokens"] == min(
+        4096, max_tokens - 1
     )
+
+
+def test_a_thinking_budget_survives_the_gateways_copies_and_is_never_serialised() -> None:
+    request = chat(reasoning_effort="high", max_tokens=40000).with_thinking_budget(30000)
+    copied = request.model_copy(update={"top_p": None})
+    assert copied.thinking_budget == 30000
+    assert sent(copied)["thinking"]["budget_tokens"] == 30000
+    assert "30000" not in request.model_dump_json()
+    assert chat().thinking_budget is None
+
+
+def test_signed_thinking_starts_the_assistant_turn_unmodified_and_keeps_thinking_on() -> None:
+    request = chat(with_signed(tool_history()[:4], THOUGHT, REDACTED), reasoning_effort="low")
+    body = sent(request)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert body["messages"][1]["content"][:3] == [
+        {"type": "thinking", "thinking": "Use the tool.", "signature": "sig-1"},
+        {"type": "redacted_thinking", "data": "opaque=="},
+        {"type": "text", "text": "Checking."},
+    ]
+    assert make_adapter().params_left_out(request, "claude-up") == ()
+    # OpenAI's format never carries them
+    assert "sig-1" not in request.model_dump_json()
+
+
+def test_a_failed_tool_result_is_flagged_without_the_error_prefix() -> None:
+    def result(content: Any) -> dict[str, Any]:
+        history: list[Any] = tool_history()[:3]
+        history[1] = {**history[1], "tool_calls": history[1]["tool_calls"][:1]}
+        tool = ToolMessage.model_validate({"role": "tool", "tool_call_id": "call_1", "content": content})
+        history[2] = tool.model_copy(update={"is_error": True})
+        block: dict[str, Any] = sent(chat(history))["messages"][2]["content"][0]
+        return block
+
+    assert result("Error: city unknown") == {
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "is_error": True,
+        "content": "city unknown",
+    }
+    assert result("Error") == {"type": "tool_result", "tool_use_id": "call_1", "is_error": True}
+    parts = [{"type": "text", "text": "Error: timeout", "cache_control": {"type": "ephemeral"}}]
+    assert result(parts)["content"] == [
+        {"type": "text", "text": "timeout", "cache_control": {"type": "ephemeral"}}
+    ]
+    # an unflagged result keeps its text as it is
+    assert sent(chat(tool_history()))["messages"][2]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "call_1",
+        "content": "sunny",
+    }
 
 
 def test_supported_params_are_chat_fields_and_exclude_what_anthropic_lacks() -> None:
@@ -345,6 +433,7 @@ def test_parse_tool_use_and_thinking() -> None:
     body = message(
         [
             {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "opaque=="},
             {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
             {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}},
         ],
@@ -354,6 +443,12 @@ def test_parse_tool_use_and_thinking() -> None:
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
     assert choice.message.reasoning_content == "Need weather."
+    # the blocks themselves, in order, for the Anthropic ingress; never in OpenAI's JSON
+    assert [b.block() for b in choice.message.signed_thinking or ()] == [
+        {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque=="},
+    ]
+    assert b"opaque" not in parse(body).model_dump_json().encode()
     calls = choice.message.tool_calls or []
     assert [(c.id, c.function.name) for c in calls] == [("toolu_1", "get_weather"), ("toolu_2", "now")]
     assert orjson.loads(calls[0].function.arguments) == {"location": "Paris"}
@@ -452,6 +547,45 @@ def tool_stream() -> bytes:
     )
 
 
+def signed_of(chunks: list[ChatChunk]) -> list[SignedThinking]:
+    return [b for c in chunks if c.choices for b in c.choices[0].delta.signed_thinking or ()]
+
+
+def test_stream_signature_and_redacted_thinking_come_in_order_and_stay_out_of_openai_json() -> None:
+    chunks = decode_bytewise(
+        sse(
+            START,
+            block_start(0, {"type": "redacted_thinking", "data": "opaque=="}),
+            {"type": "content_block_stop", "index": 0},
+            block_start(1, {"type": "thinking", "thinking": "", "signature": ""}),
+            delta(1, type="thinking_delta", thinking="Hm."),
+            delta(1, type="signature_delta", signature="sig"),
+            {"type": "content_block_stop", "index": 1},
+            block_start(2, {"type": "text", "text": ""}),
+            delta(2, type="text_delta", text="Hi."),
+            {"type": "content_block_stop", "index": 2},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}},
+            {"type": "message_stop"},
+        )
+    )
+    carried: list[tuple[str, str]] = []  # what the chunks carry, in order
+    for c in chunks:
+        d = c.choices[0].delta if c.choices else None
+        if d is not None:
+            carried += [(b.type, b.data or b.signature) for b in d.signed_thinking or ()]
+            carried += [("reasoning", d.reasoning_content)] if d.reasoning_content else []
+            carried += [("text", d.content)] if d.content else []
+    assert carried == [
+        ("redacted_thinking", "opaque=="),
+        ("reasoning", "Hm."),
+        ("thinking", "sig"),
+        ("text", "Hi."),
+    ]
+    openai_json = b"".join(c.model_dump_json(exclude_none=True).encode() for c in chunks)
+    assert b"opaque" not in openai_json
+    assert b'"sig"' not in openai_json
+
+
 def decode_bytewise(data: bytes) -> list[ChatChunk]:
     return support.decode_bytewise(make_adapter().stream_decoder("claude-x"), data)
 
@@ -464,6 +598,9 @@ def test_stream_decoded_byte_by_byte() -> None:
     got = reassemble(chunks)
     assert got["text"] == "Let me check ✓ now."
     assert got["thinking"] == "Hm, weather."
+    assert [b.block() for b in signed_of(chunks)] == [
+        {"type": "thinking", "thinking": "", "signature": "sig"}
+    ]
     assert got["finish"] == "tool_calls"
     assert sorted(got["calls"]) == [0, 1]  # numbered by tool_use block, not content block index
     assert got["calls"][0]["id"] == "toolu_1"
@@ -744,6 +881,57 @@ async def test_fake_tool_loop_round_trip(client: HttpClient) -> None:
     assert "thinking" not in app["requests"][-1]  # left off: the tool loop is open
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+async def test_fake_tool_loop_with_signed_thinking_keeps_thinking_on(
+    client: HttpClient, streamed: bool
+) -> None:
+    app = anthropic_app()
+    question = {"role": "user", "content": "weather?"}
+    async with run_fake(app) as url:
+        adapter = make_adapter(url)
+        first = chat(
+            [question], model="tool-redact", tools=[WEATHER], reasoning_effort="low", stream=streamed or None
+        )
+        if streamed:
+            chunks = await stream(client, adapter, first)
+            signed = signed_of(chunks)
+            calls = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in reassemble(chunks)["calls"].values()
+            ]
+            thought = reassemble(chunks)["thinking"]
+            # a stream's signature completes the thinking streamed before it
+            signed = [
+                b.model_copy(update={"thinking": thought}) if b.type == "thinking" else b for b in signed
+            ]
+        else:
+            answer = (await call(client, adapter, first)).choices[0].message
+            signed = answer.signed_thinking or []
+            calls = [c.model_dump() for c in answer.tool_calls or ()]
+        assert [b.type for b in signed] == ["redacted_thinking", "thinking"]
+        assert signed[0].data == REDACTED_DATA
+        assert signed[1].signature == sign(signed[1].thinking)
+        assistant = AssistantMessage.model_validate(
+            {"role": "assistant", "content": None, "tool_calls": calls}
+        )
+        history = [
+            question,
+            assistant.model_copy(update={"signed_thinking": signed}),
+            {"role": "tool", "tool_call_id": calls[0]["id"], "content": "sunny, 21C"},
+        ]
+        second = await call(
+            client, adapter, chat(history, model="claude-x", tools=[WEATHER], reasoning_effort="low")
+        )
+    assert second.choices[0].message.content == "echo: sunny, 21C"
+    sent_back = app["requests"][-1]
+    assert sent_back["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent_back["messages"][1]["content"][:2] == [b.block() for b in signed]
+
+
 async def test_fake_stream_cut_is_a_connection_error(client: HttpClient) -> None:
     async with run_fake(anthropic_app()) as url:
         with pytest.raises(ProviderConnectionError):
@@ -891,6 +1079,47 @@ TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
                 ],
             },
             "Expected `thinking` or `redacted_thinking`",
+        ),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "thinking", "thinking": "changed", "signature": sign("original")}
+                        ],
+                    },
+                    {"role": "user", "content": "again"},
+                ],
+            },
+            "messages.1.content.0: Invalid `signature` in `thinking` block",
+        ),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "thinking", "thinking": "t", "signature": ""}],
+                    },
+                    {"role": "user", "content": "again"},
+                ],
+            },
+            "Invalid `signature` in `thinking` block",
+        ),
+        (
+            {
+                **MINIMAL,
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "forged"}]},
+                    {"role": "user", "content": "again"},
+                ],
+            },
+            "Invalid `data` in `redacted_thinking` block",
         ),
     ],
 )

@@ -287,6 +287,19 @@ async def test_claude_refuses_params_only_gemini_takes(fake: Fake) -> None:
         assert CLAUDE in info.value.message
 
 
+async def test_claude_says_when_it_leaves_thinking_out_of_an_open_tool_loop(fake: Fake) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    history = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    request = chat(messages=history, reasoning_effort="low", tools=[WEATHER])
+    # the gateway's x-uniinfer-dropped-params: as for Anthropic's own API (the same translation)
+    assert fake.adapter.params_left_out(request, CLAUDE) == ("reasoning_effort",)
+    assert fake.adapter.params_left_out(request, "gemini-2.5-flash") == ()
+
+
 async def test_claude_validation_errors_keep_anthropic_detail(fake: Fake) -> None:
     with pytest.raises(InvalidRequestError) as info:
         await fake.complete(chat(temperature=1.5), CLAUDE)

@@ -18,13 +18,20 @@ Requests, field by field:
   *before* the turn's other content (OpenAI wants tool messages right after the
   assistant turn that called); images inside a result follow in the user
   message after them. ``is_error: true`` prefixes the result text with
-  ``"Error: "`` (OpenAI has no such flag); a result's ``cache_control`` moves
+  ``"Error: "`` (OpenAI has no such flag) and marks the tool message
+  :attr:`~uniinfer.types.ToolMessage.is_error`, so that an Anthropic upstream
+  gets the flag and the text as sent; a result's ``cache_control`` moves
   onto its last text.
 - Assistant ``tool_use`` blocks become ``tool_calls`` (``input`` as JSON
   ``arguments``), ``thinking`` blocks the turn's ``reasoning_content``
-  (providers that take reasoning back use it, the rest drop it);
-  ``redacted_thinking`` and signatures are dropped: no other provider can
-  verify them. A turn left with neither text nor tool calls is dropped.
+  (providers that take reasoning back use it, the rest drop it). The
+  ``thinking`` blocks with a signature and the ``redacted_thinking`` blocks are
+  also kept whole, in order, as the message's
+  :attr:`~uniinfer.types.AssistantMessage.signed_thinking`: an Anthropic
+  upstream gets them back unmodified (its tool loops need them), no other
+  provider sees them. A block with an empty signature (uniinfer's rendering of
+  another provider's reasoning) is reasoning only. A turn left with neither
+  text nor tool calls is dropped.
 - Images become ``image_url`` parts (``data:`` URLs for base64). Documents:
   a text or content source becomes text (title and context first), a base64
   PDF an OpenAI ``file`` part (``filename`` from ``title``; an Anthropic
@@ -44,8 +51,10 @@ Requests, field by field:
   table (:data:`~uniinfer.providers.anthropic.THINKING_BUDGETS`): below 4096
   ``low``, below 16384 ``medium``, else ``high``, so that effort -> budget ->
   effort is stable; ``adaptive`` -> ``medium``. ``output_config.effort`` wins
-  when set (``xhigh`` and ``max`` -> ``high``); ``output_config.format`` ->
-  ``response_format`` ``json_schema`` named ``output``.
+  when set (``xhigh`` and ``max`` -> ``high``). The exact ``budget_tokens``
+  goes along as :attr:`~uniinfer.types.ChatRequest.thinking_budget`: an
+  Anthropic upstream gets that budget, other providers the effort level.
+  ``output_config.format`` -> ``response_format`` ``json_schema`` named ``output``.
 
 :func:`estimate_input_tokens` counts a request offline (o200k_base) for
 ``count_tokens`` when the model is not served by Anthropic itself.
@@ -67,6 +76,7 @@ from uniinfer.ingress.anthropic_models import (
     ImageBlock,
     InputMessage,
     MessagesRequest,
+    RedactedThinkingBlock,
     TextBlock,
     ThinkingAdaptive,
     ThinkingBlock,
@@ -81,7 +91,7 @@ from uniinfer.ingress.anthropic_models import (
 )
 from uniinfer.ingress.anthropic_response import error_body, error_type, message_id, to_message, usage_of
 from uniinfer.ingress.anthropic_stream import StreamRenderer
-from uniinfer.providers.anthropic import THINKING_BUDGETS
+from uniinfer.providers.anthropic import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
 from uniinfer.tokens import count_text_tokens
 from uniinfer.types import AssistantMessage, ChatRequest, SystemMessage, ToolMessage, UserMessage
 from uniinfer.types.chat import (
@@ -91,6 +101,7 @@ from uniinfer.types.chat import (
     FunctionDefinition,
     ImagePart,
     Message,
+    SignedThinking,
     TextPart,
     Tool,
     ToolCall,
@@ -143,7 +154,11 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
         chat = ChatRequest.model_validate(fields)
     except ValidationError as exc:  # a limit of the OpenAI shape the Anthropic one lacks
         raise validation_error(exc, fields) from None
-    return chat if stop is None else chat.model_copy(update={"stop": stop})
+    if stop is not None:
+        chat = chat.model_copy(update={"stop": stop})
+    if isinstance(req.thinking, ThinkingEnabled):
+        chat = chat.with_thinking_budget(req.thinking.budget_tokens)
+    return chat
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:
@@ -225,36 +240,45 @@ def _user_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
 def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     texts: list[TextPart] = []
     thoughts: list[str] = []
+    signed: list[SignedThinking] = []
     calls: list[ToolCall] = []
     for _, block in blocks:
         if isinstance(block, TextBlock):
             texts.append(_text_part(block))
         elif isinstance(block, ThinkingBlock):
             thoughts.append(block.thinking)
+            if block.signature:  # empty: another provider's reasoning, which nobody can verify
+                signed.append(
+                    SignedThinking(type="thinking", thinking=block.thinking, signature=block.signature)
+                )
+        elif isinstance(block, RedactedThinkingBlock):
+            signed.append(SignedThinking(type="redacted_thinking", data=block.data))
         elif isinstance(block, ToolUseBlock):
             arguments = orjson.dumps(block.input).decode()
             calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments)))
     if not texts and not calls:
         return []
-    return [
-        AssistantMessage(
-            role="assistant",
-            content=_texts(texts) if texts else None,
-            tool_calls=calls or None,
-            reasoning_content="".join(thoughts) or None,
-        )
-    ]
+    message = AssistantMessage(
+        role="assistant",
+        content=_texts(texts) if texts else None,
+        tool_calls=calls or None,
+        reasoning_content="".join(thoughts) or None,
+    )
+    # model_copy: the field is not one a client may set (it refuses validated input)
+    return [message.model_copy(update={"signed_thinking": signed}) if signed else message]
 
 
 def _tool_message(block: ToolResultBlock) -> ToolMessage:
     parts = [_text_part(b) for b in block.content if isinstance(b, TextBlock)]
     if block.is_error and parts:
-        parts[0] = parts[0].model_copy(update={"text": f"Error: {parts[0].text}"})
+        parts[0] = parts[0].model_copy(update={"text": f"{TOOL_ERROR_PREFIX}{parts[0].text}"})
     elif block.is_error:
-        parts = [TextPart(type="text", text="Error")]
+        parts = [TextPart(type="text", text=TOOL_ERROR_TEXT)]
     if block.cache_control is not None and parts:
         parts[-1] = parts[-1].model_copy(update={"cache_control": _cache(block.cache_control)})
-    return ToolMessage(role="tool", tool_call_id=block.tool_use_id, content=_texts(parts) if parts else "")
+    message = ToolMessage(role="tool", tool_call_id=block.tool_use_id, content=_texts(parts) if parts else "")
+    # model_copy: the field is not one a client may set (it refuses validated input)
+    return message.model_copy(update={"is_error": True}) if block.is_error else message
 
 
 def _text_part(block: TextBlock) -> TextPart:
@@ -374,7 +398,7 @@ def _block_tokens(block: Any) -> int:
         return _document_tokens(block)
     if isinstance(block, ImageBlock):
         return _OPAQUE_TOKENS
-    return 0  # redacted thinking: opaque, and not passed on
+    return 0  # redacted thinking: encrypted, its size unknown
 
 
 def _document_tokens(block: DocumentBlock) -> int:

@@ -1,10 +1,15 @@
 """Anthropic Messages answers: the ``message`` object, usage, stop reasons and errors.
 
 ``message`` (https://docs.anthropic.com/en/api/messages): content blocks in
-the order thinking, text, tool_use. A thinking block (from
-``reasoning_content``) carries an empty ``signature``: the SDKs require the
-field, and no provider but Anthropic can sign; sent back, such a block becomes
-reasoning again and its signature is ignored. ``model`` is the name the caller
+the order thinking, text, tool_use. The thinking blocks of an Anthropic
+upstream come back as it sent them (``thinking`` with its real ``signature``,
+``redacted_thinking`` with its ``data``: the message's
+:attr:`~uniinfer.types.chat.ResponseMessage.signed_thinking`), so that a client
+can send them back in a tool loop, as the API requires. Other providers'
+reasoning (``reasoning_content``) is one thinking block with an empty
+``signature``: the SDKs require the field, and no provider but Anthropic can
+sign; sent back, such a block becomes reasoning again and its signature is
+ignored. ``model`` is the name the caller
 asked for (the serving deployment is in the ``x-uniinfer-*`` headers), ``id``
 is ``msg_`` plus the upstream id (kept as it is when it already starts so).
 
@@ -113,7 +118,9 @@ def to_message(resp: ChatResponse, requested_model: str) -> Block:
     content: list[Block] = []
     calls = (msg.tool_calls or []) if msg is not None else []
     if msg is not None:
-        if msg.reasoning_content:
+        if msg.signed_thinking:
+            content += [b.block() for b in msg.signed_thinking]
+        elif msg.reasoning_content:
             content.append({"type": "thinking", "thinking": msg.reasoning_content, "signature": ""})
         text = (msg.content or "") + (msg.refusal or "")
         if text:

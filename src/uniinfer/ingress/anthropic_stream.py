@@ -9,9 +9,14 @@ The sequence is the real API's
 
 Blocks are numbered 0, 1, ... in order of appearance; a block of another
 kind (text, thinking, or a tool call of a new index) closes the open one.
-``reasoning_content`` streams as a ``thinking`` block (``thinking_delta``; its
-``signature`` stays empty and no ``signature_delta`` is sent, see
-:mod:`~uniinfer.ingress.anthropic_response`), ``content`` as a ``text`` block
+``reasoning_content`` streams as a ``thinking`` block (``thinking_delta``).
+When the thinking was signed (an Anthropic upstream: the chunk's
+:attr:`~uniinfer.types.chat.ChunkDelta.signed_thinking`), its signature comes
+as a ``signature_delta`` just before the block's ``content_block_stop``, as
+the API streams it, and a ``redacted_thinking`` block comes whole in its
+``content_block_start``; other providers' thinking keeps an empty
+``signature`` and gets no ``signature_delta`` (see
+:mod:`~uniinfer.ingress.anthropic_response`). ``content`` streams as a ``text`` block
 (``text_delta``), each tool call as a ``tool_use`` block whose arguments
 stream as ``input_json_delta`` ``partial_json``. A provider that interleaves
 the arguments of parallel calls is the one case the sequence cannot follow:
@@ -47,10 +52,13 @@ import orjson
 from uniinfer.errors import ProviderResponseError, UniInferError
 from uniinfer.ingress.anthropic_response import error_object, message_id, stop_reason, tool_input, usage_of
 from uniinfer.types import ChatChunk, ToolCallDelta, Usage
+from uniinfer.types.chat import SignedThinking
 
 __all__ = ["StreamRenderer", "sse"]
 
 Block = dict[str, Any]
+
+_EMPTY_THINKING: Block = {"type": "thinking", "thinking": "", "signature": ""}
 
 
 def sse(payload: Block) -> bytes:
@@ -85,7 +93,8 @@ class StreamRenderer:
         self._model = model
         self._started = False
         self._next = 0  # index of the next content block
-        #: (kind, block index) of the open block; kind is "text", "thinking" or "tool_use".
+        #: (kind, block index) of the open block; kind is "text", "thinking", "redacted_thinking"
+        #: or "tool_use".
         self._open: tuple[str, int] | None = None
         #: tool call index -> its content block index
         self._tools: dict[int, int] = {}
@@ -109,6 +118,8 @@ class StreamRenderer:
             delta = choice.delta
             if delta.reasoning_content:
                 out += self._append("thinking", delta.reasoning_content)
+            for signed in delta.signed_thinking or ():
+                out += self._signed(signed)
             for text in (delta.content, delta.refusal):
                 if text:
                     out += self._append("text", text)
@@ -173,20 +184,22 @@ class StreamRenderer:
         """Text or thinking: continue the open block of that kind, or open one."""
         out: list[bytes] = []
         if self._open is None or self._open[0] != kind:
-            empty: Block = (
-                {"type": "text", "text": ""}
-                if kind == "text"
-                else {
-                    "type": "thinking",
-                    "thinking": "",
-                    "signature": "",
-                }
-            )
-            out = self._begin(kind, empty)
+            out = self._begin(kind, {"type": "text", "text": ""} if kind == "text" else _EMPTY_THINKING)
         assert self._open is not None
         field = "text" if kind == "text" else "thinking"
         out.append(self._delta(self._open[1], {"type": f"{field}_delta", field: text}))
         return out
+
+    def _signed(self, block: SignedThinking) -> list[bytes]:
+        """A signature completes the open thinking block (an empty one when no text was shown);
+        a redacted block comes whole. Either way the block is closed after it."""
+        if block.type == "redacted_thinking":
+            return self._begin("redacted_thinking", block.block()) + self._close()
+        thinking = self._open is not None and self._open[0] == "thinking"
+        out = [] if thinking else self._begin("thinking", _EMPTY_THINKING)
+        assert self._open is not None
+        out.append(self._delta(self._open[1], {"type": "signature_delta", "signature": block.signature}))
+        return out + self._close()
 
     def _tool(self, call: ToolCallDelta) -> list[bytes]:
         out: list[bytes] = []

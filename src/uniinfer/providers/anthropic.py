@@ -6,13 +6,26 @@ Requests (https://docs.anthropic.com/en/api/messages):
   top-level ``system`` text blocks (``cache_control`` kept).
 - ``tool`` messages become ``tool_result`` blocks of a user turn, and
   consecutive same-role turns are merged: the API wants user and assistant
-  turns to alternate. Assistant ``reasoning_content`` is not sent back.
+  turns to alternate. A tool message marked ``is_error`` (by the Anthropic
+  Messages ingress) is sent with ``is_error: true`` and without the
+  ``"Error: "`` the ingress put in its text for other providers.
+- Assistant ``reasoning_content`` is not sent back; an assistant message's
+  signed thinking blocks (:attr:`~uniinfer.types.chat.AssistantMessage.signed_thinking`,
+  which only the Anthropic Messages ingress sets) start its turn, unmodified,
+  as the API wants them back in a tool loop
+  (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#preserving-thinking-blocks).
 - ``max_tokens`` is required upstream: ``max_completion_tokens`` or
   ``max_tokens``, else 4096. ``reasoning_effort`` becomes extended thinking
-  with a fixed ``budget_tokens``; since the budget must stay below
+  with the budget an Anthropic client asked for
+  (:attr:`~uniinfer.types.ChatRequest.thinking_budget`), else a fixed budget
+  per level (:data:`THINKING_BUDGETS`); since the budget must stay below
   ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
   an unset limit becomes budget + 4096 and a smaller one caps the budget.
-  Thinking is left off while a tool loop is open (see :func:`_in_tool_loop`).
+  With thinking on, the last assistant turn, when it called tools, must start
+  with its thinking block: when it has none to send (history from an OpenAI
+  client or another provider), thinking is left off, as the API advises, and
+  :meth:`AnthropicAdapter.params_left_out` says so (the gateway reports
+  ``reasoning_effort`` in ``x-uniinfer-dropped-params``).
 - Images become ``image`` blocks; a ``file`` part with inline PDF
   ``file_data`` a ``document`` block (base64 source, ``filename`` as its
   ``title``); a ``file_id`` is refused (Anthropic cannot read OpenAI's files).
@@ -21,7 +34,10 @@ Requests (https://docs.anthropic.com/en/api/messages):
   API's own 400 names the field instead.
 
 Responses: text blocks are concatenated into ``content``, ``tool_use`` blocks
-become ``tool_calls``, ``thinking`` blocks ``reasoning_content``. The matched
+become ``tool_calls``, ``thinking`` blocks ``reasoning_content``; the
+``thinking`` (with their signatures) and ``redacted_thinking`` blocks are also
+kept whole, in order, as the message's ``signed_thinking``, never serialised in
+OpenAI's format (the Anthropic ingress hands them back to its client). The matched
 ``stop_sequence`` (``stop_reason: stop_sequence``) is kept on the choice
 (:attr:`~uniinfer.types.chat.ChatChoice.stop_sequence`; OpenAI's format has no
 place for it, only the Anthropic ingress reads it).
@@ -35,7 +51,10 @@ Anthropic reports no separate thinking count, so ``reasoning_tokens`` stays unse
 
 Streams (https://docs.anthropic.com/en/docs/build-with-claude/streaming):
 named SSE events ``message_start`` ... ``message_stop``; tool calls are
-numbered 0, 1, ... in the order their ``tool_use`` blocks start. The first
+numbered 0, 1, ... in the order their ``tool_use`` blocks start.
+``thinking_delta`` is ``reasoning_content``; a ``signature_delta`` is a chunk
+whose ``signed_thinking`` carries the signature that completes that thinking,
+and a ``redacted_thinking`` block one with the whole block. The first
 chunk (``message_start``) is a role chunk without content, as OpenAI's is,
 carrying the input counts reported there as ``early_usage``; the final usage
 chunk has the totals.
@@ -76,6 +95,7 @@ from uniinfer.types.chat import (
     ImagePart,
     Message,
     ResponseMessage,
+    SignedThinking,
     SystemMessage,
     TextPart,
     Tool,
@@ -86,7 +106,14 @@ from uniinfer.types.chat import (
     ToolMessage,
 )
 
-__all__ = ["API_VERSION", "THINKING_BUDGETS", "AnthropicAdapter", "AnthropicStreamDecoder"]
+__all__ = [
+    "API_VERSION",
+    "THINKING_BUDGETS",
+    "TOOL_ERROR_PREFIX",
+    "TOOL_ERROR_TEXT",
+    "AnthropicAdapter",
+    "AnthropicStreamDecoder",
+]
 
 Block = dict[str, Any]
 
@@ -95,6 +122,12 @@ DEFAULT_MAX_TOKENS = 4096
 #: ``reasoning_effort`` -> ``thinking.budget_tokens`` (the API's minimum is 1024).
 THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _MIN_BUDGET = 1024
+#: What the Anthropic Messages ingress puts before the text of a failed tool's result
+#: (``is_error``) for providers without the flag; taken off again when sent to Anthropic.
+TOOL_ERROR_PREFIX = "Error: "
+#: The whole text of a failed tool's result that had none.
+TOOL_ERROR_TEXT = "Error"
+_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 # https://docs.anthropic.com/en/docs/build-with-claude/vision
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
@@ -147,6 +180,16 @@ class AnthropicAdapter(ProviderAdapter):
             raise
         return HttpRequest(self._messages_url(), orjson.dumps(payload), self._headers())
 
+    def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """``reasoning_effort`` when thinking must be left off (see :func:`_thinking_left_out`)."""
+        if request.reasoning_effort is None:
+            return ()
+        try:
+            _, turns = _turns(request.messages)
+        except UniInferError:
+            return ()  # chat_request raises it, with the provider named
+        return ("reasoning_effort",) if _thinking_left_out(turns) else ()
+
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
         try:
@@ -188,7 +231,7 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         payload["system"] = system
-    if thinking is not None and not _in_tool_loop(turns):
+    if thinking is not None and not _thinking_left_out(turns):
         payload["thinking"] = thinking
     for name in ("temperature", "top_p", "top_k"):
         value = getattr(request, name)
@@ -214,7 +257,7 @@ def _limits(request: ChatRequest) -> tuple[int, Block | None]:
     explicit = request.max_completion_tokens or request.max_tokens
     if request.reasoning_effort is None:
         return explicit or DEFAULT_MAX_TOKENS, None
-    budget = THINKING_BUDGETS[request.reasoning_effort]
+    budget = request.thinking_budget or THINKING_BUDGETS[request.reasoning_effort]
     if explicit is None:
         return budget + DEFAULT_MAX_TOKENS, {"type": "enabled", "budget_tokens": budget}
     if explicit <= _MIN_BUDGET:
@@ -227,15 +270,18 @@ def _limits(request: ChatRequest) -> tuple[int, Block | None]:
     return explicit, {"type": "enabled", "budget_tokens": min(budget, explicit - 1)}
 
 
-def _in_tool_loop(turns: list[Block]) -> bool:
-    """Whether the last assistant turn called tools.
+def _thinking_left_out(turns: list[Block]) -> bool:
+    """Whether the last assistant turn called tools without a thinking block to start with.
 
-    With thinking on, that turn would have to start with its signed thinking
-    block, which OpenAI-shaped history cannot carry; the API's advice is to
-    disable thinking, so the request is sent without it.
+    With thinking on, the API refuses such a turn: a tool loop must send the
+    turn's thinking back, signed and unmodified. History from an OpenAI client
+    or another provider has none to send; the API's advice is then to disable
+    thinking, so the request is sent without it (and the gateway says so).
     """
     last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
-    return last is not None and any(b["type"] == "tool_use" for b in last["content"])
+    if last is None or not any(b["type"] == "tool_use" for b in last["content"]):
+        return False
+    return last["content"][0]["type"] not in _THINKING_BLOCKS
 
 
 def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
@@ -262,8 +308,29 @@ def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
 
 
 def _tool_result(msg: ToolMessage) -> Block:
+    if msg.is_error:
+        return _error_result(msg)
     content = msg.content if isinstance(msg.content, str) else _text_blocks(msg.content)
     return {"type": "tool_result", "tool_use_id": msg.tool_call_id, "content": content}
+
+
+def _error_result(msg: ToolMessage) -> Block:
+    """``is_error: true``, with the text as the client wrote it (see :data:`TOOL_ERROR_PREFIX`)."""
+    block: Block = {"type": "tool_result", "tool_use_id": msg.tool_call_id, "is_error": True}
+    if isinstance(msg.content, str):
+        text = "" if msg.content == TOOL_ERROR_TEXT else msg.content.removeprefix(TOOL_ERROR_PREFIX)
+        if text:
+            block["content"] = text
+        return block
+    parts = list(msg.content)
+    if parts:
+        first = parts[0]
+        text = "" if first.text == TOOL_ERROR_TEXT else first.text.removeprefix(TOOL_ERROR_PREFIX)
+        parts[0] = first.model_copy(update={"text": text})
+    content = _text_blocks(parts)
+    if content:
+        block["content"] = content
+    return block
 
 
 def _text(part: TextPart) -> Block:
@@ -352,12 +419,12 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    if msg.content is None:
-        blocks: list[Block] = []
-    elif isinstance(msg.content, str):
-        blocks = _text_blocks(msg.content)
-    else:
-        blocks = [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
+    # Signed thinking first, as the API returned it and wants it back.
+    blocks: list[Block] = [b.block() for b in msg.signed_thinking or ()]
+    if isinstance(msg.content, str):
+        blocks += _text_blocks(msg.content)
+    elif msg.content is not None:
+        blocks += [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
     for k, call in enumerate(msg.tool_calls or ()):
         blocks.append(
             {"type": "tool_use", "id": call.id, "name": call.function.name, "input": _arguments(call, i, k)}
@@ -419,6 +486,7 @@ def _finish(stop_reason: Any) -> Any:
 def _response(data: Any, model: str) -> ChatResponse:
     texts: list[str] = []
     thoughts: list[str] = []
+    signed: list[SignedThinking] = []
     calls: list[ToolCall] = []
     for block in data["content"]:
         kind = block["type"]
@@ -426,6 +494,11 @@ def _response(data: Any, model: str) -> ChatResponse:
             texts.append(block["text"])
         elif kind == "thinking":
             thoughts.append(block["thinking"])
+            signed.append(
+                SignedThinking(type="thinking", thinking=block["thinking"], signature=block["signature"])
+            )
+        elif kind == "redacted_thinking":
+            signed.append(SignedThinking(type="redacted_thinking", data=block["data"]))
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             function = FunctionCall(name=block["name"], arguments=arguments)
@@ -434,6 +507,7 @@ def _response(data: Any, model: str) -> ChatResponse:
         content="".join(texts) if texts or not calls else None,
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) if thoughts else None,
+        signed_thinking=signed or None,
     )
     usage = data.get("usage")
     choice = ChatChoice(
@@ -555,6 +629,9 @@ class AnthropicStreamDecoder:
             return self._chunk(ChunkDelta(content=block["text"]))
         if kind == "thinking" and block.get("thinking"):
             return self._chunk(ChunkDelta(reasoning_content=block["thinking"]))
+        if kind == "redacted_thinking":
+            redacted = SignedThinking(type="redacted_thinking", data=block["data"])
+            return self._chunk(ChunkDelta(signed_thinking=[redacted]))
         return None
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> ChatChunk | None:
@@ -563,12 +640,15 @@ class AnthropicStreamDecoder:
             return self._chunk(ChunkDelta(content=delta["text"]))
         if kind == "thinking_delta":
             return self._chunk(ChunkDelta(reasoning_content=delta["thinking"]))
+        if kind == "signature_delta":  # the thinking block is complete: its signature comes last
+            signed = SignedThinking(type="thinking", signature=delta["signature"])
+            return self._chunk(ChunkDelta(signed_thinking=[signed]))
         if kind == "input_json_delta" and delta["partial_json"] and index in self._blocks:
             call = ToolCallDelta(
                 index=self._blocks[index], function=FunctionCallDelta(arguments=delta["partial_json"])
             )
             return self._chunk(ChunkDelta(tool_calls=[call]))
-        return None  # signature_delta, citations_delta
+        return None  # citations_delta
 
     def _add_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

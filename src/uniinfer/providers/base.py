@@ -255,6 +255,13 @@ class ProviderAdapter(ABC):
         wire formats, like Vertex AI, narrow it per model family)."""
         return self.supported_params
 
+    def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """Params of ``request`` that :meth:`chat_request` will leave out although this
+        adapter supports them in general (Anthropic: thinking in a tool loop whose
+        history has no signed thinking to send back). The gateway reports them in
+        ``x-uniinfer-dropped-params``; none by default."""
+        return ()
+
     # --- chat -----------------------------------------------------------------
 
     @abstractmethod

@@ -206,6 +206,9 @@ class VertexAdapter(ProviderAdapter):
         """The chosen family's params, so the gateway rejects (or drops) the others."""
         return self.family(model).supported_params
 
+    def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        return self.family(model).params_left_out(request, model)
+
     # --- chat -------------------------------------------------------------------------
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:

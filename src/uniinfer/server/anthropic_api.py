@@ -24,6 +24,7 @@ The integrator registers :data:`ROUTES` in ``create_app``; until then,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -65,7 +66,7 @@ async def messages(app: App, request: Request) -> None:
         await _send_error(request, exc, ctx.route)
         return
     body = orjson.dumps(to_message(response, req.model))
-    await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
+    await send_bytes(request.send, 200, body, _headers(request, ctx.route))
 
 
 async def _stream(
@@ -79,7 +80,7 @@ async def _stream(
     send = request.send
     renderer = StreamRenderer(req.model)
     try:
-        headers = SSE_HEADERS + route_headers(request.request_id, ctx.route)
+        headers = SSE_HEADERS + _headers(request, ctx.route)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         ended = False
         try:
@@ -100,6 +101,26 @@ async def _stream(
             await send({"type": "http.response.body", "body": renderer.finish()})
     finally:
         await stream.aclose()
+
+
+#: Chat Completions parameters by the Messages API field they came from (for
+#: ``x-uniinfer-dropped-params``, which should name what the caller sent).
+_MESSAGES_NAMES = {
+    "reasoning_effort": "thinking",
+    "max_completion_tokens": "max_tokens",
+    "stop": "stop_sequences",
+    "user": "metadata.user_id",
+    "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+    "response_format": "output_config.format",
+}
+
+
+def _headers(request: Request, route: Route | None) -> Headers:
+    """Route headers, with dropped parameters named as the Messages API names them."""
+    if route is not None and route.dropped_params:
+        names = tuple(dict.fromkeys(_MESSAGES_NAMES.get(p, p) for p in route.dropped_params))
+        route = dataclasses.replace(route, dropped_params=names)
+    return route_headers(request.request_id, route)
 
 
 async def count_tokens(app: App, request: Request) -> None:

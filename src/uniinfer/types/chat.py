@@ -20,7 +20,16 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from uniinfer.types.usage import Usage
 
@@ -42,6 +51,7 @@ __all__ = [
     "Message",
     "RawChunk",
     "ResponseMessage",
+    "SignedThinking",
     "StreamItem",
     "StreamOptions",
     "SystemMessage",
@@ -154,6 +164,46 @@ class ToolChoiceFunction(BaseModel):
 ToolChoice = Literal["none", "auto", "required"] | ToolChoiceFunction
 
 
+# --- signed thinking -----------------------------------------------------------
+
+
+class SignedThinking(BaseModel):
+    """A block of a model's thinking as its provider signed it: Anthropic's ``thinking``
+    (text and ``signature``) or ``redacted_thinking`` (encrypted ``data``).
+
+    https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking: in a tool
+    loop the API wants the assistant turn's thinking blocks back, complete and
+    unmodified, or it refuses the request. OpenAI's format has no place for them,
+    so the models below carry them in fields that are never serialised; only the
+    Anthropic adapter and the Anthropic Messages ingress read them, and no other
+    provider is sent a signature.
+    """
+
+    model_config = _RESPONSE
+    type: Literal["thinking", "redacted_thinking"]
+    #: ``thinking``: the text (streamed as ``reasoning_content``, so empty in a chunk).
+    thinking: str = ""
+    #: ``thinking``: the provider's signature of the text.
+    signature: str = ""
+    #: ``redacted_thinking``: the encrypted thinking.
+    data: str = ""
+
+    def block(self) -> dict[str, str]:
+        """The block in Anthropic's shape, as it came."""
+        if self.type == "redacted_thinking":
+            return {"type": "redacted_thinking", "data": self.data}
+        return {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
+
+
+def _not_from_clients(value: Any) -> Any:
+    """Reject a field that only uniinfer's ingresses set (with ``model_copy``, which does not validate).
+
+    A client sending it gets the 400 of any unknown field, as if it did not exist.
+    The check runs only when the field is present, so it costs other requests nothing.
+    """
+    raise PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+
+
 # --- messages ------------------------------------------------------------------
 
 
@@ -192,6 +242,11 @@ class AssistantMessage(BaseModel):
     #: Present when a client appends a response message as-is (the openai SDK's
     #: ``message.model_dump()``); accepted, never sent upstream.
     annotations: list[dict[str, Any]] | None = Field(default=None, exclude=True)
+    #: The turn's signed thinking blocks, in order (see :class:`SignedThinking`), set by the
+    #: Anthropic Messages ingress; never serialised and never accepted from a client.
+    signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
+
+    _clients_cannot_set = field_validator("signed_thinking", mode="before")(_not_from_clients)
 
     @model_validator(mode="after")
     def _has_something(self) -> AssistantMessage:
@@ -205,6 +260,12 @@ class ToolMessage(BaseModel):
     role: Literal["tool"]
     content: str | list[TextPart]
     tool_call_id: str = Field(min_length=1)
+    #: The tool failed (Anthropic's ``tool_result.is_error``), set by the Anthropic Messages
+    #: ingress, which also starts the content with ``"Error: "`` for providers without such
+    #: a flag; never serialised and never accepted from a client.
+    is_error: bool | None = Field(default=None, exclude=True)
+
+    _clients_cannot_set = field_validator("is_error", mode="before")(_not_from_clients)
 
 
 Message = Annotated[
@@ -320,6 +381,36 @@ class ChatRequest(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def thinking_budget(self) -> int | None:
+        """The exact thinking budget (tokens) an Anthropic Messages client asked for, else None.
+
+        Not a request field (OpenAI's format has none, and no client can send one):
+        :meth:`with_thinking_budget` sets it. The Anthropic adapter sends it as it is;
+        other providers go by ``reasoning_effort``, which the ingress sets beside it.
+        """
+        return None
+
+    def with_thinking_budget(self, budget: int) -> ChatRequest:
+        """This request carrying ``budget`` as :attr:`thinking_budget` (``model_copy`` keeps it)."""
+        copy = _BudgetedChatRequest.model_construct(self.model_fields_set, **self.__dict__)
+        copy._budget = budget
+        return copy
+
+
+class _BudgetedChatRequest(ChatRequest):
+    """A :class:`ChatRequest` with a :attr:`~ChatRequest.thinking_budget`.
+
+    A subclass, so that the private attribute costs nothing on every other
+    request: pydantic initialises private attributes after each validation.
+    """
+
+    _budget: int | None = PrivateAttr(default=None)
+
+    @property
+    def thinking_budget(self) -> int | None:
+        return self._budget
+
 
 class _FieldError(ValueError):
     """A cross-field check failure that still names the field it is about."""
@@ -381,6 +472,9 @@ class ResponseMessage(BaseModel):
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
     annotations: list[dict[str, Any]] | None = None
+    #: The answer's signed thinking blocks, in order (Anthropic's; see :class:`SignedThinking`):
+    #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
+    signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
@@ -435,6 +529,11 @@ class ChunkDelta(BaseModel):
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     reasoning_content: str | None = None
+    #: Signed thinking (see :class:`SignedThinking`), never serialised: a ``thinking`` entry
+    #: carries the signature that completes the thinking streamed so far as
+    #: ``reasoning_content`` (Anthropic's ``signature_delta``; its text stays empty), a
+    #: ``redacted_thinking`` entry is a whole block.
+    signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
 
 
 class ChunkChoice(BaseModel):
