@@ -654,3 +654,26 @@ async def test_a_mid_stream_error_echoing_the_provider_key_reaches_no_caller(
         assert error is not None
         assert API_KEY not in str(error)
         assert API_KEY not in (error.upstream_body or "")
+
+
+@pytest.mark.parametrize("kind", ["stream", "embeddings"])
+async def test_a_cancelled_stream_or_embedding_is_recorded_as_cancelled(gateway: Gateway, kind: str) -> None:
+    from uniinfer.errors import RequestCancelledError
+
+    ctx = RequestContext("chat" if kind == "stream" else "embeddings")
+    if kind == "stream":
+        call = gateway.stream(chat("up/slow-5", stream=True), ctx)
+    else:
+        call = gateway.embed(EmbeddingRequest(model="up/slow-5", input="hi"), ctx)
+    task = asyncio.create_task(call)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if gateway.http.busy_connections:
+            break
+    assert gateway.http.busy_connections == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert isinstance(ctx.error, RequestCancelledError)  # usage and routing see the abandoned request
+    assert gateway.usage.totals["up/slow-5"].errors == 1
+    assert gateway.http.busy_connections == 0

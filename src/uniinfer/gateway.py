@@ -180,7 +180,7 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             # the caller left: the after-stages still see the request (its upstream call is gone)
-            ctx.error = RequestCancelledError("the caller went away before the answer")
+            ctx.error = _cancelled()
             await self._finish(ctx)
             raise
         ctx.usage = usage
@@ -215,6 +215,10 @@ class Gateway:
             stream = await self.router.run(decision, route, attempt, stream=True)
         except UniInferError as exc:
             ctx.error = exc
+            await self._finish(ctx)
+            raise
+        except asyncio.CancelledError:  # the caller left before the first chunk
+            ctx.error = _cancelled()
             await self._finish(ctx)
             raise
         ctx.ttft = time.perf_counter() - ctx.started
@@ -289,6 +293,9 @@ class Gateway:
             return await self.router.run(self.router.decide(request.model, None, ctx), route, attempt)
         except UniInferError as exc:
             ctx.error = exc
+            raise
+        except asyncio.CancelledError:
+            ctx.error = _cancelled()
             raise
         finally:
             await self._finish(ctx)
@@ -448,3 +455,7 @@ def _has_images(request: ChatRequest) -> bool:
         ):
             return True
     return False
+
+
+def _cancelled() -> RequestCancelledError:
+    return RequestCancelledError("the caller went away before the answer")
