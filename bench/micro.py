@@ -291,8 +291,14 @@ def in_process(total: int = 20_000, batch: int = 64) -> list[tuple[str, float]]:
     return [
         ("gateway App, canned upstream (no sockets)", uvloop.run(gateway())),
         ("reference app, canned upstream (no sockets)", uvloop.run(reference())),
-        ("gateway App, Anthropic Messages in (`/v1/messages`), same upstream", uvloop.run(gateway("/v1/messages"))),
-        ("gateway App, Responses API in (`/v1/responses`), same upstream", uvloop.run(gateway("/v1/responses"))),
+        (
+            "gateway App, Anthropic Messages in (`/v1/messages`), same upstream",
+            uvloop.run(gateway("/v1/messages")),
+        ),
+        (
+            "gateway App, Responses API in (`/v1/responses`), same upstream",
+            uvloop.run(gateway("/v1/responses")),
+        ),
     ]
 
 
