@@ -282,8 +282,19 @@ async def test_abandoned_stream_closes_its_connection(gateway: Gateway) -> None:
     assert gateway.http.busy_connections == 0
 
 
-async def test_cancelled_request_leaks_no_connection(gateway: Gateway) -> None:
-    task = asyncio.create_task(gateway.chat(chat("up/slow-5")))
+@pytest.mark.parametrize("kind", ["chat", "stream", "embeddings"])
+async def test_a_cancelled_request_leaks_no_connection_and_is_recorded_as_cancelled(
+    gateway: Gateway, kind: str
+) -> None:
+    from uniinfer.errors import RequestCancelledError
+
+    ctx = RequestContext("embeddings" if kind == "embeddings" else "chat")
+    if kind == "chat":
+        task = asyncio.create_task(gateway.chat(chat("up/slow-5"), ctx))
+    elif kind == "stream":
+        task = asyncio.create_task(gateway.stream(chat("up/slow-5", stream=True), ctx))
+    else:
+        task = asyncio.create_task(gateway.embed(EmbeddingRequest(model="up/slow-5", input="hi"), ctx))
     for _ in range(100):
         await asyncio.sleep(0.01)
         if gateway.http.busy_connections:
@@ -293,6 +304,8 @@ async def test_cancelled_request_leaks_no_connection(gateway: Gateway) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert gateway.http.busy_connections == 0
+    assert isinstance(ctx.error, RequestCancelledError)  # usage and routing see the abandoned request
+    assert gateway.usage.totals["up/slow-5"].errors == 1
     assert gateway.usage.totals["up/slow-5"].errors == 1  # the abandoned request is still metered
     await gateway.aclose()
     assert gateway.http.open_connections == 0
@@ -654,26 +667,3 @@ async def test_a_mid_stream_error_echoing_the_provider_key_reaches_no_caller(
         assert error is not None
         assert API_KEY not in str(error)
         assert API_KEY not in (error.upstream_body or "")
-
-
-@pytest.mark.parametrize("kind", ["stream", "embeddings"])
-async def test_a_cancelled_stream_or_embedding_is_recorded_as_cancelled(gateway: Gateway, kind: str) -> None:
-    from uniinfer.errors import RequestCancelledError
-
-    ctx = RequestContext("chat" if kind == "stream" else "embeddings")
-    if kind == "stream":
-        call = gateway.stream(chat("up/slow-5", stream=True), ctx)
-    else:
-        call = gateway.embed(EmbeddingRequest(model="up/slow-5", input="hi"), ctx)
-    task = asyncio.create_task(call)
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if gateway.http.busy_connections:
-            break
-    assert gateway.http.busy_connections == 1
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert isinstance(ctx.error, RequestCancelledError)  # usage and routing see the abandoned request
-    assert gateway.usage.totals["up/slow-5"].errors == 1
-    assert gateway.http.busy_connections == 0

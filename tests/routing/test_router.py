@@ -234,9 +234,8 @@ async def test_default_fallback_group_after_retries(
     assert ctx.route.attempts == 3
 
 
-async def test_breaker_opens_sends_traffic_to_the_healthy_deployment_and_probes_back(
-    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
-) -> None:
+async def _with_a_s_circuit_open(build: Callable[[str], Gateway], plan: dict[str, list[int]]) -> Gateway:
+    """Group ``m`` of ``up/gpt-a`` and ``up/gpt-b``, after two 500s from a opened its circuit."""
     gw = build(
         "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
         "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
@@ -244,6 +243,13 @@ async def test_breaker_opens_sends_traffic_to_the_healthy_deployment_and_probes_
     plan["gpt-a"] = [500, 500]
     for _ in range(2):
         await run(gw, "m")
+    return gw
+
+
+async def test_breaker_opens_sends_traffic_to_the_healthy_deployment_and_probes_back(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    gw = await _with_a_s_circuit_open(build, plan)
     state = gw.router.states["up/gpt-a"]
     assert state.breaker.state is BreakerState.OPEN
     ctx = await run(gw, "m")
@@ -346,13 +352,7 @@ async def test_timeouts_are_reused_unless_the_deadline_cuts_them(build: Callable
 async def test_a_probe_answered_with_429_leaves_the_circuit_unproven(
     build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
 ) -> None:
-    gw = build(
-        "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
-        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
-    )
-    plan["gpt-a"] = [500, 500]
-    for _ in range(2):
-        await run(gw, "m")
+    gw = await _with_a_s_circuit_open(build, plan)
     breaker = gw.router.states["up/gpt-a"].breaker
     assert breaker.state is BreakerState.OPEN
     clock.now += 5
