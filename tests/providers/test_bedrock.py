@@ -380,9 +380,11 @@ def test_thinking_budget_stays_below_the_limit_and_is_off_in_a_tool_loop() -> No
     with pytest.raises(InvalidRequestError) as info:
         sent(chat(reasoning_effort="low", max_tokens=1000))
     assert info.value.param == "max_tokens"
-    assert "additionalModelRequestFields" not in sent(
-        chat(tool_history()[:4], tools=[WEATHER], reasoning_effort="low")
-    )
+    in_loop = chat(tool_history()[:4], tools=[WEATHER], reasoning_effort="low")
+    assert "additionalModelRequestFields" not in sent(in_loop)
+    # ... and the adapter says so, for the gateway's x-uniinfer-dropped-params
+    assert make_adapter().params_left_out(in_loop, CHAT_MODEL) == ("reasoning_effort",)
+    assert make_adapter().params_left_out(chat(reasoning_effort="low"), CHAT_MODEL) == ()
     with pytest.raises(UnsupportedParamError):
         sent(chat(reasoning_effort="low"), "amazon.nova-pro-v1:0")
 
@@ -483,11 +485,19 @@ def test_parse_tool_use_and_reasoning() -> None:
         ("tool_use", "tool_calls"),
         ("guardrail_intervened", "content_filter"),
         ("content_filtered", "content_filter"),
-        ("malformed_model_output", "stop"),
+        ("an_unknown_reason", "stop"),
     ],
 )
 def test_stop_reasons(reason: str, finish: str) -> None:
     assert parse(converse([{"text": "x"}], stop=reason)).choices[0].finish_reason == finish
+
+
+@pytest.mark.parametrize("reason", ["malformed_model_output", "malformed_tool_use"])
+def test_a_malformed_answer_is_a_retryable_provider_error(reason: str) -> None:
+    # not a clean "stop": an agent would take the unusable answer as the model's last word
+    with pytest.raises(ProviderError, match=reason) as info:
+        parse(converse([{"text": "x"}], stop=reason))
+    assert info.value.retryable
 
 
 @pytest.mark.parametrize(

@@ -825,3 +825,29 @@ async def test_fake_accepts_an_assistant_prefix_and_n_choices(client: HttpClient
     assert status == 200
     assert [c["index"] for c in payload["choices"]] == [0, 1]
     assert payload["usage"]["completion_tokens"] == 4
+
+
+def test_model_length_is_length_in_answers_and_streams() -> None:
+    # Mistral's FinishReason: stop, length, model_length, error, tool_calls
+    answer = make_adapter().parse_chat(completion({"content": "partial"}, "model_length"), "m")
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.choices[0].message.content == "partial"  # the text is kept
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    stream = (
+        chunk({"role": "assistant", "content": "hi"}) + chunk({}, "model_length", usage) + b"data: [DONE]\n\n"
+    )
+    chunks = decode_bytewise(stream)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == [None, "length"]
+
+
+def test_finish_reason_error_is_a_provider_error_after_the_text_before_it() -> None:
+    from uniinfer.errors import ProviderError
+    from uniinfer.providers.base import PartialStreamError
+
+    with pytest.raises(ProviderError, match="generation failed"):
+        make_adapter().parse_chat(completion({"content": "partial"}, "error"), "m")
+    decoder = make_adapter().stream_decoder("m")
+    with pytest.raises(PartialStreamError) as info:  # one read: the text, then the failure
+        decoder.feed(chunk({"role": "assistant", "content": "hi"}) + chunk({}, "error"))
+    assert isinstance(info.value.error, ProviderError)
+    assert len(info.value.items) == 1

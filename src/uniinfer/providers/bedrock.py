@@ -73,7 +73,12 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
-from uniinfer.providers.bedrock_converse import converse_payload, converse_response, unsupported_for
+from uniinfer.providers.bedrock_converse import (
+    converse_payload,
+    converse_response,
+    thinking_left_out,
+    unsupported_for,
+)
 from uniinfer.providers.eventstream import ConverseStreamDecoder
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
@@ -174,6 +179,10 @@ class BedrockAdapter(ProviderAdapter):
         """``top_k`` and ``reasoning_effort`` only for the model families that take them."""
         return self.supported_params - unsupported_for(model)
 
+    def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""
+        return ("reasoning_effort",) if thinking_left_out(request) else ()
+
     async def prepare_credentials(self, http: HttpClient) -> None:
         """Resolve (once) or refresh (near expiry) SigV4 credentials; nothing to do with an API key."""
         if not self.endpoint.api_key:
@@ -192,7 +201,7 @@ class BedrockAdapter(ProviderAdapter):
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
         try:
-            return converse_response(data, model)
+            return converse_response(data, model, self.name)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self._shape_error("converse response", body) from exc
 

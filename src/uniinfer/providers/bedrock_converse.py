@@ -43,7 +43,13 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.errors import (
+    InvalidRequestError,
+    ProviderError,
+    UniInferError,
+    UnsupportedFeatureError,
+    UnsupportedParamError,
+)
 from uniinfer.providers.anthropic import THINKING_BUDGETS
 from uniinfer.providers.base import chunk_id, json_object
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
@@ -67,6 +73,8 @@ _FINISH: Mapping[str, FinishReason] = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
+#: StopReasons that mean the model produced an answer that could not be used.
+_MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
 
 
 # --- request ---------------------------------------------------------------------------
@@ -299,11 +307,28 @@ def usage(raw: Any) -> Usage:
     return Usage.of(prompt, completion, cached=read, cache_write=write, total=_int(raw.get("totalTokens")))
 
 
-def finish_reason(reason: Any) -> FinishReason:
+def finish_reason(reason: Any, provider: str) -> FinishReason:
+    """OpenAI's finish reason for a StopReason; a malformed answer is a (retryable) provider error."""
+    if reason in _MALFORMED:
+        raise ProviderError(
+            f"{provider}: the model's answer was malformed (stopReason {reason}); a retry may succeed",
+            provider=provider,
+        )
     return _FINISH.get(str(reason), "stop")
 
 
-def converse_response(data: Any, model: str) -> ChatResponse:
+def thinking_left_out(request: ChatRequest) -> bool:
+    """Whether :func:`converse_payload` leaves ``reasoning_effort`` out (an open tool loop)."""
+    if request.reasoning_effort is None:
+        return False
+    try:
+        _, turns = _turns(request.messages)
+    except UniInferError:
+        return False  # converse_payload raises it
+    return _in_tool_loop(turns)
+
+
+def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatResponse:
     """A Converse response body (decoded JSON); shape errors raise KeyError/TypeError."""
     texts: list[str] = []
     thoughts: list[str] = []
@@ -330,6 +355,6 @@ def converse_response(data: Any, model: str) -> ChatResponse:
     return ChatResponse(
         id=chunk_id(),
         model=model,
-        choices=[ChatChoice(message=message, finish_reason=finish_reason(data.get("stopReason")))],
+        choices=[ChatChoice(message=message, finish_reason=finish_reason(data.get("stopReason"), provider))],
         usage=usage(raw_usage) if raw_usage is not None else None,
     )

@@ -260,7 +260,7 @@ class ConverseStreamDecoder:
             return self._block_delta(payload["contentBlockIndex"], payload["delta"])
         if event == "messageStop":
             self._done = True
-            return self._chunk(ChunkDelta(), finish=finish_reason(payload["stopReason"]))
+            return self._chunk(ChunkDelta(), finish=finish_reason(payload["stopReason"], self._adapter.name))
         if event == "metadata":
             self._usage = usage(payload["usage"])
         return None  # contentBlockStop and event types added later

@@ -23,6 +23,11 @@ Chat (https://docs.mistral.ai/api/#tag/chat, ``POST /v1/chat/completions``):
   ("Expected last role User or Tool (or Assistant with prefix True)").
 - ``options.safe_prompt`` (bool) is sent as ``safe_prompt``.
 
+Finish reasons (Mistral's ``FinishReason``: stop, length, model_length, error,
+tool_calls): ``model_length`` (the model's context was full) -> ``length``;
+``error`` (the generation failed) is a :class:`~uniinfer.errors.ProviderError`, so the
+router may retry or fall back, as for Cohere's ``ERROR``.
+
 Responses: reasoning models answer with ``content`` as a list of chunks
 (``{"type": "thinking", "thinking": [{"type": "text", ...}]}``, ``{"type": "text"}``),
 in full responses and stream deltas alike; text chunks join into ``content``, thinking
@@ -47,10 +52,10 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import InvalidRequestError, ProviderResponseError, UniInferError
+from uniinfer.errors import InvalidRequestError, ProviderError, ProviderResponseError, UniInferError
 from uniinfer.http import HttpRequest
-from uniinfer.providers.base import loads
-from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
+from uniinfer.providers.base import loads, raise_after
+from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder, map_finish_reasons
 from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
 
 __all__ = ["MistralAdapter", "MistralOptions", "MistralStreamDecoder", "mistral_tool_id"]
@@ -66,6 +71,9 @@ _PARAM_NAMES: Mapping[str, str] = {"random_seed": "seed"}
 _DROPPED_MESSAGE_FIELDS = ("name", "refusal", "reasoning_content")
 #: Where a list-shaped ``content`` may appear in a stream chunk.
 _LIST_CONTENT = re.compile(rb'"content"\s*:\s*\[')
+_FINISH_REASONS: Mapping[str, str] = {"model_length": "length"}
+_MODEL_LENGTH = re.compile(rb'"finish_reason"\s*:\s*"model_length"')
+_ERROR_FINISH = re.compile(rb'"finish_reason"\s*:\s*"error"')
 
 
 class MistralOptions(BaseModel):
@@ -114,6 +122,9 @@ class MistralAdapter(OpenAIAdapter):
         try:
             for choice in data.get("choices") or ():
                 _flatten(choice.get("message"))
+                if choice.get("finish_reason") == "error":
+                    raise self.generation_error()
+            map_finish_reasons(data, _FINISH_REASONS)
             return ChatResponse.model_validate(data)
         except (ValueError, AttributeError, TypeError) as exc:
             raise ProviderResponseError(
@@ -124,6 +135,9 @@ class MistralAdapter(OpenAIAdapter):
 
     def stream_decoder(self, model: str) -> MistralStreamDecoder:
         return MistralStreamDecoder(self)
+
+    def generation_error(self) -> ProviderError:
+        return ProviderError(f"{self.name}: the generation failed (finish_reason error)", provider=self.name)
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         texts = request.texts
@@ -291,7 +305,18 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
     __slots__ = ()
 
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
-        return super()._decode([(event, _flat_event(data)) for event, data in events])
+        events = [(event, _mistral_finish(_flat_event(data))) for event, data in events]
+        for i, (_, data) in enumerate(events):
+            if _ERROR_FINISH.search(data):  # the events before it, then the failure
+                adapter = self._adapter
+                assert isinstance(adapter, MistralAdapter)
+                raise_after(super()._decode(events[:i]), adapter.generation_error())
+        return super()._decode(events)
+
+
+def _mistral_finish(data: bytes) -> bytes:
+    """``model_length`` -> ``length`` (before the pass-through check, which knows only OpenAI's reasons)."""
+    return _MODEL_LENGTH.sub(b'"finish_reason":"length"', data) if b"model_length" in data else data
 
 
 def _flat_event(data: bytes) -> bytes:
