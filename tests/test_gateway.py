@@ -667,3 +667,43 @@ async def test_a_mid_stream_error_echoing_the_provider_key_reaches_no_caller(
         assert error is not None
         assert API_KEY not in str(error)
         assert API_KEY not in (error.upstream_body or "")
+
+
+@pytest.mark.parametrize("drop", [False, True])
+async def test_an_embedding_param_the_provider_has_no_field_for_is_refused_or_dropped_visibly(
+    make_gateway: Callable[..., Gateway], drop: bool
+) -> None:
+    from tests.conftest import make_config
+
+    config = make_config(
+        "providers:\n  co: {type: cohere, api_key: sk-co-0123456789, base_url: 'http://127.0.0.1:9'}\n"
+        f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
+    )
+    request = EmbeddingRequest(model="co/embed-v4.0", input="hi", user="user-1")
+    if not drop:
+        with pytest.raises(UnsupportedParamError) as info:  # refused before anything is sent
+            await make_gateway(config).embed(request)
+        assert (info.value.param, info.value.provider) == ("user", "co")
+        return
+    dropping = make_gateway(config)
+    adapter = dropping.router.group("co/embed-v4.0").members[0].target.adapter
+    prepared, dropped = dropping._embed_checked(request, adapter)
+    assert (prepared.user, dropped) == (None, ("user",))  # dropped, and said so in the route
+
+
+async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gateway: Gateway) -> None:
+    ctx = RequestContext("embeddings")
+    response = await gateway.embed(
+        EmbeddingRequest(model="up/text-embedding-3-small", input=["a b", "c"]), ctx
+    )
+    assert response.usage is not None
+    assert response.usage.prompt_tokens > 0
+    assert ctx.usage is not None
+    assert (ctx.usage.prompt_tokens, ctx.usage.total_tokens) == (
+        response.usage.prompt_tokens,
+        response.usage.total_tokens,
+    )
+    totals = gateway.usage.totals["up/text-embedding-3-small"]
+    assert totals.prompt_tokens == response.usage.prompt_tokens
+    state = gateway.router.states["up/text-embedding-3-small"]
+    assert state.window.totals()[1] == response.usage.total_tokens  # what tpm and usage_headroom see

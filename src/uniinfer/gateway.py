@@ -278,27 +278,55 @@ class Gateway:
         await self._run_before(ctx)
         route = ctx.route = Route(request.model)
 
+        label = ""
+
         async def attempt(member: Member, timeouts: Timeouts) -> EmbeddingResponse:
+            nonlocal label
+            label = member.target.label
             adapter = member.target.adapter
             if not adapter.spec.capabilities.embeddings:
                 raise adapter.feature_error("embeddings")
+            prepared, route.dropped_params = self._embed_checked(request, adapter)
             await adapter.prepare_credentials(self.http)
-            upstream = adapter.embed_request(request, member.target.model)
+            upstream = adapter.embed_request(prepared, member.target.model)
             resp = await self.http.send(upstream, timeouts, member.target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
             return adapter.parse_embed(resp.body, member.target.model)
 
         try:
-            return await self.router.run(self.router.decide(request.model, None, ctx), route, attempt)
+            response = await self.router.run(self.router.decide(request.model, None, ctx), route, attempt)
         except UniInferError as exc:
             ctx.error = exc
+            await self._finish(ctx)
             raise
         except asyncio.CancelledError:
             ctx.error = _cancelled()
-            raise
-        finally:
             await self._finish(ctx)
+            raise
+        used = response.usage
+        if used is not None:  # metered, and counted against the deployment's tpm, like chat
+            ctx.usage = Usage(prompt_tokens=used.prompt_tokens, total_tokens=used.total_tokens)
+            self.router.record_tokens(label, used.total_tokens)
+        await self._finish(ctx)
+        return response
+
+    def _embed_checked(
+        self, request: EmbeddingRequest, adapter: ProviderAdapter
+    ) -> tuple[EmbeddingRequest, tuple[str, ...]]:
+        """The embedding request as it may go to ``adapter``, and the params dropped."""
+        names = tuple(sorted(n for n in adapter.embed_unsupported if getattr(request, n) is not None))
+        if not names:
+            return request, ()
+        if not self.config.settings.drop_unsupported_params:
+            raise UnsupportedParamError(
+                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
+                f"for embeddings (model '{request.model}'); remove them or set "
+                "settings.drop_unsupported_params",
+                param=names[0],
+                provider=adapter.name,
+            )
+        return request.model_copy(update=dict.fromkeys(names)), names
 
     # --- models ---------------------------------------------------------------------------
 

@@ -211,6 +211,9 @@ class ProviderAdapter(ABC):
 
     #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
     supported_params: ClassVar[frozenset[str]]
+    #: EmbeddingRequest fields this protocol cannot express (the gateway refuses them, or
+    #: drops them visibly when configured to).
+    embed_unsupported: ClassVar[frozenset[str]] = frozenset()
     #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
     Options: ClassVar[type[BaseModel] | None] = None
 

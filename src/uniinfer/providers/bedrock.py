@@ -161,6 +161,7 @@ class BedrockAdapter(ProviderAdapter):
     """``/model/{modelId}/converse``, ``/converse-stream`` and ``/invoke`` (embeddings)."""
 
     #: ``stream_options`` needs nothing sent: the stream's ``metadata`` event always has usage.
+    embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params = frozenset(
         {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "reasoning_effort"}

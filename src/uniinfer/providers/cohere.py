@@ -126,6 +126,7 @@ class CohereAdapter(ProviderAdapter):
     """``POST {base}/v2/chat`` and ``POST {base}/v2/embed`` with Bearer auth."""
 
     #: ``stream_options`` needs nothing sent: ``message-end`` always carries usage.
+    embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params = frozenset(
         {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "seed"}
         | {"frequency_penalty", "presence_penalty", "tools", "tool_choice", "response_format"}

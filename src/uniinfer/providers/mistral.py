@@ -89,6 +89,7 @@ class MistralAdapter(OpenAIAdapter):
 
     passthrough = False  # answers may carry list-shaped content, flattened by parse_chat
 
+    embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params = frozenset(
         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n"}
         | {"presence_penalty", "frequency_penalty", "tools", "tool_choice", "parallel_tool_calls"}

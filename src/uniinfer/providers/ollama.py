@@ -73,6 +73,7 @@ _SAME_NAME_OPTIONS = ("temperature", "top_p", "top_k", "seed", "presence_penalty
 class OllamaAdapter(ProviderAdapter):
     """Ollama ``/api/chat`` and ``/api/embed``; model discovery via ``/api/tags``."""
 
+    embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params: ClassVar[frozenset[str]] = frozenset(
         {
             *_SAME_NAME_OPTIONS,
