@@ -273,13 +273,20 @@ async def test_cut_stream_raises_after_the_first_chunk_and_releases(gateway: Gat
     assert gateway.usage.totals["up/cut-model"].errors == 1
 
 
-async def test_abandoned_stream_closes_its_connection(gateway: Gateway) -> None:
-    stream = await gateway.stream(chat("chat", stream=True))
+async def test_abandoned_stream_closes_its_connection_and_is_recorded_as_cancelled(gateway: Gateway) -> None:
+    from uniinfer.errors import RequestCancelledError
+
+    ctx = RequestContext("chat")
+    stream = await gateway.stream(chat("chat", stream=True), ctx)
     await stream.__anext__()
     assert gateway.http.busy_connections == 1
     await stream.aclose()
     await stream.aclose()  # idempotent
     assert gateway.http.busy_connections == 0
+    assert isinstance(ctx.error, RequestCancelledError)  # not a clean zero-token success
+    assert gateway.usage.totals["up/gpt-4o-mini"].errors == 1
+    assert not stream.failed  # the caller left: no failure of the deployment's
+    assert gateway.router.states["up/gpt-4o-mini"].breaker.state.value == "closed"
 
 
 @pytest.mark.parametrize("kind", ["chat", "stream", "embeddings"])

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import NoReturn
 
-from uniinfer.errors import ProviderResponseError, UniInferError, forget_traceback
+from uniinfer.errors import ProviderResponseError, RequestCancelledError, UniInferError, forget_traceback
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
 from uniinfer.providers.base import PartialStreamError, ProviderAdapter, StreamDecoder
 from uniinfer.stages import RequestContext
@@ -193,8 +193,16 @@ class ChatStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop early: close the upstream connection and run the after-stages once."""
-        await self._finish(self._failure)
+        """Stop early: close the upstream connection and run the after-stages once.
+
+        Closed before its end, the stream is recorded as ``request_cancelled`` (the
+        caller left; the provider has billed the prompt), which is no failure of
+        the deployment's (:attr:`failed` stays false).
+        """
+        error = self._failure
+        if error is None and not self._eof and not self._done:
+            error = RequestCancelledError("the caller closed the stream before its end")
+        await self._finish(error)
 
     def __del__(self) -> None:
         # The safety net for a stream dropped without aclose(): its connection goes, and
@@ -313,7 +321,8 @@ class ChatStream:
     @property
     def failed(self) -> bool:
         """Ended by an upstream error (not by the caller closing it early)."""
-        return self.ctx.error is not None
+        error = self.ctx.error
+        return error is not None and not isinstance(error, RequestCancelledError)
 
 
 async def open_chat_stream(
