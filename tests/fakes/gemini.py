@@ -16,6 +16,22 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
 - ``cache``  ``cachedContentTokenCount`` (half the prompt) in usage
 - ``tiny``   a 16-token context: longer prompts get the real "input token count" 400
 - ``tool``   a ``functionCall`` to the first declared function, args ``{"location": "Paris"}``
+  (also ``-tool`` anywhere in the name, e.g. ``gemini-3-flash-tool``)
+- ``malformed`` (anywhere in the name) a candidate with no content and
+  ``finishReason: MALFORMED_FUNCTION_CALL``, as Gemini answers a call it failed to form
+- ``gemini-3*`` a Gemini 3 model (https://ai.google.dev/gemini-api/docs/thought-signatures):
+  its first ``functionCall`` part (else its last part) carries a ``thoughtSignature``
+  (base64, derived from the call); a request whose current turn (the model steps after
+  the last user message with text) has a step whose first ``functionCall`` part lacks
+  its signature is the real 400 "Function call is missing a thought_signature", one
+  with a signature it did not issue "Corrupted thought signature." (the documented
+  dummies ``skip_thought_signature_validator`` / ``context_engineering_is_the_way_to_go``
+  pass). Thinking takes ``thinkingLevel`` there (3 Pro: low/high; 3.1 Pro: low,
+  medium, high; others all four), and ``thinkingLevel`` elsewhere is a 400, as is
+  ``thinkingBudget: 0`` on models that cannot turn thinking off (2.5 Pro, 3 Pro).
+
+Every ``thoughtSignature`` sent must be base64 (the field is ``bytes``), else the
+real TYPE_BYTES 400.
 
 Token counts are words (whitespace-split), so tests can predict them exactly.
 Every request is recorded in ``app["requests"]`` as ``{path, query, headers, body}``.
@@ -35,7 +51,7 @@ from aiohttp import web
 
 from tests.fakes.common import FakeProvider, abort, mode_of, stream_response
 
-__all__ = ["API_KEY", "gemini_app"]
+__all__ = ["API_KEY", "DUMMY_SIGNATURES", "gemini_app", "signature_of"]
 
 API_KEY = "gm-test"
 Json = dict[str, Any]
@@ -89,6 +105,14 @@ _PART_FIELDS = {
 }
 _EMBED_FIELDS = {"model", "content", "taskType", "title", "outputDimensionality"}
 _CONTEXT_LIMIT = 16
+#: Signatures Gemini 3 accepts for function calls it did not make (the thought-signatures FAQ).
+DUMMY_SIGNATURES = ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go")
+_LEVELS = (
+    ("gemini-3-pro", {"low", "high"}),
+    ("gemini-3.1-pro", {"low", "medium", "high"}),
+    ("gemini-3", {"minimal", "low", "medium", "high"}),
+)
+_ALWAYS_THINKS = ("gemini-2.5-pro", "gemini-3-pro", "gemini-3.1-pro")
 
 
 class RpcError(Exception):
@@ -168,6 +192,24 @@ def _validate_parts(parts: Any, where: str) -> None:
                 ) from exc
         if "functionCall" in part and not isinstance(part["functionCall"].get("args", {}), dict):
             raise RpcError(400, f"Invalid value at '{where}.parts[{j}].function_call.args' (Struct)")
+        if "thoughtSignature" in part and not _is_base64(part["thoughtSignature"]):
+            raise RpcError(
+                400,
+                f"Invalid value at '{where}.parts[{j}].thought_signature' (TYPE_BYTES), "
+                f'Base64 decoding failed for "{part["thoughtSignature"]}"',
+            )
+
+
+def _is_base64(value: Any) -> bool:
+    """Google's JSON ``bytes`` parsing: standard or URL-safe alphabet, padding optional."""
+    if not isinstance(value, str):
+        return False
+    text = value.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _has(content: Json, kind: str) -> bool:
@@ -234,6 +276,76 @@ def _validate_tools(tools: Any, tool_config: Any) -> None:
         raise RpcError(400, "allowed_function_names must name declared functions and needs mode ANY.")
 
 
+def _base_name(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def _is_gemini_3(model: str) -> bool:
+    return _base_name(model).startswith("gemini-3")
+
+
+def _validate_for_model(model: str, body: Json) -> None:
+    """What depends on the model: thinking settings, and Gemini 3's thought signatures."""
+    thinking = body.get("generationConfig", {}).get("thinkingConfig", {})
+    name = _base_name(model)
+    level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+    if level is not None and budget is not None:
+        raise RpcError(400, "You can only set one of thinking budget and thinking level.")
+    if level is not None:
+        levels = next((s for prefix, s in _LEVELS if name.startswith(prefix)), None)
+        if levels is None:
+            raise RpcError(400, "Thinking level is not supported for this model.")
+        if level not in levels:
+            raise RpcError(400, f"Thinking level {level.upper()} is not supported for this model.")
+    if budget == 0 and name.startswith(_ALWAYS_THINKS):
+        raise RpcError(400, "Budget 0 is invalid. This model only works in thinking mode.")
+    if _is_gemini_3(model):
+        _validate_signatures(body["contents"])
+
+
+def _turn_start(contents: list[Json]) -> int:
+    """Index of the current turn's user message: the last one with more than function responses."""
+    for i in range(len(contents) - 1, -1, -1):
+        content = contents[i]
+        if content.get("role", "user") == "user" and any(
+            "functionResponse" not in p for p in content["parts"]
+        ):
+            return i
+    return 0
+
+
+def _validate_signatures(contents: list[Json]) -> None:
+    """Gemini 3: each model step of the current turn sends its first call's signature back."""
+    for i in range(_turn_start(contents), len(contents)):
+        content = contents[i]
+        calls = [p for p in content["parts"] if "functionCall" in p]
+        if content.get("role") != "model" or not calls:
+            continue
+        first = calls[0]
+        signature = first.get("thoughtSignature")
+        if signature is None:
+            raise RpcError(
+                400,
+                "Function call is missing a thought_signature in functionCall parts. This is required "
+                "for tools to work correctly, and missing thought_signature may lead to degraded model "
+                f"performance. Additional data, function call `default_api:{first['functionCall'].get('name')}` "
+                f", position {i + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures "
+                "for more details.",
+            )
+        if signature not in DUMMY_SIGNATURES and signature != signature_of(first["functionCall"]):
+            raise RpcError(400, "Corrupted thought signature.")
+
+
+def signature_of(call: Json) -> str:
+    """The signature this fake gives a function call (base64 bytes, as the real one is)."""
+    digest = hashlib.sha256(orjson.dumps(call, option=orjson.OPT_SORT_KEYS)).digest()
+    return base64.b64encode(b"fake-thought/" + digest[:20]).decode()
+
+
+def _text_signature(text: str) -> str:
+    return base64.b64encode(b"fake-text/" + hashlib.sha256(text.encode()).digest()[:9]).decode()
+
+
 # --- answers ----------------------------------------------------------------------
 
 
@@ -263,16 +375,24 @@ def _usage(model: str, prompt: int, answer: int) -> Json:
 
 
 def _answer_parts(model: str, body: Json) -> list[Json]:
-    """The parts of one candidate (thought first for ``think`` models)."""
+    """The parts of one candidate (thought first for ``think`` models; signed for Gemini 3)."""
     parts: list[Json] = [{"text": "Let me think.", "thought": True}] if "think" in model else []
     declared = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
-    if mode_of(model).tool and declared:
-        return [*parts, {"functionCall": {"name": declared[0]["name"], "args": {"location": "Paris"}}}]
+    if (mode_of(model).tool or "-tool" in model) and declared:
+        call = {"name": declared[0]["name"], "args": {"location": "Paris"}}
+        part: Json = {"functionCall": call}
+        if _is_gemini_3(model):
+            part["thoughtSignature"] = signature_of(call)
+        return [*parts, part]
     text = _last_user_text(body["contents"])
     if body.get("generationConfig", {}).get("responseMimeType") == "application/json":
         # JSON mode / structured output: the real API answers with a JSON document
-        return [*parts, {"text": orjson.dumps({"echo": text}).decode()}]
-    return [*parts, {"text": f"echo: {text}"}]
+        answer: Json = {"text": orjson.dumps({"echo": text}).decode()}
+    else:
+        answer = {"text": f"echo: {text}"}
+    if _is_gemini_3(model):  # without calls, the signature is on the last part
+        answer["thoughtSignature"] = _text_signature(answer["text"])
+    return [*parts, answer]
 
 
 def _answer_words(parts: list[Json]) -> int:
@@ -280,6 +400,7 @@ def _answer_words(parts: list[Json]) -> int:
 
 
 def _generate(model: str, body: Json) -> Json:
+    _validate_for_model(model, body)
     prompt = len(_words(body))
     if "tiny" in model and prompt > _CONTEXT_LIMIT:
         raise RpcError(
@@ -287,6 +408,13 @@ def _generate(model: str, body: Json) -> Json:
             f"The input token count ({prompt}) exceeds the maximum number of tokens allowed ({_CONTEXT_LIMIT}).",
         )
     n = body.get("generationConfig", {}).get("candidateCount", 1)
+    if "malformed" in model:  # the real API sends the candidate without content
+        return {
+            "candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", "index": i} for i in range(n)],
+            "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
+            "modelVersion": model,
+            "responseId": "malformed",
+        }
     parts = _answer_parts(model, body)
     candidates = [
         {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": i} for i in range(n)
@@ -306,6 +434,8 @@ def _sse(payload: Json) -> bytes:
 def _stream_events(full: Json) -> list[bytes]:
     """Split a complete answer into Gemini-style stream events (one candidate)."""
     cand = full["candidates"][0]
+    if "content" not in cand:  # nothing to split: one event
+        return [_sse(full)]
     base = {"modelVersion": full["modelVersion"], "responseId": full["responseId"]}
     partial = {"promptTokenCount": full["usageMetadata"]["promptTokenCount"]}
     pieces: list[Json] = []
@@ -313,6 +443,8 @@ def _stream_events(full: Json) -> list[bytes]:
         if "text" in part and not part.get("thought"):
             words = part["text"].split(" ")
             pieces += [{"text": w + (" " if k < len(words) - 1 else "")} for k, w in enumerate(words)]
+            if "thoughtSignature" in part:  # streamed, it comes last, on an empty text part
+                pieces.append({"text": "", "thoughtSignature": part["thoughtSignature"]})
         else:
             pieces.append(part)
     events = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.common import run_fake
-from tests.fakes.gemini import gemini_app
+from tests.fakes.gemini import DUMMY_SIGNATURES, gemini_app, signature_of
 from tests.providers import support
 from uniinfer.errors import (
     AuthenticationError,
@@ -28,8 +29,9 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
-from uniinfer.providers.base import Endpoint
+from uniinfer.providers.base import Endpoint, PartialStreamError
 from uniinfer.providers.gemini import GeminiAdapter
+from uniinfer.providers.gemini_request import SKIP_SIGNATURE, split_call_id
 from uniinfer.providers.registry import default_registry
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
 
@@ -67,8 +69,8 @@ def sent(request: HttpRequest) -> Any:
     return orjson.loads(request.body)
 
 
-def config_of(**fields: Any) -> Any:
-    return sent(adapter_for().chat_request(chat(**fields), "m", stream=False)).get("generationConfig")
+def config_of(model: str = "m", **fields: Any) -> Any:
+    return sent(adapter_for().chat_request(chat(**fields), model, stream=False)).get("generationConfig")
 
 
 def sse(*events: dict[str, Any]) -> bytes:
@@ -177,6 +179,35 @@ def test_response_formats() -> None:
 )
 def test_reasoning_effort_sets_a_thinking_budget(effort: str, thinking: dict[str, Any]) -> None:
     assert config_of(reasoning_effort=effort) == {"thinkingConfig": thinking}
+    assert config_of("gemini-2.5-flash", reasoning_effort=effort) == {"thinkingConfig": thinking}
+
+
+LEVELS = {"thinkingLevel": "low", "includeThoughts": True}
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "thinking"),
+    [
+        # 2.5 Pro cannot turn thinking off: "minimal" is its smallest budget, not 0
+        ("gemini-2.5-pro", "minimal", {"thinkingBudget": 128, "includeThoughts": True}),
+        ("models/gemini-2.5-pro", "minimal", {"thinkingBudget": 128, "includeThoughts": True}),
+        ("gemini-2.5-pro", "high", {"thinkingBudget": 24576, "includeThoughts": True}),
+        ("gemini-2.5-flash-lite", "minimal", {"thinkingBudget": 0}),
+        # Gemini 3 takes levels; 3 Pro only low and high, 3.1 Pro no minimal
+        ("gemini-3-pro-preview", "minimal", LEVELS),
+        ("gemini-3-pro-preview", "low", LEVELS),
+        ("gemini-3-pro-preview", "medium", {**LEVELS, "thinkingLevel": "high"}),
+        ("gemini-3-pro-preview", "high", {**LEVELS, "thinkingLevel": "high"}),
+        ("gemini-3.1-pro-preview", "minimal", LEVELS),
+        ("gemini-3.1-pro-preview", "medium", {**LEVELS, "thinkingLevel": "medium"}),
+        ("gemini-3-flash-preview", "minimal", {"thinkingLevel": "minimal"}),
+        ("models/gemini-3-flash-preview", "low", LEVELS),
+        ("gemini-3-flash-preview", "medium", {**LEVELS, "thinkingLevel": "medium"}),
+        ("gemini-3-flash-preview", "high", {**LEVELS, "thinkingLevel": "high"}),
+    ],
+)
+def test_reasoning_effort_follows_the_model(model: str, effort: str, thinking: dict[str, Any]) -> None:
+    assert config_of(model, reasoning_effort=effort) == {"thinkingConfig": thinking}
 
 
 def test_logprobs() -> None:
@@ -427,6 +458,101 @@ def test_parse_function_calls() -> None:
     assert len({c.id for c in calls}) == 2
 
 
+# --- thought signatures (Gemini 3) -------------------------------------------------------
+
+SIG = "CiQBcsjafE3wYQ+/x9Qh5mE2dZxWkq0ulBw3Q0f7WuUC1sFRYngSKwFyyNp8gv0pd4w="  # base64, as Gemini sends it
+ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")  # tool_use ids on /v1/messages
+PARIS = {"name": "get_weather", "args": {"location": "Paris"}}
+
+
+def signed_calls(signature: str = SIG, **extra: Any) -> bytes:
+    """A Gemini 3 answer with parallel calls: only the first functionCall part is signed."""
+    first = {"functionCall": PARIS, "thoughtSignature": signature}
+    return response(candidate(first, {"functionCall": {"name": "now"}}, finish="STOP"), **extra)
+
+
+@pytest.mark.parametrize("signature", [SIG, "SIG_ABC", "a-b_c", "é+/=", "AAAA"])
+def test_tool_call_ids_carry_the_thought_signature(signature: str) -> None:
+    (choice,) = adapter_for().parse_chat(signed_calls(signature), "gemini-3-pro-preview").choices
+    assert choice.message.tool_calls is not None
+    first, second = choice.message.tool_calls
+    assert split_call_id(first.id) == (first.id.partition("__")[0], signature)
+    assert split_call_id(second.id) == (second.id, None)  # parallel calls after the first are unsigned
+    assert all(ANTHROPIC_ID.match(c.id) for c in (first, second))
+
+
+def test_base64_signatures_make_the_id_no_longer_than_the_signature_needs() -> None:
+    (choice,) = adapter_for().parse_chat(signed_calls(), "gemini-3-pro-preview").choices
+    assert choice.message.tool_calls is not None
+    call_id = choice.message.tool_calls[0].id
+    assert len(call_id) <= len("call_") + 24 + len("__tsb") + len(SIG)
+
+
+def test_signatures_are_carried_only_from_gemini_3_models() -> None:
+    adapter = adapter_for()
+    (older,) = adapter.parse_chat(signed_calls(), "gemini-2.5-flash").choices
+    assert older.message.tool_calls is not None
+    assert [len(c.id) for c in older.message.tool_calls] == [29, 29]  # call_<24 hex>: no signature
+    # an alias that resolves to a Gemini 3 model: the answer's modelVersion says so
+    (alias,) = adapter.parse_chat(
+        signed_calls(modelVersion="gemini-3-flash-preview"), "gemini-flash-latest"
+    ).choices
+    assert alias.message.tool_calls is not None
+    assert split_call_id(alias.message.tool_calls[0].id)[1] == SIG
+
+
+def loop(calls: list[Any]) -> list[dict[str, Any]]:
+    """The conversation an OpenAI client sends after running ``calls``."""
+    return [
+        {"role": "user", "content": "weather and time?"},
+        {"role": "assistant", "content": None, "tool_calls": [c.model_dump() for c in calls]},
+        *({"role": "tool", "tool_call_id": c.id, "content": "ok"} for c in calls),
+    ]
+
+
+def test_the_signature_goes_back_on_the_function_call_part_it_came_with() -> None:
+    adapter = adapter_for()
+    (choice,) = adapter.parse_chat(signed_calls(), "gemini-3-pro-preview").choices
+    assert choice.message.tool_calls is not None
+    request = chat(messages=loop(choice.message.tool_calls), tools=[WEATHER])
+    contents = sent(adapter.chat_request(request, "gemini-3-pro-preview", stream=False))["contents"]
+    assert contents[1] == {
+        "role": "model",
+        "parts": [
+            {"functionCall": PARIS, "thoughtSignature": SIG},
+            {"functionCall": {"name": "now", "args": {}}},
+        ],
+    }
+    assert [p["functionResponse"]["name"] for p in contents[2]["parts"]] == ["get_weather", "now"]
+
+
+def test_unsigned_calls_to_gemini_3_get_the_documented_dummy_and_others_nothing() -> None:
+    adapter = adapter_for()
+    messages = [*conversation(), {"role": "assistant", "content": "Sure."}]
+    for model in ("gemini-3-flash-preview", "gemini-2.5-flash"):
+        contents = sent(adapter.chat_request(chat(messages=messages), model, stream=False))["contents"]
+        signatures = [
+            [p.get("thoughtSignature") for p in c["parts"]] for c in contents if c["role"] == "model"
+        ]
+        if model.startswith("gemini-3"):  # history from another provider: only its first call is signed
+            assert signatures == [[None, SKIP_SIGNATURE, None], [None]]
+        else:
+            assert signatures == [[None, None, None], [None]]
+
+
+def test_stream_tool_call_ids_carry_the_signature() -> None:
+    text_signed = {"text": "", "thoughtSignature": "dGV4dA=="}  # text-part signatures are optional: dropped
+    data = sse(
+        {"candidates": [candidate({"functionCall": PARIS, "thoughtSignature": SIG})]},
+        {"candidates": [candidate(text_signed, finish="STOP")], "modelVersion": "gemini-3-flash-preview"},
+    )
+    calls = support.reassemble(decode_bytewise(data, "gemini-3-flash-preview"))["calls"]
+    assert split_call_id(calls[0]["id"])[1] == SIG
+    assert ANTHROPIC_ID.match(calls[0]["id"])
+    (older,) = support.reassemble(decode_bytewise(data, "gemini-2.5-flash"))["calls"].values()
+    assert split_call_id(older["id"]) == (older["id"], None)
+
+
 @pytest.mark.parametrize(
     ("reason", "expected"),
     [
@@ -437,13 +563,54 @@ def test_parse_function_calls() -> None:
         ("BLOCKLIST", "content_filter"),
         ("PROHIBITED_CONTENT", "content_filter"),
         ("SPII", "content_filter"),
-        ("OTHER", "stop"),
-        ("MALFORMED_FUNCTION_CALL", "stop"),
+        ("IMAGE_SAFETY", "content_filter"),
+        ("IMAGE_PROHIBITED_CONTENT", "content_filter"),
+        ("IMAGE_RECITATION", "content_filter"),
+        ("LANGUAGE", "content_filter"),
+        ("OTHER", "content_filter"),
+        ("IMAGE_OTHER", "content_filter"),
+        ("NO_IMAGE", "content_filter"),
+        ("SOME_FUTURE_REASON", "content_filter"),
+        ("FINISH_REASON_UNSPECIFIED", "stop"),
     ],
 )
 def test_finish_reasons(reason: str, expected: str) -> None:
     (choice,) = adapter_for().parse_chat(response(candidate({"text": "x"}, finish=reason)), "m").choices
     assert choice.finish_reason == expected
+    chunks = decode_bytewise(sse({"candidates": [candidate({"text": "x"}, finish=reason)]}))
+    assert chunks[-1].choices[0].finish_reason == expected
+
+
+FAILED_REASONS = [
+    "MALFORMED_FUNCTION_CALL",
+    "UNEXPECTED_TOOL_CALL",
+    "TOO_MANY_TOOL_CALLS",
+    "MALFORMED_RESPONSE",
+]
+
+
+@pytest.mark.parametrize("reason", FAILED_REASONS)
+def test_failed_generations_are_retryable_provider_errors(reason: str) -> None:
+    cand = candidate({"text": "Let me call"}, finish=reason, finishMessage="Malformed function call: x")
+    with pytest.raises(ProviderError) as info:
+        adapter_for().parse_chat(response(cand), "m")
+    err = info.value
+    assert type(err) is ProviderError
+    assert err.retryable
+    assert err.http_status == 502
+    assert reason in err.message
+    assert "Malformed function call: x" in err.message
+    decoder = adapter_for().stream_decoder("m")
+    with pytest.raises(PartialStreamError) as partial:  # the text before it still goes out
+        decoder.feed(sse({"candidates": [candidate({"text": "Let me call"}, finish=reason)]}))
+    assert type(partial.value.error) is ProviderError
+    assert reason in partial.value.error.message
+    assert partial.value.items[0].choices[0].delta.content == "Let me call"
+
+
+def test_missing_thought_signature_finish_is_an_invalid_request() -> None:
+    with pytest.raises(InvalidRequestError, match="thought signature"):
+        adapter_for().parse_chat(response(candidate(finish="MISSING_THOUGHT_SIGNATURE")), "m")
 
 
 def test_multiple_candidates_keep_their_index() -> None:
@@ -807,6 +974,106 @@ async def test_fake_tool_round_trip(fake: Fake) -> None:
     deltas = [d for c in streamed if c.choices for d in c.choices[0].delta.tool_calls or ()]
     assert [(d.index, d.function.name if d.function else None) for d in deltas] == [(0, "get_weather")]
     assert streamed[-2].choices[0].finish_reason == "tool_calls"
+
+
+async def test_fake_gemini_3_tool_loop_sends_each_signature_back(fake: Fake) -> None:
+    """Two steps of one turn, streamed and not: the fake 400s any step whose signature is missing."""
+    app, adapter, client = fake
+    model = "gemini-3-flash-tool"  # answers every request with a call, signed as Gemini 3 does
+    for streamed in (False, True):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "weather?"}]
+        for _step in range(2):
+            request = chat(messages=messages, tools=[WEATHER])
+            if streamed:
+                (call,) = support.reassemble(await stream(client, adapter, request, model))["calls"].values()
+                tool_call = {"id": call["id"], "type": "function", "function": {
+                    "name": call["name"], "arguments": call["arguments"]}}  # fmt: skip
+            else:
+                result = await complete(client, adapter, request, model)
+                assert result.choices[0].message.tool_calls is not None
+                tool_call = result.choices[0].message.tool_calls[0].model_dump()
+            assert ANTHROPIC_ID.match(tool_call["id"])
+            messages += [
+                {"role": "assistant", "tool_calls": [tool_call]},
+                {"role": "tool", "tool_call_id": tool_call["id"], "content": '{"temp_c": 21}'},
+            ]
+        answer = await complete(client, adapter, chat(messages=messages, tools=[WEATHER]), model)
+        assert answer.choices[0].finish_reason == "tool_calls"  # accepted: both steps signed
+        last = app["requests"][-1]["body"]["contents"]
+        assert [p.get("thoughtSignature") for c in last if c["role"] == "model" for p in c["parts"]] == [
+            signature_of(PARIS),
+            signature_of(PARIS),
+        ]
+
+
+async def test_fake_gemini_3_rejects_follow_ups_without_their_signature(fake: Fake) -> None:
+    _, adapter, client = fake
+    (choice,) = adapter.parse_chat(signed_calls(signature_of(PARIS)), "gemini-3-pro-preview").choices
+    assert choice.message.tool_calls is not None
+    good = adapter.chat_request(
+        chat(messages=loop(choice.message.tool_calls)), "gemini-3-pro-preview", stream=False
+    )
+
+    async def send(signature: str | None, model: str = "gemini-3-pro-preview") -> tuple[int, Any]:
+        body = sent(good)
+        part = body["contents"][1]["parts"][0]
+        part.pop("thoughtSignature")
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        url = good.url.replace("gemini-3-pro-preview", model)
+        resp = await client.send(HttpRequest(url, orjson.dumps(body), good.headers), Timeouts(), "gemini")
+        return resp.status, orjson.loads(resp.body)
+
+    assert (await send(signature_of(PARIS)))[0] == 200
+    for dummy in DUMMY_SIGNATURES:
+        assert (await send(dummy))[0] == 200
+    status, body = await send(None)
+    assert (status, body["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert "missing a thought_signature" in body["error"]["message"]
+    assert isinstance(adapter.parse_error(400, {}, orjson.dumps(body)), InvalidRequestError)
+    status, body = await send("AAAA")
+    assert (status, body["error"]["message"]) == (400, "Corrupted thought signature.")
+    status, body = await send("not base64!")
+    assert status == 400
+    assert "TYPE_BYTES" in body["error"]["message"]
+    assert (await send(None, "gemini-2.5-flash"))[0] == 200  # only Gemini 3 insists
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "gemini-3-pro-preview",
+        "gemini-3.1-pro-preview",
+        "gemini-3-flash-preview",
+    ],
+)
+async def test_fake_accepts_every_reasoning_effort(fake: Fake, model: str) -> None:
+    _, adapter, client = fake
+    for effort in ("minimal", "low", "medium", "high"):
+        result = await complete(client, adapter, chat(reasoning_effort=effort), model)
+        assert result.choices[0].message.content == "echo: hi"
+
+
+async def test_fake_rejects_thinking_settings_the_model_cannot_take(fake: Fake) -> None:
+    _, adapter, client = fake
+
+    async def status(model: str, thinking: dict[str, Any]) -> tuple[int, str]:
+        good = adapter.chat_request(chat(), model, stream=False)
+        body = {**sent(good), "generationConfig": {"thinkingConfig": thinking}}
+        resp = await client.send(
+            HttpRequest(good.url, orjson.dumps(body), good.headers), Timeouts(), "gemini"
+        )
+        return resp.status, orjson.loads(resp.body)["error"]["message"] if resp.status != 200 else ""
+
+    assert await status("gemini-2.5-pro", {"thinkingBudget": 0}) == (
+        400,
+        "Budget 0 is invalid. This model only works in thinking mode.",
+    )
+    assert (await status("gemini-2.5-flash", {"thinkingLevel": "low"}))[0] == 400
+    assert (await status("gemini-3-pro-preview", {"thinkingLevel": "minimal"}))[0] == 400
+    assert (await status("gemini-3-flash-preview", {"thinkingLevel": "minimal"}))[0] == 200
 
 
 async def test_fake_thinking_and_cached_usage(fake: Fake) -> None:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.conftest import make_config
 from tests.fakes.common import run_fake
+from tests.fakes.gemini import signature_of
 from tests.fakes.google_token import TEST_PROJECT, TokenState, service_account_key
 from tests.fakes.vertex import vertex_app
 from uniinfer.errors import (
@@ -235,6 +236,37 @@ async def test_gemini_tool_round_trip(fake: Fake) -> None:
     )
     answer = await fake.complete(follow, "gemini-2.5-flash")
     assert answer.choices[0].finish_reason == "stop"
+
+
+async def test_gemini_3_tool_loop_keeps_thought_signatures(fake: Fake) -> None:
+    """Vertex's Gemini 3 models 400 a follow-up without the call's signature; streamed and not."""
+    model = "gemini-3-pro-tool"  # the fake answers with a signed call
+    first = chat(tools=[WEATHER], reasoning_effort="minimal")
+    result = await fake.complete(first, model)
+    assert result.choices[0].message.tool_calls is not None
+    calls = [c.model_dump() for c in result.choices[0].message.tool_calls]
+    chunks = await fake.stream(first, model)
+    streamed = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
+    calls += [
+        {"id": d.id, "type": "function", "function": d.function.model_dump()} for d in streamed if d.function
+    ]
+    for call in calls:
+        follow = chat(
+            tools=[WEATHER],
+            reasoning_effort="minimal",
+            messages=[
+                {"role": "user", "content": "hello there"},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": '{"temp": 21}'},
+            ],
+        )
+        answer = await fake.complete(follow, model)  # the fake validates the signature
+        assert answer.choices[0].finish_reason == "tool_calls"
+    sent = fake.requests[-1]["body"]
+    assert sent["contents"][1]["parts"][0]["thoughtSignature"] == signature_of(
+        {"name": "get_weather", "args": {"location": "Paris"}}
+    )
+    assert sent["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low", "includeThoughts": True}
 
 
 async def test_gemini_refuses_params_only_claude_takes(fake: Fake) -> None:

@@ -146,7 +146,9 @@ class FunctionCallItem(BaseModel):
 class FunctionCallOutputItem(BaseModel):
     model_config = _STRICT
     type: Literal["function_call_output"]
-    call_id: str = Field(min_length=1, max_length=64)
+    #: No upper limit, where OpenAI's spec has 64: uniinfer's own call ids for Gemini 3 carry
+    #: the call's thought signature (see docs/architecture.md) and come back here.
+    call_id: str = Field(min_length=1)
     output: ToolOutput
     id: str | None = None
     status: Status | None = None

@@ -21,6 +21,25 @@ Usage normalisation (``usageMetadata`` -> :class:`Usage`, never recounted):
   include reasoning tokens; ``reasoning_tokens`` = ``thoughtsTokenCount``;
 - ``total_tokens`` = ``totalTokenCount`` exactly as reported.
 
+Thought signatures on ``functionCall`` parts (Gemini 3) come back inside the tool
+call id, streamed or not; see :mod:`uniinfer.providers.gemini_request`.
+
+``finishReason`` (the ``FinishReason`` enum of the API reference) -> OpenAI's:
+
+- ``STOP`` -> ``stop`` (``tool_calls`` when the candidate called functions),
+  ``MAX_TOKENS`` -> ``length``;
+- withheld by Google's policies -> ``content_filter``: ``SAFETY``, ``RECITATION``,
+  ``BLOCKLIST``, ``PROHIBITED_CONTENT``, ``SPII``, ``LANGUAGE`` (flagged for an
+  unsupported language), the ``IMAGE_*`` ones, and ``OTHER`` / ``NO_IMAGE`` /
+  unknown values: generation was stopped by Google, not ended by the model, and
+  OpenAI's set has no closer value than ``content_filter`` (never a clean ``stop``);
+- the model failed to produce a usable call or response -> a retryable
+  :class:`~uniinfer.errors.ProviderError` (the router may retry or fall back; the
+  same request often succeeds): ``MALFORMED_FUNCTION_CALL``, ``UNEXPECTED_TOOL_CALL``,
+  ``TOO_MANY_TOOL_CALLS``, ``MALFORMED_RESPONSE``;
+- ``MISSING_THOUGHT_SIGNATURE`` -> :class:`~uniinfer.errors.InvalidRequestError`
+  (the conversation lacks a signature; retrying it cannot help).
+
 Streams carry one ``GenerateContentResponse`` per SSE event and no end marker:
 the body simply ends, so a stream counts as complete only when every candidate
 reported a ``finishReason``. Usage (the last ``usageMetadata``) is emitted by
@@ -30,7 +49,6 @@ reported a ``finishReason``. Usage (the last ``usageMetadata``) is emitted by
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,12 +61,13 @@ from uniinfer.errors import (
     InvalidRequestError,
     PermissionDeniedError,
     ProviderConnectionError,
+    ProviderError,
     ProviderResponseError,
     UniInferError,
 )
 from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.gemini_request import chat_payload, embed_item, model_path
+from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, ToolCall
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
@@ -58,11 +77,16 @@ __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
 Json = dict[str, Any]
 
 _FINISH: dict[str, FinishReason] = {
+    "FINISH_REASON_UNSPECIFIED": "stop",  # "unused" per the enum's docs
     "STOP": "stop",
     "MAX_TOKENS": "length",
-    **dict.fromkeys(
-        ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"), "content_filter"
-    ),
+}
+#: finishReason -> what went wrong, raised as a retryable ProviderError.
+_FAILED = {
+    "MALFORMED_FUNCTION_CALL": "the model produced a malformed function call",
+    "UNEXPECTED_TOOL_CALL": "the model called a tool that the request did not make available",
+    "TOO_MANY_TOOL_CALLS": "the model made too many tool calls in a row",
+    "MALFORMED_RESPONSE": "the model produced a malformed response",
 }
 # google.rpc.Code names -> HTTP status (https://ai.google.dev/gemini-api/docs/troubleshooting)
 _RPC_STATUS = {
@@ -83,6 +107,7 @@ _CONTEXT_MARKERS = ("token count", "exceeds the maximum number of tokens")
 class GeminiAdapter(ProviderAdapter):
     """OpenAI chat/embeddings <-> Gemini ``generateContent`` / ``embedContent``."""
 
+    embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params = (
         frozenset({"temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty"})
         | frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs", "top_logprobs"})
@@ -101,7 +126,7 @@ class GeminiAdapter(ProviderAdapter):
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         # Usage arrives on every stream event without asking, so stream_options needs no field.
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        body = orjson.dumps(chat_payload(request, self.name))
+        body = orjson.dumps(chat_payload(request, self.name, model))
         return HttpRequest(self.url(f"/{model_path(model)}:{action}"), body, self.auth_headers())
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
@@ -109,12 +134,13 @@ class GeminiAdapter(ProviderAdapter):
         candidates = data.get("candidates")
         if not candidates or not isinstance(candidates, list):
             raise self._no_candidates(data)
+        signed = signs_calls(model) or signs_calls(str(data.get("modelVersion") or ""))
         choices: list[ChatChoice] = []
         for pos, cand in enumerate(candidates):
             if not isinstance(cand, dict):
                 raise self._shape_error("candidate", body)
             text, thought, calls = _split_parts(cand.get("content"))
-            tool_calls = [ToolCall(id=_call_id(), function=_function(c)) for c in calls] or None
+            tool_calls = [ToolCall(id=_id(c, signed), function=_function(c)) for c in calls] or None
             message = chat.ResponseMessage(
                 content=text if text or not tool_calls else None,
                 tool_calls=tool_calls,
@@ -124,7 +150,7 @@ class GeminiAdapter(ProviderAdapter):
                 ChatChoice(
                     index=_index(cand, pos),
                     message=message,
-                    finish_reason=_finish(cand.get("finishReason"), bool(calls)) or "stop",
+                    finish_reason=_finish(cand, bool(calls), self.name) or "stop",
                     logprobs=_logprobs(cand.get("logprobsResult")),
                 )
             )
@@ -246,11 +272,22 @@ class GeminiAdapter(ProviderAdapter):
 class GeminiStreamDecoder:
     """``data: {GenerateContentResponse}`` events; complete once every candidate finished."""
 
-    __slots__ = ("_adapter", "_calls", "_created", "_finished", "_framer", "_id", "_model", "_usage")
+    __slots__ = (
+        "_adapter",
+        "_calls",
+        "_created",
+        "_finished",
+        "_framer",
+        "_id",
+        "_model",
+        "_signed",
+        "_usage",
+    )
 
     def __init__(self, adapter: GeminiAdapter, model: str) -> None:
         self._adapter = adapter
         self._model = model
+        self._signed = signs_calls(model)  # tool call ids carry thought signatures
         self._framer = SSEFramer()
         self._id: str | None = None
         self._created = int(time.time())
@@ -283,6 +320,7 @@ class GeminiStreamDecoder:
                 if self._id is None:
                     self._id = _response_id(payload)
                 self._model = str(payload.get("modelVersion") or self._model)
+                self._signed = self._signed or signs_calls(self._model)
                 usage = _usage(payload.get("usageMetadata"))
                 self._usage = usage or self._usage
                 candidates = payload.get("candidates")
@@ -292,26 +330,26 @@ class GeminiStreamDecoder:
                     continue
                 for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
                     if isinstance(cand, dict):
-                        out.extend(self._candidate(cand, _index(cand, pos)))
+                        self._candidate(cand, _index(cand, pos), out)
         except UniInferError as exc:
             raise_after(out, exc)  # the events before the error go with it
         return out
 
-    def _candidate(self, cand: Json, index: int) -> list[ChatChunk]:
+    def _candidate(self, cand: Json, index: int, out: list[ChatChunk]) -> None:
+        """Append ``cand``'s chunks to ``out`` (before a failed finishReason raises)."""
         text, thought, calls = _split_parts(cand.get("content"))
         first = index not in self._calls
         done = self._calls.setdefault(index, 0)
         deltas = [
             chat.ToolCallDelta(
                 index=done + k,
-                id=_call_id(),
+                id=_id(part, self._signed),
                 type="function",
                 function=chat.FunctionCallDelta(name=fn.name, arguments=fn.arguments),
             )
-            for k, fn in enumerate(_function(c) for c in calls)
+            for k, (part, fn) in enumerate((c, _function(c)) for c in calls)
         ]
         self._calls[index] = done + len(deltas)
-        out: list[ChatChunk] = []
         if first or text or thought or deltas:
             delta = ChunkDelta(
                 role="assistant" if first else None,
@@ -321,11 +359,10 @@ class GeminiStreamDecoder:
             )
             logprobs = _logprobs(cand.get("logprobsResult"))
             out.append(self._chunk([ChunkChoice(index=index, delta=delta, logprobs=logprobs)]))
-        reason = _finish(cand.get("finishReason"), self._calls[index] > 0)
+        reason = _finish(cand, self._calls[index] > 0, self._adapter.name)
         if reason is not None:
             self._finished.add(index)
             out.append(self._chunk([ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=reason)]))
-        return out
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatChunk:
         return ChatChunk(
@@ -337,7 +374,7 @@ class GeminiStreamDecoder:
 
 
 def _split_parts(content: Any) -> tuple[str, str, list[Json]]:
-    """(answer text, thought text, functionCall objects) of one candidate's content."""
+    """(answer text, thought text, ``functionCall`` parts) of one candidate's content."""
     parts = content.get("parts") if isinstance(content, dict) else None
     text: list[str] = []
     thought: list[str] = []
@@ -346,28 +383,39 @@ def _split_parts(content: Any) -> tuple[str, str, list[Json]]:
         if not isinstance(part, dict):
             continue
         if isinstance(part.get("functionCall"), dict):
-            calls.append(part["functionCall"])
+            calls.append(part)
         elif isinstance(part.get("text"), str):
             (thought if part.get("thought") else text).append(part["text"])
     return "".join(text), "".join(thought), calls
 
 
-def _function(call: Json) -> FunctionCall:
+def _function(part: Json) -> FunctionCall:
+    call = part["functionCall"]
     return FunctionCall(
         name=str(call.get("name", "")), arguments=orjson.dumps(call.get("args") or {}).decode()
     )
 
 
-def _call_id() -> str:
-    # Unique per call (not a per-response counter): OpenAI clients key tool results by id
-    # across a whole conversation, so "call_0" in every turn would collide.
-    return f"call_{uuid.uuid4().hex[:24]}"
+def _id(part: Json, signed: bool) -> str:
+    """The tool call id of a ``functionCall`` part, carrying its signature when ``signed``."""
+    signature = part.get("thoughtSignature") if signed else None
+    return call_id(signature if isinstance(signature, str) else None)
 
 
-def _finish(reason: Any, has_calls: bool) -> FinishReason | None:
+def _finish(cand: Json, has_calls: bool, provider: str) -> FinishReason | None:
+    """OpenAI's finish_reason for a candidate's ``finishReason`` (None while unfinished)."""
+    reason = cand.get("finishReason")
     if not reason:
         return None
-    mapped = _FINISH.get(str(reason), "stop")
+    reason = str(reason)
+    note = cand.get("finishMessage")
+    detail = f" ({reason}: {note})" if isinstance(note, str) and note else f" ({reason})"
+    if reason in _FAILED:
+        raise ProviderError(f"{provider}: {_FAILED[reason]}{detail}", provider=provider)
+    if reason == "MISSING_THOUGHT_SIGNATURE":
+        message = "a function call in the conversation lacks the thought signature Gemini gave it"
+        raise InvalidRequestError(f"{provider}: {message}{detail}", param="messages", provider=provider)
+    mapped = _FINISH.get(reason, "content_filter")
     return "tool_calls" if mapped == "stop" and has_calls else mapped
 
 

@@ -11,10 +11,36 @@ legacy), named after the call they answer and shaped ``{"result": ...}``.
 Consecutive turns of one role are merged, as Gemini expects parallel
 function responses in one turn. Previous reasoning (``reasoning_content``) is
 not sent back: Gemini has no input form for it.
+
+Thought signatures (https://ai.google.dev/gemini-api/docs/thought-signatures,
+https://cloud.google.com/vertex-ai/generative-ai/docs/thought-signatures): Gemini 3
+models answer a function call with an opaque ``thoughtSignature`` on its
+``functionCall`` part and reject (400) the next request of the tool loop unless the
+first ``functionCall`` part of each model step carries it back. OpenAI and Anthropic
+clients echo only the tool call id, so the signature travels inside it
+(:func:`call_id`, :func:`split_call_id`): ``call_<hex>__ts<mode><payload>``, the
+payload URL-safe base64 so the id stays ``[A-Za-z0-9_-]`` (Anthropic's tool_use id
+pattern). It is put back on the ``functionCall`` part the id names and sent nowhere
+else (Gemini receives no ids). Ids carry signatures only from Gemini 3 models (where
+they are required), keeping other models' ids short. In a request to a Gemini 3
+model, a model step whose first function call has no signature (history from another
+provider, or an OpenAI client that made the call up) gets the dummy the docs give for
+calls Gemini did not make, ``skip_thought_signature_validator``, on that part only.
+Signatures on text parts are optional per the docs and are dropped.
+
+``reasoning_effort`` (https://ai.google.dev/gemini-api/docs/thinking): Gemini 3
+models take ``thinkingLevel`` (:data:`_THINKING_LEVELS`, by model-name prefix: each
+effort becomes the nearest level the model accepts), the others ``thinkingBudget``
+(:data:`_THINKING_BUDGET`), where ``minimal`` turns thinking off (0) except on models
+that cannot turn it off, which get their smallest budget (:data:`_MIN_BUDGET`).
 """
 
 from __future__ import annotations
 
+import base64
+import re
+import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -22,21 +48,49 @@ from uniinfer.errors import InvalidRequestError
 from uniinfer.providers.base import json_object
 from uniinfer.types import ChatRequest, chat
 
-__all__ = ["chat_payload", "embed_item", "model_path"]
+__all__ = [
+    "SKIP_SIGNATURE",
+    "call_id",
+    "chat_payload",
+    "embed_item",
+    "model_path",
+    "signs_calls",
+    "split_call_id",
+]
 
 Json = dict[str, Any]
 
 # https://ai.google.dev/gemini-api/docs/thinking#set-budget (0 turns thinking off where allowed)
 _THINKING_BUDGET = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+#: (model-name prefix, smallest budget) for models that cannot turn thinking off (2.5 Pro: 128-32768).
+_MIN_BUDGET: tuple[tuple[str, int], ...] = (("gemini-2.5-pro", 128),)
+#: (model-name prefix, effort -> thinkingLevel), first match wins. Gemini 3 Pro takes
+#: low/high, 3.1 Pro low/medium/high, the other Gemini 3 models (Flash) all four.
+_THINKING_LEVELS: tuple[tuple[str, Mapping[str, str]], ...] = (
+    ("gemini-3-pro", {"minimal": "low", "low": "low", "medium": "high", "high": "high"}),
+    ("gemini-3.1-pro", {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}),
+    ("gemini-3", {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}),
+)
+#: Model-name prefixes whose function calls must carry their thought signature back.
+_SIGNED_CALLS = ("gemini-3",)
+#: The docs' dummy for function calls Gemini did not make (no signature to send back).
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_SIG_MARK = "__ts"  # call_<hex>__ts<b|u><payload>
+_STD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URL_B64 = re.compile(r"[A-Za-z0-9_-]+")
+_TO_URL = str.maketrans("+/", "-_")
+_FROM_URL = str.maketrans("-_", "+/")
 _TOOL_MODE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 _MIME_BY_EXT = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "pdf": "application/pdf"} | {
     ext: f"image/{ext}" for ext in ("png", "webp", "gif", "heic", "heif")
 }
 
 
-def chat_payload(request: ChatRequest, provider: str) -> Json:
-    """The ``generateContent`` body for ``request`` (``provider`` names the adapter in errors)."""
+def chat_payload(request: ChatRequest, provider: str, model: str = "") -> Json:
+    """The ``generateContent`` body of ``request`` to ``model`` (``provider`` names the adapter in errors)."""
     system, contents = _contents(request.messages, provider)
+    if signs_calls(model):
+        _sign_unsigned_steps(contents)
     payload: Json = {"contents": contents}
     if system:
         payload["systemInstruction"] = {"parts": system}
@@ -44,7 +98,7 @@ def chat_payload(request: ChatRequest, provider: str) -> Json:
         payload["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
     if request.tool_choice is not None:
         payload["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
-    config = _generation_config(request)
+    config = _generation_config(request, _base_name(model))
     if config:
         payload["generationConfig"] = config
     return payload
@@ -135,8 +189,26 @@ def _model_parts(msg: chat.AssistantMessage, i: int, provider: str) -> list[Json
                 f"{provider}: {where} must be a JSON object, got {call.function.arguments[:80]!r}",
                 param=where,
             )
-        parts.append({"functionCall": {"name": call.function.name, "args": args}})
+        part: Json = {"functionCall": {"name": call.function.name, "args": args}}
+        signature = split_call_id(call.id)[1]
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
     return parts
+
+
+def _sign_unsigned_steps(contents: list[Json]) -> None:
+    """Give each model step whose first function call has no signature the documented dummy.
+
+    Only the first ``functionCall`` part of a step is checked by Gemini 3 (parallel
+    calls carry one signature, on the first part), so only that part gets it.
+    """
+    for content in contents:
+        if content["role"] != "model":
+            continue
+        first = next((p for p in content["parts"] if "functionCall" in p), None)
+        if first is not None and "thoughtSignature" not in first:
+            first["thoughtSignature"] = SKIP_SIGNATURE
 
 
 def _function_response(msg: chat.ToolMessage, i: int, names: dict[str, str], provider: str) -> Json:
@@ -170,7 +242,7 @@ def _calling_config(choice: chat.ToolChoice) -> Json:
     return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
 
 
-def _generation_config(r: ChatRequest) -> Json:
+def _generation_config(r: ChatRequest, name: str) -> Json:
     pairs = (
         ("temperature", r.temperature),
         ("topP", r.top_p),
@@ -196,12 +268,77 @@ def _generation_config(r: ChatRequest) -> Json:
         # responseSchema is Google's OpenAPI subset and would need lossy rewriting.
         config["responseJsonSchema"] = fmt.json_schema.schema_
     if r.reasoning_effort is not None:
-        budget = _THINKING_BUDGET[r.reasoning_effort]
-        thinking: Json = {"thinkingBudget": budget}
-        if budget > 0:  # thoughts are only worth asking for when thinking is on
-            thinking["includeThoughts"] = True
-        config["thinkingConfig"] = thinking
+        config["thinkingConfig"] = _thinking(r.reasoning_effort, name)
     return config
+
+
+def _thinking(effort: str, name: str) -> Json:
+    """``thinkingConfig`` for an OpenAI effort: a level (Gemini 3) or a token budget."""
+    levels = next((table for prefix, table in _THINKING_LEVELS if name.startswith(prefix)), None)
+    if levels is not None:
+        level = levels[effort]
+        thinking: Json = {"thinkingLevel": level}
+        on = level != "minimal"
+    else:
+        budget = _THINKING_BUDGET[effort]
+        if budget == 0:
+            budget = next((least for prefix, least in _MIN_BUDGET if name.startswith(prefix)), 0)
+        thinking = {"thinkingBudget": budget}
+        on = budget > 0
+    if on:  # thoughts are only worth asking for when thinking is on
+        thinking["includeThoughts"] = True
+    return thinking
+
+
+# --- thought signatures in tool call ids ---------------------------------------------
+
+
+def _base_name(model: str) -> str:
+    """``gemini-3-pro-preview`` of ``models/gemini-3-pro-preview`` (or a Vertex resource name)."""
+    return model.rsplit("/", 1)[-1].lower()
+
+
+def signs_calls(model: str) -> bool:
+    """Whether ``model``'s function calls need their thought signature sent back (Gemini 3)."""
+    return _base_name(model).startswith(_SIGNED_CALLS)
+
+
+def call_id(signature: str | None = None) -> str:
+    """A new tool call id, carrying ``signature`` when given.
+
+    Unique per call (not a per-response counter): OpenAI clients key tool results by
+    id across a whole conversation, so "call_0" in every turn would collide. Gemini
+    sends signatures as standard base64 (a ``bytes`` field); those are re-spelled in
+    the URL-safe alphabet without padding (mode ``b``, no longer than the signature).
+    Anything else is base64url-encoded as UTF-8 (mode ``u``), so every string survives.
+    """
+    base = f"call_{uuid.uuid4().hex[:24]}"
+    if not signature:
+        return base
+    if len(signature) % 4 == 0 and _STD_B64.fullmatch(signature):
+        return f"{base}{_SIG_MARK}b{signature.rstrip('=').translate(_TO_URL)}"
+    encoded = base64.urlsafe_b64encode(signature.encode()).decode().rstrip("=")
+    return f"{base}{_SIG_MARK}u{encoded}"
+
+
+def split_call_id(tool_call_id: str) -> tuple[str, str | None]:
+    """(the id without its signature, the signature) of an id made by :func:`call_id`.
+
+    Ids made elsewhere (other providers, clients) come back unchanged with ``None``.
+    """
+    base, mark, rest = tool_call_id.partition(_SIG_MARK)
+    mode, payload = rest[:1], rest[1:]
+    if not mark or not base or not _URL_B64.fullmatch(payload) or len(payload) % 4 == 1:
+        return tool_call_id, None
+    padded = payload + "=" * (-len(payload) % 4)
+    if mode == "b":
+        return base, padded.translate(_FROM_URL)
+    if mode == "u":
+        try:
+            return base, base64.urlsafe_b64decode(padded).decode()
+        except (ValueError, UnicodeDecodeError):
+            return tool_call_id, None
+    return tool_call_id, None
 
 
 def embed_item(text: str, dimensions: int | None) -> Json:

@@ -161,6 +161,7 @@ class VertexAdapter(ProviderAdapter):
     """Vertex AI: Gemini (``generateContent``) and Claude (``rawPredict``) models, embeddings via ``predict``."""
 
     supported_params = GeminiAdapter.supported_params | AnthropicAdapter.supported_params
+    embed_unsupported = GeminiAdapter.embed_unsupported
     Options = VertexOptions
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
