@@ -600,6 +600,8 @@ def _validate_message(i: int, msg: Any) -> None:
         raise _missing(f"{where}.content")
     if role == "tool" and not msg.get("tool_call_id"):
         raise _missing(f"{where}.tool_call_id")
+    if role == "tool":
+        _check_id_length(f"{where}.tool_call_id", msg["tool_call_id"])
     if content is None or isinstance(content, str):
         return
     if not isinstance(content, list):
@@ -634,12 +636,27 @@ def _validate_tool_call(where: str, call: Any) -> None:
             raise _missing(f"{where}.{key}")
     if call["type"] != "function":
         raise _bad_value(f"{where}.type", call["type"], ("function", "custom"))
+    _check_id_length(f"{where}.id", call["id"])
     function = call["function"]
     if not isinstance(function, dict):
         raise _wrong_type(f"{where}.function", "an object", function)
     for key in ("name", "arguments"):
         if key not in function:
             raise _missing(f"{where}.function.{key}")
+
+
+#: OpenAI's limit on tool call ids ("string_above_max_length"), in assistant turns and tool results.
+MAX_TOOL_CALL_ID = 40
+
+
+def _check_id_length(where: str, value: Any) -> None:
+    if isinstance(value, str) and len(value) > MAX_TOOL_CALL_ID:
+        raise _invalid(
+            f"Invalid '{where}': string too long. Expected a string with maximum length "
+            f"{MAX_TOOL_CALL_ID}, but got a string with length {len(value)} instead.",
+            where,
+            "string_above_max_length",
+        )
 
 
 def _validate_tool_sequence(messages: list[dict[str, Any]]) -> None:

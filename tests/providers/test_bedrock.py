@@ -1346,3 +1346,19 @@ def test_fake_provider_descriptor() -> None:
     options = provider.options("http://x")
     assert options["access_key_id"] == ACCESS_KEY
     assert (provider.chat_model, provider.embed_model) == (CHAT_MODEL, "cohere.embed-english-v3")
+
+
+def test_a_gemini_signed_call_id_goes_to_bedrock_without_its_signature() -> None:
+    # Bedrock caps toolUseId at 64 characters; a Gemini 3 call id carries hundreds
+    from uniinfer.providers.gemini_request import call_id
+
+    signed = call_id("A" * 400)
+    history = tool_history()[:3]
+    history[1]["tool_calls"] = history[1]["tool_calls"][:1]
+    history[1]["tool_calls"][0]["id"] = signed
+    history[2]["tool_call_id"] = signed
+    turns = sent(chat([*history, {"role": "user", "content": "and so?"}], tools=[WEATHER]))["messages"]
+    use = next(b["toolUse"] for t in turns for b in t["content"] if "toolUse" in b)
+    result = next(b["toolResult"] for t in turns for b in t["content"] if "toolResult" in b)
+    assert use["toolUseId"] == result["toolUseId"] == signed.partition("__ts")[0]
+    assert len(use["toolUseId"]) <= 64

@@ -164,3 +164,35 @@ async def test_a_malformed_function_call_falls_back_to_the_next_deployment() -> 
             )
         assert info.value.status_code == 502
         assert "MALFORMED_FUNCTION_CALL" in info.value.message
+
+
+async def test_a_gemini_3_tool_loop_can_continue_on_a_provider_that_caps_id_length() -> None:
+    """OpenAI refuses tool call ids over 40 characters; a signed id goes there without its signature."""
+    from tests.conftest import FAKE_KEY
+    from tests.fakes.openai import openai_app
+
+    async with AsyncExitStack() as stack:
+        gemini = gemini_app()
+        gemini_url = await stack.enter_async_context(run_fake(gemini))
+        upstream = openai_app(api_key=FAKE_KEY)
+        openai_url = await stack.enter_async_context(run_fake(upstream))
+        config = make_config(
+            f"providers:\n  gemini: {{base_url: '{gemini_url}/v1beta', api_key: {API_KEY}}}\n"
+            f"  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{openai_url}/v1'}}\n"
+            "routing: {retry: {max_retries: 0}}\n"
+        )
+        base = await stack.enter_async_context(serve(create_app(config)))
+        sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+        stack.push_async_callback(sdk.close)
+        messages: list[Any] = [{"role": "user", "content": "weather?"}]
+        first = await sdk.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+        (call,) = first.choices[0].message.tool_calls or ()
+        assert len(call.id) > 40
+        messages += [
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
+        ]
+        reply = await sdk.chat.completions.create(model="up/gpt-4o-mini", messages=messages, tools=[WEATHER])
+        assert reply.choices[0].message is not None  # accepted: the 40-character cap held
+        sent = upstream["requests"][-1]["body"]["messages"]
+        assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"] == call.id.partition("__ts")[0]

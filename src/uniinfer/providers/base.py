@@ -206,6 +206,22 @@ def json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+#: Gemini 3's thought signatures ride in the tool call ids uniinfer makes for its answers,
+#: ``<id>__ts<payload>`` (see ``providers/gemini_request.py``): hundreds of characters.
+SIGNED_ID_MARK = "__ts"
+
+
+def plain_call_id(tool_call_id: str) -> str:
+    """A tool call id without a Gemini signature: what a provider that caps id length gets.
+
+    OpenAI refuses ids over 40 characters and Bedrock over 64, so a conversation
+    that moves there from Gemini 3 sends them the id's plain part (the same in the
+    assistant turn and its tool results, so they still pair up).
+    """
+    base, mark, _ = tool_call_id.partition(SIGNED_ID_MARK)
+    return base if mark and base else tool_call_id
+
+
 class ProviderAdapter(ABC):
     """Pure translation between uniinfer's types and one provider's wire format."""
 

@@ -51,7 +51,7 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.providers.anthropic import THINKING_BUDGETS
-from uniinfer.providers.base import chunk_id, json_object
+from uniinfer.providers.base import chunk_id, json_object, plain_call_id
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
@@ -237,7 +237,11 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
         )
     blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t]
     for k, call in enumerate(msg.tool_calls or ()):
-        use = {"toolUseId": call.id, "name": call.function.name, "input": _arguments(call, i, k)}
+        use = {
+            "toolUseId": plain_call_id(call.id),
+            "name": call.function.name,
+            "input": _arguments(call, i, k),
+        }
         blocks.append({"toolUse": use})
     return blocks
 
@@ -257,7 +261,7 @@ def _tool_result(msg: chat.ToolMessage) -> Json:
     text = "".join(_texts(msg.content))
     value = json_object(text)
     content = {"json": value} if value is not None else {"text": text}
-    return {"toolResult": {"toolUseId": msg.tool_call_id, "content": [content]}}
+    return {"toolResult": {"toolUseId": plain_call_id(msg.tool_call_id), "content": [content]}}
 
 
 def _tool_config(r: ChatRequest, turns: list[Json]) -> Json | None:

@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.providers.base import json_object
+from uniinfer.providers.base import SIGNED_ID_MARK, json_object
 from uniinfer.types import ChatRequest, chat
 
 __all__ = [
@@ -75,7 +75,7 @@ _THINKING_LEVELS: tuple[tuple[str, Mapping[str, str]], ...] = (
 _SIGNED_CALLS = ("gemini-3",)
 #: The docs' dummy for function calls Gemini did not make (no signature to send back).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_SIG_MARK = "__ts"  # call_<hex>__ts<b|u><payload>
+_SIG_MARK = SIGNED_ID_MARK  # call_<hex>__ts<b|u><payload>
 _STD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URL_B64 = re.compile(r"[A-Za-z0-9_-]+")
 _TO_URL = str.maketrans("+/", "-_")

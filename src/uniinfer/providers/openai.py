@@ -41,6 +41,7 @@ from uniinfer.providers.base import (
     ProviderSpec,
     classify,
     loads,
+    plain_call_id,
     raise_after,
 )
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
@@ -251,10 +252,17 @@ def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control:
 
     ``reasoning_content`` (a previous turn's reasoning, DeepSeek's convention, which
     DeepSeek itself refuses as input) and Anthropic-style ``cache_control`` on text
-    parts, unless the provider honours it (OpenRouter forwards it to Anthropic).
+    parts, unless the provider honours it (OpenRouter forwards it to Anthropic); and
+    the Gemini signature in a tool call id (:func:`plain_call_id`: OpenAI caps ids at 40).
     """
     for msg in messages:
         msg.pop("reasoning_content", None)
+        calls = msg.get("tool_calls")
+        for call in calls or ():
+            call["id"] = plain_call_id(call["id"])
+        tool_call_id = msg.get("tool_call_id")
+        if tool_call_id is not None:
+            msg["tool_call_id"] = plain_call_id(tool_call_id)
         content = msg.get("content")
         if not keep_cache_control and isinstance(content, list):
             for part in content:
