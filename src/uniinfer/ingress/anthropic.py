@@ -91,7 +91,7 @@ from uniinfer.ingress.anthropic_models import (
 )
 from uniinfer.ingress.anthropic_response import error_body, error_type, message_id, to_message, usage_of
 from uniinfer.ingress.anthropic_stream import StreamRenderer
-from uniinfer.providers.anthropic import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
+from uniinfer.providers.anthropic_request import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
 from uniinfer.tokens import count_text_tokens
 from uniinfer.types import AssistantMessage, ChatRequest, SystemMessage, ToolMessage, UserMessage
 from uniinfer.types.chat import (

@@ -1,37 +1,7 @@
 """Anthropic Messages API: translation to and from the OpenAI-shaped types.
 
-Requests (https://docs.anthropic.com/en/api/messages):
-
-- ``system`` and ``developer`` messages, wherever they appear, become the
-  top-level ``system`` text blocks (``cache_control`` kept).
-- ``tool`` messages become ``tool_result`` blocks of a user turn, and
-  consecutive same-role turns are merged: the API wants user and assistant
-  turns to alternate. A tool message marked ``is_error`` (by the Anthropic
-  Messages ingress) is sent with ``is_error: true`` and without the
-  ``"Error: "`` the ingress put in its text for other providers.
-- Assistant ``reasoning_content`` is not sent back; an assistant message's
-  signed thinking blocks (:attr:`~uniinfer.types.chat.AssistantMessage.signed_thinking`,
-  which only the Anthropic Messages ingress sets) start its turn, unmodified,
-  as the API wants them back in a tool loop
-  (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#preserving-thinking-blocks).
-- ``max_tokens`` is required upstream: ``max_completion_tokens`` or
-  ``max_tokens``, else 4096. ``reasoning_effort`` becomes extended thinking
-  with the budget an Anthropic client asked for
-  (:attr:`~uniinfer.types.ChatRequest.thinking_budget`), else a fixed budget
-  per level (:data:`THINKING_BUDGETS`); since the budget must stay below
-  ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
-  an unset limit becomes budget + 4096 and a smaller one caps the budget.
-  With thinking on, the last assistant turn, when it called tools, must start
-  with its thinking block: when it has none to send (history from an OpenAI
-  client or another provider), thinking is left off, as the API advises, and
-  :meth:`AnthropicAdapter.params_left_out` says so (the gateway reports
-  ``reasoning_effort`` in ``x-uniinfer-dropped-params``).
-- Images become ``image`` blocks; a ``file`` part with inline PDF
-  ``file_data`` a ``document`` block (base64 source, ``filename`` as its
-  ``title``); a ``file_id`` is refused (Anthropic cannot read OpenAI's files).
-- ``temperature`` is passed through unchanged although Anthropic's range is
-  0..1 (OpenAI's 0..2): rescaling would silently change its meaning, so the
-  API's own 400 names the field instead.
+Requests: see :mod:`uniinfer.providers.anthropic_request` (the Messages body
+built from a ChatRequest).
 
 Responses: text blocks are concatenated into ``content``, ``tool_use`` blocks
 become ``tool_calls``, ``thinking`` blocks ``reasoning_content``; the
@@ -78,60 +48,28 @@ from uniinfer.errors import (
     ProviderConnectionError,
     ProviderResponseError,
     UniInferError,
-    UnsupportedFeatureError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
+from uniinfer.providers.anthropic_request import messages_payload, thinking_left_out
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
-    AssistantMessage,
     ChatChoice,
     ChunkChoice,
     ChunkDelta,
-    DeveloperMessage,
-    FilePart,
     FunctionCall,
     FunctionCallDelta,
-    ImagePart,
-    Message,
     ResponseMessage,
     SignedThinking,
-    SystemMessage,
-    TextPart,
-    Tool,
     ToolCall,
     ToolCallDelta,
-    ToolChoice,
-    ToolChoiceFunction,
-    ToolMessage,
 )
 
-__all__ = [
-    "API_VERSION",
-    "THINKING_BUDGETS",
-    "TOOL_ERROR_PREFIX",
-    "TOOL_ERROR_TEXT",
-    "AnthropicAdapter",
-    "AnthropicStreamDecoder",
-]
+__all__ = ["API_VERSION", "AnthropicAdapter", "AnthropicStreamDecoder"]
 
 Block = dict[str, Any]
 
 API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
-#: ``reasoning_effort`` -> ``thinking.budget_tokens`` (the API's minimum is 1024).
-THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
-_MIN_BUDGET = 1024
-#: What the Anthropic Messages ingress puts before the text of a failed tool's result
-#: (``is_error``) for providers without the flag; taken off again when sent to Anthropic.
-TOOL_ERROR_PREFIX = "Error: "
-#: The whole text of a failed tool's result that had none.
-TOOL_ERROR_TEXT = "Error"
-_THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-# https://docs.anthropic.com/en/docs/build-with-claude/vision
-_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-# https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
-_PDF = "application/pdf"
 _FINISH: Mapping[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -174,21 +112,15 @@ class AnthropicAdapter(ProviderAdapter):
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
-            payload = _payload(request, model, stream=stream)
+            payload = messages_payload(request, model, stream=stream)
         except UniInferError as exc:
             exc.provider = exc.provider or self.name
             raise
         return HttpRequest(self._messages_url(), orjson.dumps(payload), self._headers())
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
-        """``reasoning_effort`` when thinking must be left off (see :func:`_thinking_left_out`)."""
-        if request.reasoning_effort is None:
-            return ()
-        try:
-            _, turns = _turns(request.messages)
-        except UniInferError:
-            return ()  # chat_request raises it, with the provider named
-        return ("reasoning_effort",) if _thinking_left_out(turns) else ()
+        """``reasoning_effort`` when thinking must be left off (an open tool loop without signed thinking)."""
+        return ("reasoning_effort",) if thinking_left_out(request) else ()
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
@@ -220,253 +152,6 @@ class AnthropicAdapter(ProviderAdapter):
     def _messages_url(self) -> str:
         base = self.endpoint.base_url.rstrip("/")
         return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
-
-
-# --- request -------------------------------------------------------------------
-
-
-def _payload(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
-    system, turns = _turns(request.messages)
-    max_tokens, thinking = _limits(request)
-    payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
-    if system:
-        payload["system"] = system
-    if thinking is not None and not _thinking_left_out(turns):
-        payload["thinking"] = thinking
-    for name in ("temperature", "top_p", "top_k"):
-        value = getattr(request, name)
-        if value is not None:
-            payload[name] = value
-    if request.stop is not None:
-        payload["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
-    user_id = request.user or request.safety_identifier
-    if user_id:
-        payload["metadata"] = {"user_id": user_id}
-    if request.tools:
-        payload["tools"] = [_tool(t) for t in request.tools]
-        choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
-        if choice is not None:
-            payload["tool_choice"] = choice
-    if stream:
-        payload["stream"] = True
-    return payload
-
-
-def _limits(request: ChatRequest) -> tuple[int, Block | None]:
-    """``max_tokens`` and the ``thinking`` config, keeping budget < max_tokens."""
-    explicit = request.max_completion_tokens or request.max_tokens
-    if request.reasoning_effort is None:
-        return explicit or DEFAULT_MAX_TOKENS, None
-    budget = request.thinking_budget or THINKING_BUDGETS[request.reasoning_effort]
-    if explicit is None:
-        return budget + DEFAULT_MAX_TOKENS, {"type": "enabled", "budget_tokens": budget}
-    if explicit <= _MIN_BUDGET:
-        field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-        raise InvalidRequestError(
-            f"with 'reasoning_effort', anthropic needs '{field}' above {_MIN_BUDGET} "
-            f"(the minimum thinking budget), got {explicit}",
-            param=field,
-        )
-    return explicit, {"type": "enabled", "budget_tokens": min(budget, explicit - 1)}
-
-
-def _thinking_left_out(turns: list[Block]) -> bool:
-    """Whether the last assistant turn called tools without a thinking block to start with.
-
-    With thinking on, the API refuses such a turn: a tool loop must send the
-    turn's thinking back, signed and unmodified. History from an OpenAI client
-    or another provider has none to send; the API's advice is then to disable
-    thinking, so the request is sent without it (and the gateway says so).
-    """
-    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
-    if last is None or not any(b["type"] == "tool_use" for b in last["content"]):
-        return False
-    return last["content"][0]["type"] not in _THINKING_BLOCKS
-
-
-def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
-    """(system blocks, alternating user/assistant turns)."""
-    system: list[Block] = []
-    turns: list[Block] = []
-    for i, msg in enumerate(messages):
-        if isinstance(msg, (SystemMessage, DeveloperMessage)):
-            system.extend(_text_blocks(msg.content))
-            continue
-        if isinstance(msg, AssistantMessage):
-            role, blocks = "assistant", _assistant_blocks(msg, i)
-        elif isinstance(msg, ToolMessage):
-            role, blocks = "user", [_tool_result(msg)]
-        else:
-            role, blocks = "user", _user_blocks(msg.content, i)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    return system, turns
-
-
-def _tool_result(msg: ToolMessage) -> Block:
-    if msg.is_error:
-        return _error_result(msg)
-    content = msg.content if isinstance(msg.content, str) else _text_blocks(msg.content)
-    return {"type": "tool_result", "tool_use_id": msg.tool_call_id, "content": content}
-
-
-def _error_result(msg: ToolMessage) -> Block:
-    """``is_error: true``, with the text as the client wrote it (see :data:`TOOL_ERROR_PREFIX`)."""
-    block: Block = {"type": "tool_result", "tool_use_id": msg.tool_call_id, "is_error": True}
-    if isinstance(msg.content, str):
-        text = "" if msg.content == TOOL_ERROR_TEXT else msg.content.removeprefix(TOOL_ERROR_PREFIX)
-        if text:
-            block["content"] = text
-        return block
-    parts = list(msg.content)
-    if parts:
-        first = parts[0]
-        text = "" if first.text == TOOL_ERROR_TEXT else first.text.removeprefix(TOOL_ERROR_PREFIX)
-        parts[0] = first.model_copy(update={"text": text})
-    content = _text_blocks(parts)
-    if content:
-        block["content"] = content
-    return block
-
-
-def _text(part: TextPart) -> Block:
-    block: Block = {"type": "text", "text": part.text}
-    if part.cache_control is not None:
-        block["cache_control"] = part.cache_control
-    return block
-
-
-def _text_blocks(content: str | list[TextPart]) -> list[Block]:
-    """Text blocks without empty ones (the API rejects empty text blocks)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    return [_text(p) for p in content if p.text]
-
-
-def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    blocks: list[Block] = []
-    for j, part in enumerate(content):
-        if isinstance(part, TextPart):
-            blocks.append(_text(part))
-        elif isinstance(part, ImagePart):
-            blocks.append(_image(part.image_url.url, f"messages[{i}].content[{j}]"))
-        elif isinstance(part, FilePart):
-            blocks.append(_document(part, f"messages[{i}].content[{j}]"))
-        else:
-            raise UnsupportedFeatureError(
-                f"anthropic does not accept '{part.type}' content parts",
-                param=f"messages[{i}].content[{j}]",
-            )
-    return blocks
-
-
-def _image(url: str, where: str) -> Block:
-    """A data: URL becomes a base64 source, an http(s) URL a url source."""
-    if url.startswith(("http://", "https://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    header, sep, data = url.partition(",")
-    media_type = header.removeprefix("data:").removesuffix(";base64")
-    if not (url.startswith("data:") and header.endswith(";base64") and sep and data):
-        raise InvalidRequestError(
-            f"{where}: an image must be an http(s) URL or a base64 data: URL", param=where
-        )
-    if media_type not in _IMAGE_TYPES:
-        raise InvalidRequestError(
-            f"{where}: anthropic accepts {', '.join(sorted(_IMAGE_TYPES))} images, not '{media_type}'",
-            param=where,
-        )
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-
-
-def _document(part: FilePart, where: str) -> Block:
-    """An OpenAI ``file`` part with inline PDF ``file_data``: a ``document`` block (base64 source).
-
-    https://docs.anthropic.com/en/docs/build-with-claude/pdf-support: ``filename``
-    becomes the document's ``title``. A ``file_id`` names a file uploaded to
-    OpenAI, which Anthropic cannot read.
-    """
-    file = part.file
-    data_url = file.get("file_data")
-    if data_url is None:
-        what = "a 'file_id' reference" if "file_id" in file else "a file part without 'file_data'"
-        raise UnsupportedFeatureError(
-            f"{where}.file: anthropic cannot resolve {what}; send the PDF inline as 'file_data' "
-            "(a data:application/pdf;base64,... URL)",
-            param=f"{where}.file",
-        )
-    header, sep, data = data_url.partition(",")
-    if not (header == f"data:{_PDF};base64" and sep and data):
-        raise InvalidRequestError(
-            f"{where}.file.file_data: anthropic accepts PDF documents as a "
-            f"data:{_PDF};base64,... URL, got {header[:40]!r}",
-            param=f"{where}.file.file_data",
-        )
-    block: Block = {"type": "document", "source": {"type": "base64", "media_type": _PDF, "data": data}}
-    if file.get("filename"):
-        block["title"] = file["filename"]
-    return block
-
-
-def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
-    if msg.function_call is not None:
-        raise InvalidRequestError(
-            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
-            param=f"messages[{i}].function_call",
-        )
-    # Signed thinking first, as the API returned it and wants it back.
-    blocks: list[Block] = [b.block() for b in msg.signed_thinking or ()]
-    if isinstance(msg.content, str):
-        blocks += _text_blocks(msg.content)
-    elif msg.content is not None:
-        blocks += [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
-    for k, call in enumerate(msg.tool_calls or ()):
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": _arguments(call, i, k)}
-        )
-    return blocks
-
-
-def _arguments(call: ToolCall, i: int, k: int) -> Any:
-    raw = call.function.arguments
-    try:
-        value = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            f"messages[{i}].tool_calls[{k}].function.arguments must be a JSON object, got {raw[:80]!r}",
-            param=f"messages[{i}].tool_calls",
-        )
-    return value
-
-
-def _tool(tool: Tool) -> Block:
-    fn = tool.function
-    block: Block = {"name": fn.name}
-    if fn.description:
-        block["description"] = fn.description
-    block["input_schema"] = fn.parameters or {"type": "object", "properties": {}}
-    return block
-
-
-def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> Block | None:
-    if isinstance(choice, ToolChoiceFunction):
-        out: Block = {"type": "tool", "name": choice.function.name}
-    elif choice is not None:
-        out = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
-    elif parallel is False:
-        out = {"type": "auto"}
-    else:
-        return None
-    if parallel is False and out["type"] != "none":
-        out["disable_parallel_tool_use"] = True
-    return out
 
 
 # --- response ------------------------------------------------------------------

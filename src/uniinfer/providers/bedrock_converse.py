@@ -50,7 +50,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.providers.anthropic import THINKING_BUDGETS
+from uniinfer.providers.anthropic_request import THINKING_BUDGETS
 from uniinfer.providers.base import chunk_id, json_object, plain_call_id
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
