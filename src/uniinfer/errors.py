@@ -172,7 +172,10 @@ class RequestTooLargeError(InvalidRequestError):
 
     code = "request_too_large"
     status = 413
-    hint = "Send a smaller body, or raise `server.max_body_bytes` in the config."
+    hint = (
+        "Send a smaller body, or raise `server.max_body_bytes` in the config; with `provider` set, "
+        "the provider refused the size."
+    )
 
 
 class UnsupportedMediaTypeError(InvalidRequestError):
@@ -432,7 +435,10 @@ def render_markdown() -> str:
         "",
         "Every error uniinfer returns has the OpenAI shape",
         '`{"error": {"message", "type", "param", "code"}}` (plus `provider` when a provider',
-        "failed). Retryable errors may be retried or fallen back from by the router;",
+        "failed), except on `/v1/messages`, which answers in Anthropic's shape,",
+        '`{"type": "error", "error": {"type", "message"}}` (no `code`). The HTTP status is the',
+        "class's, except for `all_targets_failed`: the last attempt's (a caller who can wait",
+        "out a 429 sees 429). Retryable errors may be retried or fallen back from by the router;",
         "`retry_after` is also sent as the `Retry-After` header (whole seconds, rounded up)",
         "and as `retry-after-ms` (which the official OpenAI and Anthropic SDKs read first).",
         "",

@@ -130,7 +130,12 @@ class Gateway:
         for spec in self.registry.specs.values():
             if spec.name in types or spec.name in self._adapters:
                 continue
-            reason = f"set {spec.api_key_env}" if spec.api_key_env else "not configured"
+            if not spec.auto_enable:  # a key alone does not enable it (see docs/providers.md)
+                reason = f"configure providers.{spec.name}"
+            elif spec.api_key_env:
+                reason = f"set {spec.api_key_env}"
+            else:
+                reason = "not configured"
             out.append(ProviderStatus(spec.name, spec.name, False, reason))
         return out
 

@@ -170,6 +170,9 @@ def _section(spec: ProviderSpec, registry: Registry) -> list[str]:
     if spec.capabilities.chat:
         rejected = _rejected_params(spec, registry)
         lines.append(f"| params it cannot honour | {_code(rejected) if rejected else 'none'} |")
+    embed_refused = registry.adapter_class(spec).embed_unsupported if spec.capabilities.embeddings else ()
+    if embed_refused:
+        lines.append(f"| embedding params it cannot honour | {_code(embed_refused)} |")
     options = _options(spec, registry)
     if options:
         shown = ", ".join(f"`{n}`" + ("" if needed else " (optional)") for n, needed in options)
@@ -220,10 +223,12 @@ providers:
 ```
 
 Then `provider/model` names route to it (`groq/llama-3.3-70b-versatile`), or model
-groups list it as a deployment. A request needing a capability the provider does not
-declare fails with `unsupported_feature` naming both; a param it cannot honour is an
-`unsupported_param` 400, or is dropped and reported in `x-uniinfer-dropped-params` when
-`settings.drop_unsupported_params` is on.
+groups list it as a deployment. A request needing chat, streaming, tools, JSON mode,
+structured output, image input or embeddings from a provider that does not declare it
+fails with `unsupported_feature` naming both (the reasoning and prompt-caching
+capabilities are informational: `reasoning_effort` is a param, checked as below); a
+param it cannot honour is an `unsupported_param` 400, or is dropped and reported in
+`x-uniinfer-dropped-params` when `settings.drop_unsupported_params` is on.
 
 **Streams and usage.** The gateway learns every stream's usage, even when the caller
 did not ask for it: OpenAI-compatible providers are asked with

@@ -525,6 +525,6 @@ def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
 def _failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:
     if len({target for target, _ in attempts}) == 1:
         # one deployment, perhaps tried again: its own last error, typed (a 429 stays a
-        # RateLimitError for the caller who catches that); x-uniinfer-attempts says how many
+        # RateLimitError for the caller who catches that); the route records how many tries
         return attempts[-1][1]
     return AllTargetsFailedError(model, attempts)
