@@ -676,14 +676,15 @@ async def test_a_mid_stream_error_echoing_the_provider_key_reaches_no_caller(
         assert API_KEY not in (error.upstream_body or "")
 
 
+@pytest.mark.parametrize("provider", ["cohere", "voyage"])  # a native adapter, and a row that omits it
 @pytest.mark.parametrize("drop", [False, True])
 async def test_an_embedding_param_the_provider_has_no_field_for_is_refused_or_dropped_visibly(
-    make_gateway: Callable[..., Gateway], drop: bool
+    make_gateway: Callable[..., Gateway], drop: bool, provider: str
 ) -> None:
     from tests.conftest import make_config
 
     config = make_config(
-        "providers:\n  co: {type: cohere, api_key: sk-co-0123456789, base_url: 'http://127.0.0.1:9'}\n"
+        f"providers:\n  co: {{type: {provider}, api_key: sk-co-0123456789, base_url: 'http://127.0.0.1:9'}}\n"
         f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
     )
     request = EmbeddingRequest(model="co/embed-v4.0", input="hi", user="user-1")

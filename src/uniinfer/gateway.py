@@ -320,7 +320,7 @@ class Gateway:
         self, request: EmbeddingRequest, adapter: ProviderAdapter
     ) -> tuple[EmbeddingRequest, tuple[str, ...]]:
         """The embedding request as it may go to ``adapter``, and the params dropped."""
-        names = tuple(sorted(n for n in adapter.embed_unsupported if getattr(request, n) is not None))
+        names = tuple(sorted(n for n in adapter.embed_params_refused() if getattr(request, n) is not None))
         if not names:
             return request, ()
         if not self.config.settings.drop_unsupported_params:

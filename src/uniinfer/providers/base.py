@@ -227,8 +227,7 @@ class ProviderAdapter(ABC):
 
     #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
     supported_params: ClassVar[frozenset[str]]
-    #: EmbeddingRequest fields this protocol cannot express (the gateway refuses them, or
-    #: drops them visibly when configured to).
+    #: EmbeddingRequest fields this protocol cannot express (see :meth:`embed_params_refused`).
     embed_unsupported: ClassVar[frozenset[str]] = frozenset()
     #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
     Options: ClassVar[type[BaseModel] | None] = None
@@ -273,6 +272,12 @@ class ProviderAdapter(ABC):
         """The params this adapter can express for ``model`` (providers hosting several
         wire formats, like Vertex AI, narrow it per model family)."""
         return self.supported_params
+
+    def embed_params_refused(self) -> frozenset[str]:
+        """EmbeddingRequest fields a caller may set that this provider cannot be sent: the
+        protocol's, and those its row omits (``encoding_format`` aside: the server encodes
+        base64 itself). The gateway refuses them, or drops them visibly when configured to."""
+        return self.embed_unsupported | (self.spec.embed_omit - {"encoding_format"})
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """Params of ``request`` that :meth:`chat_request` will leave out although this

@@ -103,8 +103,8 @@ def quirks(spec: ProviderSpec) -> list[str]:
         f"Embeddings: `{ours}` is sent as `{theirs}`."
         for ours, theirs in sorted(spec.embed_param_renames.items())
     ]
-    if spec.embed_omit:
-        out.append(f"Embeddings: {_code(spec.embed_omit)} are not sent (the provider does not know them).")
+    if "encoding_format" in spec.embed_omit:
+        out.append("Embeddings: `encoding_format` is not sent (base64 is encoded by the gateway).")
     if spec.embed_options:
         out.append(f"Embeddings: options {_code(spec.embed_options)} are sent with every request.")
     for name in _placeholders(spec):
@@ -170,7 +170,11 @@ def _section(spec: ProviderSpec, registry: Registry) -> list[str]:
     if spec.capabilities.chat:
         rejected = _rejected_params(spec, registry)
         lines.append(f"| params it cannot honour | {_code(rejected) if rejected else 'none'} |")
-    embed_refused = registry.adapter_class(spec).embed_unsupported if spec.capabilities.embeddings else ()
+    embed_refused: frozenset[str] = frozenset()
+    if spec.capabilities.embeddings:  # as ProviderAdapter.embed_params_refused, from the class and row
+        embed_refused = registry.adapter_class(spec).embed_unsupported | (
+            spec.embed_omit - {"encoding_format"}
+        )
     if embed_refused:
         lines.append(f"| embedding params it cannot honour | {_code(embed_refused)} |")
     options = _options(spec, registry)
