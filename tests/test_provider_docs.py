@@ -81,7 +81,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
         finish_reason_map={"eos": "stop"},
         param_renames={"max_completion_tokens": "max_tokens"},
         embed_param_renames={"dimensions": "output_dimension"},
-        embed_omit=frozenset({"user"}),
+        embed_omit=frozenset({"encoding_format", "user"}),
         embed_options=frozenset({"input_type"}),
     )
     text = "\n".join(quirks(spec))
@@ -90,7 +90,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
         '`"eos"` → `"stop"`',
         "`max_completion_tokens` is sent as `max_tokens`",
         "`dimensions` is sent as `output_dimension`",
-        "`user` are not sent",
+        "`encoding_format` is not sent",
         "options `input_type`",
         "`{tenant}` in the base URL is filled from `options.tenant`",
     ):
@@ -98,6 +98,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
     snippet = render_markdown(Registry([spec]))
     assert "      tenant: <tenant>" in snippet
     assert "`input_type` (optional)" in snippet
+    assert "| embedding params it cannot honour | `user` |" in snippet  # refused, not omitted silently
 
 
 def test_update_readme_needs_its_markers() -> None:
