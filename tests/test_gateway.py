@@ -715,3 +715,36 @@ async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gat
     assert totals.prompt_tokens == response.usage.prompt_tokens
     state = gateway.router.states["up/text-embedding-3-small"]
     assert state.window.totals()[1] == response.usage.total_tokens  # what tpm and usage_headroom see
+
+
+async def test_routing_state_and_usage_stay_bounded_whatever_model_names_callers_send(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uniinfer import stages
+    from uniinfer.routing import router as router_module
+
+    monkeypatch.setattr(router_module, "_DIRECT_CACHE_LIMIT", 3)
+    monkeypatch.setattr(stages, "MAX_METERED_MODELS", 4)
+    configured = set(gateway.router.states)  # the configured deployments' (kept)
+    for i in range(8):
+        await gateway.chat(chat(f"up/gpt-4o-mini-{i}"))
+    router = gateway.router
+    assert len(router._direct) == 3  # the newest three direct routes
+    assert set(router.states) - configured == {f"up/gpt-4o-mini-{i}" for i in (5, 6, 7)}
+    assert len(gateway.usage.totals) == 5  # four names kept apart, the rest added up
+    assert gateway.usage.totals[stages.OTHER_MODELS].requests == 4
+    await gateway.chat(chat("chat"))  # a configured group still routes, its state intact
+    assert configured <= set(router.states)
+
+
+def test_a_model_name_is_at_most_256_characters() -> None:
+    from uniinfer.errors import InvalidRequestError
+    from uniinfer.types.chat import MAX_MODEL_NAME
+    from uniinfer.validation import parse_request
+
+    assert parse_request(ChatRequest, {"model": "m" * MAX_MODEL_NAME, "messages": MSG}).model
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(ChatRequest, {"model": "m" * (MAX_MODEL_NAME + 1), "messages": MSG})
+    assert info.value.param == "model"
+    with pytest.raises(InvalidRequestError):
+        parse_request(EmbeddingRequest, {"model": "m" * (MAX_MODEL_NAME + 1), "input": "hi"})

@@ -30,7 +30,17 @@ from typing import Literal, Protocol
 from uniinfer.errors import UniInferError
 from uniinfer.types import ChatResponse, Usage
 
-__all__ = ["SLOTS", "AfterStage", "BeforeStage", "RequestContext", "Route", "UsageMeter", "UsageTotals"]
+__all__ = [
+    "MAX_METERED_MODELS",
+    "OTHER_MODELS",
+    "SLOTS",
+    "AfterStage",
+    "BeforeStage",
+    "RequestContext",
+    "Route",
+    "UsageMeter",
+    "UsageTotals",
+]
 
 #: The named plug-in places, in the order ``before`` runs.
 SLOTS = ("identity", "policy", "limits", "cache", "usage")
@@ -94,6 +104,12 @@ class AfterStage(Protocol):
     async def after(self, ctx: RequestContext) -> None: ...
 
 
+#: How many ``provider/model`` names :class:`UsageMeter` keeps apart.
+MAX_METERED_MODELS = 10_000
+#: Where the usage of names beyond them is added up.
+OTHER_MODELS = "(other models)"
+
+
 @dataclass(slots=True)
 class UsageTotals:
     requests: int = 0
@@ -113,7 +129,12 @@ class UsageTotals:
 
 
 class UsageMeter:
-    """In-memory usage per ``provider/model`` (the embedded default's usage stage)."""
+    """In-memory usage per ``provider/model`` (the embedded default's usage stage).
+
+    At most :data:`MAX_METERED_MODELS` names are kept apart (callers choose
+    ``provider/model`` names freely); usage of names beyond them is added up
+    under :data:`OTHER_MODELS`.
+    """
 
     def __init__(self) -> None:
         self.totals: defaultdict[str, UsageTotals] = defaultdict(UsageTotals)
@@ -122,7 +143,10 @@ class UsageMeter:
         route = ctx.route
         if route is None or route.provider is None:
             return
-        totals = self.totals[f"{route.provider}/{route.upstream_model}"]
+        label = f"{route.provider}/{route.upstream_model}"
+        if label not in self.totals and len(self.totals) >= MAX_METERED_MODELS:
+            label = OTHER_MODELS
+        totals = self.totals[label]
         totals.requests += 1
         if ctx.error is not None:
             totals.errors += 1

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
+from uniinfer.types.chat import MAX_MODEL_NAME
 
 __all__ = [
     "ContentBlock",
@@ -302,7 +303,7 @@ class CountTokensRequest(BaseModel):
     """``POST /v1/messages/count_tokens``: the conversation, without generation settings."""
 
     model_config = _STRICT
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     messages: list[InputMessage] = Field(min_length=1)
     system: Annotated[list[TextBlock], BeforeValidator(_as_blocks)] | None = None
     tools: list[ToolDefinition] | None = None

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from uniinfer.errors import InvalidRequestError
+from uniinfer.types.chat import MAX_MODEL_NAME
 from uniinfer.validation import first_problem
 
 __all__ = [
@@ -353,7 +354,7 @@ class ResponsesRequest(BaseModel):
 
     model_config = _STRICT
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     input: Input
     instructions: str | None = None
     tools: list[ToolSpec] | None = None

@@ -62,6 +62,7 @@ T = TypeVar("T")
 #: The model name that lets rules (or the default profile) choose.
 AUTO_MODEL = "uniinfer/auto"
 PROFILE_PREFIX = "profile:"
+#: Direct (``provider/model``) routes remembered, with their routing state; the oldest go first.
 _DIRECT_CACHE_LIMIT = 4096
 #: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
 _COST_PROMPT_TOKENS = 1000
@@ -114,6 +115,10 @@ class Router:
         self.experiments = ExperimentStore(config.routing.experiments)
         self._experiments = {exp.model: exp for exp in config.routing.experiments}
         self._direct: dict[str, Group] = {}
+        #: Labels of configured deployments: their routing state outlives any direct route's.
+        self._configured = frozenset(
+            m.target.label for g in (*self.groups.values(), *self.profiles.values()) for m in g.members
+        )
 
     # --- building groups ------------------------------------------------------------
 
@@ -245,8 +250,9 @@ class Router:
         if sep and upstream and self.config.settings.allow_direct_routing:
             if provider in self._adapters:
                 found = self._group(model, [Deployment(provider=provider, model=upstream)])
-                if len(self._direct) < _DIRECT_CACHE_LIMIT:
-                    self._direct[model] = found
+                if len(self._direct) >= _DIRECT_CACHE_LIMIT:
+                    self._forget_oldest_direct()
+                self._direct[model] = found
                 return found
             if provider in self._registry:
                 spec = self._registry.get(provider)
@@ -258,6 +264,15 @@ class Router:
         raise ModelNotFoundError(
             f"model '{model}' does not exist: use a configured model name or 'provider/model'", param="model"
         )
+
+    def _forget_oldest_direct(self) -> None:
+        """Drop the oldest direct route and its routing state, so that memory stays bounded
+        however many ``provider/model`` names callers send (each has a breaker and a window)."""
+        model = next(iter(self._direct))
+        group = self._direct.pop(model)
+        for member in group.members:
+            if member.target.label not in self._configured:
+                self.states.pop(member.target.label, None)
 
     def explain(self, request: ChatRequest, ctx: RequestContext) -> dict[str, Any]:
         """A dry run: features, every rule's verdict, the decision and the attempt order.

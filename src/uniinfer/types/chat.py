@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 from uniinfer.types.usage import Usage
 
 __all__ = [
+    "MAX_MODEL_NAME",
     "AssistantMessage",
     "ChatChoice",
     "ChatChunk",
@@ -66,6 +67,9 @@ __all__ = [
 
 #: Strict: the OpenAI API rejects ``"2"`` for an integer and ``1`` for a boolean, and so do we.
 _REQUEST = ConfigDict(extra="forbid", strict=True)
+#: The longest model name a request may carry (provider model ids are far shorter; a name
+#: is kept per deployment in routing state and echoed in response headers).
+MAX_MODEL_NAME = 256
 _RESPONSE = ConfigDict(extra="ignore")
 
 
@@ -328,7 +332,7 @@ class ChatRequest(BaseModel):
         },
     }
 
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)

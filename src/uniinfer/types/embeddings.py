@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from uniinfer.types.chat import MAX_MODEL_NAME
+
 __all__ = ["Embedding", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ModelCard", "ModelList"]
 
 
@@ -13,7 +15,7 @@ class EmbeddingRequest(BaseModel):
     """``POST /v1/embeddings`` body (strict types, like the chat request: ``[true]`` is no token id)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
