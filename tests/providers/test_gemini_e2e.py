@@ -20,6 +20,7 @@ from tests.conftest import make_config
 from tests.fakes.common import run_fake
 from tests.fakes.gemini import API_KEY, gemini_app, signature_of
 from tests.server_helpers import serve
+from uniinfer.config import Config
 from uniinfer.server import create_app
 
 MODEL = "gemini/gemini-3-flash-tool"  # the fake answers every request with a signed call
@@ -42,16 +43,21 @@ class Gateway:
         return [p for c in contents if c["role"] == "model" for p in c["parts"]]
 
 
+def _config(gemini_url: str, *, providers: str = "", models: str = "") -> Config:
+    """Provider ``gemini`` at the fake (plus ``providers``/``models`` YAML lines), no retry rounds."""
+    return make_config(
+        f"providers:\n  gemini: {{base_url: '{gemini_url}/v1beta', api_key: {API_KEY}}}\n{providers}"
+        + (f"models:\n{models}" if models else "")
+        + "routing: {retry: {max_retries: 0}}\n"
+    )
+
+
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     async with AsyncExitStack() as stack:
         fake = gemini_app()
         url = await stack.enter_async_context(run_fake(fake))
-        config = make_config(
-            f"providers:\n  gemini: {{base_url: '{url}/v1beta', api_key: {API_KEY}}}\n"
-            "routing: {retry: {max_retries: 0}}\n"
-        )
-        base = await stack.enter_async_context(serve(create_app(config)))
+        base = await stack.enter_async_context(serve(create_app(_config(url))))
         yield Gateway(fake, base)
 
 
@@ -136,10 +142,9 @@ async def test_a_malformed_function_call_falls_back_to_the_next_deployment() -> 
     async with AsyncExitStack() as stack:
         fake = gemini_app()
         url = await stack.enter_async_context(run_fake(fake))
-        config = make_config(
-            f"providers:\n  gemini: {{base_url: '{url}/v1beta', api_key: {API_KEY}}}\n"
-            "models:\n  agent:\n    deployments: [gemini/gemini-3-flash-malformed, gemini/gemini-3-flash-tool]\n"
-            "routing: {retry: {max_retries: 0}}\n"
+        config = _config(
+            url,
+            models="  agent:\n    deployments: [gemini/gemini-3-flash-malformed, gemini/gemini-3-flash-tool]\n",
         )
         base = await stack.enter_async_context(serve(create_app(config)))
         sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
@@ -153,11 +158,7 @@ async def test_a_malformed_function_call_falls_back_to_the_next_deployment() -> 
             answer = raw.parse()
             if stream:
                 assert [c async for c in answer]
-        alone = make_config(
-            f"providers:\n  gemini: {{base_url: '{url}/v1beta', api_key: {API_KEY}}}\n"
-            "routing: {retry: {max_retries: 0}}\n"
-        )
-        base = await stack.enter_async_context(serve(create_app(alone)))
+        base = await stack.enter_async_context(serve(create_app(_config(url))))
         with pytest.raises(openai.APIStatusError) as info:
             await sdk.with_options(base_url=base + "/v1").chat.completions.create(
                 model="gemini/gemini-3-flash-malformed", messages=messages, tools=[WEATHER]
@@ -176,10 +177,9 @@ async def test_a_gemini_3_tool_loop_can_continue_on_a_provider_that_caps_id_leng
         gemini_url = await stack.enter_async_context(run_fake(gemini))
         upstream = openai_app(api_key=FAKE_KEY)
         openai_url = await stack.enter_async_context(run_fake(upstream))
-        config = make_config(
-            f"providers:\n  gemini: {{base_url: '{gemini_url}/v1beta', api_key: {API_KEY}}}\n"
-            f"  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{openai_url}/v1'}}\n"
-            "routing: {retry: {max_retries: 0}}\n"
+        config = _config(
+            gemini_url,
+            providers=f"  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{openai_url}/v1'}}\n",
         )
         base = await stack.enter_async_context(serve(create_app(config)))
         sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
