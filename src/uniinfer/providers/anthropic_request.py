@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.providers.base import add_turn
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -169,12 +170,7 @@ def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
             role, blocks = "user", [_tool_result(msg)]
         else:
             role, blocks = "user", _user_blocks(msg.content, i)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        add_turn(turns, role, blocks)
     return system, turns
 
 

@@ -222,6 +222,17 @@ def plain_call_id(tool_call_id: str) -> str:
     return base if mark and base else tool_call_id
 
 
+def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Add ``blocks`` as a ``role`` turn, merged into the last turn when it has that role
+    (Anthropic's Messages and Bedrock's Converse want user and assistant turns to alternate)."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
 class ProviderAdapter(ABC):
     """Pure translation between uniinfer's types and one provider's wire format."""
 

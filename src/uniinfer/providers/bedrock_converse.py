@@ -51,7 +51,7 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS
-from uniinfer.providers.base import chunk_id, json_object, plain_call_id
+from uniinfer.providers.base import add_turn, chunk_id, json_object, plain_call_id
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
@@ -175,12 +175,7 @@ def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
             role, blocks = "user", [_tool_result(msg)]
         else:
             role, blocks = "user", _user_blocks(msg.content, i)
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        add_turn(turns, role, blocks)
     return system, turns
 
 
