@@ -304,3 +304,13 @@ def test_a_yaml_error_does_not_quote_a_secret_written_inline() -> None:
     assert "invalid YAML" in message
     assert "line 3, column 14" in message
     assert SECRET not in message
+
+
+def test_an_unknown_retry_code_is_refused_with_its_line() -> None:
+    # a misspelt code never matches an error: the fallback the operator asked for would never happen
+    message = _error("routing:\n  retry:\n    also_retry_codes: [authentication_failed, auth_failed]\n")
+    assert "line 3" in message
+    assert "unknown error code 'auth_failed'" in message
+    assert "authentication_failed" in message  # the codes there are, to pick from
+    config = parse_config("routing:\n  retry:\n    also_retry_codes: [authentication_failed]\n")
+    assert config.routing.retry.also_retry_codes == ["authentication_failed"]

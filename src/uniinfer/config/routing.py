@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from uniinfer.errors import catalogue
+
 __all__ = [
     "BreakerConfig",
     "ExperimentConfig",
@@ -63,6 +65,19 @@ class RetryConfig(_Strict):
     deadline_seconds: float = Field(default=60.0, gt=0)
     #: Also fall back on these normally final errors (e.g. ["authentication_failed"]).
     also_retry_codes: list[str] = Field(default_factory=list)
+
+    @field_validator("also_retry_codes")
+    @classmethod
+    def _known_codes(cls, codes: list[str]) -> list[str]:
+        # a misspelt code would never match: the retry it asks for would silently never happen
+        known = {error.code for error in catalogue()}
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown error code {unknown[0]!r}; the codes are listed in docs/errors.md "
+                f"({', '.join(sorted(known))})"
+            )
+        return codes
 
 
 class BreakerConfig(_Strict):
