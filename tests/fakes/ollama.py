@@ -7,20 +7,26 @@ the server's handlers (server/routes.go):
 - ``stream`` defaults to true (NDJSON, ``application/x-ndjson``);
 - empty ``messages`` *loads* the model: 200 with ``done_reason: "load"``;
 - unknown ``options`` keys are ignored (``Options.FromMap`` only logs them), a
-  known key of the wrong type is a 500 ``option "stop" must be of type array``;
+  known key of the wrong type is a 500 ``option "stop" must be of type array``
+  (a number for an integer option is truncated, as Go does);
+- a known field of the wrong JSON type is a 400 ``json: cannot unmarshal ...``
+  (Go's decoder, through gin's ``ShouldBindJSON``);
 - images must be base64 (Go decodes ``[]byte`` fields from base64: 400 otherwise);
 - tool-call ``arguments`` must be a JSON object (400 otherwise);
 - ``think`` on a model without thinking is 400 ``"m" does not support thinking``,
   a level string on anything but gpt-oss is 400.
 
-Deliberately stricter than Ollama: a role outside system/user/assistant/tool
-is a 400 here (Ollama silently drops it from the prompt), so an adapter bug
-cannot hide.
+Deliberately stricter than Ollama, so that an adapter bug cannot hide: a role
+outside system/user/assistant/tool is a 400 here (Ollama silently drops it from
+the prompt), and so is a field Ollama does not know, in the request, a message,
+a tool call or an embeddings request (Go's decoder ignores unknown fields: on
+a real server whatever the adapter put there would be silently lost).
 
 Models: failure-mode names (see ``tests.fakes.common``) are always installed;
 others must be in ``models`` (default ``llama3.2``, ``nomic-embed-text``).
-``tool`` models call the first declared tool; names containing ``think`` or
-``gpt-oss`` think before answering.
+``tool`` models call the first declared tool, with a fresh ``call_xxxxxxxx`` id
+as recent servers give (``tool-noid``: no id, as servers before tool call ids);
+names containing ``think`` or ``gpt-oss`` think before answering.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import binascii
 import hashlib
 import json
 import math
+import secrets
 import warnings
 from typing import Any
 
@@ -42,15 +49,25 @@ __all__ = ["DEFAULT_MODELS", "ollama_app"]
 
 DEFAULT_MODELS = ("llama3.2", "nomic-embed-text")
 _ROLES = {"system", "user", "assistant", "tool"}
+#: The fields of api.ChatRequest, api.Message, api.ToolCall and api.EmbedRequest (api/types.go).
+_CHAT_FIELDS = frozenset(
+    {"model", "messages", "stream", "format", "keep_alive", "tools", "options", "think"}
+    | {"truncate", "shift", "logprobs", "top_logprobs"}
+)
+_MESSAGE_FIELDS = frozenset(
+    {"role", "content", "thinking", "images", "tool_calls", "tool_name", "tool_call_id"}
+)
+_TOOL_CALL_FIELDS = frozenset({"id", "function"})
+_EMBED_FIELDS = frozenset({"model", "input", "truncate", "dimensions", "keep_alive", "options"})
 _CREATED = "2025-07-07T20:22:19.184789Z"
 #: Known options and their JSON types (api/types.go ``Options``); others are ignored.
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "temperature": (int, float),
     "top_p": (int, float),
-    "top_k": (int,),
-    "seed": (int,),
-    "num_predict": (int,),
-    "num_ctx": (int,),
+    "top_k": (int, float),  # Go: a JSON number is a float64, truncated into an int field
+    "seed": (int, float),
+    "num_predict": (int, float),
+    "num_ctx": (int, float),
     "presence_penalty": (int, float),
     "frequency_penalty": (int, float),
     "repeat_penalty": (int, float),
@@ -87,6 +104,17 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def _unmarshal_error(field: str, value: Any, go_type: str) -> _RejectError:
+    kind = {bool: "bool", str: "string", list: "array", dict: "object"}.get(type(value), "number")
+    return _RejectError(400, f"json: cannot unmarshal {kind} into Go struct field {field} of type {go_type}")
+
+
+def _check_fields(where: str, obj: dict[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise _RejectError(400, f"{where}: unknown field(s) {', '.join(unknown)} (the fake refuses them)")
+
+
 async def _admit(request: web.Request) -> tuple[dict[str, Any], Mode]:
     """Parse, record and route a POST body; failure modes and unknown models end here."""
     raw = await request.read()
@@ -99,8 +127,11 @@ async def _admit(request: web.Request) -> tuple[dict[str, Any], Mode]:
     if not isinstance(body, dict):
         raise _RejectError(400, "json: cannot unmarshal into Go value of type api.ChatRequest")
     request.app["requests"].append(body)
+    _check_fields(request.path, body, _EMBED_FIELDS if request.path == "/api/embed" else _CHAT_FIELDS)
     model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if model is not None and not isinstance(model, str):
+        raise _unmarshal_error("ChatRequest.model", model, "string")
+    if not model:
         raise _RejectError(400, "model is required")
     mode = mode_of(model)
     if mode.delay:
@@ -136,6 +167,8 @@ async def _embed(request: web.Request) -> web.Response:
         dims = body.get("dimensions") or 8
         if not isinstance(dims, int) or dims < 1:
             raise _RejectError(400, "dimensions must be a positive integer")
+        if not isinstance(body.get("truncate", True), bool):
+            raise _unmarshal_error("EmbedRequest.truncate", body["truncate"], "bool")
     except _RejectError as exc:
         return _error(exc.status, str(exc))
     return web.json_response(
@@ -175,7 +208,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if not body["messages"]:
         return web.json_response(_line(model, {"content": ""}, done_reason="load"))
     thinking, content, calls, reason = _answer(body, mode)
-    final = _line(model, {"content": ""}, done_reason=reason, **_counts(body, thinking, content))
+    generated = content + "".join(json.dumps(c["function"]) for c in calls)  # a call is generated text too
+    final = _line(model, {"content": ""}, done_reason=reason, **_counts(body, thinking, generated))
     if not stream:
         message: dict[str, Any] = {"content": content}
         if thinking:
@@ -194,11 +228,19 @@ async def _chat(request: web.Request) -> web.StreamResponse:
 def _check_chat(body: dict[str, Any]) -> bool:
     """Validate like Ollama does; returns whether to stream."""
     messages = body.get("messages", [])
+    if messages is None:
+        messages = []
     if not isinstance(messages, list):
-        raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.messages")
+        raise _unmarshal_error("ChatRequest.messages", messages, "[]api.Message")
     for i, msg in enumerate(messages):
         _check_message(i, msg)
     body["messages"] = messages
+    _check_tools(body.get("tools"))
+    keep_alive = body.get("keep_alive")
+    if keep_alive is not None and (
+        isinstance(keep_alive, bool) or not isinstance(keep_alive, (str, int, float))
+    ):
+        raise _RejectError(400, "json: unsupported type for keep_alive")
     stream = body.get("stream", True)
     if not isinstance(stream, bool):
         raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.stream of type bool")
@@ -212,22 +254,55 @@ def _check_chat(body: dict[str, Any]) -> bool:
 
 def _check_message(i: int, msg: Any) -> None:
     if not isinstance(msg, dict):
-        raise _RejectError(400, "json: cannot unmarshal into Go value of type api.Message")
+        raise _unmarshal_error("ChatRequest.messages", msg, "api.Message")
+    _check_fields(f"messages[{i}]", msg, _MESSAGE_FIELDS)
+    for name in ("role", "content", "thinking", "tool_name", "tool_call_id"):
+        value = msg.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _unmarshal_error(f"ChatRequest.messages.{name}", value, "string")
     role = str(msg.get("role", "")).lower()
     if role not in _ROLES:
         raise _RejectError(400, f"messages[{i}]: invalid role {msg.get('role')!r}")
-    if not isinstance(msg.get("content", ""), str):
-        raise _RejectError(400, "json: cannot unmarshal array into Go struct field Message.messages.content")
-    for image in msg.get("images") or ():
+    images = msg.get("images") or []
+    if not isinstance(images, list):
+        raise _unmarshal_error("ChatRequest.messages.images", images, "[]api.ImageData")
+    for image in images:
+        if not isinstance(image, str):
+            raise _unmarshal_error("ChatRequest.messages.images", image, "api.ImageData")
         try:
             base64.b64decode(image, validate=True)
-        except (binascii.Error, TypeError, ValueError) as exc:
+        except (binascii.Error, ValueError) as exc:
             raise _RejectError(400, f"illegal base64 data in messages[{i}].images: {exc}") from exc
-    for call in msg.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("arguments", {}), dict):
-            raise _RejectError(
-                400, "json: cannot unmarshal string into Go struct field ToolCallFunction.arguments"
+    calls = msg.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise _unmarshal_error("ChatRequest.messages.tool_calls", calls, "[]api.ToolCall")
+    for k, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise _unmarshal_error("ChatRequest.messages.tool_calls", call, "api.ToolCall")
+        _check_fields(f"messages[{i}].tool_calls[{k}]", call, _TOOL_CALL_FIELDS)
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise _unmarshal_error("ToolCall.function", function, "api.ToolCallFunction")
+        if not isinstance(function.get("name", ""), str):
+            raise _unmarshal_error("ToolCallFunction.name", function["name"], "string")
+        if not isinstance(function.get("arguments", {}), dict):
+            raise _unmarshal_error(
+                "ToolCallFunction.arguments", function["arguments"], "api.ToolCallFunctionArguments"
+            )
+
+
+def _check_tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _unmarshal_error("ChatRequest.tools", tools, "api.Tools")
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _unmarshal_error("ChatRequest.tools", tool, "api.Tool")
+        if not isinstance(function.get("parameters", {}), dict):
+            raise _unmarshal_error(
+                "ToolFunction.parameters", function["parameters"], "api.ToolFunctionParameters"
             )
 
 
@@ -270,7 +345,9 @@ def _answer(body: dict[str, Any], mode: Mode) -> tuple[str, str, list[dict[str, 
     tools = body.get("tools") or []
     if mode.tool and tools:
         name = tools[0]["function"]["name"]
-        call = {"id": "call_fk3x9q2a", "function": {"index": 0, "name": name, "arguments": {"text": text}}}
+        call: dict[str, Any] = {"function": {"index": 0, "name": name, "arguments": {"text": text}}}
+        if "noid" not in body["model"]:  # servers before tool call ids send none
+            call = {"id": f"call_{secrets.token_hex(4)}", **call}
         return thinking, "", [call], "stop"
     content = json.dumps({"echo": text}) if body.get("format") else f"echo: {text}"
     limit = (body.get("options") or {}).get("num_predict")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -158,9 +159,10 @@ def test_supported_params_exclude_what_ollama_cannot_do() -> None:
         "max_tokens",
         "response_format",
         "tools",
+        "tool_choice",  # auto and none only: see test_ollama_tools.py
         "reasoning_effort",
     } <= params
-    assert not params & {"tool_choice", "n", "logprobs", "logit_bias", "parallel_tool_calls", "user"}
+    assert not params & {"n", "logprobs", "logit_bias", "parallel_tool_calls", "user"}
     assert params <= set(ChatRequest.model_fields)
 
 
@@ -194,10 +196,10 @@ def test_parse_chat_tool_calls_with_and_without_ids() -> None:
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
     assert choice.message.tool_calls is not None
-    assert [(c.id, c.function.name) for c in choice.message.tool_calls] == [
-        ("call_0", "a"),
-        ("call_ollama1", "b"),
-    ]
+    calls = choice.message.tool_calls
+    assert [c.function.name for c in calls] == ["a", "b"]
+    assert calls[0].id.startswith("call_")  # made up: this server gave none
+    assert calls[1].id == "call_ollama1"
     assert orjson.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Tokyo"}
     assert response.usage is not None
     assert response.usage.total_tokens == 0
@@ -247,9 +249,14 @@ def test_stream_decoder_byte_by_byte() -> None:
     assert text_of(chunks, "reasoning_content") == "Hmm, ok."
     assert text_of(chunks) == "Grüße 🌍"
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
-    assert [(d.index, d.id, d.function.name if d.function else None) for d in deltas] == [
-        (0, "call_0", "f"), (1, "call_abc", "g"), (2, "call_2", "h")
-    ]  # fmt: skip
+    assert [(d.index, d.function.name if d.function else None) for d in deltas] == [
+        (0, "f"),
+        (1, "g"),
+        (2, "h"),
+    ]
+    assert deltas[1].id == "call_abc"
+    assert all(d.id and d.id.startswith("call_") for d in deltas)
+    assert len({d.id for d in deltas}) == 3
     assert deltas[2].function is not None
     assert orjson.loads(deltas[2].function.arguments or "") == {"y": "ü"}
     finish, usage = chunks[-2], chunks[-1]
@@ -422,7 +429,7 @@ async def test_tool_and_thinking_streams_via_fake(
     chunks = await stream_chat(client, adapter, chat(tools=tools), "tool-model")
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
     assert len(deltas) == 1
-    assert deltas[0].id == "call_fk3x9q2a"
+    assert re.fullmatch(r"call_[0-9a-f]{8}", deltas[0].id or "")  # the server's own id, passed on
     assert deltas[0].index == 0
     assert deltas[0].function is not None
     assert deltas[0].function.name == "lookup"
@@ -535,3 +542,10 @@ async def test_ollama_not_running_is_a_retryable_connection_error(client: HttpCl
             await client.send(adapter.models_request(), Timeouts(connect=2.0), "ollama")
     assert info.value.retryable is True
     assert f"127.0.0.1:{port}" in info.value.message
+
+
+@pytest.mark.parametrize("message", ["hi", ["hi"], 3])
+def test_stream_line_whose_message_is_not_an_object_is_a_response_error(message: object) -> None:
+    decoder = adapter_for().stream_decoder("m")
+    with pytest.raises(ProviderResponseError):
+        decoder.feed(orjson.dumps({"model": "m", "message": message, "done": False}) + b"\n")

@@ -17,7 +17,12 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
   fetches URLs, so an http(s) image URL is rejected here with a clear error.
 - Tool calls carry their arguments as a JSON *object*; results go back as
   ``role: "tool"`` messages with ``tool_name``. Recent servers give each call
-  an ``id`` (``call_xxxxxxxx``); older ones do not, and ``call_<index>`` is used.
+  an ``id`` (``call_xxxxxxxx``); older ones do not, and a fresh ``call_<random>``
+  is made: ids must stay unique across the turns of a conversation (a tool loop
+  that moves to Anthropic or Bedrock is refused duplicate tool-use ids).
+- ``/api/chat`` has no ``tool_choice``: the model decides, which is ``"auto"``;
+  ``"none"`` is honoured by not sending the tools; ``"required"`` or a named
+  function cannot be expressed and is refused (400 naming the param).
 - Streams are NDJSON: one chat object per line, the last with ``done: true``,
   ``done_reason`` and the token counts; a failure mid-stream is a line
   ``{"error": "...", "status"?: N}``.
@@ -27,6 +32,7 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -39,6 +45,7 @@ from uniinfer.errors import (
     ProviderResponseError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
@@ -82,6 +89,7 @@ class OllamaAdapter(ProviderAdapter):
             "max_completion_tokens",
             "response_format",
             "tools",
+            "tool_choice",
             "stream_options",
             "reasoning_effort",
         }
@@ -99,18 +107,34 @@ class OllamaAdapter(ProviderAdapter):
         fmt = _format(request)
         if fmt is not None:
             payload["format"] = fmt
-        if request.tools:
+        if request.tools and self._tools_sent(request):
             payload["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in request.tools]
         if request.reasoning_effort is not None:
             payload["think"] = _think(request.reasoning_effort, model)
         return HttpRequest(self.url("/api/chat"), orjson.dumps(payload), self.auth_headers())
+
+    def _tools_sent(self, request: ChatRequest) -> bool:
+        """Whether the tools go out: ``tool_choice`` "auto" (Ollama's only behaviour) or unset
+        sends them, "none" leaves them out; forcing a call cannot be expressed."""
+        choice = request.tool_choice
+        if choice is None or choice == "auto":
+            return True
+        if choice == "none":
+            return False
+        forced = "required" if choice == "required" else f"function '{choice.function.name}'"
+        raise UnsupportedParamError(
+            f"provider '{self.name}' cannot force a tool call (tool_choice {forced}): Ollama's "
+            "/api/chat lets the model decide; use tool_choice 'auto' or 'none', or omit it",
+            provider=self.name,
+            param="tool_choice",
+        )
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
         message = data.get("message") if isinstance(data, dict) else None
         if not isinstance(message, dict):
             raise self._shape_error("chat response", body)
-        calls = [_tool_call(i, raw) for i, raw in enumerate(message.get("tool_calls") or ())]
+        calls = [_tool_call(raw) for raw in _list(message.get("tool_calls"))]
         content = message.get("content") or ""
         return ChatResponse(
             id=chunk_id(),
@@ -328,13 +352,21 @@ def _think(effort: str, model: str) -> bool | str:
     return True
 
 
-def _tool_call(index: int, raw: Any) -> ToolCall:
-    """One Ollama tool call (arguments as an object) as an OpenAI ToolCall (arguments as JSON text)."""
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _tool_call(raw: Any) -> ToolCall:
+    """One Ollama tool call (arguments as an object) as an OpenAI ToolCall (arguments as JSON text).
+
+    A server too old to give the call an id gets a fresh one: ``call_<index>`` would repeat
+    in every turn of a tool loop, and ids must be unique across a conversation.
+    """
     raw = raw if isinstance(raw, dict) else {}
     function = raw.get("function") if isinstance(raw.get("function"), dict) else {}
     arguments = function.get("arguments")
     return ToolCall(
-        id=str(raw.get("id") or f"call_{index}"),
+        id=str(raw.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
         function=FunctionCall(
             name=str(function.get("name", "")),
             arguments=arguments if isinstance(arguments, str) else orjson.dumps(arguments or {}).decode(),
@@ -405,7 +437,9 @@ class OllamaStreamDecoder:
 
     def _line(self, payload: dict[str, Any]) -> list[ChatChunk]:
         message = payload.get("message") or {}
-        calls = [self._tool_delta(raw) for raw in message.get("tool_calls") or ()]
+        if not isinstance(message, dict):
+            raise self._adapter._shape_error("stream line", orjson.dumps(payload).decode())
+        calls = [self._tool_delta(raw) for raw in _list(message.get("tool_calls"))]
         delta = ChunkDelta(
             content=message.get("content") or None,
             reasoning_content=message.get("thinking") or None,
@@ -420,7 +454,7 @@ class OllamaStreamDecoder:
         return out
 
     def _tool_delta(self, raw: Any) -> ToolCallDelta:
-        call = _tool_call(self._tools, raw)
+        call = _tool_call(raw)
         self._tools += 1
         return ToolCallDelta(
             index=self._tools - 1,

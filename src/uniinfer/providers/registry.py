@@ -321,7 +321,14 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "http://127.0.0.1:8000/v1",
         "VLLM_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True),
-        unsupported_params=frozenset({"audio", "modalities", "prediction", "store", "web_search_options"}),
+        # Its ChatCompletionRequest (vllm/entrypoints/openai/protocol.py) accepts unknown fields
+        # and only logs "present in the request but ignored"; parallel_tool_calls and user are
+        # fields it documents as ignored. Each would be silently lost, so they are refused.
+        unsupported_params=frozenset(
+            {"audio", "modalities", "prediction", "store", "web_search_options", "service_tier"}
+            | {"metadata", "verbosity", "parallel_tool_calls", "user", "safety_identifier"}
+            | {"prompt_cache_key", "prompt_cache_retention"}
+        ),
         key_required=False,
         local=True,
         docs_url="https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
