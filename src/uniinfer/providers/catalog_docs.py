@@ -144,6 +144,15 @@ def _options(spec: ProviderSpec, registry: Registry) -> list[tuple[str, bool]]:
     return [(name, info.is_required()) for name, info in model.model_fields.items()]
 
 
+def _example_options(spec: ProviderSpec, registry: Registry) -> dict[str, str]:
+    """The first of the options model's ``examples`` (where no field alone is required)."""
+    model = registry.adapter_class(spec).Options if spec.adapter != OPENAI_ADAPTER else None
+    extra = model.model_config.get("json_schema_extra") if model is not None else None
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    first = examples[0] if isinstance(examples, list) and examples else None
+    return {str(k): str(v) for k, v in first.items()} if isinstance(first, dict) else {}
+
+
 def _snippet(spec: ProviderSpec, registry: Registry) -> list[str]:
     """A minimal ``providers:`` entry for this provider."""
     lines = ["```yaml", "providers:", f"  {spec.name}:"]
@@ -151,10 +160,11 @@ def _snippet(spec: ProviderSpec, registry: Registry) -> list[str]:
         lines.append(f"    api_key: env:{spec.api_key_env}")
     if spec.local or spec.name == "openai_compatible" or "YOUR-" in spec.base_url:
         lines.append(f"    base_url: {spec.base_url}")
-    required = [name for name, needed in _options(spec, registry) if needed]
-    if required:
+    options = {name: f"<{name}>" for name, needed in _options(spec, registry) if needed}
+    options.update(_example_options(spec, registry))
+    if options:
         lines.append("    options:")
-        lines += [f"      {name}: <{name}>" for name in required]
+        lines += [f"      {name}: {value}" for name, value in options.items()]
     if len(lines) == 3:
         lines[-1] += " {}"
     return [*lines, "```"]

@@ -94,7 +94,11 @@ _ALWAYS = frozenset({"model", "messages", "stream"})
 class VertexOptions(BaseModel):
     """``providers.<name>.options`` of a Vertex AI provider."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the example is docs/providers.md's snippet: one of the two credentials is required
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"credentials_file": "env:GOOGLE_APPLICATION_CREDENTIALS"}]},
+    )
     #: Google Cloud project id (default: the service account's ``project_id``).
     project: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.:_-]+$")
     location: str = Field(default="us-central1", pattern=r"^[a-z0-9-]+$")
