@@ -728,3 +728,65 @@ async def test_head_is_a_get_without_its_body(base_url: str) -> None:
             assert resp.headers["Allow"] == "POST"
         async with session.delete(base_url + "/v1/models", headers=auth) as resp:
             assert resp.headers["Allow"] == "GET, HEAD"
+
+
+async def _run_cut(
+    app: App, path: str, body: dict[str, object], *, draining: bool
+) -> list[dict[str, object]]:
+    """Start a slow request straight on the ASGI app, cancel it as a server's shutdown does."""
+    http = app.gateway.http
+    inbox = [{"type": "http.request", "body": json.dumps(body).encode()}]
+    sent: list[dict[str, object]] = []
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if inbox:
+            return inbox.pop()
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"authorization", f"Bearer {MASTER}".encode())],
+        "query_string": b"",
+    }
+    task = asyncio.create_task(app(scope, receive, send))
+    await _wait_for(lambda: http.busy_connections == 1)
+    app.draining = draining
+    try:
+        task.cancel("timeout graceful shutdown exceeded")
+        await asyncio.wait_for(task, 5)
+    finally:
+        app.draining = False
+        await _wait_for(lambda: http.busy_connections == 0)
+    assert app.in_flight == 0
+    return sent
+
+
+async def test_a_request_cut_at_shutdown_answers_503_in_its_apis_shape(app: App) -> None:
+    """Past the grace period the server cancels what is left: a 503, not a traceback and a plain 500.
+
+    (Here through the portable path, a server without uvicorn's ``disconnected`` flag;
+    tests/test_lifecycle.py cuts requests of the real ``uniinfer serve``.)
+    """
+    chat = {"model": "up/slow-5", "messages": MSG}
+    sent = await _run_cut(app, "/v1/chat/completions", chat, draining=True)
+    assert sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]  # type: ignore[operator]
+    assert json.loads(sent[1]["body"])["error"]["code"] == "service_unavailable"  # type: ignore[arg-type]
+
+    messages = {"model": "up/slow-5", "max_tokens": 10, "messages": MSG}
+    sent = await _run_cut(app, "/v1/messages", messages, draining=True)
+    assert sent[0]["status"] == 503
+    error = json.loads(sent[1]["body"])  # type: ignore[arg-type]
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "overloaded_error"
+
+    # not shutting down, a cancellation is not turned into an answer
+    with pytest.raises(asyncio.CancelledError):
+        await _run_cut(app, "/v1/chat/completions", chat, draining=False)

@@ -1,16 +1,25 @@
 """Running the server with uvicorn, with graceful shutdown.
 
-On SIGTERM/SIGINT the app is marked draining (``/ready`` answers 503 so a
-load balancer stops sending), uvicorn stops accepting connections and waits
-up to ``server.graceful_shutdown_seconds`` for in-flight requests, then the
-lifespan shutdown closes the upstream connection pool.
+On SIGTERM/SIGINT the app is marked draining, uvicorn closes its listening
+socket (new connections are refused, so a load balancer moves on; ``/ready``
+answers 503 to a probe that still reaches the process) and waits up to
+``server.graceful_shutdown_seconds`` for in-flight requests and streams to
+end. Requests still running then are cut (a request whose answer has not
+started gets a 503 ``service_unavailable``), and the lifespan shutdown closes
+the upstream connection pool. A second SIGINT (Ctrl-C) cuts at once. A
+shutdown that was asked for exits 0.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from uniinfer.config import Config
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["run"]
 
@@ -35,6 +44,24 @@ def _freeze_startup_objects() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+async def _cut(tasks: set[asyncio.Task[None]], *, cancel: bool) -> None:
+    """Let the requests cut at shutdown answer before the loop ends (on a forced exit: ``cancel`` them).
+
+    Past the grace period uvicorn cancels the requests left and does not wait
+    for them; on a second Ctrl-C it cancels nothing. Each cut request still
+    answers (a 503 where nothing was sent, see ``App._run``) and closes its
+    upstream connection.
+    """
+    import asyncio
+
+    left = list(tasks)
+    if cancel:  # (once: a request cut twice could not answer its 503)
+        for task in left:
+            task.cancel("the gateway is shutting down")
+    if left:
+        await asyncio.wait(left, timeout=1.0)
+
+
 def run(config: Config, *, log_level: str = "info") -> None:
     import asyncio
     import socket
@@ -49,8 +76,28 @@ def run(config: Config, *, log_level: str = "info") -> None:
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            app.draining = True
+            app.draining = True  # /ready answers 503 from now on
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    # uvicorn raises the signals it caught again once it has shut down (for a
+                    # program that embeds it): this process would then die of its SIGTERM
+                    # (exit 143) after a clean drain, and a second Ctrl-C became a
+                    # KeyboardInterrupt inside the loop (tracebacks, an unclosed pool).
+                    # Here the shutdown was asked for and is done: exit 0.
+                    self._captured_signals.clear()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            app.draining = True  # also when asked to exit without a signal
+            await super().shutdown(sockets)
+            await _cut(self.server_state.tasks, cancel=self.force_exit)
+            if self.force_exit:  # uvicorn skips the lifespan shutdown then: the pool is closed all the same
+                await self.lifespan.shutdown()
 
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             eager_writes.install(asyncio.get_running_loop())  # this process owns the loop
@@ -66,7 +113,9 @@ def run(config: Config, *, log_level: str = "info") -> None:
             lifespan="on",
             access_log=False,
             log_level=log_level,
-            timeout_graceful_shutdown=round(config.server.graceful_shutdown_seconds),
+            # the seconds as configured (uvicorn's hint says int, it waits with asyncio.wait_for);
+            # round() made 0.4 no grace at all
+            timeout_graceful_shutdown=cast(int, config.server.graceful_shutdown_seconds),
             server_header=False,
             # uniinfer reads no client address; the X-Forwarded-* rewrite costs every request
             proxy_headers=False,

@@ -238,6 +238,7 @@ class App:
                 await handler(self, request)
             except asyncio.CancelledError:
                 if not sweeper.gone(task):
+                    self._cut_at_shutdown(task)
                     raise
                 task.uncancel()  # the caller left: the upstream request was cancelled with us
             finally:
@@ -249,11 +250,29 @@ class App:
             await handler(self, request)
         except asyncio.CancelledError:
             if not watch.gone:
+                self._cut_at_shutdown(task)
                 raise
             task.uncancel()
         finally:
             timer.cancel()
             watch.stop()
+
+    def _cut_at_shutdown(self, task: asyncio.Task[Any]) -> None:
+        """A request cut while the server shuts down (past its grace period) ends as a 503.
+
+        Raised in place of the ``CancelledError``, so the caller gets an answer in its
+        API's shape with ``Retry-After`` (or, when the response has begun, a stream
+        that ends unfinished), and nothing reaches the ASGI server: uvicorn logged
+        each cut request's traceback and answered a plain-text 500. Any other
+        cancellation goes on.
+        """
+        if self.draining and task.cancelling():
+            task.uncancel()
+            raise ServiceUnavailableError(
+                "The gateway shut down before this request was answered "
+                "(server.graceful_shutdown_seconds passed); retry it.",
+                retry_after=1.0,
+            ) from None
 
     def _route(self, method: str, path: str) -> Endpoint:
         endpoint = self._routes.get((method, path))
