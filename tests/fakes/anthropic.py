@@ -27,7 +27,9 @@ and answers 400 ``invalid_request_error`` with the real API's message style
 
 Answers: ``"echo: <last user text>"`` (or of the last tool result); with the
 ``tool`` failure mode, a forcing ``tool_choice`` or a named tool, a
-``tool_use`` block for that tool with input ``{"location": "Paris"}``; a model
+``tool_use`` block for that tool with input ``{"location": "Paris"}`` (a model name
+containing ``parallel``: one for every declared tool, unless ``disable_parallel_tool_use``;
+containing ``preamble``: after a text block ``"Let me check."``); a model
 name containing ``think`` (or ``thinking`` enabled) adds a thinking block
 first, signed (:func:`sign`), and one containing ``redact`` a
 ``redacted_thinking`` block before it.
@@ -60,7 +62,7 @@ from aiohttp import web
 
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 
-__all__ = ["REDACTED_DATA", "anthropic_app", "sign"]
+__all__ = ["PREAMBLE", "REDACTED_DATA", "anthropic_app", "sign"]
 
 Block = dict[str, Any]
 
@@ -112,6 +114,8 @@ _THINKING_DOCS = (
     "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
 _THOUGHT = "The user wants an echo."
+#: The text a ``preamble`` model says before its tool calls.
+PREAMBLE = "Let me check."
 
 
 def sign(thinking: str) -> str:
@@ -498,17 +502,20 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
         blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
     if "think" in model or (body.get("thinking") or {}).get("type") == "enabled":
         blocks.append({"type": "thinking", "thinking": _THOUGHT, "signature": sign(_THOUGHT)})
-    tool = _tool_to_call(body, turns, mode)
+    tools = _tools_to_call(body, turns, mode)
     stop_reason, stop_sequence = "end_turn", None
-    if tool is not None:
-        blocks.append(
+    if tools:
+        if "preamble" in model:
+            blocks.append({"type": "text", "text": PREAMBLE})
+        blocks += [
             {
                 "type": "tool_use",
                 "id": f"toolu_{uuid.uuid4().hex[:24]}",
                 "name": tool,
                 "input": {"location": "Paris"},
             }
-        )
+            for tool in tools
+        ]
         stop_reason = "tool_use"
     else:
         text, stop_reason, stop_sequence = _cut(f"echo: {_last_text(turns)}", body)
@@ -526,17 +533,19 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     }
 
 
-def _tool_to_call(body: Block, turns: list[Block], mode: Mode) -> str | None:
+def _tools_to_call(body: Block, turns: list[Block], mode: Mode) -> list[str]:
     tools = body.get("tools") or []
     choice = body.get("tool_choice") or {"type": "auto"}
     if not tools or choice["type"] == "none":
-        return None
+        return []
     if choice["type"] == "tool":
-        return str(choice["name"])
+        return [str(choice["name"])]
     answering = bool(_ids(turns[-1], "tool_result", "tool_use_id")) if turns[-1]["role"] == "user" else False
     if choice["type"] == "any" or (mode.tool and not answering):
-        return str(tools[0]["name"])
-    return None
+        names = [str(t["name"]) for t in tools]
+        parallel = "parallel" in str(body["model"]) and not choice.get("disable_parallel_tool_use")
+        return names if parallel else names[:1]
+    return []
 
 
 def _last_text(turns: list[Block]) -> str:

@@ -16,7 +16,9 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
 - ``cache``  ``cachedContentTokenCount`` (half the prompt) in usage
 - ``tiny``   a 16-token context: longer prompts get the real "input token count" 400
 - ``tool``   a ``functionCall`` to the first declared function, args ``{"location": "Paris"}``
-  (also ``-tool`` anywhere in the name, e.g. ``gemini-3-flash-tool``)
+  (also ``-tool`` anywhere in the name, e.g. ``gemini-3-flash-tool``); with ``parallel`` in
+  the name, one ``functionCall`` part per declared function, with ``preamble`` a text part
+  ``"Let me check."`` before them
 - ``malformed`` (anywhere in the name) a candidate with no content and
   ``finishReason: MALFORMED_FUNCTION_CALL``, as Gemini answers a call it failed to form
 - ``gemini-3*`` a Gemini 3 model (https://ai.google.dev/gemini-api/docs/thought-signatures):
@@ -34,6 +36,9 @@ Every ``thoughtSignature`` sent must be base64 (the field is ``bytes``), else th
 real TYPE_BYTES 400.
 
 Token counts are words (whitespace-split), so tests can predict them exactly.
+``generationConfig.stopSequences`` cut the answer text before the first match
+(``finishReason: STOP``, as the API reports it) and ``maxOutputTokens`` after that
+many words (``MAX_TOKENS``).
 Every request is recorded in ``app["requests"]`` as ``{path, query, headers, body}``.
 """
 
@@ -51,9 +56,11 @@ from aiohttp import web
 
 from tests.fakes.common import FakeProvider, abort, mode_of, stream_response
 
-__all__ = ["API_KEY", "DUMMY_SIGNATURES", "gemini_app", "signature_of"]
+__all__ = ["API_KEY", "DUMMY_SIGNATURES", "PREAMBLE", "gemini_app", "signature_of"]
 
 API_KEY = "gm-test"
+#: The text a ``preamble`` model says before its function calls.
+PREAMBLE = "Let me check."
 Json = dict[str, Any]
 
 _RPC = {
@@ -379,11 +386,15 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
     parts: list[Json] = [{"text": "Let me think.", "thought": True}] if "think" in model else []
     declared = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
     if (mode_of(model).tool or "-tool" in model) and declared:
-        call = {"name": declared[0]["name"], "args": {"location": "Paris"}}
-        part: Json = {"functionCall": call}
-        if _is_gemini_3(model):
-            part["thoughtSignature"] = signature_of(call)
-        return [*parts, part]
+        if "preamble" in model:
+            parts.append({"text": PREAMBLE})
+        calls: list[Json] = []
+        for declaration in declared if "parallel" in model else declared[:1]:
+            call = {"name": declaration["name"], "args": {"location": "Paris"}}
+            calls.append({"functionCall": call})
+        if _is_gemini_3(model):  # on the first call only
+            calls[0]["thoughtSignature"] = signature_of(calls[0]["functionCall"])
+        return [*parts, *calls]
     text = _last_user_text(body["contents"])
     if body.get("generationConfig", {}).get("responseMimeType") == "application/json":
         # JSON mode / structured output: the real API answers with a JSON document
@@ -395,8 +406,29 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
     return [*parts, answer]
 
 
+def _limit(parts: list[Json], config: Json) -> str:
+    """Cut the answer text at a stop sequence (``STOP``, the sequence left out) or after
+    ``maxOutputTokens`` words (``MAX_TOKENS``); the candidate's finishReason."""
+    answer = next((p for p in reversed(parts) if "text" in p and not p.get("thought")), None)
+    if answer is None:
+        return "STOP"
+    for stop in config.get("stopSequences") or ():
+        if stop and stop in answer["text"]:
+            answer["text"] = answer["text"][: answer["text"].index(stop)]
+            return "STOP"
+    limit = config.get("maxOutputTokens")
+    words = answer["text"].split(" ")
+    if limit is not None and len(words) > limit:
+        answer["text"] = " ".join(words[:limit])
+        return "MAX_TOKENS"
+    return "STOP"
+
+
 def _answer_words(parts: list[Json]) -> int:
-    return sum(len(p.get("text", "").split()) for p in parts if not p.get("thought"))
+    """Output tokens: the words of the answer text, and for each function call its name and
+    one per argument (the real API counts calls in ``candidatesTokenCount`` too)."""
+    words = sum(len(p.get("text", "").split()) for p in parts if not p.get("thought"))
+    return words + sum(1 + len(p["functionCall"]["args"]) for p in parts if "functionCall" in p)
 
 
 def _generate(model: str, body: Json) -> Json:
@@ -416,8 +448,9 @@ def _generate(model: str, body: Json) -> Json:
             "responseId": "malformed",
         }
     parts = _answer_parts(model, body)
+    finish = _limit(parts, body.get("generationConfig", {}))
     candidates = [
-        {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": i} for i in range(n)
+        {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": i} for i in range(n)
     ]
     return {
         "candidates": candidates,
@@ -451,7 +484,7 @@ def _stream_events(full: Json) -> list[bytes]:
         {**base, "candidates": [{"content": {"parts": [p], "role": "model"}}], "usageMetadata": partial}
         for p in pieces[:-1]
     ]
-    last = {"content": {"parts": pieces[-1:], "role": "model"}, "finishReason": "STOP"}
+    last = {"content": {"parts": pieces[-1:], "role": "model"}, "finishReason": cand["finishReason"]}
     events.append({**base, "candidates": [last], "usageMetadata": full["usageMetadata"]})
     return [_sse(e) for e in events]
 

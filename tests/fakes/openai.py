@@ -14,12 +14,17 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
   ``completion_tokens``)
 - starts with ``tool``  a call to the first declared tool (also whenever
   ``tool_choice`` is ``"required"`` or names a function)
+- contains ``parallel`` (with ``tool``) a call to every declared tool, in order, in one
+  message (unless ``parallel_tool_calls`` is false)
+- contains ``preamble`` (with ``tool``) the text ``"Let me check."`` before the call(s), in
+  the same message, as models do
 - ``error-502``         an HTML body, like the real edge proxy sends
 
 Usage is deterministic: ``prompt_tokens`` is the number of whitespace-separated
 words of every message's text plus 3 per message; ``completion_tokens`` the words
 of the answer (times ``n``). ``max_tokens`` / ``max_completion_tokens`` truncate
-the answer to that many words with ``finish_reason: "length"``.
+the answer to that many words with ``finish_reason: "length"``; ``stop`` sequences cut it
+before the first match (left out, ``finish_reason: "stop"``).
 
 Every request is recorded in ``app["requests"]`` as ``{"method", "path",
 "headers", "body"}`` (``headers`` is case-insensitive; ``body`` is the decoded
@@ -784,19 +789,24 @@ def _rand_id(prefix: str, length: int) -> str:
     return prefix + "".join(random.choices(string.ascii_letters + string.digits, k=length))
 
 
-def _chosen_tool(body: dict[str, Any], model: str) -> str | None:
-    """The function the model calls, or None for a text answer."""
+PREAMBLE = "Let me check."
+
+
+def _chosen_tools(body: dict[str, Any], model: str) -> list[str]:
+    """The functions the model calls (none for a text answer)."""
     tools = body.get("tools") or []
     choice = body.get("tool_choice")
     if not tools or choice == "none":
-        return None
+        return []
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if isinstance(name, str):
-            return name
+            return [name]
     if choice == "required" or mode_of(model).tool:
-        return str(tools[0]["function"]["name"])
-    return None
+        names = [str(t["function"]["name"]) for t in tools]
+        parallel = "parallel" in model and body.get("parallel_tool_calls") is not False
+        return names if parallel else names[:1]
+    return []
 
 
 class _Answer:
@@ -806,7 +816,8 @@ class _Answer:
         model = body["model"]
         self.model = model
         self.n = int(body.get("n") or 1)
-        self.tool = _chosen_tool(body, model)
+        self.tools = _chosen_tools(body, model)
+        self.tool = self.tools[0] if self.tools else None
         text = last_user_text(body["messages"])
         fmt = (body.get("response_format") or {}).get("type")
         content = (
@@ -816,13 +827,20 @@ class _Answer:
         )
         self.reasoning = 5 if "reason" in model else 0
         self.finish = "tool_calls" if self.tool else "stop"
+        stops = body.get("stop")
+        for stop in [stops] if isinstance(stops, str) else stops or ():
+            if stop and stop in content:  # the answer ends before the sequence, which is left out
+                content = content[: content.index(stop)]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = content.split()
         if self.tool is None and limit is not None and len(words) + self.reasoning > limit:
             content = " ".join(words[: max(limit - self.reasoning, 0)])
             self.finish = "length"
-        self.content = None if self.tool else content
-        per_choice = len((TOOL_ARGUMENTS if self.tool else content).split()) + self.reasoning
+        self.content = content
+        if self.tool:
+            self.content = PREAMBLE if "preamble" in model else None
+        said = len(self.content.split()) if self.content else 0
+        per_choice = said + len(TOOL_ARGUMENTS.split()) * len(self.tools) + self.reasoning
         prompt = prompt_tokens(body["messages"])
         completion = per_choice * self.n
         self.usage = {
@@ -840,7 +858,8 @@ class _Answer:
                 "rejected_prediction_tokens": 0,
             },
         }
-        self.call_ids = [_rand_id("call_", 24) for _ in range(self.n)]
+        #: per choice, one id per call
+        self.call_ids = [[_rand_id("call_", 24) for _ in self.tools] for _ in range(self.n)]
 
 
 def _check_rejected(body: dict[str, Any], rejects: frozenset[str]) -> None:
@@ -890,13 +909,10 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
             "refusal": None,
             "annotations": [],
         }
-        if answer.tool:
+        if answer.tools:
             message["tool_calls"] = [
-                {
-                    "id": answer.call_ids[i],
-                    "type": "function",
-                    "function": {"name": answer.tool, "arguments": TOOL_ARGUMENTS},
-                }
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
+                for call_id, name in zip(answer.call_ids[i], answer.tools, strict=True)
             ]
         choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish})
     return _json(
@@ -923,26 +939,24 @@ def _choice_deltas(answer: _Answer, index: int) -> list[dict[str, Any]]:
     def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
-    if answer.tool:
-        first = choice(
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": answer.call_ids[index],
-                        "type": "function",
-                        "function": {"name": answer.tool, "arguments": ""},
-                    }
-                ],
-                "refusal": None,
+    if answer.tools:
+        said = [choice({"content": piece}) for piece in _pieces(answer.content or "")]
+        first = choice({"role": "assistant", "content": "" if said else None, "refusal": None})
+        rest = list(said)
+        for k, (call_id, name) in enumerate(zip(answer.call_ids[index], answer.tools, strict=True)):
+            start = {
+                "index": k,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
             }
-        )
-        rest = [
-            choice({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-            for piece in _pieces(TOOL_ARGUMENTS)
-        ]
+            rest.append(choice({"tool_calls": [start]}))
+            rest += [
+                choice({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+                for piece in _pieces(TOOL_ARGUMENTS)
+            ]
+        if not said:  # the first call starts in the role chunk, as the real API sends it
+            first["delta"]["tool_calls"] = rest.pop(0)["delta"]["tool_calls"]
     else:
         first = choice({"role": "assistant", "content": "", "refusal": None})
         rest = [choice({"content": piece}) for piece in _pieces(answer.content or "")]
