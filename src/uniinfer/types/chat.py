@@ -244,8 +244,10 @@ class AssistantMessage(BaseModel):
     #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
     reasoning_content: str | None = None
     #: Present when a client appends a response message as-is (the openai SDK's
-    #: ``message.model_dump()``); accepted, never sent upstream.
+    #: ``message.model_dump()``, and ``parsed`` from its ``parse()`` and ``stream()``
+    #: helpers); accepted, never sent upstream.
     annotations: list[dict[str, Any]] | None = Field(default=None, exclude=True)
+    parsed: Any = Field(default=None, exclude=True)
     #: The turn's signed thinking blocks, in order (see :class:`SignedThinking`), set by the
     #: Anthropic Messages ingress; never serialised and never accepted from a client.
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
