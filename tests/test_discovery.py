@@ -42,3 +42,23 @@ async def test_local_deployments_are_free_for_lowest_cost() -> None:
         "openai/gpt-4o-mini",
     ]
     await gw.aclose()
+
+
+async def test_openai_compatible_local_servers_list_their_models_and_a_dead_one_is_unavailable() -> None:
+    from tests.fakes.openai import openai_app
+
+    async with run_fake(openai_app(api_key=None, models=["qwen2.5-7b-instruct"])) as url:
+        config = make_config(
+            f"providers:\n  vllm: {{base_url: '{url}/v1'}}\n"
+            "  lmstudio: {base_url: 'http://127.0.0.1:9/v1'}\n"  # nothing listens on port 9
+            "  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n"  # hosted: never probed
+        )
+        gateway = Gateway(config)
+        try:
+            cards = {card.id: card.available for card in (await gateway.discover_models()).data}
+        finally:
+            await gateway.aclose()
+    assert cards["vllm/qwen2.5-7b-instruct"] is True  # from the server's own GET /v1/models
+    assert cards["vllm/*"] is True
+    assert cards["lmstudio/*"] is False  # a request to it would fail to connect: said so up front
+    assert cards["openai/*"] is True  # a hosted provider is listed as configured, not probed

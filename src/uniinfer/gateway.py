@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from uniinfer.config import Config
 from uniinfer.errors import (
     ConfigError,
+    ProviderConnectionError,
     RequestCancelledError,
     UniInferError,
     UnsupportedParamError,
@@ -360,21 +361,29 @@ class Gateway:
         return ModelCard(id=model, owned_by=target.provider)
 
     async def discover_models(self) -> ModelList:
-        """:meth:`list_models` plus the models local servers report (Ollama's ``/api/tags``).
+        """:meth:`list_models` plus the models local servers report (Ollama's ``/api/tags``,
+        an OpenAI-compatible server's ``/models``).
 
-        A server that does not answer within a few seconds is skipped, never an error:
-        its ``provider/*`` entry still says it is configured.
+        Discovery is never an error: a server that does not answer within a few seconds, or
+        answers something else, is skipped; a local server nothing listens for has its
+        ``provider/*`` entry listed unavailable (a request to it would fail to connect).
         """
         listed = self.list_models()
         found = await asyncio.gather(
             *(self._discover(name, adapter) for name, adapter in self._adapters.items())
         )
-        extra = [ModelCard(id=f"{name}/{model}", owned_by=name) for name, models in found for model in models]
-        return ModelList(
-            data=[*listed.data[: len(self.router.groups)], *extra, *listed.data[len(self.router.groups) :]]
-        )
+        down = {f"{name}/*" for name, models in found if models is None}
+        cards = [
+            card.model_copy(update={"available": False}) if card.id in down else card for card in listed.data
+        ]
+        extra = [
+            ModelCard(id=f"{name}/{model}", owned_by=name) for name, models in found for model in models or ()
+        ]
+        groups = len(self.router.groups)
+        return ModelList(data=[*cards[:groups], *extra, *cards[groups:]])
 
-    async def _discover(self, name: str, adapter: ProviderAdapter) -> tuple[str, list[str]]:
+    async def _discover(self, name: str, adapter: ProviderAdapter) -> tuple[str, list[str] | None]:
+        """The models a server lists; None when it is a local server that cannot be reached."""
         request = adapter.models_request()
         if request is None:
             return name, []
@@ -383,6 +392,9 @@ class Gateway:
             if resp.status != 200:
                 return name, []
             return name, adapter.parse_models(resp.body)
+        except ProviderConnectionError as exc:
+            log.debug("model discovery for %s failed: %s", name, exc.message)
+            return name, None if adapter.spec.local else []
         except UniInferError as exc:
             log.debug("model discovery for %s failed: %s", name, exc.message)
             return name, []

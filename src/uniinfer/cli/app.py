@@ -171,14 +171,18 @@ def models(config: ConfigOption = None) -> None:
             await gateway.aclose()
 
     table = Table("model", "provider", "available", title="Models")
+    reasons = {p.name: p.reason for p in gateway.provider_status() if not p.available}
     for card in asyncio.run(discover()).data:
         table.add_row(card.id, card.owned_by, "yes" if card.available else "no")
+        name = card.id.removesuffix("/*")
+        if not card.available and name != card.id and name not in reasons:
+            reasons[name] = "configured, but its server does not answer"  # a local server not running
     console = plain_console()  # model ids and reasons are upstream text: no markup
     console.print(table)
-    reasons = [p for p in gateway.provider_status() if not p.available]
     if reasons:
         console.print(
-            "Unavailable providers: " + ", ".join(f"{p.name} ({p.reason})" for p in reasons), soft_wrap=True
+            "Unavailable providers: " + ", ".join(f"{name} ({why})" for name, why in reasons.items()),
+            soft_wrap=True,
         )
 
 

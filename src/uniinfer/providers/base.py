@@ -370,6 +370,13 @@ class ProviderAdapter(ABC):
             param=_error_param(payload),
         )
 
+    def shape_error(self, what: str, body: bytes | str) -> ProviderResponseError:
+        """An answer that is not the shape this provider's API documents (its start kept, redacted)."""
+        text = body[:1024].decode("utf-8", "replace") if isinstance(body, bytes) else body[:1024]
+        return ProviderResponseError(
+            f"{self.name}: unexpected {what} shape", provider=self.name, upstream_body=self.redact(text)
+        )
+
     def redact(self, text: str) -> str:
         """Remove our own credential from text a provider echoed back (e.g. in a 401)."""
         key = self.endpoint.api_key

@@ -214,6 +214,21 @@ class OpenAIAdapter(ProviderAdapter):
             usage.prompt_tokens = usage.total_tokens  # Voyage reports total_tokens only
         return parsed
 
+    # --- model discovery ----------------------------------------------------------------
+
+    def models_request(self) -> HttpRequest | None:
+        """``GET /models`` of a local server (vLLM, LM Studio, llama.cpp...): what it has loaded."""
+        if not self.spec.local:
+            return None  # a hosted catalogue is long and changes on its own; routing needs no list
+        return HttpRequest(self.url("/models"), b"", self.auth_headers(), method="GET")
+
+    def parse_models(self, body: bytes) -> list[str]:
+        data = loads(body, self.name)
+        models = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(models, list):
+            raise self.shape_error("model list", body)
+        return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]]
+
     # --- errors -------------------------------------------------------------------------
 
     def error_message(self, payload: Any) -> tuple[str | None, str | None]:
