@@ -35,7 +35,7 @@ from urllib.parse import quote
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from uniinfer.errors import ConfigError, ContentFilteredError, ProviderResponseError, UniInferError
+from uniinfer.errors import ConfigError, ContentFilteredError, UniInferError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderSpec, loads, merge_headers
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
@@ -130,11 +130,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         try:
             return ChatResponse.model_validate(data)
         except ValueError as exc:
-            raise ProviderResponseError(
-                f"{self.name}: unexpected chat response shape",
-                provider=self.name,
-                upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
-            ) from exc
+            raise self.shape_error("chat response", body) from exc
 
     def stream_decoder(self, model: str) -> AzureStreamDecoder:
         return AzureStreamDecoder(self)

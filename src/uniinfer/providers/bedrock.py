@@ -66,7 +66,6 @@ from uniinfer.errors import (
     PermissionDeniedError,
     ProviderError,
     ProviderOverloadedError,
-    ProviderResponseError,
     ProviderTimeoutError,
     RateLimitError,
     UniInferError,
@@ -204,7 +203,7 @@ class BedrockAdapter(ProviderAdapter):
         try:
             return converse_response(data, model, self.name)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._shape_error("converse response", body) from exc
+            raise self.shape_error("converse response", body) from exc
 
     def stream_decoder(self, model: str) -> ConverseStreamDecoder:
         return ConverseStreamDecoder(self, model)
@@ -225,7 +224,7 @@ class BedrockAdapter(ProviderAdapter):
             vectors, tokens = _vectors(data)
             items = [Embedding(index=i, embedding=v) for i, v in enumerate(vectors)]
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._shape_error("embeddings response", body) from exc
+            raise self.shape_error("embeddings response", body) from exc
         usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         return EmbeddingResponse(data=items, model=model, usage=usage)
 
@@ -274,13 +273,6 @@ class BedrockAdapter(ProviderAdapter):
             return HttpRequest(url, body, merge_headers(headers, self.endpoint.headers))
         headers = merge_headers(headers, self.endpoint.headers)
         return HttpRequest(url, body, _sign(url, body, headers, self._credentials.frozen(), self.region))
-
-    def _shape_error(self, what: str, body: bytes) -> ProviderResponseError:
-        return ProviderResponseError(
-            f"{self.name}: unexpected {what} shape",
-            provider=self.name,
-            upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
-        )
 
 
 # --- credentials and signing ----------------------------------------------------------

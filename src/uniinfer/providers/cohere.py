@@ -151,7 +151,7 @@ class CohereAdapter(ProviderAdapter):
         try:
             response = _response(data, model)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._bad("chat response", body) from exc
+            raise self.shape_error("chat response", body) from exc
         if data.get("finish_reason") == "ERROR":
             raise self._generation_error(None)
         return response
@@ -186,7 +186,7 @@ class CohereAdapter(ProviderAdapter):
             counts = meta.get("tokens") or meta.get("billed_units") or {}
             tokens = int(counts.get("input_tokens") or 0)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._bad("embed response", body) from exc
+            raise self.shape_error("embed response", body) from exc
         usage = EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         return EmbeddingResponse(data=items, model=model, usage=usage)
 
@@ -213,14 +213,6 @@ class CohereAdapter(ProviderAdapter):
         text = f" ({detail})" if isinstance(detail, str) and detail else ""
         return ProviderError(
             f"{self.name}: the generation failed (finish_reason ERROR){text}", provider=self.name
-        )
-
-    def _bad(self, what: str, body: bytes | str) -> ProviderResponseError:
-        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        return ProviderResponseError(
-            f"{self.name}: unexpected {what} shape",
-            provider=self.name,
-            upstream_body=self.redact(raw[:1024]),
         )
 
 
@@ -452,11 +444,11 @@ class CohereStreamDecoder:
             for event, data in events:
                 payload = loads(data.encode(), self._adapter.name)
                 if not isinstance(payload, dict):
-                    raise self._adapter._bad("stream event", data)
+                    raise self._adapter.shape_error("stream event", data)
                 try:
                     chunk = self._event(str(payload.get("type") or event), payload)
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    raise self._adapter._bad("stream event", data) from exc
+                    raise self._adapter.shape_error("stream event", data) from exc
                 if chunk is not None:
                     out.append(chunk)
         except UniInferError as exc:

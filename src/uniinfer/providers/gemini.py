@@ -138,7 +138,7 @@ class GeminiAdapter(ProviderAdapter):
         choices: list[ChatChoice] = []
         for pos, cand in enumerate(candidates):
             if not isinstance(cand, dict):
-                raise self._shape_error("candidate", body)
+                raise self.shape_error("candidate", body)
             text, thought, calls = _split_parts(cand.get("content"))
             tool_calls = [ToolCall(id=_id(c, signed), function=_function(c)) for c in calls] or None
             message = chat.ResponseMessage(
@@ -187,14 +187,14 @@ class GeminiAdapter(ProviderAdapter):
         single, batch = data.get("embedding"), data.get("embeddings")
         vectors = [single] if isinstance(single, dict) else batch
         if not isinstance(vectors, list):
-            raise self._shape_error("embeddings response", body)
+            raise self.shape_error("embeddings response", body)
         try:
             items = [
                 Embedding(index=i, embedding=v.get("values") if isinstance(v, dict) else None)
                 for i, v in enumerate(vectors)
             ]
         except ValueError as exc:
-            raise self._shape_error("embedding", body) from exc
+            raise self.shape_error("embedding", body) from exc
         # The Gemini API reports no token counts for embeddings (EmbedContentResponse has
         # only ``embedding``), so usage stays 0 unless a response ever carries usageMetadata.
         meta = data.get("usageMetadata")
@@ -243,7 +243,7 @@ class GeminiAdapter(ProviderAdapter):
     def _object(self, body: bytes) -> Json:
         data = loads(body, self.name)
         if not isinstance(data, dict):
-            raise self._shape_error("response", body)
+            raise self.shape_error("response", body)
         if isinstance(data.get("error"), dict):
             raise self.rpc_error(_status_of(data), data, body.decode("utf-8", "replace"), None)
         return data
@@ -258,14 +258,6 @@ class GeminiAdapter(ProviderAdapter):
             )
         return ProviderResponseError(
             f"{self.name}: the response has no candidates", provider=self.name, upstream_body=body
-        )
-
-    def _shape_error(self, what: str, body: bytes | str) -> ProviderResponseError:
-        raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        return ProviderResponseError(
-            f"{self.name}: unexpected {what} shape",
-            provider=self.name,
-            upstream_body=self.redact(raw[:1024]),
         )
 
 
@@ -314,7 +306,7 @@ class GeminiStreamDecoder:
             for _event, data in events:
                 payload = loads(data.encode(), self._adapter.name)
                 if not isinstance(payload, dict):
-                    raise self._adapter._shape_error("stream event", data)
+                    raise self._adapter.shape_error("stream event", data)
                 if isinstance(payload.get("error"), dict):
                     raise self._adapter.rpc_error(_status_of(payload), payload, data, None)
                 if self._id is None:

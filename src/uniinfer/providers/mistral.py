@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import InvalidRequestError, ProviderError, ProviderResponseError, UniInferError
+from uniinfer.errors import InvalidRequestError, ProviderError, UniInferError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import loads, raise_after
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder, map_finish_reasons
@@ -128,11 +128,7 @@ class MistralAdapter(OpenAIAdapter):
             map_finish_reasons(data, _FINISH_REASONS)
             return ChatResponse.model_validate(data)
         except (ValueError, AttributeError, TypeError) as exc:
-            raise ProviderResponseError(
-                f"{self.name}: unexpected chat response shape",
-                provider=self.name,
-                upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
-            ) from exc
+            raise self.shape_error("chat response", body) from exc
 
     def stream_decoder(self, model: str) -> MistralStreamDecoder:
         return MistralStreamDecoder(self)

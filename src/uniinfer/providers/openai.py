@@ -156,11 +156,7 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             return ChatResponse.model_validate(data)
         except ValueError as exc:
-            raise ProviderResponseError(
-                f"{self.name}: unexpected chat response shape",
-                provider=self.name,
-                upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
-            ) from exc
+            raise self.shape_error("chat response", body) from exc
 
     def chat_json(self, body: bytes, model: str) -> tuple[bytes, Usage | None] | None:
         """The provider's own JSON once it checks out as a ``chat.completion``.
@@ -206,9 +202,7 @@ class OpenAIAdapter(ProviderAdapter):
         try:
             parsed = EmbeddingResponse.model_validate(data)
         except ValueError as exc:
-            raise ProviderResponseError(
-                f"{self.name}: unexpected embeddings response shape", provider=self.name
-            ) from exc
+            raise self.shape_error("embeddings response", body) from exc
         usage = parsed.usage
         if not usage.prompt_tokens and usage.total_tokens:
             usage.prompt_tokens = usage.total_tokens  # Voyage reports total_tokens only
@@ -416,11 +410,7 @@ class OpenAIStreamDecoder:
         try:
             return ChatChunk.model_validate(payload)
         except ValueError as exc:
-            raise ProviderResponseError(
-                f"{self._adapter.name}: unexpected stream chunk shape",
-                provider=self._adapter.name,
-                upstream_body=text[:512],
-            ) from exc
+            raise self._adapter.shape_error("stream chunk", text) from exc
 
     def _normalise(self, payload: dict[str, Any]) -> None:
         """Usage inside the last choice (Moonshot) moves up; finish reasons get OpenAI's names."""

@@ -58,7 +58,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from uniinfer.errors import (
     ConfigError,
     InvalidRequestError,
-    ProviderResponseError,
     UniInferError,
     UnsupportedParamError,
 )
@@ -271,7 +270,7 @@ class VertexAdapter(ProviderAdapter):
         data = loads(body, self.name)
         predictions = data.get("predictions") if isinstance(data, dict) else None
         if not isinstance(predictions, list):
-            raise self._shape_error("embeddings response", body)
+            raise self.shape_error("embeddings response", body)
         items: list[Embedding] = []
         tokens = 0
         try:
@@ -281,7 +280,7 @@ class VertexAdapter(ProviderAdapter):
                 stats = embeddings.get("statistics") or {}
                 tokens += int(stats.get("token_count") or 0)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._shape_error("embedding", body) from exc
+            raise self.shape_error("embedding", body) from exc
         return EmbeddingResponse(
             data=items, model=model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         )
@@ -304,10 +303,3 @@ class VertexAdapter(ProviderAdapter):
 
     def redact(self, text: str) -> str:
         return self.tokens.redact(super().redact(text))
-
-    def _shape_error(self, what: str, body: bytes) -> ProviderResponseError:
-        return ProviderResponseError(
-            f"{self.name}: unexpected {what} shape",
-            provider=self.name,
-            upstream_body=self.redact(body[:1024].decode("utf-8", "replace")),
-        )
