@@ -270,7 +270,14 @@ def _transport_error(exc: BaseException, provider: str) -> ProviderConnectionErr
     import aiohttp
 
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return ProviderTimeoutError(f"{provider}: timed out waiting for the provider", provider=provider)
+        # which timer fired: the operator's lead to the setting (providers.<name>.timeout)
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            why = "no connection within timeout.connect"
+        elif isinstance(exc, aiohttp.SocketTimeoutError):
+            why = "no data from the provider for longer than timeout.read"
+        else:
+            why = "no complete answer within timeout.total (or what was left of the request's deadline)"
+        return ProviderTimeoutError(f"{provider}: timed out: {why}", provider=provider)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProviderConnectionError(
             f"{provider}: the connection closed before the response was complete", provider=provider

@@ -1240,6 +1240,7 @@ async def test_read_timeout_is_a_timeout_error(fake: tuple[web.Application, str]
         await client.send(_req(url, "slow-1"), Timeouts(read=0.2), "openai")
     assert time.monotonic() - started < 0.9
     assert info.value.http_status == 504
+    assert "timeout.read" in info.value.message  # which setting to look at
     assert client.busy_connections == 0
 
 
@@ -1248,7 +1249,7 @@ async def test_a_read_timeout_no_shorter_than_the_total_is_left_to_the_total(
 ) -> None:
     _app, url = fake
     started = time.monotonic()
-    with pytest.raises(ProviderTimeoutError):  # the total ends it, as the read timeout would have
+    with pytest.raises(ProviderTimeoutError, match=r"timeout\.total"):  # as the read timeout would have
         await client.send(_req(url, "slow-1"), Timeouts(read=0.3, total=0.2), "openai")
     assert time.monotonic() - started < 0.9
     assert client._timeout(Timeouts(read=5, total=5)).sock_read is None  # no timer rearmed per read
