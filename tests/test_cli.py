@@ -155,8 +155,8 @@ async def test_serve_starts_on_the_embedded_default_and_drains_on_sigterm(
             assert resp.status == 200  # the in-flight request finished during the drain
             assert (await resp.json())["choices"][0]["message"]["content"] == "echo: hello there"
             resp.release()
-        # uvicorn re-raises the captured SIGTERM once drained, so the exit status says "terminated".
-        assert await asyncio.wait_for(proc.wait(), 15) in (0, -signal.SIGTERM)
+        # a shutdown that was asked for, and drained, is a success
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
