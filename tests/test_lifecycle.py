@@ -392,3 +392,45 @@ async def test_a_port_in_use_is_one_clear_error_and_a_failed_exit(tmp_path: Path
     assert len(errors) == 1, out.stderr
     assert "address already in use" in errors[0]
     assert "Traceback" not in out.stderr
+
+
+async def test_a_drain_delay_keeps_serving_with_ready_503_then_drains(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    # the time a load balancer needs to take the replica out: still served, but not ready
+    served = await serve("graceful_shutdown_seconds: 5, drain_delay_seconds: 1.0")
+    stream = asyncio.create_task(_post(served.base, "up/trickle-15", stream=True))
+    await _until(lambda: upstream.started == 1)
+    os.kill(served.pid, signal.SIGTERM)
+    signalled = time.monotonic()
+    await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(served.base + "/ready") as resp:
+            assert resp.status == 503
+        async with session.get(served.base + "/health") as resp:
+            assert resp.status == 200
+    status, _, body = await _post(served.base, "up/gpt-4o")  # a request that still arrives is served
+    assert status == 200, body
+    assert time.monotonic() - signalled < 1.0
+    await asyncio.sleep(1.2)  # the delay is over: the listener is closed, the stream still drains
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _post(served.base, "up/gpt-4o")
+    status, _, body = await stream
+    assert status == 200
+    assert body.endswith("data: [DONE]\n\n")
+    code, output = await served.exit(within=3)
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
+async def test_a_second_signal_during_the_drain_delay_starts_the_drain_at_once(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    served = await serve("graceful_shutdown_seconds: 5, drain_delay_seconds: 30")
+    os.kill(served.pid, signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    signalled = time.monotonic()
+    os.kill(served.pid, signal.SIGTERM)
+    code, output = await served.exit(within=3)  # not 30 s later
+    assert code == 0, output
+    assert time.monotonic() - signalled < 3

@@ -1,12 +1,14 @@
 """Running the server with uvicorn, with graceful shutdown.
 
-On SIGTERM/SIGINT the app is marked draining, uvicorn closes its listening
-socket (new connections are refused, so a load balancer moves on; ``/ready``
-answers 503 to a probe that still reaches the process) and waits up to
+On SIGTERM/SIGINT the app is marked draining (``/ready`` answers 503) and,
+after ``server.drain_delay_seconds`` (default 0) of serving as usual, the time
+a load balancer needs to see that and stop sending, uvicorn closes its
+listening socket (new connections are refused) and waits up to
 ``server.graceful_shutdown_seconds`` for in-flight requests and streams to
 end. Requests still running then are cut (a request whose answer has not
 started gets a 503 ``service_unavailable``), and the lifespan shutdown closes
-the upstream connection pool. A second SIGINT (Ctrl-C) cuts at once. A
+the upstream connection pool. A second signal during the delay starts the
+drain at once; a second SIGINT (Ctrl-C) during the drain cuts at once. A
 shutdown that was asked for exits 0.
 """
 
@@ -74,10 +76,23 @@ def run(config: Config, *, log_level: str = "info") -> None:
     app = create_app(config)
     _freeze_startup_objects()
 
+    delay = config.server.drain_delay_seconds
+
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            first = not app.draining
             app.draining = True  # /ready answers 503 from now on
+            if first and delay > 0:
+                # serve on while load balancers take this replica out (signal-safe: the
+                # loop's self-pipe), then drain; unless a second signal started it already
+                loop = asyncio.get_running_loop()  # a signal handler runs in the loop's thread
+                loop.call_soon_threadsafe(loop.call_later, delay, self._drain_after_delay, sig, frame)
+                return
             super().handle_exit(sig, frame)
+
+        def _drain_after_delay(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:

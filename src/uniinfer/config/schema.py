@@ -56,6 +56,9 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     #: How long shutdown waits for in-flight requests before closing them.
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    #: After SIGTERM, keep serving this long with ``/ready`` answering 503 before the listener
+    #: closes and the drain starts: the time a load balancer needs to stop sending.
+    drain_delay_seconds: float = Field(default=0.0, ge=0, le=300)
     #: Requests this process answers at once (streams until they end); beyond it, a 503
     #: with ``Retry-After`` before the body is read. None: no limit. Health checks are exempt.
     max_concurrent_requests: int | None = Field(default=None, ge=1)
