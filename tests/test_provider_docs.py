@@ -83,6 +83,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
         embed_param_renames={"dimensions": "output_dimension"},
         embed_omit=frozenset({"encoding_format", "user"}),
         embed_options=frozenset({"input_type"}),
+        extra_params=frozenset({"top_k"}),
     )
     text = "\n".join(quirks(spec))
     for expected in (
@@ -92,6 +93,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
         "`dimensions` is sent as `output_dimension`",
         "`encoding_format` is not sent",
         "options `input_type`",
+        "Also takes `top_k`",
         "`{tenant}` in the base URL is filled from `options.tenant`",
     ):
         assert expected in text
@@ -99,6 +101,7 @@ def test_quirks_describe_each_declared_quirk() -> None:
     assert "      tenant: <tenant>" in snippet
     assert "`input_type` (optional)" in snippet
     assert "| embedding params it cannot honour | `user` |" in snippet  # refused, not omitted silently
+    assert "`top_k`" not in snippet.split("| params it cannot honour |")[1].split("\n")[0]
 
 
 def test_update_readme_needs_its_markers() -> None:

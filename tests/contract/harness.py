@@ -70,12 +70,12 @@ def adapter_of(gateway: Gateway, name: str) -> ProviderAdapter:
     return gateway._adapters[name]
 
 
-def rejected_params(adapter: ProviderAdapter) -> set[str]:
-    """Chat params a request may carry that this adapter's provider cannot honour."""
+def rejected_params(adapter: ProviderAdapter, model: str) -> set[str]:
+    """Chat params a request for ``model`` may carry that this adapter's provider cannot honour."""
     from uniinfer.types import ChatRequest
 
     optional = set(ChatRequest.model_fields) - {"model", "messages", "stream", "stream_options"}
-    return (optional - adapter.supported_params) | (optional & adapter.unsupported())
+    return (optional - adapter.supported_for(model)) | (optional & adapter.unsupported())
 
 
 class RecordingHttpClient(HttpClient):

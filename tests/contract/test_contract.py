@@ -357,7 +357,7 @@ def test_samples_cover_every_chat_param() -> None:
 async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> None:
     async with harness(name) as strict, harness(name, drop=True) as lenient:
         caps = strict.spec.capabilities
-        for param in sorted(rejected_params(adapter_of(strict.gateway, name))):
+        for param in sorted(rejected_params(adapter_of(strict.gateway, name), strict.fake.chat_model)):
             fields = SAMPLES[param]
             if "tools" in fields and not caps.tools:
                 continue  # a tools request fails on the feature first (test_tools_plain_and_streamed)

@@ -43,9 +43,10 @@ class Sdk:
     droppable: dict[str, str | None]
 
 
-def droppable(gateway: Gateway, name: str) -> str | None:
-    """A param this provider cannot honour that needs no other feature, if any."""
-    plain = sorted(p for p in rejected_params(adapter_of(gateway, name)) if set(SAMPLES[p]) == {p})
+def droppable(gateway: Gateway, name: str, model: str) -> str | None:
+    """A param this provider cannot honour for ``model`` that needs no other feature, if any."""
+    rejected = rejected_params(adapter_of(gateway, name), model)
+    plain = sorted(p for p in rejected if set(SAMPLES[p]) == {p})
     return plain[0] if plain else None
 
 
@@ -65,7 +66,7 @@ async def sdk() -> AsyncIterator[Sdk]:
             entries[name] = provider_entry(name, fake, url)
         config = contract_config(entries, drop=True)
         probe = Gateway(config)
-        dropped = {name: droppable(probe, name) for name in entries}
+        dropped = {name: droppable(probe, name, fakes[name].chat_model) for name in entries}
         await probe.aclose()
         base = await stack.enter_async_context(serve(create_app(config)))
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)

@@ -26,7 +26,17 @@ Models: failure-mode names (see ``tests.fakes.common``) are always installed;
 others must be in ``models`` (default ``llama3.2``, ``nomic-embed-text``).
 ``tool`` models call the first declared tool, with a fresh ``call_xxxxxxxx`` id
 as recent servers give (``tool-noid``: no id, as servers before tool call ids);
-names containing ``think`` or ``gpt-oss`` think before answering.
+``tool-parallel`` calls every declared tool in one message, ``tool-preamble``
+says ``"Let me check."`` before its call(s). A call's arguments are an instance
+of the tool's ``parameters`` schema: each required property is filled, a string
+with the prompt's last word (``"weather in Paris?"`` -> ``"Paris"``), an enum
+with its first value, other types with a plain value of that type.
+Names containing ``think`` or ``gpt-oss`` think before answering.
+
+The answer (``echo: <last user text>``) ends before the first of
+``options.stop`` it contains (the sequence left out, ``done_reason: "stop"``);
+``options.num_predict`` cuts it to that many words (``done_reason: "length"``),
+with no trailing space: the space before a word belongs to the word's token.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 import secrets
 import warnings
 from typing import Any
@@ -48,6 +59,8 @@ from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_o
 __all__ = ["DEFAULT_MODELS", "ollama_app"]
 
 DEFAULT_MODELS = ("llama3.2", "nomic-embed-text")
+#: What ``preamble`` tool models say before their calls (as the other fakes do).
+PREAMBLE = "Let me check."
 _ROLES = {"system", "user", "assistant", "tool"}
 #: The fields of api.ChatRequest, api.Message, api.ToolCall and api.EmbedRequest (api/types.go).
 _CHAT_FIELDS = frozenset(
@@ -343,18 +356,47 @@ def _answer(body: dict[str, Any], mode: Mode) -> tuple[str, str, list[dict[str, 
     think = body.get("think")
     thinking = f"The user said {text}." if _thinks(body["model"]) and think is not False else ""
     tools = body.get("tools") or []
+    model = body["model"]
     if mode.tool and tools:
-        name = tools[0]["function"]["name"]
-        call: dict[str, Any] = {"function": {"index": 0, "name": name, "arguments": {"text": text}}}
-        if "noid" not in body["model"]:  # servers before tool call ids send none
-            call = {"id": f"call_{secrets.token_hex(4)}", **call}
-        return thinking, "", [call], "stop"
+        calls: list[dict[str, Any]] = []
+        for index, tool in enumerate(tools if "parallel" in model else tools[:1]):
+            function = tool["function"]
+            arguments = _arguments(function.get("parameters") or {}, text)
+            call: dict[str, Any] = {
+                "function": {"index": index, "name": function["name"], "arguments": arguments}
+            }
+            if "noid" not in model:  # servers before tool call ids send none
+                call = {"id": f"call_{secrets.token_hex(4)}", **call}
+            calls.append(call)
+        return thinking, PREAMBLE if "preamble" in model else "", calls, "stop"
     content = json.dumps({"echo": text}) if body.get("format") else f"echo: {text}"
-    limit = (body.get("options") or {}).get("num_predict")
-    words = _words(content)
+    options = body.get("options") or {}
+    for stop in options.get("stop") or ():
+        if stop and stop in content:  # the answer ends before the sequence, which is left out
+            content = content[: content.index(stop)]
+    limit = options.get("num_predict")
+    words = content.split()
     if isinstance(limit, int) and 0 < limit < len(words):
-        return thinking, "".join(words[:limit]), [], "length"
+        return thinking, " ".join(words[:limit]), [], "length"
     return thinking, content, [], "stop"
+
+
+def _arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """An instance of a tool's ``parameters``: its required properties, filled from the prompt."""
+    properties = schema.get("properties") or {}
+    words = re.findall(r"\w+", text)
+    word = words[-1] if words else text
+    return {name: _value(properties.get(name) or {}, word) for name in schema.get("required") or ()}
+
+
+def _value(prop: dict[str, Any], word: str) -> Any:
+    if prop.get("enum"):
+        return prop["enum"][0]
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    plain: dict[str, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+    return plain.get(kind, word) if isinstance(kind, str) else word
 
 
 def _words(text: str) -> list[str]:

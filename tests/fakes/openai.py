@@ -31,9 +31,10 @@ Every request is recorded in ``app["requests"]`` as ``{"method", "path",
 JSON, ``None`` for an empty body, the raw text when it is not JSON).
 
 Impersonating an OpenAI-compatible provider (:func:`row_fake` builds one from a
-registry row): ``openai_app(prefix=..., rejects=..., stream_usage=...,
+registry row): ``openai_app(prefix=..., rejects=..., accepts=..., stream_usage=...,
 finish_reasons=..., usage_in_choice=...)`` serves under the provider's own path,
-answers 400 ``unsupported_parameter`` for a field the provider rejects, reports
+answers 400 ``unsupported_parameter`` for a field the provider rejects, takes the
+fields beyond OpenAI's that it accepts (a row's ``extra_params``, e.g. ``top_k``), reports
 stream usage the provider's way (``"stream_options"``: only when asked;
 ``"always"``: on the last content chunk, unasked; ``"never"``: not at all), uses
 the provider's ``finish_reason`` vocabulary and, like Moonshot, can put stream
@@ -181,13 +182,16 @@ def openai_app(
     models: list[str] | None = None,
     prefix: str = "/v1",
     rejects: frozenset[str] = frozenset(),
+    accepts: frozenset[str] = frozenset(),
     stream_usage: str = "stream_options",
     finish_reasons: Mapping[str, str] | None = None,
     usage_in_choice: bool = False,
 ) -> web.Application:
     """The fake OpenAI API, served under ``prefix`` (see the module docstring).
 
-    ``finish_reasons`` maps OpenAI's values to the impersonated provider's.
+    ``finish_reasons`` maps OpenAI's values to the impersonated provider's;
+    ``accepts`` are top-level fields beyond OpenAI's that the provider takes
+    (``top_k``: a positive integer), which the real API refuses as unrecognized.
     """
     if stream_usage not in ("stream_options", "always", "never"):
         raise ValueError(f"unknown stream_usage {stream_usage!r}")
@@ -199,6 +203,7 @@ def openai_app(
         app["models"] = list(models) if models is not None else list(DEFAULT_MODELS)
         app["requests"] = []
         app["rejects"] = frozenset(rejects)
+        app["accepts"] = frozenset(accepts)
         app["stream_usage"] = stream_usage
         app["finish_reasons"] = dict(finish_reasons or {})
         app["usage_in_choice"] = usage_in_choice
@@ -228,7 +233,8 @@ def row_fake(spec: ProviderSpec) -> FakeProvider:
     It serves under the row's own URL path (placeholders such as Cloudflare's
     ``{account_id}`` filled from the options it hands the suite), rejects what
     the row declares unsupported, the old names of renamed params and, for rows
-    that do not ask for stream usage, ``stream_options``; it reports usage and
+    that do not ask for stream usage, ``stream_options``; it takes the row's
+    ``extra_params`` (OpenAI itself refuses them as unrecognized); it reports usage and
     finish reasons the row's way. Rows that need no key get a server without auth.
     """
     values = {name: f"fake-{name.replace('_', '-')}" for name in url_placeholders(spec.base_url)}
@@ -246,6 +252,7 @@ def row_fake(spec: ProviderSpec) -> FakeProvider:
             api_key=key,
             prefix=path.format_map(values),
             rejects=rejects,
+            accepts=spec.extra_params,
             stream_usage=spec.stream_usage,
             finish_reasons=finish_reasons,
             **_ROW_WIRE.get(spec.name, {}),
@@ -520,8 +527,8 @@ def _require_model(body: dict[str, Any]) -> str:
 # --- chat validation ------------------------------------------------------------------------------
 
 
-def _validate_chat(body: dict[str, Any]) -> None:
-    _unrecognized(body, _CHAT_FIELDS)
+def _validate_chat(body: dict[str, Any], accepts: frozenset[str] = frozenset()) -> None:
+    _unrecognized(body, _CHAT_FIELDS | accepts)
     _require_model(body)
     if "messages" not in body or body["messages"] is None:
         raise _missing("messages")
@@ -548,6 +555,8 @@ def _validate_chat(body: dict[str, Any]) -> None:
     _check_number(body, "frequency_penalty", -2, 2, integer=False)
     _check_number(body, "top_logprobs", 0, 20, integer=True)
     _check_number(body, "seed", None, None, integer=True)
+    if "top_k" in accepts:
+        _check_number(body, "top_k", 1, None, integer=True)
 
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -875,7 +884,7 @@ def _check_rejected(body: dict[str, Any], rejects: frozenset[str]) -> None:
 async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     app = request.app  # other fakes (Azure) serve this handler from their own apps: defaults apply
     _check_rejected(body, app.get("rejects", frozenset()))
-    _validate_chat(body)
+    _validate_chat(body, app.get("accepts", frozenset()))
     model = body["model"]
     if "context" in model:
         used = CONTEXT_WINDOW + prompt_tokens(body["messages"])

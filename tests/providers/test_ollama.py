@@ -413,12 +413,45 @@ async def test_length_and_json_mode_via_fake(server: tuple[str, web.Application]
     adapter = adapter_for(server[0])
     short = await stream_chat(client, adapter, chat(messages=[{"role": "user", "content": "a b c d"}],
                                                     max_tokens=2), "llama3.2")  # fmt: skip
-    assert text_of(short) == "echo: a "
+    assert text_of(short) == "echo: a"  # whole words: the space before "b" is b's
     assert short[-2].choices[0].finish_reason == "length"
+    stopped = await stream_chat(client, adapter, chat(messages=[{"role": "user", "content": "a b c d"}],
+                                                      stop=["c d"]), "llama3.2")  # fmt: skip
+    assert text_of(stopped) == "echo: a b "  # cut before the stop sequence, which is left out
+    assert stopped[-2].choices[0].finish_reason == "stop"
     request = chat(response_format={"type": "json_object"})
     resp = await client.send(adapter.chat_request(request, "llama3.2", stream=False), Timeouts(), "ollama")
     content = adapter.parse_chat(resp.body, "llama3.2").choices[0].message.content
     assert orjson.loads(content or "") == {"echo": "hi"}
+
+
+async def test_tool_calls_via_fake_fill_the_declared_schema(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    """The arguments are an instance of each tool's parameters (required ones, strings from the prompt)."""
+    adapter = adapter_for(server[0])
+    params = {
+        "type": "object",
+        "properties": {
+            "location": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "days": {"type": "integer"},
+            "note": {"type": "string"},
+        },
+        "required": ["location", "unit", "days"],
+        "additionalProperties": False,
+    }
+    tools = [{"type": "function", "function": {"name": n, "parameters": params}} for n in ("weather", "time")]
+    request = chat(messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools)
+    resp = await client.send(
+        adapter.chat_request(request, "tool-preamble-parallel", stream=False), Timeouts(), "ollama"
+    )
+    message = adapter.parse_chat(resp.body, "tool-preamble-parallel").choices[0].message
+    assert message.content == "Let me check."
+    calls = message.tool_calls or []
+    assert [c.function.name for c in calls] == ["weather", "time"]
+    for call in calls:
+        assert orjson.loads(call.function.arguments) == {"location": "Paris", "unit": "celsius", "days": 1}
 
 
 async def test_tool_and_thinking_streams_via_fake(
@@ -433,7 +466,7 @@ async def test_tool_and_thinking_streams_via_fake(
     assert deltas[0].index == 0
     assert deltas[0].function is not None
     assert deltas[0].function.name == "lookup"
-    assert orjson.loads(deltas[0].function.arguments or "") == {"text": "hi"}
+    assert orjson.loads(deltas[0].function.arguments or "") == {}  # no required properties
     assert chunks[-2].choices[0].finish_reason == "tool_calls"
     thinking = await stream_chat(client, adapter, chat(reasoning_effort="high"), "qwen3-think")
     assert text_of(thinking, "reasoning_content") == "The user said hi."

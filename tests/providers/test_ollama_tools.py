@@ -188,3 +188,37 @@ async def test_the_fake_truncates_a_number_for_an_integer_option_as_go_does(
     finally:
         await http.aclose()
     assert resp.status == 200, resp.body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs a gateway hook for value-level refusals (ProviderAdapter.params_refused, "
+    "see the report of this change): the adapter cannot see settings.drop_unsupported_params",
+)
+@pytest.mark.parametrize(
+    "choice",
+    ["required", {"type": "function", "function": {"name": "get_weather"}}],
+    ids=["required", "named"],
+)
+async def test_with_drop_on_a_forced_tool_call_is_dropped_visibly(
+    fake: tuple[str, web.Application], choice: Any
+) -> None:
+    """settings.drop_unsupported_params: the tools go out, the model decides, and the header says so."""
+    config = make_config(
+        f"providers:\n  ollama: {{base_url: '{fake[0]}'}}\n"
+        "settings: {drop_unsupported_params: true}\nrouting: {retry: {max_retries: 0}}\n"
+    )
+    async with serve(create_app(config)) as base:
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="ollama/tool-llama",
+                messages=[{"role": "user", "content": "weather in Paris"}],
+                tools=TOOLS,
+                tool_choice=choice,
+            )
+        finally:
+            await client.close()
+    assert raw.headers["x-uniinfer-dropped-params"] == "tool_choice"
+    assert raw.parse().choices[0].finish_reason == "tool_calls"
+    assert fake[1]["requests"][-1]["tools"] == TOOLS

@@ -125,6 +125,9 @@ class ProviderSpec:
     embed_omit: frozenset[str] = frozenset()
     #: ``providers.<name>.options`` copied into every embeddings request (e.g. ``input_type``).
     embed_options: frozenset[str] = frozenset()
+    #: Chat params outside the adapter's protocol that this provider accepts, sent as they
+    #: are (``top_k`` on local servers; OpenAI's API has no such field).
+    extra_params: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,8 @@ def quirks(spec: ProviderSpec) -> list[str]:
         pairs = ", ".join(f'`"{k}"` → `"{v}"`' for k, v in sorted(spec.finish_reason_map.items()))
         out.append(f"Its `finish_reason` values are mapped to OpenAI's: {pairs}.")
     out += [f"`{ours}` is sent as `{theirs}`." for ours, theirs in sorted(spec.param_renames.items())]
+    if spec.extra_params:
+        out.append(f"Also takes {_code(spec.extra_params)}, which OpenAI's API does not have.")
     out += [
         f"Embeddings: `{ours}` is sent as `{theirs}`."
         for ours, theirs in sorted(spec.embed_param_renames.items())
@@ -119,7 +121,7 @@ def _rejected_params(spec: ProviderSpec, registry: Registry) -> list[str]:
     from uniinfer.types import ChatRequest
 
     optional = set(ChatRequest.model_fields) - {"model", "messages", "stream", "stream_options"}
-    supported = registry.adapter_class(spec).supported_params
+    supported = registry.adapter_class(spec).supported_params | spec.extra_params
     return sorted((optional - supported) | (optional & spec.unsupported_params))
 
 

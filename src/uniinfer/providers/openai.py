@@ -16,7 +16,8 @@ OpenAI-compatible rows declare their quirks as data on
 generically: ``stream_usage`` (whether to ask for usage with
 ``stream_options``), ``finish_reason_map`` (a non-OpenAI vocabulary such as
 ``"eos"``), ``param_renames`` / ``embed_param_renames`` (a param under another
-name), ``embed_omit`` and ``embed_options``, and ``{placeholders}`` in the base
+name), ``extra_params`` (params beyond OpenAI's that the server takes, such as
+``top_k``), ``embed_omit`` and ``embed_options``, and ``{placeholders}`` in the base
 URL filled from ``providers.<name>.options`` (Cloudflare's ``{account_id}``).
 
 Wire format: https://platform.openai.com/docs/api-reference/chat/create and
@@ -68,6 +69,8 @@ class RowOptions(BaseModel):
 
 
 class OpenAIAdapter(ProviderAdapter):
+    #: OpenAI's own params (it has no ``top_k``); a row adds the ones its server
+    #: accepts beyond them with ``extra_params`` (see :meth:`supported_for`).
     supported_params = _ALL_PARAMS - {"top_k"}
     #: Answers are forwarded in the provider's own JSON (:meth:`chat_json`); a
     #: subclass whose :meth:`parse_chat` rewrites them sets this to False.
@@ -76,6 +79,11 @@ class OpenAIAdapter(ProviderAdapter):
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         super().__init__(spec, endpoint, name)
         self.endpoint = self._fill_base_url(endpoint)
+        #: OpenAI's params and the row's extras (forwarded as they are by the request dump)
+        self._supported = self.supported_params | spec.extra_params
+
+    def supported_for(self, model: str) -> frozenset[str]:
+        return self._supported
 
     # --- options and the base URL ---------------------------------------------------
 

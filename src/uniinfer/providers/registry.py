@@ -329,6 +329,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
             | {"metadata", "verbosity", "parallel_tool_calls", "user", "safety_identifier"}
             | {"prompt_cache_key", "prompt_cache_retention"}
         ),
+        # top_k is one of its "extra parameters" (the chat-completion sampling params of
+        # ChatCompletionRequest, same file).
+        extra_params=frozenset({"top_k"}),
         key_required=False,
         local=True,
         docs_url="https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html",
@@ -340,6 +343,22 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "http://127.0.0.1:1234/v1",
         None,
         Capabilities(vision=True, json_mode=False, json_schema=True, embeddings=True),
+        # Its chat completions docs list the "supported payload parameters": model, top_p, top_k,
+        # messages, temperature, max_tokens, stream, stop, presence_penalty, frequency_penalty,
+        # logit_bias, repeat_penalty, seed (https://lmstudio.ai/docs/developer/openai-compat/
+        # chat-completions); tools, tool_choice, response_format json_schema and
+        # stream_options.include_usage are added by its API changelog (0.3.6, 0.3.15, 0.3.18).
+        # The server (closed source) takes other fields without a word: logprobs is accepted
+        # and never answered (https://github.com/lmstudio-ai/lms/issues/60). So every other
+        # OpenAI param is refused, reasoning_effort aside (recent builds check its values).
+        unsupported_params=frozenset(
+            {"audio", "modalities", "prediction", "store", "web_search_options", "service_tier"}
+            | {"metadata", "verbosity", "parallel_tool_calls", "user", "safety_identifier"}
+            | {"prompt_cache_key", "prompt_cache_retention", "n", "logprobs", "top_logprobs"}
+        ),
+        # The documented output limit is max_tokens only.
+        param_renames=_MAX_TOKENS,
+        extra_params=frozenset({"top_k"}),
         key_required=False,
         local=True,
         docs_url="https://lmstudio.ai/docs/app/api/endpoints/openai",
@@ -351,6 +370,18 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "http://127.0.0.1:8080/v1",
         None,
         Capabilities(vision=True, json_schema=True, embeddings=True),
+        # oaicompat_chat_params_parse (tools/server/server-common.cpp) copies every body field
+        # into the task params and params_from_json_cmpl (server-task.cpp) reads the ones it
+        # knows, so an unknown field is dropped without an error. Read there: temperature,
+        # top_p, top_k, max_tokens / max_completion_tokens, n, stop, seed, the penalties,
+        # logit_bias, logprobs / top_logprobs, stream_options.include_usage; in the parse
+        # itself: response_format, tools, tool_choice, parallel_tool_calls, modalities, and
+        # reasoning_effort goes to the chat template (README). Nothing reads these:
+        unsupported_params=frozenset(
+            {"audio", "prediction", "store", "web_search_options", "service_tier", "metadata"}
+            | {"verbosity", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
+        ),
+        extra_params=frozenset({"top_k"}),
         key_required=False,
         local=True,
         docs_url="https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
