@@ -25,6 +25,7 @@ from uniinfer.errors import (
     ProviderConnectionError,
     RequestCancelledError,
     UniInferError,
+    UnsupportedFeatureError,
     UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, Timeouts
@@ -250,7 +251,7 @@ class Gateway:
     def _checked(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
         """:meth:`prepare`'s checks: the request as it may go to the target, and the params dropped."""
         adapter = target.adapter
-        check_features(request, adapter)
+        check_features(request, adapter, target.model)
         allowed = self._allowed.get(target.label)
         if allowed is None:
             allowed = (adapter.supported_for(target.model) - adapter.unsupported()) | _ALWAYS
@@ -473,8 +474,12 @@ def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -
     log.log(level, "circuit of %s: %s -> %s", deployment, old.value, new.value)
 
 
-def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:
-    """Raise UnsupportedFeatureError for a capability the provider does not declare."""
+def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -> None:
+    """Raise UnsupportedFeatureError for a capability the provider does not declare.
+
+    Structured output a provider lacks in general may still exist for some of its models: an
+    adapter that knows which says so with ``structured_outputs(model)`` (Anthropic's).
+    """
     caps = adapter.spec.capabilities
     if not caps.chat:
         raise adapter.feature_error("chat completions")
@@ -486,7 +491,16 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter) -> None:
     if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
         raise adapter.feature_error("JSON mode (response_format json_object)")
     if isinstance(fmt, JSONSchemaFormat) and not caps.json_schema:
-        raise adapter.feature_error("structured output (response_format json_schema)")
+        per_model: Callable[[str], bool | None] | None = getattr(adapter, "structured_outputs", None)
+        if per_model is None:
+            raise adapter.feature_error("structured output (response_format json_schema)")
+        if not per_model(model):
+            raise UnsupportedFeatureError(
+                f"provider '{adapter.name}' does not support structured output (response_format "
+                f"json_schema) for model '{model}'; route to a model that has it",
+                provider=adapter.name,
+                param="response_format",
+            )
     if not caps.vision and _has_images(request):
         raise adapter.feature_error("image input")
 

@@ -6,10 +6,12 @@ What users call, not the raw endpoints: openai's ``chat.completions.stream`` (co
 ``responses.parse`` (function calls fed back, ``text_format``, reasoning items), and
 anthropic's ``messages.stream`` (``text_stream``, ``input_json``, ``stop_reason``, usage on
 ``message_delta``, ``tool_result`` with ``is_error``, ``count_tokens``). Backends: the
-OpenAI, Anthropic and Gemini fakes (Ollama where its fake can answer: its tool calls carry
-``{"text": ...}`` arguments, not a pydantic tool's). Model names pick the fakes' behaviour:
+OpenAI, Anthropic, Gemini and Ollama fakes (Ollama's tool calls fill the declared schema, so a
+strict pydantic tool parses them; the Anthropic Messages tool loop below still runs without it).
+Model names pick the fakes' behaviour:
 ``tool-parallel-*`` calls every declared tool in one answer, ``tool-preamble-*`` says
-``"Let me check."`` before its call (see tests/fakes/).
+``"Let me check."`` before its call (see tests/fakes/). Claude is a model with structured outputs
+(strict tools, ``response_format`` json_schema); :data:`LEGACY_CLAUDE` one without.
 
 Usage must reach every SDK exactly as the provider reported it: prompt (with cached) and
 completion (with reasoning) tokens, whichever API family asked.
@@ -38,7 +40,11 @@ from uniinfer.server import create_app
 
 PROVIDERS = ["openai", "anthropic", "gemini"]
 WITH_OLLAMA = [*PROVIDERS, "ollama"]
-#: The three fakes say this before their tool calls (``preamble`` models).
+#: The Claude model the helpers run on: one with structured outputs (the docs list Sonnet 4.5).
+CLAUDE = "claude-sonnet-4-5"
+#: A Claude model without structured outputs (Claude 3.5 Haiku).
+LEGACY_CLAUDE = "claude-3-5-haiku-20241022"
+#: The fakes say this before their tool calls (``preamble`` models).
 PREAMBLE = "Let me check."
 VARIANTS = ["parallel", "preamble", "preamble-parallel"]
 
@@ -82,7 +88,8 @@ class Env:
     def model(self, provider: str, prefix: str = "") -> str:
         if provider == "ollama":  # failure-mode names are always installed; others must be pulled
             return f"ollama/{prefix.rstrip('-')}" if prefix else "ollama/llama3.2"
-        return f"{provider}/{prefix}{self.fakes[provider].chat_model}"
+        chat_model = CLAUDE if provider == "anthropic" else self.fakes[provider].chat_model
+        return f"{provider}/{prefix}{chat_model}"
 
     def upstream(self, provider: str) -> list[dict[str, Any]]:
         """Bodies of the requests the provider's fake received (Anthropic's and Ollama's record bare bodies)."""
@@ -140,7 +147,7 @@ async def test_chat_stream_helper_text(env: Env, provider: str) -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", WITH_OLLAMA)
 async def test_chat_stream_helper_strict_pydantic_tools(env: Env, provider: str, variant: str) -> None:
     """Parallel calls and a call after text: each call's arguments events, parsed, and the final message."""
     names = {"get_weather": "GetWeather", "get_time": "GetTime"}
@@ -214,6 +221,11 @@ def _schema_sent(provider: str, body: dict[str, Any]) -> Any:
     if provider == "gemini":
         assert body["generationConfig"]["responseMimeType"] == "application/json"
         return body["generationConfig"]["responseJsonSchema"]
+    if provider == "anthropic":  # generally available shape: output_config, not the beta's output_format
+        assert "output_format" not in body
+        fmt = body["output_config"]["format"]
+        assert fmt["type"] == "json_schema"
+        return fmt["schema"]
     return body["format"]  # ollama
 
 
@@ -223,22 +235,25 @@ def _schema_sent(provider: str, body: dict[str, Any]) -> Any:
 async def test_chat_parse_and_stream_with_a_pydantic_response_format(env: Env, provider: str) -> None:
     messages: Any = [{"role": "user", "content": "hello there"}]
     if provider == "anthropic":
-        # No json_schema upstream: refused, in OpenAI's error shape, before anything is sent.
+        # A Claude model without structured outputs: refused, in OpenAI's error shape, naming the
+        # param, the provider and the model, before anything is sent.
         before = len(env.upstream(provider))
         with pytest.raises(openai.BadRequestError) as info:
             await env.openai.chat.completions.parse(
-                model=env.model(provider), messages=messages, response_format=Echo
+                model=f"anthropic/{LEGACY_CLAUDE}", messages=messages, response_format=Echo
             )
         assert "structured output" in info.value.message
+        assert "provider 'anthropic'" in info.value.message
+        assert LEGACY_CLAUDE in info.value.message
         assert isinstance(info.value.body, dict)
         assert info.value.body["code"] == "unsupported_feature"
+        assert info.value.body["param"] == "response_format"
         with pytest.raises(openai.BadRequestError):
             async with env.openai.chat.completions.stream(
-                model=env.model(provider), messages=messages, response_format=Echo
+                model=f"anthropic/{LEGACY_CLAUDE}", messages=messages, response_format=Echo
             ) as stream:
                 await stream.get_final_completion()
         assert len(env.upstream(provider)) == before
-        return
     parsed = await env.openai.chat.completions.parse(
         model=env.model(provider), messages=messages, response_format=Echo
     )
@@ -270,7 +285,7 @@ async def test_chat_parse_and_stream_with_a_pydantic_response_format(env: Env, p
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", WITH_OLLAMA)
 async def test_responses_stream_function_calls_fed_back(env: Env, provider: str, variant: str) -> None:
     args_done: dict[int, str] = {}
     async with env.openai.responses.stream(
@@ -311,11 +326,14 @@ async def test_responses_stream_function_calls_fed_back(env: Env, provider: str,
 
 @pytest.mark.parametrize("provider", WITH_OLLAMA)
 async def test_responses_text_format_from_a_pydantic_model(env: Env, provider: str) -> None:
-    if provider == "anthropic":
+    if provider == "anthropic":  # and refused, naming the Responses field, for a model without it
         with pytest.raises(openai.BadRequestError) as info:
-            await env.openai.responses.parse(model=env.model(provider), input="hello there", text_format=Echo)
+            await env.openai.responses.parse(
+                model=f"anthropic/{LEGACY_CLAUDE}", input="hello there", text_format=Echo
+            )
         assert "text.format" in info.value.message
-        return
+        assert isinstance(info.value.body, dict)
+        assert info.value.body["param"] == "text.format"
     parsed = await env.openai.responses.parse(
         model=env.model(provider), input="hello there", text_format=Echo
     )
@@ -459,8 +477,6 @@ async def test_messages_stream_stop_reasons(env: Env, provider: str) -> None:
     assert cut.stop_reason == "max_tokens"
     assert cut.content[0].type == "text"
     assert cut.content[0].text.split() == ["echo:", "hello"]
-    if provider == "ollama":
-        return  # its fake ignores options.stop (the adapter sends it: tests/providers/test_ollama.py)
     stopped = await run(max_tokens=256, stop_sequences=["friend"])
     assert stopped.content[0].type == "text"
     assert stopped.content[0].text.strip() == "echo: hello there"
@@ -499,7 +515,7 @@ USAGE = {
     # words + 3 per message; cached half the prompt; 5 reasoning tokens on top of 3 words
     "openai": Reported("cached-reason-model", 10, 5, 8, 5),
     # 4 words + 100 cache reads (a block carried cache_control); no thinking count
-    "anthropic": Reported("claude-fake", 104, 100, 3, None),
+    "anthropic": Reported(CLAUDE, 104, 100, 3, None),
     # 4 words, cachedContentTokenCount half of them, thoughtsTokenCount 5
     "gemini": Reported("think-cache-gemini-fake", 4, 2, 8, 5),
 }

@@ -20,14 +20,26 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   ``max_tokens``, no ``temperature`` other than 1, no ``top_k``, no forced tool
   use, and a final assistant turn with tool calls must start with thinking
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
+- structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
+  ``output_config`` takes only ``format``, ``{"type": "json_schema", "schema": {...}}``; a tool
+  may carry ``strict`` (a boolean). With either (a strict tool: ``strict: true``), a model the
+  docs leave out (:data:`NO_STRUCTURED_OUTPUTS`: Claude 3.x, Sonnet 4, Opus 4 and 4.1) is refused,
+  and so is a schema using what the docs list as not supported: numeric constraints
+  (``minimum``...), ``minLength``/``maxLength``, array constraints beyond ``minItems`` 0 or 1,
+  ``additionalProperties`` other than ``false``, enums of objects or arrays, external or
+  recursive ``$ref``; JSON outputs refuse a prefilled (final assistant) turn. The docs do not
+  quote the messages; these follow the API's ``"<field path>: <what>"`` style;
 - thinking blocks sent back must be the fake's own, unmodified: a ``thinking``
   block's ``signature`` must sign its text, a ``redacted_thinking`` block's
   ``data`` must be what the fake sent ("Invalid `signature` in `thinking`
   block", as the API answers a block it did not sign or that was changed).
 
-Answers: ``"echo: <last user text>"`` (or of the last tool result); with the
+Answers: ``"echo: <last user text>"`` (or of the last tool result), or with
+``output_config.format`` a JSON text matching the schema (every string the last user text,
+see :func:`instance`); with the
 ``tool`` failure mode, a forcing ``tool_choice`` or a named tool, a
-``tool_use`` block for that tool with input ``{"location": "Paris"}`` (a model name
+``tool_use`` block for that tool with input ``{"location": "Paris"}`` (a strict tool's: an
+instance of its ``input_schema`` whose strings are ``"Paris"``; a model name
 containing ``parallel``: one for every declared tool, unless ``disable_parallel_tool_use``;
 containing ``preamble``: after a text block ``"Let me check."``); a model
 name containing ``think`` (or ``thinking`` enabled) adds a thinking block
@@ -62,7 +74,7 @@ from aiohttp import web
 
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 
-__all__ = ["PREAMBLE", "REDACTED_DATA", "anthropic_app", "sign"]
+__all__ = ["NO_STRUCTURED_OUTPUTS", "PREAMBLE", "REDACTED_DATA", "anthropic_app", "instance", "sign"]
 
 Block = dict[str, Any]
 
@@ -84,6 +96,25 @@ _ERROR_MESSAGES = {
 _TOP_LEVEL = frozenset(
     {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream"}
     | {"temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"}
+    | {"output_config"}
+)
+#: Models without structured outputs: the docs list Sonnet 4.5, Haiku 4.5, Opus 4.5 and later
+#: (Opus 4.1 only in the beta). Name prefixes, so a failure-mode name (``tool-...``) is a model
+#: the table does not know, as for the adapter.
+NO_STRUCTURED_OUTPUTS = (
+    "claude-instant",
+    "claude-2",
+    "claude-3",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",
+    "claude-opus-4-2025",
+    "claude-opus-4-1",
+)
+#: JSON-schema keywords structured outputs refuse ("Not supported" in the docs).
+_SCHEMA_REFUSED = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+    | {"minLength", "maxLength", "maxItems", "uniqueItems", "contains", "minContains", "maxContains"}
 )
 #: block type -> (required fields, optional fields)
 _BLOCKS: dict[str, tuple[set[str], set[str]]] = {
@@ -213,7 +244,8 @@ def validate(body: Any) -> list[Block]:
         _check_unit(body, name)
     _check_misc(body)
     _check_system(body.get("system"))
-    names = _check_tools(body.get("tools"))
+    _check_output_config(body)
+    names = _check_tools(body.get("tools"), str(body["model"]))
     _check_tool_choice(body.get("tool_choice"), names)
     turns = _check_messages(body["messages"])
     _check_thinking(body, turns)
@@ -280,7 +312,97 @@ def _check_system(system: Any) -> None:
             raise InvalidError("system: text content blocks must be non-empty")
 
 
-def _check_tools(tools: Any) -> list[str]:
+def _check_output_config(body: Block) -> None:
+    config = body.get("output_config")
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise InvalidError("output_config: Input should be a valid dictionary")
+    _check_fields(config, set(), {"format"}, "output_config")
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise InvalidError("output_config.format.type: Input should be 'json_schema'")
+    _check_fields(fmt, {"schema"}, set(), "output_config.format")
+    _check_structured_model(str(body["model"]), "output_config.format")
+    _check_schema(fmt["schema"], "output_config.format.schema")
+    messages = body["messages"]
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        raise InvalidError("output_config.format: prefilling the assistant message is not supported")
+
+
+def _check_structured_model(model: str, where: str) -> None:
+    if model.lower().startswith(NO_STRUCTURED_OUTPUTS):
+        raise InvalidError(f"{where}: structured outputs are not supported for model '{model}'")
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    """Refuse what structured outputs cannot compile (the docs' "Not supported" list)."""
+    if not isinstance(schema, dict):
+        raise InvalidError(f"{where}: Input should be a valid dictionary")
+    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
+    _check_subschema(schema, where, defs, ())
+
+
+def _check_subschema(node: Any, where: str, defs: Block, refs: tuple[str, ...]) -> None:
+    if not isinstance(node, dict):
+        return
+    for key in sorted(node.keys() & _SCHEMA_REFUSED):
+        raise InvalidError(f"{where}: '{key}' is not supported in structured outputs schemas")
+    if node.get("minItems") not in (None, 0, 1):
+        raise InvalidError(f"{where}: 'minItems' values other than 0 or 1 are not supported")
+    if "additionalProperties" in node and node["additionalProperties"] is not False:
+        raise InvalidError(f"{where}: 'additionalProperties' must be false for objects")
+    if any(isinstance(v, (dict, list)) for v in node.get("enum") or ()):
+        raise InvalidError(f"{where}: 'enum' values must be strings, numbers, booleans or null")
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rpartition("/")[2]
+        if not ref.startswith("#") or name not in defs:
+            raise InvalidError(f"{where}: external or unknown '$ref' {ref!r} is not supported")
+        if ref in refs:
+            raise InvalidError(f"{where}: Too many recursive definitions in schema")
+        _check_subschema(defs[name], where, defs, (*refs, ref))
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (node.get(key) or {}).items():
+            _check_subschema(sub, f"{where}.{key}.{name}", defs, refs)
+    for key in ("items", "not"):
+        _check_subschema(node.get(key), f"{where}.{key}", defs, refs)
+    for key in ("anyOf", "allOf", "oneOf"):
+        for k, sub in enumerate(node.get(key) or ()):
+            _check_subschema(sub, f"{where}.{key}.{k}", defs, refs)
+
+
+def instance(schema: Any, text: str, defs: Block | None = None) -> Any:
+    """A value matching ``schema`` (a strict one: what constrained decoding could emit), every
+    string ``text``."""
+    if not isinstance(schema, dict):
+        return text
+    defs = defs if defs is not None else {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
+    if isinstance(schema.get("$ref"), str):
+        return instance(defs.get(schema["$ref"].rpartition("/")[2]), text, defs)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return instance(schema[key][0], text, defs)
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = schema.get("required")
+        names = list(props) if required is None else [n for n in props if n in required]
+        return {name: instance(props[name], text, defs) for name in names}
+    if kind == "array":
+        return [instance(schema.get("items"), text, defs)] if schema.get("minItems") == 1 else []
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), text)
+
+
+def _check_tools(tools: Any, model: str) -> list[str]:
     if tools is None:
         return []
     if not isinstance(tools, list):
@@ -289,12 +411,19 @@ def _check_tools(tools: Any) -> list[str]:
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise InvalidError(f"tools.{i}: Input should be a valid dictionary")
-        _check_fields(tool, {"name", "input_schema"}, {"description", "cache_control"}, f"tools.{i}")
+        _check_fields(
+            tool, {"name", "input_schema"}, {"description", "cache_control", "strict"}, f"tools.{i}"
+        )
         if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
             raise InvalidError(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
         schema = tool["input_schema"]
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise InvalidError(f"tools.{i}.input_schema.type: Input should be 'object'")
+        if "strict" in tool and not isinstance(tool["strict"], bool):
+            raise InvalidError(f"tools.{i}.strict: Input should be a valid boolean")
+        if tool.get("strict"):
+            _check_structured_model(model, f"tools.{i}.strict")
+            _check_schema(schema, f"tools.{i}.input_schema")
         names.append(tool["name"])
     if len(set(names)) != len(names):
         raise InvalidError("tools: Tool names must be unique.")
@@ -512,13 +641,17 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
                 "type": "tool_use",
                 "id": f"toolu_{uuid.uuid4().hex[:24]}",
                 "name": tool,
-                "input": {"location": "Paris"},
+                "input": _tool_input(body, tool),
             }
             for tool in tools
         ]
         stop_reason = "tool_use"
     else:
-        text, stop_reason, stop_sequence = _cut(f"echo: {_last_text(turns)}", body)
+        fmt = (body.get("output_config") or {}).get("format")
+        said = f"echo: {_last_text(turns)}"
+        if fmt is not None:
+            said = orjson.dumps(instance(fmt["schema"], _last_text(turns))).decode()
+        text, stop_reason, stop_sequence = _cut(said, body)
         if text:
             blocks.append({"type": "text", "text": text})
     return {
@@ -531,6 +664,11 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
         "stop_sequence": stop_sequence,
         "usage": _usage(body, blocks),
     }
+
+
+def _tool_input(body: Block, name: str) -> Any:
+    tool = next(t for t in body["tools"] if t["name"] == name)
+    return instance(tool["input_schema"], "Paris") if tool.get("strict") else {"location": "Paris"}
 
 
 def _tools_to_call(body: Block, turns: list[Block], mode: Mode) -> list[str]:
@@ -656,8 +794,13 @@ def events(message: Block) -> list[bytes]:
 
 
 def fake_provider() -> FakeProvider:
-    """How the contract suite (tests/contract/) runs the ``anthropic`` type against this fake."""
+    """How the contract suite (tests/contract/) runs the ``anthropic`` type against this fake.
+
+    Its chat model has a Claude 3 name: the row declares no structured output (it exists per
+    model), so the suite's refusal checks need a model without it; the failure-mode names
+    built on it (``tool-...``) are names the model table does not know, with structured outputs.
+    """
     key = "sk-ant-fake-0123456789"
     return FakeProvider(
-        "anthropic", lambda: anthropic_app(api_key=key), api_key=key, chat_model="claude-fake"
+        "anthropic", lambda: anthropic_app(api_key=key), api_key=key, chat_model="claude-3-fake"
     )

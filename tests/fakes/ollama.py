@@ -28,9 +28,10 @@ others must be in ``models`` (default ``llama3.2``, ``nomic-embed-text``).
 as recent servers give (``tool-noid``: no id, as servers before tool call ids);
 ``tool-parallel`` calls every declared tool in one message, ``tool-preamble``
 says ``"Let me check."`` before its call(s). A call's arguments are an instance
-of the tool's ``parameters`` schema: each required property is filled, a string
-with the prompt's last word (``"weather in Paris?"`` -> ``"Paris"``), an enum
-with its first value, other types with a plain value of that type.
+of the tool's ``parameters`` schema: each required property is filled (every
+property when none is required), a string with the prompt's last word
+(``"weather in Paris?"`` -> ``"Paris"``), an enum with its first value, other
+types with a plain value of that type.
 Names containing ``think`` or ``gpt-oss`` think before answering.
 
 The answer (``echo: <last user text>``) ends before the first of
@@ -382,11 +383,13 @@ def _answer(body: dict[str, Any], mode: Mode) -> tuple[str, str, list[dict[str, 
 
 
 def _arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
-    """An instance of a tool's ``parameters``: its required properties, filled from the prompt."""
+    """An instance of a tool's ``parameters``, filled from the prompt: its required properties,
+    or every property when none is required (a model fills what the call needs)."""
     properties = schema.get("properties") or {}
     words = re.findall(r"\w+", text)
     word = words[-1] if words else text
-    return {name: _value(properties.get(name) or {}, word) for name in schema.get("required") or ()}
+    names = schema.get("required") or list(properties)
+    return {name: _value(properties.get(name) or {}, word) for name in names}
 
 
 def _value(prop: dict[str, Any], word: str) -> Any:

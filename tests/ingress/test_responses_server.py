@@ -258,7 +258,7 @@ async def test_stateless_options_are_accepted_and_echoed(gw: Gateway) -> None:
 async def test_json_schema_on_a_provider_without_it_names_text_format(gw: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         await gw.client.responses.create(
-            model="anthropic/claude-sonnet-4-5", input="hello there", text={"format": SCHEMA}
+            model="anthropic/claude-3-5-haiku-20241022", input="hello there", text={"format": SCHEMA}
         )
     body: Any = info.value.body
     assert body["param"] == "text.format"

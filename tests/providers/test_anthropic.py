@@ -28,6 +28,7 @@ from uniinfer.errors import (
     UniInferError,
     UnsupportedFeatureError,
 )
+from uniinfer.gateway import check_features
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.base import Endpoint, ProviderAdapter
@@ -1262,3 +1263,213 @@ async def test_fake_reads_a_pdf_document_and_checks_its_source(client: HttpClien
     assert app["requests"][0]["messages"][0]["content"][1]["type"] == "document"
     assert status == 400
     assert "messages.0.content.0.source.base64.media_type" in payload["error"]["message"]
+
+
+# --- structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs) ---
+
+ECHO_SCHEMA = {
+    "type": "object",
+    "properties": {"echo": {"type": "string"}},
+    "required": ["echo"],
+    "additionalProperties": False,
+}
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "Echo", "schema": ECHO_SCHEMA, "strict": True}}
+STRICT_PARAMS = {
+    "type": "object",
+    "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+    "required": ["location", "unit"],
+    "additionalProperties": False,
+}
+STRICT_WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": STRICT_PARAMS, "strict": True},
+}
+WITH = ["claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "claude-haiku-4-5", "claude-opus-4-5-20251101"]
+WITH += ["claude-opus-4-6", "claude-sonnet-4-6", "claude-opus-4-7"]
+WITHOUT = ["claude-3-5-haiku-20241022", "claude-3-7-sonnet-latest", "claude-3-haiku-20240307", "claude-2.1"]
+WITHOUT += ["claude-sonnet-4-20250514", "claude-sonnet-4-0", "claude-opus-4-20250514", "claude-opus-4-0"]
+WITHOUT += ["claude-opus-4-1", "claude-opus-4-1-20250805"]
+
+
+@pytest.mark.parametrize("model", WITH)
+def test_json_schema_is_sent_as_output_config_format_without_a_beta_header(model: str) -> None:
+    adapter = make_adapter()
+    assert "response_format" in adapter.supported_for(model)
+    upstream = adapter.chat_request(chat(response_format=JSON_SCHEMA), model, stream=False)
+    body = orjson.loads(upstream.body)
+    # the generally available shape; the beta's top-level output_format is deprecated
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": ECHO_SCHEMA}}
+    assert "output_format" not in body
+    assert "anthropic-beta" not in upstream.headers
+
+
+def test_text_response_format_sends_nothing() -> None:
+    body = sent(chat(response_format={"type": "text"}))
+    assert "output_config" not in body
+
+
+def test_a_strict_tool_keeps_strict_and_others_send_none() -> None:
+    tools = sent(chat(tools=[STRICT_WEATHER, WEATHER]))["tools"]
+    assert tools[0] == {"name": "get_weather", "input_schema": STRICT_PARAMS, "strict": True}
+    assert "strict" not in tools[1]
+    loose = {"type": "function", "function": {**WEATHER["function"], "strict": False}}
+    assert "strict" not in sent(chat(tools=[loose]))["tools"][0]
+
+
+@pytest.mark.parametrize("model", WITHOUT)
+def test_models_without_structured_outputs_refuse_them_naming_the_param(model: str) -> None:
+    adapter = make_adapter()
+    assert "response_format" not in adapter.supported_for(model)
+    with pytest.raises(UnsupportedFeatureError) as info:
+        adapter.chat_request(chat(tools=[WEATHER, STRICT_WEATHER]), model, stream=True)
+    assert (info.value.param, info.value.provider) == ("tools[1].function.strict", "anthropic")
+    assert model in info.value.message
+    with pytest.raises(UnsupportedFeatureError) as info:
+        adapter.chat_request(chat(response_format=JSON_SCHEMA), model, stream=False)
+    assert (info.value.param, info.value.provider) == ("response_format", "anthropic")
+    # without strict, tools go as before
+    assert orjson.loads(adapter.chat_request(chat(tools=[WEATHER]), model, stream=False).body)["tools"]
+
+
+@pytest.mark.parametrize("model", WITHOUT)
+def test_the_gateway_refuses_json_schema_per_model_before_anything_is_sent(model: str) -> None:
+    adapter = make_adapter()
+    with pytest.raises(UnsupportedFeatureError) as info:
+        check_features(chat(response_format=JSON_SCHEMA), adapter, model)
+    assert (info.value.param, info.value.provider) == ("response_format", "anthropic")
+    assert "provider 'anthropic'" in info.value.message
+    assert f"model '{model}'" in info.value.message
+    assert "structured output (response_format json_schema)" in info.value.message
+
+
+def test_the_gateway_lets_json_schema_through_for_a_model_with_it_and_still_refuses_json_object() -> None:
+    adapter = make_adapter()
+    check_features(chat(response_format=JSON_SCHEMA), adapter, "claude-sonnet-4-5")
+    with pytest.raises(UnsupportedFeatureError) as info:
+        check_features(chat(response_format={"type": "json_object"}), adapter, "claude-sonnet-4-5")
+    assert "JSON mode (response_format json_object)" in info.value.message
+    # and the adapter itself, for direct callers: no faithful equivalent, so refused
+    with pytest.raises(UnsupportedFeatureError) as info:
+        adapter.chat_request(chat(response_format={"type": "json_object"}), "claude-sonnet-4-5", stream=False)
+    assert info.value.param == "response_format"
+
+
+async def test_fake_answers_json_matching_the_schema_plain_and_streamed(client: HttpClient) -> None:
+    app = anthropic_app(api_key=KEY)
+    request = chat(
+        [{"role": "user", "content": "hello there"}], model="claude-sonnet-4-5", response_format=JSON_SCHEMA
+    )
+    async with run_fake(app) as url:
+        adapter = make_adapter(url)
+        resp = await call(client, adapter, request)
+        chunks = await stream(client, adapter, request)
+        cut = await call(client, adapter, request.model_copy(update={"max_tokens": 1}))
+    assert orjson.loads(resp.choices[0].message.content or "") == {"echo": "hello there"}
+    assert resp.choices[0].finish_reason == "stop"
+    whole = reassemble(chunks)
+    assert orjson.loads(whole["text"]) == {"echo": "hello there"}
+    assert whole["finish"] == "stop"
+    # cut by max_tokens: the JSON may be incomplete, and the finish reason says so
+    assert cut.choices[0].finish_reason == "length"
+    assert app["requests"][0]["output_config"] == {"format": {"type": "json_schema", "schema": ECHO_SCHEMA}}
+
+
+async def test_fake_strict_tool_call_matches_its_schema(client: HttpClient) -> None:
+    app = anthropic_app()
+    request = chat(model="claude-haiku-4-5", tools=[STRICT_WEATHER], tool_choice="required")
+    async with run_fake(app) as url:
+        resp = await call(client, make_adapter(url), request)
+    calls = resp.choices[0].message.tool_calls or []
+    assert [orjson.loads(c.function.arguments) for c in calls] == [{"location": "Paris", "unit": "c"}]
+    assert app["requests"][0]["tools"][0]["strict"] is True
+
+
+async def test_a_schema_the_api_cannot_compile_is_a_400_naming_response_format(client: HttpClient) -> None:
+    schema = {**ECHO_SCHEMA, "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "N", "schema": schema}}
+    async with run_fake(anthropic_app()) as url:
+        with pytest.raises(InvalidRequestError) as info:
+            await call(client, make_adapter(url), chat(model="claude-sonnet-4-5", response_format=fmt))
+    assert info.value.param == "response_format"
+    assert info.value.upstream_status == 400
+    assert "minimum" in info.value.message
+
+
+STRUCTURED = {**MINIMAL, "model": "claude-sonnet-4-5"}
+JSON_OUTPUT = {"format": {"type": "json_schema", "schema": ECHO_SCHEMA}}
+STRICT_TOOL = {"name": "f", "input_schema": STRICT_PARAMS, "strict": True}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (
+            {**MINIMAL, "model": "claude-3-5-haiku-20241022", "output_config": JSON_OUTPUT},
+            "output_config.format",
+        ),
+        ({**MINIMAL, "model": "claude-opus-4-1", "tools": [STRICT_TOOL]}, "tools.0.strict"),
+        (
+            {**STRUCTURED, "output_format": JSON_OUTPUT["format"]},
+            "output_format: Extra inputs are not permitted",
+        ),
+        ({**STRUCTURED, "output_config": {"format": {"type": "json_object"}}}, "output_config.format.type"),
+        ({**STRUCTURED, "output_config": {"format": {"type": "json_schema"}}}, "schema: Field required"),
+        (
+            {
+                **STRUCTURED,
+                "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}, "x": 1}},
+            },
+            "output_config.format.x: Extra inputs are not permitted",
+        ),
+        (
+            {**STRUCTURED, "tools": [{**STRICT_TOOL, "strict": "yes"}]},
+            "tools.0.strict: Input should be a valid boolean",
+        ),
+        (
+            {
+                **STRUCTURED,
+                "output_config": {
+                    "format": {
+                        "type": "json_schema",
+                        "schema": {"type": "object", "additionalProperties": True},
+                    }
+                },
+            },
+            "'additionalProperties' must be false",
+        ),
+        (
+            {
+                **STRUCTURED,
+                "tools": [
+                    {
+                        **STRICT_TOOL,
+                        "input_schema": {
+                            "type": "object",
+                            "properties": {"node": {"$ref": "#/$defs/Node"}},
+                            "$defs": {
+                                "Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}
+                            },
+                        },
+                    }
+                ],
+            },
+            "Too many recursive definitions in schema",
+        ),
+        (
+            {
+                **STRUCTURED,
+                "output_config": JSON_OUTPUT,
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "{"}],
+            },
+            "prefilling",
+        ),
+    ],
+)
+async def test_fake_checks_structured_outputs_like_the_real_api(
+    client: HttpClient, body: dict[str, Any], fragment: str
+) -> None:
+    async with run_fake(anthropic_app()) as url:
+        status, payload = await raw(client, url, body)
+    assert status == 400
+    assert payload["error"]["type"] == "invalid_request_error"
+    assert fragment in payload["error"]["message"]

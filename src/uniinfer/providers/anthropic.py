@@ -29,6 +29,24 @@ chunk (``message_start``) is a role chunk without content, as OpenAI's is,
 carrying the input counts reported there as ``early_usage``; the final usage
 chunk has the totals.
 
+Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
+decided per model in one place, the table
+:data:`~uniinfer.providers.anthropic_request.NO_STRUCTURED_OUTPUTS` (the older models; Claude
+Sonnet 4.5, Haiku 4.5, Opus 4.5 and every later model have them), read through
+:meth:`AnthropicAdapter.structured_outputs`. For a model with them, ``response_format``
+json_schema is sent as ``output_config.format`` and a tool's ``strict: true`` as the tool's
+``strict``; the answer is an ordinary text block holding the JSON, streamed as text deltas
+(``stop_reason`` ``refusal`` -> ``content_filter``, ``max_tokens`` -> ``length``: the JSON may
+then be cut or not match). For a model without, nothing is sent: the gateway's
+``check_features`` refuses json_schema (400 ``unsupported_feature``, ``param``
+``response_format``, naming provider and model), :meth:`AnthropicAdapter.supported_for` leaves
+``response_format`` out (so ``text`` is refused, or dropped visibly, as before), and a
+``strict`` tool is refused (400 ``unsupported_feature``, ``param`` ``tools[i].function.strict``).
+``json_object`` has no faithful equivalent and stays refused for every model (the row declares
+no JSON mode). The table is the Claude API's: a subclass serving Claude on another platform
+(Vertex AI, whose model list differs) keeps its own behaviour (``strict`` left out,
+``response_format`` refused by that adapter).
+
 Errors (https://docs.anthropic.com/en/api/errors) have the shape
 ``{"type": "error", "error": {"type": ..., "message": ...}}``; the field a
 400 names (``"temperature: Input should be ..."``) becomes ``param``.
@@ -50,7 +68,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.anthropic_request import messages_payload, thinking_left_out
+from uniinfer.providers.anthropic_request import messages_payload, structured_outputs, thinking_left_out
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
@@ -96,6 +114,7 @@ _PARAM_NAMES: Mapping[str, str] = {
     "system": "messages",
     "metadata": "user",
     "thinking": "reasoning_effort",
+    "output_config": "response_format",
 }
 _PARAM_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*)(?:\.[\w.]+)?: ")
 
@@ -109,10 +128,23 @@ class AnthropicAdapter(ProviderAdapter):
         {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "parallel_tool_calls", "user", "safety_identifier", "reasoning_effort"}
     )
+    #: ``supported_params`` for a model with structured outputs.
+    _with_format = supported_params | {"response_format"}
+
+    def supported_for(self, model: str) -> frozenset[str]:
+        """``response_format`` only for models with structured outputs (see the module docstring)."""
+        return self._with_format if self.structured_outputs(model) else self.supported_params
+
+    def structured_outputs(self, model: str) -> bool | None:
+        """Whether ``model`` has structured outputs on the Claude API; None for a subclass
+        serving Claude elsewhere (its platform's model list is not this one)."""
+        return structured_outputs(model) if type(self) is AnthropicAdapter else None
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
-            payload = messages_payload(request, model, stream=stream)
+            payload = messages_payload(
+                request, model, stream=stream, structured=self.structured_outputs(model)
+            )
         except UniInferError as exc:
             exc.provider = exc.provider or self.name
             raise

@@ -32,6 +32,17 @@ https://docs.anthropic.com/en/api/messages:
 - ``temperature`` is passed through unchanged although Anthropic's range is
   0..1 (OpenAI's 0..2): rescaling would silently change its meaning, so the
   API's own 400 names the field instead.
+- Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs),
+  for models with them (:func:`structured_outputs`): ``response_format``
+  ``json_schema`` becomes ``output_config: {"format": {"type": "json_schema",
+  "schema": ...}}`` (the generally available shape: no beta header; the beta's
+  top-level ``output_format`` is deprecated), and a tool's ``strict: true`` is
+  sent as the tool's ``strict``. The schema goes as the caller wrote it: the
+  API refuses what it cannot compile (numeric and string-length constraints,
+  ``additionalProperties`` other than ``false``, recursive schemas...) with a
+  400 naming ``output_config.format`` or the tool. ``json_schema.strict: false``
+  cannot be expressed (the API always constrains). ``json_object`` has no
+  equivalent (an object schema must list its properties) and is refused.
 """
 
 from __future__ import annotations
@@ -49,8 +60,10 @@ from uniinfer.types.chat import (
     DeveloperMessage,
     FilePart,
     ImagePart,
+    JSONObjectFormat,
     Message,
     SystemMessage,
+    TextFormat,
     TextPart,
     Tool,
     ToolCall,
@@ -61,10 +74,12 @@ from uniinfer.types.chat import (
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "NO_STRUCTURED_OUTPUTS",
     "THINKING_BUDGETS",
     "TOOL_ERROR_PREFIX",
     "TOOL_ERROR_TEXT",
     "messages_payload",
+    "structured_outputs",
     "thinking_left_out",
 ]
 
@@ -84,6 +99,25 @@ _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
 _PDF = "application/pdf"
+#: Model-name prefixes of the Claude API models without structured outputs (JSON outputs and
+#: strict tools). The docs list the models with them: Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and
+#: every later model (Opus 4.6, Sonnet 4.6, Opus 4.7...); the models without are a closed set,
+#: the older ones (Opus 4.1 had them only in the 2025-11-13 beta, not generally available).
+NO_STRUCTURED_OUTPUTS: tuple[str, ...] = (
+    "claude-instant",
+    "claude-2",
+    "claude-3",  # 3, 3.5 and 3.7
+    "claude-sonnet-4-0",  # Sonnet 4: the alias and the dated id
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",  # Opus 4
+    "claude-opus-4-2025",
+    "claude-opus-4-1",  # Opus 4.1
+)
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether the Claude API gives ``model`` structured outputs (see :data:`NO_STRUCTURED_OUTPUTS`)."""
+    return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
 
 
 def thinking_left_out(request: ChatRequest) -> bool:
@@ -97,7 +131,13 @@ def thinking_left_out(request: ChatRequest) -> bool:
     return _thinking_left_out(turns)
 
 
-def messages_payload(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
+def messages_payload(
+    request: ChatRequest, model: str, *, stream: bool, structured: bool | None = None
+) -> dict[str, Any]:
+    """The Messages body. ``structured``: whether ``model`` takes structured outputs (True:
+    ``response_format`` json_schema and tools' ``strict`` are sent; False: refused, naming the
+    param); None where the caller does not know (Claude on another platform): ``strict`` is
+    left out, ``response_format`` refused."""
     system, turns = _turns(request.messages)
     max_tokens, thinking = _limits(request)
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
@@ -114,8 +154,11 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool) -> dict[
     user_id = request.user or request.safety_identifier
     if user_id:
         payload["metadata"] = {"user_id": user_id}
+    fmt = _output_format(request, model, structured)
+    if fmt is not None:
+        payload["output_config"] = {"format": fmt}
     if request.tools:
-        payload["tools"] = [_tool(t) for t in request.tools]
+        payload["tools"] = [_tool(t, i, model, structured) for i, t in enumerate(request.tools)]
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
         if choice is not None:
             payload["tool_choice"] = choice
@@ -313,12 +356,49 @@ def _arguments(call: ToolCall, i: int, k: int) -> Any:
     return value
 
 
-def _tool(tool: Tool) -> Block:
+def _no_structured_outputs(what: str, param: str, model: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError(
+        f"anthropic does not support {what} ({param}) for model '{model}': structured outputs "
+        "need Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 or a later model",
+        param=param,
+    )
+
+
+def _output_format(request: ChatRequest, model: str, structured: bool | None) -> Block | None:
+    """``output_config.format`` for ``response_format`` (None: nothing to send)."""
+    fmt = request.response_format
+    if fmt is None or isinstance(fmt, TextFormat):
+        return None
+    if isinstance(fmt, JSONObjectFormat):
+        raise UnsupportedFeatureError(
+            "anthropic does not support JSON mode (response_format json_object): its structured "
+            "outputs need a schema; send response_format json_schema",
+            param="response_format",
+        )
+    if not structured:
+        raise _no_structured_outputs(
+            "structured output (response_format json_schema)", "response_format", model
+        )
+    schema = fmt.json_schema.schema_
+    if schema is None:
+        raise InvalidRequestError(
+            "response_format.json_schema.schema: anthropic needs the JSON schema of the answer",
+            param="response_format",
+        )
+    return {"type": "json_schema", "schema": schema}
+
+
+def _tool(tool: Tool, i: int, model: str, structured: bool | None) -> Block:
     fn = tool.function
     block: Block = {"name": fn.name}
     if fn.description:
         block["description"] = fn.description
     block["input_schema"] = fn.parameters or {"type": "object", "properties": {}}
+    if fn.strict:
+        if structured:
+            block["strict"] = True
+        elif structured is not None:
+            raise _no_structured_outputs("strict tools", f"tools[{i}].function.strict", model)
     return block
 
 
