@@ -257,7 +257,10 @@ class Gateway:
             allowed = (adapter.supported_for(target.model) - adapter.unsupported()) | _ALWAYS
             if len(self._allowed) < _ALLOWED_CACHE_LIMIT:
                 self._allowed[target.label] = allowed
-        if request.model_fields_set <= allowed:
+        drop = self.config.settings.drop_unsupported_params
+        # values a provider cannot honour: dropped here when configured, else its chat_request refuses them
+        refused = adapter.values_refused(request, target.model) if drop else ()
+        if not refused and request.model_fields_set <= allowed:
             return request, ()  # the usual case: nothing to check one by one
         present = {
             name
@@ -265,17 +268,20 @@ class Gateway:
             if name not in _ALWAYS and getattr(request, name) is not None
         }
         rejected = (present - adapter.supported_for(target.model)) | (present & adapter.unsupported())
-        if not rejected:
+        if not rejected and not refused:
             return request, ()
         names = tuple(sorted(rejected))
-        if not self.config.settings.drop_unsupported_params:
+        if not drop:
             raise UnsupportedParamError(
                 f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
                 f"(model '{request.model}'); remove them or set settings.drop_unsupported_params",
                 param=names[0],
                 provider=adapter.name,
             )
-        return request.model_copy(update=dict.fromkeys(names)), names
+        prepared = request.model_copy(update=dict.fromkeys(names)) if names else request
+        if refused:
+            prepared = adapter.without_values(prepared, target.model, refused)
+        return prepared, names + refused
 
     # --- embeddings ---------------------------------------------------------------------
 
@@ -475,11 +481,8 @@ def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -
 
 
 def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -> None:
-    """Raise UnsupportedFeatureError for a capability the provider does not declare.
-
-    Structured output a provider lacks in general may still exist for some of its models: an
-    adapter that knows which says so with ``structured_outputs(model)`` (Anthropic's).
-    """
+    """Raise UnsupportedFeatureError for a capability the provider does not declare (structured
+    output: for ``model``, see :meth:`ProviderAdapter.structured_outputs`)."""
     caps = adapter.spec.capabilities
     if not caps.chat:
         raise adapter.feature_error("chat completions")
@@ -490,17 +493,13 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
     fmt = request.response_format
     if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
         raise adapter.feature_error("JSON mode (response_format json_object)")
-    if isinstance(fmt, JSONSchemaFormat) and not caps.json_schema:
-        per_model: Callable[[str], bool | None] | None = getattr(adapter, "structured_outputs", None)
-        if per_model is None:
-            raise adapter.feature_error("structured output (response_format json_schema)")
-        if not per_model(model):
-            raise UnsupportedFeatureError(
-                f"provider '{adapter.name}' does not support structured output (response_format "
-                f"json_schema) for model '{model}'; route to a model that has it",
-                provider=adapter.name,
-                param="response_format",
-            )
+    if isinstance(fmt, JSONSchemaFormat) and not adapter.structured_outputs(model):
+        raise UnsupportedFeatureError(
+            f"provider '{adapter.name}' does not support structured output (response_format "
+            f"json_schema) for model '{model}'; route to a model that has it",
+            provider=adapter.name,
+            param="response_format",
+        )
     if not caps.vision and _has_images(request):
         raise adapter.feature_error("image input")
 

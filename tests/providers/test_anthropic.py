@@ -27,6 +27,7 @@ from uniinfer.errors import (
     RequestTooLargeError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
 )
 from uniinfer.gateway import check_features
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
@@ -1320,10 +1321,16 @@ def test_a_strict_tool_keeps_strict_and_others_send_none() -> None:
 def test_models_without_structured_outputs_refuse_them_naming_the_param(model: str) -> None:
     adapter = make_adapter()
     assert "response_format" not in adapter.supported_for(model)
-    with pytest.raises(UnsupportedFeatureError) as info:
-        adapter.chat_request(chat(tools=[WEATHER, STRICT_WEATHER]), model, stream=True)
+    request = chat(tools=[WEATHER, STRICT_WEATHER])
+    assert adapter.values_refused(request, model) == ("tools[1].function.strict",)
+    with pytest.raises(UnsupportedParamError) as info:  # a value it cannot honour: droppable
+        adapter.chat_request(request, model, stream=True)
     assert (info.value.param, info.value.provider) == ("tools[1].function.strict", "anthropic")
     assert model in info.value.message
+    dropped = adapter.without_values(request, model, ("tools[1].function.strict",))
+    tools = orjson.loads(adapter.chat_request(dropped, model, stream=False).body)["tools"]
+    assert [t["name"] for t in tools] == ["get_weather", "get_weather"]
+    assert not any("strict" in t for t in tools)
     with pytest.raises(UnsupportedFeatureError) as info:
         adapter.chat_request(chat(response_format=JSON_SCHEMA), model, stream=False)
     assert (info.value.param, info.value.provider) == ("response_format", "anthropic")
@@ -1473,3 +1480,37 @@ async def test_fake_checks_structured_outputs_like_the_real_api(
     assert status == 400
     assert payload["error"]["type"] == "invalid_request_error"
     assert fragment in payload["error"]["message"]
+
+
+@pytest.mark.parametrize("drop", [False, True])
+async def test_a_strict_tool_for_an_older_claude_is_refused_or_dropped_visibly(drop: bool) -> None:
+    """The openai SDK's pydantic tools are strict: a Claude model without structured outputs cannot
+    honour that. A 400 naming the param, or with drop_unsupported_params the tool without it."""
+    from tests.conftest import make_config
+    from uniinfer.gateway import Gateway
+    from uniinfer.stages import RequestContext
+
+    app = anthropic_app(api_key=KEY)
+    async with run_fake(app) as url:
+        config = make_config(
+            f"providers:\n  anthropic: {{api_key: {KEY}, base_url: '{url}'}}\n"
+            f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
+        )
+        gateway = Gateway(config)
+        request = chat(model="anthropic/claude-3-5-haiku-20241022", tools=[STRICT_WEATHER])
+        ctx = RequestContext("chat")
+        try:
+            if not drop:
+                with pytest.raises(UnsupportedParamError) as info:
+                    await gateway.chat(request, ctx)
+                assert info.value.param == "tools[0].function.strict"
+                assert not app["requests"]  # nothing sent
+                return
+            await gateway.chat(request, ctx)
+        finally:
+            await gateway.aclose()
+    assert ctx.route is not None
+    assert ctx.route.dropped_params == ("tools[0].function.strict",)  # x-uniinfer-dropped-params
+    sent_tool = app["requests"][-1]["tools"][0]
+    assert sent_tool["name"] == "get_weather"
+    assert "strict" not in sent_tool

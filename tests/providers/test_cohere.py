@@ -28,6 +28,7 @@ from uniinfer.errors import (
     RateLimitError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
@@ -229,9 +230,9 @@ def test_tool_choice_vocabulary(choice: str, expected: str | None) -> None:
     assert sent(chat(tools=[WEATHER], tool_choice=choice)).get("tool_choice") == expected
 
 
-def test_a_named_tool_choice_is_an_unsupported_feature() -> None:
+def test_a_named_tool_choice_is_an_unsupported_param() -> None:
     choice = {"type": "function", "function": {"name": "get_weather"}}
-    with pytest.raises(UnsupportedFeatureError) as info:
+    with pytest.raises(UnsupportedParamError) as info:
         sent(chat(tools=[WEATHER], tool_choice=choice))
     assert info.value.param == "tool_choice"
     assert info.value.provider == "cohere"
@@ -918,3 +919,12 @@ async def test_fake_embed_v2_models_need_no_input_type(client: HttpClient) -> No
     assert status == 200
     assert len(payload["embeddings"]["float"][0]) == 8
     assert payload["meta"]["billed_units"]["input_tokens"] == 2
+
+
+def test_a_named_tool_choice_is_the_value_dropped_when_configured() -> None:
+    adapter = make_adapter()
+    forced = chat(tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert adapter.values_refused(forced, "command-a") == ("tool_choice",)
+    assert adapter.values_refused(chat(tools=[WEATHER], tool_choice="required"), "command-a") == ()
+    dropped = adapter.without_values(forced, "command-a", ("tool_choice",))
+    assert "tool_choice" not in orjson.loads(adapter.chat_request(dropped, "command-a", stream=False).body)

@@ -190,11 +190,6 @@ async def test_the_fake_truncates_a_number_for_an_integer_option_as_go_does(
     assert resp.status == 200, resp.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a gateway hook for value-level refusals (ProviderAdapter.params_refused, "
-    "see the report of this change): the adapter cannot see settings.drop_unsupported_params",
-)
 @pytest.mark.parametrize(
     "choice",
     ["required", {"type": "function", "function": {"name": "get_weather"}}],

@@ -332,6 +332,24 @@ async def test_claude_says_when_it_leaves_thinking_out_of_an_open_tool_loop(fake
     assert fake.adapter.params_left_out(request, "gemini-2.5-flash") == ()
 
 
+async def test_strict_tools_are_a_claude_value_to_refuse_or_drop_and_gemini_s_to_keep(fake: Fake) -> None:
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    request = chat(tools=[strict])
+    # Vertex's Claude models have no structured outputs here: refused, or dropped when configured
+    assert fake.adapter.values_refused(request, CLAUDE) == ("tools[0].function.strict",)
+    assert not fake.adapter.structured_outputs(CLAUDE)
+    with pytest.raises(UnsupportedParamError):
+        fake.adapter.chat_request(request, CLAUDE, stream=False)
+    dropped = fake.adapter.without_values(request, CLAUDE, ("tools[0].function.strict",))
+    await fake.adapter.prepare_credentials(fake.http)
+    assert (
+        "strict"
+        not in orjson.loads(fake.adapter.chat_request(dropped, CLAUDE, stream=False).body)["tools"][0]
+    )
+    assert fake.adapter.values_refused(request, "gemini-2.5-flash") == ()
+    assert fake.adapter.structured_outputs("gemini-2.5-flash")
+
+
 async def test_claude_validation_errors_keep_anthropic_detail(fake: Fake) -> None:
     with pytest.raises(InvalidRequestError) as info:
         await fake.complete(chat(temperature=1.5), CLAUDE)

@@ -41,11 +41,12 @@ then be cut or not match). For a model without, nothing is sent: the gateway's
 ``check_features`` refuses json_schema (400 ``unsupported_feature``, ``param``
 ``response_format``, naming provider and model), :meth:`AnthropicAdapter.supported_for` leaves
 ``response_format`` out (so ``text`` is refused, or dropped visibly, as before), and a
-``strict`` tool is refused (400 ``unsupported_feature``, ``param`` ``tools[i].function.strict``).
-``json_object`` has no faithful equivalent and stays refused for every model (the row declares
-no JSON mode). The table is the Claude API's: a subclass serving Claude on another platform
-(Vertex AI, whose model list differs) keeps its own behaviour (``strict`` left out,
-``response_format`` refused by that adapter).
+``strict`` tool is a value it cannot honour (:meth:`AnthropicAdapter.values_refused`): a 400
+``unsupported_param`` naming ``tools[i].function.strict``, or with
+``settings.drop_unsupported_params`` the tool sent without it and the drop named in
+``x-uniinfer-dropped-params``. ``json_object`` has no faithful equivalent and stays refused for
+every model (the row declares no JSON mode). The table is the Claude API's: Claude on Vertex
+AI, whose model list differs, overrides :meth:`AnthropicAdapter.structured_outputs` to none.
 
 Errors (https://docs.anthropic.com/en/api/errors) have the shape
 ``{"type": "error", "error": {"type": ..., "message": ...}}``; the field a
@@ -128,17 +129,38 @@ class AnthropicAdapter(ProviderAdapter):
         {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "parallel_tool_calls", "user", "safety_identifier", "reasoning_effort"}
     )
+    per_model_params = frozenset({"response_format"})
+    per_model_note = (
+        "`response_format` `json_schema` and tools' `strict` (structured outputs) for Claude Sonnet 4.5, "
+        "Haiku 4.5, Opus 4.5 and later models; for older models refused (a `strict` tool: or "
+        "dropped visibly, with `settings.drop_unsupported_params`)."
+    )
     #: ``supported_params`` for a model with structured outputs.
-    _with_format = supported_params | {"response_format"}
+    _with_format = supported_params | per_model_params
 
     def supported_for(self, model: str) -> frozenset[str]:
         """``response_format`` only for models with structured outputs (see the module docstring)."""
         return self._with_format if self.structured_outputs(model) else self.supported_params
 
-    def structured_outputs(self, model: str) -> bool | None:
-        """Whether ``model`` has structured outputs on the Claude API; None for a subclass
-        serving Claude elsewhere (its platform's model list is not this one)."""
-        return structured_outputs(model) if type(self) is AnthropicAdapter else None
+    def structured_outputs(self, model: str) -> bool:
+        """Whether ``model`` has structured outputs on the Claude API (:data:`NO_STRUCTURED_OUTPUTS`)."""
+        return structured_outputs(model)
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """A tool's ``strict: true`` for a model without structured outputs."""
+        tools = request.tools
+        if not tools or self.structured_outputs(model):
+            return ()
+        return tuple(f"tools[{i}].function.strict" for i, t in enumerate(tools) if t.function.strict)
+
+    def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
+        """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
+        assert request.tools is not None
+        tools = [
+            t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
+            for t in request.tools
+        ]
+        return request.model_copy(update={"tools": tools})
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:

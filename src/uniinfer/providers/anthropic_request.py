@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.providers.base import add_turn
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
@@ -131,13 +131,11 @@ def thinking_left_out(request: ChatRequest) -> bool:
     return _thinking_left_out(turns)
 
 
-def messages_payload(
-    request: ChatRequest, model: str, *, stream: bool, structured: bool | None = None
-) -> dict[str, Any]:
-    """The Messages body. ``structured``: whether ``model`` takes structured outputs (True:
-    ``response_format`` json_schema and tools' ``strict`` are sent; False: refused, naming the
-    param); None where the caller does not know (Claude on another platform): ``strict`` is
-    left out, ``response_format`` refused."""
+def messages_payload(request: ChatRequest, model: str, *, stream: bool, structured: bool) -> dict[str, Any]:
+    """The Messages body. ``structured``: whether ``model`` takes structured outputs (then
+    ``response_format`` json_schema and tools' ``strict`` are sent; else they are refused,
+    naming the param: the gateway refuses or drops them before, see
+    :meth:`~uniinfer.providers.anthropic.AnthropicAdapter.values_refused`)."""
     system, turns = _turns(request.messages)
     max_tokens, thinking = _limits(request)
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
@@ -356,15 +354,10 @@ def _arguments(call: ToolCall, i: int, k: int) -> Any:
     return value
 
 
-def _no_structured_outputs(what: str, param: str, model: str) -> UnsupportedFeatureError:
-    return UnsupportedFeatureError(
-        f"anthropic does not support {what} ({param}) for model '{model}': structured outputs "
-        "need Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 or a later model",
-        param=param,
-    )
+_NEED_STRUCTURED = "structured outputs need Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 or a later model"
 
 
-def _output_format(request: ChatRequest, model: str, structured: bool | None) -> Block | None:
+def _output_format(request: ChatRequest, model: str, structured: bool) -> Block | None:
     """``output_config.format`` for ``response_format`` (None: nothing to send)."""
     fmt = request.response_format
     if fmt is None or isinstance(fmt, TextFormat):
@@ -376,8 +369,10 @@ def _output_format(request: ChatRequest, model: str, structured: bool | None) ->
             param="response_format",
         )
     if not structured:
-        raise _no_structured_outputs(
-            "structured output (response_format json_schema)", "response_format", model
+        raise UnsupportedFeatureError(
+            f"anthropic does not support structured output (response_format json_schema) for model "
+            f"'{model}': {_NEED_STRUCTURED}",
+            param="response_format",
         )
     schema = fmt.json_schema.schema_
     if schema is None:
@@ -388,17 +383,20 @@ def _output_format(request: ChatRequest, model: str, structured: bool | None) ->
     return {"type": "json_schema", "schema": schema}
 
 
-def _tool(tool: Tool, i: int, model: str, structured: bool | None) -> Block:
+def _tool(tool: Tool, i: int, model: str, structured: bool) -> Block:
     fn = tool.function
     block: Block = {"name": fn.name}
     if fn.description:
         block["description"] = fn.description
     block["input_schema"] = fn.parameters or {"type": "object", "properties": {}}
     if fn.strict:
-        if structured:
-            block["strict"] = True
-        elif structured is not None:
-            raise _no_structured_outputs("strict tools", f"tools[{i}].function.strict", model)
+        if not structured:  # a value refused (AnthropicAdapter.values_refused): dropped when configured
+            raise UnsupportedParamError(
+                f"anthropic does not support strict tools (tools[{i}].function.strict) for model "
+                f"'{model}': {_NEED_STRUCTURED}; remove it or set settings.drop_unsupported_params",
+                param=f"tools[{i}].function.strict",
+            )
+        block["strict"] = True
     return block
 
 

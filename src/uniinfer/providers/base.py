@@ -241,6 +241,10 @@ class ProviderAdapter(ABC):
 
     #: ChatRequest fields this protocol can express (``model`` and ``messages`` implied).
     supported_params: ClassVar[frozenset[str]]
+    #: Fields it can express for some models only (:meth:`supported_for` decides), and what
+    #: docs/providers.md says about them.
+    per_model_params: ClassVar[frozenset[str]] = frozenset()
+    per_model_note: ClassVar[str] = ""
     #: EmbeddingRequest fields this protocol cannot express (see :meth:`embed_params_refused`).
     embed_unsupported: ClassVar[frozenset[str]] = frozenset()
     #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
@@ -292,6 +296,24 @@ class ProviderAdapter(ABC):
         protocol's, and those its row omits (``encoding_format`` aside: the server encodes
         base64 itself). The gateway refuses them, or drops them visibly when configured to."""
         return self.embed_unsupported | (self.spec.embed_omit - {"encoding_format"})
+
+    def structured_outputs(self, model: str) -> bool:
+        """Whether ``model`` answers to a JSON schema (``response_format`` json_schema): the
+        row's capability, narrowed per model where a provider's models differ (Anthropic's)."""
+        return self.spec.capabilities.json_schema
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """Params of ``request`` this provider takes, but not with the values given, for
+        ``model`` (Ollama: a forced ``tool_choice``; a Claude model without structured
+        outputs: a tool's ``strict``), as param paths. :meth:`chat_request` refuses exactly
+        these (a 400 ``unsupported_param`` saying why); with
+        ``settings.drop_unsupported_params`` the gateway asks first, takes them out
+        (:meth:`without_values`) and names them in ``x-uniinfer-dropped-params``."""
+        return ()
+
+    def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
+        """``request`` without what :meth:`values_refused` named: by default those fields unset."""
+        return request.model_copy(update=dict.fromkeys(names))
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """Params of ``request`` that :meth:`chat_request` will leave out although this

@@ -121,7 +121,8 @@ def _rejected_params(spec: ProviderSpec, registry: Registry) -> list[str]:
     from uniinfer.types import ChatRequest
 
     optional = set(ChatRequest.model_fields) - {"model", "messages", "stream", "stream_options"}
-    supported = registry.adapter_class(spec).supported_params | spec.extra_params
+    adapter = registry.adapter_class(spec)
+    supported = adapter.supported_params | adapter.per_model_params | spec.extra_params
     return sorted((optional - supported) | (optional & spec.unsupported_params))
 
 
@@ -196,7 +197,8 @@ def _section(spec: ProviderSpec, registry: Registry) -> list[str]:
     if spec.docs_url:
         lines.append(f"| provider docs | <{spec.docs_url}> |")
     lines += ["", _enabling(spec), ""]
-    found = quirks(spec)
+    note = registry.adapter_class(spec).per_model_note
+    found = [*quirks(spec), *([note] if note else [])]
     if found:
         lines += ["Quirks handled by the gateway:", "", *[f"- {q}" for q in found], ""]
     return [*lines, *_snippet(spec, registry), ""]

@@ -62,6 +62,7 @@ from uniinfer.errors import (
     ProviderResponseError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
@@ -133,6 +134,10 @@ class CohereAdapter(ProviderAdapter):
         | {"reasoning_effort", "stream_options"}
     )
     Options: ClassVar[type[BaseModel] | None] = CohereOptions
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """A ``tool_choice`` naming a function (Cohere can only require some call)."""
+        return ("tool_choice",) if isinstance(request.tool_choice, ToolChoiceFunction) else ()
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
@@ -269,10 +274,11 @@ def _tool(tool: Tool) -> Block:
 
 def _tool_choice(request: ChatRequest) -> str | None:
     choice = request.tool_choice
-    if isinstance(choice, ToolChoiceFunction):
-        raise UnsupportedFeatureError(
-            f"forcing a named function (tool_choice '{choice.function.name}'); "
-            "Cohere's tool_choice is only REQUIRED or NONE",
+    if isinstance(choice, ToolChoiceFunction):  # refused value (CohereAdapter.values_refused)
+        raise UnsupportedParamError(
+            f"provider 'cohere' does not support forcing a named function (tool_choice "
+            f"'{choice.function.name}'): its tool_choice is only REQUIRED or NONE; send 'required', "
+            "or set settings.drop_unsupported_params",
             param="tool_choice",
         )
     return {"required": "REQUIRED", "none": "NONE"}.get(choice or "auto")

@@ -113,6 +113,11 @@ class OllamaAdapter(ProviderAdapter):
             payload["think"] = _think(request.reasoning_effort, model)
         return HttpRequest(self.url("/api/chat"), orjson.dumps(payload), self.auth_headers())
 
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """A ``tool_choice`` that forces a call (``"required"`` or a named function)."""
+        choice = request.tool_choice
+        return () if choice is None or choice in ("auto", "none") else ("tool_choice",)
+
     def _tools_sent(self, request: ChatRequest) -> bool:
         """Whether the tools go out: ``tool_choice`` "auto" (Ollama's only behaviour) or unset
         sends them, "none" leaves them out; forcing a call cannot be expressed."""
@@ -124,7 +129,8 @@ class OllamaAdapter(ProviderAdapter):
         forced = "required" if choice == "required" else f"function '{choice.function.name}'"
         raise UnsupportedParamError(
             f"provider '{self.name}' cannot force a tool call (tool_choice {forced}): Ollama's "
-            "/api/chat lets the model decide; use tool_choice 'auto' or 'none', or omit it",
+            "/api/chat lets the model decide; use tool_choice 'auto' or 'none', or omit it, or set "
+            "settings.drop_unsupported_params",
             provider=self.name,
             param="tool_choice",
         )

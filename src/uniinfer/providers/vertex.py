@@ -144,6 +144,11 @@ class _VertexClaude(AnthropicAdapter):
         super().__init__(spec, endpoint, name)
         self._tokens = tokens
 
+    def structured_outputs(self, model: str) -> bool:
+        # Vertex AI's Claude models and dates differ from the Claude API's table; until they
+        # are known here, json_schema and strict tools are refused (or strict dropped visibly)
+        return False
+
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         payload = orjson.loads(super().chat_request(request, model, stream=stream).body)
         payload.pop("model", None)  # the URL names the model (Anthropic's Vertex SDK drops it too)
@@ -212,6 +217,15 @@ class VertexAdapter(ProviderAdapter):
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         return self.family(model).params_left_out(request, model)
+
+    def structured_outputs(self, model: str) -> bool:
+        return self.family(model).structured_outputs(model)
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        return self.family(model).values_refused(request, model)
+
+    def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
+        return self.family(model).without_values(request, model, names)
 
     # --- chat -------------------------------------------------------------------------
 
