@@ -107,8 +107,8 @@ def steps() -> list[tuple[str, float]]:
         ("parse_request(ChatRequest)", _us(lambda: parse_request(ChatRequest, data))),
         ("headers dict + request id (App._http)", _us(lambda: (dict(scope_headers), app._new_request_id()))),
         (
-            "router.decide + gateway.prepare",
-            _us(lambda: (gateway.router.decide("bench-model", chat, ctx), gateway.prepare(chat, target))),
+            "router.decide + gateway.fit.chat",
+            _us(lambda: (gateway.router.decide("bench-model", chat, ctx), gateway.fit.chat(chat, target))),
         ),
         (
             "adapter.chat_request (model_dump + orjson.dumps)",

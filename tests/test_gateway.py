@@ -695,7 +695,7 @@ async def test_an_embedding_param_the_provider_has_no_field_for_is_refused_or_dr
         return
     dropping = make_gateway(config)
     adapter = dropping.router.group("co/embed-v4.0").members[0].target.adapter
-    prepared, dropped = dropping._embed_checked(request, adapter)
+    prepared, dropped = dropping.fit.embeddings(request, adapter)
     assert (prepared.user, dropped) == (None, ("user",))  # dropped, and said so in the route
 
 

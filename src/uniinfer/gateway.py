@@ -25,9 +25,8 @@ from uniinfer.errors import (
     ProviderConnectionError,
     RequestCancelledError,
     UniInferError,
-    UnsupportedFeatureError,
-    UnsupportedParamError,
 )
+from uniinfer.fitting import RequestFitter
 from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import Registry, default_registry
@@ -45,7 +44,6 @@ from uniinfer.types import (
     ModelList,
     Usage,
 )
-from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
 
 __all__ = ["Gateway", "ProviderStatus", "Target"]
 
@@ -81,8 +79,8 @@ class Gateway:
         self.http = http or HttpClient()
         self.usage = UsageMeter()
         self._adapters = {name: self._build_adapter(name) for name in config.providers}
-        #: Request fields each deployment accepts, by ``provider/model`` (see prepare).
-        self._allowed: dict[str, frozenset[str]] = {}
+        #: What each deployment can take of a request (:mod:`uniinfer.fitting`).
+        self.fit = RequestFitter(drop=config.settings.drop_unsupported_params)
         self.router = Router(
             config,
             self._adapters,
@@ -168,7 +166,7 @@ class Gateway:
             nonlocal usage, label
             target = member.target
             label = target.label
-            prepared, route.dropped_params = self.prepare(request, target)
+            prepared, route.dropped_params = self.fit.chat(request, target)
             adapter = target.adapter
             await adapter.prepare_credentials(self.http)
             upstream = adapter.chat_request(prepared, target.model, stream=False)
@@ -209,7 +207,7 @@ class Gateway:
 
         async def attempt(member: Member, timeouts: Timeouts) -> ChatStream:
             target = member.target
-            prepared, route.dropped_params = self.prepare(request, target)
+            prepared, route.dropped_params = self.fit.chat(request, target)
             await target.adapter.prepare_credentials(self.http)
             stream = await open_chat_stream(
                 self.http, target.adapter, prepared, target.model, ctx, self._finish, timeouts
@@ -238,51 +236,6 @@ class Gateway:
 
         return ended
 
-    def prepare(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
-        """Check the request against the target's capabilities and params (drop if configured).
-
-        The names returned are the params dropped, and those the adapter will
-        leave out of this request (:meth:`ProviderAdapter.params_left_out`).
-        """
-        prepared, dropped = self._checked(request, target)
-        left_out = target.adapter.params_left_out(prepared, target.model)
-        return prepared, (dropped + left_out) if left_out else dropped
-
-    def _checked(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
-        """:meth:`prepare`'s checks: the request as it may go to the target, and the params dropped."""
-        adapter = target.adapter
-        check_features(request, adapter, target.model)
-        allowed = self._allowed.get(target.label)
-        if allowed is None:
-            allowed = (adapter.supported_for(target.model) - adapter.unsupported()) | _ALWAYS
-            if len(self._allowed) < _ALLOWED_CACHE_LIMIT:
-                self._allowed[target.label] = allowed
-        drop = self.config.settings.drop_unsupported_params
-        # values a provider cannot honour: dropped here when configured, else its chat_request refuses them
-        refused = adapter.values_refused(request, target.model) if drop else ()
-        if not refused and request.model_fields_set <= allowed:
-            return request, ()  # the usual case: nothing to check one by one
-        present = {
-            name
-            for name in request.model_fields_set
-            if name not in _ALWAYS and getattr(request, name) is not None
-        }
-        rejected = (present - adapter.supported_for(target.model)) | (present & adapter.unsupported())
-        if not rejected and not refused:
-            return request, ()
-        names = tuple(sorted(rejected))
-        if not drop:
-            raise UnsupportedParamError(
-                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
-                f"(model '{request.model}'); remove them or set settings.drop_unsupported_params",
-                param=names[0],
-                provider=adapter.name,
-            )
-        prepared = request.model_copy(update=dict.fromkeys(names)) if names else request
-        if refused:
-            prepared = adapter.without_values(prepared, target.model, refused)
-        return prepared, names + refused
-
     # --- embeddings ---------------------------------------------------------------------
 
     async def embed(self, request: EmbeddingRequest, ctx: RequestContext | None = None) -> EmbeddingResponse:
@@ -297,9 +250,7 @@ class Gateway:
             nonlocal label
             label = member.target.label
             adapter = member.target.adapter
-            if not adapter.spec.capabilities.embeddings:
-                raise adapter.feature_error("embeddings")
-            prepared, route.dropped_params = self._embed_checked(request, adapter)
+            prepared, route.dropped_params = self.fit.embeddings(request, adapter)
             await adapter.prepare_credentials(self.http)
             upstream = adapter.embed_request(prepared, member.target.model)
             resp = await self.http.send(upstream, timeouts, member.target.provider)
@@ -323,23 +274,6 @@ class Gateway:
             self.router.record_tokens(label, used.total_tokens)
         await self._finish(ctx)
         return response
-
-    def _embed_checked(
-        self, request: EmbeddingRequest, adapter: ProviderAdapter
-    ) -> tuple[EmbeddingRequest, tuple[str, ...]]:
-        """The embedding request as it may go to ``adapter``, and the params dropped."""
-        names = tuple(sorted(n for n in adapter.embed_params_refused() if getattr(request, n) is not None))
-        if not names:
-            return request, ()
-        if not self.config.settings.drop_unsupported_params:
-            raise UnsupportedParamError(
-                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
-                f"for embeddings (model '{request.model}'); remove them or set "
-                "settings.drop_unsupported_params",
-                param=names[0],
-                provider=adapter.name,
-            )
-        return request.model_copy(update=dict.fromkeys(names)), names
 
     # --- models ---------------------------------------------------------------------------
 
@@ -438,11 +372,6 @@ class Gateway:
         await self.http.aclose()
 
 
-_ALWAYS = frozenset({"model", "messages", "stream"})
-#: Deployments whose accepted request fields are kept (direct ``provider/model`` names are open-ended).
-_ALLOWED_CACHE_LIMIT = 4096
-
-
 @dataclass(frozen=True, slots=True)
 class _Answer(Generic[T]):
     """What a non-streaming answer becomes: from the provider's body, or from a stage's response."""
@@ -478,41 +407,6 @@ _DISCOVERY_TIMEOUTS = Timeouts(connect=1.0, read=2.0, total=3.0)
 def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:
     level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
     log.log(level, "circuit of %s: %s -> %s", deployment, old.value, new.value)
-
-
-def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -> None:
-    """Raise UnsupportedFeatureError for a capability the provider does not declare (structured
-    output: for ``model``, see :meth:`ProviderAdapter.structured_outputs`)."""
-    caps = adapter.spec.capabilities
-    if not caps.chat:
-        raise adapter.feature_error("chat completions")
-    if request.stream and not caps.streaming:
-        raise adapter.feature_error("streaming")
-    if request.tools and not caps.tools:
-        raise adapter.feature_error("tools")
-    fmt = request.response_format
-    if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
-        raise adapter.feature_error("JSON mode (response_format json_object)")
-    if isinstance(fmt, JSONSchemaFormat) and not adapter.structured_outputs(model):
-        raise UnsupportedFeatureError(
-            f"provider '{adapter.name}' does not support structured output (response_format "
-            f"json_schema) for model '{model}'; route to a model that has it",
-            provider=adapter.name,
-            param="response_format",
-        )
-    if not caps.vision and _has_images(request):
-        raise adapter.feature_error("image input")
-
-
-def _has_images(request: ChatRequest) -> bool:
-    for msg in request.messages:
-        if (
-            isinstance(msg, UserMessage)
-            and isinstance(msg.content, list)
-            and any(isinstance(part, ImagePart) for part in msg.content)
-        ):
-            return True
-    return False
 
 
 def _cancelled() -> RequestCancelledError:

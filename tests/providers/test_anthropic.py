@@ -29,7 +29,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.gateway import check_features
+from uniinfer.fitting import check_features
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.base import Endpoint, ProviderAdapter

@@ -38,7 +38,7 @@ json_schema is sent as ``output_config.format`` and a tool's ``strict: true`` as
 ``strict``; the answer is an ordinary text block holding the JSON, streamed as text deltas
 (``stop_reason`` ``refusal`` -> ``content_filter``, ``max_tokens`` -> ``length``: the JSON may
 then be cut or not match). For a model without, nothing is sent: the gateway's
-``check_features`` refuses json_schema (400 ``unsupported_feature``, ``param``
+``uniinfer.fitting.check_features`` refuses json_schema (400 ``unsupported_feature``, ``param``
 ``response_format``, naming provider and model), :meth:`AnthropicAdapter.supported_for` leaves
 ``response_format`` out (so ``text`` is refused, or dropped visibly, as before), and a
 ``strict`` tool is a value it cannot honour (:meth:`AnthropicAdapter.values_refused`): a 400

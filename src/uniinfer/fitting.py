@@ -1,0 +1,131 @@
+"""Fitting a request to the deployment it is about to go to: what that provider can take.
+
+A capability the provider lacks (chat, streaming, tools, image input, JSON mode, structured
+output for that model) is a 400 ``unsupported_feature``. A param it cannot honour, by name
+(the protocol's :attr:`~uniinfer.providers.base.ProviderAdapter.supported_params` for the
+model, the row's ``unsupported_params``) or by value
+(:meth:`~uniinfer.providers.base.ProviderAdapter.values_refused`), is a 400
+``unsupported_param`` naming it, unless ``settings.drop_unsupported_params`` says to take it
+out; the names then reach the caller in ``x-uniinfer-dropped-params``, with those the adapter
+leaves out of this request on its own (``params_left_out``). Nothing is dropped silently. Both
+errors are target mismatches: the router goes on to the group's next deployment.
+
+The usual request asks for nothing out of the ordinary, and one subset test against the
+deployment's accepted fields (computed once per deployment) answers it.
+"""
+
+from __future__ import annotations
+
+from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.providers.base import ProviderAdapter
+from uniinfer.routing.group import Target
+from uniinfer.types import ChatRequest, EmbeddingRequest
+from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
+
+__all__ = ["RequestFitter", "check_features"]
+
+#: Fields every chat request has, whatever the provider.
+_ALWAYS = frozenset({"model", "messages", "stream"})
+#: Deployments whose accepted request fields are kept (direct ``provider/model`` names are open-ended).
+_ALLOWED_CACHE_LIMIT = 4096
+
+
+class RequestFitter:
+    """Checks requests against their targets; drops what they cannot take when ``drop``."""
+
+    def __init__(self, *, drop: bool) -> None:
+        self._drop = drop
+        self._allowed: dict[str, frozenset[str]] = {}
+
+    def chat(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
+        """The request as it may go to ``target``, and the params dropped or left out."""
+        fitted, dropped = self._fit_chat(request, target)
+        left_out = target.adapter.params_left_out(fitted, target.model)
+        return fitted, (dropped + left_out) if left_out else dropped
+
+    def _fit_chat(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
+        adapter = target.adapter
+        check_features(request, adapter, target.model)
+        allowed = self._allowed.get(target.label)
+        if allowed is None:
+            allowed = (adapter.supported_for(target.model) - adapter.unsupported()) | _ALWAYS
+            if len(self._allowed) < _ALLOWED_CACHE_LIMIT:
+                self._allowed[target.label] = allowed
+        # values it cannot honour: taken out here when configured, else its chat_request refuses them
+        refused = adapter.values_refused(request, target.model) if self._drop else ()
+        if not refused and request.model_fields_set <= allowed:
+            return request, ()  # the usual case: nothing to check one by one
+        present = {
+            name
+            for name in request.model_fields_set
+            if name not in _ALWAYS and getattr(request, name) is not None
+        }
+        rejected = (present - adapter.supported_for(target.model)) | (present & adapter.unsupported())
+        if not rejected and not refused:
+            return request, ()
+        names = tuple(sorted(rejected))
+        if not self._drop:
+            raise UnsupportedParamError(
+                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
+                f"(model '{request.model}'); remove them or set settings.drop_unsupported_params",
+                param=names[0],
+                provider=adapter.name,
+            )
+        fitted = request.model_copy(update=dict.fromkeys(names)) if names else request
+        if refused:
+            fitted = adapter.without_values(fitted, target.model, refused)
+        return fitted, names + refused
+
+    def embeddings(
+        self, request: EmbeddingRequest, adapter: ProviderAdapter
+    ) -> tuple[EmbeddingRequest, tuple[str, ...]]:
+        """The embedding request as it may go to ``adapter``, and the params dropped."""
+        if not adapter.spec.capabilities.embeddings:
+            raise adapter.feature_error("embeddings")
+        names = tuple(sorted(n for n in adapter.embed_params_refused() if getattr(request, n) is not None))
+        if not names:
+            return request, ()
+        if not self._drop:
+            raise UnsupportedParamError(
+                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
+                f"for embeddings (model '{request.model}'); remove them or set "
+                "settings.drop_unsupported_params",
+                param=names[0],
+                provider=adapter.name,
+            )
+        return request.model_copy(update=dict.fromkeys(names)), names
+
+
+def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -> None:
+    """Raise UnsupportedFeatureError for a capability the provider does not declare (structured
+    output: for ``model``, see :meth:`ProviderAdapter.structured_outputs`)."""
+    caps = adapter.spec.capabilities
+    if not caps.chat:
+        raise adapter.feature_error("chat completions")
+    if request.stream and not caps.streaming:
+        raise adapter.feature_error("streaming")
+    if request.tools and not caps.tools:
+        raise adapter.feature_error("tools")
+    fmt = request.response_format
+    if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
+        raise adapter.feature_error("JSON mode (response_format json_object)")
+    if isinstance(fmt, JSONSchemaFormat) and not adapter.structured_outputs(model):
+        raise UnsupportedFeatureError(
+            f"provider '{adapter.name}' does not support structured output (response_format "
+            f"json_schema) for model '{model}'; route to a model that has it",
+            provider=adapter.name,
+            param="response_format",
+        )
+    if not caps.vision and _has_images(request):
+        raise adapter.feature_error("image input")
+
+
+def _has_images(request: ChatRequest) -> bool:
+    for msg in request.messages:
+        if (
+            isinstance(msg, UserMessage)
+            and isinstance(msg.content, list)
+            and any(isinstance(part, ImagePart) for part in msg.content)
+        ):
+            return True
+    return False
