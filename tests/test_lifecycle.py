@@ -193,6 +193,12 @@ async def _post(base: str, model: str, *, stream: bool = False) -> tuple[int, di
         return resp.status, dict(resp.headers), text.decode()
 
 
+def _last_event(body: str) -> Any:
+    """The data of the last SSE event of a body read to its end (not cut)."""
+    assert not body.endswith("<cut>"), body[-200:]
+    return json.loads(body.strip().rsplit("\n\n", 1)[-1].removeprefix("data: "))
+
+
 async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
     deadline = time.monotonic() + within
     while not predicate():
@@ -250,8 +256,10 @@ async def test_past_the_grace_period_requests_get_a_503_streams_are_cut_and_it_e
     assert headers["Retry-After"] == "1"
     status, _, body = await stream
     assert status == 200
-    assert body.endswith("<cut>")  # ended unfinished, never with a [DONE] it did not have
+    # it says why it ended, in-band, and never with a [DONE] it did not have
+    assert not body.endswith("<cut>")
     assert "[DONE]" not in body
+    assert _last_event(body)["error"]["code"] == "service_unavailable"
 
     code, output = await served.exit(within=5)
     assert code == 0, output
@@ -281,7 +289,7 @@ async def test_a_second_ctrl_c_cuts_at_once_and_still_closes_cleanly(
     assert status == 503
     assert json.loads(body)["error"]["code"] == "service_unavailable"
     status, _, body = await asyncio.wait_for(stream, 3)
-    assert body.endswith("<cut>")
+    assert _last_event(body)["error"]["code"] == "service_unavailable"  # why it ended, in-band
     code, output = await served.exit(within=3)
     assert code == 0, output
     assert "Traceback" not in output

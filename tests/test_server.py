@@ -787,6 +787,26 @@ async def test_a_request_cut_at_shutdown_answers_503_in_its_apis_shape(app: App)
     assert error["type"] == "error"
     assert error["error"]["type"] == "overloaded_error"
 
+    # A stream under way says why it ends, in its API's error event (no cut connection)
+    stalled = {"model": "up/stall", "messages": MSG, "stream": True}
+    sent = await _run_cut(app, "/v1/chat/completions", stalled, draining=True)
+    body = b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    assert sent[0]["status"] == 200
+    assert sent[-1] == {"type": "http.response.body", "body": b""}  # ended, not abandoned
+    assert b'"code":"service_unavailable"' in body.rsplit(b"\n\n", 2)[-2]
+    assert b"[DONE]" not in body
+    sent = await _run_cut(
+        app, "/v1/messages", {**messages, "model": "up/stall", "stream": True}, draining=True
+    )
+    body = b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    assert b"event: error" in body
+    assert b"overloaded_error" in body
+    sent = await _run_cut(
+        app, "/v1/responses", {"model": "up/stall", "input": "hi", "stream": True}, draining=True
+    )
+    body = b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    assert b"event: response.failed" in body
+
     # not shutting down, a cancellation is not turned into an answer
     with pytest.raises(asyncio.CancelledError):
         await _run_cut(app, "/v1/chat/completions", chat, draining=False)

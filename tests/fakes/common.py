@@ -8,6 +8,7 @@ Model names that trigger behaviour (the rest of the name is free):
 - ``error-NNN``    that status with the provider's error body
 - ``drop``         close the connection without answering
 - ``cut``          (streams) send a few events, then cut the connection
+- ``stall``        (streams) send a few events, then nothing more (the client must hang up)
 - ``tool``         answer with a tool call to the first declared tool
 - anything else    echo the last user text: ``"echo: <text>"``
 """
@@ -38,6 +39,8 @@ class Mode:
     cut: bool = False
     #: Cut the stream after its headers and a keep-alive comment, before any event.
     cut_first: bool = False
+    #: Send half the events, then nothing until the client goes away.
+    stall: bool = False
     tool: bool = False
 
 
@@ -60,6 +63,8 @@ def mode_of(model: str) -> Mode:
         return Mode(cut_first=True)
     if name.startswith("cut"):
         return Mode(cut=True)
+    if name.startswith("stall"):
+        return Mode(stall=True)
     if name.startswith("tool"):
         return Mode(tool=True)
     return Mode()
@@ -91,6 +96,7 @@ async def stream_response(
     content_type: str = "text/event-stream",
     cut: bool = False,
     cut_first: bool = False,
+    stall: bool = False,
 ) -> web.StreamResponse:
     """Stream pre-framed events awkwardly; with ``cut``, abort half-way through.
 
@@ -103,10 +109,10 @@ async def stream_response(
         await resp.write(b": PROCESSING\n\n")
         await asyncio.sleep(0.01)
         abort(request)
-    if cut:
+    if cut or stall:
         for event in events[: max(1, len(events) // 2)]:
             await write_awkward(resp, event)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(3600 if stall else 0.01)  # stalled: until the client hangs up
         abort(request)
     for event in events:
         await write_awkward(resp, event)

@@ -908,7 +908,9 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
         )
         events = _stream_events(answer, completion_id, created, options, usage)
         mode = mode_of(model)
-        return await stream_response(request, events, cut=mode.cut, cut_first=mode.cut_first)
+        return await stream_response(
+            request, events, cut=mode.cut, cut_first=mode.cut_first, stall=mode.stall
+        )
 
     choices = []
     for i in range(answer.n):

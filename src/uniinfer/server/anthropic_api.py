@@ -24,6 +24,7 @@ The integrator registers :data:`ROUTES` in ``create_app``; until then,
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -91,10 +92,11 @@ async def _stream(
                     ended = True
                 elif data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
-        except UniInferError as exc:
-            # Mid-stream failure: an Anthropic error event, then the end.
-            forget_traceback(exc)
-            await send({"type": "http.response.body", "body": renderer.error(exc), "more_body": True})
+        except (UniInferError, asyncio.CancelledError) as caught:
+            # Mid-stream failure (or the cut at shutdown): an Anthropic error event, then the end.
+            error = app.in_band(caught)
+            forget_traceback(error)
+            await send({"type": "http.response.body", "body": renderer.error(error), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             return
         if not ended:

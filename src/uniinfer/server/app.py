@@ -261,18 +261,38 @@ class App:
         """A request cut while the server shuts down (past its grace period) ends as a 503.
 
         Raised in place of the ``CancelledError``, so the caller gets an answer in its
-        API's shape with ``Retry-After`` (or, when the response has begun, a stream
-        that ends unfinished), and nothing reaches the ASGI server: uvicorn logged
-        each cut request's traceback and answered a plain-text 500. Any other
-        cancellation goes on.
+        API's shape with ``Retry-After``, and nothing reaches the ASGI server: uvicorn
+        logged each cut request's traceback and answered a plain-text 500. (A stream
+        under way reports it in-band: :meth:`in_band`.) Any other cancellation goes on.
         """
-        if self.draining and task.cancelling():
-            task.uncancel()
-            raise ServiceUnavailableError(
-                "The gateway shut down before this request was answered "
-                "(server.graceful_shutdown_seconds passed); retry it.",
-                retry_after=1.0,
-            ) from None
+        error = self._shutdown_cut(task)
+        if error is not None:
+            raise error from None
+
+    def in_band(self, caught: UniInferError | asyncio.CancelledError) -> UniInferError:
+        """What a stream under way reports in its error event for ``caught``.
+
+        A :class:`UniInferError` itself; the cut at shutdown (past the grace period) a
+        503 ``service_unavailable``, so the client reads why its stream ended instead
+        of a connection cut mid-body; any other cancellation is raised again.
+        """
+        if isinstance(caught, UniInferError):
+            return caught
+        task = asyncio.current_task()
+        error = self._shutdown_cut(task) if task is not None else None
+        if error is None:
+            raise caught
+        return error
+
+    def _shutdown_cut(self, task: asyncio.Task[Any]) -> ServiceUnavailableError | None:
+        if not (self.draining and task.cancelling()):
+            return None
+        task.uncancel()
+        return ServiceUnavailableError(
+            "The gateway shut down before this request was answered "
+            "(server.graceful_shutdown_seconds passed); retry it.",
+            retry_after=1.0,
+        )
 
     def _route(self, method: str, path: str) -> Endpoint:
         endpoint = self._routes.get((method, path))

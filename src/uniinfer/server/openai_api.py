@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from uniinfer.errors import UniInferError, forget_traceback
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import (
@@ -52,8 +54,9 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
                     ended = True
                 else:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
-        except UniInferError as exc:
-            # Mid-stream failure: an OpenAI-style error event, then the end.
+        except (UniInferError, asyncio.CancelledError) as caught:
+            # Mid-stream failure (or the cut at shutdown): an OpenAI-style error event, then the end.
+            exc = app.in_band(caught)
             forget_traceback(exc)
             await send(
                 {"type": "http.response.body", "body": sse_event(openai_error_body(exc)), "more_body": True}

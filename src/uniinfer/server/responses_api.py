@@ -13,6 +13,7 @@ Errors have the OpenAI shape, with ``param`` naming the Responses field
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import orjson
@@ -80,9 +81,10 @@ async def stream_response(
             if ended:
                 return
             tail = renderer.finish(ctx.usage)
-        except UniInferError as exc:
-            forget_traceback(exc)
-            tail = renderer.fail(exc)
+        except (UniInferError, asyncio.CancelledError) as caught:  # incl. the cut at shutdown
+            error = app.in_band(caught)
+            forget_traceback(error)
+            tail = renderer.fail(error)
         await send({"type": "http.response.body", "body": sse(tail)})
     finally:
         await stream.aclose()
