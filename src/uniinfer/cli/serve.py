@@ -6,7 +6,8 @@ a load balancer needs to see that and stop sending, uvicorn closes its
 listening socket (new connections are refused) and waits up to
 ``server.graceful_shutdown_seconds`` for in-flight requests and streams to
 end. Requests still running then are cut (a request whose answer has not
-started gets a 503 ``service_unavailable``), and the lifespan shutdown closes
+started gets a 503 ``service_unavailable``, a stream under way that error as
+its last event), and the lifespan shutdown closes
 the upstream connection pool. A second signal during the delay starts the
 drain at once; a second SIGINT (Ctrl-C) during the drain cuts at once. A
 shutdown that was asked for exits 0.
