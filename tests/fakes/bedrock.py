@@ -29,7 +29,19 @@ input ``{"location": "Paris"}`` when the model id contains ``tool`` (and the
 last turn is not answering tool results) or ``toolChoice`` forces one;
 ``reasoningContent`` first when thinking is enabled or the model id contains
 ``think``. ``stopSequences`` and ``maxTokens`` (a token is a word) cut the
-answer with the real stop reasons. A model id containing ``cached`` reports
+answer with the real stop reasons.
+
+Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html;
+shapes from botocore's ``bedrock-runtime`` service model): ``outputConfig`` takes ``textFormat``
+(and ``effort``); ``textFormat`` needs ``type`` ``json_schema`` and a ``structure`` union holding
+exactly ``jsonSchema``, whose ``schema`` (required) is a *string* of JSON, with optional ``name``
+and ``description``; a ``toolSpec`` may carry ``strict`` (a boolean). With either (a tool:
+``strict: true``) a model outside :data:`STRUCTURED_MODELS` is refused, and so is a schema using
+what the guide lists as not supported (numeric and string-length constraints, ``minItems`` other
+than 0 or 1, ``additionalProperties`` other than ``false``, recursive or external ``$ref``). AWS
+does not quote these messages; they follow its ``ValidationException`` style. The answer is then
+a ``text`` block holding a JSON instance of the schema (every string the last user text), and a
+strict tool's ``toolUse`` input an instance of its ``inputSchema`` (strings ``"Paris"``). A model id containing ``cached`` reports
 ``cacheReadInputTokens: 100`` and ``cacheWriteInputTokens: 20``.
 
 Streams are real ``application/vnd.amazon.eventstream`` frames with correct
@@ -64,6 +76,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
+from tests.fakes.anthropic import instance
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
 
 __all__ = ["bedrock_app", "event_frame", "exception_frame", "fake_provider", "frame"]
@@ -97,6 +110,23 @@ _TOP_LEVEL = {"messages", "system", "inferenceConfig", "toolConfig", "additional
     "promptVariables",
     "requestMetadata",
     "performanceConfig",
+    "outputConfig",
+}
+#: Model-id prefixes (after a cross-Region profile prefix) with structured outputs, first match wins.
+STRUCTURED_MODELS: tuple[tuple[str, bool], ...] = (
+    ("anthropic.claude-instant", False),
+    ("anthropic.claude-v2", False),
+    ("anthropic.claude-3", False),
+    ("anthropic.claude-sonnet-4-2025", False),
+    ("anthropic.claude-opus-4-2025", False),
+    ("anthropic.claude-opus-4-1", False),
+    ("anthropic.claude", True),
+    ("openai.gpt-oss-", True),
+)
+#: JSON-schema keywords structured outputs cannot compile ("not supported" in the guide).
+_SCHEMA_REFUSED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}) | {
+    "minLength",
+    "maxLength",
 }
 _BLOCKS = ("text", "image", "document", "video", "toolUse", "toolResult", "guardContent", "cachePoint")
 _BLOCK_KINDS = {*_BLOCKS, "reasoningContent"}
@@ -327,7 +357,8 @@ def validate(body: Any, model: str) -> None:
         raise constraint("null", "messages", "Member must not be null")
     _check_system(body.get("system"))
     _check_inference(body.get("inferenceConfig") or {})
-    names = _check_tools(body.get("toolConfig"))
+    names = _check_tools(body.get("toolConfig"), model)
+    _check_output_config(body.get("outputConfig"), model)
     _check_messages(body["messages"], names is not None)
     _check_additional(body, model)
     text = orjson.dumps([body.get("system"), body["messages"]])
@@ -370,7 +401,107 @@ def _check_inference(config: Any) -> None:
         )
 
 
-def _check_tools(config: Any) -> list[str] | None:
+def _structured(model: str) -> bool:
+    name = unquote(model).lower().rpartition("/")[2]
+    profile, dot, rest = name.partition(".")
+    if dot and profile in ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"):
+        name = rest
+    return next((has for prefix, has in STRUCTURED_MODELS if name.startswith(prefix)), False)
+
+
+def _unsupported_model(model: str, field: str) -> AwsError:
+    return invalid(
+        f"The model {model} does not support structured outputs ({field}). Remove it and try again."
+    )
+
+
+def _check_output_config(config: Any, model: str) -> None:
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise invalid("The outputConfig field must be an object")
+    for name in config:
+        if name not in ("textFormat", "effort"):
+            raise extraneous(f"outputConfig.{name}")
+    fmt = config.get("textFormat")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict):
+        raise invalid("The outputConfig.textFormat field must be an object")
+    for name in fmt:
+        if name not in ("type", "structure"):
+            raise extraneous(f"outputConfig.textFormat.{name}")
+    for name in ("type", "structure"):
+        if name not in fmt:
+            raise constraint("null", f"outputConfig.textFormat.{name}", "Member must not be null")
+    if fmt["type"] != "json_schema":
+        raise constraint(
+            fmt["type"], "outputConfig.textFormat.type", "Member must satisfy enum value set: [json_schema]"
+        )
+    structure = fmt["structure"]
+    if not isinstance(structure, dict) or structure.keys() != {"jsonSchema"}:
+        raise invalid(
+            "The structure field at outputConfig.textFormat.structure must contain exactly one of: jsonSchema"
+        )
+    definition = structure["jsonSchema"]
+    if not isinstance(definition, dict):
+        raise invalid("The jsonSchema field at outputConfig.textFormat.structure must be an object")
+    for name in definition:
+        if name not in ("schema", "name", "description"):
+            raise extraneous(f"outputConfig.textFormat.structure.jsonSchema.{name}")
+    where = "outputConfig.textFormat.structure.jsonSchema.schema"
+    if "schema" not in definition:
+        raise constraint("null", where, "Member must not be null")
+    for name in ("schema", "name", "description"):
+        if name in definition and not isinstance(definition[name], str):
+            raise AwsError(
+                400, "SerializationException", f"Expected a string at '{where.rpartition('.')[0]}.{name}'"
+            )
+    if not _structured(model):
+        raise _unsupported_model(model, "outputConfig.textFormat")
+    try:
+        schema = orjson.loads(definition["schema"])
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"The JSON schema at {where} is not valid JSON") from exc
+    _check_schema(schema, where)
+
+
+def _check_schema(schema: Any, where: str) -> None:
+    """Refuse what structured outputs cannot compile (the guide's "not supported" list)."""
+    if not isinstance(schema, dict):
+        raise invalid(f"The JSON schema at {where} must be an object")
+    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
+    _check_subschema(schema, where, defs, ())
+
+
+def _check_subschema(node: Any, where: str, defs: Json, refs: tuple[str, ...]) -> None:
+    if not isinstance(node, dict):
+        return
+    for key in sorted(node.keys() & _SCHEMA_REFUSED):
+        raise invalid(f"The JSON schema at {where} uses '{key}', which structured outputs do not support")
+    if node.get("minItems") not in (None, 0, 1):
+        raise invalid(f"The JSON schema at {where} uses 'minItems' other than 0 or 1, which is not supported")
+    if "additionalProperties" in node and node["additionalProperties"] is not False:
+        raise invalid(f"The JSON schema at {where} sets 'additionalProperties' to a value other than false")
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rpartition("/")[2]
+        if not ref.startswith("#") or name not in defs:
+            raise invalid(f"The JSON schema at {where} has an external or unknown $ref {ref!r}")
+        if ref in refs:
+            raise invalid(f"The JSON schema at {where} is recursive, which structured outputs do not support")
+        _check_subschema(defs[name], where, defs, (*refs, ref))
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (node.get(key) or {}).items():
+            _check_subschema(sub, f"{where}.{key}.{name}", defs, refs)
+    for key in ("items", "not"):
+        _check_subschema(node.get(key), f"{where}.{key}", defs, refs)
+    for key in ("anyOf", "allOf", "oneOf"):
+        for k, sub in enumerate(node.get(key) or ()):
+            _check_subschema(sub, f"{where}.{key}.{k}", defs, refs)
+
+
+def _check_tools(config: Any, model: str) -> list[str] | None:
     if config is None:
         return None
     for name in config:
@@ -379,7 +510,7 @@ def _check_tools(config: Any) -> list[str] | None:
     tools = config.get("tools")
     if not isinstance(tools, list) or not tools:
         raise constraint("[]", "toolConfig.tools", "Member must have length greater than or equal to 1")
-    names = [_check_tool(tool, i) for i, tool in enumerate(tools)]
+    names = [_check_tool(tool, i, model) for i, tool in enumerate(tools)]
     choice = config.get("toolChoice")
     if choice is not None:
         if (
@@ -395,7 +526,7 @@ def _check_tools(config: Any) -> list[str] | None:
     return names
 
 
-def _check_tool(tool: Any, i: int) -> str:
+def _check_tool(tool: Any, i: int, model: str) -> str:
     spec = tool.get("toolSpec") if isinstance(tool, dict) and tool.keys() == {"toolSpec"} else None
     if not isinstance(spec, dict):
         raise invalid(
@@ -419,6 +550,15 @@ def _check_tool(tool: Any, i: int) -> str:
     schema = spec.get("inputSchema")
     if not isinstance(schema, dict) or not isinstance(schema.get("json"), dict):
         raise invalid(f"The inputSchema at toolConfig.tools.{i}.toolSpec must contain a json schema object")
+    strict = spec.get("strict", False)
+    if not isinstance(strict, bool):
+        raise AwsError(
+            400, "SerializationException", f"Expected a boolean at 'toolConfig.tools.{i}.toolSpec.strict'"
+        )
+    if strict:
+        if not _structured(model):
+            raise _unsupported_model(model, f"toolConfig.tools.{i}.toolSpec.strict")
+        _check_schema(schema["json"], f"toolConfig.tools.{i}.toolSpec.inputSchema.json")
     return str(spec["name"])
 
 
@@ -592,12 +732,21 @@ def answer(body: Json, model: str, mode: Mode) -> Json:
             }
         )
     tool = _tool_to_call(body, model, mode)
+    text_format = (body.get("outputConfig") or {}).get("textFormat")
     if tool is not None:
-        use = {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": tool, "input": {"location": "Paris"}}
+        spec = next(t["toolSpec"] for t in body["toolConfig"]["tools"] if t["toolSpec"]["name"] == tool)
+        given = (
+            instance(spec["inputSchema"]["json"], "Paris") if spec.get("strict") else {"location": "Paris"}
+        )
+        use = {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": tool, "input": given}
         blocks.append({"toolUse": use})
         stop = "tool_use"
     else:
-        text, stop = _cut(f"echo: {_last_text(body['messages'])}", body.get("inferenceConfig") or {})
+        reply = f"echo: {_last_text(body['messages'])}"
+        if text_format is not None:
+            schema = orjson.loads(text_format["structure"]["jsonSchema"]["schema"])
+            reply = orjson.dumps(instance(schema, _last_text(body["messages"]))).decode()
+        text, stop = _cut(reply, body.get("inferenceConfig") or {})
         if text:
             blocks.append({"text": text})
     return {

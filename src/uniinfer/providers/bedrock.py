@@ -75,6 +75,7 @@ from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, cla
 from uniinfer.providers.bedrock_converse import (
     converse_payload,
     converse_response,
+    structured_outputs,
     thinking_left_out,
     unsupported_for,
 )
@@ -126,6 +127,7 @@ _PARAMS: Mapping[str, str] = {
     "inferenceConfig.maxTokens": "max_tokens",
     "inferenceConfig.stopSequences": "stop",
     "toolConfig": "tools",
+    "outputConfig": "response_format",
     "messages": "messages",
     "system": "messages",
 }
@@ -165,6 +167,13 @@ class BedrockAdapter(ProviderAdapter):
         {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "reasoning_effort"}
     )
+    per_model_params = frozenset({"response_format"})
+    per_model_note = (
+        "`response_format` `json_schema` and tools' `strict` (structured outputs, `outputConfig`) for "
+        "Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and later Claude models and OpenAI gpt-oss models; for "
+        "other models refused (a `strict` tool: or dropped visibly, with "
+        "`settings.drop_unsupported_params`)."
+    )
     Options = BedrockOptions
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
@@ -176,8 +185,30 @@ class BedrockAdapter(ProviderAdapter):
         self.base_url = f"https://bedrock-runtime.{self.region}.amazonaws.com" if default else base
 
     def supported_for(self, model: str) -> frozenset[str]:
-        """``top_k`` and ``reasoning_effort`` only for the model families that take them."""
-        return self.supported_params - unsupported_for(model)
+        """``top_k`` and ``reasoning_effort`` only for the model families that take them,
+        ``response_format`` only for models with structured outputs."""
+        params = self.supported_params - unsupported_for(model)
+        return params | self.per_model_params if structured_outputs(model) else params
+
+    def structured_outputs(self, model: str) -> bool:
+        """Whether ``model`` has structured outputs on Bedrock (``bedrock_converse.STRUCTURED_OUTPUTS``)."""
+        return structured_outputs(model)
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """A tool's ``strict: true`` for a model without structured outputs."""
+        tools = request.tools
+        if not tools or structured_outputs(model):
+            return ()
+        return tuple(f"tools[{i}].function.strict" for i, t in enumerate(tools) if t.function.strict)
+
+    def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
+        """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
+        assert request.tools is not None
+        tools = [
+            t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
+            for t in request.tools
+        ]
+        return request.model_copy(update={"tools": tools})
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""

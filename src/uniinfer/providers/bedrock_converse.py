@@ -24,6 +24,20 @@ of :mod:`uniinfer.providers.anthropic`, below ``maxTokens``, off while a tool
 loop is open), Amazon Nova ``inferenceConfig.topK``; other families get an
 UnsupportedParamError for those params.
 
+Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_OutputConfig.html), for the
+models of :data:`STRUCTURED_OUTPUTS` (:func:`structured_outputs`): ``response_format``
+``json_schema`` becomes ``outputConfig: {"textFormat": {"type": "json_schema", "structure":
+{"jsonSchema": {"schema": "<the schema as a JSON string>", "name", "description"}}}}`` and a
+tool's ``strict: true`` the ``toolSpec``'s ``strict``. The schema goes as the caller wrote it:
+Bedrock refuses what it cannot compile (numeric and string-length constraints,
+``additionalProperties`` other than ``false``, recursive schemas...) with a 400. The answer is
+an ordinary ``text`` block holding the JSON (streamed as text deltas; ``max_tokens`` ->
+``length``: the JSON may then be cut). ``json_schema.strict: false`` cannot be expressed (the
+service always constrains). For any other model nothing is sent: json_schema is an
+UnsupportedFeatureError and a strict tool an UnsupportedParamError naming
+``tools[i].function.strict`` (the gateway drops it visibly when configured to).
+
 Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
 ``reasoningContent.reasoningText`` -> ``reasoning_content``; Converse returns
 no id, so one is generated. Usage: ``inputTokens`` excludes cache reads and
@@ -55,7 +69,15 @@ from uniinfer.providers.base import add_turn, chunk_id, json_object, plain_call_
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
-__all__ = ["converse_payload", "converse_response", "finish_reason", "unsupported_for", "usage"]
+__all__ = [
+    "STRUCTURED_OUTPUTS",
+    "converse_payload",
+    "converse_response",
+    "finish_reason",
+    "structured_outputs",
+    "unsupported_for",
+    "usage",
+]
 
 Json = dict[str, Any]
 
@@ -75,6 +97,30 @@ _FINISH: Mapping[str, FinishReason] = {
 }
 #: StopReasons that mean the model produced an answer that could not be used.
 _MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
+#: Which Bedrock models have structured outputs (``outputConfig.textFormat`` and strict tools),
+#: by model id without its cross-Region inference profile prefix (``us.``, ``global.``...) or ARN
+#: path: the first matching prefix decides, a model matching none has none (an application
+#: inference profile or provisioned-throughput ARN names no model: route to the model id).
+#: Claude: Sonnet 4.5, Haiku 4.5, Opus 4.5, Opus 4.6 and later
+#: (https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-structured-outputs.html),
+#: not the older models; OpenAI's open-weight gpt-oss models (model-cards.html). AWS lists more
+#: open-weight models on each model card; a row per family once its card is checked.
+STRUCTURED_OUTPUTS: tuple[tuple[str, bool], ...] = (
+    ("anthropic.claude-instant", False),
+    ("anthropic.claude-v2", False),
+    ("anthropic.claude-3", False),  # 3, 3.5 and 3.7
+    ("anthropic.claude-sonnet-4-2025", False),  # Sonnet 4
+    ("anthropic.claude-opus-4-2025", False),  # Opus 4
+    ("anthropic.claude-opus-4-1", False),  # Opus 4.1
+    ("anthropic.claude", True),
+    ("openai.gpt-oss-", True),
+)
+#: Cross-Region inference profile prefixes of model ids (``us.anthropic.claude-...``).
+_PROFILE_PREFIXES = frozenset({"us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"})
+_NEED_STRUCTURED = (
+    "Bedrock has structured outputs for Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and later Claude "
+    "models and for OpenAI gpt-oss models"
+)
 
 
 # --- request ---------------------------------------------------------------------------
@@ -92,10 +138,52 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
         payload["inferenceConfig"] = config
     if extra:
         payload["additionalModelRequestFields"] = extra
-    tools = _tool_config(request, turns)
+    structured = structured_outputs(model)
+    tools = _tool_config(request, turns, model, structured)
     if tools is not None:
         payload["toolConfig"] = tools
+    output = _output_config(request, model, structured)
+    if output is not None:
+        payload["outputConfig"] = output
     return payload
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether ``model`` has structured outputs on Bedrock (see :data:`STRUCTURED_OUTPUTS`)."""
+    name = model.lower().rpartition("/")[2]  # an ARN: .../foundation-model/<id>, .../inference-profile/<id>
+    profile, dot, rest = name.partition(".")
+    if dot and profile in _PROFILE_PREFIXES:
+        name = rest
+    return next((has for prefix, has in STRUCTURED_OUTPUTS if name.startswith(prefix)), False)
+
+
+def _output_config(r: ChatRequest, model: str, structured: bool) -> Json | None:
+    """``outputConfig`` for ``response_format`` json_schema (None: nothing to send)."""
+    fmt = r.response_format
+    if fmt is None or isinstance(fmt, chat.TextFormat):
+        return None
+    if isinstance(fmt, chat.JSONObjectFormat):
+        raise UnsupportedFeatureError(
+            "bedrock does not support JSON mode (response_format json_object): its structured outputs "
+            "need a schema; send response_format json_schema",
+            param="response_format",
+        )
+    if not structured:
+        raise UnsupportedFeatureError(
+            f"bedrock does not support structured output (response_format json_schema) for model "
+            f"'{model}': {_NEED_STRUCTURED}",
+            param="response_format",
+        )
+    spec = fmt.json_schema
+    if spec.schema_ is None:
+        raise InvalidRequestError(
+            "response_format.json_schema.schema: bedrock needs the JSON schema of the answer",
+            param="response_format",
+        )
+    definition: Json = {"schema": orjson.dumps(spec.schema_).decode(), "name": spec.name}
+    if spec.description:
+        definition["description"] = spec.description
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": definition}}}
 
 
 def _inference_config(r: ChatRequest) -> Json:
@@ -259,7 +347,7 @@ def _tool_result(msg: chat.ToolMessage) -> Json:
     return {"toolResult": {"toolUseId": plain_call_id(msg.tool_call_id), "content": [content]}}
 
 
-def _tool_config(r: ChatRequest, turns: list[Json]) -> Json | None:
+def _tool_config(r: ChatRequest, turns: list[Json], model: str, structured: bool) -> Json | None:
     if not r.tools:
         return None
     choice = r.tool_choice
@@ -272,7 +360,7 @@ def _tool_config(r: ChatRequest, turns: list[Json]) -> Json | None:
                 param="tool_choice",
             )
         return None
-    config: Json = {"tools": [_tool_spec(t) for t in r.tools]}
+    config: Json = {"tools": [_tool_spec(t, i, model, structured) for i, t in enumerate(r.tools)]}
     if isinstance(choice, chat.ToolChoiceFunction):
         config["toolChoice"] = {"tool": {"name": choice.function.name}}
     elif choice is not None:
@@ -280,12 +368,20 @@ def _tool_config(r: ChatRequest, turns: list[Json]) -> Json | None:
     return config
 
 
-def _tool_spec(tool: chat.Tool) -> Json:
+def _tool_spec(tool: chat.Tool, i: int, model: str, structured: bool) -> Json:
     fn = tool.function
     spec: Json = {"name": fn.name}
     if fn.description:  # a NonEmptyString upstream
         spec["description"] = fn.description
     spec["inputSchema"] = {"json": fn.parameters or {"type": "object", "properties": {}}}
+    if fn.strict:
+        if not structured:  # a value refused (BedrockAdapter.values_refused): dropped when configured
+            raise UnsupportedParamError(
+                f"bedrock does not support strict tools (tools[{i}].function.strict) for model "
+                f"'{model}': {_NEED_STRUCTURED}; remove it or set settings.drop_unsupported_params",
+                param=f"tools[{i}].function.strict",
+            )
+        spec["strict"] = True
     return {"toolSpec": spec}
 
 
