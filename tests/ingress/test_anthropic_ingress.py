@@ -292,7 +292,7 @@ def test_documents_and_structured_output() -> None:
     assert chat.response_format is not None
     assert chat.response_format.model_dump(by_alias=True, exclude_none=True) == {
         "type": "json_schema",
-        "json_schema": {"name": "output", "schema": {"type": "object"}},
+        "json_schema": {"name": "output", "schema": {"type": "object"}, "strict": True},
     }
 
 

@@ -54,7 +54,16 @@ Requests, field by field:
   when set (``xhigh`` and ``max`` -> ``high``). The exact ``budget_tokens``
   goes along as :attr:`~uniinfer.types.ChatRequest.thinking_budget`: an
   Anthropic upstream gets that budget, other providers the effort level.
-  ``output_config.format`` -> ``response_format`` ``json_schema`` named ``output``.
+- Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
+  ``output_config.format`` (or the deprecated beta ``output_format``) -> ``response_format``
+  ``{"type": "json_schema", "json_schema": {"name": "output", "schema": ..., "strict": true}}``
+  (``strict``: Anthropic always constrains the answer to the schema, OpenAI only when told),
+  a custom tool's ``strict`` -> ``function.strict``. The model's provider decides: a Claude
+  model with structured outputs gets both back as they were sent, OpenAI and Gemini their own
+  structured output, and a provider or model without them refuses with a 400 that names the
+  Messages field (``output_config.format``, ``tools.N.strict``; see
+  :func:`~uniinfer.ingress.anthropic_response.messages_field`). The JSON comes back as a
+  text block.
 
 :func:`estimate_input_tokens` counts a request offline (o200k_base) for
 ``count_tokens`` when the model is not served by Anthropic itself.
@@ -89,7 +98,14 @@ from uniinfer.ingress.anthropic_models import (
     ToolUseBlock,
     parse_anthropic,
 )
-from uniinfer.ingress.anthropic_response import error_body, error_type, message_id, to_message, usage_of
+from uniinfer.ingress.anthropic_response import (
+    error_body,
+    error_type,
+    message_id,
+    messages_field,
+    to_message,
+    usage_of,
+)
 from uniinfer.ingress.anthropic_stream import StreamRenderer
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
 from uniinfer.tokens import count_text_tokens
@@ -116,6 +132,7 @@ __all__ = [
     "error_type",
     "estimate_input_tokens",
     "message_id",
+    "messages_field",
     "parse_anthropic",
     "reasoning_effort",
     "to_chat_request",
@@ -127,6 +144,8 @@ __all__ = [
 Turn = tuple[str, list[tuple[str, ContentBlock]]]
 
 _EFFORTS = ("low", "medium", "high")
+#: The ``json_schema.name`` of the answer's format (Anthropic's has none; OpenAI requires one).
+_FORMAT_NAME = "output"
 _OUTPUT_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
@@ -141,9 +160,10 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
     effort = reasoning_effort(req)
     if effort is not None:
         fields["reasoning_effort"] = effort
-    fmt = req.output_config.format if req.output_config else None
+    fmt = req.json_output_format()
     if fmt is not None:
-        spec = {"name": "output", "schema": fmt.schema_}
+        # strict: Anthropic constrains decoding to the schema; OpenAI does only when asked to
+        spec = {"name": _FORMAT_NAME, "schema": fmt.schema_, "strict": True}
         fields["response_format"] = {"type": "json_schema", "json_schema": spec}
     if isinstance(req, MessagesRequest):
         fields.update(_generation(req))

@@ -14,6 +14,12 @@ Shape is checked by pydantic; the rules across fields (block types per role,
 thinking budget below ``max_tokens``) by :func:`check_conversation`, with the
 API's messages.
 
+Structured outputs: ``output_config.format`` (``{"type": "json_schema", "schema":
+{...}}``) and a custom tool's ``strict``, as
+https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs documents them;
+the beta's top-level ``output_format`` (deprecated, which the API still accepts) is taken
+for ``output_config.format``, and sending both is a 400 naming ``output_format``.
+
 Server tools (``web_search_*``, ``bash_*``, ``text_editor_*``, ``computer_*``...)
 run on Anthropic's side and have no equivalent behind a gateway: a 400
 :class:`~uniinfer.errors.UnsupportedFeatureError` naming ``tools.N.type``.
@@ -310,6 +316,14 @@ class CountTokensRequest(BaseModel):
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None
+    #: The structured-outputs beta's name for ``output_config.format`` (header
+    #: ``anthropic-beta: structured-outputs-2025-11-13``): deprecated, still accepted by the API.
+    output_format: JSONOutputFormat | None = None
+
+    def json_output_format(self) -> JSONOutputFormat | None:
+        """``output_config.format``, or the deprecated ``output_format`` standing for it."""
+        fmt = self.output_config.format if self.output_config is not None else None
+        return fmt if fmt is not None else self.output_format
 
 
 class MessagesRequest(CountTokensRequest):
@@ -351,6 +365,11 @@ def _invalid(path: str, message: str) -> InvalidRequestError:
 
 def check_conversation(request: CountTokensRequest) -> None:
     """The rules that span fields, with the real API's wording."""
+    if request.output_format is not None and request.output_config and request.output_config.format:
+        raise _invalid(
+            "output_format",
+            "`output_format` is the deprecated name of `output_config.format`; send only `output_config.format`",
+        )
     names = _check_tools(request.tools)
     _check_tool_choice(request.tool_choice, names)
     _check_messages(request.messages)

@@ -46,7 +46,8 @@ overloaded provider is ``overloaded_error`` with status 503 (not Anthropic's
 529), a timeout ``api_error`` with 504. A context-length error's message
 starts with ``prompt is too long:`` as the API's does (agents look for it to
 compact their history). When a gateway error names an OpenAI field, the
-message is prefixed with the Anthropic field it came from (``thinking:``...).
+message is prefixed with the Anthropic field it came from (``thinking:``,
+``output_config.format:``, ``tools.0.strict:``...: :func:`messages_field`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ __all__ = [
     "error_object",
     "error_type",
     "message_id",
+    "messages_field",
     "stop_reason",
     "to_message",
     "tool_input",
@@ -107,6 +109,10 @@ _FIELDS: Mapping[str, str] = {
     "response_format": "output_config.format",
     "stream_options": "stream",
 }
+#: A tool's field in a ChatRequest param path -> the Messages tool field it was translated from
+#: (the tool's index is the same: every Messages tool is a custom one, server tools are refused).
+_TOOL_PARAM = re.compile(r"tools\[(\d+)\]\.function\.(name|description|parameters|strict)")
+_TOOL_FIELDS: Mapping[str, str] = {"parameters": "input_schema"}
 _STOP: Mapping[str, str] = {"length": "max_tokens", "content_filter": "refusal"}
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -228,7 +234,21 @@ def _message(exc: UniInferError) -> str:
     message = exc.message
     if isinstance(exc, ContextLengthExceededError) and not message.startswith("prompt is too long"):
         return f"prompt is too long: {message}"
-    field = _FIELDS.get(exc.param or "")
+    field = messages_field(exc.param) if exc.param else None
     if field is not None and not message.startswith(f"{field}:"):
         return f"{field}: {message}"
     return message
+
+
+def messages_field(param: str) -> str | None:
+    """The Messages API field a ChatRequest param came from, in the API's path style
+    (``response_format`` -> ``output_config.format``, ``tools[0].function.strict`` ->
+    ``tools.0.strict``); None when the names are the same or the param has no Messages origin."""
+    field = _FIELDS.get(param)
+    if field is not None:
+        return field
+    tool = _TOOL_PARAM.fullmatch(param)
+    if tool is None:
+        return None
+    index, name = tool.groups()
+    return f"tools.{index}.{_TOOL_FIELDS.get(name, name)}"

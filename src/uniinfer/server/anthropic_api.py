@@ -38,6 +38,7 @@ from uniinfer.ingress.anthropic import (
     StreamRenderer,
     error_body,
     estimate_input_tokens,
+    messages_field,
     parse_anthropic,
     to_chat_request,
     to_message,
@@ -120,7 +121,9 @@ _MESSAGES_NAMES = {
 def _headers(request: Request, route: Route | None) -> Headers:
     """Route headers, with dropped parameters named as the Messages API names them."""
     if route is not None and route.dropped_params:
-        names = tuple(dict.fromkeys(_MESSAGES_NAMES.get(p, p) for p in route.dropped_params))
+        names = tuple(
+            dict.fromkeys(_MESSAGES_NAMES.get(p) or messages_field(p) or p for p in route.dropped_params)
+        )
         route = dataclasses.replace(route, dropped_params=names)
     return route_headers(request.request_id, route)
 
