@@ -148,3 +148,27 @@ async def test_a_stream_dropped_without_closing_still_frees_its_connection(
             del stream  # the last reference: finalised at once
         assert client.gateway.http.busy_connections == 0
         assert client.gateway.router.states["up/gpt-4o-mini"].in_flight == 0  # routing sees it gone
+
+
+async def test_a_sync_client_whose_pool_fails_to_close_still_ends_its_thread(
+    config_for: Callable[..., Config],
+) -> None:
+    seen: dict[str, object] = {}
+
+    def script() -> None:
+        client = Client(config_for())
+
+        async def failing_close() -> None:
+            raise OSError("the pool could not close")
+
+        client.gateway.http.aclose = failing_close  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="could not close"):
+            client.close()
+        seen["thread_alive"] = client._thread.is_alive()
+        seen["loop_closed"] = client._loop.is_closed()
+        client.close()  # closed once is closed: nothing is raised again
+        with pytest.raises(RuntimeError, match="closed"):
+            client.complete(model="up/gpt-4o-mini", messages=MSG)
+
+    await asyncio.to_thread(_run_sync, script)
+    assert seen == {"thread_alive": False, "loop_closed": True}

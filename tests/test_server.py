@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
@@ -417,6 +418,29 @@ async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncO
     with pytest.raises(openai.InternalServerError) as info5:
         await client.chat.completions.create(model="up/error-500", messages=MSG)  # type: ignore[arg-type]
     assert info5.value.status_code == 502
+
+
+@pytest.mark.parametrize("model", ["up/gpt-4o-mini\r\nx-injected: 1", "up/gpt\x00", "up/gpt\x7f"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_model_name_with_a_control_character_is_a_404_before_any_upstream_call(
+    base_url: str, openai_fake_app: web.Application, model: str, stream: bool
+) -> None:
+    # The name reaches the x-uniinfer-* headers, which may not hold a control character: the
+    # server failed the answer after the provider had served (and billed) it, cutting the connection.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            base_url + "/v1/chat/completions",
+            json={"model": model, "messages": MSG, "stream": stream},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ) as resp,
+    ):
+        assert resp.status == 404
+        assert "x-injected" not in resp.headers
+        error = (await resp.json())["error"]
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert openai_fake_app["requests"] == []
 
 
 async def test_mid_stream_failure_is_an_error_event(client: openai.AsyncOpenAI) -> None:

@@ -127,11 +127,13 @@ class Client:
     def close(self) -> None:
         if self._closed:
             return
-        self._call(self._async.aclose())
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        try:
+            self._call(self._async.aclose())
+        finally:  # also when closing the pool failed (or Ctrl-C interrupted it): the thread ends
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
 
     def __enter__(self) -> Client:
         return self

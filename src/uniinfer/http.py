@@ -200,8 +200,9 @@ class HttpClient:
     async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
 
-        The caller must ``await close_stream(resp)`` (the gateway's stream does
-        so in ``finally``), which releases or closes the connection.
+        The caller must ``close_stream(resp)`` on every path (a
+        :class:`~uniinfer.streaming.ChatStream` does when it ends, fails or is
+        closed), which returns the connection to the pool or closes it.
         """
         import aiohttp
 

@@ -269,6 +269,26 @@ def test_contradictory_rules_are_rejected_at_load() -> None:
         )
 
 
+def test_contradictory_rules_in_a_config_built_in_python_are_rejected_by_the_gateway() -> None:
+    rules = [
+        {"name": "r", "when": {"min_messages": 3, "max_messages": 2}, "route": {"model": "m"}},
+        {"name": "r", "route": {"model": "m"}},
+    ]
+    config = Config.model_validate(
+        {
+            "providers": {"up": {"type": "openai", "api_key": "k"}},
+            "models": {"m": {"deployments": ["up/x"]}},
+            "routing": {"rules": rules},
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        Gateway(config)
+    assert info.value.message == (
+        "embedded default: routing.rules.0.when.min_messages: 3 is greater than max_messages (2): "
+        "rule 'r' can never match; routing.rules.1.name: 'r' is already the name of routing.rules.0"
+    )
+
+
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(
     open_=st.sets(st.integers(0, 4)),

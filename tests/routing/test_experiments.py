@@ -279,7 +279,7 @@ def test_comparisons_against_the_control() -> None:
     assert same.feedback is None  # no feedback for v2
 
 
-def test_report_serialises_and_renders() -> None:
+def test_report_serialises() -> None:
     store = ExperimentStore([experiment()])
     for i in range(20):
         record(store, "v0", f"a{i}", 1.0 + i / 100)
@@ -291,12 +291,6 @@ def test_report_serialises_and_renders() -> None:
     assert data["variants"][1]["error_rate_ci"][1] > 0.05
     assert data["comparisons"][0]["latency"]["significant"] is True
     assert data["comparisons"][0]["feedback"] is None
-    text = report.render()
-    assert "experiment exp" in text
-    assert "v0" in text
-    assert "v1: latency" in text
-    assert "(significant)" in text
-    assert "feedback n/a" in text
 
 
 def test_report_of_an_unknown_experiment() -> None:

@@ -28,10 +28,10 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from uniinfer.config.routing import RefError, rule_problems
-from uniinfer.config.schema import Config
+from uniinfer.config.schema import EMPTY_MASTER_KEY, Config
 from uniinfer.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "default_config", "load_config", "parse_config", "resolve_secret"]
+__all__ = ["ENV_PREFIX", "default_config", "load_config", "parse_config"]
 
 ENV_PREFIX = "UNIINFER_"
 _SECRET_KEYS = ("api_key", "master_key")
@@ -100,16 +100,8 @@ def default_config(env: Mapping[str, str] | None = None) -> Config:
     return _build({"providers": providers}, env, "embedded default", {})
 
 
-def resolve_secret(value: str, env: Mapping[str, str], where: str) -> str:
-    """The value behind ``env:NAME`` / ``file:PATH``; literals pass through."""
-    try:
-        return _resolve(value, env)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
 def _resolve(value: str, env: Mapping[str, str]) -> str:
-    """:func:`resolve_secret` without the location: a ValueError says what is wrong."""
+    """The value behind ``env:NAME`` / ``file:PATH`` (literals pass through); a ValueError says what is wrong."""
     if value.startswith("env:"):
         name = value[4:]
         secret = env.get(name)
@@ -173,11 +165,8 @@ def _file_problems(data: dict[str, Any]) -> list[Problem]:
     server = data.get("server")
     if isinstance(server, dict) and "master_key" in server and server["master_key"] is None:
         # `master_key:` with nothing after it must not silently turn authentication off
-        problems.append((("server", "master_key"), _EMPTY_MASTER_KEY))
+        problems.append((("server", "master_key"), EMPTY_MASTER_KEY))
     return problems
-
-
-_EMPTY_MASTER_KEY = "is empty; remove the key to run without authentication (local use only)"
 
 
 def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Problem]:

@@ -10,7 +10,8 @@ requests, and ordered (priority) fallback.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from uniinfer.errors import catalogue
 
 __all__ = [
+    "BUILTIN_PROFILES",
     "BreakerConfig",
     "ExperimentConfig",
     "GroupFallbacks",
@@ -115,6 +117,17 @@ class ProfileConfig(_Strict):
     tags: list[str] = Field(default_factory=list)
     #: Only deployments of local providers (Ollama, vLLM...).
     local_only: bool = False
+
+
+#: Profiles that exist without configuration; ``routing.profiles`` may override any of them.
+BUILTIN_PROFILES: Mapping[str, ProfileConfig] = MappingProxyType(
+    {
+        "fast": ProfileConfig(strategy="lowest_latency"),
+        "cheap": ProfileConfig(strategy="lowest_cost"),
+        "quality": ProfileConfig(strategy="priority", tags=["quality"]),
+        "local": ProfileConfig(strategy="least_inflight", local_only=True),
+    }
+)
 
 
 class RuleConditions(_Strict):

@@ -25,7 +25,14 @@ from pydantic import (
     model_validator,
 )
 
-from uniinfer.config.routing import GroupFallbacks, RefError, RetryConfig, RoutingConfig, Strategy
+from uniinfer.config.routing import (
+    BUILTIN_PROFILES,
+    GroupFallbacks,
+    RefError,
+    RetryConfig,
+    RoutingConfig,
+    Strategy,
+)
 
 __all__ = [
     "Config",
@@ -38,13 +45,13 @@ __all__ = [
 ]
 
 
-#: Profiles that exist without configuration (each may be overridden under routing.profiles).
-BUILTIN_PROFILES = ("fast", "cheap", "quality", "local")
-
-
 class _Strict(BaseModel):
     # strict: a YAML boolean or string is never silently taken for a number
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+#: Why an empty ``server.master_key`` is refused (here, and by the loader for ``master_key:`` left blank).
+EMPTY_MASTER_KEY = "is empty; remove the key to run without authentication (local use only)"
 
 
 class ServerConfig(_Strict):
@@ -69,7 +76,7 @@ class ServerConfig(_Strict):
         # An empty key (an empty variable, file or string) must not turn authentication off:
         # only leaving the key out does.
         if key is not None and not key.get_secret_value().strip():
-            raise ValueError("is empty; remove the key to run without authentication (local use only)")
+            raise ValueError(EMPTY_MASTER_KEY)
         return key
 
 

@@ -315,24 +315,6 @@ class ExperimentReport:
             "comparisons": [c.to_dict(self.alpha) for c in self.comparisons],
         }
 
-    def render(self) -> str:
-        """A plain-text table for the CLI, then the significance tests."""
-        header = ("variant", "requests", "error rate [95% CI]", "latency s [95% CI]", "TTFT s [95% CI]",
-                  "prompt tok", "compl tok", "cost total", "cost/req", "feedback n: mean [95% CI]")  # fmt: skip
-        rows = [header, *(_row(v) for v in self.variants)]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [f"experiment {self.name}", ""]
-        lines += [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-        ]
-        if self.comparisons:
-            lines += ["", f"vs control '{self.comparisons[0].control}' (significant: p < {self.alpha}):"]
-        for comp in self.comparisons:
-            tests = [("latency", comp.latency), ("error rate", comp.error_rate), ("feedback", comp.feedback)]
-            rendered = "; ".join(f"{label} {_render_test(t, self.alpha)}" for label, t in tests)
-            lines.append(f"  {comp.variant}: {rendered}")
-        return "\n".join(lines)
-
 
 def _variant_report(name: str, s: _VariantStats) -> VariantReport:
     return VariantReport(
@@ -384,43 +366,3 @@ def _test(result: TestResult | None, alpha: float) -> dict[str, Any] | None:
         "p_value": result.p_value,
         "significant": result.significant(alpha),
     }
-
-
-def _fmt(x: float | None, digits: int) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def _with_ci(mean: float | None, ci: Interval | None, digits: int) -> str:
-    if mean is None:
-        return "-"
-    if ci is None:
-        return _fmt(mean, digits)
-    return f"{mean:.{digits}f} [{ci.low:.{digits}f}, {ci.high:.{digits}f}]"
-
-
-def _row(v: VariantReport) -> tuple[str, ...]:
-    rate = "-" if v.error_rate is None else f"{v.error_rate * 100:.1f}%"
-    if v.error_rate_ci is not None:
-        rate += f" [{v.error_rate_ci.low * 100:.1f}, {v.error_rate_ci.high * 100:.1f}]"
-    feedback = f"{v.feedback.n}: {_with_ci(v.feedback.mean, v.feedback.ci, 2)}" if v.feedback.n else "-"
-    return (
-        v.variant,
-        str(v.requests),
-        rate,
-        _with_ci(v.latency_s.mean, v.latency_s.ci, 3),
-        _with_ci(v.ttft_s.mean, v.ttft_s.ci, 3),
-        _fmt(v.mean_prompt_tokens, 1),
-        _fmt(v.mean_completion_tokens, 1),
-        f"${v.total_cost_usd:.4f}",
-        "-" if v.mean_cost_usd is None else f"${v.mean_cost_usd:.6f}",
-        feedback,
-    )
-
-
-def _render_test(result: TestResult | None, alpha: float) -> str:
-    if result is None:
-        return "n/a (too few samples)"
-    df = f", df={result.df:.1f}" if result.df is not None else ""
-    verdict = "significant" if result.significant(alpha) else "not significant"
-    p = f"{result.p_value:.4f}" if result.p_value >= 1e-4 else f"{result.p_value:.1e}"
-    return f"{result.statistic:+.2f}{df}, p={p} ({verdict})"

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from uniinfer.config import Config, Deployment
-from uniinfer.config.routing import GroupFallbacks, ProfileConfig, RetryConfig, Strategy
+from uniinfer.config.routing import (
+    BUILTIN_PROFILES,
+    GroupFallbacks,
+    ProfileConfig,
+    RetryConfig,
+    Strategy,
+    rule_problems,
+)
 from uniinfer.errors import (
     AllTargetsFailedError,
     ConfigError,
@@ -50,7 +57,7 @@ from uniinfer.routing.breaker import OnChange
 from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
 from uniinfer.routing.group import Decision, Group, Member, Target, cut_timeouts
 from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
-from uniinfer.routing.rules import RuleInput, RuleSet, validate_rules
+from uniinfer.routing.rules import RuleInput, RuleSet
 from uniinfer.routing.state import DeploymentState
 from uniinfer.stages import RequestContext, Route
 from uniinfer.types import ChatRequest
@@ -66,14 +73,6 @@ PROFILE_PREFIX = "profile:"
 _DIRECT_CACHE_LIMIT = 4096
 #: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
 _COST_PROMPT_TOKENS = 1000
-
-#: Built-in profiles; ``routing.profiles`` may override any of them.
-_BUILTIN: dict[str, ProfileConfig] = {
-    "fast": ProfileConfig(strategy="lowest_latency"),
-    "cheap": ProfileConfig(strategy="lowest_cost"),
-    "quality": ProfileConfig(strategy="priority", tags=["quality"]),
-    "local": ProfileConfig(strategy="least_inflight", local_only=True),
-}
 
 
 class Router:
@@ -105,12 +104,13 @@ class Router:
         }
         self.profiles: dict[str, Group] = {
             name: self._profile(name, profile)
-            for name, profile in {**_BUILTIN, **config.routing.profiles}.items()
+            for name, profile in {**BUILTIN_PROFILES, **config.routing.profiles}.items()
         }
-        try:
-            validate_rules(config.routing.rules)
-        except ValueError as exc:
-            raise ConfigError(f"{config.source}: {exc}") from None
+        # the loader refuses these with the file's lines; a Config built in Python meets them here
+        problems = rule_problems(config.routing.rules)
+        if problems:
+            found = "; ".join(f"{'.'.join(path)}: {message}" for path, message in problems)
+            raise ConfigError(f"{config.source}: {found}")
         self.rules = RuleSet(config.routing.rules)
         self.experiments = ExperimentStore(config.routing.experiments)
         self._experiments = {exp.model: exp for exp in config.routing.experiments}
@@ -247,6 +247,12 @@ class Router:
         if found is not None:
             return found
         provider, sep, upstream = model.partition("/")
+        if not model.isprintable():
+            # no provider serves such a name, and it would reach the x-uniinfer-* headers,
+            # where a control character fails the answer after the provider has been paid
+            raise ModelNotFoundError(
+                f"model {model!r} does not exist: a model name has no control characters", param="model"
+            )
         if sep and upstream and self.config.settings.allow_direct_routing:
             if provider in self._adapters:
                 found = self._group(model, [Deployment(provider=provider, model=upstream)])

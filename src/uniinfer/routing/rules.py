@@ -5,7 +5,8 @@ list once â€” sorted by priority, highest first, file order kept among equals â€
 into flat lists of condition checks, so :meth:`RuleSet.match` is a few
 attribute reads and comparisons per rule. :meth:`RuleSet.explain` evaluates
 every condition of every rule and says why each passed or failed (for
-``uniinfer route explain`` and debugging headers).
+``uniinfer route explain`` and ``POST /v1/route/explain``). Rules that can never
+match are refused with the configuration (:func:`~uniinfer.config.routing.rule_problems`).
 
 Condition semantics (``None`` or an empty mapping means "not tested"):
 
@@ -26,7 +27,7 @@ from typing import Any
 from uniinfer.config.routing import RuleConditions, RuleConfig
 from uniinfer.routing.analyser import Features
 
-__all__ = ["ConditionResult", "Explanation", "RuleInput", "RuleResult", "RuleSet", "validate_rules"]
+__all__ = ["ConditionResult", "Explanation", "RuleInput", "RuleResult", "RuleSet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,59 +266,3 @@ class Explanation:
             "matched": self.matched.name if self.matched is not None else None,
             "rules": [r.to_dict() for r in self.rules],
         }
-
-    def render(self) -> str:
-        """Plain text for the CLI: the features, then one block per rule."""
-        feats = ", ".join(f"{k}={v}" for k, v in self.features.to_dict().items())
-        lines = [f"model: {self.model}", f"features: {feats}", ""]
-        for rule in self.rules:
-            if rule is self.matched:
-                verdict = "MATCH"
-            elif not rule.reached:
-                verdict = "not reached" + (" (would pass)" if rule.passed else "")
-            else:
-                verdict = "no match"
-            target = ", ".join(f"{k}={v}" for k, v in rule.route.items())
-            lines.append(f"[{rule.index}] {rule.name} (priority {rule.priority}) -> {target}: {verdict}")
-            if not rule.conditions:
-                lines.append("    (no conditions: always matches)")
-            for c in rule.conditions:
-                mark = "ok  " if c.passed else "FAIL"
-                lines.append(f"    {mark} {c.name}: expected {c.expected!r}, got {c.actual!r}")
-        summary = f"routed by rule '{self.matched.name}'" if self.matched else "no rule matched"
-        lines.append(summary)
-        return "\n".join(lines)
-
-
-# --- validation ---------------------------------------------------------------------------
-
-
-def validate_rules(rules: Sequence[RuleConfig]) -> None:
-    """Reject rules that can never match or are ambiguous; the message names ``rules[i]``.
-
-    Checks: min above max (prompt tokens, messages), an empty any-of list
-    (``model: []``, ``task: []``, ``language: []``) and duplicate rule names.
-    """
-    seen: dict[str, int] = {}
-    for i, rule in enumerate(rules):
-        where = f"rules[{i}] ('{rule.name}')"
-        problems = _contradictions(rule.when)
-        if problems:
-            raise ValueError(f"{where}: {'; '.join(problems)}")
-        if rule.name in seen:
-            raise ValueError(f"{where}: the name is already used by rules[{seen[rule.name]}]")
-        seen[rule.name] = i
-
-
-def _contradictions(when: RuleConditions) -> list[str]:
-    problems = []
-    for feature in ("prompt_tokens", "messages"):
-        low, high = getattr(when, f"min_{feature}"), getattr(when, f"max_{feature}")
-        if low is not None and high is not None and low > high:
-            problems.append(
-                f"min_{feature} ({low}) is greater than max_{feature} ({high}); it can never match"
-            )
-    for name in ("model", "task", "language"):
-        if getattr(when, name) == []:
-            problems.append(f"'{name}' is an empty list; it can never match")
-    return problems
