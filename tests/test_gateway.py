@@ -748,3 +748,21 @@ def test_a_model_name_is_at_most_256_characters() -> None:
     assert info.value.param == "model"
     with pytest.raises(InvalidRequestError):
         parse_request(EmbeddingRequest, {"model": "m" * (MAX_MODEL_NAME + 1), "input": "hi"})
+
+
+async def test_a_stream_ending_after_its_direct_route_was_forgotten_frees_only_its_own_slot(
+    gateway: Gateway,
+) -> None:
+    # a direct route's state can be dropped (bounded memory) while one of its streams is open;
+    # the stream's end must not take the in-flight count of the state made again since
+    stream = await gateway.stream(chat("up/gpt-4o-mini-direct", stream=True))
+    old = gateway.router.states["up/gpt-4o-mini-direct"]
+    assert old.in_flight == 1
+    gateway.router._forget_oldest_direct()
+    gateway.router.group("up/gpt-4o-mini-direct")  # a request for it again: a fresh state
+    fresh = gateway.router.states["up/gpt-4o-mini-direct"]
+    assert fresh is not old
+    async with stream:
+        _ = [c async for c in stream]
+    assert (old.in_flight, fresh.in_flight) == (0, 0)
+    assert fresh.window.totals() == (0, 0)  # its tokens went to the state that served it

@@ -33,6 +33,7 @@ from uniinfer.providers.registry import Registry, default_registry
 from uniinfer.routing.breaker import BreakerState
 from uniinfer.routing.group import Member, Target
 from uniinfer.routing.router import Router
+from uniinfer.routing.state import DeploymentState
 from uniinfer.stages import SLOTS, AfterStage, BeforeStage, RequestContext, Route, UsageMeter
 from uniinfer.streaming import ChatStream, open_chat_stream
 from uniinfer.types import (
@@ -160,12 +161,12 @@ class Gateway:
             return answer.of_response(served)
         route = ctx.route = Route(request.model)
         usage: Usage | None = None
-        label = ""
+        served_by: DeploymentState | None = None
 
         async def attempt(member: Member, timeouts: Timeouts) -> T:
-            nonlocal usage, label
+            nonlocal usage, served_by
             target = member.target
-            label = target.label
+            served_by = member.state
             prepared, route.dropped_params = self.fit.chat(request, target)
             adapter = target.adapter
             await adapter.prepare_credentials(self.http)
@@ -189,8 +190,8 @@ class Gateway:
             await self._finish(ctx)
             raise
         ctx.usage = usage
-        if usage is not None:
-            self.router.record_tokens(label, usage.total_tokens)
+        if usage is not None and served_by is not None:  # counted against the deployment's tpm
+            served_by.window.add(tokens=usage.total_tokens)
         await self._finish(ctx)
         return result
 
@@ -212,7 +213,7 @@ class Gateway:
             stream = await open_chat_stream(
                 self.http, target.adapter, prepared, target.model, ctx, self._finish, timeouts
             )
-            stream.on_finish(self._stream_ended(target.label))
+            stream.on_finish(self._stream_ended(member.state))
             return stream
 
         try:
@@ -229,10 +230,12 @@ class Gateway:
         ctx.ttft = time.perf_counter() - ctx.started
         return stream
 
-    def _stream_ended(self, label: str) -> Callable[[ChatStream], None]:
+    def _stream_ended(self, state: DeploymentState) -> Callable[[ChatStream], None]:
+        # the state object itself, not its label: a direct route's state evicted and made
+        # again while this stream was open must not have its in-flight count taken down
         def ended(stream: ChatStream) -> None:
             usage = stream.ctx.usage
-            self.router.stream_ended(label, tokens=usage.total_tokens if usage else 0, failed=stream.failed)
+            Router.stream_ended(state, tokens=usage.total_tokens if usage else 0, failed=stream.failed)
 
         return ended
 
@@ -244,11 +247,11 @@ class Gateway:
         await self._run_before(ctx)
         route = ctx.route = Route(request.model)
 
-        label = ""
+        served_by: DeploymentState | None = None
 
         async def attempt(member: Member, timeouts: Timeouts) -> EmbeddingResponse:
-            nonlocal label
-            label = member.target.label
+            nonlocal served_by
+            served_by = member.state
             adapter = member.target.adapter
             prepared, route.dropped_params = self.fit.embeddings(request, adapter)
             await adapter.prepare_credentials(self.http)
@@ -271,7 +274,8 @@ class Gateway:
         used = response.usage
         if used is not None:  # metered, and counted against the deployment's tpm, like chat
             ctx.usage = Usage(prompt_tokens=used.prompt_tokens, total_tokens=used.total_tokens)
-            self.router.record_tokens(label, used.total_tokens)
+            if served_by is not None:
+                served_by.window.add(tokens=used.total_tokens)
         await self._finish(ctx)
         return response
 

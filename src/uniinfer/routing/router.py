@@ -456,20 +456,13 @@ class Router:
         else:
             state.breaker.record(not exc.retryable)
 
-    def stream_ended(self, label: str, *, tokens: int, failed: bool) -> None:
+    @staticmethod
+    def stream_ended(state: DeploymentState, *, tokens: int, failed: bool) -> None:
         """A stream handed out by :meth:`run` ended: free its slot, count tokens and health."""
-        state = self.states.get(label)
-        if state is None:
-            return
         state.in_flight -= 1
         state.window.add(tokens=tokens)
         if failed:
             state.breaker.record(False)
-
-    def record_tokens(self, label: str, tokens: int) -> None:
-        state = self.states.get(label)
-        if state is not None:
-            state.window.add(tokens=tokens)
 
     def _ordered(self, group: Group, excluded: set[int]) -> list[Member]:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]
