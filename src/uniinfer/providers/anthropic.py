@@ -70,7 +70,14 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.anthropic_request import messages_payload, structured_outputs, thinking_left_out
-from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
+from uniinfer.providers.base import (
+    ProviderAdapter,
+    chunk_id,
+    loads,
+    raise_after,
+    strict_tools,
+    without_strict,
+)
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
     ChatChoice,
@@ -148,19 +155,11 @@ class AnthropicAdapter(ProviderAdapter):
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """A tool's ``strict: true`` for a model without structured outputs."""
-        tools = request.tools
-        if not tools or self.structured_outputs(model):
-            return ()
-        return tuple(f"tools[{i}].function.strict" for i, t in enumerate(tools) if t.function.strict)
+        return () if not request.tools or self.structured_outputs(model) else strict_tools(request)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
-        assert request.tools is not None
-        tools = [
-            t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
-            for t in request.tools
-        ]
-        return request.model_copy(update={"tools": tools})
+        return without_strict(request)
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:

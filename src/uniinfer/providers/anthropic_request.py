@@ -52,8 +52,8 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
-from uniinfer.providers.base import add_turn
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.providers.base import add_turn, strict_tool_error
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -391,11 +391,7 @@ def _tool(tool: Tool, i: int, model: str, structured: bool) -> Block:
     block["input_schema"] = fn.parameters or {"type": "object", "properties": {}}
     if fn.strict:
         if not structured:  # a value refused (AnthropicAdapter.values_refused): dropped when configured
-            raise UnsupportedParamError(
-                f"anthropic does not support strict tools (tools[{i}].function.strict) for model "
-                f"'{model}': {_NEED_STRUCTURED}; remove it or set settings.drop_unsupported_params",
-                param=f"tools[{i}].function.strict",
-            )
+            raise strict_tool_error("anthropic", i, model, _NEED_STRUCTURED)
         block["strict"] = True
     return block
 

@@ -30,6 +30,7 @@ from uniinfer.errors import (
     ProviderResponseError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
     error_from_status,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
@@ -56,6 +57,9 @@ __all__ = [
     "loads",
     "merge_headers",
     "raise_after",
+    "strict_tool_error",
+    "strict_tools",
+    "without_strict",
 ]
 
 
@@ -234,6 +238,32 @@ def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]
         turns[-1]["content"].extend(blocks)
     else:
         turns.append({"role": role, "content": blocks})
+
+
+def strict_tools(request: ChatRequest) -> tuple[str, ...]:
+    """The param paths of the tools marked ``strict`` (for :meth:`ProviderAdapter.values_refused`
+    where a model cannot guarantee a tool's schema)."""
+    return tuple(
+        f"tools[{i}].function.strict" for i, t in enumerate(request.tools or ()) if t.function.strict
+    )
+
+
+def without_strict(request: ChatRequest) -> ChatRequest:
+    """``request`` with no tool marked ``strict`` (for :meth:`ProviderAdapter.without_values`)."""
+    tools = [
+        t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
+        for t in request.tools or ()
+    ]
+    return request.model_copy(update={"tools": tools})
+
+
+def strict_tool_error(provider: str, i: int, model: str, why: str) -> UnsupportedParamError:
+    """A strict tool the model cannot honour, named (the gateway drops it instead when configured)."""
+    return UnsupportedParamError(
+        f"{provider} does not support strict tools (tools[{i}].function.strict) for model "
+        f"'{model}': {why}; remove it or set settings.drop_unsupported_params",
+        param=f"tools[{i}].function.strict",
+    )
 
 
 class ProviderAdapter(ABC):

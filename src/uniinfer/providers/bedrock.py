@@ -71,7 +71,16 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
+from uniinfer.providers.base import (
+    Endpoint,
+    ProviderAdapter,
+    ProviderSpec,
+    classify,
+    loads,
+    merge_headers,
+    strict_tools,
+    without_strict,
+)
 from uniinfer.providers.bedrock_converse import (
     converse_payload,
     converse_response,
@@ -196,19 +205,11 @@ class BedrockAdapter(ProviderAdapter):
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """A tool's ``strict: true`` for a model without structured outputs."""
-        tools = request.tools
-        if not tools or structured_outputs(model):
-            return ()
-        return tuple(f"tools[{i}].function.strict" for i, t in enumerate(tools) if t.function.strict)
+        return () if not request.tools or structured_outputs(model) else strict_tools(request)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
-        assert request.tools is not None
-        tools = [
-            t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
-            for t in request.tools
-        ]
-        return request.model_copy(update={"tools": tools})
+        return without_strict(request)
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""

@@ -65,7 +65,7 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS
-from uniinfer.providers.base import add_turn, chunk_id, json_object, plain_call_id
+from uniinfer.providers.base import add_turn, chunk_id, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
@@ -376,11 +376,7 @@ def _tool_spec(tool: chat.Tool, i: int, model: str, structured: bool) -> Json:
     spec["inputSchema"] = {"json": fn.parameters or {"type": "object", "properties": {}}}
     if fn.strict:
         if not structured:  # a value refused (BedrockAdapter.values_refused): dropped when configured
-            raise UnsupportedParamError(
-                f"bedrock does not support strict tools (tools[{i}].function.strict) for model "
-                f"'{model}': {_NEED_STRUCTURED}; remove it or set settings.drop_unsupported_params",
-                param=f"tools[{i}].function.strict",
-            )
+            raise strict_tool_error("bedrock", i, model, _NEED_STRUCTURED)
         spec["strict"] = True
     return {"toolSpec": spec}
 
