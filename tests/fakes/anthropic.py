@@ -73,6 +73,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
+from tests.fakes.structured import instance, schema_problem
 
 __all__ = ["NO_STRUCTURED_OUTPUTS", "PREAMBLE", "REDACTED_DATA", "anthropic_app", "instance", "sign"]
 
@@ -342,64 +343,20 @@ def _check_schema(schema: Any, where: str) -> None:
     """Refuse what structured outputs cannot compile (the docs' "Not supported" list)."""
     if not isinstance(schema, dict):
         raise InvalidError(f"{where}: Input should be a valid dictionary")
-    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
-    _check_subschema(schema, where, defs, ())
+    found = schema_problem(schema, where, _SCHEMA_REFUSED)
+    if found is not None:
+        raise InvalidError(f"{found.where}: {_SCHEMA_WORDS[found.kind].format(found.detail)}")
 
 
-def _check_subschema(node: Any, where: str, defs: Block, refs: tuple[str, ...]) -> None:
-    if not isinstance(node, dict):
-        return
-    for key in sorted(node.keys() & _SCHEMA_REFUSED):
-        raise InvalidError(f"{where}: '{key}' is not supported in structured outputs schemas")
-    if node.get("minItems") not in (None, 0, 1):
-        raise InvalidError(f"{where}: 'minItems' values other than 0 or 1 are not supported")
-    if "additionalProperties" in node and node["additionalProperties"] is not False:
-        raise InvalidError(f"{where}: 'additionalProperties' must be false for objects")
-    if any(isinstance(v, (dict, list)) for v in node.get("enum") or ()):
-        raise InvalidError(f"{where}: 'enum' values must be strings, numbers, booleans or null")
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        name = ref.rpartition("/")[2]
-        if not ref.startswith("#") or name not in defs:
-            raise InvalidError(f"{where}: external or unknown '$ref' {ref!r} is not supported")
-        if ref in refs:
-            raise InvalidError(f"{where}: Too many recursive definitions in schema")
-        _check_subschema(defs[name], where, defs, (*refs, ref))
-    for key in ("properties", "$defs", "definitions"):
-        for name, sub in (node.get(key) or {}).items():
-            _check_subschema(sub, f"{where}.{key}.{name}", defs, refs)
-    for key in ("items", "not"):
-        _check_subschema(node.get(key), f"{where}.{key}", defs, refs)
-    for key in ("anyOf", "allOf", "oneOf"):
-        for k, sub in enumerate(node.get(key) or ()):
-            _check_subschema(sub, f"{where}.{key}.{k}", defs, refs)
-
-
-def instance(schema: Any, text: str, defs: Block | None = None) -> Any:
-    """A value matching ``schema`` (a strict one: what constrained decoding could emit), every
-    string ``text``."""
-    if not isinstance(schema, dict):
-        return text
-    defs = defs if defs is not None else {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
-    if isinstance(schema.get("$ref"), str):
-        return instance(defs.get(schema["$ref"].rpartition("/")[2]), text, defs)
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return instance(schema[key][0], text, defs)
-    kind = schema.get("type")
-    kind = kind[0] if isinstance(kind, list) and kind else kind
-    if kind == "object":
-        props = schema.get("properties") or {}
-        required = schema.get("required")
-        names = list(props) if required is None else [n for n in props if n in required]
-        return {name: instance(props[name], text, defs) for name in names}
-    if kind == "array":
-        return [instance(schema.get("items"), text, defs)] if schema.get("minItems") == 1 else []
-    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), text)
+#: How the Messages API words each schema problem (tests/fakes/structured.py).
+_SCHEMA_WORDS = {
+    "keyword": "'{}' is not supported in structured outputs schemas",
+    "minItems": "'minItems' values other than 0 or 1 are not supported",
+    "additionalProperties": "'additionalProperties' must be false for objects",
+    "enum": "'enum' values must be strings, numbers, booleans or null",
+    "ref": "external or unknown '$ref' {!r} is not supported",
+    "recursive": "Too many recursive definitions in schema",
+}
 
 
 def _check_tools(tools: Any, model: str) -> list[str]:

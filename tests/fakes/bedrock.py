@@ -76,8 +76,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from tests.fakes.anthropic import instance
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
+from tests.fakes.structured import instance, schema_problem
 
 __all__ = ["bedrock_app", "event_frame", "exception_frame", "fake_provider", "frame"]
 
@@ -470,35 +470,20 @@ def _check_schema(schema: Any, where: str) -> None:
     """Refuse what structured outputs cannot compile (the guide's "not supported" list)."""
     if not isinstance(schema, dict):
         raise invalid(f"The JSON schema at {where} must be an object")
-    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
-    _check_subschema(schema, where, defs, ())
+    found = schema_problem(schema, where, _SCHEMA_REFUSED)
+    if found is not None:
+        raise invalid(f"The JSON schema at {found.where} {_SCHEMA_WORDS[found.kind].format(found.detail)}")
 
 
-def _check_subschema(node: Any, where: str, defs: Json, refs: tuple[str, ...]) -> None:
-    if not isinstance(node, dict):
-        return
-    for key in sorted(node.keys() & _SCHEMA_REFUSED):
-        raise invalid(f"The JSON schema at {where} uses '{key}', which structured outputs do not support")
-    if node.get("minItems") not in (None, 0, 1):
-        raise invalid(f"The JSON schema at {where} uses 'minItems' other than 0 or 1, which is not supported")
-    if "additionalProperties" in node and node["additionalProperties"] is not False:
-        raise invalid(f"The JSON schema at {where} sets 'additionalProperties' to a value other than false")
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        name = ref.rpartition("/")[2]
-        if not ref.startswith("#") or name not in defs:
-            raise invalid(f"The JSON schema at {where} has an external or unknown $ref {ref!r}")
-        if ref in refs:
-            raise invalid(f"The JSON schema at {where} is recursive, which structured outputs do not support")
-        _check_subschema(defs[name], where, defs, (*refs, ref))
-    for key in ("properties", "$defs", "definitions"):
-        for name, sub in (node.get(key) or {}).items():
-            _check_subschema(sub, f"{where}.{key}.{name}", defs, refs)
-    for key in ("items", "not"):
-        _check_subschema(node.get(key), f"{where}.{key}", defs, refs)
-    for key in ("anyOf", "allOf", "oneOf"):
-        for k, sub in enumerate(node.get(key) or ()):
-            _check_subschema(sub, f"{where}.{key}.{k}", defs, refs)
+#: How this fake words each schema problem (AWS publishes no exact wording).
+_SCHEMA_WORDS = {
+    "keyword": "uses '{}', which structured outputs do not support",
+    "minItems": "uses 'minItems' other than 0 or 1, which is not supported",
+    "additionalProperties": "sets 'additionalProperties' to a value other than false",
+    "enum": "has an 'enum' of objects or arrays, which is not supported",
+    "ref": "has an external or unknown $ref {!r}",
+    "recursive": "is recursive, which structured outputs do not support",
+}
 
 
 def _check_tools(config: Any, model: str) -> list[str] | None:
