@@ -8,7 +8,7 @@ import contextlib
 import gc
 import json
 import struct
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 import openai
@@ -641,30 +641,12 @@ async def test_under_another_asgi_server_a_watcher_task_cancels_on_disconnect(
     monkeypatch.setattr("uniinfer.server.app.WATCH_AFTER_SECONDS", 0.0)
     http = app.gateway.http
     gone = asyncio.Event()
-    inbox = [{"type": "http.request", "body": json.dumps({"model": "up/slow-5", "messages": MSG}).encode()}]
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        if inbox:
-            return inbox.pop()
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "headers": [(b"authorization", f"Bearer {MASTER}".encode())],
-        "query_string": b"",
-    }
+    call, sent = _asgi_call(app, "/v1/chat/completions", {"model": "up/slow-5", "messages": MSG}, gone)
     gc.collect()
     gc.disable()
     try:
         before = _live(_Watch, RequestContext)
-        task = asyncio.create_task(app(scope, receive, send))
+        task = asyncio.create_task(call())
         await _wait_for(lambda: http.busy_connections == 1)
         gone.set()
         await asyncio.wait_for(task, 5)  # cancelled by the watcher, not answered after 5 s
@@ -754,19 +736,18 @@ async def test_head_is_a_get_without_its_body(base_url: str) -> None:
             assert resp.headers["Allow"] == "GET, HEAD"
 
 
-async def _run_cut(
-    app: App, path: str, body: dict[str, object], *, draining: bool
-) -> list[dict[str, object]]:
-    """Start a slow request straight on the ASGI app, cancel it as a server's shutdown does."""
-    http = app.gateway.http
+def _asgi_call(
+    app: App, path: str, body: dict[str, object], gone: asyncio.Event
+) -> tuple[Callable[[], Awaitable[None]], list[dict[str, object]]]:
+    """An authenticated POST straight on the ASGI app, under a server without uvicorn's
+    ``disconnected`` flag (the client leaves when ``gone`` is set), and what it sent."""
     inbox = [{"type": "http.request", "body": json.dumps(body).encode()}]
     sent: list[dict[str, object]] = []
-    never = asyncio.Event()
 
     async def receive() -> dict[str, object]:
         if inbox:
             return inbox.pop()
-        await never.wait()
+        await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, object]) -> None:
@@ -779,7 +760,16 @@ async def _run_cut(
         "headers": [(b"authorization", f"Bearer {MASTER}".encode())],
         "query_string": b"",
     }
-    task = asyncio.create_task(app(scope, receive, send))
+    return lambda: app(scope, receive, send), sent
+
+
+async def _run_cut(
+    app: App, path: str, body: dict[str, object], *, draining: bool
+) -> list[dict[str, object]]:
+    """Start a slow request straight on the ASGI app, cancel it as a server's shutdown does."""
+    http = app.gateway.http
+    call, sent = _asgi_call(app, path, body, asyncio.Event())
+    task = asyncio.create_task(call())
     await _wait_for(lambda: http.busy_connections == 1)
     app.draining = draining
     try:
