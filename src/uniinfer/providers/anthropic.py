@@ -70,14 +70,8 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.anthropic_request import messages_payload, structured_outputs, thinking_left_out
-from uniinfer.providers.base import (
-    ProviderAdapter,
-    chunk_id,
-    loads,
-    raise_after,
-    strict_tools,
-    without_strict,
-)
+from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
+from uniinfer.providers.translation import strict_tools, without_strict
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
     ChatChoice,

@@ -53,7 +53,7 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
-from uniinfer.providers.base import add_turn, strict_tool_error
+from uniinfer.providers.translation import add_turn, strict_tool_error
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,

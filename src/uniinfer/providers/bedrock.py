@@ -71,16 +71,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.base import (
-    Endpoint,
-    ProviderAdapter,
-    ProviderSpec,
-    classify,
-    loads,
-    merge_headers,
-    strict_tools,
-    without_strict,
-)
+from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
     converse_payload,
     converse_response,
@@ -89,6 +80,7 @@ from uniinfer.providers.bedrock_converse import (
     unsupported_for,
 )
 from uniinfer.providers.eventstream import ConverseStreamDecoder
+from uniinfer.providers.translation import strict_tools, without_strict
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
 

@@ -65,7 +65,8 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS
-from uniinfer.providers.base import add_turn, chunk_id, json_object, plain_call_id, strict_tool_error
+from uniinfer.providers.base import chunk_id
+from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 

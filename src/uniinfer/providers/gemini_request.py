@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.providers.base import SIGNED_ID_MARK, json_object
+from uniinfer.providers.translation import SIGNED_ID_MARK, json_object
 from uniinfer.types import ChatRequest, chat
 
 __all__ = [

@@ -36,16 +36,9 @@ from pydantic import BaseModel, ConfigDict
 
 from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError, UniInferError
 from uniinfer.http import HttpRequest, SSEBytesFramer
-from uniinfer.providers.base import (
-    Endpoint,
-    ProviderAdapter,
-    ProviderSpec,
-    classify,
-    loads,
-    plain_call_id,
-    raise_after,
-)
+from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
+from uniinfer.providers.translation import plain_call_id
 from uniinfer.types import (
     ChatChunk,
     ChatRequest,

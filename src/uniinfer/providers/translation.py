@@ -1,0 +1,87 @@
+"""Translation helpers several adapters share (pure functions of data).
+
+JSON objects in tool arguments, Gemini's signed tool call ids seen by providers that cap id
+length, alternating turns (Anthropic Messages, Bedrock Converse), and strict tools on models
+that cannot guarantee a tool's schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from uniinfer.errors import UnsupportedParamError
+from uniinfer.types import ChatRequest
+
+__all__ = [
+    "SIGNED_ID_MARK",
+    "add_turn",
+    "json_object",
+    "plain_call_id",
+    "strict_tool_error",
+    "strict_tools",
+    "without_strict",
+]
+
+
+def json_object(text: str) -> dict[str, Any] | None:
+    """``text`` parsed, if it is a JSON object (tool arguments and results); else None."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+#: Gemini 3's thought signatures ride in the tool call ids uniinfer makes for its answers,
+#: ``<id>__ts<payload>`` (see ``providers/gemini_request.py``): hundreds of characters.
+SIGNED_ID_MARK = "__ts"
+
+
+def plain_call_id(tool_call_id: str) -> str:
+    """A tool call id without a Gemini signature: what a provider that caps id length gets.
+
+    OpenAI refuses ids over 40 characters and Bedrock over 64, so a conversation
+    that moves there from Gemini 3 sends them the id's plain part (the same in the
+    assistant turn and its tool results, so they still pair up).
+    """
+    base, mark, _ = tool_call_id.partition(SIGNED_ID_MARK)
+    return base if mark and base else tool_call_id
+
+
+def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Add ``blocks`` as a ``role`` turn, merged into the last turn when it has that role
+    (Anthropic's Messages and Bedrock's Converse want user and assistant turns to alternate)."""
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1]["content"].extend(blocks)
+    else:
+        turns.append({"role": role, "content": blocks})
+
+
+def strict_tools(request: ChatRequest) -> tuple[str, ...]:
+    """The param paths of the tools marked ``strict`` (for :meth:`ProviderAdapter.values_refused`
+    where a model cannot guarantee a tool's schema)."""
+    return tuple(
+        f"tools[{i}].function.strict" for i, t in enumerate(request.tools or ()) if t.function.strict
+    )
+
+
+def without_strict(request: ChatRequest) -> ChatRequest:
+    """``request`` with no tool marked ``strict`` (for :meth:`ProviderAdapter.without_values`)."""
+    tools = [
+        t.model_copy(update={"function": t.function.model_copy(update={"strict": None})})
+        for t in request.tools or ()
+    ]
+    return request.model_copy(update={"tools": tools})
+
+
+def strict_tool_error(provider: str, i: int, model: str, why: str) -> UnsupportedParamError:
+    """A strict tool the model cannot honour, named (the gateway drops it instead when configured)."""
+    return UnsupportedParamError(
+        f"{provider} does not support strict tools (tools[{i}].function.strict) for model "
+        f"'{model}': {why}; remove it or set settings.drop_unsupported_params",
+        param=f"tools[{i}].function.strict",
+    )
