@@ -191,7 +191,7 @@ class Gateway:
             raise
         ctx.usage = usage
         if usage is not None and served_by is not None:  # counted against the deployment's tpm
-            served_by.window.add(tokens=usage.total_tokens)
+            served_by.count_tokens(usage.total_tokens)
         await self._finish(ctx)
         return result
 
@@ -235,7 +235,7 @@ class Gateway:
         # again while this stream was open must not have its in-flight count taken down
         def ended(stream: ChatStream) -> None:
             usage = stream.ctx.usage
-            Router.stream_ended(state, tokens=usage.total_tokens if usage else 0, failed=stream.failed)
+            state.stream_ended(tokens=usage.total_tokens if usage else 0, failed=stream.failed)
 
         return ended
 
@@ -275,7 +275,7 @@ class Gateway:
         if used is not None:  # metered, and counted against the deployment's tpm, like chat
             ctx.usage = Usage(prompt_tokens=used.prompt_tokens, total_tokens=used.total_tokens)
             if served_by is not None:
-                served_by.window.add(tokens=used.total_tokens)
+                served_by.count_tokens(used.total_tokens)
         await self._finish(ctx)
         return response
 

@@ -456,14 +456,6 @@ class Router:
         else:
             state.breaker.record(not exc.retryable)
 
-    @staticmethod
-    def stream_ended(state: DeploymentState, *, tokens: int, failed: bool) -> None:
-        """A stream handed out by :meth:`run` ended: free its slot, count tokens and health."""
-        state.in_flight -= 1
-        state.window.add(tokens=tokens)
-        if failed:
-            state.breaker.record(False)
-
     def _ordered(self, group: Group, excluded: set[int]) -> list[Member]:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]
         if len(available) <= 1 or group.strategy == "priority":

@@ -83,6 +83,17 @@ class DeploymentState:
     def available(self) -> bool:
         return self.breaker.available() and self.clock() >= self.cooldown_until
 
+    def count_tokens(self, tokens: int) -> None:
+        """An answer's tokens, against the deployment's tokens-per-minute."""
+        self.window.add(tokens=tokens)
+
+    def stream_ended(self, *, tokens: int, failed: bool) -> None:
+        """A stream the router handed out ended: free its slot, count its tokens and health."""
+        self.in_flight -= 1
+        self.window.add(tokens=tokens)
+        if failed:
+            self.breaker.record(False)
+
     def observe_latency(self, seconds: float, *, first_token: bool = False) -> None:
         if first_token:
             self.ttft = seconds if self.ttft is None else self.ttft + EWMA_ALPHA * (seconds - self.ttft)
