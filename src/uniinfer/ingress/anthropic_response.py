@@ -102,6 +102,7 @@ _ERROR_TYPES: tuple[tuple[type[UniInferError], str], ...] = (
 )
 #: ChatRequest field -> the Anthropic request field it was translated from.
 _FIELDS: Mapping[str, str] = {
+    "max_completion_tokens": "max_tokens",
     "stop": "stop_sequences",
     "user": "metadata.user_id",
     "reasoning_effort": "thinking",

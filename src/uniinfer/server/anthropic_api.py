@@ -106,24 +106,11 @@ async def _stream(
         await stream.aclose()
 
 
-#: Chat Completions parameters by the Messages API field they came from (for
-#: ``x-uniinfer-dropped-params``, which should name what the caller sent).
-_MESSAGES_NAMES = {
-    "reasoning_effort": "thinking",
-    "max_completion_tokens": "max_tokens",
-    "stop": "stop_sequences",
-    "user": "metadata.user_id",
-    "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
-    "response_format": "output_config.format",
-}
-
-
 def _headers(request: Request, route: Route | None) -> Headers:
-    """Route headers, with dropped parameters named as the Messages API names them."""
+    """Route headers, with dropped parameters named as the Messages API names them (what the
+    caller sent: :func:`~uniinfer.ingress.anthropic_response.messages_field`)."""
     if route is not None and route.dropped_params:
-        names = tuple(
-            dict.fromkeys(_MESSAGES_NAMES.get(p) or messages_field(p) or p for p in route.dropped_params)
-        )
+        names = tuple(dict.fromkeys(messages_field(p) or p for p in route.dropped_params))
         route = dataclasses.replace(route, dropped_params=names)
     return route_headers(request.request_id, route)
 
