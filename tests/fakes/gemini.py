@@ -279,8 +279,10 @@ def _validate_tools(tools: Any, tool_config: Any) -> None:
     if fcc.get("mode") not in ("AUTO", "ANY", "NONE", "VALIDATED"):
         raise RpcError(400, "Invalid value at 'tool_config.function_calling_config.mode'")
     allowed = fcc.get("allowedFunctionNames")
-    if allowed and (fcc.get("mode") != "ANY" or not set(allowed) <= names):
-        raise RpcError(400, "allowed_function_names must name declared functions and needs mode ANY.")
+    if allowed and (fcc.get("mode") not in ("ANY", "VALIDATED") or not set(allowed) <= names):
+        raise RpcError(
+            400, "allowed_function_names must name declared functions and needs mode ANY or VALIDATED."
+        )
 
 
 def _base_name(model: str) -> str:

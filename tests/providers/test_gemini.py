@@ -247,6 +247,37 @@ def test_tools_and_tool_choice(choice: Any, config: dict[str, Any]) -> None:
     assert body["toolConfig"] == {"functionCallingConfig": config}
 
 
+@pytest.mark.parametrize(
+    ("choice", "config"),
+    [
+        (None, {"mode": "VALIDATED"}),
+        ("auto", {"mode": "VALIDATED"}),
+        ("required", {"mode": "ANY"}),
+        ("none", {"mode": "NONE"}),
+        (
+            {"type": "function", "function": {"name": "get_weather"}},
+            {"mode": "ANY", "allowedFunctionNames": ["get_weather"]},
+        ),
+    ],
+)
+def test_strict_tools_constrain_the_calls_the_model_chooses(choice: Any, config: dict[str, Any]) -> None:
+    """A strict tool promises schema-valid arguments: Gemini's VALIDATED mode where the
+    model may answer in text, ANY (constrained already) where it must call."""
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    loose = {"type": "function", "function": {"name": "now"}}
+    fields: dict[str, Any] = {"tools": [strict, loose]}
+    if choice is not None:
+        fields["tool_choice"] = choice
+    body = sent(adapter_for().chat_request(chat(**fields), "m", stream=False))
+    assert body["toolConfig"] == {"functionCallingConfig": config}
+    assert "strict" not in body["tools"][0]["functionDeclarations"][0]
+
+
+def test_loose_tools_without_tool_choice_send_no_tool_config() -> None:
+    body = sent(adapter_for().chat_request(chat(tools=[WEATHER]), "m", stream=False))
+    assert "toolConfig" not in body
+
+
 def conversation() -> list[dict[str, Any]]:
     return [
         {"role": "system", "content": "Be brief."},

@@ -28,6 +28,13 @@ provider, or an OpenAI client that made the call up) gets the dummy the docs giv
 calls Gemini did not make, ``skip_thought_signature_validator``, on that part only.
 Signatures on text parts are optional per the docs and are dropped.
 
+Strict tools (OpenAI's ``"strict": true``: arguments that follow the schema, not
+just usually): with ``tool_choice`` auto (or unset) they set
+``functionCallingConfig.mode`` ``VALIDATED``, which constrains the calls the model
+chooses to make to their declarations; ``required`` and a named tool are ``ANY``,
+constrained already. Gemini's mode covers every declared function, so a strict
+tool beside loose ones constrains them all, which loses nothing a caller asked for.
+
 ``reasoning_effort`` (https://ai.google.dev/gemini-api/docs/thinking): Gemini 3
 models take ``thinkingLevel`` (:data:`_THINKING_LEVELS`, by model-name prefix: each
 effort becomes the nearest level the model accepts), the others ``thinkingBudget``
@@ -96,8 +103,8 @@ def chat_payload(request: ChatRequest, provider: str, model: str = "") -> Json:
         payload["systemInstruction"] = {"parts": system}
     if request.tools:
         payload["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
-    if request.tool_choice is not None:
-        payload["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
+    if request.tool_choice is not None or _strict(request):
+        payload["toolConfig"] = {"functionCallingConfig": _calling_config(request)}
     config = _generation_config(request, _base_name(model))
     if config:
         payload["generationConfig"] = config
@@ -236,10 +243,24 @@ def _declaration(tool: chat.Tool) -> Json:
     return decl
 
 
-def _calling_config(choice: chat.ToolChoice) -> Json:
-    if isinstance(choice, str):
-        return {"mode": _TOOL_MODE[choice]}
-    return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
+def _calling_config(request: ChatRequest) -> Json:
+    """``functionCallingConfig`` for the request's ``tool_choice`` and tools.
+
+    ``ANY`` (required or named) constrains calls to the declared schema; a
+    ``strict`` tool left to the model's choice needs ``VALIDATED`` ("will
+    validate function calls with constrained decoding"), AUTO's constrained
+    twin: a strict tool is a promise of schema-valid arguments, not a hint.
+    """
+    choice = request.tool_choice or "auto"
+    if not isinstance(choice, str):
+        return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
+    if choice == "auto" and _strict(request):
+        return {"mode": "VALIDATED"}
+    return {"mode": _TOOL_MODE[choice]}
+
+
+def _strict(request: ChatRequest) -> bool:
+    return any(t.function.strict for t in request.tools or ())
 
 
 def _generation_config(r: ChatRequest, name: str) -> Json:
