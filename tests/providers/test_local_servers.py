@@ -199,3 +199,77 @@ async def test_top_k_stays_refused_for_openai_itself(drop: bool) -> None:
         finally:
             await client.close()
     assert all("top_k" not in r["body"] for r in app["requests"] if isinstance(r["body"], dict))
+
+
+# --- tool_choice: llama.cpp reads a string only ----------------------------------------------------
+
+WEATHER: Any = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["strict", "drop"])
+async def test_a_named_tool_choice_is_refused_by_llamacpp_not_turned_into_auto(drop: bool) -> None:
+    """llama-server reads tool_choice with json_value(body, "tool_choice", "auto"): an object
+    fails its type check and the model may answer without the tool the caller forced."""
+    async with (
+        configured("llamacpp", drop=drop) as (fake, app, _url, config),
+        serve(create_app(config)) as base,
+    ):
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        try:
+            call = client.chat.completions.with_raw_response.create(
+                model=f"llamacpp/{fake.chat_model}", messages=MSG, tools=[WEATHER], tool_choice=NAMED
+            )
+            if drop:
+                raw = await call
+                assert raw.headers["x-uniinfer-dropped-params"] == "tool_choice"
+                assert "tool_choice" not in app["requests"][-1]["body"]
+                assert app["requests"][-1]["body"]["tools"][0]["function"]["name"] == "get_weather"
+            else:
+                with pytest.raises(openai.BadRequestError) as info:
+                    await call
+                assert isinstance(info.value.body, dict)
+                assert info.value.body["param"] == "tool_choice"
+                assert "llamacpp" in info.value.message
+                assert "get_weather" in info.value.message
+                assert not app["requests"]  # nothing reached the server
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("choice", ["auto", "none", "required"])
+async def test_string_tool_choices_reach_llamacpp(choice: str) -> None:
+    async with configured("llamacpp") as (fake, app, _url, config):
+        gw = Gateway(config)
+        try:
+            request = ChatRequest.model_validate(
+                {
+                    "model": f"llamacpp/{fake.chat_model}",
+                    "messages": MSG,
+                    "tools": [WEATHER],
+                    "tool_choice": choice,
+                }
+            )
+            await gw.chat(request)
+        finally:
+            await gw.aclose()
+    assert app["requests"][-1]["body"]["tool_choice"] == choice
+
+
+@pytest.mark.parametrize("row", ["vllm", "lmstudio"])
+async def test_a_named_tool_choice_reaches_the_servers_that_read_it(row: str) -> None:
+    async with configured(row) as (fake, app, _url, config):
+        gw = Gateway(config)
+        try:
+            request = ChatRequest.model_validate(
+                {
+                    "model": f"{row}/{fake.chat_model}",
+                    "messages": MSG,
+                    "tools": [WEATHER],
+                    "tool_choice": NAMED,
+                }
+            )
+            await gw.chat(request)
+        finally:
+            await gw.aclose()
+    assert app["requests"][-1]["body"]["tool_choice"] == NAMED

@@ -127,6 +127,9 @@ class ProviderSpec:
     #: Chat params outside the adapter's protocol that this provider accepts, sent as they
     #: are (``top_k`` on local servers; OpenAI's API has no such field).
     extra_params: frozenset[str] = frozenset()
+    #: Whether a named function works as ``tool_choice`` (False: the server reads only
+    #: "auto", "none" and "required", so a named one is refused, or dropped visibly).
+    named_tool_choice: bool = True
 
 
 @dataclass(frozen=True, slots=True)

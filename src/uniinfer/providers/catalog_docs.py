@@ -101,6 +101,11 @@ def quirks(spec: ProviderSpec) -> list[str]:
     out += [f"`{ours}` is sent as `{theirs}`." for ours, theirs in sorted(spec.param_renames.items())]
     if spec.extra_params:
         out.append(f"Also takes {_code(spec.extra_params)}, which OpenAI's API does not have.")
+    if not spec.named_tool_choice:
+        out.append(
+            "`tool_choice` naming a function is refused (or dropped visibly, with "
+            "`settings.drop_unsupported_params`): the server reads only `auto`, `none` and `required`."
+        )
     out += [
         f"Embeddings: `{ours}` is sent as `{theirs}`."
         for ours, theirs in sorted(spec.embed_param_renames.items())

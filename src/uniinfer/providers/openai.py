@@ -34,7 +34,13 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import ConfigError, ProviderConnectionError, ProviderResponseError, UniInferError
+from uniinfer.errors import (
+    ConfigError,
+    ProviderConnectionError,
+    ProviderResponseError,
+    UniInferError,
+    UnsupportedParamError,
+)
 from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
@@ -49,6 +55,7 @@ from uniinfer.types import (
     StreamItem,
     Usage,
 )
+from uniinfer.types.chat import ToolChoiceFunction
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
@@ -77,6 +84,11 @@ class OpenAIAdapter(ProviderAdapter):
 
     def supported_for(self, model: str) -> frozenset[str]:
         return self._supported
+
+    def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
+        """A named ``tool_choice`` where the row says the server reads only the strings."""
+        named = isinstance(request.tool_choice, ToolChoiceFunction)
+        return ("tool_choice",) if named and not self.spec.named_tool_choice else ()
 
     # --- options and the base URL ---------------------------------------------------
 
@@ -121,6 +133,15 @@ class OpenAIAdapter(ProviderAdapter):
     # --- chat ---------------------------------------------------------------------------
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        choice = request.tool_choice
+        if isinstance(choice, ToolChoiceFunction) and not self.spec.named_tool_choice:
+            raise UnsupportedParamError(
+                f"provider '{self.name}' cannot force a named tool (tool_choice function "
+                f"'{choice.function.name}'): it reads only 'auto', 'none' and 'required'; use one "
+                "of those, or set settings.drop_unsupported_params",
+                provider=self.name,
+                param="tool_choice",
+            )
         payload: dict[str, Any] = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         payload["model"] = model
         _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)

@@ -382,6 +382,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
             | {"verbosity", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
         ),
         extra_params=frozenset({"top_k"}),
+        # tool_choice is read as a string (json_value(body, "tool_choice", "auto")): an object
+        # fails the type check and becomes "auto" with only a logged warning.
+        named_tool_choice=False,
         key_required=False,
         local=True,
         docs_url="https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
