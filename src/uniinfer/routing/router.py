@@ -283,11 +283,12 @@ class Router:
     def explain(self, request: ChatRequest, ctx: RequestContext) -> dict[str, Any]:
         """A dry run: features, every rule's verdict, the decision and the attempt order.
 
-        Nothing is sent and no state changes (experiment assignment is computed
-        the same way, so a sticky key shows the variant it would get).
+        Nothing is sent and no deployment's state changes (experiment assignment
+        is computed the same way, so a sticky key shows the variant it would get;
+        a ``provider/model`` name gets its direct route made, as a request would).
         """
-        features = analyse(request)
         decision = self.decide(request.model, request, ctx)
+        features = decision.features or analyse(request)
         rules = self.rules.explain(self._rule_input(request.model, request, features, ctx))
         group = decision.group
         order = self._ordered(group, set())
