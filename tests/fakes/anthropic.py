@@ -21,7 +21,8 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   use, and a final assistant turn with tool calls must start with thinking
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
 - structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
-  ``output_config`` takes only ``format``, ``{"type": "json_schema", "schema": {...}}``; a tool
+  ``output_config`` takes ``format``, ``{"type": "json_schema", "schema": {...}}``, and
+  ``effort`` (one of the documented levels); a tool
   may carry ``strict`` (a boolean). With either (a strict tool: ``strict: true``), a model the
   docs leave out (:data:`NO_STRUCTURED_OUTPUTS`: Claude 3.x, Sonnet 4, Opus 4 and 4.1) is refused,
   and so is a schema using what the docs list as not supported: numeric constraints
@@ -313,13 +314,20 @@ def _check_system(system: Any) -> None:
             raise InvalidError("system: text content blocks must be non-empty")
 
 
+#: https://docs.anthropic.com/en/docs/build-with-claude/effort (which model takes which is not checked).
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+_EFFORTS_TEXT = ", ".join(f"'{e}'" for e in _EFFORTS[:-1]) + f" or '{_EFFORTS[-1]}'"
+
+
 def _check_output_config(body: Block) -> None:
     config = body.get("output_config")
     if config is None:
         return
     if not isinstance(config, dict):
         raise InvalidError("output_config: Input should be a valid dictionary")
-    _check_fields(config, set(), {"format"}, "output_config")
+    _check_fields(config, set(), {"format", "effort"}, "output_config")
+    if "effort" in config and config["effort"] not in _EFFORTS:
+        raise InvalidError(f"output_config.effort: Input should be {_EFFORTS_TEXT}")
     fmt = config.get("format")
     if fmt is None:
         return

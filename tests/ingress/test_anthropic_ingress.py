@@ -219,6 +219,7 @@ def test_tool_choice(choice: dict[str, Any], expected: str, parallel: bool | Non
         ({"thinking": {"type": "enabled", "budget_tokens": 16384}}, "high"),
         ({"thinking": {"type": "adaptive"}}, "medium"),
         ({"thinking": {"type": "disabled"}}, None),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "low"}}, "low"),
         ({"output_config": {"effort": "max"}}, "high"),
         (
             {"thinking": {"type": "enabled", "budget_tokens": 1024}, "output_config": {"effort": "medium"}},
@@ -229,9 +230,16 @@ def test_tool_choice(choice: dict[str, Any], expected: str, parallel: bool | Non
 def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort: str | None) -> None:
     chat = to_chat_request(parse_anthropic(MessagesRequest, body(max_tokens=20000, **extra)))
     assert chat.reasoning_effort == effort
-    # the exact budget goes along, for an Anthropic upstream
+    # what was asked goes along, for a Claude upstream
     thinking = extra.get("thinking") or {}
-    assert chat.thinking_budget == thinking.get("budget_tokens")
+    intent = chat.messages_intent
+    if thinking.get("type") in (None, "disabled") and "output_config" not in extra:
+        assert intent is None
+    else:
+        assert intent is not None
+        assert intent.thinking == (thinking.get("type") in ("enabled", "adaptive"))
+        assert intent.budget == thinking.get("budget_tokens")
+        assert intent.effort == extra.get("output_config", {}).get("effort")
 
 
 def test_a_thinking_block_without_a_signature_is_reasoning_only() -> None:
@@ -1140,6 +1148,23 @@ async def test_the_thinking_budget_reaches_anthropic_exactly(
         await stream.get_final_message()
     sent = harness.upstream_bodies(ANTHROPIC)[-1]
     assert (sent["thinking"], sent["max_tokens"]) == (thinking, max_tokens)
+
+
+@pytest.mark.parametrize("effort", ["low", "max"])
+async def test_effort_alone_reaches_anthropic_as_effort_without_thinking(
+    client: anthropic.AsyncAnthropic, harness: Harness, effort: str
+) -> None:
+    message = await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=512,
+        messages=HELLO,
+        output_config={"effort": effort},  # type: ignore[typeddict-item]
+    )
+    assert [block.type for block in message.content] == ["text"]
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert sent["output_config"] == {"effort": effort}
+    assert "thinking" not in sent
+    assert sent["max_tokens"] == 512
 
 
 async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harness: Harness) -> None:

@@ -34,7 +34,7 @@ from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import AssistantMessage, ChatChunk, ChatRequest, ChatResponse, ToolMessage
+from uniinfer.types import AssistantMessage, ChatChunk, ChatRequest, ChatResponse, MessagesIntent, ToolMessage
 from uniinfer.types.chat import SignedThinking
 
 KEY = "sk-ant-test"
@@ -313,7 +313,9 @@ def with_signed(history: list[dict[str, Any]], *signed: SignedThinking) -> list[
 def test_an_anthropic_clients_thinking_budget_is_sent_exactly(
     budget: int, max_tokens: int, expected: int
 ) -> None:
-    request = chat(reasoning_effort="medium", max_tokens=max_tokens).with_thinking_budget(budget)
+    request = chat(reasoning_effort="medium", max_tokens=max_tokens).with_messages_intent(
+        MessagesIntent(thinking=True, budget=budget)
+    )
     body = sent(request)
     assert body["thinking"] == {"type": "enabled", "budget_tokens": expected}
     assert body["max_tokens"] == max_tokens
@@ -324,12 +326,35 @@ def test_an_anthropic_clients_thinking_budget_is_sent_exactly(
 
 
 def test_a_thinking_budget_survives_the_gateways_copies_and_is_never_serialised() -> None:
-    request = chat(reasoning_effort="high", max_tokens=40000).with_thinking_budget(30000)
+    intent = MessagesIntent(thinking=True, budget=30000, effort="xhigh")
+    request = chat(reasoning_effort="high", max_tokens=40000).with_messages_intent(intent)
     copied = request.model_copy(update={"top_p": None})
-    assert copied.thinking_budget == 30000
+    assert copied.messages_intent == intent
     assert sent(copied)["thinking"]["budget_tokens"] == 30000
     assert "30000" not in request.model_dump_json()
-    assert chat().thinking_budget is None
+    assert "xhigh" not in request.model_dump_json()
+    assert chat().messages_intent is None
+
+
+def test_an_anthropic_clients_effort_alone_is_effort_not_thinking() -> None:
+    """``output_config.effort`` works with thinking off: a client lowering it to save
+    tokens must not get thinking (and its budget) turned on."""
+    request = chat(reasoning_effort="low", max_tokens=900).with_messages_intent(
+        MessagesIntent(thinking=False, effort="low")
+    )
+    body = sent(request)
+    assert "thinking" not in body
+    assert body["output_config"] == {"effort": "low"}
+    assert body["max_tokens"] == 900
+    # with thinking asked for too, both, and the effort as sent (xhigh has no OpenAI level)
+    both = chat(reasoning_effort="high", max_tokens=20000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=2048, effort="xhigh")
+    )
+    body = sent(both)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["output_config"] == {"effort": "xhigh"}
+    # an OpenAI client's reasoning_effort stays thinking, with no effort field
+    assert "output_config" not in sent(chat(reasoning_effort="low"))
 
 
 def test_signed_thinking_starts_the_assistant_turn_unmodified_and_keeps_thinking_on() -> None:

@@ -64,7 +64,14 @@ from uniinfer.providers.bedrock import BedrockAdapter, BedrockOptions
 from uniinfer.providers.eventstream import EventStreamDecoder, EventStreamError
 from uniinfer.providers.registry import default_registry
 from uniinfer.stages import RequestContext
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from uniinfer.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    MessagesIntent,
+)
 
 DEFAULT_URL = "https://bedrock-runtime.us-east-1.amazonaws.com"
 KEYS = {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}
@@ -387,6 +394,22 @@ def test_thinking_budget_stays_below_the_limit_and_is_off_in_a_tool_loop() -> No
     assert make_adapter().params_left_out(chat(reasoning_effort="low"), CHAT_MODEL) == ()
     with pytest.raises(UnsupportedParamError):
         sent(chat(reasoning_effort="low"), "amazon.nova-pro-v1:0")
+
+
+def test_an_anthropic_clients_thinking_and_effort_reach_claude_as_asked() -> None:
+    effort_only = chat(reasoning_effort="low", max_tokens=700).with_messages_intent(
+        MessagesIntent(thinking=False, effort="low")
+    )
+    body = sent(effort_only)
+    assert "additionalModelRequestFields" not in body
+    assert body["outputConfig"] == {"effort": "low"}
+    assert body["inferenceConfig"] == {"maxTokens": 700}
+    exact = chat(reasoning_effort="medium", max_tokens=9000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=6000, effort="max")
+    )
+    body = sent(exact)
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 6000}}
+    assert body["outputConfig"] == {"effort": "max"}
 
 
 def test_family_params_are_supported_per_model() -> None:

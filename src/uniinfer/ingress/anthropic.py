@@ -51,9 +51,11 @@ Requests, field by field:
   table (:data:`~uniinfer.providers.anthropic.THINKING_BUDGETS`): below 4096
   ``low``, below 16384 ``medium``, else ``high``, so that effort -> budget ->
   effort is stable; ``adaptive`` -> ``medium``. ``output_config.effort`` wins
-  when set (``xhigh`` and ``max`` -> ``high``). The exact ``budget_tokens``
-  goes along as :attr:`~uniinfer.types.ChatRequest.thinking_budget`: an
-  Anthropic upstream gets that budget, other providers the effort level.
+  when set (``xhigh`` and ``max`` -> ``high``). What was asked goes along as
+  :attr:`~uniinfer.types.ChatRequest.messages_intent` (thinking on or off, the
+  exact ``budget_tokens``, the effort as sent): a Claude upstream gets thinking
+  only when it was asked for, with that budget, and ``output_config.effort``
+  as it was; other providers get the effort level.
 - Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config.format`` (or the deprecated beta ``output_format``) -> ``response_format``
   ``{"type": "json_schema", "json_schema": {"name": "output", "schema": ..., "strict": true}}``
@@ -109,7 +111,14 @@ from uniinfer.ingress.anthropic_response import (
 from uniinfer.ingress.anthropic_stream import StreamRenderer
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
 from uniinfer.tokens import count_text_tokens
-from uniinfer.types import AssistantMessage, ChatRequest, SystemMessage, ToolMessage, UserMessage
+from uniinfer.types import (
+    AssistantMessage,
+    ChatRequest,
+    MessagesIntent,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
 from uniinfer.types.chat import (
     ContentPart,
     FilePart,
@@ -176,9 +185,18 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
         raise validation_error(exc, fields) from None
     if stop is not None:
         chat = chat.model_copy(update={"stop": stop})
-    if isinstance(req.thinking, ThinkingEnabled):
-        chat = chat.with_thinking_budget(req.thinking.budget_tokens)
-    return chat
+    intent = _intent(req)
+    return chat if intent is None else chat.with_messages_intent(intent)
+
+
+def _intent(req: MessagesRequest | CountTokensRequest) -> MessagesIntent | None:
+    """The thinking and effort asked for, as asked (None when neither)."""
+    effort = req.output_config.effort if req.output_config is not None else None
+    thinking = isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive)
+    if effort is None and not thinking:
+        return None
+    budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
+    return MessagesIntent(thinking=thinking, budget=budget, effort=effort)
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -16,9 +16,10 @@ https://docs.anthropic.com/en/api/messages:
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#preserving-thinking-blocks).
 - ``max_tokens`` is required upstream: ``max_completion_tokens`` or
   ``max_tokens``, else 4096. ``reasoning_effort`` becomes extended thinking
-  with the budget an Anthropic client asked for
-  (:attr:`~uniinfer.types.ChatRequest.thinking_budget`), else a fixed budget
-  per level (:data:`THINKING_BUDGETS`); since the budget must stay below
+  with the budget an Anthropic client asked for, else a fixed budget per level
+  (:func:`thinking_budget`); an Anthropic client's ``output_config.effort`` is
+  sent as it is, and turns thinking on only with ``thinking`` (:func:`output_effort`,
+  https://docs.anthropic.com/en/docs/build-with-claude/effort); since the budget must stay below
   ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
   an unset limit becomes budget + 4096 and a smaller one caps the budget.
   With thinking on, the last assistant turn, when it called tools, must start
@@ -120,9 +121,29 @@ def structured_outputs(model: str) -> bool:
     return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
 
 
+def thinking_budget(request: ChatRequest) -> int | None:
+    """The extended-thinking budget ``request`` asks a Claude model for (None: thinking off).
+
+    An Anthropic Messages client's own choice decides (:class:`~uniinfer.types.MessagesIntent`):
+    thinking only when it turned thinking on, with its exact ``budget_tokens``, so that an
+    ``output_config.effort`` alone stays effort. Otherwise ``reasoning_effort`` is thinking,
+    a fixed budget per level (:data:`THINKING_BUDGETS`).
+    """
+    effort, intent = request.reasoning_effort, request.messages_intent
+    if effort is None or (intent is not None and not intent.thinking):
+        return None
+    return (intent.budget if intent is not None else None) or THINKING_BUDGETS[effort]
+
+
+def output_effort(request: ChatRequest) -> str | None:
+    """``output_config.effort`` for a Claude model: only as an Anthropic Messages client set it."""
+    intent = request.messages_intent
+    return intent.effort if intent is not None else None
+
+
 def thinking_left_out(request: ChatRequest) -> bool:
     """Whether :func:`messages_payload` leaves ``reasoning_effort`` out (see :func:`_thinking_left_out`)."""
-    if request.reasoning_effort is None:
+    if thinking_budget(request) is None:
         return False
     try:
         _, turns = _turns(request.messages)
@@ -152,9 +173,15 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     user_id = request.user or request.safety_identifier
     if user_id:
         payload["metadata"] = {"user_id": user_id}
+    output: dict[str, Any] = {}
     fmt = _output_format(request, model, structured)
     if fmt is not None:
-        payload["output_config"] = {"format": fmt}
+        output["format"] = fmt
+    effort = output_effort(request)
+    if effort is not None:
+        output["effort"] = effort
+    if output:
+        payload["output_config"] = output
     if request.tools:
         payload["tools"] = [_tool(t, i, model, structured) for i, t in enumerate(request.tools)]
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
@@ -168,9 +195,9 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
 def _limits(request: ChatRequest) -> tuple[int, Block | None]:
     """``max_tokens`` and the ``thinking`` config, keeping budget < max_tokens."""
     explicit = request.max_completion_tokens or request.max_tokens
-    if request.reasoning_effort is None:
+    budget = thinking_budget(request)
+    if budget is None:
         return explicit or DEFAULT_MAX_TOKENS, None
-    budget = request.thinking_budget or THINKING_BUDGETS[request.reasoning_effort]
     if explicit is None:
         return budget + DEFAULT_MAX_TOKENS, {"type": "enabled", "budget_tokens": budget}
     if explicit <= _MIN_BUDGET:

@@ -20,9 +20,10 @@ sends no tools, and since Bedrock requires ``toolConfig`` once the history has
 tool blocks, "none" is then an UnsupportedParamError (not a silent "auto").
 ``additionalModelRequestFields`` carries what a model family takes beyond
 that: Anthropic ``top_k`` and ``thinking`` (``reasoning_effort``, the budgets
-of :mod:`uniinfer.providers.anthropic`, below ``maxTokens``, off while a tool
-loop is open), Amazon Nova ``inferenceConfig.topK``; other families get an
-UnsupportedParamError for those params.
+of :func:`~uniinfer.providers.anthropic_request.thinking_budget`, below
+``maxTokens``, off while a tool loop is open), Amazon Nova ``inferenceConfig.topK``;
+other families get an UnsupportedParamError for those params. An Anthropic Messages
+client's ``output_config.effort`` goes to a Claude model as ``outputConfig.effort``.
 
 Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html,
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_OutputConfig.html), for the
@@ -64,7 +65,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.providers.anthropic_request import THINKING_BUDGETS
+from uniinfer.providers.anthropic_request import output_effort, thinking_budget
 from uniinfer.providers.base import chunk_id
 from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
@@ -144,6 +145,9 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     if tools is not None:
         payload["toolConfig"] = tools
     output = _output_config(request, model, structured)
+    effort = output_effort(request)
+    if effort is not None and "anthropic." in model:
+        output = {**(output or {}), "effort": effort}
     if output is not None:
         payload["outputConfig"] = output
     return payload
@@ -220,15 +224,15 @@ def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) 
     fields: Json = {}
     if r.top_k is not None:
         fields.update({"top_k": r.top_k} if "anthropic." in model else {"inferenceConfig": {"topK": r.top_k}})
-    if r.reasoning_effort is not None and not tool_loop:
+    budget = thinking_budget(r)
+    if budget is not None and not tool_loop:
         limit = "max_completion_tokens" if r.max_completion_tokens else "max_tokens"
-        fields["thinking"] = _thinking(r.reasoning_effort, config, limit)
+        fields["thinking"] = _thinking(budget, config, limit)
     return fields
 
 
-def _thinking(effort: str, config: Json, limit: str) -> Json:
+def _thinking(budget: int, config: Json, limit: str) -> Json:
     """Extended thinking; the budget must stay below ``maxTokens``, which is set when unset."""
-    budget = THINKING_BUDGETS[effort]
     max_tokens = config.get("maxTokens")
     if max_tokens is None:
         config["maxTokens"] = budget + _DEFAULT_MAX_TOKENS
@@ -411,7 +415,7 @@ def finish_reason(reason: Any, provider: str) -> FinishReason:
 
 def thinking_left_out(request: ChatRequest) -> bool:
     """Whether :func:`converse_payload` leaves ``reasoning_effort`` out (an open tool loop)."""
-    if request.reasoning_effort is None:
+    if thinking_budget(request) is None:
         return False
     try:
         _, turns = _turns(request.messages)

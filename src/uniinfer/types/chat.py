@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -50,6 +51,7 @@ __all__ = [
     "ImageURL",
     "JSONSchemaFormat",
     "Message",
+    "MessagesIntent",
     "RawChunk",
     "ResponseMessage",
     "SignedThinking",
@@ -388,34 +390,51 @@ class ChatRequest(BaseModel):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     @property
-    def thinking_budget(self) -> int | None:
-        """The exact thinking budget (tokens) an Anthropic Messages client asked for, else None.
+    def messages_intent(self) -> MessagesIntent | None:
+        """What an Anthropic Messages client asked for that OpenAI's format cannot say, else None.
 
-        Not a request field (OpenAI's format has none, and no client can send one):
-        :meth:`with_thinking_budget` sets it. The Anthropic adapter sends it as it is;
-        other providers go by ``reasoning_effort``, which the ingress sets beside it.
+        Not a request field (no OpenAI client can send one): :meth:`with_messages_intent`
+        sets it. Claude upstreams follow it; other providers go by ``reasoning_effort``,
+        which the ingress sets beside it.
         """
         return None
 
-    def with_thinking_budget(self, budget: int) -> ChatRequest:
-        """This request carrying ``budget`` as :attr:`thinking_budget` (``model_copy`` keeps it)."""
-        copy = _BudgetedChatRequest.model_construct(self.model_fields_set, **self.__dict__)
-        copy._budget = budget
+    def with_messages_intent(self, intent: MessagesIntent) -> ChatRequest:
+        """This request carrying ``intent`` (``model_copy`` keeps it)."""
+        copy = _IntentChatRequest.model_construct(self.model_fields_set, **self.__dict__)
+        copy._intent = intent
         return copy
 
 
-class _BudgetedChatRequest(ChatRequest):
-    """A :class:`ChatRequest` with a :attr:`~ChatRequest.thinking_budget`.
+@dataclass(frozen=True, slots=True)
+class MessagesIntent:
+    """An Anthropic Messages client's thinking and effort, as it asked for them.
+
+    ``reasoning_effort`` alone cannot tell "think, with this budget" from "spend
+    this much effort": ``output_config.effort`` works with thinking off, and
+    Anthropic's budgets are exact tokens, not levels.
+    """
+
+    #: Whether the client turned thinking on (``enabled`` or ``adaptive``).
+    thinking: bool
+    #: ``thinking.budget_tokens``, exactly (None: adaptive, or thinking off).
+    budget: int | None = None
+    #: ``output_config.effort`` as sent (``low`` to ``max``), else None.
+    effort: str | None = None
+
+
+class _IntentChatRequest(ChatRequest):
+    """A :class:`ChatRequest` with a :attr:`~ChatRequest.messages_intent`.
 
     A subclass, so that the private attribute costs nothing on every other
     request: pydantic initialises private attributes after each validation.
     """
 
-    _budget: int | None = PrivateAttr(default=None)
+    _intent: MessagesIntent | None = PrivateAttr(default=None)
 
     @property
-    def thinking_budget(self) -> int | None:
-        return self._budget
+    def messages_intent(self) -> MessagesIntent | None:
+        return self._intent
 
 
 class _FieldError(ValueError):
