@@ -120,6 +120,22 @@ async def test_keywords_beside_a_request_object_override_its_fields(
         assert openai_fake_app["requests"][-1]["body"]["max_tokens"] == 5
 
 
+async def test_tuples_are_the_lists_a_python_caller_means(
+    config_for: Callable[..., Config], openai_fake_app: Any
+) -> None:
+    """The request models are strict about JSON types; tuples from Python code are lists."""
+    messages = ({"role": "user", "content": ({"type": "text", "text": "hello there"},)},)
+    async with AsyncClient(config_for()) as client:
+        reply = await client.acomplete(model="up/gpt-4o-mini", messages=messages, stop=("x", "y"))
+        assert reply.choices[0].message.content == "echo: hello there"
+        assert openai_fake_app["requests"][-1]["body"]["stop"] == ["x", "y"]
+        vectors = await client.aembed(model="up/text-embedding-3-small", input=("a", "b"))
+        assert len(vectors.data) == 2
+        with pytest.raises(InvalidRequestError) as info:  # still strict about everything else
+            await client.acomplete(model="up/gpt-4o-mini", messages=messages, max_tokens="5")
+        assert info.value.param == "max_tokens"
+
+
 async def test_an_async_client_serves_one_event_loop_after_another(config_for: Callable[..., Config]) -> None:
     client = AsyncClient(config_for())
     replies: list[str | None] = []

@@ -147,7 +147,9 @@ class Client:
 def _chat_request(request: ChatRequest | None, params: dict[str, Any], *, stream: bool) -> ChatRequest:
     """The request to send: ``request``, its fields overridden by the keywords (checked like a new one)."""
     if request is None:
-        params = {**params, "stream": stream} if stream else params
+        params = _as_json(params)
+        if stream:
+            params["stream"] = True
         return parse_request(ChatRequest, params)
     if params:
         fields = {**request.model_dump(exclude_unset=True, by_alias=True), **params}
@@ -164,4 +166,21 @@ def _embed_request(request: EmbeddingRequest | None, params: dict[str, Any]) -> 
         if not params:
             return request
         params = {**request.model_dump(exclude_unset=True, by_alias=True), **params}
-    return parse_request(EmbeddingRequest, params)
+    return parse_request(EmbeddingRequest, _as_json(params))
+
+
+def _as_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Keyword params with tuples as lists, as JSON would carry them.
+
+    The request models are strict, as OpenAI's API is about JSON types; a Python caller's
+    ``stop=("a", "b")`` or tuple of messages is still the list it means.
+    """
+    return {key: _list_tuples(value) for key, value in params.items()}
+
+
+def _list_tuples(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_list_tuples(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _list_tuples(item) for key, item in value.items()}
+    return value
