@@ -4,7 +4,10 @@ It validates requests the way the real API does (same status, ``message``,
 ``param`` and ``code`` for the rules it implements), answers in the real wire
 format (including the streaming chunk sequence, ``usage: null`` on every chunk
 before the usage chunk, ``obfuscation`` fields and the ``[DONE]`` sentinel) and
-fails on demand by model name (see :mod:`tests.fakes.common`).
+fails on demand by model name (see :mod:`tests.fakes.common`). A strict schema
+(``response_format`` json_schema or a tool with ``strict: true``) must be one strict mode
+takes: every object with ``additionalProperties: false`` and all its properties required
+(:func:`strict_schema_problem`).
 
 Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
 
@@ -737,6 +740,17 @@ def _validate_tools(body: dict[str, Any]) -> None:
                     f"{where}.function.name",
                     "invalid_value",
                 )
+    for i, tool in enumerate(tools or ()):
+        function = tool["function"]
+        problem = (
+            strict_schema_problem(function.get("parameters")) if function.get("strict") is True else None
+        )
+        if problem is not None:
+            raise _invalid(
+                f"Invalid schema for function '{function['name']}': {problem}",
+                f"tools[{i}].function.parameters",
+                "invalid_function_parameters",
+            )
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -750,6 +764,41 @@ def _validate_tools(body: dict[str, Any]) -> None:
             raise _bad_value("tool_choice", choice, ("none", "auto", "required"))
     elif not isinstance(choice, dict):
         raise _wrong_type("tool_choice", "one of a string or object", choice)
+
+
+def strict_schema_problem(schema: Any, context: tuple[str, ...] = ()) -> str | None:
+    """What strict mode refuses in ``schema`` (None: nothing), in the API's words.
+
+    https://platform.openai.com/docs/guides/structured-outputs#supported-schemas: every object
+    needs ``additionalProperties: false`` and all its properties in ``required``; the API names
+    the first offending place as a tuple of keys ("In context=('properties', 'a', 'items'), ...").
+    """
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("type") == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            return (
+                f"In context={context!r}, 'additionalProperties' is required to be supplied and to be false."
+            )
+        required = schema.get("required")
+        required = required if isinstance(required, list) else []
+        missing = [name for name in schema.get("properties") or {} if name not in required]
+        if missing:
+            return (
+                f"In context={context!r}, 'required' is required to be supplied and to be an array "
+                f"including every key in properties. Missing '{missing[0]}'."
+            )
+    subschemas: list[tuple[tuple[str, ...], Any]] = []
+    for key in ("properties", "$defs", "definitions"):
+        subschemas += [((*context, key, name), sub) for name, sub in (schema.get(key) or {}).items()]
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        subschemas += [((*context, key, str(i)), sub) for i, sub in enumerate(schema.get(key) or ())]
+    subschemas += [((*context, "items"), schema.get("items"))]
+    for where, sub in subschemas:
+        problem = strict_schema_problem(sub, where)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _validate_response_format(body: dict[str, Any]) -> None:
@@ -769,6 +818,11 @@ def _validate_response_format(body: dict[str, Any]) -> None:
             raise _missing("response_format.json_schema")
         if not schema.get("name"):
             raise _missing("response_format.json_schema.name")
+        problem = strict_schema_problem(schema.get("schema")) if schema.get("strict") is True else None
+        if problem is not None:
+            raise _invalid(
+                f"Invalid schema for response_format '{schema['name']}': {problem}", "response_format"
+            )
     if kind == "json_object" and not any("json" in _message_text(m).lower() for m in body["messages"]):
         raise _invalid(
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type "

@@ -126,6 +126,43 @@ def _text(message: anthropic.types.Message) -> str:
 # --- translation -------------------------------------------------------------------------
 
 
+def _obj(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("schema", "strict"),
+    [
+        (SCHEMA, True),
+        (_obj({"a": {"type": "string"}}, required=[]), False),
+        ({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}, False),
+        (_obj({"xs": {"type": "array", "items": _obj({"b": {"type": "integer"}})}}), True),
+        (_obj({"xs": {"type": "array", "items": _obj({"b": {"type": "integer"}}, required=[])}}), False),
+        (_obj({"x": {"anyOf": [{"type": "null"}, {"type": "object"}]}}), False),
+        (_obj({"x": {"$ref": "#/$defs/X"}}, **{"$defs": {"X": _obj({"y": {"type": "string"}}, [])}}), False),
+        (_obj({"x": {"$ref": "#/$defs/X"}}, **{"$defs": {"X": _obj({"y": {"type": "string"}})}}), True),
+    ],
+    ids=["all-required", "optional", "open-object", "nested", "nested-optional", "any-of", "defs", "defs-ok"],
+)
+def test_strict_is_asked_of_openai_only_for_a_schema_its_strict_mode_takes(
+    schema: dict[str, Any], strict: bool
+) -> None:
+    """OpenAI's strict mode needs every object closed and all its properties required."""
+    config = {"format": {"type": "json_schema", "schema": schema}}
+    req = parse_anthropic(
+        MessagesRequest, {"model": "m", "max_tokens": 9, "messages": QUESTION, "output_config": config}
+    )
+    fmt = to_chat_request(req).response_format
+    assert isinstance(fmt, JSONSchemaFormat)
+    assert fmt.json_schema.strict is strict
+
+
 def test_output_config_format_is_a_strict_json_schema_response_format() -> None:
     req = parse_anthropic(
         MessagesRequest,
@@ -236,6 +273,26 @@ async def test_openai_gets_the_schema_as_a_strict_response_format(gw: Gateway, s
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
     }
+
+
+async def test_a_schema_with_optional_properties_reaches_openai_without_strict(gw: Gateway) -> None:
+    """Anthropic takes optional properties; OpenAI's strict mode refuses them (every property
+    must be required), so such a schema goes with strict false rather than into a 400."""
+    schema = {
+        "type": "object",
+        "properties": {"echo": {"type": "string"}, "note": {"type": "string"}},
+        "required": ["echo"],
+        "additionalProperties": False,
+    }
+    message = await gw.client.messages.create(
+        model=GPT,
+        max_tokens=1024,
+        messages=QUESTION,
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+    )
+    assert orjson.loads(_text(message)) == {"echo": "Ada Lovelace"}
+    [sent] = gw.sent("openai")
+    assert sent["response_format"]["json_schema"] == {"name": "output", "schema": schema, "strict": False}
 
 
 async def test_openai_gets_a_strict_tool_as_a_strict_function(gw: Gateway) -> None:

@@ -60,7 +60,12 @@ WEATHER: Any = {
 SCHEMA: Any = {
     "type": "json_schema",
     "name": "echo",
-    "schema": {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]},
+    "schema": {
+        "type": "object",
+        "properties": {"echo": {"type": "string"}},
+        "required": ["echo"],
+        "additionalProperties": False,
+    },
     "strict": True,
 }
 

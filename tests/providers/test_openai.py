@@ -1121,6 +1121,54 @@ _CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "argument
             "only allowed when 'tools' are specified",
         ),
         (
+            {
+                "model": "m",
+                "messages": _USER,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "out",
+                        "strict": True,
+                        "schema": {
+                            "type": "object",
+                            "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                            "required": ["a"],
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+            },
+            "response_format",
+            None,
+            "Invalid schema for response_format 'out': In context=(), 'required' is required to be "
+            "supplied and to be an array including every key in properties. Missing 'b'.",
+        ),
+        (
+            {
+                "model": "m",
+                "messages": _USER,
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "strict": True,
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"xs": {"type": "array", "items": {"type": "object"}}},
+                                "required": ["xs"],
+                                "additionalProperties": False,
+                            },
+                        },
+                    }
+                ],
+            },
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+            "Invalid schema for function 'f': In context=('properties', 'xs', 'items'), "
+            "'additionalProperties' is required to be supplied and to be false.",
+        ),
+        (
             {"model": "m", "messages": _USER, "stop": ["a", "b", "c", "d", "e"]},
             "stop",
             "array_above_max_length",

@@ -59,7 +59,10 @@ Requests, field by field:
 - Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config.format`` (or the deprecated beta ``output_format``) -> ``response_format``
   ``{"type": "json_schema", "json_schema": {"name": "output", "schema": ..., "strict": true}}``
-  (``strict``: Anthropic always constrains the answer to the schema, OpenAI only when told),
+  (``strict``: Anthropic always constrains the answer to the schema, OpenAI only when told,
+  and only a schema whose objects list every property in ``required``: one with optional
+  properties, which Anthropic allows, goes with ``strict: false``, the schema guiding
+  OpenAI's answer without the guarantee, where strict would be refused outright),
   a custom tool's ``strict`` -> ``function.strict``. The model's provider decides: a Claude
   model with structured outputs gets both back as they were sent, OpenAI and Gemini their own
   structured output, and a provider or model without them refuses with a 400 that names the
@@ -110,6 +113,7 @@ from uniinfer.ingress.anthropic_response import (
 )
 from uniinfer.ingress.anthropic_stream import StreamRenderer
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS, TOOL_ERROR_PREFIX, TOOL_ERROR_TEXT
+from uniinfer.providers.translation import openai_strict_schema
 from uniinfer.tokens import count_text_tokens
 from uniinfer.types import (
     AssistantMessage,
@@ -171,8 +175,9 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
         fields["reasoning_effort"] = effort
     fmt = req.json_output_format()
     if fmt is not None:
-        # strict: Anthropic constrains decoding to the schema; OpenAI does only when asked to
-        spec = {"name": _FORMAT_NAME, "schema": fmt.schema_, "strict": True}
+        # strict: Anthropic constrains decoding to the schema; OpenAI does only when asked to,
+        # and only for schemas without optional properties (a strict one it cannot take is a 400)
+        spec = {"name": _FORMAT_NAME, "schema": fmt.schema_, "strict": openai_strict_schema(fmt.schema_)}
         fields["response_format"] = {"type": "json_schema", "json_schema": spec}
     if isinstance(req, MessagesRequest):
         fields.update(_generation(req))

@@ -2,7 +2,7 @@
 
 JSON objects in tool arguments, Gemini's signed tool call ids seen by providers that cap id
 length, alternating turns (Anthropic Messages, Bedrock Converse), and strict tools on models
-that cannot guarantee a tool's schema.
+that cannot guarantee a tool's schema, and which schemas OpenAI's strict mode takes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ __all__ = [
     "SIGNED_ID_MARK",
     "add_turn",
     "json_object",
+    "openai_strict_schema",
     "plain_call_id",
     "strict_tool_error",
     "strict_tools",
@@ -85,3 +86,37 @@ def strict_tool_error(provider: str, i: int, model: str, why: str) -> Unsupporte
         f"'{model}': {why}; remove it or set settings.drop_unsupported_params",
         param=f"tools[{i}].function.strict",
     )
+
+
+#: Keywords whose value is one subschema, or a list or map of them.
+_SUBSCHEMA = ("items", "additionalProperties", "not")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+
+
+def openai_strict_schema(schema: Any) -> bool:
+    """Whether OpenAI's strict mode (structured outputs) takes ``schema`` as it is.
+
+    https://platform.openai.com/docs/guides/structured-outputs#supported-schemas: every
+    object sets ``additionalProperties: false`` and lists each of its properties in
+    ``required`` (an optional field is a required one that may be null). Anthropic's
+    structured outputs allow optional properties, so its schemas often fail this.
+    """
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or ()
+        if schema.get("additionalProperties") is not False or any(p not in required for p in properties):
+            return False
+    for key in _SUBSCHEMA:
+        if not openai_strict_schema(schema.get(key)):
+            return False
+    for key in _SUBSCHEMA_LISTS:
+        if not all(openai_strict_schema(sub) for sub in schema.get(key) or ()):
+            return False
+    for key in _SUBSCHEMA_MAPS:
+        subs = schema.get(key)
+        if isinstance(subs, dict) and not all(openai_strict_schema(sub) for sub in subs.values()):
+            return False
+    return True
