@@ -310,6 +310,35 @@ async def test_openai_gets_a_strict_tool_as_a_strict_function(gw: Gateway) -> No
     assert tool["function"]["parameters"] == STRICT_TOOL["input_schema"]
 
 
+LOOSE_TOOL: Any = {
+    **STRICT_TOOL,
+    "input_schema": {
+        "type": "object",
+        "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
+        "required": ["location"],
+        "additionalProperties": False,
+    },
+}
+
+
+async def test_a_strict_tool_with_optional_properties_reaches_openai_loose_and_claude_strict(
+    gw: Gateway,
+) -> None:
+    """OpenAI's strict mode would refuse the optional ``unit``: its function goes with strict
+    false there, and stays strict for Claude, whose structured outputs allow it."""
+    for model in (GPT, CLAUDE):
+        message = await gw.client.messages.create(
+            model=model, max_tokens=1024, messages=QUESTION, tools=[LOOSE_TOOL], tool_choice={"type": "any"}
+        )
+        assert message.stop_reason == "tool_use"
+    [to_openai] = gw.sent("openai")
+    assert to_openai["tools"][0]["function"]["strict"] is False
+    assert to_openai["tools"][0]["function"]["parameters"] == LOOSE_TOOL["input_schema"]
+    [to_claude] = gw.sent("anthropic")
+    assert to_claude["tools"][0]["strict"] is True
+    assert to_claude["tools"][0]["input_schema"] == LOOSE_TOOL["input_schema"]
+
+
 @pytest.mark.parametrize("model", [GPT, GEMINI])
 async def test_the_parse_helper_through_other_providers(gw: Gateway, model: str) -> None:
     parsed = await gw.client.messages.parse(

@@ -63,7 +63,9 @@ Requests, field by field:
   and only a schema whose objects list every property in ``required``: one with optional
   properties, which Anthropic allows, goes with ``strict: false``, the schema guiding
   OpenAI's answer without the guarantee, where strict would be refused outright),
-  a custom tool's ``strict`` -> ``function.strict``. The model's provider decides: a Claude
+  a custom tool's ``strict`` -> ``function.strict`` (an OpenAI-compatible adapter sends one
+  whose schema OpenAI's strict mode refuses as not strict, see
+  :attr:`~uniinfer.types.MessagesIntent.anthropic_strict`). The model's provider decides: a Claude
   model with structured outputs gets both back as they were sent, OpenAI and Gemini their own
   structured output, and a provider or model without them refuses with a 400 that names the
   Messages field (``output_config.format``, ``tools.N.strict``; see
@@ -195,13 +197,14 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
 
 
 def _intent(req: MessagesRequest | CountTokensRequest) -> MessagesIntent | None:
-    """The thinking and effort asked for, as asked (None when neither)."""
+    """The thinking, effort and strict tools asked for, as asked (None when none of them)."""
     effort = req.output_config.effort if req.output_config is not None else None
     thinking = isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive)
-    if effort is None and not thinking:
+    strict = any(isinstance(t, CustomTool) and t.strict for t in req.tools or ())
+    if effort is None and not thinking and not strict:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
-    return MessagesIntent(thinking=thinking, budget=budget, effort=effort)
+    return MessagesIntent(thinking=thinking, budget=budget, effort=effort, anthropic_strict=strict)
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

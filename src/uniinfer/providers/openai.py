@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -44,7 +44,7 @@ from uniinfer.errors import (
 from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
-from uniinfer.providers.translation import plain_call_id
+from uniinfer.providers.translation import openai_strict_schema, plain_call_id
 from uniinfer.types import (
     ChatChunk,
     ChatRequest,
@@ -144,6 +144,9 @@ class OpenAIAdapter(ProviderAdapter):
             )
         payload: dict[str, Any] = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         payload["model"] = model
+        intent = request.messages_intent
+        if intent is not None and intent.anthropic_strict:
+            _loosen_strict_tools(payload.get("tools") or ())
         _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
         _rename(payload, self.spec.param_renames)
         if stream:
@@ -299,6 +302,19 @@ def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control:
             for part in content:
                 if isinstance(part, dict):
                     part.pop("cache_control", None)
+
+
+def _loosen_strict_tools(tools: Iterable[dict[str, Any]]) -> None:
+    """``strict: false`` for the strict tools whose schema OpenAI's strict mode refuses.
+
+    An Anthropic client's strict tool may have optional properties, which Anthropic allows
+    and OpenAI refuses (400) in strict mode: the schema then guides the arguments without
+    the guarantee, as it does with every model that has no strict mode.
+    """
+    for tool in tools:
+        function = tool["function"]
+        if function.get("strict") and not openai_strict_schema(function.get("parameters")):
+            function["strict"] = False
 
 
 class OpenAIStreamDecoder:

@@ -408,7 +408,7 @@ class ChatRequest(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class MessagesIntent:
-    """An Anthropic Messages client's thinking and effort, as it asked for them.
+    """An Anthropic Messages client's thinking, effort and strict tools, as it asked for them.
 
     ``reasoning_effort`` alone cannot tell "think, with this budget" from "spend
     this much effort": ``output_config.effort`` works with thinking off, and
@@ -421,6 +421,9 @@ class MessagesIntent:
     budget: int | None = None
     #: ``output_config.effort`` as sent (``low`` to ``max``), else None.
     effort: str | None = None
+    #: Whether its tools' ``strict`` follows Anthropic's rules, where a property may be
+    #: optional (OpenAI's strict mode refuses such a schema; its adapter sends it loose).
+    anthropic_strict: bool = False
 
 
 class _IntentChatRequest(ChatRequest):
