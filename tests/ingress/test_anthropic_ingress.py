@@ -242,6 +242,25 @@ def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort:
         assert intent.effort == extra.get("output_config", {}).get("effort")
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "thinking"),
+        ({"output_config": {"effort": "low"}}, "output_config.effort"),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}, "output_config": {"effort": "high"}},
+            "output_config.effort",
+        ),
+    ],
+)
+def test_a_refused_effort_is_named_as_the_client_sent_it(extra: dict[str, Any], field: str) -> None:
+    """``reasoning_effort`` came from ``thinking``, or from ``output_config.effort`` when set."""
+    chat = to_chat_request(parse_anthropic(MessagesRequest, body(max_tokens=20000, **extra)))
+    refused = UnsupportedParamError("provider 'p' cannot honour 'reasoning_effort'", param="reasoning_effort")
+    message = orjson.loads(error_body(refused, chat))["error"]["message"]
+    assert message.startswith(f"{field}: ")
+
+
 def test_a_thinking_block_without_a_signature_is_reasoning_only() -> None:
     """uniinfer's rendering of another provider's reasoning, sent back: nobody could verify it."""
     assistant = {

@@ -73,7 +73,7 @@ from uniinfer.errors import (
     ServiceUnavailableError,
     UniInferError,
 )
-from uniinfer.types import ChatResponse, ToolCall, Usage
+from uniinfer.types import ChatRequest, ChatResponse, ToolCall, Usage
 
 __all__ = [
     "error_body",
@@ -222,29 +222,37 @@ def error_type(exc: UniInferError) -> str:
     return "api_error"
 
 
-def error_body(exc: UniInferError) -> bytes:
-    """``{"type": "error", "error": {"type", "message"}}``: the routes' ``render_error``."""
-    return orjson.dumps(error_object(exc))
+def error_body(exc: UniInferError, chat: ChatRequest | None = None) -> bytes:
+    """``{"type": "error", "error": {"type", "message"}}``: the routes' ``render_error``
+    (``chat``: the translated request, when there is one, see :func:`messages_field`)."""
+    return orjson.dumps(error_object(exc, chat))
 
 
-def error_object(exc: UniInferError) -> Block:
-    return {"type": "error", "error": {"type": error_type(exc), "message": _message(exc)}}
+def error_object(exc: UniInferError, chat: ChatRequest | None = None) -> Block:
+    return {"type": "error", "error": {"type": error_type(exc), "message": _message(exc, chat)}}
 
 
-def _message(exc: UniInferError) -> str:
+def _message(exc: UniInferError, chat: ChatRequest | None) -> str:
     message = exc.message
     if isinstance(exc, ContextLengthExceededError) and not message.startswith("prompt is too long"):
         return f"prompt is too long: {message}"
-    field = messages_field(exc.param) if exc.param else None
+    field = messages_field(exc.param, chat) if exc.param else None
     if field is not None and not message.startswith(f"{field}:"):
         return f"{field}: {message}"
     return message
 
 
-def messages_field(param: str) -> str | None:
+def messages_field(param: str, chat: ChatRequest | None = None) -> str | None:
     """The Messages API field a ChatRequest param came from, in the API's path style
     (``response_format`` -> ``output_config.format``, ``tools[0].function.strict`` ->
-    ``tools.0.strict``); None when the names are the same or the param has no Messages origin."""
+    ``tools.0.strict``); None when the names are the same or the param has no Messages origin.
+
+    ``reasoning_effort`` came from ``thinking`` or, when the client set it, from
+    ``output_config.effort`` (which wins): ``chat``, the translated request, tells which.
+    """
+    intent = chat.messages_intent if chat is not None else None
+    if param == "reasoning_effort" and intent is not None and intent.effort is not None:
+        return "output_config.effort"
     field = _FIELDS.get(param)
     if field is not None:
         return field

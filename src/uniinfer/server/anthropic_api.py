@@ -65,10 +65,10 @@ async def messages(app: App, request: Request) -> None:
     try:
         response = await app.gateway.chat(chat, ctx)
     except UniInferError as exc:
-        await _send_error(request, exc, ctx.route)
+        await _send_error(request, exc, ctx.route, chat)
         return
     body = orjson.dumps(to_message(response, req.model))
-    await send_bytes(request.send, 200, body, _headers(request, ctx.route))
+    await send_bytes(request.send, 200, body, _headers(request, ctx.route, chat))
 
 
 async def _stream(
@@ -77,12 +77,12 @@ async def _stream(
     try:
         stream = await app.gateway.stream(chat, ctx)
     except UniInferError as exc:
-        await _send_error(request, exc, ctx.route)
+        await _send_error(request, exc, ctx.route, chat)
         return
     send = request.send
     renderer = StreamRenderer(req.model)
     try:
-        headers = SSE_HEADERS + _headers(request, ctx.route)
+        headers = SSE_HEADERS + _headers(request, ctx.route, chat)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         ended = False
         try:
@@ -106,11 +106,11 @@ async def _stream(
         await stream.aclose()
 
 
-def _headers(request: Request, route: Route | None) -> Headers:
+def _headers(request: Request, route: Route | None, chat: ChatRequest) -> Headers:
     """Route headers, with dropped parameters named as the Messages API names them (what the
     caller sent: :func:`~uniinfer.ingress.anthropic_response.messages_field`)."""
     if route is not None and route.dropped_params:
-        names = tuple(dict.fromkeys(messages_field(p) or p for p in route.dropped_params))
+        names = tuple(dict.fromkeys(messages_field(p, chat) or p for p in route.dropped_params))
         route = dataclasses.replace(route, dropped_params=names)
     return route_headers(request.request_id, route)
 
@@ -162,11 +162,11 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
     return counted
 
 
-async def _send_error(request: Request, exc: UniInferError, route: Route | None) -> None:
+async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:
     """An error before any byte was sent, with the routing headers of what was tried."""
     headers: Headers = route_headers(request.request_id, route) + error_headers(exc)
     try:
-        await send_bytes(request.send, exc.http_status, error_body(exc), headers)
+        await send_bytes(request.send, exc.http_status, error_body(exc, chat), headers)
     finally:
         forget_traceback(exc)
 
