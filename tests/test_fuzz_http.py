@@ -89,6 +89,7 @@ class Server:
                 "openai": f"openai/{openai_fake.chat_model}",
                 "embed": f"openai/{openai_fake.embed_model}",
                 "claude": "anthropic/claude-sonnet-4-5",
+                "claude-effort": "anthropic/claude-opus-4-6",
             }
             async with serve(create_app(config)) as base:
                 url = urlsplit(base)
@@ -115,6 +116,12 @@ def server() -> Iterator[Server]:
 def valid_requests(models: dict[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """A request each API family answers with 200 (the mutations start from these)."""
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    }
     return {
         "chat": (
             "/v1/chat/completions",
@@ -130,6 +137,20 @@ def valid_requests(models: dict[str, str]) -> dict[str, tuple[str, dict[str, Any
         "chat-to-claude": (
             "/v1/chat/completions",
             {"model": models["claude"], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20},
+        ),
+        "chat-strict": (
+            "/v1/chat/completions",
+            {
+                "model": models["openai"],
+                "messages": [{"role": "user", "content": "json please"}],
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "out", "schema": schema, "strict": True},
+                },
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": schema, "strict": True}}
+                ],
+            },
         ),
         "chat-stream": (
             "/v1/chat/completions",
@@ -158,6 +179,27 @@ def valid_requests(models: dict[str, str]) -> dict[str, tuple[str, dict[str, Any
                 "max_tokens": 20,
                 "stream": True,
                 "messages": [{"role": "user", "content": "hi"}],
+            },
+        ),
+        "messages-structured": (
+            "/v1/messages",
+            {
+                "model": models["openai"],
+                "max_tokens": 4096,
+                "messages": [{"role": "user", "content": "hi"}],
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+                "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+                "tools": [{"name": "f", "input_schema": schema, "strict": True}],
+            },
+        ),
+        "messages-structured-to-claude": (
+            "/v1/messages",
+            {
+                "model": models["claude-effort"],
+                "max_tokens": 4096,
+                "messages": [{"role": "user", "content": "hi"}],
+                "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+                "tools": [{"name": "f", "input_schema": schema, "strict": True}],
             },
         ),
         "messages-to-openai": (
@@ -244,11 +286,14 @@ FUZZ = settings(
     "family",
     [
         "chat",
+        "chat-strict",
         "chat-stream",
         "chat-to-claude",
         "embeddings",
         "messages",
         "messages-stream",
+        "messages-structured",
+        "messages-structured-to-claude",
         "messages-to-openai",
         "responses",
     ],

@@ -483,6 +483,7 @@ _SCHEMA_WORDS = {
     "enum": "has an 'enum' of objects or arrays, which is not supported",
     "ref": "has an external or unknown $ref {!r}",
     "recursive": "is recursive, which structured outputs do not support",
+    "shape": "has an invalid '{}': not a valid JSON Schema",
 }
 
 

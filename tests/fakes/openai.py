@@ -790,9 +790,15 @@ def strict_schema_problem(schema: Any, context: tuple[str, ...] = ()) -> str | N
             )
     subschemas: list[tuple[tuple[str, ...], Any]] = []
     for key in ("properties", "$defs", "definitions"):
-        subschemas += [((*context, key, name), sub) for name, sub in (schema.get(key) or {}).items()]
+        subs = schema.get(key) or {}
+        if not isinstance(subs, dict):
+            return f"In context={context!r}, '{key}' must be an object."
+        subschemas += [((*context, key, name), sub) for name, sub in subs.items()]
     for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
-        subschemas += [((*context, key, str(i)), sub) for i, sub in enumerate(schema.get(key) or ())]
+        listed = schema.get(key) or []
+        if not isinstance(listed, list):
+            return f"In context={context!r}, '{key}' must be an array."
+        subschemas += [((*context, key, str(i)), sub) for i, sub in enumerate(listed)]
     subschemas += [((*context, "items"), schema.get("items"))]
     for where, sub in subschemas:
         problem = strict_schema_problem(sub, where)

@@ -21,16 +21,27 @@ Json = dict[str, Any]
 @dataclass(frozen=True)
 class SchemaProblem:
     """Where (a path under the schema) and what: ``keyword`` (with the keyword), ``minItems``,
-    ``additionalProperties``, ``enum``, ``ref`` (with the reference) or ``recursive``."""
+    ``additionalProperties``, ``enum``, ``ref`` (with the reference), ``recursive``, or
+    ``shape`` (with the keyword whose value is not the object or array JSON Schema wants)."""
 
     where: str
     kind: str
     detail: str = ""
 
 
+#: Keywords whose value must be an object of subschemas, or an array.
+_MAPS = ("properties", "$defs", "definitions")
+_LISTS = ("anyOf", "allOf", "oneOf", "required", "enum")
+
+
 def schema_problem(schema: Json, where: str, refused: frozenset[str]) -> SchemaProblem | None:
     """The first feature of ``schema`` structured outputs cannot compile (None: it compiles)."""
-    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
+    defs: Json = {}
+    for key in ("$defs", "definitions"):
+        found = schema.get(key) or {}
+        if not isinstance(found, dict):
+            return SchemaProblem(where, "shape", key)
+        defs.update(found)
     return _problem(schema, where, refused, defs, ())
 
 
@@ -39,6 +50,12 @@ def _problem(
 ) -> SchemaProblem | None:
     if not isinstance(node, dict):
         return None
+    for key in _MAPS:
+        if not isinstance(node.get(key, {}), dict):
+            return SchemaProblem(where, "shape", key)
+    for key in _LISTS:
+        if not isinstance(node.get(key, []), list):
+            return SchemaProblem(where, "shape", key)
     for key in sorted(node.keys() & refused):
         return SchemaProblem(where, "keyword", key)
     if node.get("minItems") not in (None, 0, 1):

@@ -104,19 +104,23 @@ def openai_strict_schema(schema: Any) -> bool:
     """
     if not isinstance(schema, dict):
         return True
-    if schema.get("type") == "object" or "properties" in schema:
-        properties = schema.get("properties") or {}
-        required = schema.get("required") or ()
+    kind = schema.get("type")
+    if kind == "object" or (isinstance(kind, list) and "object" in kind) or "properties" in schema:
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        if not isinstance(properties, dict) or not isinstance(required, list):
+            return False  # not a schema strict mode compiles; the provider says what is wrong
         if schema.get("additionalProperties") is not False or any(p not in required for p in properties):
             return False
     for key in _SUBSCHEMA:
         if not openai_strict_schema(schema.get(key)):
             return False
     for key in _SUBSCHEMA_LISTS:
-        if not all(openai_strict_schema(sub) for sub in schema.get(key) or ()):
+        subs = schema.get(key, [])
+        if not isinstance(subs, list) or not all(openai_strict_schema(sub) for sub in subs):
             return False
     for key in _SUBSCHEMA_MAPS:
-        subs = schema.get(key)
-        if isinstance(subs, dict) and not all(openai_strict_schema(sub) for sub in subs.values()):
+        subs = schema.get(key, {})
+        if not isinstance(subs, dict) or not all(openai_strict_schema(sub) for sub in subs.values()):
             return False
     return True
