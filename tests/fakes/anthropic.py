@@ -22,7 +22,7 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
 - structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config`` takes ``format``, ``{"type": "json_schema", "schema": {...}}``, and
-  ``effort`` (one of the documented levels); a tool
+  ``effort`` (one of the documented levels, for a model that has it: :data:`NO_EFFORT`); a tool
   may carry ``strict`` (a boolean). With either (a strict tool: ``strict: true``), a model the
   docs leave out (:data:`NO_STRUCTURED_OUTPUTS`: Claude 3.x, Sonnet 4, Opus 4 and 4.1) is refused,
   and so is a schema using what the docs list as not supported: numeric constraints
@@ -113,6 +113,13 @@ NO_STRUCTURED_OUTPUTS = (
     "claude-opus-4-2025",
     "claude-opus-4-1",
 )
+#: Models without the effort parameter: the docs list Opus 4.5 and later models (Sonnet 4.5 and
+#: Haiku 4.5 have none); ``max`` came with Opus 4.6 and Sonnet 4.6, ``xhigh`` with Opus 4.7.
+NO_EFFORT = (*NO_STRUCTURED_OUTPUTS, "claude-sonnet-4-5", "claude-haiku-4-5")
+_EFFORT_LACKING = {
+    "max": ("claude-opus-4-5",),
+    "xhigh": ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview"),
+}
 #: JSON-schema keywords structured outputs refuse ("Not supported" in the docs).
 _SCHEMA_REFUSED = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
@@ -314,7 +321,7 @@ def _check_system(system: Any) -> None:
             raise InvalidError("system: text content blocks must be non-empty")
 
 
-#: https://docs.anthropic.com/en/docs/build-with-claude/effort (which model takes which is not checked).
+#: https://docs.anthropic.com/en/docs/build-with-claude/effort
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _EFFORTS_TEXT = ", ".join(f"'{e}'" for e in _EFFORTS[:-1]) + f" or '{_EFFORTS[-1]}'"
 
@@ -326,8 +333,14 @@ def _check_output_config(body: Block) -> None:
     if not isinstance(config, dict):
         raise InvalidError("output_config: Input should be a valid dictionary")
     _check_fields(config, set(), {"format", "effort"}, "output_config")
-    if "effort" in config and config["effort"] not in _EFFORTS:
-        raise InvalidError(f"output_config.effort: Input should be {_EFFORTS_TEXT}")
+    if "effort" in config:
+        effort, model = config["effort"], str(body["model"]).lower()
+        if effort not in _EFFORTS:
+            raise InvalidError(f"output_config.effort: Input should be {_EFFORTS_TEXT}")
+        if model.startswith(NO_EFFORT) or model.startswith(_EFFORT_LACKING.get(effort, ())):
+            raise InvalidError(
+                f"output_config.effort: '{effort}' is not supported by model '{body['model']}'"
+            )
     fmt = config.get("format")
     if fmt is None:
         return
@@ -364,6 +377,7 @@ _SCHEMA_WORDS = {
     "enum": "'enum' values must be strings, numbers, booleans or null",
     "ref": "external or unknown '$ref' {!r} is not supported",
     "recursive": "Too many recursive definitions in schema",
+    "shape": "'{}' has an invalid value: not a valid JSON Schema",
 }
 
 

@@ -249,12 +249,12 @@ def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort:
         ({"output_config": {"effort": "low"}}, "output_config.effort"),
         (
             {"thinking": {"type": "enabled", "budget_tokens": 2048}, "output_config": {"effort": "high"}},
-            "output_config.effort",
+            "thinking",
         ),
     ],
 )
 def test_a_refused_effort_is_named_as_the_client_sent_it(extra: dict[str, Any], field: str) -> None:
-    """``reasoning_effort`` came from ``thinking``, or from ``output_config.effort`` when set."""
+    """``reasoning_effort`` stands for ``thinking``, or for ``output_config.effort`` sent alone."""
     chat = to_chat_request(parse_anthropic(MessagesRequest, body(max_tokens=20000, **extra)))
     refused = UnsupportedParamError("provider 'p' cannot honour 'reasoning_effort'", param="reasoning_effort")
     message = orjson.loads(error_body(refused, chat))["error"]["message"]
@@ -1175,7 +1175,7 @@ async def test_effort_alone_reaches_anthropic_as_effort_without_thinking(
     client: anthropic.AsyncAnthropic, harness: Harness, effort: str
 ) -> None:
     message = await client.messages.create(
-        model=ANTHROPIC.name(),
+        model=ANTHROPIC.name("claude-opus-4-6"),
         max_tokens=512,
         messages=HELLO,
         output_config={"effort": effort},  # type: ignore[typeddict-item]
@@ -1185,6 +1185,27 @@ async def test_effort_alone_reaches_anthropic_as_effort_without_thinking(
     assert sent["output_config"] == {"effort": effort}
     assert "thinking" not in sent
     assert sent["max_tokens"] == 512
+
+
+@pytest.mark.parametrize(
+    ("model", "effort"),
+    [("claude-sonnet-4-5", "low"), ("claude-opus-4-5", "max"), ("claude-opus-4-6", "xhigh")],
+)
+async def test_an_effort_the_model_lacks_is_refused_before_it_is_sent(
+    client: anthropic.AsyncAnthropic, harness: Harness, model: str, effort: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.create(
+            model=ANTHROPIC.name(model),
+            max_tokens=512,
+            messages=HELLO,
+            output_config={"effort": effort},  # type: ignore[typeddict-item]
+        )
+    assert isinstance(info.value.body, dict)
+    message = info.value.body["error"]["message"]
+    assert message.startswith("output_config.effort: ")
+    assert model in message
+    assert not harness.upstream_bodies(ANTHROPIC)
 
 
 async def test_thinking_through_anthropic(client: anthropic.AsyncAnthropic, harness: Harness) -> None:

@@ -411,3 +411,21 @@ async def test_a_dropped_strict_is_reported_by_its_messages_name(dropping: Gatew
     assert raw.headers["x-uniinfer-dropped-params"] == "tools.0.strict"
     [sent] = dropping.sent("anthropic")
     assert sent["tools"] == [{k: v for k, v in STRICT_TOOL.items() if k != "strict"}]
+
+
+async def test_an_effort_the_model_lacks_is_dropped_visibly(dropping: Gateway) -> None:
+    """Sonnet 4.5 has no effort parameter: with ``drop_unsupported_params`` it is left out and
+    named as the client sent it; thinking, asked for beside it, stays."""
+    raw = await dropping.client.messages.with_raw_response.create(
+        model=CLAUDE,
+        max_tokens=4096,
+        messages=QUESTION,
+        output_config={"effort": "low"},  # type: ignore[typeddict-item]
+        thinking={"type": "enabled", "budget_tokens": 2048},
+    )
+    message = await raw.parse()
+    assert message.content[-1].type == "text"
+    assert raw.headers["x-uniinfer-dropped-params"] == "output_config.effort"
+    [sent] = dropping.sent("anthropic")
+    assert "output_config" not in sent
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}

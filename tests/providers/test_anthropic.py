@@ -59,8 +59,8 @@ def chat(messages: list[dict[str, Any]] | None = None, **kw: Any) -> ChatRequest
     return ChatRequest.model_validate(data)
 
 
-def sent(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = orjson.loads(make_adapter().chat_request(request, "claude-up", stream=stream).body)
+def sent(request: ChatRequest, model: str = "claude-up", *, stream: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(make_adapter().chat_request(request, model, stream=stream).body)
     return body
 
 
@@ -334,6 +334,61 @@ def test_a_thinking_budget_survives_the_gateways_copies_and_is_never_serialised(
     assert "30000" not in request.model_dump_json()
     assert "xhigh" not in request.model_dump_json()
     assert chat().messages_intent is None
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "refused"),
+    [
+        ("claude-sonnet-4-5-20250929", "low", True),
+        ("claude-haiku-4-5", "medium", True),
+        ("claude-3-7-sonnet-latest", "high", True),
+        ("claude-opus-4-5", "high", False),
+        ("claude-opus-4-5", "max", True),
+        ("claude-opus-4-6", "max", False),
+        ("claude-opus-4-6", "xhigh", True),
+        ("claude-sonnet-4-6", "xhigh", True),
+        ("claude-opus-4-7", "xhigh", False),
+        ("claude-sonnet-5", "max", False),
+    ],
+)
+def test_an_effort_level_the_model_lacks_is_refused_or_dropped(
+    model: str, effort: str, refused: bool
+) -> None:
+    request = chat(reasoning_effort="high", max_tokens=20000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=2048, effort=effort)
+    )
+    adapter = make_adapter()
+    if not refused:
+        assert adapter.values_refused(request, model) == ()
+        assert sent(request, model)["output_config"] == {"effort": effort}
+        return
+    assert adapter.values_refused(request, model) == ("output_config.effort",)
+    with pytest.raises(UnsupportedParamError) as info:
+        sent(request, model)
+    assert info.value.param == "output_config.effort"
+    body = sent(adapter.without_values(request, model, ("output_config.effort",)), model)
+    assert "output_config" not in body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}  # thinking stays
+
+
+def test_an_effort_is_not_sent_once_reasoning_effort_was_dropped() -> None:
+    request = chat(reasoning_effort="low", max_tokens=900).with_messages_intent(
+        MessagesIntent(thinking=False, effort="low")
+    )
+    assert "output_config" not in sent(
+        request.model_copy(update={"reasoning_effort": None}), "claude-opus-4-6"
+    )
+
+
+def test_an_upstream_error_about_effort_names_it() -> None:
+    body = orjson.dumps(
+        {"type": "error", "error": {"type": "invalid_request_error", "message": "output_config.effort: nope"}}
+    )
+    assert make_adapter().parse_error(400, {}, body).param == "output_config.effort"
+    fmt = orjson.dumps(
+        {"type": "error", "error": {"type": "invalid_request_error", "message": "output_config.format: bad"}}
+    )
+    assert make_adapter().parse_error(400, {}, fmt).param == "response_format"
 
 
 def test_an_anthropic_clients_effort_alone_is_effort_not_thinking() -> None:

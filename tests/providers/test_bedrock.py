@@ -396,20 +396,39 @@ def test_thinking_budget_stays_below_the_limit_and_is_off_in_a_tool_loop() -> No
         sent(chat(reasoning_effort="low"), "amazon.nova-pro-v1:0")
 
 
+OPUS_46 = "us.anthropic.claude-opus-4-6-v1"
+
+
 def test_an_anthropic_clients_thinking_and_effort_reach_claude_as_asked() -> None:
     effort_only = chat(reasoning_effort="low", max_tokens=700).with_messages_intent(
         MessagesIntent(thinking=False, effort="low")
     )
-    body = sent(effort_only)
+    body = sent(effort_only, OPUS_46)
     assert "additionalModelRequestFields" not in body
     assert body["outputConfig"] == {"effort": "low"}
     assert body["inferenceConfig"] == {"maxTokens": 700}
     exact = chat(reasoning_effort="medium", max_tokens=9000).with_messages_intent(
         MessagesIntent(thinking=True, budget=6000, effort="max")
     )
-    body = sent(exact)
+    body = sent(exact, f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{OPUS_46}")
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 6000}}
     assert body["outputConfig"] == {"effort": "max"}
+
+
+@pytest.mark.parametrize(("model", "effort"), [(CHAT_MODEL, "low"), (ARN, "low"), (OPUS_46, "xhigh")])
+def test_an_effort_the_claude_model_lacks_is_refused_or_dropped(model: str, effort: str) -> None:
+    request = chat(reasoning_effort="high", max_tokens=700).with_messages_intent(
+        MessagesIntent(thinking=False, effort=effort)
+    )
+    with pytest.raises(UnsupportedParamError) as info:
+        sent(request, model)
+    assert info.value.param == "output_config.effort"
+    adapter = make_adapter()
+    assert adapter.values_refused(request, model) == ("output_config.effort",)
+    dropped = adapter.without_values(request, model, ("output_config.effort",))
+    body = sent(dropped, model)
+    assert "outputConfig" not in body
+    assert "additionalModelRequestFields" not in body  # effort alone: no thinking either
 
 
 def test_family_params_are_supported_per_model() -> None:

@@ -54,14 +54,17 @@ Requests, field by field:
   when set (``xhigh`` and ``max`` -> ``high``). What was asked goes along as
   :attr:`~uniinfer.types.ChatRequest.messages_intent` (thinking on or off, the
   exact ``budget_tokens``, the effort as sent): a Claude upstream gets thinking
-  only when it was asked for, with that budget, and ``output_config.effort``
-  as it was; other providers get the effort level.
+  only when it was asked for, with that budget (``adaptive``: enabled with the
+  ``medium`` budget), and ``output_config.effort`` as it was, where the model
+  takes that level (else refused, or dropped visibly); other providers get the
+  effort level.
 - Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config.format`` (or the deprecated beta ``output_format``) -> ``response_format``
   ``{"type": "json_schema", "json_schema": {"name": "output", "schema": ..., "strict": true}}``
   (``strict``: Anthropic always constrains the answer to the schema, OpenAI only when told,
-  and only a schema whose objects list every property in ``required``: one with optional
-  properties, which Anthropic allows, goes with ``strict: false``, the schema guiding
+  and only a schema whose objects are closed (``additionalProperties: false``) and list every
+  property in ``required``: one with optional properties, which Anthropic allows, or with
+  open objects goes with ``strict: false``, the schema guiding
   OpenAI's answer without the guarantee, where strict would be refused outright),
   a custom tool's ``strict`` -> ``function.strict`` (an OpenAI-compatible adapter sends one
   whose schema OpenAI's strict mode refuses as not strict, see

@@ -108,6 +108,7 @@ _FIELDS: Mapping[str, str] = {
     "reasoning_effort": "thinking",
     "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
     "response_format": "output_config.format",
+    "output_config.effort": "output_config.effort",  # a Messages field (a refused effort level)
     "stream_options": "stream",
 }
 #: A tool's field in a ChatRequest param path -> the Messages tool field it was translated from
@@ -247,11 +248,12 @@ def messages_field(param: str, chat: ChatRequest | None = None) -> str | None:
     (``response_format`` -> ``output_config.format``, ``tools[0].function.strict`` ->
     ``tools.0.strict``); None when the names are the same or the param has no Messages origin.
 
-    ``reasoning_effort`` came from ``thinking`` or, when the client set it, from
-    ``output_config.effort`` (which wins): ``chat``, the translated request, tells which.
+    ``reasoning_effort`` stands for ``thinking``, or for ``output_config.effort`` when the
+    client set only that: ``chat``, the translated request, tells which. (With both, a
+    Claude model that leaves thinking out still gets the effort: ``thinking`` is what is lost.)
     """
     intent = chat.messages_intent if chat is not None else None
-    if param == "reasoning_effort" and intent is not None and intent.effort is not None:
+    if param == "reasoning_effort" and intent is not None and intent.effort and not intent.thinking:
         return "output_config.effort"
     field = _FIELDS.get(param)
     if field is not None:

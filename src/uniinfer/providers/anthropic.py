@@ -69,7 +69,15 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpRequest, SSEFramer
-from uniinfer.providers.anthropic_request import messages_payload, structured_outputs, thinking_left_out
+from uniinfer.providers.anthropic_request import (
+    EFFORT_PARAM,
+    effort_refused,
+    messages_payload,
+    output_effort,
+    structured_outputs,
+    thinking_left_out,
+    without_effort,
+)
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.providers.translation import strict_tools, without_strict
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
@@ -148,12 +156,17 @@ class AnthropicAdapter(ProviderAdapter):
         return structured_outputs(model)
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
-        """A tool's ``strict: true`` for a model without structured outputs."""
-        return () if not request.tools or self.structured_outputs(model) else strict_tools(request)
+        """A tool's ``strict: true`` for a model without structured outputs; an effort level
+        (``output_config.effort``) the model lacks."""
+        strict = () if not request.tools or self.structured_outputs(model) else strict_tools(request)
+        effort = output_effort(request)
+        return (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
-        """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
-        return without_strict(request)
+        """The tools without ``strict``, and the request without the effort, as named."""
+        if EFFORT_PARAM in names:
+            request = without_effort(request)
+        return without_strict(request) if len(names) > (EFFORT_PARAM in names) else request
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
@@ -262,9 +275,14 @@ def _stop_sequence(message: Mapping[str, Any]) -> str | None:
 
 
 def _param_of(message: str) -> str | None:
-    """The ChatRequest field behind ``"<anthropic field>[.path]: ..."``, if the message names one."""
+    """The ChatRequest field behind ``"<anthropic field>[.path]: ..."``, if the message names one
+    (``output_config.effort``, which no ChatRequest field is, by that name)."""
     match = _PARAM_PREFIX.match(message)
-    return _PARAM_NAMES.get(match.group(1), match.group(1)) if match else None
+    if match is None:
+        return None
+    if message.startswith(f"{EFFORT_PARAM}:") or message.startswith(f"{EFFORT_PARAM}."):
+        return EFFORT_PARAM
+    return _PARAM_NAMES.get(match.group(1), match.group(1))
 
 
 # --- stream --------------------------------------------------------------------

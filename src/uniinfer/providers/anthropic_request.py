@@ -48,12 +48,13 @@ https://docs.anthropic.com/en/api/messages:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.providers.translation import add_turn, strict_tool_error
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
@@ -116,6 +117,36 @@ NO_STRUCTURED_OUTPUTS: tuple[str, ...] = (
 )
 
 
+#: Model-name prefixes of the Claude models without the effort parameter (``output_config.effort``,
+#: https://docs.anthropic.com/en/docs/build-with-claude/effort): the docs list Opus 4.5 and every
+#: later model (Sonnet 4.6, Opus 4.6, ...); the models before them are a closed set.
+NO_EFFORT: tuple[str, ...] = (*NO_STRUCTURED_OUTPUTS, "claude-sonnet-4-5", "claude-haiku-4-5")
+#: Effort levels that only later models take, and the models with effort that lack them: ``max``
+#: came with Opus 4.6 and Sonnet 4.6, ``xhigh`` with Opus 4.7 and Sonnet 5.
+_EFFORT_LACKING: Mapping[str, tuple[str, ...]] = {
+    "max": ("claude-opus-4-5",),
+    "xhigh": ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview"),
+}
+#: How a refused effort is named (a Messages field: only an Anthropic client can send one).
+EFFORT_PARAM = "output_config.effort"
+
+
+def effort_refused(effort: str, model: str) -> bool:
+    """Whether the Claude ``model`` (its Claude API name) lacks the effort level ``effort``."""
+    name = model.lower()
+    return name.startswith(NO_EFFORT) or name.startswith(_EFFORT_LACKING.get(effort, ()))
+
+
+def without_effort(request: ChatRequest) -> ChatRequest:
+    """``request`` without its ``output_config.effort`` (thinking, if asked for, stays)."""
+    intent = request.messages_intent
+    if intent is None or intent.effort is None:
+        return request
+    if not intent.thinking:  # the effort was all reasoning_effort said
+        request = request.model_copy(update={"reasoning_effort": None})
+    return request.with_messages_intent(dataclasses.replace(intent, effort=None))
+
+
 def structured_outputs(model: str) -> bool:
     """Whether the Claude API gives ``model`` structured outputs (see :data:`NO_STRUCTURED_OUTPUTS`)."""
     return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
@@ -136,9 +167,10 @@ def thinking_budget(request: ChatRequest) -> int | None:
 
 
 def output_effort(request: ChatRequest) -> str | None:
-    """``output_config.effort`` for a Claude model: only as an Anthropic Messages client set it."""
+    """``output_config.effort`` for a Claude model: only as an Anthropic Messages client set it
+    (and not once ``reasoning_effort``, which the ingress sets beside it, was dropped)."""
     intent = request.messages_intent
-    return intent.effort if intent is not None else None
+    return intent.effort if intent is not None and request.reasoning_effort is not None else None
 
 
 def thinking_left_out(request: ChatRequest) -> bool:
@@ -179,6 +211,13 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
         output["format"] = fmt
     effort = output_effort(request)
     if effort is not None:
+        if effort_refused(effort, model):
+            raise UnsupportedParamError(
+                f"anthropic: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
+                "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
+                "settings.drop_unsupported_params",
+                param=EFFORT_PARAM,
+            )
         output["effort"] = effort
     if output:
         payload["output_config"] = output

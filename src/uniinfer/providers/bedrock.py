@@ -71,10 +71,12 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
+from uniinfer.providers.anthropic_request import EFFORT_PARAM, output_effort, without_effort
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
     converse_payload,
     converse_response,
+    effort_refused_on_bedrock,
     structured_outputs,
     thinking_left_out,
     unsupported_for,
@@ -196,12 +198,18 @@ class BedrockAdapter(ProviderAdapter):
         return structured_outputs(model)
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
-        """A tool's ``strict: true`` for a model without structured outputs."""
-        return () if not request.tools or structured_outputs(model) else strict_tools(request)
+        """A tool's ``strict: true`` for a model without structured outputs; an effort level
+        (``output_config.effort``) the Claude model lacks."""
+        strict = () if not request.tools or structured_outputs(model) else strict_tools(request)
+        effort = output_effort(request)
+        refused = effort is not None and "anthropic." in model and effort_refused_on_bedrock(effort, model)
+        return (*strict, EFFORT_PARAM) if refused else strict
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
-        """The tools without ``strict`` (the only values :meth:`values_refused` names)."""
-        return without_strict(request)
+        """The tools without ``strict``, and the request without the effort, as named."""
+        if EFFORT_PARAM in names:
+            request = without_effort(request)
+        return without_strict(request) if len(names) > (EFFORT_PARAM in names) else request
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""

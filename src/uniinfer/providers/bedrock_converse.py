@@ -65,7 +65,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.providers.anthropic_request import output_effort, thinking_budget
+from uniinfer.providers.anthropic_request import EFFORT_PARAM, effort_refused, output_effort, thinking_budget
 from uniinfer.providers.base import chunk_id
 from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
@@ -147,10 +147,24 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     output = _output_config(request, model, structured)
     effort = output_effort(request)
     if effort is not None and "anthropic." in model:
+        if effort_refused_on_bedrock(effort, model):
+            raise UnsupportedParamError(
+                f"bedrock: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
+                "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
+                "settings.drop_unsupported_params",
+                param=EFFORT_PARAM,
+            )
         output = {**(output or {}), "effort": effort}
     if output is not None:
         payload["outputConfig"] = output
     return payload
+
+
+def effort_refused_on_bedrock(effort: str, model: str) -> bool:
+    """Whether the Bedrock Claude ``model`` (an id, profile id or ARN) lacks the effort level
+    (:func:`~uniinfer.providers.anthropic_request.effort_refused`, by its Claude name)."""
+    name = model.lower().rpartition("/")[2].partition("anthropic.")[2]
+    return bool(name) and effort_refused(effort, name)
 
 
 def structured_outputs(model: str) -> bool:
