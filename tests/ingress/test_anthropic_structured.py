@@ -147,8 +147,24 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None, **extra:
         (_obj({"x": {"anyOf": [{"type": "null"}, {"type": "object"}]}}), False),
         (_obj({"x": {"$ref": "#/$defs/X"}}, **{"$defs": {"X": _obj({"y": {"type": "string"}}, [])}}), False),
         (_obj({"x": {"$ref": "#/$defs/X"}}, **{"$defs": {"X": _obj({"y": {"type": "string"}})}}), True),
+        # malformed: OpenAI's own 400 says what is wrong (this check used to raise TypeError: a 500)
+        ({"type": "object", "properties": {"a": {}}, "required": True, "additionalProperties": False}, False),
+        ({"type": "object", "properties": 5, "additionalProperties": False}, False),
+        (_obj({"a": {"allOf": 7}}), False),
     ],
-    ids=["all-required", "optional", "open-object", "nested", "nested-optional", "any-of", "defs", "defs-ok"],
+    ids=[
+        "all-required",
+        "optional",
+        "open-object",
+        "nested",
+        "nested-optional",
+        "any-of",
+        "defs",
+        "defs-ok",
+        "required-not-a-list",
+        "properties-not-an-object",
+        "all-of-not-a-list",
+    ],
 )
 def test_strict_is_asked_of_openai_only_for_a_schema_its_strict_mode_takes(
     schema: dict[str, Any], strict: bool
