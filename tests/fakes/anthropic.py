@@ -20,6 +20,9 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   ``max_tokens``, no ``temperature`` other than 1, no ``top_k``, no forced tool
   use, and a final assistant turn with tool calls must start with thinking
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
+- ``thinking`` ``enabled`` (with a budget) only for the models before Opus 4.7, ``adaptive`` only for
+  Opus 4.6, Sonnet 4.6 and later (:data:`BUDGET_THINKING`; any other ``claude-`` name is taken for a
+  newer model, a name that is not one, a failure mode's, takes both);
 - structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config`` takes ``format``, ``{"type": "json_schema", "schema": {...}}``, and
   ``effort`` (one of the documented levels, for a model that has it: :data:`NO_EFFORT`); a tool
@@ -120,6 +123,11 @@ _EFFORT_LACKING = {
     "max": ("claude-opus-4-5",),
     "xhigh": ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview"),
 }
+#: Models whose thinking takes a budget (``enabled``): those before Opus 4.7, which refuses one and
+#: thinks only adaptively (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking);
+#: of them, Opus 4.6 and Sonnet 4.6 take ``adaptive`` too. Any other ``claude-`` name is a newer model.
+BUDGET_THINKING = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
+ADAPTIVE_TOO = ("claude-opus-4-6", "claude-sonnet-4-6")
 #: JSON-schema keywords structured outputs refuse ("Not supported" in the docs).
 _SCHEMA_REFUSED = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
@@ -569,14 +577,31 @@ def _check_thinking(body: Block, turns: list[Block]) -> None:
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "disabled":
         return
-    if kind != "enabled":
-        raise InvalidError("thinking.type: Input should be 'enabled' or 'disabled'")
-    _check_fields(thinking, {"budget_tokens"}, set(), "thinking.enabled")
-    budget = thinking["budget_tokens"]
-    if not isinstance(budget, int) or budget < 1024:
-        raise InvalidError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-    if budget >= body["max_tokens"]:
-        raise InvalidError(f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}")
+    if kind not in ("enabled", "adaptive"):
+        raise InvalidError("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
+    model = str(body["model"]).lower()
+    known = model.startswith("claude-")  # a test's failure-mode name takes both kinds
+    budgets = model.startswith(BUDGET_THINKING)
+    if kind == "adaptive":
+        if known and budgets and not model.startswith(ADAPTIVE_TOO):
+            raise InvalidError("thinking.type.adaptive is not supported for this model.")
+        _check_fields(thinking, set(), {"display"}, "thinking.adaptive")
+    else:
+        if known and not budgets:
+            raise InvalidError(
+                '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" '
+                'and "output_config.effort" to control thinking behavior.'
+            )
+        _check_fields(thinking, {"budget_tokens"}, set(), "thinking.enabled")
+        budget = thinking["budget_tokens"]
+        if not isinstance(budget, int) or budget < 1024:
+            raise InvalidError(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if budget >= body["max_tokens"]:
+            raise InvalidError(
+                f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}"
+            )
     if body.get("temperature") not in (None, 1):
         raise InvalidError(f"`temperature` may only be set to 1 when thinking is enabled. {_THINKING_DOCS}")
     if body.get("top_k") is not None:
@@ -608,7 +633,7 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     blocks: list[Block] = []
     if "redact" in model:
         blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
-    if "think" in model or (body.get("thinking") or {}).get("type") == "enabled":
+    if "think" in model or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
         blocks.append({"type": "thinking", "thinking": _THOUGHT, "signature": sign(_THOUGHT)})
     tools = _tools_to_call(body, turns, mode)
     stop_reason, stop_sequence = "end_turn", None

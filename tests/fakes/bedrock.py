@@ -76,6 +76,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
+from tests.fakes.anthropic import ADAPTIVE_TOO, BUDGET_THINKING
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
 from tests.fakes.structured import instance, schema_problem
 
@@ -671,8 +672,19 @@ def _check_additional(body: Json, model: str) -> None:
         if name not in ("top_k", "thinking", "anthropic_beta"):
             raise extraneous(name)
     thinking = fields.get("thinking")
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         return
+    name = model.lower().rpartition("/")[2].partition("anthropic.")[2]
+    budgets = name.startswith(BUDGET_THINKING)
+    errors = "The model returned the following errors: "
+    if thinking["type"] == "adaptive":
+        if budgets and not name.startswith(ADAPTIVE_TOO):
+            raise invalid(errors + "thinking.type.adaptive is not supported for this model.")
+        return
+    if not budgets:
+        raise invalid(
+            errors + '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive".'
+        )
     budget = thinking.get("budget_tokens")
     errors = "The model returned the following errors: "
     if not isinstance(budget, int) or budget < 1024:
@@ -706,9 +718,10 @@ def _check_additional(body: Json, model: str) -> None:
 def answer(body: Json, model: str, mode: Mode) -> Json:
     """The Converse response the real API would give."""
     blocks: list[Json] = []
-    thinking = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get(
-        "type"
-    ) == "enabled"
+    thinking = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") in (
+        "enabled",
+        "adaptive",
+    )
     if thinking or "think" in model:
         blocks.append(
             {

@@ -1188,6 +1188,26 @@ async def test_effort_alone_reaches_anthropic_as_effort_without_thinking(
 
 
 @pytest.mark.parametrize(
+    ("model", "thinking"),
+    [
+        ("claude-opus-4-6", {"type": "adaptive"}),
+        ("claude-sonnet-4-5", {"type": "enabled", "budget_tokens": 4096}),
+    ],
+)
+async def test_adaptive_thinking_reaches_the_claude_models_that_take_it(
+    client: anthropic.AsyncAnthropic, harness: Harness, model: str, thinking: dict[str, Any]
+) -> None:
+    message = await client.messages.create(
+        model=ANTHROPIC.name(model),
+        max_tokens=8192,
+        messages=HELLO,
+        thinking={"type": "adaptive"},  # type: ignore[typeddict-item]
+    )
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert harness.upstream_bodies(ANTHROPIC)[-1]["thinking"] == thinking
+
+
+@pytest.mark.parametrize(
     ("model", "effort"),
     [("claude-sonnet-4-5", "low"), ("claude-opus-4-5", "max"), ("claude-opus-4-6", "xhigh")],
 )

@@ -32,6 +32,7 @@ from uniinfer.errors import (
 from uniinfer.fitting import check_features
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
+from uniinfer.providers.anthropic_request import THINKING_BUDGETS
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import default_registry
 from uniinfer.types import AssistantMessage, ChatChunk, ChatRequest, ChatResponse, MessagesIntent, ToolMessage
@@ -59,7 +60,8 @@ def chat(messages: list[dict[str, Any]] | None = None, **kw: Any) -> ChatRequest
     return ChatRequest.model_validate(data)
 
 
-def sent(request: ChatRequest, model: str = "claude-up", *, stream: bool = False) -> dict[str, Any]:
+def sent(request: ChatRequest, model: str = "claude-opus-4-6", *, stream: bool = False) -> dict[str, Any]:
+    """The body sent for ``request`` to ``model`` (by default one whose thinking takes a budget)."""
     body: dict[str, Any] = orjson.loads(make_adapter().chat_request(request, model, stream=stream).body)
     return body
 
@@ -107,7 +109,7 @@ def test_request_url_and_headers() -> None:
 def test_basic_fields_and_defaults() -> None:
     body = sent(chat(temperature=0.5, top_p=0.9, top_k=40, stop="END", user="u-1"))
     assert body == {
-        "model": "claude-up",
+        "model": "claude-opus-4-6",
         "max_tokens": 4096,
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
         "temperature": 0.5,
@@ -326,13 +328,13 @@ def test_an_anthropic_clients_thinking_budget_is_sent_exactly(
 
 
 def test_a_thinking_budget_survives_the_gateways_copies_and_is_never_serialised() -> None:
-    intent = MessagesIntent(thinking=True, budget=30000, effort="xhigh")
+    intent = MessagesIntent(thinking=True, budget=30000, effort="max")
     request = chat(reasoning_effort="high", max_tokens=40000).with_messages_intent(intent)
     copied = request.model_copy(update={"top_p": None})
     assert copied.messages_intent == intent
     assert sent(copied)["thinking"]["budget_tokens"] == 30000
     assert "30000" not in request.model_dump_json()
-    assert "xhigh" not in request.model_dump_json()
+    assert "max" not in request.model_dump_json().replace("max_tokens", "").replace("max_completion", "")
     assert chat().messages_intent is None
 
 
@@ -371,6 +373,57 @@ def test_an_effort_level_the_model_lacks_is_refused_or_dropped(
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}  # thinking stays
 
 
+@pytest.mark.parametrize(
+    ("effort", "level"), [("minimal", "low"), ("low", "low"), ("medium", "medium"), ("high", "high")]
+)
+def test_reasoning_effort_is_adaptive_thinking_from_opus_4_7(effort: str, level: str) -> None:
+    """Opus 4.7 and later refuse a thinking budget (400): they think adaptively, steered by effort."""
+    body = sent(chat(reasoning_effort=effort), "claude-opus-4-7")
+    assert body["thinking"] == {"type": "adaptive"}
+    assert body["output_config"] == {"effort": level}
+    assert body["max_tokens"] == THINKING_BUDGETS[effort] + 4096
+    assert sent(chat(reasoning_effort=effort, max_tokens=500), "claude-opus-4-7")["max_tokens"] == 500
+    # before Opus 4.7, a budget and no effort (Opus 4.5 has effort, but thinking is the budget's)
+    older = sent(chat(reasoning_effort=effort), "claude-opus-4-5")
+    assert older["thinking"] == {"type": "enabled", "budget_tokens": THINKING_BUDGETS[effort]}
+    assert "output_config" not in older
+
+
+@pytest.mark.parametrize(
+    ("model", "thinking"),
+    [
+        ("claude-opus-4-6", {"type": "adaptive"}),
+        ("claude-sonnet-4-6", {"type": "adaptive"}),
+        ("claude-opus-4-8", {"type": "adaptive"}),
+        ("claude-sonnet-4-5", {"type": "enabled", "budget_tokens": 4096}),
+    ],
+)
+def test_an_anthropic_clients_adaptive_thinking_is_adaptive_where_the_model_takes_it(
+    model: str, thinking: dict[str, Any]
+) -> None:
+    request = chat(reasoning_effort="medium").with_messages_intent(
+        MessagesIntent(thinking=True, adaptive=True)
+    )
+    body = sent(request, model)
+    assert body["thinking"] == thinking
+    assert "output_config" not in body  # no effort unless the client set one
+
+
+def test_an_anthropic_clients_own_budget_is_sent_as_it_is_even_to_an_adaptive_only_model() -> None:
+    request = chat(reasoning_effort="low", max_tokens=8000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=2048)
+    )
+    assert sent(request, "claude-opus-4-7")["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+async def test_fake_opus_4_7_thinks_adaptively_for_an_openai_client(client: HttpClient) -> None:
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        answer = await call(client, make_adapter(url), chat(model="claude-opus-4-7", reasoning_effort="high"))
+    assert answer.choices[0].message.reasoning_content
+    assert app["requests"][-1]["thinking"] == {"type": "adaptive"}
+
+
 def test_an_effort_is_not_sent_once_reasoning_effort_was_dropped() -> None:
     request = chat(reasoning_effort="low", max_tokens=900).with_messages_intent(
         MessagesIntent(thinking=False, effort="low")
@@ -401,13 +454,13 @@ def test_an_anthropic_clients_effort_alone_is_effort_not_thinking() -> None:
     assert "thinking" not in body
     assert body["output_config"] == {"effort": "low"}
     assert body["max_tokens"] == 900
-    # with thinking asked for too, both, and the effort as sent (xhigh has no OpenAI level)
+    # with thinking asked for too, both, and the effort as sent (max has no OpenAI level)
     both = chat(reasoning_effort="high", max_tokens=20000).with_messages_intent(
-        MessagesIntent(thinking=True, budget=2048, effort="xhigh")
+        MessagesIntent(thinking=True, budget=2048, effort="max")
     )
     body = sent(both)
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    assert body["output_config"] == {"effort": "xhigh"}
+    assert body["output_config"] == {"effort": "max"}
     # an OpenAI client's reasoning_effort stays thinking, with no effort field
     assert "output_config" not in sent(chat(reasoning_effort="low"))
 
@@ -1010,7 +1063,9 @@ async def test_fake_tool_loop_with_signed_thinking_keeps_thinking_on(
         )
     assert second.choices[0].message.content == "echo: sunny, 21C"
     sent_back = app["requests"][-1]
-    assert sent_back["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    # a model after Opus 4.7 (any unknown claude- name) thinks adaptively, steered by the effort
+    assert sent_back["thinking"] == {"type": "adaptive"}
+    assert sent_back["output_config"] == {"effort": "low"}
     assert sent_back["messages"][1]["content"][:2] == [b.block() for b in signed]
 
 
@@ -1133,12 +1188,13 @@ TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
             "text content blocks must be non-empty",
         ),
         (
-            {**MINIMAL, "thinking": {"type": "enabled", "budget_tokens": 2048}},
+            {**MINIMAL, "model": "claude-opus-4-6", "thinking": {"type": "enabled", "budget_tokens": 2048}},
             "`max_tokens` must be greater than",
         ),
         (
             {
                 **MINIMAL,
+                "model": "claude-opus-4-6",
                 "max_tokens": 4096,
                 "temperature": 0.5,
                 "thinking": {"type": "enabled", "budget_tokens": 1024},
@@ -1148,6 +1204,7 @@ TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
         (
             {
                 **MINIMAL,
+                "model": "claude-opus-4-6",
                 "max_tokens": 4096,
                 "tools": [TOOL],
                 "thinking": {"type": "enabled", "budget_tokens": 1024},
@@ -1161,6 +1218,19 @@ TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
                 ],
             },
             "Expected `thinking` or `redacted_thinking`",
+        ),
+        (
+            {
+                **MINIMAL,
+                "model": "claude-opus-4-7",
+                "max_tokens": 4096,
+                "thinking": {"type": "enabled", "budget_tokens": 1024},
+            },
+            '"thinking.type.enabled" is not supported for this model',
+        ),
+        (
+            {**MINIMAL, "model": "claude-sonnet-4-5", "max_tokens": 4096, "thinking": {"type": "adaptive"}},
+            "thinking.type.adaptive is not supported for this model",
         ),
         (
             {

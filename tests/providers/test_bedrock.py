@@ -415,6 +415,16 @@ def test_an_anthropic_clients_thinking_and_effort_reach_claude_as_asked() -> Non
     assert body["outputConfig"] == {"effort": "max"}
 
 
+def test_reasoning_effort_is_adaptive_thinking_for_claude_from_opus_4_7() -> None:
+    body = sent(chat(reasoning_effort="medium"), "us.anthropic.claude-opus-4-7-v1")
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}}
+    assert body["outputConfig"] == {"effort": "medium"}
+    assert body["inferenceConfig"] == {"maxTokens": 4096 + 4096}
+    older = sent(chat(reasoning_effort="medium"), OPUS_46)
+    assert older["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 4096}}
+    assert "outputConfig" not in older
+
+
 @pytest.mark.parametrize(("model", "effort"), [(CHAT_MODEL, "low"), (ARN, "low"), (OPUS_46, "xhigh")])
 def test_an_effort_the_claude_model_lacks_is_refused_or_dropped(model: str, effort: str) -> None:
     request = chat(reasoning_effort="high", max_tokens=700).with_messages_intent(

@@ -54,10 +54,10 @@ Requests, field by field:
   when set (``xhigh`` and ``max`` -> ``high``). What was asked goes along as
   :attr:`~uniinfer.types.ChatRequest.messages_intent` (thinking on or off, the
   exact ``budget_tokens``, the effort as sent): a Claude upstream gets thinking
-  only when it was asked for, with that budget (``adaptive``: enabled with the
-  ``medium`` budget), and ``output_config.effort`` as it was, where the model
-  takes that level (else refused, or dropped visibly); other providers get the
-  effort level.
+  only when it was asked for, with that budget (``adaptive``: adaptive on the
+  models that take it, else enabled with the ``medium`` budget), and
+  ``output_config.effort`` as it was, where the model takes that level (else
+  refused, or dropped visibly); other providers get the effort level.
 - Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config.format`` (or the deprecated beta ``output_format``) -> ``response_format``
   ``{"type": "json_schema", "json_schema": {"name": "output", "schema": ..., "strict": true}}``
@@ -207,7 +207,8 @@ def _intent(req: MessagesRequest | CountTokensRequest) -> MessagesIntent | None:
     if effort is None and not thinking and not strict:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
-    return MessagesIntent(thinking=thinking, budget=budget, effort=effort, anthropic_strict=strict)
+    adaptive = isinstance(req.thinking, ThinkingAdaptive)
+    return MessagesIntent(thinking, budget, adaptive, effort=effort, anthropic_strict=strict)
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -142,7 +142,9 @@ class AnthropicAdapter(ProviderAdapter):
     per_model_note = (
         "`response_format` `json_schema` and tools' `strict` (structured outputs) for Claude Sonnet 4.5, "
         "Haiku 4.5, Opus 4.5 and later models; for older models refused (a `strict` tool: or "
-        "dropped visibly, with `settings.drop_unsupported_params`)."
+        "dropped visibly, with `settings.drop_unsupported_params`). `reasoning_effort` is extended "
+        "thinking with a token budget up to Opus 4.6, and from Opus 4.7 on (which refuses budgets) "
+        "adaptive thinking with `output_config.effort` at that level."
     )
     #: ``supported_params`` for a model with structured outputs.
     _with_format = supported_params | per_model_params
@@ -159,7 +161,7 @@ class AnthropicAdapter(ProviderAdapter):
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
         (``output_config.effort``) the model lacks."""
         strict = () if not request.tools or self.structured_outputs(model) else strict_tools(request)
-        effort = output_effort(request)
+        effort = output_effort(request, model)
         return (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:

@@ -17,7 +17,10 @@ https://docs.anthropic.com/en/api/messages:
 - ``max_tokens`` is required upstream: ``max_completion_tokens`` or
   ``max_tokens``, else 4096. ``reasoning_effort`` becomes extended thinking
   with the budget an Anthropic client asked for, else a fixed budget per level
-  (:func:`thinking_budget`); an Anthropic client's ``output_config.effort`` is
+  (:func:`thinking_budget`); from Opus 4.7 on, which refuses budgets, it is
+  adaptive thinking with ``output_config.effort`` at that level
+  (:func:`thinks_adaptively`, :data:`BUDGET_THINKING`), as is an Anthropic
+  client's adaptive thinking on Opus and Sonnet 4.6; an Anthropic client's ``output_config.effort`` is
   sent as it is, and turns thinking on only with ``thinking`` (:func:`output_effort`,
   https://docs.anthropic.com/en/docs/build-with-claude/effort); since the budget must stay below
   ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
@@ -131,6 +134,30 @@ _EFFORT_LACKING: Mapping[str, tuple[str, ...]] = {
 EFFORT_PARAM = "output_config.effort"
 
 
+#: Claude API models whose extended thinking takes a token budget (``{"type": "enabled",
+#: "budget_tokens": N}``): the models before Opus 4.7, a closed set. Opus 4.7 and later refuse a
+#: budget (400) and think adaptively (``{"type": "adaptive"}``), steered by ``output_config.effort``
+#: (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking).
+BUDGET_THINKING: tuple[str, ...] = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
+#: Those of them that take adaptive thinking too (sent when an Anthropic client asks for it).
+ADAPTIVE_TOO: tuple[str, ...] = ("claude-opus-4-6", "claude-sonnet-4-6")
+#: ``reasoning_effort`` -> ``output_config.effort``, for a model that thinks adaptively.
+_EFFORT_OF: Mapping[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+def thinks_adaptively(request: ChatRequest, model: str) -> bool:
+    """Whether ``model`` (its Claude API name) gets adaptive thinking for ``request``: always from
+    Opus 4.7 on; on Opus and Sonnet 4.6 when an Anthropic client asked for it. (A client's own
+    ``budget_tokens`` is sent as it is, where the model takes one or not.)"""
+    intent = request.messages_intent
+    if intent is not None and intent.budget is not None:
+        return False
+    name = model.lower()
+    if not name.startswith(BUDGET_THINKING):
+        return True
+    return intent is not None and intent.adaptive and name.startswith(ADAPTIVE_TOO)
+
+
 def effort_refused(effort: str, model: str) -> bool:
     """Whether the Claude ``model`` (its Claude API name) lacks the effort level ``effort``."""
     name = model.lower()
@@ -166,11 +193,17 @@ def thinking_budget(request: ChatRequest) -> int | None:
     return (intent.budget if intent is not None else None) or THINKING_BUDGETS[effort]
 
 
-def output_effort(request: ChatRequest) -> str | None:
-    """``output_config.effort`` for a Claude model: only as an Anthropic Messages client set it
-    (and not once ``reasoning_effort``, which the ingress sets beside it, was dropped)."""
-    intent = request.messages_intent
-    return intent.effort if intent is not None and request.reasoning_effort is not None else None
+def output_effort(request: ChatRequest, model: str) -> str | None:
+    """``output_config.effort`` for the Claude ``model``: as an Anthropic Messages client set it;
+    for an OpenAI client's ``reasoning_effort``, its level where ``model`` thinks adaptively
+    (effort is what steers adaptive thinking). None once ``reasoning_effort``, which the
+    ingress sets beside an effort, was dropped."""
+    effort, intent = request.reasoning_effort, request.messages_intent
+    if effort is None:
+        return None
+    if intent is not None:
+        return intent.effort
+    return _EFFORT_OF[effort] if thinks_adaptively(request, model) else None
 
 
 def thinking_left_out(request: ChatRequest) -> bool:
@@ -190,7 +223,7 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     naming the param: the gateway refuses or drops them before, see
     :meth:`~uniinfer.providers.anthropic.AnthropicAdapter.values_refused`)."""
     system, turns = _turns(request.messages)
-    max_tokens, thinking = _limits(request)
+    max_tokens, thinking = _limits(request, model)
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         payload["system"] = system
@@ -209,7 +242,7 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     fmt = _output_format(request, model, structured)
     if fmt is not None:
         output["format"] = fmt
-    effort = output_effort(request)
+    effort = output_effort(request, model)
     if effort is not None:
         if effort_refused(effort, model):
             raise UnsupportedParamError(
@@ -231,12 +264,15 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     return payload
 
 
-def _limits(request: ChatRequest) -> tuple[int, Block | None]:
-    """``max_tokens`` and the ``thinking`` config, keeping budget < max_tokens."""
+def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:
+    """``max_tokens`` and the ``thinking`` config, keeping budget < max_tokens (adaptive
+    thinking has no budget: an unset limit leaves it the budget's room all the same)."""
     explicit = request.max_completion_tokens or request.max_tokens
     budget = thinking_budget(request)
     if budget is None:
         return explicit or DEFAULT_MAX_TOKENS, None
+    if thinks_adaptively(request, model):
+        return explicit or budget + DEFAULT_MAX_TOKENS, {"type": "adaptive"}
     if explicit is None:
         return budget + DEFAULT_MAX_TOKENS, {"type": "enabled", "budget_tokens": budget}
     if explicit <= _MIN_BUDGET:

@@ -74,6 +74,7 @@ from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
 from uniinfer.providers.anthropic_request import EFFORT_PARAM, output_effort, without_effort
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
+    claude_name,
     converse_payload,
     converse_response,
     effort_refused_on_bedrock,
@@ -201,8 +202,8 @@ class BedrockAdapter(ProviderAdapter):
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
         (``output_config.effort``) the Claude model lacks."""
         strict = () if not request.tools or structured_outputs(model) else strict_tools(request)
-        effort = output_effort(request)
-        refused = effort is not None and "anthropic." in model and effort_refused_on_bedrock(effort, model)
+        effort = output_effort(request, claude_name(model)) if "anthropic." in model else None
+        refused = effort is not None and effort_refused_on_bedrock(effort, model)
         return (*strict, EFFORT_PARAM) if refused else strict
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:

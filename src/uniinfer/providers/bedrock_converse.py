@@ -65,7 +65,13 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.providers.anthropic_request import EFFORT_PARAM, effort_refused, output_effort, thinking_budget
+from uniinfer.providers.anthropic_request import (
+    EFFORT_PARAM,
+    effort_refused,
+    output_effort,
+    thinking_budget,
+    thinks_adaptively,
+)
 from uniinfer.providers.base import chunk_id
 from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
@@ -145,9 +151,9 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     if tools is not None:
         payload["toolConfig"] = tools
     output = _output_config(request, model, structured)
-    effort = output_effort(request)
-    if effort is not None and "anthropic." in model:
-        if effort_refused_on_bedrock(effort, model):
+    effort = output_effort(request, claude_name(model)) if "anthropic." in model else None
+    if effort is not None:
+        if effort_refused(effort, claude_name(model)):
             raise UnsupportedParamError(
                 f"bedrock: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
                 "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
@@ -160,10 +166,15 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     return payload
 
 
+def claude_name(model: str) -> str:
+    """The Claude API name in a Bedrock model id, profile id or ARN (``claude-opus-4-6-v1`` of
+    ``us.anthropic.claude-opus-4-6-v1``), for the Claude model tables; empty for other models."""
+    return model.lower().rpartition("/")[2].partition("anthropic.")[2]
+
+
 def effort_refused_on_bedrock(effort: str, model: str) -> bool:
-    """Whether the Bedrock Claude ``model`` (an id, profile id or ARN) lacks the effort level
-    (:func:`~uniinfer.providers.anthropic_request.effort_refused`, by its Claude name)."""
-    name = model.lower().rpartition("/")[2].partition("anthropic.")[2]
+    """Whether the Bedrock Claude ``model`` lacks the effort level (by its Claude name)."""
+    name = claude_name(model)
     return bool(name) and effort_refused(effort, name)
 
 
@@ -240,8 +251,12 @@ def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) 
         fields.update({"top_k": r.top_k} if "anthropic." in model else {"inferenceConfig": {"topK": r.top_k}})
     budget = thinking_budget(r)
     if budget is not None and not tool_loop:
-        limit = "max_completion_tokens" if r.max_completion_tokens else "max_tokens"
-        fields["thinking"] = _thinking(budget, config, limit)
+        if thinks_adaptively(r, claude_name(model)):
+            config.setdefault("maxTokens", budget + _DEFAULT_MAX_TOKENS)
+            fields["thinking"] = {"type": "adaptive"}
+        else:
+            limit = "max_completion_tokens" if r.max_completion_tokens else "max_tokens"
+            fields["thinking"] = _thinking(budget, config, limit)
     return fields
 
 

@@ -419,6 +419,8 @@ class MessagesIntent:
     thinking: bool
     #: ``thinking.budget_tokens``, exactly (None: adaptive, or thinking off).
     budget: int | None = None
+    #: Whether it asked for adaptive thinking (``{"type": "adaptive"}``).
+    adaptive: bool = False
     #: ``output_config.effort`` as sent (``low`` to ``max``), else None.
     effort: str | None = None
     #: Whether its tools' ``strict`` follows Anthropic's rules, where a property may be
