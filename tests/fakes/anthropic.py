@@ -20,8 +20,9 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   ``max_tokens``, no ``temperature`` other than 1, no ``top_k``, no forced tool
   use, and a final assistant turn with tool calls must start with thinking
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking);
+- ``thinking`` ``display: omitted`` (from Opus 4.7 on, the default) gives thinking blocks without text;
 - ``thinking`` ``enabled`` (with a budget) only for the models before Opus 4.7, ``adaptive`` only for
-  Opus 4.6, Sonnet 4.6 and later (:data:`BUDGET_THINKING`; any other ``claude-`` name is taken for a
+  Opus 4.6, Sonnet 4.6 and later (:data:`BEFORE_OPUS_4_7`; any other ``claude-`` name is taken for a
   newer model, a name that is not one, a failure mode's, takes both);
 - structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
   ``output_config`` takes ``format``, ``{"type": "json_schema", "schema": {...}}``, and
@@ -126,7 +127,7 @@ _EFFORT_LACKING = {
 #: Models whose thinking takes a budget (``enabled``): those before Opus 4.7, which refuses one and
 #: thinks only adaptively (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking);
 #: of them, Opus 4.6 and Sonnet 4.6 take ``adaptive`` too. Any other ``claude-`` name is a newer model.
-BUDGET_THINKING = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
+BEFORE_OPUS_4_7 = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
 ADAPTIVE_TOO = ("claude-opus-4-6", "claude-sonnet-4-6")
 #: JSON-schema keywords structured outputs refuse ("Not supported" in the docs).
 _SCHEMA_REFUSED = frozenset(
@@ -581,7 +582,7 @@ def _check_thinking(body: Block, turns: list[Block]) -> None:
         raise InvalidError("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
     model = str(body["model"]).lower()
     known = model.startswith("claude-")  # a test's failure-mode name takes both kinds
-    budgets = model.startswith(BUDGET_THINKING)
+    budgets = model.startswith(BEFORE_OPUS_4_7)
     if kind == "adaptive":
         if known and budgets and not model.startswith(ADAPTIVE_TOO):
             raise InvalidError("thinking.type.adaptive is not supported for this model.")
@@ -592,7 +593,7 @@ def _check_thinking(body: Block, turns: list[Block]) -> None:
                 '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" '
                 'and "output_config.effort" to control thinking behavior.'
             )
-        _check_fields(thinking, {"budget_tokens"}, set(), "thinking.enabled")
+        _check_fields(thinking, {"budget_tokens"}, {"display"}, "thinking.enabled")
         budget = thinking["budget_tokens"]
         if not isinstance(budget, int) or budget < 1024:
             raise InvalidError(
@@ -627,6 +628,16 @@ def _check_thinking_turn(turns: list[Block]) -> None:
 # --- answers ---------------------------------------------------------------------
 
 
+def _omitted(body: Block) -> bool:
+    """Whether the thinking text is left out (``display: omitted``; from Opus 4.7 on, the default)."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        return False  # a "think" model name's thinking, unasked
+    model = str(body["model"]).lower()
+    default = "omitted" if model.startswith("claude-") and not model.startswith(BEFORE_OPUS_4_7) else None
+    return thinking.get("display", default) == "omitted"
+
+
 def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     """The non-streaming ``message`` object the real API would return."""
     model = str(body["model"])
@@ -634,7 +645,8 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     if "redact" in model:
         blocks.append({"type": "redacted_thinking", "data": REDACTED_DATA})
     if "think" in model or (body.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
-        blocks.append({"type": "thinking", "thinking": _THOUGHT, "signature": sign(_THOUGHT)})
+        thought = "" if _omitted(body) else _THOUGHT
+        blocks.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
     tools = _tools_to_call(body, turns, mode)
     stop_reason, stop_sequence = "end_turn", None
     if tools:

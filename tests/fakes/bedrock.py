@@ -76,7 +76,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from tests.fakes.anthropic import ADAPTIVE_TOO, BUDGET_THINKING
+from tests.fakes.anthropic import ADAPTIVE_TOO, BEFORE_OPUS_4_7
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
 from tests.fakes.structured import instance, schema_problem
 
@@ -675,7 +675,7 @@ def _check_additional(body: Json, model: str) -> None:
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         return
     name = model.lower().rpartition("/")[2].partition("anthropic.")[2]
-    budgets = name.startswith(BUDGET_THINKING)
+    budgets = name.startswith(BEFORE_OPUS_4_7)
     errors = "The model returned the following errors: "
     if thinking["type"] == "adaptive":
         if budgets and not name.startswith(ADAPTIVE_TOO):

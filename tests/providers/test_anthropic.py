@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import make_config
 from tests.fakes.anthropic import REDACTED_DATA, anthropic_app, sign
 from tests.fakes.common import run_fake
 from tests.providers import support
@@ -30,11 +31,13 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.fitting import check_features
+from uniinfer.gateway import Gateway
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.anthropic_request import THINKING_BUDGETS
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import default_registry
+from uniinfer.stages import RequestContext
 from uniinfer.types import AssistantMessage, ChatChunk, ChatRequest, ChatResponse, MessagesIntent, ToolMessage
 from uniinfer.types.chat import SignedThinking
 
@@ -379,7 +382,8 @@ def test_an_effort_level_the_model_lacks_is_refused_or_dropped(
 def test_reasoning_effort_is_adaptive_thinking_from_opus_4_7(effort: str, level: str) -> None:
     """Opus 4.7 and later refuse a thinking budget (400): they think adaptively, steered by effort."""
     body = sent(chat(reasoning_effort=effort), "claude-opus-4-7")
-    assert body["thinking"] == {"type": "adaptive"}
+    # summarized: from Opus 4.7 on thinking text is omitted by default, and it is reasoning_content
+    assert body["thinking"] == {"type": "adaptive", "display": "summarized"}
     assert body["output_config"] == {"effort": level}
     assert body["max_tokens"] == THINKING_BUDGETS[effort] + 4096
     assert sent(chat(reasoning_effort=effort, max_tokens=500), "claude-opus-4-7")["max_tokens"] == 500
@@ -409,6 +413,51 @@ def test_an_anthropic_clients_adaptive_thinking_is_adaptive_where_the_model_take
     assert "output_config" not in body  # no effort unless the client set one
 
 
+@pytest.mark.parametrize("display", ["summarized", "omitted"])
+def test_an_anthropic_clients_thinking_display_is_sent_as_it_is(display: str) -> None:
+    adaptive = chat(reasoning_effort="medium").with_messages_intent(
+        MessagesIntent(thinking=True, adaptive=True, display=display)
+    )
+    assert sent(adaptive, "claude-opus-4-7")["thinking"] == {"type": "adaptive", "display": display}
+    enabled = chat(reasoning_effort="low", max_tokens=8000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=2048, display=display)
+    )
+    assert sent(enabled)["thinking"] == {"type": "enabled", "budget_tokens": 2048, "display": display}
+
+
+async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(client: HttpClient) -> None:
+    """Opus 4.7 refuses temperature, top_p and top_k (400): the gateway says so before sending,
+    or drops them visibly; the models before it take them."""
+    adapter = make_adapter()
+    assert {"temperature", "top_p", "top_k"} <= adapter.supported_for("claude-opus-4-6")
+    assert not {"temperature", "top_p", "top_k"} & adapter.supported_for("claude-opus-4-7")
+    assert "response_format" in adapter.supported_for("claude-opus-4-7")
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        for drop in (False, True):
+            config = make_config(
+                f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
+                f"providers:\n  anthropic: {{base_url: '{url}', api_key: {KEY}}}\n"
+            )
+            gateway = Gateway(config)
+            ctx = RequestContext("chat")
+            try:
+                request = chat(model="anthropic/claude-opus-4-7", temperature=0.2, top_p=0.9)
+                if drop:
+                    answer = await gateway.chat(request, ctx)
+                    assert answer.choices[0].message.content
+                    assert ctx.route is not None
+                    assert ctx.route.dropped_params == ("temperature", "top_p")
+                    assert "temperature" not in app["requests"][-1]
+                else:
+                    with pytest.raises(UnsupportedParamError) as info:
+                        await gateway.chat(request, ctx)
+                    assert info.value.param == "temperature"
+                    assert not app["requests"]
+            finally:
+                await gateway.aclose()
+
+
 def test_an_anthropic_clients_own_budget_is_sent_as_it_is_even_to_an_adaptive_only_model() -> None:
     request = chat(reasoning_effort="low", max_tokens=8000).with_messages_intent(
         MessagesIntent(thinking=True, budget=2048)
@@ -421,7 +470,7 @@ async def test_fake_opus_4_7_thinks_adaptively_for_an_openai_client(client: Http
     async with run_fake(app) as url:
         answer = await call(client, make_adapter(url), chat(model="claude-opus-4-7", reasoning_effort="high"))
     assert answer.choices[0].message.reasoning_content
-    assert app["requests"][-1]["thinking"] == {"type": "adaptive"}
+    assert app["requests"][-1]["thinking"] == {"type": "adaptive", "display": "summarized"}
 
 
 def test_an_effort_is_not_sent_once_reasoning_effort_was_dropped() -> None:
@@ -508,10 +557,10 @@ def test_a_failed_tool_result_is_flagged_without_the_error_prefix() -> None:
 
 
 def test_supported_params_are_chat_fields_and_exclude_what_anthropic_lacks() -> None:
-    params = AnthropicAdapter.supported_params
+    params = AnthropicAdapter.supported_params | AnthropicAdapter.per_model_params
     assert params <= set(ChatRequest.model_fields)
     assert {"temperature", "top_k", "stop", "tools", "tool_choice", "user", "reasoning_effort"} <= params
-    for lacking in ("n", "seed", "logprobs", "logit_bias", "presence_penalty", "metadata", "response_format"):
+    for lacking in ("n", "seed", "logprobs", "logit_bias", "presence_penalty", "metadata"):
         assert lacking not in params
 
 
@@ -1064,7 +1113,7 @@ async def test_fake_tool_loop_with_signed_thinking_keeps_thinking_on(
     assert second.choices[0].message.content == "echo: sunny, 21C"
     sent_back = app["requests"][-1]
     # a model after Opus 4.7 (any unknown claude- name) thinks adaptively, steered by the effort
-    assert sent_back["thinking"] == {"type": "adaptive"}
+    assert sent_back["thinking"] == {"type": "adaptive", "display": "summarized"}
     assert sent_back["output_config"] == {"effort": "low"}
     assert sent_back["messages"][1]["content"][:2] == [b.block() for b in signed]
 

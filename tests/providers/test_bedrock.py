@@ -415,6 +415,12 @@ def test_an_anthropic_clients_thinking_and_effort_reach_claude_as_asked() -> Non
     assert body["outputConfig"] == {"effort": "max"}
 
 
+def test_claude_from_opus_4_7_takes_no_sampling_params() -> None:
+    adapter = make_adapter()
+    assert {"temperature", "top_p", "top_k"} <= adapter.supported_for(OPUS_46)
+    assert not {"temperature", "top_p", "top_k"} & adapter.supported_for("us.anthropic.claude-opus-4-7-v1")
+
+
 def test_reasoning_effort_is_adaptive_thinking_for_claude_from_opus_4_7() -> None:
     body = sent(chat(reasoning_effort="medium"), "us.anthropic.claude-opus-4-7-v1")
     assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}}

@@ -332,6 +332,17 @@ async def test_claude_says_when_it_leaves_thinking_out_of_an_open_tool_loop(fake
     assert fake.adapter.params_left_out(request, "gemini-2.5-flash") == ()
 
 
+async def test_sampling_params_follow_the_claude_model(fake: Fake) -> None:
+    """Opus 4.7 and later refuse temperature, top_p and top_k (400): the gateway refuses or drops them."""
+    sampling = {"temperature", "top_p", "top_k"}
+    assert sampling <= fake.adapter.supported_for(CLAUDE)
+    assert not sampling & fake.adapter.supported_for("claude-opus-4-7@20260416")
+    assert sampling - {"top_k"} <= fake.adapter.supported_for("gemini-2.5-flash")
+    with pytest.raises(UnsupportedParamError) as info:
+        fake.adapter.chat_request(chat(temperature=0.2), "claude-opus-4-7", stream=False)
+    assert info.value.param == "temperature"
+
+
 async def test_strict_tools_are_a_claude_value_to_refuse_or_drop_and_gemini_s_to_keep(fake: Fake) -> None:
     strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
     request = chat(tools=[strict])

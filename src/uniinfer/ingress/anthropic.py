@@ -208,7 +208,8 @@ def _intent(req: MessagesRequest | CountTokensRequest) -> MessagesIntent | None:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
     adaptive = isinstance(req.thinking, ThinkingAdaptive)
-    return MessagesIntent(thinking, budget, adaptive, effort=effort, anthropic_strict=strict)
+    display = req.thinking.display if isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive) else None
+    return MessagesIntent(thinking, budget, adaptive, display, effort=effort, anthropic_strict=strict)
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -75,6 +75,7 @@ from uniinfer.providers.anthropic_request import (
     messages_payload,
     output_effort,
     structured_outputs,
+    takes_sampling,
     thinking_left_out,
     without_effort,
 )
@@ -135,23 +136,26 @@ class AnthropicAdapter(ProviderAdapter):
     #: ``stream_options`` needs nothing sent (usage is always reported); ``user`` and its
     #: successor ``safety_identifier`` become ``metadata.user_id``.
     supported_params = frozenset(
-        {"temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "stop", "stream_options"}
+        {"max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "parallel_tool_calls", "user", "safety_identifier", "reasoning_effort"}
     )
-    per_model_params = frozenset({"response_format"})
+    #: The sampling params, which the models before Opus 4.7 take.
+    _sampling = frozenset({"temperature", "top_p", "top_k"})
+    per_model_params = frozenset({"response_format"}) | _sampling
     per_model_note = (
         "`response_format` `json_schema` and tools' `strict` (structured outputs) for Claude Sonnet 4.5, "
         "Haiku 4.5, Opus 4.5 and later models; for older models refused (a `strict` tool: or "
         "dropped visibly, with `settings.drop_unsupported_params`). `reasoning_effort` is extended "
         "thinking with a token budget up to Opus 4.6, and from Opus 4.7 on (which refuses budgets) "
-        "adaptive thinking with `output_config.effort` at that level."
+        "adaptive thinking with `output_config.effort` at that level. `temperature`, `top_p` and "
+        "`top_k` up to Opus 4.6 only: Opus 4.7 and later refuse them."
     )
-    #: ``supported_params`` for a model with structured outputs.
-    _with_format = supported_params | per_model_params
 
     def supported_for(self, model: str) -> frozenset[str]:
-        """``response_format`` only for models with structured outputs (see the module docstring)."""
-        return self._with_format if self.structured_outputs(model) else self.supported_params
+        """``response_format`` only for models with structured outputs, the sampling params only
+        for the models before Opus 4.7 (see the module docstring)."""
+        params = self.supported_params | self._sampling if takes_sampling(model) else self.supported_params
+        return params | {"response_format"} if self.structured_outputs(model) else params
 
     def structured_outputs(self, model: str) -> bool:
         """Whether ``model`` has structured outputs on the Claude API (:data:`NO_STRUCTURED_OUTPUTS`)."""

@@ -19,7 +19,7 @@ https://docs.anthropic.com/en/api/messages:
   with the budget an Anthropic client asked for, else a fixed budget per level
   (:func:`thinking_budget`); from Opus 4.7 on, which refuses budgets, it is
   adaptive thinking with ``output_config.effort`` at that level
-  (:func:`thinks_adaptively`, :data:`BUDGET_THINKING`), as is an Anthropic
+  (:func:`thinks_adaptively`, :data:`BEFORE_OPUS_4_7`), as is an Anthropic
   client's adaptive thinking on Opus and Sonnet 4.6; an Anthropic client's ``output_config.effort`` is
   sent as it is, and turns thinking on only with ``thinking`` (:func:`output_effort`,
   https://docs.anthropic.com/en/docs/build-with-claude/effort); since the budget must stay below
@@ -134,15 +134,21 @@ _EFFORT_LACKING: Mapping[str, tuple[str, ...]] = {
 EFFORT_PARAM = "output_config.effort"
 
 
-#: Claude API models whose extended thinking takes a token budget (``{"type": "enabled",
-#: "budget_tokens": N}``): the models before Opus 4.7, a closed set. Opus 4.7 and later refuse a
-#: budget (400) and think adaptively (``{"type": "adaptive"}``), steered by ``output_config.effort``
+#: The Claude API models before Opus 4.7, a closed set: their extended thinking takes a token
+#: budget (``{"type": "enabled", "budget_tokens": N}``) and they take the sampling params
+#: (``temperature``, ``top_p``, ``top_k``). Opus 4.7 and later refuse both (400): they think
+#: adaptively (``{"type": "adaptive"}``), steered by ``output_config.effort``
 #: (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking).
-BUDGET_THINKING: tuple[str, ...] = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
+BEFORE_OPUS_4_7: tuple[str, ...] = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
 #: Those of them that take adaptive thinking too (sent when an Anthropic client asks for it).
 ADAPTIVE_TOO: tuple[str, ...] = ("claude-opus-4-6", "claude-sonnet-4-6")
 #: ``reasoning_effort`` -> ``output_config.effort``, for a model that thinks adaptively.
 _EFFORT_OF: Mapping[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+def takes_sampling(model: str) -> bool:
+    """Whether the Claude ``model`` takes ``temperature``, ``top_p`` and ``top_k`` (:data:`BEFORE_OPUS_4_7`)."""
+    return model.lower().startswith(BEFORE_OPUS_4_7)
 
 
 def thinks_adaptively(request: ChatRequest, model: str) -> bool:
@@ -153,7 +159,7 @@ def thinks_adaptively(request: ChatRequest, model: str) -> bool:
     if intent is not None and intent.budget is not None:
         return False
     name = model.lower()
-    if not name.startswith(BUDGET_THINKING):
+    if not name.startswith(BEFORE_OPUS_4_7):
         return True
     return intent is not None and intent.adaptive and name.startswith(ADAPTIVE_TOO)
 
@@ -272,9 +278,13 @@ def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:
     if budget is None:
         return explicit or DEFAULT_MAX_TOKENS, None
     if thinks_adaptively(request, model):
-        return explicit or budget + DEFAULT_MAX_TOKENS, {"type": "adaptive"}
+        adaptive: Block = {"type": "adaptive"}
+        display = _display(request)
+        if display is not None:
+            adaptive["display"] = display
+        return explicit or budget + DEFAULT_MAX_TOKENS, adaptive
     if explicit is None:
-        return budget + DEFAULT_MAX_TOKENS, {"type": "enabled", "budget_tokens": budget}
+        return budget + DEFAULT_MAX_TOKENS, _enabled(request, budget)
     if explicit <= _MIN_BUDGET:
         field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         raise InvalidRequestError(
@@ -282,7 +292,23 @@ def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:
             f"(the minimum thinking budget), got {explicit}",
             param=field,
         )
-    return explicit, {"type": "enabled", "budget_tokens": min(budget, explicit - 1)}
+    return explicit, _enabled(request, min(budget, explicit - 1))
+
+
+def _enabled(request: ChatRequest, budget: int) -> Block:
+    intent = request.messages_intent
+    thinking: Block = {"type": "enabled", "budget_tokens": budget}
+    if intent is not None and intent.display is not None:
+        thinking["display"] = intent.display
+    return thinking
+
+
+def _display(request: ChatRequest) -> str | None:
+    """``thinking.display`` for adaptive thinking: as an Anthropic client set it (or not); for an
+    OpenAI client ``summarized``: from Opus 4.7 on the default is ``omitted`` (thinking blocks
+    without their text), and it reads the thinking as ``reasoning_content``."""
+    intent = request.messages_intent
+    return intent.display if intent is not None else "summarized"
 
 
 def _thinking_left_out(turns: list[Block]) -> bool:

@@ -69,6 +69,7 @@ from uniinfer.providers.anthropic_request import (
     EFFORT_PARAM,
     effort_refused,
     output_effort,
+    takes_sampling,
     thinking_budget,
     thinks_adaptively,
 )
@@ -225,9 +226,14 @@ def _inference_config(r: ChatRequest) -> Json:
 
 
 def unsupported_for(model: str) -> frozenset[str]:
-    """Params the model's family has no field for (they travel in additionalModelRequestFields)."""
+    """Params the model's family has no field for (they travel in additionalModelRequestFields);
+    for Claude from Opus 4.7 on, the sampling params, which it refuses."""
     if "anthropic." in model:
-        return frozenset()
+        return (
+            frozenset()
+            if takes_sampling(claude_name(model))
+            else frozenset({"temperature", "top_p", "top_k"})
+        )
     if "amazon.nova" in model:
         return frozenset({"reasoning_effort"})
     return frozenset({"top_k", "reasoning_effort"})

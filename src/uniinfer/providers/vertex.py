@@ -168,7 +168,9 @@ class _VertexClaude(AnthropicAdapter):
 class VertexAdapter(ProviderAdapter):
     """Vertex AI: Gemini (``generateContent``) and Claude (``rawPredict``) models, embeddings via ``predict``."""
 
-    supported_params = GeminiAdapter.supported_params | AnthropicAdapter.supported_params
+    supported_params = (
+        GeminiAdapter.supported_params | AnthropicAdapter.supported_params | AnthropicAdapter.per_model_params
+    )
     embed_unsupported = GeminiAdapter.embed_unsupported
     Options = VertexOptions
 
@@ -212,8 +214,8 @@ class VertexAdapter(ProviderAdapter):
         return self._claude if is_claude(model) else self._gemini
 
     def supported_for(self, model: str) -> frozenset[str]:
-        """The chosen family's params, so the gateway rejects (or drops) the others."""
-        return self.family(model).supported_params
+        """The chosen family's params for ``model``, so the gateway rejects (or drops) the others."""
+        return self.family(model).supported_for(model)
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         return self.family(model).params_left_out(request, model)
@@ -246,7 +248,7 @@ class VertexAdapter(ProviderAdapter):
             for name in request.model_fields_set - _ALWAYS
             if name in self.supported_params and getattr(request, name) is not None
         }
-        rejected = sorted(present - family.supported_params)
+        rejected = sorted(present - family.supported_for(model))
         if rejected:
             kind = "Anthropic (rawPredict)" if family is self._claude else "Gemini (generateContent)"
             raise UnsupportedParamError(

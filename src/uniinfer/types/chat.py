@@ -421,6 +421,8 @@ class MessagesIntent:
     budget: int | None = None
     #: Whether it asked for adaptive thinking (``{"type": "adaptive"}``).
     adaptive: bool = False
+    #: ``thinking.display`` as sent (``summarized`` or ``omitted``), else None.
+    display: str | None = None
     #: ``output_config.effort`` as sent (``low`` to ``max``), else None.
     effort: str | None = None
     #: Whether its tools' ``strict`` follows Anthropic's rules, where a property may be
