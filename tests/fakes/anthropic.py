@@ -116,6 +116,9 @@ NO_STRUCTURED_OUTPUTS = (
     "claude-opus-4-0",
     "claude-opus-4-2025",
     "claude-opus-4-1",
+    "claude-sonnet-4@",  # Vertex AI's names for Sonnet 4 and Opus 4
+    "claude-opus-4@",
+    "claude-v2",  # Bedrock's for Claude 2
 )
 #: Models without the effort parameter: the docs list Opus 4.5 and later models (Sonnet 4.5 and
 #: Haiku 4.5 have none); ``max`` came with Opus 4.6 and Sonnet 4.6, ``xhigh`` with Opus 4.7.
@@ -581,7 +584,7 @@ def _check_thinking(body: Block, turns: list[Block]) -> None:
     if kind not in ("enabled", "adaptive"):
         raise InvalidError("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
     model = str(body["model"]).lower()
-    known = model.startswith("claude-")  # a test's failure-mode name takes both kinds
+    known = model.startswith("claude")  # a test's failure-mode name takes both kinds
     budgets = model.startswith(BEFORE_OPUS_4_7)
     if kind == "adaptive":
         if known and budgets and not model.startswith(ADAPTIVE_TOO):
@@ -634,7 +637,7 @@ def _omitted(body: Block) -> bool:
     if not isinstance(thinking, dict):
         return False  # a "think" model name's thinking, unasked
     model = str(body["model"]).lower()
-    default = "omitted" if model.startswith("claude-") and not model.startswith(BEFORE_OPUS_4_7) else None
+    default = "omitted" if model.startswith("claude") and not model.startswith(BEFORE_OPUS_4_7) else None
     return thinking.get("display", default) == "omitted"
 
 

@@ -664,6 +664,10 @@ def _check_tool_result(result: Any, where: str) -> None:
             )
 
 
+def _claude_name(model: str) -> str:
+    return model.lower().rpartition("/")[2].partition("anthropic.")[2]
+
+
 def _check_additional(body: Json, model: str) -> None:
     fields = body.get("additionalModelRequestFields") or {}
     if "anthropic." not in model:
@@ -674,27 +678,26 @@ def _check_additional(body: Json, model: str) -> None:
     thinking = fields.get("thinking")
     if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
         return
-    name = model.lower().rpartition("/")[2].partition("anthropic.")[2]
-    budgets = name.startswith(BEFORE_OPUS_4_7)
+    name = _claude_name(model)
+    budgets = not name.startswith("claude") or name.startswith(BEFORE_OPUS_4_7)
     errors = "The model returned the following errors: "
     if thinking["type"] == "adaptive":
         if budgets and not name.startswith(ADAPTIVE_TOO):
             raise invalid(errors + "thinking.type.adaptive is not supported for this model.")
-        return
-    if not budgets:
+    elif not budgets:
         raise invalid(
             errors + '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive".'
         )
-    budget = thinking.get("budget_tokens")
-    errors = "The model returned the following errors: "
-    if not isinstance(budget, int) or budget < 1024:
-        raise invalid(
-            errors + "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
-        )
-    if budget >= (body.get("inferenceConfig") or {}).get("maxTokens", 0):
-        raise invalid(
-            errors + f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}"
-        )
+    else:
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise invalid(
+                errors + "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+            )
+        if budget >= (body.get("inferenceConfig") or {}).get("maxTokens", 0):
+            raise invalid(
+                errors + f"`max_tokens` must be greater than `thinking.budget_tokens`. {_THINKING_DOCS}"
+            )
     if (body.get("inferenceConfig") or {}).get("temperature") not in (None, 1) or "top_k" in fields:
         raise invalid(
             errors
@@ -715,6 +718,16 @@ def _check_additional(body: Json, model: str) -> None:
 # --- answers ------------------------------------------------------------------------------
 
 
+def _omitted(body: Json, model: str) -> bool:
+    """Whether thinking text is left out (``display: omitted``; from Opus 4.7 on, the default)."""
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+    if not isinstance(thinking, dict):
+        return False
+    name = _claude_name(model)
+    newer = name.startswith("claude") and not name.startswith(BEFORE_OPUS_4_7)
+    return thinking.get("display", "omitted" if newer else None) == "omitted"
+
+
 def answer(body: Json, model: str, mode: Mode) -> Json:
     """The Converse response the real API would give."""
     blocks: list[Json] = []
@@ -723,13 +736,8 @@ def answer(body: Json, model: str, mode: Mode) -> Json:
         "adaptive",
     )
     if thinking or "think" in model:
-        blocks.append(
-            {
-                "reasoningContent": {
-                    "reasoningText": {"text": "The user wants an echo.", "signature": _SIGNATURE}
-                }
-            }
-        )
+        text = "" if _omitted(body, model) else "The user wants an echo."
+        blocks.append({"reasoningContent": {"reasoningText": {"text": text, "signature": _SIGNATURE}}})
     tool = _tool_to_call(body, model, mode)
     text_format = (body.get("outputConfig") or {}).get("textFormat")
     if tool is not None:

@@ -1508,6 +1508,13 @@ async def test_count_tokens_estimated_or_forwarded(
     [forwarded] = harness.counts
     assert forwarded == {"model": "claude-sonnet-4-5", **params}
 
+    # the body counted is the client's own: what the gateway would refuse in a message to this
+    # model (an effort level Sonnet 4.5 lacks) is the provider's to judge here
+    effort: dict[str, Any] = {"messages": HELLO, "output_config": {"effort": "low"}}
+    raw = await client.messages.with_raw_response.count_tokens(model="claude-chat", **effort)
+    assert raw.headers["x-uniinfer-token-count"] == "provider"
+    assert harness.counts[-1] == {"model": "claude-sonnet-4-5", **effort}
+
     with pytest.raises(anthropic.NotFoundError):
         await client.messages.count_tokens(model="no-such-model", messages=HELLO)  # type: ignore[arg-type]
     with pytest.raises(anthropic.BadRequestError, match="max_tokens: Extra inputs"):

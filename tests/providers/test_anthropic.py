@@ -413,6 +413,30 @@ def test_an_anthropic_clients_adaptive_thinking_is_adaptive_where_the_model_take
     assert "output_config" not in body  # no effort unless the client set one
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        "claude-sonnet-4@20250514",  # Vertex AI's names for Sonnet 4 and Opus 4
+        "claude-opus-4@20250514",
+        "deepseek-chat",  # an Anthropic-compatible server's own model
+    ],
+)
+def test_older_and_non_claude_names_keep_budget_thinking_and_sampling(model: str) -> None:
+    adapter = make_adapter()
+    assert {"temperature", "top_p", "top_k"} <= adapter.supported_for(model)
+    body = sent(chat(reasoning_effort="low", temperature=1.0), model)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert "output_config" not in body
+
+
+def test_an_open_tool_loop_leaves_adaptive_thinking_and_its_effort_out() -> None:
+    request = chat(tool_history()[:4], reasoning_effort="low")
+    body = sent(request, "claude-opus-4-7")
+    assert "thinking" not in body
+    assert "output_config" not in body
+    assert make_adapter().params_left_out(request, "claude-opus-4-7") == ("reasoning_effort",)
+
+
 @pytest.mark.parametrize("display", ["summarized", "omitted"])
 def test_an_anthropic_clients_thinking_display_is_sent_as_it_is(display: str) -> None:
     adaptive = chat(reasoning_effort="medium").with_messages_intent(

@@ -415,15 +415,34 @@ def test_an_anthropic_clients_thinking_and_effort_reach_claude_as_asked() -> Non
     assert body["outputConfig"] == {"effort": "max"}
 
 
+def test_thinking_display_and_a_tool_loop_on_opus_4_7() -> None:
+    """A Messages client's display is passed on; in an open tool loop an OpenAI client's
+    thinking is left out, and the effort that stood for it with it."""
+    opus = "global.anthropic.claude-opus-4-7"
+    mine = chat(reasoning_effort="low", max_tokens=9000).with_messages_intent(
+        MessagesIntent(thinking=True, budget=2048, display="omitted")
+    )
+    assert sent(mine, OPUS_46)["additionalModelRequestFields"]["thinking"] == {
+        "type": "enabled",
+        "budget_tokens": 2048,
+        "display": "omitted",
+    }
+    in_loop = sent(chat(tool_history()[:4], tools=[WEATHER], reasoning_effort="low"), opus)
+    assert "additionalModelRequestFields" not in in_loop
+    assert "outputConfig" not in in_loop
+
+
 def test_claude_from_opus_4_7_takes_no_sampling_params() -> None:
     adapter = make_adapter()
     assert {"temperature", "top_p", "top_k"} <= adapter.supported_for(OPUS_46)
     assert not {"temperature", "top_p", "top_k"} & adapter.supported_for("us.anthropic.claude-opus-4-7-v1")
+    # Claude 2 as Bedrock names it is one of the older models
+    assert {"temperature", "top_p", "top_k"} <= adapter.supported_for("anthropic.claude-v2:1")
 
 
 def test_reasoning_effort_is_adaptive_thinking_for_claude_from_opus_4_7() -> None:
     body = sent(chat(reasoning_effort="medium"), "us.anthropic.claude-opus-4-7-v1")
-    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive"}}
+    assert body["additionalModelRequestFields"] == {"thinking": {"type": "adaptive", "display": "summarized"}}
     assert body["outputConfig"] == {"effort": "medium"}
     assert body["inferenceConfig"] == {"maxTokens": 4096 + 4096}
     older = sent(chat(reasoning_effort="medium"), OPUS_46)

@@ -117,6 +117,9 @@ NO_STRUCTURED_OUTPUTS: tuple[str, ...] = (
     "claude-opus-4-0",  # Opus 4
     "claude-opus-4-2025",
     "claude-opus-4-1",  # Opus 4.1
+    "claude-sonnet-4@",  # Sonnet 4 and Opus 4 as Vertex AI names them (claude-sonnet-4@20250514)
+    "claude-opus-4@",
+    "claude-v2",  # Claude 2 as Bedrock names it (anthropic.claude-v2:1)
 )
 
 
@@ -146,9 +149,17 @@ ADAPTIVE_TOO: tuple[str, ...] = ("claude-opus-4-6", "claude-sonnet-4-6")
 _EFFORT_OF: Mapping[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
+def _after_opus_4_6(model: str) -> bool:
+    """Whether ``model`` is a Claude model from Opus 4.7 on: a ``claude`` name outside
+    :data:`BEFORE_OPUS_4_7`. (Another name, an Anthropic-compatible server's own model, keeps
+    the older behaviour.)"""
+    name = model.lower()
+    return name.startswith("claude") and not name.startswith(BEFORE_OPUS_4_7)
+
+
 def takes_sampling(model: str) -> bool:
-    """Whether the Claude ``model`` takes ``temperature``, ``top_p`` and ``top_k`` (:data:`BEFORE_OPUS_4_7`)."""
-    return model.lower().startswith(BEFORE_OPUS_4_7)
+    """Whether ``model`` takes ``temperature``, ``top_p`` and ``top_k`` (not Opus 4.7 and later)."""
+    return not _after_opus_4_6(model)
 
 
 def thinks_adaptively(request: ChatRequest, model: str) -> bool:
@@ -158,10 +169,9 @@ def thinks_adaptively(request: ChatRequest, model: str) -> bool:
     intent = request.messages_intent
     if intent is not None and intent.budget is not None:
         return False
-    name = model.lower()
-    if not name.startswith(BEFORE_OPUS_4_7):
+    if _after_opus_4_6(model):
         return True
-    return intent is not None and intent.adaptive and name.startswith(ADAPTIVE_TOO)
+    return intent is not None and intent.adaptive and model.lower().startswith(ADAPTIVE_TOO)
 
 
 def effort_refused(effort: str, model: str) -> bool:
@@ -233,7 +243,8 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         payload["system"] = system
-    if thinking is not None and not _thinking_left_out(turns):
+    left_out = thinking is not None and _thinking_left_out(turns)
+    if thinking is not None and not left_out:
         payload["thinking"] = thinking
     for name in ("temperature", "top_p", "top_k"):
         value = getattr(request, name)
@@ -248,7 +259,8 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     fmt = _output_format(request, model, structured)
     if fmt is not None:
         output["format"] = fmt
-    effort = output_effort(request, model)
+    # an OpenAI client's effort stood for the thinking a tool loop leaves out: it goes too
+    effort = None if left_out and request.messages_intent is None else output_effort(request, model)
     if effort is not None:
         if effort_refused(effort, model):
             raise UnsupportedParamError(
@@ -278,13 +290,9 @@ def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:
     if budget is None:
         return explicit or DEFAULT_MAX_TOKENS, None
     if thinks_adaptively(request, model):
-        adaptive: Block = {"type": "adaptive"}
-        display = _display(request)
-        if display is not None:
-            adaptive["display"] = display
-        return explicit or budget + DEFAULT_MAX_TOKENS, adaptive
+        return explicit or budget + DEFAULT_MAX_TOKENS, adaptive_thinking(request)
     if explicit is None:
-        return budget + DEFAULT_MAX_TOKENS, _enabled(request, budget)
+        return budget + DEFAULT_MAX_TOKENS, enabled_thinking(request, budget)
     if explicit <= _MIN_BUDGET:
         field = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
         raise InvalidRequestError(
@@ -292,15 +300,25 @@ def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:
             f"(the minimum thinking budget), got {explicit}",
             param=field,
         )
-    return explicit, _enabled(request, min(budget, explicit - 1))
+    return explicit, enabled_thinking(request, min(budget, explicit - 1))
 
 
-def _enabled(request: ChatRequest, budget: int) -> Block:
+def enabled_thinking(request: ChatRequest, budget: int) -> Block:
+    """``{"type": "enabled", "budget_tokens": budget}``, with the client's ``display`` if set."""
     intent = request.messages_intent
     thinking: Block = {"type": "enabled", "budget_tokens": budget}
     if intent is not None and intent.display is not None:
         thinking["display"] = intent.display
     return thinking
+
+
+def adaptive_thinking(request: ChatRequest) -> Block:
+    """``{"type": "adaptive"}``, with its ``display`` (:func:`_display`)."""
+    adaptive: Block = {"type": "adaptive"}
+    display = _display(request)
+    if display is not None:
+        adaptive["display"] = display
+    return adaptive
 
 
 def _display(request: ChatRequest) -> str | None:

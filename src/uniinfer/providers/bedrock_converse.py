@@ -19,11 +19,14 @@ range is 0..1, OpenAI's 0..2, and Bedrock's 400 names it), ``topP`` and
 sends no tools, and since Bedrock requires ``toolConfig`` once the history has
 tool blocks, "none" is then an UnsupportedParamError (not a silent "auto").
 ``additionalModelRequestFields`` carries what a model family takes beyond
-that: Anthropic ``top_k`` and ``thinking`` (``reasoning_effort``, the budgets
-of :func:`~uniinfer.providers.anthropic_request.thinking_budget`, below
-``maxTokens``, off while a tool loop is open), Amazon Nova ``inferenceConfig.topK``;
-other families get an UnsupportedParamError for those params. An Anthropic Messages
-client's ``output_config.effort`` goes to a Claude model as ``outputConfig.effort``.
+that: Anthropic ``top_k`` and ``thinking`` (``reasoning_effort``, as on the Claude API:
+a budget of :func:`~uniinfer.providers.anthropic_request.thinking_budget` below
+``maxTokens`` before Opus 4.7, adaptive thinking from it on; off while a tool loop is
+open), Amazon Nova ``inferenceConfig.topK``; other families get an
+UnsupportedParamError for those params. The effort of adaptive thinking, and an
+Anthropic Messages client's ``output_config.effort``, go to a Claude model as
+``outputConfig.effort`` (refused for a model without that level); Claude from Opus 4.7
+on takes no ``temperature``, ``top_p`` or ``top_k``.
 
 Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html,
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_OutputConfig.html), for the
@@ -67,7 +70,9 @@ from uniinfer.errors import (
 )
 from uniinfer.providers.anthropic_request import (
     EFFORT_PARAM,
+    adaptive_thinking,
     effort_refused,
+    enabled_thinking,
     output_effort,
     takes_sampling,
     thinking_budget,
@@ -142,7 +147,8 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     if system:
         payload["system"] = system
     config = _inference_config(request)
-    extra = _model_fields(request, model, config, tool_loop=_in_tool_loop(turns))
+    tool_loop = _in_tool_loop(turns)
+    extra = _model_fields(request, model, config, tool_loop=tool_loop)
     if config:
         payload["inferenceConfig"] = config
     if extra:
@@ -153,6 +159,8 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
         payload["toolConfig"] = tools
     output = _output_config(request, model, structured)
     effort = output_effort(request, claude_name(model)) if "anthropic." in model else None
+    if tool_loop and request.messages_intent is None:
+        effort = None  # an OpenAI client's effort stood for the thinking a tool loop leaves out
     if effort is not None:
         if effort_refused(effort, claude_name(model)):
             raise UnsupportedParamError(
@@ -259,15 +267,15 @@ def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) 
     if budget is not None and not tool_loop:
         if thinks_adaptively(r, claude_name(model)):
             config.setdefault("maxTokens", budget + _DEFAULT_MAX_TOKENS)
-            fields["thinking"] = {"type": "adaptive"}
+            fields["thinking"] = adaptive_thinking(r)
         else:
             limit = "max_completion_tokens" if r.max_completion_tokens else "max_tokens"
-            fields["thinking"] = _thinking(budget, config, limit)
+            fields["thinking"] = enabled_thinking(r, _budget(budget, config, limit))
     return fields
 
 
-def _thinking(budget: int, config: Json, limit: str) -> Json:
-    """Extended thinking; the budget must stay below ``maxTokens``, which is set when unset."""
+def _budget(budget: int, config: Json, limit: str) -> int:
+    """The thinking budget, kept below ``maxTokens`` (which is set when unset)."""
     max_tokens = config.get("maxTokens")
     if max_tokens is None:
         config["maxTokens"] = budget + _DEFAULT_MAX_TOKENS
@@ -279,7 +287,7 @@ def _thinking(budget: int, config: Json, limit: str) -> Json:
         )
     else:
         budget = min(budget, max_tokens - 1)
-    return {"type": "enabled", "budget_tokens": budget}
+    return budget
 
 
 def _in_tool_loop(turns: list[Json]) -> bool:

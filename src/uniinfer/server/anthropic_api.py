@@ -140,8 +140,10 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
     adapter = target.adapter
     http = app.gateway.http
     await adapter.prepare_credentials(http)
-    # The adapter's own request gives the URL and headers (key, version, configured extras).
-    template = adapter.chat_request(chat, target.model, stream=False)
+    # The adapter's own request gives the URL and headers (key, version, configured extras): of a
+    # bare request, as what the adapter would refuse in this one (an effort level the model lacks)
+    # is the provider's to judge here, and the body sent is the client's own.
+    template = adapter.chat_request(_bare(chat.model), target.model, stream=False)
     url = template.url.rstrip("/") + "/count_tokens"
     payload = orjson.dumps({**data, "model": target.model})
     resp = await http.send(HttpRequest(url, payload, template.headers), member.timeouts, target.provider)
@@ -160,6 +162,10 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
             upstream_body=resp.body[:512].decode("utf-8", "replace"),
         )
     return counted
+
+
+def _bare(model: str) -> ChatRequest:
+    return ChatRequest.model_validate({"model": model, "messages": [{"role": "user", "content": "."}]})
 
 
 async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:
