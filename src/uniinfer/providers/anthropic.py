@@ -31,7 +31,7 @@ chunk has the totals.
 
 Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs):
 decided per model in one place, the table
-:data:`~uniinfer.providers.anthropic_request.NO_STRUCTURED_OUTPUTS` (the older models; Claude
+:data:`~uniinfer.providers.claude_models.NO_STRUCTURED_OUTPUTS` (the older models; Claude
 Sonnet 4.5, Haiku 4.5, Opus 4.5 and every later model have them), read through
 :meth:`AnthropicAdapter.structured_outputs`. For a model with them, ``response_format``
 json_schema is sent as ``output_config.format`` and a tool's ``strict: true`` as the tool's
@@ -70,16 +70,13 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.anthropic_request import (
-    EFFORT_PARAM,
-    effort_refused,
     messages_payload,
     output_effort,
-    structured_outputs,
-    takes_sampling,
     thinking_left_out,
     without_effort,
 )
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
+from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, structured_outputs, takes_sampling
 from uniinfer.providers.translation import strict_tools, without_strict
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (

@@ -19,7 +19,7 @@ https://docs.anthropic.com/en/api/messages:
   with the budget an Anthropic client asked for, else a fixed budget per level
   (:func:`thinking_budget`); from Opus 4.7 on, which refuses budgets, it is
   adaptive thinking with ``output_config.effort`` at that level
-  (:func:`thinks_adaptively`, :data:`BEFORE_OPUS_4_7`), as is an Anthropic
+  (:mod:`uniinfer.providers.claude_models`), as is an Anthropic
   client's adaptive thinking on Opus and Sonnet 4.6; an Anthropic client's ``output_config.effort`` is
   sent as it is, and turns thinking on only with ``thinking`` (:func:`output_effort`,
   https://docs.anthropic.com/en/docs/build-with-claude/effort); since the budget must stay below
@@ -37,7 +37,7 @@ https://docs.anthropic.com/en/api/messages:
   0..1 (OpenAI's 0..2): rescaling would silently change its meaning, so the
   API's own 400 names the field instead.
 - Structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs),
-  for models with them (:func:`structured_outputs`): ``response_format``
+  for models with them (:func:`~uniinfer.providers.claude_models.structured_outputs`): ``response_format``
   ``json_schema`` becomes ``output_config: {"format": {"type": "json_schema",
   "schema": ...}}`` (the generally available shape: no beta header; the beta's
   top-level ``output_format`` is deprecated), and a tool's ``strict: true`` is
@@ -58,6 +58,7 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, thinks_adaptively
 from uniinfer.providers.translation import add_turn, strict_tool_error
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
@@ -79,13 +80,16 @@ from uniinfer.types.chat import (
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
-    "NO_STRUCTURED_OUTPUTS",
     "THINKING_BUDGETS",
     "TOOL_ERROR_PREFIX",
     "TOOL_ERROR_TEXT",
+    "adaptive_thinking",
+    "enabled_thinking",
     "messages_payload",
-    "structured_outputs",
+    "output_effort",
+    "thinking_budget",
     "thinking_left_out",
+    "without_effort",
 ]
 
 Block = dict[str, Any]
@@ -104,80 +108,8 @@ _THINKING_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
 _PDF = "application/pdf"
-#: Model-name prefixes of the Claude API models without structured outputs (JSON outputs and
-#: strict tools). The docs list the models with them: Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and
-#: every later model (Opus 4.6, Sonnet 4.6, Opus 4.7...); the models without are a closed set,
-#: the older ones (Opus 4.1 had them only in the 2025-11-13 beta, not generally available).
-NO_STRUCTURED_OUTPUTS: tuple[str, ...] = (
-    "claude-instant",
-    "claude-2",
-    "claude-3",  # 3, 3.5 and 3.7
-    "claude-sonnet-4-0",  # Sonnet 4: the alias and the dated id
-    "claude-sonnet-4-2025",
-    "claude-opus-4-0",  # Opus 4
-    "claude-opus-4-2025",
-    "claude-opus-4-1",  # Opus 4.1
-    "claude-sonnet-4@",  # Sonnet 4 and Opus 4 as Vertex AI names them (claude-sonnet-4@20250514)
-    "claude-opus-4@",
-    "claude-v2",  # Claude 2 as Bedrock names it (anthropic.claude-v2:1)
-)
-
-
-#: Model-name prefixes of the Claude models without the effort parameter (``output_config.effort``,
-#: https://docs.anthropic.com/en/docs/build-with-claude/effort): the docs list Opus 4.5 and every
-#: later model (Sonnet 4.6, Opus 4.6, ...); the models before them are a closed set.
-NO_EFFORT: tuple[str, ...] = (*NO_STRUCTURED_OUTPUTS, "claude-sonnet-4-5", "claude-haiku-4-5")
-#: Effort levels that only later models take, and the models with effort that lack them: ``max``
-#: came with Opus 4.6 and Sonnet 4.6, ``xhigh`` with Opus 4.7 and Sonnet 5.
-_EFFORT_LACKING: Mapping[str, tuple[str, ...]] = {
-    "max": ("claude-opus-4-5",),
-    "xhigh": ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview"),
-}
-#: How a refused effort is named (a Messages field: only an Anthropic client can send one).
-EFFORT_PARAM = "output_config.effort"
-
-
-#: The Claude API models before Opus 4.7, a closed set: their extended thinking takes a token
-#: budget (``{"type": "enabled", "budget_tokens": N}``) and they take the sampling params
-#: (``temperature``, ``top_p``, ``top_k``). Opus 4.7 and later refuse both (400): they think
-#: adaptively (``{"type": "adaptive"}``), steered by ``output_config.effort``
-#: (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking).
-BEFORE_OPUS_4_7: tuple[str, ...] = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
-#: Those of them that take adaptive thinking too (sent when an Anthropic client asks for it).
-ADAPTIVE_TOO: tuple[str, ...] = ("claude-opus-4-6", "claude-sonnet-4-6")
 #: ``reasoning_effort`` -> ``output_config.effort``, for a model that thinks adaptively.
 _EFFORT_OF: Mapping[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
-
-
-def _after_opus_4_6(model: str) -> bool:
-    """Whether ``model`` is a Claude model from Opus 4.7 on: a ``claude`` name outside
-    :data:`BEFORE_OPUS_4_7`. (Another name, an Anthropic-compatible server's own model, keeps
-    the older behaviour.)"""
-    name = model.lower()
-    return name.startswith("claude") and not name.startswith(BEFORE_OPUS_4_7)
-
-
-def takes_sampling(model: str) -> bool:
-    """Whether ``model`` takes ``temperature``, ``top_p`` and ``top_k`` (not Opus 4.7 and later)."""
-    return not _after_opus_4_6(model)
-
-
-def thinks_adaptively(request: ChatRequest, model: str) -> bool:
-    """Whether ``model`` (its Claude API name) gets adaptive thinking for ``request``: always from
-    Opus 4.7 on; on Opus and Sonnet 4.6 when an Anthropic client asked for it. (A client's own
-    ``budget_tokens`` is sent as it is, where the model takes one or not.)"""
-    intent = request.messages_intent
-    if intent is not None and intent.budget is not None:
-        return False
-    if _after_opus_4_6(model):
-        return True
-    return intent is not None and intent.adaptive and model.lower().startswith(ADAPTIVE_TOO)
-
-
-def effort_refused(effort: str, model: str) -> bool:
-    """Whether the Claude ``model`` (its Claude API name) lacks the effort level ``effort``."""
-    name = model.lower()
-    return name.startswith(NO_EFFORT) or name.startswith(_EFFORT_LACKING.get(effort, ()))
 
 
 def without_effort(request: ChatRequest) -> ChatRequest:
@@ -188,11 +120,6 @@ def without_effort(request: ChatRequest) -> ChatRequest:
     if not intent.thinking:  # the effort was all reasoning_effort said
         request = request.model_copy(update={"reasoning_effort": None})
     return request.with_messages_intent(dataclasses.replace(intent, effort=None))
-
-
-def structured_outputs(model: str) -> bool:
-    """Whether the Claude API gives ``model`` structured outputs (see :data:`NO_STRUCTURED_OUTPUTS`)."""
-    return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
 
 
 def thinking_budget(request: ChatRequest) -> int | None:

@@ -71,7 +71,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.anthropic_request import EFFORT_PARAM, output_effort, without_effort
+from uniinfer.providers.anthropic_request import output_effort, without_effort
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
     claude_name,
@@ -82,6 +82,7 @@ from uniinfer.providers.bedrock_converse import (
     thinking_left_out,
     unsupported_for,
 )
+from uniinfer.providers.claude_models import EFFORT_PARAM
 from uniinfer.providers.eventstream import ConverseStreamDecoder
 from uniinfer.providers.translation import strict_tools, without_strict
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest

@@ -69,16 +69,13 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.providers.anthropic_request import (
-    EFFORT_PARAM,
     adaptive_thinking,
-    effort_refused,
     enabled_thinking,
     output_effort,
-    takes_sampling,
     thinking_budget,
-    thinks_adaptively,
 )
 from uniinfer.providers.base import chunk_id
+from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, takes_sampling, thinks_adaptively
 from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall

@@ -1,0 +1,109 @@
+"""What each Claude model takes, by name: the tables of the models that differ, and their checks.
+
+The Claude API's models differ in what a request may ask of them, and the docs say which:
+structured outputs (https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs),
+the effort parameter and its levels (https://docs.anthropic.com/en/docs/build-with-claude/effort),
+and, from Opus 4.7 on, thinking only adaptively and no sampling params
+(https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking). Each table holds the
+*older* models, a closed set, as name prefixes (Claude API ids, Vertex AI ids with ``@date``,
+and the Claude part of Bedrock ids): a name outside them is a newer model, which has what the
+newest have. A name that is not a Claude one at all (an Anthropic-compatible server's own
+model) keeps the older behaviour for thinking and sampling. Used by the Claude API adapter,
+Vertex AI's Claude models and Bedrock's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from uniinfer.types import ChatRequest
+
+__all__ = [
+    "ADAPTIVE_TOO",
+    "BEFORE_OPUS_4_7",
+    "EFFORT_PARAM",
+    "NO_EFFORT",
+    "NO_STRUCTURED_OUTPUTS",
+    "effort_refused",
+    "structured_outputs",
+    "takes_sampling",
+    "thinks_adaptively",
+]
+
+#: Model-name prefixes of the Claude API models without structured outputs (JSON outputs and
+#: strict tools). The docs list the models with them: Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and
+#: every later model (Opus 4.6, Sonnet 4.6, Opus 4.7...); the models without are a closed set,
+#: the older ones (Opus 4.1 had them only in the 2025-11-13 beta, not generally available).
+NO_STRUCTURED_OUTPUTS: tuple[str, ...] = (
+    "claude-instant",
+    "claude-2",
+    "claude-3",  # 3, 3.5 and 3.7
+    "claude-sonnet-4-0",  # Sonnet 4: the alias and the dated id
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",  # Opus 4
+    "claude-opus-4-2025",
+    "claude-opus-4-1",  # Opus 4.1
+    "claude-sonnet-4@",  # Sonnet 4 and Opus 4 as Vertex AI names them (claude-sonnet-4@20250514)
+    "claude-opus-4@",
+    "claude-v2",  # Claude 2 as Bedrock names it (anthropic.claude-v2:1)
+)
+
+
+#: Model-name prefixes of the Claude models without the effort parameter (``output_config.effort``,
+#: https://docs.anthropic.com/en/docs/build-with-claude/effort): the docs list Opus 4.5 and every
+#: later model (Sonnet 4.6, Opus 4.6, ...); the models before them are a closed set.
+NO_EFFORT: tuple[str, ...] = (*NO_STRUCTURED_OUTPUTS, "claude-sonnet-4-5", "claude-haiku-4-5")
+#: Effort levels that only later models take, and the models with effort that lack them: ``max``
+#: came with Opus 4.6 and Sonnet 4.6, ``xhigh`` with Opus 4.7 and Sonnet 5.
+_EFFORT_LACKING: Mapping[str, tuple[str, ...]] = {
+    "max": ("claude-opus-4-5",),
+    "xhigh": ("claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6", "claude-mythos-preview"),
+}
+#: How a refused effort is named (a Messages field: only an Anthropic client can send one).
+EFFORT_PARAM = "output_config.effort"
+
+
+#: The Claude API models before Opus 4.7, a closed set: their extended thinking takes a token
+#: budget (``{"type": "enabled", "budget_tokens": N}``) and they take the sampling params
+#: (``temperature``, ``top_p``, ``top_k``). Opus 4.7 and later refuse both (400): they think
+#: adaptively (``{"type": "adaptive"}``), steered by ``output_config.effort``
+#: (https://docs.anthropic.com/en/docs/build-with-claude/adaptive-thinking).
+BEFORE_OPUS_4_7: tuple[str, ...] = (*NO_EFFORT, "claude-opus-4-5", "claude-opus-4-6", "claude-sonnet-4-6")
+#: Those of them that take adaptive thinking too (sent when an Anthropic client asks for it).
+ADAPTIVE_TOO: tuple[str, ...] = ("claude-opus-4-6", "claude-sonnet-4-6")
+
+
+def _after_opus_4_6(model: str) -> bool:
+    """Whether ``model`` is a Claude model from Opus 4.7 on: a ``claude`` name outside
+    :data:`BEFORE_OPUS_4_7`. (Another name, an Anthropic-compatible server's own model, keeps
+    the older behaviour.)"""
+    name = model.lower()
+    return name.startswith("claude") and not name.startswith(BEFORE_OPUS_4_7)
+
+
+def takes_sampling(model: str) -> bool:
+    """Whether ``model`` takes ``temperature``, ``top_p`` and ``top_k`` (not Opus 4.7 and later)."""
+    return not _after_opus_4_6(model)
+
+
+def thinks_adaptively(request: ChatRequest, model: str) -> bool:
+    """Whether ``model`` (its Claude API name) gets adaptive thinking for ``request``: always from
+    Opus 4.7 on; on Opus and Sonnet 4.6 when an Anthropic client asked for it. (A client's own
+    ``budget_tokens`` is sent as it is, where the model takes one or not.)"""
+    intent = request.messages_intent
+    if intent is not None and intent.budget is not None:
+        return False
+    if _after_opus_4_6(model):
+        return True
+    return intent is not None and intent.adaptive and model.lower().startswith(ADAPTIVE_TOO)
+
+
+def effort_refused(effort: str, model: str) -> bool:
+    """Whether the Claude ``model`` (its Claude API name) lacks the effort level ``effort``."""
+    name = model.lower()
+    return name.startswith(NO_EFFORT) or name.startswith(_EFFORT_LACKING.get(effort, ()))
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether the Claude API gives ``model`` structured outputs (see :data:`NO_STRUCTURED_OUTPUTS`)."""
+    return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
