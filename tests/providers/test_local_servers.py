@@ -237,14 +237,25 @@ async def test_a_named_tool_choice_is_refused_by_llamacpp_not_turned_into_auto(d
             await client.close()
 
 
-@pytest.mark.parametrize("choice", ["auto", "none", "required"])
-async def test_string_tool_choices_reach_llamacpp(choice: str) -> None:
-    async with configured("llamacpp") as (fake, app, _url, config):
+@pytest.mark.parametrize(
+    ("row", "choice"),
+    [
+        ("llamacpp", "auto"),
+        ("llamacpp", "none"),
+        ("llamacpp", "required"),
+        ("vllm", NAMED),
+        ("lmstudio", NAMED),
+    ],
+    ids=["llamacpp-auto", "llamacpp-none", "llamacpp-required", "vllm-named", "lmstudio-named"],
+)
+async def test_the_tool_choices_a_server_reads_reach_it(row: str, choice: Any) -> None:
+    """llama.cpp's strings, and a named function where the server reads one (vLLM, LM Studio)."""
+    async with configured(row) as (fake, app, _url, config):
         gw = Gateway(config)
         try:
             request = ChatRequest.model_validate(
                 {
-                    "model": f"llamacpp/{fake.chat_model}",
+                    "model": f"{row}/{fake.chat_model}",
                     "messages": MSG,
                     "tools": [WEATHER],
                     "tool_choice": choice,
@@ -254,22 +265,3 @@ async def test_string_tool_choices_reach_llamacpp(choice: str) -> None:
         finally:
             await gw.aclose()
     assert app["requests"][-1]["body"]["tool_choice"] == choice
-
-
-@pytest.mark.parametrize("row", ["vllm", "lmstudio"])
-async def test_a_named_tool_choice_reaches_the_servers_that_read_it(row: str) -> None:
-    async with configured(row) as (fake, app, _url, config):
-        gw = Gateway(config)
-        try:
-            request = ChatRequest.model_validate(
-                {
-                    "model": f"{row}/{fake.chat_model}",
-                    "messages": MSG,
-                    "tools": [WEATHER],
-                    "tool_choice": NAMED,
-                }
-            )
-            await gw.chat(request)
-        finally:
-            await gw.aclose()
-    assert app["requests"][-1]["body"]["tool_choice"] == NAMED
