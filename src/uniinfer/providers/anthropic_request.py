@@ -19,10 +19,11 @@ https://docs.anthropic.com/en/api/messages:
   with the budget an Anthropic client asked for, else a fixed budget per level
   (:func:`thinking_budget`); from Opus 4.7 on, which refuses budgets, it is
   adaptive thinking with ``output_config.effort`` at that level
-  (:mod:`uniinfer.providers.claude_models`), as is an Anthropic
-  client's adaptive thinking on Opus and Sonnet 4.6; an Anthropic client's ``output_config.effort`` is
-  sent as it is, and turns thinking on only with ``thinking`` (:func:`output_effort`,
-  https://docs.anthropic.com/en/docs/build-with-claude/effort); since the budget must stay below
+  (:mod:`uniinfer.providers.claude_models`), as is an Anthropic client's
+  adaptive thinking on Opus and Sonnet 4.6. An Anthropic client's
+  ``output_config.effort`` is sent as it is, and turns thinking on only with
+  ``thinking`` (:func:`output_effort`,
+  https://docs.anthropic.com/en/docs/build-with-claude/effort). Since the budget must stay below
   ``max_tokens`` (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking),
   an unset limit becomes budget + 4096 and a smaller one caps the budget.
   With thinking on, the last assistant turn, when it called tools, must start
@@ -57,8 +58,8 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
-from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, thinks_adaptively
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.providers.claude_models import effort_error, effort_refused, thinks_adaptively
 from uniinfer.providers.translation import add_turn, strict_tool_error
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
@@ -190,12 +191,7 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
     effort = None if left_out and request.messages_intent is None else output_effort(request, model)
     if effort is not None:
         if effort_refused(effort, model):
-            raise UnsupportedParamError(
-                f"anthropic: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
-                "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
-                "settings.drop_unsupported_params",
-                param=EFFORT_PARAM,
-            )
+            raise effort_error("anthropic", model, effort)
         output["effort"] = effort
     if output:
         payload["output_config"] = output

@@ -75,7 +75,7 @@ from uniinfer.providers.anthropic_request import (
     thinking_budget,
 )
 from uniinfer.providers.base import chunk_id
-from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, takes_sampling, thinks_adaptively
+from uniinfer.providers.claude_models import effort_error, effort_refused, takes_sampling, thinks_adaptively
 from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
@@ -160,12 +160,7 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
         effort = None  # an OpenAI client's effort stood for the thinking a tool loop leaves out
     if effort is not None:
         if effort_refused(effort, claude_name(model)):
-            raise UnsupportedParamError(
-                f"bedrock: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
-                "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
-                "settings.drop_unsupported_params",
-                param=EFFORT_PARAM,
-            )
+            raise effort_error("bedrock", model, effort)
         output = {**(output or {}), "effort": effort}
     if output is not None:
         payload["outputConfig"] = output

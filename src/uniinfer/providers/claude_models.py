@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from uniinfer.errors import UnsupportedParamError
 from uniinfer.types import ChatRequest
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "EFFORT_PARAM",
     "NO_EFFORT",
     "NO_STRUCTURED_OUTPUTS",
+    "effort_error",
     "effort_refused",
     "structured_outputs",
     "takes_sampling",
@@ -102,6 +104,16 @@ def effort_refused(effort: str, model: str) -> bool:
     """Whether the Claude ``model`` (its Claude API name) lacks the effort level ``effort``."""
     name = model.lower()
     return name.startswith(NO_EFFORT) or name.startswith(_EFFORT_LACKING.get(effort, ()))
+
+
+def effort_error(provider: str, model: str, effort: str) -> UnsupportedParamError:
+    """The 400 for an effort level ``model`` lacks (:func:`effort_refused`)."""
+    return UnsupportedParamError(
+        f"{provider}: model '{model}' does not take {EFFORT_PARAM} '{effort}' "
+        "(https://docs.anthropic.com/en/docs/build-with-claude/effort); leave it out, or set "
+        "settings.drop_unsupported_params",
+        param=EFFORT_PARAM,
+    )
 
 
 def structured_outputs(model: str) -> bool:
