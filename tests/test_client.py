@@ -110,14 +110,15 @@ async def test_keywords_beside_a_request_object_override_its_fields(
     async with AsyncClient(config_for()) as client:
         await client.acomplete(request, temperature=0.3, max_tokens=5)
         sent = openai_fake_app["requests"][-1]["body"]
-        assert (sent["temperature"], sent["max_tokens"]) == (0.3, 5)  # used to be dropped silently
+        # used to be dropped silently (OpenAI gets the limit as max_completion_tokens)
+        assert (sent["temperature"], sent["max_completion_tokens"]) == (0.3, 5)
         with pytest.raises(InvalidRequestError) as info:
             await client.acomplete(request, temperature=9)  # checked like any request
         assert info.value.param == "temperature"
         stream = await client.astream(request, max_tokens=5)
         async with stream:
             assert [c async for c in stream]
-        assert openai_fake_app["requests"][-1]["body"]["max_tokens"] == 5
+        assert openai_fake_app["requests"][-1]["body"]["max_completion_tokens"] == 5
 
 
 async def test_tuples_are_the_lists_a_python_caller_means(

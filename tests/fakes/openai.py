@@ -15,6 +15,8 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
 - contains ``cached``   ``prompt_tokens_details.cached_tokens = prompt_tokens // 2``
 - contains ``reason``   ``completion_tokens_details.reasoning_tokens = 5`` (part of
   ``completion_tokens``)
+- starts with ``o1``, ``o3``, ``o4`` or ``gpt-5`` a reasoning model: ``max_tokens`` is a 400
+  (``max_completion_tokens`` only)
 - starts with ``tool``  a call to the first declared tool (also whenever
   ``tool_choice`` is ``"required"`` or names a function)
 - contains ``parallel`` (with ``tool``) a call to every declared tool, in order, in one
@@ -189,12 +191,14 @@ def openai_app(
     stream_usage: str = "stream_options",
     finish_reasons: Mapping[str, str] | None = None,
     usage_in_choice: bool = False,
+    reasoning_limits: bool = True,
 ) -> web.Application:
     """The fake OpenAI API, served under ``prefix`` (see the module docstring).
 
     ``finish_reasons`` maps OpenAI's values to the impersonated provider's;
     ``accepts`` are top-level fields beyond OpenAI's that the provider takes
     (``top_k``: a positive integer), which the real API refuses as unrecognized.
+    ``reasoning_limits``: OpenAI's reasoning models (o-series, GPT-5) refuse ``max_tokens``.
     """
     if stream_usage not in ("stream_options", "always", "never"):
         raise ValueError(f"unknown stream_usage {stream_usage!r}")
@@ -210,6 +214,7 @@ def openai_app(
         app["stream_usage"] = stream_usage
         app["finish_reasons"] = dict(finish_reasons or {})
         app["usage_in_choice"] = usage_in_choice
+        app["reasoning_limits"] = reasoning_limits
     prefix = prefix.rstrip("/")
     app.router.add_post(f"{prefix}/chat/completions", _endpoint(_chat))
     app.router.add_post(f"{prefix}/embeddings", _endpoint(_embeddings))
@@ -228,6 +233,9 @@ _ROW_WIRE: dict[str, dict[str, Any]] = {
     "moonshot": {"usage_in_choice": True},
 }
 ROW_KEY = "sk-fake-key-0123456789"
+#: OpenAI's reasoning models, which take ``max_completion_tokens`` only
+#: (https://platform.openai.com/docs/guides/reasoning).
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
 
 
 def row_fake(spec: ProviderSpec) -> FakeProvider:
@@ -258,6 +266,7 @@ def row_fake(spec: ProviderSpec) -> FakeProvider:
             accepts=spec.extra_params,
             stream_usage=spec.stream_usage,
             finish_reasons=finish_reasons,
+            reasoning_limits=spec.name == "openai",
             **_ROW_WIRE.get(spec.name, {}),
         )
 
@@ -946,6 +955,13 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
     _check_rejected(body, app.get("rejects", frozenset()))
     _validate_chat(body, app.get("accepts", frozenset()))
     model = body["model"]
+    if app.get("reasoning_limits", False) and model.startswith(REASONING_MODELS) and "max_tokens" in body:
+        raise _invalid(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "max_tokens",
+            "unsupported_parameter",
+        )
     if "context" in model:
         used = CONTEXT_WINDOW + prompt_tokens(body["messages"])
         raise _invalid(

@@ -850,6 +850,24 @@ async def read_stream(client: HttpClient, adapter: OpenAIAdapter, req: HttpReque
     return chunks
 
 
+@pytest.mark.parametrize("limit", ["max_tokens", "max_completion_tokens"])
+async def test_the_output_limit_reaches_a_reasoning_model_under_the_name_it_takes(
+    fake: tuple[web.Application, str], client: HttpClient, limit: str
+) -> None:
+    """OpenAI's reasoning models refuse ``max_tokens`` (400): the row renames it to its successor,
+    ``max_completion_tokens``, which every OpenAI chat model takes as the same limit."""
+    app, url = fake
+    adapter = make_adapter(base_url=url)
+    for model in ("o4-mini", "gpt-5-mini", "gpt-4o-mini"):
+        req = adapter.chat_request(chat(**{limit: 2}), model, stream=False)
+        resp = await client.send(req, Timeouts(), "openai")
+        assert resp.status == 200, resp.body
+        assert adapter.parse_chat(resp.body, model).choices[0].finish_reason == "length"
+        body = app["requests"][-1]["body"]
+        assert body["max_completion_tokens"] == 2
+        assert "max_tokens" not in body
+
+
 async def test_e2e_chat(fake: tuple[web.Application, str], client: HttpClient) -> None:
     app, url = fake
     adapter = make_adapter(base_url=url)
@@ -1119,6 +1137,12 @@ _CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "argument
             "tool_choice",
             None,
             "only allowed when 'tools' are specified",
+        ),
+        (
+            {"model": "o4-mini", "messages": _USER, "max_tokens": 5},
+            "max_tokens",
+            "unsupported_parameter",
+            "Use 'max_completion_tokens' instead.",
         ),
         (
             {

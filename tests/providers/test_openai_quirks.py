@@ -299,7 +299,7 @@ def test_embedding_only_rows_declare_embeddings_alone() -> None:
 
 
 def test_quirk_fields_default_to_openai_behaviour() -> None:
-    spec = dataclasses.replace(default_registry().get("openai"))
+    spec = ProviderSpec("row", "uniinfer.providers.openai:OpenAIAdapter", "https://h.test/v1", None)
     assert spec.stream_usage == "stream_options"
     assert not spec.finish_reason_map
     assert not spec.param_renames

@@ -36,6 +36,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.openai.com/v1",
         "OPENAI_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        # max_tokens is deprecated for max_completion_tokens, the same limit for other models,
+        # which the reasoning models (o-series, GPT-5) require: they refuse max_tokens (400).
+        param_renames={"max_tokens": "max_completion_tokens"},
         docs_url="https://platform.openai.com/docs/api-reference/chat",
         description="OpenAI",
     ),
