@@ -162,6 +162,23 @@ def test_streams_ask_for_usage_only_on_api_versions_that_accept_it() -> None:
     assert options(api_version="2024-06-01") is None
 
 
+def test_the_output_limit_goes_as_max_completion_tokens_where_the_api_version_has_it() -> None:
+    """Reasoning deployments (o-series, GPT-5) refuse max_tokens; api-versions from 2024-09-01
+    take max_completion_tokens, the same limit for every chat model; older ones only max_tokens."""
+
+    def limit(**opts: Any) -> Any:
+        request: HttpRequest = make("https://r.openai.azure.com", **opts).chat_request(
+            chat(max_tokens=7), "m", stream=False
+        )
+        body = orjson.loads(request.body)
+        return {k: body[k] for k in ("max_tokens", "max_completion_tokens") if k in body}
+
+    assert limit() == {"max_completion_tokens": 7}
+    assert limit(api_version="2025-04-01-preview") == {"max_completion_tokens": 7}
+    assert limit(use_v1_api=True) == {"max_completion_tokens": 7}
+    assert limit(api_version="2024-06-01") == {"max_tokens": 7}
+
+
 # --- chat and streams ----------------------------------------------------------------------
 
 

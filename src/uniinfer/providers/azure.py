@@ -11,7 +11,9 @@ Reference: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference
 - Auth: the ``api-key`` header, or ``Authorization: Bearer <Microsoft Entra ID token>``
   when ``options.entra_token`` is set (then no key is needed).
 - ``stream_options.include_usage`` is sent on api-versions from 2024-09-01 on
-  (older ones reject the field, and their streams report no usage).
+  (older ones reject the field, and their streams report no usage), and
+  ``max_tokens`` as ``max_completion_tokens`` (the reasoning models refuse
+  ``max_tokens``; older api-versions have only it).
 - Content filtering (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/content-filter):
   a filtered prompt is a 400 whose ``error.code`` is ``content_filter`` with
   ``innererror.content_filter_result``: it becomes
@@ -46,6 +48,9 @@ __all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
 DEFAULT_API_VERSION = "2024-10-21"
 #: First api-version that accepts ``stream_options`` (2024-09-01-preview; GA in 2024-10-21).
 _STREAM_USAGE_SINCE = "2024-09-01"
+#: First api-version with ``max_completion_tokens``, which the reasoning models (o-series, GPT-5)
+#: require and others take as the same limit: from it on ``max_tokens`` is sent under that name.
+_COMPLETION_LIMIT_SINCE = "2024-09-01"
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _PLACEHOLDER = "YOUR-RESOURCE"
 
@@ -87,6 +92,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         self._query = "" if self._v1 and not explicit else f"?api-version={quote(opts.api_version)}"
         dated = _DATED.match(opts.api_version)
         self._stream_usage = dated is None or dated.group() >= _STREAM_USAGE_SINCE
+        if dated is None or dated.group() >= _COMPLETION_LIMIT_SINCE:
+            self.param_renames = {**self.param_renames, "max_tokens": "max_completion_tokens"}
 
     # --- requests ---------------------------------------------------------------------
 

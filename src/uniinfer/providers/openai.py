@@ -81,6 +81,8 @@ class OpenAIAdapter(ProviderAdapter):
         self.endpoint = self._fill_base_url(endpoint)
         #: OpenAI's params and the row's extras (forwarded as they are by the request dump)
         self._supported = self.supported_params | spec.extra_params
+        #: Params sent under another name: the row's (a subclass may add its own)
+        self.param_renames: Mapping[str, str] = spec.param_renames
 
     def supported_for(self, model: str) -> frozenset[str]:
         return self._supported
@@ -148,7 +150,7 @@ class OpenAIAdapter(ProviderAdapter):
         if intent is not None and intent.anthropic_strict:
             _loosen_strict_tools(payload.get("tools") or ())
         _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
-        _rename(payload, self.spec.param_renames)
+        _rename(payload, self.param_renames)
         if stream:
             payload["stream"] = True
             self._stream_options(payload)
