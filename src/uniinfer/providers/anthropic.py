@@ -73,11 +73,11 @@ from uniinfer.providers.anthropic_request import (
     messages_payload,
     output_effort,
     thinking_left_out,
-    without_effort,
+    without_refused,
 )
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, structured_outputs, takes_sampling
-from uniinfer.providers.translation import strict_tools, without_strict
+from uniinfer.providers.translation import strict_tools
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
     ChatChoice,
@@ -167,9 +167,7 @@ class AnthropicAdapter(ProviderAdapter):
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""
-        if EFFORT_PARAM in names:
-            request = without_effort(request)
-        return without_strict(request) if len(names) > (EFFORT_PARAM in names) else request
+        return without_refused(request, names)
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:

@@ -59,8 +59,8 @@ from typing import Any
 import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
-from uniinfer.providers.claude_models import effort_error, effort_refused, thinks_adaptively
-from uniinfer.providers.translation import add_turn, strict_tool_error
+from uniinfer.providers.claude_models import EFFORT_PARAM, effort_error, effort_refused, thinks_adaptively
+from uniinfer.providers.translation import add_turn, strict_tool_error, without_strict
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -91,6 +91,7 @@ __all__ = [
     "thinking_budget",
     "thinking_left_out",
     "without_effort",
+    "without_refused",
 ]
 
 Block = dict[str, Any]
@@ -121,6 +122,14 @@ def without_effort(request: ChatRequest) -> ChatRequest:
     if not intent.thinking:  # the effort was all reasoning_effort said
         request = request.model_copy(update={"reasoning_effort": None})
     return request.with_messages_intent(dataclasses.replace(intent, effort=None))
+
+
+def without_refused(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
+    """``request`` without what a Claude adapter's ``values_refused`` named: the effort
+    (:data:`~uniinfer.providers.claude_models.EFFORT_PARAM`), tools' ``strict``."""
+    if EFFORT_PARAM in names:
+        request = without_effort(request)
+    return without_strict(request) if any(name != EFFORT_PARAM for name in names) else request
 
 
 def thinking_budget(request: ChatRequest) -> int | None:

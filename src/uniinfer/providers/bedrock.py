@@ -71,7 +71,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.anthropic_request import output_effort, without_effort
+from uniinfer.providers.anthropic_request import output_effort, without_refused
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
     claude_name,
@@ -84,7 +84,7 @@ from uniinfer.providers.bedrock_converse import (
 )
 from uniinfer.providers.claude_models import EFFORT_PARAM
 from uniinfer.providers.eventstream import ConverseStreamDecoder
-from uniinfer.providers.translation import strict_tools, without_strict
+from uniinfer.providers.translation import strict_tools
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
 
@@ -209,9 +209,7 @@ class BedrockAdapter(ProviderAdapter):
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""
-        if EFFORT_PARAM in names:
-            request = without_effort(request)
-        return without_strict(request) if len(names) > (EFFORT_PARAM in names) else request
+        return without_refused(request, names)
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""
