@@ -133,7 +133,8 @@ _BLOCKS = ("text", "image", "document", "video", "toolUse", "toolResult", "guard
 _BLOCK_KINDS = {*_BLOCKS, "reasoningContent"}
 #: block kinds that only one role may send
 _ROLE_OF = {"toolUse": "assistant", "reasoningContent": "assistant", "toolResult": "user"}
-_TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
+#: ToolUseBlock / ToolResultBlock ``toolUseId`` in the API reference: 1 to 64 of these.
+_TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _AUTH = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/,]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
@@ -616,7 +617,7 @@ def _check_block(block: Any, role: str, where: str, uses: list[str], results: li
             or not _TOOL_ID.match(str(value["toolUseId"]))
         ):
             raise invalid(
-                f"The toolUse block at {where} needs a toolUseId matching [a-zA-Z0-9_.:-]+, a name and an input"
+                f"The toolUse block at {where} needs a toolUseId matching [a-zA-Z0-9_-]+ (1 to 64), a name and an input"
             )
         uses.append(value["toolUseId"])
     if kind == "toolResult":
@@ -647,6 +648,8 @@ def _check_tool_result(result: Any, where: str) -> None:
         "type",
     }:
         raise invalid(f"The toolResult block at {where} needs toolUseId and content")
+    if not _TOOL_ID.match(str(result["toolUseId"])):
+        raise invalid(f"The toolResult block at {where} needs a toolUseId matching [a-zA-Z0-9_-]+ (1 to 64)")
     if result.get("status") not in (None, "success", "error"):
         raise constraint(
             result["status"],

@@ -1089,6 +1089,29 @@ async def test_fake_tool_loop_round_trip(client: HttpClient) -> None:
     assert "thinking" not in app["requests"][-1]  # left off: the tool loop is open
 
 
+async def test_fake_tool_loop_with_other_providers_call_ids(client: HttpClient) -> None:
+    # Claude takes only ^[a-zA-Z0-9_-]+$ ids; Kimi's are "functions.get_weather:0"
+    ids = ["functions.get_weather:0", "functions.get_weather:1", "call 1", "call_1"]
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}} for i in ids
+    ]
+    history = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        *({"role": "tool", "tool_call_id": i, "content": f"result {n}"} for n, i in enumerate(ids)),
+    ]
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        reply = await call(client, make_adapter(url), chat(history, model="tool-1", tools=[WEATHER]))
+    assert reply.choices[0].message.content
+    turns = app["requests"][-1]["messages"]
+    uses = [b["id"] for b in turns[1]["content"]]
+    results = [b["tool_use_id"] for b in turns[2]["content"]]
+    assert uses == results  # each call still paired with its result, in order
+    assert len(set(uses)) == 4  # "call 1" and "call_1" stay two calls
+    assert uses[3] == "call_1"  # an id Claude takes passes as it is
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
 async def test_fake_tool_loop_with_signed_thinking_keeps_thinking_on(
     client: HttpClient, streamed: bool

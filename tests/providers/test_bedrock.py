@@ -30,11 +30,13 @@ from tests.fakes.bedrock import (
     API_KEY,
     CHAT_MODEL,
     SECRET_KEY,
+    AwsError,
     bedrock_app,
     event_frame,
     exception_frame,
     fake_provider,
     frame,
+    validate,
 )
 from tests.fakes.common import run_fake
 from tests.providers import support
@@ -1439,3 +1441,33 @@ def test_a_gemini_signed_call_id_goes_to_bedrock_without_its_signature() -> None
     result = next(b["toolResult"] for t in turns for b in t["content"] if "toolResult" in b)
     assert use["toolUseId"] == result["toolUseId"] == signed.partition("__ts")[0]
     assert len(use["toolUseId"]) <= 64
+
+
+def test_other_providers_call_ids_go_to_bedrock_in_its_alphabet_and_length() -> None:
+    ids = ["functions.get_weather:0", "x" * 70 + ".", "x" * 70 + ":"]
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}} for i in ids
+    ]
+    history = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        *({"role": "tool", "tool_call_id": i, "content": "sunny"} for i in ids),
+        {"role": "user", "content": "and so?"},
+    ]
+    turns = sent(chat(history, tools=[WEATHER]))["messages"]
+    uses = [b["toolUse"]["toolUseId"] for b in turns[1]["content"]]
+    results = [b["toolResult"]["toolUseId"] for b in turns[2]["content"] if "toolResult" in b]
+    assert uses == results
+    assert len(set(uses)) == 3
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", i) for i in uses)
+
+
+@pytest.mark.parametrize("side", ["toolUse", "toolResult"])
+def test_fake_refuses_a_tool_use_id_outside_the_documented_pattern(side: str) -> None:
+    body = sent(chat(tool_history()[:3], tools=[WEATHER]))
+    for turn in body["messages"]:
+        for block in turn["content"]:
+            if side in block:
+                block[side]["toolUseId"] = "functions.get_weather:0"
+    with pytest.raises(AwsError, match="toolUseId matching"):
+        validate(body, CHAT_MODEL)

@@ -60,7 +60,7 @@ import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
 from uniinfer.providers.claude_models import EFFORT_PARAM, effort_error, effort_refused, thinks_adaptively
-from uniinfer.providers.translation import add_turn, strict_tool_error, without_strict
+from uniinfer.providers.translation import add_turn, strict_tool_error, without_strict, word_call_id
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -297,12 +297,12 @@ def _tool_result(msg: ToolMessage) -> Block:
     if msg.is_error:
         return _error_result(msg)
     content = msg.content if isinstance(msg.content, str) else _text_blocks(msg.content)
-    return {"type": "tool_result", "tool_use_id": msg.tool_call_id, "content": content}
+    return {"type": "tool_result", "tool_use_id": word_call_id(msg.tool_call_id), "content": content}
 
 
 def _error_result(msg: ToolMessage) -> Block:
     """``is_error: true``, with the text as the client wrote it (see :data:`TOOL_ERROR_PREFIX`)."""
-    block: Block = {"type": "tool_result", "tool_use_id": msg.tool_call_id, "is_error": True}
+    block: Block = {"type": "tool_result", "tool_use_id": word_call_id(msg.tool_call_id), "is_error": True}
     if isinstance(msg.content, str):
         text = "" if msg.content == TOOL_ERROR_TEXT else msg.content.removeprefix(TOOL_ERROR_PREFIX)
         if text:
@@ -413,7 +413,12 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
         blocks += [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
     for k, call in enumerate(msg.tool_calls or ()):
         blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": _arguments(call, i, k)}
+            {
+                "type": "tool_use",
+                "id": word_call_id(call.id),
+                "name": call.function.name,
+                "input": _arguments(call, i, k),
+            }
         )
     return blocks
 

@@ -76,7 +76,13 @@ from uniinfer.providers.anthropic_request import (
 )
 from uniinfer.providers.base import chunk_id
 from uniinfer.providers.claude_models import effort_error, effort_refused, takes_sampling, thinks_adaptively
-from uniinfer.providers.translation import add_turn, json_object, plain_call_id, strict_tool_error
+from uniinfer.providers.translation import (
+    add_turn,
+    json_object,
+    plain_call_id,
+    strict_tool_error,
+    word_call_id,
+)
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
@@ -361,7 +367,7 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
     blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t]
     for k, call in enumerate(msg.tool_calls or ()):
         use = {
-            "toolUseId": plain_call_id(call.id),
+            "toolUseId": _call_id(call.id),
             "name": call.function.name,
             "input": _arguments(call, i, k),
         }
@@ -384,7 +390,12 @@ def _tool_result(msg: chat.ToolMessage) -> Json:
     text = "".join(_texts(msg.content))
     value = json_object(text)
     content = {"json": value} if value is not None else {"text": text}
-    return {"toolResult": {"toolUseId": plain_call_id(msg.tool_call_id), "content": [content]}}
+    return {"toolResult": {"toolUseId": _call_id(msg.tool_call_id), "content": [content]}}
+
+
+def _call_id(tool_call_id: str) -> str:
+    """Bedrock's ``toolUseId``: at most 64 characters, letters, digits, ``_`` and ``-``."""
+    return word_call_id(plain_call_id(tool_call_id), limit=64)
 
 
 def _tool_config(r: ChatRequest, turns: list[Json], model: str, structured: bool) -> Json | None:

@@ -1,12 +1,14 @@
 """Translation helpers several adapters share (pure functions of data).
 
 JSON objects in tool arguments, Gemini's signed tool call ids seen by providers that cap id
-length, alternating turns (Anthropic Messages, Bedrock Converse), and strict tools on models
+length, other providers' ids in the narrower alphabet of Claude and Bedrock, alternating turns (Anthropic Messages, Bedrock Converse), and strict tools on models
 that cannot guarantee a tool's schema, and which schemas OpenAI's strict mode takes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ __all__ = [
     "strict_tool_error",
     "strict_tools",
     "without_strict",
+    "word_call_id",
 ]
 
 
@@ -49,6 +52,28 @@ def plain_call_id(tool_call_id: str) -> str:
     """
     base, mark, _ = tool_call_id.partition(SIGNED_ID_MARK)
     return base if mark and base else tool_call_id
+
+
+_WORD_ID = re.compile(r"[A-Za-z0-9_-]+")
+_NOT_WORD = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def word_call_id(tool_call_id: str, limit: int | None = None) -> str:
+    """A tool call id in the alphabet Claude and Bedrock take: letters, digits, ``_`` and ``-``.
+
+    Both refuse any other id with a 400 (``^[a-zA-Z0-9_-]+$``), yet other providers'
+    ids carry more (Kimi's ``functions.get_weather:0``), and a conversation may move
+    between them. An id already so (and, with ``limit``, no longer) passes as it is;
+    another is spelled in that alphabet, plus a hash of the original so that two ids
+    stay two. The mapping is the same every time, so a call and its result still pair.
+    """
+    if _WORD_ID.fullmatch(tool_call_id) and (limit is None or len(tool_call_id) <= limit):
+        return tool_call_id
+    digest = hashlib.blake2s(tool_call_id.encode(), digest_size=6).hexdigest()
+    head = _NOT_WORD.sub("_", tool_call_id)
+    if limit is not None:
+        head = head[: limit - len(digest) - 1]
+    return f"{head}_{digest}"
 
 
 def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
