@@ -41,6 +41,7 @@ from uniinfer.errors import ConfigError, ContentFilteredError, UniInferError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderSpec, loads, merge_headers
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
+from uniinfer.providers.redaction import redact_secret
 from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
 
 __all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
@@ -154,10 +155,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         return err
 
     def redact(self, text: str) -> str:
-        text = super().redact(text)
-        if self._entra and self._entra in text:
-            text = text.replace(self._entra, "[redacted]")
-        return text
+        return redact_secret(super().redact(text), self._entra)
 
 
 class AzureStreamDecoder(OpenAIStreamDecoder):

@@ -33,6 +33,7 @@ from uniinfer.errors import (
     error_from_status,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
+from uniinfer.providers.redaction import redact_secret
 from uniinfer.types import (
     ChatRequest,
     ChatResponse,
@@ -369,11 +370,8 @@ class ProviderAdapter(ABC):
         )
 
     def redact(self, text: str) -> str:
-        """Remove our own credential from text a provider echoed back (e.g. in a 401)."""
-        key = self.endpoint.api_key
-        if key and key in text:
-            text = text.replace(key, "[redacted]")
-        return text
+        """Remove our own credential from text a provider echoed back (e.g. in a 401), also masked."""
+        return redact_secret(text, self.endpoint.api_key)
 
     def scrub(self, error: UniInferError) -> None:
         """Redact our credentials from an error's message and upstream body, in place.

@@ -84,6 +84,7 @@ from uniinfer.providers.bedrock_converse import (
 )
 from uniinfer.providers.claude_models import EFFORT_PARAM
 from uniinfer.providers.eventstream import ConverseStreamDecoder
+from uniinfer.providers.redaction import redact_secret
 from uniinfer.providers.translation import strict_tools
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
@@ -289,7 +290,7 @@ class BedrockAdapter(ProviderAdapter):
         """Also hide the AWS keys and session token in use."""
         text = super().redact(text)
         for secret in self._credentials.secrets():
-            text = text.replace(secret, "[redacted]")
+            text = redact_secret(text, secret)
         return text
 
     # --- helpers --------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from uniinfer.errors import (
     error_from_status,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
+from uniinfer.providers.redaction import redact_secret
 
 __all__ = [
     "CLOUD_PLATFORM_SCOPE",
@@ -196,8 +197,7 @@ class ServiceAccountTokenSource:
     def redact(self, text: str) -> str:
         """``text`` without the current or the previous access token (requests may still carry it)."""
         for token in (self._token, self._previous):
-            if token and token in text:
-                text = text.replace(token, "[redacted]")
+            text = redact_secret(text, token)
         return text
 
     # --- the exchange ----------------------------------------------------------------

@@ -1,0 +1,45 @@
+"""The gateway's secrets taken out of what providers send back, whole or masked."""
+
+from __future__ import annotations
+
+import pytest
+
+from uniinfer.providers.redaction import REDACTED, redact_secret
+
+KEY = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ987654"
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        KEY,
+        "sk-proj-****************************7654",  # OpenAI's 401
+        "sk-proj-...7654",
+        "sk-proj-…7654",
+        "****7654",
+        "sk-proj-ABC••••••",
+    ],
+)
+def test_the_key_and_its_masked_forms_are_redacted(shown: str) -> None:
+    text = f"Incorrect API key provided: {shown}. You can find your API key at https://x/keys."
+    assert redact_secret(text, KEY) == (
+        f"Incorrect API key provided: {REDACTED}. You can find your API key at https://x/keys."
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Incorrect API key provided: sk-othe**********1234.",  # someone else's key
+        "Wait... and retry",
+        "a ** b",
+        "no secret here",
+    ],
+)
+def test_other_text_is_left_as_it_is(text: str) -> None:
+    assert redact_secret(text, KEY) == text
+
+
+def test_no_secret_changes_nothing() -> None:
+    assert redact_secret("sk-proj-****7654", None) == "sk-proj-****7654"
+    assert redact_secret("sk-proj-****7654", "") == "sk-proj-****7654"
