@@ -180,6 +180,15 @@ def test_images_data_and_http_urls() -> None:
     assert content[2] == {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
 
 
+def test_media_types_in_data_urls_are_case_insensitive() -> None:
+    # RFC 2397 / RFC 2045: "image/JPEG" is image/jpeg, which is all Claude takes
+    pdf = {"type": "file", "file": {"file_data": f"DATA:Application/PDF;BASE64,{PNG}"}}
+    parts = [{"type": "image_url", "image_url": {"url": f"data:image/PNG;Base64,{PNG}"}}, pdf]
+    content = sent(chat([{"role": "user", "content": parts}]))["messages"][0]["content"]
+    assert content[0]["source"] == {"type": "base64", "media_type": "image/png", "data": PNG}
+    assert content[1]["source"] == {"type": "base64", "media_type": "application/pdf", "data": PNG}
+
+
 @pytest.mark.parametrize(
     "url", ["data:image/bmp;base64,AAAA", "data:image/png,rawbytes", "ftp://example.com/x.png"]
 )

@@ -385,6 +385,17 @@ def test_invalid_tool_arguments_name_the_message(arguments: str) -> None:
     assert "messages[1].tool_calls[0]" in info.value.message
 
 
+def test_media_types_in_data_urls_go_in_lower_case() -> None:
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "data:Image/JPEG;base64,AAAA"}}],
+        }
+    ]
+    body = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))
+    assert body["contents"][0]["parts"][0] == {"inlineData": {"mimeType": "image/jpeg", "data": "AAAA"}}
+
+
 @pytest.mark.parametrize(
     "url", ["data:image/png,notbase64", "data:;base64,AAAA", "ftp://x.test/a.png", "file:///etc/passwd"]
 )

@@ -60,7 +60,7 @@ import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
 from uniinfer.providers.claude_models import EFFORT_PARAM, effort_error, effort_refused, thinks_adaptively
-from uniinfer.providers.translation import add_turn, strict_tool_error, without_strict, word_call_id
+from uniinfer.providers.translation import add_turn, data_url, strict_tool_error, without_strict, word_call_id
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -356,12 +356,12 @@ def _image(url: str, where: str) -> Block:
     """A data: URL becomes a base64 source, an http(s) URL a url source."""
     if url.startswith(("http://", "https://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    header, sep, data = url.partition(",")
-    media_type = header.removeprefix("data:").removesuffix(";base64")
-    if not (url.startswith("data:") and header.endswith(";base64") and sep and data):
+    parsed = data_url(url)
+    if parsed is None:
         raise InvalidRequestError(
             f"{where}: an image must be an http(s) URL or a base64 data: URL", param=where
         )
+    media_type, data = parsed
     if media_type not in _IMAGE_TYPES:
         raise InvalidRequestError(
             f"{where}: anthropic accepts {', '.join(sorted(_IMAGE_TYPES))} images, not '{media_type}'",
@@ -378,22 +378,22 @@ def _document(part: FilePart, where: str) -> Block:
     OpenAI, which Anthropic cannot read.
     """
     file = part.file
-    data_url = file.get("file_data")
-    if data_url is None:
+    url = file.get("file_data")
+    if url is None:
         what = "a 'file_id' reference" if "file_id" in file else "a file part without 'file_data'"
         raise UnsupportedFeatureError(
             f"{where}.file: anthropic cannot resolve {what}; send the PDF inline as 'file_data' "
             "(a data:application/pdf;base64,... URL)",
             param=f"{where}.file",
         )
-    header, sep, data = data_url.partition(",")
-    if not (header == f"data:{_PDF};base64" and sep and data):
+    parsed = data_url(url)
+    if parsed is None or parsed[0] != _PDF:
         raise InvalidRequestError(
             f"{where}.file.file_data: anthropic accepts PDF documents as a "
-            f"data:{_PDF};base64,... URL, got {header[:40]!r}",
+            f"data:{_PDF};base64,... URL, got {url.partition(',')[0][:40]!r}",
             param=f"{where}.file.file_data",
         )
-    block: Block = {"type": "document", "source": {"type": "base64", "media_type": _PDF, "data": data}}
+    block: Block = {"type": "document", "source": {"type": "base64", "media_type": _PDF, "data": parsed[1]}}
     if file.get("filename"):
         block["title"] = file["filename"]
     return block

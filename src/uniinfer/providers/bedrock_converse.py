@@ -78,6 +78,7 @@ from uniinfer.providers.base import chunk_id
 from uniinfer.providers.claude_models import effort_error, effort_refused, takes_sampling, thinks_adaptively
 from uniinfer.providers.translation import (
     add_turn,
+    data_url,
     json_object,
     plain_call_id,
     strict_tool_error,
@@ -345,10 +346,10 @@ def _image(url: str, where: str) -> Json:
             f"{where}: Bedrock Converse takes image bytes, not image URLs; send a base64 data: URL",
             param=where,
         )
-    header, sep, data = url.partition(",")
-    if not (url.startswith("data:") and header.endswith(";base64") and sep and data):
+    parsed = data_url(url)
+    if parsed is None:
         raise InvalidRequestError(f"{where}: an image must be a base64 data: URL", param=where)
-    media = header.removeprefix("data:").removesuffix(";base64")
+    media, data = parsed
     fmt = _IMAGE_FORMATS.get(media)
     if fmt is None:
         raise InvalidRequestError(

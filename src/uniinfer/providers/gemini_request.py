@@ -52,7 +52,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.providers.translation import SIGNED_ID_MARK, json_object
+from uniinfer.providers.translation import SIGNED_ID_MARK, data_url, json_object
 from uniinfer.types import ChatRequest, chat
 
 __all__ = [
@@ -171,14 +171,13 @@ def _user_part(part: Any, where: str, provider: str) -> Json:
 
 def _media(url: str, where: str, provider: str) -> Json:
     """data: URLs become inlineData; http(s) URLs fileData (mime type guessed from the path)."""
-    if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        mime, *params = header.split(";")
-        if not sep or not mime or "base64" not in params:
+    if url[:5].lower() == "data:":
+        parsed = data_url(url)
+        if parsed is None:
             raise InvalidRequestError(
                 f"{provider}: {where}: data URLs must look like 'data:<mime>;base64,<data>'", param=where
             )
-        return {"inlineData": {"mimeType": mime, "data": data}}
+        return {"inlineData": {"mimeType": parsed[0], "data": parsed[1]}}
     if url.startswith(("https://", "http://")):
         ext = urlsplit(url).path.rsplit(".", 1)[-1].lower()
         return {"fileData": {"mimeType": _MIME_BY_EXT.get(ext, "image/jpeg"), "fileUri": url}}

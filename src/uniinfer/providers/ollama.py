@@ -49,6 +49,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
+from uniinfer.providers.translation import data_url
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -284,9 +285,9 @@ class OllamaAdapter(ProviderAdapter):
         return item
 
     def _image(self, url: str, param: str) -> str:
-        head, sep, data = url.partition(",")
-        if url.startswith("data:") and sep and head.endswith(";base64") and data:
-            return data
+        parsed = data_url(url)
+        if parsed is not None:
+            return parsed[1]
         raise InvalidRequestError(
             f"{param}: Ollama accepts only base64 images; send a 'data:<mime>;base64,...' URL "
             f"instead of '{url[:60]}'",

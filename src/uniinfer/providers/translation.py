@@ -19,6 +19,7 @@ from uniinfer.types import ChatRequest
 __all__ = [
     "SIGNED_ID_MARK",
     "add_turn",
+    "data_url",
     "json_object",
     "openai_strict_schema",
     "plain_call_id",
@@ -74,6 +75,21 @@ def word_call_id(tool_call_id: str, limit: int | None = None) -> str:
     if limit is not None:
         head = head[: limit - len(digest) - 1]
     return f"{head}_{digest}"
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """``(media type, base64 data)`` of a ``data:<type>[;param...];base64,<data>`` URL, else None.
+
+    The scheme, the type and ``base64`` are case-insensitive (RFC 2397, RFC 2045), so
+    the type comes back in lower case: ``image/JPEG`` is ``image/jpeg`` to every API.
+    """
+    header, sep, data = url.partition(",")
+    if not (sep and data and header[:5].lower() == "data:"):
+        return None
+    media, *params = header[5:].split(";")
+    if not media or not params or params[-1].strip().lower() != "base64":
+        return None
+    return media.strip().lower(), data
 
 
 def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
