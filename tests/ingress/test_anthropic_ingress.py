@@ -1154,6 +1154,51 @@ async def test_a_pdf_document_reaches_anthropic_as_a_document(
     assert harness.upstream_bodies(ANTHROPIC)[-1]["messages"][0]["content"][0] == document
 
 
+async def test_every_cache_breakpoint_reaches_anthropic_where_the_client_put_it(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    # the Messages API takes cache_control on tools, images, documents and tool_use blocks too
+    cache = {"type": "ephemeral"}
+    pdf = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
+    tool = {
+        "name": "get_weather",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "cache_control": cache,
+    }
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    "cache_control": cache,
+                },
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                    "cache_control": cache,
+                },
+                {"type": "text", "text": "weather?"},
+            ],
+        },
+        {"role": "assistant", "content": [{**use, "cache_control": cache}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+    ]
+    await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=256,
+        messages=messages,
+        tools=[tool],  # type: ignore[arg-type]
+    )
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert sent["tools"][0]["cache_control"] == cache
+    image, document, _ = sent["messages"][0]["content"]
+    assert (image["cache_control"], document["cache_control"]) == (cache, cache)
+    assert sent["messages"][1]["content"][0]["cache_control"] == cache
+
+
 @pytest.mark.parametrize(("budget", "max_tokens"), [(2048, 3000), (10000, 16000), (30000, 32000)])
 async def test_the_thinking_budget_reaches_anthropic_exactly(
     client: anthropic.AsyncAnthropic, harness: Harness, budget: int, max_tokens: int

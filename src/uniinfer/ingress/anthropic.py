@@ -37,6 +37,10 @@ Requests, field by field:
   PDF an OpenAI ``file`` part (``filename`` from ``title``; an Anthropic
   upstream gets it back as a ``document`` block); URL and Files-API sources are refused
   (:class:`~uniinfer.errors.UnsupportedFeatureError`).
+- ``cache_control`` breakpoints stay where the client put them for a Claude
+  upstream: on text, images, documents (on a document's last part), tools and
+  ``tool_use`` blocks (kept on the parts, tools and tool calls, never in the
+  OpenAI-shaped body other providers get, which caches by itself or not at all).
 - ``stop_sequences`` -> ``stop`` (any number of them: OpenAI's limit of 4 is
   not applied), ``max_tokens`` -> ``max_tokens``,
   ``metadata.user_id`` -> ``user``, ``temperature``/``top_p``/``top_k`` as
@@ -81,13 +85,14 @@ Requests, field by field:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from uniinfer.errors import UnsupportedFeatureError
 from uniinfer.ingress.anthropic_models import (
+    CacheControl,
     ContentBlock,
     CountTokensRequest,
     CustomTool,
@@ -306,7 +311,8 @@ def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
             signed.append(SignedThinking(type="redacted_thinking", data=block.data))
         elif isinstance(block, ToolUseBlock):
             arguments = orjson.dumps(block.input).decode()
-            calls.append(ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments)))
+            call = ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))
+            calls.append(_cached(call, block.cache_control))
     if not texts and not calls:
         return []
     message = AssistantMessage(
@@ -326,7 +332,7 @@ def _tool_message(block: ToolResultBlock) -> ToolMessage:
     elif block.is_error:
         parts = [TextPart(type="text", text=TOOL_ERROR_TEXT)]
     if block.cache_control is not None and parts:
-        parts[-1] = parts[-1].model_copy(update={"cache_control": _cache(block.cache_control)})
+        parts[-1] = _cached(parts[-1], block.cache_control)
     message = ToolMessage(role="tool", tool_call_id=block.tool_use_id, content=_texts(parts) if parts else "")
     # model_copy: the field is not one a client may set (it refuses validated input)
     return message.model_copy(update={"is_error": True}) if block.is_error else message
@@ -340,13 +346,32 @@ def _cache(cache: Any) -> dict[str, Any] | None:
     return cache.model_dump(exclude_none=True) if cache is not None else None
 
 
+_Cacheable = TypeVar("_Cacheable", bound=BaseModel)
+
+
+def _cached(item: _Cacheable, cache: CacheControl | None) -> _Cacheable:
+    """``item`` with the block's prompt-cache breakpoint (the Claude adapter sends it back there)."""
+    if cache is None:
+        return item
+    return item.model_copy(update={"cache_control": cache.model_dump(exclude_none=True)})
+
+
 def _image_part(block: ImageBlock) -> ImagePart:
     source = block.source
     url = source.url if source.type == "url" else f"data:{source.media_type};base64,{source.data}"
-    return ImagePart.model_validate({"type": "image_url", "image_url": {"url": url}})
+    part = ImagePart.model_validate({"type": "image_url", "image_url": {"url": url}})
+    return _cached(part, block.cache_control)
 
 
 def _document_parts(block: DocumentBlock, where: str) -> list[ContentPart]:
+    """A document's parts; its cache breakpoint on the last, where the cached prefix ends."""
+    parts = _document_content(block, where)
+    if block.cache_control is not None and parts:
+        parts[-1] = _cached(parts[-1], block.cache_control)
+    return parts
+
+
+def _document_content(block: DocumentBlock, where: str) -> list[ContentPart]:
     source = block.source
     intro = [t for t in (block.title, block.context) if t]
     if source.type == "text":
@@ -390,7 +415,7 @@ def _tool(tool: CustomTool) -> Tool:
         parameters=tool.input_schema.model_dump(),
         strict=tool.strict,
     )
-    return Tool(type="function", function=function)
+    return _cached(Tool(type="function", function=function), tool.cache_control)
 
 
 def _tool_choice(req: MessagesRequest | CountTokensRequest) -> dict[str, Any]:

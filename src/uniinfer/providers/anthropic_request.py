@@ -320,9 +320,13 @@ def _error_result(msg: ToolMessage) -> Block:
 
 
 def _text(part: TextPart) -> Block:
-    block: Block = {"type": "text", "text": part.text}
-    if part.cache_control is not None:
-        block["cache_control"] = part.cache_control
+    return _cached({"type": "text", "text": part.text}, part)
+
+
+def _cached(block: Block, item: TextPart | ImagePart | FilePart | ToolCall | Tool) -> Block:
+    """``block`` with ``item``'s prompt-cache breakpoint, when it has one."""
+    if item.cache_control is not None:
+        block["cache_control"] = item.cache_control
     return block
 
 
@@ -341,9 +345,9 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
         if isinstance(part, TextPart):
             blocks.append(_text(part))
         elif isinstance(part, ImagePart):
-            blocks.append(_image(part.image_url.url, f"messages[{i}].content[{j}]"))
+            blocks.append(_cached(_image(part.image_url.url, f"messages[{i}].content[{j}]"), part))
         elif isinstance(part, FilePart):
-            blocks.append(_document(part, f"messages[{i}].content[{j}]"))
+            blocks.append(_cached(_document(part, f"messages[{i}].content[{j}]"), part))
         else:
             raise UnsupportedFeatureError(
                 f"anthropic does not accept '{part.type}' content parts",
@@ -412,14 +416,9 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
     elif msg.content is not None:
         blocks += [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
     for k, call in enumerate(msg.tool_calls or ()):
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": word_call_id(call.id),
-                "name": call.function.name,
-                "input": _arguments(call, i, k),
-            }
-        )
+        use = {"type": "tool_use", "id": word_call_id(call.id), "name": call.function.name}
+        use["input"] = _arguments(call, i, k)
+        blocks.append(_cached(use, call))
     return blocks
 
 
@@ -476,7 +475,7 @@ def _tool(tool: Tool, i: int, model: str, structured: bool) -> Block:
         if not structured:  # a value refused (AnthropicAdapter.values_refused): dropped when configured
             raise strict_tool_error("anthropic", i, model, _NEED_STRUCTURED)
         block["strict"] = True
-    return block
+    return _cached(block, tool)
 
 
 def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> Block | None:

@@ -86,6 +86,12 @@ class TextPart(BaseModel):
     cache_control: dict[str, Any] | None = None
 
 
+#: Anthropic's prompt-cache breakpoint on an image, a document, a tool or a tool call (the
+#: Messages API takes one on each): read by the Claude adapter only, and never part of the
+#: OpenAI-shaped body the other adapters dump (no OpenAI-compatible API takes it there).
+_CacheBreakpoint = Annotated[dict[str, Any] | None, Field(default=None, exclude=True)]
+
+
 class ImageURL(BaseModel):
     model_config = _REQUEST
     url: str = Field(min_length=1)
@@ -96,6 +102,7 @@ class ImagePart(BaseModel):
     model_config = _REQUEST
     type: Literal["image_url"]
     image_url: ImageURL
+    cache_control: _CacheBreakpoint = None
 
 
 class InputAudio(BaseModel):
@@ -114,6 +121,7 @@ class FilePart(BaseModel):
     model_config = _REQUEST
     type: Literal["file"]
     file: dict[str, str]
+    cache_control: _CacheBreakpoint = None
 
 
 class RefusalPart(BaseModel):
@@ -141,6 +149,7 @@ class Tool(BaseModel):
     model_config = _REQUEST
     type: Literal["function"] = "function"
     function: FunctionDefinition
+    cache_control: _CacheBreakpoint = None
 
 
 class FunctionCall(BaseModel):
@@ -154,6 +163,7 @@ class ToolCall(BaseModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
+    cache_control: _CacheBreakpoint = None
 
 
 class _NamedFunction(BaseModel):
