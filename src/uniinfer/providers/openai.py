@@ -150,6 +150,8 @@ class OpenAIAdapter(ProviderAdapter):
         if intent is not None and intent.anthropic_strict:
             _loosen_strict_tools(payload.get("tools") or ())
         _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
+        if "max_completion_tokens" in payload:  # its successor wins, as with every other adapter
+            payload.pop("max_tokens", None)
         _rename(payload, self.param_renames)
         if stream:
             payload["stream"] = True
@@ -276,7 +278,8 @@ def url_placeholders(url: str) -> list[str]:
 
 
 def _rename(payload: dict[str, Any], renames: Mapping[str, str]) -> None:
-    """Move each renamed field to its new name; a field already given under that name wins."""
+    """Move each renamed field to its new name; a field already given under that name wins
+    (``max_tokens`` and ``max_completion_tokens`` never both reach here)."""
     for old, new in renames.items():
         if old in payload:
             value = payload.pop(old)
