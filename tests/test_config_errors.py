@@ -314,3 +314,84 @@ def test_an_unknown_retry_code_is_refused_with_its_line() -> None:
     assert "authentication_failed" in message  # the codes there are, to pick from
     config = parse_config("routing:\n  retry:\n    also_retry_codes: [authentication_failed]\n")
     assert config.routing.retry.also_retry_codes == ["authentication_failed"]
+
+
+# --- 12. every dangling reference is listed at once ----------------------------------------------
+
+
+DANGLING = """providers:
+  openai: {api_key: x}
+models:
+  h:
+    deployments: [openai/x]
+    fallbacks: {default: [bad1, bad2], content_filter: bad3}
+  k:
+    deployments: [openai/x, missingprov/y]
+    fallbacks: {default: [bad4]}
+"""
+DANGLING_LINES = [
+    "  line 6, column 40: models.h.fallbacks.content_filter: 'bad3' is not a configured model group"
+    " or provider/model",
+    "  line 6, column 27: models.h.fallbacks.default.0: 'bad1' is not a configured model group"
+    " or provider/model",
+    "  line 6, column 33: models.h.fallbacks.default.1: 'bad2' is not a configured model group"
+    " or provider/model",
+    "  line 8, column 29: models.k.deployments.1.provider: names provider 'missingprov', which is not"
+    " configured under 'providers'",
+    "  line 9, column 27: models.k.fallbacks.default.0: 'bad4' is not a configured model group"
+    " or provider/model",
+]
+
+
+def test_every_dangling_reference_is_listed_with_its_line(tmp_path: Path) -> None:
+    # each used to appear only once the one before it was fixed
+    assert _error(DANGLING).splitlines() == ["c.yaml: invalid configuration", *DANGLING_LINES]
+    path = tmp_path / "refs.yaml"
+    path.write_text(DANGLING)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert str(info.value).splitlines()[1:] == DANGLING_LINES
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"error: {path}: invalid configuration", *DANGLING_LINES]
+
+
+def test_dangling_routing_references_are_listed_with_rule_problems() -> None:
+    text = (
+        "providers: {openai: {api_key: k}}\nmodels: {fast: {deployments: [openai/m]}}\n"
+        "routing:\n  default_profile: nope\n  profiles: {p: {models: [ghost]}}\n  rules:\n"
+        "    - {name: r, route: {profile: missing}}\n"
+        "    - {name: r, route: {model: nowhere}}\n"
+        "  experiments:\n"
+        "    - {name: e, model: fast, variants: [{name: a, model: fast}, {name: b, model: gone}]}\n"
+        "    - {name: e, model: fast, variants: [{name: a, model: fast}, {name: b, model: fast}]}\n"
+    )
+    lines = _error(text).splitlines()[1:]
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        "routing.profiles.p.models.0",
+        "routing.default_profile",
+        "routing.rules.0.route.profile",
+        "routing.rules.1.route.model",
+        "routing.experiments.0.name",
+        "routing.experiments.0.variants.1.model",
+        "routing.experiments.1.name",
+        "routing.rules.1.name",  # a rule problem, found after the references
+    ]
+    assert all(line.startswith("  line ") for line in lines)
+
+
+def test_a_config_built_in_python_names_every_dangling_reference_in_one_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate(
+            {
+                "providers": {"openai": {"api_key": "k"}},
+                "models": {"m": {"deployments": ["ghost/x"], "fallbacks": {"default": ["a", "b"]}}},
+            }
+        )
+    assert len(info.value.errors()) == 1
+    message = str(info.value)
+    assert "models.m.deployments.0.provider: names provider 'ghost'" in message
+    assert "models.m.fallbacks.default.0: 'a' is not" in message
+    assert "models.m.fallbacks.default.1: 'b' is not" in message

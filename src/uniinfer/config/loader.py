@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from uniinfer.config.routing import RefError, rule_problems
-from uniinfer.config.schema import EMPTY_MASTER_KEY, Config
+from uniinfer.config.routing import Problem, rule_problems
+from uniinfer.config.schema import DEFER_REFERENCES, EMPTY_MASTER_KEY, Config
 from uniinfer.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "default_config", "load_config", "parse_config"]
@@ -41,8 +41,6 @@ _REFERENCES = ("env:", "file:")
 
 #: A key path in the document: ("providers", "openai", "api_key").
 KeyPath = tuple[str, ...]
-#: One problem found: where it is (a key path) and what is wrong.
-Problem = tuple[KeyPath, str]
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -129,10 +127,12 @@ def _build(data: dict[str, Any], env: Mapping[str, str], source: str, marks: dic
     secret_problems = _resolve_secrets(data, env)
     config: Config | None = None
     try:
-        config = Config.model_validate({**data, "source": source})
+        # cross-references are checked below, so they are listed with the rest, not one at a time
+        config = Config.model_validate({**data, "source": source}, context={DEFER_REFERENCES: True})
     except ValidationError as exc:
         problems += [_problem(err) for err in exc.errors(include_input=False)]
     if config is not None:
+        problems += config.reference_problems()
         problems += rule_problems(config.routing.rules)
     problems += secret_problems  # last: a schema error often explains a secret error
     if problems:
@@ -145,10 +145,6 @@ def _build(data: dict[str, Any], env: Mapping[str, str], source: str, marks: dic
 
 def _problem(err: Any) -> Problem:
     """A pydantic error as (key path, message)."""
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, RefError):
-        # a cross-reference check: it knows the key it is about
-        return cause.path, cause.reason
     path = tuple(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return path, "unknown key"

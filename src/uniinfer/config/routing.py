@@ -23,6 +23,7 @@ __all__ = [
     "BreakerConfig",
     "ExperimentConfig",
     "GroupFallbacks",
+    "Problem",
     "ProfileConfig",
     "RetryConfig",
     "RouteAction",
@@ -40,13 +41,20 @@ Strategy = Literal[
 TaskClass = Literal["chat", "code", "extraction", "summarisation", "reasoning", "translation", "creative"]
 
 
-class RefError(ValueError):
-    """An error about another key than the one validated; ``path`` locates it for the message."""
+#: One problem found in a configuration: the key path it is about, and what is wrong.
+Problem = tuple[tuple[str, ...], str]
 
-    def __init__(self, path: tuple[str, ...], message: str) -> None:
-        super().__init__(f"{'.'.join(path)}: {message}")
-        self.path = path
-        self.reason = message
+
+class RefError(ValueError):
+    """Names in a configuration that point at nothing: every one found, each with its key path.
+
+    All of them at once, because each is usually a separate typo: reporting
+    only the first made fixing a file one edit-and-rerun per mistake.
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(f"{'.'.join(path)}: {message}" for path, message in problems))
+        self.problems = list(problems)
 
 
 class _Strict(BaseModel):
@@ -233,7 +241,7 @@ class RoutingConfig(_Strict):
     experiments: list[ExperimentConfig] = Field(default_factory=list)
 
 
-def rule_problems(rules: Sequence[RuleConfig]) -> list[tuple[tuple[str, ...], str]]:
+def rule_problems(rules: Sequence[RuleConfig]) -> list[Problem]:
     """Rules that can never match or are ambiguous, as (key path, message), for the loader.
 
     Checked after the schema rather than by it, so a contradictory rule can
@@ -241,7 +249,7 @@ def rule_problems(rules: Sequence[RuleConfig]) -> list[tuple[tuple[str, ...], st
     tokens, messages), an empty any-of list (``model: []``, ``task: []``,
     ``language: []``) and a rule name used twice.
     """
-    problems: list[tuple[tuple[str, ...], str]] = []
+    problems: list[Problem] = []
     seen: dict[str, int] = {}
     for i, rule in enumerate(rules):
         where = ("routing", "rules", str(i))

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ from pydantic import (
 from uniinfer.config.routing import (
     BUILTIN_PROFILES,
     GroupFallbacks,
+    Problem,
     RefError,
     RetryConfig,
     RoutingConfig,
@@ -35,6 +37,7 @@ from uniinfer.config.routing import (
 )
 
 __all__ = [
+    "DEFER_REFERENCES",
     "Config",
     "Deployment",
     "ModelGroup",
@@ -49,6 +52,10 @@ class _Strict(BaseModel):
     # strict: a YAML boolean or string is never silently taken for a number
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+
+#: Validation-context key: when true, :class:`Config` leaves its cross-reference checks to the
+#: caller (the loader), which lists them with every other problem in one error.
+DEFER_REFERENCES = "uniinfer.defer_references"
 
 #: Why an empty ``server.master_key`` is refused (here, and by the loader for ``master_key:`` left blank).
 EMPTY_MASTER_KEY = "is empty; remove the key to run without authentication (local use only)"
@@ -195,55 +202,73 @@ class Config(_Strict):
         return models
 
     @model_validator(mode="after")
-    def _references(self) -> Config:
-        """Every name that points elsewhere in the file points at something that exists."""
+    def _references(self, info: ValidationInfo) -> Config:
+        """Every name that points elsewhere in the file points at something that exists.
+
+        The loader asks for the check to be left to it (``DEFER_REFERENCES`` in the
+        validation context) and reports what :meth:`reference_problems` finds together
+        with the problems the schema cannot see (contradictory rules, secrets); built in
+        Python, the config is refused here, with every dangling name in one error.
+        """
+        if info.context and info.context.get(DEFER_REFERENCES):
+            return self
+        problems = self.reference_problems()
+        if problems:
+            raise RefError(problems)
+        return self
+
+    def reference_problems(self) -> list[Problem]:
+        """Every name that points at nothing, as (key path, message): all of them, models first, then routing."""
+        problems: list[Problem] = []
         for name, group in self.models.items():
             for i, dep in enumerate(group.deployments):
                 if dep.provider not in self.providers:
-                    raise RefError(
-                        ("models", name, "deployments", str(i), "provider"),
-                        f"names provider '{dep.provider}', which is not configured under 'providers'",
+                    problems.append(
+                        (
+                            ("models", name, "deployments", str(i), "provider"),
+                            f"names provider '{dep.provider}', which is not configured under 'providers'",
+                        )
                     )
             fb = group.fallbacks
             for key, target in [("context_length", fb.context_length), ("content_filter", fb.content_filter)]:
                 if target is not None:
-                    self._check_model(("models", name, "fallbacks", key), target)
+                    problems += self._model_problem(("models", name, "fallbacks", key), target)
             for i, target in enumerate(fb.default):
-                self._check_model(("models", name, "fallbacks", "default", str(i)), target)
+                problems += self._model_problem(("models", name, "fallbacks", "default", str(i)), target)
         routing = self.routing
         for pname, profile in routing.profiles.items():
             for i, target in enumerate(profile.models):
-                self._check_model(("routing", "profiles", pname, "models", str(i)), target, direct=False)
+                at: tuple[str, ...] = ("routing", "profiles", pname, "models", str(i))
+                problems += self._model_problem(at, target, direct=False)
         profiles = set(BUILTIN_PROFILES) | set(routing.profiles)
         if routing.default_profile not in profiles:
-            raise RefError(("routing", "default_profile"), f"'{routing.default_profile}' is not a profile")
+            problems.append((("routing", "default_profile"), f"'{routing.default_profile}' is not a profile"))
         for i, rule in enumerate(routing.rules):
             where = ("routing", "rules", str(i), "route")
             if rule.route.model is not None:
-                self._check_model((*where, "model"), rule.route.model)
+                problems += self._model_problem((*where, "model"), rule.route.model)
             if rule.route.profile is not None and rule.route.profile not in profiles:
-                raise RefError((*where, "profile"), f"'{rule.route.profile}' is not a profile")
+                problems.append(((*where, "profile"), f"'{rule.route.profile}' is not a profile"))
         names = [e.name for e in routing.experiments]
         for i, exp in enumerate(routing.experiments):
             if names.count(exp.name) > 1:
-                raise RefError(
-                    ("routing", "experiments", str(i), "name"), f"duplicate experiment '{exp.name}'"
+                problems.append(
+                    (("routing", "experiments", str(i), "name"), f"duplicate experiment '{exp.name}'")
                 )
             for j, variant in enumerate(exp.variants):
-                self._check_model(
-                    ("routing", "experiments", str(i), "variants", str(j), "model"), variant.model
-                )
-        return self
+                at = ("routing", "experiments", str(i), "variants", str(j), "model")
+                problems += self._model_problem(at, variant.model)
+        return problems
 
-    def _check_model(self, path: tuple[str, ...], target: str, *, direct: bool = True) -> None:
+    def _model_problem(self, path: tuple[str, ...], target: str, *, direct: bool = True) -> list[Problem]:
+        """``[]`` when ``target`` names a group (or, ``direct``, a configured provider's model)."""
         if target in self.models:
-            return
+            return []
         provider, sep, rest = target.partition("/")
         if direct and sep and rest and provider in self.providers:
-            return
-        raise RefError(
-            path, f"'{target}' is not a configured model group" + (" or provider/model" if direct else "")
-        )
+            return []
+        what = "a configured model group" + (" or provider/model" if direct else "")
+        return [(path, f"'{target}' is not {what}")]
 
     def provider_type(self, name: str) -> str:
         return self.providers[name].type or name
