@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from typer.testing import CliRunner
 
 from tests.conftest import FAKE_KEY
@@ -103,6 +104,27 @@ async def test_chat_interactive_keeps_the_conversation(tmp_path: Path, openai_ur
     assert code == 0, output
     assert "echo: first question" in output
     assert "echo: second one" in output
+
+
+@pytest.mark.parametrize(
+    ("stdin", "sent"),
+    [
+        ("hi\n", "hi"),  # `echo hi | uniinfer chat m -`: the pipe's newline is not the prompt's
+        ("hi\r\n", "hi"),
+        ("first line\n\nlast line  \n\n \n", "first line\n\nlast line  "),  # inner lines stay
+        ("no newline", "no newline"),
+    ],
+)
+async def test_chat_prompt_from_stdin_loses_its_final_newline(
+    tmp_path: Path, openai_url: str, openai_fake_app: web.Application, stdin: str, sent: str
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n")
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["chat", "up/gpt-4o-mini", "-", "-c", str(config)], input=stdin
+    )
+    assert result.exit_code == 0, result.output
+    assert openai_fake_app["requests"][-1]["body"]["messages"] == [{"role": "user", "content": sent}]
 
 
 def _uniinfer() -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from aiohttp import web
@@ -247,6 +249,68 @@ def test_serve_refuses_an_out_of_range_port_option(tmp_path: Path, port: str, sa
     )
     assert out.returncode == 1
     assert out.stderr == f"error: --port {port}: Input should be {says}\n"
+
+
+# --- serve: an address it cannot listen on is one line naming it, exit 1 like every other error
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("127.0.0.1", "address already in use (another process listens there; choose another port"),
+        # TEST-NET-1 (RFC 5737): an address no machine of ours has
+        ("192.0.2.1", "cannot assign requested address (the host is not an address of this machine)"),
+    ],
+)
+def test_serve_names_an_address_it_cannot_listen_on(tmp_path: Path, host: str, says: str) -> None:
+    config = _config(tmp_path, "http://127.0.0.1:9/v1")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # uvicorn logged "ERROR: [Errno 98] ..." between its start-up lines and exited 3;
+        # should the check not stop it, the timeout ends a server that did start
+        out = subprocess.run(
+            [_uniinfer(), "serve", "-c", str(config), "--host", host, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"error: cannot listen on {host}:{port}: {says}")
+    assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_serve_names_a_host_that_does_not_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uniinfer.cli import serve
+
+    def unknown(*args: object, **kwargs: object) -> NoReturn:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    with pytest.raises(serve.ListenError) as info:
+        serve._check_listen("nosuch.invalid", 4000)
+    assert str(info.value) == (
+        "cannot listen on nosuch.invalid:4000: cannot resolve the host (Name or service not known)"
+    )
+
+
+def test_serve_names_an_ipv6_address_in_brackets() -> None:
+    from uniinfer.cli import serve
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    with socket.socket(socket.AF_INET6) as taken:
+        try:
+            taken.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            serve.ListenError, match=rf"^cannot listen on \[::1\]:{port}: address already in use"
+        ):
+            serve._check_listen("::1", port)
 
 
 # --- chat: only answers on stdout, errors on their own line, failures in the exit code

@@ -252,7 +252,9 @@ async def test_past_the_grace_period_requests_get_a_503_streams_are_cut_and_it_e
     assert status == 200, body
     status, headers, body = await answer
     assert status == 503  # an answer in the API's shape, one the SDKs retry
-    assert json.loads(body)["error"]["code"] == "service_unavailable"
+    error = json.loads(body)["error"]
+    assert error["code"] == "service_unavailable"
+    assert "server.graceful_shutdown_seconds passed" in error["message"]
     assert headers["Retry-After"] == "1"
     status, _, body = await stream
     assert status == 200
@@ -287,7 +289,9 @@ async def test_a_second_ctrl_c_cuts_at_once_and_still_closes_cleanly(
 
     status, _, body = await asyncio.wait_for(answer, 3)
     assert status == 503
-    assert json.loads(body)["error"]["code"] == "service_unavailable"
+    error = json.loads(body)["error"]
+    assert error["code"] == "service_unavailable"
+    assert "a second Ctrl-C forced the shutdown" in error["message"]  # not the grace period
     status, _, body = await asyncio.wait_for(stream, 3)
     assert _last_event(body)["error"]["code"] == "service_unavailable"  # why it ended, in-band
     code, output = await served.exit(within=3)

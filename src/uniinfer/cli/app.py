@@ -88,11 +88,13 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.", case_sensitive=False)] = "info",
 ) -> None:
     """Start the OpenAI-compatible gateway."""
-    from uniinfer.cli.serve import run
+    from uniinfer.cli.serve import ListenError, run
 
     cfg = _with_server_options(_load(config), host=host, port=port)
     try:
         run(cfg, log_level=log_level)
+    except ListenError as exc:  # a port in use, a host not this machine's
+        _fail(str(exc))
     except Exception as exc:
         from uniinfer.errors import ConfigError, UniInferError
 
@@ -145,12 +147,25 @@ def chat(
     from uniinfer.cli.chat import run_chat
 
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = _stdin_prompt(sys.stdin.read())
     if prompt is not None and not prompt.strip():
         _fail("nothing to send: the prompt is empty")
     cfg = _load(config)
     code = run_chat(cfg, model, prompt, system=system, temperature=temperature)
     raise typer.Exit(code)
+
+
+def _stdin_prompt(text: str) -> str:
+    """A prompt read from stdin without the line break(s) that end it; inner ones are kept.
+
+    ``echo hi | uniinfer chat m -`` must send "hi", as ``$(...)`` in a shell
+    would: the newline is the pipe's, not the user's (and may change what a
+    model answers, or a cache key). Blank lines after the text go too; spaces
+    on its last line stay, as the user wrote them.
+    """
+    body = text.rstrip()
+    tail = text[len(body) :]  # the whitespace after the last visible character
+    return body + tail.split("\n", 1)[0].rstrip("\r")
 
 
 @app.command()

@@ -24,7 +24,11 @@ from uniinfer.config import Config
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["run"]
+__all__ = ["ListenError", "run"]
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was told to; the message names the address and why."""
 
 
 def _freeze_startup_objects() -> None:
@@ -63,6 +67,51 @@ async def _cut(tasks: set[asyncio.Task[None]], *, cancel: bool) -> None:
             task.cancel("the gateway is shutting down")
     if left:
         await asyncio.wait(left, timeout=1.0)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` the way uvicorn is about to, and let go: a failure is a :class:`ListenError`.
+
+    uvicorn reports a port in use (or a host that is not this machine's) by
+    logging the bare ``OSError`` among its start-up lines and exiting 3,
+    while every other failure of the CLI is one ``error: ...`` line and exit
+    1; it offers no hook to do otherwise. So the address is tried first, as
+    asyncio's ``create_server`` binds it (every address the host resolves to,
+    ``SO_REUSEADDR`` on POSIX, IPv6 sockets v6-only), so the check fails
+    exactly when uvicorn would. It is a check, not a reservation: another
+    process taking the port in the milliseconds before uvicorn binds it still
+    gets uvicorn's own report.
+    """
+    import errno
+    import os
+    import socket
+    import sys
+
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {where}: cannot resolve the host ({exc.strerror})") from None
+    hints = {
+        errno.EADDRINUSE: "another process listens there; choose another port with --port or server.port",
+        errno.EADDRNOTAVAIL: "the host is not an address of this machine",
+        errno.EACCES: "not permitted to this user",
+    }
+    for family, kind, proto, _, address in dict.fromkeys(infos):  # in order, without repeats
+        with socket.socket(family, kind, proto) as sock:
+            if os.name == "posix" and sys.platform != "cygwin":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                reason = reason[:1].lower() + reason[1:]  # "Address already in use" mid-sentence
+                hint = hints.get(exc.errno or 0)
+                raise ListenError(
+                    f"cannot listen on {where}: {reason}" + (f" ({hint})" if hint else "")
+                ) from None
 
 
 def run(config: Config, *, log_level: str = "info") -> None:
@@ -111,6 +160,8 @@ def run(config: Config, *, log_level: str = "info") -> None:
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             app.draining = True  # also when asked to exit without a signal
             await super().shutdown(sockets)
+            if self.force_exit:  # not the grace period: a second Ctrl-C ended the drain
+                app.cut_reason = "a second Ctrl-C forced the shutdown"
             await _cut(self.server_state.tasks, cancel=self.force_exit)
             if self.force_exit:  # uvicorn skips the lifespan shutdown then: the pool is closed all the same
                 await self.lifespan.shutdown()
@@ -137,4 +188,5 @@ def run(config: Config, *, log_level: str = "info") -> None:
             proxy_headers=False,
         )
     )
+    _check_listen(config.server.host, config.server.port)
     server.run()

@@ -127,6 +127,8 @@ class App:
         self._max_body = self.config.server.max_body_bytes
         self._max_in_flight = self.config.server.max_concurrent_requests or sys.maxsize
         self.draining = False
+        #: Why requests still in flight at the end of a shutdown are cut (their 503 says it).
+        self.cut_reason = "server.graceful_shutdown_seconds passed"
         self.in_flight = 0
         self._sweeper = _Sweeper()
         # request ids: a random per-process prefix and a counter (unique across replicas,
@@ -289,8 +291,7 @@ class App:
             return None
         task.uncancel()
         return ServiceUnavailableError(
-            "The gateway shut down before this request was answered "
-            "(server.graceful_shutdown_seconds passed); retry it.",
+            f"The gateway shut down before this request was answered ({self.cut_reason}); retry it.",
             retry_after=1.0,
         )
 
