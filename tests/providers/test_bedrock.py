@@ -304,6 +304,13 @@ def test_audio_parts_are_an_unsupported_feature() -> None:
     assert info.value.param == "messages[0].content[0]"
 
 
+def test_a_tool_result_of_several_text_parts_keeps_them_apart() -> None:
+    history = tool_history()[:4]
+    history[3]["content"] = [{"type": "text", "text": "21"}, {"type": "text", "text": "degrees"}]
+    results = sent(chat(history, tools=[WEATHER]))["messages"][2]["content"]
+    assert results[1] == {"toolResult": {"toolUseId": "call_2", "content": [{"text": "21\ndegrees"}]}}
+
+
 def test_tool_calls_and_results_translate_and_merge() -> None:
     body = sent(chat(tool_history(), tools=[WEATHER]))
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]

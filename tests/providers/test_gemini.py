@@ -355,6 +355,18 @@ def test_assistant_with_only_tool_calls_sends_no_empty_text_and_audio_is_inline(
     assert contents[2]["parts"][0]["functionResponse"]["response"] == {"result": "[1, 2]"}
 
 
+def test_a_tool_result_of_several_text_parts_keeps_them_apart() -> None:
+    # an MCP tool's result is a list of text items: "21" and "degrees" are not "21degrees"
+    messages = [
+        {"role": "assistant", "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "a", "content": [
+            {"type": "text", "text": "21"}, {"type": "text", "text": "degrees"}]},
+    ]  # fmt: skip
+    contents = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))["contents"]
+    assert contents[1]["parts"][0]["functionResponse"]["response"] == {"result": "21\ndegrees"}
+
+
 def test_reused_tool_call_ids_resolve_to_the_latest_assistant_turn() -> None:
     def turn(name: str) -> list[dict[str, Any]]:
         call = {"id": "call_0", "type": "function", "function": {"name": name, "arguments": "{}"}}

@@ -388,7 +388,7 @@ def _arguments(call: ToolCall, i: int, k: int) -> Json:
 
 
 def _tool_result(msg: chat.ToolMessage) -> Json:
-    text = "".join(_texts(msg.content))
+    text = "\n".join(_texts(msg.content))  # an MCP result's text items, one a line
     value = json_object(text)
     content = {"json": value} if value is not None else {"text": text}
     return {"toolResult": {"toolUseId": _call_id(msg.tool_call_id), "content": [content]}}

@@ -224,7 +224,7 @@ def _function_response(msg: chat.ToolMessage, i: int, names: dict[str, str], pro
             f"{provider}: messages[{i}] answers unknown tool_call_id '{msg.tool_call_id}'",
             param=f"messages[{i}].tool_call_id",
         )
-    text = "".join(_texts(msg.content))
+    text = "\n".join(_texts(msg.content))  # an MCP result's text items, one a line
     parsed = json_object(text)
     result: Any = parsed if parsed is not None else text
     return {"functionResponse": {"name": name, "response": {"result": result}}}
