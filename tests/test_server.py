@@ -719,6 +719,23 @@ async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) ->
     assert resp.headers["Allow"] == "POST"  # RFC 9110: a 405 says what is allowed
 
 
+@pytest.mark.parametrize(
+    ("path", "anthropic_shape"),
+    [("/v1/messages/batches", True), ("/v1/messages/count_tokens/x", True), ("/v1/nothing", False)],
+)
+async def test_an_unknown_path_answers_in_its_api_family_s_shape(
+    base_url: str, path: str, anthropic_shape: bool
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + path, headers={"x-api-key": MASTER}, json={}) as resp,
+    ):
+        assert resp.status == 404
+        body = await resp.json()
+    assert (body.get("type") == "error") is anthropic_shape  # the anthropic SDK reads this shape
+    assert path in body["error"]["message"]
+
+
 async def test_head_is_a_get_without_its_body(base_url: str) -> None:
     async with aiohttp.ClientSession() as session:
         async with session.head(base_url + "/health") as resp:  # load balancers' health checks

@@ -27,7 +27,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -185,7 +185,7 @@ class App:
         request_id = rid.decode("latin-1") if rid and _REQUEST_ID.match(rid) else self._new_request_id()
         method = scope["method"]
         started = _Started(send, head=method == "HEAD")
-        render: ErrorRenderer = openai_error_body
+        render: ErrorRenderer | None = None  # the endpoint's, once routed
         self.in_flight += 1
         try:
             endpoint = self._route(method, scope["path"])
@@ -203,8 +203,9 @@ class App:
             return
         except UniInferError as exc:
             extra: Headers = []
-            if isinstance(exc, MethodNotAllowedError):
+            if render is None:  # no endpoint (a 404 or 405): the shape of the path's API family
                 render = self._renderer_for(scope["path"])
+            if isinstance(exc, MethodNotAllowedError):
                 extra.append((b"allow", ", ".join(self._methods(scope["path"])).encode()))
             try:
                 await _send_error(started, request_id, exc, render, extra)
@@ -213,7 +214,9 @@ class App:
         except Exception as exc:  # never a stack trace to the caller
             log.exception("unhandled error (request %s)", request_id)
             try:
-                await _send_error(started, request_id, UniInferError("internal error"), render)
+                await _send_error(
+                    started, request_id, UniInferError("internal error"), render or openai_error_body
+                )
             finally:
                 forget_traceback(exc)
         finally:
@@ -318,11 +321,15 @@ class App:
         return sorted(methods)
 
     def _renderer_for(self, path: str) -> ErrorRenderer:
-        """The error shape of a path's API family, also for a 405 on it."""
+        """The error shape of a path's API family, also for a 405 on it, or a 404 under it
+        (``/v1/messages/batches`` answers in Anthropic's shape, as ``/v1/messages`` does)."""
+        best, render = -1, cast(ErrorRenderer, openai_error_body)
         for (_, route_path), endpoint in self._routes.items():
             if route_path == path:
                 return endpoint.render_error
-        return openai_error_body
+            if len(route_path) > best and path.startswith(route_path.rstrip("/") + "/"):
+                best, render = len(route_path), endpoint.render_error
+        return render
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
         """The master key as ``Authorization: Bearer <key>`` (OpenAI) or ``x-api-key`` (Anthropic)."""
