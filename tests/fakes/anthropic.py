@@ -190,6 +190,7 @@ def anthropic_app(*, api_key: str | None = None) -> web.Application:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["requests"] = []
+        app["headers"] = []  # each request's headers, beside its body
 
     async def messages(request: web.Request) -> web.StreamResponse:
         return await _handle(request, app, api_key)
@@ -219,6 +220,7 @@ async def _handle(request: web.Request, app: web.Application, api_key: str | Non
     except orjson.JSONDecodeError:
         return error(400, "There was an error parsing the body of your request as JSON")
     app["requests"].append(body)
+    app["headers"].append(dict(request.headers))
     try:
         turns = validate(body)
     except InvalidError as exc:

@@ -42,14 +42,25 @@ from uniinfer.ingress.anthropic import (
     CountTokensRequest,
     MessagesRequest,
     StreamRenderer,
+    anthropic_betas,
     error_body,
     estimate_input_tokens,
     parse_anthropic,
     to_chat_request,
     to_message,
 )
+from uniinfer.providers.anthropic import with_betas
 from uniinfer.server import App, anthropic_api, create_app
-from uniinfer.types import AssistantMessage, ChatChunk, ChatResponse, SystemMessage, ToolMessage, UserMessage
+from uniinfer.types import (
+    AssistantMessage,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    MessagesIntent,
+    SystemMessage,
+    ToolMessage,
+    UserMessage,
+)
 from uniinfer.types.chat import (
     ChatChoice,
     ChunkChoice,
@@ -927,6 +938,7 @@ def anthropic_with_count_tokens(counts: list[dict[str, Any]]) -> web.Application
         if not request.headers.get("anthropic-version"):
             return anthropic_error(400, "anthropic-version: header is required")
         payload = await request.json()
+        app["headers"].append(dict(request.headers))
         allowed = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config"}
         for name in payload:
             if name not in allowed:
@@ -1197,6 +1209,44 @@ async def test_every_cache_breakpoint_reaches_anthropic_where_the_client_put_it(
     image, document, _ = sent["messages"][0]["content"]
     assert (image["cache_control"], document["cache_control"]) == (cache, cache)
     assert sent["messages"][1]["content"][0]["cache_control"] == cache
+
+
+async def test_the_client_s_betas_reach_anthropic_with_the_configured_ones(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    betas = {"anthropic-beta": "context-1m-2025-08-07, interleaved-thinking-2025-05-14"}
+    await client.messages.create(model=ANTHROPIC.name(), max_tokens=64, messages=HELLO, extra_headers=betas)
+    await client.messages.count_tokens(model=ANTHROPIC.name(), messages=HELLO, extra_headers=betas)
+    messages_call, count_call = harness.anthropic_app["headers"][-2:]
+    for sent in (messages_call, count_call):
+        assert sent["anthropic-beta"] == "context-1m-2025-08-07,interleaved-thinking-2025-05-14"
+    await client.messages.create(model=ANTHROPIC.name(), max_tokens=64, messages=HELLO)
+    assert "anthropic-beta" not in harness.anthropic_app["headers"][-1]  # only when asked for
+
+
+def test_betas_merge_with_the_provider_s_configured_header() -> None:
+    chat = ChatRequest.model_validate({"model": "m", "messages": HELLO})
+    asked = chat.with_messages_intent(MessagesIntent(False, betas=anthropic_betas(" a-1 ,b-2,,a-1")))
+    configured = {"x-api-key": "k", "Anthropic-Beta": "b-2, c-3"}
+    assert with_betas(configured, asked) == {"x-api-key": "k", "anthropic-beta": "b-2,c-3,a-1"}
+    assert with_betas(configured, chat) is configured
+
+
+async def test_count_tokens_forwards_the_deprecated_output_format_as_output_config(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "schema": schema}
+    await client.messages.count_tokens(
+        model=ANTHROPIC.name(), messages=HELLO, extra_body={"output_format": fmt}
+    )
+    assert harness.counts[-1]["output_config"] == {"format": fmt}
+    assert "output_format" not in harness.counts[-1]
 
 
 @pytest.mark.parametrize(("budget", "max_tokens"), [(2048, 3000), (10000, 16000), (30000, 32000)])

@@ -151,6 +151,7 @@ __all__ = [
     "CountTokensRequest",
     "MessagesRequest",
     "StreamRenderer",
+    "anthropic_betas",
     "error_body",
     "error_type",
     "estimate_input_tokens",
@@ -172,8 +173,9 @@ _FORMAT_NAME = "output"
 _OUTPUT_EFFORT = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
-def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
-    """The OpenAI-shaped request the gateway routes (see the module docstring for each field)."""
+def to_chat_request(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...] = ()) -> ChatRequest:
+    """The OpenAI-shaped request the gateway routes (see the module docstring for each field);
+    ``betas``: the client's ``anthropic-beta`` header (:func:`anthropic_betas`)."""
     messages = [*_system(req.system), *_conversation(req.messages)]
     fields: dict[str, Any] = {"model": req.model, "messages": messages}
     custom = [t for t in req.tools or () if isinstance(t, CustomTool)]
@@ -200,21 +202,30 @@ def to_chat_request(req: MessagesRequest | CountTokensRequest) -> ChatRequest:
         raise validation_error(exc, fields) from None
     if stop is not None:
         chat = chat.model_copy(update={"stop": stop})
-    intent = _intent(req)
+    intent = _intent(req, betas)
     return chat if intent is None else chat.with_messages_intent(intent)
 
 
-def _intent(req: MessagesRequest | CountTokensRequest) -> MessagesIntent | None:
-    """The thinking, effort and strict tools asked for, as asked (None when none of them)."""
+def anthropic_betas(header: str | None) -> tuple[str, ...]:
+    """The features an ``anthropic-beta`` header turns on (comma-separated, as the SDKs send them)."""
+    if not header:
+        return ()
+    return tuple(dict.fromkeys(b for b in (part.strip() for part in header.split(",")) if b))
+
+
+def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -> MessagesIntent | None:
+    """The thinking, effort, strict tools and betas asked for, as asked (None when none of them)."""
     effort = req.output_config.effort if req.output_config is not None else None
     thinking = isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive)
     strict = any(isinstance(t, CustomTool) and t.strict for t in req.tools or ())
-    if effort is None and not thinking and not strict:
+    if effort is None and not thinking and not strict and not betas:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
     adaptive = isinstance(req.thinking, ThinkingAdaptive)
     display = req.thinking.display if isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive) else None
-    return MessagesIntent(thinking, budget, adaptive, display, effort=effort, anthropic_strict=strict)
+    return MessagesIntent(
+        thinking, budget, adaptive, display, effort=effort, anthropic_strict=strict, betas=betas
+    )
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -91,7 +91,7 @@ from uniinfer.types.chat import (
     ToolCallDelta,
 )
 
-__all__ = ["API_VERSION", "AnthropicAdapter", "AnthropicStreamDecoder"]
+__all__ = ["API_VERSION", "AnthropicAdapter", "AnthropicStreamDecoder", "with_betas"]
 
 Block = dict[str, Any]
 
@@ -177,7 +177,7 @@ class AnthropicAdapter(ProviderAdapter):
         except UniInferError as exc:
             exc.provider = exc.provider or self.name
             raise
-        return HttpRequest(self._messages_url(), orjson.dumps(payload), self._headers())
+        return HttpRequest(self._messages_url(), orjson.dumps(payload), self._headers(request))
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """``reasoning_effort`` when thinking must be left off (an open tool loop without signed thinking)."""
@@ -203,16 +203,33 @@ class AnthropicAdapter(ProviderAdapter):
             err.param = _param_of(err.message.removeprefix(f"{self.name}: "))
         return err
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
+        """Key, version and the betas (:func:`with_betas`)."""
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if self.endpoint.api_key:
             headers["x-api-key"] = self.endpoint.api_key
         headers.update(self.endpoint.headers)
-        return headers
+        return with_betas(headers, request)
 
     def _messages_url(self) -> str:
         base = self.endpoint.base_url.rstrip("/")
         return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+
+def with_betas(headers: dict[str, str], request: ChatRequest) -> dict[str, str]:
+    """``headers`` whose ``anthropic-beta`` names the configured features and the client's.
+
+    An Anthropic Messages client's ``anthropic-beta`` (1M context, a beta tool...) turns
+    those features on upstream too, as it would on the Claude API directly.
+    """
+    intent = request.messages_intent
+    if intent is None or not intent.betas:
+        return headers
+    configured = next((v for k, v in headers.items() if k.lower() == "anthropic-beta"), "")
+    merged = {k: v for k, v in headers.items() if k.lower() != "anthropic-beta"}
+    betas = dict.fromkeys([*(b.strip() for b in configured.split(",")), *intent.betas])
+    merged["anthropic-beta"] = ",".join(b for b in betas if b)
+    return merged
 
 
 # --- response ------------------------------------------------------------------

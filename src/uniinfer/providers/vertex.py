@@ -62,7 +62,7 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.anthropic import AnthropicAdapter
+from uniinfer.providers.anthropic import AnthropicAdapter, with_betas
 from uniinfer.providers.base import (
     Endpoint,
     ProviderAdapter,
@@ -155,11 +155,11 @@ class _VertexClaude(AnthropicAdapter):
         payload["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
         method = "streamRawPredict" if stream else "rawPredict"
         url = self.url(f"/models/{quote(model, safe='@')}:{method}")
-        return HttpRequest(url, orjson.dumps(payload), self._headers())
+        return HttpRequest(url, orjson.dumps(payload), self._headers(request))
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
         headers = {"content-type": "application/json", "authorization": self._tokens.authorization()}
-        return merge_headers(headers, self.endpoint.headers)
+        return with_betas(merge_headers(headers, self.endpoint.headers), request)
 
     def redact(self, text: str) -> str:
         return self._tokens.redact(super().redact(text))

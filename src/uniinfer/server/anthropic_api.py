@@ -4,8 +4,12 @@ The official ``anthropic`` SDK (``base_url`` = the server, ``api_key`` = the
 master key, sent as ``x-api-key``) and the tools built on it reach every
 model uniinfer serves: requests are translated by
 :mod:`uniinfer.ingress.anthropic` and go through the same gateway as the
-OpenAI routes. The ``anthropic-version`` and ``anthropic-beta`` headers are
-accepted and not required; query strings (``?beta=true``) are ignored.
+OpenAI routes. The ``anthropic-version`` header is accepted and not required;
+the features an ``anthropic-beta`` header names reach a Claude API upstream in
+its own ``anthropic-beta`` (with any configured for the provider), on the Claude
+API and Vertex AI (Bedrock takes betas in the body, not yet passed; other
+providers have no such switch); query strings
+(``?beta=true``) are ignored.
 
 Errors have Anthropic's shape (:func:`~uniinfer.ingress.anthropic.error_body`)
 and keep ``retry-after``; answers and errors after routing carry the
@@ -36,6 +40,7 @@ from uniinfer.ingress.anthropic import (
     CountTokensRequest,
     MessagesRequest,
     StreamRenderer,
+    anthropic_betas,
     error_body,
     estimate_input_tokens,
     messages_field,
@@ -47,7 +52,7 @@ from uniinfer.routing.group import Member
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import SSE_HEADERS, Headers, error_headers, json_body, route_headers, send_bytes
 from uniinfer.stages import RequestContext, Route
-from uniinfer.types import ChatRequest
+from uniinfer.types import ChatRequest, MessagesIntent
 
 __all__ = ["ROUTES"]
 
@@ -57,7 +62,7 @@ _COUNT_HEADER = b"x-uniinfer-token-count"
 async def messages(app: App, request: Request) -> None:
     """``POST /v1/messages``."""
     req = parse_anthropic(MessagesRequest, json_body(request.body))
-    chat = to_chat_request(req)
+    chat = to_chat_request(req, _betas(request))
     ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
     if req.stream:
         await _stream(app, request, req, chat, ctx)
@@ -119,7 +124,7 @@ async def count_tokens(app: App, request: Request) -> None:
     """``POST /v1/messages/count_tokens``: forwarded to Anthropic, or estimated."""
     data = json_body(request.body)
     req = parse_anthropic(CountTokensRequest, data)
-    chat = to_chat_request(req)
+    chat = to_chat_request(req, _betas(request))
     ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
     member = app.gateway.router.decide(req.model, chat, ctx).group.members[0]
     if app.config.provider_type(member.target.provider) == "anthropic":
@@ -143,9 +148,9 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
     # The adapter's own request gives the URL and headers (key, version, configured extras): of a
     # bare request, as what the adapter would refuse in this one (an effort level the model lacks)
     # is the provider's to judge here, and the body sent is the client's own.
-    template = adapter.chat_request(_bare(chat.model), target.model, stream=False)
+    template = adapter.chat_request(_bare(chat), target.model, stream=False)
     url = template.url.rstrip("/") + "/count_tokens"
-    payload = orjson.dumps({**data, "model": target.model})
+    payload = orjson.dumps({**_current(data), "model": target.model})
     resp = await http.send(HttpRequest(url, payload, template.headers), member.timeouts, target.provider)
     if resp.status == 404:
         return None
@@ -164,8 +169,29 @@ async def _upstream_count(app: App, member: Member, chat: ChatRequest, data: dic
     return counted
 
 
-def _bare(model: str) -> ChatRequest:
-    return ChatRequest.model_validate({"model": model, "messages": [{"role": "user", "content": "."}]})
+def _bare(chat: ChatRequest) -> ChatRequest:
+    """A request with nothing of ``chat``'s but its model and its betas (headers)."""
+    bare = ChatRequest.model_validate({"model": chat.model, "messages": [{"role": "user", "content": "."}]})
+    intent = chat.messages_intent
+    return bare.with_messages_intent(MessagesIntent(False, betas=intent.betas)) if intent else bare
+
+
+def _current(data: dict[str, Any]) -> dict[str, Any]:
+    """The client's body with the deprecated beta ``output_format`` as ``output_config.format``,
+    as ``/v1/messages`` reads it (the count endpoint may refuse the old name)."""
+    if "output_format" not in data:
+        return data
+    data = dict(data)
+    config = dict(data.get("output_config") or {})
+    config.setdefault("format", data.pop("output_format"))
+    data.pop("output_format", None)
+    return {**data, "output_config": config}
+
+
+def _betas(request: Request) -> tuple[str, ...]:
+    """The client's ``anthropic-beta`` features (the Claude API gets them; see :class:`MessagesIntent`)."""
+    header = request.headers.get(b"anthropic-beta")
+    return anthropic_betas(header.decode("latin-1")) if header else ()
 
 
 async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:

@@ -418,7 +418,7 @@ class ChatRequest(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class MessagesIntent:
-    """An Anthropic Messages client's thinking, effort and strict tools, as it asked for them.
+    """An Anthropic Messages client's thinking, effort, strict tools and betas, as it asked for them.
 
     ``reasoning_effort`` alone cannot tell "think, with this budget" from "spend
     this much effort": ``output_config.effort`` works with thinking off, and
@@ -438,6 +438,9 @@ class MessagesIntent:
     #: Whether its tools' ``strict`` follows Anthropic's rules, where a property may be
     #: optional (OpenAI's strict mode refuses such a schema; its adapter sends it loose).
     anthropic_strict: bool = False
+    #: The ``anthropic-beta`` features it sent (``context-1m-2025-08-07``, ...), for the Claude
+    #: API; other providers have no such switch (and no such features).
+    betas: tuple[str, ...] = ()
 
 
 class _IntentChatRequest(ChatRequest):
