@@ -430,6 +430,16 @@ def test_chat_parameter_names_become_responses_names_in_errors() -> None:
         "text.verbosity",
         "provider 'a' does not support the parameter(s) text.verbosity",
     )
+    # any error the gateway itself raised, in its message too
+    error = rename_error(
+        InvalidRequestError(
+            "thinking needs 'max_completion_tokens' above 1024", param="max_completion_tokens"
+        )
+    )
+    assert (error.param, error.message) == (
+        "max_output_tokens",
+        "thinking needs 'max_output_tokens' above 1024",
+    )
     upstream = rename_error(
         InvalidRequestError("max_tokens: too big", param="max_tokens", upstream_status=400)
     )

@@ -52,7 +52,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
 from uniinfer.ingress.responses_input import to_messages
 from uniinfer.ingress.responses_output import to_response
 from uniinfer.ingress.responses_request import (
@@ -297,7 +297,8 @@ def rename_error(exc: UniInferError) -> UniInferError:
         return exc
     if exc.param is not None:
         exc.param = responses_param(exc.param)
-    if isinstance(exc, UnsupportedParamError | UnsupportedFeatureError):
-        exc.message = _PARAM_WORDS.sub(lambda m: _PARAM_NAMES[m.group(1)], exc.message)
-        exc.args = (exc.message,)
+    message = _PARAM_WORDS.sub(lambda m: _PARAM_NAMES[m.group(1)], exc.message)
+    if message != exc.message:
+        exc.message = message
+        exc.args = (message,)
     return exc
