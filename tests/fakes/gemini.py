@@ -16,7 +16,9 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
 - ``cache``  ``cachedContentTokenCount`` (half the prompt) in usage
 - ``tiny``   a 16-token context: longer prompts get the real "input token count" 400
 - ``tool``   a ``functionCall`` to the first declared function, args ``{"location": "Paris"}``
-  (also ``-tool`` anywhere in the name, e.g. ``gemini-3-flash-tool``); with ``parallel`` in
+  (also ``-tool`` anywhere in the name, e.g. ``gemini-3-flash-tool``), unless
+  ``functionCallingConfig.mode`` is ``NONE``; any model calls with mode ``ANY``, and only
+  the ``allowedFunctionNames`` when given; with ``parallel`` in
   the name, one ``functionCall`` part per declared function, with ``preamble`` a text part
   ``"Let me check."`` before them
 - ``malformed`` (anywhere in the name) a candidate with no content and
@@ -55,6 +57,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.common import FakeProvider, abort, mode_of, stream_response
+from tests.fakes.structured import instance
 
 __all__ = ["API_KEY", "DUMMY_SIGNATURES", "PREAMBLE", "gemini_app", "signature_of"]
 
@@ -387,7 +390,14 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
     """The parts of one candidate (thought first for ``think`` models; signed for Gemini 3)."""
     parts: list[Json] = [{"text": "Let me think.", "thought": True}] if "think" in model else []
     declared = [d for t in body.get("tools", []) for d in t.get("functionDeclarations", [])]
-    if (mode_of(model).tool or "-tool" in model) and declared:
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    allowed = calling.get("allowedFunctionNames")
+    if allowed:
+        declared = [d for d in declared if d["name"] in allowed]
+    # toolConfig as the API reads it: NONE never calls, ANY always does, AUTO (and VALIDATED)
+    # leaves it to the model (here: its name)
+    calls_tools = calling.get("mode") == "ANY" or (mode_of(model).tool or "-tool" in model)
+    if calling.get("mode") != "NONE" and calls_tools and declared:
         if "preamble" in model:
             parts.append({"text": PREAMBLE})
         calls: list[Json] = []
@@ -398,9 +408,11 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
             calls[0]["thoughtSignature"] = signature_of(calls[0]["functionCall"])
         return [*parts, *calls]
     text = _last_user_text(body["contents"])
-    if body.get("generationConfig", {}).get("responseMimeType") == "application/json":
-        # JSON mode / structured output: the real API answers with a JSON document
-        answer: Json = {"text": orjson.dumps({"echo": text}).decode()}
+    config = body.get("generationConfig", {})
+    if config.get("responseMimeType") == "application/json":
+        # JSON mode / structured output: the real API answers with a JSON document, of the schema
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        answer: Json = {"text": orjson.dumps(instance(schema, text) if schema else {"echo": text}).decode()}
     else:
         answer = {"text": f"echo: {text}"}
     if _is_gemini_3(model):  # without calls, the signature is on the last part

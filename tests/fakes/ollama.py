@@ -56,6 +56,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
+from tests.fakes.structured import instance
 
 __all__ = ["DEFAULT_MODELS", "ollama_app"]
 
@@ -370,7 +371,11 @@ def _answer(body: dict[str, Any], mode: Mode) -> tuple[str, str, list[dict[str, 
                 call = {"id": f"call_{secrets.token_hex(4)}", **call}
             calls.append(call)
         return thinking, PREAMBLE if "preamble" in model else "", calls, "stop"
-    content = json.dumps({"echo": text}) if body.get("format") else f"echo: {text}"
+    fmt = body.get("format")
+    if isinstance(fmt, dict):  # a JSON schema: structured outputs, an instance of it
+        content = json.dumps(instance(fmt, text))
+    else:
+        content = json.dumps({"echo": text}) if fmt else f"echo: {text}"
     options = body.get("options") or {}
     for stop in options.get("stop") or ():
         if stop and stop in content:  # the answer ends before the sequence, which is left out

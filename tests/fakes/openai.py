@@ -69,6 +69,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.fakes.common import FakeProvider, abort, last_user_text, mode_of, stream_response
+from tests.fakes.structured import instance
 from uniinfer.providers.base import ProviderSpec
 from uniinfer.providers.openai import url_placeholders
 
@@ -897,12 +898,13 @@ class _Answer:
         self.tools = _chosen_tools(body, model)
         self.tool = self.tools[0] if self.tools else None
         text = last_user_text(body["messages"])
-        fmt = (body.get("response_format") or {}).get("type")
-        content = (
-            orjson.dumps({"echo": text}).decode()
-            if fmt in ("json_object", "json_schema")
-            else (f"echo: {text}")
-        )
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":  # constrained decoding: an instance of the schema
+            content = orjson.dumps(instance(fmt["json_schema"].get("schema"), text)).decode()
+        elif fmt.get("type") == "json_object":
+            content = orjson.dumps({"echo": text}).decode()
+        else:
+            content = f"echo: {text}"
         self.reasoning = 5 if "reason" in model else 0
         self.finish = "tool_calls" if self.tool else "stop"
         stops = body.get("stop")

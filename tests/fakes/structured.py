@@ -89,26 +89,32 @@ def _problem(
 
 def instance(schema: Any, text: str, defs: Json | None = None) -> Any:
     """A value matching ``schema`` (a strict one: what constrained decoding could emit), every
-    string ``text``."""
+    string ``text``. A malformed schema gets a value too (the fakes check schemas elsewhere)."""
     if not isinstance(schema, dict):
         return text
-    defs = defs if defs is not None else {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})}
+    if defs is None:
+        defs = {name: d for key in ("$defs", "definitions") for name, d in _dict(schema.get(key)).items()}
     if isinstance(schema.get("$ref"), str):
         return instance(defs.get(schema["$ref"].rpartition("/")[2]), text, defs)
     if "const" in schema:
         return schema["const"]
-    if schema.get("enum"):
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
+        if isinstance(schema.get(key), list) and schema[key]:
             return instance(schema[key][0], text, defs)
     kind = schema.get("type")
     kind = kind[0] if isinstance(kind, list) and kind else kind
+    kind = kind.lower() if isinstance(kind, str) else kind  # Gemini's Schema spells types "OBJECT"
     if kind == "object":
-        props = schema.get("properties") or {}
+        props = _dict(schema.get("properties"))
         required = schema.get("required")
-        names = list(props) if required is None else [n for n in props if n in required]
+        names = list(props) if not isinstance(required, list) else [n for n in props if n in required]
         return {name: instance(props[name], text, defs) for name in names}
     if kind == "array":
         return [instance(schema.get("items"), text, defs)] if schema.get("minItems") == 1 else []
     return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(str(kind), text)
+
+
+def _dict(value: Any) -> Json:
+    return value if isinstance(value, dict) else {}

@@ -55,7 +55,8 @@ STRICT_TOOL: Any = {
 
 
 class Echo(BaseModel):
-    """What the OpenAI and Gemini fakes answer to a JSON schema: ``{"echo": <last user text>}``."""
+    """A schema whose instance the fakes generate is ``{"echo": <last user text>}`` (they answer a
+    JSON schema with an instance of it, every string the last user text)."""
 
     echo: str
 
@@ -282,7 +283,7 @@ async def test_output_format_and_output_config_format_together_are_refused(gw: G
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_openai_gets_the_schema_as_a_strict_response_format(gw: Gateway, stream: bool) -> None:
     message = await _ask(gw.client, stream=stream, model=GPT, messages=QUESTION, output_config=OUTPUT_CONFIG)
-    assert orjson.loads(_text(message)) == {"echo": "Ada Lovelace"}
+    assert orjson.loads(_text(message)) == {"name": "Ada Lovelace", "born": 1}  # of SCHEMA
     assert message.stop_reason == "end_turn"
     [sent] = gw.sent("openai")
     assert sent["response_format"] == {
@@ -306,7 +307,7 @@ async def test_a_schema_with_optional_properties_reaches_openai_without_strict(g
         messages=QUESTION,
         output_config={"format": {"type": "json_schema", "schema": schema}},
     )
-    assert orjson.loads(_text(message)) == {"echo": "Ada Lovelace"}
+    assert orjson.loads(_text(message)) == {"echo": "Ada Lovelace"}  # the required property only
     [sent] = gw.sent("openai")
     assert sent["response_format"]["json_schema"] == {"name": "output", "schema": schema, "strict": False}
 

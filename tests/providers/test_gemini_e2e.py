@@ -196,3 +196,26 @@ async def test_a_gemini_3_tool_loop_can_continue_on_a_provider_that_caps_id_leng
         assert reply.choices[0].message is not None  # accepted: the 40-character cap held
         sent = upstream["requests"][-1]["body"]["messages"]
         assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"] == call.id.partition("__ts")[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "tool_choice", "called"),
+    [
+        ("gemini/gemini-2.5-flash-tool", "none", None),  # a model that would call: not with NONE
+        ("gemini/gemini-2.5-flash", "required", "get_weather"),  # one that would not: with ANY
+        ("gemini/gemini-2.5-flash", {"type": "function", "function": {"name": "get_time"}}, "get_time"),
+    ],
+)
+async def test_tool_choice_decides_the_call_as_gemini_s_tool_config_does(
+    gateway: Gateway, model: str, tool_choice: Any, called: str | None
+) -> None:
+    clock = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    async with openai.AsyncOpenAI(base_url=gateway.base + "/v1", api_key="x", max_retries=0) as sdk:
+        completion = await sdk.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[WEATHER, clock],  # type: ignore[list-item]
+            tool_choice=tool_choice,
+        )
+    calls = completion.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ([called] if called else [])  # type: ignore[union-attr]
