@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -135,22 +134,6 @@ async def test_tuples_are_the_lists_a_python_caller_means(
         with pytest.raises(InvalidRequestError) as info:  # still strict about everything else
             await client.acomplete(model="up/gpt-4o-mini", messages=messages, max_tokens="5")
         assert info.value.param == "max_tokens"
-
-
-async def test_an_async_client_serves_one_event_loop_after_another(config_for: Callable[..., Config]) -> None:
-    client = AsyncClient(config_for())
-    replies: list[str | None] = []
-
-    def script() -> None:  # a script calling asyncio.run twice, or per-test event loops
-        for _ in range(2):
-            reply = asyncio.run(client.acomplete(model="up/gpt-4o-mini", messages=MSG))
-            replies.append(reply.choices[0].message.content)
-        asyncio.run(client.aclose())
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)  # the first loop's socket, left open by it
-        await asyncio.to_thread(_run_sync, script)
-    assert replies == ["echo: hello there"] * 2
 
 
 async def test_a_stream_dropped_without_closing_still_frees_its_connection(

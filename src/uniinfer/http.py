@@ -4,7 +4,11 @@
 use inside the running loop, closed by :meth:`HttpClient.aclose`). It maps
 transport failures to the error tree: a refused or dropped connection is a
 :class:`~uniinfer.errors.ProviderConnectionError`, an exceeded connect, read
-or total timeout a :class:`~uniinfer.errors.ProviderTimeoutError`.
+or total timeout a :class:`~uniinfer.errors.ProviderTimeoutError`. A request
+cut off because the pool itself was closed under it (its client closed) is a
+:class:`~uniinfer.errors.RequestCancelledError` instead: the caller's doing, so
+the router neither retries it, nor falls back, nor holds it against the
+deployment.
 
 Why aiohttp: measured on these machines, its pooled client costs a fraction of
 httpx's per request at high concurrency (see docs/architecture.md).
@@ -24,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from uniinfer.errors import ProviderConnectionError, ProviderTimeoutError
+from uniinfer.errors import ProviderConnectionError, ProviderTimeoutError, RequestCancelledError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -74,9 +78,11 @@ class HttpResponse:
 class StreamingResponse:
     """An open upstream response whose body is read incrementally."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, provider: str, session: aiohttp.ClientSession) -> None:
         self._resp = resp
         self._provider = provider
+        #: The pool it came from: a read failing once that is closed was cut off by the close.
+        self._session = session
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -87,7 +93,11 @@ class StreamingResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider) from exc
+            raise _transport_error(exc, self._provider, self._session) from exc
+        except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
+            if not self._session.closed:
+                raise
+            raise _cut_by_close() from exc
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
@@ -96,7 +106,11 @@ class StreamingResponse:
         try:
             return await self._resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider) from exc
+            raise _transport_error(exc, self._provider, self._session) from exc
+        except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
+            if not self._session.closed:
+                raise
+            raise _cut_by_close() from exc
 
     def at_eof(self) -> bool:
         """The whole body has arrived and been read."""
@@ -114,7 +128,11 @@ class StreamingResponse:
                     return
                 yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider) from exc
+            raise _transport_error(exc, self._provider, self._session) from exc
+        except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
+            if not self._session.closed:
+                raise
+            raise _cut_by_close() from exc
 
 
 class HttpClient:
@@ -125,6 +143,8 @@ class HttpClient:
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        #: Set by :meth:`seal`: no pool is opened any more.
+        self._sealed = False
         #: aiohttp's timeout per Timeouts object, by identity (a dataclass hash and
         #: equality check per request cost more than building the key): (object, timeout)
         self._timeouts: dict[int, tuple[Timeouts, aiohttp.ClientTimeout]] = {}
@@ -136,6 +156,8 @@ class HttpClient:
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed or session._loop.is_closed():
+            if self._sealed:
+                raise RequestCancelledError("the client is closed: it sends no more requests")
             import aiohttp
 
             if session is not None and not session.closed:
@@ -195,7 +217,11 @@ class HttpClient:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider) from exc
+            raise _transport_error(exc, provider, session) from exc
+        except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
+            if not session.closed:
+                raise
+            raise _cut_by_close() from exc
 
     async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
@@ -216,8 +242,12 @@ class HttpClient:
                 timeout=self._timeout(timeouts),
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider) from exc
-        return StreamingResponse(resp, provider)
+            raise _transport_error(exc, provider, session) from exc
+        except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
+            if not session.closed:
+                raise
+            raise _cut_by_close() from exc
+        return StreamingResponse(resp, provider, session)
 
     @staticmethod
     def close_stream(stream: StreamingResponse, *, complete: bool) -> None:
@@ -246,7 +276,18 @@ class HttpClient:
             return 0
         return len(getattr(session.connector, "_acquired", ()))
 
+    def seal(self) -> None:
+        """Open no pool from now on: a request raises :class:`~uniinfer.errors.RequestCancelledError`.
+
+        For an owner that closes for good (the SDK's clients): a request still in
+        flight when it closed (asleep between two retries, say) must not open a
+        fresh pool that nothing would close. :meth:`aclose` alone leaves the client
+        able to open a new pool on next use.
+        """
+        self._sealed = True
+
     async def aclose(self) -> None:
+        """Close the pool; requests in flight on it fail with RequestCancelledError."""
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
@@ -267,9 +308,19 @@ def _abandon(session: aiohttp.ClientSession) -> None:
             connector._close()
 
 
-def _transport_error(exc: BaseException, provider: str) -> ProviderConnectionError | ProviderTimeoutError:
+def _cut_by_close() -> RequestCancelledError:
+    """A request the closing pool cut off: no provider named, it did nothing wrong."""
+    return RequestCancelledError("the client was closed while this request was in flight")
+
+
+def _transport_error(
+    exc: BaseException, provider: str, session: aiohttp.ClientSession
+) -> ProviderConnectionError | ProviderTimeoutError | RequestCancelledError:
+    """The error for a failed exchange; once ``session`` is closed, the close cut it off."""
     import aiohttp
 
+    if session.closed:
+        return _cut_by_close()
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         # which timer fired: the operator's lead to the setting (providers.<name>.timeout)
         if isinstance(exc, aiohttp.ConnectionTimeoutError):

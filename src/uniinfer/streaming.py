@@ -204,6 +204,19 @@ class ChatStream:
             error = RequestCancelledError("the caller closed the stream before its end")
         await self._finish(error)
 
+    async def cancel(self, error: RequestCancelledError) -> None:
+        """End the stream from outside (its client closed): iterating it from now on raises ``error``.
+
+        As :meth:`aclose`, with ``error`` as the record, and chunks already decoded
+        but not handed out dropped: nothing comes out of a stream after its close.
+        A stream that has ended already is left as it is.
+        """
+        if self._done:
+            return
+        self._pending.clear()
+        self._failure = error
+        await self._finish(error)
+
     def __del__(self) -> None:
         # The safety net for a stream dropped without aclose(): its connection goes, and
         # its deployment's in-flight count with it, so routing does not skew. The
