@@ -23,6 +23,7 @@ from uniinfer.errors import (
     ProviderOverloadedError,
     ProviderTimeoutError,
     RateLimitError,
+    RequestCancelledError,
 )
 from uniinfer.gateway import Gateway
 from uniinfer.routing.breaker import BreakerState
@@ -364,6 +365,18 @@ async def test_a_probe_answered_with_429_leaves_the_circuit_unproven(
     assert ctx.route is not None
     assert ctx.route.upstream_model == "gpt-a"
     assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_probe_cut_by_its_caller_leaves_the_circuit_unproven(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    gw = await _with_a_s_circuit_open(build, plan)
+    state = gw.router.states["up/gpt-a"]
+    clock.now += 5
+    assert state.breaker.acquire()  # the probe goes out; its client closes under it
+    gw.router._record_failure(state, RequestCancelledError("the client was closed"))
+    assert state.breaker.state is BreakerState.HALF_OPEN  # not closed by an answer nobody heard
+    assert state.breaker.available()  # and the next request may probe
 
 
 async def test_a_request_refused_before_sending_leaves_the_circuit_as_it_was(

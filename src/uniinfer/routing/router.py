@@ -46,6 +46,7 @@ from uniinfer.errors import (
     ModelNotFoundError,
     ProviderOverloadedError,
     RateLimitError,
+    RequestCancelledError,
     UniInferError,
 )
 from uniinfer.http import Timeouts
@@ -452,8 +453,11 @@ class Router:
             state.breaker.release()
             if exc.retry_after:
                 state.cooldown_until = self._clock() + exc.retry_after
-        elif is_target_mismatch(exc):
-            state.breaker.release()  # refused before it was sent: no word on the deployment's health
+        elif is_target_mismatch(exc) or isinstance(exc, RequestCancelledError):
+            # refused before it was sent, or cut by the caller (its client closed): no word on
+            # the deployment's health (a cancelled probe that counted as a success would close
+            # the circuit on a deployment nobody heard from)
+            state.breaker.release()
         else:
             state.breaker.record(not exc.retryable)
 
