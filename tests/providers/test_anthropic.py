@@ -506,6 +506,62 @@ async def test_fake_opus_4_7_thinks_adaptively_for_an_openai_client(client: Http
     assert app["requests"][-1]["thinking"] == {"type": "adaptive", "display": "summarized"}
 
 
+@pytest.mark.parametrize(
+    ("fields", "conflict", "kept"),
+    [
+        # the API: "Thinking may not be enabled when tool_choice forces tool use"
+        ({"tools": [WEATHER], "tool_choice": "required"}, "reasoning_effort", "tool_choice"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+            "reasoning_effort",
+            "tool_choice",
+        ),
+        # "temperature may only be set to 1 when thinking is enabled"; top_k never; top_p from 0.95
+        ({"temperature": 0.2}, "temperature", "thinking"),
+        ({"top_p": 0.5}, "top_p", "thinking"),
+    ],
+)
+async def test_what_cannot_go_with_thinking_is_refused_or_dropped_before_sending(
+    fields: dict[str, Any], conflict: str, kept: str
+) -> None:
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        for drop in (False, True):
+            config = make_config(
+                f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
+                f"providers:\n  anthropic: {{base_url: '{url}', api_key: {KEY}}}\n"
+            )
+            gateway = Gateway(config)
+            ctx = RequestContext("chat")
+            request = chat(
+                model="anthropic/claude-sonnet-4-5", reasoning_effort="low", max_tokens=4000, **fields
+            )
+            try:
+                if drop:
+                    await gateway.chat(request, ctx)  # the fake would 400 the conflict
+                    assert ctx.route is not None
+                    assert ctx.route.dropped_params == (conflict,)
+                    sent_body = app["requests"][-1]
+                    assert ("thinking" if conflict == "reasoning_effort" else conflict) not in sent_body
+                    assert kept in sent_body
+                else:
+                    with pytest.raises(UnsupportedParamError) as info:
+                        await gateway.chat(request, ctx)
+                    assert info.value.param == conflict
+                    assert "settings.drop_unsupported_params" in info.value.message
+                    assert not app["requests"]  # refused before sending
+            finally:
+                await gateway.aclose()
+
+
+def test_sampling_that_thinking_allows_still_goes_with_it() -> None:
+    body = sent(chat(reasoning_effort="low", max_tokens=4000, temperature=1, top_p=0.97))
+    assert (body["temperature"], body["top_p"], body["thinking"]["type"]) == (1, 0.97, "enabled")
+    # and with thinking left out of an open tool loop, nothing conflicts
+    loop = sent(chat(tool_history()[:4], reasoning_effort="low", temperature=0.2, tools=[WEATHER]))
+    assert "thinking" not in loop and loop["temperature"] == 0.2
+
+
 def test_an_effort_is_not_sent_once_reasoning_effort_was_dropped() -> None:
     request = chat(reasoning_effort="low", max_tokens=900).with_messages_intent(
         MessagesIntent(thinking=False, effort="low")

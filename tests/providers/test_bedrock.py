@@ -1478,3 +1478,27 @@ def test_fake_refuses_a_tool_use_id_outside_the_documented_pattern(side: str) ->
                 block[side]["toolUseId"] = "functions.get_weather:0"
     with pytest.raises(AwsError, match="toolUseId matching"):
         validate(body, CHAT_MODEL)
+
+
+@pytest.mark.parametrize(
+    ("fields", "conflict"),
+    [
+        ({"tools": [WEATHER], "tool_choice": "required"}, "reasoning_effort"),
+        ({"temperature": 0.2}, "temperature"),
+    ],
+)
+def test_what_cannot_go_with_claude_s_thinking_is_refused_or_dropped(
+    fields: dict[str, Any], conflict: str
+) -> None:
+    request = chat(reasoning_effort="low", max_tokens=4000, **fields)
+    with pytest.raises(UnsupportedParamError) as info:
+        sent(request)
+    assert info.value.param == conflict
+    adapter = make_adapter()
+    assert adapter.values_refused(request, CHAT_MODEL) == (conflict,)
+    body = sent(adapter.without_values(request, CHAT_MODEL, (conflict,)))
+    if conflict == "reasoning_effort":
+        assert "thinking" not in body.get("additionalModelRequestFields", {})
+    else:
+        assert "temperature" not in body["inferenceConfig"]
+        assert body["additionalModelRequestFields"]["thinking"]["type"] == "enabled"

@@ -72,6 +72,8 @@ from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.anthropic_request import (
     messages_payload,
     output_effort,
+    thinking_budget,
+    thinking_conflicts,
     thinking_left_out,
     without_refused,
 )
@@ -160,10 +162,13 @@ class AnthropicAdapter(ProviderAdapter):
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
-        (``output_config.effort``) the model lacks."""
+        (``output_config.effort``) the model lacks; what cannot go with the thinking asked
+        for (:func:`~uniinfer.providers.anthropic_request.thinking_conflicts`)."""
         strict = () if not request.tools or self.structured_outputs(model) else strict_tools(request)
         effort = output_effort(request, model)
-        return (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
+        refused = (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
+        thinking_on = thinking_budget(request) is not None and not thinking_left_out(request)
+        return refused + thinking_conflicts(request, thinking_on)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""

@@ -71,7 +71,12 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.anthropic_request import output_effort, without_refused
+from uniinfer.providers.anthropic_request import (
+    output_effort,
+    thinking_budget,
+    thinking_conflicts,
+    without_refused,
+)
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
     claude_name,
@@ -204,9 +209,12 @@ class BedrockAdapter(ProviderAdapter):
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
         (``output_config.effort``) the Claude model lacks."""
         strict = () if not request.tools or structured_outputs(model) else strict_tools(request)
-        effort = output_effort(request, claude_name(model)) if "anthropic." in model else None
+        claude = "anthropic." in model
+        effort = output_effort(request, claude_name(model)) if claude else None
         refused = effort is not None and effort_refused_on_bedrock(effort, model)
-        return (*strict, EFFORT_PARAM) if refused else strict
+        names = (*strict, EFFORT_PARAM) if refused else strict
+        thinking_on = claude and thinking_budget(request) is not None and not thinking_left_out(request)
+        return names + thinking_conflicts(request, thinking_on)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""

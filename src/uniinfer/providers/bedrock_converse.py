@@ -73,6 +73,8 @@ from uniinfer.providers.anthropic_request import (
     enabled_thinking,
     output_effort,
     thinking_budget,
+    thinking_conflict_error,
+    thinking_conflicts,
 )
 from uniinfer.providers.base import chunk_id
 from uniinfer.providers.claude_models import effort_error, effort_refused, takes_sampling, thinks_adaptively
@@ -264,6 +266,9 @@ def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) 
         fields.update({"top_k": r.top_k} if "anthropic." in model else {"inferenceConfig": {"topK": r.top_k}})
     budget = thinking_budget(r)
     if budget is not None and not tool_loop:
+        conflicts = thinking_conflicts(r, thinking_on=True)
+        if conflicts:  # a value refused (BedrockAdapter.values_refused): dropped when configured
+            raise thinking_conflict_error("bedrock", model, conflicts[0])
         if thinks_adaptively(r, claude_name(model)):
             config.setdefault("maxTokens", budget + _DEFAULT_MAX_TOKENS)
             fields["thinking"] = adaptive_thinking(r)
