@@ -24,6 +24,7 @@ from uniinfer.errors import (
     ProviderTimeoutError,
     RateLimitError,
     RequestCancelledError,
+    UniInferError,
 )
 from uniinfer.gateway import Gateway
 from uniinfer.routing.breaker import BreakerState
@@ -292,6 +293,21 @@ async def test_stream_failure_before_the_first_chunk_falls_back(
     assert ctx.route.failed == ["up/gpt-a"]
     assert gw.router.states["up/gpt-b"].in_flight == 0
     assert gw.router.states["up/gpt-b"].ttft is not None
+
+
+async def test_streams_cut_half_way_open_the_circuit_one_sample_each(build: Callable[[str], Gateway]) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/cut-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 4, failure_rate: 0.75, window_seconds: 60}\n"
+    )
+    breaker = gw.router.states["up/cut-a"].breaker
+    for n in range(4):
+        assert breaker.state is BreakerState.CLOSED, n  # 3 failed streams are 3 samples, not 6
+        stream = await gw.stream(chat("m", stream=True), RequestContext("chat"))
+        with pytest.raises(UniInferError):  # the first chunk came; then the connection was cut
+            async for _ in stream:
+                pass
+    assert breaker.state is BreakerState.OPEN  # 4 of 4 failed: was never opened (4 successes counted too)
 
 
 async def test_weighted_group_spreads_by_weight(build: Callable[[str], Gateway]) -> None:

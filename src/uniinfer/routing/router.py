@@ -436,7 +436,8 @@ class Router:
             state.breaker.release()
             raise
         else:
-            state.breaker.record(True)
+            if not stream:  # a stream's verdict is its end (DeploymentState.stream_ended): one per request
+                state.breaker.record(True)
             state.observe_latency(self._clock() - started, first_token=stream)
             handed_off = stream
             dep = member.config

@@ -88,11 +88,15 @@ class DeploymentState:
         self.window.add(tokens=tokens)
 
     def stream_ended(self, *, tokens: int, failed: bool) -> None:
-        """A stream the router handed out ended: free its slot, count its tokens and health."""
+        """A stream the router handed out ended: free its slot, count its tokens and health.
+
+        The breaker hears of a stream once, here: its first chunk proved less than its
+        end does (a deployment cutting every stream half-way must open its circuit),
+        and counting both would make one request two samples.
+        """
         self.in_flight -= 1
         self.window.add(tokens=tokens)
-        if failed:
-            self.breaker.record(False)
+        self.breaker.record(not failed)
 
     def observe_latency(self, seconds: float, *, first_token: bool = False) -> None:
         if first_token:
