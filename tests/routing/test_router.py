@@ -20,6 +20,7 @@ from tests.fakes.openai import openai_app
 from uniinfer.config import Config
 from uniinfer.errors import (
     InvalidRequestError,
+    ModelNotFoundError,
     ProviderOverloadedError,
     ProviderTimeoutError,
     RateLimitError,
@@ -308,6 +309,34 @@ async def test_streams_cut_half_way_open_the_circuit_one_sample_each(build: Call
             async for _ in stream:
                 pass
     assert breaker.state is BreakerState.OPEN  # 4 of 4 failed: was never opened (4 successes counted too)
+
+
+async def test_without_direct_routing_callers_get_only_configured_names_but_the_config_s_own_targets_serve(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+) -> None:
+    gw = build(
+        "settings: {allow_direct_routing: false}\n"
+        "models:\n  m: {deployments: [up/gpt-a], fallbacks: {default: [up/gpt-fb]}}\n"
+        "  ab: {deployments: [up/gpt-ab]}\n"
+        "routing:\n  retry: {max_retries: 0}\n"
+        "  rules: [{name: pinned, when: {headers: {x-pin: '1'}}, route: {model: up/gpt-ruled}}]\n"
+        "  experiments: [{name: ex, model: ab, variants: [{name: a, model: up/gpt-variant, weight: 1}, {name: b, model: up/gpt-variant, weight: 1}]}]\n"
+    )
+    with pytest.raises(ModelNotFoundError):
+        await gw.chat(chat("up/gpt-fb"))  # a caller's provider/model: refused
+    plan["gpt-a"] = [500]
+    ctx = await run(gw, "m")  # the group's own fallback: served
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-fb"
+    with pytest.raises(ModelNotFoundError):
+        await gw.chat(chat("up/gpt-fb"))  # and still refused to callers once it has served
+    ruled = RequestContext("chat", headers={"x-pin": "1"})
+    await gw.chat(chat("m"), ruled)
+    assert ruled.route is not None
+    assert ruled.route.upstream_model == "gpt-ruled"
+    ctx = await run(gw, "ab")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-variant"
 
 
 async def test_weighted_group_spreads_by_weight(build: Callable[[str], Gateway]) -> None:

@@ -196,12 +196,14 @@ class Router:
                 ctx.headers,
             )
             variant = assign(experiment, key, self._rng)
-            decision = self._decide_model(variant.model, request, ctx)
+            decision = self._decide_model(variant.model, request, ctx, configured=True)
             decision.experiment, decision.variant = experiment.name, variant.name
             return decision
         return self._decide_model(model, request, ctx)
 
-    def _decide_model(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
+    def _decide_model(
+        self, model: str, request: ChatRequest | None, ctx: RequestContext, *, configured: bool = False
+    ) -> Decision:
         features: Features | None = None
         rules = self.rules
         if request is not None and rules.applies_to(model):
@@ -212,14 +214,16 @@ class Router:
                 if rule.route.profile is not None:
                     group = self._profile_group(rule.route.profile)
                     return Decision(group, rule=rule.name, profile=rule.route.profile, features=features)
-                return Decision(self.group(rule.route.model or model), rule=rule.name, features=features)
+                routed = rule.route.model
+                group = self.group(routed or model, configured=configured or routed is not None)
+                return Decision(group, rule=rule.name, features=features)
         if model == AUTO_MODEL:
             profile = self.config.routing.default_profile
             return Decision(self._profile_group(profile), profile=profile, features=features)
         if model.startswith(PROFILE_PREFIX):
             profile = model[len(PROFILE_PREFIX) :]
             return Decision(self._profile_group(profile), profile=profile, features=features)
-        return Decision(self.group(model), features=features)
+        return Decision(self.group(model, configured=configured), features=features)
 
     def _rule_input(
         self, model: str, request: ChatRequest, features: Features | None, ctx: RequestContext
@@ -242,9 +246,18 @@ class Router:
             raise ModelNotFoundError(f"profile '{name}' has no deployments to choose from", param="model")
         return group
 
-    def group(self, model: str) -> Group:
-        """A configured group, or a one-deployment group for ``provider/model``."""
-        found = self.groups.get(model) or self._direct.get(model)
+    def group(self, model: str, *, configured: bool = False) -> Group:
+        """A configured group, or a one-deployment group for ``provider/model``.
+
+        ``settings.allow_direct_routing: false`` refuses ``provider/model`` from callers
+        only: one the configuration names itself (a fallback, a rule's route, an
+        experiment's variant: ``configured``) is the operator's choice, and is served.
+        """
+        found = self.groups.get(model)
+        if found is not None:
+            return found
+        direct = configured or self.config.settings.allow_direct_routing
+        found = self._direct.get(model) if direct else None
         if found is not None:
             return found
         provider, sep, upstream = model.partition("/")
@@ -254,7 +267,7 @@ class Router:
             raise ModelNotFoundError(
                 f"model {model!r} does not exist: a model name has no control characters", param="model"
             )
-        if sep and upstream and self.config.settings.allow_direct_routing:
+        if sep and upstream and direct:
             if provider in self._adapters:
                 found = self._group(model, [Deployment(provider=provider, model=upstream)])
                 if len(self._direct) >= _DIRECT_CACHE_LIMIT:
@@ -504,7 +517,7 @@ class Router:
             names = [fb.content_filter]
         elif error is None or is_retryable(error, group.retry) or is_target_mismatch(error):
             names = list(fb.default)
-        return [self.group(n) for n in names]
+        return [self.group(n, configured=True) for n in names]
 
     def _unavailable(self, group: Group) -> UniInferError:
         """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded."""
