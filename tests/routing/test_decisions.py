@@ -187,6 +187,27 @@ async def test_experiment_assignment_is_sticky_and_recorded(gateway: Gateway) ->
     assert report["variants"][0]["variant"] == "control"
 
 
+async def test_explain_shows_the_rules_as_matched_against_the_variant(url: str) -> None:
+    config = make_config(
+        CONFIG.format(key=FAKE_KEY, url=url).replace(
+            "when: {task: code, model: uniinfer/auto}",
+            "when: {model: [chat-a, chat-b], headers: {x-up: '1'}}",
+        )
+    )
+    gw = Gateway(config)
+    try:
+        ctx = RequestContext("chat", headers={"x-up": "1"})
+        explained = gw.router.explain(chat("chat", user="u1"), ctx)
+        verdicts = {r["name"]: r["passed"] for r in explained["rules"]}
+        assert explained["matched_rule"] == "code-goes-to-coder"  # for the variant's chat-a or chat-b
+        assert verdicts["code-goes-to-coder"] is True  # the table agrees with the decision
+        served = await routed(gw, chat("chat", user="u1"), {"x-up": "1"})
+        assert served.route is not None
+        assert served.route.rule == "code-goes-to-coder"
+    finally:
+        await gw.aclose()
+
+
 async def test_server_explain_feedback_and_report(config: Config) -> None:
     app = create_app(config)
     async with serve(app) as base, aiohttp.ClientSession() as session:

@@ -303,7 +303,9 @@ class Router:
         """
         decision = self.decide(request.model, request, ctx)
         features = decision.features or analyse(request)
-        rules = self.rules.explain(self._rule_input(request.model, request, features, ctx))
+        # the rules are matched against the model the decision was made for: an experiment's variant
+        matched = self._variant_model(request.model, decision.variant) or request.model
+        rules = self.rules.explain(self._rule_input(matched, request, features, ctx))
         group = decision.group
         order = self._ordered(group, set())
         return {
@@ -326,6 +328,12 @@ class Router:
                 "default": list(group.fallbacks.default),
             },
         }
+
+    def _variant_model(self, model: str, variant: str | None) -> str | None:
+        experiment = self._experiments.get(model) if variant is not None else None
+        if experiment is None:
+            return None
+        return next((v.model for v in experiment.variants if v.name == variant), None)
 
     def _describe(self, member: Member) -> dict[str, Any]:
         state, dep = member.state, member.config
