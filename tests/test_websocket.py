@@ -11,7 +11,13 @@ import pytest
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
-from uniinfer.errors import AuthenticationError, InvalidRequestError, RateLimitError, UniInferError
+from uniinfer.errors import (
+    AllTargetsFailedError,
+    AuthenticationError,
+    InvalidRequestError,
+    RateLimitError,
+    UniInferError,
+)
 from uniinfer.server import App, create_app
 from uniinfer.ws_client import WebSocketClient
 
@@ -66,12 +72,29 @@ async def test_errors_arrive_typed_per_stream(ws_url: str) -> None:
             async for _ in ws.astream(model="up/gpt-4o-mini", messages=MSG, temperature=5):
                 pass
         assert info.value.param == "temperature"
-        with pytest.raises(RateLimitError):
+        with pytest.raises(RateLimitError) as limited:
             async for _ in ws.astream(model="up/error-429", messages=MSG):
                 pass
+        assert limited.value.retry_after == 7  # what Retry-After says over HTTP
         # the connection survives errors of single streams
         chunks = [c async for c in ws.astream(model="up/gpt-4o-mini", messages=MSG)]
         assert chunks
+
+
+async def test_every_target_failing_arrives_as_all_targets_failed(config_for: Callable[..., Config]) -> None:
+    app = create_app(
+        config_for("models:\n  m: {deployments: [up/error-500, up/error-503]}\n", master_key=MASTER)
+    )
+    async with (
+        serve(app) as base,
+        WebSocketClient(base.replace("http://", "ws://") + "/v1/ws", api_key=MASTER) as ws,
+    ):
+        with pytest.raises(AllTargetsFailedError) as info:
+            async for _ in ws.astream(model="m", messages=MSG):
+                pass
+    assert info.value.code == "all_targets_failed"
+    assert info.value.http_status == 503  # the last attempt's, as an HTTP answer would have
+    assert "up/error-500" in info.value.message
 
 
 async def test_auth_on_connect(ws_url: str) -> None:

@@ -298,6 +298,9 @@ class AllTargetsFailedError(UniInferError):
     type = "api_error"
     hint = "Each attempt's error is listed in the message; fix or add targets."
 
+    #: The status a remote gateway answered with (:meth:`reported`), where there are no attempts.
+    _reported_status: int | None = None
+
     def __init__(self, model: str, attempts: Sequence[tuple[str, UniInferError]]) -> None:
         self.attempts = list(attempts)
         detail = "; ".join(f"{target}: [{err.code}] {err.message}" for target, err in self.attempts)
@@ -310,10 +313,24 @@ class AllTargetsFailedError(UniInferError):
             retry_after=last.retry_after if last else None,
         )
 
+    @classmethod
+    def reported(
+        cls, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> AllTargetsFailedError:
+        """The error as a remote gateway reported it: its message lists the attempts, which are
+        not rebuilt; its status and ``retry_after`` are kept."""
+        error = cls.__new__(cls)
+        UniInferError.__init__(error, message, retry_after=retry_after)
+        error.attempts = []
+        error._reported_status = status
+        return error
+
     @property
     def http_status(self) -> int:
         # The last attempt decides: a caller who can wait out a 429 should see 429.
-        return self.attempts[-1][1].http_status if self.attempts else self.status
+        if self.attempts:
+            return self.attempts[-1][1].http_status
+        return self._reported_status or self.status
 
 
 class ServiceUnavailableError(UniInferError):
@@ -404,12 +421,22 @@ def error_from_status(
     return cls(message, **kwargs)
 
 
-def error_from_code(code: str, message: str, *, param: str | None = None) -> UniInferError:
-    """The error class for a wire ``code`` (e.g. from a remote gateway's error body)."""
+def error_from_code(
+    code: str,
+    message: str,
+    *,
+    param: str | None = None,
+    status: int | None = None,
+    retry_after: float | None = None,
+) -> UniInferError:
+    """The error class for a wire ``code`` (e.g. from a remote gateway's error body), with the
+    ``retry_after`` it reported (and, for ``all_targets_failed``, its status)."""
+    if code == AllTargetsFailedError.code:
+        return AllTargetsFailedError.reported(message, status=status, retry_after=retry_after)
     for cls in catalogue():
-        if cls.code == code and cls is not AllTargetsFailedError:
-            return cls(message, param=param)
-    return UniInferError(message, param=param)
+        if cls.code == code:
+            return cls(message, param=param, retry_after=retry_after)
+    return UniInferError(message, param=param, retry_after=retry_after)
 
 
 def catalogue() -> list[type[UniInferError]]:

@@ -103,7 +103,13 @@ class WebSocketClient:
                 elif kind == "error":
                     err = frame.get("error", {})
                     queue.put_nowait(
-                        error_from_code(str(err.get("code")), str(err.get("message")), param=err.get("param"))
+                        error_from_code(
+                            str(err.get("code")),
+                            str(err.get("message")),
+                            param=err.get("param"),
+                            status=err.get("status"),
+                            retry_after=err.get("retry_after"),
+                        )
                     )
         finally:
             gone = ProviderConnectionError("the WebSocket connection closed")

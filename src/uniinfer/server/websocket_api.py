@@ -201,6 +201,10 @@ class _Connection:
     async def _error(self, stream_id: str | None, exc: UniInferError) -> None:
         forget_traceback(exc)
         frame: dict[str, Any] = {"type": "error", **exc.to_openai()}
+        # what an HTTP answer says in its status line and Retry-After header
+        frame["error"]["status"] = exc.http_status
+        if exc.retry_after is not None:
+            frame["error"]["retry_after"] = exc.retry_after
         if stream_id is not None:
             frame["id"] = stream_id
         await self._write(orjson.dumps(frame).decode())
