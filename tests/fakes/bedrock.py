@@ -665,6 +665,11 @@ def _check_tool_result(result: Any, where: str) -> None:
             raise invalid(
                 f"The content at {where}.toolResult.content.{k} must contain exactly one of: json, text, image, document"
             )
+        if "text" in part and not (isinstance(part["text"], str) and part["text"].strip()):
+            raise invalid(
+                f"The text field in the ContentBlock object at {where}.toolResult.content.{k} is blank. "
+                "Add text to the text field, and try again."
+            )
 
 
 def _claude_name(model: str) -> str:

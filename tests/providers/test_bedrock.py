@@ -1502,3 +1502,28 @@ def test_what_cannot_go_with_claude_s_thinking_is_refused_or_dropped(
     else:
         assert "temperature" not in body["inferenceConfig"]
         assert body["additionalModelRequestFields"]["thinking"]["type"] == "enabled"
+
+
+async def test_blank_text_never_reaches_converse_and_an_empty_tool_result_says_so(
+    fake: tuple[web.Application, str], client: HttpClient
+) -> None:
+    # Converse refuses a blank text block (400) anywhere, so an empty tool result would stick
+    # the conversation: every later turn would send it again
+    history = tool_history()[:3]
+    history[1]["tool_calls"] = history[1]["tool_calls"][:1]
+    history[1]["content"] = "\n"
+    history[2]["content"] = ""
+    messages = [
+        {"role": "system", "content": "\n\n"},
+        *history,
+        {"role": "user", "content": [{"type": "text", "text": " "}, {"type": "text", "text": "and so?"}]},
+    ]
+    _, url = fake
+    reply = await call(client, await ready(url, client), chat(messages, tools=[WEATHER]))
+    assert reply.choices[0].message.content
+    body = sent(chat(messages, tools=[WEATHER]))
+    assert "system" not in body
+    assert body["messages"][1]["content"] == [
+        {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"location": "Paris"}}}
+    ]
+    assert body["messages"][2]["content"][0]["toolResult"]["content"] == [{"text": "(no output)"}]

@@ -10,8 +10,9 @@ user parts ``{"text"}`` / ``{"image": {"format", "source": {"bytes"}}}`` blocks
 naming the part); assistant ``tool_calls`` ``toolUse`` blocks; ``tool``
 messages ``toolResult`` blocks of a user turn (``{"json"}`` for a JSON object,
 else ``{"text"}``; OpenAI tool messages carry no error flag, so no ``status``).
-Same-role turns are merged (roles must alternate), blank text is dropped
-(Converse rejects it), earlier ``reasoning_content`` is not sent back.
+Same-role turns are merged (roles must alternate), blank (or whitespace-only)
+text is dropped and an empty tool result becomes ``"(no output)"`` (Converse
+rejects a blank text block), earlier ``reasoning_content`` is not sent back.
 ``inferenceConfig`` takes ``maxTokens``, ``temperature`` (unchanged: Bedrock's
 range is 0..1, OpenAI's 0..2, and Bedrock's 400 names it), ``topP`` and
 ``stopSequences``. ``tool_choice`` auto / required / a function is
@@ -307,7 +308,7 @@ def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
     turns: list[Json] = []
     for i, msg in enumerate(messages):
         if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
-            system += [{"text": t} for t in _texts(msg.content) if t]
+            system += [{"text": t} for t in _texts(msg.content) if t.strip()]
             continue
         if isinstance(msg, chat.AssistantMessage):
             role, blocks = "assistant", _assistant_blocks(msg, i)
@@ -329,12 +330,12 @@ def _texts(content: str | list[Any] | None) -> list[str]:
 
 def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
     if isinstance(content, str):
-        return [{"text": content}] if content else []
+        return [{"text": content}] if content.strip() else []
     blocks: list[Json] = []
     for j, part in enumerate(content):
         where = f"messages[{i}].content[{j}]"
         if isinstance(part, chat.TextPart):
-            if part.text:
+            if part.text.strip():
                 blocks.append({"text": part.text})
         elif isinstance(part, chat.ImagePart):
             blocks.append(_image(part.image_url.url, where))
@@ -370,7 +371,7 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t]
+    blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t.strip()]
     for k, call in enumerate(msg.tool_calls or ()):
         use = {
             "toolUseId": _call_id(call.id),
@@ -392,10 +393,14 @@ def _arguments(call: ToolCall, i: int, k: int) -> Json:
     return value
 
 
+#: A tool result with no text: Converse refuses a blank text block (400), so one stands in.
+EMPTY_RESULT = "(no output)"
+
+
 def _tool_result(msg: chat.ToolMessage) -> Json:
     text = "\n".join(_texts(msg.content))  # an MCP result's text items, one a line
     value = json_object(text)
-    content = {"json": value} if value is not None else {"text": text}
+    content = {"json": value} if value is not None else {"text": text if text.strip() else EMPTY_RESULT}
     return {"toolResult": {"toolUseId": _call_id(msg.tool_call_id), "content": [content]}}
 
 
