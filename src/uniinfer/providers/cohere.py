@@ -244,7 +244,9 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> Block:
     payload.update({k: v for k, v in values.items() if v is not None})
     if request.tools:
         payload["tools"] = [_tool(t) for t in request.tools]
-        if all(t.function.strict for t in request.tools):
+        if any(t.function.strict for t in request.tools):
+            # Cohere's switch covers every tool: a strict tool is a promise of schema-valid
+            # arguments, kept by constraining them all (as Gemini's mode does), not dropped
             payload["strict_tools"] = True
         choice = _tool_choice(request)
         if choice is not None:
