@@ -8,7 +8,8 @@ needed). Like the real service:
 
 - deployment URLs without ``api-version``, or with one it does not know, are a
   404 ``{"error": {"code": "404", "message": "Resource not found"}}``; versions
-  before 2024-09-01 reject ``stream_options`` as an unrecognized argument;
+  before 2024-09-01 reject ``stream_options`` and ``max_completion_tokens`` as
+  unrecognized arguments;
 - auth is the ``api-key`` header or ``Authorization: Bearer <Entra ID token>``;
   anything else is a 401 in Azure's shape;
 - a deployment whose name starts with ``missing`` is a 404 ``DeploymentNotFound``;
@@ -190,8 +191,9 @@ async def _serve(
         )
     if operation == "embeddings":
         return await openai_fake._embeddings(request, body)
-    if "stream_options" in body and version and version[:10] < _STREAM_OPTIONS_SINCE:
-        raise openai_fake.APIError(400, "Unrecognized request argument supplied: stream_options")
+    for newer in ("stream_options", "max_completion_tokens"):  # both arrived with 2024-09-01
+        if newer in body and version and version[:10] < _STREAM_OPTIONS_SINCE:
+            raise openai_fake.APIError(400, f"Unrecognized request argument supplied: {newer}")
     if "filtered" in name and "filtered-output" not in name:
         raise _prompt_filtered()
     if body.get("stream"):

@@ -166,9 +166,9 @@ def test_the_output_limit_goes_as_max_completion_tokens_where_the_api_version_ha
     """Reasoning deployments (o-series, GPT-5) refuse max_tokens; api-versions from 2024-09-01
     take max_completion_tokens, the same limit for every chat model; older ones only max_tokens."""
 
-    def limit(**opts: Any) -> Any:
+    def limit(name: str = "max_tokens", **opts: Any) -> Any:
         request: HttpRequest = make("https://r.openai.azure.com", **opts).chat_request(
-            chat(max_tokens=7), "m", stream=False
+            chat(**{name: 7}), "m", stream=False
         )
         body = orjson.loads(request.body)
         return {k: body[k] for k in ("max_tokens", "max_completion_tokens") if k in body}
@@ -177,6 +177,9 @@ def test_the_output_limit_goes_as_max_completion_tokens_where_the_api_version_ha
     assert limit(api_version="2025-04-01-preview") == {"max_completion_tokens": 7}
     assert limit(use_v1_api=True) == {"max_completion_tokens": 7}
     assert limit(api_version="2024-06-01") == {"max_tokens": 7}
+    # and those refuse max_completion_tokens as an unrecognized argument: it goes as max_tokens
+    assert limit("max_completion_tokens", api_version="2024-06-01") == {"max_tokens": 7}
+    assert limit("max_completion_tokens") == {"max_completion_tokens": 7}
 
 
 # --- chat and streams ----------------------------------------------------------------------

@@ -95,6 +95,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         self._stream_usage = dated is None or dated.group() >= _STREAM_USAGE_SINCE
         if dated is None or dated.group() >= _COMPLETION_LIMIT_SINCE:
             self.param_renames = {**self.param_renames, "max_tokens": "max_completion_tokens"}
+        else:  # "Unrecognized request argument supplied: max_completion_tokens" there
+            self.param_renames = {**self.param_renames, "max_completion_tokens": "max_tokens"}
 
     # --- requests ---------------------------------------------------------------------
 
