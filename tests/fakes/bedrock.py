@@ -764,12 +764,21 @@ def answer(body: Json, model: str, mode: Mode) -> Json:
         text, stop = _cut(reply, body.get("inferenceConfig") or {})
         if text:
             blocks.append({"text": text})
-    return {
+    answer: Json = {
         "output": {"message": {"role": "assistant", "content": blocks}},
         "stopReason": stop,
         "usage": _usage(body, blocks, model),
         "metrics": {"latencyMs": 42},
     }
+    if "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ()) and "anthropic." in model:
+        # what Claude's own response says, asked for by its JSON pointer
+        matched = _matched_stop(reply if tool is None else "", body.get("inferenceConfig") or {})
+        answer["additionalModelResponseFields"] = {"stop_sequence": matched}
+    return answer
+
+
+def _matched_stop(text: str, config: Json) -> str | None:
+    return next((s for s in config.get("stopSequences") or () if s in text), None)
 
 
 def _tool_to_call(body: Json, model: str, mode: Mode) -> str | None:
@@ -882,7 +891,10 @@ def stream_events(message: Json) -> list[bytes]:
             deltas = [{"toolUse": {"input": p}} for p in _pieces(orjson.dumps(use["input"]).decode(), 4)]
         out += [event_frame("contentBlockDelta", {"contentBlockIndex": i, "delta": d}) for d in deltas]
         out.append(event_frame("contentBlockStop", {"contentBlockIndex": i}))
-    out.append(event_frame("messageStop", {"stopReason": message["stopReason"]}))
+    stop: Json = {"stopReason": message["stopReason"]}
+    if "additionalModelResponseFields" in message:
+        stop["additionalModelResponseFields"] = message["additionalModelResponseFields"]
+    out.append(event_frame("messageStop", stop))
     out.append(event_frame("metadata", {"usage": message["usage"], "metrics": message["metrics"]}))
     return out
 

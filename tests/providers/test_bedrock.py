@@ -246,6 +246,8 @@ def test_basic_fields_and_inference_config() -> None:
     assert body == {
         "messages": [{"role": "user", "content": [{"text": "hi"}]}],
         "inferenceConfig": {"maxTokens": 20, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]},
+        # Claude's response says which stop sequence ended it, when asked by this pointer
+        "additionalModelResponseFieldPaths": ["/stop_sequence"],
     }
     assert sent(chat()) == {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
     assert sent(chat(stream=True, stream_options={"include_usage": True}), stream=True) == sent(chat())
@@ -1527,3 +1529,20 @@ async def test_blank_text_never_reaches_converse_and_an_empty_tool_result_says_s
         {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"location": "Paris"}}}
     ]
     assert body["messages"][2]["content"][0]["toolResult"]["content"] == [{"text": "(no output)"}]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "sse"])
+async def test_the_stop_sequence_that_ended_a_claude_answer_comes_back(
+    fake: tuple[web.Application, str], client: HttpClient, streamed: bool
+) -> None:
+    # an Anthropic Messages client reads it as stop_reason "stop_sequence" and stop_sequence
+    _, url = fake
+    adapter = await ready(url, client)
+    request = chat([{"role": "user", "content": "say it END and more"}], stop=["XYZ", "END"], stream=streamed)
+    if streamed:
+        chunks = await stream(client, adapter, request)
+        last = next(c.choices[0] for c in reversed(chunks) if c.choices and c.choices[0].finish_reason)
+        assert (last.finish_reason, last.stop_sequence) == ("stop", "END")
+    else:
+        reply = await call(client, adapter, request)
+        assert (reply.choices[0].finish_reason, reply.choices[0].stop_sequence) == ("stop", "END")

@@ -91,10 +91,12 @@ from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
 from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
 __all__ = [
+    "STOP_SEQUENCE_PATH",
     "STRUCTURED_OUTPUTS",
     "converse_payload",
     "converse_response",
     "finish_reason",
+    "matched_stop",
     "structured_outputs",
     "unsupported_for",
     "usage",
@@ -144,6 +146,18 @@ _NEED_STRUCTURED = (
 )
 
 
+#: The JSON pointer into Claude's own response that Converse returns on request
+#: (``additionalModelResponseFieldPaths``): the stop sequence that ended the answer.
+STOP_SEQUENCE_PATH = "/stop_sequence"
+
+
+def matched_stop(data: Mapping[str, Any]) -> str | None:
+    """The stop sequence a Converse response (or its ``messageStop`` event) says ended it."""
+    fields = data.get("additionalModelResponseFields")
+    found = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    return found if isinstance(found, str) else None
+
+
 # --- request ---------------------------------------------------------------------------
 
 
@@ -160,6 +174,9 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
         payload["inferenceConfig"] = config
     if extra:
         payload["additionalModelRequestFields"] = extra
+    if request.stop is not None and "anthropic." in model:
+        # which stop sequence ended the answer: Claude's response has it, Converse's does not
+        payload["additionalModelResponseFieldPaths"] = [STOP_SEQUENCE_PATH]
     structured = structured_outputs(model)
     tools = _tool_config(request, turns, model, structured)
     if tools is not None:
@@ -508,6 +525,12 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
     return ChatResponse(
         id=chunk_id(),
         model=model,
-        choices=[ChatChoice(message=message, finish_reason=finish_reason(data.get("stopReason"), provider))],
+        choices=[
+            ChatChoice(
+                message=message,
+                finish_reason=finish_reason(data.get("stopReason"), provider),
+                stop_sequence=matched_stop(data),
+            )
+        ],
         usage=usage(raw_usage) if raw_usage is not None else None,
     )

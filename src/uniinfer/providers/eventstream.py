@@ -43,7 +43,7 @@ import orjson
 
 from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
-from uniinfer.providers.bedrock_converse import finish_reason, usage
+from uniinfer.providers.bedrock_converse import finish_reason, matched_stop, usage
 from uniinfer.types import ChatChunk, Usage
 from uniinfer.types.chat import ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, ToolCallDelta
 
@@ -260,7 +260,8 @@ class ConverseStreamDecoder:
             return self._block_delta(payload["contentBlockIndex"], payload["delta"])
         if event == "messageStop":
             self._done = True
-            return self._chunk(ChunkDelta(), finish=finish_reason(payload["stopReason"], self._adapter.name))
+            finish = finish_reason(payload["stopReason"], self._adapter.name)
+            return self._chunk(ChunkDelta(), finish=finish, stop_sequence=matched_stop(payload))
         if event == "metadata":
             self._usage = usage(payload["usage"])
         return None  # contentBlockStop and event types added later
@@ -287,9 +288,18 @@ class ConverseStreamDecoder:
         return None  # reasoning signatures, redacted reasoning, citations
 
     def _chunk(
-        self, delta: ChunkDelta | None, *, finish: FinishReason | None = None, usage: Usage | None = None
+        self,
+        delta: ChunkDelta | None,
+        *,
+        finish: FinishReason | None = None,
+        usage: Usage | None = None,
+        stop_sequence: str | None = None,
     ) -> ChatChunk:
-        choices = [] if delta is None else [ChunkChoice(delta=delta, finish_reason=finish)]
+        choices = (
+            []
+            if delta is None
+            else [ChunkChoice(delta=delta, finish_reason=finish, stop_sequence=stop_sequence)]
+        )
         return ChatChunk(id=self._id, created=self._created, model=self._model, choices=choices, usage=usage)
 
     def _bad(self, message: EventMessage) -> ProviderResponseError:
