@@ -266,7 +266,7 @@ async def test_breaker_opens_sends_traffic_to_the_healthy_deployment_and_probes_
 
 
 async def test_every_circuit_open_fails_fast_with_retry_after(
-    build: Callable[[str], Gateway], plan: dict[str, list[int]]
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
 ) -> None:
     gw = build(
         "models:\n  m: {deployments: [up/gpt-a]}\n"
@@ -279,6 +279,10 @@ async def test_every_circuit_open_fails_fast_with_retry_after(
         await gw.chat(chat("m"))
     assert info.value.retry_after == 30
     assert plan["gpt-a"] == []  # nothing more was sent upstream
+    clock.now += 12
+    with pytest.raises(ProviderOverloadedError) as info:
+        await gw.chat(chat("m"))
+    assert info.value.retry_after == 18  # the cooldown left, not all of it again
 
 
 async def test_stream_failure_before_the_first_chunk_falls_back(

@@ -73,6 +73,12 @@ class CircuitBreaker:
             return self._clock() - self._opened_at >= self._config.cooldown_seconds
         return not self._probing
 
+    def reopens_in(self) -> float | None:
+        """Seconds until an open circuit lets a probe through (0 once due); None when not open."""
+        if self.state is not BreakerState.OPEN:
+            return None
+        return max(0.0, self._config.cooldown_seconds - (self._clock() - self._opened_at))
+
     def acquire(self) -> bool:
         """Claim the right to send a request; in half-open, only one probe at a time."""
         if not self._config.enabled or self.state is BreakerState.CLOSED:

@@ -536,6 +536,9 @@ class Router:
                 f"every deployment of '{group.name}' is rate limited upstream; retry after {min(waits):.1f} s",
                 retry_after=min(waits),
             )
+        # the soonest any deployment is back: a 429's wait, or an open circuit's cooldown left
+        reopens = [m.state.breaker.reopens_in() for m in group.members]
+        waits += [w for w in reopens if w is not None]
         return ProviderOverloadedError(
             f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
             "after rate limits); try again later",
