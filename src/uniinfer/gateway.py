@@ -356,7 +356,9 @@ class Gateway:
     async def _finish(self, ctx: RequestContext) -> None:
         """After a request: experiment outcomes, then the after-stages."""
         route = ctx.route
-        if route is not None and route.experiment is not None and route.variant is not None:
+        # a request its caller cut says nothing of its variant: neither success nor error
+        cut = isinstance(ctx.error, RequestCancelledError)
+        if route is not None and route.experiment is not None and route.variant is not None and not cut:
             usage = ctx.usage
             self.router.experiments.record(
                 route.experiment,

@@ -208,6 +208,19 @@ async def test_explain_shows_the_rules_as_matched_against_the_variant(url: str) 
         await gw.aclose()
 
 
+async def test_a_stream_its_caller_left_is_no_outcome_of_its_variant(gateway: Gateway) -> None:
+    ctx = RequestContext("chat")
+    stream = await gateway.stream(chat("chat", user="u1", stream=True), ctx)
+    await stream.aclose()  # the caller left after the first chunk
+    assert ctx.error is not None
+    assert ctx.error.code == "request_cancelled"
+    report = gateway.router.experiments.report("ab").to_dict()
+    assert [(v["requests"], v["errors"]) for v in report["variants"]] == [(0, 0), (0, 0)]
+    await routed(gateway, chat("chat", user="u1"))
+    report = gateway.router.experiments.report("ab").to_dict()
+    assert sum(v["requests"] for v in report["variants"]) == 1
+
+
 async def test_server_explain_feedback_and_report(config: Config) -> None:
     app = create_app(config)
     async with serve(app) as base, aiohttp.ClientSession() as session:
