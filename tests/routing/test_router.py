@@ -220,6 +220,7 @@ async def test_context_length_and_content_filter_fall_back_to_configured_groups(
     assert ctx.route is not None
     assert ctx.route.fallback_groups == ["big"]
     assert ctx.route.upstream_model == "gpt-big"
+    assert ctx.route.group == "big"  # x-uniinfer-group: the group that served
 
 
 async def test_default_fallback_group_after_retries(

@@ -374,6 +374,7 @@ class Router:
             visited.add(group.name)
             if group is not decision.group:
                 route.fallback_groups.append(group.name)
+                route.group = group.name  # the group that serves, if this one does
             outcome = await self._run_group(group, route, attempt, attempts, deadline, stream)
             if not isinstance(outcome, _Next):
                 return outcome
