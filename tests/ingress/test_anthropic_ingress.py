@@ -995,6 +995,7 @@ async def test_plain_text(client: anthropic.AsyncAnthropic, harness: Harness, up
     assert raw.headers["x-uniinfer-provider"] == upstream.provider
     assert raw.headers["x-uniinfer-model"] == upstream.model
     assert raw.headers["x-request-id"]
+    assert message._request_id == raw.headers["x-request-id"]  # the SDK reads Anthropic's request-id
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
@@ -1537,6 +1538,7 @@ async def test_rate_limit_keeps_retry_after(client: anthropic.AsyncAnthropic, up
     assert info.value.response.headers["retry-after"] == "7"
     assert info.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert info.value.response.headers["x-request-id"]
+    assert info.value.request_id == info.value.response.headers["x-request-id"]
     assert info.value.response.headers["x-uniinfer-provider"] == upstream.provider
     # a streamed request fails before the stream starts: a plain 429 too (another deployment:
     # the router is cooling the first one down for the 7 s the provider asked)

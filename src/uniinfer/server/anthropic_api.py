@@ -117,7 +117,12 @@ def _headers(request: Request, route: Route | None, chat: ChatRequest) -> Header
     if route is not None and route.dropped_params:
         names = tuple(dict.fromkeys(messages_field(p, chat) or p for p in route.dropped_params))
         route = dataclasses.replace(route, dropped_params=names)
-    return route_headers(request.request_id, route)
+    return [*route_headers(request.request_id, route), _request_id(request)]
+
+
+def _request_id(request: Request) -> tuple[bytes, bytes]:
+    """Anthropic's own ``request-id`` header, which its SDKs read (``message._request_id``)."""
+    return (b"request-id", request.request_id.encode())
 
 
 async def count_tokens(app: App, request: Request) -> None:
@@ -131,11 +136,19 @@ async def count_tokens(app: App, request: Request) -> None:
         counted = await _upstream_count(app, member, chat, data)
         if counted is not None:
             route = Route(req.model, member.target.provider, member.target.model, attempts=1)
-            headers = [*route_headers(request.request_id, route), (_COUNT_HEADER, b"provider")]
+            headers = [
+                *route_headers(request.request_id, route),
+                _request_id(request),
+                (_COUNT_HEADER, b"provider"),
+            ]
             await send_bytes(request.send, 200, orjson.dumps({"input_tokens": counted}), headers)
             return
     body = orjson.dumps({"input_tokens": estimate_input_tokens(req)})
-    headers = [(b"x-request-id", request.request_id.encode()), (_COUNT_HEADER, b"estimated")]
+    headers = [
+        (b"x-request-id", request.request_id.encode()),
+        _request_id(request),
+        (_COUNT_HEADER, b"estimated"),
+    ]
     await send_bytes(request.send, 200, body, headers)
 
 
@@ -196,7 +209,7 @@ def _betas(request: Request) -> tuple[str, ...]:
 
 async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:
     """An error before any byte was sent, with the routing headers of what was tried."""
-    headers: Headers = route_headers(request.request_id, route) + error_headers(exc)
+    headers: Headers = [*route_headers(request.request_id, route), _request_id(request), *error_headers(exc)]
     try:
         await send_bytes(request.send, exc.http_status, error_body(exc, chat), headers)
     finally:
