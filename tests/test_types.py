@@ -343,3 +343,20 @@ def test_spec_features_uniinfer_does_not_serve_say_so(fields: dict[str, Any], pa
     assert err.http_status == 400
     assert err.param == param
     assert "not supported by uniinfer" in err.message
+
+
+@pytest.mark.parametrize("effort", ["none", "minimal", "low", "medium", "high", "xhigh", "max"])
+def test_every_reasoning_effort_of_the_spec_is_accepted(effort: str) -> None:
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": effort}
+    )
+    assert request.reasoning_effort == effort
+
+
+def test_an_unknown_reasoning_effort_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(
+            ChatRequest,
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "extreme"},
+        )
+    assert info.value.param == "reasoning_effort"

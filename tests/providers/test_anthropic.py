@@ -563,6 +563,16 @@ def test_sampling_that_thinking_allows_still_goes_with_it() -> None:
     assert loop["temperature"] == 0.2
 
 
+def test_every_reasoning_effort_level_reaches_claude() -> None:
+    assert "thinking" not in sent(chat(reasoning_effort="none"))  # none: no thinking
+    assert "output_config" not in sent(chat(reasoning_effort="none"), "claude-opus-4-7")
+    assert sent(chat(reasoning_effort="xhigh"))["thinking"]["budget_tokens"] == 24576
+    maxed = sent(chat(reasoning_effort="max"))
+    assert (maxed["thinking"]["budget_tokens"], maxed["max_tokens"]) == (27904, 32000)  # Opus 4's limit
+    # adaptive models take the level itself as output_config.effort
+    assert sent(chat(reasoning_effort="xhigh"), "claude-opus-4-7")["output_config"] == {"effort": "xhigh"}
+
+
 def test_an_effort_is_not_sent_once_reasoning_effort_was_dropped() -> None:
     request = chat(reasoning_effort="low", max_tokens=900).with_messages_intent(
         MessagesIntent(thinking=False, effort="low")

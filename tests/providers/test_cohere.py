@@ -259,6 +259,11 @@ def test_reasoning_effort_becomes_thinking(effort: str, budget: int) -> None:
     assert sent(chat(reasoning_effort=effort))["thinking"] == {"type": "enabled", "token_budget": budget}
 
 
+def test_reasoning_effort_none_turns_thinking_off_and_above_high_gives_more() -> None:
+    assert sent(chat(reasoning_effort="none"))["thinking"] == {"type": "disabled"}
+    assert sent(chat(reasoning_effort="max"))["thinking"] == {"type": "enabled", "token_budget": 32768}
+
+
 def test_supported_params_exclude_what_cohere_lacks() -> None:
     params = CohereAdapter.supported_params
     assert params <= set(ChatRequest.model_fields)

@@ -193,6 +193,11 @@ LEVELS = {"thinkingLevel": "low", "includeThoughts": True}
         ("models/gemini-2.5-pro", "minimal", {"thinkingBudget": 128, "includeThoughts": True}),
         ("gemini-2.5-pro", "high", {"thinkingBudget": 24576, "includeThoughts": True}),
         ("gemini-2.5-flash-lite", "minimal", {"thinkingBudget": 0}),
+        ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),
+        ("gemini-2.5-pro", "none", {"thinkingBudget": 128, "includeThoughts": True}),
+        ("gemini-2.5-flash", "max", {"thinkingBudget": 24576, "includeThoughts": True}),
+        ("gemini-3-flash-preview", "none", {"thinkingLevel": "minimal"}),
+        ("gemini-3-pro-preview", "xhigh", {**LEVELS, "thinkingLevel": "high"}),
         # Gemini 3 takes levels; 3 Pro only low and high, 3.1 Pro no minimal
         ("gemini-3-pro-preview", "minimal", LEVELS),
         ("gemini-3-pro-preview", "low", LEVELS),

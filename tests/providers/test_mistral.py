@@ -133,7 +133,17 @@ def test_tool_choice_vocabulary(choice: Any, expected: Any) -> None:
     assert sent(chat(tools=[WEATHER], tool_choice=choice))["tool_choice"] == expected
 
 
-@pytest.mark.parametrize(("effort", "expected"), [("minimal", "none"), ("low", "low"), ("high", "high")])
+@pytest.mark.parametrize(
+    ("effort", "expected"),
+    [
+        ("minimal", "none"),
+        ("none", "none"),
+        ("low", "low"),
+        ("high", "high"),
+        ("xhigh", "high"),
+        ("max", "high"),
+    ],
+)
 def test_reasoning_effort(effort: str, expected: str) -> None:
     assert sent(chat(reasoning_effort=effort))["reasoning_effort"] == expected
 

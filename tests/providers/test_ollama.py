@@ -96,7 +96,8 @@ def test_response_format_json_mode_and_schema() -> None:
 @pytest.mark.parametrize(
     ("effort", "model", "think"),
     [("high", "qwen3", True), ("minimal", "deepseek-r1", True), ("high", "gpt-oss:20b", "high"),
-     ("minimal", "gpt-oss:120b", "low")],
+     ("minimal", "gpt-oss:120b", "low"), ("none", "qwen3", False), ("xhigh", "qwen3", True),
+     ("none", "gpt-oss:20b", "low"), ("max", "gpt-oss:20b", "high")],
 )  # fmt: skip
 def test_reasoning_effort_maps_to_think(effort: str, model: str, think: object) -> None:
     body = sent(adapter_for().chat_request(chat(reasoning_effort=effort), model, stream=False))

@@ -23,7 +23,7 @@ Requests, field by field:
   ``allowed_tools`` -> the tool list restricted to those names plus its mode;
   ``text.format`` -> ``response_format``; ``text.verbosity`` -> ``verbosity``;
   ``max_output_tokens`` -> ``max_completion_tokens``; ``reasoning.effort`` ->
-  ``reasoning_effort`` (``none`` sends none: the provider's default applies);
+  ``reasoning_effort``, every level (each adapter maps it to what its provider has);
   ``parallel_tool_calls`` and ``tool_choice`` ``auto``/``none`` only along with
   tools (Chat refuses them alone); ``temperature``, ``top_p``, ``user``,
   ``safety_identifier``, ``prompt_cache_key``, ``prompt_cache_retention`` and
@@ -35,7 +35,7 @@ Requests, field by field:
 - refused with a 400 naming the field (:func:`check_supported`): ``store: true``,
   ``previous_response_id``, ``conversation``, ``prompt`` (all need stored
   state; an omitted ``store`` is taken as false), ``background``,
-  ``truncation: auto``, log probabilities, ``reasoning.effort`` xhigh/max,
+  ``truncation: auto``, log probabilities,
   hosted and custom tools, and the other items and options of hosted features.
 
 Responses carry the request's parameters back as the real API does, with its
@@ -126,7 +126,7 @@ def _options(req: ResponsesRequest) -> Json:
     if req.max_output_tokens is not None:
         out["max_completion_tokens"] = req.max_output_tokens
     effort = req.reasoning.effort if req.reasoning else None
-    if effort is not None and effort != "none":
+    if effort is not None:
         out["reasoning_effort"] = effort
     text = req.text
     if text is not None and text.verbosity is not None:
@@ -228,12 +228,6 @@ def check_supported(req: ResponsesRequest) -> None:
     if req.top_logprobs or (req.include and "message.output_text.logprobs" in req.include):
         param = "top_logprobs" if req.top_logprobs else "include"
         raise _unsupported("Log probabilities are not supported by the Responses ingress.", param)
-    if req.reasoning is not None and req.reasoning.effort in ("xhigh", "max"):
-        raise _unsupported(
-            f"'reasoning.effort' {req.reasoning.effort!r} is not supported; "
-            "use none, minimal, low, medium or high.",
-            "reasoning.effort",
-        )
     _check_tools(req)
 
 

@@ -99,8 +99,17 @@ __all__ = [
 Block = dict[str, Any]
 
 DEFAULT_MAX_TOKENS = 4096
-#: ``reasoning_effort`` -> ``thinking.budget_tokens`` (the API's minimum is 1024).
-THINKING_BUDGETS: Mapping[str, int] = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
+#: ``reasoning_effort`` -> ``thinking.budget_tokens`` (the API's minimum is 1024; ``none`` is no
+#: thinking). ``max``: the largest budget that leaves the default answer (4,096 tokens) room
+#: within every Claude model's output limit (32,000 on Opus 4 and 4.1).
+THINKING_BUDGETS: Mapping[str, int] = {
+    "minimal": 1024,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+    "xhigh": 24576,
+    "max": 27904,
+}
 _MIN_BUDGET = 1024
 #: What the Anthropic Messages ingress puts before the text of a failed tool's result
 #: (``is_error``) for providers without the flag; taken off again when sent to Anthropic.
@@ -113,7 +122,14 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # https://docs.anthropic.com/en/docs/build-with-claude/pdf-support
 _PDF = "application/pdf"
 #: ``reasoning_effort`` -> ``output_config.effort``, for a model that thinks adaptively.
-_EFFORT_OF: Mapping[str, str] = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+_EFFORT_OF: Mapping[str, str] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
 
 
 def without_effort(request: ChatRequest) -> ChatRequest:
@@ -197,7 +213,7 @@ def thinking_budget(request: ChatRequest) -> int | None:
     a fixed budget per level (:data:`THINKING_BUDGETS`).
     """
     effort, intent = request.reasoning_effort, request.messages_intent
-    if effort is None or (intent is not None and not intent.thinking):
+    if effort is None or effort == "none" or (intent is not None and not intent.thinking):
         return None
     return (intent.budget if intent is not None else None) or THINKING_BUDGETS[effort]
 
@@ -208,7 +224,7 @@ def output_effort(request: ChatRequest, model: str) -> str | None:
     (effort is what steers adaptive thinking). None once ``reasoning_effort``, which the
     ingress sets beside an effort, was dropped."""
     effort, intent = request.reasoning_effort, request.messages_intent
-    if effort is None:
+    if effort is None or effort == "none":
         return None
     if intent is not None:
         return intent.effort

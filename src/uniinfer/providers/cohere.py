@@ -95,7 +95,14 @@ __all__ = ["THINKING_BUDGETS", "CohereAdapter", "CohereOptions", "CohereStreamDe
 Block = dict[str, Any]
 
 #: ``reasoning_effort`` -> ``thinking.token_budget`` (any positive integer is accepted).
-THINKING_BUDGETS: Mapping[str, int] = {"minimal": 512, "low": 1024, "medium": 4096, "high": 16384}
+THINKING_BUDGETS: Mapping[str, int] = {
+    "minimal": 512,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+    "xhigh": 24576,
+    "max": 32768,
+}
 _P_RANGE = (0.01, 0.99)  # "min value of 0.01, max value of 0.99" (chat reference, ``p``)
 _FINISH: Mapping[str, str] = {
     "COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TIMEOUT": "length",
@@ -251,7 +258,9 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> Block:
         choice = _tool_choice(request)
         if choice is not None:
             payload["tool_choice"] = choice
-    if request.reasoning_effort is not None:
+    if request.reasoning_effort == "none":
+        payload["thinking"] = {"type": "disabled"}
+    elif request.reasoning_effort is not None:
         payload["thinking"] = {"type": "enabled", "token_budget": THINKING_BUDGETS[request.reasoning_effort]}
     return payload
 

@@ -68,15 +68,24 @@ __all__ = [
 Json = dict[str, Any]
 
 # https://ai.google.dev/gemini-api/docs/thinking#set-budget (0 turns thinking off where allowed)
-_THINKING_BUDGET = {"minimal": 0, "low": 1024, "medium": 8192, "high": 24576}
+#: ``xhigh`` and ``max``: 24576, the largest budget 2.5 Flash takes (Pro's is 32768).
+_THINKING_BUDGET = {
+    "none": 0,
+    "minimal": 0,
+    "low": 1024,
+    "medium": 8192,
+    "high": 24576,
+    "xhigh": 24576,
+    "max": 24576,
+}
 #: (model-name prefix, smallest budget) for models that cannot turn thinking off (2.5 Pro: 128-32768).
 _MIN_BUDGET: tuple[tuple[str, int], ...] = (("gemini-2.5-pro", 128),)
 #: (model-name prefix, effort -> thinkingLevel), first match wins. Gemini 3 Pro takes
 #: low/high, 3.1 Pro low/medium/high, the other Gemini 3 models (Flash) all four.
 _THINKING_LEVELS: tuple[tuple[str, Mapping[str, str]], ...] = (
-    ("gemini-3-pro", {"minimal": "low", "low": "low", "medium": "high", "high": "high"}),
-    ("gemini-3.1-pro", {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}),
-    ("gemini-3", {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}),
+    ("gemini-3-pro", {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high"}),
+    ("gemini-3.1-pro", {"none": "low", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}),
+    ("gemini-3", {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}),
 )
 #: Model-name prefixes whose function calls must carry their thought signature back.
 _SIGNED_CALLS = ("gemini-3",)
@@ -296,7 +305,7 @@ def _thinking(effort: str, name: str) -> Json:
     """``thinkingConfig`` for an OpenAI effort: a level (Gemini 3) or a token budget."""
     levels = next((table for prefix, table in _THINKING_LEVELS if name.startswith(prefix)), None)
     if levels is not None:
-        level = levels[effort]
+        level = levels.get(effort, "high")  # xhigh and max: no level above high
         thinking: Json = {"thinkingLevel": level}
         on = level != "minimal"
     else:

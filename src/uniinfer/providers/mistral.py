@@ -64,7 +64,8 @@ Block = dict[str, Any]
 
 _ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_REASONING: Mapping[str, str] = {"minimal": "none"}
+#: Mistral takes ``none`` and ``high``; ``minimal`` is none, above ``high`` is high.
+_REASONING: Mapping[str, str] = {"minimal": "none", "xhigh": "high", "max": "high"}
 _RENAMES: Mapping[str, str] = {"seed": "random_seed", "max_completion_tokens": "max_tokens"}
 #: Mistral field -> the ChatRequest field a caller set to produce it.
 _PARAM_NAMES: Mapping[str, str] = {"random_seed": "seed"}

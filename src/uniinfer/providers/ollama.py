@@ -354,9 +354,13 @@ def _format(request: ChatRequest) -> str | dict[str, Any] | None:
 
 
 def _think(effort: str, model: str) -> bool | str:
+    """``think``: off for ``none``; gpt-oss takes levels (it cannot stop thinking: ``low``)."""
     if "gpt-oss" in model.lower():
-        return "low" if effort == "minimal" else effort
-    return True
+        return _GPT_OSS_LEVEL.get(effort, effort)
+    return effort != "none"
+
+
+_GPT_OSS_LEVEL = {"none": "low", "minimal": "low", "xhigh": "high", "max": "high"}
 
 
 def _list(value: Any) -> list[Any]:

@@ -369,7 +369,9 @@ class ChatRequest(BaseModel):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    #: The spec's levels (``ReasoningEffort``): ``none`` asks for no reasoning, ``xhigh`` and
+    #: ``max`` for more than ``high``; each adapter maps them to what its provider has.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     service_tier: str | None = None
     store: bool | None = None
     modalities: list[Literal["text", "audio"]] | None = None
