@@ -18,6 +18,7 @@ KEY = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ987654"
         "sk-proj-…7654",
         "****7654",
         "sk-proj-ABC••••••",
+        "sk-proj-ABCDEFGH...",  # only the head shown, dots for the rest
     ],
 )
 def test_the_key_and_its_masked_forms_are_redacted(shown: str) -> None:
@@ -43,3 +44,18 @@ def test_other_text_is_left_as_it_is(text: str) -> None:
 def test_no_secret_changes_nothing() -> None:
     assert redact_secret("sk-proj-****7654", None) == "sk-proj-****7654"
     assert redact_secret("sk-proj-****7654", "") == "sk-proj-****7654"
+
+
+def test_a_masked_key_in_a_query_string_is_redacted() -> None:
+    assert redact_secret("GET /v1?key=sk-proj-****7654&x=1", KEY) == f"GET /v1?key={REDACTED}&x=1"
+
+
+def test_long_text_is_redacted_in_linear_time() -> None:
+    import time
+
+    # an upstream error echoing a large base64 body with ".." in it: no separators to split on
+    text = "Invalid image: " + "A" * 200_000 + ".." + "B" * 200_000 + " sk-proj-****7654."
+    started = time.process_time()
+    out = redact_secret(text, KEY)
+    assert out.endswith(f" {REDACTED}.")
+    assert time.process_time() - started < 1.0  # a quadratic scan takes minutes here

@@ -15,8 +15,11 @@ __all__ = ["REDACTED", "redact_secret"]
 
 REDACTED = "[redacted]"
 
-#: A token with a run of mask characters in it: ``sk-proj-****7654``, ``sk-ant-...wxyz``, ``AIza…1234``.
-_MASKED = re.compile(r"[^\s\"'`,;()<>\[\]{}]*(?:\*{3,}|•{3,}|\.{3,}|…)[^\s\"'`,;()<>\[\]{}]*")
+#: A token: a run of characters that are not separators (whitespace, quotes, brackets,
+#: punctuation between words, a query string's ``&``, ``=`` and ``?``). Matched from left
+#: to right, each character once: linear in the text's length, whatever it holds.
+_TOKEN = re.compile(r"[^\s\"'`,;()<>\[\]{}&=?]+")
+#: A run of mask characters: ``sk-proj-****7654``, ``sk-ant-...wxyz``, ``AIza…1234``.
 _MASK_RUN = re.compile(r"\*{3,}|•{3,}|\.{3,}|…")
 #: Fewer visible characters than this say nothing about a key (and match too much).
 _MIN_VISIBLE = 3
@@ -28,19 +31,23 @@ def redact_secret(text: str, secret: str | None) -> str:
         return text
     if secret in text:
         text = text.replace(secret, REDACTED)
-    if "**" in text or "••" in text or ".." in text or "…" in text:
-        text = _MASKED.sub(lambda m: _unmasked(m.group(), secret), text)
+    if "**" in text or "••" in text or "..." in text or "…" in text:
+        text = _TOKEN.sub(lambda m: _unmasked(m.group(), secret), text)
     return text
 
 
 def _unmasked(token: str, secret: str) -> str:
-    """``token`` redacted if it is ``secret`` with its middle masked (its visible head or tail is the
-    secret's); the sentence's full stop or colon after it stays."""
+    """``token`` redacted if it is ``secret`` with its middle (or end) masked: its visible head
+    or tail is the secret's. A full stop or colon after a mid-token mask stays."""
+    if "**" not in token and "••" not in token and "..." not in token and "…" not in token:
+        return token
     bare = token.rstrip(".:")
     end = token[len(bare) :]
-    if not _MASK_RUN.search(bare):  # the mask was the trailing dots: "Wait..."
-        return token
     parts = _MASK_RUN.split(bare)
+    if len(parts) == 1:  # the only mask is the trailing dots: "sk-proj-ABCDEFGH..." (or "Wait...")
+        if not end.startswith("..."):
+            return token
+        parts, end = [bare, ""], end[3:]
     head, tail = parts[0], parts[-1]
     if (len(head) >= _MIN_VISIBLE and secret.startswith(head)) or (
         len(tail) >= _MIN_VISIBLE and secret.endswith(tail)
