@@ -235,7 +235,10 @@ class Gateway:
         # again while this stream was open must not have its in-flight count taken down
         def ended(stream: ChatStream) -> None:
             usage = stream.ctx.usage
-            state.stream_ended(tokens=usage.total_tokens if usage else 0, failed=stream.failed)
+            cancelled = isinstance(stream.ctx.error, RequestCancelledError)
+            state.stream_ended(
+                tokens=usage.total_tokens if usage else 0, failed=stream.failed, cancelled=cancelled
+            )
 
         return ended
 

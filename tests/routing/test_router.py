@@ -344,6 +344,28 @@ async def test_without_direct_routing_callers_get_only_configured_names_but_the_
     assert ctx.route.upstream_model == "gpt-variant"
 
 
+async def test_a_streaming_probe_closes_the_circuit_at_its_first_chunk(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    gw = await _with_a_s_circuit_open(build, plan)
+    breaker = gw.router.states["up/gpt-a"].breaker
+    clock.now += 5
+    stream = await gw.stream(chat("m", stream=True), RequestContext("chat"))  # the probe, served by a
+    assert breaker.state is BreakerState.CLOSED  # traffic need not wait for the stream's end
+    async for _ in stream:
+        pass
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_stream_its_caller_closes_gives_the_breaker_no_sample(build: Callable[[str], Gateway]) -> None:
+    gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
+    state = gw.router.states["up/gpt-a"]
+    stream = await gw.stream(chat("m", stream=True), RequestContext("chat"))
+    await stream.aclose()  # the caller left after the first chunk
+    assert state.breaker._totals() == (0, 0)  # neither a success nor a failure
+    assert state.in_flight == 0
+
+
 async def test_weighted_group_spreads_by_weight(build: Callable[[str], Gateway]) -> None:
     gw = build(
         "models:\n  m:\n    strategy: weighted\n    deployments:\n"

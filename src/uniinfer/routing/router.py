@@ -54,7 +54,7 @@ from uniinfer.providers.base import ProviderAdapter
 from uniinfer.providers.registry import Registry
 from uniinfer.routing import strategies
 from uniinfer.routing.analyser import Features, analyse
-from uniinfer.routing.breaker import OnChange
+from uniinfer.routing.breaker import BreakerState, OnChange
 from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
 from uniinfer.routing.group import Decision, Group, Member, Target, cut_timeouts
 from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
@@ -458,7 +458,10 @@ class Router:
             state.breaker.release()
             raise
         else:
-            if not stream:  # a stream's verdict is its end (DeploymentState.stream_ended): one per request
+            # a stream is judged when it ends (DeploymentState.stream_ended), but a half-open
+            # circuit's probe is settled by its first chunk: the deployment answers again, and
+            # traffic need not wait for a long stream to end
+            if not stream or state.breaker.state is BreakerState.HALF_OPEN:
                 state.breaker.record(True)
             state.observe_latency(self._clock() - started, first_token=stream)
             handed_off = stream

@@ -87,16 +87,20 @@ class DeploymentState:
         """An answer's tokens, against the deployment's tokens-per-minute."""
         self.window.add(tokens=tokens)
 
-    def stream_ended(self, *, tokens: int, failed: bool) -> None:
+    def stream_ended(self, *, tokens: int, failed: bool, cancelled: bool = False) -> None:
         """A stream the router handed out ended: free its slot, count its tokens and health.
 
-        The breaker hears of a stream once, here: its first chunk proved less than its
-        end does (a deployment cutting every stream half-way must open its circuit),
-        and counting both would make one request two samples.
+        The breaker hears of a stream here, as one sample: its first chunk proved less
+        than its end does (a deployment cutting every stream half-way must open its
+        circuit; only a half-open circuit's probe was settled at the first chunk). A
+        stream its caller cut (``cancelled``) says nothing of the deployment's health.
         """
         self.in_flight -= 1
         self.window.add(tokens=tokens)
-        self.breaker.record(not failed)
+        if cancelled:
+            self.breaker.release()
+        else:
+            self.breaker.record(not failed)
 
     def observe_latency(self, seconds: float, *, first_token: bool = False) -> None:
         if first_token:
