@@ -222,9 +222,16 @@ def test_tools_translation_and_strict_tools() -> None:
     ]
     strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
     assert sent(chat(tools=[strict]))["strict_tools"] is True
-    # one strict tool is a promise Cohere keeps only by constraining every call (was left out silently)
-    assert sent(chat(tools=[strict, bare]))["strict_tools"] is True
     assert "strict_tools" not in sent(chat(tools=[bare]))
+    # strict on some tools only: Cohere's one switch cannot say it (was left out silently)
+    partly = chat(tools=[bare, strict])
+    with pytest.raises(UnsupportedParamError) as info:
+        sent(partly)
+    assert info.value.param == "tools[1].function.strict"
+    adapter = make_adapter()
+    assert adapter.values_refused(partly, "command-a") == ("tools[1].function.strict",)
+    dropped = adapter.without_values(partly, "command-a", ("tools[1].function.strict",))
+    assert "strict_tools" not in sent(dropped)
 
 
 @pytest.mark.parametrize(("choice", "expected"), [("required", "REQUIRED"), ("none", "NONE"), ("auto", None)])

@@ -66,6 +66,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, SSEFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
+from uniinfer.providers.translation import strict_tool_error, strict_tools, without_strict
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -94,6 +95,10 @@ __all__ = ["THINKING_BUDGETS", "CohereAdapter", "CohereOptions", "CohereStreamDe
 
 Block = dict[str, Any]
 
+_PARTLY_STRICT = (
+    "Cohere's strict_tools constrains every tool of a request, and only some are strict here; "
+    "mark all of them strict or none"
+)
 #: ``reasoning_effort`` -> ``thinking.token_budget`` (any positive integer is accepted).
 THINKING_BUDGETS: Mapping[str, int] = {
     "minimal": 512,
@@ -143,8 +148,21 @@ class CohereAdapter(ProviderAdapter):
     Options: ClassVar[type[BaseModel] | None] = CohereOptions
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
-        """A ``tool_choice`` naming a function (Cohere can only require some call)."""
-        return ("tool_choice",) if isinstance(request.tool_choice, ToolChoiceFunction) else ()
+        """A ``tool_choice`` naming a function (Cohere can only require some call); ``strict`` on
+        some tools but not all (Cohere's ``strict_tools`` is one switch for every tool, and
+        constraining a tool the client left loose can fail: strict tools need a required
+        parameter each)."""
+        named = ("tool_choice",) if isinstance(request.tool_choice, ToolChoiceFunction) else ()
+        tools = request.tools or ()
+        partly = any(t.function.strict for t in tools) and not all(t.function.strict for t in tools)
+        return named + strict_tools(request) if partly else named
+
+    def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
+        """Without the named ``tool_choice`` (the base's) and the tools' ``strict``."""
+        strict = tuple(n for n in names if n.startswith("tools["))
+        rest = tuple(n for n in names if not n.startswith("tools["))
+        request = super().without_values(request, model, rest) if rest else request
+        return without_strict(request) if strict else request
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
@@ -251,10 +269,11 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> Block:
     payload.update({k: v for k, v in values.items() if v is not None})
     if request.tools:
         payload["tools"] = [_tool(t) for t in request.tools]
-        if any(t.function.strict for t in request.tools):
-            # Cohere's switch covers every tool: a strict tool is a promise of schema-valid
-            # arguments, kept by constraining them all (as Gemini's mode does), not dropped
+        strict = [t.function.strict for t in request.tools]
+        if all(strict):
             payload["strict_tools"] = True
+        elif any(strict):  # a value refused (CohereAdapter.values_refused): dropped when configured
+            raise strict_tool_error("cohere", strict.index(True), model, _PARTLY_STRICT)
         choice = _tool_choice(request)
         if choice is not None:
             payload["tool_choice"] = choice
