@@ -21,6 +21,7 @@ from tests.conftest import FAKE_KEY, make_config
 from uniinfer import AsyncClient, Client
 from uniinfer.config import Config
 from uniinfer.errors import RequestCancelledError
+from uniinfer.gateway import Gateway
 from uniinfer.routing.breaker import BreakerState
 from uniinfer.streaming import ChatStream
 from uniinfer.types import ChatChunk
@@ -217,3 +218,14 @@ async def test_an_async_client_refuses_a_second_event_loop_while_the_first_is_op
             first.close()
 
     await asyncio.to_thread(script)
+
+
+async def test_closing_a_client_does_not_end_a_gateway_it_was_lent(config_for: Callable[..., Config]) -> None:
+    gateway = Gateway(config_for())
+    first, second = AsyncClient(gateway=gateway), AsyncClient(gateway=gateway)
+    try:
+        await first.aclose()
+        reply = await second.acomplete(model="up/gpt-4o-mini", messages=MSG)
+        assert reply.choices[0].message.content
+    finally:
+        await second.aclose()

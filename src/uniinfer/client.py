@@ -59,7 +59,9 @@ class AsyncClient:
     """Chat, streams and embeddings in-process, with the gateway's routing and fallback.
 
     Close it (``aclose()``, or ``async with``) when done: that ends the streams it
-    handed out and closes the gateway's connection pool (also a gateway passed in).
+    handed out and closes the gateway's connection pool (also a gateway passed in, which
+    may serve on and opens a new pool on its next request; one the client built itself
+    sends nothing more).
     A call made afterwards raises ``RuntimeError``; one in flight at the close, and
     a stream iterated after it, raise :class:`~uniinfer.errors.RequestCancelledError`.
 
@@ -76,6 +78,8 @@ class AsyncClient:
     """
 
     def __init__(self, config: Config | None = None, *, gateway: Gateway | None = None) -> None:
+        #: A gateway passed in may be shared: closing this client must not end it for good.
+        self._owns_gateway = gateway is None
         self.gateway = gateway or Gateway(config if config is not None else load_config())
         self._closed = False
         #: The event loop the client serves: None before its first call and once that loop shut down.
@@ -158,7 +162,8 @@ class AsyncClient:
             return
         self._closed = True
         # A call in flight (asleep between retries, say) must not open a pool nothing would close.
-        self.gateway.http.seal()
+        if self._owns_gateway:
+            self.gateway.http.seal()
         loop_end, self._loop_end, self._loop = self._loop_end, None, None
         try:
             await self._shut(_CLOSED)
