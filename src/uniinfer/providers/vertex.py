@@ -62,7 +62,7 @@ from uniinfer.errors import (
     UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
-from uniinfer.providers.anthropic import AnthropicAdapter, with_betas
+from uniinfer.providers.anthropic import AnthropicAdapter
 from uniinfer.providers.base import (
     Endpoint,
     ProviderAdapter,
@@ -158,8 +158,9 @@ class _VertexClaude(AnthropicAdapter):
         return HttpRequest(url, orjson.dumps(payload), self._headers(request))
 
     def _headers(self, request: ChatRequest) -> dict[str, str]:
+        # no client betas: Vertex AI takes only some of the Claude API's (an unknown one is a 400)
         headers = {"content-type": "application/json", "authorization": self._tokens.authorization()}
-        return with_betas(merge_headers(headers, self.endpoint.headers), request)
+        return merge_headers(headers, self.endpoint.headers)
 
     def redact(self, text: str) -> str:
         return self._tokens.redact(super().redact(text))

@@ -6,9 +6,11 @@ model uniinfer serves: requests are translated by
 :mod:`uniinfer.ingress.anthropic` and go through the same gateway as the
 OpenAI routes. The ``anthropic-version`` header is accepted and not required;
 the features an ``anthropic-beta`` header names reach a Claude API upstream in
-its own ``anthropic-beta`` (with any configured for the provider), on the Claude
-API and Vertex AI (Bedrock takes betas in the body, not yet passed; other
-providers have no such switch); query strings
+its own ``anthropic-beta`` (with any configured for the provider) on the Claude
+API only (Vertex AI takes only some of them and refuses others with a 400;
+Bedrock takes betas in the body, not passed; other providers have no such
+switch; a beta an operator wants there is configured in the provider's
+``headers``); query strings
 (``?beta=true``) are ignored.
 
 Errors have Anthropic's shape (:func:`~uniinfer.ingress.anthropic.error_body`)
