@@ -74,7 +74,8 @@ class RequestFitter:
         fitted = request.model_copy(update=dict.fromkeys(names)) if names else request
         if refused:
             fitted = adapter.without_values(fitted, target.model, refused)
-        return fitted, names + refused
+        # a param refused by name may be refused by value too (Opus 4.7's temperature): named once
+        return fitted, tuple(dict.fromkeys(names + refused))
 
     def embeddings(
         self, request: EmbeddingRequest, adapter: ProviderAdapter

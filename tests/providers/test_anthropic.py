@@ -475,7 +475,9 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
             gateway = Gateway(config)
             ctx = RequestContext("chat")
             try:
-                request = chat(model="anthropic/claude-opus-4-7", temperature=0.2, top_p=0.9)
+                request = chat(
+                    model="anthropic/claude-opus-4-7", temperature=0.2, top_p=0.9, reasoning_effort="low"
+                )
                 if drop:
                     answer = await gateway.chat(request, ctx)
                     assert answer.choices[0].message.content

@@ -194,8 +194,8 @@ def thinking_conflict_error(provider: str, model: str, name: str) -> Unsupported
         why = "thinking cannot be on while tool_choice forces a tool ('required' or a named one)"
         fix = "use tool_choice 'auto', or leave reasoning_effort out"
     else:
-        limit = "at most its default of 1" if name == "temperature" else "from 0.95 to 1"
-        why = f"'{name}' cannot be set with thinking on" + ("" if name == "top_k" else f" (only {limit})")
+        allowed = {"temperature": " (only 1, its default)", "top_p": " (only from 0.95 to 1)"}
+        why = f"'{name}' cannot be set with thinking on{allowed.get(name, '')}"
         fix = f"leave '{name}' out, or reasoning_effort"
     return UnsupportedParamError(
         f"{provider}: {why} for model '{model}'; {fix}, or set settings.drop_unsupported_params",
