@@ -286,6 +286,24 @@ async def test_every_circuit_open_fails_fast_with_retry_after(
     assert info.value.retry_after == 18  # the cooldown left, not all of it again
 
 
+async def test_retry_after_is_when_the_first_deployment_is_back_for_good(
+    build: Callable[[str], Gateway], clock: FakeTime
+) -> None:
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
+        "routing:\n  circuit_breaker: {cooldown_seconds: 30}\n"
+    )
+    a, b = gw.router.states["up/gpt-a"], gw.router.states["up/gpt-b"]
+    a.breaker._open()  # a: its circuit open for 30 s and a 429 to wait out for 40 s
+    a.cooldown_until = clock.now + 40
+    clock.now += 1
+    b.breaker._open()  # b: its circuit open for 30 s from now
+    with pytest.raises(ProviderOverloadedError) as info:
+        await gw.chat(chat("m"))
+    # a is back in 39 s (its circuit's 29 s do not let it serve while the 429 lasts), b in 30
+    assert info.value.retry_after == 30
+
+
 async def test_stream_failure_before_the_first_chunk_falls_back(
     build: Callable[[str], Gateway], plan: dict[str, list[int]]
 ) -> None:
@@ -357,7 +375,9 @@ async def test_a_streaming_probe_closes_the_circuit_at_its_first_chunk(
     assert breaker.state is BreakerState.CLOSED
 
 
-async def test_a_stream_its_caller_closes_gives_the_breaker_no_sample(build: Callable[[str], Gateway]) -> None:
+async def test_a_stream_its_caller_closes_gives_the_breaker_no_sample(
+    build: Callable[[str], Gateway],
+) -> None:
     gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
     state = gw.router.states["up/gpt-a"]
     stream = await gw.stream(chat("m", stream=True), RequestContext("chat"))

@@ -540,13 +540,14 @@ class Router:
                 f"every deployment of '{group.name}' is rate limited upstream; retry after {min(waits):.1f} s",
                 retry_after=min(waits),
             )
-        # the soonest any deployment is back: a 429's wait, or an open circuit's cooldown left
-        reopens = [m.state.breaker.reopens_in() for m in group.members]
-        waits += [w for w in reopens if w is not None]
+        # the soonest any deployment is back: each is back once both its 429's wait and its
+        # open circuit's cooldown are over (a half-open one, its probe in flight, is unknown)
+        backs = [_back_in(m.state, now) for m in group.members]
+        known = [b for b in backs if b is not None]
         return ProviderOverloadedError(
             f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
             "after rate limits); try again later",
-            retry_after=min(waits) if waits else self.config.routing.circuit_breaker.cooldown_seconds,
+            retry_after=min(known) if known else self.config.routing.circuit_breaker.cooldown_seconds,
         )
 
 
@@ -555,6 +556,15 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
+
+
+def _back_in(state: DeploymentState, now: float) -> float | None:
+    """Seconds until a deployment may take requests again: after its 429's wait and its open
+    circuit's cooldown, whichever ends later; None when neither says (a probe in flight)."""
+    waits = [w for w in (state.cooldown_until - now, state.breaker.reopens_in()) if w is not None and w > 0]
+    if waits:
+        return max(waits)
+    return None if state.breaker.state is BreakerState.HALF_OPEN else 0.0
 
 
 def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
