@@ -95,9 +95,7 @@ class StreamingResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            if not self._session.closed:
-                raise
-            raise _cut_by_close() from exc
+            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
@@ -108,9 +106,7 @@ class StreamingResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            if not self._session.closed:
-                raise
-            raise _cut_by_close() from exc
+            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
     def at_eof(self) -> bool:
         """The whole body has arrived and been read."""
@@ -130,9 +126,7 @@ class StreamingResponse:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            if not self._session.closed:
-                raise
-            raise _cut_by_close() from exc
+            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
 
 class HttpClient:
@@ -219,9 +213,7 @@ class HttpClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, provider, session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            if not session.closed:
-                raise
-            raise _cut_by_close() from exc
+            raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
 
     async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
@@ -244,9 +236,7 @@ class HttpClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_error(exc, provider, session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            if not session.closed:
-                raise
-            raise _cut_by_close() from exc
+            raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
         return StreamingResponse(resp, provider, session)
 
     @staticmethod
@@ -310,7 +300,19 @@ def _abandon(session: aiohttp.ClientSession) -> None:
 
 def _cut_by_close() -> RequestCancelledError:
     """A request the closing pool cut off: no provider named, it did nothing wrong."""
-    return RequestCancelledError("the client was closed while this request was in flight")
+    return RequestCancelledError(
+        "the connection pool was closed (its client or server shutting down) while this request was in flight"
+    )
+
+
+def _cut_or_same(exc: RuntimeError, session: aiohttp.ClientSession) -> BaseException:
+    """What to raise for a ``RuntimeError`` from aiohttp: once ``session`` is closed, the cut by
+    the close (its cause ``exc``); before, ``exc`` itself (a bug, not a transport failure)."""
+    if not session.closed:
+        return exc
+    cut = _cut_by_close()
+    cut.__cause__ = exc
+    return cut
 
 
 def _transport_error(

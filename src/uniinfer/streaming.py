@@ -214,6 +214,7 @@ class ChatStream:
         if self._done:
             return
         self._pending.clear()
+        forget_traceback(error)  # kept and raised again on each later step: no frames held
         self._failure = error
         await self._finish(error)
 

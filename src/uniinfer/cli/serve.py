@@ -98,7 +98,11 @@ def _check_listen(host: str, port: int) -> None:
         errno.EACCES: "not permitted to this user",
     }
     for family, kind, proto, _, address in dict.fromkeys(infos):  # in order, without repeats
-        with socket.socket(family, kind, proto) as sock:
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # a family this kernel lacks (IPv6): asyncio skips it too
+            continue
+        with sock:
             if os.name == "posix" and sys.platform != "cygwin":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
