@@ -73,12 +73,17 @@ from uniinfer.providers.anthropic_request import (
     messages_payload,
     output_effort,
     thinking_budget,
-    thinking_conflicts,
     thinking_left_out,
     without_refused,
 )
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
-from uniinfer.providers.claude_models import EFFORT_PARAM, effort_refused, structured_outputs, takes_sampling
+from uniinfer.providers.claude_models import (
+    EFFORT_PARAM,
+    effort_refused,
+    structured_outputs,
+    takes_sampling,
+    thinking_conflicts,
+)
 from uniinfer.providers.translation import strict_tools
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (

@@ -58,8 +58,16 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
-from uniinfer.providers.claude_models import EFFORT_PARAM, effort_error, effort_refused, thinks_adaptively
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.providers.claude_models import (
+    EFFORT_PARAM,
+    THINKING_CONFLICTS,
+    effort_error,
+    effort_refused,
+    thinking_conflict_error,
+    thinking_conflicts,
+    thinks_adaptively,
+)
 from uniinfer.providers.translation import add_turn, data_url, strict_tool_error, without_strict, word_call_id
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
@@ -89,8 +97,6 @@ __all__ = [
     "messages_payload",
     "output_effort",
     "thinking_budget",
-    "thinking_conflict_error",
-    "thinking_conflicts",
     "thinking_left_out",
     "without_effort",
     "without_refused",
@@ -148,60 +154,12 @@ def without_refused(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest
     cannot go with thinking (:func:`thinking_conflicts`: the thinking itself, or sampling)."""
     if EFFORT_PARAM in names:
         request = without_effort(request)
-    plain = [name for name in names if name in _CONFLICTING]
+    plain = [name for name in names if name in THINKING_CONFLICTS]
     if plain:
         request = request.model_copy(update=dict.fromkeys(plain))
-    if any(name != EFFORT_PARAM and name not in _CONFLICTING for name in names):
+    if any(name != EFFORT_PARAM and name not in THINKING_CONFLICTS for name in names):
         request = without_strict(request)
     return request
-
-
-#: What the Messages API refuses beside extended thinking (a 400): forced tool use, and
-#: sampling changes; ``top_p`` only from 0.95 on
-#: (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
-_CONFLICTING = frozenset({"reasoning_effort", "temperature", "top_k", "top_p"})
-_MIN_TOP_P_WITH_THINKING = 0.95
-
-
-def thinking_conflicts(request: ChatRequest, thinking_on: bool) -> tuple[str, ...]:
-    """What cannot go with the thinking ``request`` turns on (``thinking_on``: it is sent).
-
-    ``tool_choice`` forcing a tool (``required`` or named) rules thinking out: then
-    ``reasoning_effort`` is what goes (the forced call is the application's structure).
-    Otherwise a ``temperature`` other than 1, any ``top_k`` and a ``top_p`` below 0.95
-    each go. Refused before sending, naming the param, or dropped visibly when
-    configured, where the API would answer a 400 ("Thinking may not be enabled when
-    tool_choice forces tool use", "temperature may only be set to 1 when thinking is enabled").
-    """
-    if not thinking_on:
-        return ()
-    choice = request.tool_choice
-    if request.tools and (choice == "required" or isinstance(choice, ToolChoiceFunction)):
-        return ("reasoning_effort",)
-    found = []
-    if request.temperature is not None and request.temperature != 1:
-        found.append("temperature")
-    if request.top_k is not None:
-        found.append("top_k")
-    if request.top_p is not None and request.top_p < _MIN_TOP_P_WITH_THINKING:
-        found.append("top_p")
-    return tuple(found)
-
-
-def thinking_conflict_error(provider: str, model: str, name: str) -> UnsupportedParamError:
-    """The 400 for a param :func:`thinking_conflicts` found (the gateway's, before sending)."""
-    if name == "reasoning_effort":
-        why = "thinking cannot be on while tool_choice forces a tool ('required' or a named one)"
-        fix = "use tool_choice 'auto', or leave reasoning_effort out"
-    else:
-        allowed = {"temperature": " (only 1, its default)", "top_p": " (only from 0.95 to 1)"}
-        why = f"'{name}' cannot be set with thinking on{allowed.get(name, '')}"
-        fix = f"leave '{name}' out, or reasoning_effort"
-    return UnsupportedParamError(
-        f"{provider}: {why} for model '{model}'; {fix}, or set settings.drop_unsupported_params",
-        param=name,
-        provider=provider,
-    )
 
 
 def thinking_budget(request: ChatRequest) -> int | None:

@@ -74,7 +74,6 @@ from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
 from uniinfer.providers.anthropic_request import (
     output_effort,
     thinking_budget,
-    thinking_conflicts,
     without_refused,
 )
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
@@ -87,7 +86,7 @@ from uniinfer.providers.bedrock_converse import (
     thinking_left_out,
     unsupported_for,
 )
-from uniinfer.providers.claude_models import EFFORT_PARAM
+from uniinfer.providers.claude_models import EFFORT_PARAM, thinking_conflicts
 from uniinfer.providers.eventstream import ConverseStreamDecoder
 from uniinfer.providers.redaction import redact_secret
 from uniinfer.providers.translation import strict_tools

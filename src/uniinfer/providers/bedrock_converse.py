@@ -74,11 +74,16 @@ from uniinfer.providers.anthropic_request import (
     enabled_thinking,
     output_effort,
     thinking_budget,
-    thinking_conflict_error,
-    thinking_conflicts,
 )
 from uniinfer.providers.base import chunk_id
-from uniinfer.providers.claude_models import effort_error, effort_refused, takes_sampling, thinks_adaptively
+from uniinfer.providers.claude_models import (
+    effort_error,
+    effort_refused,
+    takes_sampling,
+    thinking_conflict_error,
+    thinking_conflicts,
+    thinks_adaptively,
+)
 from uniinfer.providers.translation import (
     add_turn,
     data_url,

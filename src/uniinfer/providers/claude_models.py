@@ -8,8 +8,9 @@ and, from Opus 4.7 on, thinking only adaptively and no sampling params
 *older* models, a closed set, as name prefixes (Claude API ids, Vertex AI ids with ``@date``,
 and the Claude part of Bedrock ids): a name outside them is a newer model, which has what the
 newest have. A name that is not a Claude one at all (an Anthropic-compatible server's own
-model) keeps the older behaviour for thinking and sampling. Used by the Claude API adapter,
-Vertex AI's Claude models and Bedrock's.
+model) keeps the older behaviour for thinking and sampling. And what no Claude model takes
+beside extended thinking (:func:`thinking_conflicts`). Used by the Claude API adapter, Vertex
+AI's Claude models and Bedrock's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 
 from uniinfer.errors import UnsupportedParamError
 from uniinfer.types import ChatRequest
+from uniinfer.types.chat import ToolChoiceFunction
 
 __all__ = [
     "ADAPTIVE_TOO",
@@ -25,10 +27,13 @@ __all__ = [
     "EFFORT_PARAM",
     "NO_EFFORT",
     "NO_STRUCTURED_OUTPUTS",
+    "THINKING_CONFLICTS",
     "effort_error",
     "effort_refused",
     "structured_outputs",
     "takes_sampling",
+    "thinking_conflict_error",
+    "thinking_conflicts",
     "thinks_adaptively",
 ]
 
@@ -119,3 +124,51 @@ def effort_error(provider: str, model: str, effort: str) -> UnsupportedParamErro
 def structured_outputs(model: str) -> bool:
     """Whether the Claude API gives ``model`` structured outputs (see :data:`NO_STRUCTURED_OUTPUTS`)."""
     return not model.lower().startswith(NO_STRUCTURED_OUTPUTS)
+
+
+#: What the Messages API refuses beside extended thinking (a 400): forced tool use, and
+#: sampling changes; ``top_p`` only from 0.95 on
+#: (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
+THINKING_CONFLICTS = frozenset({"reasoning_effort", "temperature", "top_k", "top_p"})
+_MIN_TOP_P_WITH_THINKING = 0.95
+
+
+def thinking_conflicts(request: ChatRequest, thinking_on: bool) -> tuple[str, ...]:
+    """What cannot go with the thinking ``request`` turns on (``thinking_on``: it is sent).
+
+    ``tool_choice`` forcing a tool (``required`` or named) rules thinking out: then
+    ``reasoning_effort`` is what goes (the forced call is the application's structure).
+    Otherwise a ``temperature`` other than 1, any ``top_k`` and a ``top_p`` below 0.95
+    each go. Refused before sending, naming the param, or dropped visibly when
+    configured, where the API would answer a 400 ("Thinking may not be enabled when
+    tool_choice forces tool use", "temperature may only be set to 1 when thinking is enabled").
+    """
+    if not thinking_on:
+        return ()
+    choice = request.tool_choice
+    if request.tools and (choice == "required" or isinstance(choice, ToolChoiceFunction)):
+        return ("reasoning_effort",)
+    found = []
+    if request.temperature is not None and request.temperature != 1:
+        found.append("temperature")
+    if request.top_k is not None:
+        found.append("top_k")
+    if request.top_p is not None and request.top_p < _MIN_TOP_P_WITH_THINKING:
+        found.append("top_p")
+    return tuple(found)
+
+
+def thinking_conflict_error(provider: str, model: str, name: str) -> UnsupportedParamError:
+    """The 400 for a param :func:`thinking_conflicts` found (the gateway's, before sending)."""
+    if name == "reasoning_effort":
+        why = "thinking cannot be on while tool_choice forces a tool ('required' or a named one)"
+        fix = "use tool_choice 'auto', or leave reasoning_effort out"
+    else:
+        allowed = {"temperature": " (only 1, its default)", "top_p": " (only from 0.95 to 1)"}
+        why = f"'{name}' cannot be set with thinking on{allowed.get(name, '')}"
+        fix = f"leave '{name}' out, or reasoning_effort"
+    return UnsupportedParamError(
+        f"{provider}: {why} for model '{model}'; {fix}, or set settings.drop_unsupported_params",
+        param=name,
+        provider=provider,
+    )
