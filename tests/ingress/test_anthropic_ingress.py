@@ -1053,6 +1053,44 @@ async def test_tool_use_round_trip(
         )
 
 
+@pytest.mark.parametrize("caller", [None, {"type": "direct"}])
+async def test_a_tool_use_block_sent_back_as_the_sdk_dumps_it(
+    client: anthropic.AsyncAnthropic, caller: dict[str, str] | None
+) -> None:
+    # anthropic 2.x blocks carry `caller`; model_dump() writes it, null when the model called
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}, "caller": caller}
+    answer = await client.messages.create(
+        model=OPENAI.name(),
+        max_tokens=64,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [use]},  # type: ignore[list-item]
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "21"}]},
+        ],
+    )
+    assert answer.stop_reason == "end_turn"  # accepted and answered
+
+
+async def test_a_tool_use_block_a_server_tool_called_is_refused_naming_it(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    use = {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {},
+        "caller": {"type": "code_execution_20250825", "tool_id": "srvtoolu_1"},
+    }
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.create(
+            model=OPENAI.name(),
+            max_tokens=64,
+            messages=[{"role": "user", "content": "weather?"}, {"role": "assistant", "content": [use]}],  # type: ignore[list-item]
+        )
+    assert "caller" in info.value.body["error"]["message"]  # type: ignore[index]
+
+
 @pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
 async def test_streamed_tool_call(client: anthropic.AsyncAnthropic, upstream: Upstream) -> None:
     async with client.messages.stream(

@@ -143,6 +143,11 @@ class DocumentBlock(BaseModel):
     citations: dict[str, Any] | None = None
 
 
+class DirectCaller(BaseModel):
+    model_config = _STRICT
+    type: Literal["direct"]
+
+
 class ToolUseBlock(BaseModel):
     model_config = _STRICT
     type: Literal["tool_use"]
@@ -150,6 +155,10 @@ class ToolUseBlock(BaseModel):
     name: str = Field(min_length=1)
     input: dict[str, Any]
     cache_control: CacheControl | None = None
+    #: Who called the tool, as the SDK (2.x) sends a block back: the model itself (``direct``,
+    #: also what an absent caller means). A server tool's call (code execution) is refused:
+    #: uniinfer runs no server tools.
+    caller: DirectCaller | None = None
 
 
 class ToolResultBlock(BaseModel):
