@@ -372,6 +372,30 @@ def test_a_tool_result_of_several_text_parts_keeps_them_apart() -> None:
     assert contents[1]["parts"][0]["functionResponse"]["response"] == {"result": "21\ndegrees"}
 
 
+def test_results_of_two_calls_to_one_function_follow_the_calls_order() -> None:
+    # a functionResponse names only the function: Gemini pairs results with calls by position
+    def call(i: str, city: str) -> dict[str, Any]:
+        return {
+            "id": i,
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
+        }
+
+    messages = [
+        {"role": "user", "content": "weather in Paris and Rome?"},
+        {"role": "assistant", "tool_calls": [call("call_A", "Paris"), call("call_B", "Rome")]},
+        {"role": "tool", "tool_call_id": "call_B", "content": "Rome 30C"},  # answered out of order
+        {"role": "tool", "tool_call_id": "call_A", "content": "Paris 21C"},
+        {"role": "user", "content": "so?"},
+    ]
+    contents = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))["contents"]
+    results = [
+        p["functionResponse"]["response"]["result"] for p in contents[2]["parts"] if "functionResponse" in p
+    ]
+    assert results == ["Paris 21C", "Rome 30C"]
+    assert contents[2]["parts"][-1] == {"text": "so?"}
+
+
 def test_reused_tool_call_ids_resolve_to_the_latest_assistant_turn() -> None:
     def turn(name: str) -> list[dict[str, Any]]:
         call = {"id": "call_0", "type": "function", "function": {"name": name, "arguments": "{}"}}

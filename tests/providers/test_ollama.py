@@ -131,6 +131,25 @@ def test_messages_roles_images_tools_and_history() -> None:
     ]  # fmt: skip
 
 
+def test_results_of_two_calls_to_one_function_follow_the_calls_order() -> None:
+    # a tool message names only the tool: the model pairs results with calls by position
+    def call(i: str, city: str) -> dict[str, Any]:
+        return {
+            "id": i,
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
+        }
+
+    messages = [
+        {"role": "user", "content": "weather in Paris and Rome?"},
+        {"role": "assistant", "tool_calls": [call("call_A", "Paris"), call("call_B", "Rome")]},
+        {"role": "tool", "tool_call_id": "call_B", "content": "Rome 30C"},
+        {"role": "tool", "tool_call_id": "call_A", "content": "Paris 21C"},
+    ]
+    body = sent(adapter_for().chat_request(chat(messages=messages), "qwen3", stream=False))
+    assert [m["content"] for m in body["messages"] if m["role"] == "tool"] == ["Paris 21C", "Rome 30C"]
+
+
 def test_http_image_url_is_rejected_naming_the_part() -> None:
     parts = [
         {"type": "text", "text": "x"},

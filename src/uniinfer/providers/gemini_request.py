@@ -52,7 +52,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.providers.translation import SIGNED_ID_MARK, data_url, json_object
+from uniinfer.providers.translation import SIGNED_ID_MARK, call_ordered, data_url, json_object
 from uniinfer.types import ChatRequest, chat
 
 __all__ = [
@@ -125,7 +125,7 @@ def _contents(messages: list[Any], provider: str) -> tuple[list[Json], list[Json
     system: list[Json] = []
     contents: list[Json] = []
     names: dict[str, str] = {}  # tool_call id -> function name, latest assistant turn wins
-    for i, msg in enumerate(messages):
+    for i, msg in call_ordered(messages):  # results pair with calls by position here
         if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
             system.extend({"text": t} for t in _texts(msg.content))
             continue

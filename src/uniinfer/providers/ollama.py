@@ -49,7 +49,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.translation import data_url
+from uniinfer.providers.translation import call_ordered, data_url
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -248,7 +248,7 @@ class OllamaAdapter(ProviderAdapter):
     def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         tool_names: dict[str, str] = {}
-        for i, msg in enumerate(messages):
+        for i, msg in call_ordered(messages):  # results pair with calls by position here
             if isinstance(msg, UserMessage):
                 out.append(self._user(i, msg))
             elif isinstance(msg, AssistantMessage):

@@ -15,10 +15,12 @@ import orjson
 
 from uniinfer.errors import UnsupportedParamError
 from uniinfer.types import ChatRequest
+from uniinfer.types.chat import AssistantMessage, Message, ToolMessage
 
 __all__ = [
     "SIGNED_ID_MARK",
     "add_turn",
+    "call_ordered",
     "data_url",
     "json_object",
     "openai_strict_schema",
@@ -90,6 +92,42 @@ def data_url(url: str) -> tuple[str, str] | None:
     if not media or not params or params[-1].strip().lower() != "base64":
         return None
     return media.strip().lower(), data
+
+
+def call_ordered(messages: list[Message]) -> list[tuple[int, Message]]:
+    """The messages with their indexes, each run of tool results in the order of the calls
+    they answer.
+
+    OpenAI's format pairs a result with its call by ``tool_call_id``, so a client may send
+    them in any order. Gemini (a ``functionResponse`` names only the function) and Ollama
+    (a tool message names only the tool) pair them by position: two calls to one function
+    answered out of order would give each the other's result. Results whose id no call of
+    the turn before has keep their place after the others.
+    """
+    out: list[tuple[int, Message]] = []
+    order: dict[str, int] = {}
+    run: list[tuple[int, ToolMessage]] = []
+    for i, msg in enumerate(messages):
+        if isinstance(msg, ToolMessage):
+            run.append((i, msg))
+            continue
+        if run:
+            out += _in_call_order(run, order)
+            run = []
+        if isinstance(msg, AssistantMessage):
+            order = {call.id: k for k, call in enumerate(msg.tool_calls or ())}
+        out.append((i, msg))
+    return out + _in_call_order(run, order)
+
+
+def _in_call_order(run: list[tuple[int, ToolMessage]], order: dict[str, int]) -> list[tuple[int, Message]]:
+    last = len(order)
+
+    def position(item: tuple[int, ToolMessage]) -> int:
+        return order.get(item[1].tool_call_id, last)
+
+    ordered = sorted(run, key=position)
+    return [*ordered]
 
 
 def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
