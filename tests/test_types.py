@@ -10,7 +10,9 @@ from pydantic import BaseModel
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
 from uniinfer.ingress import responses_request
 from uniinfer.types import (
+    ChatChunk,
     ChatRequest,
+    ChatResponse,
     EmbeddingRequest,
     FunctionDefinition,
     Tool,
@@ -360,3 +362,35 @@ def test_an_unknown_reasoning_effort_is_refused_naming_it() -> None:
             {"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "extreme"},
         )
     assert info.value.param == "reasoning_effort"
+
+
+def test_reasoning_is_read_under_either_name_servers_use() -> None:
+    # vLLM (since 0.11.2) and OpenRouter write `reasoning`; DeepSeek and most others `reasoning_content`
+    body = {
+        "id": "c",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "4", "reasoning": "2+2"}}],
+    }
+    assert ChatResponse.model_validate(body).choices[0].message.reasoning_content == "2+2"
+    chunk = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"reasoning": "2+"}}]}
+    assert ChatChunk.model_validate(chunk).choices[0].delta.reasoning_content == "2+"
+    both = {**body["choices"][0]["message"], "reasoning_content": "first"}  # type: ignore[index]
+    assert (
+        ChatResponse.model_validate({**body, "choices": [{"index": 0, "message": both}]})
+        .choices[0]
+        .message.reasoning_content
+        == "first"
+    )
+    # and an assistant turn sent back as the openai SDK dumps such an answer
+    request = parse_request(
+        ChatRequest,
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "4", "reasoning": "2+2"},
+                {"role": "user", "content": "and 3+3?"},
+            ],
+        },
+    )
+    assert request.messages[1].reasoning_content == "2+2"  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -73,6 +74,9 @@ _REQUEST = ConfigDict(extra="forbid", strict=True)
 #: is kept per deployment in routing state and echoed in response headers).
 MAX_MODEL_NAME = 256
 _RESPONSE = ConfigDict(extra="ignore")
+#: A model's reasoning text: ``reasoning_content`` (DeepSeek's name, most servers') or
+#: ``reasoning`` (vLLM's since 0.11.2, OpenRouter's), read as either, written as the first.
+_REASONING_TEXT: Any = Field(default=None, validation_alias=AliasChoices("reasoning_content", "reasoning"))
 
 
 # --- content parts -------------------------------------------------------------
@@ -254,7 +258,7 @@ class AssistantMessage(BaseModel):
     audio: dict[str, Any] | None = None
     function_call: FunctionCall | None = None
     #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
-    reasoning_content: str | None = None
+    reasoning_content: str | None = _REASONING_TEXT
     #: Present when a client appends a response message as-is (the openai SDK's
     #: ``message.model_dump()``, and ``parsed`` from its ``parse()`` and ``stream()``
     #: helpers); accepted, never sent upstream.
@@ -517,7 +521,7 @@ class ResponseMessage(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
-    reasoning_content: str | None = None
+    reasoning_content: str | None = _REASONING_TEXT
     annotations: list[dict[str, Any]] | None = None
     #: The answer's signed thinking blocks, in order (Anthropic's; see :class:`SignedThinking`):
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
@@ -575,7 +579,7 @@ class ChunkDelta(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
-    reasoning_content: str | None = None
+    reasoning_content: str | None = _REASONING_TEXT
     #: Signed thinking (see :class:`SignedThinking`), never serialised: a ``thinking`` entry
     #: carries the signature that completes the thinking streamed so far as
     #: ``reasoning_content`` (Anthropic's ``signature_delta``; its text stays empty), a
