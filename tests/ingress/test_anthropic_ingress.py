@@ -244,9 +244,11 @@ def test_thinking_budget_becomes_reasoning_effort(extra: dict[str, Any], effort:
     # what was asked goes along, for a Claude upstream
     thinking = extra.get("thinking") or {}
     intent = chat.messages_intent
-    if thinking.get("type") in (None, "disabled") and "output_config" not in extra:
+    if thinking.get("type") is None and "output_config" not in extra:
         assert intent is None
     else:
+        assert intent is not None
+        assert intent.thinking_off == (thinking.get("type") == "disabled")
         assert intent is not None
         assert intent.thinking == (thinking.get("type") in ("enabled", "adaptive"))
         assert intent.budget == thinking.get("budget_tokens")
@@ -1248,6 +1250,33 @@ async def test_every_cache_breakpoint_reaches_anthropic_where_the_client_put_it(
     image, document, _ = sent["messages"][0]["content"]
     assert (image["cache_control"], document["cache_control"]) == (cache, cache)
     assert sent["messages"][1]["content"][0]["cache_control"] == cache
+
+
+@pytest.mark.parametrize(
+    ("model", "told"),
+    [
+        ("ollama/qwen3-think", ("think", False)),
+        ("gemini/gemini-2.5-flash", ("thinkingConfig", {"thinkingBudget": 0})),
+        ("gemini/gemini-2.5-pro", ("thinkingConfig", {"thinkingBudget": 128, "includeThoughts": True})),
+    ],
+)
+def test_thinking_turned_off_reaches_providers_that_think_by_default(
+    model: str, told: tuple[str, Any]
+) -> None:
+    from uniinfer.config import Config
+    from uniinfer.gateway import Gateway
+
+    chat = to_chat_request(parse_anthropic(MessagesRequest, body(model=model, thinking={"type": "disabled"})))
+    gateway = Gateway(Config.model_validate({"providers": {"ollama": {}, "gemini": {"api_key": "k"}}}))
+    target = gateway.router.group(model).members[0].target
+    sent = orjson.loads(target.adapter.chat_request(chat, target.model, stream=False).body)
+    key, value = told
+    assert (sent[key] if key in sent else sent["generationConfig"][key]) == value
+    # a client that said nothing of thinking leaves the model's default alone
+    quiet = to_chat_request(parse_anthropic(MessagesRequest, body(model=model)))
+    sent = orjson.loads(target.adapter.chat_request(quiet, target.model, stream=False).body)
+    assert key not in sent
+    assert key not in sent.get("generationConfig", {})
 
 
 async def test_the_client_s_betas_reach_anthropic_with_the_configured_ones(

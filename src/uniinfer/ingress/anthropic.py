@@ -104,6 +104,7 @@ from uniinfer.ingress.anthropic_models import (
     TextBlock,
     ThinkingAdaptive,
     ThinkingBlock,
+    ThinkingDisabled,
     ThinkingEnabled,
     ToolChoiceAny,
     ToolChoiceAuto,
@@ -214,17 +215,25 @@ def anthropic_betas(header: str | None) -> tuple[str, ...]:
 
 
 def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -> MessagesIntent | None:
-    """The thinking, effort, strict tools and betas asked for, as asked (None when none of them)."""
+    """The thinking (on or off), effort, strict tools and betas asked for, as asked (None when none)."""
     effort = req.output_config.effort if req.output_config is not None else None
     thinking = isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive)
     strict = any(isinstance(t, CustomTool) and t.strict for t in req.tools or ())
-    if effort is None and not thinking and not strict and not betas:
+    off = isinstance(req.thinking, ThinkingDisabled)
+    if effort is None and not thinking and not strict and not betas and not off:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
     adaptive = isinstance(req.thinking, ThinkingAdaptive)
     display = req.thinking.display if isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive) else None
     return MessagesIntent(
-        thinking, budget, adaptive, display, effort=effort, anthropic_strict=strict, betas=betas
+        thinking,
+        budget,
+        adaptive,
+        display,
+        effort=effort,
+        anthropic_strict=strict,
+        betas=betas,
+        thinking_off=off,
     )
 
 

@@ -298,6 +298,8 @@ def _generation_config(r: ChatRequest, name: str) -> Json:
         config["responseJsonSchema"] = fmt.json_schema.schema_
     if r.reasoning_effort is not None:
         config["thinkingConfig"] = _thinking(r.reasoning_effort, name)
+    elif (intent := r.messages_intent) is not None and intent.thinking_off:
+        config["thinkingConfig"] = _thinking("none", name)  # 2.5 thinks by default: off, or its least
     return config
 
 

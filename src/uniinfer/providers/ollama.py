@@ -112,6 +112,8 @@ class OllamaAdapter(ProviderAdapter):
             payload["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in request.tools]
         if request.reasoning_effort is not None:
             payload["think"] = _think(request.reasoning_effort, model)
+        elif (intent := request.messages_intent) is not None and intent.thinking_off:
+            payload["think"] = _think("none", model)  # thinking models think unless told not to
         return HttpRequest(self.url("/api/chat"), orjson.dumps(payload), self.auth_headers())
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:

@@ -447,6 +447,10 @@ class MessagesIntent:
     #: The ``anthropic-beta`` features it sent (``context-1m-2025-08-07``, ...), for the Claude
     #: API; other providers have no such switch (and no such features).
     betas: tuple[str, ...] = ()
+    #: Whether it turned thinking off (``{"type": "disabled"}``, Claude's default): a provider
+    #: whose models think unless told not to (Gemini 2.5, Ollama's thinking models) is told,
+    #: where the model can stop; a provider without the switch has nothing to turn off.
+    thinking_off: bool = False
 
 
 class _IntentChatRequest(ChatRequest):
