@@ -62,3 +62,25 @@ async def test_openai_compatible_local_servers_list_their_models_and_a_dead_one_
     assert cards["vllm/*"] is True
     assert cards["lmstudio/*"] is False  # a request to it would fail to connect: said so up front
     assert cards["openai/*"] is True  # a hosted provider is listed as configured, not probed
+
+
+async def test_one_model_s_card_says_what_the_list_says() -> None:
+    async with run_fake(ollama_app(["llama3.2", "qwen3:8b"])) as url:
+        config = make_config(
+            f"providers:\n  ollama: {{base_url: '{url}'}}\n  other: {{type: ollama, base_url: 'http://127.0.0.1:9'}}\n"
+            "  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n"
+        )
+        gateway = Gateway(config)
+        try:
+
+            async def available(model: str) -> bool:
+                return (await gateway.retrieve_model(model)).available
+
+            assert await available("ollama/llama3.2")  # served as llama3.2:latest
+            assert await available("ollama/qwen3:8b")
+            assert not await available("ollama/nope")  # the server has no such model
+            assert not await available("other/*")  # nothing answers there, as the list says
+            assert not await available("other/llama3.2")
+            assert await available("openai/gpt-4o-mini")  # hosted: never probed
+        finally:
+            await gateway.aclose()

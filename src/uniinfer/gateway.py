@@ -296,17 +296,25 @@ class Gateway:
         ]
         return ModelList(data=cards)
 
-    def retrieve_model(self, model: str) -> ModelCard:
+    async def retrieve_model(self, model: str) -> ModelCard:
         """One model's card (``GET /v1/models/{model}``): a listed name, or any model that routes.
 
         ``provider/model`` of a configured provider routes even if no list names
-        it; anything else raises :class:`ModelNotFoundError` saying why.
+        it; anything else raises :class:`ModelNotFoundError` saying why. For a local
+        server's model, its server is asked, as :meth:`discover_models` does: the card
+        says unavailable when nothing answers there or the server has no such model.
         """
-        for card in self.list_models().data:
-            if card.id == model:
-                return card
-        target = self.router.group(model).members[0].target
-        return ModelCard(id=model, owned_by=target.provider)
+        card = next((c for c in self.list_models().data if c.id == model), None)
+        if card is None:
+            card = ModelCard(id=model, owned_by=self.router.group(model).members[0].target.provider)
+        provider, _, name = model.partition("/")
+        adapter = self._adapters.get(provider)
+        if adapter is None or not card.available or adapter.models_request() is None:
+            return card
+        _, served = await self._discover(provider, adapter)
+        if served is None or (served and name != "*" and not {name, f"{name}:latest"} & set(served)):
+            return card.model_copy(update={"available": False})
+        return card
 
     async def discover_models(self) -> ModelList:
         """:meth:`list_models` plus the models local servers report (Ollama's ``/api/tags``,

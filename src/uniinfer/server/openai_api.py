@@ -84,7 +84,7 @@ async def models(app: App, request: Request) -> None:
     """``GET /v1/models``, and ``GET /v1/models/{model}`` (the model id may hold a ``/``)."""
     name = request.path.removeprefix("/v1/models").removeprefix("/")
     if name:
-        body = app.gateway.retrieve_model(name).model_dump_json().encode()
+        body = (await app.gateway.retrieve_model(name)).model_dump_json().encode()
     else:
         body = (await app.gateway.discover_models()).model_dump_json().encode()
     await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
