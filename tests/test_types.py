@@ -394,3 +394,12 @@ def test_reasoning_is_read_under_either_name_servers_use() -> None:
         },
     )
     assert request.messages[1].reasoning_content == "2+2"  # type: ignore[union-attr]
+    # servers that write both (vLLM 0.11 to 0.13): accepted, the first name's text kept; a null
+    # first name does not hide the second's
+    both_turn = {"role": "assistant", "content": "4", "reasoning": "2+2", "reasoning_content": "2+2"}
+    request = parse_request(
+        ChatRequest, {"model": "m", "messages": [{"role": "user", "content": "?"}, both_turn]}
+    )
+    assert request.messages[1].reasoning_content == "2+2"  # type: ignore[union-attr]
+    nulled = {"index": 0, "delta": {"reasoning_content": None, "reasoning": "2+"}}
+    assert ChatChunk.model_validate({**chunk, "choices": [nulled]}).choices[0].delta.reasoning_content == "2+"

@@ -1257,7 +1257,9 @@ async def test_every_cache_breakpoint_reaches_anthropic_where_the_client_put_it(
     [
         ("ollama/qwen3-think", ("think", False)),
         ("gemini/gemini-2.5-flash", ("thinkingConfig", {"thinkingBudget": 0})),
-        ("gemini/gemini-2.5-pro", ("thinkingConfig", {"thinkingBudget": 128, "includeThoughts": True})),
+        # 2.5 Pro cannot stop: its least, and no thoughts asked for (the client turned them off)
+        ("gemini/gemini-2.5-pro", ("thinkingConfig", {"thinkingBudget": 128})),
+        ("gemini/gemini-3-pro-preview", ("thinkingConfig", {"thinkingLevel": "low"})),
     ],
 )
 def test_thinking_turned_off_reaches_providers_that_think_by_default(

@@ -194,7 +194,7 @@ LEVELS = {"thinkingLevel": "low", "includeThoughts": True}
         ("gemini-2.5-pro", "high", {"thinkingBudget": 24576, "includeThoughts": True}),
         ("gemini-2.5-flash-lite", "minimal", {"thinkingBudget": 0}),
         ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),
-        ("gemini-2.5-pro", "none", {"thinkingBudget": 128, "includeThoughts": True}),
+        ("gemini-2.5-pro", "none", {"thinkingBudget": 128}),  # cannot stop: its least, no thoughts
         ("gemini-2.5-flash", "max", {"thinkingBudget": 24576, "includeThoughts": True}),
         ("gemini-3-flash-preview", "none", {"thinkingLevel": "minimal"}),
         ("gemini-3-pro-preview", "xhigh", {**LEVELS, "thinkingLevel": "high"}),

@@ -138,6 +138,10 @@ _EFFORT_OF: Mapping[str, str] = {
 }
 
 
+#: The next level down, for an OpenAI client's ``xhigh``/``max`` on a model without it.
+_LOWER: Mapping[str, str] = {"max": "xhigh", "xhigh": "high"}
+
+
 def without_effort(request: ChatRequest) -> ChatRequest:
     """``request`` without its ``output_config.effort`` (thinking, if asked for, stays)."""
     intent = request.messages_intent
@@ -186,7 +190,12 @@ def output_effort(request: ChatRequest, model: str) -> str | None:
         return None
     if intent is not None:
         return intent.effort
-    return _EFFORT_OF[effort] if thinks_adaptively(request, model) else None
+    if not thinks_adaptively(request, model):
+        return None
+    level = _EFFORT_OF[effort]
+    while level in _LOWER and effort_refused(level, model):  # an OpenAI client's level: the nearest
+        level = _LOWER[level]
+    return level
 
 
 def thinking_left_out(request: ChatRequest) -> bool:

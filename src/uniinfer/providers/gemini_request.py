@@ -87,6 +87,8 @@ _THINKING_LEVELS: tuple[tuple[str, Mapping[str, str]], ...] = (
     ("gemini-3.1-pro", {"none": "low", "minimal": "low", "low": "low", "medium": "medium", "high": "high"}),
     ("gemini-3", {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}),
 )
+#: Model-name prefixes of the models that think unless told not to (and take ``thinkingConfig``).
+_THINKS_BY_DEFAULT = ("gemini-2.5", "gemini-3")
 #: Model-name prefixes whose function calls must carry their thought signature back.
 _SIGNED_CALLS = ("gemini-3",)
 #: The docs' dummy for function calls Gemini did not make (no signature to send back).
@@ -298,8 +300,12 @@ def _generation_config(r: ChatRequest, name: str) -> Json:
         config["responseJsonSchema"] = fmt.json_schema.schema_
     if r.reasoning_effort is not None:
         config["thinkingConfig"] = _thinking(r.reasoning_effort, name)
-    elif (intent := r.messages_intent) is not None and intent.thinking_off:
-        config["thinkingConfig"] = _thinking("none", name)  # 2.5 thinks by default: off, or its least
+    elif (
+        (intent := r.messages_intent) is not None
+        and intent.thinking_off
+        and name.startswith(_THINKS_BY_DEFAULT)
+    ):
+        config["thinkingConfig"] = _thinking("none", name)  # they think by default: off, or their least
     return config
 
 
@@ -316,7 +322,7 @@ def _thinking(effort: str, name: str) -> Json:
             budget = next((least for prefix, least in _MIN_BUDGET if name.startswith(prefix)), 0)
         thinking = {"thinkingBudget": budget}
         on = budget > 0
-    if on:  # thoughts are only worth asking for when thinking is on
+    if on and effort != "none":  # thoughts are worth asking for when thinking was asked for
         thinking["includeThoughts"] = True
     return thinking
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -74,9 +73,18 @@ _REQUEST = ConfigDict(extra="forbid", strict=True)
 #: is kept per deployment in routing state and echoed in response headers).
 MAX_MODEL_NAME = 256
 _RESPONSE = ConfigDict(extra="ignore")
-#: A model's reasoning text: ``reasoning_content`` (DeepSeek's name, most servers') or
-#: ``reasoning`` (vLLM's since 0.11.2, OpenRouter's), read as either, written as the first.
-_REASONING_TEXT: Any = Field(default=None, validation_alias=AliasChoices("reasoning_content", "reasoning"))
+
+
+def _reasoning_named(data: Any) -> Any:
+    """A model's reasoning text is ``reasoning_content`` (DeepSeek's name, most servers') or
+    ``reasoning`` (vLLM's since 0.11.2, OpenRouter's; some servers write both): the second
+    is read where the first is missing or null, and then left out."""
+    if isinstance(data, dict) and "reasoning" in data:
+        data = dict(data)
+        reasoning = data.pop("reasoning")
+        if data.get("reasoning_content") is None and isinstance(reasoning, str):
+            data["reasoning_content"] = reasoning
+    return data
 
 
 # --- content parts -------------------------------------------------------------
@@ -258,7 +266,8 @@ class AssistantMessage(BaseModel):
     audio: dict[str, Any] | None = None
     function_call: FunctionCall | None = None
     #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
-    reasoning_content: str | None = _REASONING_TEXT
+    reasoning_content: str | None = None
+    _reasoning_name = model_validator(mode="before")(staticmethod(_reasoning_named))
     #: Present when a client appends a response message as-is (the openai SDK's
     #: ``message.model_dump()``, and ``parsed`` from its ``parse()`` and ``stream()``
     #: helpers); accepted, never sent upstream.
@@ -525,7 +534,8 @@ class ResponseMessage(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
-    reasoning_content: str | None = _REASONING_TEXT
+    reasoning_content: str | None = None
+    _reasoning_name = model_validator(mode="before")(staticmethod(_reasoning_named))
     annotations: list[dict[str, Any]] | None = None
     #: The answer's signed thinking blocks, in order (Anthropic's; see :class:`SignedThinking`):
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
@@ -583,7 +593,8 @@ class ChunkDelta(BaseModel):
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
-    reasoning_content: str | None = _REASONING_TEXT
+    reasoning_content: str | None = None
+    _reasoning_name = model_validator(mode="before")(staticmethod(_reasoning_named))
     #: Signed thinking (see :class:`SignedThinking`), never serialised: a ``thinking`` entry
     #: carries the signature that completes the thinking streamed so far as
     #: ``reasoning_content`` (Anthropic's ``signature_delta``; its text stays empty), a
