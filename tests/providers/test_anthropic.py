@@ -573,7 +573,9 @@ def test_every_reasoning_effort_level_reaches_claude() -> None:
     assert (maxed["thinking"]["budget_tokens"], maxed["max_tokens"]) == (27904, 32000)  # Opus 4's limit
     # adaptive models take the level itself as output_config.effort; one without it, the nearest below
     assert sent(chat(reasoning_effort="xhigh"), "claude-opus-4-7")["output_config"] == {"effort": "xhigh"}
-    assert sent(chat(reasoning_effort="xhigh"), "claude-mythos-preview")["output_config"] == {"effort": "high"}
+    assert sent(chat(reasoning_effort="xhigh"), "claude-mythos-preview")["output_config"] == {
+        "effort": "high"
+    }
     assert sent(chat(reasoning_effort="max"), "claude-mythos-preview")["output_config"] == {"effort": "max"}
     assert make_adapter().values_refused(chat(reasoning_effort="xhigh"), "claude-mythos-preview") == ()
 
