@@ -224,8 +224,14 @@ async def test_closing_a_client_does_not_end_a_gateway_it_was_lent(config_for: C
     gateway = Gateway(config_for())
     first, second = AsyncClient(gateway=gateway), AsyncClient(gateway=gateway)
     try:
+        await second.acomplete(model="up/gpt-4o-mini", messages=MSG)  # the pool is open
+        pool = gateway.http._session
         await first.aclose()
+        assert gateway.http._session is pool  # left open for the others: in flight, nothing is cut
+        assert pool is not None
+        assert not pool.closed
         reply = await second.acomplete(model="up/gpt-4o-mini", messages=MSG)
         assert reply.choices[0].message.content
     finally:
         await second.aclose()
+        await gateway.aclose()

@@ -59,9 +59,8 @@ class AsyncClient:
     """Chat, streams and embeddings in-process, with the gateway's routing and fallback.
 
     Close it (``aclose()``, or ``async with``) when done: that ends the streams it
-    handed out and closes the gateway's connection pool (also a gateway passed in, which
-    may serve on and opens a new pool on its next request; one the client built itself
-    sends nothing more).
+    handed out and closes the gateway's connection pool, for good (a gateway passed in is
+    left open: it may serve others, and its owner closes it).
     A call made afterwards raises ``RuntimeError``; one in flight at the close, and
     a stream iterated after it, raise :class:`~uniinfer.errors.RequestCancelledError`.
 
@@ -154,7 +153,7 @@ class AsyncClient:
         if self._closed:
             return
         self._loop = self._loop_end = None
-        await self._shut(_LOOP_ENDED)
+        await self._shut(_LOOP_ENDED, pool=True)  # the pool belongs to the ending loop, lent or not
 
     async def aclose(self) -> None:
         """Close the pool and end the streams still open; the client takes no more calls."""
@@ -166,12 +165,12 @@ class AsyncClient:
             self.gateway.http.seal()
         loop_end, self._loop_end, self._loop = self._loop_end, None, None
         try:
-            await self._shut(_CLOSED)
+            await self._shut(_CLOSED, pool=self._owns_gateway)  # a lent gateway: its owner closes it
         finally:
             if loop_end is not None:  # retired now rather than at the loop's end (a no-op: closed)
                 await loop_end.aclose()
 
-    async def _shut(self, why: str) -> None:
+    async def _shut(self, why: str, *, pool: bool) -> None:
         """Close the pool, then end the streams handed out.
 
         The pool first: a stream's read that the closing pool cuts then fails as cut
@@ -180,7 +179,8 @@ class AsyncClient:
         for the garbage collector to warn about) and records them as cancelled.
         """
         try:
-            await self.gateway.aclose()
+            if pool:
+                await self.gateway.aclose()
         finally:
             streams = list(self._streams)
             self._streams.clear()

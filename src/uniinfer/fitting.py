@@ -61,6 +61,10 @@ class RequestFitter:
             if name not in _ALWAYS and getattr(request, name) is not None
         }
         rejected = (present - adapter.supported_for(target.model)) | (present & adapter.unsupported())
+        if "reasoning_effort" in rejected and request.reasoning_effort == "none":
+            # no reasoning asked for, from a provider without it: honoured as it is, not a drop
+            rejected.discard("reasoning_effort")
+            request = request.model_copy(update={"reasoning_effort": None})
         if not rejected and not refused:
             return request, ()
         names = tuple(sorted(rejected))

@@ -1646,6 +1646,13 @@ async def test_bad_requests_name_the_field(client: anthropic.AsyncAnthropic) -> 
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
 
+async def test_errors_before_routing_carry_anthropic_s_request_id(harness: Harness) -> None:
+    wrong = anthropic.AsyncAnthropic(base_url=harness.url, api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        await wrong.messages.create(model=ANTHROPIC.name(), max_tokens=8, messages=HELLO)  # type: ignore[arg-type]
+    assert info.value.request_id == info.value.response.headers["x-request-id"]
+
+
 async def test_auth_by_x_api_key(harness: Harness) -> None:
     async with anthropic.AsyncAnthropic(base_url=harness.url, api_key="sk-wrong", max_retries=0) as bad:
         with pytest.raises(anthropic.AuthenticationError) as info:

@@ -1546,3 +1546,14 @@ async def test_the_stop_sequence_that_ended_a_claude_answer_comes_back(
     else:
         reply = await call(client, adapter, request)
         assert (reply.choices[0].finish_reason, reply.choices[0].stop_sequence) == ("stop", "END")
+
+
+def test_reasoning_effort_none_asks_nothing_of_a_model_without_reasoning() -> None:
+    from uniinfer.fitting import RequestFitter
+    from uniinfer.routing.group import Target
+
+    target = Target("bedrock", "meta.llama3-70b-instruct-v1:0", make_adapter())
+    fitted, dropped = RequestFitter(drop=False).chat(chat(reasoning_effort="none"), target)
+    assert (fitted.reasoning_effort, dropped) == (None, ())  # no reasoning: honoured, not a 400
+    with pytest.raises(UnsupportedParamError):
+        RequestFitter(drop=False).chat(chat(reasoning_effort="low"), target)  # asking for it still is

@@ -478,7 +478,9 @@ async def _send_error(
 ) -> None:
     if send.started:
         return  # headers are out; streaming handlers report errors in-band
-    headers = [(b"x-request-id", request_id.encode()), *error_headers(exc), *extra]
+    # request-id too: Anthropic's name, which its SDKs read (harmless for the other families)
+    rid = request_id.encode()
+    headers = [(b"x-request-id", rid), (b"request-id", rid), *error_headers(exc), *extra]
     await send_bytes(send, exc.http_status, render(exc), headers)
 
 
