@@ -312,7 +312,10 @@ class Gateway:
         if adapter is None or not card.available or adapter.models_request() is None:
             return card
         _, served = await self._discover(provider, adapter)
-        if served is None or (served and name != "*" and not {name, f"{name}:latest"} & set(served)):
+        # Ollama serves only the models it has (others are a 404); other servers may load a model
+        # on demand or answer any name (llama.cpp), so their list is not the last word
+        missing = self.config.provider_type(provider) == "ollama" and name != "*" and bool(served)
+        if served is None or (missing and not {name, f"{name}:latest"} & set(served or ())):
             return card.model_copy(update={"available": False})
         return card
 

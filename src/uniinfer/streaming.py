@@ -225,6 +225,8 @@ class ChatStream:
         if self._done or self._on_done is None:
             return
         self._done = True
+        if self.ctx.error is None:  # its caller left it: no verdict on the deployment's health
+            self.ctx.error = RequestCancelledError("the caller dropped the stream before its end")
         try:
             if self._upstream is not None and self._http is not None:
                 self._http.close_stream(self._upstream, complete=False)

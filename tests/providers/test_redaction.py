@@ -47,7 +47,11 @@ def test_no_secret_changes_nothing() -> None:
 
 
 def test_a_masked_key_in_a_query_string_is_redacted() -> None:
-    assert redact_secret("GET /v1?key=sk-proj-****7654&x=1", KEY) == f"GET /v1?key={REDACTED}&x=1"
+    assert redact_secret("GET /v1?key=sk-proj-****7654&x=1", KEY) == f"GET /v1?{REDACTED}&x=1"
+
+
+def test_a_key_ending_in_base64_padding_is_redacted_by_its_tail() -> None:
+    assert redact_secret("token ****ZGg= refused", "c2VjcmV0ZGg=") == f"token {REDACTED} refused"
 
 
 def test_long_text_is_redacted_in_linear_time() -> None:

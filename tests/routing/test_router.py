@@ -386,6 +386,21 @@ async def test_a_stream_its_caller_closes_gives_the_breaker_no_sample(
     assert state.in_flight == 0
 
 
+async def test_a_stream_dropped_unclosed_gives_the_breaker_no_sample(build: Callable[[str], Gateway]) -> None:
+    import gc
+    import warnings
+
+    gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
+    state = gw.router.states["up/gpt-a"]
+    stream = await gw.stream(chat("m", stream=True), RequestContext("chat"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the warning telling to close it
+        del stream
+        gc.collect()
+    assert state.breaker._totals() == (0, 0)  # the caller left it: no verdict
+    assert state.in_flight == 0
+
+
 async def test_weighted_group_spreads_by_weight(build: Callable[[str], Gateway]) -> None:
     gw = build(
         "models:\n  m:\n    strategy: weighted\n    deployments:\n"

@@ -100,8 +100,10 @@ def _check_listen(host: str, port: int) -> None:
     for family, kind, proto, _, address in dict.fromkeys(infos):  # in order, without repeats
         try:
             sock = socket.socket(family, kind, proto)
-        except OSError:  # a family this kernel lacks (IPv6): asyncio skips it too
-            continue
+        except OSError as exc:  # a family this kernel lacks (IPv6): asyncio skips it too
+            if exc.errno in (errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+                continue
+            raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         with sock:
             if os.name == "posix" and sys.platform != "cygwin":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -16,7 +16,9 @@ Requests (https://docs.cohere.com/reference/chat, ``POST /v2/chat``, Bearer auth
 - ``response_format``: ``json_object`` -> ``{"type": "json_object"}``, ``json_schema``
   -> ``json_object`` with ``json_schema`` (the ResponseFormatV2 schema).
 - ``reasoning_effort`` -> ``thinking: {"type": "enabled", "token_budget": ...}``
-  (the Thinking object of the chat reference).
+  (the Thinking object of the chat reference); ``none`` -> ``{"type": "disabled"}``.
+- tools' ``strict`` -> ``strict_tools: true`` when every tool is strict; strict on some
+  only is refused (or dropped visibly): Cohere's switch covers every tool.
 
 Responses: text blocks join into ``content``; ``thinking`` blocks and ``tool_plan``
 (a "chain-of-thought style reflection and plan") into ``reasoning_content``.

@@ -38,8 +38,11 @@ tool beside loose ones constrains them all, which loses nothing a caller asked f
 ``reasoning_effort`` (https://ai.google.dev/gemini-api/docs/thinking): Gemini 3
 models take ``thinkingLevel`` (:data:`_THINKING_LEVELS`, by model-name prefix: each
 effort becomes the nearest level the model accepts), the others ``thinkingBudget``
-(:data:`_THINKING_BUDGET`), where ``minimal`` turns thinking off (0) except on models
-that cannot turn it off, which get their smallest budget (:data:`_MIN_BUDGET`).
+(:data:`_THINKING_BUDGET`), where ``none`` and ``minimal`` turn thinking off (0) except on
+models that cannot turn it off, which get their smallest budget (:data:`_MIN_BUDGET`), and
+``xhigh``/``max`` get the largest 2.5 Flash takes. Thought summaries are asked for unless the
+client asked for no thinking (``none``, or an Anthropic client's thinking turned off, which
+reaches the models that think by default, :data:`_THINKS_BY_DEFAULT`).
 """
 
 from __future__ import annotations

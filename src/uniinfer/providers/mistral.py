@@ -64,7 +64,8 @@ Block = dict[str, Any]
 
 _ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-#: Mistral takes ``none`` and ``high``; ``minimal`` is none, above ``high`` is high.
+#: Mistral's reasoning models document ``none`` and ``high``: ``minimal`` goes as ``none`` and
+#: the levels above ``high`` as ``high``; ``low`` and ``medium`` go as they are (Mistral decides).
 _REASONING: Mapping[str, str] = {"minimal": "none", "xhigh": "high", "max": "high"}
 _RENAMES: Mapping[str, str] = {"seed": "random_seed", "max_completion_tokens": "max_tokens"}
 #: Mistral field -> the ChatRequest field a caller set to produce it.

@@ -11,8 +11,10 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
 - ``think`` is ``true``/``false``, or ``"low"|"medium"|"high"`` for gpt-oss
   only: the server answers 400 ``think value "high" is not supported for this
   model`` for a level on any other model (server/routes.go, ChatHandler). So
-  ``reasoning_effort`` becomes the level for gpt-oss models and ``true``
-  elsewhere.
+  ``reasoning_effort`` becomes the level for gpt-oss models (``none`` and
+  ``minimal`` ``low``, above ``high`` ``high``: gpt-oss always thinks) and
+  ``true`` elsewhere, ``false`` for ``none`` (and for an Anthropic client that
+  turned thinking off).
 - Images are base64 strings only (``messages[].images``); Ollama never
   fetches URLs, so an http(s) image URL is rejected here with a clear error.
 - Tool calls carry their arguments as a JSON *object*; results go back as

@@ -16,9 +16,9 @@ __all__ = ["REDACTED", "redact_secret"]
 REDACTED = "[redacted]"
 
 #: A token: a run of characters that are not separators (whitespace, quotes, brackets,
-#: punctuation between words, a query string's ``&``, ``=`` and ``?``). Matched from left
-#: to right, each character once: linear in the text's length, whatever it holds.
-_TOKEN = re.compile(r"[^\s\"'`,;()<>\[\]{}&=?]+")
+#: punctuation between words, a query string's ``&`` and ``?``; not ``=``, base64's
+#: padding). Matched from left to right, each character once: linear in the text's length.
+_TOKEN = re.compile(r"[^\s\"'`,;()<>\[\]{}&?]+")
 #: A run of mask characters: ``sk-proj-****7654``, ``sk-ant-...wxyz``, ``AIza…1234``.
 _MASK_RUN = re.compile(r"\*{3,}|•{3,}|\.{3,}|…")
 #: Fewer visible characters than this say nothing about a key (and match too much).

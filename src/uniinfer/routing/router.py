@@ -534,11 +534,11 @@ class Router:
     def _unavailable(self, group: Group) -> UniInferError:
         """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded."""
         now = self._clock()
-        waits = [m.state.cooldown_until - now for m in group.members if m.state.cooldown_until > now]
-        if len(waits) == len(group.members):
+        if all(m.state.cooldown_until > now for m in group.members):
+            wait = min(_back_in(m.state, now) or 0.0 for m in group.members)  # a 429, maybe an open circuit
             return RateLimitError(
-                f"every deployment of '{group.name}' is rate limited upstream; retry after {min(waits):.1f} s",
-                retry_after=min(waits),
+                f"every deployment of '{group.name}' is rate limited upstream; retry after {wait:.1f} s",
+                retry_after=wait,
             )
         # the soonest any deployment is back: each is back once both its 429's wait and its
         # open circuit's cooldown are over (a half-open one, its probe in flight, is unknown)

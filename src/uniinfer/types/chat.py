@@ -457,8 +457,9 @@ class MessagesIntent:
     #: API; other providers have no such switch (and no such features).
     betas: tuple[str, ...] = ()
     #: Whether it turned thinking off (``{"type": "disabled"}``, Claude's default): a provider
-    #: whose models think unless told not to (Gemini 2.5, Ollama's thinking models) is told,
-    #: where the model can stop; a provider without the switch has nothing to turn off.
+    #: whose models think unless told not to (Gemini 2.5 and 3, Ollama's thinking models) is
+    #: told (a model that cannot stop gets its least thinking, and no thoughts are asked for);
+    #: a provider without the switch has nothing to turn off.
     thinking_off: bool = False
 
 
