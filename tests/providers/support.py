@@ -1,4 +1,5 @@
-"""What the provider tests share: feeding a stream decoder byte by byte, and reassembling chunks."""
+"""What the provider tests share: feeding a stream decoder byte by byte, reassembling chunks, and
+a conversation whose tool results come back out of order."""
 
 from __future__ import annotations
 
@@ -36,3 +37,19 @@ def reassemble(chunks: list[ChatChunk]) -> dict[str, Any]:
                     slot["name"] += call.function.name or ""
                     slot["arguments"] += call.function.arguments or ""
     return {"text": text, "thinking": thinking, "finish": finish, "calls": calls}
+
+
+def results_out_of_order() -> list[dict[str, Any]]:
+    """Two calls to one function (Paris, then Rome), their results sent back Rome first: OpenAI's
+    format pairs them by id, so a client may; a provider that pairs by position must reorder."""
+
+    def call(i: str, city: str) -> dict[str, Any]:
+        arguments = f'{{"city": "{city}"}}'
+        return {"id": i, "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
+
+    return [
+        {"role": "user", "content": "weather in Paris and Rome?"},
+        {"role": "assistant", "tool_calls": [call("call_A", "Paris"), call("call_B", "Rome")]},
+        {"role": "tool", "tool_call_id": "call_B", "content": "Rome 30C"},
+        {"role": "tool", "tool_call_id": "call_A", "content": "Paris 21C"},
+    ]

@@ -69,6 +69,16 @@ def sent(request: ChatRequest, model: str = "claude-opus-4-6", *, stream: bool =
     return body
 
 
+def gateway_at(url: str, *, drop: bool) -> Gateway:
+    """A gateway with the ``anthropic`` provider at ``url``, dropping unsupported params or not."""
+    return Gateway(
+        make_config(
+            f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
+            f"providers:\n  anthropic: {{base_url: '{url}', api_key: {KEY}}}\n"
+        )
+    )
+
+
 def tool_history() -> list[dict[str, Any]]:
     calls = [
         {
@@ -468,11 +478,7 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
     app = anthropic_app()
     async with run_fake(app) as url:
         for drop in (False, True):
-            config = make_config(
-                f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
-                f"providers:\n  anthropic: {{base_url: '{url}', api_key: {KEY}}}\n"
-            )
-            gateway = Gateway(config)
+            gateway = gateway_at(url, drop=drop)
             ctx = RequestContext("chat")
             try:
                 request = chat(
@@ -529,11 +535,7 @@ async def test_what_cannot_go_with_thinking_is_refused_or_dropped_before_sending
     app = anthropic_app()
     async with run_fake(app) as url:
         for drop in (False, True):
-            config = make_config(
-                f"settings: {{drop_unsupported_params: {str(drop).lower()}}}\n"
-                f"providers:\n  anthropic: {{base_url: '{url}', api_key: {KEY}}}\n"
-            )
-            gateway = Gateway(config)
+            gateway = gateway_at(url, drop=drop)
             ctx = RequestContext("chat")
             request = chat(
                 model="anthropic/claude-sonnet-4-5", reasoning_effort="low", max_tokens=4000, **fields

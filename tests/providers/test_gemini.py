@@ -374,20 +374,7 @@ def test_a_tool_result_of_several_text_parts_keeps_them_apart() -> None:
 
 def test_results_of_two_calls_to_one_function_follow_the_calls_order() -> None:
     # a functionResponse names only the function: Gemini pairs results with calls by position
-    def call(i: str, city: str) -> dict[str, Any]:
-        return {
-            "id": i,
-            "type": "function",
-            "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
-        }
-
-    messages = [
-        {"role": "user", "content": "weather in Paris and Rome?"},
-        {"role": "assistant", "tool_calls": [call("call_A", "Paris"), call("call_B", "Rome")]},
-        {"role": "tool", "tool_call_id": "call_B", "content": "Rome 30C"},  # answered out of order
-        {"role": "tool", "tool_call_id": "call_A", "content": "Paris 21C"},
-        {"role": "user", "content": "so?"},
-    ]
+    messages = [*support.results_out_of_order(), {"role": "user", "content": "so?"}]
     contents = sent(adapter_for().chat_request(chat(messages=messages), "m", stream=False))["contents"]
     results = [
         p["functionResponse"]["response"]["result"] for p in contents[2]["parts"] if "functionResponse" in p

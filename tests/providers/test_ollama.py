@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tests.fakes.common import run_fake
 from tests.fakes.ollama import ollama_app
+from tests.providers import support
 from uniinfer.errors import (
     InvalidRequestError,
     ModelNotFoundError,
@@ -133,19 +134,7 @@ def test_messages_roles_images_tools_and_history() -> None:
 
 def test_results_of_two_calls_to_one_function_follow_the_calls_order() -> None:
     # a tool message names only the tool: the model pairs results with calls by position
-    def call(i: str, city: str) -> dict[str, Any]:
-        return {
-            "id": i,
-            "type": "function",
-            "function": {"name": "get_weather", "arguments": f'{{"city": "{city}"}}'},
-        }
-
-    messages = [
-        {"role": "user", "content": "weather in Paris and Rome?"},
-        {"role": "assistant", "tool_calls": [call("call_A", "Paris"), call("call_B", "Rome")]},
-        {"role": "tool", "tool_call_id": "call_B", "content": "Rome 30C"},
-        {"role": "tool", "tool_call_id": "call_A", "content": "Paris 21C"},
-    ]
+    messages = support.results_out_of_order()
     body = sent(adapter_for().chat_request(chat(messages=messages), "qwen3", stream=False))
     assert [m["content"] for m in body["messages"] if m["role"] == "tool"] == ["Paris 21C", "Rome 30C"]
 
