@@ -403,3 +403,28 @@ def test_reasoning_is_read_under_either_name_servers_use() -> None:
     assert request.messages[1].reasoning_content == "2+2"  # type: ignore[union-attr]
     nulled = {"index": 0, "delta": {"reasoning_content": None, "reasoning": "2+"}}
     assert ChatChunk.model_validate({**chunk, "choices": [nulled]}).choices[0].delta.reasoning_content == "2+"
+
+
+def test_answers_carry_the_fields_the_spec_requires_even_when_null() -> None:
+    # CreateChatCompletionStreamResponse: choices[].finish_reason is required (nullable);
+    # CreateChatCompletionResponse: choices[].logprobs and message.refusal too
+    import orjson
+
+    chunk = ChatChunk.model_validate(
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "4"}}]}
+    )
+    written = orjson.loads(chunk.model_dump_json(exclude_none=True))
+    assert written["choices"][0] == {"index": 0, "delta": {"content": "4"}, "finish_reason": None}
+    answer = ChatResponse.model_validate(
+        {
+            "id": "c",
+            "model": "m",
+            "choices": [{"index": 0, "message": {"content": "4"}, "finish_reason": "stop"}],
+        }
+    )
+    choice = orjson.loads(answer.model_dump_json(exclude_none=True))["choices"][0]
+    assert (choice["logprobs"], choice["message"]["refusal"], choice["message"]["content"]) == (
+        None,
+        None,
+        "4",
+    )

@@ -27,7 +27,9 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -73,6 +75,14 @@ _REQUEST = ConfigDict(extra="forbid", strict=True)
 #: is kept per deployment in routing state and echoed in response headers).
 MAX_MODEL_NAME = 256
 _RESPONSE = ConfigDict(extra="ignore")
+
+
+def _with_nulls(data: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with the fields the OpenAI spec requires but allows null, as null when left out
+    (answers are written without their ``None`` fields; strict clients want these present)."""
+    for name in required:
+        data.setdefault(name, None)
+    return data
 
 
 def _reasoning_named(data: Any) -> Any:
@@ -542,6 +552,10 @@ class ResponseMessage(BaseModel):
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
 
+    @model_serializer(mode="wrap")
+    def _required(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _with_nulls(handler(self), ("content", "refusal"))
+
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -555,6 +569,10 @@ class ChatChoice(BaseModel):
     #: The stop sequence that ended the answer, when the provider says which (Anthropic does);
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
     stop_sequence: str | None = Field(default=None, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _required(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _with_nulls(handler(self), ("finish_reason", "logprobs"))
 
 
 class ChatResponse(BaseModel):
@@ -611,6 +629,10 @@ class ChunkChoice(BaseModel):
     logprobs: dict[str, Any] | None = None
     #: As :attr:`ChatChoice.stop_sequence`, on the chunk that carries the finish reason.
     stop_sequence: str | None = Field(default=None, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _required(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _with_nulls(handler(self), ("finish_reason",))
 
 
 class ChatChunk(BaseModel):
