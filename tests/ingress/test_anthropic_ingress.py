@@ -1281,6 +1281,58 @@ def test_thinking_turned_off_reaches_providers_that_think_by_default(
     assert key not in sent.get("generationConfig", {})
 
 
+async def test_images_in_tool_results_stay_in_their_result_for_claude(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    # a computer-use loop: two screenshots, each the result of its own call
+    def shot(n: int) -> dict[str, Any]:
+        return {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": "image/png",
+                "data": base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes([n]) * 32).decode(),
+            },
+        }
+
+    uses = [{"type": "tool_use", "id": f"toolu_{n}", "name": "get_weather", "input": {}} for n in (1, 2)]
+    results = [
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_1",
+            "content": [{"type": "text", "text": "one"}, shot(4)],
+        },
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": [shot(8)]},
+    ]
+    await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=64,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "look"},
+            {"role": "assistant", "content": uses},  # type: ignore[typeddict-item]
+            {"role": "user", "content": [*results, {"type": "text", "text": "and?"}]},  # type: ignore[list-item]
+        ],
+    )
+    last = harness.upstream_bodies(ANTHROPIC)[-1]["messages"][-1]["content"]
+    assert [b["type"] for b in last] == ["tool_result", "tool_result", "text"]  # no image outside
+    assert last[0]["content"] == [{"type": "text", "text": "one"}, shot(4)]
+    assert last[1]["content"] == [shot(8)]
+    # to an OpenAI-format upstream, they follow the results in a user message, as before
+    await client.messages.create(
+        model=OPENAI.name(),
+        max_tokens=64,
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        messages=[
+            {"role": "user", "content": "look"},
+            {"role": "assistant", "content": uses},  # type: ignore[typeddict-item]
+            {"role": "user", "content": results},  # type: ignore[typeddict-item]
+        ],
+    )
+    user = harness.upstream_bodies(OPENAI)[-1]["messages"][-1]
+    assert [p["type"] for p in user["content"]] == ["image_url", "image_url"]
+
+
 async def test_the_client_s_betas_reach_anthropic_with_the_configured_ones(
     client: anthropic.AsyncAnthropic, harness: Harness
 ) -> None:
@@ -1574,6 +1626,19 @@ async def test_a_failed_tool_result_keeps_its_flag(
         (
             {"role": "tool", "tool_call_id": "call_1", "content": "boom", "is_error": True},
             "messages[2].is_error",
+        ),
+        (
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://x.test/a.png"},
+                        "of_tool_result": "call_1",
+                    }
+                ],
+            },
+            "messages[1].content[0].of_tool_result",
         ),
     ],
 )

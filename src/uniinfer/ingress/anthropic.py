@@ -17,7 +17,9 @@ Requests, field by field:
   In a user turn, ``tool_result`` blocks become ``tool`` messages, in order and
   *before* the turn's other content (OpenAI wants tool messages right after the
   assistant turn that called); images inside a result follow in the user
-  message after them. ``is_error: true`` prefixes the result text with
+  message after them, marked with their result
+  (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`), so that a Claude
+  upstream gets them back inside it. ``is_error: true`` prefixes the result text with
   ``"Error: "`` (OpenAI has no such flag) and marks the tool message
   :attr:`~uniinfer.types.ToolMessage.is_error`, so that an Anthropic upstream
   gets the flag and the text as sent; a result's ``cache_control`` moves
@@ -300,7 +302,11 @@ def _user_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     for where, block in blocks:
         if isinstance(block, ToolResultBlock):
             results.append(_tool_message(block))
-            result_images += [_image_part(b) for b in block.content if isinstance(b, ImageBlock)]
+            result_images += [
+                _image_part(b).model_copy(update={"of_tool_result": block.tool_use_id})
+                for b in block.content
+                if isinstance(b, ImageBlock)
+            ]
         elif isinstance(block, TextBlock):
             parts.append(_text_part(block))
         elif isinstance(block, ImageBlock):

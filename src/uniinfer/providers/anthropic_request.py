@@ -332,7 +332,35 @@ def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
         else:
             role, blocks = "user", _user_blocks(msg.content, i)
         add_turn(turns, role, blocks)
+    for turn in turns:
+        if turn["role"] == "user":
+            _images_into_results(turn["content"])
     return system, turns
+
+
+_OF_RESULT = "_of_tool_result"  # the mark on an image block, taken off before sending
+
+
+def _images_into_results(blocks: list[Block]) -> None:
+    """Images the ingress moved out of an Anthropic ``tool_result`` go back in it, in place.
+
+    OpenAI's tool messages take only text, so they travel in the user message after the
+    results (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`); the Messages API takes
+    them inside the result, where the model sees which result each belongs to.
+    """
+    results = {b["tool_use_id"]: b for b in blocks if b.get("type") == "tool_result"}
+    placed: list[Block] = []
+    for image in [b for b in blocks if _OF_RESULT in b]:
+        owner = results.get(word_call_id(image.pop(_OF_RESULT)))
+        if owner is None:
+            continue  # its result is not in this turn: the image stays where it is
+        content = owner.get("content", [])
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}] if content else []
+        owner["content"] = [*content, image]
+        placed.append(image)
+    if placed:
+        blocks[:] = [b for b in blocks if not any(b is p for p in placed)]
 
 
 def _tool_result(msg: ToolMessage) -> Block:
@@ -387,7 +415,10 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
         if isinstance(part, TextPart):
             blocks.append(_text(part))
         elif isinstance(part, ImagePart):
-            blocks.append(_cached(_image(part.image_url.url, f"messages[{i}].content[{j}]"), part))
+            image = _cached(_image(part.image_url.url, f"messages[{i}].content[{j}]"), part)
+            if part.of_tool_result is not None:
+                image[_OF_RESULT] = part.of_tool_result
+            blocks.append(image)
         elif isinstance(part, FilePart):
             blocks.append(_cached(_document(part, f"messages[{i}].content[{j}]"), part))
         else:

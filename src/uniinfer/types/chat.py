@@ -97,6 +97,15 @@ def _reasoning_named(data: Any) -> Any:
     return data
 
 
+def _not_from_clients(value: Any) -> Any:
+    """Reject a field that only uniinfer's ingresses set (with ``model_copy``, which does not validate).
+
+    A client sending it gets the 400 of any unknown field, as if it did not exist.
+    The check runs only when the field is present, so it costs other requests nothing.
+    """
+    raise PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+
+
 # --- content parts -------------------------------------------------------------
 
 
@@ -125,6 +134,13 @@ class ImagePart(BaseModel):
     type: Literal["image_url"]
     image_url: ImageURL
     cache_control: _CacheBreakpoint = None
+    #: The ``tool_use_id`` whose Anthropic ``tool_result`` held this image: OpenAI's tool messages
+    #: take text only, so the Anthropic Messages ingress moves such images into the user message
+    #: after the results and marks them here; the Claude adapter puts them back in their result.
+    #: Never serialised and never accepted from a client.
+    of_tool_result: str | None = Field(default=None, exclude=True)
+
+    _clients_cannot_set = field_validator("of_tool_result", mode="before")(_not_from_clients)
 
 
 class InputAudio(BaseModel):
@@ -231,15 +247,6 @@ class SignedThinking(BaseModel):
         if self.type == "redacted_thinking":
             return {"type": "redacted_thinking", "data": self.data}
         return {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
-
-
-def _not_from_clients(value: Any) -> Any:
-    """Reject a field that only uniinfer's ingresses set (with ``model_copy``, which does not validate).
-
-    A client sending it gets the 400 of any unknown field, as if it did not exist.
-    The check runs only when the field is present, so it costs other requests nothing.
-    """
-    raise PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
 
 
 # --- messages ------------------------------------------------------------------
