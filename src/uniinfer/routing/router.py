@@ -535,14 +535,14 @@ class Router:
         """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded."""
         now = self._clock()
         if all(m.state.cooldown_until > now for m in group.members):
-            wait = min(_back_in(m.state, now) or 0.0 for m in group.members)  # a 429, maybe an open circuit
+            wait = min(m.state.back_in(now) or 0.0 for m in group.members)  # a 429, maybe an open circuit
             return RateLimitError(
                 f"every deployment of '{group.name}' is rate limited upstream; retry after {wait:.1f} s",
                 retry_after=wait,
             )
         # the soonest any deployment is back: each is back once both its 429's wait and its
         # open circuit's cooldown are over (a half-open one, its probe in flight, is unknown)
-        backs = [_back_in(m.state, now) for m in group.members]
+        backs = [m.state.back_in(now) for m in group.members]
         known = [b for b in backs if b is not None]
         return ProviderOverloadedError(
             f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
@@ -556,15 +556,6 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
-
-
-def _back_in(state: DeploymentState, now: float) -> float | None:
-    """Seconds until a deployment may take requests again: after its 429's wait and its open
-    circuit's cooldown, whichever ends later; None when neither says (a probe in flight)."""
-    waits = [w for w in (state.cooldown_until - now, state.breaker.reopens_in()) if w is not None and w > 0]
-    if waits:
-        return max(waits)
-    return None if state.breaker.state is BreakerState.HALF_OPEN else 0.0
 
 
 def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from uniinfer.config.routing import BreakerConfig
-from uniinfer.routing.breaker import CircuitBreaker, OnChange
+from uniinfer.routing.breaker import BreakerState, CircuitBreaker, OnChange
 
 __all__ = ["DeploymentState", "MinuteWindow"]
 
@@ -82,6 +82,14 @@ class DeploymentState:
 
     def available(self) -> bool:
         return self.breaker.available() and self.clock() >= self.cooldown_until
+
+    def back_in(self, now: float) -> float | None:
+        """Seconds until this deployment may take requests again: after its 429's wait and its
+        open circuit's cooldown, whichever ends later; None when neither says (a probe in flight)."""
+        waits = [w for w in (self.cooldown_until - now, self.breaker.reopens_in()) if w is not None and w > 0]
+        if waits:
+            return max(waits)
+        return None if self.breaker.state is BreakerState.HALF_OPEN else 0.0
 
     def count_tokens(self, tokens: int) -> None:
         """An answer's tokens, against the deployment's tokens-per-minute."""
