@@ -161,8 +161,8 @@ def test_a_conversation_with_tools_translates_in_openai_order() -> None:
     ]
     assert isinstance(first, ToolMessage)
     assert first.tool_call_id == "toolu_1"
-    assert isinstance(first.content, list)
-    assert [(p.text, p.cache_control) for p in first.content] == [("21 C", {"type": "ephemeral"})]
+    # the result's cache breakpoint is on its last block, the image (below), not on its text
+    assert first.content == "21 C"
     assert isinstance(second, ToolMessage)
     assert (second.tool_call_id, second.content, second.is_error) == ("toolu_2", "Error", True)
     assert first.is_error is None
@@ -171,6 +171,8 @@ def test_a_conversation_with_tools_translates_in_openai_order() -> None:
     image, text = user.content
     assert image.type == "image_url"
     assert image.image_url.url == f"data:image/png;base64,{PNG}"  # type: ignore[union-attr]
+    # marked with its result and its place there, for a Claude upstream to put it back
+    assert (image.of_tool_result, image.cache_control) == (("toolu_1", 1), {"type": "ephemeral"})  # type: ignore[union-attr]
     assert text.type == "text"
     assert chat.tools is not None
     assert chat.tools[0].function.parameters == WEATHER_TOOL["input_schema"]
@@ -1055,12 +1057,19 @@ async def test_tool_use_round_trip(
         )
 
 
-@pytest.mark.parametrize("caller", [None, {"type": "direct"}])
+@pytest.mark.parametrize("caller", [None, {"type": "direct"}])  # and toolset_name null, as 2.14 dumps
 async def test_a_tool_use_block_sent_back_as_the_sdk_dumps_it(
     client: anthropic.AsyncAnthropic, caller: dict[str, str] | None
 ) -> None:
     # anthropic 2.x blocks carry `caller`; model_dump() writes it, null when the model called
-    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}, "caller": caller}
+    use = {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {},
+        "caller": caller,
+        "toolset_name": None,
+    }
     answer = await client.messages.create(
         model=OPENAI.name(),
         max_tokens=64,
@@ -1296,13 +1305,19 @@ async def test_images_in_tool_results_stay_in_their_result_for_claude(
         }
 
     uses = [{"type": "tool_use", "id": f"toolu_{n}", "name": "get_weather", "input": {}} for n in (1, 2)]
+    cache = {"type": "ephemeral"}
     results = [
         {
             "type": "tool_result",
             "tool_use_id": "toolu_1",
             "content": [{"type": "text", "text": "one"}, shot(4)],
+            "cache_control": cache,  # the breakpoint goes on the result's last block: the image
         },
-        {"type": "tool_result", "tool_use_id": "toolu_2", "content": [shot(8)]},
+        {
+            "type": "tool_result",
+            "tool_use_id": "toolu_2",
+            "content": [shot(8), {"type": "text", "text": "caption"}],
+        },
     ]
     await client.messages.create(
         model=ANTHROPIC.name(),
@@ -1316,8 +1331,8 @@ async def test_images_in_tool_results_stay_in_their_result_for_claude(
     )
     last = harness.upstream_bodies(ANTHROPIC)[-1]["messages"][-1]["content"]
     assert [b["type"] for b in last] == ["tool_result", "tool_result", "text"]  # no image outside
-    assert last[0]["content"] == [{"type": "text", "text": "one"}, shot(4)]
-    assert last[1]["content"] == [shot(8)]
+    assert last[0]["content"] == [{"type": "text", "text": "one"}, {**shot(4), "cache_control": cache}]
+    assert last[1]["content"] == [shot(8), {"type": "text", "text": "caption"}]  # in their places
     # to an OpenAI-format upstream, they follow the results in a user message, as before
     await client.messages.create(
         model=OPENAI.name(),

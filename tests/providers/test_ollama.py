@@ -329,6 +329,7 @@ def test_error_mapping() -> None:
     no_think = adapter.parse_error(400, {}, b'{"error":"\\"llama3.2\\" does not support thinking"}')
     assert isinstance(no_think, UnsupportedFeatureError)
     assert no_think.upstream_status == 400
+    assert no_think.param == "reasoning_effort"  # what the caller sent that asked for it
     assert type(adapter.parse_error(400, {}, b'{"error":"invalid format"}')) is InvalidRequestError
     crashed = adapter.parse_error(500, {}, b'{"error":"llama runner process has terminated"}')
     assert type(crashed) is ProviderError

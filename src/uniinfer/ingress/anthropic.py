@@ -301,12 +301,17 @@ def _user_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     parts: list[ContentPart] = []
     for where, block in blocks:
         if isinstance(block, ToolResultBlock):
-            results.append(_tool_message(block))
-            result_images += [
-                _image_part(b).model_copy(update={"of_tool_result": block.tool_use_id})
-                for b in block.content
+            images = [
+                _image_part(b).model_copy(update={"of_tool_result": (block.tool_use_id, k)})
+                for k, b in enumerate(block.content)
                 if isinstance(b, ImageBlock)
             ]
+            # the result's cache breakpoint goes on its last block, an image or a text
+            image_last = bool(images) and isinstance(block.content[-1], ImageBlock)
+            if image_last and block.cache_control is not None:
+                images[-1] = _cached(images[-1], block.cache_control)
+            results.append(_tool_message(block, cache=not image_last))
+            result_images += images
         elif isinstance(block, TextBlock):
             parts.append(_text_part(block))
         elif isinstance(block, ImageBlock):
@@ -351,13 +356,13 @@ def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     return [message.model_copy(update={"signed_thinking": signed}) if signed else message]
 
 
-def _tool_message(block: ToolResultBlock) -> ToolMessage:
+def _tool_message(block: ToolResultBlock, *, cache: bool = True) -> ToolMessage:
     parts = [_text_part(b) for b in block.content if isinstance(b, TextBlock)]
     if block.is_error and parts:
         parts[0] = parts[0].model_copy(update={"text": f"{TOOL_ERROR_PREFIX}{parts[0].text}"})
     elif block.is_error:
         parts = [TextPart(type="text", text=TOOL_ERROR_TEXT)]
-    if block.cache_control is not None and parts:
+    if cache and block.cache_control is not None and parts:
         parts[-1] = _cached(parts[-1], block.cache_control)
     message = ToolMessage(role="tool", tool_call_id=block.tool_use_id, content=_texts(parts) if parts else "")
     # model_copy: the field is not one a client may set (it refuses validated input)

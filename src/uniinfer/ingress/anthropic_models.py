@@ -159,6 +159,9 @@ class ToolUseBlock(BaseModel):
     #: also what an absent caller means). A server tool's call (code execution) is refused:
     #: uniinfer runs no server tools.
     caller: DirectCaller | None = None
+    #: The MCP toolset a tool belonged to, as the SDK writes it back (``null`` for a plain
+    #: tool); a toolset member is refused: uniinfer has no MCP connector.
+    toolset_name: None = None
 
 
 class ToolResultBlock(BaseModel):

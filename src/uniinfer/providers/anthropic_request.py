@@ -349,18 +349,20 @@ def _images_into_results(blocks: list[Block]) -> None:
     them inside the result, where the model sees which result each belongs to.
     """
     results = {b["tool_use_id"]: b for b in blocks if b.get("type") == "tool_result"}
-    placed: list[Block] = []
+    placed: list[tuple[int, Block]] = []
     for image in [b for b in blocks if _OF_RESULT in b]:
-        owner = results.get(word_call_id(image.pop(_OF_RESULT)))
+        owner_id, position = image.pop(_OF_RESULT)
+        owner = results.get(word_call_id(owner_id))
         if owner is None:
             continue  # its result is not in this turn: the image stays where it is
         content = owner.get("content", [])
         if isinstance(content, str):
             content = [{"type": "text", "text": content}] if content else []
-        owner["content"] = [*content, image]
-        placed.append(image)
+        # back where it was among the result's blocks (the texts kept their order)
+        owner["content"] = [*content[:position], image, *content[position:]]
+        placed.append((position, image))
     if placed:
-        blocks[:] = [b for b in blocks if not any(b is p for p in placed)]
+        blocks[:] = [b for b in blocks if not any(b is p for _, p in placed)]
 
 
 def _tool_result(msg: ToolMessage) -> Block:

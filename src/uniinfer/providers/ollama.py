@@ -215,8 +215,13 @@ class OllamaAdapter(ProviderAdapter):
         text = error.message.lower()
         if status == 400 and "does not support" in text:
             # e.g. '"llama3.2" does not support thinking' / '... does not support tools'
+            param = "reasoning_effort" if "thinking" in text else "tools" if "tools" in text else None
             return UnsupportedFeatureError(
-                error.message, provider=self.name, upstream_status=status, upstream_body=error.upstream_body
+                error.message,
+                provider=self.name,
+                param=param,
+                upstream_status=status,
+                upstream_body=error.upstream_body,
             )
         if status == 404 and "model" not in text:
             # gin's plain "404 page not found": the base URL is wrong, not the model

@@ -134,11 +134,11 @@ class ImagePart(BaseModel):
     type: Literal["image_url"]
     image_url: ImageURL
     cache_control: _CacheBreakpoint = None
-    #: The ``tool_use_id`` whose Anthropic ``tool_result`` held this image: OpenAI's tool messages
-    #: take text only, so the Anthropic Messages ingress moves such images into the user message
-    #: after the results and marks them here; the Claude adapter puts them back in their result.
-    #: Never serialised and never accepted from a client.
-    of_tool_result: str | None = Field(default=None, exclude=True)
+    #: The ``tool_use_id`` whose Anthropic ``tool_result`` held this image, and the image's place
+    #: in it: OpenAI's tool messages take text only, so the Anthropic Messages ingress moves such
+    #: images into the user message after the results and marks them here; the Claude adapter
+    #: puts them back in their result, in their place. Never serialised, never from a client.
+    of_tool_result: tuple[str, int] | None = Field(default=None, exclude=True)
 
     _clients_cannot_set = field_validator("of_tool_result", mode="before")(_not_from_clients)
 
