@@ -5,6 +5,7 @@ credential chain, embeddings and error mapping."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import hashlib
 import hmac
@@ -1557,3 +1558,42 @@ def test_reasoning_effort_none_asks_nothing_of_a_model_without_reasoning() -> No
     assert (fitted.reasoning_effort, dropped) == (None, ())  # no reasoning: honoured, not a 400
     with pytest.raises(UnsupportedParamError):
         RequestFitter(drop=False).chat(chat(reasoning_effort="low"), target)  # asking for it still is
+
+
+def test_an_anthropic_client_s_images_in_tool_results_stay_in_their_tool_result() -> None:
+    from uniinfer.ingress.anthropic import MessagesRequest, parse_anthropic, to_chat_request
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    uses = [{"type": "tool_use", "id": f"toolu_{n}", "name": "get_weather", "input": {}} for n in (1, 2)]
+    request = to_chat_request(
+        parse_anthropic(
+            MessagesRequest,
+            {
+                "model": "m",
+                "max_tokens": 64,
+                "messages": [
+                    {"role": "user", "content": "look"},
+                    {"role": "assistant", "content": uses},
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": "toolu_1",
+                                "content": [{"type": "text", "text": "one"}, image],
+                            },
+                            {"type": "tool_result", "tool_use_id": "toolu_2", "content": [image]},
+                        ],
+                    },
+                ],
+                "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            },
+        )
+    )
+    last = sent(request)["messages"][-1]["content"]
+    picture = {"image": {"format": "png", "source": {"bytes": png}}}
+    assert last == [
+        {"toolResult": {"toolUseId": "toolu_1", "content": [{"text": "one"}, picture]}},
+        {"toolResult": {"toolUseId": "toolu_2", "content": [picture]}},  # no "(no output)" beside it
+    ]

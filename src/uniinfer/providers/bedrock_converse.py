@@ -339,7 +339,30 @@ def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
         else:
             role, blocks = "user", _user_blocks(msg.content, i)
         add_turn(turns, role, blocks)
+    for turn in turns:
+        if turn["role"] == "user":
+            _images_into_results(turn["content"])
     return system, turns
+
+
+_OF_RESULT = "_of_tool_result"  # the mark on an image block, taken off before sending
+
+
+def _images_into_results(blocks: list[Json]) -> None:
+    """Images an Anthropic client put in a ``tool_result`` go back in their ``toolResult`` (whose
+    content takes images), in their place, where the ingress had to move them out
+    (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`); as the Claude API adapter does."""
+    results = {b["toolResult"]["toolUseId"]: b["toolResult"] for b in blocks if "toolResult" in b}
+    placed: list[Json] = []
+    for image in [b for b in blocks if _OF_RESULT in b]:
+        owner_id, position = image.pop(_OF_RESULT)
+        owner = results.get(_call_id(owner_id))
+        if owner is not None:
+            content = [c for c in owner["content"] if c != {"text": EMPTY_RESULT}]  # not empty now
+            owner["content"] = [*content[:position], image, *content[position:]]
+            placed.append(image)
+    if placed:
+        blocks[:] = [b for b in blocks if not any(b is p for p in placed)]
 
 
 def _texts(content: str | list[Any] | None) -> list[str]:
@@ -360,7 +383,10 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
             if part.text.strip():
                 blocks.append({"text": part.text})
         elif isinstance(part, chat.ImagePart):
-            blocks.append(_image(part.image_url.url, where))
+            image = _image(part.image_url.url, where)
+            if part.of_tool_result is not None:
+                image[_OF_RESULT] = part.of_tool_result
+            blocks.append(image)
         else:
             raise UnsupportedFeatureError(
                 f"{where}: bedrock does not accept '{part.type}' content parts", param=where
