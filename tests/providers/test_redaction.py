@@ -63,3 +63,9 @@ def test_long_text_is_redacted_in_linear_time() -> None:
     out = redact_secret(text, KEY)
     assert out.endswith(f" {REDACTED}.")
     assert time.process_time() - started < 1.0  # a quadratic scan takes minutes here
+
+
+@pytest.mark.parametrize("echoed", ["sk%2Dproj%2DABCDEFGHIJKLMNOPQRSTUVWXYZ987654", "a%2Bb%2Fc%3D"])
+def test_a_percent_encoded_echo_is_redacted(echoed: str) -> None:
+    secret = KEY if echoed.startswith("sk") else "a+b/c="
+    assert redact_secret(f"GET /v1?key={echoed}&x=1", secret) == f"GET /v1?key={REDACTED}&x=1"

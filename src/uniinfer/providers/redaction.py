@@ -10,6 +10,7 @@ itself, and any masked token whose visible head or tail is the key's.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 __all__ = ["REDACTED", "redact_secret"]
 
@@ -31,6 +32,10 @@ def redact_secret(text: str, secret: str | None) -> str:
         return text
     if secret in text:
         text = text.replace(secret, REDACTED)
+    if "%" in text:  # echoed from a URL or form: percent-encoded (a key with +, / or =, or any)
+        for encoded in {quote(secret, safe=""), quote(secret, safe="-_.~").replace("-", "%2D")}:
+            if encoded != secret and encoded in text:
+                text = text.replace(encoded, REDACTED)
     if "**" in text or "••" in text or "..." in text or "…" in text:
         text = _TOKEN.sub(lambda m: _unmasked(m.group(), secret), text)
     return text
