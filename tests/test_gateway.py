@@ -448,6 +448,36 @@ async def test_json_batches_hand_out_what_is_decoded_together() -> None:
     assert [len(b) for b in batches] == [len(response_to_chunks(response))]  # all ready: one write
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_modelled_chunks_carry_usage_null_when_usage_was_asked_for(include_usage: bool) -> None:
+    # the spec: with include_usage, every chunk has `usage`, null but on the last
+    import orjson
+
+    from uniinfer.stages import RequestContext
+    from uniinfer.streaming import ChatStream
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    response = ChatResponse.model_validate(
+        {
+            "id": "r",
+            "model": "m",
+            "choices": [{"message": {"role": "assistant", "content": "hi"}}],
+            "usage": usage,
+        }
+    )
+
+    async def done(_: RequestContext) -> None:
+        return None
+
+    stream = ChatStream.of_response(response, RequestContext("chat"), done, include_usage=include_usage)
+    written = [orjson.loads(data) async for batch in stream.json_batches() for data in batch]
+    if include_usage:
+        assert [c["usage"] for c in written[:-1]] == [None] * (len(written) - 1)
+        assert written[-1]["usage"]["total_tokens"] == 4
+    else:
+        assert all("usage" not in c for c in written)
+
+
 async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sdk_callers(
     gateway: Gateway,
 ) -> None:

@@ -123,7 +123,8 @@ class ChatStream:
                 item = await self._next()
             except StopAsyncIteration:
                 return
-            yield [_json(item) for item in self._with_pending(item)]
+            usage = self._include_usage
+            yield [_json(item, usage) for item in self._with_pending(item)]
 
     async def batches(self) -> AsyncIterator[list[ChatChunk]]:
         """The chunks in batches: each the next chunk and every chunk already decoded behind it.
@@ -376,8 +377,13 @@ async def open_chat_stream(
     return stream
 
 
-def _json(item: StreamItem) -> bytes:
-    return item.json if isinstance(item, RawChunk) else item.model_dump_json(exclude_none=True).encode()
+def _json(item: StreamItem, include_usage: bool) -> bytes:
+    """The chunk as OpenAI JSON. A modelled one asked for with ``include_usage`` carries
+    ``"usage": null`` until the usage chunk, as the spec has every chunk of such a stream do."""
+    if isinstance(item, RawChunk):
+        return item.json
+    data = item.model_dump_json(exclude_none=True).encode()
+    return data[:-1] + b',"usage":null}' if include_usage and item.usage is None else data
 
 
 def response_to_chunks(response: ChatResponse) -> list[ChatChunk]:
