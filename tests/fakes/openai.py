@@ -792,7 +792,10 @@ def strict_schema_problem(schema: Any, context: tuple[str, ...] = ()) -> str | N
             )
         required = schema.get("required")
         required = required if isinstance(required, list) else []
-        missing = [name for name in schema.get("properties") or {} if name not in required]
+        properties = schema.get("properties") or {}
+        if not isinstance(properties, dict):
+            return f"In context={context!r}, 'properties' must be an object."
+        missing = [name for name in properties if name not in required]
         if missing:
             return (
                 f"In context={context!r}, 'required' is required to be supplied and to be an array "

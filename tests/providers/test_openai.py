@@ -1581,3 +1581,18 @@ def test_ndjson_framer_close_is_empty_after_complete_lines() -> None:
     framer = NDJSONFramer()
     assert framer.feed(b'{"a": 1}\n') == [b'{"a": 1}']
     assert framer.close() == []
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": True, "required": ["a"], "additionalProperties": False},
+        {"type": "object", "properties": 5, "additionalProperties": False},
+        {"type": "object", "properties": {}, "additionalProperties": False, "anyOf": 3},
+    ],
+)
+def test_the_fake_refuses_a_malformed_strict_schema_instead_of_crashing(schema: dict[str, Any]) -> None:
+    # found by tests/test_fuzz_http.py: a crash in the fake was a 500 that the gateway passed on as 502
+    from tests.fakes.openai import strict_schema_problem
+
+    assert strict_schema_problem(schema) is not None
