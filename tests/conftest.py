@@ -7,11 +7,17 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
+from hypothesis import settings
 
 from tests.fakes.common import run_fake
 from tests.fakes.openai import openai_app
 from uniinfer.config import Config, parse_config
 from uniinfer.gateway import Gateway
+
+#: Property tests draw the same examples on every run, so a run passes or fails on the code,
+#: not on chance; UNIINFER_FUZZ_EXPLORE=1 draws new ones (see CONTRIBUTING.md).
+settings.register_profile("uniinfer", derandomize=not os.environ.get("UNIINFER_FUZZ_EXPLORE"), database=None)
+settings.load_profile("uniinfer")
 
 FAKE_KEY = "sk-test-upstream-key-1234567890"
 
