@@ -68,7 +68,15 @@ from uniinfer.providers.claude_models import (
     thinking_conflicts,
     thinks_adaptively,
 )
-from uniinfer.providers.translation import add_turn, data_url, strict_tool_error, without_strict, word_call_id
+from uniinfer.providers.translation import (
+    add_turn,
+    data_url,
+    images_into_results,
+    marked_result_image,
+    strict_tool_error,
+    without_strict,
+    word_call_id,
+)
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -338,31 +346,17 @@ def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
     return system, turns
 
 
-_OF_RESULT = "_of_tool_result"  # the mark on an image block, taken off before sending
-
-
 def _images_into_results(blocks: list[Block]) -> None:
-    """Images the ingress moved out of an Anthropic ``tool_result`` go back in it, in place.
-
-    OpenAI's tool messages take only text, so they travel in the user message after the
-    results (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`); the Messages API takes
-    them inside the result, where the model sees which result each belongs to.
-    """
+    """A tool result's images back inside it (:func:`~uniinfer.providers.translation.images_into_results`)."""
     results = {b["tool_use_id"]: b for b in blocks if b.get("type") == "tool_result"}
-    placed: list[tuple[int, Block]] = []
-    for image in [b for b in blocks if _OF_RESULT in b]:
-        owner_id, position = image.pop(_OF_RESULT)
-        owner = results.get(word_call_id(owner_id))
-        if owner is None:
-            continue  # its result is not in this turn: the image stays where it is
-        content = owner.get("content", [])
-        if isinstance(content, str):
-            content = [{"type": "text", "text": content}] if content else []
-        # back where it was among the result's blocks (the texts kept their order)
-        owner["content"] = [*content[:position], image, *content[position:]]
-        placed.append((position, image))
-    if placed:
-        blocks[:] = [b for b in blocks if not any(b is p for _, p in placed)]
+    images_into_results(blocks, results, _result_blocks, word_call_id)
+
+
+def _result_blocks(result: Block) -> list[Block]:
+    content = result.get("content", [])
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    return list(content)
 
 
 def _tool_result(msg: ToolMessage) -> Block:
@@ -418,9 +412,7 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
             blocks.append(_text(part))
         elif isinstance(part, ImagePart):
             image = _cached(_image(part.image_url.url, f"messages[{i}].content[{j}]"), part)
-            if part.of_tool_result is not None:
-                image[_OF_RESULT] = part.of_tool_result
-            blocks.append(image)
+            blocks.append(marked_result_image(image, part))
         elif isinstance(part, FilePart):
             blocks.append(_cached(_document(part, f"messages[{i}].content[{j}]"), part))
         else:

@@ -87,7 +87,9 @@ from uniinfer.providers.claude_models import (
 from uniinfer.providers.translation import (
     add_turn,
     data_url,
+    images_into_results,
     json_object,
+    marked_result_image,
     plain_call_id,
     strict_tool_error,
     word_call_id,
@@ -345,24 +347,15 @@ def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
     return system, turns
 
 
-_OF_RESULT = "_of_tool_result"  # the mark on an image block, taken off before sending
-
-
 def _images_into_results(blocks: list[Json]) -> None:
-    """Images an Anthropic client put in a ``tool_result`` go back in their ``toolResult`` (whose
-    content takes images), in their place, where the ingress had to move them out
-    (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`); as the Claude API adapter does."""
+    """A tool result's images back in its ``toolResult``, which takes images, as on the Claude API
+    (:func:`~uniinfer.providers.translation.images_into_results`)."""
     results = {b["toolResult"]["toolUseId"]: b["toolResult"] for b in blocks if "toolResult" in b}
-    placed: list[Json] = []
-    for image in [b for b in blocks if _OF_RESULT in b]:
-        owner_id, position = image.pop(_OF_RESULT)
-        owner = results.get(_call_id(owner_id))
-        if owner is not None:
-            content = [c for c in owner["content"] if c != {"text": EMPTY_RESULT}]  # not empty now
-            owner["content"] = [*content[:position], image, *content[position:]]
-            placed.append(image)
-    if placed:
-        blocks[:] = [b for b in blocks if not any(b is p for p in placed)]
+    images_into_results(blocks, results, _result_content, _call_id)
+
+
+def _result_content(result: Json) -> list[Json]:
+    return [c for c in result["content"] if c != {"text": EMPTY_RESULT}]  # not empty once it has one
 
 
 def _texts(content: str | list[Any] | None) -> list[str]:
@@ -383,10 +376,7 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
             if part.text.strip():
                 blocks.append({"text": part.text})
         elif isinstance(part, chat.ImagePart):
-            image = _image(part.image_url.url, where)
-            if part.of_tool_result is not None:
-                image[_OF_RESULT] = part.of_tool_result
-            blocks.append(image)
+            blocks.append(marked_result_image(_image(part.image_url.url, where), part))
         else:
             raise UnsupportedFeatureError(
                 f"{where}: bedrock does not accept '{part.type}' content parts", param=where

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from uniinfer.errors import UnsupportedParamError
 from uniinfer.types import ChatRequest
-from uniinfer.types.chat import AssistantMessage, Message, ToolMessage
+from uniinfer.types.chat import AssistantMessage, ImagePart, Message, ToolMessage
 
 __all__ = [
     "SIGNED_ID_MARK",
     "add_turn",
     "call_ordered",
     "data_url",
+    "images_into_results",
     "json_object",
+    "marked_result_image",
     "openai_strict_schema",
     "plain_call_id",
     "strict_tool_error",
@@ -128,6 +131,46 @@ def _in_call_order(run: list[tuple[int, ToolMessage]], order: dict[str, int]) ->
 
     ordered = sorted(run, key=position)
     return [*ordered]
+
+
+#: The mark on an image block made from a tool result's image (``ImagePart.of_tool_result``):
+#: ``(tool_use_id, place in the result)``, taken off before sending.
+_RESULT_IMAGE = "_of_tool_result"
+
+
+def marked_result_image(block: dict[str, Any], part: ImagePart) -> dict[str, Any]:
+    """``block``, the image ``part`` became, marked with the tool result it came out of, if any."""
+    if part.of_tool_result is not None:
+        block[_RESULT_IMAGE] = part.of_tool_result
+    return block
+
+
+def images_into_results(
+    blocks: list[dict[str, Any]],
+    results: Mapping[str, dict[str, Any]],
+    content_of: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    call_id: Callable[[str], str],
+) -> None:
+    """Put a user turn's marked images back into their tool results, in place, in their place.
+
+    The Anthropic Messages ingress moves an image out of a ``tool_result`` (OpenAI's tool
+    messages take only text) into the user message after the results
+    (:attr:`~uniinfer.types.chat.ImagePart.of_tool_result`); the Messages API and Bedrock's
+    ``toolResult`` take images inside, where the model sees which result each belongs to.
+    ``results`` maps a result's id, as sent (``call_id``), to the block whose ``content`` the
+    image joins; ``content_of`` gives that content as a list. An image whose result is not in
+    the turn stays where it is.
+    """
+    placed: list[dict[str, Any]] = []
+    for image in [b for b in blocks if _RESULT_IMAGE in b]:
+        owner_id, position = image.pop(_RESULT_IMAGE)
+        owner = results.get(call_id(owner_id))
+        if owner is not None:
+            content = content_of(owner)
+            owner["content"] = [*content[:position], image, *content[position:]]
+            placed.append(image)
+    if placed:
+        blocks[:] = [b for b in blocks if not any(b is p for p in placed)]
 
 
 def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
