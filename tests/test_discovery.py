@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 
 from tests.conftest import make_config
@@ -71,6 +73,14 @@ async def test_one_model_s_card_says_what_the_list_says() -> None:
             "  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n"
         )
         gateway = Gateway(config)
+        probed: list[str] = []
+        discover = gateway._discover
+
+        async def recording(name: str, adapter: Any) -> tuple[str, list[str] | None]:
+            probed.append(name)
+            return await discover(name, adapter)
+
+        gateway._discover = recording  # type: ignore[method-assign]
         try:
 
             async def available(model: str) -> bool:
@@ -81,6 +91,8 @@ async def test_one_model_s_card_says_what_the_list_says() -> None:
             assert not await available("ollama/nope")  # the server has no such model
             assert not await available("other/*")  # nothing answers there, as the list says
             assert not await available("other/llama3.2")
-            assert await available("openai/gpt-4o-mini")  # hosted: never probed
+            assert await available("openai/gpt-4o-mini")
+            assert "openai" not in probed  # hosted: never probed, listed as configured
+            assert "ollama" in probed
         finally:
             await gateway.aclose()
