@@ -482,10 +482,10 @@ async def test_a_passed_through_chunk_of_the_wrong_shape_fails_the_stream_for_sd
     gateway: Gateway,
 ) -> None:
     from uniinfer.errors import ProviderResponseError
-    from uniinfer.types import RawChunk
+    from uniinfer.types import RawEvents
 
     stream = await gateway.stream(chat("chat", stream=True))
-    stream._pending.appendleft(RawChunk(b'{"id":"x","model":"m","choices":[{"delta":5}]}'))
+    stream._pending.appendleft(RawEvents.of(b'{"id":"x","model":"m","choices":[{"delta":5}]}'))
     with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
         await stream.__anext__()
     assert stream.failed
@@ -515,6 +515,42 @@ async def test_batches_hand_out_the_chunks_before_one_of_the_wrong_shape_then_fa
     assert stream.failed
     assert len(done) == 1
     assert done[0].error is not None
+
+
+async def test_a_read_of_plain_events_is_written_on_as_it_came_in_one_piece() -> None:
+    event = b'data: {"id":"c","model":"m","x_own":1,"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    reads = [event % b"a", event % b"b" + event % b"c" + b"data: [DONE]\n\n"]
+    stream = openai_stream(reads)
+    written = [body async for body in stream.sse_batches()]
+    assert written == [event % b"a", event % b"b" + event % b"c"]  # [DONE] is the server's to write
+    assert not stream.failed
+
+
+async def test_an_event_whose_json_spans_data_lines_is_written_on_one_line() -> None:
+    # SSE joins an event's data lines with a newline: written on as one line, that newline
+    # would cut it in two (the second half a field line the client drops)
+    split = b'data: {"id":"c","created":1,"model":"m",\ndata: "choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+    usage = b'data: {"id":"c","created":1,"model":"m","choices":[],\ndata: "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}\n\n'
+    stream = openai_stream([split, usage, b"data: [DONE]\n\n"], include_usage=True)
+    written = b"".join([body async for body in stream.sse_batches()])
+    events = written.removesuffix(b"\n\n").split(b"\n\n")
+    assert all(e.startswith(b"data: ") and b"\n" not in e for e in events)
+    chunks = [ChatChunk.model_validate_json(e[6:]) for e in events]
+    assert chunks[0].choices[0].delta.content == "a"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 2
+
+
+async def test_sdk_callers_get_the_chunks_of_a_read_before_one_of_the_wrong_shape_then_the_error() -> None:
+    from uniinfer.errors import ProviderResponseError
+
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":%s}}]}\n\n'
+    stream = openai_stream([event % b'"a"' + event % b'"b"' + event % b"5" + event % b'"d"'])
+    got = [(await stream.__anext__()).choices[0].delta.content for _ in range(2)]
+    assert got == ["a", "b"]
+    with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
+        await stream.__anext__()
+    assert stream.failed
 
 
 async def test_a_stream_whose_end_comes_with_its_last_events_is_drained_without_another_read() -> None:

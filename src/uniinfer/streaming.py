@@ -11,9 +11,10 @@ context; the final usage chunk, with empty ``choices``, reaches the caller
 only when ``stream_options.include_usage`` asked for it.
 
 A provider already speaking OpenAI's format may hand events on as
-:class:`~uniinfer.types.RawChunk` (its JSON, checked but not re-modelled):
-:meth:`ChatStream.json_batches` forwards them as they are, iterating the
-stream models them on demand, so each caller pays only for what it uses.
+:class:`~uniinfer.types.RawEvents` (its SSE, checked but not re-modelled):
+:meth:`ChatStream.sse_batches` forwards them as they came,
+:meth:`ChatStream.json_batches` as each event's JSON, iterating the stream
+models them on demand, so each caller pays only for what it uses.
 
 Closing is explicit and idempotent (``aclose``, also via ``async with``): a
 stream read to its end returns its connection to the pool, one abandoned
@@ -40,7 +41,7 @@ from uniinfer.types import (
     ChatResponse,
     ChunkChoice,
     ChunkDelta,
-    RawChunk,
+    RawEvents,
     StreamItem,
     ToolCallDelta,
 )
@@ -105,26 +106,56 @@ class ChatStream:
         if isinstance(item, ChatChunk):
             return item
         try:
-            return self._model(item)
+            first, *rest = self._model(item)
         except ProviderResponseError as error:
             if self._scrub is not None:
                 self._scrub(error)
             await self._finish(error)
             raise
+        except _BadChunkError as bad:  # the chunks before the bad one, then the failure
+            self._pending.clear()
+            self._keep_failure(bad.error)
+            first, *rest = bad.before
+        self._pending.extendleft(reversed(rest))
+        return first
 
-    async def json_batches(self) -> AsyncIterator[list[bytes]]:
-        """The chunks as OpenAI JSON, in batches (see :meth:`batches`).
+    async def sse_batches(self) -> AsyncIterator[bytes]:
+        """The chunks as OpenAI's SSE (``data: {json}`` and a blank line each), in batches (see
+        :meth:`batches`).
 
-        Modelled chunks leave ``None`` fields out; passed-through ones are as
-        the provider sent them.
+        Modelled chunks leave ``None`` fields out; passed-through events are as
+        the provider sent them, a whole read of them in one piece.
         """
+        usage = self._include_usage
         while True:
             try:
                 item = await self._next()
             except StopAsyncIteration:
                 return
-            usage = self._include_usage
-            yield [_json(item, usage) for item in self._with_pending(item)]
+            if self._pending:
+                yield b"".join([_sse(item, usage) for item in self._with_pending(item)])
+            else:
+                yield _sse(item, usage)
+
+    async def json_batches(self) -> AsyncIterator[list[bytes]]:
+        """The chunks as OpenAI JSON, one item per chunk, in batches (see :meth:`batches`).
+
+        Modelled chunks leave ``None`` fields out; passed-through ones are as
+        the provider sent them.
+        """
+        usage = self._include_usage
+        while True:
+            try:
+                item = await self._next()
+            except StopAsyncIteration:
+                return
+            batch: list[bytes] = []
+            for i in self._with_pending(item):
+                if isinstance(i, RawEvents):
+                    batch += i.payloads()
+                else:
+                    batch.append(_json(i, usage))
+            yield batch
 
     async def batches(self) -> AsyncIterator[list[ChatChunk]]:
         """The chunks in batches: each the next chunk and every chunk already decoded behind it.
@@ -141,7 +172,14 @@ class ChatStream:
             batch: list[ChatChunk] = []
             for i in self._with_pending(item):
                 try:
-                    batch.append(i if isinstance(i, ChatChunk) else self._model(i))
+                    if isinstance(i, ChatChunk):
+                        batch.append(i)
+                    else:
+                        batch += self._model(i)
+                except _BadChunkError as bad:
+                    batch += bad.before
+                    self._keep_failure(bad.error)
+                    break
                 except ProviderResponseError as error:
                     # the chunks before it still go out; then the next step raises it
                     self._keep_failure(error)
@@ -174,16 +212,28 @@ class ChatStream:
             await self._pull()
         return self._pending.popleft()
 
-    def _model(self, raw: RawChunk) -> ChatChunk:
-        try:
-            return raw.chunk()
-        except ValueError as exc:
-            name = self._upstream_name()
-            raise ProviderResponseError(
-                f"{name}: unexpected stream chunk shape",
-                provider=name,
-                upstream_body=raw.json[:512].decode("utf-8", "replace"),
-            ) from exc
+    def _model(self, raw: RawEvents) -> list[ChatChunk]:
+        """The events as chunks; one of the wrong shape raises ProviderResponseError, or
+        :class:`_BadChunkError` when chunks came before it."""
+        chunks: list[ChatChunk] = []
+        for json in raw.payloads():
+            try:
+                chunks.append(ChatChunk.model_validate_json(json))
+            except ValueError as exc:
+                if chunks:
+                    raise _BadChunkError(chunks, self._shape_error(json, exc)) from exc
+                raise self._shape_error(json, exc) from exc
+        return chunks
+
+    def _shape_error(self, json: bytes, cause: ValueError) -> ProviderResponseError:
+        name = self._upstream_name()
+        error = ProviderResponseError(
+            f"{name}: unexpected stream chunk shape",
+            provider=name,
+            upstream_body=json[:512].decode("utf-8", "replace"),
+        )
+        error.__cause__ = cause
+        return error
 
     async def __aenter__(self) -> ChatStream:
         return self
@@ -300,7 +350,7 @@ class ChatStream:
 
     def _accept(self, chunk: StreamItem) -> None:
         # a passed-on event carries usage only as a usage chunk (empty choices)
-        if chunk.usage is not None and (isinstance(chunk, RawChunk) or not chunk.choices):
+        if chunk.usage is not None and (isinstance(chunk, RawEvents) or not chunk.choices):
             self.ctx.usage = chunk.usage
             if not self._include_usage:
                 return
@@ -377,11 +427,25 @@ async def open_chat_stream(
     return stream
 
 
-def _json(item: StreamItem, include_usage: bool) -> bytes:
-    """The chunk as OpenAI JSON. A modelled one asked for with ``include_usage`` carries
-    ``"usage": null`` until the usage chunk, as the spec has every chunk of such a stream do."""
-    if isinstance(item, RawChunk):
-        return item.json
+class _BadChunkError(Exception):
+    """Passed-on events of which one is no chunk: ``before`` it, then ``error``."""
+
+    def __init__(self, before: list[ChatChunk], error: ProviderResponseError) -> None:
+        super().__init__(error.message)
+        self.before = before
+        self.error = error
+
+
+def _sse(item: StreamItem, include_usage: bool) -> bytes:
+    """The chunks of ``item`` as OpenAI's SSE events."""
+    if isinstance(item, RawEvents):
+        return item.sse
+    return b"data: " + _json(item, include_usage) + b"\n\n"
+
+
+def _json(item: ChatChunk, include_usage: bool) -> bytes:
+    """The chunk as OpenAI JSON. One asked for with ``include_usage`` carries ``"usage": null``
+    until the usage chunk, as the spec has every chunk of such a stream do."""
     data = item.model_dump_json(exclude_none=True).encode()
     return data[:-1] + b',"usage":null}' if include_usage and item.usage is None else data
 

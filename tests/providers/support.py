@@ -7,12 +7,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from uniinfer.providers.base import StreamDecoder
-from uniinfer.types import ChatChunk, RawChunk, StreamItem
+from uniinfer.types import ChatChunk, RawEvents, StreamItem
 
 
 def modelled(items: Iterable[StreamItem]) -> list[ChatChunk]:
     """A decoder's output as chunks (events passed through as JSON are validated here)."""
-    return [item.chunk() if isinstance(item, RawChunk) else item for item in items]
+    return [c for item in items for c in (item.chunks() if isinstance(item, RawEvents) else [item])]
 
 
 def decode_bytewise(decoder: StreamDecoder, data: bytes) -> list[ChatChunk]:

@@ -53,7 +53,7 @@ from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.openai_shape import is_plain_chunk
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawChunk, Usage
+from uniinfer.types import ChatChunk, ChatRequest, EmbeddingRequest, RawEvents, Usage
 
 KEY = "sk-test-0123456789abcdef"
 WEATHER_TOOL = {
@@ -491,7 +491,7 @@ def test_stream_decoder_skips_comments_and_handles_crlf() -> None:
 
 def test_stream_without_done_is_a_connection_error() -> None:
     decoder = make_adapter().stream_decoder("m")
-    assert len(decoder.feed(sse(*CONTENT_CHUNKS))) == 3
+    assert len(modelled(decoder.feed(sse(*CONTENT_CHUNKS)))) == 3
     with pytest.raises(ProviderConnectionError, match=r"\[DONE\]"):
         decoder.close()
 
@@ -542,15 +542,16 @@ def test_plain_events_and_the_usage_chunk_pass_through_as_the_providers_json() -
     events = [*CONTENT_CHUNKS, extra, chunk({}, "stop"), chunk(None, usage=USAGE), "[DONE]"]
     items = [*decoder.feed(sse(*events)), *decoder.close()]
 
-    assert all(isinstance(item, RawChunk) for item in items)
-    assert [orjson.loads(item.json) for item in items] == events[:6]  # exactly what the provider sent
+    assert all(isinstance(item, RawEvents) for item in items)
+    # exactly what the provider sent
+    assert [orjson.loads(json) for item in items for json in item.payloads()] == events[:6]
     *content, usage_chunk = items
     assert all(item.usage is None for item in content)
     assert usage_chunk.usage is not None  # validated, for the gateway's accounting
     assert usage_chunk.usage.total_tokens == 11
     assert usage_chunk.usage.prompt_tokens_details is not None
     assert usage_chunk.usage.prompt_tokens_details.cached_tokens == 4
-    assert usage_chunk.chunk().usage == usage_chunk.usage
+    assert usage_chunk.chunks()[0].usage == usage_chunk.usage
 
 
 def test_a_usage_chunk_is_held_to_the_end_and_a_later_usage_wins() -> None:
@@ -638,7 +639,7 @@ def test_the_usage_chunk_takes_id_and_model_from_the_last_event_passed_on() -> N
     last = chunk({}, "stop") | {"id": "chatcmpl-last", "created": 7, "system_fingerprint": "fp_9"}
     with_usage = chunk({"content": "x"}, usage=USAGE)  # usage riding on a content chunk: modelled
     items = [*decoder.feed(sse(with_usage, last, "[DONE]")), *decoder.close()]
-    assert isinstance(items[1], RawChunk)
+    assert isinstance(items[1], RawEvents)
     usage_chunk = items[-1]
     assert isinstance(usage_chunk, ChatChunk)
     assert usage_chunk.choices == []

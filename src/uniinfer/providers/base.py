@@ -149,8 +149,8 @@ class Endpoint:
 class StreamDecoder(Protocol):
     """Turns a provider's stream bytes, fed as they arrive, into OpenAI chunks.
 
-    A decoder of a provider that already speaks OpenAI's format may return an
-    event as a :class:`~uniinfer.types.RawChunk` (passed through as JSON).
+    A decoder of a provider that already speaks OpenAI's format may return
+    events as :class:`~uniinfer.types.RawEvents` (passed through as they came).
 
     A stream that fails (an error event, bad data, an early end) raises a
     :class:`~uniinfer.errors.UniInferError`; one that fails after events it

@@ -47,8 +47,7 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
         )
         ended = False
         try:
-            async for batch in stream.json_batches():
-                body = b"".join([b"data: " + data + b"\n\n" for data in batch])
+            async for body in stream.sse_batches():
                 if stream.drained:  # the last events: [DONE] and the end go in the same write
                     await send({"type": "http.response.body", "body": body + SSE_DONE})
                     ended = True

@@ -54,7 +54,7 @@ __all__ = [
     "JSONSchemaFormat",
     "Message",
     "MessagesIntent",
-    "RawChunk",
+    "RawEvents",
     "ResponseMessage",
     "SignedThinking",
     "StreamItem",
@@ -660,32 +660,45 @@ class ChatChunk(BaseModel):
     early_usage: Usage | None = Field(default=None, exclude=True)
 
 
-class RawChunk:
-    """A ``chat.completion.chunk`` still in the JSON an OpenAI-format provider sent.
+class RawEvents:
+    """``chat.completion.chunk`` events still in the SSE an OpenAI-format provider sent.
 
-    A stream hands these on untouched to a caller who wants OpenAI's JSON (the
-    server's Chat Completions and WebSocket endpoints) and models them only for
-    a caller who wants objects (:meth:`chunk`), so a proxied event costs a JSON
-    check instead of a validation and a re-serialisation. Decoders make one only
-    of an event they checked is a JSON object with a ``choices`` list and no
-    usage, error or vocabulary to rewrite (see the OpenAI stream decoder), or
-    of a usage chunk (empty ``choices``) whose validated usage it carries.
+    One or more events, each ``data: {chunk}`` on one line and a blank line
+    after it, exactly as they are written to an OpenAI-format caller: the
+    server's Chat Completions endpoint writes :attr:`sse` as it is, the
+    WebSocket endpoint takes each event's JSON (:meth:`payloads`), and a
+    caller who wants objects models them (:meth:`chunks`). So a relayed run
+    of events costs one check instead of a validation and a re-serialisation
+    each. Decoders make one only of events they checked are JSON objects with
+    a ``choices`` list and no usage, error or vocabulary to rewrite (see the
+    OpenAI stream decoder), or of a usage chunk (empty ``choices``) whose
+    validated usage it carries.
     """
 
-    __slots__ = ("json", "usage")
+    __slots__ = ("sse", "usage")
 
-    def __init__(self, json: bytes, usage: Usage | None = None) -> None:
-        self.json = json
+    def __init__(self, sse: bytes, usage: Usage | None = None) -> None:
+        #: ``data: {...}\n\n`` once or more; no other newline (JSON keeps them escaped).
+        self.sse = sse
         #: Set on a usage chunk only (its ``choices`` are empty).
         self.usage = usage
 
-    def chunk(self) -> ChatChunk:
-        """The event as a validated :class:`ChatChunk` (``ValueError`` if its shape is wrong)."""
-        return ChatChunk.model_validate_json(self.json)
+    @classmethod
+    def of(cls, json: bytes, usage: Usage | None = None) -> RawEvents:
+        """One event of the JSON ``json`` (which must hold no raw newline)."""
+        return cls(b"data: " + json + b"\n\n", usage)
+
+    def payloads(self) -> list[bytes]:
+        """Each event's JSON."""
+        return self.sse[6:-2].split(b"\n\ndata: ")
+
+    def chunks(self) -> list[ChatChunk]:
+        """The events as validated :class:`ChatChunk` objects (``ValueError`` if one's shape is wrong)."""
+        return [ChatChunk.model_validate_json(json) for json in self.payloads()]
 
     def __repr__(self) -> str:
-        return f"RawChunk({self.json!r})"
+        return f"RawEvents({self.sse!r})"
 
 
-#: What a stream decoder yields: modelled chunks, or events passed through as JSON.
-StreamItem = ChatChunk | RawChunk
+#: What a stream decoder yields: modelled chunks, or events passed through as the provider sent them.
+StreamItem = ChatChunk | RawEvents
