@@ -414,28 +414,6 @@ class SSEBytesFramer:
                 self._take([*block.split(b"\n"), b""], events)
         return events
 
-    def data_run(self, chunk: bytes) -> int:
-        """How many events ``chunk`` is, when it is whole ``data: `` lines each with a blank line after.
-
-        That is how OpenAI-format providers write their streams, and then
-        ``chunk`` can be passed on as it came, without :meth:`feed` cutting it
-        up. 0 when it is anything else, or the framer holds part of an event:
-        feed it then. The framer's state is not touched.
-        """
-        if (
-            self._buf
-            or self._data
-            or self._event
-            or self._after_cr
-            or not chunk.startswith(b"data: ")
-            or not chunk.endswith(b"\n\n")
-            or b"\r" in chunk
-        ):
-            return 0
-        events = chunk.count(b"\n\ndata: ") + 1
-        # no other line: a newline in a payload would have cut it in two lines
-        return events if chunk.count(b"\n") == 2 * events else 0
-
     def _take(self, lines: list[bytes], events: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         """Add the events that ``lines`` complete to ``events``; keep a partial one."""
         data = self._data

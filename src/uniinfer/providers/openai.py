@@ -43,7 +43,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, SSEBytesFramer
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
-from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, plain_run, usage_chunk_usage
+from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
 from uniinfer.providers.translation import openai_strict_schema, plain_call_id
 from uniinfer.types import (
     ChatChunk,
@@ -329,12 +329,11 @@ class OpenAIStreamDecoder:
     :class:`~uniinfer.types.RawEvents` once it parsed as a JSON object with
     ``id``, ``model`` and ``choices`` with a ``delta`` and an OpenAI finish
     reason each: the usual content delta is forwarded to an OpenAI-format
-    caller without being re-modelled. When the bytes of one read are nothing
-    but such events (as providers write them: one ``data:`` line each), they
-    are passed on as they came, in one piece, without being cut apart. So is
-    OpenAI's usage chunk (empty ``choices``), its usage validated, and held
-    to the end like every usage. Other events with usage, errors, and finish
-    reasons to translate are modelled.
+    caller without being re-modelled, and the plain events that came
+    together go on together, one run of SSE. So is OpenAI's usage chunk
+    (empty ``choices``), its usage validated, and held to the end like every
+    usage. Other events with usage, errors, and finish reasons to translate
+    are modelled.
     """
 
     __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage", "_usage_event")
@@ -347,36 +346,12 @@ class OpenAIStreamDecoder:
         #: The JSON of the usage chunk, when the usage came in one to pass on as it is
         self._usage_event: bytes | None = None
         #: The last event, for the usage chunk's id, created, model and system_fingerprint:
-        #: those four of a modelled one, or the JSON of one passed on, or the run it ended
-        #: (read only if needed).
-        self._last: tuple[Any, Any, Any, Any] | bytes | RawEvents | None = None
+        #: those four of a modelled one, or the SSE of the events it ended (read only if needed).
+        self._last: tuple[Any, Any, Any, Any] | bytes | None = None
         self._done = False
 
     def feed(self, data: bytes) -> list[StreamItem]:
-        events = 0 if self._map else self._framer.data_run(data)
-        if events:
-            run = self._run(data, events)
-            if run is not None:
-                return run
         return self._decode(self._framer.feed(data))
-
-    def _run(self, data: bytes, events: int) -> list[StreamItem] | None:
-        """``data``, ``events`` whole events, passed on in one piece when they are all plain chunks.
-
-        The ``[DONE]`` that often ends the last read is taken off it. None: decode
-        the events one by one.
-        """
-        if data == b"data: [DONE]\n\n":
-            self._done = True
-            return []
-        done = data.endswith(b"\n\ndata: [DONE]\n\n")
-        if done:
-            data, events = data[:-14], events - 1
-        if not plain_run(data, events):
-            return None
-        self._done = self._done or done
-        self._last = run = RawEvents(data)
-        return [run]
 
     def close(self) -> list[StreamItem]:
         name = self._adapter.name
@@ -392,10 +367,8 @@ class OpenAIStreamDecoder:
         if self._usage is not None and self._usage_event is not None:
             out.append(RawEvents.of(self._usage_event, usage=self._usage))
         elif self._usage is not None and last is not None:
-            if isinstance(last, RawEvents):
-                last = last.payloads()[-1]
             if isinstance(last, bytes):
-                get = orjson.loads(last).get
+                get = orjson.loads(RawEvents(last).payloads()[-1]).get
                 last = (get("id"), get("created"), get("model"), get("system_fingerprint"))
             chunk_id, created, model, fingerprint = last
             out.append(
@@ -412,19 +385,26 @@ class OpenAIStreamDecoder:
 
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         out: list[StreamItem] = []
+        #: plain chunks in a row, to pass on as one run
+        run: list[bytes] = []
+        plain = not self._map
         try:
             for _event, data in events:
                 if data == b"[DONE]":
                     self._done = True
                     continue
-                raw = self._raw(data)
-                if raw is not None:
-                    out.append(raw)
+                # a plain chunk joins the run; anything else is modelled (which also
+                # repairs bad UTF-8, or says what is wrong)
+                if plain and is_plain_chunk(data):
+                    run.append(data)
                     continue
+                if run:
+                    out.append(self._passed_on(run))
+                    run = []
                 usage = self._usage_chunk(data)
                 if usage is not None:
                     # passed on as it came unless it spans lines (then one is modelled at the end)
-                    self._usage, self._last = usage, data
+                    self._usage, self._last = usage, b"data: " + data + b"\n\n"
                     self._usage_event = data if b"\n" not in data else None
                     continue
                 chunk = self._fast(data) or self._slow(data)
@@ -436,15 +416,18 @@ class OpenAIStreamDecoder:
                     chunk.usage = None
                 out.append(chunk)
         except UniInferError as exc:
+            if run:
+                out.append(self._passed_on(run))
             raise_after(out, exc)  # the events before the error go with it
+        if run:
+            out.append(self._passed_on(run))
         return out
 
-    def _raw(self, data: bytes) -> RawEvents | None:
-        """The event as it came, when it is a plain chunk (None: model it)."""
-        if self._map or not is_plain_chunk(data):
-            return None  # the slow path repairs bad UTF-8 or says what is wrong
-        self._last = data
-        return RawEvents.of(data)
+    def _passed_on(self, run: list[bytes]) -> RawEvents:
+        """Plain chunks that came in a row, as one run of SSE events."""
+        sse = b"data: " + b"\n\ndata: ".join(run) + b"\n\n"
+        self._last = sse
+        return RawEvents(sse)
 
     def _usage_chunk(self, data: bytes) -> Usage | None:
         """The usage of OpenAI's usage chunk (``choices: []``), when that is what the event is."""

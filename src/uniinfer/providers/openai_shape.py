@@ -24,7 +24,7 @@ import msgspec
 
 from uniinfer.types.chat import FinishReason
 
-__all__ = ["is_plain_chunk", "plain_answer_usage", "plain_run", "usage_chunk_usage"]
+__all__ = ["is_plain_chunk", "plain_answer_usage", "usage_chunk_usage"]
 
 
 class _Object(msgspec.Struct):
@@ -81,22 +81,6 @@ def is_plain_chunk(data: bytes) -> bool:
     except msgspec.MsgspecError:
         return False
     return b"\n" not in data and _utf8(data)
-
-
-def plain_run(sse: bytes, events: int) -> bool:
-    """Whether ``sse``, ``events`` whole ``data: {json}`` events, are all OpenAI chunks to pass on.
-
-    One decoder pass per event; the UTF-8 of the run is looked at once.
-    """
-    try:
-        if events == 1:
-            _PLAIN_CHUNK.decode(sse[6:-2])
-        else:
-            for data in sse[6:-2].split(b"\n\ndata: "):
-                _PLAIN_CHUNK.decode(data)
-    except msgspec.MsgspecError:
-        return False
-    return _utf8(sse)
 
 
 def usage_chunk_usage(data: bytes) -> bytes | None:
