@@ -10,7 +10,9 @@ core 0:
    upstream call answered from memory (no sockets, no uvicorn): the gateway's
    ``App`` against the reference app, and the same conversation sent to the
    gateway as an Anthropic Messages and a Responses API request (translated
-   to the same upstream call and back);
+   to the same upstream call and back); then a streamed answer (bench/run.py's
+   24 events, usage chunk and ``[DONE]``, in one read as an instant stream
+   arrives under load) through both;
 4. the upstream call alone over 127.0.0.1 to bench/upstream.py (on core 1):
    uniinfer's ``HttpClient.send`` against a bare pooled aiohttp session.
 
@@ -41,12 +43,13 @@ import orjson
 import uvloop
 from benchlib import ROOT, Server, free_port
 from refproxy import make_app
-from run import CHAT_BODY, CONFIG
+from run import CHAT_BODY, CONFIG, STREAM_BODY
+from upstream import _DONE_EVENT, _USAGE_EVENT, STREAM_CHUNKS
 from upstream import CHAT_BODY as UPSTREAM_BODY
 
 from uniinfer.config import parse_config
 from uniinfer.gateway import Gateway
-from uniinfer.http import HttpClient, HttpRequest, HttpResponse, Timeouts
+from uniinfer.http import HttpClient, HttpRequest, HttpResponse, StreamingResponse, Timeouts
 from uniinfer.server import create_app
 from uniinfer.stages import RequestContext, Route
 from uniinfer.types import ChatRequest
@@ -144,15 +147,48 @@ def reference_steps() -> list[tuple[str, float]]:
     ]
 
 
+#: A whole streamed answer in one read, as an instant stream arrives under load.
+STREAM_READ = b"".join([*STREAM_CHUNKS, _USAGE_EVENT, _DONE_EVENT])
+
+
+class CannedStream:
+    """An upstream stream that is one read (the gateway's StreamingResponse, aiohttp's for the reference)."""
+
+    status = 200
+
+    def __init__(self) -> None:
+        self.headers = {"content-type": "text/event-stream"}
+        self._left = [STREAM_READ]
+        self.content = self
+
+    async def read_chunk(self) -> bytes:
+        return self._left.pop() if self._left else b""
+
+    readany = read_chunk
+
+    def at_eof(self) -> bool:
+        return not self._left
+
+
 class CannedHttp(HttpClient):
-    """The gateway's HTTP client answering every request with the upstream's canned body."""
+    """The gateway's HTTP client answering every request with the upstream's canned body or stream."""
 
     async def send(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> HttpResponse:
         return HttpResponse(200, {"content-type": "application/json"}, UPSTREAM_BODY)
 
+    async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
+        return cast(StreamingResponse, CannedStream())
+
+    @staticmethod
+    def close_stream(stream: StreamingResponse, *, complete: bool) -> None:
+        return None
+
 
 class CannedResponse:
     status = 200
+
+    def __init__(self) -> None:
+        self.content = CannedStream()  # read when the request asked for a stream
 
     async def read(self) -> bytes:
         return UPSTREAM_BODY
@@ -270,23 +306,27 @@ def canned_gateway_app() -> Callable[..., Awaitable[None]]:
 
 def in_process(total: int = 20_000, batch: int = 64) -> list[tuple[str, float]]:
     """Whole-app CPU per request with canned upstream answers: gateway App vs reference app."""
-    raw, headers = _RAW, _HEADERS
+    raw = _RAW
     gateway_app = canned_gateway_app()
 
-    async def gateway(path: str = "/v1/chat/completions") -> float:
-        body = orjson.dumps(_FAMILIES[path]) if path in _FAMILIES else raw
+    async def gateway(path: str = "/v1/chat/completions", body: bytes | None = None) -> float:
+        if body is None:
+            body = orjson.dumps(_FAMILIES[path]) if path in _FAMILIES else raw
         head = _headers(body)
         await _drive(gateway_app, head, body, 2_000, batch, path)  # warm up
         return min([await _drive(gateway_app, head, body, total, batch, path) for _ in range(3)])
 
-    async def reference() -> float:
+    async def reference(body: bytes = raw) -> float:
         app = make_app("http://127.0.0.1:9/v1", "sk-bench", session_factory=CannedSession)
         lifespan = await _lifespan_start(app)
-        await _drive(app, headers, raw, 2_000, batch)
+        head = _headers(body)
+        await _drive(app, head, body, 2_000, batch)
         try:
-            return min([await _drive(app, headers, raw, total, batch) for _ in range(3)])
+            return min([await _drive(app, head, body, total, batch) for _ in range(3)])
         finally:
             lifespan.cancel()
+
+    stream = orjson.dumps(STREAM_BODY)
 
     return [
         ("gateway App, canned upstream (no sockets)", uvloop.run(gateway())),
@@ -299,6 +339,8 @@ def in_process(total: int = 20_000, batch: int = 64) -> list[tuple[str, float]]:
             "gateway App, Responses API in (`/v1/responses`), same upstream",
             uvloop.run(gateway("/v1/responses")),
         ),
+        ("gateway App, 24-event stream in one read (no sockets)", uvloop.run(gateway(body=stream))),
+        ("reference app, the same stream relayed (no sockets)", uvloop.run(reference(stream))),
     ]
 
 
