@@ -526,6 +526,33 @@ async def test_a_read_of_plain_events_is_written_on_as_it_came_in_one_piece() ->
     assert not stream.failed
 
 
+async def test_reads_of_one_event_each_are_relayed_as_they_came_and_the_rest_decoded_in_order() -> None:
+    from uniinfer.errors import ProviderError
+
+    event = b'data: {"id":"c","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    usage = (
+        b'data: {"id":"c","created":1,"model":"m","choices":[],'
+        b'"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
+    )
+    half = event % b"c"
+    reads = [event % b"a", event % b"b", half[:30], half[30:], usage, b"data: [DONE]\n\n"]
+    ctx = RequestContext("chat")
+    stream = openai_stream(reads, include_usage=True, ctx=ctx)
+    written = [body async for body in stream.sse_batches()]
+    assert written == [event % b"a", event % b"b", half, usage]  # a split event joined, usage last
+    assert ctx.usage is not None
+    assert ctx.usage.total_tokens == 3  # metered though the events before it were relayed
+
+    error = b'data: {"error":{"message":"upstream broke","type":"server_error","code":null}}\n\n'
+    stream = openai_stream([event % b"a", error, event % b"z"])
+    written = []
+    with pytest.raises(ProviderError, match="upstream broke"):
+        async for body in stream.sse_batches():
+            written.append(body)
+    assert written == [event % b"a"]  # the error is an error, not relayed as an event
+    assert stream.failed
+
+
 async def test_an_event_whose_json_spans_data_lines_is_written_on_one_line() -> None:
     # SSE joins an event's data lines with a newline: written on as one line, that newline
     # would cut it in two (the second half a field line the client drops)

@@ -389,6 +389,11 @@ class SSEBytesFramer:
         self._event = ""
         self._data: list[bytes] = []
 
+    @property
+    def idle(self) -> bool:
+        """No part of an event is held: the next bytes start a new one."""
+        return not (self._buf or self._data or self._event or self._after_cr)
+
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         if self._data or self._event or self._after_cr or b"\r" in chunk:
             return self._take(self._lines(chunk), [])

@@ -124,10 +124,31 @@ class ChatStream:
         :meth:`batches`).
 
         Modelled chunks leave ``None`` fields out; passed-through events are as
-        the provider sent them, a whole read of them in one piece.
+        the provider sent them. While the decoder can pass reads on as they
+        came (``pass_on``: an OpenAI-format provider), a read of one plain
+        event, the usual read of a token stream, is relayed for the cost of
+        its check: no chunk object, no queue.
         """
         usage = self._include_usage
+        upstream = self._upstream
+        pass_on: Callable[[bytes], bytes | None] | None = getattr(self._decoder, "pass_on", None)
         while True:
+            if pass_on is not None and not self._pending and not self._eof and self._failure is None:
+                assert upstream is not None
+                try:
+                    data = await upstream.read_chunk()
+                except UniInferError as exc:
+                    self._keep_failure(exc)
+                    continue
+                if self._failure is not None:  # cancelled while it read: nothing more goes out
+                    continue
+                if data and not upstream.at_eof():
+                    sse = pass_on(data)
+                    if sse is not None:
+                        yield sse
+                        continue
+                self._take(data)
+                continue
             try:
                 item = await self._next()
             except StopAsyncIteration:
@@ -306,10 +327,19 @@ class ChatStream:
         marker, say) are handed out first, then the failure is raised.
         """
         assert self._upstream is not None
+        try:
+            data = await self._upstream.read_chunk()
+        except UniInferError as exc:
+            self._keep_failure(exc)
+            return
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Decode a read (``b""``: the end) into the pending chunks, or keep the failure it meant."""
+        assert self._upstream is not None
         assert self._decoder is not None
         upstream = self._upstream
         try:
-            data = await upstream.read_chunk()
             chunks = self._decoder.feed(data) if data else []
             # the end often comes with the last bytes: no read just to learn it
             if not data or upstream.at_eof():

@@ -350,6 +350,25 @@ class OpenAIStreamDecoder:
         self._last: tuple[Any, Any, Any, Any] | bytes | None = None
         self._done = False
 
+    def pass_on(self, data: bytes) -> bytes | None:
+        """``data`` as it came, when it is one whole plain chunk event (None: :meth:`feed` it).
+
+        A provider writes its token stream an event at a time, so this is how
+        most reads come; relayed this way one costs its check and nothing else.
+        """
+        if (
+            self._map
+            or data[:6] != b"data: "
+            or data[-2:] != b"\n\n"
+            or data.count(b"\n") != 2
+            or b"\r" in data
+            or not self._framer.idle
+            or not is_plain_chunk(data[6:-2])
+        ):
+            return None
+        self._last = data
+        return data
+
     def feed(self, data: bytes) -> list[StreamItem]:
         return self._decode(self._framer.feed(data))
 
