@@ -546,9 +546,13 @@ async def test_reads_of_one_event_each_are_relayed_as_they_came_and_the_rest_dec
     error = b'data: {"error":{"message":"upstream broke","type":"server_error","code":null}}\n\n'
     stream = openai_stream([event % b"a", error, event % b"z"])
     written = []
-    with pytest.raises(ProviderError, match="upstream broke"):
+
+    async def read_all() -> None:
         async for body in stream.sse_batches():
             written.append(body)
+
+    with pytest.raises(ProviderError, match="upstream broke"):
+        await read_all()
     assert written == [event % b"a"]  # the error is an error, not relayed as an event
     assert stream.failed
 
