@@ -46,7 +46,9 @@ see :func:`instance`); with the
 ``tool_use`` block for that tool with input ``{"location": "Paris"}`` (a strict tool's: an
 instance of its ``input_schema`` whose strings are ``"Paris"``; a model name
 containing ``parallel``: one for every declared tool, unless ``disable_parallel_tool_use``;
-containing ``preamble``: after a text block ``"Let me check."``); a model
+containing ``preamble``: after a text block ``"Let me check."``; containing ``interleave``:
+that text first and ``"And also:"`` between two calls, as Claude interleaves text and tool
+calls); a model
 name containing ``think`` (or ``thinking`` enabled) adds a thinking block
 first, signed (:func:`sign`), and one containing ``redact`` a
 ``redacted_thinking`` block before it.
@@ -80,7 +82,15 @@ from aiohttp import web
 from tests.fakes.common import FakeProvider, Mode, abort, last_user_text, mode_of, stream_response
 from tests.fakes.structured import instance, schema_problem
 
-__all__ = ["NO_STRUCTURED_OUTPUTS", "PREAMBLE", "REDACTED_DATA", "anthropic_app", "instance", "sign"]
+__all__ = [
+    "INTERLUDE",
+    "NO_STRUCTURED_OUTPUTS",
+    "PREAMBLE",
+    "REDACTED_DATA",
+    "anthropic_app",
+    "instance",
+    "sign",
+]
 
 Block = dict[str, Any]
 
@@ -168,6 +178,8 @@ _THINKING_DOCS = (
 _THOUGHT = "The user wants an echo."
 #: The text a ``preamble`` model says before its tool calls.
 PREAMBLE = "Let me check."
+#: The text an ``interleave`` model says between two tool calls.
+INTERLUDE = "And also:"
 
 
 def sign(thinking: str) -> str:
@@ -655,17 +667,14 @@ def answer(body: Block, turns: list[Block], mode: Mode) -> Block:
     tools = _tools_to_call(body, turns, mode)
     stop_reason, stop_sequence = "end_turn", None
     if tools:
-        if "preamble" in model:
+        interleave = "interleave" in model
+        if "preamble" in model or interleave:
             blocks.append({"type": "text", "text": PREAMBLE})
-        blocks += [
-            {
-                "type": "tool_use",
-                "id": f"toolu_{uuid.uuid4().hex[:24]}",
-                "name": tool,
-                "input": _tool_input(body, tool),
-            }
-            for tool in tools
-        ]
+        for k, tool in enumerate(tools):
+            if interleave and k:
+                blocks.append({"type": "text", "text": INTERLUDE})
+            use = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": tool}
+            blocks.append({**use, "input": _tool_input(body, tool)})
         stop_reason = "tool_use"
     else:
         fmt = (body.get("output_config") or {}).get("format")

@@ -20,7 +20,8 @@ Behaviour by model name, on top of :func:`tests.fakes.common.mode_of`:
   ``functionCallingConfig.mode`` is ``NONE``; any model calls with mode ``ANY``, and only
   the ``allowedFunctionNames`` when given; with ``parallel`` in
   the name, one ``functionCall`` part per declared function, with ``preamble`` a text part
-  ``"Let me check."`` before them
+  ``"Let me check."`` before them, with ``interleave`` that text first and a text part
+  ``"And also:"`` between two calls
 - ``malformed`` (anywhere in the name) a candidate with no content and
   ``finishReason: MALFORMED_FUNCTION_CALL``, as Gemini answers a call it failed to form
 - ``gemini-3*`` a Gemini 3 model (https://ai.google.dev/gemini-api/docs/thought-signatures):
@@ -59,11 +60,13 @@ from aiohttp import web
 from tests.fakes.common import FakeProvider, abort, mode_of, stream_response
 from tests.fakes.structured import instance
 
-__all__ = ["API_KEY", "DUMMY_SIGNATURES", "PREAMBLE", "gemini_app", "signature_of"]
+__all__ = ["API_KEY", "DUMMY_SIGNATURES", "INTERLUDE", "PREAMBLE", "gemini_app", "signature_of"]
 
 API_KEY = "gm-test"
 #: The text a ``preamble`` model says before its function calls.
 PREAMBLE = "Let me check."
+#: The text an ``interleave`` model says between two function calls.
+INTERLUDE = "And also:"
 Json = dict[str, Any]
 
 _RPC = {
@@ -398,7 +401,8 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
     # leaves it to the model (here: its name)
     calls_tools = calling.get("mode") == "ANY" or (mode_of(model).tool or "-tool" in model)
     if calling.get("mode") != "NONE" and calls_tools and declared:
-        if "preamble" in model:
+        interleave = "interleave" in model
+        if "preamble" in model or interleave:
             parts.append({"text": PREAMBLE})
         calls: list[Json] = []
         for declaration in declared if "parallel" in model else declared[:1]:
@@ -406,7 +410,9 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
             calls.append({"functionCall": call})
         if _is_gemini_3(model):  # on the first call only
             calls[0]["thoughtSignature"] = signature_of(calls[0]["functionCall"])
-        return [*parts, *calls]
+        for k, call_part in enumerate(calls):
+            parts += [{"text": INTERLUDE}, call_part] if interleave and k else [call_part]
+        return parts
     text = _last_user_text(body["contents"])
     config = body.get("generationConfig", {})
     if config.get("responseMimeType") == "application/json":

@@ -295,6 +295,43 @@ def test_a_thinking_block_without_a_signature_is_reasoning_only() -> None:
     assert (message.reasoning_content, message.signed_thinking) == ("from elsewhere", None)
 
 
+def interleaved_turn(*blocks: dict[str, Any]) -> AssistantMessage:
+    """The assistant message of a history whose assistant turn is ``blocks``."""
+    calls = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    results = [{"type": "tool_result", "tool_use_id": i, "content": "ok"} for i in calls]
+    turns = [*HELLO, {"role": "assistant", "content": list(blocks)}, {"role": "user", "content": results}]
+    message = to_chat_request(parse_anthropic(MessagesRequest, body(messages=turns))).messages[1]
+    assert isinstance(message, AssistantMessage)
+    return message
+
+
+def test_an_interleaved_assistant_turn_keeps_its_order_for_claude() -> None:
+    thought = {"type": "thinking", "thinking": "weather first", "signature": "sig"}
+    text = {"type": "text", "text": "Let me check."}
+    use = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}}
+    more = {"type": "text", "text": "And also:"}
+    again = {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}
+    message = interleaved_turn(thought, text, use, more, again)
+    # OpenAI's shape, for every provider: the texts apart, then the calls
+    assert [p.text for p in message.content or () if not isinstance(p, str)] == ["Let me check.", "And also:"]
+    assert [c.id for c in message.tool_calls or ()] == ["toolu_1", "toolu_2"]
+    # and the order, for a Claude upstream: the same objects, as the client sent them
+    assert isinstance(message.content, list)
+    assert message.tool_calls
+    assert message.signed_thinking
+    assert message.content_blocks == [
+        message.signed_thinking[0],
+        message.content[0],
+        message.tool_calls[0],
+        message.content[1],
+        message.tool_calls[1],
+    ]
+    assert "content_blocks" not in message.model_dump_json()
+    # a turn in OpenAI's order has nothing more to say
+    assert interleaved_turn(thought, text, more, use, again).content_blocks is None
+    assert interleaved_turn(use, text).content_blocks == [message.tool_calls[0], message.content[0]]
+
+
 def test_documents_and_structured_output() -> None:
     pdf = base64.b64encode(b"%PDF-1.4").decode()
     req = parse_anthropic(
@@ -531,6 +568,54 @@ def test_message_has_the_signed_thinking_blocks_as_anthropic_sent_them() -> None
         {"type": "text", "text": "Hi."},
     ]
     anthropic.types.Message.model_validate(out)
+
+
+def test_message_has_the_blocks_in_the_order_the_provider_kept() -> None:
+    calls = [
+        ToolCall.model_validate({"id": f"toolu_{k}", "function": {"name": "get_weather", "arguments": "{}"}})
+        for k in (1, 2)
+    ]
+    signed = [SignedThinking(type="thinking", thinking="And the time.", signature="sig-1")]
+    order = ["Let me check.", calls[0], signed[0], "And also:", calls[1]]
+    msg = ResponseMessage(
+        content="Let me check.And also:",
+        reasoning_content="And the time.",
+        tool_calls=calls,
+        signed_thinking=signed,
+        content_blocks=order,
+    )
+    uses = [{"type": "tool_use", "id": f"toolu_{k}", "name": "get_weather", "input": {}} for k in (1, 2)]
+    out = to_message(_response(msg, "tool_calls"), "m")
+    assert out["content"] == [
+        {"type": "text", "text": "Let me check."},
+        uses[0],
+        {"type": "thinking", "thinking": "And the time.", "signature": "sig-1"},
+        {"type": "text", "text": "And also:"},
+        uses[1],
+    ]
+    assert out["stop_reason"] == "tool_use"
+    anthropic.types.Message.model_validate(out)
+    # another provider's (unsigned) reasoning still comes first
+    gemini = ResponseMessage(
+        content="Let me check.And also:",
+        reasoning_content="hmm",
+        tool_calls=calls,
+        content_blocks=["Let me check.", calls[0], "And also:", calls[1]],
+    )
+    assert [b["type"] for b in to_message(_response(gemini, "tool_calls"), "m")["content"]] == [
+        "thinking",
+        "text",
+        "tool_use",
+        "text",
+        "tool_use",
+    ]
+    # an order a stage made stale (the text rewritten) is not used: OpenAI's shape is
+    stale = msg.model_copy(update={"content": "[redacted]"})
+    assert to_message(_response(stale, "tool_calls"), "m")["content"] == [
+        {"type": "thinking", "thinking": "And the time.", "signature": "sig-1"},
+        {"type": "text", "text": "[redacted]"},
+        *uses,
+    ]
 
 
 def test_message_has_thinking_text_and_tool_use_blocks() -> None:
@@ -1677,6 +1762,27 @@ async def test_an_openai_client_cannot_send_what_only_the_anthropic_ingress_sets
         error = (await resp.json())["error"]
     assert error["message"] == f"Unrecognized request argument supplied: {field}"
     assert error["param"] == field
+
+
+async def test_an_openai_client_cannot_send_a_block_order(harness: Harness) -> None:
+    """:attr:`AssistantMessage.content_blocks` is the Anthropic ingress's: unknown to OpenAI clients."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    turn = {"role": "assistant", "content": "Hi.", "tool_calls": [call], "content_blocks": ["Hi.", call]}
+    messages = [*HELLO, turn, {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            harness.url + "/v1/chat/completions",
+            json={"model": ANTHROPIC.name(), "messages": messages},
+            headers={"authorization": f"Bearer {MASTER}"},
+        ) as resp,
+    ):
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert (error["message"], error["param"]) == (
+        "Unrecognized request argument supplied: messages[1].content_blocks",
+        "messages[1].content_blocks",
+    )
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)

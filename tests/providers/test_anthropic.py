@@ -748,6 +748,82 @@ def test_parse_tool_use_and_thinking() -> None:
     assert calls[1].function.arguments == "{}"
 
 
+def test_interleaved_blocks_keep_their_order_beside_openai_s_flat_message() -> None:
+    body = message(
+        [
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "thinking", "thinking": "The time too.", "signature": "sig"},
+            {"type": "text", "text": "And "},
+            {"type": "text", "text": "also:"},  # adjacent texts are one, as a stream shows them
+            {"type": "text", "text": ""},
+            {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}},
+            {"type": "text", "text": "Done."},
+        ],
+        stop_reason="tool_use",
+    )
+    response = parse(body)
+    msg = response.choices[0].message
+    calls, signed = msg.tool_calls or [], msg.signed_thinking or []
+    assert msg.content == "Let me check.And also:Done."
+    assert [c.id for c in calls] == ["toolu_1", "toolu_2"]
+    assert msg.content_blocks == ["Let me check.", calls[0], signed[0], "And also:", calls[1], "Done."]
+    # OpenAI's JSON is unchanged: the joined text and both calls, no new field
+    dumped = orjson.loads(response.model_dump_json())["choices"][0]["message"]
+    assert set(dumped) == {"role", "content", "refusal", "tool_calls", "reasoning_content", "annotations"}
+    assert dumped["content"] == "Let me check.And also:Done."
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        [{"type": "text", "text": "Hello"}, {"type": "text", "text": " world"}],
+        [
+            {"type": "redacted_thinking", "data": "opaque=="},
+            {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+            {"type": "text", "text": "Let me "},
+            {"type": "text", "text": "check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+            {"type": "text", "text": ""},
+            {"type": "tool_use", "id": "toolu_2", "name": "now", "input": {}},
+        ],
+    ],
+)
+def test_blocks_in_openai_s_order_keep_no_second_copy(content: list[dict[str, Any]]) -> None:
+    assert parse(message(content)).choices[0].message.content_blocks is None
+
+
+def interleaved_turn(content_blocks: bool = True) -> ChatRequest:
+    """``tool_history`` whose assistant turn said a text before each of its two calls."""
+    history: list[Any] = tool_history()
+    turn = AssistantMessage.model_validate(
+        {**history[1], "content": [{"type": "text", "text": "Checking."}, {"type": "text", "text": "Then:"}]}
+    )
+    texts, calls = turn.content, turn.tool_calls
+    assert isinstance(texts, list)
+    assert calls is not None
+    if content_blocks:
+        turn = turn.model_copy(update={"content_blocks": [texts[0], calls[0], texts[1], calls[1]]})
+    history[1] = turn
+    return chat(history)
+
+
+def test_an_assistant_turn_goes_back_in_the_order_its_client_sent() -> None:
+    uses = [
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"location": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {}},
+    ]
+    texts = [{"type": "text", "text": "Checking."}, {"type": "text", "text": "Then:"}]
+    assert sent(interleaved_turn())["messages"][1]["content"] == [texts[0], uses[0], texts[1], uses[1]]
+    # without an order, or with one a stage made stale, OpenAI's: the texts, then the calls
+    assert sent(interleaved_turn(False))["messages"][1]["content"] == [*texts, *uses]
+    request = interleaved_turn()
+    turn = request.messages[1]
+    changed = turn.model_copy(update={"content": "Rewritten."})
+    stale = request.model_copy(update={"messages": [request.messages[0], changed, *request.messages[2:]]})
+    assert sent(stale)["messages"][1]["content"] == [{"type": "text", "text": "Rewritten."}, *uses]
+
+
 @pytest.mark.parametrize(
     ("reason", "finish"),
     [

@@ -528,6 +528,32 @@ def test_parse_function_calls() -> None:
     assert len({c.id for c in calls}) == 2
 
 
+def test_parts_that_interleave_text_and_calls_keep_their_order() -> None:
+    body = response(
+        candidate(
+            {"text": "Thinking it over.", "thought": True},
+            {"text": "Let me "},
+            {"text": "check."},  # adjacent text parts are one text, as streamed
+            {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}},
+            {"text": ""},
+            {"text": "And also:"},
+            {"functionCall": {"name": "now"}},
+            finish="STOP",
+        )
+    )
+    answer = adapter_for().parse_chat(body, "m")
+    message = answer.choices[0].message
+    calls = message.tool_calls or []
+    assert (message.content, message.reasoning_content) == ("Let me check.And also:", "Thinking it over.")
+    assert [c.function.name for c in calls] == ["get_weather", "now"]
+    assert message.content_blocks == ["Let me check.", calls[0], "And also:", calls[1]]
+    assert "content_blocks" not in answer.model_dump_json()
+    # parts in OpenAI's order (text, then the calls) need no second copy
+    call = {"functionCall": {"name": "now"}}
+    plain = response(candidate({"text": "Let me "}, {"text": "check."}, call, call, finish="STOP"))
+    assert adapter_for().parse_chat(plain, "m").choices[0].message.content_blocks is None
+
+
 # --- thought signatures (Gemini 3) -------------------------------------------------------
 
 SIG = "CiQBcsjafE3wYQ+/x9Qh5mE2dZxWkq0ulBw3Q0f7WuUC1sFRYngSKwFyyNp8gv0pd4w="  # base64, as Gemini sends it

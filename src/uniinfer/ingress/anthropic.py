@@ -33,7 +33,11 @@ Requests, field by field:
   upstream gets them back unmodified (its tool loops need them), no other
   provider sees them. A block with an empty signature (uniinfer's rendering of
   another provider's reasoning) is reasoning only. A turn left with neither
-  text nor tool calls is dropped.
+  text nor tool calls is dropped. When the turn's blocks are not in OpenAI's
+  order (signed thinking, text, then tool calls: a text after a ``tool_use``,
+  say), that order is kept too, as its
+  :attr:`~uniinfer.types.AssistantMessage.content_blocks`: a Claude upstream gets
+  the turn back as the model produced it, other providers OpenAI's shape.
 - Images become ``image_url`` parts (``data:`` URLs for base64). Documents:
   a text or content source becomes text (title and context first), a base64
   PDF an OpenAI ``file`` part (``filename`` from ``title``; an Anthropic
@@ -147,6 +151,7 @@ from uniinfer.types.chat import (
     TextPart,
     Tool,
     ToolCall,
+    TurnBlock,
 )
 from uniinfer.validation import validation_error
 
@@ -329,21 +334,27 @@ def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     thoughts: list[str] = []
     signed: list[SignedThinking] = []
     calls: list[ToolCall] = []
+    order: list[TurnBlock] = []
     for _, block in blocks:
+        item: TurnBlock | None = None
         if isinstance(block, TextBlock):
-            texts.append(_text_part(block))
+            item = _text_part(block)
+            texts.append(item)
         elif isinstance(block, ThinkingBlock):
             thoughts.append(block.thinking)
             if block.signature:  # empty: another provider's reasoning, which nobody can verify
-                signed.append(
-                    SignedThinking(type="thinking", thinking=block.thinking, signature=block.signature)
-                )
+                item = SignedThinking(type="thinking", thinking=block.thinking, signature=block.signature)
+                signed.append(item)
         elif isinstance(block, RedactedThinkingBlock):
-            signed.append(SignedThinking(type="redacted_thinking", data=block.data))
+            item = SignedThinking(type="redacted_thinking", data=block.data)
+            signed.append(item)
         elif isinstance(block, ToolUseBlock):
             arguments = orjson.dumps(block.input).decode()
             call = ToolCall(id=block.id, function=FunctionCall(name=block.name, arguments=arguments))
-            calls.append(_cached(call, block.cache_control))
+            item = _cached(call, block.cache_control)
+            calls.append(item)
+        if item is not None:
+            order.append(item)
     if not texts and not calls:
         return []
     message = AssistantMessage(
@@ -352,8 +363,11 @@ def _assistant_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) or None,
     )
-    # model_copy: the field is not one a client may set (it refuses validated input)
-    return [message.model_copy(update={"signed_thinking": signed}) if signed else message]
+    # model_copy: the fields are not ones a client may set (they refuse validated input)
+    update: dict[str, Any] = {"signed_thinking": signed} if signed else {}
+    if order != [*signed, *texts, *calls]:  # OpenAI's shape loses the order (see the module docstring)
+        update["content_blocks"] = order
+    return [message.model_copy(update=update) if update else message]
 
 
 def _tool_message(block: ToolResultBlock, *, cache: bool = True) -> ToolMessage:

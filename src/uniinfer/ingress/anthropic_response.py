@@ -1,7 +1,10 @@
 """Anthropic Messages answers: the ``message`` object, usage, stop reasons and errors.
 
 ``message`` (https://docs.anthropic.com/en/api/messages): content blocks in
-the order thinking, text, tool_use. The thinking blocks of an Anthropic
+the order thinking, text, tool_use, or in the provider's own order when it
+kept that (:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks`: a Claude
+or Gemini answer with a text after a tool call, say), so that a client
+replaying the turn sends back what the model produced. The thinking blocks of an Anthropic
 upstream come back as it sent them (``thinking`` with its real ``signature``,
 ``redacted_thinking`` with its ``data``: the message's
 :attr:`~uniinfer.types.chat.ResponseMessage.signed_thinking`), so that a client
@@ -74,6 +77,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.types import ChatRequest, ChatResponse, ToolCall, Usage
+from uniinfer.types.chat import AnswerBlock, ResponseMessage, SignedThinking
 
 __all__ = [
     "error_body",
@@ -123,19 +127,10 @@ def to_message(resp: ChatResponse, requested_model: str) -> Block:
     """The Anthropic ``message`` object for a chat completion (its first choice)."""
     choice = resp.choices[0] if resp.choices else None
     msg = choice.message if choice is not None else None
-    content: list[Block] = []
     calls = (msg.tool_calls or []) if msg is not None else []
-    if msg is not None:
-        if msg.signed_thinking:
-            content += [b.block() for b in msg.signed_thinking]
-        elif msg.reasoning_content:
-            content.append({"type": "thinking", "thinking": msg.reasoning_content, "signature": ""})
-        text = (msg.content or "") + (msg.refusal or "")
-        if text:
-            content.append({"type": "text", "text": text})
     refused = msg is not None and bool(msg.refusal)
     finish = "content_filter" if refused else (choice.finish_reason if choice is not None else None)
-    content += [_tool_use(call, cut=finish == "length") for call in calls]
+    content = _content(msg, cut=finish == "length") if msg is not None else []
     matched = choice.stop_sequence if choice is not None else None
     reason = stop_reason(finish, has_tool_calls=bool(calls), stop_sequence=matched)
     return {
@@ -148,6 +143,45 @@ def to_message(resp: ChatResponse, requested_model: str) -> Block:
         "stop_sequence": matched if reason == "stop_sequence" else None,
         "usage": usage_of(resp.usage),
     }
+
+
+def _content(msg: ResponseMessage, *, cut: bool) -> list[Block]:
+    """The message's blocks: in its provider's order when it kept that (:func:`_in_order`),
+    else its thinking, its text (the refusal's too), then its tool calls."""
+    blocks = _in_order(msg)
+    if blocks is None:
+        text = (msg.content or "") + (msg.refusal or "")
+        blocks = [*(msg.signed_thinking or ()), *((text,) if text else ()), *(msg.tool_calls or ())]
+    content: list[Block] = []
+    if msg.reasoning_content and not msg.signed_thinking:  # another provider's: unsigned, first
+        content.append({"type": "thinking", "thinking": msg.reasoning_content, "signature": ""})
+    return content + [_block(b, cut=cut) for b in blocks]
+
+
+def _in_order(msg: ResponseMessage) -> list[AnswerBlock] | None:
+    """:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks`, when they still are the
+    message's text, tool calls and signed thinking (a stage may have rewritten those)."""
+    blocks = msg.content_blocks
+    if blocks is None or msg.refusal:
+        return None
+    text = "".join(b for b in blocks if isinstance(b, str))
+    calls = [b for b in blocks if isinstance(b, ToolCall)]
+    signed = [b for b in blocks if isinstance(b, SignedThinking)]
+    if (
+        text != (msg.content or "")
+        or calls != (msg.tool_calls or [])
+        or signed != (msg.signed_thinking or [])
+    ):
+        return None
+    return blocks
+
+
+def _block(block: AnswerBlock, *, cut: bool) -> Block:
+    if isinstance(block, str):
+        return {"type": "text", "text": block}
+    if isinstance(block, ToolCall):
+        return _tool_use(block, cut=cut)
+    return block.block()
 
 
 def _tool_use(call: ToolCall, *, cut: bool) -> Block:

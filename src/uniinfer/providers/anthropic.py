@@ -7,7 +7,12 @@ Responses: text blocks are concatenated into ``content``, ``tool_use`` blocks
 become ``tool_calls``, ``thinking`` blocks ``reasoning_content``; the
 ``thinking`` (with their signatures) and ``redacted_thinking`` blocks are also
 kept whole, in order, as the message's ``signed_thinking``, never serialised in
-OpenAI's format (the Anthropic ingress hands them back to its client). The matched
+OpenAI's format (the Anthropic ingress hands them back to its client). When the
+blocks come in an order that shape loses (a text after a tool call, thinking
+after a text), they are also kept in that order as the message's
+:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks` (never serialised
+either; adjacent texts joined, as a stream shows them), so that the Anthropic
+ingress answers them as they came. The matched
 ``stop_sequence`` (``stop_reason: stop_sequence``) is kept on the choice
 (:attr:`~uniinfer.types.chat.ChatChoice.stop_sequence`; OpenAI's format has no
 place for it, only the Anthropic ingress reads it).
@@ -87,6 +92,7 @@ from uniinfer.providers.claude_models import (
 from uniinfer.providers.translation import strict_tools
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
+    AnswerBlock,
     ChatChoice,
     ChunkChoice,
     ChunkDelta,
@@ -261,26 +267,34 @@ def _response(data: Any, model: str) -> ChatResponse:
     thoughts: list[str] = []
     signed: list[SignedThinking] = []
     calls: list[ToolCall] = []
+    blocks: list[AnswerBlock] = []  # all of them, in order
     for block in data["content"]:
         kind = block["type"]
         if kind == "text":
             texts.append(block["text"])
+            _add_text(blocks, block["text"])
         elif kind == "thinking":
             thoughts.append(block["thinking"])
             signed.append(
                 SignedThinking(type="thinking", thinking=block["thinking"], signature=block["signature"])
             )
+            blocks.append(signed[-1])
         elif kind == "redacted_thinking":
             signed.append(SignedThinking(type="redacted_thinking", data=block["data"]))
+            blocks.append(signed[-1])
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             function = FunctionCall(name=block["name"], arguments=arguments)
             calls.append(ToolCall(id=block["id"], function=function))
+            blocks.append(calls[-1])
+    text = "".join(texts)
     message = ResponseMessage(
-        content="".join(texts) if texts or not calls else None,
+        content=text if texts or not calls else None,
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) if thoughts else None,
         signed_thinking=signed or None,
+        # kept only when OpenAI's shape (thinking, text, tool calls) loses their order
+        content_blocks=None if blocks == [*signed, *([text] if text else ()), *calls] else blocks,
     )
     usage = data.get("usage")
     choice = ChatChoice(
@@ -294,6 +308,15 @@ def _response(data: Any, model: str) -> ChatResponse:
         choices=[choice],
         usage=_usage(usage) if isinstance(usage, dict) else None,
     )
+
+
+def _add_text(blocks: list[AnswerBlock], text: str) -> None:
+    """Append ``text``, joining a text just before it (streamed, they are one block); an empty
+    text is no block (the API refuses one sent back)."""
+    if text and blocks and isinstance(blocks[-1], str):
+        blocks[-1] += text
+    elif text:
+        blocks.append(text)
 
 
 def _stop_sequence(message: Mapping[str, Any]) -> str | None:

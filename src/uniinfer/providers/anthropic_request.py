@@ -14,6 +14,9 @@ https://docs.anthropic.com/en/api/messages:
   which only the Anthropic Messages ingress sets) start its turn, unmodified,
   as the API wants them back in a tool loop
   (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking#preserving-thinking-blocks).
+  When the ingress kept the turn's block order
+  (:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`: a text after a
+  tool call, say), the turn is sent in that order instead, as the model produced it.
 - ``max_tokens`` is required upstream: ``max_completion_tokens`` or
   ``max_tokens``, else 4096. ``reasoning_effort`` becomes extended thinking
   with the budget an Anthropic client asked for, else a fixed budget per level
@@ -80,11 +83,13 @@ from uniinfer.providers.translation import (
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
+    AssistantPart,
     DeveloperMessage,
     FilePart,
     ImagePart,
     JSONObjectFormat,
     Message,
+    SignedThinking,
     SystemMessage,
     TextFormat,
     TextPart,
@@ -93,6 +98,7 @@ from uniinfer.types.chat import (
     ToolChoice,
     ToolChoiceFunction,
     ToolMessage,
+    TurnBlock,
 )
 
 __all__ = [
@@ -476,17 +482,59 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
+    ordered = _in_order(msg)
+    if ordered is not None:
+        return _ordered_blocks(ordered, i)
     # Signed thinking first, as the API returned it and wants it back.
     blocks: list[Block] = [b.block() for b in msg.signed_thinking or ()]
     if isinstance(msg.content, str):
         blocks += _text_blocks(msg.content)
     elif msg.content is not None:
-        blocks += [_text(p) for p in msg.content if isinstance(p, TextPart) and p.text]
-    for k, call in enumerate(msg.tool_calls or ()):
-        use = {"type": "tool_use", "id": word_call_id(call.id), "name": call.function.name}
-        use["input"] = _arguments(call, i, k)
-        blocks.append(_cached(use, call))
+        blocks += [_text(p) for p in _text_parts(msg.content) if p.text]
+    blocks += [_tool_use(call, i, k) for k, call in enumerate(msg.tool_calls or ())]
     return blocks
+
+
+def _in_order(msg: AssistantMessage) -> list[TurnBlock] | None:
+    """:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`, when they still are the
+    turn's texts, tool calls and signed thinking (a stage may have rewritten those)."""
+    blocks = msg.content_blocks
+    if blocks is None:
+        return None
+    texts = [b.text for b in blocks if isinstance(b, TextPart)]
+    calls = [b for b in blocks if isinstance(b, ToolCall)]
+    signed = [b for b in blocks if isinstance(b, SignedThinking)]
+    content = msg.content if msg.content is not None else []
+    sent = [content] if isinstance(content, str) else [p.text for p in _text_parts(content)]
+    if texts != sent or calls != (msg.tool_calls or []) or signed != (msg.signed_thinking or []):
+        return None
+    return blocks
+
+
+def _ordered_blocks(ordered: list[TurnBlock], i: int) -> list[Block]:
+    """The turn's blocks in the order its client sent them (empty texts left out)."""
+    blocks: list[Block] = []
+    calls = 0
+    for item in ordered:
+        if isinstance(item, SignedThinking):
+            blocks.append(item.block())
+        elif isinstance(item, ToolCall):
+            blocks.append(_tool_use(item, i, calls))
+            calls += 1
+        elif item.text:
+            blocks.append(_text(item))
+    return blocks
+
+
+def _text_parts(content: list[AssistantPart]) -> list[TextPart]:
+    return [p for p in content if isinstance(p, TextPart)]
+
+
+def _tool_use(call: ToolCall, i: int, k: int) -> Block:
+    """The ``tool_use`` block of ``messages[i].tool_calls[k]``."""
+    use = {"type": "tool_use", "id": word_call_id(call.id), "name": call.function.name}
+    use["input"] = _arguments(call, i, k)
+    return _cached(use, call)
 
 
 def _arguments(call: ToolCall, i: int, k: int) -> Any:

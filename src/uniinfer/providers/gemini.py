@@ -24,6 +24,11 @@ Usage normalisation (``usageMetadata`` -> :class:`Usage`, never recounted):
 Thought signatures on ``functionCall`` parts (Gemini 3) come back inside the tool
 call id, streamed or not; see :mod:`uniinfer.providers.gemini_request`.
 
+A candidate's text parts are joined into ``content`` and its ``functionCall``
+parts become ``tool_calls``; when a text follows a call, the parts' order is also
+kept as the message's :attr:`~uniinfer.types.chat.ResponseMessage.content_blocks`
+(never serialised), for the Anthropic Messages ingress.
+
 ``finishReason`` (the ``FinishReason`` enum of the API reference) -> OpenAI's:
 
 - ``STOP`` -> ``stop`` (``tool_calls`` when the candidate called functions),
@@ -69,7 +74,15 @@ from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
-from uniinfer.types.chat import ChatChoice, ChunkChoice, ChunkDelta, FinishReason, FunctionCall, ToolCall
+from uniinfer.types.chat import (
+    AnswerBlock,
+    ChatChoice,
+    ChunkChoice,
+    ChunkDelta,
+    FinishReason,
+    FunctionCall,
+    ToolCall,
+)
 from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
 
 __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
@@ -145,6 +158,7 @@ class GeminiAdapter(ProviderAdapter):
                 content=text if text or not tool_calls else None,
                 tool_calls=tool_calls,
                 reasoning_content=thought or None,
+                content_blocks=_in_order(cand["content"], text, tool_calls) if tool_calls else None,
             )
             choices.append(
                 ChatChoice(
@@ -379,6 +393,25 @@ def _split_parts(content: Any) -> tuple[str, str, list[Json]]:
         elif isinstance(part.get("text"), str):
             (thought if part.get("thought") else text).append(part["text"])
     return "".join(text), "".join(thought), calls
+
+
+def _in_order(content: Json, text: str, calls: list[ToolCall]) -> list[AnswerBlock] | None:
+    """The answer's text and ``calls`` in the order of its parts, when OpenAI's shape (the
+    ``text``, then the calls) loses it, else None. Adjacent text parts are one text (a stream
+    joins them too); thoughts are the reasoning, which comes first."""
+    blocks: list[AnswerBlock] = []
+    pending = iter(calls)
+    for part in content["parts"]:
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("functionCall"), dict):
+            blocks.append(next(pending))
+        elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
+            if blocks and isinstance(blocks[-1], str):
+                blocks[-1] += part["text"]
+            else:
+                blocks.append(part["text"])
+    return None if blocks == [*([text] if text else ()), *calls] else blocks
 
 
 def _function(part: Json) -> FunctionCall:

@@ -38,6 +38,7 @@ from uniinfer.types.usage import Usage
 
 __all__ = [
     "MAX_MODEL_NAME",
+    "AnswerBlock",
     "AssistantMessage",
     "ChatChoice",
     "ChatChunk",
@@ -66,6 +67,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolChoice",
     "ToolMessage",
+    "TurnBlock",
     "UserMessage",
 ]
 
@@ -249,6 +251,13 @@ class SignedThinking(BaseModel):
         return {"type": "thinking", "thinking": self.thinking, "signature": self.signature}
 
 
+#: A block of an answer in its provider's order (:attr:`ResponseMessage.content_blocks`): a text
+#: piece, or one of the message's tool calls or signed thinking blocks.
+AnswerBlock = str | ToolCall | SignedThinking
+#: A block of an assistant turn in its client's order (:attr:`AssistantMessage.content_blocks`).
+TurnBlock = TextPart | ToolCall | SignedThinking
+
+
 # --- messages ------------------------------------------------------------------
 
 
@@ -293,8 +302,15 @@ class AssistantMessage(BaseModel):
     #: The turn's signed thinking blocks, in order (see :class:`SignedThinking`), set by the
     #: Anthropic Messages ingress; never serialised and never accepted from a client.
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
+    #: The turn's text parts, tool calls and signed thinking in the order the client sent them,
+    #: set by the Anthropic Messages ingress when OpenAI's shape (thinking, text, then the tool
+    #: calls) loses it: a text after a tool call, say. Read by the Claude adapter, so the turn
+    #: goes back as the model produced it; never serialised and never accepted from a client.
+    content_blocks: list[TurnBlock] | None = Field(default=None, exclude=True)
 
-    _clients_cannot_set = field_validator("signed_thinking", mode="before")(_not_from_clients)
+    _clients_cannot_set = field_validator("signed_thinking", "content_blocks", mode="before")(
+        _not_from_clients
+    )
 
     @model_validator(mode="after")
     def _has_something(self) -> AssistantMessage:
@@ -558,6 +574,11 @@ class ResponseMessage(BaseModel):
     #: The answer's signed thinking blocks, in order (Anthropic's; see :class:`SignedThinking`):
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
+    #: The answer's text pieces (``content`` is their join), tool calls and signed thinking in
+    #: the order its provider sent them, when OpenAI's shape (thinking, text, then the tool
+    #: calls) loses it: Claude's content blocks or Gemini's parts with a text after a tool call,
+    #: say. Not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
+    content_blocks: list[AnswerBlock] | None = Field(default=None, exclude=True)
 
     @model_serializer(mode="wrap")
     def _required(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
