@@ -8,6 +8,7 @@ streamed) translated both ways.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ async def sdk() -> AsyncIterator[openai.AsyncOpenAI]:
         for native in NATIVES:
             url = await stack.enter_async_context(run_fake(native.app()))
             key = f", api_key: {native.key}" if native.key else ""
-            lines.append(f"  {native.type}: {{base_url: '{url}{native.path}'{key}}}")
+            # a short read timeout: the stall test waits it out
+            lines.append(f"  {native.type}: {{base_url: '{url}{native.path}'{key}, timeout: {{read: 0.5}}}}")
         # no retry rounds: upstream 429s are asserted, not waited out
         lines.append("routing: {retry: {max_retries: 0}}")
         app = create_app(make_config("\n".join(lines) + "\n"))
@@ -149,3 +151,22 @@ async def test_rate_limit_and_cut_stream(sdk: openai.AsyncOpenAI, native: Native
     with pytest.raises(openai.APIError):
         async for _ in stream:
             pass
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_a_stream_that_stalls_ends_at_the_read_timeout_after_what_came(
+    sdk: openai.AsyncOpenAI, native: Native
+) -> None:
+    # the provider sends its first events, then nothing: timeout.read (0.5 s here) cuts it
+    stream = await sdk.chat.completions.create(model=f"{native.type}/stall", messages=MSG, stream=True)  # type: ignore[arg-type]
+    got: list[str] = []
+
+    async def read_all() -> None:
+        async for chunk in stream:
+            got.extend(c.delta.content or "" for c in chunk.choices)
+
+    started = time.monotonic()
+    with pytest.raises(openai.APIError, match=r"timeout\.read"):
+        await read_all()
+    assert 0.4 < time.monotonic() - started < 5
+    assert "".join(got)  # what came before the stall reached the caller

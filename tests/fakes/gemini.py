@@ -630,7 +630,7 @@ async def _dispatch(request: web.Request, model: str, action: str, body: Json) -
         return web.json_response(full, dumps=_dumps)
     if request.query.get("alt") != "sse":  # without alt=sse Google streams a JSON array
         return web.json_response(list(_stream_events_json(full)), dumps=_dumps)
-    return await stream_response(request, _stream_events(full), cut=mode.cut)
+    return await stream_response(request, _stream_events(full), cut=mode.cut, stall=mode.stall)
 
 
 def _stream_events_json(full: Json) -> list[Json]:
