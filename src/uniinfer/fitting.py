@@ -10,24 +10,42 @@ out; the names then reach the caller in ``x-uniinfer-dropped-params``, with thos
 leaves out of this request on its own (``params_left_out``). Nothing is dropped silently. Both
 errors are target mismatches: the router goes on to the group's next deployment.
 
+OpenAI's ``messages[].name`` (a participant's name on a system, developer, user or assistant
+message) is such a param for the providers whose row says they cannot carry it
+(:attr:`~uniinfer.providers.base.ProviderSpec.message_names`): refused as ``messages[i].name``
+(the first named message), or taken off every message and reported once, as
+``messages[].name`` (a header must not grow with the conversation).
+
 The usual request asks for nothing out of the ordinary, and one subset test against the
-deployment's accepted fields (computed once per deployment) answers it.
+deployment's accepted fields (computed once per deployment) answers it; only a deployment that
+cannot carry names looks at the messages, once, for one.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.providers.base import ProviderAdapter
 from uniinfer.routing.group import Target
 from uniinfer.types import ChatRequest, EmbeddingRequest
-from uniinfer.types.chat import ImagePart, JSONObjectFormat, JSONSchemaFormat, UserMessage
+from uniinfer.types.chat import (
+    ImagePart,
+    JSONObjectFormat,
+    JSONSchemaFormat,
+    Message,
+    UserMessage,
+)
 
-__all__ = ["RequestFitter", "check_features"]
+__all__ = ["MESSAGE_NAME", "RequestFitter", "check_features"]
 
 #: Fields every chat request has, whatever the provider.
 _ALWAYS = frozenset({"model", "messages", "stream"})
 #: Deployments whose accepted request fields are kept (direct ``provider/model`` names are open-ended).
 _ALLOWED_CACHE_LIMIT = 4096
+#: How ``x-uniinfer-dropped-params`` names the participant names taken off a request's messages.
+MESSAGE_NAME = "messages[].name"
 
 
 class RequestFitter:
@@ -53,7 +71,9 @@ class RequestFitter:
                 self._allowed[target.label] = allowed
         # values it cannot honour: taken out here when configured, else its chat_request refuses them
         refused = adapter.values_refused(request, target.model) if self._drop else ()
-        if not refused and request.model_fields_set <= allowed:
+        # participant names, which most native wire formats have no place for (one look, then)
+        named = () if adapter.spec.message_names else _named(request.messages)
+        if not refused and not named and request.model_fields_set <= allowed:
             return request, ()  # the usual case: nothing to check one by one
         present = {
             name
@@ -65,17 +85,23 @@ class RequestFitter:
             # no reasoning asked for, from a provider without it: honoured as it is, not a drop
             rejected.discard("reasoning_effort")
             request = request.model_copy(update={"reasoning_effort": None})
-        if not rejected and not refused:
+        if not rejected and not refused and not named:
             return request, ()
         names = tuple(sorted(rejected))
         if not self._drop:
+            shown = names + ((f"messages[{named[0]}].name",) if named else ())
             raise UnsupportedParamError(
-                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(names)} "
-                f"(model '{request.model}'); remove them or set settings.drop_unsupported_params",
-                param=names[0],
+                f"provider '{adapter.name}' does not support the parameter(s) {', '.join(shown)} "
+                f"(model '{request.model}'{_names_note(named)}); remove them or set "
+                "settings.drop_unsupported_params",
+                param=shown[0],
                 provider=adapter.name,
             )
-        fitted = request.model_copy(update=dict.fromkeys(names)) if names else request
+        update: dict[str, Any] = dict.fromkeys(names)
+        if named:
+            update["messages"] = _without_names(request.messages, named)
+            names += (MESSAGE_NAME,)
+        fitted = request.model_copy(update=update) if update else request
         if refused:
             fitted = adapter.without_values(fitted, target.model, refused)
         # a param refused by name may be refused by value too (Opus 4.7's temperature): named once
@@ -123,6 +149,39 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
         )
     if not caps.vision and _has_images(request):
         raise adapter.feature_error("image input")
+
+
+def _named(messages: list[Message]) -> Sequence[int]:
+    """The indexes of the messages with a participant ``name``.
+
+    The usual conversation names nobody: one pass over the fields each message was given
+    (pydantic's own set, the cheapest test there is) says so. Values are read from the
+    fields themselves (``__dict__``), since tool messages have no ``name`` and a failed
+    attribute lookup costs microseconds; an explicit ``null`` is no name.
+    """
+    for msg in messages:
+        if "name" in msg.__pydantic_fields_set__:
+            break
+    else:
+        return ()
+    return [i for i, msg in enumerate(messages) if msg.__dict__.get("name") is not None]
+
+
+def _names_note(named: Sequence[int]) -> str:
+    """What ``messages[i].name`` stands for in an error, and how many messages set one."""
+    if not named:
+        return ""
+    return "; messages[].name: a message's participant name" + (
+        f", set on {len(named)} messages" if len(named) > 1 else ""
+    )
+
+
+def _without_names(messages: list[Message], named: Sequence[int]) -> list[Message]:
+    """``messages`` with the participant names at ``named`` taken off (copies; the rest shared)."""
+    out = list(messages)
+    for i in named:
+        out[i] = out[i].model_copy(update={"name": None})
+    return out
 
 
 def _has_images(request: ChatRequest) -> bool:

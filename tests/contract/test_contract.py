@@ -375,6 +375,56 @@ async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> 
             assert param in ctx.route.dropped_params
 
 
+#: OpenAI's participant names (``messages[].name``); the first named message is ``messages[1]``.
+NAMED = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "hello there", "name": "participant_a"},
+    {"role": "assistant", "content": "Hello.", "name": "participant_b"},
+    {"role": "user", "content": "hello again", "name": "participant_a"},
+]
+NAMES = ["participant_a", "participant_b"]
+
+
+@pytest.mark.parametrize("name", CHAT_PROVIDERS)
+async def test_message_names_are_sent_refused_or_visibly_dropped(name: str) -> None:
+    """Sent as they are where the provider takes them; elsewhere a 400 naming the first named
+    message and the provider, or, when dropping, gone from the upstream request and reported."""
+    async with harness(name) as strict, harness(name, drop=True) as lenient:
+        ctx = RequestContext("chat")
+        if strict.spec.message_names:
+            assert text_of(await strict.gateway.chat(request(strict, messages=NAMED), ctx))
+            sent = strict.app["requests"][-1]["body"]
+            assert [m.get("name") for m in sent["messages"]] == [None, *NAMES, NAMES[0]]
+            assert ctx.route is not None
+            assert ctx.route.dropped_params == ()
+            return
+        with pytest.raises(UnsupportedParamError) as exc:
+            await strict.gateway.chat(request(strict, messages=NAMED))
+        assert exc.value.param == "messages[1].name"
+        assert exc.value.provider == name
+        assert f"provider '{name}'" in exc.value.message
+        assert "messages[1].name" in exc.value.message
+
+        response = await lenient.gateway.chat(request(lenient, messages=NAMED), ctx)
+        assert text_of(response)
+        assert ctx.route is not None
+        assert ctx.route.dropped_params == ("messages[].name",)
+        sent = json.dumps(lenient.app["requests"][-1], default=str)
+        assert "hello again" in sent
+        assert not any(n in sent for n in NAMES)
+
+
+def test_only_formats_with_participant_names_carry_them() -> None:
+    """The native adapters' formats have no ``name`` on a message; OpenAI's and Azure's have."""
+    carriers = {
+        n
+        for n in CHAT_PROVIDERS
+        if default_registry().get(n).adapter != OPENAI_ADAPTER and default_registry().get(n).message_names
+    }
+    assert carriers == {"azure"}
+    assert not default_registry().get("groq").message_names  # a documented 400
+
+
 @pytest.mark.parametrize(
     "name", [n for n in CHAT_PROVIDERS if default_registry().get(n).param_renames], ids=str
 )

@@ -37,13 +37,14 @@ JSON, ``None`` for an empty body, the raw text when it is not JSON).
 
 Impersonating an OpenAI-compatible provider (:func:`row_fake` builds one from a
 registry row): ``openai_app(prefix=..., rejects=..., accepts=..., stream_usage=...,
-finish_reasons=..., usage_in_choice=...)`` serves under the provider's own path,
-answers 400 ``unsupported_parameter`` for a field the provider rejects, takes the
-fields beyond OpenAI's that it accepts (a row's ``extra_params``, e.g. ``top_k``), reports
-stream usage the provider's way (``"stream_options"``: only when asked;
-``"always"``: on the last content chunk, unasked; ``"never"``: not at all), uses
-the provider's ``finish_reason`` vocabulary and, like Moonshot, can put stream
-usage inside the last choice. ``api_key=None`` is a local server without auth.
+finish_reasons=..., usage_in_choice=..., message_names=...)`` serves under the
+provider's own path, answers 400 ``unsupported_parameter`` for a field the provider
+rejects (and, like Groq, for a message's ``name``), takes the fields beyond OpenAI's
+that it accepts (a row's ``extra_params``, e.g. ``top_k``), reports stream usage the
+provider's way (``"stream_options"``: only when asked; ``"always"``: on the last
+content chunk, unasked; ``"never"``: not at all), uses the provider's
+``finish_reason`` vocabulary and, like Moonshot, can put stream usage inside the last
+choice. ``api_key=None`` is a local server without auth.
 The defaults are the real OpenAI API.
 """
 
@@ -193,6 +194,7 @@ def openai_app(
     finish_reasons: Mapping[str, str] | None = None,
     usage_in_choice: bool = False,
     reasoning_limits: bool = True,
+    message_names: bool = True,
 ) -> web.Application:
     """The fake OpenAI API, served under ``prefix`` (see the module docstring).
 
@@ -200,6 +202,8 @@ def openai_app(
     ``accepts`` are top-level fields beyond OpenAI's that the provider takes
     (``top_k``: a positive integer), which the real API refuses as unrecognized.
     ``reasoning_limits``: OpenAI's reasoning models (o-series, GPT-5) refuse ``max_tokens``.
+    ``message_names=False``: a ``name`` on a system, developer, user or assistant message is a
+    400 ``unsupported_parameter``, as Groq answers it.
     """
     if stream_usage not in ("stream_options", "always", "never"):
         raise ValueError(f"unknown stream_usage {stream_usage!r}")
@@ -216,6 +220,7 @@ def openai_app(
         app["finish_reasons"] = dict(finish_reasons or {})
         app["usage_in_choice"] = usage_in_choice
         app["reasoning_limits"] = reasoning_limits
+        app["message_names"] = message_names
     prefix = prefix.rstrip("/")
     app.router.add_post(f"{prefix}/chat/completions", _endpoint(_chat))
     app.router.add_post(f"{prefix}/embeddings", _endpoint(_embeddings))
@@ -232,6 +237,10 @@ _ROW_WIRE: dict[str, dict[str, Any]] = {
     # Kimi streams put usage in choices[0] of the last chunk:
     # https://platform.moonshot.ai/docs/api/chat
     "moonshot": {"usage_in_choice": True},
+    # "The following fields are currently not supported and will result in a 400 error":
+    # logprobs, logit_bias, top_logprobs, messages[].name
+    # (https://console.groq.com/docs/openai#currently-unsupported-openai-features)
+    "groq": {"message_names": False},
 }
 ROW_KEY = "sk-fake-key-0123456789"
 #: OpenAI's reasoning models, which take ``max_completion_tokens`` only
@@ -955,9 +964,23 @@ def _check_rejected(body: dict[str, Any], rejects: frozenset[str]) -> None:
         )
 
 
+def _check_no_message_names(body: dict[str, Any]) -> None:
+    """A participant ``name`` on a message, for a provider that refuses ``messages[].name``."""
+    messages = body.get("messages")
+    for i, msg in enumerate(messages if isinstance(messages, list) else ()):
+        if isinstance(msg, dict) and "name" in msg and msg.get("role") != "function":
+            raise _invalid(
+                "Unsupported parameter: 'messages[].name' is not supported by this provider.",
+                f"messages[{i}].name",
+                "unsupported_parameter",
+            )
+
+
 async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     app = request.app  # other fakes (Azure) serve this handler from their own apps: defaults apply
     _check_rejected(body, app.get("rejects", frozenset()))
+    if not app.get("message_names", True):
+        _check_no_message_names(body)
     _validate_chat(body, app.get("accepts", frozenset()))
     model = body["model"]
     if app.get("reasoning_limits", False) and model.startswith(REASONING_MODELS) and "max_tokens" in body:

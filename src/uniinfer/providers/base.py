@@ -131,6 +131,9 @@ class ProviderSpec:
     #: Whether a named function works as ``tool_choice`` (False: the server reads only
     #: "auto", "none" and "required", so a named one is refused, or dropped visibly).
     named_tool_choice: bool = True
+    #: Whether messages carry OpenAI's ``name`` (a participant's name) to the provider
+    #: (False: a named message is refused, or the names dropped visibly; see fitting).
+    message_names: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,10 @@ class StreamDecoder(Protocol):
     """Turns a provider's stream bytes, fed as they arrive, into OpenAI chunks.
 
     A decoder of a provider that already speaks OpenAI's format may return
-    events as :class:`~uniinfer.types.RawEvents` (passed through as they came).
+    events as :class:`~uniinfer.types.RawEvents` (passed through as they came),
+    and may offer ``pass_on(data) -> bytes | None``: a read handed back as it
+    came when it is one such event (None: ``feed`` it), which the server's
+    SSE relay uses (``ChatStream.sse_batches``).
 
     A stream that fails (an error event, bad data, an early end) raises a
     :class:`~uniinfer.errors.UniInferError`; one that fails after events it

@@ -12,8 +12,11 @@ Chat (https://docs.mistral.ai/api/#tag/chat, ``POST /v1/chat/completions``):
 - Mistral forbids unknown fields (422 ``extra_forbidden``), so nothing Mistral lacks is
   sent: ``stream_options`` never (usage always comes on the last stream chunk), and
   ``logit_bias``, ``logprobs``, ``user``, ``metadata``... are not in ``supported_params``,
-  so the gateway rejects or drops them first. Messages lose ``name``, ``refusal``,
-  ``reasoning_content`` and ``cache_control``; ``developer`` becomes ``system``.
+  so the gateway rejects or drops them first. Messages lose ``refusal``,
+  ``reasoning_content`` and ``cache_control``; ``developer`` becomes ``system``. A
+  participant ``name`` (no field of Mistral's system, user or assistant messages) is
+  refused by the gateway, or dropped visibly (the row's ``message_names=False``), before
+  it gets here; the adapter takes it off too, for callers that use it directly.
 - Tool-call ids must match ``^[a-zA-Z0-9]{9}$`` ("Tool call id was call_x but must be
   a-z, A-Z, 0-9, with a length of 9", seen in github.com/langchain-ai/langchain/pull/24668).
   Other providers' ids in the history are mapped to 9 base62 characters of their

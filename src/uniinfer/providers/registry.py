@@ -48,6 +48,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.anthropic.com",
         "ANTHROPIC_API_KEY",
         Capabilities(vision=True, json_mode=False, reasoning=True, prompt_caching=True),
+        message_names=False,  # its messages have no participant name
         docs_url="https://docs.anthropic.com/en/api/messages",
         description="Anthropic Messages API",
     ),
@@ -57,6 +58,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://generativelanguage.googleapis.com/v1beta",
         "GEMINI_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        message_names=False,  # its messages have no participant name
         docs_url="https://ai.google.dev/api/generate-content",
         description="Google Gemini (AI Studio)",
     ),
@@ -68,6 +70,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
         key_required=False,
         local=True,
+        message_names=False,  # its messages have no participant name
         docs_url="https://github.com/ollama/ollama/blob/main/docs/api.md",
         description="Ollama native API (local)",
     ),
@@ -81,6 +84,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(vision=True, json_mode=False, embeddings=True, reasoning=True),
         key_required=False,
         auto_enable=False,
+        message_names=False,  # its messages have no participant name
         docs_url="https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html",
         description="AWS Bedrock (Converse, ConverseStream, Titan/Cohere embeddings)",
     ),
@@ -92,6 +96,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True, prompt_caching=True),
         key_required=False,
         auto_enable=False,
+        message_names=False,  # its messages have no participant name
         docs_url="https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference",
         description="Google Vertex AI (Gemini and Anthropic models)",
     ),
@@ -113,6 +118,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.cohere.com",
         "CO_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        message_names=False,  # its messages have no participant name
         docs_url="https://docs.cohere.com/reference/chat",
         description="Cohere v2 chat and embed",
     ),
@@ -122,6 +128,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.mistral.ai/v1",
         "MISTRAL_API_KEY",
         Capabilities(vision=True, json_schema=True, embeddings=True, reasoning=True),
+        message_names=False,  # a name on a system, user or assistant message is a 422
         docs_url="https://docs.mistral.ai/api/",
         description="Mistral AI",
     ),
@@ -136,6 +143,8 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(vision=True, json_schema=True),
         # https://console.groq.com/docs/openai#currently-unsupported-openai-features
         unsupported_params=frozenset({"logprobs", "top_logprobs", "logit_bias", "audio", "modalities"}),
+        # messages[].name is a 400 too (same page).
+        message_names=False,
         docs_url="https://console.groq.com/docs/openai",
         description="Groq",
     ),
