@@ -44,6 +44,29 @@ a ``text`` block holding a JSON instance of the schema (every string the last us
 strict tool's ``toolUse`` input an instance of its ``inputSchema`` (strings ``"Paris"``). A model id containing ``cached`` reports
 ``cacheReadInputTokens: 100`` and ``cacheWriteInputTokens: 20``.
 
+Prompt caching (https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_CachePointBlock.html): a
+``{"cachePoint": {"type": "default"}}`` block (optional ``ttl`` ``5m`` or ``1h``) is taken in
+``system``, a message's ``content`` and ``toolConfig.tools`` (never inside a ``toolResult``), for
+the models of :data:`CACHING_MODELS` (Nova: not in tools) and one-hour ones for
+:data:`HOUR_CACHE_MODELS`; anywhere else Bedrock's "You invoked an unsupported model, or your
+request did not allow prompt caching" 400. Also refused as Bedrock refuses them: a checkpoint right
+after a reasoning block, a one-hour one after a five-minute one (in the order tools, system,
+messages) and more than four (both Claude's own messages, which Bedrock passes on). The
+fake keeps a cache per app: each checkpoint's prefix (tools, system, messages, in that order, for
+that model) is written the first time and read after, at any length (Bedrock caches only from a
+model's minimum, 1,024 tokens for most Claude models): the usage reports
+``cacheWriteInputTokens`` (the words up to the last checkpoint not read), ``cacheReadInputTokens``
+(the longest cached prefix) and ``inputTokens`` the rest of the prompt, tool definitions included.
+
+Documents (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_DocumentBlock.html,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Message.html): a ``document``
+block has a ``name`` (1 to 200 characters: letters, digits, single whitespace, hyphens,
+parentheses, square brackets), a ``format`` of the enum (stricter than Bedrock: required with a
+``bytes`` source) and a ``source`` of exactly one kind, ``bytes`` valid base64 of at most 4.5 MB;
+only a user message may hold one, and then a text block too; a request holds at most five, no
+two of one name ("Messages can't contain duplicate document names...").
+
 Streams are real ``application/vnd.amazon.eventstream`` frames with correct
 CRCs, written in awkward splits; event payloads carry Bedrock's ``p`` padding
 field. Failure modes come from :func:`tests.fakes.common.mode_of` (no
@@ -132,7 +155,48 @@ _SCHEMA_REFUSED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiv
 _BLOCKS = ("text", "image", "document", "video", "toolUse", "toolResult", "guardContent", "cachePoint")
 _BLOCK_KINDS = {*_BLOCKS, "reasoningContent"}
 #: block kinds that only one role may send
-_ROLE_OF = {"toolUse": "assistant", "reasoningContent": "assistant", "toolResult": "user"}
+_ROLE_OF = {
+    "toolUse": "assistant",
+    "reasoningContent": "assistant",
+    "toolResult": "user",
+    "image": "user",
+    "document": "user",
+}
+#: Model-id prefixes (after a profile prefix) taking cache checkpoints, and where; first match wins.
+_ALL_PLACES = frozenset({"system", "messages", "tools"})
+_NO_TOOLS = frozenset({"system", "messages"})
+CACHING_MODELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("anthropic.claude-3-5-haiku", _ALL_PLACES),
+    ("anthropic.claude-3-7-sonnet", _ALL_PLACES),
+    ("anthropic.claude-3", frozenset()),
+    ("anthropic.claude-instant", frozenset()),
+    ("anthropic.claude-v2", frozenset()),
+    ("anthropic.claude", _ALL_PLACES),
+    ("amazon.nova-micro", _NO_TOOLS),
+    ("amazon.nova-lite", _NO_TOOLS),
+    ("amazon.nova-pro", _NO_TOOLS),
+    ("amazon.nova-premier", _NO_TOOLS),
+)
+#: Model-id prefixes taking one-hour checkpoints (``ttl: "1h"``); first match wins.
+HOUR_CACHE_MODELS: tuple[tuple[str, bool], ...] = (
+    ("anthropic.claude-3", False),
+    ("anthropic.claude-sonnet-4-2025", False),
+    ("anthropic.claude-opus-4-2025", False),
+    ("anthropic.claude-opus-4-1", False),
+    ("anthropic.claude", True),
+)
+_NO_CACHING = (
+    "You invoked an unsupported model, or your request did not allow prompt caching. "
+    "See the documentation for more information."
+)
+_MAX_CACHE_POINTS = 4
+#: DocumentBlock: formats, the name's characters (single whitespace between them), its length.
+_DOCUMENT_FORMATS = ("pdf", "csv", "doc", "docx", "xls", "xlsx", "html", "txt", "md")
+_DOCUMENT_NAME = re.compile(r"^(?:[A-Za-z0-9()\[\]-]|\s(?!\s))+$")
+_DOCUMENT_NAME_MAX = 200
+_MAX_DOCUMENTS = 5
+_DOCUMENT_SOURCES = ("bytes", "s3Location", "text", "content")
+_MAX_DOCUMENT_BYTES = 4_718_592  # 4.5 MB
 #: ToolUseBlock / ToolResultBlock ``toolUseId`` in the API reference: 1 to 64 of these.
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -141,6 +205,8 @@ _AUTH = re.compile(
     r"/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9;-]+), ?Signature=(?P<signature>[0-9a-f]{64})"
 )
 _MAX_INPUT_CHARS = 200_000
+#: Bodies carry documents (five of 4.5 MB, in base64): aiohttp's 1 MB default would refuse them.
+_MAX_BODY = 40 * 1024 * 1024
 _THINKING_DOCS = (
     "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
@@ -176,10 +242,11 @@ def error(status: int, kind: str, message: str) -> web.Response:
 
 def bedrock_app(*, region: str = REGION) -> web.Application:
     """The fake, accepting SigV4 requests scoped to ``region`` (and the test API key)."""
-    app = web.Application()
+    app = web.Application(client_max_size=_MAX_BODY)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app["requests"] = []
+        app["prompt_cache"] = set()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
@@ -223,7 +290,7 @@ async def _handle(request: web.Request, app: web.Application, region: str) -> we
             "This action doesn't support the model that you provided. Try again with a supported text or chat model."
         )
     validate(body, model)
-    message = answer(body, model, mode)
+    message = answer(body, model, mode, app["prompt_cache"])
     if action == "converse":
         return web.json_response(message, headers={"x-amzn-RequestId": str(uuid.uuid4())})
     events = stream_events(message)
@@ -362,10 +429,21 @@ def validate(body: Any, model: str) -> None:
     names = _check_tools(body.get("toolConfig"), model)
     _check_output_config(body.get("outputConfig"), model)
     _check_messages(body["messages"], names is not None)
+    _check_documents(body["messages"])
+    _check_cache_points(body, model)
     _check_additional(body, model)
-    text = orjson.dumps([body.get("system"), body["messages"]])
+    text = orjson.dumps(_without_bytes([body.get("system"), body["messages"]]))
     if len(text) > _MAX_INPUT_CHARS:
         raise invalid("Input is too long for requested model.")
+
+
+def _without_bytes(value: Any) -> Any:
+    """``value`` without image and document bytes (not what makes an input too long)."""
+    if isinstance(value, dict):
+        return {k: "" if k == "bytes" else _without_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_bytes(v) for v in value]
+    return value
 
 
 def _check_system(system: Any) -> None:
@@ -403,12 +481,26 @@ def _check_inference(config: Any) -> None:
         )
 
 
-def _structured(model: str) -> bool:
+def _model_name(model: str) -> str:
+    """The model id of a model id, cross-Region profile id or ARN."""
     name = unquote(model).lower().rpartition("/")[2]
     profile, dot, rest = name.partition(".")
-    if dot and profile in ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"):
-        name = rest
+    return rest if dot and profile in ("us", "us-gov", "eu", "apac", "jp", "au", "ca", "global") else name
+
+
+def _structured(model: str) -> bool:
+    name = _model_name(model)
     return next((has for prefix, has in STRUCTURED_MODELS if name.startswith(prefix)), False)
+
+
+def _cache_places(model: str) -> frozenset[str]:
+    name = _model_name(model)
+    return next((places for prefix, places in CACHING_MODELS if name.startswith(prefix)), frozenset())
+
+
+def _hour_cache(model: str) -> bool:
+    name = _model_name(model)
+    return next((has for prefix, has in HOUR_CACHE_MODELS if name.startswith(prefix)), False)
 
 
 def _unsupported_model(model: str, field: str) -> AwsError:
@@ -498,7 +590,7 @@ def _check_tools(config: Any, model: str) -> list[str] | None:
     tools = config.get("tools")
     if not isinstance(tools, list) or not tools:
         raise constraint("[]", "toolConfig.tools", "Member must have length greater than or equal to 1")
-    names = [_check_tool(tool, i, model) for i, tool in enumerate(tools)]
+    names = [_check_tool(tool, i, model) for i, tool in enumerate(tools) if not _cache_point(tool)]
     choice = config.get("toolChoice")
     if choice is not None:
         if (
@@ -548,6 +640,133 @@ def _check_tool(tool: Any, i: int, model: str) -> str:
             raise _unsupported_model(model, f"toolConfig.tools.{i}.toolSpec.strict")
         _check_schema(schema["json"], f"toolConfig.tools.{i}.toolSpec.inputSchema.json")
     return str(spec["name"])
+
+
+def _cache_point(block: Any) -> bool:
+    return isinstance(block, dict) and block.keys() == {"cachePoint"}
+
+
+def _check_cache_points(body: Json, model: str) -> None:
+    """The request's ``cachePoint`` blocks: their shape, the model and place that take them
+    (:data:`CACHING_MODELS`; one-hour ones :data:`HOUR_CACHE_MODELS`), none after a reasoning
+    block, at most four."""
+    lists: list[tuple[str, str, Any]] = [
+        ("toolConfig.tools", "tools", (body.get("toolConfig") or {}).get("tools")),
+        ("system", "system", body.get("system")),
+    ]
+    lists += [(f"messages.{i}.content", "messages", m["content"]) for i, m in enumerate(body["messages"])]
+    places = _cache_places(model)
+    count = 0
+    five_minutes = False  # a shorter TTL seen: a longer one may not follow
+    for path, place, blocks in lists:
+        for j, block in enumerate(blocks or ()):
+            if not isinstance(block, dict) or "cachePoint" not in block:
+                continue
+            point = block["cachePoint"]
+            _check_cache_point(point, f"{path}.{j}.cachePoint")
+            if place not in places or (point.get("ttl") == "1h" and not _hour_cache(model)):
+                raise invalid(_NO_CACHING)
+            if j and "reasoningContent" in blocks[j - 1]:
+                raise invalid(
+                    "Cache point cannot be inserted after reasoning block. Please remove the invalid cache point and try again."
+                )
+            if point.get("ttl") == "1h" and five_minutes:
+                raise invalid(
+                    f"The model returned the following errors: {path}.{j}.cache_control.ttl: a ttl='1h' "
+                    "cache_control block must not come after a ttl='5m' cache_control block. Note that "
+                    "blocks are processed in the following order: `tools`, `system`, `messages`."
+                )
+            five_minutes = five_minutes or point.get("ttl") != "1h"
+            count += 1
+    if count > _MAX_CACHE_POINTS:
+        raise invalid(
+            "The model returned the following errors: A maximum of 4 blocks with cache_control may be "
+            f"provided. Found {count}."
+        )
+
+
+def _check_cache_point(point: Any, where: str) -> None:
+    if not isinstance(point, dict):
+        raise invalid(f"The cachePoint at {where} must be an object")
+    for name in point:
+        if name not in ("type", "ttl"):
+            raise extraneous(f"{where}.{name}")
+    if "type" not in point:
+        raise constraint("null", f"{where}.type", "Member must not be null")
+    if point["type"] != "default":
+        raise constraint(point["type"], f"{where}.type", "Member must satisfy enum value set: [default]")
+    if point.get("ttl", "5m") not in ("5m", "1h"):
+        raise constraint(point["ttl"], f"{where}.ttl", "Member must satisfy enum value set: [5m, 1h]")
+
+
+def _check_document(document: Any, where: str) -> None:
+    """A ``document`` block (DocumentBlock): format, name and a ``bytes`` source of base64."""
+    where = f"{where}.document"
+    if not isinstance(document, dict):
+        raise invalid(f"The document at {where} must be an object")
+    for name in document:
+        if name not in ("format", "name", "source", "context", "citations"):
+            raise extraneous(f"{where}.{name}")
+    for name in ("name", "source"):
+        if name not in document:
+            raise constraint("null", f"{where}.{name}", "Member must not be null")
+    fmt = document.get("format")
+    if fmt is not None and fmt not in _DOCUMENT_FORMATS:
+        raise constraint(
+            fmt, f"{where}.format", f"Member must satisfy enum value set: [{', '.join(_DOCUMENT_FORMATS)}]"
+        )
+    name = document["name"]
+    if not isinstance(name, str) or not 1 <= len(name) <= _DOCUMENT_NAME_MAX:
+        raise constraint(name, f"{where}.name", f"Member must have length between 1 and {_DOCUMENT_NAME_MAX}")
+    if not _DOCUMENT_NAME.match(name):
+        raise invalid(
+            f"The document name at {where}.name can only contain alphanumeric characters, whitespace "
+            "characters (no more than one in a row), hyphens, parentheses and square brackets."
+        )
+    source = document["source"]
+    if not isinstance(source, dict) or len(source) != 1 or next(iter(source)) not in _DOCUMENT_SOURCES:
+        raise invalid(
+            f"The source at {where}.source must contain exactly one of: {', '.join(_DOCUMENT_SOURCES)}"
+        )
+    if "bytes" in source:
+        if fmt is None:  # deliberately stricter: a byte source names its format
+            raise constraint("null", f"{where}.format", "Member must not be null")
+        try:
+            raw = base64.b64decode(source["bytes"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise invalid(f"Unable to decode the document bytes at {where}.source: invalid base64") from exc
+        if not raw:
+            raise constraint(
+                "", f"{where}.source.bytes", "Member must have length greater than or equal to 1"
+            )
+        if len(raw) > _MAX_DOCUMENT_BYTES:
+            raise invalid(f"The document at {where} is larger than 4.5 MB. Reduce its size and try again.")
+    citations = document.get("citations")
+    if citations is not None and (
+        not isinstance(citations, dict)
+        or citations.keys() != {"enabled"}
+        or not isinstance(citations["enabled"], bool)
+    ):
+        raise invalid(f"The citations field at {where}.citations needs exactly a boolean 'enabled'")
+
+
+def _check_documents(messages: list[Json]) -> None:
+    """Request-wide document rules: a text block beside a message's documents, at most five, no
+    two of one name."""
+    names: list[str] = []
+    for i, msg in enumerate(messages):
+        documents = [b["document"] for b in msg["content"] if "document" in b]
+        if documents and not any("text" in b for b in msg["content"]):
+            raise invalid(
+                f"The message at messages.{i} contains a document but no text block. Add a text block to the message and try again."
+            )
+        names += [d["name"] for d in documents]
+    if len(names) > _MAX_DOCUMENTS:
+        raise invalid(f"You can't include more than {_MAX_DOCUMENTS} documents in a request.")
+    if len(set(names)) != len(names):
+        raise invalid(
+            "Messages can't contain duplicate document names. Rename the document and retry your request."
+        )
 
 
 def _check_messages(messages: Any, has_tools: bool) -> None:
@@ -608,6 +827,8 @@ def _check_block(block: Any, role: str, where: str, uses: list[str], results: li
         )
     if kind == "image":
         _check_image(value, where)
+    if kind == "document":
+        _check_document(value, where)
     if _ROLE_OF.get(kind, role) != role:
         raise invalid(f"The {kind} block at {where} is not allowed in a {role} message.")
     if kind == "toolUse":
@@ -736,8 +957,9 @@ def _omitted(body: Json, model: str) -> bool:
     return thinking.get("display", "omitted" if newer else None) == "omitted"
 
 
-def answer(body: Json, model: str, mode: Mode) -> Json:
-    """The Converse response the real API would give."""
+def answer(body: Json, model: str, mode: Mode, cache: set[bytes] | None = None) -> Json:
+    """The Converse response the real API would give (``cache``: the prompt prefixes cached so
+    far, which the request's checkpoints read and add to)."""
     blocks: list[Json] = []
     thinking = ((body.get("additionalModelRequestFields") or {}).get("thinking") or {}).get("type") in (
         "enabled",
@@ -767,7 +989,7 @@ def answer(body: Json, model: str, mode: Mode) -> Json:
     answer: Json = {
         "output": {"message": {"role": "assistant", "content": blocks}},
         "stopReason": stop,
-        "usage": _usage(body, blocks, model),
+        "usage": _usage(body, blocks, model, set() if cache is None else cache),
         "metrics": {"latencyMs": 42},
     }
     if "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ()) and "anthropic." in model:
@@ -829,7 +1051,7 @@ def _words(value: Any) -> int:
     return 0
 
 
-def _usage(body: Json, blocks: list[Json], model: str) -> Json:
+def _usage(body: Json, blocks: list[Json], model: str, cache: set[bytes]) -> Json:
     inputs = max(1, _words([body.get("system"), body["messages"]]))
     outputs = max(
         1,
@@ -839,7 +1061,49 @@ def _usage(body: Json, blocks: list[Json], model: str) -> Json:
     usage: Json = {"inputTokens": inputs, "outputTokens": outputs, "totalTokens": inputs + outputs}
     if "cached" in model:
         usage.update(cacheReadInputTokens=100, cacheWriteInputTokens=20, totalTokens=inputs + outputs + 120)
+        return usage
+    checkpoints = _checkpoints(body, model)
+    if checkpoints:
+        # the prompt (tools too) in three parts; inputTokens is what was neither read nor written
+        prompt = _words(_prompt(body, lambda _: None))
+        read = max((words for key, words in checkpoints if key in cache), default=0)
+        last_key, last_words = checkpoints[-1]
+        write = 0 if last_key in cache else last_words - read
+        cache.update(key for key, _ in checkpoints)
+        usage.update(
+            inputTokens=prompt - read - write,
+            cacheReadInputTokens=read,
+            cacheWriteInputTokens=write,
+            totalTokens=prompt + outputs,
+        )
     return usage
+
+
+def _prompt(body: Json, at_checkpoint: Any) -> list[Any]:
+    """The prompt's blocks in Bedrock's order (tools, system, messages), without checkpoints;
+    ``at_checkpoint(prefix)`` is called with the blocks before each one."""
+    prefix: list[Any] = []
+    lists = [(None, (body.get("toolConfig") or {}).get("tools")), (None, body.get("system"))]
+    lists += [(m["role"], m["content"]) for m in body["messages"]]
+    for role, blocks in lists:
+        for block in blocks or ():
+            if _cache_point(block):
+                at_checkpoint(list(prefix))
+            else:
+                prefix.append(block if role is None else {role: block})
+    return prefix
+
+
+def _checkpoints(body: Json, model: str) -> list[tuple[bytes, int]]:
+    """(the cache key of the prefix, its words) at each checkpoint: the model's cache is its own."""
+    found: list[tuple[bytes, int]] = []
+
+    def checkpoint(prefix: list[Any]) -> None:
+        key = hashlib.sha256(orjson.dumps([_model_name(model), prefix])).digest()
+        found.append((key, _words(prefix)))
+
+    _prompt(body, checkpoint)
+    return found
 
 
 # --- event stream -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Converse takes them as ``outputConfig.textFormat`` (the schema as a JSON string) and a
 ``toolSpec``'s ``strict`` (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html)
-for the models of ``bedrock_converse.STRUCTURED_OUTPUTS``. Every other model gets a 400 naming
+for the models of ``bedrock_models.STRUCTURED_OUTPUTS``. Every other model gets a 400 naming
 what it cannot honour, or (a strict tool, with ``settings.drop_unsupported_params``) the request
 without it and the drop named in ``x-uniinfer-dropped-params``: never a silent drop.
 Through the server with the official ``openai`` SDK, over the faithful fake.
@@ -31,7 +31,7 @@ from tests.providers.test_bedrock import WEATHER, chat, make_adapter, sent
 from tests.server_helpers import serve
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.fitting import RequestFitter
-from uniinfer.providers.bedrock_converse import structured_outputs
+from uniinfer.providers.bedrock_models import structured_outputs
 from uniinfer.routing.group import Target
 from uniinfer.server import create_app
 

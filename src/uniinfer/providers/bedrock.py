@@ -78,12 +78,15 @@ from uniinfer.providers.anthropic_request import (
 )
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
 from uniinfer.providers.bedrock_converse import (
-    claude_name,
+    cache_left_out,
     converse_payload,
     converse_response,
+    thinking_left_out,
+)
+from uniinfer.providers.bedrock_models import (
+    claude_name,
     effort_refused_on_bedrock,
     structured_outputs,
-    thinking_left_out,
     unsupported_for,
 )
 from uniinfer.providers.claude_models import EFFORT_PARAM, thinking_conflicts
@@ -182,7 +185,12 @@ class BedrockAdapter(ProviderAdapter):
         "`response_format` `json_schema` and tools' `strict` (structured outputs, `outputConfig`) for "
         "Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and later Claude models and OpenAI gpt-oss models; for "
         "other models refused (a `strict` tool: or dropped visibly, with "
-        "`settings.drop_unsupported_params`)."
+        "`settings.drop_unsupported_params`). Prompt-cache breakpoints (`cache_control`) become "
+        "`cachePoint` blocks for Claude 3.5 Haiku, 3.7 Sonnet, Sonnet 4, Opus 4 and later Claude "
+        "models (one-hour TTL from Sonnet 4.5, Haiku 4.5 and Opus 4.5 on) and for Amazon Nova Micro, "
+        "Lite, Pro and Premier (not on tools); elsewhere they are left out and named in "
+        "`x-uniinfer-dropped-params`. `file` parts (PDF, CSV, DOC(X), XLS(X), HTML, TXT, Markdown) "
+        "become `document` blocks with a valid, unique name made from `filename`."
     )
     Options = BedrockOptions
 
@@ -201,7 +209,7 @@ class BedrockAdapter(ProviderAdapter):
         return params | self.per_model_params if structured_outputs(model) else params
 
     def structured_outputs(self, model: str) -> bool:
-        """Whether ``model`` has structured outputs on Bedrock (``bedrock_converse.STRUCTURED_OUTPUTS``)."""
+        """Whether ``model`` has structured outputs on Bedrock (``bedrock_models.STRUCTURED_OUTPUTS``)."""
         return structured_outputs(model)
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
@@ -220,8 +228,11 @@ class BedrockAdapter(ProviderAdapter):
         return without_refused(request, names)
 
     def params_left_out(self, request: ChatRequest, model: str) -> tuple[str, ...]:
-        """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back)."""
-        return ("reasoning_effort",) if thinking_left_out(request) else ()
+        """``reasoning_effort`` while a tool loop is open (Claude would need signed thinking back);
+        ``cache_control`` breakpoints (or their one-hour TTL) where the model takes none
+        (``bedrock_models.PROMPT_CACHING``): a cost hint, left out rather than refused."""
+        thinking = ("reasoning_effort",) if thinking_left_out(request) else ()
+        return thinking + cache_left_out(request, model)
 
     async def prepare_credentials(self, http: HttpClient) -> None:
         """Resolve (once) or refresh (near expiry) SigV4 credentials; nothing to do with an API key."""

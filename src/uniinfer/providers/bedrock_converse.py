@@ -5,11 +5,12 @@ Pure functions used by :class:`uniinfer.providers.bedrock.BedrockAdapter`
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html).
 
 Requests: ``system``/``developer`` messages become ``system: [{"text"}]``;
-user parts ``{"text"}`` / ``{"image": {"format", "source": {"bytes"}}}`` blocks
-(Converse takes image *bytes*, so an http(s) URL is an InvalidRequestError
-naming the part); assistant ``tool_calls`` ``toolUse`` blocks; ``tool``
-messages ``toolResult`` blocks of a user turn (``{"json"}`` for a JSON object,
-else ``{"text"}``; OpenAI tool messages carry no error flag, so no ``status``).
+user parts ``{"text"}`` / ``{"image": {"format", "source": {"bytes"}}}`` /
+``{"document": ...}`` blocks (Converse takes image *bytes*, so an http(s) URL is an
+InvalidRequestError naming the part; documents below); assistant ``tool_calls``
+``toolUse`` blocks; ``tool`` messages ``toolResult`` blocks of a user turn
+(``{"json"}`` for a JSON object, else ``{"text"}``; OpenAI tool messages carry no
+error flag, so no ``status``).
 Same-role turns are merged (roles must alternate), blank (or whitespace-only)
 text is dropped and an empty tool result becomes ``"(no output)"`` (Converse
 rejects a blank text block), earlier ``reasoning_content`` is not sent back.
@@ -31,7 +32,7 @@ on takes no ``temperature``, ``top_p`` or ``top_k``.
 
 Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html,
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_OutputConfig.html), for the
-models of :data:`STRUCTURED_OUTPUTS` (:func:`structured_outputs`): ``response_format``
+models of :data:`~uniinfer.providers.bedrock_models.STRUCTURED_OUTPUTS`: ``response_format``
 ``json_schema`` becomes ``outputConfig: {"textFormat": {"type": "json_schema", "structure":
 {"jsonSchema": {"schema": "<the schema as a JSON string>", "name", "description"}}}}`` and a
 tool's ``strict: true`` the ``toolSpec``'s ``strict``. The schema goes as the caller wrote it:
@@ -42,6 +43,25 @@ an ordinary ``text`` block holding the JSON (streamed as text deltas; ``max_toke
 service always constrains). For any other model nothing is sent: json_schema is an
 UnsupportedFeatureError and a strict tool an UnsupportedParamError naming
 ``tools[i].function.strict`` (the gateway drops it visibly when configured to).
+
+Documents (``file`` parts) become ``document`` blocks: see
+:mod:`uniinfer.providers.bedrock_documents`.
+
+Prompt caching (https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html,
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_CachePointBlock.html): a
+``cache_control`` breakpoint (which the Anthropic Messages ingress keeps on text, image and file
+parts, tool calls and tools) becomes a ``{"cachePoint": {"type": "default"}}`` block right after
+the block it closes, in ``system``, a turn's ``content`` (after the ``toolResult`` for a tool
+message's, or an image moved into a result) or ``toolConfig.tools``; ``ttl: "1h"`` is kept as the
+``cachePoint``'s ``ttl`` where the model has one-hour caching (``HOUR_CACHE`` in
+:mod:`~uniinfer.providers.bedrock_models`; ``5m`` is the default and not sent). Only the models
+of its ``PROMPT_CACHING`` take checkpoints, and Amazon Nova not on tools; Bedrock refuses a
+request with one anywhere else ("You invoked an unsupported model, or your request did not allow
+prompt caching"). A breakpoint is a hint that changes what a request
+costs, never what the model answers, so where the model cannot take it, it is left out rather than
+the request refused, and :func:`cache_left_out` names it (``cache_control``, or
+``cache_control.ttl`` for a lost one-hour TTL) for ``x-uniinfer-dropped-params``. More than four
+checkpoints are sent as asked, as on the Claude API, for Bedrock's 400 to name.
 
 Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
 ``reasoningContent.reasoningText`` -> ``reasoning_content``; Converse returns
@@ -57,7 +77,7 @@ Streams are decoded in :mod:`uniinfer.providers.eventstream`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -76,10 +96,18 @@ from uniinfer.providers.anthropic_request import (
     thinking_budget,
 )
 from uniinfer.providers.base import chunk_id
+from uniinfer.providers.bedrock_documents import document, name_documents
+from uniinfer.providers.bedrock_models import (
+    NO_CACHING,
+    PromptCaching,
+    claude_name,
+    prompt_caching,
+    structured_outputs,
+    unsupported_for,
+)
 from uniinfer.providers.claude_models import (
     effort_error,
     effort_refused,
-    takes_sampling,
     thinking_conflict_error,
     thinking_conflicts,
     thinks_adaptively,
@@ -99,13 +127,11 @@ from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
 
 __all__ = [
     "STOP_SEQUENCE_PATH",
-    "STRUCTURED_OUTPUTS",
+    "cache_left_out",
     "converse_payload",
     "converse_response",
     "finish_reason",
     "matched_stop",
-    "structured_outputs",
-    "unsupported_for",
     "usage",
 ]
 
@@ -127,30 +153,13 @@ _FINISH: Mapping[str, FinishReason] = {
 }
 #: StopReasons that mean the model produced an answer that could not be used.
 _MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
-#: Which Bedrock models have structured outputs (``outputConfig.textFormat`` and strict tools),
-#: by model id without its cross-Region inference profile prefix (``us.``, ``global.``...) or ARN
-#: path: the first matching prefix decides, a model matching none has none (an application
-#: inference profile or provisioned-throughput ARN names no model: route to the model id).
-#: Claude: Sonnet 4.5, Haiku 4.5, Opus 4.5, Opus 4.6 and later
-#: (https://docs.aws.amazon.com/bedrock/latest/userguide/claude-messages-structured-outputs.html),
-#: not the older models; OpenAI's open-weight gpt-oss models (model-cards.html). AWS lists more
-#: open-weight models on each model card; a row per family once its card is checked.
-STRUCTURED_OUTPUTS: tuple[tuple[str, bool], ...] = (
-    ("anthropic.claude-instant", False),
-    ("anthropic.claude-v2", False),
-    ("anthropic.claude-3", False),  # 3, 3.5 and 3.7
-    ("anthropic.claude-sonnet-4-2025", False),  # Sonnet 4
-    ("anthropic.claude-opus-4-2025", False),  # Opus 4
-    ("anthropic.claude-opus-4-1", False),  # Opus 4.1
-    ("anthropic.claude", True),
-    ("openai.gpt-oss-", True),
-)
-#: Cross-Region inference profile prefixes of model ids (``us.anthropic.claude-...``).
-_PROFILE_PREFIXES = frozenset({"us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"})
 _NEED_STRUCTURED = (
     "Bedrock has structured outputs for Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and later Claude "
     "models and for OpenAI gpt-oss models"
 )
+#: A block's ``cachePoint`` until it is placed after the block (the block may move first: an
+#: image into its tool result).
+_CACHE_POINT = "_cache_point"
 
 
 #: The JSON pointer into Claude's own response that Converse returns on request
@@ -170,7 +179,8 @@ def matched_stop(data: Mapping[str, Any]) -> str | None:
 
 def converse_payload(request: ChatRequest, model: str) -> Json:
     """The Converse / ConverseStream body (the model id travels in the path)."""
-    system, turns = _turns(request.messages)
+    caching = prompt_caching(model)
+    system, turns = _turns(request.messages, caching)
     payload: Json = {"messages": turns}
     if system:
         payload["system"] = system
@@ -185,7 +195,7 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
         # which stop sequence ended the answer: Claude's response has it, Converse's does not
         payload["additionalModelResponseFieldPaths"] = [STOP_SEQUENCE_PATH]
     structured = structured_outputs(model)
-    tools = _tool_config(request, turns, model, structured)
+    tools = _tool_config(request, turns, model, structured, caching)
     if tools is not None:
         payload["toolConfig"] = tools
     output = _output_config(request, model, structured)
@@ -201,25 +211,59 @@ def converse_payload(request: ChatRequest, model: str) -> Json:
     return payload
 
 
-def claude_name(model: str) -> str:
-    """The Claude API name in a Bedrock model id, profile id or ARN (``claude-opus-4-6-v1`` of
-    ``us.anthropic.claude-opus-4-6-v1``), for the Claude model tables; empty for other models."""
-    return model.lower().rpartition("/")[2].partition("anthropic.")[2]
+def cache_left_out(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """What of ``request``'s prompt-cache breakpoints :func:`converse_payload` leaves out for
+    ``model``: ``cache_control`` when some fall where it takes none, else ``cache_control.ttl``
+    when a one-hour TTL is lost (the gateway reports it in ``x-uniinfer-dropped-params``)."""
+    marks = list(_breakpoints(request))
+    if not marks:
+        return ()
+    caching = prompt_caching(model)
+    if any(place not in caching.places for place, _ in marks):
+        return ("cache_control",)
+    if not caching.hour and any(cache.get("ttl") == "1h" for _, cache in marks):
+        return ("cache_control.ttl",)
+    return ()
 
 
-def effort_refused_on_bedrock(effort: str, model: str) -> bool:
-    """Whether the Bedrock Claude ``model`` lacks the effort level (by its Claude name)."""
-    name = claude_name(model)
-    return bool(name) and effort_refused(effort, name)
+def _breakpoints(request: ChatRequest) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(place, ``cache_control``) of every breakpoint in ``request``."""
+    for msg in request.messages:
+        place = "system" if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage) else "messages"
+        if isinstance(msg.content, list):
+            for part in msg.content:
+                cache = getattr(part, "cache_control", None)
+                if cache is not None:
+                    yield place, cache
+        if isinstance(msg, chat.AssistantMessage):
+            calls = msg.tool_calls or ()
+            yield from (("messages", c.cache_control) for c in calls if c.cache_control is not None)
+    yield from (("tools", t.cache_control) for t in request.tools or () if t.cache_control is not None)
 
 
-def structured_outputs(model: str) -> bool:
-    """Whether ``model`` has structured outputs on Bedrock (see :data:`STRUCTURED_OUTPUTS`)."""
-    name = model.lower().rpartition("/")[2]  # an ARN: .../foundation-model/<id>, .../inference-profile/<id>
-    profile, dot, rest = name.partition(".")
-    if dot and profile in _PROFILE_PREFIXES:
-        name = rest
-    return next((has for prefix, has in STRUCTURED_OUTPUTS if name.startswith(prefix)), False)
+def _marked(block: Json, item: Any, caching: PromptCaching, place: str) -> Json:
+    """``block`` with the ``cachePoint`` of ``item``'s breakpoint, where ``caching`` takes it
+    there, to place after it (:func:`_with_cache_points`)."""
+    cache = getattr(item, "cache_control", None)
+    if cache is not None and place in caching.places:
+        block[_CACHE_POINT] = caching.point(cache)
+    return block
+
+
+def _with_cache_points(blocks: list[Json]) -> list[Json]:
+    """``blocks`` with each marked one followed by its ``cachePoint`` block (a tool result's
+    after the ``toolResult``: its content takes none)."""
+    out: list[Json] = []
+    for block in blocks:
+        out.append(block)
+        point = block.pop(_CACHE_POINT, None)
+        result = block.get("toolResult")
+        if result is not None:
+            for item in result["content"]:
+                point = item.pop(_CACHE_POINT, None) or point
+        if point is not None:
+            out.append({"cachePoint": point})
+    return out
 
 
 def _output_config(r: ChatRequest, model: str, structured: bool) -> Json | None:
@@ -257,20 +301,6 @@ def _inference_config(r: ChatRequest) -> Json:
     if r.stop is not None:
         config["stopSequences"] = [r.stop] if isinstance(r.stop, str) else list(r.stop)
     return config
-
-
-def unsupported_for(model: str) -> frozenset[str]:
-    """Params the model's family has no field for (they travel in additionalModelRequestFields);
-    for Claude from Opus 4.7 on, the sampling params, which it refuses."""
-    if "anthropic." in model:
-        return (
-            frozenset()
-            if takes_sampling(claude_name(model))
-            else frozenset({"temperature", "top_p", "top_k"})
-        )
-    if "amazon.nova" in model:
-        return frozenset({"reasoning_effort"})
-    return frozenset({"top_k", "reasoning_effort"})
 
 
 def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) -> Json:
@@ -326,25 +356,32 @@ def _in_tool_loop(turns: list[Json]) -> bool:
     return last is not None and any("toolUse" in b for b in last["content"])
 
 
-def _turns(messages: list[chat.Message]) -> tuple[list[Json], list[Json]]:
-    """(system blocks, alternating user/assistant turns)."""
+def _turns(
+    messages: list[chat.Message], caching: PromptCaching = NO_CACHING
+) -> tuple[list[Json], list[Json]]:
+    """(system blocks, alternating user/assistant turns), with the cache checkpoints ``caching``
+    takes and unique document names."""
     system: list[Json] = []
     turns: list[Json] = []
     for i, msg in enumerate(messages):
         if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
-            system += [{"text": t} for t in _texts(msg.content) if t.strip()]
+            system += _text_blocks(msg.content, caching, "system")
             continue
         if isinstance(msg, chat.AssistantMessage):
-            role, blocks = "assistant", _assistant_blocks(msg, i)
+            role, blocks = "assistant", _assistant_blocks(msg, i, caching)
         elif isinstance(msg, chat.ToolMessage):
-            role, blocks = "user", [_tool_result(msg)]
+            role, blocks = "user", [_tool_result(msg, caching)]
         else:
-            role, blocks = "user", _user_blocks(msg.content, i)
+            role, blocks = "user", _user_blocks(msg.content, i, caching)
         add_turn(turns, role, blocks)
+    names: set[str] = set()
     for turn in turns:
         if turn["role"] == "user":
             _images_into_results(turn["content"])
-    return system, turns
+            name_documents(turn["content"], names)
+        if "messages" in caching.places:
+            turn["content"] = _with_cache_points(turn["content"])
+    return _with_cache_points(system) if "system" in caching.places else system, turns
 
 
 def _images_into_results(blocks: list[Json]) -> None:
@@ -366,7 +403,19 @@ def _texts(content: str | list[Any] | None) -> list[str]:
     return [p.text if isinstance(p, chat.TextPart) else str(getattr(p, "refusal", "")) for p in content]
 
 
-def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
+def _text_blocks(content: str | list[Any] | None, caching: PromptCaching, place: str) -> list[Json]:
+    """Text blocks, blank ones left out (Converse refuses them), each marked with its part's
+    cache checkpoint."""
+    if not isinstance(content, list):
+        return [{"text": t} for t in _texts(content) if t.strip()]
+    return [
+        _marked({"text": text}, part, caching, place)
+        for part, text in zip(content, _texts(content), strict=True)
+        if text.strip()
+    ]
+
+
+def _user_blocks(content: str | list[Any], i: int, caching: PromptCaching) -> list[Json]:
     if isinstance(content, str):
         return [{"text": content}] if content.strip() else []
     blocks: list[Json] = []
@@ -374,9 +423,12 @@ def _user_blocks(content: str | list[Any], i: int) -> list[Json]:
         where = f"messages[{i}].content[{j}]"
         if isinstance(part, chat.TextPart):
             if part.text.strip():
-                blocks.append({"text": part.text})
+                blocks.append(_marked({"text": part.text}, part, caching, "messages"))
         elif isinstance(part, chat.ImagePart):
-            blocks.append(marked_result_image(_image(part.image_url.url, where), part))
+            image = marked_result_image(_image(part.image_url.url, where), part)
+            blocks.append(_marked(image, part, caching, "messages"))
+        elif isinstance(part, chat.FilePart):
+            blocks.append(_marked(document(part, where), part, caching, "messages"))
         else:
             raise UnsupportedFeatureError(
                 f"{where}: bedrock does not accept '{part.type}' content parts", param=where
@@ -403,20 +455,20 @@ def _image(url: str, where: str) -> Json:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _assistant_blocks(msg: chat.AssistantMessage, i: int) -> list[Json]:
+def _assistant_blocks(msg: chat.AssistantMessage, i: int, caching: PromptCaching) -> list[Json]:
     if msg.function_call is not None:
         raise InvalidRequestError(
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    blocks: list[Json] = [{"text": t} for t in _texts(msg.content) if t.strip()]
+    blocks = _text_blocks(msg.content, caching, "messages")
     for k, call in enumerate(msg.tool_calls or ()):
         use = {
             "toolUseId": _call_id(call.id),
             "name": call.function.name,
             "input": _arguments(call, i, k),
         }
-        blocks.append({"toolUse": use})
+        blocks.append(_marked({"toolUse": use}, call, caching, "messages"))
     return blocks
 
 
@@ -435,11 +487,14 @@ def _arguments(call: ToolCall, i: int, k: int) -> Json:
 EMPTY_RESULT = "(no output)"
 
 
-def _tool_result(msg: chat.ToolMessage) -> Json:
+def _tool_result(msg: chat.ToolMessage, caching: PromptCaching) -> Json:
     text = "\n".join(_texts(msg.content))  # an MCP result's text items, one a line
     value = json_object(text)
     content = {"json": value} if value is not None else {"text": text if text.strip() else EMPTY_RESULT}
-    return {"toolResult": {"toolUseId": _call_id(msg.tool_call_id), "content": [content]}}
+    block = {"toolResult": {"toolUseId": _call_id(msg.tool_call_id), "content": [content]}}
+    # the result's breakpoint (on its last text part, from the Anthropic ingress) follows it
+    cached = [p for p in msg.content if p.cache_control is not None] if isinstance(msg.content, list) else []
+    return _marked(block, cached[-1], caching, "messages") if cached else block
 
 
 def _call_id(tool_call_id: str) -> str:
@@ -447,7 +502,9 @@ def _call_id(tool_call_id: str) -> str:
     return word_call_id(plain_call_id(tool_call_id), limit=64)
 
 
-def _tool_config(r: ChatRequest, turns: list[Json], model: str, structured: bool) -> Json | None:
+def _tool_config(
+    r: ChatRequest, turns: list[Json], model: str, structured: bool, caching: PromptCaching
+) -> Json | None:
     if not r.tools:
         return None
     choice = r.tool_choice
@@ -460,7 +517,8 @@ def _tool_config(r: ChatRequest, turns: list[Json], model: str, structured: bool
                 param="tool_choice",
             )
         return None
-    config: Json = {"tools": [_tool_spec(t, i, model, structured) for i, t in enumerate(r.tools)]}
+    specs = [_marked(_tool_spec(t, i, model, structured), t, caching, "tools") for i, t in enumerate(r.tools)]
+    config: Json = {"tools": _with_cache_points(specs) if "tools" in caching.places else specs}
     if isinstance(choice, chat.ToolChoiceFunction):
         config["toolChoice"] = {"tool": {"name": choice.function.name}}
     elif choice is not None:

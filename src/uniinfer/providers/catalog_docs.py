@@ -106,6 +106,11 @@ def quirks(spec: ProviderSpec) -> list[str]:
             "`tool_choice` naming a function is refused (or dropped visibly, with "
             "`settings.drop_unsupported_params`): the server reads only `auto`, `none` and `required`."
         )
+    if not spec.message_names:
+        out.append(
+            "A message's participant `name` is refused (or dropped visibly, with "
+            "`settings.drop_unsupported_params`): the provider takes none."
+        )
     out += [
         f"Embeddings: `{ours}` is sent as `{theirs}`."
         for ours, theirs in sorted(spec.embed_param_renames.items())

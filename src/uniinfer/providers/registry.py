@@ -81,7 +81,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         # A Bedrock API key (bearer) by convention; otherwise AWS credentials from
         # options or the standard AWS chain (env, profile, role) sign with SigV4.
         "AWS_BEARER_TOKEN_BEDROCK",
-        Capabilities(vision=True, json_mode=False, embeddings=True, reasoning=True),
+        Capabilities(vision=True, json_mode=False, embeddings=True, reasoning=True, prompt_caching=True),
         key_required=False,
         auto_enable=False,
         message_names=False,  # its messages have no participant name
