@@ -26,7 +26,10 @@ permitted``), so a misspelt field fails a test instead of being ignored.
 
 Answers: ``"echo: <last user text>"``; a ``toolUse`` of the first tool with
 input ``{"location": "Paris"}`` when the model id contains ``tool`` (and the
-last turn is not answering tool results) or ``toolChoice`` forces one;
+last turn is not answering tool results) or ``toolChoice`` forces one (with ``parallel`` in
+the model id: one for every declared tool; with ``interleave``: a text block
+:data:`PREAMBLE` before the first and :data:`INTERLUDE` before each other, as Claude
+interleaves text and tool calls, JSON and streamed);
 ``reasoningContent`` first when thinking is enabled or the model id contains
 ``think``. ``stopSequences`` and ``maxTokens`` (a token is a word) cut the
 answer with the real stop reasons.
@@ -103,7 +106,15 @@ from tests.fakes.anthropic import ADAPTIVE_TOO, BEFORE_OPUS_4_7
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
 from tests.fakes.structured import instance, schema_problem
 
-__all__ = ["bedrock_app", "event_frame", "exception_frame", "fake_provider", "frame"]
+__all__ = [
+    "INTERLUDE",
+    "PREAMBLE",
+    "bedrock_app",
+    "event_frame",
+    "exception_frame",
+    "fake_provider",
+    "frame",
+]
 
 Json = dict[str, Any]
 
@@ -116,6 +127,10 @@ CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 EMBED_MODEL = "cohere.embed-english-v3"
 TITAN_MODEL = "amazon.titan-embed-text-v2:0"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
+#: The text an ``interleave`` model says before its first tool call.
+PREAMBLE = "Let me check."
+#: The text an ``interleave`` model says before each further tool call.
+INTERLUDE = "And also:"
 
 _CORAL = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 _FAILURES = {
@@ -971,12 +986,16 @@ def answer(body: Json, model: str, mode: Mode, cache: set[bytes] | None = None) 
     tool = _tool_to_call(body, model, mode)
     text_format = (body.get("outputConfig") or {}).get("textFormat")
     if tool is not None:
-        spec = next(t["toolSpec"] for t in body["toolConfig"]["tools"] if t["toolSpec"]["name"] == tool)
-        given = (
-            instance(spec["inputSchema"]["json"], "Paris") if spec.get("strict") else {"location": "Paris"}
-        )
-        use = {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": tool, "input": given}
-        blocks.append({"toolUse": use})
+        interleave = "interleave" in model
+        for k, name in enumerate(_all_tools(body) if "parallel" in model else [tool]):
+            if interleave:  # as Claude interleaves text and tool calls
+                blocks.append({"text": INTERLUDE if k else PREAMBLE})
+            specs = [t["toolSpec"] for t in body["toolConfig"]["tools"] if "toolSpec" in t]
+            spec = next(spec for spec in specs if spec["name"] == name)
+            strict = spec.get("strict")
+            given = instance(spec["inputSchema"]["json"], "Paris") if strict else {"location": "Paris"}
+            use = {"toolUseId": f"tooluse_{uuid.uuid4().hex[:22]}", "name": name, "input": given}
+            blocks.append({"toolUse": use})
         stop = "tool_use"
     else:
         reply = f"echo: {_last_text(body['messages'])}"
@@ -1015,6 +1034,14 @@ def _tool_to_call(body: Json, model: str, mode: Mode) -> str | None:
     if "any" in choice or ((mode.tool or "tool" in model) and not answering):
         return str(config["tools"][0]["toolSpec"]["name"])
     return None
+
+
+def _all_tools(body: Json) -> list[str]:
+    """The declared tools' names (a forced one alone), for a ``parallel`` model."""
+    choice = body["toolConfig"].get("toolChoice") or {}
+    if "tool" in choice:
+        return [str(choice["tool"]["name"])]
+    return [str(t["toolSpec"]["name"]) for t in body["toolConfig"]["tools"] if "toolSpec" in t]
 
 
 def _last_text(messages: list[Json]) -> str:

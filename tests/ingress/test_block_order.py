@@ -1,11 +1,12 @@
 """Text and tool calls a model interleaves keep their order through the Anthropic Messages ingress.
 
-Claude (content blocks) and Gemini (parts) can answer ``[text, tool_use, text, tool_use]``;
-OpenAI's message has one content string, so the adapters keep the order beside it
-(``ResponseMessage.content_blocks``). Through the official SDKs against the real server and the
-fakes: a Messages client gets the blocks as the model produced them, non-streamed as streamed,
-and its replayed turn reaches Claude in that order; an OpenAI client still gets the joined text
-and both calls, and nothing more.
+Claude (content blocks, on the API and on Bedrock's Converse) and Gemini (parts) can answer
+``[text, tool_use, text, tool_use]``; OpenAI's message has one content string, so the adapters
+keep the order beside it (``ResponseMessage.content_blocks``). Through the official SDKs against
+the real server and the fakes: a Messages client gets the blocks as the model produced them,
+non-streamed as streamed, and its replayed turn reaches Claude, Bedrock and Gemini in that order
+(Gemini 3's thought signature still on its call); an OpenAI client still gets the joined text and
+both calls, and nothing more.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from aiohttp import web
 from tests.contract.harness import contract_config, find_fake, provider_entry
 from tests.fakes.anthropic import INTERLUDE, PREAMBLE
 from tests.fakes.common import run_fake
+from tests.fakes.gemini import signature_of
 from tests.server_helpers import serve
 from uniinfer.providers.registry import default_registry
 from uniinfer.server import create_app
 
-PROVIDERS = ["anthropic", "gemini"]
+PROVIDERS = ["anthropic", "bedrock", "gemini"]
 QUESTION = [{"role": "user", "content": "Weather and time in Paris?"}]
 SCHEMA = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
 TOOLS = [
@@ -177,3 +179,60 @@ async def test_an_openai_caller_still_gets_the_joined_text_and_both_calls(env: E
     # OpenAI's fields only: the order stays out of the JSON
     sent = json.loads(raw.text)["choices"][0]["message"]
     assert set(sent) <= {"role", "content", "refusal", "tool_calls", "reasoning_content", "annotations"}
+
+
+def sent_turn(env: Env, provider: str) -> list[dict[str, Any]]:
+    """The assistant turn of the last request ``provider`` (its fake) received, in its format."""
+    body = env.apps[provider]["requests"][-1]["body"]
+    return body["messages"][1]["content"] if provider == "bedrock" else body["contents"][1]["parts"]
+
+
+def converse_turn(first: anthropic.types.Message) -> list[dict[str, Any]]:
+    """``first``'s blocks as Converse takes them back."""
+    return [
+        {"text": b.text}
+        if b.type == "text"
+        else {"toolUse": {"toolUseId": b.id, "name": b.name, "input": b.input}}
+        for b in first.content
+        if b.type in ("text", "tool_use")
+    ]
+
+
+def gemini_turn(first: anthropic.types.Message) -> list[dict[str, Any]]:
+    """``first``'s blocks as Gemini takes them back: the first call signed (Gemini 3)."""
+    parts: list[dict[str, Any]] = []
+    for b in first.content:
+        if b.type == "text":
+            parts.append({"text": b.text})
+        elif b.type == "tool_use":
+            call = {"name": b.name, "args": b.input}
+            signed = not any("functionCall" in p for p in parts)
+            parts.append(
+                {"functionCall": call, **({"thoughtSignature": signature_of(call)} if signed else {})}
+            )
+    return parts
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("provider", ["bedrock", "gemini"])
+async def test_an_interleaved_turn_goes_back_to_bedrock_and_gemini_as_the_model_produced_it(
+    env: Env, provider: str, stream: bool
+) -> None:
+    """The SDK's tool loop: the turn replayed reaches the provider with its texts and calls in
+    their order (Gemini 3: the thought signature, carried in the first call's id, on that call)."""
+    model = (
+        env.interleaving(provider)
+        if provider == "bedrock"
+        else "gemini/gemini-3-flash-tool-interleave-parallel"
+    )
+    first = await ask(env, model, stream=stream)
+    assert shape(first) == INTERLEAVED
+    results = [
+        {"type": "tool_result", "tool_use_id": b.id, "content": "sunny"}
+        for b in first.content
+        if b.type == "tool_use"
+    ]
+    turns = [*QUESTION, {"role": "assistant", "content": first.content}, {"role": "user", "content": results}]
+    await ask(env, model, stream=False, messages=turns)
+    expected = converse_turn(first) if provider == "bedrock" else gemini_turn(first)
+    assert sent_turn(env, provider) == expected

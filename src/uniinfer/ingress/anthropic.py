@@ -36,8 +36,9 @@ Requests, field by field:
   text nor tool calls is dropped. When the turn's blocks are not in OpenAI's
   order (signed thinking, text, then tool calls: a text after a ``tool_use``,
   say), that order is kept too, as its
-  :attr:`~uniinfer.types.AssistantMessage.content_blocks`: a Claude upstream gets
-  the turn back as the model produced it, other providers OpenAI's shape.
+  :attr:`~uniinfer.types.AssistantMessage.content_blocks`: a Claude (API, Vertex,
+  Bedrock) or Gemini upstream gets the turn back as the model produced it, other
+  providers OpenAI's shape.
 - Images become ``image_url`` parts (``data:`` URLs for base64). Documents:
   a text or content source becomes text (title and context first), a base64
   PDF an OpenAI ``file`` part (``filename`` from ``title``; an Anthropic

@@ -77,6 +77,7 @@ from uniinfer.providers.translation import (
     images_into_results,
     marked_result_image,
     strict_tool_error,
+    turn_in_order,
     without_strict,
     word_call_id,
 )
@@ -482,7 +483,7 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    ordered = _in_order(msg)
+    ordered = turn_in_order(msg)
     if ordered is not None:
         return _ordered_blocks(ordered, i)
     # Signed thinking first, as the API returned it and wants it back.
@@ -492,22 +493,6 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
     elif msg.content is not None:
         blocks += [_text(p) for p in _text_parts(msg.content) if p.text]
     blocks += [_tool_use(call, i, k) for k, call in enumerate(msg.tool_calls or ())]
-    return blocks
-
-
-def _in_order(msg: AssistantMessage) -> list[TurnBlock] | None:
-    """:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`, when they still are the
-    turn's texts, tool calls and signed thinking (a stage may have rewritten those)."""
-    blocks = msg.content_blocks
-    if blocks is None:
-        return None
-    texts = [b.text for b in blocks if isinstance(b, TextPart)]
-    calls = [b for b in blocks if isinstance(b, ToolCall)]
-    signed = [b for b in blocks if isinstance(b, SignedThinking)]
-    content = msg.content if msg.content is not None else []
-    sent = [content] if isinstance(content, str) else [p.text for p in _text_parts(content)]
-    if texts != sent or calls != (msg.tool_calls or []) or signed != (msg.signed_thinking or []):
-        return None
     return blocks
 
 

@@ -13,7 +13,11 @@ InvalidRequestError naming the part; documents below); assistant ``tool_calls``
 error flag, so no ``status``).
 Same-role turns are merged (roles must alternate), blank (or whitespace-only)
 text is dropped and an empty tool result becomes ``"(no output)"`` (Converse
-rejects a blank text block), earlier ``reasoning_content`` is not sent back.
+rejects a blank text block), earlier ``reasoning_content`` (and an Anthropic client's signed
+thinking) is not sent back. A turn whose text and tool calls the Anthropic Messages ingress kept
+in its client's order (:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`: a text after
+a call, say) goes in that order, while they still are the message's
+(:func:`~uniinfer.providers.translation.turn_in_order`).
 ``inferenceConfig`` takes ``maxTokens``, ``temperature`` (unchanged: Bedrock's
 range is 0..1, OpenAI's 0..2, and Bedrock's 400 names it), ``topP`` and
 ``stopSequences``. ``tool_choice`` auto / required / a function is
@@ -64,9 +68,11 @@ the request refused, and :func:`cache_left_out` names it (``cache_control``, or
 checkpoints are sent as asked, as on the Claude API, for Bedrock's 400 to name.
 
 Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
-``reasoningContent.reasoningText`` -> ``reasoning_content``; Converse returns
-no id, so one is generated. Usage: ``inputTokens`` excludes cache reads and
-writes, like Anthropic's ``input_tokens``
+``reasoningContent.reasoningText`` -> ``reasoning_content`` (its signature is dropped); when a
+text follows a call, the texts and calls are also kept in their order as the message's
+:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks` (never serialised), for the Anthropic
+Messages ingress. Converse returns no id, so one is generated. Usage: ``inputTokens`` excludes
+cache reads and writes, like Anthropic's ``input_tokens``
 (https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html),
 while ``totalTokens`` includes them: ``prompt_tokens = inputTokens +
 cacheReadInputTokens + cacheWriteInputTokens``, the cache numbers are kept in
@@ -120,10 +126,11 @@ from uniinfer.providers.translation import (
     marked_result_image,
     plain_call_id,
     strict_tool_error,
+    turn_in_order,
     word_call_id,
 )
 from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
-from uniinfer.types.chat import ChatChoice, FinishReason, FunctionCall, ToolCall
+from uniinfer.types.chat import AnswerBlock, ChatChoice, FinishReason, FunctionCall, ToolCall
 
 __all__ = [
     "STOP_SEQUENCE_PATH",
@@ -461,15 +468,21 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int, caching: PromptCaching
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    blocks = _text_blocks(msg.content, caching, "messages")
-    for k, call in enumerate(msg.tool_calls or ()):
-        use = {
-            "toolUseId": _call_id(call.id),
-            "name": call.function.name,
-            "input": _arguments(call, i, k),
-        }
-        blocks.append(_marked({"toolUse": use}, call, caching, "messages"))
-    return blocks
+    ordered = turn_in_order(msg)  # the client's order, else the text, then the calls
+    blocks = _text_blocks(msg.content, caching, "messages") if ordered is None else []
+    k = 0
+    for item in msg.tool_calls or () if ordered is None else ordered:
+        if isinstance(item, chat.TextPart):
+            blocks += _text_blocks([item], caching, "messages")
+        elif isinstance(item, ToolCall):
+            use = {
+                "toolUseId": _call_id(item.id),
+                "name": item.function.name,
+                "input": _arguments(item, i, k),
+            }
+            blocks.append(_marked({"toolUse": use}, item, caching, "messages"))
+            k += 1
+    return blocks  # signed thinking is not sent back (see the module docstring)
 
 
 def _arguments(call: ToolCall, i: int, k: int) -> Json:
@@ -582,23 +595,32 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[ToolCall] = []
+    blocks: list[AnswerBlock] = []  # texts (adjacent ones joined, empty ones left out) and calls
     for block in data["output"]["message"]["content"]:
         if "text" in block:
             texts.append(block["text"])
+            if blocks and isinstance(blocks[-1], str):
+                blocks[-1] += block["text"]
+            elif block["text"]:
+                blocks.append(block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
             arguments = orjson.dumps(use.get("input") or {}).decode()
             calls.append(
                 ToolCall(id=use["toolUseId"], function=FunctionCall(name=use["name"], arguments=arguments))
             )
+            blocks.append(calls[-1])
         elif "reasoningContent" in block:
             thought = (block["reasoningContent"].get("reasoningText") or {}).get("text")
             if thought:
                 thoughts.append(thought)
+    text = "".join(texts)
     message = chat.ResponseMessage(
-        content="".join(texts) if texts or not calls else None,
+        content=text if texts or not calls else None,
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) or None,
+        # kept only when OpenAI's shape (the text, then the calls) loses their order
+        content_blocks=None if blocks == [*([text] if text else ()), *calls] else blocks,
     )
     raw_usage = data.get("usage")
     return ChatResponse(

@@ -5,11 +5,12 @@ so by Vertex AI's Gemini models); see that module for the documentation links.
 
 Messages: system/developer messages become ``systemInstruction`` (Gemini has
 one, wherever they stood); assistant turns are role ``model`` with ``text`` and
-``functionCall`` parts; tool results are ``functionResponse`` parts in a role
-``user`` turn (the current function-calling docs use ``user``; ``function`` is
-legacy), named after the call they answer and shaped ``{"result": ...}``.
-Consecutive turns of one role are merged, as Gemini expects parallel
-function responses in one turn. Previous reasoning (``reasoning_content``) is
+``functionCall`` parts (the text first, or in the order an Anthropic Messages client sent
+them: :attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`, a text after a call, say);
+tool results are ``functionResponse`` parts in a role ``user`` turn (the current
+function-calling docs use ``user``; ``function`` is legacy), named after the call they answer
+and shaped ``{"result": ...}``. Consecutive turns of one role are merged, as Gemini expects
+parallel function responses in one turn. Previous reasoning (``reasoning_content``) is
 not sent back: Gemini has no input form for it.
 
 Thought signatures (https://ai.google.dev/gemini-api/docs/thought-signatures,
@@ -55,7 +56,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.providers.translation import SIGNED_ID_MARK, call_ordered, data_url, json_object
+from uniinfer.providers.translation import (
+    SIGNED_ID_MARK,
+    call_ordered,
+    data_url,
+    json_object,
+    turn_in_order,
+)
 from uniinfer.types import ChatRequest, chat
 
 __all__ = [
@@ -199,22 +206,47 @@ def _media(url: str, where: str, provider: str) -> Json:
 
 
 def _model_parts(msg: chat.AssistantMessage, i: int, provider: str) -> list[Json]:
-    text = "".join(_texts(msg.content))
-    parts: list[Json] = [{"text": text}] if text or not msg.tool_calls else []
-    for k, call in enumerate(msg.tool_calls or ()):
-        where = f"messages[{i}].tool_calls[{k}].function.arguments"
-        args = json_object(call.function.arguments) if call.function.arguments.strip() else {}
-        if args is None:
-            raise InvalidRequestError(
-                f"{provider}: {where} must be a JSON object, got {call.function.arguments[:80]!r}",
-                param=where,
-            )
-        part: Json = {"functionCall": {"name": call.function.name, "args": args}}
-        signature = split_call_id(call.id)[1]
-        if signature:
-            part["thoughtSignature"] = signature
-        parts.append(part)
+    """The turn's text and ``functionCall`` parts: in its client's order when the Messages ingress
+    kept that and it still holds (:func:`~uniinfer.providers.translation.turn_in_order`; adjacent
+    texts one part, empty ones left out), else the text, then the calls."""
+    ordered = turn_in_order(msg)
+    items: list[str | chat.ToolCall]
+    if ordered is None:
+        text = "".join(_texts(msg.content))
+        items = [*([text] if text or not msg.tool_calls else []), *(msg.tool_calls or ())]
+    else:  # signed thinking is Claude's: Gemini takes no reasoning back
+        items = [
+            b.text if isinstance(b, chat.TextPart) else b
+            for b in ordered
+            if not isinstance(b, chat.SignedThinking)
+        ]
+    parts: list[Json] = []
+    k = 0
+    for item in items:
+        if not isinstance(item, str):
+            parts.append(_function_call(item, i, k, provider))
+            k += 1
+        elif parts and "text" in parts[-1]:
+            parts[-1]["text"] += item
+        elif item or not msg.tool_calls:
+            parts.append({"text": item})
     return parts
+
+
+def _function_call(call: chat.ToolCall, i: int, k: int, provider: str) -> Json:
+    """The ``functionCall`` part of ``messages[i].tool_calls[k]``, with its thought signature."""
+    where = f"messages[{i}].tool_calls[{k}].function.arguments"
+    args = json_object(call.function.arguments) if call.function.arguments.strip() else {}
+    if args is None:
+        raise InvalidRequestError(
+            f"{provider}: {where} must be a JSON object, got {call.function.arguments[:80]!r}",
+            param=where,
+        )
+    part: Json = {"functionCall": {"name": call.function.name, "args": args}}
+    signature = split_call_id(call.id)[1]
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
 
 
 def _sign_unsigned_steps(contents: list[Json]) -> None:

@@ -1,8 +1,10 @@
 """Translation helpers several adapters share (pure functions of data).
 
 JSON objects in tool arguments, Gemini's signed tool call ids seen by providers that cap id
-length, other providers' ids in the narrower alphabet of Claude and Bedrock, alternating turns (Anthropic Messages, Bedrock Converse), and strict tools on models
-that cannot guarantee a tool's schema, and which schemas OpenAI's strict mode takes.
+length, other providers' ids in the narrower alphabet of Claude and Bedrock, alternating turns
+(Anthropic Messages, Bedrock Converse), an assistant turn's blocks in its client's order, and
+strict tools on models that cannot guarantee a tool's schema, and which schemas OpenAI's strict
+mode takes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import orjson
 
 from uniinfer.errors import UnsupportedParamError
 from uniinfer.types import ChatRequest
-from uniinfer.types.chat import AssistantMessage, ImagePart, Message, ToolMessage
+from uniinfer.types.chat import (
+    AssistantMessage,
+    ImagePart,
+    Message,
+    SignedThinking,
+    TextPart,
+    ToolCall,
+    ToolMessage,
+    TurnBlock,
+)
 
 __all__ = [
     "SIGNED_ID_MARK",
@@ -30,6 +41,7 @@ __all__ = [
     "plain_call_id",
     "strict_tool_error",
     "strict_tools",
+    "turn_in_order",
     "without_strict",
     "word_call_id",
 ]
@@ -182,6 +194,35 @@ def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]
         turns[-1]["content"].extend(blocks)
     else:
         turns.append({"role": role, "content": blocks})
+
+
+def turn_in_order(msg: AssistantMessage) -> list[TurnBlock] | None:
+    """The blocks of an assistant turn in its client's order, when they still are the turn's
+    text parts, tool calls and signed thinking; else None (send the turn in OpenAI's order).
+
+    The Anthropic Messages ingress keeps that order
+    (:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`) when OpenAI's shape (signed
+    thinking, text, then the tool calls) loses it: a text after a ``tool_use``, say. A stage on
+    the way may have rewritten the message since (a text redacted, a call dropped, a refusal
+    part added), and then the message is what goes upstream: the blocks are stale. A provider
+    that takes an ordered turn (Claude, Bedrock Converse, Gemini) sends it in this order.
+    """
+    blocks = msg.content_blocks
+    if blocks is None:
+        return None
+    texts = [b.text for b in blocks if isinstance(b, TextPart)]
+    calls = [b for b in blocks if isinstance(b, ToolCall)]
+    signed = [b for b in blocks if isinstance(b, SignedThinking)]
+    content = msg.content if msg.content is not None else []
+    # a refusal part matches no block: the message changed
+    sent = (
+        [content]
+        if isinstance(content, str)
+        else [p.text if isinstance(p, TextPart) else None for p in content]
+    )
+    if texts != sent or calls != (msg.tool_calls or []) or signed != (msg.signed_thinking or []):
+        return None
+    return blocks
 
 
 def strict_tools(request: ChatRequest) -> tuple[str, ...]:

@@ -304,8 +304,9 @@ class AssistantMessage(BaseModel):
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
     #: The turn's text parts, tool calls and signed thinking in the order the client sent them,
     #: set by the Anthropic Messages ingress when OpenAI's shape (thinking, text, then the tool
-    #: calls) loses it: a text after a tool call, say. Read by the Claude adapter, so the turn
-    #: goes back as the model produced it; never serialised and never accepted from a client.
+    #: calls) loses it: a text after a tool call, say. Read by the Claude (API, Vertex, Bedrock)
+    #: and Gemini request builders, so the turn goes back as the model produced it; never
+    #: serialised and never accepted from a client.
     content_blocks: list[TurnBlock] | None = Field(default=None, exclude=True)
 
     _clients_cannot_set = field_validator("signed_thinking", "content_blocks", mode="before")(
@@ -576,8 +577,9 @@ class ResponseMessage(BaseModel):
     signed_thinking: list[SignedThinking] | None = Field(default=None, exclude=True)
     #: The answer's text pieces (``content`` is their join), tool calls and signed thinking in
     #: the order its provider sent them, when OpenAI's shape (thinking, text, then the tool
-    #: calls) loses it: Claude's content blocks or Gemini's parts with a text after a tool call,
-    #: say. Not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
+    #: calls) loses it: Claude's (API, Vertex, Bedrock) content blocks or Gemini's parts with a
+    #: text after a tool call, say. Not in OpenAI's format, so never serialised. Read by the
+    #: Anthropic Messages ingress.
     content_blocks: list[AnswerBlock] | None = Field(default=None, exclude=True)
 
     @model_serializer(mode="wrap")
