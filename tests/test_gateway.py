@@ -557,6 +557,93 @@ async def test_reads_of_one_event_each_are_relayed_as_they_came_and_the_rest_dec
     assert stream.failed
 
 
+async def _written_and_handed_out(reads: list[bytes], provider: str) -> tuple[list[Any], list[Any]]:
+    """The events ``sse_batches`` writes and the chunks ``json_batches`` hands out, as JSON."""
+    import orjson
+
+    stream = openai_stream(list(reads), provider=provider)
+    sse = b"".join([body async for body in stream.sse_batches()])
+    written = [orjson.loads(e[6:]) for e in sse.removesuffix(b"\n\n").split(b"\n\n")]
+    stream = openai_stream(list(reads), provider=provider)
+    handed_out = [orjson.loads(json) async for batch in stream.json_batches() for json in batch]
+    return written, handed_out
+
+
+async def test_the_relay_rewrites_mistral_list_content_as_the_decoder_does() -> None:
+    # Magistral's reasoning arrives as list content: no OpenAI client can read it as it came
+    from tests.fakes.mistral import events
+
+    answer = {
+        "id": "x",
+        "created": 1,
+        "model": "magistral-small-latest",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "tool_calls": None,
+                    "content": [
+                        {"type": "thinking", "thinking": [{"type": "text", "text": "Because."}]},
+                        {"type": "text", "text": "Hi"},
+                    ],
+                },
+            }
+        ],
+    }
+    written, handed_out = await _written_and_handed_out(events(answer), "mistral")  # an event a read
+    assert written == handed_out
+    assert not any(isinstance(c["choices"][0]["delta"].get("content"), list) for c in written)
+    assert "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in written) == "Because."
+
+
+async def test_the_relay_drops_azure_annotation_chunks_as_the_decoder_does() -> None:
+    chunk = (
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"g",'
+        b'"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n'
+    )
+    annotation = (
+        b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":'
+        b'[{"prompt_index":0,"content_filter_results":{}}]}\n\n'
+    )
+    reads = [chunk % b"a", annotation, chunk % b"b", b"data: [DONE]\n\n"]
+    written, handed_out = await _written_and_handed_out(reads, "azure")
+    assert written == handed_out
+    assert [c["choices"][0]["delta"]["content"] for c in written] == ["a", "b"]
+
+
+async def test_usage_after_passed_on_events_without_created_ends_the_stream_cleanly() -> None:
+    # the pass-through check reads id and model only; the usage chunk built at the end needs created
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    with_usage = (
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"b"}}],'
+        b'"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
+    )
+    ctx = RequestContext("chat")
+    stream = openai_stream(
+        [event % b"a", with_usage, event % b"c", b"data: [DONE]\n\n"], include_usage=True, ctx=ctx
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 3
+    assert ctx.usage is not None
+    assert not stream.failed
+
+
+async def test_nothing_comes_out_of_a_stream_after_a_chunk_of_the_wrong_shape() -> None:
+    from uniinfer.errors import ProviderResponseError
+
+    event = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":%s}}]}\n\n'
+    # the bad chunk first in a run, more chunks behind it in the same read
+    stream = openai_stream([event % b"5" + event % b'"b"' + event % b'"c"' + b"data: [DONE]\n\n"])
+    for _ in range(3):  # a caller that catches the error and tries again gets it again, not "b"
+        with pytest.raises(ProviderResponseError, match="unexpected stream chunk shape"):
+            await stream.__anext__()
+    assert stream.failed
+
+
 async def test_an_event_whose_json_spans_data_lines_is_written_on_one_line() -> None:
     # SSE joins an event's data lines with a newline: written on as one line, that newline
     # would cut it in two (the second half a field line the client drops)

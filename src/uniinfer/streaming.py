@@ -107,11 +107,10 @@ class ChatStream:
             return item
         try:
             first, *rest = self._model(item)
-        except ProviderResponseError as error:
-            if self._scrub is not None:
-                self._scrub(error)
-            await self._finish(error)
-            raise
+        except ProviderResponseError as error:  # nothing after it comes out: the stream ends here
+            self._pending.clear()
+            self._keep_failure(error)
+            await self._raise_failure()
         except _BadChunkError as bad:  # the chunks before the bad one, then the failure
             self._pending.clear()
             self._keep_failure(bad.error)
@@ -135,12 +134,8 @@ class ChatStream:
         while True:
             if pass_on is not None and not self._pending and not self._eof and self._failure is None:
                 assert upstream is not None
-                try:
-                    data = await upstream.read_chunk()
-                except UniInferError as exc:
-                    self._keep_failure(exc)
-                    continue
-                if self._failure is not None:  # cancelled while it read: nothing more goes out
+                data = await self._read()
+                if data is None or self._failure is not None:  # failed, or cancelled while it read
                     continue
                 if data and not upstream.at_eof():
                     sse = pass_on(data)
@@ -326,13 +321,18 @@ class ChatStream:
         Events decoded before a failure (a body that ends without its end
         marker, say) are handed out first, then the failure is raised.
         """
+        data = await self._read()
+        if data is not None:
+            self._take(data)
+
+    async def _read(self) -> bytes | None:
+        """The upstream's next bytes (``b""``: its end); None when the read failed (the failure kept)."""
         assert self._upstream is not None
         try:
-            data = await self._upstream.read_chunk()
+            return await self._upstream.read_chunk()
         except UniInferError as exc:
             self._keep_failure(exc)
-            return
-        self._take(data)
+            return None
 
     def _take(self, data: bytes) -> None:
         """Decode a read (``b""``: the end) into the pending chunks, or keep the failure it meant."""

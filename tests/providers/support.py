@@ -12,7 +12,15 @@ from uniinfer.types import ChatChunk, RawEvents, StreamItem
 
 def modelled(items: Iterable[StreamItem]) -> list[ChatChunk]:
     """A decoder's output as chunks (events passed through as JSON are validated here)."""
-    return [c for item in items for c in (item.chunks() if isinstance(item, RawEvents) else [item])]
+    return [
+        c
+        for item in items
+        for c in (
+            [ChatChunk.model_validate_json(json) for json in item.payloads()]
+            if isinstance(item, RawEvents)
+            else [item]
+        )
+    ]
 
 
 def decode_bytewise(decoder: StreamDecoder, data: bytes) -> list[ChatChunk]:

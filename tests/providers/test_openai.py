@@ -551,7 +551,7 @@ def test_plain_events_and_the_usage_chunk_pass_through_as_the_providers_json() -
     assert usage_chunk.usage.total_tokens == 11
     assert usage_chunk.usage.prompt_tokens_details is not None
     assert usage_chunk.usage.prompt_tokens_details.cached_tokens == 4
-    assert usage_chunk.chunks()[0].usage == usage_chunk.usage
+    assert ChatChunk.model_validate_json(usage_chunk.payloads()[0]).usage == usage_chunk.usage
 
 
 def test_a_usage_chunk_is_held_to_the_end_and_a_later_usage_wins() -> None:

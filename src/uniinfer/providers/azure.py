@@ -165,6 +165,11 @@ class AzureStreamDecoder(OpenAIStreamDecoder):
 
     __slots__ = ()
 
+    def pass_on(self, data: bytes) -> bytes | None:
+        """As the OpenAI decoder's, for an event that is no annotation and holds none."""
+        json = data[6:-2]
+        return super().pass_on(data) if _without_annotations(json) is json else None
+
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         kept: list[tuple[str, bytes]] = []
         for event, data in events:

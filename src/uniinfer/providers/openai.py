@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -334,9 +335,21 @@ class OpenAIStreamDecoder:
     (empty ``choices``), its usage validated, and held to the end like every
     usage. Other events with usage, errors, and finish reasons to translate
     are modelled.
+
+    A subclass that rewrites events (its own ``_decode``: Mistral's list
+    content, Azure's annotations) relays nothing as it came unless it also
+    says, in its own :meth:`pass_on`, which events it would leave alone.
     """
 
     __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage", "_usage_event")
+
+    #: Whether :meth:`pass_on` may relay a read as it came (see the class docstring).
+    _relays: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_decode" in cls.__dict__ and "pass_on" not in cls.__dict__:
+            cls._relays = False
 
     def __init__(self, adapter: ProviderAdapter) -> None:
         self._adapter = adapter
@@ -358,6 +371,7 @@ class OpenAIStreamDecoder:
         """
         if (
             self._map
+            or not self._relays
             or data[:6] != b"data: "
             or data[-2:] != b"\n\n"
             or data.count(b"\n") != 2
@@ -393,7 +407,8 @@ class OpenAIStreamDecoder:
             out.append(
                 ChatChunk(
                     id=chunk_id,
-                    created=created,
+                    # a passed-on event need not carry it (the check reads id and model only)
+                    created=created if isinstance(created, int) else int(time.time()),
                     model=model,
                     choices=[],
                     usage=self._usage,

@@ -690,7 +690,7 @@ class RawEvents:
     after it, exactly as they are written to an OpenAI-format caller: the
     server's Chat Completions endpoint writes :attr:`sse` as it is, the
     WebSocket endpoint takes each event's JSON (:meth:`payloads`), and a
-    caller who wants objects models them (:meth:`chunks`). So a relayed run
+    caller who wants objects models them (``ChatStream`` does). So a relayed run
     of events costs one check instead of a validation and a re-serialisation
     each. Decoders make one only of events they checked are JSON objects with
     a ``choices`` list and no usage, error or vocabulary to rewrite (see the
@@ -714,10 +714,6 @@ class RawEvents:
     def payloads(self) -> list[bytes]:
         """Each event's JSON."""
         return self.sse[6:-2].split(b"\n\ndata: ")
-
-    def chunks(self) -> list[ChatChunk]:
-        """The events as validated :class:`ChatChunk` objects (``ValueError`` if one's shape is wrong)."""
-        return [ChatChunk.model_validate_json(json) for json in self.payloads()]
 
     def __repr__(self) -> str:
         return f"RawEvents({self.sse!r})"
