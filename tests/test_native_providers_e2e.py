@@ -170,3 +170,22 @@ async def test_a_stream_that_stalls_ends_at_the_read_timeout_after_what_came(
         await read_all()
     assert 0.4 < time.monotonic() - started < 5
     assert "".join(got)  # what came before the stall reached the caller
+
+
+@pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)
+async def test_a_stream_flushed_an_event_at_a_time_is_relayed_whole(
+    sdk: openai.AsyncOpenAI, native: Native
+) -> None:
+    # real providers write each token's event whole: for an OpenAI-format one, each read is
+    # relayed as it came (ChatStream.sse_batches), the others decoded; the caller sees the same
+    stream = await sdk.chat.completions.create(
+        model=f"{native.type}/whole", messages=MSG, stream=True, stream_options={"include_usage": True}
+    )  # type: ignore[arg-type]
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0

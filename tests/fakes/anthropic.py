@@ -243,7 +243,9 @@ async def _handle(request: web.Request, app: web.Application, api_key: str | Non
         return failure
     message = answer(body, turns, mode)
     if body.get("stream"):
-        return await stream_response(request, events(message), cut=mode.cut, stall=mode.stall)
+        return await stream_response(
+            request, events(message), cut=mode.cut, stall=mode.stall, whole=mode.whole
+        )
     return web.json_response(message, headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
 

@@ -400,7 +400,9 @@ async def _chat(request: web.Request, body: Block) -> web.StreamResponse:
     await _apply_mode(request, mode, model)
     response = answer(body, mode)
     if body.get("stream"):
-        return await stream_response(request, events(response), cut=mode.cut, stall=mode.stall)
+        return await stream_response(
+            request, events(response), cut=mode.cut, stall=mode.stall, whole=mode.whole
+        )
     return web.json_response(response)
 
 

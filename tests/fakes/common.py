@@ -9,6 +9,8 @@ Model names that trigger behaviour (the rest of the name is free):
 - ``drop``         close the connection without answering
 - ``cut``          (streams) send a few events, then cut the connection
 - ``stall``        (streams) send a few events, then nothing more (the client must hang up)
+- ``whole``        (streams) write each event whole, a moment apart, as real providers flush
+                   them (the default splits events at awkward bytes)
 - ``tool``         answer with a tool call to the first declared tool
 - anything else    echo the last user text: ``"echo: <text>"``
 """
@@ -41,6 +43,8 @@ class Mode:
     cut_first: bool = False
     #: Send half the events, then nothing until the client goes away.
     stall: bool = False
+    #: Write each event whole, a moment apart (one event a read, as providers stream tokens).
+    whole: bool = False
     tool: bool = False
 
 
@@ -65,6 +69,8 @@ def mode_of(model: str) -> Mode:
         return Mode(cut=True)
     if name.startswith("stall"):
         return Mode(stall=True)
+    if name.startswith("whole"):
+        return Mode(whole=True)
     if name.startswith("tool"):
         return Mode(tool=True)
     return Mode()
@@ -97,6 +103,7 @@ async def stream_response(
     cut: bool = False,
     cut_first: bool = False,
     stall: bool = False,
+    whole: bool = False,
 ) -> web.StreamResponse:
     """Stream pre-framed events awkwardly; with ``cut``, abort half-way through.
 
@@ -115,7 +122,11 @@ async def stream_response(
         await asyncio.sleep(3600 if stall else 0.01)  # stalled: until the client hangs up
         abort(request)
     for event in events:
-        await write_awkward(resp, event)
+        if whole:
+            await resp.write(event)
+            await asyncio.sleep(0.002)  # long enough for the client to read it alone
+        else:
+            await write_awkward(resp, event)
     await resp.write_eof()
     return resp
 

@@ -630,7 +630,9 @@ async def _dispatch(request: web.Request, model: str, action: str, body: Json) -
         return web.json_response(full, dumps=_dumps)
     if request.query.get("alt") != "sse":  # without alt=sse Google streams a JSON array
         return web.json_response(list(_stream_events_json(full)), dumps=_dumps)
-    return await stream_response(request, _stream_events(full), cut=mode.cut, stall=mode.stall)
+    return await stream_response(
+        request, _stream_events(full), cut=mode.cut, stall=mode.stall, whole=mode.whole
+    )
 
 
 def _stream_events_json(full: Json) -> list[Json]:

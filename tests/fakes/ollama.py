@@ -238,7 +238,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         lines.append(_line(model, {"content": "", "tool_calls": calls}))
     events = [json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in [*lines, final]]
     return await stream_response(
-        request, events, content_type="application/x-ndjson", cut=mode.cut, stall=mode.stall
+        request, events, content_type="application/x-ndjson", cut=mode.cut, stall=mode.stall, whole=mode.whole
     )
 
 

@@ -1013,7 +1013,7 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
         events = _stream_events(answer, completion_id, created, options, usage)
         mode = mode_of(model)
         return await stream_response(
-            request, events, cut=mode.cut, cut_first=mode.cut_first, stall=mode.stall
+            request, events, cut=mode.cut, cut_first=mode.cut_first, stall=mode.stall, whole=mode.whole
         )
 
     choices = []
