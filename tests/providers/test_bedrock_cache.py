@@ -236,6 +236,16 @@ def test_where_the_model_takes_no_checkpoint_the_breakpoint_is_left_out_visibly(
     assert adapter.params_left_out(chat(), LEGACY) == ()
 
 
+def test_a_breakpoint_on_a_blank_text_is_left_out_visibly() -> None:
+    # Converse refuses a blank text block: it is left out, and its breakpoint with it
+    adapter = make_adapter()
+    request = chat([{"role": "user", "content": [text("Question?"), text("  ", EPHEMERAL)]}])
+    assert "cachePoint" not in str(sent(request, SONNET_45))
+    assert adapter.params_left_out(request, SONNET_45) == ("cache_control",)
+    kept = chat([{"role": "user", "content": [text("Question?", EPHEMERAL), text("  ")]}])
+    assert adapter.params_left_out(kept, SONNET_45) == ()
+
+
 def test_more_than_four_breakpoints_are_sent_as_asked() -> None:
     # as the Claude API adapter does: the provider's 400 names the limit (see the fake test below)
     request = chat([{"role": "user", "content": [text(f"part {i}", EPHEMERAL) for i in range(5)]}])

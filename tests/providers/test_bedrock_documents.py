@@ -78,7 +78,8 @@ def test_every_bedrock_format_by_media_type(media: str, fmt: str) -> None:
         ("Q3_report.v2.pdf", "Q3 report v2"),
         ("budget (final) [draft]-1.xlsx", "budget (final) [draft]-1"),
         ("  many   spaces\tand\ttabs.pdf", "many spaces and tabs"),
-        ("résumé.pdf", "r sum"),
+        ("résumé final.pdf", "resume final"),  # accents fall, letters stay
+        ("报告.pdf", "document"),  # nothing ASCII left
         ("notes.backup", "notes backup"),  # not a document extension: kept, as a word
         (".pdf", "pdf"),
         ("%%%.pdf", "document"),

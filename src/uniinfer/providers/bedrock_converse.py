@@ -234,14 +234,17 @@ def cache_left_out(request: ChatRequest, model: str) -> tuple[str, ...]:
 
 
 def _breakpoints(request: ChatRequest) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(place, ``cache_control``) of every breakpoint in ``request``."""
+    """(place, ``cache_control``) of every breakpoint in ``request``; the place of one on a blank
+    text outside a tool result is ``""``: the block is left out (Converse refuses it), and so is
+    its breakpoint."""
     for msg in request.messages:
         place = "system" if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage) else "messages"
         if isinstance(msg.content, list):
             for part in msg.content:
                 cache = getattr(part, "cache_control", None)
                 if cache is not None:
-                    yield place, cache
+                    blank = isinstance(part, chat.TextPart) and not part.text.strip()
+                    yield ("" if blank and not isinstance(msg, chat.ToolMessage) else place), cache
         if isinstance(msg, chat.AssistantMessage):
             calls = msg.tool_calls or ()
             yield from (("messages", c.cache_control) for c in calls if c.cache_control is not None)

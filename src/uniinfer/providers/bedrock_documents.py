@@ -9,7 +9,8 @@ OpenAI's files). Bedrock's ``name`` takes only ASCII letters and digits, single 
 parentheses and square brackets, at most 200 characters, and must be unique in the request
 ("Messages can't contain duplicate document names"), so it is made from ``filename``: the document
 extension taken off, every run of other characters one space (``Q3_report.v2.pdf`` ->
-``Q3 report v2``), ``document`` when nothing is left; a name met before (ignoring case) gets
+``Q3 report v2``; accented letters keep their base letter, ``résumé`` -> ``resume``), ``document``
+when nothing is left; a name met before (ignoring case) gets
 `` (2)``, `` (3)``... in request order, which keeps a conversation's names, and so its cached
 prefix, the same turn after turn. What else Bedrock limits (five documents a request, 4.5 MB each,
 a text block beside a document) is left to its own 400.
@@ -18,6 +19,7 @@ a text block beside a document) is left to its own 400.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,6 +97,8 @@ def _document_name(filename: str) -> str:
     stem, dot, extension = filename.rpartition(".")
     if not (dot and stem and extension.lower() in _EXTENSIONS):
         stem = filename
+    # accented letters keep their base letter (résumé -> resume), other non-ASCII goes
+    stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     name = " ".join(_NOT_IN_NAME.sub(" ", stem).split())[:_NAME_LIMIT].rstrip()
     return name or _UNNAMED
 
