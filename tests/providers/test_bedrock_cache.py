@@ -12,26 +12,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import anthropic
-import openai
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
-from tests.contract.harness import contract_config, provider_entry
-from tests.fakes.bedrock import API_KEY, bedrock_app, fake_provider
+from tests.fakes.bedrock import API_KEY, bedrock_app
 from tests.fakes.common import run_fake
+from tests.providers.bedrock_server import BedrockServer, bedrock_server
 from tests.providers.test_bedrock import PNG, WEATHER, chat, make_adapter, sent
-from tests.server_helpers import serve
 from uniinfer.fitting import RequestFitter
 from uniinfer.providers.bedrock_models import prompt_caching
 from uniinfer.routing.group import Target
-from uniinfer.server import create_app
 
 EPHEMERAL = {"type": "ephemeral"}
 HOUR = {"type": "ephemeral", "ttl": "1h"}
@@ -359,28 +353,10 @@ async def test_the_fake_takes_cache_points_where_bedrock_does() -> None:
 # --- through the server --------------------------------------------------------------------------
 
 
-@dataclass
-class Env:
-    anthropic: anthropic.AsyncAnthropic
-    openai: openai.AsyncOpenAI
-    app: web.Application
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.app["requests"]]
-
-
 @pytest_asyncio.fixture
-async def env() -> AsyncIterator[Env]:
-    async with AsyncExitStack() as stack:
-        app = bedrock_app()
-        url = await stack.enter_async_context(run_fake(app))
-        config = contract_config({"bedrock": provider_entry("bedrock", fake_provider(), url)})
-        base = await stack.enter_async_context(serve(create_app(config)))
-        ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
-        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-        stack.push_async_callback(ant.close)
-        stack.push_async_callback(oai.close)
-        yield Env(ant, oai, app)
+async def env() -> AsyncIterator[BedrockServer]:
+    async with bedrock_server() as server:
+        yield server
 
 
 def messages_request(model: str) -> dict[str, Any]:
@@ -412,7 +388,7 @@ def messages_request(model: str) -> dict[str, Any]:
     }
 
 
-async def ask(env: Env, stream: bool, model: str = SONNET_45) -> anthropic.types.Message:
+async def ask(env: BedrockServer, stream: bool, model: str = SONNET_45) -> anthropic.types.Message:
     kw = messages_request(model)
     if stream:
         async with env.anthropic.messages.stream(**kw) as events:
@@ -421,7 +397,9 @@ async def ask(env: Env, stream: bool, model: str = SONNET_45) -> anthropic.types
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-async def test_messages_breakpoints_reach_bedrock_and_cache_usage_comes_back(env: Env, stream: bool) -> None:
+async def test_messages_breakpoints_reach_bedrock_and_cache_usage_comes_back(
+    env: BedrockServer, stream: bool
+) -> None:
     first = await ask(env, stream)
     body = env.bodies()[-1]
     assert body["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default", "ttl": "1h"}}
@@ -446,7 +424,7 @@ async def test_messages_breakpoints_reach_bedrock_and_cache_usage_comes_back(env
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-async def test_openai_clients_see_cached_tokens_in_prompt_details(env: Env, stream: bool) -> None:
+async def test_openai_clients_see_cached_tokens_in_prompt_details(env: BedrockServer, stream: bool) -> None:
     messages: Any = [
         {"role": "system", "content": [text("You answer from the manual below.", EPHEMERAL)]},
         {"role": "user", "content": "hello there"},
@@ -478,7 +456,7 @@ async def test_openai_clients_see_cached_tokens_in_prompt_details(env: Env, stre
     assert second.total_tokens == second.prompt_tokens + second.completion_tokens
 
 
-async def test_a_model_without_prompt_caching_answers_and_names_the_drop(env: Env) -> None:
+async def test_a_model_without_prompt_caching_answers_and_names_the_drop(env: BedrockServer) -> None:
     raw = await env.anthropic.messages.with_raw_response.create(**messages_request(LEGACY))
     assert raw.headers["x-uniinfer-dropped-params"] == "cache_control"
     message = await raw.parse()
@@ -491,7 +469,7 @@ async def test_a_model_without_prompt_caching_answers_and_names_the_drop(env: En
     assert env.bodies()[-1]["system"][-1] == POINT
 
 
-async def test_more_than_four_breakpoints_get_bedrocks_400(env: Env) -> None:
+async def test_more_than_four_breakpoints_get_bedrocks_400(env: BedrockServer) -> None:
     kw = messages_request(SONNET_45)
     kw["messages"][0]["content"] = [
         {"type": "text", "text": f"part {i}", "cache_control": EPHEMERAL} for i in range(3)

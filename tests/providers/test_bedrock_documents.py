@@ -12,25 +12,19 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import anthropic
 import openai
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
-from tests.contract.harness import contract_config, provider_entry
-from tests.fakes.bedrock import API_KEY, CHAT_MODEL, bedrock_app, fake_provider
+from tests.fakes.bedrock import API_KEY, CHAT_MODEL, bedrock_app
 from tests.fakes.common import run_fake
+from tests.providers.bedrock_server import BedrockServer, bedrock_server
 from tests.providers.test_bedrock import chat, sent
-from tests.server_helpers import serve
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
 from uniinfer.providers.bedrock_documents import DOCUMENT_FORMATS
-from uniinfer.server import create_app
 
 PDF_BYTES = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 PDF = base64.b64encode(PDF_BYTES).decode()
@@ -223,36 +217,19 @@ async def test_the_fake_takes_valid_documents() -> None:
 # --- through the server --------------------------------------------------------------------------
 
 
-@dataclass
-class Env:
-    anthropic: anthropic.AsyncAnthropic
-    openai: openai.AsyncOpenAI
-    app: web.Application
-
-    def last(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.app["requests"][-1]["body"]
-        return body
-
-
 @pytest_asyncio.fixture
-async def env() -> AsyncIterator[Env]:
-    async with AsyncExitStack() as stack:
-        app = bedrock_app()
-        url = await stack.enter_async_context(run_fake(app))
-        config = contract_config({"bedrock": provider_entry("bedrock", fake_provider(), url)})
-        base = await stack.enter_async_context(serve(create_app(config)))
-        ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
-        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-        stack.push_async_callback(ant.close)
-        stack.push_async_callback(oai.close)
-        yield Env(ant, oai, app)
+async def env() -> AsyncIterator[BedrockServer]:
+    async with bedrock_server() as server:
+        yield server
 
 
 MODEL = "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-async def test_a_pdf_from_a_messages_client_reaches_bedrock_as_a_document(env: Env, stream: bool) -> None:
+async def test_a_pdf_from_a_messages_client_reaches_bedrock_as_a_document(
+    env: BedrockServer, stream: bool
+) -> None:
     def pdf(title: str | None) -> dict[str, Any]:
         block: dict[str, Any] = {
             "type": "document",
@@ -297,7 +274,7 @@ async def test_a_pdf_from_a_messages_client_reaches_bedrock_as_a_document(env: E
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-async def test_openai_file_parts_reach_bedrock_as_documents(env: Env, stream: bool) -> None:
+async def test_openai_file_parts_reach_bedrock_as_documents(env: BedrockServer, stream: bool) -> None:
     csv = base64.b64encode(b"city,temp\nParis,21\n").decode()
     messages: Any = question(file_part("Q3_report.v2.pdf"), file_part("temps.csv", "text/csv", csv))
     if stream:
@@ -321,7 +298,7 @@ async def test_openai_file_parts_reach_bedrock_as_documents(env: Env, stream: bo
     ]
 
 
-async def test_an_unsupported_document_type_is_an_openai_400_naming_it(env: Env) -> None:
+async def test_an_unsupported_document_type_is_an_openai_400_naming_it(env: BedrockServer) -> None:
     messages: Any = question(file_part("a.zip", "application/zip"))
     with pytest.raises(openai.BadRequestError) as info:
         await env.openai.chat.completions.create(model=MODEL, messages=messages)

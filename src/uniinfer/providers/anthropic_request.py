@@ -75,6 +75,7 @@ from uniinfer.providers.translation import (
     add_turn,
     data_url,
     images_into_results,
+    inline_file_data,
     marked_result_image,
     strict_tool_error,
     turn_in_order,
@@ -456,14 +457,7 @@ def _document(part: FilePart, where: str) -> Block:
     OpenAI, which Anthropic cannot read.
     """
     file = part.file
-    url = file.get("file_data")
-    if url is None:
-        what = "a 'file_id' reference" if "file_id" in file else "a file part without 'file_data'"
-        raise UnsupportedFeatureError(
-            f"{where}.file: anthropic cannot resolve {what}; send the PDF inline as 'file_data' "
-            "(a data:application/pdf;base64,... URL)",
-            param=f"{where}.file",
-        )
+    url = inline_file_data(part, where, "anthropic", "the PDF", _PDF)
     parsed = data_url(url)
     if parsed is None or parsed[0] != _PDF:
         raise InvalidRequestError(

@@ -23,8 +23,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
-from uniinfer.providers.translation import data_url
+from uniinfer.errors import InvalidRequestError
+from uniinfer.providers.translation import data_url, inline_file_data
 from uniinfer.types import chat
 
 __all__ = ["DOCUMENT_FORMATS", "document", "name_documents"]
@@ -65,14 +65,7 @@ def document(part: chat.FilePart, where: str) -> Json:
     """An OpenAI ``file`` part with inline ``file_data``: a ``document`` block (named from its
     ``filename``, made unique in the request by :func:`name_documents`)."""
     file = part.file
-    url = file.get("file_data")
-    if url is None:
-        what = "a 'file_id' reference" if "file_id" in file else "a file part without 'file_data'"
-        raise UnsupportedFeatureError(
-            f"{where}.file: bedrock cannot resolve {what}; send the document inline as 'file_data' "
-            "(a data:<media type>;base64,... URL)",
-            param=f"{where}.file",
-        )
+    url = inline_file_data(part, where, "bedrock", "the document", "<media type>")
     parsed = data_url(url)
     if parsed is None:
         raise InvalidRequestError(

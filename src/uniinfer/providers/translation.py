@@ -16,10 +16,11 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import UnsupportedParamError
+from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AssistantMessage,
+    FilePart,
     ImagePart,
     Message,
     SignedThinking,
@@ -35,6 +36,7 @@ __all__ = [
     "call_ordered",
     "data_url",
     "images_into_results",
+    "inline_file_data",
     "json_object",
     "marked_result_image",
     "openai_strict_schema",
@@ -92,6 +94,24 @@ def word_call_id(tool_call_id: str, limit: int | None = None) -> str:
     if limit is not None:
         head = head[: limit - len(digest) - 1]
     return f"{head}_{digest}"
+
+
+def inline_file_data(part: FilePart, where: str, provider: str, thing: str, media: str) -> str:
+    """A ``file`` part's inline ``file_data`` (a data URL, not yet parsed).
+
+    A ``file_id`` names a file uploaded to OpenAI, which no other provider can read: that, or
+    a part without data, is an UnsupportedFeatureError naming ``{where}.file``, saying to
+    send ``thing`` inline as a ``data:{media};base64,...`` URL instead.
+    """
+    url = part.file.get("file_data")
+    if url is not None:
+        return url
+    what = "a 'file_id' reference" if "file_id" in part.file else "a file part without 'file_data'"
+    raise UnsupportedFeatureError(
+        f"{where}.file: {provider} cannot resolve {what}; send {thing} inline as 'file_data' "
+        f"(a data:{media};base64,... URL)",
+        param=f"{where}.file",
+    )
 
 
 def data_url(url: str) -> tuple[str, str] | None:
