@@ -27,6 +27,7 @@ __all__ = [
     "CoreTimes",
     "Server",
     "core_times",
+    "fake_upstream",
     "free_port",
     "http_status",
     "machine_info",
@@ -159,6 +160,13 @@ class Server:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def fake_upstream(core: int = 1, log: Path | None = None) -> Server:
+    """bench/upstream.py on a free port, pinned to ``core`` (not started)."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "bench/upstream.py"), "--port", str(port)]
+    return Server("upstream", argv, core, port, log or Path(os.devnull))
 
 
 def _stat_fields(pid: int) -> list[str]:

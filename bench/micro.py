@@ -31,17 +31,15 @@ import cProfile
 import importlib
 import os
 import pstats
-import sys
 import time
 import timeit
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import orjson
 import uvloop
-from benchlib import ROOT, Server, free_port
+from benchlib import fake_upstream
 from refproxy import make_app
 from run import CHAT_BODY, CONFIG, STREAM_BODY
 from upstream import _DONE_EVENT, _USAGE_EVENT, STREAM_CHUNKS
@@ -436,14 +434,8 @@ def main() -> None:
     _print("gateway step (timeit, best of 5)", steps(), total=True)
     _print("reference proxy step", reference_steps(), total=True)
     _print("whole app in process (best of 3 x 20k requests, 64 concurrent)", in_process())
-    port = free_port()
-    upstream = Server(
-        "upstream",
-        [sys.executable, str(ROOT / "bench/upstream.py"), "--port", str(port)],
-        1,
-        port,
-        Path(os.devnull),
-    )
+    upstream = fake_upstream()
+    port = upstream.port
     try:
         upstream.start()
         upstream.wait_ready()

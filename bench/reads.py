@@ -18,12 +18,11 @@ import os
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import aiohttp
 import orjson
 import uvloop
-from benchlib import ROOT, Server, free_port
+from benchlib import fake_upstream
 from run import STREAM_BODY
 
 __all__ = ["main"]
@@ -55,14 +54,8 @@ def main() -> int:
     p.add_argument("--streams", type=int, default=100, help="streams per connection")
     p.add_argument("--work-us", type=float, default=20.0, help="CPU spent after each read")
     a = p.parse_args()
-    port = free_port()
-    upstream = Server(
-        "upstream",
-        [sys.executable, str(ROOT / "bench/upstream.py"), "--port", str(port)],
-        1,
-        port,
-        Path(os.devnull),
-    )
+    upstream = fake_upstream()
+    port = upstream.port
     try:
         upstream.start()
         upstream.wait_ready()
