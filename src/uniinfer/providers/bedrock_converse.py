@@ -474,7 +474,7 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int, caching: PromptCaching
     ordered = turn_in_order(msg)  # the client's order, else the text, then the calls
     blocks = _text_blocks(msg.content, caching, "messages") if ordered is None else []
     k = 0
-    for item in msg.tool_calls or () if ordered is None else ordered:
+    for item in (msg.tool_calls or ()) if ordered is None else ordered:
         if isinstance(item, chat.TextPart):
             blocks += _text_blocks([item], caching, "messages")
         elif isinstance(item, ToolCall):
