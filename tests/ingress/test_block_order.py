@@ -236,3 +236,32 @@ async def test_an_interleaved_turn_goes_back_to_bedrock_and_gemini_as_the_model_
     await ask(env, model, stream=False, messages=turns)
     expected = converse_turn(first) if provider == "bedrock" else gemini_turn(first)
     assert sent_turn(env, provider) == expected
+
+
+def output_shape(response: Any) -> list[tuple[Any, ...]]:
+    """A Responses API answer's output items, in order, without their ids."""
+    out: list[tuple[Any, ...]] = []
+    for item in response.output:
+        if item.type == "message":
+            out.append(("text", "".join(part.text for part in item.content)))
+        elif item.type == "function_call":
+            out.append(("tool_use", item.name, json.loads(item.arguments)))
+    return out
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_responses_client_gets_interleaved_items_in_order_streamed_or_not(
+    env: Env, provider: str
+) -> None:
+    # the Responses API lists a message item for each text between the calls, as the model
+    # produced them; the stream always rendered them so, the JSON answer now does too
+    kw: dict[str, Any] = {
+        "model": env.interleaving(provider),
+        "input": QUESTION[0]["content"],
+        "tools": [{"type": "function", **f} for f in FUNCTIONS],
+    }
+    answer = await env.openai.responses.create(**kw)
+    assert output_shape(answer) == INTERLEAVED
+    async with env.openai.responses.stream(**kw) as events:
+        streamed = await events.get_final_response()
+    assert output_shape(streamed) == output_shape(answer)

@@ -77,7 +77,7 @@ from uniinfer.errors import (
     UniInferError,
 )
 from uniinfer.types import ChatRequest, ChatResponse, ToolCall, Usage
-from uniinfer.types.chat import AnswerBlock, ResponseMessage, SignedThinking
+from uniinfer.types.chat import AnswerBlock, ResponseMessage
 
 __all__ = [
     "error_body",
@@ -146,9 +146,9 @@ def to_message(resp: ChatResponse, requested_model: str) -> Block:
 
 
 def _content(msg: ResponseMessage, *, cut: bool) -> list[Block]:
-    """The message's blocks: in its provider's order when it kept that (:func:`_in_order`),
+    """The message's blocks: in its provider's order when it kept that (``ordered_blocks``),
     else its thinking, its text (the refusal's too), then its tool calls."""
-    blocks = _in_order(msg)
+    blocks = msg.ordered_blocks()
     if blocks is None:
         text = (msg.content or "") + (msg.refusal or "")
         blocks = [*(msg.signed_thinking or ()), *((text,) if text else ()), *(msg.tool_calls or ())]
@@ -156,24 +156,6 @@ def _content(msg: ResponseMessage, *, cut: bool) -> list[Block]:
     if msg.reasoning_content and not msg.signed_thinking:  # another provider's: unsigned, first
         content.append({"type": "thinking", "thinking": msg.reasoning_content, "signature": ""})
     return content + [_block(b, cut=cut) for b in blocks]
-
-
-def _in_order(msg: ResponseMessage) -> list[AnswerBlock] | None:
-    """:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks`, when they still are the
-    message's text, tool calls and signed thinking (a stage may have rewritten those)."""
-    blocks = msg.content_blocks
-    if blocks is None or msg.refusal:
-        return None
-    text = "".join(b for b in blocks if isinstance(b, str))
-    calls = [b for b in blocks if isinstance(b, ToolCall)]
-    signed = [b for b in blocks if isinstance(b, SignedThinking)]
-    if (
-        text != (msg.content or "")
-        or calls != (msg.tool_calls or [])
-        or signed != (msg.signed_thinking or [])
-    ):
-        return None
-    return blocks
 
 
 def _block(block: AnswerBlock, *, cut: bool) -> Block:

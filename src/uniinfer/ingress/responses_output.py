@@ -14,7 +14,7 @@ from typing import Any
 
 from uniinfer.ingress.responses_request import FunctionTool, ResponsesRequest
 from uniinfer.types import ChatResponse, Usage
-from uniinfer.types.chat import FinishReason, ResponseMessage
+from uniinfer.types.chat import FinishReason, ResponseMessage, ToolCall
 
 __all__ = [
     "envelope",
@@ -51,10 +51,20 @@ def to_response(resp: ChatResponse, req: ResponsesRequest, response_id: str | No
 
 
 def output_items(msg: ResponseMessage, status: str) -> list[Json]:
-    """Reasoning, then the message (text and refusal), then function calls."""
+    """Reasoning, then the message (text and refusal), then function calls; when the provider's
+    answer put text after a call (``ResponseMessage.ordered_blocks``), a message item for each
+    text between the calls, in that order, as the stream renders them."""
     items: list[Json] = []
     if msg.reasoning_content:
         items.append(reasoning_item(new_id("rs"), msg.reasoning_content))
+    ordered = msg.ordered_blocks()
+    if ordered is not None:
+        for block in ordered:
+            if isinstance(block, str):
+                items.append(message_item(new_id("msg"), [output_text_part(block)], status))
+            elif isinstance(block, ToolCall):
+                items.append(_function_call(block))
+        return items  # signed thinking is Claude's own: the reasoning item above carries its text
     parts: list[Json] = []
     if msg.content or (not msg.refusal and not msg.tool_calls):
         parts.append(output_text_part(msg.content or ""))
@@ -62,13 +72,12 @@ def output_items(msg: ResponseMessage, status: str) -> list[Json]:
         parts.append({"type": "refusal", "refusal": msg.refusal})
     if parts:
         items.append(message_item(new_id("msg"), parts, status))
-    for call in msg.tool_calls or ():
-        items.append(
-            function_call_item(
-                new_id("fc"), call.id, call.function.name, call.function.arguments, "completed"
-            )
-        )
+    items += [_function_call(call) for call in msg.tool_calls or ()]
     return items
+
+
+def _function_call(call: ToolCall) -> Json:
+    return function_call_item(new_id("fc"), call.id, call.function.name, call.function.arguments, "completed")
 
 
 def response_status(finish: FinishReason | None) -> tuple[str, Json | None]:

@@ -586,6 +586,23 @@ class ResponseMessage(BaseModel):
     def _required(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         return _with_nulls(handler(self), ("content", "refusal"))
 
+    def ordered_blocks(self) -> list[AnswerBlock] | None:
+        """:attr:`content_blocks`, while they still are the message's text, tool calls and signed
+        thinking (a stage may have rewritten those, or added a refusal), else None."""
+        blocks = self.content_blocks
+        if blocks is None or self.refusal:
+            return None
+        text = "".join(b for b in blocks if isinstance(b, str))
+        calls = [b for b in blocks if isinstance(b, ToolCall)]
+        signed = [b for b in blocks if isinstance(b, SignedThinking)]
+        if (
+            text != (self.content or "")
+            or calls != (self.tool_calls or [])
+            or signed != (self.signed_thinking or [])
+        ):
+            return None
+        return blocks
+
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
