@@ -578,8 +578,8 @@ class ResponseMessage(BaseModel):
     #: The answer's text pieces (``content`` is their join), tool calls and signed thinking in
     #: the order its provider sent them, when OpenAI's shape (thinking, text, then the tool
     #: calls) loses it: Claude's (API, Vertex, Bedrock) content blocks or Gemini's parts with a
-    #: text after a tool call, say. Not in OpenAI's format, so never serialised. Read by the
-    #: Anthropic Messages ingress.
+    #: text after a tool call, say. Not in OpenAI's format, so never serialised. Read, through
+    #: :meth:`ordered_blocks`, by the Anthropic Messages and Responses ingresses.
     content_blocks: list[AnswerBlock] | None = Field(default=None, exclude=True)
 
     @model_serializer(mode="wrap")
