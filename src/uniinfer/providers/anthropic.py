@@ -89,7 +89,7 @@ from uniinfer.providers.claude_models import (
     takes_sampling,
     thinking_conflicts,
 )
-from uniinfer.providers.translation import strict_tools
+from uniinfer.providers.translation import add_answer_text, answer_order, strict_tools
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
 from uniinfer.types.chat import (
     AnswerBlock,
@@ -272,7 +272,7 @@ def _response(data: Any, model: str) -> ChatResponse:
         kind = block["type"]
         if kind == "text":
             texts.append(block["text"])
-            _add_text(blocks, block["text"])
+            add_answer_text(blocks, block["text"])
         elif kind == "thinking":
             thoughts.append(block["thinking"])
             signed.append(
@@ -294,7 +294,7 @@ def _response(data: Any, model: str) -> ChatResponse:
         reasoning_content="".join(thoughts) if thoughts else None,
         signed_thinking=signed or None,
         # kept only when OpenAI's shape (thinking, text, tool calls) loses their order
-        content_blocks=None if blocks == [*signed, *([text] if text else ()), *calls] else blocks,
+        content_blocks=answer_order(blocks, text, calls, signed),
     )
     usage = data.get("usage")
     choice = ChatChoice(
@@ -308,15 +308,6 @@ def _response(data: Any, model: str) -> ChatResponse:
         choices=[choice],
         usage=_usage(usage) if isinstance(usage, dict) else None,
     )
-
-
-def _add_text(blocks: list[AnswerBlock], text: str) -> None:
-    """Append ``text``, joining a text just before it (streamed, they are one block); an empty
-    text is no block (the API refuses one sent back)."""
-    if text and blocks and isinstance(blocks[-1], str):
-        blocks[-1] += text
-    elif text:
-        blocks.append(text)
 
 
 def _stop_sequence(message: Mapping[str, Any]) -> str | None:

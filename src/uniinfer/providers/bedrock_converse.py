@@ -119,7 +119,9 @@ from uniinfer.providers.claude_models import (
     thinks_adaptively,
 )
 from uniinfer.providers.translation import (
+    add_answer_text,
     add_turn,
+    answer_order,
     data_url,
     images_into_results,
     json_object,
@@ -602,10 +604,7 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
     for block in data["output"]["message"]["content"]:
         if "text" in block:
             texts.append(block["text"])
-            if blocks and isinstance(blocks[-1], str):
-                blocks[-1] += block["text"]
-            elif block["text"]:
-                blocks.append(block["text"])
+            add_answer_text(blocks, block["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
             arguments = orjson.dumps(use.get("input") or {}).decode()
@@ -623,7 +622,7 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) or None,
         # kept only when OpenAI's shape (the text, then the calls) loses their order
-        content_blocks=None if blocks == [*([text] if text else ()), *calls] else blocks,
+        content_blocks=answer_order(blocks, text, calls),
     )
     raw_usage = data.get("usage")
     return ChatResponse(

@@ -73,6 +73,7 @@ from uniinfer.errors import (
 from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
+from uniinfer.providers.translation import add_answer_text, answer_order
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import (
     AnswerBlock,
@@ -406,12 +407,9 @@ def _in_order(content: Json, text: str, calls: list[ToolCall]) -> list[AnswerBlo
             continue
         if isinstance(part.get("functionCall"), dict):
             blocks.append(next(pending))
-        elif isinstance(part.get("text"), str) and part["text"] and not part.get("thought"):
-            if blocks and isinstance(blocks[-1], str):
-                blocks[-1] += part["text"]
-            else:
-                blocks.append(part["text"])
-    return None if blocks == [*([text] if text else ()), *calls] else blocks
+        elif isinstance(part.get("text"), str) and not part.get("thought"):
+            add_answer_text(blocks, part["text"])
+    return answer_order(blocks, text, calls)
 
 
 def _function(part: Json) -> FunctionCall:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ import orjson
 from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
+    AnswerBlock,
     AssistantMessage,
     FilePart,
     ImagePart,
@@ -32,7 +33,9 @@ from uniinfer.types.chat import (
 
 __all__ = [
     "SIGNED_ID_MARK",
+    "add_answer_text",
     "add_turn",
+    "answer_order",
     "call_ordered",
     "data_url",
     "images_into_results",
@@ -214,6 +217,24 @@ def add_turn(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]
         turns[-1]["content"].extend(blocks)
     else:
         turns.append({"role": role, "content": blocks})
+
+
+def add_answer_text(blocks: list[AnswerBlock], text: str) -> None:
+    """Append an answer's ``text`` block to ``blocks`` (its blocks in order), joined to a text
+    just before it (a stream shows them as one); an empty text is no block."""
+    if text and blocks and isinstance(blocks[-1], str):
+        blocks[-1] += text
+    elif text:
+        blocks.append(text)
+
+
+def answer_order(
+    blocks: list[AnswerBlock], text: str, calls: list[ToolCall], signed: Sequence[SignedThinking] = ()
+) -> list[AnswerBlock] | None:
+    """An answer's ``blocks`` for :attr:`~uniinfer.types.chat.ResponseMessage.content_blocks`:
+    None when OpenAI's shape (signed thinking, the joined ``text``, then the ``calls``) keeps
+    their order anyway."""
+    return None if blocks == [*signed, *([text] if text else ()), *calls] else blocks
 
 
 def turn_in_order(msg: AssistantMessage) -> list[TurnBlock] | None:
