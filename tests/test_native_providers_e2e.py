@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import openai
 import pytest
@@ -101,6 +102,60 @@ async def test_stream_with_usage(sdk: openai.AsyncOpenAI, native: Native) -> Non
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 0
+
+
+LOGPROB_NATIVES = [n for n in NATIVES if n.type != "anthropic"]
+
+
+def _check_entries(entries: list[Any], top: int) -> str:
+    """The tokens the entries spell; each has its UTF-8 bytes and ``top`` alternatives, itself first."""
+    for entry in entries:
+        assert entry.bytes == list(entry.token.encode())
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == top
+        if top:
+            assert entry.top_logprobs[0].token == entry.token
+            assert entry.top_logprobs[0].logprob == entry.logprob
+    return "".join(entry.token for entry in entries)
+
+
+@pytest.mark.parametrize("native", LOGPROB_NATIVES, ids=lambda n: n.type)
+async def test_logprobs_plain_and_streamed(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    """Each provider's own logprobs reach the caller in OpenAI's shape, a stream's on its chunks."""
+    model = f"{native.type}/{native.model}"
+    completion = await sdk.chat.completions.create(
+        model=model,
+        messages=MSG,  # type: ignore[arg-type]
+        logprobs=True,
+        top_logprobs=2,
+    )
+    choice = completion.choices[0]
+    assert choice.logprobs is not None
+    assert choice.logprobs.content
+    assert _check_entries(choice.logprobs.content, 2) == choice.message.content == "echo: hello there"
+
+    stream = await sdk.chat.completions.create(model=model, messages=MSG, logprobs=True, stream=True)  # type: ignore[arg-type]
+    text, entries = "", []
+    async for chunk in stream:
+        for streamed in chunk.choices:
+            text += streamed.delta.content or ""
+            if streamed.delta.content:
+                assert streamed.logprobs is not None, "a content chunk without its logprobs"
+            entries += streamed.logprobs.content or [] if streamed.logprobs else []
+    assert _check_entries(entries, 0) == text == "echo: hello there"
+
+
+async def test_logprobs_where_the_provider_has_none_is_a_400_naming_it(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(
+            model="anthropic/claude-sonnet-4-5",
+            messages=MSG,  # type: ignore[arg-type]
+            logprobs=True,
+        )
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "logprobs"
+    assert "anthropic" in error["message"]
 
 
 @pytest.mark.parametrize("native", NATIVES, ids=lambda n: n.type)

@@ -468,15 +468,49 @@ def _generate(model: str, body: Json) -> Json:
             "responseId": "malformed",
         }
     parts = _answer_parts(model, body)
-    finish = _limit(parts, body.get("generationConfig", {}))
+    config = body.get("generationConfig", {})
+    finish = _limit(parts, config)
     candidates = [
         {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": i} for i in range(n)
     ]
+    if config.get("responseLogprobs"):
+        for candidate in candidates:
+            tokens = [t for p in parts if "text" in p and not p.get("thought") for t in _tokens(p["text"])]
+            result = logprobs_result(tokens, config.get("logprobs", 0))
+            candidate["logprobsResult"] = result
+            if tokens:
+                candidate["avgLogprobs"] = result["logProbabilitySum"] / len(tokens)
     return {
         "candidates": candidates,
         "usageMetadata": _usage(model, prompt, _answer_words(parts) * n),
         "modelVersion": model,
         "responseId": hashlib.sha1(_dumps(body).encode()).hexdigest()[:16],
+    }
+
+
+def _tokens(text: str) -> list[str]:
+    """The answer's tokens as the fake generates them: its words, each with the space after it
+    (also how a stream splits it)."""
+    words = text.split(" ")
+    return [w + (" " if k < len(words) - 1 else "") for k, w in enumerate(words)]
+
+
+def logprobs_result(tokens: list[str], top: int) -> Json:
+    """Gemini's ``logprobsResult`` for ``tokens``: made-up, stable values; the chosen token first
+    among ``top`` candidates at each step."""
+
+    def candidate(token: str, logprob: float) -> Json:
+        return {"token": token, "tokenId": sum(token.encode()), "logProbability": logprob}
+
+    chosen = [candidate(token, -0.05 * (k % 7 + 1)) for k, token in enumerate(tokens)]
+    tops = [
+        {"candidates": [c] + [candidate(f" alt{j}", c["logProbability"] - j) for j in range(1, top)]}
+        for c in chosen
+    ]
+    return {
+        "topCandidates": tops if top else [],
+        "chosenCandidates": chosen,
+        "logProbabilitySum": sum(c["logProbability"] for c in chosen),
     }
 
 
@@ -492,20 +526,36 @@ def _stream_events(full: Json) -> list[bytes]:
     base = {"modelVersion": full["modelVersion"], "responseId": full["responseId"]}
     partial = {"promptTokenCount": full["usageMetadata"]["promptTokenCount"]}
     pieces: list[Json] = []
+    tokens: list[int] = []  # how many answer tokens each piece holds
     for part in cand["content"]["parts"]:
         if "text" in part and not part.get("thought"):
-            words = part["text"].split(" ")
-            pieces += [{"text": w + (" " if k < len(words) - 1 else "")} for k, w in enumerate(words)]
+            words = _tokens(part["text"])
+            pieces += [{"text": token} for token in words]
+            tokens += [1] * len(words)
             if "thoughtSignature" in part:  # streamed, it comes last, on an empty text part
                 pieces.append({"text": "", "thoughtSignature": part["thoughtSignature"]})
+                tokens.append(0)
         else:
             pieces.append(part)
+            tokens.append(0)
     events = [
         {**base, "candidates": [{"content": {"parts": [p], "role": "model"}}], "usageMetadata": partial}
         for p in pieces[:-1]
     ]
     last = {"content": {"parts": pieces[-1:], "role": "model"}, "finishReason": cand["finishReason"]}
     events.append({**base, "candidates": [last], "usageMetadata": full["usageMetadata"]})
+    result = cand.get("logprobsResult")
+    if result is not None:  # each event carries the steps of its own text
+        tops = result["topCandidates"]
+        step = 0
+        for event, taken in zip(events, tokens, strict=True):
+            chosen = result["chosenCandidates"][step : step + taken]
+            event["candidates"][0]["logprobsResult"] = {
+                "topCandidates": tops[step : step + taken],
+                "chosenCandidates": chosen,
+                "logProbabilitySum": sum(c["logProbability"] for c in chosen),
+            }
+            step += taken
     return [_sse(e) for e in events]
 
 

@@ -38,6 +38,13 @@ The answer (``echo: <last user text>``) ends before the first of
 ``options.stop`` it contains (the sequence left out, ``done_reason: "stop"``);
 ``options.num_predict`` cuts it to that many words (``done_reason: "length"``),
 with no trailing space: the space before a word belongs to the word's token.
+
+``logprobs: true`` (Ollama 0.12.11+) puts a ``logprobs`` list on each line, one
+entry per word it generated (made-up, stable values; ``top_logprobs``
+alternatives, the chosen word first, when asked), thinking words included; a
+whole answer carries them all. A tool call's words come on a line of their own
+before the call, with no text, as the server sends logprobs while its parser
+holds back a call. ``top_logprobs`` outside 0-20 is the server's 400.
 """
 
 from __future__ import annotations
@@ -223,17 +230,29 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if not body["messages"]:
         return web.json_response(_line(model, {"content": ""}, done_reason="load"))
     thinking, content, calls, reason = _answer(body, mode)
-    generated = content + "".join(json.dumps(c["function"]) for c in calls)  # a call is generated text too
+    called = "".join(json.dumps(c["function"]) for c in calls)
+    generated = content + called  # a call is generated text too
     final = _line(model, {"content": ""}, done_reason=reason, **_counts(body, thinking, generated))
+    top = body.get("top_logprobs") or 0
+    scores = _Logprobs(top) if body.get("logprobs") else None
     if not stream:
         message: dict[str, Any] = {"content": content}
         if thinking:
             message["thinking"] = thinking
         if calls:
             message["tool_calls"] = calls
-        return web.json_response({**final, "message": {"role": "assistant", **message}})
+        answer = {**final, "message": {"role": "assistant", **message}}
+        if scores is not None:
+            answer["logprobs"] = scores.of(_words(thinking) + _words(content) + _words(called))
+        return web.json_response(answer)
     lines = [_line(model, {"content": "", "thinking": w}) for w in _words(thinking)]
     lines += [_line(model, {"content": w}) for w in _words(content)]
+    if scores is not None:
+        for line in lines:
+            message = line["message"]
+            line["logprobs"] = scores.of([message.get("thinking") or message["content"]])
+        if calls:
+            lines.append({**_line(model, {"content": ""}), "logprobs": scores.of(_words(called))})
     if calls:
         lines.append(_line(model, {"content": "", "tool_calls": calls}))
     events = [json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in [*lines, final]]
@@ -263,6 +282,7 @@ def _check_chat(body: dict[str, Any]) -> bool:
         raise _RejectError(400, "json: cannot unmarshal into Go struct field ChatRequest.stream of type bool")
     _check_think(body["model"], body.get("think"))
     _check_options(body.get("options") or {})
+    _check_logprobs(body)
     fmt = body.get("format")
     if fmt not in (None, "", "json") and not isinstance(fmt, dict):
         raise _RejectError(400, 'invalid format: expected "json" or a valid JSON schema')
@@ -325,6 +345,39 @@ def _check_tools(tools: Any) -> None:
 
 def _thinks(model: str) -> bool:
     return "think" in model or "gpt-oss" in model
+
+
+def _check_logprobs(body: dict[str, Any]) -> None:
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise _unmarshal_error("ChatRequest.logprobs", logprobs, "bool")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int)):
+        raise _unmarshal_error("ChatRequest.top_logprobs", top, "int")
+    if top is not None and not 0 <= top <= 20:
+        raise _RejectError(400, "top_logprobs must be between 0 and 20")
+
+
+class _Logprobs:
+    """Made-up, stable log probabilities for the words a fake answer generates, in order."""
+
+    def __init__(self, top: int) -> None:
+        self._top = top
+        self._step = 0
+
+    def of(self, words: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for word in words:
+            logprob = -0.05 * (self._step % 7 + 1)
+            self._step += 1
+            entry: dict[str, Any] = {"token": word, "logprob": logprob, "bytes": list(word.encode())}
+            if self._top:
+                others = [
+                    {"token": f" alt{j}", "logprob": logprob - j, "bytes": list(f" alt{j}".encode())}
+                    for j in range(1, self._top)
+                ]
+                entry["top_logprobs"] = [{k: entry[k] for k in ("token", "logprob", "bytes")}, *others]
+            out.append(entry)
+        return out
 
 
 def _check_think(model: str, think: Any) -> None:

@@ -952,6 +952,33 @@ class _Answer:
         }
         #: per choice, one id per call
         self.call_ids = [[_rand_id("call_", 24) for _ in self.tools] for _ in range(self.n)]
+        #: with ``logprobs``: an entry per token of the content (the stream's pieces), else None
+        self.token_logprobs = (
+            token_logprobs(_pieces(self.content or ""), int(body.get("top_logprobs") or 0))
+            if body.get("logprobs")
+            else None
+        )
+
+    def logprobs(self, entries: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """A choice's ``logprobs``: ``entries`` (default: the whole content's), or None if not asked."""
+        if self.token_logprobs is None:
+            return None
+        return {"content": self.token_logprobs if entries is None else entries, "refusal": None}
+
+
+def token_logprobs(tokens: list[str], top: int) -> list[dict[str, Any]]:
+    """OpenAI's logprob entries for ``tokens``: made-up, stable values; the chosen token first
+    among ``top`` alternatives (the shape of ChatCompletionTokenLogprob)."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    out = []
+    for k, token in enumerate(tokens):
+        logprob = -0.05 * (k % 7 + 1)
+        alternatives = [entry(token, logprob)] + [entry(f" alt{j}", logprob - j) for j in range(1, top)]
+        out.append({**entry(token, logprob), "top_logprobs": alternatives[:top]})
+    return out
 
 
 def _check_rejected(body: dict[str, Any], rejects: frozenset[str]) -> None:
@@ -1029,7 +1056,9 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
                 {"id": call_id, "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
                 for call_id, name in zip(answer.call_ids[i], answer.tools, strict=True)
             ]
-        choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": answer.finish})
+        choices.append(
+            {"index": i, "message": message, "logprobs": answer.logprobs(), "finish_reason": answer.finish}
+        )
     return _json(
         {
             "id": completion_id,
@@ -1051,11 +1080,18 @@ def _pieces(text: str, size: int = 3) -> list[str]:
 def _choice_deltas(answer: _Answer, index: int) -> list[dict[str, Any]]:
     """The stream choices of one completion choice, in order."""
 
-    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def choice(
+        delta: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
 
+    entries = answer.token_logprobs or []
+    # with logprobs, each content piece carries its token's entry
+    said = [
+        choice({"content": piece}, logprobs=answer.logprobs(entries[k : k + 1]))
+        for k, piece in enumerate(_pieces(answer.content or ""))
+    ]
     if answer.tools:
-        said = [choice({"content": piece}) for piece in _pieces(answer.content or "")]
         first = choice({"role": "assistant", "content": "" if said else None, "refusal": None})
         rest = list(said)
         for k, (call_id, name) in enumerate(zip(answer.call_ids[index], answer.tools, strict=True)):
@@ -1074,7 +1110,7 @@ def _choice_deltas(answer: _Answer, index: int) -> list[dict[str, Any]]:
             first["delta"]["tool_calls"] = rest.pop(0)["delta"]["tool_calls"]
     else:
         first = choice({"role": "assistant", "content": "", "refusal": None})
-        rest = [choice({"content": piece}) for piece in _pieces(answer.content or "")]
+        rest = said
     return [first, *rest, choice({}, answer.finish)]
 
 

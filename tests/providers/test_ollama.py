@@ -170,12 +170,48 @@ def test_supported_params_exclude_what_ollama_cannot_do() -> None:
         "tools",
         "tool_choice",  # auto and none only: see test_ollama_tools.py
         "reasoning_effort",
+        "logprobs",
+        "top_logprobs",
     } <= params
-    assert not params & {"n", "logprobs", "logit_bias", "parallel_tool_calls", "user"}
+    assert not params & {"n", "logit_bias", "parallel_tool_calls", "user"}
     assert params <= set(ChatRequest.model_fields)
 
 
+def test_logprobs_are_top_level_fields() -> None:
+    adapter = adapter_for()
+    body = sent(adapter.chat_request(chat(logprobs=True, top_logprobs=3), "llama3.2", stream=False))
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 3)
+    assert "logprobs" not in body["options"]
+    only = sent(adapter.chat_request(chat(logprobs=True), "llama3.2", stream=True))
+    assert only["logprobs"] is True
+    assert "top_logprobs" not in only
+    assert (
+        not {"logprobs", "top_logprobs"} & sent(adapter.chat_request(chat(), "llama3.2", stream=True)).keys()
+    )
+
+
 # --- response parsing --------------------------------------------------------------
+
+
+def test_parse_chat_logprobs_in_openai_shape() -> None:
+    logprobs = [
+        {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]}, {"token": "Hello", "logprob": -1.5}]},
+        {"token": "!"},  # Go leaves out a zero logprob (omitempty), and bytes
+    ]  # fmt: skip
+    body = {"message": {"role": "assistant", "content": "Hi!"}, "done": True, "logprobs": logprobs}
+    choice = adapter_for().parse_chat(orjson.dumps(body), "llama3.2").choices[0]
+    assert choice.logprobs == {
+        "content": [
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+                {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+                {"token": "Hello", "logprob": -1.5, "bytes": list(b"Hello")}]},
+            {"token": "!", "logprob": 0.0, "bytes": [33], "top_logprobs": []},
+        ],
+        "refusal": None,
+    }  # fmt: skip
+    without = {"message": {"role": "assistant", "content": "Hi!"}, "done": True}
+    assert adapter_for().parse_chat(orjson.dumps(without), "llama3.2").choices[0].logprobs is None
 
 
 def test_parse_chat_content_thinking_and_usage() -> None:
@@ -486,6 +522,40 @@ async def test_tool_and_thinking_streams_via_fake(
     assert server[1]["requests"][-1]["think"] == "low"
 
 
+async def test_logprobs_of_thinking_text_and_a_held_back_call_via_fake(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    """Every generated word's logprob arrives, on the chunk of the line that carried it; the
+    line of logprobs the server sends while it holds back a call is a chunk of its own."""
+    adapter = adapter_for(server[0])
+    thinking = await stream_chat(client, adapter, chat(logprobs=True, reasoning_effort="high"), "qwen3-think")
+    entries = [
+        e for c in thinking if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs["content"]
+    ]
+    assert "".join(e["token"] for e in entries) == "The user said hi.echo: hi"
+    for chunk in thinking:
+        if chunk.choices and (chunk.choices[0].delta.content or chunk.choices[0].delta.reasoning_content):
+            assert chunk.choices[0].logprobs is not None
+    whole = await client.send(
+        adapter.chat_request(chat(logprobs=True, top_logprobs=2), "qwen3-think", stream=False),
+        Timeouts(),
+        "ollama",
+    )
+    content = adapter.parse_chat(whole.body, "qwen3-think").choices[0].logprobs
+    assert content is not None
+    assert [e["token"] for e in content["content"]] == [e["token"] for e in entries]
+    assert all(len(e["top_logprobs"]) == 2 for e in content["content"])
+
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    chunks = await stream_chat(client, adapter, chat(tools=tools, logprobs=True), "tool-model")
+    held, call = chunks[-4], chunks[-3]
+    assert held.choices[0].delta.tool_calls is None
+    assert held.choices[0].logprobs is not None
+    assert held.choices[0].logprobs["content"]
+    assert call.choices[0].delta.tool_calls
+    assert chunks[-2].choices[0].finish_reason == "tool_calls"
+
+
 async def test_image_round_trip_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
     url, app = server
     adapter = adapter_for(url)
@@ -573,6 +643,8 @@ async def test_fake_validates_like_ollama(server: tuple[str, web.Application], c
     status, body = await post({"model": "qwen3-think", "messages": [user], "think": "high"})
     assert status == 400
     assert "not supported for this model" in body["error"]
+    status, body = await post({"model": "llama3.2", "messages": [user], "logprobs": True, "top_logprobs": 21})
+    assert (status, body["error"]) == (400, "top_logprobs must be between 0 and 20")
 
 
 async def test_ollama_not_running_is_a_retryable_connection_error(client: HttpClient) -> None:

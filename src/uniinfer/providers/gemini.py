@@ -73,7 +73,7 @@ from uniinfer.errors import (
 from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
-from uniinfer.providers.translation import add_answer_text, answer_order
+from uniinfer.providers.translation import add_answer_text, answer_order, logprobs_of, token_logprob
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import (
     AnswerBlock,
@@ -473,7 +473,7 @@ def _usage(meta: Any) -> Usage | None:
 def _logprob_entry(entry: Any) -> Json:
     token = str(entry.get("token", "")) if isinstance(entry, dict) else ""
     logprob = entry.get("logProbability", 0.0) if isinstance(entry, dict) else 0.0
-    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+    return token_logprob(token, logprob)
 
 
 def _logprobs(result: Any) -> Json | None:
@@ -486,7 +486,7 @@ def _logprobs(result: Any) -> Json | None:
     for i, entry in enumerate(chosen):
         top = tops[i].get("candidates", []) if i < len(tops) and isinstance(tops[i], dict) else []
         content.append({**_logprob_entry(entry), "top_logprobs": [_logprob_entry(t) for t in top]})
-    return {"content": content, "refusal": None}
+    return logprobs_of(content)
 
 
 # --- errors -------------------------------------------------------------------------------

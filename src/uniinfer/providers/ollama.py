@@ -28,6 +28,15 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
 - Streams are NDJSON: one chat object per line, the last with ``done: true``,
   ``done_reason`` and the token counts; a failure mid-stream is a line
   ``{"error": "...", "status"?: N}``.
+- ``logprobs`` and ``top_logprobs`` (0-20) are top-level fields (Ollama 0.12.11+);
+  each answer line carries ``logprobs`` for the tokens it generated, a whole
+  answer all of them, as ``[{token, logprob, bytes, top_logprobs}]``: OpenAI's
+  entries already, put in ``choices[].logprobs.content``. They cover every
+  token the model generated, a thinking model's thinking too (Ollama does not
+  tell them apart in a whole answer); a stream line with logprobs and no text
+  (the server sends them while it holds back a tool call) becomes a chunk with
+  an empty delta. A server older than 0.12.11 ignores both fields (Go's decoder
+  skips unknown ones): its answers then carry ``logprobs: null``.
 - Errors are ``{"error": "message"}`` with the HTTP status.
 """
 
@@ -51,7 +60,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest, NDJSONFramer
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.translation import call_ordered, data_url
+from uniinfer.providers.translation import call_ordered, data_url, logprobs_of, token_logprob
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -95,6 +104,8 @@ class OllamaAdapter(ProviderAdapter):
             "tool_choice",
             "stream_options",
             "reasoning_effort",
+            "logprobs",
+            "top_logprobs",
         }
     )
 
@@ -116,6 +127,10 @@ class OllamaAdapter(ProviderAdapter):
             payload["think"] = _think(request.reasoning_effort, model)
         elif (intent := request.messages_intent) is not None and intent.thinking_off:
             payload["think"] = _think("none", model)  # thinking models think unless told not to
+        if request.logprobs:
+            payload["logprobs"] = True
+            if request.top_logprobs:
+                payload["top_logprobs"] = request.top_logprobs
         return HttpRequest(self.url("/api/chat"), orjson.dumps(payload), self.auth_headers())
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
@@ -158,6 +173,7 @@ class OllamaAdapter(ProviderAdapter):
                         reasoning_content=message.get("thinking") or None,
                     ),
                     finish_reason=_finish_reason(data.get("done_reason"), bool(calls)),
+                    logprobs=_logprobs(data.get("logprobs")),
                 )
             ],
             usage=_usage(data),
@@ -400,6 +416,32 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
     return "tool_calls" if has_tool_calls else "stop"
 
 
+def _logprobs(raw: Any) -> dict[str, Any] | None:
+    """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none."""
+    if not isinstance(raw, list) or not raw:
+        return None
+    content = []
+    for entry in raw:
+        entry = entry if isinstance(entry, dict) else {}
+        top = entry.get("top_logprobs")
+        content.append(
+            {
+                **_token_logprob(entry),
+                "top_logprobs": [_token_logprob(t if isinstance(t, dict) else {}) for t in _list(top)],
+            }
+        )
+    return logprobs_of(content)
+
+
+def _token_logprob(entry: dict[str, Any]) -> dict[str, Any]:
+    token_bytes = entry.get("bytes")
+    return token_logprob(
+        str(entry.get("token", "")),
+        float(entry.get("logprob") or 0.0),  # Go leaves out a zero where it says omitempty
+        token_bytes if isinstance(token_bytes, list) else None,
+    )
+
+
 def _usage(data: Mapping[str, Any]) -> Usage:
     return Usage.of(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
 
@@ -465,7 +507,9 @@ class OllamaStreamDecoder:
             reasoning_content=message.get("thinking") or None,
             tool_calls=calls or None,
         )
-        out = [self._choice(delta)] if delta.content or delta.reasoning_content or calls else []
+        logprobs = _logprobs(payload.get("logprobs"))
+        said = delta.content or delta.reasoning_content or calls
+        out = [self._choice(delta, logprobs=logprobs)] if said or logprobs else []
         if payload.get("done"):
             self._done = True
             self._usage = _usage(payload)
@@ -483,11 +527,13 @@ class OllamaStreamDecoder:
             function=FunctionCallDelta(name=call.function.name, arguments=call.function.arguments),
         )
 
-    def _choice(self, delta: ChunkDelta, finish: FinishReason | None = None) -> ChatChunk:
+    def _choice(
+        self, delta: ChunkDelta, finish: FinishReason | None = None, logprobs: dict[str, Any] | None = None
+    ) -> ChatChunk:
         if not self._started:
             delta.role = "assistant"
             self._started = True
-        return self._chunk([ChunkChoice(delta=delta, finish_reason=finish)])
+        return self._chunk([ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatChunk:
         return ChatChunk(id=self._id, created=self._created, model=self._model, choices=choices, usage=usage)

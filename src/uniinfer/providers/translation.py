@@ -3,8 +3,8 @@
 JSON objects in tool arguments, Gemini's signed tool call ids seen by providers that cap id
 length, other providers' ids in the narrower alphabet of Claude and Bedrock, alternating turns
 (Anthropic Messages, Bedrock Converse), an assistant turn's blocks in its client's order, and
-strict tools on models that cannot guarantee a tool's schema, and which schemas OpenAI's strict
-mode takes.
+strict tools on models that cannot guarantee a tool's schema, which schemas OpenAI's strict
+mode takes, and token log probabilities in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -41,11 +41,13 @@ __all__ = [
     "images_into_results",
     "inline_file_data",
     "json_object",
+    "logprobs_of",
     "marked_result_image",
     "openai_strict_schema",
     "plain_call_id",
     "strict_tool_error",
     "strict_tools",
+    "token_logprob",
     "turn_in_order",
     "without_strict",
     "word_call_id",
@@ -328,3 +330,19 @@ def openai_strict_schema(schema: Any) -> bool:
         if not isinstance(subs, dict) or not all(openai_strict_schema(sub) for sub in subs.values()):
             return False
     return True
+
+
+def token_logprob(token: str, logprob: float, token_bytes: list[int] | None = None) -> dict[str, Any]:
+    """OpenAI's ``ChatCompletionTokenLogprob`` without its ``top_logprobs``; ``bytes`` (the
+    token's UTF-8, which a token cut inside a character needs) from the token text when the
+    provider gives none."""
+    return {
+        "token": token,
+        "logprob": logprob,
+        "bytes": token_bytes if token_bytes is not None else list(token.encode()),
+    }
+
+
+def logprobs_of(content: list[dict[str, Any]]) -> dict[str, Any]:
+    """A choice's ``logprobs`` (OpenAI's shape) for the entries of its content tokens."""
+    return {"content": content, "refusal": None}
