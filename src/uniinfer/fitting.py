@@ -16,6 +16,12 @@ message) is such a param for the providers whose row says they cannot carry it
 (the first named message), or taken off every message and reported once, as
 ``messages[].name`` (a header must not grow with the conversation).
 
+One param is left out whatever the setting: an Anthropic Messages client's
+``metadata.user_id`` (sent as ``user``), for a provider without an end-user field. It
+identifies the caller to the provider's abuse detection and changes nothing in the answer, and
+Claude Code sends it on every request: refusing it would refuse that client everywhere but on
+OpenAI and Claude. It is named in ``x-uniinfer-dropped-params`` as ``metadata.user_id``.
+
 The usual request asks for nothing out of the ordinary, and one subset test against the
 deployment's accepted fields (computed once per deployment) answers it; only a deployment that
 cannot carry names looks at the messages, once, for one.
@@ -38,7 +44,7 @@ from uniinfer.types.chat import (
     UserMessage,
 )
 
-__all__ = ["MESSAGE_NAME", "RequestFitter", "check_features"]
+__all__ = ["MESSAGE_NAME", "USER_ID", "RequestFitter", "check_features"]
 
 #: Fields every chat request has, whatever the provider.
 _ALWAYS = frozenset({"model", "messages", "stream"})
@@ -46,6 +52,8 @@ _ALWAYS = frozenset({"model", "messages", "stream"})
 _ALLOWED_CACHE_LIMIT = 4096
 #: How ``x-uniinfer-dropped-params`` names the participant names taken off a request's messages.
 MESSAGE_NAME = "messages[].name"
+#: How it names an Anthropic Messages client's end-user id left out.
+USER_ID = "metadata.user_id"
 
 
 class RequestFitter:
@@ -85,8 +93,13 @@ class RequestFitter:
             # no reasoning asked for, from a provider without it: honoured as it is, not a drop
             rejected.discard("reasoning_effort")
             request = request.model_copy(update={"reasoning_effort": None})
+        left: tuple[str, ...] = ()
+        if "user" in rejected and (intent := request.messages_intent) is not None and intent.user_id:
+            rejected.discard("user")  # left out, whatever the setting (see the module's docs)
+            request = request.model_copy(update={"user": None})
+            left = (USER_ID,)
         if not rejected and not refused and not named:
-            return request, ()
+            return request, left
         names = tuple(sorted(rejected))
         if not self._drop:
             shown = names + ((f"messages[{named[0]}].name",) if named else ())
@@ -105,7 +118,7 @@ class RequestFitter:
         if refused:
             fitted = adapter.without_values(fitted, target.model, refused)
         # a param refused by name may be refused by value too (Opus 4.7's temperature): named once
-        return fitted, tuple(dict.fromkeys(names + refused))
+        return fitted, tuple(dict.fromkeys(names + refused + left))
 
     def embeddings(
         self, request: EmbeddingRequest, adapter: ProviderAdapter

@@ -38,6 +38,7 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
+from uniinfer.fitting import RequestFitter
 from uniinfer.ingress.anthropic import (
     CountTokensRequest,
     MessagesRequest,
@@ -50,6 +51,9 @@ from uniinfer.ingress.anthropic import (
     to_message,
 )
 from uniinfer.providers.anthropic import with_betas
+from uniinfer.providers.base import Endpoint
+from uniinfer.providers.registry import default_registry
+from uniinfer.routing.group import Target
 from uniinfer.server import App, anthropic_api, create_app
 from uniinfer.types import (
     AssistantMessage,
@@ -1934,3 +1938,34 @@ async def test_raw_sse_stream_has_the_real_sequence(harness: Harness) -> None:
     assert set(names[3:-3]) == {"content_block_delta"}
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
     assert events[-2][1]["usage"]["input_tokens"] > 0
+
+
+def _gemini_target() -> Target:
+    registry = default_registry()
+    adapter = registry.create(registry.get("gemini"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+    return Target("gemini", "gemini-2.5-flash", adapter)
+
+
+def test_a_messages_user_id_is_left_out_where_there_is_no_end_user_field() -> None:
+    """Only the Messages client's ``metadata.user_id`` goes without a setting; every other param
+    a provider cannot honour is still refused, or dropped and named when configured."""
+    target = _gemini_target()
+    claude_code = to_chat_request(parse_anthropic(MessagesRequest, body(metadata={"user_id": "u-1"})))
+    fitted, dropped = RequestFitter(drop=False).chat(claude_code, target)
+    assert fitted.user is None
+    assert dropped == ("metadata.user_id",)
+    assert claude_code.user == "u-1"  # the caller's request is left as it was
+
+    with_logit_bias = claude_code.model_copy(update={"logit_bias": {"50256": -100}})
+    with pytest.raises(UnsupportedParamError) as refused:
+        RequestFitter(drop=False).chat(with_logit_bias, target)
+    assert refused.value.param == "logit_bias"
+    assert "user" not in refused.value.message
+    fitted, dropped = RequestFitter(drop=True).chat(with_logit_bias, target)
+    assert (fitted.user, fitted.logit_bias) == (None, None)
+    assert dropped == ("logit_bias", "metadata.user_id")
+
+    openai_client = ChatRequest.model_validate({"model": "m", "messages": HELLO, "user": "u-1"})
+    with pytest.raises(UnsupportedParamError) as openai_refused:  # its own `user`: the usual rule
+        RequestFitter(drop=False).chat(openai_client, target)
+    assert openai_refused.value.param == "user"

@@ -416,3 +416,23 @@ async def test_upstream_429_in_the_caller_s_format(clients: Clients, ingress: st
         assert body["error"]["type"] == "rate_limit_error"
     else:
         assert body["code"] == "rate_limited"
+
+
+#: Providers with an end-user field of their own (OpenAI's ``user``, Claude's ``metadata.user_id``).
+TAKES_USER_ID = {"openai", "anthropic", "groq"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_claude_code_user_id_never_refuses_the_request(clients: Clients, provider: str) -> None:
+    """Claude Code sends ``metadata.user_id`` on every request: a provider without an end-user
+    field goes without it, and the header says so (``drop_unsupported_params`` is off here)."""
+    raw = await clients.anthropic.messages.with_raw_response.create(
+        model=model(clients, provider),
+        max_tokens=256,
+        messages=[{"role": "user", "content": "hello there"}],
+        metadata={"user_id": "user_2f1c_account_7_session_9"},
+    )
+    message = await raw.parse()
+    assert "".join(b.text for b in message.content if b.type == "text") == "echo: hello there"
+    dropped = raw.headers.get("x-uniinfer-dropped-params", "")
+    assert ("metadata.user_id" in dropped.split(", ")) is (provider not in TAKES_USER_ID), dropped

@@ -50,7 +50,10 @@ Requests, field by field:
   OpenAI-shaped body other providers get, which caches by itself or not at all).
 - ``stop_sequences`` -> ``stop`` (any number of them: OpenAI's limit of 4 is
   not applied), ``max_tokens`` -> ``max_tokens``,
-  ``metadata.user_id`` -> ``user``, ``temperature``/``top_p``/``top_k`` as
+  ``metadata.user_id`` -> ``user`` (a provider without an end-user field goes
+  without it, named in ``x-uniinfer-dropped-params`` as ``metadata.user_id``
+  with no setting needed: see :attr:`~uniinfer.types.chat.MessagesIntent.user_id`),
+  ``temperature``/``top_p``/``top_k`` as
   they are (``top_k: 0`` means unset), ``stream`` -> ``stream`` with
   ``stream_options.include_usage`` always on (the usage chunk feeds the final
   ``message_delta``). ``service_tier`` is accepted and not passed on: it
@@ -223,12 +226,14 @@ def anthropic_betas(header: str | None) -> tuple[str, ...]:
 
 
 def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -> MessagesIntent | None:
-    """The thinking (on or off), effort, strict tools and betas asked for, as asked (None when none)."""
+    """The thinking (on or off), effort, strict tools, betas and end-user id asked for, as asked
+    (None when none)."""
     effort = req.output_config.effort if req.output_config is not None else None
     thinking = isinstance(req.thinking, ThinkingEnabled | ThinkingAdaptive)
     strict = any(isinstance(t, CustomTool) and t.strict for t in req.tools or ())
     off = isinstance(req.thinking, ThinkingDisabled)
-    if effort is None and not thinking and not strict and not betas and not off:
+    user_id = isinstance(req, MessagesRequest) and req.metadata is not None and bool(req.metadata.user_id)
+    if effort is None and not thinking and not strict and not betas and not off and not user_id:
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
     adaptive = isinstance(req.thinking, ThinkingAdaptive)
@@ -242,6 +247,7 @@ def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -
         anthropic_strict=strict,
         betas=betas,
         thinking_off=off,
+        user_id=user_id,
     )
 
 

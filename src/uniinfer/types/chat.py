@@ -495,6 +495,11 @@ class MessagesIntent:
     #: told (a model that cannot stop gets its least thinking, and no thoughts are asked for);
     #: a provider without the switch has nothing to turn off.
     thinking_off: bool = False
+    #: Whether the request's ``user`` is the client's ``metadata.user_id`` (Claude Code sends
+    #: one on every request): an identifier for the provider's abuse detection that changes
+    #: nothing in the answer, so a provider without an end-user field goes without it, and
+    #: ``x-uniinfer-dropped-params`` names it, with no setting needed.
+    user_id: bool = False
 
 
 class _IntentChatRequest(ChatRequest):
