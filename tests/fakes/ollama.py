@@ -137,6 +137,13 @@ def _check_fields(where: str, obj: dict[str, Any], known: frozenset[str]) -> Non
         raise _RejectError(400, f"{where}: unknown field(s) {', '.join(unknown)} (the fake refuses them)")
 
 
+#: What the server says for the statuses it sends on its own (server/routes.go handleScheduleError).
+_FAILURES = {
+    404: 'model "{model}" not found, try pulling it first',
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+
+
 async def _admit(request: web.Request) -> tuple[dict[str, Any], Mode]:
     """Parse, record and route a POST body; failure modes and unknown models end here."""
     raw = await request.read()
@@ -161,7 +168,8 @@ async def _admit(request: web.Request) -> tuple[dict[str, Any], Mode]:
     if mode.drop:
         abort(request)
     if mode.status:
-        raise _RejectError(mode.status, f"fake ollama failure {mode.status}")
+        failure = _FAILURES.get(mode.status, "fake ollama failure {status}")
+        raise _RejectError(mode.status, failure.format(model=model, status=mode.status))
     if mode == Mode() and _tag(model) not in request.app["models"]:
         raise _RejectError(404, f'model "{model}" not found, try pulling it first')
     return body, mode

@@ -664,3 +664,14 @@ def test_stream_line_whose_message_is_not_an_object_is_a_response_error(message:
     decoder = adapter_for().stream_decoder("m")
     with pytest.raises(ProviderResponseError):
         decoder.feed(orjson.dumps({"model": "m", "message": message, "done": False}) + b"\n")
+
+
+async def test_the_fake_s_404_is_ollama_s_model_not_found(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    adapter = adapter_for(server[0])
+    request = adapter.chat_request(chat(), "error-404", stream=False)
+    resp = await client.send(request, Timeouts(), "ollama")
+    error = adapter.parse_error(resp.status, resp.headers, resp.body)
+    assert isinstance(error, ModelNotFoundError), error
+    assert "not found, try pulling it first" in error.message
