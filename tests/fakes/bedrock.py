@@ -31,8 +31,13 @@ the model id: one for every declared tool; with ``interleave``: a text block
 :data:`PREAMBLE` before the first and :data:`INTERLUDE` before each other, as Claude
 interleaves text and tool calls, JSON and streamed);
 ``reasoningContent`` first when thinking is enabled or the model id contains
-``think``. ``stopSequences`` and ``maxTokens`` (a token is a word) cut the
-answer with the real stop reasons.
+``think``, its ``signature`` the Anthropic fake's :func:`~tests.fakes.anthropic.sign` of its text
+(Claude's signatures are the same on every platform), and with ``redact`` in the model id a
+``redactedContent`` block after it (:data:`~tests.fakes.anthropic.REDACTED_DATA`). Reasoning sent
+back in an assistant turn must be the fake's own, unmodified: a
+``reasoningText``'s signature must sign its text, a ``redactedContent`` be what the fake sent
+(Anthropic's "Invalid `signature` in `thinking` block"). ``stopSequences`` and ``maxTokens`` (a
+token is a word) cut the answer with the real stop reasons.
 
 Structured outputs (https://docs.aws.amazon.com/bedrock/latest/userguide/structured-output.html;
 shapes from botocore's ``bedrock-runtime`` service model): ``outputConfig`` takes ``textFormat``
@@ -102,7 +107,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 
-from tests.fakes.anthropic import ADAPTIVE_TOO, BEFORE_OPUS_4_7
+from tests.fakes.anthropic import ADAPTIVE_TOO, BEFORE_OPUS_4_7, REDACTED_DATA, sign
 from tests.fakes.common import FakeProvider, Mode, abort, mode_of, stream_response
 from tests.fakes.structured import instance, schema_problem
 
@@ -225,7 +230,6 @@ _MAX_BODY = 40 * 1024 * 1024
 _THINKING_DOCS = (
     "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 )
-_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds"
 
 
 class AwsError(Exception):
@@ -859,6 +863,27 @@ def _check_block(block: Any, role: str, where: str, uses: list[str], results: li
     if kind == "toolResult":
         _check_tool_result(value, where)
         results.append(value["toolUseId"])
+    if kind == "reasoningContent":
+        _check_reasoning(value, where)
+
+
+def _check_reasoning(value: Any, where: str) -> None:
+    """A reasoning block sent back: a ``reasoningText`` (text, signature) or ``redactedContent``,
+    unmodified (what Claude checks; the fake signs like the Anthropic fake)."""
+    kinds = {"reasoningText", "redactedContent"}
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in kinds:
+        raise invalid(
+            f"The reasoningContent block at {where} must contain exactly one of: reasoningText, redactedContent"
+        )
+    reasoning = value.get("reasoningText")
+    errors = "The model returned the following errors: "
+    if reasoning is not None:
+        if not isinstance(reasoning, dict) or not {"text"} <= reasoning.keys() <= {"text", "signature"}:
+            raise invalid(f"The reasoningText at {where} needs a text (and a signature)")
+        if reasoning.get("signature") != sign(str(reasoning["text"])):
+            raise invalid(errors + f"{where}: Invalid `signature` in `thinking` block")
+    elif value["redactedContent"] != REDACTED_DATA:
+        raise invalid(errors + f"{where}: Invalid `data` in `redacted_thinking` block")
 
 
 def _check_image(image: Any, where: str) -> None:
@@ -982,7 +1007,9 @@ def answer(body: Json, model: str, mode: Mode, cache: set[bytes] | None = None) 
     )
     if thinking or "think" in model:
         text = "" if _omitted(body, model) else "The user wants an echo."
-        blocks.append({"reasoningContent": {"reasoningText": {"text": text, "signature": _SIGNATURE}}})
+        blocks.append({"reasoningContent": {"reasoningText": {"text": text, "signature": sign(text)}}})
+        if "redact" in model:
+            blocks.append({"reasoningContent": {"redactedContent": REDACTED_DATA}})
     tool = _tool_to_call(body, model, mode)
     text_format = (body.get("outputConfig") or {}).get("textFormat")
     if tool is not None:
@@ -1171,6 +1198,8 @@ def stream_events(message: Json) -> list[bytes]:
         deltas: list[Json] = []
         if "text" in block:
             deltas = [{"text": p} for p in _pieces(block["text"], 5)]
+        elif "redactedContent" in block.get("reasoningContent", {}):
+            deltas = [block]  # whole, in one delta
         elif "reasoningContent" in block:
             reasoning = block["reasoningContent"]["reasoningText"]
             deltas = [{"reasoningContent": {"text": p}} for p in _pieces(reasoning["text"], 6)]

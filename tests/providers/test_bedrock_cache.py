@@ -19,6 +19,7 @@ import anthropic
 import pytest
 import pytest_asyncio
 
+from tests.fakes.anthropic import sign
 from tests.fakes.bedrock import API_KEY, bedrock_app
 from tests.fakes.common import run_fake
 from tests.providers.bedrock_server import BedrockServer, bedrock_server
@@ -298,7 +299,7 @@ SPEC = {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}
                     {
                         "role": "assistant",
                         "content": [
-                            {"reasoningContent": {"reasoningText": {"text": "x", "signature": "s"}}},
+                            {"reasoningContent": {"reasoningText": {"text": "x", "signature": sign("x")}}},
                             POINT,
                         ],
                     },

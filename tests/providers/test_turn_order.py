@@ -21,7 +21,7 @@ from uniinfer.ingress.anthropic import MessagesRequest, parse_anthropic, to_chat
 from uniinfer.providers.gemini_request import call_id, chat_payload
 from uniinfer.providers.translation import turn_in_order
 from uniinfer.types import ChatRequest
-from uniinfer.types.chat import AssistantMessage, RefusalPart
+from uniinfer.types.chat import AssistantMessage, RefusalPart, SignedThinking
 
 SCHEMA = {"type": "object", "properties": {"location": {"type": "string"}}}
 TOOLS = [{"name": "get_weather", "input_schema": SCHEMA}, {"name": "now", "input_schema": SCHEMA}]
@@ -121,8 +121,10 @@ def test_a_bedrock_answer_keeps_its_interleaved_blocks_in_order() -> None:
     calls = msg.tool_calls or []
     assert (msg.content, msg.reasoning_content) == ("Let me check.And also:Done.", "Weather first.")
     assert [c.id for c in calls] == ["tooluse_1", "tooluse_2"]
-    # the reasoning is unsigned (Bedrock's signature is not carried): the ingress puts it first
-    assert msg.content_blocks == ["Let me check.", calls[0], "And also:", calls[1], "Done."]
+    # Claude's signed reasoning is carried, in its place (to go back in a tool loop)
+    signed = SignedThinking(type="thinking", thinking="Weather first.", signature="sig")
+    assert msg.signed_thinking == [signed]
+    assert msg.content_blocks == [signed, "Let me check.", calls[0], "And also:", calls[1], "Done."]
     # OpenAI's JSON is unchanged: the joined text and both calls, no new field
     dumped = orjson.loads(response.model_dump_json())["choices"][0]["message"]
     assert set(dumped) == {"role", "content", "refusal", "tool_calls", "reasoning_content", "annotations"}
@@ -170,7 +172,7 @@ def test_a_turn_reaches_bedrock_in_its_client_s_order_with_its_cache_points() ->
     # an order a stage made stale is not followed: OpenAI's, the text, then the calls
     stale = sent(rewritten(request, content="[redacted]"))["messages"][1]["content"]
     assert stale == [{"text": "[redacted]"}, converse_use("toolu_1"), converse_use(word_id, "now")]
-    # Claude's signed thinking is not sent back to Bedrock, wherever it stood
+    # Claude's signed thinking goes back to Claude on Bedrock where it stood (interleaved)
     signed = messages_request(
         use("toolu_1"),
         {"type": "thinking", "thinking": "And the time.", "signature": "sig"},
@@ -178,6 +180,13 @@ def test_a_turn_reaches_bedrock_in_its_client_s_order_with_its_cache_points() ->
         use("toolu_2", "now"),
     )
     assert sent(signed)["messages"][1]["content"] == [
+        converse_use("toolu_1"),
+        {"reasoningContent": {"reasoningText": {"text": "And the time.", "signature": "sig"}}},
+        {"text": "And also:"},
+        converse_use("toolu_2", "now"),
+    ]
+    # and to no other model
+    assert sent(signed, "meta.llama3-70b-instruct-v1:0")["messages"][1]["content"] == [
         converse_use("toolu_1"),
         {"text": "And also:"},
         converse_use("toolu_2", "now"),

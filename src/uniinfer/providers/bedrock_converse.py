@@ -13,8 +13,12 @@ InvalidRequestError naming the part; documents below); assistant ``tool_calls``
 error flag, so no ``status``).
 Same-role turns are merged (roles must alternate), blank (or whitespace-only)
 text is dropped and an empty tool result becomes ``"(no output)"`` (Converse
-rejects a blank text block), earlier ``reasoning_content`` (and an Anthropic client's signed
-thinking) is not sent back. A turn whose text and tool calls the Anthropic Messages ingress kept
+rejects a blank text block). Signed reasoning (an assistant turn's
+:attr:`~uniinfer.types.chat.AssistantMessage.signed_thinking`, as the Anthropic Messages ingress
+takes it from its client, Claude Code say) goes back to a Claude model first in its turn, as
+``reasoningContent`` blocks: ``reasoningText`` (text and ``signature``) or ``redactedContent``,
+unmodified, as Claude wants them in a tool loop (its signatures hold on every platform); other
+models get none, and plain ``reasoning_content`` is never sent back. A turn whose text and tool calls the Anthropic Messages ingress kept
 in its client's order (:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`: a text after
 a call, say) goes in that order, while they still are the message's
 (:func:`~uniinfer.providers.translation.turn_in_order`).
@@ -28,7 +32,8 @@ tool blocks, "none" is then an UnsupportedParamError (not a silent "auto").
 that: Anthropic ``top_k`` and ``thinking`` (``reasoning_effort``, as on the Claude API:
 a budget of :func:`~uniinfer.providers.anthropic_request.thinking_budget` below
 ``maxTokens`` before Opus 4.7, adaptive thinking from it on; off while a tool loop is
-open), Amazon Nova ``inferenceConfig.topK``; other families get an
+open whose tool-calling turn has no signed reasoning to start with, which history from an OpenAI
+client or another provider cannot carry), Amazon Nova ``inferenceConfig.topK``; other families get an
 UnsupportedParamError for those params. The effort of adaptive thinking, and an
 Anthropic Messages client's ``output_config.effort``, go to a Claude model as
 ``outputConfig.effort`` (refused for a model without that level); Claude from Opus 4.7
@@ -68,8 +73,11 @@ the request refused, and :func:`cache_left_out` names it (``cache_control``, or
 checkpoints are sent as asked, as on the Claude API, for Bedrock's 400 to name.
 
 Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
-``reasoningContent.reasoningText`` -> ``reasoning_content`` (its signature is dropped); when a
-text follows a call, the texts and calls are also kept in their order as the message's
+``reasoningContent.reasoningText`` -> ``reasoning_content``; Claude's signed reasoning (a
+``reasoningText`` with its ``signature``, or ``redactedContent``) is also kept whole as the
+message's :attr:`~uniinfer.types.chat.ResponseMessage.signed_thinking` (never serialised; the
+Anthropic ingress hands it to its client, which sends it back). When a
+text follows a call, the blocks are also kept in their order as the message's
 :attr:`~uniinfer.types.chat.ResponseMessage.content_blocks` (never serialised), for the Anthropic
 Messages ingress. Converse returns no id, so one is generated. Usage: ``inputTokens`` excludes
 cache reads and writes, like Anthropic's ``input_tokens``
@@ -189,12 +197,12 @@ def matched_stop(data: Mapping[str, Any]) -> str | None:
 def converse_payload(request: ChatRequest, model: str) -> Json:
     """The Converse / ConverseStream body (the model id travels in the path)."""
     caching = prompt_caching(model)
-    system, turns = _turns(request.messages, caching)
+    system, turns = _turns(request.messages, caching, reasoning="anthropic." in model)
     payload: Json = {"messages": turns}
     if system:
         payload["system"] = system
     config = _inference_config(request)
-    tool_loop = _in_tool_loop(turns)
+    tool_loop = _thinking_left_out(turns)
     extra = _model_fields(request, model, config, tool_loop=tool_loop)
     if config:
         payload["inferenceConfig"] = config
@@ -361,18 +369,21 @@ def _budget(budget: int, config: Json, limit: str) -> int:
     return budget
 
 
-def _in_tool_loop(turns: list[Json]) -> bool:
-    """Whether the last assistant turn called tools: with thinking on it would have to start
-    with its signed reasoning block, which OpenAI-shaped history cannot carry."""
+def _thinking_left_out(turns: list[Json]) -> bool:
+    """Whether the last assistant turn called tools without its signed reasoning to start with:
+    with thinking on Claude refuses it, so thinking is left out (history from an OpenAI client or
+    another provider has no signature to send)."""
     last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
-    return last is not None and any("toolUse" in b for b in last["content"])
+    if last is None or not any("toolUse" in b for b in last["content"]):
+        return False
+    return "reasoningContent" not in last["content"][0]
 
 
 def _turns(
-    messages: list[chat.Message], caching: PromptCaching = NO_CACHING
+    messages: list[chat.Message], caching: PromptCaching = NO_CACHING, *, reasoning: bool = False
 ) -> tuple[list[Json], list[Json]]:
     """(system blocks, alternating user/assistant turns), with the cache checkpoints ``caching``
-    takes and unique document names."""
+    takes, unique document names, and (``reasoning``: for Claude) the turns' signed reasoning."""
     system: list[Json] = []
     turns: list[Json] = []
     for i, msg in enumerate(messages):
@@ -380,7 +391,7 @@ def _turns(
             system += _text_blocks(msg.content, caching, "system")
             continue
         if isinstance(msg, chat.AssistantMessage):
-            role, blocks = "assistant", _assistant_blocks(msg, i, caching)
+            role, blocks = "assistant", _assistant_blocks(msg, i, caching, reasoning=reasoning)
         elif isinstance(msg, chat.ToolMessage):
             role, blocks = "user", [_tool_result(msg, caching)]
         else:
@@ -467,17 +478,25 @@ def _image(url: str, where: str) -> Json:
     return {"image": {"format": fmt, "source": {"bytes": data}}}
 
 
-def _assistant_blocks(msg: chat.AssistantMessage, i: int, caching: PromptCaching) -> list[Json]:
+def _assistant_blocks(
+    msg: chat.AssistantMessage, i: int, caching: PromptCaching, *, reasoning: bool
+) -> list[Json]:
     if msg.function_call is not None:
         raise InvalidRequestError(
             f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
             param=f"messages[{i}].function_call",
         )
-    ordered = turn_in_order(msg)  # the client's order, else the text, then the calls
-    blocks = _text_blocks(msg.content, caching, "messages") if ordered is None else []
+    ordered = turn_in_order(msg)  # the client's order, else signed reasoning, the text, the calls
+    blocks: list[Json] = []
+    if ordered is None:
+        blocks += [_reasoning(t) for t in msg.signed_thinking or ()] if reasoning else []
+        blocks += _text_blocks(msg.content, caching, "messages")
     k = 0
     for item in (msg.tool_calls or ()) if ordered is None else ordered:
-        if isinstance(item, chat.TextPart):
+        if isinstance(item, chat.SignedThinking):
+            if reasoning:
+                blocks.append(_reasoning(item))
+        elif isinstance(item, chat.TextPart):
             blocks += _text_blocks([item], caching, "messages")
         elif isinstance(item, ToolCall):
             use = {
@@ -487,7 +506,14 @@ def _assistant_blocks(msg: chat.AssistantMessage, i: int, caching: PromptCaching
             }
             blocks.append(_marked({"toolUse": use}, item, caching, "messages"))
             k += 1
-    return blocks  # signed thinking is not sent back (see the module docstring)
+    return blocks
+
+
+def _reasoning(signed: chat.SignedThinking) -> Json:
+    """A signed thinking block as Converse's ``reasoningContent``, unmodified."""
+    if signed.type == "redacted_thinking":
+        return {"reasoningContent": {"redactedContent": signed.data}}
+    return {"reasoningContent": {"reasoningText": {"text": signed.thinking, "signature": signed.signature}}}
 
 
 def _arguments(call: ToolCall, i: int, k: int) -> Json:
@@ -589,18 +615,19 @@ def thinking_left_out(request: ChatRequest) -> bool:
     if thinking_budget(request) is None:
         return False
     try:
-        _, turns = _turns(request.messages)
+        _, turns = _turns(request.messages, reasoning=True)  # only Claude takes thinking
     except UniInferError:
         return False  # converse_payload raises it
-    return _in_tool_loop(turns)
+    return _thinking_left_out(turns)
 
 
 def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatResponse:
     """A Converse response body (decoded JSON); shape errors raise KeyError/TypeError."""
     texts: list[str] = []
     thoughts: list[str] = []
+    signed: list[chat.SignedThinking] = []
     calls: list[ToolCall] = []
-    blocks: list[AnswerBlock] = []  # texts (adjacent ones joined, empty ones left out) and calls
+    blocks: list[AnswerBlock] = []  # texts (adjacent ones joined, empty ones left out), calls, signed
     for block in data["output"]["message"]["content"]:
         if "text" in block:
             texts.append(block["text"])
@@ -613,16 +640,21 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
             )
             blocks.append(calls[-1])
         elif "reasoningContent" in block:
+            one = _signed(block["reasoningContent"])
             thought = (block["reasoningContent"].get("reasoningText") or {}).get("text")
             if thought:
                 thoughts.append(thought)
+            if one is not None:
+                signed.append(one)
+                blocks.append(one)
     text = "".join(texts)
     message = chat.ResponseMessage(
         content=text if texts or not calls else None,
         tool_calls=calls or None,
         reasoning_content="".join(thoughts) or None,
-        # kept only when OpenAI's shape (the text, then the calls) loses their order
-        content_blocks=answer_order(blocks, text, calls),
+        signed_thinking=signed or None,
+        # kept only when OpenAI's shape (signed reasoning, the text, the calls) loses their order
+        content_blocks=answer_order(blocks, text, calls, signed),
     )
     raw_usage = data.get("usage")
     return ChatResponse(
@@ -636,4 +668,18 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
             )
         ],
         usage=usage(raw_usage) if raw_usage is not None else None,
+    )
+
+
+def _signed(reasoning: Json) -> chat.SignedThinking | None:
+    """Claude's signed reasoning in a ``reasoningContent`` block; None for unsigned reasoning
+    (other models'), which there is no point sending back."""
+    if "redactedContent" in reasoning:
+        return chat.SignedThinking(type="redacted_thinking", data=str(reasoning["redactedContent"]))
+    text = reasoning.get("reasoningText") or {}
+    signature = text.get("signature")
+    if not signature:
+        return None
+    return chat.SignedThinking(
+        type="thinking", thinking=str(text.get("text") or ""), signature=str(signature)
     )

@@ -22,7 +22,9 @@ takes whatever slice of the body arrived and returns the messages completed by i
 into OpenAI chunks: ``messageStart`` (the role chunk), ``contentBlockStart``
 (sent for tool calls only: a tool call delta with id, name and ``""`` arguments,
 numbered 0, 1, ... in start order), ``contentBlockDelta`` (``text``,
-``toolUse.input`` argument pieces, ``reasoningContent.text``),
+``toolUse.input`` argument pieces, ``reasoningContent.text``; Claude's reasoning
+``signature``, which completes the reasoning streamed so far, and ``redactedContent``
+become a chunk whose ``signed_thinking`` carries them, as the Anthropic adapter's do),
 ``contentBlockStop``, ``messageStop`` (the finish chunk), then ``metadata``
 (usage, emitted by ``close()`` as a final chunk with empty ``choices``).
 Bedrock always sends the last two, so a stream missing either was cut: a
@@ -45,7 +47,14 @@ from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniI
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.providers.bedrock_converse import finish_reason, matched_stop, usage
 from uniinfer.types import ChatChunk, Usage
-from uniinfer.types.chat import ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, ToolCallDelta
+from uniinfer.types.chat import (
+    ChunkChoice,
+    ChunkDelta,
+    FinishReason,
+    FunctionCallDelta,
+    SignedThinking,
+    ToolCallDelta,
+)
 
 __all__ = [
     "STREAM_STATUS",
@@ -282,10 +291,16 @@ class ConverseStreamDecoder:
         if piece and index in self._blocks:
             call = ToolCallDelta(index=self._blocks[index], function=FunctionCallDelta(arguments=piece))
             return self._chunk(ChunkDelta(tool_calls=[call]))
-        thought = (delta.get("reasoningContent") or {}).get("text")
-        if thought:
-            return self._chunk(ChunkDelta(reasoning_content=thought))
-        return None  # reasoning signatures, redacted reasoning, citations
+        reasoning = delta.get("reasoningContent") or {}
+        if reasoning.get("text"):
+            return self._chunk(ChunkDelta(reasoning_content=reasoning["text"]))
+        if reasoning.get("signature"):  # the reasoning block is complete: its signature comes last
+            signed = SignedThinking(type="thinking", signature=str(reasoning["signature"]))
+            return self._chunk(ChunkDelta(signed_thinking=[signed]))
+        if reasoning.get("redactedContent"):
+            redacted = SignedThinking(type="redacted_thinking", data=str(reasoning["redactedContent"]))
+            return self._chunk(ChunkDelta(signed_thinking=[redacted]))
+        return None  # citations
 
     def _chunk(
         self,
