@@ -145,6 +145,29 @@ async def test_logprobs_plain_and_streamed(sdk: openai.AsyncOpenAI, native: Nati
     assert _check_entries(entries, 0) == text == "echo: hello there"
 
 
+@pytest.mark.parametrize(
+    "native", [n for n in NATIVES if n.type in ("openai", "gemini")], ids=lambda n: n.type
+)
+async def test_several_choices_plain_and_streamed(sdk: openai.AsyncOpenAI, native: Native) -> None:
+    """``n`` > 1 (Gemini's ``candidateCount``): each choice whole, with its own index and finish."""
+    model = f"{native.type}/{native.model}"
+    completion = await sdk.chat.completions.create(model=model, messages=MSG, n=2)  # type: ignore[arg-type]
+    assert [(c.index, c.message.content) for c in completion.choices] == [
+        (0, "echo: hello there"),
+        (1, "echo: hello there"),
+    ]
+    stream = await sdk.chat.completions.create(model=model, messages=MSG, n=2, stream=True)  # type: ignore[arg-type]
+    texts: dict[int, str] = {}
+    finishes: dict[int, list[str]] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes.setdefault(choice.index, []).append(choice.finish_reason)
+    assert texts == {0: "echo: hello there", 1: "echo: hello there"}
+    assert finishes == {0: ["stop"], 1: ["stop"]}
+
+
 async def test_logprobs_where_the_provider_has_none_is_a_400_naming_it(sdk: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.chat.completions.create(

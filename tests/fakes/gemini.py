@@ -51,6 +51,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import itertools
 import warnings
 from typing import Any
 
@@ -519,12 +520,22 @@ def _sse(payload: Json) -> bytes:
 
 
 def _stream_events(full: Json) -> list[bytes]:
-    """Split a complete answer into Gemini-style stream events (one candidate)."""
-    cand = full["candidates"][0]
-    if "content" not in cand:  # nothing to split: one event
+    """Split a complete answer into Gemini-style stream events: a piece of every candidate in each
+    (``index`` on each, as the API streams ``candidateCount`` > 1), the usage complete on the last."""
+    if any("content" not in cand for cand in full["candidates"]):  # nothing to split: one event
         return [_sse(full)]
     base = {"modelVersion": full["modelVersion"], "responseId": full["responseId"]}
     partial = {"promptTokenCount": full["usageMetadata"]["promptTokenCount"]}
+    steps = itertools.zip_longest(*(_candidate_steps(cand) for cand in full["candidates"]))
+    events = [
+        {**base, "candidates": [c for c in step if c is not None], "usageMetadata": partial} for step in steps
+    ]
+    events[-1]["usageMetadata"] = full["usageMetadata"]
+    return [_sse(e) for e in events]
+
+
+def _candidate_steps(cand: Json) -> list[Json]:
+    """One candidate's stream: a part a step, its finishReason on the last."""
     pieces: list[Json] = []
     tokens: list[int] = []  # how many answer tokens each piece holds
     for part in cand["content"]["parts"]:
@@ -538,25 +549,20 @@ def _stream_events(full: Json) -> list[bytes]:
         else:
             pieces.append(part)
             tokens.append(0)
-    events = [
-        {**base, "candidates": [{"content": {"parts": [p], "role": "model"}}], "usageMetadata": partial}
-        for p in pieces[:-1]
-    ]
-    last = {"content": {"parts": pieces[-1:], "role": "model"}, "finishReason": cand["finishReason"]}
-    events.append({**base, "candidates": [last], "usageMetadata": full["usageMetadata"]})
+    steps = [{"content": {"parts": [p], "role": "model"}, "index": cand["index"]} for p in pieces]
+    steps[-1]["finishReason"] = cand["finishReason"]
     result = cand.get("logprobsResult")
-    if result is not None:  # each event carries the steps of its own text
-        tops = result["topCandidates"]
-        step = 0
-        for event, taken in zip(events, tokens, strict=True):
-            chosen = result["chosenCandidates"][step : step + taken]
-            event["candidates"][0]["logprobsResult"] = {
-                "topCandidates": tops[step : step + taken],
+    if result is not None:  # each step carries the logprobs of its own text
+        tops, at = result["topCandidates"], 0
+        for step, taken in zip(steps, tokens, strict=True):
+            chosen = result["chosenCandidates"][at : at + taken]
+            step["logprobsResult"] = {
+                "topCandidates": tops[at : at + taken],
                 "chosenCandidates": chosen,
                 "logProbabilitySum": sum(c["logProbability"] for c in chosen),
             }
-            step += taken
-    return [_sse(e) for e in events]
+            at += taken
+    return steps
 
 
 def _vector(text: str, dims: int) -> list[float]:
