@@ -1,0 +1,192 @@
+"""Outbound proxies from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``).
+
+Which proxy an upstream URL takes is a pure decision, tested case by case; end to end, the
+official openai SDK talks to the gateway, which reaches a provider under a name only the proxy
+can resolve (``openai.fake.test``) through a forwarding proxy on 127.0.0.1 that records what it
+was sent: the request line in absolute form and the proxy's credentials as
+``Proxy-Authorization``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import openai
+import pytest
+
+from tests.conftest import make_config
+from tests.fakes.common import run_fake
+from tests.fakes.openai import openai_app
+from tests.server_helpers import serve
+from uniinfer.http import HttpClient, route_of
+from uniinfer.server import create_app
+
+PROXIES = {"https": "http://proxy.corp:3128", "http": "http://proxy.corp:3129"}
+
+
+@pytest.mark.parametrize(
+    ("url", "proxies", "expected"),
+    [
+        ("https://api.openai.com/v1/chat/completions", PROXIES, "http://proxy.corp:3128"),
+        ("http://vllm.internal:8000/v1/chat/completions", PROXIES, "http://proxy.corp:3129"),
+        ("https://api.openai.com/v1", {"http": "http://p:1"}, None),  # no proxy for https
+        ("https://api.openai.com/v1", {"all": "http://p:1"}, "http://p:1"),
+        (
+            "https://api.openai.com/v1",
+            {"https": "proxy.corp:3128"},
+            "http://proxy.corp:3128",
+        ),  # as curl takes it
+        # NO_PROXY: a host, a domain (with or without its dot), with a port, a network, everything
+        ("https://api.openai.com/v1", {**PROXIES, "no": "api.openai.com"}, None),
+        ("https://api.openai.com/v1", {**PROXIES, "no": "openai.com"}, None),
+        ("https://api.openai.com/v1", {**PROXIES, "no": " .openai.com , x"}, None),
+        ("https://api.openai.com/v1", {**PROXIES, "no": "api.openai.com:443"}, None),
+        ("https://notopenai.com/v1", {**PROXIES, "no": "openai.com"}, "http://proxy.corp:3128"),
+        ("http://10.1.2.3:8000/v1", {**PROXIES, "no": "10.0.0.0/8"}, None),
+        ("http://11.1.2.3:8000/v1", {**PROXIES, "no": "10.0.0.0/8"}, "http://proxy.corp:3129"),
+        ("http://[fd00::5]:8000/v1", {**PROXIES, "no": "fd00::/8"}, None),
+        ("https://api.openai.com/v1", {**PROXIES, "no": "*"}, None),
+        # a loopback host is reached directly, whatever the environment says
+        ("http://127.0.0.1:11434/api/chat", PROXIES, None),
+        ("http://127.3.2.1:11434/api/chat", PROXIES, None),
+        ("http://localhost:11434/api/chat", PROXIES, None),
+        ("http://[::1]:8000/v1", PROXIES, None),
+    ],
+)
+def test_which_proxy_a_url_takes(url: str, proxies: dict[str, str], expected: str | None) -> None:
+    route = route_of(url, proxies)
+    assert route.proxy == expected
+    assert (route.proxy_headers, route.request_headers) == (None, None)
+
+
+def test_proxy_credentials_go_as_proxy_authorization_not_in_the_url() -> None:
+    auth = {"Proxy-Authorization": "Basic " + base64.b64encode(b"svc:p@ss").decode()}
+    proxies = {"https": "http://svc:p%40ss@proxy.corp:3128", "http": "http://svc:p%40ss@proxy.corp:3128"}
+    tunnel = route_of("https://api.openai.com/v1", proxies)  # on the CONNECT
+    assert (tunnel.proxy, tunnel.proxy_headers, tunnel.request_headers) == (
+        "http://proxy.corp:3128",
+        auth,
+        None,
+    )
+    forwarded = route_of("http://vllm.internal/v1", proxies)  # on the request the proxy forwards
+    assert (forwarded.proxy, forwarded.proxy_headers, forwarded.request_headers) == (
+        "http://proxy.corp:3128",
+        None,
+        auth,
+    )
+    assert forwarded.headers({"Authorization": "Bearer k"}) == {"Authorization": "Bearer k", **auth}
+
+
+def test_the_environment_is_read_when_the_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    client = HttpClient()
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed:1")  # later changes do not apply
+    assert client._route("https://api.openai.com/v1/chat/completions").proxy == "http://proxy.corp:3128"
+    assert client._route("https://llm.internal.example/v1").proxy is None
+    assert HttpClient(proxies={})._proxies == {}
+
+
+@dataclass
+class PipeProxy:
+    """A forwarding proxy: every connection is piped to ``target`` (an HTTP server, which takes the
+    absolute-form requests a client sends a proxy); what clients sent is kept."""
+
+    target: int
+    port: int = 0
+    sent: list[bytes] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bool) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    if keep:
+                        self.sent.append(data)
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    def requests(self) -> bytes:
+        return b"".join(self.sent)
+
+
+@contextlib.asynccontextmanager
+async def pipe_proxy(target: int) -> AsyncIterator[PipeProxy]:
+    proxy = PipeProxy(target)
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    proxy.port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield proxy
+        server.close()
+
+
+def _clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+async def test_a_provider_is_reached_through_the_environment_s_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_proxy_env(monkeypatch)
+    async with run_fake(openai_app(api_key="sk-o")) as url:
+        fake_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        async with pipe_proxy(fake_port) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", f"http://svc:s3cret-pass@127.0.0.1:{proxy.port}")
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # for the openai SDK (httpx reads it too)
+            upstream = f"http://openai.fake.test:{fake_port}/v1"  # only the proxy knows this name
+            config = make_config(f"providers:\n  openai: {{base_url: '{upstream}', api_key: sk-o}}\n")
+            async with serve(create_app(config)) as base:
+                client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+                async with client:
+                    messages = [{"role": "user", "content": "hello there"}]
+                    answer = await client.chat.completions.create(
+                        model="openai/gpt-4o-mini", messages=messages
+                    )  # type: ignore[arg-type]
+                    assert answer.choices[0].message.content == "echo: hello there"
+                    stream = await client.chat.completions.create(
+                        model="openai/gpt-4o-mini",
+                        messages=messages,  # type: ignore[arg-type]
+                        stream=True,
+                    )
+                    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == (
+                        "echo: hello there"
+                    )
+    sent = proxy.requests()
+    assert sent.count(f"POST http://openai.fake.test:{fake_port}/v1/chat/completions HTTP/1.1".encode()) == 2
+    credentials = base64.b64encode(b"svc:s3cret-pass").decode()
+    assert f"Proxy-Authorization: Basic {credentials}".lower().encode() in sent.lower()
+
+
+async def test_a_proxy_that_is_down_is_a_connection_error_that_names_no_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clear_proxy_env(monkeypatch)
+    closed = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://svc:s3cret-pass@127.0.0.1:{port}")
+    config = make_config("providers:\n  openai: {api_key: sk-o}\nrouting: {retry: {max_retries: 0}}\n")
+    async with serve(create_app(config)) as base:
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        async with client:
+            with pytest.raises(openai.APIStatusError) as caught:
+                await client.chat.completions.create(
+                    model="openai/gpt-4o-mini",
+                    messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
+                )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] in ("provider_connection_error", "all_targets_failed"), body
+    assert "s3cret" not in str(body)
+    assert "s3cret" not in caught.value.response.text
