@@ -14,6 +14,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 import pytest
@@ -22,10 +23,16 @@ from tests.conftest import make_config
 from tests.fakes.common import run_fake
 from tests.fakes.openai import openai_app
 from tests.server_helpers import serve
-from uniinfer.http import HttpClient, route_of
+from uniinfer.errors import ConfigError
+from uniinfer.http import HttpClient
+from uniinfer.outbound_proxy import Proxies, Route
 from uniinfer.server import create_app
 
 PROXIES = {"https": "http://proxy.corp:3128", "http": "http://proxy.corp:3129"}
+
+
+def route(url: str, proxies: dict[str, str]) -> Route:
+    return Proxies(proxies).route(url)
 
 
 @pytest.mark.parametrize(
@@ -34,21 +41,26 @@ PROXIES = {"https": "http://proxy.corp:3128", "http": "http://proxy.corp:3129"}
         ("https://api.openai.com/v1/chat/completions", PROXIES, "http://proxy.corp:3128"),
         ("http://vllm.internal:8000/v1/chat/completions", PROXIES, "http://proxy.corp:3129"),
         ("https://api.openai.com/v1", {"http": "http://p:1"}, None),  # no proxy for https
-        ("https://api.openai.com/v1", {"all": "http://p:1"}, "http://p:1"),
+        ("https://api.openai.com/v1", {"all": "socks5h://127.0.0.1:7890"}, None),  # ALL_PROXY: not read
         (
             "https://api.openai.com/v1",
             {"https": "proxy.corp:3128"},
             "http://proxy.corp:3128",
         ),  # as curl takes it
-        # NO_PROXY: a host, a domain (with or without its dot), with a port, a network, everything
+        # NO_PROXY: a host, a domain (bare, with a dot or *.), with a port, an address, a network, everything
         ("https://api.openai.com/v1", {**PROXIES, "no": "api.openai.com"}, None),
         ("https://api.openai.com/v1", {**PROXIES, "no": "openai.com"}, None),
         ("https://api.openai.com/v1", {**PROXIES, "no": " .openai.com , x"}, None),
+        ("https://api.openai.com/v1", {**PROXIES, "no": "*.openai.com"}, None),
         ("https://api.openai.com/v1", {**PROXIES, "no": "api.openai.com:443"}, None),
         ("https://notopenai.com/v1", {**PROXIES, "no": "openai.com"}, "http://proxy.corp:3128"),
         ("http://10.1.2.3:8000/v1", {**PROXIES, "no": "10.0.0.0/8"}, None),
         ("http://11.1.2.3:8000/v1", {**PROXIES, "no": "10.0.0.0/8"}, "http://proxy.corp:3129"),
         ("http://[fd00::5]:8000/v1", {**PROXIES, "no": "fd00::/8"}, None),
+        ("http://[2001:db8::1]:8000/v1", {**PROXIES, "no": "2001:db8:0::1"}, None),  # the same address
+        ("http://[2001:db8::1]:8000/v1", {**PROXIES, "no": "[2001:db8::1]:8000"}, None),
+        ("http://10.1.2.3:8000/v1", {**PROXIES, "no": "10.1.2.3"}, None),
+        ("http://10.1.2.30:8000/v1", {**PROXIES, "no": "10.1.2.3"}, "http://proxy.corp:3129"),
         ("https://api.openai.com/v1", {**PROXIES, "no": "*"}, None),
         # a loopback host is reached directly, whatever the environment says
         ("http://127.0.0.1:11434/api/chat", PROXIES, None),
@@ -58,21 +70,21 @@ PROXIES = {"https": "http://proxy.corp:3128", "http": "http://proxy.corp:3129"}
     ],
 )
 def test_which_proxy_a_url_takes(url: str, proxies: dict[str, str], expected: str | None) -> None:
-    route = route_of(url, proxies)
-    assert route.proxy == expected
-    assert (route.proxy_headers, route.request_headers) == (None, None)
+    decided = route(url, proxies)
+    assert decided.proxy == expected
+    assert (decided.proxy_headers, decided.request_headers) == (None, None)
 
 
 def test_proxy_credentials_go_as_proxy_authorization_not_in_the_url() -> None:
     auth = {"Proxy-Authorization": "Basic " + base64.b64encode(b"svc:p@ss").decode()}
     proxies = {"https": "http://svc:p%40ss@proxy.corp:3128", "http": "http://svc:p%40ss@proxy.corp:3128"}
-    tunnel = route_of("https://api.openai.com/v1", proxies)  # on the CONNECT
+    tunnel = route("https://api.openai.com/v1", proxies)  # on the CONNECT
     assert (tunnel.proxy, tunnel.proxy_headers, tunnel.request_headers) == (
         "http://proxy.corp:3128",
         auth,
         None,
     )
-    forwarded = route_of("http://vllm.internal/v1", proxies)  # on the request the proxy forwards
+    forwarded = route("http://vllm.internal/v1", proxies)  # on the request the proxy forwards
     assert (forwarded.proxy, forwarded.proxy_headers, forwarded.request_headers) == (
         "http://proxy.corp:3128",
         None,
@@ -81,16 +93,36 @@ def test_proxy_credentials_go_as_proxy_authorization_not_in_the_url() -> None:
     assert forwarded.headers({"Authorization": "Bearer k"}) == {"Authorization": "Bearer k", **auth}
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://svc:s3cret@proxy.corp:99999",  # port out of range
+        "http://svc:s3cret@[::1:3128",  # broken IPv6
+        "http://svc:s3cret@:3128",  # no host
+        "socks5h://svc:s3cret@127.0.0.1:7890",  # not an HTTP proxy
+        "http://s%3Avc:s3cret@proxy.corp:3128",  # a colon in the user name cannot go in Basic auth
+    ],
+)
+def test_an_unusable_proxy_is_a_config_error_at_start_naming_the_variable_not_its_value(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Proxies({"https": value})
+    assert "HTTPS_PROXY" in caught.value.message
+    assert "s3cret" not in caught.value.message
+    assert "svc" not in caught.value.message
+
+
 def test_the_environment_is_read_when_the_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    _clear_proxy_env(monkeypatch)
     monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert not Proxies()  # NO_PROXY alone: nothing to look up per request
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
     client = HttpClient()
     monkeypatch.setenv("HTTPS_PROXY", "http://changed:1")  # later changes do not apply
-    assert client._route("https://api.openai.com/v1/chat/completions").proxy == "http://proxy.corp:3128"
-    assert client._route("https://llm.internal.example/v1").proxy is None
-    assert HttpClient(proxies={})._proxies == {}
+    assert (
+        client._proxies.route("https://api.openai.com/v1/chat/completions").proxy == "http://proxy.corp:3128"
+    )
+    assert client._proxies.route("https://llm.internal.example/v1").proxy is None
+    assert not HttpClient(proxies={})._proxies
 
 
 @dataclass
@@ -167,7 +199,7 @@ async def test_a_provider_is_reached_through_the_environment_s_proxy(monkeypatch
     assert f"Proxy-Authorization: Basic {credentials}".lower().encode() in sent.lower()
 
 
-async def test_a_proxy_that_is_down_is_a_connection_error_that_names_no_credentials(
+async def test_a_proxy_that_is_down_is_an_outbound_proxy_error_naming_neither_it_nor_its_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _clear_proxy_env(monkeypatch)
@@ -176,7 +208,52 @@ async def test_a_proxy_that_is_down_is_a_connection_error_that_names_no_credenti
     closed.close()
     await closed.wait_closed()
     monkeypatch.setenv("HTTPS_PROXY", f"http://svc:s3cret-pass@127.0.0.1:{port}")
-    config = make_config("providers:\n  openai: {api_key: sk-o}\nrouting: {retry: {max_retries: 0}}\n")
+    body, text = await _refused_request()
+    assert body["code"] == "outbound_proxy_error", body
+    assert "cannot be reached" in body["message"]
+    for secret in ("s3cret", "svc", str(port)):
+        assert secret not in text
+
+
+@dataclass
+class RefusingProxy:
+    """A proxy that answers every request (a CONNECT, for an https URL) with 407."""
+
+    seen: list[bytes] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n")
+        writer.write(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_407_is_an_outbound_proxy_error_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy refusing the gateway is its configuration, not the provider's health: not retried,
+    and the caller learns neither the proxy's address nor its credentials."""
+    _clear_proxy_env(monkeypatch)
+    proxy = RefusingProxy()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://svc:s3cret-pass@127.0.0.1:{port}")
+        body, text = await _refused_request(retries=2)
+    assert body["code"] == "outbound_proxy_error", body
+    assert "407" in body["message"]
+    for secret in ("s3cret", "svc", str(port)):
+        assert secret not in text
+    assert len(proxy.seen) == 1  # not retried
+    assert proxy.seen[0].startswith(b"CONNECT api.openai.com:443 HTTP/1.1")
+    credentials = base64.b64encode(b"svc:s3cret-pass")
+    assert b"proxy-authorization: basic " + credentials.lower() in proxy.seen[0].lower()
+
+
+async def _refused_request(retries: int = 0) -> tuple[dict[str, Any], str]:
+    """The error body and text a chat request to the OpenAI API (through the proxy) gets."""
+    config = make_config(
+        f"providers:\n  openai: {{api_key: sk-o}}\nrouting: {{retry: {{max_retries: {retries}}}}}\n"
+    )
     async with serve(create_app(config)) as base:
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
         async with client:
@@ -187,6 +264,4 @@ async def test_a_proxy_that_is_down_is_a_connection_error_that_names_no_credenti
                 )
     body = caught.value.body
     assert isinstance(body, dict)
-    assert body["code"] in ("provider_connection_error", "all_targets_failed"), body
-    assert "s3cret" not in str(body)
-    assert "s3cret" not in caught.value.response.text
+    return body, caught.value.response.text

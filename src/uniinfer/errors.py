@@ -53,6 +53,7 @@ __all__ = [
     "MethodNotAllowedError",
     "ModelNotFoundError",
     "NotFoundError",
+    "OutboundProxyError",
     "PermissionDeniedError",
     "ProviderConnectionError",
     "ProviderError",
@@ -266,6 +267,19 @@ class ProviderConnectionError(ProviderError):
     hint = "Check that the provider's base URL is reachable from the gateway; add a fallback target."
 
 
+class OutboundProxyError(ProviderConnectionError):
+    """The outbound proxy (``HTTPS_PROXY``/``HTTP_PROXY``) could not be reached, or refused the
+    request (407 Proxy Authentication Required and the like); the message names neither the
+    proxy nor its credentials."""
+
+    code = "outbound_proxy_error"
+    hint = (
+        "Check the gateway's HTTPS_PROXY / HTTP_PROXY (address, credentials) and NO_PROXY "
+        "(docs/configuration.md, Outbound proxy)."
+    )
+    retryable = False
+
+
 class ProviderTimeoutError(ProviderError):
     """The provider did not answer within the configured connect, read or total timeout."""
 
@@ -367,6 +381,7 @@ STATUS_TO_ERROR: Mapping[int, type[UniInferError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: ModelNotFoundError,
+    407: OutboundProxyError,  # only a proxy sends it (forwarding a plain-http request)
     408: ProviderTimeoutError,
     413: RequestTooLargeError,
     422: InvalidRequestError,

@@ -13,14 +13,11 @@ deployment.
 Why aiohttp: measured on these machines, its pooled client costs a fraction of
 httpx's per request at high concurrency (see docs/architecture.md).
 
-Outbound proxies come from the environment, as curl, requests and Go read them:
-``HTTPS_PROXY`` / ``HTTP_PROXY`` (by the provider URL's scheme; ``ALL_PROXY`` for
-either), lower-case names first, and ``NO_PROXY`` (host names, domain suffixes,
-``*``). Like Go's net/http, a loopback host (``localhost``, ``127.0.0.0/8``,
-``::1``) is never proxied: a local model server is reached directly. They are read
-once, when the client is made; which proxy a URL takes is decided once per URL
-and kept. Credentials in the proxy URL go as ``Proxy-Authorization`` and appear in
-no message.
+Outbound proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
+``NO_PROXY``), read and checked when the client is made: see
+:mod:`uniinfer.outbound_proxy`. A proxy that refuses a request (``407`` and the
+like) is an :class:`~uniinfer.errors.OutboundProxyError`, which names neither the
+proxy nor its credentials.
 
 This module also holds the incremental stream framers (SSE, NDJSON) that the
 provider decoders build on: pure, byte-boundary safe, no I/O.
@@ -32,14 +29,19 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
-import ipaddress
+import os
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from uniinfer.errors import ProviderConnectionError, ProviderTimeoutError, RequestCancelledError
+from uniinfer.errors import (
+    OutboundProxyError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+    RequestCancelledError,
+)
+from uniinfer.outbound_proxy import DIRECT, Proxies
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,8 +60,6 @@ __all__ = [
 
 
 _TIMEOUT_CACHE_LIMIT = 64
-#: Upstream URLs whose proxy (or none) is kept; URLs are per provider, path and model, so few.
-_PROXY_CACHE_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class StreamingResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -117,7 +117,7 @@ class StreamingResponse:
         try:
             return await self._resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -137,7 +137,7 @@ class StreamingResponse:
                     return
                 yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -153,14 +153,13 @@ class HttpClient:
         keepalive: float = 30.0,
         proxies: Mapping[str, str] | None = None,
     ) -> None:
-        """``proxies``: scheme (``http``, ``https``, ``all``, and ``no`` for the hosts to reach
-        directly) to proxy URL; by default read from the environment (see the module's docs)."""
+        """``proxies``: scheme (``http``, ``https``, and ``no`` for the hosts to reach directly)
+        to proxy URL; by default the environment's (:mod:`uniinfer.outbound_proxy`; an unusable
+        one is a ConfigError here)."""
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive
-        self._proxies = dict(urllib.request.getproxies_environment() if proxies is None else proxies)
-        #: How each upstream URL goes out (:class:`_Route`), decided on first use
-        self._routes: dict[str, _Route] = {}
+        self._proxies = Proxies(proxies)
         self._session: aiohttp.ClientSession | None = None
         #: Set by :meth:`seal`: no pool is opened any more.
         self._sealed = False
@@ -225,7 +224,7 @@ class HttpClient:
         import aiohttp
 
         session = self._get_session()
-        route = self._route(request.url) if self._proxies else _DIRECT
+        route = self._proxies.route(request.url) if self._proxies else DIRECT
         try:
             async with session.request(
                 request.method,
@@ -239,7 +238,7 @@ class HttpClient:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider, session) from exc
+            raise _transport_error(exc, provider, session) from _cause(exc)
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
 
@@ -253,7 +252,7 @@ class HttpClient:
         import aiohttp
 
         session = self._get_session()
-        route = self._route(request.url) if self._proxies else _DIRECT
+        route = self._proxies.route(request.url) if self._proxies else DIRECT
         try:
             resp = await session.request(
                 request.method,
@@ -265,20 +264,10 @@ class HttpClient:
                 proxy_headers=route.proxy_headers,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider, session) from exc
+            raise _transport_error(exc, provider, session) from _cause(exc)
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
         return StreamingResponse(resp, provider, session)
-
-    def _route(self, url: str) -> _Route:
-        """How ``url`` goes out under the environment's proxies, decided once per URL."""
-        hit = self._routes.get(url)
-        if hit is not None:
-            return hit
-        found = route_of(url, self._proxies)
-        if len(self._routes) < _PROXY_CACHE_LIMIT:
-            self._routes[url] = found
-        return found
 
     @staticmethod
     def close_stream(stream: StreamingResponse, *, complete: bool) -> None:
@@ -324,90 +313,6 @@ class HttpClient:
             await session.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """How a request to one upstream URL goes out: directly, or through ``proxy``.
-
-    The proxy's credentials go as ``Proxy-Authorization``: on the tunnel's ``CONNECT`` for an
-    https URL (``proxy_headers``), on the request itself for a plain-http one, which the proxy
-    forwards (``request_headers``; aiohttp sends ``proxy_headers`` only on a tunnel).
-    """
-
-    proxy: str | None = None
-    proxy_headers: Mapping[str, str] | None = None
-    request_headers: Mapping[str, str] | None = None
-
-    def headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
-        return headers if self.request_headers is None else {**headers, **self.request_headers}
-
-
-_DIRECT = _Route()
-
-
-def route_of(url: str, proxies: Mapping[str, str]) -> _Route:
-    """How a request to ``url`` goes out under ``proxies`` (scheme to proxy URL, ``no``: the
-    ``NO_PROXY`` list): see the module's docs."""
-    import aiohttp
-    from yarl import URL
-
-    target = URL(url)
-    host = target.host or ""
-    if _loopback(host) or _bypassed(host, proxies.get("no", "")):
-        return _DIRECT
-    proxy = proxies.get(target.scheme) or proxies.get("all")
-    if not proxy:
-        return _DIRECT
-    if "://" not in proxy:  # "proxy.corp:3128", as curl takes it
-        proxy = "http://" + proxy
-    parsed = URL(proxy)
-    if not parsed.user:
-        return _Route(str(parsed))
-    auth = {"Proxy-Authorization": aiohttp.encode_basic_auth(parsed.user, parsed.password or "")}
-    if target.scheme == "https":
-        return _Route(str(parsed.with_user(None)), proxy_headers=auth)
-    return _Route(str(parsed.with_user(None)), request_headers=auth)
-
-
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """Whether ``NO_PROXY`` names ``host``: ``*``, the host itself, a domain it is under (with
-    or without the leading dot), or a network (CIDR) its address is in; ports are ignored."""
-    host = host.lower().rstrip(".")
-    address = _address(host)
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        if "/" in entry and address is not None:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            continue
-        name = entry
-        if name.startswith("["):  # [::1] or [::1]:8080
-            name = name[1:].partition("]")[0]
-        elif name.count(":") == 1:  # host:port (a bare IPv6 address has more colons)
-            name = name.partition(":")[0]
-        name = name.strip(".")
-        if name and (host == name or host.endswith("." + name)):
-            return True
-    return False
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-
-
-def _loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    address = _address(host)
-    return address is not None and address.is_loopback
-
-
 def _abandon(session: aiohttp.ClientSession) -> None:
     """Let go of a session whose event loop has ended (``asyncio.run`` returned without ``aclose``).
 
@@ -440,6 +345,14 @@ def _cut_or_same(exc: RuntimeError, session: aiohttp.ClientSession) -> BaseExcep
     return cut
 
 
+def _cause(exc: BaseException) -> BaseException | None:
+    """What a transport error is raised from: ``exc``, except a proxy's failure, whose text and
+    request (headers with ``Proxy-Authorization``) must not travel with it."""
+    import aiohttp
+
+    return None if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError) else exc
+
+
 def _transport_error(
     exc: BaseException, provider: str, session: aiohttp.ClientSession
 ) -> ProviderConnectionError | ProviderTimeoutError | RequestCancelledError:
@@ -448,6 +361,17 @@ def _transport_error(
 
     if session.closed:
         return _cut_by_close()
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):  # before ClientConnectorError, its base
+        number = exc.os_error.errno  # its strerror may quote the proxy's address
+        why = os.strerror(number).lower() if number else "no connection"
+        return OutboundProxyError(
+            f"{provider}: the outbound proxy cannot be reached ({why})", provider=provider
+        )
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return OutboundProxyError(
+            f"{provider}: the outbound proxy refused the request ({exc.status} {exc.message})",
+            provider=provider,
+        )
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         # which timer fired: the operator's lead to the setting (providers.<name>.timeout)
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
