@@ -15,7 +15,9 @@ import anthropic
 import pytest
 
 from tests.fakes.anthropic import REDACTED_DATA, sign
+from tests.fakes.bedrock import stream_events
 from tests.providers.bedrock_server import BedrockServer, bedrock_server
+from tests.providers.test_bedrock import make_adapter
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 THINKING = {"type": "enabled", "budget_tokens": 2048}
@@ -147,3 +149,33 @@ async def test_an_openai_client_s_tool_loop_still_goes_without_thinking() -> Non
         )
         assert "reasoning_effort" in raw.headers["x-uniinfer-dropped-params"]
         assert "thinking" not in server.last().get("additionalModelRequestFields", {})
+
+
+@pytest.mark.parametrize(("model", "signs"), [(SONNET, True), ("openai.gpt-oss-120b-1:0", False)])
+def test_only_claude_s_streamed_reasoning_is_taken_for_signed_thinking(model: str, signs: bool) -> None:
+    message = {
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"reasoningContent": {"reasoningText": {"text": "Hm.", "signature": sign("Hm.")}}},
+                    {"reasoningContent": {"redactedContent": REDACTED_DATA}},
+                    {"text": "Hi."},
+                ],
+            }
+        },
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 3, "outputTokens": 4, "totalTokens": 7},
+        "metrics": {"latencyMs": 9},
+    }
+    decoder = make_adapter().stream_decoder(model)
+    chunks = [c for frame in stream_events(message) for c in decoder.feed(frame)] + decoder.close()
+    signed = [t for c in chunks if c.choices for t in c.choices[0].delta.signed_thinking or ()]
+    if signs:
+        assert [(t.type, t.signature, t.data) for t in signed] == [
+            ("thinking", sign("Hm."), ""),
+            ("redacted_thinking", "", REDACTED_DATA),
+        ]
+    else:
+        assert signed == []
+    assert "".join(c.choices[0].delta.reasoning_content or "" for c in chunks if c.choices) == "Hm."

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from tests.fakes.bedrock import validate
-from tests.providers.test_bedrock import converse, parse, sent
+from tests.providers.test_bedrock import converse, make_adapter, parse, sent
 from tests.providers.test_bedrock_cache import POINT, SONNET_45
 from uniinfer.ingress.anthropic import MessagesRequest, parse_anthropic, to_chat_request
 from uniinfer.providers.gemini_request import call_id, chat_payload
@@ -37,7 +37,7 @@ def use(id_: str, name: str = "get_weather", **extra: Any) -> dict[str, Any]:
     return {"type": "tool_use", "id": id_, "name": name, "input": PARIS, **extra}
 
 
-def messages_request(*blocks: dict[str, Any]) -> ChatRequest:
+def messages_request(*blocks: dict[str, Any], **fields: Any) -> ChatRequest:
     """What the Messages ingress makes of a tool loop whose assistant turn is ``blocks``."""
     ids = [b["id"] for b in blocks if b["type"] == "tool_use"]
     results = [{"type": "tool_result", "tool_use_id": i, "content": "sunny"} for i in ids]
@@ -46,7 +46,7 @@ def messages_request(*blocks: dict[str, Any]) -> ChatRequest:
         {"role": "assistant", "content": list(blocks)},
         {"role": "user", "content": results},
     ]
-    body = {"model": "m", "max_tokens": 256, "messages": turns, "tools": TOOLS}
+    body = {"model": "m", "max_tokens": 256, "messages": turns, "tools": TOOLS, **fields}
     request = to_chat_request(parse_anthropic(MessagesRequest, body))
     assert isinstance(request.messages[1], AssistantMessage)
     return request
@@ -116,7 +116,7 @@ def test_a_bedrock_answer_keeps_its_interleaved_blocks_in_order() -> None:
         ],
         stop="tool_use",
     )
-    response = parse(body)
+    response = make_adapter().parse_chat(body, SONNET_45)
     msg = response.choices[0].message
     calls = msg.tool_calls or []
     assert (msg.content, msg.reasoning_content) == ("Let me check.And also:Done.", "Weather first.")
@@ -125,6 +125,8 @@ def test_a_bedrock_answer_keeps_its_interleaved_blocks_in_order() -> None:
     signed = SignedThinking(type="thinking", thinking="Weather first.", signature="sig")
     assert msg.signed_thinking == [signed]
     assert msg.content_blocks == [signed, "Let me check.", calls[0], "And also:", calls[1], "Done."]
+    # no other model's reasoning is taken for Claude's signed thinking
+    assert parse(body).choices[0].message.signed_thinking is None
     # OpenAI's JSON is unchanged: the joined text and both calls, no new field
     dumped = orjson.loads(response.model_dump_json())["choices"][0]["message"]
     assert set(dumped) == {"role", "content", "refusal", "tool_calls", "reasoning_content", "annotations"}
@@ -172,25 +174,26 @@ def test_a_turn_reaches_bedrock_in_its_client_s_order_with_its_cache_points() ->
     # an order a stage made stale is not followed: OpenAI's, the text, then the calls
     stale = sent(rewritten(request, content="[redacted]"))["messages"][1]["content"]
     assert stale == [{"text": "[redacted]"}, converse_use("toolu_1"), converse_use(word_id, "now")]
-    # Claude's signed thinking goes back to Claude on Bedrock where it stood (interleaved)
-    signed = messages_request(
+    # Claude's signed thinking goes back to Claude on Bedrock where it stood (interleaved),
+    # when the request thinks
+    turn = (
         use("toolu_1"),
         {"type": "thinking", "thinking": "And the time.", "signature": "sig"},
         text("And also:"),
         use("toolu_2", "now"),
     )
+    signed = messages_request(*turn, thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=4096)
     assert sent(signed)["messages"][1]["content"] == [
         converse_use("toolu_1"),
         {"reasoningContent": {"reasoningText": {"text": "And the time.", "signature": "sig"}}},
         {"text": "And also:"},
         converse_use("toolu_2", "now"),
     ]
-    # and to no other model
-    assert sent(signed, "meta.llama3-70b-instruct-v1:0")["messages"][1]["content"] == [
-        converse_use("toolu_1"),
-        {"text": "And also:"},
-        converse_use("toolu_2", "now"),
-    ]
+    # and to no other model, nor when the request does not think (Claude would ignore it)
+    without = [converse_use("toolu_1"), {"text": "And also:"}, converse_use("toolu_2", "now")]
+    assert sent(signed.model_copy(update={"reasoning_effort": None}))["messages"][1]["content"] == without
+    llama = signed.model_copy(update={"reasoning_effort": None})
+    assert sent(llama, "meta.llama3-70b-instruct-v1:0")["messages"][1]["content"] == without
 
 
 # --- Gemini: the request ------------------------------------------------------------------------

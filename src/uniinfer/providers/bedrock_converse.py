@@ -17,8 +17,9 @@ rejects a blank text block). Signed reasoning (an assistant turn's
 :attr:`~uniinfer.types.chat.AssistantMessage.signed_thinking`, as the Anthropic Messages ingress
 takes it from its client, Claude Code say) goes back to a Claude model first in its turn, as
 ``reasoningContent`` blocks: ``reasoningText`` (text and ``signature``) or ``redactedContent``,
-unmodified, as Claude wants them in a tool loop (its signatures hold on every platform); other
-models get none, and plain ``reasoning_content`` is never sent back. A turn whose text and tool calls the Anthropic Messages ingress kept
+unmodified, as Claude wants them in a tool loop (its signatures hold on every platform), when
+the request thinks (without thinking Claude ignores them); other models get none, no other
+model's reasoning is taken for Claude's, and plain ``reasoning_content`` is never sent back. A turn whose text and tool calls the Anthropic Messages ingress kept
 in its client's order (:attr:`~uniinfer.types.chat.AssistantMessage.content_blocks`: a text after
 a call, say) goes in that order, while they still are the message's
 (:func:`~uniinfer.providers.translation.turn_in_order`).
@@ -197,7 +198,10 @@ def matched_stop(data: Mapping[str, Any]) -> str | None:
 def converse_payload(request: ChatRequest, model: str) -> Json:
     """The Converse / ConverseStream body (the model id travels in the path)."""
     caching = prompt_caching(model)
-    system, turns = _turns(request.messages, caching, reasoning="anthropic." in model)
+    # signed reasoning goes back to Claude when this request thinks (else Claude ignores it,
+    # and a model without thinking might refuse it)
+    reasoning = "anthropic." in model and thinking_budget(request) is not None
+    system, turns = _turns(request.messages, caching, reasoning=reasoning)
     payload: Json = {"messages": turns}
     if system:
         payload["system"] = system
@@ -640,7 +644,7 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
             )
             blocks.append(calls[-1])
         elif "reasoningContent" in block:
-            one = _signed(block["reasoningContent"])
+            one = _signed(block["reasoningContent"]) if "anthropic." in model else None
             thought = (block["reasoningContent"].get("reasoningText") or {}).get("text")
             if thought:
                 thoughts.append(thought)
@@ -672,8 +676,8 @@ def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatR
 
 
 def _signed(reasoning: Json) -> chat.SignedThinking | None:
-    """Claude's signed reasoning in a ``reasoningContent`` block; None for unsigned reasoning
-    (other models'), which there is no point sending back."""
+    """Claude's signed reasoning in a ``reasoningContent`` block (of a Claude model: no other
+    model's reasoning is ever sent back); None for unsigned reasoning."""
     if "redactedContent" in reasoning:
         return chat.SignedThinking(type="redacted_thinking", data=str(reasoning["redactedContent"]))
     text = reasoning.get("reasoningText") or {}

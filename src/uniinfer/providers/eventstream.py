@@ -206,13 +206,15 @@ STREAM_STATUS: Mapping[str, int] = {
 class ConverseStreamDecoder:
     """Event-stream frames -> OpenAI chunks; tool calls numbered 0, 1, ... as their blocks start."""
 
-    __slots__ = ("_adapter", "_blocks", "_created", "_done", "_frames", "_id", "_model", "_usage")
+    __slots__ = ("_adapter", "_blocks", "_created", "_done", "_frames", "_id", "_model", "_signs", "_usage")
 
     def __init__(self, adapter: ProviderAdapter, model: str) -> None:
         self._adapter = adapter
         self._frames = EventStreamDecoder()
         self._id = chunk_id()
         self._model = model
+        #: Claude signs its reasoning (no other model's is taken for signed thinking)
+        self._signs = "anthropic." in model
         self._created = int(time.time())
         #: contentBlockIndex -> tool call index
         self._blocks: dict[int, int] = {}
@@ -294,6 +296,8 @@ class ConverseStreamDecoder:
         reasoning = delta.get("reasoningContent") or {}
         if reasoning.get("text"):
             return self._chunk(ChunkDelta(reasoning_content=reasoning["text"]))
+        if not self._signs:
+            return None
         if reasoning.get("signature"):  # the reasoning block is complete: its signature comes last
             signed = SignedThinking(type="thinking", signature=str(reasoning["signature"]))
             return self._chunk(ChunkDelta(signed_thinking=[signed]))
