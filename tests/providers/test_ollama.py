@@ -201,6 +201,19 @@ def test_parse_chat_logprobs_in_openai_shape() -> None:
     ]  # fmt: skip
     body = {"message": {"role": "assistant", "content": "Hi!"}, "done": True, "logprobs": logprobs}
     choice = adapter_for().parse_chat(orjson.dumps(body), "llama3.2").choices[0]
+    # with thinking, the list also holds its tokens: cut to those that spell the content
+    thought = [{"token": "<think>"}, {"token": "Hm"}, {"token": "</think>\n\n"}, *logprobs]
+    thinking = {**body, "message": {**body["message"], "thinking": "Hm"}, "logprobs": thought}
+    cut = adapter_for().parse_chat(orjson.dumps(thinking), "qwen3").choices[0].logprobs
+    assert cut == choice.logprobs
+    unspelt = {**thinking, "message": {**thinking["message"], "content": "Hello!"}}
+    kept = adapter_for().parse_chat(orjson.dumps(unspelt), "qwen3").choices[0].logprobs
+    assert kept is not None
+    assert len(kept["content"]) == 5  # no tokens spell it: all of them, as they came
+    for bad in ("-0.5", True, {"x": 1}):
+        broken = {**body, "logprobs": [{"token": "Hi", "logprob": bad}]}
+        with pytest.raises(ProviderResponseError):
+            adapter_for().parse_chat(orjson.dumps(broken), "llama3.2")
     assert choice.logprobs == {
         "content": [
             {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
@@ -525,17 +538,20 @@ async def test_tool_and_thinking_streams_via_fake(
 async def test_logprobs_of_thinking_text_and_a_held_back_call_via_fake(
     server: tuple[str, web.Application], client: HttpClient
 ) -> None:
-    """Every generated word's logprob arrives, on the chunk of the line that carried it; the
-    line of logprobs the server sends while it holds back a call is a chunk of its own."""
+    """The content's logprobs arrive, on the chunk of the line that carried them, and not the
+    thinking's (OpenAI's logprobs are the content's); the line of logprobs the server sends while
+    it holds back a call is a chunk of its own."""
     adapter = adapter_for(server[0])
     thinking = await stream_chat(client, adapter, chat(logprobs=True, reasoning_effort="high"), "qwen3-think")
     entries = [
         e for c in thinking if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs["content"]
     ]
-    assert "".join(e["token"] for e in entries) == "The user said hi.echo: hi"
+    assert "".join(e["token"] for e in entries) == "echo: hi"
     for chunk in thinking:
-        if chunk.choices and (chunk.choices[0].delta.content or chunk.choices[0].delta.reasoning_content):
+        if chunk.choices and chunk.choices[0].delta.content:
             assert chunk.choices[0].logprobs is not None
+        if chunk.choices and chunk.choices[0].delta.reasoning_content:
+            assert chunk.choices[0].logprobs is None
     whole = await client.send(
         adapter.chat_request(chat(logprobs=True, top_logprobs=2), "qwen3-think", stream=False),
         Timeouts(),

@@ -32,11 +32,14 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
   each answer line carries ``logprobs`` for the tokens it generated, a whole
   answer all of them, as ``[{token, logprob, bytes, top_logprobs}]``: OpenAI's
   entries already, put in ``choices[].logprobs.content``. They cover every
-  token the model generated, a thinking model's thinking too (Ollama does not
-  tell them apart in a whole answer); a stream line with logprobs and no text
-  (the server sends them while it holds back a tool call) becomes a chunk with
-  an empty delta. A server older than 0.12.11 ignores both fields (Go's decoder
-  skips unknown ones): its answers then carry ``logprobs: null``.
+  token the model generated, a thinking model's thinking too, which OpenAI's
+  ``logprobs.content`` does not: a stream line of thinking keeps its logprobs to
+  itself, and a whole answer's list is cut to the tokens that spell its content
+  (all of them where no such cut exists, a tool call's say). A stream line with
+  logprobs and no text (the server sends them while it holds back a tool call)
+  becomes a chunk with an empty delta. A server older than 0.12.11 ignores both
+  fields (Go's decoder skips unknown ones): its answers then carry
+  ``logprobs: null``.
 - Errors are ``{"error": "message"}`` with the HTTP status.
 """
 
@@ -162,6 +165,10 @@ class OllamaAdapter(ProviderAdapter):
             raise self._shape_error("chat response", body)
         calls = [_tool_call(raw) for raw in _list(message.get("tool_calls"))]
         content = message.get("content") or ""
+        try:
+            logprobs = _logprobs(data.get("logprobs"), content if message.get("thinking") else None)
+        except ValueError:
+            raise self._shape_error("chat response", body) from None
         return ChatResponse(
             id=chunk_id(),
             model=model,
@@ -173,7 +180,7 @@ class OllamaAdapter(ProviderAdapter):
                         reasoning_content=message.get("thinking") or None,
                     ),
                     finish_reason=_finish_reason(data.get("done_reason"), bool(calls)),
-                    logprobs=_logprobs(data.get("logprobs")),
+                    logprobs=logprobs,
                 )
             ],
             usage=_usage(data),
@@ -416,8 +423,13 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
     return "tool_calls" if has_tool_calls else "stop"
 
 
-def _logprobs(raw: Any) -> dict[str, Any] | None:
-    """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none."""
+def _logprobs(raw: Any, spelling: str | None = None) -> dict[str, Any] | None:
+    """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none.
+
+    ``spelling``: the content of an answer whose list also holds thinking tokens, for which
+    the list is cut to the last tokens that spell it exactly (kept whole when none do).
+    A logprob that is not a number is a ValueError (the caller's shape error).
+    """
     if not isinstance(raw, list) or not raw:
         return None
     content = []
@@ -430,15 +442,32 @@ def _logprobs(raw: Any) -> dict[str, Any] | None:
                 "top_logprobs": [_token_logprob(t if isinstance(t, dict) else {}) for t in _list(top)],
             }
         )
+    if spelling:
+        content = _spelling(content, spelling)
     return logprobs_of(content)
+
+
+def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The last of ``entries`` whose tokens spell ``text``; all of them if none do."""
+    spelt = ""
+    for start in range(len(entries) - 1, -1, -1):
+        spelt = entries[start]["token"] + spelt
+        if spelt == text:
+            return entries[start:]
+        if len(spelt) >= len(text):
+            break
+    return entries
 
 
 def _token_logprob(entry: dict[str, Any]) -> dict[str, Any]:
     token_bytes = entry.get("bytes")
+    logprob = entry.get("logprob")
+    if logprob is None:  # Go leaves out a zero where it says omitempty
+        logprob = 0.0
+    if isinstance(logprob, bool) or not isinstance(logprob, int | float):
+        raise ValueError("logprob is not a number")
     return token_logprob(
-        str(entry.get("token", "")),
-        float(entry.get("logprob") or 0.0),  # Go leaves out a zero where it says omitempty
-        token_bytes if isinstance(token_bytes, list) else None,
+        str(entry.get("token", "")), float(logprob), token_bytes if isinstance(token_bytes, list) else None
     )
 
 
@@ -507,7 +536,13 @@ class OllamaStreamDecoder:
             reasoning_content=message.get("thinking") or None,
             tool_calls=calls or None,
         )
-        logprobs = _logprobs(payload.get("logprobs"))
+        try:
+            # a line of thinking keeps its logprobs: OpenAI's are the content's
+            logprobs = (
+                None if delta.reasoning_content and not delta.content else _logprobs(payload.get("logprobs"))
+            )
+        except ValueError:
+            raise self._adapter._shape_error("stream line", orjson.dumps(payload).decode()) from None
         said = delta.content or delta.reasoning_content or calls
         out = [self._choice(delta, logprobs=logprobs)] if said or logprobs else []
         if payload.get("done"):
