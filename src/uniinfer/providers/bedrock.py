@@ -1,8 +1,9 @@
 """AWS Bedrock: Converse / ConverseStream chat and InvokeModel embeddings, SigV4-signed.
 
-The Converse translation lives in :mod:`uniinfer.providers.bedrock_converse`
-and the binary stream framing in :mod:`uniinfer.providers.eventstream`; this
-module holds what is AWS-specific around them.
+The Converse translation lives in :mod:`uniinfer.providers.bedrock_converse` (the
+request) and :mod:`uniinfer.providers.bedrock_response` (the answer), the binary stream
+framing in :mod:`uniinfer.providers.eventstream`; this module holds what is AWS-specific
+around them.
 
 Credentials: a Bedrock API key (``api_key``, e.g. ``env:AWS_BEARER_TOKEN_BEDROCK``,
 https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys.html) is sent as
@@ -77,18 +78,14 @@ from uniinfer.providers.anthropic_request import (
     without_refused,
 )
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, merge_headers
-from uniinfer.providers.bedrock_converse import (
-    cache_left_out,
-    converse_payload,
-    converse_response,
-    thinking_left_out,
-)
+from uniinfer.providers.bedrock_converse import cache_left_out, converse_payload, thinking_left_out
 from uniinfer.providers.bedrock_models import (
     claude_name,
     effort_refused_on_bedrock,
     structured_outputs,
     unsupported_for,
 )
+from uniinfer.providers.bedrock_response import converse_response
 from uniinfer.providers.claude_models import EFFORT_PARAM, thinking_conflicts
 from uniinfer.providers.eventstream import ConverseStreamDecoder
 from uniinfer.providers.redaction import redact_secret

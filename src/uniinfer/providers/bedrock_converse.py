@@ -1,4 +1,4 @@
-"""Bedrock Converse wire format: request translation and response parsing.
+"""Bedrock Converse wire format: the request, built from an OpenAI-shaped one (pure functions).
 
 Pure functions used by :class:`uniinfer.providers.bedrock.BedrockAdapter`
 (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html,
@@ -73,21 +73,8 @@ the request refused, and :func:`cache_left_out` names it (``cache_control``, or
 ``cache_control.ttl`` for a lost one-hour TTL) for ``x-uniinfer-dropped-params``. More than four
 checkpoints are sent as asked, as on the Claude API, for Bedrock's 400 to name.
 
-Responses: ``text`` -> ``content``, ``toolUse`` -> ``tool_calls``,
-``reasoningContent.reasoningText`` -> ``reasoning_content``; Claude's signed reasoning (a
-``reasoningText`` with its ``signature``, or ``redactedContent``) is also kept whole as the
-message's :attr:`~uniinfer.types.chat.ResponseMessage.signed_thinking` (never serialised; the
-Anthropic ingress hands it to its client, which sends it back). When a
-text follows a call, the blocks are also kept in their order as the message's
-:attr:`~uniinfer.types.chat.ResponseMessage.content_blocks` (never serialised), for the Anthropic
-Messages ingress. Converse returns no id, so one is generated. Usage: ``inputTokens`` excludes
-cache reads and writes, like Anthropic's ``input_tokens``
-(https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html),
-while ``totalTokens`` includes them: ``prompt_tokens = inputTokens +
-cacheReadInputTokens + cacheWriteInputTokens``, the cache numbers are kept in
-the details and ``total_tokens`` is ``totalTokens``, all as reported.
-
-Streams are decoded in :mod:`uniinfer.providers.eventstream`.
+Responses are parsed in :mod:`uniinfer.providers.bedrock_response`, streams decoded in
+:mod:`uniinfer.providers.eventstream`.
 """
 
 from __future__ import annotations
@@ -99,7 +86,6 @@ import orjson
 
 from uniinfer.errors import (
     InvalidRequestError,
-    ProviderError,
     UniInferError,
     UnsupportedFeatureError,
     UnsupportedParamError,
@@ -110,7 +96,6 @@ from uniinfer.providers.anthropic_request import (
     output_effort,
     thinking_budget,
 )
-from uniinfer.providers.base import chunk_id
 from uniinfer.providers.bedrock_documents import document, name_documents
 from uniinfer.providers.bedrock_models import (
     NO_CACHING,
@@ -120,6 +105,7 @@ from uniinfer.providers.bedrock_models import (
     structured_outputs,
     unsupported_for,
 )
+from uniinfer.providers.bedrock_response import STOP_SEQUENCE_PATH
 from uniinfer.providers.claude_models import (
     effort_error,
     effort_refused,
@@ -128,9 +114,7 @@ from uniinfer.providers.claude_models import (
     thinks_adaptively,
 )
 from uniinfer.providers.translation import (
-    add_answer_text,
     add_turn,
-    answer_order,
     data_url,
     images_into_results,
     json_object,
@@ -140,18 +124,10 @@ from uniinfer.providers.translation import (
     turn_in_order,
     word_call_id,
 )
-from uniinfer.types import ChatRequest, ChatResponse, Usage, chat
-from uniinfer.types.chat import AnswerBlock, ChatChoice, FinishReason, FunctionCall, ToolCall
+from uniinfer.types import ChatRequest, chat
+from uniinfer.types.chat import ToolCall
 
-__all__ = [
-    "STOP_SEQUENCE_PATH",
-    "cache_left_out",
-    "converse_payload",
-    "converse_response",
-    "finish_reason",
-    "matched_stop",
-    "usage",
-]
+__all__ = ["cache_left_out", "converse_payload", "thinking_left_out"]
 
 Json = dict[str, Any]
 
@@ -159,18 +135,6 @@ _DEFAULT_MAX_TOKENS = 4096
 _MIN_BUDGET = 1024
 # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ImageBlock.html
 _IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
-# StopReason: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_MessageStopEvent.html
-_FINISH: Mapping[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-}
-#: StopReasons that mean the model produced an answer that could not be used.
-_MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
 _NEED_STRUCTURED = (
     "Bedrock has structured outputs for Claude Sonnet 4.5, Haiku 4.5, Opus 4.5 and later Claude "
     "models and for OpenAI gpt-oss models"
@@ -178,18 +142,6 @@ _NEED_STRUCTURED = (
 #: A block's ``cachePoint`` until it is placed after the block (the block may move first: an
 #: image into its tool result).
 _CACHE_POINT = "_cache_point"
-
-
-#: The JSON pointer into Claude's own response that Converse returns on request
-#: (``additionalModelResponseFieldPaths``): the stop sequence that ended the answer.
-STOP_SEQUENCE_PATH = "/stop_sequence"
-
-
-def matched_stop(data: Mapping[str, Any]) -> str | None:
-    """The stop sequence a Converse response (or its ``messageStop`` event) says ended it."""
-    fields = data.get("additionalModelResponseFields")
-    found = fields.get("stop_sequence") if isinstance(fields, dict) else None
-    return found if isinstance(found, str) else None
 
 
 # --- request ---------------------------------------------------------------------------
@@ -587,33 +539,6 @@ def _tool_spec(tool: chat.Tool, i: int, model: str, structured: bool) -> Json:
     return {"toolSpec": spec}
 
 
-# --- response ----------------------------------------------------------------------------
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def usage(raw: Any) -> Usage:
-    """``TokenUsage`` -> :class:`Usage` (cache reads and writes added to the prompt, see above)."""
-    if not isinstance(raw, dict):
-        raise TypeError("usage is not an object")
-    read, write = _int(raw.get("cacheReadInputTokens")), _int(raw.get("cacheWriteInputTokens"))
-    prompt = (_int(raw.get("inputTokens")) or 0) + (read or 0) + (write or 0)
-    completion = _int(raw.get("outputTokens")) or 0
-    return Usage.of(prompt, completion, cached=read, cache_write=write, total=_int(raw.get("totalTokens")))
-
-
-def finish_reason(reason: Any, provider: str) -> FinishReason:
-    """OpenAI's finish reason for a StopReason; a malformed answer is a (retryable) provider error."""
-    if reason in _MALFORMED:
-        raise ProviderError(
-            f"{provider}: the model's answer was malformed (stopReason {reason}); a retry may succeed",
-            provider=provider,
-        )
-    return _FINISH.get(str(reason), "stop")
-
-
 def thinking_left_out(request: ChatRequest) -> bool:
     """Whether :func:`converse_payload` leaves ``reasoning_effort`` out (an open tool loop)."""
     if thinking_budget(request) is None:
@@ -623,67 +548,3 @@ def thinking_left_out(request: ChatRequest) -> bool:
     except UniInferError:
         return False  # converse_payload raises it
     return _thinking_left_out(turns)
-
-
-def converse_response(data: Any, model: str, provider: str = "bedrock") -> ChatResponse:
-    """A Converse response body (decoded JSON); shape errors raise KeyError/TypeError."""
-    texts: list[str] = []
-    thoughts: list[str] = []
-    signed: list[chat.SignedThinking] = []
-    calls: list[ToolCall] = []
-    blocks: list[AnswerBlock] = []  # texts (adjacent ones joined, empty ones left out), calls, signed
-    for block in data["output"]["message"]["content"]:
-        if "text" in block:
-            texts.append(block["text"])
-            add_answer_text(blocks, block["text"])
-        elif "toolUse" in block:
-            use = block["toolUse"]
-            arguments = orjson.dumps(use.get("input") or {}).decode()
-            calls.append(
-                ToolCall(id=use["toolUseId"], function=FunctionCall(name=use["name"], arguments=arguments))
-            )
-            blocks.append(calls[-1])
-        elif "reasoningContent" in block:
-            one = _signed(block["reasoningContent"]) if "anthropic." in model else None
-            thought = (block["reasoningContent"].get("reasoningText") or {}).get("text")
-            if thought:
-                thoughts.append(thought)
-            if one is not None:
-                signed.append(one)
-                blocks.append(one)
-    text = "".join(texts)
-    message = chat.ResponseMessage(
-        content=text if texts or not calls else None,
-        tool_calls=calls or None,
-        reasoning_content="".join(thoughts) or None,
-        signed_thinking=signed or None,
-        # kept only when OpenAI's shape (signed reasoning, the text, the calls) loses their order
-        content_blocks=answer_order(blocks, text, calls, signed),
-    )
-    raw_usage = data.get("usage")
-    return ChatResponse(
-        id=chunk_id(),
-        model=model,
-        choices=[
-            ChatChoice(
-                message=message,
-                finish_reason=finish_reason(data.get("stopReason"), provider),
-                stop_sequence=matched_stop(data),
-            )
-        ],
-        usage=usage(raw_usage) if raw_usage is not None else None,
-    )
-
-
-def _signed(reasoning: Json) -> chat.SignedThinking | None:
-    """Claude's signed reasoning in a ``reasoningContent`` block (of a Claude model: no other
-    model's reasoning is ever sent back); None for unsigned reasoning."""
-    if "redactedContent" in reasoning:
-        return chat.SignedThinking(type="redacted_thinking", data=str(reasoning["redactedContent"]))
-    text = reasoning.get("reasoningText") or {}
-    signature = text.get("signature")
-    if not signature:
-        return None
-    return chat.SignedThinking(
-        type="thinking", thinking=str(text.get("text") or ""), signature=str(signature)
-    )

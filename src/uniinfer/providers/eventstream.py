@@ -45,7 +45,7 @@ import orjson
 
 from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
-from uniinfer.providers.bedrock_converse import finish_reason, matched_stop, usage
+from uniinfer.providers.bedrock_response import finish_reason, matched_stop, usage
 from uniinfer.types import ChatChunk, Usage
 from uniinfer.types.chat import (
     ChunkChoice,
