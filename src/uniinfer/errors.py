@@ -268,16 +268,17 @@ class ProviderConnectionError(ProviderError):
 
 
 class OutboundProxyError(ProviderConnectionError):
-    """The outbound proxy (``HTTPS_PROXY``/``HTTP_PROXY``) could not be reached, or refused the
-    request (407 Proxy Authentication Required and the like); the message names neither the
-    proxy nor its credentials."""
+    """The gateway's outbound proxy could not be reached or refused it (407).
+
+    Its message names neither the proxy nor its credentials. Retryable as any connection
+    failure: a group goes on to its next deployment, which may be reached directly.
+    """
 
     code = "outbound_proxy_error"
     hint = (
         "Check the gateway's HTTPS_PROXY / HTTP_PROXY (address, credentials) and NO_PROXY "
         "(docs/configuration.md, Outbound proxy)."
     )
-    retryable = False
 
 
 class ProviderTimeoutError(ProviderError):
@@ -433,6 +434,9 @@ def error_from_status(
     }
     if cls is None:
         cls = ProviderError if status >= 500 else InvalidRequestError
+    if cls is OutboundProxyError:  # the proxy's page may name it and its user: none of it kept
+        message = f"{provider}: the outbound proxy refused the request (407 Proxy Authentication Required)"
+        kwargs["upstream_body"] = None
     return cls(message, **kwargs)
 
 

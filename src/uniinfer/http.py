@@ -41,7 +41,7 @@ from uniinfer.errors import (
     ProviderTimeoutError,
     RequestCancelledError,
 )
-from uniinfer.outbound_proxy import DIRECT, Proxies
+from uniinfer.outbound_proxy import DIRECT, Proxies, Route
 
 if TYPE_CHECKING:
     import aiohttp
@@ -106,7 +106,7 @@ class StreamingResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
+            raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -117,7 +117,7 @@ class StreamingResponse:
         try:
             return await self._resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
+            raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -137,7 +137,7 @@ class StreamingResponse:
                     return
                 yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from _cause(exc)
+            raise _transport_error(exc, self._provider, self._session) from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
 
@@ -238,9 +238,12 @@ class HttpClient:
                 body = await resp.read()
                 return HttpResponse(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider, session) from _cause(exc)
+            failure = _transport_error(exc, provider, session, route)
+            if not _of_proxy(exc, route):
+                raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
+        raise failure  # out of the handler: see _of_proxy
 
     async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
@@ -264,10 +267,14 @@ class HttpClient:
                 proxy_headers=route.proxy_headers,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, provider, session) from _cause(exc)
+            failure = _transport_error(exc, provider, session, route)
+            if not _of_proxy(exc, route):
+                raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
             raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
-        return StreamingResponse(resp, provider, session)
+        else:
+            return StreamingResponse(resp, provider, session)
+        raise failure  # out of the handler: see _of_proxy
 
     @staticmethod
     def close_stream(stream: StreamingResponse, *, complete: bool) -> None:
@@ -345,33 +352,30 @@ def _cut_or_same(exc: RuntimeError, session: aiohttp.ClientSession) -> BaseExcep
     return cut
 
 
-def _cause(exc: BaseException) -> BaseException | None:
-    """What a transport error is raised from: ``exc``, except a proxy's failure, whose text and
-    request (headers with ``Proxy-Authorization``) must not travel with it."""
+def _of_proxy(exc: BaseException, route: Route) -> bool:
+    """Whether ``exc`` is the outbound proxy's failure. Its error is then raised outside the
+    ``except`` block, with no cause and no context: aiohttp's exception holds the proxy's address
+    and its request, ``Proxy-Authorization`` and all, which must not travel with it."""
     import aiohttp
 
-    return None if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError) else exc
+    if route.proxy is None:
+        return False
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return True
+    return isinstance(exc, aiohttp.ClientConnectorError) and (exc.host, exc.port) == route.proxy_address
 
 
 def _transport_error(
-    exc: BaseException, provider: str, session: aiohttp.ClientSession
+    exc: BaseException, provider: str, session: aiohttp.ClientSession, route: Route = DIRECT
 ) -> ProviderConnectionError | ProviderTimeoutError | RequestCancelledError:
-    """The error for a failed exchange; once ``session`` is closed, the close cut it off."""
+    """The error for a failed exchange; once ``session`` is closed, the close cut it off. The
+    outbound proxy's failures name neither the proxy nor anything it said."""
     import aiohttp
 
     if session.closed:
         return _cut_by_close()
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):  # before ClientConnectorError, its base
-        number = exc.os_error.errno  # its strerror may quote the proxy's address
-        why = os.strerror(number).lower() if number else "no connection"
-        return OutboundProxyError(
-            f"{provider}: the outbound proxy cannot be reached ({why})", provider=provider
-        )
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        return OutboundProxyError(
-            f"{provider}: the outbound proxy refused the request ({exc.status} {exc.message})",
-            provider=provider,
-        )
+    if _of_proxy(exc, route):
+        return _proxy_error(exc, provider)
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         # which timer fired: the operator's lead to the setting (providers.<name>.timeout)
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -393,6 +397,43 @@ def _transport_error(
             provider=provider,
         )
     return ProviderConnectionError(f"{provider}: {type(exc).__name__}: {exc}", provider=provider)
+
+
+def _proxy_error(exc: BaseException, provider: str) -> ProviderConnectionError:
+    """The outbound proxy's failure: it refused the gateway (407: its credentials), could not
+    reach the provider (its 5xx to the tunnel), or could not itself be reached."""
+    import socket
+
+    import aiohttp
+
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        phrase = _phrase(exc.status)
+        if exc.status == 407:
+            return OutboundProxyError(
+                f"{provider}: the outbound proxy refused the request (407 {phrase})", provider=provider
+            )
+        return ProviderConnectionError(
+            f"{provider}: the outbound proxy could not reach the provider ({exc.status} {phrase})",
+            provider=provider,
+        )
+    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
+    if isinstance(os_error, socket.gaierror):
+        why = "its host name does not resolve"
+    elif os_error is not None and os_error.errno:  # its strerror may quote the proxy's address
+        why = os.strerror(os_error.errno).lower()
+    else:
+        why = "no connection"
+    return OutboundProxyError(f"{provider}: the outbound proxy cannot be reached ({why})", provider=provider)
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (never the proxy's own, which may name it)."""
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -1,11 +1,12 @@
-"""Which outbound proxy a request to a provider goes through: the environment's, as Go reads it.
+"""Which outbound proxy a request to a provider goes through: the environment's.
 
-``HTTPS_PROXY`` for ``https://`` URLs, ``HTTP_PROXY`` for ``http://`` ones (lower-case names
-win), ``NO_PROXY`` for the hosts reached directly: host names, domains (``corp.example``,
-``.corp.example`` and ``*.corp.example`` each cover every host under it), ``host:port`` (the
-port is ignored), IP addresses, networks (``10.0.0.0/8``) or ``*``. As in Go's net/http, a
-loopback host (``localhost``, ``127.0.0.0/8``, ``::1``) is always reached directly, and
-``ALL_PROXY`` is not read (desktops often point it at a SOCKS proxy, which aiohttp cannot use).
+As curl and Python's urllib read them: ``HTTPS_PROXY`` for ``https://`` URLs, ``HTTP_PROXY`` for
+``http://`` ones (lower-case names win, and an empty one turns the variable off), ``NO_PROXY`` for
+the hosts reached directly: host names, domains (``corp.example``, ``.corp.example`` and
+``*.corp.example`` each cover it and every host under it), ``host:port`` (the port is ignored), IP
+addresses, networks (``10.0.0.0/8``) or ``*``. As in Go's net/http, a loopback host
+(``localhost``, ``127.0.0.0/8``, ``::1``) is always reached directly, and ``ALL_PROXY`` is not read
+(desktops often point it at a SOCKS proxy, which aiohttp cannot use).
 
 The variables are checked once, when :class:`Proxies` is made (``uniinfer serve``'s start-up,
 an SDK client's construction): a proxy URL that is not ``http(s)://host[:port]`` is a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ __all__ = ["DIRECT", "Proxies", "Route"]
 _VARIABLES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
 #: Upstream URLs whose route is kept; URLs are per provider, path and model, so few.
 _CACHE_LIMIT = 4096
+#: A host name or IP address as yarl gives it (no spaces, no brackets, no controls).
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class Route:
     proxy: str | None = None
     proxy_headers: Mapping[str, str] | None = None
     request_headers: Mapping[str, str] | None = None
+    #: The proxy's (host, port), to tell its connection failures from the provider's.
+    proxy_address: tuple[str, int] | None = None
 
     def headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """A request's headers with what this route adds."""
@@ -104,18 +110,23 @@ def _through(proxy: str, scheme: str) -> Route:
     try:
         parsed = URL(proxy)
         port = parsed.port  # parses it: out of range raises
-        auth = aiohttp.encode_basic_auth(parsed.user, parsed.password or "") if parsed.user else None
+        credentials = parsed.user is not None or parsed.password is not None
+        auth = aiohttp.encode_basic_auth(parsed.user or "", parsed.password or "") if credentials else None
     except (ValueError, TypeError):  # their messages may quote the URL, password and all
         raise _unusable(variable, "it cannot be parsed as one") from None
     if parsed.scheme not in ("http", "https"):
         raise _unusable(variable, f"a {parsed.scheme} proxy; uniinfer speaks to HTTP(S) proxies only")
-    if not parsed.host or port is None:
-        raise _unusable(variable, "no host")
-    bare = str(parsed.with_user(None).with_path("").with_query(None))
+    host = parsed.host or ""
+    if not host or not _HOST.fullmatch(host) or not port:
+        raise _unusable(variable, "no valid host and port")
+    bare = str(parsed.with_user(None).with_path("").with_query(None).with_fragment(None))
+    address = (host, port)
     if auth is None:
-        return Route(bare)
+        return Route(bare, proxy_address=address)
     headers = {"Proxy-Authorization": auth}
-    return Route(bare, proxy_headers=headers) if scheme == "https" else Route(bare, request_headers=headers)
+    if scheme == "https":
+        return Route(bare, proxy_headers=headers, proxy_address=address)
+    return Route(bare, request_headers=headers, proxy_address=address)
 
 
 def _unusable(variable: str, why: str) -> ConfigError:
