@@ -207,11 +207,17 @@ def test_parse_chat_logprobs_in_openai_shape() -> None:
     cut = adapter_for().parse_chat(orjson.dumps(thinking), "qwen3").choices[0].logprobs
     assert cut == choice.logprobs
     unspelt = {**thinking, "message": {**thinking["message"], "content": "Hello!"}}
-    kept = adapter_for().parse_chat(orjson.dumps(unspelt), "qwen3").choices[0].logprobs
-    assert kept is not None
-    assert len(kept["content"]) == 5  # no tokens spell it: all of them, as they came
-    for bad in ("-0.5", True, {"x": 1}):
-        broken = {**body, "logprobs": [{"token": "Hi", "logprob": bad}]}
+    # no tokens spell it: none rather than the thinking's mixed in
+    assert adapter_for().parse_chat(orjson.dumps(unspelt), "qwen3").choices[0].logprobs is None
+    for broken_entry in (
+        {"token": "Hi", "logprob": "-0.5"},
+        {"token": "Hi", "logprob": True},
+        {"token": "Hi", "logprob": {"x": 1}},
+        {"token": None, "logprob": -0.5},
+        {"token": "Hi", "logprob": -0.5, "bytes": [300]},
+        "Hi",
+    ):
+        broken = {**body, "logprobs": [broken_entry]}
         with pytest.raises(ProviderResponseError):
             adapter_for().parse_chat(orjson.dumps(broken), "llama3.2")
     assert choice.logprobs == {
@@ -225,6 +231,34 @@ def test_parse_chat_logprobs_in_openai_shape() -> None:
     }  # fmt: skip
     without = {"message": {"role": "assistant", "content": "Hi!"}, "done": True}
     assert adapter_for().parse_chat(orjson.dumps(without), "llama3.2").choices[0].logprobs is None
+
+
+@pytest.mark.parametrize(
+    ("tokens", "content", "expected"),
+    [
+        # the server trims the content's leading whitespace, which shares a token with its first word
+        (["<think>", "Hm", "</think>", "\n\nThe", " answer"], "The answer", ["\n\nThe", " answer"]),
+        # a character cut across tokens: its bytes spell it, its texts do not
+        (["<think>", "</think>", "Hi", " \ufffd", "\ufffd"], "Hi 😀", ["Hi", " \ufffd", "\ufffd"]),
+        # a stop sequence's tokens, cut from the content, after it
+        (["<think>", "</think>", "Hi", " END"], "Hi", ["Hi"]),
+        (["<think>", "Hm", "</think>", "Hello"], "Bye", None),
+    ],
+)
+def test_a_thinking_answer_s_logprobs_are_its_content_s(
+    tokens: list[str], content: str, expected: list[str] | None
+) -> None:
+    emoji = list("😀".encode())
+
+    def entry(token: str) -> dict[str, Any]:
+        raw = {" \ufffd": [32, *emoji[:2]], "\ufffd": emoji[2:]}.get(token, list(token.encode()))
+        return {"token": token, "logprob": -0.1, "bytes": raw}
+
+    body = {"message": {"role": "assistant", "content": content, "thinking": "Hm"}, "done": True,
+            "logprobs": [entry(t) for t in tokens]}  # fmt: skip
+    logprobs = adapter_for().parse_chat(orjson.dumps(body), "qwen3").choices[0].logprobs
+    got = None if logprobs is None else [e["token"] for e in logprobs["content"]]
+    assert got == expected
 
 
 def test_parse_chat_content_thinking_and_usage() -> None:

@@ -34,10 +34,13 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
   entries already, put in ``choices[].logprobs.content``. They cover every
   token the model generated, a thinking model's thinking too, which OpenAI's
   ``logprobs.content`` does not: a stream line of thinking keeps its logprobs to
-  itself, and a whole answer's list is cut to the tokens that spell its content
-  (all of them where no such cut exists, a tool call's say). A stream line with
-  logprobs and no text (the server sends them while it holds back a tool call)
-  becomes a chunk with an empty delta. A server older than 0.12.11 ignores both
+  itself, and where thinking and content share a line or a whole answer, the
+  list is cut to the tokens that spell the content (compared as UTF-8, leading
+  whitespace and a few trailing tokens, a stop sequence's, allowed); where no
+  such cut exists the logprobs are left out rather than mixed. Without thinking
+  every token is the answer's, a tool call's included. A stream line with
+  logprobs and no text (the server sends them while it holds back a tool call
+  or buffers text) becomes a chunk with an empty delta. A server older than 0.12.11 ignores both
   fields (Go's decoder skips unknown ones): its answers then carry
   ``logprobs: null``.
 - Errors are ``{"error": "message"}`` with the HTTP status.
@@ -426,49 +429,66 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
 def _logprobs(raw: Any, spelling: str | None = None) -> dict[str, Any] | None:
     """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none.
 
-    ``spelling``: the content of an answer whose list also holds thinking tokens, for which
-    the list is cut to the last tokens that spell it exactly (kept whole when none do).
-    A logprob that is not a number is a ValueError (the caller's shape error).
+    ``spelling``: the content of an answer (or line) whose list also holds thinking tokens: the
+    list is cut to the tokens that spell it (:func:`_spelling`), None where none do. An entry
+    not of Ollama's shape is a ValueError (the caller's shape error).
     """
     if not isinstance(raw, list) or not raw:
         return None
-    content = []
-    for entry in raw:
-        entry = entry if isinstance(entry, dict) else {}
-        top = entry.get("top_logprobs")
-        content.append(
-            {
-                **_token_logprob(entry),
-                "top_logprobs": [_token_logprob(t if isinstance(t, dict) else {}) for t in _list(top)],
-            }
-        )
-    if spelling:
-        content = _spelling(content, spelling)
+    content = [_entry(entry) for entry in raw]
+    if spelling is not None:
+        cut = _spelling(content, spelling)
+        if not cut:
+            return None
+        content = cut
     return logprobs_of(content)
 
 
-def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """The last of ``entries`` whose tokens spell ``text``; all of them if none do."""
-    spelt = ""
-    for start in range(len(entries) - 1, -1, -1):
-        spelt = entries[start]["token"] + spelt
-        if spelt == text:
-            return entries[start:]
-        if len(spelt) >= len(text):
-            break
-    return entries
+def _entry(entry: Any) -> dict[str, Any]:
+    top = entry.get("top_logprobs") if isinstance(entry, dict) else None
+    return {**_token_logprob(entry), "top_logprobs": [_token_logprob(t) for t in _list(top)]}
 
 
-def _token_logprob(entry: dict[str, Any]) -> dict[str, Any]:
-    token_bytes = entry.get("bytes")
-    logprob = entry.get("logprob")
+#: Tokens after the content's that may still be in the list: a stop sequence's, cut from the text.
+_TRAILING = 8
+
+
+def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]] | None:
+    """The run of ``entries`` whose bytes spell ``text``, ending at most :data:`_TRAILING` tokens
+    before the last (leading whitespace of its first token allowed: the server trims it off the
+    content); None when there is none. Linear in the tokens for each end tried."""
+    want = text.encode()
+    if not want:
+        return None
+    pieces = [bytes(e["bytes"]) for e in entries]
+    for end in range(len(pieces), max(len(pieces) - _TRAILING, 0) - 1, -1):
+        at = len(want)
+        for start in range(end - 1, -1, -1):
+            piece = pieces[start]
+            if want.endswith(piece, 0, at):
+                at -= len(piece)
+                if at == 0:
+                    return entries[start:end]
+            elif piece.endswith(want[:at]) and not piece[: len(piece) - at].strip():
+                return entries[start:end]
+            else:
+                break
+    return None
+
+
+def _token_logprob(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ValueError("a logprob entry is not an object")
+    token, token_bytes, logprob = entry.get("token", ""), entry.get("bytes"), entry.get("logprob")
     if logprob is None:  # Go leaves out a zero where it says omitempty
         logprob = 0.0
-    if isinstance(logprob, bool) or not isinstance(logprob, int | float):
-        raise ValueError("logprob is not a number")
-    return token_logprob(
-        str(entry.get("token", "")), float(logprob), token_bytes if isinstance(token_bytes, list) else None
-    )
+    if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
+        raise ValueError("a token that is not text, or a logprob that is not a number")
+    if token_bytes is not None and not (
+        isinstance(token_bytes, list) and all(isinstance(b, int) and 0 <= b < 256 for b in token_bytes)
+    ):
+        raise ValueError("token bytes that are not bytes")
+    return token_logprob(token, float(logprob), token_bytes)
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:
@@ -538,9 +558,9 @@ class OllamaStreamDecoder:
         )
         try:
             # a line of thinking keeps its logprobs: OpenAI's are the content's
-            logprobs = (
-                None if delta.reasoning_content and not delta.content else _logprobs(payload.get("logprobs"))
-            )
+            thinking_only = delta.reasoning_content and not delta.content
+            mixed = delta.content if delta.reasoning_content else None  # cut to the content's tokens
+            logprobs = None if thinking_only else _logprobs(payload.get("logprobs"), mixed)
         except ValueError:
             raise self._adapter._shape_error("stream line", orjson.dumps(payload).decode()) from None
         said = delta.content or delta.reasoning_content or calls
