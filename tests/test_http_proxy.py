@@ -309,20 +309,12 @@ async def test_a_407_forwarding_plain_http_keeps_nothing_of_the_proxy_s_page(
     async with answering_proxy(407) as (_, port):
         monkeypatch.setenv("HTTP_PROXY", f"http://svc:s3cret-pass@127.0.0.1:{port}")
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # for the openai SDK
-        config = make_config("providers:\n  vllm: {base_url: 'http://vllm.internal:8000/v1'}\n")
-        async with serve(create_app(config)) as base:
-            client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-            async with client:
-                with pytest.raises(openai.APIStatusError) as caught:
-                    await client.chat.completions.create(
-                        model="vllm/m",
-                        messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
-                    )
-    body = caught.value.body
-    assert isinstance(body, dict)
+        body, text = await _refused_request(
+            provider="vllm: {base_url: 'http://vllm.internal:8000/v1'}", model="vllm/m"
+        )
     assert body["code"] == "outbound_proxy_error", body
     for secret in (*SECRETS, str(port)):
-        assert secret not in caught.value.response.text
+        assert secret not in text
 
 
 def test_the_proxy_s_own_connection_failures_are_told_from_the_provider_s() -> None:
@@ -342,17 +334,17 @@ def test_the_proxy_s_own_connection_failures_are_told_from_the_provider_s() -> N
     assert "api.openai.com" in provider_error.message  # the provider's host is no secret
 
 
-async def _refused_request(retries: int = 0) -> tuple[dict[str, Any], str]:
-    """The error body and text a chat request to the OpenAI API (through the proxy) gets."""
-    config = make_config(
-        f"providers:\n  openai: {{api_key: sk-o}}\nrouting: {{retry: {{max_retries: {retries}}}}}\n"
-    )
+async def _refused_request(
+    retries: int = 0, *, provider: str = "openai: {api_key: sk-o}", model: str = "openai/gpt-4o-mini"
+) -> tuple[dict[str, Any], str]:
+    """The error body and text a chat request to ``provider`` (through the proxy) gets."""
+    config = make_config(f"providers:\n  {provider}\nrouting: {{retry: {{max_retries: {retries}}}}}\n")
     async with serve(create_app(config)) as base:
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
         async with client:
             with pytest.raises(openai.APIStatusError) as caught:
                 await client.chat.completions.create(
-                    model="openai/gpt-4o-mini",
+                    model=model,
                     messages=[{"role": "user", "content": "hi"}],  # type: ignore[list-item]
                 )
     body = caught.value.body
