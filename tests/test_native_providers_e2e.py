@@ -267,3 +267,28 @@ async def test_a_stream_flushed_an_event_at_a_time_is_relayed_whole(
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.total_tokens > 0
+
+
+async def test_a_stream_from_a_thinking_claude_has_no_empty_chunks(sdk: openai.AsyncOpenAI) -> None:
+    """The signature that completes Claude's thinking is for Anthropic clients: an OpenAI client
+    gets no chunk that says nothing."""
+    stream = await sdk.chat.completions.create(
+        model="anthropic/claude-sonnet-4-5",
+        messages=MSG,  # type: ignore[arg-type]
+        reasoning_effort="low",
+        max_tokens=4096,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    reasoning = "".join(
+        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices
+    )
+    assert reasoning  # it thought, and said so
+    for chunk in chunks:
+        if not chunk.choices:
+            assert chunk.usage is not None
+            continue
+        choice = chunk.choices[0]
+        said = choice.delta.model_dump(exclude_none=True)
+        assert said or choice.finish_reason, chunk

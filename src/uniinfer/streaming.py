@@ -149,9 +149,11 @@ class ChatStream:
             except StopAsyncIteration:
                 return
             if self._pending:
-                yield b"".join([_sse(item, usage) for item in self._with_pending(item)])
+                body = b"".join([_sse(i, usage) for i in self._with_pending(item) if not _silent(i)])
             else:
-                yield _sse(item, usage)
+                body = b"" if _silent(item) else _sse(item, usage)
+            if body:
+                yield body
 
     async def json_batches(self) -> AsyncIterator[list[bytes]]:
         """The chunks as OpenAI JSON, one item per chunk, in batches (see :meth:`batches`).
@@ -169,9 +171,10 @@ class ChatStream:
             for i in self._with_pending(item):
                 if isinstance(i, RawEvents):
                     batch += i.payloads()
-                else:
+                elif not _silent(i):
                     batch.append(_json(i, usage))
-            yield batch
+            if batch:
+                yield batch
 
     async def batches(self) -> AsyncIterator[list[ChatChunk]]:
         """The chunks in batches: each the next chunk and every chunk already decoded behind it.
@@ -464,6 +467,21 @@ class _BadChunkError(Exception):
         super().__init__(error.message)
         self.before = before
         self.error = error
+
+
+def _silent(item: StreamItem) -> bool:
+    """Whether a modelled chunk has nothing for an OpenAI client: it carries only signed thinking
+    (the signature that completes Claude's thinking, which the Anthropic ingress needs), no text,
+    finish, logprobs or usage. (One attribute read per choice for any other chunk.)"""
+    if isinstance(item, RawEvents) or item.usage is not None or not item.choices:
+        return False
+    for choice in item.choices:
+        delta = choice.delta
+        if delta.signed_thinking is None or choice.finish_reason is not None or choice.logprobs is not None:
+            return False
+        if delta.model_fields_set - {"signed_thinking"}:
+            return False
+    return True
 
 
 def _sse(item: StreamItem, include_usage: bool) -> bytes:
