@@ -463,7 +463,7 @@ def _generate(model: str, body: Json) -> Json:
     n = body.get("generationConfig", {}).get("candidateCount", 1)
     if "malformed" in model:  # the real API sends the candidate without content
         return {
-            "candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", "index": i} for i in range(n)],
+            "candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", **_index(i)} for i in range(n)],
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
             "modelVersion": model,
             "responseId": "malformed",
@@ -472,7 +472,7 @@ def _generate(model: str, body: Json) -> Json:
     config = body.get("generationConfig", {})
     finish = _limit(parts, config)
     candidates = [
-        {"content": {"parts": parts, "role": "model"}, "finishReason": finish, "index": i} for i in range(n)
+        {"content": {"parts": parts, "role": "model"}, "finishReason": finish, **_index(i)} for i in range(n)
     ]
     if config.get("responseLogprobs"):
         for candidate in candidates:
@@ -515,6 +515,11 @@ def logprobs_result(tokens: list[str], top: int) -> Json:
     }
 
 
+def _index(i: int) -> Json:
+    """A candidate's ``index`` as proto3 JSON writes it: left out when 0."""
+    return {"index": i} if i else {}
+
+
 def _sse(payload: Json) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
 
@@ -549,7 +554,7 @@ def _candidate_steps(cand: Json) -> list[Json]:
         else:
             pieces.append(part)
             tokens.append(0)
-    steps = [{"content": {"parts": [p], "role": "model"}, "index": cand["index"]} for p in pieces]
+    steps = [{"content": {"parts": [p], "role": "model"}, **_index(cand.get("index", 0))} for p in pieces]
     steps[-1]["finishReason"] = cand["finishReason"]
     result = cand.get("logprobsResult")
     if result is not None:  # each step carries the logprobs of its own text
