@@ -15,9 +15,11 @@ httpx's per request at high concurrency (see docs/architecture.md).
 
 Outbound proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
 ``NO_PROXY``), read and checked when the client is made: see
-:mod:`uniinfer.outbound_proxy`. A proxy that refuses a request (``407`` and the
-like) is an :class:`~uniinfer.errors.OutboundProxyError`, which names neither the
-proxy nor its credentials.
+:mod:`uniinfer.outbound_proxy`. A proxy that cannot be reached or refuses the
+gateway (``407``) is an :class:`~uniinfer.errors.OutboundProxyError`, one that cannot
+reach the provider a :class:`~uniinfer.errors.ProviderConnectionError`; neither names
+the proxy, repeats what it said or carries aiohttp's exception (its request holds
+``Proxy-Authorization``).
 
 This module also holds the incremental stream framers (SSE, NDJSON) that the
 provider decoders build on: pure, byte-boundary safe, no I/O.
