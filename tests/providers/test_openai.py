@@ -40,15 +40,8 @@ from uniinfer.errors import (
     UniInferError,
     UnsupportedFeatureError,
 )
-from uniinfer.http import (
-    HttpClient,
-    HttpRequest,
-    NDJSONFramer,
-    SSEBytesFramer,
-    SSEFramer,
-    Timeouts,
-    retry_after_seconds,
-)
+from uniinfer.framing import NDJSONFramer, SSEBytesFramer, SSEFramer
+from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
 from uniinfer.providers.base import Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.openai_shape import is_plain_chunk

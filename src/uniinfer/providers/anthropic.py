@@ -73,7 +73,8 @@ from uniinfer.errors import (
     ProviderResponseError,
     UniInferError,
 )
-from uniinfer.http import HttpRequest, SSEFramer
+from uniinfer.framing import SSEFramer
+from uniinfer.http import HttpRequest
 from uniinfer.providers.anthropic_request import (
     messages_payload,
     output_effort,

@@ -66,7 +66,8 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.http import HttpRequest, SSEFramer
+from uniinfer.framing import SSEFramer
+from uniinfer.http import HttpRequest
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
 from uniinfer.providers.translation import strict_tool_error, strict_tools, without_strict
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage

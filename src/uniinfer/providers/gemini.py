@@ -70,7 +70,8 @@ from uniinfer.errors import (
     ProviderResponseError,
     UniInferError,
 )
-from uniinfer.http import HttpRequest, SSEFramer, retry_after_seconds
+from uniinfer.framing import SSEFramer
+from uniinfer.http import HttpRequest, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
 from uniinfer.providers.translation import add_answer_text, answer_order, logprobs_of, token_logprob

@@ -64,7 +64,8 @@ from uniinfer.errors import (
     UnsupportedFeatureError,
     UnsupportedParamError,
 )
-from uniinfer.http import HttpRequest, NDJSONFramer
+from uniinfer.framing import NDJSONFramer
+from uniinfer.http import HttpRequest
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
 from uniinfer.providers.translation import call_ordered, data_url, logprobs_of, token_logprob
 from uniinfer.types import (

@@ -42,7 +42,8 @@ from uniinfer.errors import (
     UniInferError,
     UnsupportedParamError,
 )
-from uniinfer.http import HttpRequest, SSEBytesFramer
+from uniinfer.framing import SSEBytesFramer
+from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
 from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
 from uniinfer.providers.translation import openai_strict_schema, plain_call_id
