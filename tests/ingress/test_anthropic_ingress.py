@@ -1852,6 +1852,18 @@ async def test_auth_by_x_api_key(harness: Harness) -> None:
     async with anthropic.AsyncAnthropic(base_url=harness.url, auth_token=MASTER, max_retries=0) as bearer:
         message = await bearer.messages.create(model="chat", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
     assert message.content[0].text == "echo: hello there"  # type: ignore[union-attr]
+    # both headers (a client given a provider key and the gateway's): either one holding the
+    # key lets it in, in either place; neither does not
+    body = {"model": "chat", "max_tokens": 256, "messages": HELLO}
+    async with aiohttp.ClientSession() as session:
+        for api_key, token, status in (
+            ("sk-ant-the-providers", MASTER, 200),
+            (MASTER, "sk-other", 200),
+            ("sk-wrong", "sk-also-wrong", 401),
+        ):
+            headers = {"x-api-key": api_key, "Authorization": f"Bearer {token}"}
+            async with session.post(f"{harness.url}/v1/messages", json=body, headers=headers) as resp:
+                assert resp.status == status, await resp.text()
 
 
 async def test_count_tokens_estimated_or_forwarded(

@@ -332,19 +332,26 @@ class App:
         return render
 
     def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
-        """The master key as ``Authorization: Bearer <key>`` (OpenAI) or ``x-api-key`` (Anthropic)."""
-        if self._master_key is None:
+        """The master key as ``Authorization: Bearer <key>`` (OpenAI) or ``x-api-key`` (Anthropic).
+
+        A client may send both (Claude Code with ``ANTHROPIC_API_KEY`` and
+        ``ANTHROPIC_AUTH_TOKEN`` set, the first for the provider, the second for the
+        gateway): either one holding the key lets it in.
+        """
+        key = self._master_key
+        if key is None:
             return
-        token = headers.get(b"x-api-key", b"").strip()
-        if not token:
-            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-            token = token.strip() if scheme.lower() == b"bearer" else b""
-        if not token:
+        api_key = headers.get(b"x-api-key", b"").strip()
+        scheme, _, bearer = headers.get(b"authorization", b"").partition(b" ")
+        bearer = bearer.strip() if scheme.lower() == b"bearer" else b""
+        if not api_key and not bearer:
             raise AuthenticationError(
                 "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>' "
                 "(or as x-api-key)."
             )
-        if not hmac.compare_digest(token, self._master_key):
+        # both compared, whichever is present, so that the time taken tells nothing
+        matched = hmac.compare_digest(api_key, key) | hmac.compare_digest(bearer, key)
+        if not matched:
             raise AuthenticationError("Incorrect API key provided.")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
