@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
+import openai
 from aiohttp import web
 
 from tests.fakes.common import FakeProvider, run_fake
 from tests.fakes.openai import row_fake
+from tests.server_helpers import serve
 from uniinfer.config import Config
 from uniinfer.gateway import Gateway
 from uniinfer.http import HttpClient, HttpRequest, HttpResponse, Timeouts
 from uniinfer.providers.base import ProviderAdapter, ProviderSpec
 from uniinfer.providers.registry import default_registry
+from uniinfer.server import create_app
 
 __all__ = [
     "OPENAI_ADAPTER",
@@ -161,3 +165,32 @@ async def harness(name: str, *, drop: bool = False, api_key: Any = FAKE_KEY) -> 
             yield Harness(name, default_registry().get(name), fake, app, url, gateway, http)
         finally:
             await gateway.aclose()
+
+
+@dataclass
+class SdkGateway:
+    """A gateway in front of providers' fakes, with the official SDKs as its clients."""
+
+    openai: openai.AsyncOpenAI
+    anthropic: anthropic.AsyncAnthropic
+    fakes: dict[str, FakeProvider]
+    apps: dict[str, web.Application]
+
+
+async def sdk_gateway(stack: AsyncExitStack, names: Iterable[str]) -> SdkGateway:
+    """Each named provider's fake, a gateway (:func:`contract_config`) in front of them all, and
+    an openai and an anthropic client of it; ``stack`` closes them."""
+    fakes: dict[str, FakeProvider] = {}
+    apps: dict[str, web.Application] = {}
+    entries = {}
+    for name in names:
+        fake = fakes[name] = find_fake(default_registry().get(name))
+        app = apps[name] = fake.app()
+        url = await stack.enter_async_context(run_fake(app))
+        entries[name] = provider_entry(name, fake, url)
+    base = await stack.enter_async_context(serve(create_app(contract_config(entries))))
+    oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
+    stack.push_async_callback(oai.close)
+    stack.push_async_callback(ant.close)
+    return SdkGateway(oai, ant, fakes, apps)

@@ -32,11 +32,8 @@ import pytest_asyncio
 from aiohttp import web
 from pydantic import BaseModel
 
-from tests.contract.harness import contract_config, find_fake, provider_entry
-from tests.fakes.common import FakeProvider, run_fake
-from tests.server_helpers import serve
-from uniinfer.providers.registry import default_registry
-from uniinfer.server import create_app
+from tests.contract.harness import sdk_gateway
+from tests.fakes.common import FakeProvider
 
 PROVIDERS = ["openai", "anthropic", "gemini"]
 WITH_OLLAMA = [*PROVIDERS, "ollama"]
@@ -102,20 +99,8 @@ class Env:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[Env]:
     async with AsyncExitStack() as stack:
-        fakes: dict[str, FakeProvider] = {}
-        apps: dict[str, web.Application] = {}
-        entries = {}
-        for name in WITH_OLLAMA:
-            fake = fakes[name] = find_fake(default_registry().get(name))
-            app = apps[name] = fake.app()
-            url = await stack.enter_async_context(run_fake(app))
-            entries[name] = provider_entry(name, fake, url)
-        base = await stack.enter_async_context(serve(create_app(contract_config(entries))))
-        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-        ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
-        stack.push_async_callback(oai.close)
-        stack.push_async_callback(ant.close)
-        yield Env(oai, ant, fakes, apps)
+        gw = await sdk_gateway(stack, WITH_OLLAMA)
+        yield Env(gw.openai, gw.anthropic, gw.fakes, gw.apps)
 
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -23,13 +23,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from tests.contract.harness import contract_config, find_fake, provider_entry
+from tests.contract.harness import sdk_gateway
 from tests.fakes.anthropic import INTERLUDE, PREAMBLE
-from tests.fakes.common import run_fake
 from tests.fakes.gemini import signature_of
-from tests.server_helpers import serve
-from uniinfer.providers.registry import default_registry
-from uniinfer.server import create_app
 
 PROVIDERS = ["anthropic", "bedrock", "gemini"]
 QUESTION = [{"role": "user", "content": "Weather and time in Paris?"}]
@@ -70,21 +66,9 @@ class Env:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[Env]:
     async with AsyncExitStack() as stack:
-        apps: dict[str, web.Application] = {}
-        models: dict[str, str] = {}
-        entries = {}
-        for name in PROVIDERS:
-            fake = find_fake(default_registry().get(name))
-            apps[name] = fake.app()
-            models[name] = fake.chat_model
-            url = await stack.enter_async_context(run_fake(apps[name]))
-            entries[name] = provider_entry(name, fake, url)
-        base = await stack.enter_async_context(serve(create_app(contract_config(entries))))
-        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-        ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
-        stack.push_async_callback(oai.close)
-        stack.push_async_callback(ant.close)
-        yield Env(oai, ant, apps, models)
+        gw = await sdk_gateway(stack, PROVIDERS)
+        models = {name: fake.chat_model for name, fake in gw.fakes.items()}
+        yield Env(gw.openai, gw.anthropic, gw.apps, models)
 
 
 def shape(message: anthropic.types.Message) -> list[tuple[Any, ...]]:

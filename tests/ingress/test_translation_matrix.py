@@ -20,11 +20,8 @@ import openai
 import pytest
 import pytest_asyncio
 
-from tests.contract.harness import contract_config, find_fake, provider_entry
-from tests.fakes.common import FakeProvider, run_fake
-from tests.server_helpers import serve
-from uniinfer.providers.registry import default_registry
-from uniinfer.server import create_app
+from tests.contract.harness import sdk_gateway
+from tests.fakes.common import FakeProvider
 
 PROVIDERS = ["openai", "anthropic", "gemini", "bedrock", "cohere", "groq"]
 #: Providers whose 429 carries Retry-After (AWS sends none on throttling).
@@ -51,18 +48,8 @@ class Clients:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def clients() -> AsyncIterator[Clients]:
     async with AsyncExitStack() as stack:
-        fakes: dict[str, FakeProvider] = {}
-        entries = {}
-        for name in PROVIDERS:
-            fake = fakes[name] = find_fake(default_registry().get(name))
-            url = await stack.enter_async_context(run_fake(fake.app()))
-            entries[name] = provider_entry(name, fake, url)
-        base = await stack.enter_async_context(serve(create_app(contract_config(entries))))
-        oai = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
-        ant = anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0)
-        stack.push_async_callback(oai.close)
-        stack.push_async_callback(ant.close)
-        yield Clients(oai, ant, fakes)
+        gw = await sdk_gateway(stack, PROVIDERS)
+        yield Clients(gw.openai, gw.anthropic, gw.fakes)
 
 
 class Ingress(Protocol):
