@@ -1754,6 +1754,13 @@ async def test_an_openai_client_cannot_send_what_only_the_anthropic_ingress_sets
     if message["role"] == "tool":
         messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
     messages.append(message)
+    error = await _refused_chat(harness, messages)
+    assert error["message"] == f"Unrecognized request argument supplied: {field}"
+    assert error["param"] == field
+
+
+async def _refused_chat(harness: Harness, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAI error of a Chat Completions request the gateway must refuse with a 400."""
     async with (
         aiohttp.ClientSession() as session,
         session.post(
@@ -1763,9 +1770,8 @@ async def test_an_openai_client_cannot_send_what_only_the_anthropic_ingress_sets
         ) as resp,
     ):
         assert resp.status == 400
-        error = (await resp.json())["error"]
-    assert error["message"] == f"Unrecognized request argument supplied: {field}"
-    assert error["param"] == field
+        error: dict[str, Any] = (await resp.json())["error"]
+    return error
 
 
 async def test_an_openai_client_cannot_send_a_block_order(harness: Harness) -> None:
@@ -1773,16 +1779,7 @@ async def test_an_openai_client_cannot_send_a_block_order(harness: Harness) -> N
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
     turn = {"role": "assistant", "content": "Hi.", "tool_calls": [call], "content_blocks": ["Hi.", call]}
     messages = [*HELLO, turn, {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            harness.url + "/v1/chat/completions",
-            json={"model": ANTHROPIC.name(), "messages": messages},
-            headers={"authorization": f"Bearer {MASTER}"},
-        ) as resp,
-    ):
-        assert resp.status == 400
-        error = (await resp.json())["error"]
+    error = await _refused_chat(harness, messages)
     assert (error["message"], error["param"]) == (
         "Unrecognized request argument supplied: messages[1].content_blocks",
         "messages[1].content_blocks",
