@@ -159,6 +159,8 @@ class HttpClient:
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive
         self._proxies = Proxies(proxies)
+        #: Whether any request may go through a proxy (an attribute read per request, no call)
+        self._proxied = bool(self._proxies)
         self._session: aiohttp.ClientSession | None = None
         #: Set by :meth:`seal`: no pool is opened any more.
         self._sealed = False
@@ -223,7 +225,7 @@ class HttpClient:
         import aiohttp
 
         session = self._get_session()
-        route = self._proxies.route(request.url) if self._proxies else DIRECT
+        route = self._proxies.route(request.url) if self._proxied else DIRECT
         try:
             async with session.request(
                 request.method,
@@ -254,7 +256,7 @@ class HttpClient:
         import aiohttp
 
         session = self._get_session()
-        route = self._proxies.route(request.url) if self._proxies else DIRECT
+        route = self._proxies.route(request.url) if self._proxied else DIRECT
         try:
             resp = await session.request(
                 request.method,
