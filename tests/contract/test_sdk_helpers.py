@@ -29,11 +29,9 @@ import anthropic
 import openai
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from pydantic import BaseModel
 
-from tests.contract.harness import sdk_gateway
-from tests.fakes.common import FakeProvider
+from tests.contract.harness import SdkGateway, sdk_gateway
 
 PROVIDERS = ["openai", "anthropic", "gemini"]
 WITH_OLLAMA = [*PROVIDERS, "ollama"]
@@ -76,11 +74,8 @@ ANTHROPIC_TOOLS: list[Any] = [
 
 
 @dataclass
-class Env:
-    openai: openai.AsyncOpenAI
-    anthropic: anthropic.AsyncAnthropic
-    fakes: dict[str, FakeProvider]
-    apps: dict[str, web.Application]
+class Env(SdkGateway):
+    """The gateway and its SDK clients, with what these tests ask of them."""
 
     def model(self, provider: str, prefix: str = "") -> str:
         if provider == "ollama":  # failure-mode names are always installed; others must be pulled
