@@ -273,7 +273,8 @@ async def test_a_filtered_completion_passes_through_as_finish_reason(fake: Fake)
     assert finishes == ["content_filter"]
 
 
-def test_decoder_drops_annotations_at_any_byte_boundary() -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["bytewise", "one read"])
+def test_decoder_drops_annotations_at_any_byte_boundary(whole: bool) -> None:
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
     events = [
         {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [{}]},
@@ -296,11 +297,26 @@ def test_decoder_drops_annotations_at_any_byte_boundary() -> None:
     ]
     data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
     decoder = make("https://r.openai.azure.com").stream_decoder("gpt-4o")
-    out = decode_bytewise(decoder, data)
+    out = modelled([*decoder.feed(data), *decoder.close()]) if whole else decode_bytewise(decoder, data)
     assert [len(c.choices) for c in out] == [1, 1, 0]
     assert text_of(out) == "Hi!"
     assert out[-1].usage is not None
     assert out[-1].usage.total_tokens == 3
+
+
+def test_an_instant_stream_in_one_read_loses_its_prompt_annotation_too() -> None:
+    # Azure's first event annotates the prompt (empty choices, no usage): the OpenAI decoder's
+    # one-pass check of a whole read would take it for a plain chunk; Azure's drops it
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
+    events = [
+        {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [{}]},
+        {**base, "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]},
+    ]
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    decoder = make("https://r.openai.azure.com").stream_decoder("gpt-4o")
+    out = modelled([*decoder.feed(data), *decoder.close()])
+    assert [len(c.choices) for c in out] == [1]
+    assert text_of(out) == "Hi"
 
 
 # --- embeddings and errors -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
@@ -42,7 +42,7 @@ from uniinfer.errors import (
 )
 from uniinfer.framing import NDJSONFramer, SSEBytesFramer, SSEFramer
 from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
-from uniinfer.providers.base import Endpoint, ProviderSpec
+from uniinfer.providers.base import Endpoint, PartialStreamError, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
 from uniinfer.providers.openai_shape import is_plain_chunk
 from uniinfer.providers.registry import default_registry
@@ -625,6 +625,81 @@ def test_which_events_pass_through_unmodelled(change: dict[str, Any], passed_on:
 )
 def test_malformed_events_never_pass_through(data: bytes) -> None:
     assert is_plain_chunk(data) is False
+
+
+#: Events a read may hold, for the one-pass check of whole reads against the general path.
+_READ_EVENTS = [
+    *(sse(event) for event in CONTENT_CHUNKS),
+    sse(chunk({"content": 'data: [DONE]\\n\\n "usage": {} \u2028'})),  # the markers, inside a string
+    sse(chunk({}, "stop")),
+    sse(chunk(None, usage=USAGE)),
+    sse(chunk(None, usage=None)),
+    sse(chunk({"content": "x"}, usage=USAGE)),  # usage riding on a content chunk
+    sse(chunk(None, usage={"prompt_tokens": "many"})),
+    sse(chunk({}, "eos")),
+    sse({"error": {"message": "overloaded", "type": "server_error"}}),
+    sse("[DONE]"),
+    b'data: {"id":"c","model":"m","choices":[{"delta":{"content":"a\xffb"}}]}\n\n',
+    b": keep-alive\n\n",
+    b"event: message\n" + sse(CONTENT_CHUNKS[1]),
+    b"data:" + sse(CONTENT_CHUNKS[1])[5:].lstrip(),
+    sse(CONTENT_CHUNKS[1]).replace(b"\n", b"\r\n"),
+    sse(CONTENT_CHUNKS[1])[:-2] + b"\r\n\n",  # a CR the JSON would take for whitespace
+    b"data: " + orjson.dumps(CONTENT_CHUNKS[1]) + b"\ndata: \n\n",  # one event on two lines
+    b"\n\n",  # a blank line between events
+]
+_USAGE_READ = [sse(chunk(None, usage=USAGE)), sse("[DONE]")]
+
+
+def _outcome(decoder: Any, reads: list[bytes], *, general: bool) -> list[Any]:
+    out: list[Any] = []
+    try:
+        for data in reads:
+            out.append(decoder._decode(decoder._framer.feed(data)) if general else decoder.feed(data))
+        out.append(decoder.close())
+    except PartialStreamError as exc:  # events, then the failure they came with
+        out += [exc.items, (type(exc.error), exc.error.message)]
+    except (ProviderError, ProviderResponseError) as exc:
+        out.append((type(exc), exc.message))
+    return [
+        [(i.sse, i.usage) if isinstance(i, RawEvents) else i.model_dump() for i in step]
+        if isinstance(step, list)
+        else step
+        for step in out
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_READ_EVENTS), min_size=1, max_size=6), min_size=1, max_size=3))
+@example([_USAGE_READ[:1]])
+@example([_USAGE_READ])
+@example([[_READ_EVENTS[0], b"\n\n", _READ_EVENTS[1]]])
+def test_a_whole_read_checked_in_one_pass_gives_what_the_general_path_gives(reads: list[list[bytes]]) -> None:
+    data = [b"".join(read) for read in reads]
+    fast, general = make_adapter().stream_decoder("m"), make_adapter().stream_decoder("m")
+    assert _outcome(fast, data, general=False) == _outcome(general, data, general=True)
+
+
+class _Unframed:
+    idle = True
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        raise AssertionError("framed")
+
+
+def test_an_instant_stream_in_one_read_is_checked_in_one_pass_and_passed_on_as_it_came() -> None:
+    decoder = make_adapter().stream_decoder("m")
+    body = sse(*CONTENT_CHUNKS, chunk({}, "stop"), chunk(None, usage=USAGE), "[DONE]")
+    framer = decoder._framer
+    decoder._framer = _Unframed()  # the one-pass path needs no framing
+    (run,) = decoder.feed(body)
+    assert isinstance(run, RawEvents)
+    assert run.sse == sse(*CONTENT_CHUNKS, chunk({}, "stop"))  # the bytes as they came
+    decoder._framer = framer
+    (usage_chunk,) = decoder.close()
+    assert usage_chunk.sse == sse(chunk(None, usage=USAGE))
+    assert usage_chunk.usage is not None
+    assert usage_chunk.usage.prompt_tokens_details.cached_tokens == 4
 
 
 def test_the_usage_chunk_takes_id_and_model_from_the_last_event_passed_on() -> None:

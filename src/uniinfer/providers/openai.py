@@ -45,7 +45,12 @@ from uniinfer.errors import (
 from uniinfer.framing import SSEBytesFramer
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, classify, loads, raise_after
-from uniinfer.providers.openai_shape import is_plain_chunk, plain_answer_usage, usage_chunk_usage
+from uniinfer.providers.openai_shape import (
+    is_plain_chunk,
+    plain_answer_usage,
+    plain_run_usage,
+    usage_chunk_usage,
+)
 from uniinfer.providers.translation import openai_strict_schema, plain_call_id
 from uniinfer.types import (
     ChatChunk,
@@ -337,20 +342,28 @@ class OpenAIStreamDecoder:
     usage. Other events with usage, errors, and finish reasons to translate
     are modelled.
 
-    A subclass that rewrites events (its own ``_decode``: Mistral's list
-    content, Azure's annotations) relays nothing as it came unless it also
-    says, in its own :meth:`pass_on`, which events it would leave alone.
+    A read of whole events (an instant stream's usual read: all of it) is
+    checked in one msgspec pass over them all (:meth:`_whole_events`). A
+    subclass that rewrites events (its own ``_decode``: Mistral's list
+    content, Azure's annotations) is never checked that way, and relays
+    nothing as it came unless it also says, in its own :meth:`pass_on`,
+    which events it would leave alone.
     """
 
     __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage", "_usage_event")
 
     #: Whether :meth:`pass_on` may relay a read as it came (see the class docstring).
     _relays: ClassVar[bool] = True
+    #: Whether :meth:`feed` may check a read of whole events in one pass (:meth:`_whole_events`),
+    #: which stands for this class's ``_decode``: not for a subclass with its own.
+    _one_pass: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "_decode" in cls.__dict__ and "pass_on" not in cls.__dict__:
-            cls._relays = False
+        if "_decode" in cls.__dict__:
+            cls._one_pass = False
+            if "pass_on" not in cls.__dict__:
+                cls._relays = False
 
     def __init__(self, adapter: ProviderAdapter) -> None:
         self._adapter = adapter
@@ -385,7 +398,43 @@ class OpenAIStreamDecoder:
         return data
 
     def feed(self, data: bytes) -> list[StreamItem]:
+        if self._one_pass and not self._map and self._framer.idle:
+            whole = self._whole_events(data)
+            if whole is not None:
+                return whole
         return self._decode(self._framer.feed(data))
+
+    def _whole_events(self, data: bytes) -> list[StreamItem] | None:
+        """A read of whole plain events, perhaps ending with the usage chunk and ``[DONE]`` (how an
+        instant stream arrives: all of it in one read), checked in one pass and passed on as it
+        came; None when it holds anything else, for the general path to frame and decide.
+
+        What it gives is what :meth:`_decode` gives for the same events, with one msgspec pass
+        over them all (the events as one JSON array) instead of a framing and a pass each.
+        """
+        done = data.endswith(b"\n\ndata: [DONE]\n\n")
+        sse = data[:-14] if done else data
+        if sse[:6] != b"data: " or sse[-2:] != b"\n\n" or b"\r" in sse:
+            return None
+        array = b"[" + sse[6:-2].replace(b"\n\ndata: ", b",") + b"]"
+        # a newline left over: not one ``data: `` line per event (JSON keeps its own escaped)
+        usage_json = None if b"\n" in array else plain_run_usage(array)
+        if usage_json is None:
+            return None
+        if usage_json == b"null":
+            self._last = sse
+            out: list[StreamItem] = [RawEvents(sse)]
+        else:  # the last event is the usage chunk: held to the end, as _decode holds it
+            try:
+                usage = Usage.model_validate_json(usage_json)
+            except ValueError:
+                return None  # not a usage: the general path says what is wrong
+            cut = sse.rfind(b"\n\ndata: ")
+            start = cut + 2 if cut >= 0 else 0  # 0: the usage chunk is the only event
+            self._usage, self._usage_event, self._last = usage, sse[start + 6 : -2], sse[start:]
+            out = [RawEvents(sse[:start])] if start else []
+        self._done = self._done or done
+        return out
 
     def close(self) -> list[StreamItem]:
         name = self._adapter.name

@@ -24,7 +24,7 @@ import msgspec
 
 from uniinfer.types.chat import FinishReason
 
-__all__ = ["is_plain_chunk", "plain_answer_usage", "usage_chunk_usage"]
+__all__ = ["is_plain_chunk", "plain_answer_usage", "plain_run_usage", "usage_chunk_usage"]
 
 
 class _Object(msgspec.Struct):
@@ -62,6 +62,16 @@ class _MessageChoice(msgspec.Struct):
 _NULL = msgspec.Raw(b"null")
 
 
+class _RunChunk(msgspec.Struct):
+    """An event of a run: a plain chunk, or (usage set, ``choices`` empty) OpenAI's usage chunk."""
+
+    id: str
+    model: str
+    choices: list[_DeltaChoice]
+    usage: msgspec.Raw = _NULL
+    error: None = None
+
+
 class _PlainAnswer(msgspec.Struct):
     id: str
     model: str
@@ -72,6 +82,7 @@ class _PlainAnswer(msgspec.Struct):
 _PLAIN_CHUNK = msgspec.json.Decoder(_PlainChunk)
 _USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
 _PLAIN_ANSWER = msgspec.json.Decoder(_PlainAnswer)
+_RUN = msgspec.json.Decoder(list[_RunChunk])
 
 
 def is_plain_chunk(data: bytes) -> bool:
@@ -81,6 +92,25 @@ def is_plain_chunk(data: bytes) -> bool:
     except msgspec.MsgspecError:
         return False
     return b"\n" not in data and _utf8(data)
+
+
+def plain_run_usage(array: bytes) -> bytes | None:
+    """For a JSON array of stream events, checked in one pass: when all are plain chunks but
+    perhaps the last, which may be OpenAI's usage chunk, that chunk's usage JSON (``b"null"``:
+    the last is plain too); None when any event is something else."""
+    try:
+        chunks = _RUN.decode(array)
+    except msgspec.MsgspecError:
+        return None
+    if not chunks or not _utf8(array):
+        return None
+    last = chunks.pop()
+    for chunk in chunks:
+        if chunk.usage != _NULL:
+            return None
+    if last.usage != _NULL and last.choices:
+        return None
+    return bytes(last.usage)
 
 
 def usage_chunk_usage(data: bytes) -> bytes | None:
