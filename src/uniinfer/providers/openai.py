@@ -416,7 +416,7 @@ class OpenAIStreamDecoder:
         sse = data[:-14] if done else data
         if sse[:6] != b"data: " or sse[-2:] != b"\n\n" or b"\r" in sse:
             return None
-        array = b"[" + sse[6:-2].replace(b"\n\ndata: ", b",") + b"]"
+        array = b"[" + b",".join(sse[6:-2].split(b"\n\ndata: ")) + b"]"  # faster than replace()
         # a newline left over: not one ``data: `` line per event (JSON keeps its own escaped)
         usage_json = None if b"\n" in array else plain_run_usage(array)
         if usage_json is None:
