@@ -380,6 +380,8 @@ async def test_readme_endpoint_table_matches_the_server() -> None:
     # The other way: every route is in the table (besides the stateless Responses API's
     # stored-response paths, which answer 404 by design: "no stored responses").
     app = create_app(parse_config("providers: {}\n", source="test", env={}))
+    for root in list(app._families):  # the families loaded on first use
+        app._load_family(root)
     routes = {route for route in app._routes if not route[1].startswith("/v1/responses")}
     routes |= {(m, p + "{}") for m, p, _ in app._prefixes if not p.startswith("/v1/responses")}
     routes |= {("POST", "/v1/responses")} | {("GET", path) for path in app.websocket_routes}

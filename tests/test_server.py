@@ -8,6 +8,8 @@ import contextlib
 import gc
 import json
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
@@ -218,6 +220,41 @@ async def test_auth_errors_are_openai_shaped(base_url: str) -> None:
         body = await resp.json()
         assert body["error"]["type"] == "authentication_error"
         assert resp.headers["x-request-id"]
+
+
+def test_the_anthropic_and_responses_families_are_not_imported_at_start_up() -> None:
+    # their translation layers load with the first request under their paths (App.add_family)
+    code = (
+        "import sys\n"
+        "from uniinfer.config import parse_config\n"
+        "from uniinfer.server import create_app\n"
+        "app = create_app(parse_config('providers: {}', source='t', env={}))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('uniinfer.ingress')))\n"
+        "app._route('POST', '/v1/messages')\n"
+        "print('uniinfer.ingress.anthropic' in sys.modules, 'uniinfer.ingress.responses' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.splitlines() == ["[]", "True False"]
+
+
+async def test_the_first_request_to_a_family_not_loaded_yet_gets_that_familys_answer(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        # unauthenticated, before anything loaded the Messages family: Anthropic's error shape
+        async with session.post(base_url + "/v1/messages", json={}, headers={"x-api-key": "sk-no"}) as resp:
+            assert resp.status == 401
+            body = await resp.json()
+            assert body["type"] == "error"
+            assert body["error"]["type"] == "authentication_error"
+        async with session.post(base_url + "/v1/messages/batches", json={}) as resp:
+            assert resp.status in (401, 404)
+            assert (await resp.json())["type"] == "error"
+        key = {"authorization": f"Bearer {MASTER}"}
+        async with session.get(base_url + "/v1/responses/resp_1", headers=key) as resp:
+            assert resp.status == 404
+            assert "does not store responses" in (await resp.json())["error"]["message"]
+        async with session.get(base_url + "/v1/messages", headers=key) as resp:
+            assert resp.status == 405
+            assert resp.headers["allow"] == "POST"
 
 
 async def test_validation_errors_name_the_field(client: openai.AsyncOpenAI) -> None:

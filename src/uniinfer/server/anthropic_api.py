@@ -24,8 +24,9 @@ with the adapter's headers (``x-uniinfer-token-count: provider``); otherwise,
 or when that endpoint does not exist there (404), the count is an offline
 estimate (``x-uniinfer-token-count: estimated``).
 
-The integrator registers :data:`ROUTES` in ``create_app``; until then,
-``app.add_routes(anthropic_api.ROUTES)``.
+``create_app`` registers :data:`ROUTES` as a family loaded on the first request under
+``/v1/messages`` (:meth:`~uniinfer.server.app.App.add_family`): this module and the
+translation layer are imported then, not at start-up.
 """
 
 from __future__ import annotations
