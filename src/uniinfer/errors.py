@@ -268,7 +268,7 @@ class ProviderConnectionError(ProviderError):
 
 
 class OutboundProxyError(ProviderConnectionError):
-    """The gateway's outbound proxy could not be reached or refused it (407).
+    """The gateway's outbound proxy could not be reached or refused it (407, or another 4xx).
 
     Its message names neither the proxy nor its credentials. Retryable as any connection
     failure: a group goes on to its next deployment, which may be reached directly.

@@ -1,25 +1,17 @@
 """The one place that sends bytes to providers.
 
 :class:`HttpClient` owns a single pooled ``aiohttp`` session (created on first
-use inside the running loop, closed by :meth:`HttpClient.aclose`). It maps
-transport failures to the error tree: a refused or dropped connection is a
-:class:`~uniinfer.errors.ProviderConnectionError`, an exceeded connect, read
-or total timeout a :class:`~uniinfer.errors.ProviderTimeoutError`. A request
-cut off because the pool itself was closed under it (its client closed) is a
-:class:`~uniinfer.errors.RequestCancelledError` instead: the caller's doing, so
-the router neither retries it, nor falls back, nor holds it against the
-deployment.
+use inside the running loop, closed by :meth:`HttpClient.aclose`). What a failed
+exchange becomes in the error tree is :mod:`uniinfer.transport_errors`.
 
 Why aiohttp: measured on these machines, its pooled client costs a fraction of
 httpx's per request at high concurrency (see docs/architecture.md).
 
 Outbound proxies come from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
 ``NO_PROXY``), read and checked when the client is made: see
-:mod:`uniinfer.outbound_proxy`. A proxy that cannot be reached or refuses the
-gateway (``407``) is an :class:`~uniinfer.errors.OutboundProxyError`, one that cannot
-reach the provider a :class:`~uniinfer.errors.ProviderConnectionError`; neither names
-the proxy, repeats what it said or carries aiohttp's exception (its request holds
-``Proxy-Authorization``).
+:mod:`uniinfer.outbound_proxy`. A failure through a proxy is raised without
+aiohttp's exception chained to it (it may hold the proxy's address, its words and
+the request, ``Proxy-Authorization`` and all).
 
 The incremental stream framers (SSE, NDJSON) that the provider decoders build on
 are :mod:`uniinfer.framing`.
@@ -27,23 +19,20 @@ are :mod:`uniinfer.framing`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import datetime
-import email.utils
-import os
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from uniinfer.errors import (
-    OutboundProxyError,
-    ProviderConnectionError,
-    ProviderTimeoutError,
-    RequestCancelledError,
-)
+from uniinfer.errors import RequestCancelledError, UniInferError
 from uniinfer.outbound_proxy import DIRECT, Proxies, Route
+from uniinfer.transport_errors import (
+    cut_or_same,
+    page_error,
+    proxy_page,
+    retry_after_seconds,
+    transport_error,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -90,11 +79,19 @@ class HttpResponse:
 class StreamingResponse:
     """An open upstream response whose body is read incrementally."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, provider: str, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        provider: str,
+        session: aiohttp.ClientSession,
+        route: Route = DIRECT,
+    ) -> None:
         self._resp = resp
         self._provider = provider
         #: The pool it came from: a read failing once that is closed was cut off by the close.
         self._session = session
+        #: How it went out: through a proxy, a failure's aiohttp exception is not chained (see of_proxy).
+        self._route = route
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -105,9 +102,12 @@ class StreamingResponse:
         try:
             return await self._resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            failure = transport_error(exc, self._provider, self._session, self._route)
+            if self._route.proxy is None:
+                raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+            raise cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+        raise failure  # out of the handler: see of_proxy
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
@@ -116,9 +116,12 @@ class StreamingResponse:
         try:
             return await self._resp.content.readany()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            failure = transport_error(exc, self._provider, self._session, self._route)
+            if self._route.proxy is None:
+                raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+            raise cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+        raise failure  # out of the handler: see of_proxy
 
     def at_eof(self) -> bool:
         """The whole body has arrived and been read."""
@@ -136,9 +139,12 @@ class StreamingResponse:
                     return
                 yield data
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _transport_error(exc, self._provider, self._session) from exc
+            failure = transport_error(exc, self._provider, self._session, self._route)
+            if self._route.proxy is None:
+                raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            raise _cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+            raise cut_or_same(exc, self._session)  # noqa: B904 - the cut names its cause itself
+        raise failure  # out of the handler: see of_proxy
 
 
 class HttpClient:
@@ -200,14 +206,19 @@ class HttpClient:
             self._session = session
         return session
 
-    def _timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        hit = self._timeouts.get(id(timeouts))
+    def _timeout(self, timeouts: Timeouts, route: Route = DIRECT) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for ``timeouts``; through a proxy, ``timeout.connect`` also bounds the
+        proxy's answer to CONNECT (aiohttp's socket timeouts do not: a proxy that accepts the
+        connection and never answers would hold the request for all of ``timeout.total``)."""
+        key = id(timeouts) if route.proxy is None else -id(timeouts)
+        hit = self._timeouts.get(key)
         if hit is not None and hit[0] is timeouts:
             return hit[1]
         import aiohttp
 
         made = aiohttp.ClientTimeout(
             total=timeouts.total,
+            connect=None if route.proxy is None else timeouts.connect,
             sock_connect=timeouts.connect,
             # a read timer is rearmed on every read; when the total comes first anyway
             # (a first attempt's timeouts cut to the request's deadline) it is left out
@@ -217,7 +228,7 @@ class HttpClient:
         # later attempt's deadline can only fill the bounded cache (the object held here
         # keeps its id unique)
         if len(self._timeouts) < _TIMEOUT_CACHE_LIMIT:
-            self._timeouts[id(timeouts)] = (timeouts, made)
+            self._timeouts[key] = (timeouts, made)
         return made
 
     async def send(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> HttpResponse:
@@ -226,25 +237,29 @@ class HttpClient:
 
         session = self._get_session()
         route = self._proxies.route(request.url) if self._proxied else DIRECT
+        failure: UniInferError
         try:
             async with session.request(
                 request.method,
                 request.url,
                 data=request.body if request.method != "GET" else None,
                 headers=route.headers(request.headers),
-                timeout=self._timeout(timeouts),
+                timeout=self._timeout(timeouts, route),
                 proxy=route.proxy,
                 proxy_headers=route.proxy_headers,
             ) as resp:
                 body = await resp.read()
-                return HttpResponse(resp.status, resp.headers, body)
+                if route.forwarded and proxy_page(resp.status, resp.headers):
+                    failure = page_error(resp.status, resp.headers, provider)
+                else:
+                    return HttpResponse(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = _transport_error(exc, provider, session, route)
-            if not _of_proxy(exc, route):
+            failure = transport_error(exc, provider, session, route)
+            if route.proxy is None:
                 raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
-        raise failure  # out of the handler: see _of_proxy
+            raise cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
+        raise failure  # out of the handler: see of_proxy
 
     async def open_stream(self, request: HttpRequest, timeouts: Timeouts, provider: str) -> StreamingResponse:
         """Send a request and return once the status and headers have arrived.
@@ -263,19 +278,22 @@ class HttpClient:
                 request.url,
                 data=request.body,
                 headers=route.headers(request.headers),
-                timeout=self._timeout(timeouts),
+                timeout=self._timeout(timeouts, route),
                 proxy=route.proxy,
                 proxy_headers=route.proxy_headers,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            failure = _transport_error(exc, provider, session, route)
-            if not _of_proxy(exc, route):
+            failure = transport_error(exc, provider, session, route)
+            if route.proxy is None:
                 raise failure from exc
         except RuntimeError as exc:  # "Connection closed.": read from a connection aclose() shut
-            raise _cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
+            raise cut_or_same(exc, session)  # noqa: B904 - the cut names its cause itself
         else:
-            return StreamingResponse(resp, provider, session)
-        raise failure  # out of the handler: see _of_proxy
+            if not (route.forwarded and proxy_page(resp.status, resp.headers)):
+                return StreamingResponse(resp, provider, session, route)
+            resp.close()
+            failure = page_error(resp.status, resp.headers, provider)
+        raise failure  # out of the handler: see of_proxy
 
     @staticmethod
     def close_stream(stream: StreamingResponse, *, complete: bool) -> None:
@@ -334,128 +352,3 @@ def _abandon(session: aiohttp.ClientSession) -> None:
     if connector is not None:
         with contextlib.suppress(Exception):
             connector._close()
-
-
-def _cut_by_close() -> RequestCancelledError:
-    """A request the closing pool cut off: no provider named, it did nothing wrong."""
-    return RequestCancelledError(
-        "the connection pool was closed (its client or server shutting down) while this request was in flight"
-    )
-
-
-def _cut_or_same(exc: RuntimeError, session: aiohttp.ClientSession) -> BaseException:
-    """What to raise for a ``RuntimeError`` from aiohttp: once ``session`` is closed, the cut by
-    the close (its cause ``exc``); before, ``exc`` itself (a bug, not a transport failure)."""
-    if not session.closed:
-        return exc
-    cut = _cut_by_close()
-    cut.__cause__ = exc
-    return cut
-
-
-def _of_proxy(exc: BaseException, route: Route) -> bool:
-    """Whether ``exc`` is the outbound proxy's failure. Its error is then raised outside the
-    ``except`` block, with no cause and no context: aiohttp's exception holds the proxy's address
-    and its request, ``Proxy-Authorization`` and all, which must not travel with it."""
-    import aiohttp
-
-    if route.proxy is None:
-        return False
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        return True
-    return isinstance(exc, aiohttp.ClientConnectorError) and (exc.host, exc.port) == route.proxy_address
-
-
-def _transport_error(
-    exc: BaseException, provider: str, session: aiohttp.ClientSession, route: Route = DIRECT
-) -> ProviderConnectionError | ProviderTimeoutError | RequestCancelledError:
-    """The error for a failed exchange; once ``session`` is closed, the close cut it off. The
-    outbound proxy's failures name neither the proxy nor anything it said."""
-    import aiohttp
-
-    if session.closed:
-        return _cut_by_close()
-    if _of_proxy(exc, route):
-        return _proxy_error(exc, provider)
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        # which timer fired: the operator's lead to the setting (providers.<name>.timeout)
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            why = "no connection within timeout.connect"
-        elif isinstance(exc, aiohttp.SocketTimeoutError):
-            why = "no data from the provider for longer than timeout.read"
-        else:
-            why = "no complete answer within timeout.total (or what was left of the request's deadline)"
-        return ProviderTimeoutError(f"{provider}: timed out: {why}", provider=provider)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProviderConnectionError(
-            f"{provider}: the connection closed before the response was complete", provider=provider
-        )
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProviderConnectionError(f"{provider}: the provider closed the connection", provider=provider)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return ProviderConnectionError(
-            f"{provider}: cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})",
-            provider=provider,
-        )
-    return ProviderConnectionError(f"{provider}: {type(exc).__name__}: {exc}", provider=provider)
-
-
-def _proxy_error(exc: BaseException, provider: str) -> ProviderConnectionError:
-    """The outbound proxy's failure: it refused the gateway (407: its credentials), could not
-    reach the provider (its 5xx to the tunnel), or could not itself be reached."""
-    import socket
-
-    import aiohttp
-
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        phrase = _phrase(exc.status)
-        if exc.status == 407:
-            return OutboundProxyError(
-                f"{provider}: the outbound proxy refused the request (407 {phrase})", provider=provider
-            )
-        return ProviderConnectionError(
-            f"{provider}: the outbound proxy could not reach the provider ({exc.status} {phrase})",
-            provider=provider,
-        )
-    os_error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
-    if isinstance(os_error, socket.gaierror):
-        why = "its host name does not resolve"
-    elif os_error is not None and os_error.errno:  # its strerror may quote the proxy's address
-        why = os.strerror(os_error.errno).lower()
-    else:
-        why = "no connection"
-    return OutboundProxyError(f"{provider}: the outbound proxy cannot be reached ({why})", provider=provider)
-
-
-def _phrase(status: int) -> str:
-    """The standard reason phrase of ``status`` (never the proxy's own, which may name it)."""
-    import http
-
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait, from ``retry-after-ms``, ``retry-after`` (seconds or HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT (RFC 9110)
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

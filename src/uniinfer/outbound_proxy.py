@@ -4,9 +4,11 @@ As curl and Python's urllib read them: ``HTTPS_PROXY`` for ``https://`` URLs, ``
 ``http://`` ones (lower-case names win, and an empty one turns the variable off), ``NO_PROXY`` for
 the hosts reached directly: host names, domains (``corp.example``, ``.corp.example`` and
 ``*.corp.example`` each cover it and every host under it), ``host:port`` (the port is ignored), IP
-addresses, networks (``10.0.0.0/8``) or ``*``. As in Go's net/http, a loopback host
+addresses, networks (``10.0.0.0/8``) or ``*``; an internationalised name matches in either form
+(``bücher.example`` or ``xn--bcher-kva.example``). As in Go's net/http, a loopback host
 (``localhost``, ``127.0.0.0/8``, ``::1``) is always reached directly, and ``ALL_PROXY`` is not read
-(desktops often point it at a SOCKS proxy, which aiohttp cannot use).
+(desktops often point it at a SOCKS proxy, which aiohttp cannot use). A proxy URL without a port
+means 80 (443 for ``https://``), as in Python and Go (curl takes 1080).
 
 The variables are checked once, when :class:`Proxies` is made (``uniinfer serve``'s start-up,
 an SDK client's construction): a proxy URL that is not ``http(s)://host[:port]`` is a
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from uniinfer.errors import ConfigError
 
-__all__ = ["DIRECT", "Proxies", "Route"]
+__all__ = ["DIRECT", "Proxies", "Route", "loopback"]
 
 #: Variables by the scheme of the URLs they serve.
 _VARIABLES = {"https": "HTTPS_PROXY", "http": "HTTP_PROXY"}
@@ -49,6 +51,8 @@ class Route:
     request_headers: Mapping[str, str] | None = None
     #: The proxy's (host, port), to tell its connection failures from the provider's.
     proxy_address: tuple[str, int] | None = None
+    #: A plain-http request the proxy forwards (no tunnel): its answer may be the proxy's own.
+    forwarded: bool = False
 
     def headers(self, headers: Mapping[str, str]) -> Mapping[str, str]:
         """A request's headers with what this route adds."""
@@ -92,8 +96,8 @@ class Proxies:
 
         target = URL(url)
         through = self._through.get(target.scheme)
-        host = target.host or ""
-        if through is None or _loopback(host) or _bypassed(host, self._no_proxy):
+        host = target.raw_host or ""  # IDNA-encoded, as on the wire (``xn--``)
+        if through is None or loopback(host) or _bypassed(host, self._no_proxy):
             return DIRECT
         return through
 
@@ -116,17 +120,18 @@ def _through(proxy: str, scheme: str) -> Route:
         raise _unusable(variable, "it cannot be parsed as one") from None
     if parsed.scheme not in ("http", "https"):
         raise _unusable(variable, f"a {parsed.scheme} proxy; uniinfer speaks to HTTP(S) proxies only")
-    host = parsed.host or ""
+    host = parsed.raw_host or ""  # IDNA-encoded, as aiohttp connects to it
     if not host or not _HOST.fullmatch(host) or not port:
         raise _unusable(variable, "no valid host and port")
     bare = str(parsed.with_user(None).with_path("").with_query(None).with_fragment(None))
     address = (host, port)
+    forwarded = scheme == "http"
     if auth is None:
-        return Route(bare, proxy_address=address)
+        return Route(bare, proxy_address=address, forwarded=forwarded)
     headers = {"Proxy-Authorization": auth}
     if scheme == "https":
         return Route(bare, proxy_headers=headers, proxy_address=address)
-    return Route(bare, request_headers=headers, proxy_address=address)
+    return Route(bare, request_headers=headers, proxy_address=address, forwarded=True)
 
 
 def _unusable(variable: str, why: str) -> ConfigError:
@@ -141,7 +146,7 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     address, or a network (CIDR) its address is in; ports are ignored."""
     host = host.lower().rstrip(".")
     address = _address(host)
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+    for entry in (_ascii(e.strip().lower()) for e in no_proxy.split(",")):
         if not entry:
             continue
         if entry == "*":
@@ -174,8 +179,22 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _loopback(host: str) -> bool:
+def _ascii(entry: str) -> str:
+    """A NO_PROXY entry as host names go on the wire: an internationalised name IDNA-encoded
+    (``bücher.example``: ``xn--bcher-kva.example``); one that cannot be, as it is (it matches no host)."""
+    if entry.isascii():
+        return entry
+    try:
+        return entry.encode("idna").decode("ascii")
+    except UnicodeError:
+        return entry
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, ``127.0.0.0/8``, ``::1`` (also IPv4-mapped)."""
     if host.lower().rstrip(".") == "localhost":
         return True
     address = _address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
     return address is not None and address.is_loopback

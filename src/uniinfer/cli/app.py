@@ -454,11 +454,18 @@ def _get(url: str, key: str | None) -> tuple[int, bytes]:
     """A blocking GET (the CLI is not the hot path): status and body; failing to get one is an error."""
     import http.client
     import urllib.error
+    import urllib.parse
     import urllib.request
 
+    from uniinfer.outbound_proxy import loopback
+
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    # a gateway on this machine is reached directly, whatever HTTP_PROXY says: the master key
+    # must not go to a proxy (urllib itself has no such rule)
+    direct = loopback(urllib.parse.urlsplit(url).hostname or "")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if direct else None
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with (opener.open if opener else urllib.request.urlopen)(req, timeout=10) as resp:
             return int(resp.status), bytes(resp.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
