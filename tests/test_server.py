@@ -21,7 +21,7 @@ from tests.server_helpers import serve
 from uniinfer.config import Config
 from uniinfer.errors import UniInferError
 from uniinfer.server import App, create_app
-from uniinfer.server.app import _Watch
+from uniinfer.server.app import Endpoint, _Watch
 from uniinfer.stages import RequestContext
 
 MASTER = "sk-master-key-for-tests"
@@ -235,6 +235,33 @@ def test_the_anthropic_and_responses_families_are_not_imported_at_start_up() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.splitlines() == ["[]", "True False"]
+
+
+def test_a_family_that_failed_to_load_is_loaded_again_by_the_next_request(app: App) -> None:
+    async def handler(app: App, request: object) -> None:
+        return None
+
+    tries: list[int] = []
+
+    def load() -> dict[tuple[str, str], Endpoint]:
+        tries.append(1)
+        if len(tries) == 1:
+            raise OSError(24, "Too many open files")  # the import failed this once
+        return {("POST", "/v1/extra"): Endpoint(handler)}
+
+    app.add_family("/v1/extra", load)
+    with pytest.raises(OSError, match="Too many open files"):
+        app._route("POST", "/v1/extra")
+    assert app._route("POST", "/v1/extra").handler is handler  # not a 404 from now on
+
+
+def test_a_family_loaded_late_keeps_a_route_added_after_create_app(app: App) -> None:
+    async def custom(app: App, request: object) -> None:
+        return None
+
+    app.add_routes({("POST", "/v1/messages"): Endpoint(custom)})
+    assert app._route("POST", "/v1/messages/count_tokens").handler is not custom  # the family loaded
+    assert app._route("POST", "/v1/messages").handler is custom  # and left the integrator's route
 
 
 async def test_the_first_request_to_a_family_not_loaded_yet_gets_that_familys_answer(base_url: str) -> None:

@@ -647,6 +647,13 @@ _READ_EVENTS = [
     sse(CONTENT_CHUNKS[1])[:-2] + b"\r\n\n",  # a CR the JSON would take for whitespace
     b"data: " + orjson.dumps(CONTENT_CHUNKS[1]) + b"\ndata: \n\n",  # one event on two lines
     b"\n\n",  # a blank line between events
+    # events that are no one JSON object, though joined they would make an array of them
+    b'data: {"id":"c","model":"m","choices":[]},{"id":"c","model":"m","choices":[]}\n\n',
+    b'data: {"id":"c","model":"m"\n\n',
+    b'data: "choices":[]}\n\n',
+    # a duplicate key: the first usage is not null
+    b'data: {"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,'
+    b'"total_tokens":2},"usage":null}\n\n',
 ]
 _USAGE_READ = [sse(chunk(None, usage=USAGE)), sse("[DONE]")]
 
@@ -674,6 +681,9 @@ def _outcome(decoder: Any, reads: list[bytes], *, general: bool) -> list[Any]:
 @example([_USAGE_READ[:1]])
 @example([_USAGE_READ])
 @example([[_READ_EVENTS[0], b"\n\n", _READ_EVENTS[1]]])
+@example([[_READ_EVENTS[-4], _USAGE_READ[1]]])  # two objects in one event
+@example([[_READ_EVENTS[-3], _READ_EVENTS[-2], _USAGE_READ[1]]])  # one object over two events
+@example([[_READ_EVENTS[0], _READ_EVENTS[-1], _USAGE_READ[1]]])  # usage given twice
 def test_a_whole_read_checked_in_one_pass_gives_what_the_general_path_gives(reads: list[list[bytes]]) -> None:
     data = [b"".join(read) for read in reads]
     fast, general = make_adapter().stream_decoder("m"), make_adapter().stream_decoder("m")

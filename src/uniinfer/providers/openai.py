@@ -409,16 +409,18 @@ class OpenAIStreamDecoder:
         instant stream arrives: all of it in one read), checked in one pass and passed on as it
         came; None when it holds anything else, for the general path to frame and decide.
 
-        What it gives is what :meth:`_decode` gives for the same events, with one msgspec pass
-        over them all (the events as one JSON array) instead of a framing and a pass each.
+        What it gives is what :meth:`_decode` gives for the same events, without the framing, a
+        Python loop over the events, or the run joined again (:func:`plain_run_usage`).
         """
         done = data.endswith(b"\n\ndata: [DONE]\n\n")
         sse = data[:-14] if done else data
         if sse[:6] != b"data: " or sse[-2:] != b"\n\n" or b"\r" in sse:
             return None
-        array = b"[" + b",".join(sse[6:-2].split(b"\n\ndata: ")) + b"]"  # faster than replace()
-        # a newline left over: not one ``data: `` line per event (JSON keeps its own escaped)
-        usage_json = None if b"\n" in array else plain_run_usage(array)
+        events = sse[6:-2].split(b"\n\ndata: ")
+        # one ``data: `` line per event and no other newline (JSON keeps its own escaped)
+        if sse.count(b"\n") != 2 * len(events):
+            return None
+        usage_json = plain_run_usage(events, sse)
         if usage_json is None:
             return None
         if usage_json == b"null":

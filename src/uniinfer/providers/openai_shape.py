@@ -62,16 +62,6 @@ class _MessageChoice(msgspec.Struct):
 _NULL = msgspec.Raw(b"null")
 
 
-class _RunChunk(msgspec.Struct):
-    """An event of a run: a plain chunk, or (usage set, ``choices`` empty) OpenAI's usage chunk."""
-
-    id: str
-    model: str
-    choices: list[_DeltaChoice]
-    usage: msgspec.Raw = _NULL
-    error: None = None
-
-
 class _PlainAnswer(msgspec.Struct):
     id: str
     model: str
@@ -82,35 +72,40 @@ class _PlainAnswer(msgspec.Struct):
 _PLAIN_CHUNK = msgspec.json.Decoder(_PlainChunk)
 _USAGE_CHUNK = msgspec.json.Decoder(_UsageChunk)
 _PLAIN_ANSWER = msgspec.json.Decoder(_PlainAnswer)
-_RUN = msgspec.json.Decoder(list[_RunChunk])
 
 
 def is_plain_chunk(data: bytes) -> bool:
     """Whether an event is an OpenAI chunk to pass on as it is (on one line, as SSE carries it)."""
     try:
         _PLAIN_CHUNK.decode(data)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # nested deeper than Python's stack allows
         return False
     return b"\n" not in data and _utf8(data)
 
 
-def plain_run_usage(array: bytes) -> bytes | None:
-    """For a JSON array of stream events, checked in one pass: when all are plain chunks but
-    perhaps the last, which may be OpenAI's usage chunk, that chunk's usage JSON (``b"null"``:
-    the last is plain too); None when any event is something else."""
+def plain_run_usage(events: list[bytes], whole: bytes) -> bytes | None:
+    """For a read's events (``whole``: the read), each checked as :func:`is_plain_chunk` and
+    :func:`usage_chunk_usage` check it: when all are plain chunks but perhaps the last, which may
+    be OpenAI's usage chunk, that chunk's usage JSON (``b"null"``: the last is plain too); None
+    when any event is something else. One pass of the typed decoder per event, so each must be
+    one whole JSON object (events joined into one array could hide an object split across two);
+    the loop is C's (``map``), and ``whole``'s UTF-8 is checked once."""
+    *plain, last = events
     try:
-        chunks = _RUN.decode(array)
+        for _ in map(_PLAIN_CHUNK.decode, plain):
+            pass
+    except (msgspec.MsgspecError, RecursionError):  # nested too deep here: the general path decides
+        return None
+    if not _utf8(whole):
+        return None
+    try:
+        _PLAIN_CHUNK.decode(last)
+    except RecursionError:
+        return None
     except msgspec.MsgspecError:
-        return None
-    if not chunks or not _utf8(array):
-        return None
-    last = chunks.pop()
-    for chunk in chunks:
-        if chunk.usage != _NULL:
-            return None
-    if last.usage != _NULL and last.choices:
-        return None
-    return bytes(last.usage)
+        usage = usage_chunk_usage(last)
+        return None if usage == b"null" else usage  # null after all (a key given twice): modelled
+    return b"null"
 
 
 def usage_chunk_usage(data: bytes) -> bytes | None:
@@ -128,7 +123,7 @@ def _usage(
 ) -> bytes | None:
     try:
         usage = decoder.decode(data).usage
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     return bytes(usage) if _utf8(data) else None
 

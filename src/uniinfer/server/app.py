@@ -148,8 +148,12 @@ class App:
     def _new_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):016x}"
 
-    def add_routes(self, table: Mapping[tuple[str, str], Endpoint]) -> None:
+    def add_routes(self, table: Mapping[tuple[str, str], Endpoint], *, replace: bool = True) -> None:
+        """Serve ``table``'s routes; ``replace=False``: not those already served (a family loaded
+        late leaves alone a route an integrator added after :func:`create_app`)."""
         for (method, path), endpoint in table.items():
+            if not replace and (method, path) in self._routes:
+                continue
             self._routes[(method, path)] = endpoint
             if endpoint.prefix:
                 self._prefixes.append((method, path.rstrip("/") + "/", endpoint))
@@ -165,9 +169,11 @@ class App:
 
     def _load_family(self, path: str) -> bool:
         """Load the family ``path`` belongs to, if one not loaded yet does (see :meth:`add_family`)."""
-        for root in self._families:
+        for root, load in self._families.items():
             if path == root or path.startswith(root + "/"):
-                self.add_routes(self._families.pop(root)())
+                table = load()  # an import failing (no file descriptor left...) is tried again next time
+                del self._families[root]
+                self.add_routes(table, replace=False)
                 return True
         return False
 
