@@ -343,7 +343,7 @@ class OpenAIStreamDecoder:
     are modelled.
 
     A read of whole events (an instant stream's usual read: all of it) is
-    checked in one msgspec pass over them all (:meth:`_whole_events`). A
+    checked without the framer or a Python loop over them (:meth:`_whole_events`). A
     subclass that rewrites events (its own ``_decode``: Mistral's list
     content, Azure's annotations) is never checked that way, and relays
     nothing as it came unless it also says, in its own :meth:`pass_on`,
@@ -354,7 +354,7 @@ class OpenAIStreamDecoder:
 
     #: Whether :meth:`pass_on` may relay a read as it came (see the class docstring).
     _relays: ClassVar[bool] = True
-    #: Whether :meth:`feed` may check a read of whole events in one pass (:meth:`_whole_events`),
+    #: Whether :meth:`feed` may check a read of whole events at once (:meth:`_whole_events`),
     #: which stands for this class's ``_decode``: not for a subclass with its own.
     _one_pass: ClassVar[bool] = True
 
@@ -406,8 +406,8 @@ class OpenAIStreamDecoder:
 
     def _whole_events(self, data: bytes) -> list[StreamItem] | None:
         """A read of whole plain events, perhaps ending with the usage chunk and ``[DONE]`` (how an
-        instant stream arrives: all of it in one read), checked in one pass and passed on as it
-        came; None when it holds anything else, for the general path to frame and decide.
+        instant stream arrives: all of it in one read), checked and passed on as it came; None
+        when it holds anything else, for the general path to frame and decide.
 
         What it gives is what :meth:`_decode` gives for the same events, without the framing, a
         Python loop over the events, or the run joined again (:func:`plain_run_usage`).

@@ -92,8 +92,7 @@ def plain_run_usage(events: list[bytes], whole: bytes) -> bytes | None:
     the loop is C's (``map``), and ``whole``'s UTF-8 is checked once."""
     *plain, last = events
     try:
-        for _ in map(_PLAIN_CHUNK.decode, plain):
-            pass
+        all(map(_PLAIN_CHUNK.decode, plain))  # every one decoded (a Struct is truthy), in C's loop
     except (msgspec.MsgspecError, RecursionError):  # nested too deep here: the general path decides
         return None
     if not _utf8(whole):
