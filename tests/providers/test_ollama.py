@@ -242,6 +242,8 @@ def test_parse_chat_logprobs_in_openai_shape() -> None:
         (["<think>", "</think>", "Hi", " \ufffd", "\ufffd"], "Hi 😀", ["Hi", " \ufffd", "\ufffd"]),
         # a stop sequence's tokens, cut from the content, after it
         (["<think>", "</think>", "Hi", " END"], "Hi", ["Hi"]),
+        # a stop sequence cut inside a token: the token goes with the content it ends
+        (["<think>", "</think>", "Hello", " there", ".\n\n"], "Hello there.", ["Hello", " there", ".\n\n"]),
         (["<think>", "Hm", "</think>", "Hello"], "Bye", None),
     ],
 )
@@ -259,6 +261,45 @@ def test_a_thinking_answer_s_logprobs_are_its_content_s(
     logprobs = adapter_for().parse_chat(orjson.dumps(body), "qwen3").choices[0].logprobs
     got = None if logprobs is None else [e["token"] for e in logprobs["content"]]
     assert got == expected
+
+
+@pytest.mark.parametrize("thinks", [True, False])
+def test_streamed_logprobs_of_tokens_the_server_swallowed_are_not_the_content_s(thinks: bool) -> None:
+    """Ollama sends a line with logprobs and no text for each token its parser swallows: gpt-oss's
+    channel markers, a thinking tag, a character not yet whole. Only the content's reach the caller."""
+
+    def line(
+        content: str = "", thinking: str = "", tokens: tuple[str, ...] = (), done: bool = False
+    ) -> bytes:
+        message = {"role": "assistant", "content": content, **({"thinking": thinking} if thinking else {})}
+        payload: dict[str, Any] = {"model": "gpt-oss:20b", "message": message, "done": done}
+        if tokens:
+            payload["logprobs"] = [{"token": t, "logprob": -0.1, "bytes": list(t.encode())} for t in tokens]
+        return orjson.dumps(payload) + b"\n"
+
+    emoji = "👋".encode()
+    split = [{"token": " \ufffd", "logprob": -0.2, "bytes": [32, *emoji[:2]]}]
+    rest = [{"token": "\ufffd", "logprob": -0.3, "bytes": list(emoji[2:])}]
+    thinking = [
+        line(tokens=("<|channel|>",)), line(tokens=("analysis",)), line(tokens=("<|message|>",)),
+        line(thinking="User greets", tokens=("User greets",)),
+        line(tokens=("<|end|>",)), line(tokens=("<|start|>", "assistant", "<|channel|>", "final", "<|message|>")),
+    ] if thinks else []  # fmt: skip
+    body = b"".join([
+        *thinking,
+        line(content="Hello", tokens=("Hello",)),
+        orjson.dumps({"message": {"role": "assistant", "content": ""}, "done": False, "logprobs": split}) + b"\n",
+        orjson.dumps({"message": {"role": "assistant", "content": " 👋"}, "done": False,
+                      "logprobs": rest}) + b"\n",
+        line(done=True),
+    ])  # fmt: skip
+    decoder = adapter_for().stream_decoder("gpt-oss:20b")
+    chunks = [*decoder.feed(body), *decoder.close()]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello 👋"
+    entries = [
+        e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs["content"]
+    ]
+    assert b"".join(bytes(e["bytes"]) for e in entries) == "Hello 👋".encode()
 
 
 def test_parse_chat_content_thinking_and_usage() -> None:

@@ -457,7 +457,8 @@ _TRAILING = 8
 def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]] | None:
     """The run of ``entries`` whose bytes spell ``text``, ending at most :data:`_TRAILING` tokens
     before the last (leading whitespace of its first token allowed: the server trims it off the
-    content); None when there is none. Linear in the tokens for each end tried."""
+    content; its last token may run past the text, where a stop sequence was cut inside it); None
+    when there is none. Linear in the tokens for each end tried."""
     want = text.encode()
     if not want:
         return None
@@ -466,6 +467,11 @@ def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]] 
         at = len(want)
         for start in range(end - 1, -1, -1):
             piece = pieces[start]
+            if start == end - 1 and not want.endswith(piece):
+                # the last token may run past the text: a stop sequence the server cut inside it
+                piece = piece[: _overrun(piece, want)]
+                if not piece:
+                    break
             if want.endswith(piece, 0, at):
                 at -= len(piece)
                 if at == 0:
@@ -475,6 +481,14 @@ def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]] 
             else:
                 break
     return None
+
+
+def _overrun(piece: bytes, want: bytes) -> int:
+    """How much of ``piece`` ends ``want`` (its longest head that is ``want``'s tail); 0: none."""
+    for size in range(min(len(piece), len(want)), 0, -1):
+        if want.endswith(piece[:size]):
+            return size
+    return 0
 
 
 def _token_logprob(entry: Any) -> dict[str, Any]:
@@ -499,7 +513,19 @@ def _usage(data: Mapping[str, Any]) -> Usage:
 class OllamaStreamDecoder:
     """NDJSON chat lines to ChatChunks; the ``done: true`` line ends the stream."""
 
-    __slots__ = ("_adapter", "_created", "_done", "_framer", "_id", "_model", "_started", "_tools", "_usage")
+    __slots__ = (
+        "_adapter",
+        "_created",
+        "_done",
+        "_framer",
+        "_held",
+        "_id",
+        "_model",
+        "_started",
+        "_thought",
+        "_tools",
+        "_usage",
+    )
 
     def __init__(self, adapter: OllamaAdapter, model: str) -> None:
         self._adapter = adapter
@@ -511,6 +537,10 @@ class OllamaStreamDecoder:
         self._tools = 0
         self._done = False
         self._usage: Usage | None = None
+        #: Logprobs of lines without text, until a line with text says whose they are
+        self._held: list[Any] = []
+        #: Whether the model has thought (then only the tokens that spell the content are its)
+        self._thought = False
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._decode(self._framer.feed(data))
@@ -557,15 +587,34 @@ class OllamaStreamDecoder:
             reasoning_content=message.get("thinking") or None,
             tool_calls=calls or None,
         )
+        raw = payload.get("logprobs")
+        said = delta.content or delta.reasoning_content or calls
+        if not said and not payload.get("done") and isinstance(raw, list) and raw:
+            # tokens the server's parser swallowed (a thinking tag, gpt-oss's channel markers, a
+            # call it holds back): whose they are, the next line with text tells
+            self._held += raw
+            return []
+        held, self._held = self._held, []
+        if delta.reasoning_content:
+            self._thought = True
         try:
-            # a line of thinking keeps its logprobs: OpenAI's are the content's
-            thinking_only = delta.reasoning_content and not delta.content
-            mixed = delta.content if delta.reasoning_content else None  # cut to the content's tokens
-            logprobs = None if thinking_only else _logprobs(payload.get("logprobs"), mixed)
+            # a line of thinking keeps its logprobs, and so do the tokens held before it: OpenAI's
+            # are the content's
+            out: list[ChatChunk] = []
+            if delta.content:
+                raw = held + raw if held and isinstance(raw, list) else held or raw
+                cut = delta.content if held or delta.reasoning_content or self._thought else None
+                logprobs = _logprobs(raw, cut)  # cut to the content's tokens
+            elif delta.reasoning_content:
+                logprobs = None
+            else:  # a call, or the end: tokens held as they were before a thinking model's
+                logprobs = _logprobs(raw)
+                if held and not self._thought:
+                    out.append(self._choice(ChunkDelta(), logprobs=_logprobs(held)))
         except ValueError:
             raise self._adapter._shape_error("stream line", orjson.dumps(payload).decode()) from None
-        said = delta.content or delta.reasoning_content or calls
-        out = [self._choice(delta, logprobs=logprobs)] if said or logprobs else []
+        if said or logprobs:
+            out.append(self._choice(delta, logprobs=logprobs))
         if payload.get("done"):
             self._done = True
             self._usage = _usage(payload)
