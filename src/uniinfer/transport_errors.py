@@ -164,13 +164,13 @@ def _proxy_error(exc: BaseException, provider: str) -> ProviderConnectionError:
             f"{provider}: the outbound proxy could not reach the provider ({exc.status} {phrase})",
             provider=provider,
         )
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        why = "TLS: its certificate is not trusted"
-    elif isinstance(exc, aiohttp.ClientSSLError):
-        why = "TLS handshake failed; is it an https:// proxy?"
-    else:
-        why = ""
-    if why:
+    if isinstance(exc, aiohttp.ClientSSLError):  # an https:// proxy URL
+        untrusted = isinstance(exc, aiohttp.ClientConnectorCertificateError)
+        why = (
+            "TLS: its certificate is not trusted"
+            if untrusted
+            else "TLS handshake failed; is it an https:// proxy?"
+        )
         return OutboundProxyError(
             f"{provider}: the outbound proxy cannot be reached ({why})", provider=provider
         )
