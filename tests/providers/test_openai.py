@@ -589,7 +589,7 @@ def test_other_usage_events_are_modelled(usage_event: dict[str, Any]) -> None:
     ],
 )
 def test_usage_is_spotted_without_parsing(event: bytes, has_usage: bool) -> None:
-    from uniinfer.providers.openai import _has_usage
+    from uniinfer.providers.openai_stream import _has_usage
 
     assert _has_usage(event) is has_usage
 
