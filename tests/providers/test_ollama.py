@@ -263,6 +263,22 @@ def test_a_thinking_answer_s_logprobs_are_its_content_s(
     assert got == expected
 
 
+def test_a_thinking_answer_s_logprobs_before_a_call_are_its_text_s_however_long_the_call() -> None:
+    # the call's tokens come after the content's (generated last, held back by the server)
+    call = ["<tool_call>", "\n", '{"', "name", '":', ' "', "get", "_weather", '",', ' "arguments', '":',
+            ' {"', "location", '":', ' "', "Paris", '"}}', "\n", "</tool_call>"]  # fmt: skip
+    tokens = ["Need", " weather", ".", "</think>", "\n\n", "Let", " me", " check", ".", "\n\n", *call]
+    body = {
+        "message": {"role": "assistant", "thinking": "Need weather.", "content": "Let me check.",
+                    "tool_calls": [{"function": {"name": "get_weather", "arguments": {"location": "Paris"}}}]},
+        "done": True,
+        "logprobs": [{"token": t, "logprob": -0.1, "bytes": list(t.encode())} for t in tokens],
+    }  # fmt: skip
+    logprobs = adapter_for().parse_chat(orjson.dumps(body), "qwen3").choices[0].logprobs
+    assert logprobs is not None
+    assert [e["token"] for e in logprobs["content"]] == ["Let", " me", " check", "."]
+
+
 @pytest.mark.parametrize("thinks", [True, False])
 def test_streamed_logprobs_of_tokens_the_server_swallowed_are_not_the_content_s(thinks: bool) -> None:
     """Ollama sends a line with logprobs and no text for each token its parser swallows: gpt-oss's

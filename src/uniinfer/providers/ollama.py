@@ -48,6 +48,8 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 import uuid
 from collections.abc import Mapping
@@ -170,7 +172,10 @@ class OllamaAdapter(ProviderAdapter):
         calls = [_tool_call(raw) for raw in _list(message.get("tool_calls"))]
         content = message.get("content") or ""
         try:
-            logprobs = _logprobs(data.get("logprobs"), content if message.get("thinking") else None)
+            # a call's tokens follow the content's (generated last): as many as the call took
+            trailing = len(data.get("logprobs") or ()) if calls else _TRAILING
+            spelling = content if message.get("thinking") else None
+            logprobs = _logprobs(data.get("logprobs"), spelling, trailing)
         except ValueError:
             raise self._shape_error("chat response", body) from None
         return ChatResponse(
@@ -427,7 +432,13 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
     return "tool_calls" if has_tool_calls else "stop"
 
 
-def _logprobs(raw: Any, spelling: str | None = None) -> dict[str, Any] | None:
+#: Tokens after the content's that may still be in the list: a stop sequence's, cut from the text.
+_TRAILING = 8
+#: Places the text is found inside tokens, passed over before giving up (a repetitive answer's).
+_TRIES = 64
+
+
+def _logprobs(raw: Any, spelling: str | None = None, trailing: int = _TRAILING) -> dict[str, Any] | None:
     """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none.
 
     ``spelling``: the content of an answer (or line) whose list also holds thinking tokens: the
@@ -438,7 +449,7 @@ def _logprobs(raw: Any, spelling: str | None = None) -> dict[str, Any] | None:
         return None
     content = [_entry(entry) for entry in raw]
     if spelling is not None:
-        cut = _spelling(content, spelling)
+        cut = _spelling(content, spelling, trailing)
         if not cut:
             return None
         content = cut
@@ -450,45 +461,35 @@ def _entry(entry: Any) -> dict[str, Any]:
     return {**_token_logprob(entry), "top_logprobs": [_token_logprob(t) for t in _list(top)]}
 
 
-#: Tokens after the content's that may still be in the list: a stop sequence's, cut from the text.
-_TRAILING = 8
-
-
-def _spelling(entries: list[dict[str, Any]], text: str) -> list[dict[str, Any]] | None:
-    """The run of ``entries`` whose bytes spell ``text``, ending at most :data:`_TRAILING` tokens
-    before the last (leading whitespace of its first token allowed: the server trims it off the
-    content; its last token may run past the text, where a stop sequence was cut inside it); None
-    when there is none. Linear in the tokens for each end tried."""
+def _spelling(
+    entries: list[dict[str, Any]], text: str, trailing: int = _TRAILING
+) -> list[dict[str, Any]] | None:
+    """The run of ``entries`` whose bytes spell ``text``, ending at most ``trailing`` tokens before
+    the last (leading whitespace of its first token allowed: the server trims it off the content;
+    its last token may run past the text, where a stop sequence was cut inside it); the one that
+    ends last, None when there is none. The text is looked for in the tokens' bytes joined, from
+    the right (C's search: linear, however many tokens a call after the content adds), and at
+    most :data:`_TRIES` places where it is found but not on token boundaries are passed over."""
     want = text.encode()
     if not want:
         return None
     pieces = [bytes(e["bytes"]) for e in entries]
-    for end in range(len(pieces), max(len(pieces) - _TRAILING, 0) - 1, -1):
-        at = len(want)
-        for start in range(end - 1, -1, -1):
-            piece = pieces[start]
-            if start == end - 1 and not want.endswith(piece):
-                # the last token may run past the text: a stop sequence the server cut inside it
-                piece = piece[: _overrun(piece, want)]
-                if not piece:
-                    break
-            if want.endswith(piece, 0, at):
-                at -= len(piece)
-                if at == 0:
-                    return entries[start:end]
-            elif piece.endswith(want[:at]) and not piece[: len(piece) - at].strip():
-                return entries[start:end]
-            else:
-                break
+    ends = list(itertools.accumulate(len(piece) for piece in pieces))  # where each token ends
+    joined = b"".join(pieces)
+    limit = len(joined)
+    for _ in range(_TRIES):
+        at = joined.rfind(want, 0, limit)
+        if at == -1:
+            return None
+        stop = at + len(want)
+        last = bisect.bisect_left(ends, stop)  # the token the text ends in
+        if last + 1 < len(pieces) - trailing:
+            return None  # any run further left ends too early
+        first = bisect.bisect_right(ends, at)  # the token the text starts in
+        if not joined[ends[first] - len(pieces[first]) : at].strip():
+            return entries[first : last + 1]
+        limit = stop - 1
     return None
-
-
-def _overrun(piece: bytes, want: bytes) -> int:
-    """How much of ``piece`` ends ``want`` (its longest head that is ``want``'s tail); 0: none."""
-    for size in range(min(len(piece), len(want)), 0, -1):
-        if want.endswith(piece[:size]):
-            return size
-    return 0
 
 
 def _token_logprob(entry: Any) -> dict[str, Any]:
