@@ -318,6 +318,79 @@ def test_streamed_logprobs_of_tokens_the_server_swallowed_are_not_the_content_s(
     assert b"".join(bytes(e["bytes"]) for e in entries) == "Hello 👋".encode()
 
 
+def _line(content: str = "", thinking: str = "", tokens: tuple[Any, ...] = (), **more: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if "calls" in more:
+        message["tool_calls"] = more.pop("calls")
+    entries = [
+        t if isinstance(t, dict) else {"token": t, "logprob": -0.1, "bytes": list(t.encode())} for t in tokens
+    ]
+    return {
+        "model": "m",
+        "message": message,
+        "done": False,
+        **({"logprobs": entries} if entries else {}),
+        **more,
+    }
+
+
+def _streamed_and_whole(lines: list[dict[str, Any]]) -> tuple[list[Any], list[Any] | None]:
+    """The logprob entries of the lines streamed, and of the answer Ollama builds of them."""
+    lines = [*lines, {"model": "m", "message": {"role": "assistant", "content": ""}, "done": True}]
+    decoder = adapter_for().stream_decoder("m")
+    chunks = [*decoder.feed(b"".join(orjson.dumps(line) + b"\n" for line in lines)), *decoder.close()]
+    streamed = [
+        e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs["content"]
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": "", "thinking": "", "tool_calls": []}
+    for line in lines:
+        for key in ("content", "thinking"):
+            message[key] += line["message"].get(key, "")
+        message["tool_calls"] += line["message"].get("tool_calls", [])
+    body = {
+        "message": message,
+        "done": True,
+        "logprobs": [e for line in lines for e in line.get("logprobs", [])],
+    }
+    whole = adapter_for().parse_chat(orjson.dumps(body), "m").choices[0].logprobs
+    return streamed, None if whole is None else whole["content"]
+
+
+CALL = [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # the server holds a token's trailing whitespace back to the next line's text
+        [_line(thinking="Hm", tokens=("Hm",)), _line(tokens=("</think>",)), _line(tokens=("\n\n",)),
+         _line("Hello", tokens=("Hello",)), _line(".", tokens=(".\n\n",)),
+         _line("\n\nWorld", tokens=("World",)), _line("!", tokens=("!",))],
+        [_line("Hi", tokens=("Hi",)), _line(".", tokens=(".\n\n",)), _line(tokens=("\n",)),
+         _line("\n\n\nWorld", tokens=("World",))],
+        # a thinking model's call: its tokens, and the call line's own, are no content's
+        [_line(thinking="Need weather.", tokens=("Need", " weather", ".")), _line(tokens=("</think>", "\n\n")),
+         _line("Let me check.", tokens=("Let", " me", " check", ".")), _line(tokens=("\n\n", "<tool_call>")),
+         _line(calls=CALL, tokens=("</tool_call>",))],
+        # ... nor those of its arguments that say the content again
+        [_line(thinking="Need weather.", tokens=("Need", " weather", ".")), _line(tokens=("</think>", "\n\n")),
+         _line("Paris", tokens=({"token": "Paris", "logprob": -2.0, "bytes": list(b"Paris")},)),
+         _line(tokens=("\n\n", "<tool_call>", '{"name": "get_weather", "arguments": {"city": "')),
+         _line(tokens=({"token": "Paris", "logprob": -0.01, "bytes": list(b"Paris")}, '"}}', "\n")),
+         _line(calls=CALL, tokens=("</tool_call>",))],
+    ],
+)  # fmt: skip
+def test_streamed_logprobs_are_those_of_the_answer_whole(lines: list[dict[str, Any]]) -> None:
+    streamed, whole = _streamed_and_whole(lines)
+    assert whole is not None
+    assert streamed == whole
+    tokens = [e["token"] for e in whole]
+    assert not {"</think>", "<tool_call>", "</tool_call>", "Need"} & set(tokens)  # the content's only
+    assert all(e["logprob"] != -0.01 for e in whole)  # the argument's "Paris" is not the content's
+
+
 def test_parse_chat_content_thinking_and_usage() -> None:
     body = {"model": "qwen3", "message": {"role": "assistant", "content": "Hi!", "thinking": "greet"},
             "done": True, "done_reason": "stop", "prompt_eval_count": 26, "eval_count": 298}  # fmt: skip

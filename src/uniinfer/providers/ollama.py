@@ -172,10 +172,11 @@ class OllamaAdapter(ProviderAdapter):
         calls = [_tool_call(raw) for raw in _list(message.get("tool_calls"))]
         content = message.get("content") or ""
         try:
-            # a call's tokens follow the content's (generated last): as many as the call took
-            trailing = len(data.get("logprobs") or ()) if calls else _TRAILING
-            spelling = content if message.get("thinking") else None
-            logprobs = _logprobs(data.get("logprobs"), spelling, trailing)
+            # a thinking answer's are cut to its content's; a call's tokens follow those
+            thinking = message.get("thinking")
+            spelling = content if thinking else None
+            after = str(thinking) if thinking and calls else None
+            logprobs = _logprobs(data.get("logprobs"), spelling, after)
         except ValueError:
             raise self._shape_error("chat response", body) from None
         return ChatResponse(
@@ -438,18 +439,19 @@ _TRAILING = 8
 _TRIES = 64
 
 
-def _logprobs(raw: Any, spelling: str | None = None, trailing: int = _TRAILING) -> dict[str, Any] | None:
+def _logprobs(raw: Any, spelling: str | None = None, after: str | None = None) -> dict[str, Any] | None:
     """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none.
 
     ``spelling``: the content of an answer (or line) whose list also holds thinking tokens: the
-    list is cut to the tokens that spell it (:func:`_spelling`), None where none do. An entry
+    list is cut to the tokens that spell it (:func:`_spelling`; ``after``: the thinking, when a
+    call's tokens follow the content's), None where none do. An entry
     not of Ollama's shape is a ValueError (the caller's shape error).
     """
     if not isinstance(raw, list) or not raw:
         return None
     content = [_entry(entry) for entry in raw]
     if spelling is not None:
-        cut = _spelling(content, spelling, trailing)
+        cut = _spelling(content, spelling, after=after)
         if not cut:
             return None
         content = cut
@@ -462,33 +464,42 @@ def _entry(entry: Any) -> dict[str, Any]:
 
 
 def _spelling(
-    entries: list[dict[str, Any]], text: str, trailing: int = _TRAILING
+    entries: list[dict[str, Any]], text: str, trailing: int = _TRAILING, after: str | None = None
 ) -> list[dict[str, Any]] | None:
-    """The run of ``entries`` whose bytes spell ``text``, ending at most ``trailing`` tokens before
-    the last (leading whitespace of its first token allowed: the server trims it off the content;
-    its last token may run past the text, where a stop sequence was cut inside it); the one that
-    ends last, None when there is none. The text is looked for in the tokens' bytes joined, from
-    the right (C's search: linear, however many tokens a call after the content adds), and at
-    most :data:`_TRIES` places where it is found but not on token boundaries are passed over."""
+    """The run of ``entries`` whose bytes spell ``text`` (leading whitespace of its first token
+    allowed: the server trims it off the content; its last token may run past the text, where a
+    stop sequence was cut inside it); None when there is none.
+
+    Without ``after``: the run that ends last, at most ``trailing`` tokens before the last token
+    (a stop sequence's may follow). With ``after`` (the thinking of an answer with a tool call,
+    whose tokens follow the content's): the first run past the thinking's bytes, so the text
+    said again in the call's arguments is not taken for it. The text is looked for in the
+    tokens' bytes joined (C's search), at most :data:`_TRIES` places found inside tokens passed
+    over.
+    """
     want = text.encode()
     if not want:
         return None
     pieces = [bytes(e["bytes"]) for e in entries]
     ends = list(itertools.accumulate(len(piece) for piece in pieces))  # where each token ends
     joined = b"".join(pieces)
-    limit = len(joined)
+    if after is not None:
+        thought = joined.find(after.encode())
+        low, high = (0 if thought < 0 else thought + len(after.encode())), len(joined)
+    else:
+        edge = len(pieces) - trailing - 2  # the run must end in a token after this one
+        low, high = (max(ends[edge] - len(want) + 1, 0) if edge >= 0 else 0), len(joined)
     for _ in range(_TRIES):
-        at = joined.rfind(want, 0, limit)
+        at = joined.find(want, low, high) if after is not None else joined.rfind(want, low, high)
         if at == -1:
             return None
-        stop = at + len(want)
-        last = bisect.bisect_left(ends, stop)  # the token the text ends in
-        if last + 1 < len(pieces) - trailing:
-            return None  # any run further left ends too early
         first = bisect.bisect_right(ends, at)  # the token the text starts in
         if not joined[ends[first] - len(pieces[first]) : at].strip():
-            return entries[first : last + 1]
-        limit = stop - 1
+            return entries[first : bisect.bisect_left(ends, at + len(want)) + 1]
+        if after is not None:
+            low = at + 1
+        else:
+            high = at + len(want) - 1
     return None
 
 
@@ -522,6 +533,7 @@ class OllamaStreamDecoder:
         "_held",
         "_id",
         "_model",
+        "_spoke",
         "_started",
         "_thought",
         "_tools",
@@ -542,6 +554,8 @@ class OllamaStreamDecoder:
         self._held: list[Any] = []
         #: Whether the model has thought (then only the tokens that spell the content are its)
         self._thought = False
+        #: Whether its content has begun (its first line cut to its tokens, the later ones not)
+        self._spoke = False
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         return self._decode(self._framer.feed(data))
@@ -599,19 +613,28 @@ class OllamaStreamDecoder:
         if delta.reasoning_content:
             self._thought = True
         try:
-            # a line of thinking keeps its logprobs, and so do the tokens held before it: OpenAI's
-            # are the content's
+            # OpenAI's logprobs are the content's: a thinking model's thinking, the tokens between
+            # it and the content, and its call's and end's tokens are left out; the content's
+            # first line is cut to its tokens, and from then on every content line's are its own
+            # (the server may move a token's text to the next line, never to another token)
             out: list[ChatChunk] = []
             if delta.content:
                 raw = held + raw if held and isinstance(raw, list) else held or raw
-                cut = delta.content if held or delta.reasoning_content or self._thought else None
-                logprobs = _logprobs(raw, cut)  # cut to the content's tokens
+                cut = (
+                    delta.content if delta.reasoning_content or (self._thought and not self._spoke) else None
+                )
+                logprobs = _logprobs(raw, cut)
+                self._spoke = True
             elif delta.reasoning_content:
                 logprobs = None
-            else:  # a call, or the end: tokens held as they were before a thinking model's
+            else:  # a call, or the end: its tokens (and those held) only a model that never thought
                 logprobs = _logprobs(raw)
-                if held and not self._thought:
-                    out.append(self._choice(ChunkDelta(), logprobs=_logprobs(held)))
+                if held:
+                    early = _logprobs(held)
+                    if not self._thought:
+                        out.append(self._choice(ChunkDelta(), logprobs=early))
+                if self._thought:
+                    logprobs = None
         except ValueError:
             raise self._adapter._shape_error("stream line", orjson.dumps(payload).decode()) from None
         if said or logprobs:
