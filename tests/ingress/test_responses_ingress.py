@@ -120,6 +120,36 @@ def test_items_become_messages_with_calls_merged_and_reasoning_dropped() -> None
     assert (image.image_url.url, image.image_url.detail) == (PNG, "low")
 
 
+def test_text_between_the_calls_of_one_turn_is_that_turn_s_as_the_output_had_it() -> None:
+    """Claude writes text between its calls; a client sends the output items back with the
+    outputs after them all: one assistant turn, its order kept (a 400 before)."""
+
+    def said(text: str) -> dict[str, Any]:
+        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+
+    chat = chat_of(
+        input=[
+            {"role": "user", "content": "weather and time?"},
+            said("Let me check."),
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            said("And also:"),
+            {"type": "function_call", "call_id": "c2", "name": "get_time", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "c2", "output": "noon"},
+            said("Sunny, at noon."),
+        ]
+    )
+    _user, turn, out1, out2, answer = chat.messages
+    assert isinstance(turn, AssistantMessage)
+    assert [p.text for p in turn.content] == ["Let me check.", "And also:"]  # type: ignore[union-attr]
+    assert [c.id for c in turn.tool_calls or ()] == ["c1", "c2"]
+    order = turn.content_blocks or []
+    assert [getattr(b, "text", None) or b.id for b in order] == ["Let me check.", "c1", "And also:", "c2"]  # type: ignore[union-attr]
+    assert (out1.tool_call_id, out2.tool_call_id) == ("c1", "c2")  # type: ignore[union-attr]
+    assert isinstance(answer, AssistantMessage)
+    assert answer.content == "Sunny, at noon."  # a new turn once the calls are answered
+
+
 def test_parameters_are_mapped_to_chat_names() -> None:
     chat = chat_of(
         max_output_tokens=64,
@@ -448,9 +478,9 @@ def test_chat_parameter_names_become_responses_names_in_errors() -> None:
         InvalidRequestError("max_tokens: too big", param="max_tokens", upstream_status=400)
     )
     assert (upstream.param, upstream.message) == (
-        "max_tokens",
+        "max_output_tokens",
         "max_tokens: too big",
-    )  # the provider's own words
+    )  # the provider's own words, the field the client sent
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -545,6 +575,20 @@ def test_cut_answer_is_incomplete() -> None:
     assert response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_output_tokens"
     assert response.output[0].status == "incomplete"  # type: ignore[union-attr]
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"loc'}}
+    cut_call = Response.model_validate(
+        to_response(chat_response({"tool_calls": [call]}, "length"), request())
+    )
+    assert [(item.type, item.status) for item in cut_call.output] == [
+        ("function_call", "incomplete")
+    ]  # as streamed
+
+
+def test_an_empty_image_url_is_named_as_missing_not_as_a_file_id() -> None:
+    image = {"type": "input_image", "image_url": "", "detail": "auto"}
+    with pytest.raises(InvalidRequestError, match="non-empty 'image_url'") as info:
+        chat_of(input=[{"role": "user", "content": [image]}])
+    assert info.value.param == "input[0].content[0].image_url"
 
 
 def test_refusal_is_a_refusal_part() -> None:

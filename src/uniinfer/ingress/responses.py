@@ -283,14 +283,12 @@ def responses_param(param: str) -> str:
 
 
 def rename_error(exc: UniInferError) -> UniInferError:
-    """Name the Responses fields in an error the gateway raised about Chat fields (in place).
-
-    Errors with an upstream status keep the provider's own words.
-    """
-    if exc.upstream_status is not None:
-        return exc
+    """Name the Responses fields in an error about Chat fields (in place): its ``param`` always,
+    its message when the gateway wrote it (a provider's error keeps the provider's own words)."""
     if exc.param is not None:
         exc.param = responses_param(exc.param)
+    if exc.upstream_status is not None:
+        return exc
     message = _PARAM_WORDS.sub(lambda m: _PARAM_NAMES[m.group(1)], exc.message)
     if message != exc.message:
         exc.message = message

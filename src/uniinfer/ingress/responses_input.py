@@ -1,7 +1,9 @@
 """Responses input items -> Chat messages (part of :mod:`uniinfer.ingress.responses`).
 
 ``message`` items become messages of their role, ``function_call`` items
-assistant ``tool_calls`` (merged into the assistant turn they follow),
+assistant ``tool_calls`` (merged into the assistant turn they follow; an assistant
+``message`` between the calls of one turn, as Claude interleaves them, joins that
+turn too, its order kept for the providers that send a turn as it was),
 ``function_call_output`` items ``tool`` messages; ``reasoning`` items are
 dropped. Calls and outputs must pair up, as the real API requires: an output
 answers a call of the assistant turn just before it, and every call of a turn
@@ -79,6 +81,15 @@ class _Messages:
         elif isinstance(item, FunctionCallOutputItem):
             self._output(i, item)
         elif isinstance(item, MessageItem):
+            last = self.messages[-1] if self.messages else None
+            if (
+                item.role == "assistant"
+                and isinstance(last, AssistantMessage)
+                and not all(self.calls.values())
+            ):
+                # text between the calls of one turn (Claude's), sent back as the output had it
+                self.messages[-1] = _joined(last, _assistant(i, item))
+                return
             self._check_answered()
             self.messages.append(_message(i, item))
         elif isinstance(item, OtherItem):
@@ -101,6 +112,8 @@ class _Messages:
                     f"Duplicate function call id '{item.call_id}'.", param=f"input[{i}].call_id"
                 )
             last.tool_calls = [*(last.tool_calls or ()), call]
+            if last.content_blocks is not None:  # a turn whose text and calls interleave
+                last.content_blocks = [*last.content_blocks, call]
         else:
             self._check_answered()
             self.calls = {}
@@ -158,6 +171,29 @@ def _assistant(i: int, item: MessageItem) -> AssistantMessage:
     )
 
 
+def _joined(turn: AssistantMessage, more: AssistantMessage) -> AssistantMessage:
+    """``turn`` with ``more``'s text after its calls: the text parts in order, and the whole
+    turn's order kept in ``content_blocks`` for the providers that send a turn as it was (Claude,
+    Gemini; OpenAI's shape has the text, then the calls)."""
+    texts = [*_text_parts(turn.content), *_text_parts(more.content)]
+    order = turn.content_blocks or [*_text_parts(turn.content), *(turn.tool_calls or ())]
+    refusal = "".join(r for r in (turn.refusal, more.refusal) if r) or None
+    # model_copy: content_blocks is no field a client may set (it refuses validated input)
+    return turn.model_copy(
+        update={
+            "content": texts,
+            "refusal": refusal,
+            "content_blocks": [*order, *_text_parts(more.content)],
+        }
+    )
+
+
+def _text_parts(content: str | list[Any] | None) -> list[TextPart]:
+    if isinstance(content, str):
+        return [TextPart(type="text", text=content)] if content else []
+    return [part for part in content or () if isinstance(part, TextPart)]
+
+
 def _part(where: str, part: BaseModel, role: str) -> TextPart | ImagePart | FilePart:
     if isinstance(part, InputText):
         return TextPart(type="text", text=part.text)
@@ -170,11 +206,16 @@ def _part(where: str, part: BaseModel, role: str) -> TextPart | ImagePart | File
 
 
 def _image(where: str, part: InputImage) -> ImagePart:
-    if not part.image_url:
+    if not part.image_url and part.file_id:
         raise UnsupportedFeatureError(
             "Images by 'file_id' are not supported (uniinfer has no Files API): send 'image_url' "
             "(an https or data: URL).",
-            param=f"{where}.file_id" if part.file_id else f"{where}.image_url",
+            param=f"{where}.file_id",
+        )
+    if not part.image_url:
+        raise InvalidRequestError(
+            "An 'input_image' needs a non-empty 'image_url' (an https or data: URL).",
+            param=f"{where}.image_url",
         )
     detail: Literal["auto", "low", "high"] = "high" if part.detail == "original" else part.detail
     return ImagePart(type="image_url", image_url=ImageURL(url=part.image_url, detail=detail))

@@ -63,7 +63,7 @@ def output_items(msg: ResponseMessage, status: str) -> list[Json]:
             if isinstance(block, str):
                 items.append(message_item(new_id("msg"), [output_text_part(block)], status))
             elif isinstance(block, ToolCall):
-                items.append(_function_call(block))
+                items.append(_function_call(block, status))
         return items  # signed thinking is Claude's own: the reasoning item above carries its text
     parts: list[Json] = []
     if msg.content or (not msg.refusal and not msg.tool_calls):
@@ -72,12 +72,13 @@ def output_items(msg: ResponseMessage, status: str) -> list[Json]:
         parts.append({"type": "refusal", "refusal": msg.refusal})
     if parts:
         items.append(message_item(new_id("msg"), parts, status))
-    items += [_function_call(call) for call in msg.tool_calls or ()]
+    items += [_function_call(call, status) for call in msg.tool_calls or ()]
     return items
 
 
-def _function_call(call: ToolCall) -> Json:
-    return function_call_item(new_id("fc"), call.id, call.function.name, call.function.arguments, "completed")
+def _function_call(call: ToolCall, status: str) -> Json:
+    """A call's item; ``incomplete`` with the response, as a stream cut there ends it."""
+    return function_call_item(new_id("fc"), call.id, call.function.name, call.function.arguments, status)
 
 
 def response_status(finish: FinishReason | None) -> tuple[str, Json | None]:
