@@ -979,6 +979,64 @@ def test_length_refusal_and_empty_streams() -> None:
     assert empty[0][1]["message"]["id"].startswith("msg_")
 
 
+def test_calls_a_server_numbers_alike_are_told_apart_by_their_ids() -> None:
+    """Ollama's /v1, sglang and others give every parallel call index 0: each id is a call."""
+    events = render(
+        [
+            chunk(tool_delta(0, id="call_1", name="get", args='{"a":')),
+            chunk(tool_delta(0, args=" 1}")),
+            chunk(tool_delta(0, id="call_2", name="get", args='{"a": 2}')),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    message = assemble(events)
+    assert [(b.id, b.input) for b in message.content] == [("call_1", {"a": 1}), ("call_2", {"a": 2})]  # type: ignore[union-attr]
+    assert message.stop_reason == "tool_use"
+
+
+def test_a_provider_s_call_id_outside_anthropic_s_alphabet_comes_back() -> None:
+    """Kimi's ids (``functions.get:0``) reach the client as they are; its next turn carries them."""
+    parse_anthropic(
+        MessagesRequest,
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "functions.get:0", "name": "get", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "functions.get:0", "content": "sunny"}]},
+            ],
+        },
+    )  # fmt: skip
+
+
+async def test_an_answer_that_cannot_be_rendered_is_an_error_with_the_route_headers() -> None:
+    """A call whose arguments are no JSON object, non-streamed: the error names the route tried."""
+
+    async def answer(request: web.Request) -> web.Response:
+        call = {"id": "c1", "type": "function", "function": {"name": "get", "arguments": '{"a":1'}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return web.json_response(
+            {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+        )  # fmt: skip
+
+    upstream = web.Application()
+    upstream.router.add_post("/v1/chat/completions", answer)
+    async with run_fake(upstream) as url:
+        config = make_config(
+            f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{url}/v1'}}\n"
+        )
+        async with serve(create_app(config)) as base, aiohttp.ClientSession() as session:
+            body = {"model": "up/m", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+            async with session.post(base + "/v1/messages", json=body) as resp:
+                assert resp.status == 502
+                assert resp.headers["x-uniinfer-provider"] == "up"
+                assert (await resp.json())["error"]["type"] == "api_error"
+
+
 def test_mid_stream_error_event() -> None:
     renderer = StreamRenderer("m")
     renderer.feed(chunk({"content": "partial"}))

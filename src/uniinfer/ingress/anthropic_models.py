@@ -51,7 +51,10 @@ __all__ = [
 ]
 
 _STRICT = ConfigDict(extra="forbid")
-_ID = r"^[a-zA-Z0-9_-]+$"
+#: A tool call id: Anthropic's are ``[a-zA-Z0-9_-]``, but the gateway hands its client the ids of
+#: every provider (Kimi's ``functions.get:0``) and must take them back; the Claude adapters
+#: rewrite them to Anthropic's alphabet on the way out.
+_ID = r"^\S+$"
 _TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 #: Block types each role may send (https://docs.anthropic.com/en/api/messages).
 _ROLE_BLOCKS = {

@@ -79,6 +79,7 @@ class StreamRenderer:
         "_arguments",
         "_early_usage",
         "_finish",
+        "_ids",
         "_model",
         "_next",
         "_open",
@@ -96,9 +97,12 @@ class StreamRenderer:
         #: (kind, block index) of the open block; kind is "text", "thinking", "redacted_thinking"
         #: or "tool_use".
         self._open: tuple[str, int] | None = None
-        #: tool call index -> its content block index
+        #: tool call index -> the content block index of its (latest) call
         self._tools: dict[int, int] = {}
-        #: tool call index -> (name, argument pieces), checked to be a JSON object at the end
+        #: tool call index -> the id of its latest call
+        self._ids: dict[int, str | None] = {}
+        #: content block index of a call -> (name, argument pieces), checked to be a JSON object
+        #: at the end
         self._arguments: dict[int, tuple[str, list[str]]] = {}
         self._finish: str | None = None
         self._stop_sequence: str | None = None
@@ -204,6 +208,9 @@ class StreamRenderer:
     def _tool(self, call: ToolCallDelta) -> list[bytes]:
         out: list[bytes] = []
         index = self._tools.get(call.index)
+        known = self._ids.get(call.index)
+        if index is not None and call.id and known and call.id != known:
+            index = None  # another call at the same index (servers that number every call 0)
         function = call.function
         if index is None:
             name = (function.name if function else None) or ""
@@ -215,10 +222,13 @@ class StreamRenderer:
             }
             out = self._begin("tool_use", block)
             index = self._tools[call.index] = self._next - 1
-            self._arguments[call.index] = (name, [])
+            self._ids[call.index] = call.id
+            self._arguments[index] = (name, [])
+        elif call.id and not known:
+            self._ids[call.index] = call.id
         arguments = function.arguments if function else None
         if arguments:
-            self._arguments[call.index][1].append(arguments)
+            self._arguments[index][1].append(arguments)
             out.append(self._delta(index, {"type": "input_json_delta", "partial_json": arguments}))
         return out
 

@@ -72,10 +72,10 @@ async def messages(app: App, request: Request) -> None:
         return
     try:
         response = await app.gateway.chat(chat, ctx)
+        body = orjson.dumps(to_message(response, req.model))  # an answer it cannot render is one too
     except UniInferError as exc:
         await _send_error(request, exc, ctx.route, chat)
         return
-    body = orjson.dumps(to_message(response, req.model))
     await send_bytes(request.send, 200, body, _headers(request, ctx.route, chat))
 
 
