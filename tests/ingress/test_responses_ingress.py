@@ -702,6 +702,30 @@ def test_reasoning_then_text_then_tool_calls_are_separate_items() -> None:
     assert json.loads(final.output[2].arguments) == {"location": "Paris"}  # type: ignore[union-attr]
 
 
+def test_stream_calls_a_server_numbers_alike_are_told_apart_by_their_ids() -> None:
+    """Ollama's /v1, sglang and others give every parallel call index 0: each id is a call."""
+
+    def call(**fields: Any) -> ChatChunk:
+        return chunk({"tool_calls": [{"index": 0, **fields}]})
+
+    events = render(
+        [
+            call(id="call_a", function={"name": "get_weather", "arguments": '{"a":'}),
+            call(function={"arguments": " 1}"}),
+            call(id="call_b", function={"name": "get_weather", "arguments": '{"b": 2}'}),
+            chunk({}, "tool_calls"),
+        ],
+        tools=[WEATHER],
+    )
+    done = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert [e["arguments"] for e in done] == ['{"a": 1}', '{"b": 2}']
+    final = Response.model_validate(events[-1]["response"])
+    assert [(item.call_id, item.arguments) for item in final.output] == [  # type: ignore[union-attr]
+        ("call_a", '{"a": 1}'),
+        ("call_b", '{"b": 2}'),
+    ]
+
+
 def test_stream_cut_by_the_token_limit_ends_incomplete() -> None:
     events = render([chunk({"content": "Once"}), chunk({}, "length")])
     assert events[-1]["type"] == "response.incomplete"

@@ -105,6 +105,8 @@ class ResponsesStreamRenderer:
         self._items: list[_Item] = []
         self._open: _Item | None = None
         self._calls: dict[int, _Item] = {}
+        #: tool call index -> the provider's id of its latest call (None: it gave none)
+        self._call_ids: dict[int, str | None] = {}
         self._finish: FinishReason | None = None
         self._usage: Usage | None = None
 
@@ -199,6 +201,9 @@ class ResponsesStreamRenderer:
         events: list[Json] = []
         fn = call.function
         item = self._calls.get(call.index)
+        given = self._call_ids.get(call.index)
+        if item is not None and call.id and given and call.id != given:
+            item = None  # another call at the same index (servers that number every call 0)
         if item is None:
             events += self._close("completed")
             item = self._calls[call.index] = self._add(
@@ -207,6 +212,9 @@ class ResponsesStreamRenderer:
                 call_id=call.id or new_id("call"),
                 name=(fn.name if fn else None) or "",
             )
+            self._call_ids[call.index] = call.id
+        elif call.id and not given:
+            self._call_ids[call.index] = call.id
         elif fn is not None and fn.name and not item.name:
             item.name = fn.name
         if fn is not None and fn.arguments:
