@@ -181,7 +181,7 @@ def _joined(turn: AssistantMessage, more: AssistantMessage) -> AssistantMessage:
     # model_copy: content_blocks is no field a client may set (it refuses validated input)
     return turn.model_copy(
         update={
-            "content": texts,
+            "content": texts or None,
             "refusal": refusal,
             "content_blocks": [*order, *_text_parts(more.content)],
         }
