@@ -39,8 +39,10 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
   whitespace and a few trailing tokens, a stop sequence's, allowed); where no
   such cut exists the logprobs are left out rather than mixed. Without thinking
   every token is the answer's, a tool call's included. A stream line with
-  logprobs and no text (the server sends them while it holds back a tool call
-  or buffers text) becomes a chunk with an empty delta. A server older than 0.12.11 ignores both
+  logprobs and no text (tokens the server's parser swallowed: a thinking tag,
+  gpt-oss's channel markers, a call it holds back, a character not yet whole)
+  is held until a line with text says whose they are; a thinking model's call
+  and end lines carry none (:mod:`uniinfer.providers.ollama_logprobs`). A server older than 0.12.11 ignores both
   fields (Go's decoder skips unknown ones): its answers then carry
   ``logprobs: null``.
 - Errors are ``{"error": "message"}`` with the HTTP status.
@@ -48,8 +50,6 @@ Wire format: https://github.com/ollama/ollama/blob/main/docs/api.md
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import time
 import uuid
 from collections.abc import Mapping
@@ -68,8 +68,9 @@ from uniinfer.errors import (
 )
 from uniinfer.framing import NDJSONFramer
 from uniinfer.http import HttpRequest
+from uniinfer.providers import ollama_logprobs
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.translation import call_ordered, data_url, logprobs_of, token_logprob
+from uniinfer.providers.translation import call_ordered, data_url
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -176,7 +177,7 @@ class OllamaAdapter(ProviderAdapter):
             thinking = message.get("thinking")
             spelling = content if thinking else None
             after = str(thinking) if thinking and calls else None
-            logprobs = _logprobs(data.get("logprobs"), spelling, after)
+            logprobs = ollama_logprobs.logprobs(data.get("logprobs"), spelling, after)
         except ValueError:
             raise self._shape_error("chat response", body) from None
         return ChatResponse(
@@ -433,91 +434,6 @@ def _finish_reason(done_reason: Any, has_tool_calls: bool) -> FinishReason:
     return "tool_calls" if has_tool_calls else "stop"
 
 
-#: Tokens after the content's that may still be in the list: a stop sequence's, cut from the text.
-_TRAILING = 8
-#: Places the text is found inside tokens, passed over before giving up (a repetitive answer's).
-_TRIES = 64
-
-
-def _logprobs(raw: Any, spelling: str | None = None, after: str | None = None) -> dict[str, Any] | None:
-    """Ollama's ``logprobs`` list as a choice's OpenAI ``logprobs``; None when there are none.
-
-    ``spelling``: the content of an answer (or line) whose list also holds thinking tokens: the
-    list is cut to the tokens that spell it (:func:`_spelling`; ``after``: the thinking, when a
-    call's tokens follow the content's), None where none do. An entry
-    not of Ollama's shape is a ValueError (the caller's shape error).
-    """
-    if not isinstance(raw, list) or not raw:
-        return None
-    content = [_entry(entry) for entry in raw]
-    if spelling is not None:
-        cut = _spelling(content, spelling, after=after)
-        if not cut:
-            return None
-        content = cut
-    return logprobs_of(content)
-
-
-def _entry(entry: Any) -> dict[str, Any]:
-    top = entry.get("top_logprobs") if isinstance(entry, dict) else None
-    return {**_token_logprob(entry), "top_logprobs": [_token_logprob(t) for t in _list(top)]}
-
-
-def _spelling(
-    entries: list[dict[str, Any]], text: str, trailing: int = _TRAILING, after: str | None = None
-) -> list[dict[str, Any]] | None:
-    """The run of ``entries`` whose bytes spell ``text`` (leading whitespace of its first token
-    allowed: the server trims it off the content; its last token may run past the text, where a
-    stop sequence was cut inside it); None when there is none.
-
-    Without ``after``: the run that ends last, at most ``trailing`` tokens before the last token
-    (a stop sequence's may follow). With ``after`` (the thinking of an answer with a tool call,
-    whose tokens follow the content's): the first run past the thinking's bytes, so the text
-    said again in the call's arguments is not taken for it. The text is looked for in the
-    tokens' bytes joined (C's search), at most :data:`_TRIES` places found inside tokens passed
-    over.
-    """
-    want = text.encode()
-    if not want:
-        return None
-    pieces = [bytes(e["bytes"]) for e in entries]
-    ends = list(itertools.accumulate(len(piece) for piece in pieces))  # where each token ends
-    joined = b"".join(pieces)
-    if after is not None:
-        thought = joined.find(after.encode())
-        low, high = (0 if thought < 0 else thought + len(after.encode())), len(joined)
-    else:
-        edge = len(pieces) - trailing - 2  # the run must end in a token after this one
-        low, high = (max(ends[edge] - len(want) + 1, 0) if edge >= 0 else 0), len(joined)
-    for _ in range(_TRIES):
-        at = joined.find(want, low, high) if after is not None else joined.rfind(want, low, high)
-        if at == -1:
-            return None
-        first = bisect.bisect_right(ends, at)  # the token the text starts in
-        if not joined[ends[first] - len(pieces[first]) : at].strip():
-            return entries[first : bisect.bisect_left(ends, at + len(want)) + 1]
-        if after is not None:
-            low = at + 1
-        else:
-            high = at + len(want) - 1
-    return None
-
-
-def _token_logprob(entry: Any) -> dict[str, Any]:
-    if not isinstance(entry, dict):
-        raise ValueError("a logprob entry is not an object")
-    token, token_bytes, logprob = entry.get("token", ""), entry.get("bytes"), entry.get("logprob")
-    if logprob is None:  # Go leaves out a zero where it says omitempty
-        logprob = 0.0
-    if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
-        raise ValueError("a token that is not text, or a logprob that is not a number")
-    if token_bytes is not None and not (
-        isinstance(token_bytes, list) and all(isinstance(b, int) and 0 <= b < 256 for b in token_bytes)
-    ):
-        raise ValueError("token bytes that are not bytes")
-    return token_logprob(token, float(logprob), token_bytes)
-
-
 def _usage(data: Mapping[str, Any]) -> Usage:
     return Usage.of(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
 
@@ -623,14 +539,14 @@ class OllamaStreamDecoder:
                 cut = (
                     delta.content if delta.reasoning_content or (self._thought and not self._spoke) else None
                 )
-                logprobs = _logprobs(raw, cut)
+                logprobs = ollama_logprobs.logprobs(raw, cut)
                 self._spoke = True
             elif delta.reasoning_content:
                 logprobs = None
             else:  # a call, or the end: its tokens (and those held) only a model that never thought
-                logprobs = _logprobs(raw)
+                logprobs = ollama_logprobs.logprobs(raw)
                 if held:
-                    early = _logprobs(held)
+                    early = ollama_logprobs.logprobs(held)
                     if not self._thought:
                         out.append(self._choice(ChunkDelta(), logprobs=early))
                 if self._thought:
