@@ -22,6 +22,15 @@ identifies the caller to the provider's abuse detection and changes nothing in t
 Claude Code sends it on every request: refusing it would refuse that client everywhere but on
 OpenAI and Claude. It is named in ``x-uniinfer-dropped-params`` as ``metadata.user_id``.
 
+An Anthropic Messages client's Claude API fields
+(:attr:`~uniinfer.types.MessagesIntent.claude_fields`) go to an adapter that takes them
+(:attr:`~uniinfer.providers.base.ProviderAdapter.claude_fields`: the Claude API's). For any
+other, those that change how the model answers, not what (``speed``, ``service_tier``, a tool's
+``eager_input_streaming``) are left out whatever the setting and named, as ``metadata.user_id``
+is (``speed: standard``, the default, is honoured everywhere); the others (``inference_geo``, a
+data-residency requirement, and a tool's ``input_examples``) are params it cannot honour: a 400
+naming them, or dropped and named with ``settings.drop_unsupported_params``.
+
 The usual request asks for nothing out of the ordinary, and one subset test against the
 deployment's accepted fields (computed once per deployment) answers it; only a deployment that
 cannot carry names looks at the messages, once, for one.
@@ -54,6 +63,8 @@ _ALLOWED_CACHE_LIMIT = 4096
 MESSAGE_NAME = "messages[].name"
 #: How it names an Anthropic Messages client's end-user id left out.
 USER_ID = "metadata.user_id"
+#: Claude API fields that change how a model answers, not what (see the module's docs).
+_MANNER = frozenset({"speed", "service_tier", "eager_input_streaming"})
 
 
 class RequestFitter:
@@ -81,8 +92,9 @@ class RequestFitter:
         refused = adapter.values_refused(request, target.model) if self._drop else ()
         # participant names, which most native wire formats have no place for (one look, then)
         named = () if adapter.spec.message_names else _named(request.messages)
-        if not refused and not named and request.model_fields_set <= allowed:
-            return request, ()  # the usual case: nothing to check one by one
+        manner, claude = _claude_fields(request, adapter)
+        if not refused and not named and not claude and request.model_fields_set <= allowed:
+            return request, manner  # the usual case: nothing to check one by one
         present = {
             name
             for name in request.model_fields_set
@@ -93,16 +105,16 @@ class RequestFitter:
             # no reasoning asked for, from a provider without it: honoured as it is, not a drop
             rejected.discard("reasoning_effort")
             request = request.model_copy(update={"reasoning_effort": None})
-        left: tuple[str, ...] = ()
+        left = manner
         if "user" in rejected and (intent := request.messages_intent) is not None and intent.user_id:
             rejected.discard("user")  # left out, whatever the setting (see the module's docs)
             request = request.model_copy(update={"user": None})
-            left = (USER_ID,)
-        if not rejected and not refused and not named:
+            left += (USER_ID,)
+        if not rejected and not refused and not named and not claude:
             return request, left
         names = tuple(sorted(rejected))
         if not self._drop:
-            shown = names + ((f"messages[{named[0]}].name",) if named else ())
+            shown = names + claude + ((f"messages[{named[0]}].name",) if named else ())
             raise UnsupportedParamError(
                 f"provider '{adapter.name}' does not support the parameter(s) {', '.join(shown)} "
                 f"(model '{request.model}'{_names_note(named)}); remove them or set "
@@ -117,8 +129,9 @@ class RequestFitter:
         fitted = request.model_copy(update=update) if update else request
         if refused:
             fitted = adapter.without_values(fitted, target.model, refused)
-        # a param refused by name may be refused by value too (Opus 4.7's temperature): named once
-        return fitted, tuple(dict.fromkeys(names + refused + left))
+        # a param refused by name may be refused by value too (Opus 4.7's temperature): named once;
+        # the Claude fields need no taking out: only an adapter that takes them reads them
+        return fitted, tuple(dict.fromkeys(names + claude + refused + left))
 
     def embeddings(
         self, request: EmbeddingRequest, adapter: ProviderAdapter
@@ -162,6 +175,22 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
         )
     if not caps.vision and _has_images(request):
         raise adapter.feature_error("image input")
+
+
+def _claude_fields(request: ChatRequest, adapter: ProviderAdapter) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Claude API fields of a Messages client that ``adapter`` does not send: (left out
+    whatever the setting, refused unless dropped), as Messages paths."""
+    intent = request.messages_intent
+    if intent is None or not intent.claude_fields:
+        return (), ()
+    manner: list[str] = []
+    refused: list[str] = []
+    for path, value in intent.claude_fields:
+        name = path.rpartition(".")[2]
+        if name in adapter.claude_fields or (name == "speed" and value == "standard"):
+            continue
+        (manner if name in _MANNER else refused).append(path)
+    return tuple(manner), tuple(refused)
 
 
 def _named(messages: list[Message]) -> Sequence[int]:

@@ -112,7 +112,7 @@ _ERROR_MESSAGES = {
 _TOP_LEVEL = frozenset(
     {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream"}
     | {"temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"}
-    | {"output_config"}
+    | {"output_config", "inference_geo", "speed"}
 )
 #: Models without structured outputs: the docs list Sonnet 4.5, Haiku 4.5, Opus 4.5 and later
 #: (Opus 4.1 only in the beta). Name prefixes, so a failure-mode name (``tool-...``) is a model
@@ -324,6 +324,12 @@ def _check_misc(body: Block) -> None:
                 raise InvalidError(f"metadata.{name}: Extra inputs are not permitted")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidError("stream: Input should be a valid boolean")
+    if body.get("speed") not in (None, "standard", "fast"):
+        raise InvalidError("speed: Input should be 'standard' or 'fast'")
+    if body.get("service_tier") not in (None, "auto", "standard_only"):
+        raise InvalidError("service_tier: Input should be 'auto' or 'standard_only'")
+    if "inference_geo" in body and not isinstance(body["inference_geo"], str | None):
+        raise InvalidError("inference_geo: Input should be a valid string")
 
 
 def _check_fields(block: Block, required: set[str], optional: set[str], where: str) -> None:
@@ -418,9 +424,13 @@ def _check_tools(tools: Any, model: str) -> list[str]:
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise InvalidError(f"tools.{i}: Input should be a valid dictionary")
-        _check_fields(
-            tool, {"name", "input_schema"}, {"description", "cache_control", "strict"}, f"tools.{i}"
-        )
+        optional = {"description", "cache_control", "strict", "eager_input_streaming", "input_examples"}
+        _check_fields(tool, {"name", "input_schema"}, optional, f"tools.{i}")
+        if tool.get("eager_input_streaming") not in (None, True, False):
+            raise InvalidError(f"tools.{i}.eager_input_streaming: Input should be a valid boolean")
+        examples = tool.get("input_examples", [])
+        if not (isinstance(examples, list) and all(isinstance(e, dict) for e in examples)):
+            raise InvalidError(f"tools.{i}.input_examples: Input should be a valid list of objects")
         if not isinstance(tool["name"], str) or not _TOOL_NAME.match(tool["name"]):
             raise InvalidError(f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'")
         schema = tool["input_schema"]

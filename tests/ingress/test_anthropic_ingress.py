@@ -1408,6 +1408,70 @@ async def test_every_cache_breakpoint_reaches_anthropic_where_the_client_put_it(
     assert sent["messages"][1]["content"][0]["cache_control"] == cache
 
 
+@pytest.mark.parametrize("ttl", [None, "1h"])
+async def test_automatic_caching_puts_its_breakpoint_on_the_last_cacheable_block(
+    client: anthropic.AsyncAnthropic, harness: Harness, ttl: str | None
+) -> None:
+    # a top-level cache_control (automatic caching) caches the prompt up to its last block that
+    # takes a breakpoint; the upstream sees an ordinary breakpoint there, and one the client put
+    # elsewhere stays where it was
+    cache: dict[str, Any] = {"type": "ephemeral"} if ttl is None else {"type": "ephemeral", "ttl": ttl}
+    explicit = {"type": "ephemeral"}
+    system = [{"type": "text", "text": "Be brief.", "cache_control": explicit}]
+    await client.messages.create(
+        model=ANTHROPIC.name(),
+        max_tokens=256,
+        system=system,  # type: ignore[arg-type]
+        messages=[
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        ],
+        cache_control=cache,  # type: ignore[arg-type]
+    )
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert "cache_control" not in sent  # the breakpoint, not the field
+    assert sent["system"] == system
+    assert sent["messages"][-1]["content"] == [
+        {"type": "text", "text": "a"},
+        {"type": "text", "text": "b", "cache_control": cache},
+    ]
+    assert all("cache_control" not in str(m) for m in sent["messages"][:-1])
+
+
+def test_automatic_caching_skips_thinking_and_keeps_an_explicit_breakpoint() -> None:
+    own = {"type": "ephemeral", "ttl": "1h"}
+    use = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+    req = parse_anthropic(
+        MessagesRequest,
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "cache_control": {"type": "ephemeral"},
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "content": [use, {"type": "thinking", "thinking": "t", "signature": "s"}],
+                },
+            ],
+        },
+    )
+    assert req.messages[1].content[0].cache_control.model_dump(exclude_none=True) == {"type": "ephemeral"}  # type: ignore[union-attr]
+    assert req.messages[0].content[0].cache_control is None  # type: ignore[union-attr]
+    req = parse_anthropic(
+        MessagesRequest,
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "cache_control": {"type": "ephemeral"},
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "x", "cache_control": own}]}],
+        },
+    )
+    assert req.messages[0].content[0].cache_control.model_dump(exclude_none=True) == own  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("model", "told"),
     [
@@ -2036,3 +2100,80 @@ def test_a_messages_user_id_is_left_out_where_there_is_no_end_user_field() -> No
     with pytest.raises(UnsupportedParamError) as openai_refused:  # its own `user`: the usual rule
         RequestFitter(drop=False).chat(openai_client, target)
     assert openai_refused.value.param == "user"
+
+
+_CLAUDE_TOOL = {
+    "name": "get_weather",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "eager_input_streaming": True,
+    "input_examples": [{"city": "Paris"}],
+}
+
+
+async def test_the_claude_apis_own_fields_reach_it_as_sent(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    raw = await client.messages.with_raw_response.create(
+        model=ANTHROPIC.name(),
+        max_tokens=256,
+        messages=HELLO,  # type: ignore[arg-type]
+        tools=[_CLAUDE_TOOL],  # type: ignore[list-item]
+        inference_geo="us",
+        speed="fast",
+        service_tier="standard_only",
+    )
+    await raw.parse()
+    sent = harness.upstream_bodies(ANTHROPIC)[-1]
+    assert (sent["inference_geo"], sent["speed"], sent["service_tier"]) == ("us", "fast", "standard_only")
+    assert sent["tools"][0]["eager_input_streaming"] is True
+    assert sent["tools"][0]["input_examples"] == [{"city": "Paris"}]
+    assert "x-uniinfer-dropped-params" not in raw.headers
+
+
+async def test_the_claude_apis_own_fields_elsewhere_are_left_out_named_or_refused(
+    client: anthropic.AsyncAnthropic, harness: Harness
+) -> None:
+    # how the model answers (fast mode, capacity tier, streaming granularity): left out, named
+    tool = {k: v for k, v in _CLAUDE_TOOL.items() if k != "input_examples"}
+    raw = await client.messages.with_raw_response.create(
+        model=OPENAI.name(),
+        max_tokens=256,
+        messages=HELLO,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+        speed="fast",
+        service_tier="auto",
+    )
+    await raw.parse()
+    assert raw.headers["x-uniinfer-dropped-params"] == "speed,service_tier,tools.0.eager_input_streaming"
+    sent = harness.upstream_bodies(OPENAI)[-1]
+    assert not {"speed", "service_tier"} & sent.keys()
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+    # the default speed is no drop
+    raw = await client.messages.with_raw_response.create(
+        model=OPENAI.name(), max_tokens=256, messages=HELLO, speed="standard"
+    )  # type: ignore[arg-type]
+    await raw.parse()
+    assert "x-uniinfer-dropped-params" not in raw.headers
+    # where the model runs, and example inputs (what it answers): refused, naming the field
+    for extra, param in [
+        ({"inference_geo": "eu"}, "inference_geo"),
+        ({"tools": [_CLAUDE_TOOL]}, "tools.0.input_examples"),
+    ]:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(model=OPENAI.name(), max_tokens=256, messages=HELLO, **extra)  # type: ignore[arg-type]
+        error = refused.value.body["error"]  # type: ignore[index]
+        assert error["type"] == "invalid_request_error"
+        assert f"provider 'up' does not support the parameter(s) {param} " in error["message"]
+
+
+def test_the_claude_fields_are_dropped_visibly_when_configured_and_never_sent_elsewhere() -> None:
+    request = to_chat_request(
+        parse_anthropic(MessagesRequest, body(inference_geo="eu", speed="fast", tools=[_CLAUDE_TOOL]))
+    )
+    target = _gemini_target()
+    fitted, dropped = RequestFitter(drop=True).chat(request, target)
+    assert dropped == ("inference_geo", "tools.0.input_examples", "speed", "tools.0.eager_input_streaming")
+    sent = orjson.loads(target.adapter.chat_request(fitted, target.model, stream=False).body)
+    assert not {"inference_geo", "speed", "input_examples", "eager_input_streaming"} & set(
+        str(sent).split("'")
+    )

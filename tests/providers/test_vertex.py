@@ -33,7 +33,14 @@ from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.registry import default_registry
 from uniinfer.providers.vertex import VERTEX_ANTHROPIC_VERSION, VertexAdapter, vertex_root
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse
+from uniinfer.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    MessagesIntent,
+)
 
 CLAUDE = "claude-sonnet-4-5@20250929"
 WEATHER = {
@@ -292,6 +299,19 @@ async def test_claude_chat_goes_to_raw_predict_without_model_and_with_the_vertex
     headers = seen["headers"]
     assert headers["authorization"] == f"Bearer {fake.tokens.issued[0]}"
     assert not {"x-api-key", "anthropic-version", "x-goog-api-key"} & headers.keys()
+
+
+async def test_claude_gets_none_of_the_claude_apis_own_fields(fake: Fake) -> None:
+    # fast mode, data residency...: the Claude API's, not Vertex AI's (the gateway's fitting
+    # leaves them out or refuses them, see uniinfer.fitting; the adapter never sends them)
+    fields = (("speed", "fast"), ("inference_geo", "us"), ("tools.0.input_examples", [{"location": "x"}]))
+    request = chat(max_tokens=50, tools=[WEATHER]).with_messages_intent(
+        MessagesIntent(False, claude_fields=fields)
+    )
+    await fake.complete(request, CLAUDE)
+    body = fake.requests[0]["body"]
+    assert not {"speed", "inference_geo"} & body.keys()
+    assert "input_examples" not in body["tools"][0]
 
 
 async def test_claude_stream_with_tool_call_deltas(fake: Fake) -> None:

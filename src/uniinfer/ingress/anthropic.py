@@ -56,8 +56,16 @@ Requests, field by field:
   ``temperature``/``top_p``/``top_k`` as
   they are (``top_k: 0`` means unset), ``stream`` -> ``stream`` with
   ``stream_options.include_usage`` always on (the usage chunk feeds the final
-  ``message_delta``). ``service_tier`` is accepted and not passed on: it
-  changes capacity, not output, and most providers would refuse it.
+  ``message_delta``).
+- The Claude API's own fields, which OpenAI's shape has no place for (``inference_geo``,
+  ``speed``, ``service_tier``; a tool's ``eager_input_streaming`` and ``input_examples``), go
+  along as :attr:`~uniinfer.types.MessagesIntent.claude_fields`: a Claude API upstream gets them
+  as sent. Another provider (Claude on Vertex AI and Bedrock included) goes without those that
+  change how the model answers, not what (``speed``, ``service_tier``,
+  ``eager_input_streaming``), named in ``x-uniinfer-dropped-params`` with no setting needed
+  (``speed: standard``, the default, is no drop); ``inference_geo`` (a data-residency
+  requirement) and ``input_examples`` are refused there with a 400 naming them, or dropped
+  visibly with ``settings.drop_unsupported_params`` (see :mod:`uniinfer.fitting`).
 - ``tool_choice``: ``auto``/``any``/``tool``/``none`` -> ``auto``/``required``/
   the named function/``none``; ``disable_parallel_tool_use`` ->
   ``parallel_tool_calls: false``.
@@ -233,7 +241,8 @@ def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -
     strict = any(isinstance(t, CustomTool) and t.strict for t in req.tools or ())
     off = isinstance(req.thinking, ThinkingDisabled)
     user_id = isinstance(req, MessagesRequest) and req.metadata is not None and bool(req.metadata.user_id)
-    if effort is None and not thinking and not strict and not betas and not off and not user_id:
+    claude = _claude_fields(req)
+    if effort is None and not (thinking or strict or betas or off or user_id or claude):
         return None
     budget = req.thinking.budget_tokens if isinstance(req.thinking, ThinkingEnabled) else None
     adaptive = isinstance(req.thinking, ThinkingAdaptive)
@@ -248,7 +257,23 @@ def _intent(req: MessagesRequest | CountTokensRequest, betas: tuple[str, ...]) -
         betas=betas,
         thinking_off=off,
         user_id=user_id,
+        claude_fields=claude,
     )
+
+
+#: The Claude API's own request and tool fields (see :attr:`MessagesIntent.claude_fields`).
+_CLAUDE_REQUEST_FIELDS = ("inference_geo", "speed", "service_tier")
+_CLAUDE_TOOL_FIELDS = ("eager_input_streaming", "input_examples")
+
+
+def _claude_fields(req: MessagesRequest | CountTokensRequest) -> tuple[tuple[str, Any], ...]:
+    fields: list[tuple[str, Any]] = []
+    if isinstance(req, MessagesRequest):
+        fields += ((n, v) for n in _CLAUDE_REQUEST_FIELDS if (v := getattr(req, n)) is not None)
+    # server tools are refused before: a custom tool's index is its index in the request
+    for i, tool in enumerate(t for t in req.tools or () if isinstance(t, CustomTool)):
+        fields += ((f"tools.{i}.{n}", v) for n in _CLAUDE_TOOL_FIELDS if (v := getattr(tool, n)) is not None)
+    return tuple(fields)
 
 
 def reasoning_effort(req: MessagesRequest | CountTokensRequest) -> str | None:

@@ -20,6 +20,14 @@ https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs document
 the beta's top-level ``output_format`` (deprecated, which the API still accepts) is taken
 for ``output_config.format``, and sending both is a 400 naming ``output_format``.
 
+Automatic prompt caching: a top-level ``cache_control`` stands for a breakpoint on the last
+cacheable block of the request (https://platform.claude.com/docs/en/build-with-claude/prompt-caching:
+"the system applies the cache breakpoint to the last cacheable block"), and is put there when
+the request is parsed: the last text, image, document, ``tool_use`` or ``tool_result`` block of
+the messages (thinking blocks take none; a block with its own breakpoint keeps it). Every upstream then sees an ordinary breakpoint: a
+Claude model (API, Vertex, Bedrock) caches there as the API would have, the rest as they
+always do.
+
 Server tools (``web_search_*``, ``bash_*``, ``text_editor_*``, ``computer_*``...)
 run on Anthropic's side and have no equivalent behind a gateway: a 400
 :class:`~uniinfer.errors.UnsupportedFeatureError` naming ``tools.N.type``.
@@ -30,7 +38,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
 from uniinfer.types.chat import MAX_MODEL_NAME
@@ -227,6 +244,10 @@ class CustomTool(BaseModel):
     input_schema: InputSchema
     cache_control: CacheControl | None = None
     strict: bool | None = None
+    #: Claude API tool options (fine-grained streaming of the input; example inputs): the Claude
+    #: API gets them back; for other providers see :mod:`uniinfer.fitting`.
+    eager_input_streaming: bool | None = None
+    input_examples: list[dict[str, Any]] | None = None
 
 
 class ServerTool(BaseModel):
@@ -334,6 +355,16 @@ class CountTokensRequest(BaseModel):
     #: The structured-outputs beta's name for ``output_config.format`` (header
     #: ``anthropic-beta: structured-outputs-2025-11-13``): deprecated, still accepted by the API.
     output_format: JSONOutputFormat | None = None
+    #: Automatic prompt caching: placed on the last cacheable block (see the module docstring).
+    cache_control: CacheControl | None = None
+
+    @model_validator(mode="after")
+    def _place_automatic_breakpoint(self) -> CountTokensRequest:
+        if self.cache_control is not None:
+            block = _last_cacheable(self)
+            if block is not None and block.cache_control is None:
+                block.cache_control = self.cache_control
+        return self
 
     def json_output_format(self) -> JSONOutputFormat | None:
         """``output_config.format``, or the deprecated ``output_format`` standing for it."""
@@ -352,9 +383,26 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0, strict=True)
     service_tier: Literal["auto", "standard_only"] | None = None
+    #: Where the Claude API runs the model (data residency), and its fast mode: the Claude API
+    #: gets them as sent; for other providers see :mod:`uniinfer.fitting`.
+    inference_geo: str | None = Field(default=None, min_length=1)
+    speed: Literal["standard", "fast"] | None = None
 
 
 R = TypeVar("R", bound=CountTokensRequest)
+
+#: Blocks that take a ``cache_control`` breakpoint (thinking blocks take none).
+_CacheableBlock = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock
+
+
+def _last_cacheable(request: CountTokensRequest) -> _CacheableBlock | None:
+    """Where a top-level ``cache_control`` goes: the last block of the messages that takes one
+    (every user message has one: its blocks all take one, and it may not be empty)."""
+    for msg in reversed(request.messages):
+        for block in reversed(msg.content):
+            if isinstance(block, _CacheableBlock):
+                return block
+    return None
 
 
 def parse_anthropic(model: type[R], data: Any) -> R:

@@ -150,6 +150,9 @@ class AnthropicAdapter(ProviderAdapter):
         {"max_tokens", "max_completion_tokens", "stop", "stream_options"}
         | {"tools", "tool_choice", "parallel_tool_calls", "user", "safety_identifier", "reasoning_effort"}
     )
+    claude_fields = frozenset(
+        {"inference_geo", "speed", "service_tier", "eager_input_streaming", "input_examples"}
+    )
     #: The sampling params, which the models before Opus 4.7 take.
     _sampling = frozenset({"temperature", "top_p", "top_k"})
     per_model_params = frozenset({"response_format"}) | _sampling
@@ -189,7 +192,11 @@ class AnthropicAdapter(ProviderAdapter):
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
         try:
             payload = messages_payload(
-                request, model, stream=stream, structured=self.structured_outputs(model)
+                request,
+                model,
+                stream=stream,
+                structured=self.structured_outputs(model),
+                claude_fields=self.claude_fields,
             )
         except UniInferError as exc:
             exc.provider = exc.provider or self.name

@@ -225,11 +225,20 @@ def thinking_left_out(request: ChatRequest) -> bool:
     return _thinking_left_out(turns)
 
 
-def messages_payload(request: ChatRequest, model: str, *, stream: bool, structured: bool) -> dict[str, Any]:
+def messages_payload(
+    request: ChatRequest,
+    model: str,
+    *,
+    stream: bool,
+    structured: bool,
+    claude_fields: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """The Messages body. ``structured``: whether ``model`` takes structured outputs (then
     ``response_format`` json_schema and tools' ``strict`` are sent; else they are refused,
     naming the param: the gateway refuses or drops them before, see
-    :meth:`~uniinfer.providers.anthropic.AnthropicAdapter.values_refused`)."""
+    :meth:`~uniinfer.providers.anthropic.AnthropicAdapter.values_refused`). ``claude_fields``:
+    those of a Messages client's Claude API fields the upstream takes
+    (:attr:`~uniinfer.types.MessagesIntent.claude_fields`), sent where they came from."""
     system, turns = _turns(request.messages)
     max_tokens, thinking = _limits(request, model)
     payload: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
@@ -269,7 +278,20 @@ def messages_payload(request: ChatRequest, model: str, *, stream: bool, structur
             payload["tool_choice"] = choice
     if stream:
         payload["stream"] = True
+    intent = request.messages_intent
+    if intent is not None and intent.claude_fields and claude_fields:
+        _put_claude_fields(payload, intent.claude_fields, claude_fields)
     return payload
+
+
+def _put_claude_fields(payload: Block, fields: tuple[tuple[str, Any], ...], taken: frozenset[str]) -> None:
+    """Each field the upstream takes at its place: the request's top level, or its tool's."""
+    for path, value in fields:
+        where, _, name = path.rpartition(".")
+        if name not in taken:
+            continue  # the gateway left it out, or refused it, before (uniinfer.fitting)
+        target = payload["tools"][int(where.split(".")[1])] if where else payload
+        target[name] = value
 
 
 def _limits(request: ChatRequest, model: str) -> tuple[int, Block | None]:

@@ -220,6 +220,10 @@ class ProviderAdapter(ABC):
     per_model_note: ClassVar[str] = ""
     #: EmbeddingRequest fields this protocol cannot express (see :meth:`embed_params_refused`).
     embed_unsupported: ClassVar[frozenset[str]] = frozenset()
+    #: The Claude API's own fields an Anthropic Messages client may send that this adapter
+    #: sends on as they came (:attr:`~uniinfer.types.MessagesIntent.claude_fields`, by name:
+    #: ``inference_geo``, ``input_examples``...); none but the Claude API's adapter.
+    claude_fields: ClassVar[frozenset[str]] = frozenset()
     #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
     Options: ClassVar[type[BaseModel] | None] = None
 

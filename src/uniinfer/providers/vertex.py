@@ -140,6 +140,10 @@ class _VertexGemini(GeminiAdapter):
 class _VertexClaude(AnthropicAdapter):
     """Anthropic translation sent to ``:rawPredict`` / ``:streamRawPredict``."""
 
+    #: The Claude API's fast mode, data residency, service tiers and beta tool options are its
+    #: own (Vertex AI has regional endpoints instead): the gateway leaves out or refuses them.
+    claude_fields = frozenset()
+
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str, tokens: ServiceAccountTokenSource):
         super().__init__(spec, endpoint, name)
         self._tokens = tokens

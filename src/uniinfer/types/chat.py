@@ -500,6 +500,13 @@ class MessagesIntent:
     #: nothing in the answer, so a provider without an end-user field goes without it, and
     #: ``x-uniinfer-dropped-params`` names it, with no setting needed.
     user_id: bool = False
+    #: The Claude API's fields that OpenAI's shape has no place for, as (Messages path, value)
+    #: pairs in the order sent: ``inference_geo``, ``speed``, ``service_tier`` and a tool's
+    #: ``tools.N.eager_input_streaming`` / ``tools.N.input_examples``. An adapter that speaks the
+    #: Claude API sends them back where they came from
+    #: (:attr:`~uniinfer.providers.base.ProviderAdapter.claude_fields`); for any other provider
+    #: :mod:`uniinfer.fitting` decides (left out and named, or refused).
+    claude_fields: tuple[tuple[str, Any], ...] = ()
 
 
 class _IntentChatRequest(ChatRequest):
