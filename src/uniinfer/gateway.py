@@ -265,7 +265,7 @@ class Gateway:
             return adapter.parse_embed(resp.body, member.target.model)
 
         try:
-            response = await self.router.run(self.router.decide(request.model, None, ctx), route, attempt)
+            response = await self.router.run(self.router.decide(request.model, request, ctx), route, attempt)
         except UniInferError as exc:
             ctx.error = exc
             await self._finish(ctx)

@@ -61,7 +61,7 @@ from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
 from uniinfer.routing.rules import RuleInput, RuleSet
 from uniinfer.routing.state import DeploymentState
 from uniinfer.stages import RequestContext, Route
-from uniinfer.types import ChatRequest
+from uniinfer.types import ChatRequest, EmbeddingRequest
 
 __all__ = ["AUTO_MODEL", "Router"]
 
@@ -185,16 +185,16 @@ class Router:
 
     # --- deciding ---------------------------------------------------------------------
 
-    def decide(self, model: str, request: ChatRequest | None, ctx: RequestContext) -> Decision:
-        """The group for this request, and why (experiment, rule, profile or the name itself)."""
+    def decide(self, model: str, request: ChatRequest | EmbeddingRequest, ctx: RequestContext) -> Decision:
+        """The group for this request, and why (experiment, rule, profile or the name itself).
+
+        An embedding request takes part in experiments (kept on its variant by its ``user`` or a
+        header) and in rules, except those that test what only a chat has (its features,
+        ``metadata``): an embedding matches none of those."""
         experiment = self._experiments.get(model)
         if experiment is not None:
-            key = sticky_key(
-                experiment,
-                request.user if request is not None else None,
-                (request.metadata or {}) if request is not None else {},
-                ctx.headers,
-            )
+            metadata = (request.metadata or {}) if isinstance(request, ChatRequest) else {}
+            key = sticky_key(experiment, request.user, metadata, ctx.headers)
             variant = assign(experiment, key, self._rng)
             decision = self._decide_model(variant.model, request, ctx, configured=True)
             decision.experiment, decision.variant = experiment.name, variant.name
@@ -202,13 +202,19 @@ class Router:
         return self._decide_model(model, request, ctx)
 
     def _decide_model(
-        self, model: str, request: ChatRequest | None, ctx: RequestContext, *, configured: bool = False
+        self,
+        model: str,
+        request: ChatRequest | EmbeddingRequest,
+        ctx: RequestContext,
+        *,
+        configured: bool = False,
     ) -> Decision:
         features: Features | None = None
         rules = self.rules
-        if request is not None and rules.applies_to(model):
+        if rules.applies_to(model):
             # the analyser (tens of µs) runs only when a rule that may match tests a feature
-            features = analyse(request) if rules.needs_features else None
+            if rules.needs_features and isinstance(request, ChatRequest):
+                features = analyse(request)
             rule = rules.match(self._rule_input(model, request, features, ctx))
             if rule is not None:
                 if rule.route.profile is not None:
@@ -226,13 +232,19 @@ class Router:
         return Decision(self.group(model, configured=configured), features=features)
 
     def _rule_input(
-        self, model: str, request: ChatRequest, features: Features | None, ctx: RequestContext
+        self,
+        model: str,
+        request: ChatRequest | EmbeddingRequest,
+        features: Features | None,
+        ctx: RequestContext,
     ) -> RuleInput:
         caller = {"principal": ctx.principal} if ctx.principal else {}
+        chat = isinstance(request, ChatRequest)
         return RuleInput(
             model=model,
             features=features,
-            metadata=request.metadata or {},
+            chat=chat,
+            metadata=(request.metadata or {}) if isinstance(request, ChatRequest) else {},
             headers=ctx.headers,
             caller=caller,
         )

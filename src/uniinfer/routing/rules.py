@@ -20,6 +20,7 @@ Condition semantics (``None`` or an empty mapping means "not tested"):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,9 @@ class RuleInput:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Caller identity fields (``principal``, ...).
     caller: Mapping[str, str] = field(default_factory=dict)
+    #: Whether the request is a chat; an embedding request has no features or metadata, and a
+    #: rule that tests them does not match it.
+    chat: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class _Condition:
     test: Callable[[Any], bool]
     #: Reads the request analyser's features (so the analyser must run).
     uses_features: bool = False
+    #: Tests what only a chat request has (its features, its ``metadata``).
+    chat_only: bool = False
 
 
 # --- compiling conditions -----------------------------------------------------------------
@@ -87,7 +93,10 @@ def _compile(when: RuleConditions) -> tuple[_Condition, ...]:
     headers = {k.lower(): v for k, v in when.headers.items()}
     conditions += _entries("headers", headers, lambda c: c.headers)
     conditions += _entries("caller", when.caller, lambda c: c.caller)
-    return tuple(conditions)
+    return tuple(
+        dataclasses.replace(c, chat_only=True) if c.uses_features or c.name.startswith("metadata.") else c
+        for c in conditions
+    )
 
 
 def _feature(name: str) -> Callable[[RuleInput], Any]:
@@ -173,7 +182,7 @@ class RuleSet:
         """The first rule whose conditions all hold, or ``None``."""
         for rule in self._rules:
             for cond in rule.conditions:
-                if not cond.test(cond.actual(ctx)):
+                if (cond.chat_only and not ctx.chat) or not cond.test(cond.actual(ctx)):
                     break
             else:
                 return rule.config

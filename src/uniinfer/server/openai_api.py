@@ -71,7 +71,7 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
 async def embeddings(app: App, request: Request) -> None:
     data = json_body(request.body)
     embed = parse_request(EmbeddingRequest, data)
-    ctx = RequestContext("embeddings", request_id=request.request_id)
+    ctx = RequestContext("embeddings", request_id=request.request_id, headers=request.text_headers())
     response = await app.gateway.embed(embed, ctx)
     if embed.encoding_format == "base64":
         response = float_embeddings_to_base64(response)
