@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +34,13 @@ async def test_async_client_complete_stream_embed(config_for: Callable[..., Conf
 
         vectors = await client.aembed(model="up/text-embedding-3-small", input="hi")
         assert len(vectors.data) == 1
+        # base64 in process too: the same float32 little-endian bytes the server sends
+        packed = await client.aembed(model="up/text-embedding-3-small", input="hi", encoding_format="base64")
+        encoded = packed.data[0].embedding
+        assert isinstance(encoded, str)
+        floats = vectors.data[0].embedding
+        assert isinstance(floats, list)
+        assert list(struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))) == pytest.approx(floats)
         assert any(card.id == "up/*" for card in client.models().data)
         http = client.gateway.http
         assert http.open_connections > 0

@@ -883,6 +883,28 @@ async def test_an_embedding_param_the_provider_has_no_field_for_is_refused_or_dr
     assert (prepared.user, dropped) == (None, ("user",))  # dropped, and said so in the route
 
 
+async def test_embedding_input_a_deployment_cannot_take_goes_to_the_next_one(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    # token ids, which Gemini's API cannot carry, are refused before anything is sent there, as
+    # a target mismatch: the group's OpenAI deployment answers
+    from tests.conftest import make_config
+
+    config = make_config(
+        f"""providers:
+  gm: {{type: gemini, api_key: AIza-test-0123456789, base_url: 'http://127.0.0.1:9'}}
+  up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}
+models:
+  vectors: {{deployments: [gm/text-embedding-004, up/text-embedding-3-small]}}
+"""
+    )
+    ctx = RequestContext("embeddings")
+    response = await make_gateway(config).embed(EmbeddingRequest(model="vectors", input=[[1, 2, 3]]), ctx)
+    assert len(response.data) == 1
+    assert ctx.route is not None
+    assert (ctx.route.provider, ctx.route.attempts) == ("up", 2)
+
+
 async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gateway: Gateway) -> None:
     ctx = RequestContext("embeddings")
     response = await gateway.embed(

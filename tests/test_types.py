@@ -234,6 +234,14 @@ def test_embedding_input_types(value: Any, param: str, message: str) -> None:
     assert info.value.message == f"Invalid type for '{param}': {message}."
 
 
+@pytest.mark.parametrize("value", [[], [""], [[]], [[1], []], ""])
+def test_embedding_input_must_not_be_empty(value: Any) -> None:
+    # an empty token array is as empty as an empty string (the spec: minItems 1 on both levels)
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(EmbeddingRequest, {"model": "m", "input": value})
+    assert info.value.param == "input"
+
+
 @pytest.mark.parametrize(("value", "got"), [("5", "a string"), (True, "a boolean"), (5.5, "a decimal")])
 def test_embedding_dimensions_must_be_an_integer(value: Any, got: str) -> None:
     with pytest.raises(InvalidRequestError) as info:

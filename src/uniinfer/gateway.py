@@ -280,7 +280,7 @@ class Gateway:
             if served_by is not None:
                 served_by.count_tokens(used.total_tokens)
         await self._finish(ctx)
-        return response
+        return response.as_base64() if request.encoding_format == "base64" else response
 
     # --- models ---------------------------------------------------------------------------
 

@@ -587,6 +587,10 @@ def _embedding(body: Any, where: str | None) -> Json:
 
 def _batch(model: str, body: Json) -> Json:
     _check_fields(body, {"requests"}, None)
+    if len(body["requests"]) > 100:
+        raise RpcError(
+            400, "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch\n"
+        )
     out = []
     for i, item in enumerate(body["requests"]):
         if item.get("model") != f"models/{model}":

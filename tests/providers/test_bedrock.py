@@ -1360,25 +1360,40 @@ async def test_fake_embeddings_titan_and_cohere(
     assert cohere.usage.prompt_tokens == 0
     assert app["requests"][-1]["body"] == {"texts": texts, "input_type": "search_document"}
     sent_before = len(app["requests"])
-    with pytest.raises(InvalidRequestError, match="one text per request") as info:
+    with pytest.raises(UnsupportedFeatureError, match="at most 1 input") as info:
         adapter.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "amazon.titan-embed-text-v2:0")
     assert (info.value.param, info.value.provider) == ("input", "bedrock")
     assert len(app["requests"]) == sent_before
 
 
 @pytest.mark.parametrize(
-    ("request_data", "model", "param"),
+    ("request_data", "model", "param", "error"),
     [
-        ({"input": [1, 2, 3]}, "amazon.titan-embed-text-v2:0", "input"),
-        ({"input": ["x"] * 97}, "cohere.embed-english-v3", "input"),
-        ({"input": "x", "dimensions": 256}, "cohere.embed-english-v3", "dimensions"),
-        ({"input": "x"}, "meta.llama3-70b-instruct-v1:0", "model"),
+        # what another deployment may take is a target mismatch: a group goes on to its next
+        ({"input": [1, 2, 3]}, "amazon.titan-embed-text-v2:0", "input", UnsupportedFeatureError),
+        ({"input": ["x"] * 97}, "cohere.embed-english-v3", "input", UnsupportedFeatureError),
+        ({"input": "x", "dimensions": 256}, "cohere.embed-english-v3", "dimensions", UnsupportedParamError),
+        ({"input": "x"}, "meta.llama3-70b-instruct-v1:0", "model", InvalidRequestError),
     ],
 )
-def test_unusable_embedding_requests(request_data: dict[str, Any], model: str, param: str) -> None:
+def test_unusable_embedding_requests(
+    request_data: dict[str, Any], model: str, param: str, error: type[InvalidRequestError]
+) -> None:
     with pytest.raises(InvalidRequestError) as info:
         make_adapter().embed_request(EmbeddingRequest(model="e", **request_data), model)
-    assert info.value.param == param
+    assert (type(info.value), info.value.param) == (error, param)
+
+
+def test_cohere_embed_v4_takes_dimensions_as_output_dimension() -> None:
+    # https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed-v4.html
+    sent = make_adapter().embed_request(
+        EmbeddingRequest(model="e", input="x", dimensions=512), "cohere.embed-v4:0"
+    )
+    assert orjson.loads(sent.body) == {
+        "texts": ["x"],
+        "input_type": "search_document",
+        "output_dimension": 512,
+    }
 
 
 def test_embedding_response_shapes() -> None:

@@ -27,6 +27,7 @@ from uniinfer.errors import (
     ProviderTimeoutError,
     RateLimitError,
     UniInferError,
+    UnsupportedFeatureError,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.base import Endpoint, PartialStreamError
@@ -884,8 +885,19 @@ def test_batch_embedding_request() -> None:
 
 @pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]]])
 def test_token_id_embedding_input_is_rejected(tokens: Any) -> None:
-    with pytest.raises(InvalidRequestError) as info:
+    # a target mismatch (another deployment may take token ids): a group goes on to its next
+    with pytest.raises(UnsupportedFeatureError) as info:
         adapter_for().embed_request(EmbeddingRequest(model="e", input=tokens), "m")
+    assert info.value.param == "input"
+
+
+def test_more_texts_than_one_batch_takes_are_refused_before_sending() -> None:
+    # batchEmbedContents: "at most 100 requests can be in one batch" (OpenAI's limit is 2048)
+    adapter = adapter_for()
+    sent = adapter.embed_request(EmbeddingRequest(model="e", input=["x"] * 100), "text-embedding-004")
+    assert len(orjson.loads(sent.body)["requests"]) == 100
+    with pytest.raises(UnsupportedFeatureError, match="at most 100 input") as info:
+        adapter.embed_request(EmbeddingRequest(model="e", input=["x"] * 101), "text-embedding-004")
     assert info.value.param == "input"
 
 

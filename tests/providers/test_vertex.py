@@ -26,6 +26,7 @@ from uniinfer.errors import (
     ProviderConnectionError,
     RateLimitError,
     UniInferError,
+    UnsupportedFeatureError,
     UnsupportedParamError,
 )
 from uniinfer.gateway import Gateway
@@ -409,9 +410,9 @@ async def test_gemini_embedding_takes_one_input_per_request(fake: Fake) -> None:
     single = await fake.embed(EmbeddingRequest(model="e", input="just one"), "gemini-embedding-001")
     assert len(single.data) == 1
     assert single.usage.prompt_tokens == 2
-    with pytest.raises(InvalidRequestError, match="at most 1 input"):
+    with pytest.raises(UnsupportedFeatureError, match="at most 1 input"):
         fake.adapter.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "gemini-embedding-001")
-    with pytest.raises(InvalidRequestError, match="token-id"):
+    with pytest.raises(UnsupportedFeatureError, match="token ids"):
         fake.adapter.embed_request(EmbeddingRequest(model="e", input=[1, 2, 3]), "text-embedding-005")
 
 

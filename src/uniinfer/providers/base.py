@@ -404,6 +404,24 @@ class ProviderAdapter(ABC):
             param=feature,
         )
 
+    def embed_texts(self, request: EmbeddingRequest, model: str, limit: int | None = None) -> list[str]:
+        """The texts to embed; token ids, or more texts than one request to ``model`` may carry
+        (``limit``), are a 400 ``unsupported_feature`` naming ``input``: a target mismatch, so a
+        group goes on to its next deployment."""
+        texts = request.texts
+        if texts is None:
+            raise UnsupportedFeatureError(
+                f"provider '{self.name}' embeds text only, not token ids", provider=self.name, param="input"
+            )
+        if limit is not None and len(texts) > limit:
+            raise UnsupportedFeatureError(
+                f"provider '{self.name}' embeds at most {limit} input(s) per request with model "
+                f"'{model}', got {len(texts)}; send them in separate requests",
+                provider=self.name,
+                param="input",
+            )
+        return texts
+
     # --- helpers for subclasses -------------------------------------------------
 
     def auth_headers(self) -> dict[str, str]:

@@ -70,6 +70,7 @@ from uniinfer.errors import (
     ProviderTimeoutError,
     RateLimitError,
     UniInferError,
+    UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, HttpRequest, retry_after_seconds
 from uniinfer.providers.anthropic_request import (
@@ -260,7 +261,8 @@ class BedrockAdapter(ProviderAdapter):
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         try:
-            payload = _embed_payload(request, model)
+            texts = self.embed_texts(request, model, _embed_limit(model))
+            payload = _embed_payload(texts, request, model)
         except UniInferError as exc:
             exc.provider = self.name
             raise
@@ -425,35 +427,28 @@ def _sign(url: str, body: bytes, headers: Mapping[str, str], credentials: Any, r
 # --- embeddings ---------------------------------------------------------------------------
 
 
-def _embed_payload(request: EmbeddingRequest, model: str) -> Json:
-    texts = request.texts
-    if texts is None:
-        raise InvalidRequestError(
-            "bedrock embeddings take text input; token-id arrays are not supported", param="input"
-        )
+def _embed_limit(model: str) -> int | None:
+    """Texts per InvokeModel call: Titan one (``inputText``), Cohere 96."""
+    return 1 if "titan-embed" in model else _COHERE_MAX_TEXTS if "cohere.embed" in model else None
+
+
+def _embed_payload(texts: list[str], request: EmbeddingRequest, model: str) -> Json:
     if "titan-embed" in model:
-        if len(texts) != 1:
-            raise InvalidRequestError(
-                f"Titan embedding models embed one text per request (InvokeModel 'inputText'), got "
-                f"{len(texts)}; send one input per call, or use a Cohere model (cohere.embed-*) for batches",
-                param="input",
-            )
         payload: Json = {"inputText": texts[0]}
         if request.dimensions is not None:
             payload["dimensions"] = request.dimensions
         return payload
     if "cohere.embed" in model:
+        payload = {"texts": texts, "input_type": "search_document"}
         if request.dimensions is not None:
-            raise InvalidRequestError(
-                "Cohere embed models on Bedrock have a fixed size; 'dimensions' is not supported",
-                param="dimensions",
-            )
-        if len(texts) > _COHERE_MAX_TEXTS:
-            raise InvalidRequestError(
-                f"Cohere embed models take at most {_COHERE_MAX_TEXTS} texts per request, got {len(texts)}",
-                param="input",
-            )
-        return {"texts": texts, "input_type": "search_document"}
+            if "embed-v4" not in model:  # v3's size is fixed; v4 takes 256, 512, 1024 or 1536
+                raise UnsupportedParamError(
+                    f"Cohere embed v3 models on Bedrock have a fixed size; 'dimensions' is not supported "
+                    f"(model '{model}'; Cohere Embed v4 takes it)",
+                    param="dimensions",
+                )
+            payload["output_dimension"] = request.dimensions
+        return payload
     raise InvalidRequestError(
         "bedrock embeddings support Amazon Titan (amazon.titan-embed-*) and Cohere (cohere.embed-*) "
         f"models, not '{model}'",

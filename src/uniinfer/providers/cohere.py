@@ -193,13 +193,7 @@ class CohereAdapter(ProviderAdapter):
         return CohereStreamDecoder(self, model)
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        texts = request.texts
-        if texts is None:
-            raise InvalidRequestError(
-                f"{self.name}: embeddings take text input; token-id arrays are not supported",
-                param="input",
-                provider=self.name,
-            )
+        texts = self.embed_texts(request, model)
         payload: Block = {
             "model": model,
             "texts": texts,

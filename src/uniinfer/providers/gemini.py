@@ -89,6 +89,9 @@ from uniinfer.types.embeddings import EmbeddingResponse, EmbeddingUsage
 
 __all__ = ["GeminiAdapter", "GeminiStreamDecoder"]
 
+#: Texts one ``batchEmbedContents`` call may carry ("at most 100 requests can be in one batch").
+MAX_BATCH_EMBED = 100
+
 Json = dict[str, Any]
 
 _FINISH: dict[str, FinishReason] = {
@@ -183,13 +186,7 @@ class GeminiAdapter(ProviderAdapter):
     # --- embeddings -----------------------------------------------------------------
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        texts = request.texts
-        if texts is None:
-            raise InvalidRequestError(
-                f"{self.name}: embeddings take text input; token-id arrays are not supported",
-                param="input",
-                provider=self.name,
-            )
+        texts = self.embed_texts(request, model, MAX_BATCH_EMBED)
         path = model_path(model)
         if len(texts) == 1:
             url, payload = self.url(f"/{path}:embedContent"), embed_item(texts[0], request.dimensions)

@@ -142,13 +142,7 @@ class MistralAdapter(OpenAIAdapter):
         return ProviderError(f"{self.name}: the generation failed (finish_reason error)", provider=self.name)
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        texts = request.texts
-        if texts is None:
-            raise InvalidRequestError(
-                f"{self.name}: embeddings take text input; token-id arrays are not supported",
-                param="input",
-                provider=self.name,
-            )
+        texts = self.embed_texts(request, model)
         payload: Block = {"model": model, "input": texts, "encoding_format": "float"}
         if request.dimensions is not None:
             payload["output_dimension"] = request.dimensions

@@ -203,12 +203,7 @@ class OllamaAdapter(ProviderAdapter):
     # --- embeddings -------------------------------------------------------------
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        if request.texts is None:
-            raise UnsupportedFeatureError(
-                f"provider '{self.name}' embeds text only, not token ids",
-                provider=self.name,
-                param="input",
-            )
+        self.embed_texts(request, model)
         payload: dict[str, Any] = {"model": model, "input": request.input}
         if request.dimensions is not None:
             payload["dimensions"] = request.dimensions

@@ -57,7 +57,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from uniinfer.errors import (
     ConfigError,
-    InvalidRequestError,
     UniInferError,
     UnsupportedParamError,
 )
@@ -266,21 +265,8 @@ class VertexAdapter(ProviderAdapter):
     # --- embeddings ---------------------------------------------------------------------
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        texts = request.texts
-        if texts is None:
-            raise InvalidRequestError(
-                f"{self.name}: embeddings take text input; token-id arrays are not supported",
-                param="input",
-                provider=self.name,
-            )
         limit = 1 if model.startswith("gemini-embedding") else MAX_EMBED_INSTANCES
-        if len(texts) > limit:
-            raise InvalidRequestError(
-                f"{self.name}: model '{model}' embeds at most {limit} input(s) per request on Vertex AI, "
-                f"got {len(texts)}; send them in separate requests",
-                param="input",
-                provider=self.name,
-            )
+        texts = self.embed_texts(request, model, limit)
         payload: dict[str, Any] = {"instances": [{"content": text} for text in texts]}
         if request.dimensions is not None:
             payload["parameters"] = {"outputDimensionality": request.dimensions}

@@ -9,7 +9,6 @@ from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import (
     SSE_DONE,
     SSE_HEADERS,
-    float_embeddings_to_base64,
     json_body,
     openai_error_body,
     route_headers,
@@ -73,8 +72,6 @@ async def embeddings(app: App, request: Request) -> None:
     embed = parse_request(EmbeddingRequest, data)
     ctx = RequestContext("embeddings", request_id=request.request_id, headers=request.text_headers())
     response = await app.gateway.embed(embed, ctx)
-    if embed.encoding_format == "base64":
-        response = float_embeddings_to_base64(response)
     body = response.model_dump_json().encode()
     await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))
 

@@ -6,10 +6,7 @@ Kept apart from routing so that the OpenAI ingress here and later ingresses
 
 from __future__ import annotations
 
-import array
-import base64
 import math
-import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -17,7 +14,6 @@ import orjson
 
 from uniinfer.errors import InvalidRequestError, UniInferError
 from uniinfer.stages import Route
-from uniinfer.types import EmbeddingResponse
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -29,7 +25,6 @@ __all__ = [
     "Send",
     "check_depth",
     "error_headers",
-    "float_embeddings_to_base64",
     "json_body",
     "openai_error_body",
     "route_headers",
@@ -202,16 +197,3 @@ def sse_event(payload: bytes) -> bytes:
 
 
 SSE_DONE = b"data: [DONE]\n\n"
-
-
-def float_embeddings_to_base64(response: EmbeddingResponse) -> EmbeddingResponse:
-    """Encode float vectors as base64 little-endian float32, like OpenAI's ``encoding_format``."""
-    data = []
-    for item in response.data:
-        if isinstance(item.embedding, list):
-            arr = array.array("f", item.embedding)
-            if sys.byteorder == "big":
-                arr.byteswap()
-            item = item.model_copy(update={"embedding": base64.b64encode(arr.tobytes()).decode()})
-        data.append(item)
-    return response.model_copy(update={"data": data})

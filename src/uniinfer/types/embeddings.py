@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import array
+import base64
+import sys
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,8 +32,8 @@ class EmbeddingRequest(BaseModel):
                 raise ValueError("'input' must not be an empty array")
             if len(value) > 2048:
                 raise ValueError("'input' may hold at most 2048 items")
-            if any(isinstance(v, str) and not v for v in value):
-                raise ValueError("'input' must not contain empty strings")
+            if any(isinstance(v, str | list) and not v for v in value):
+                raise ValueError("'input' must not contain empty strings or empty token arrays")
         elif not value:
             raise ValueError("'input' must not be an empty string")
         return value
@@ -64,6 +67,19 @@ class EmbeddingResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage = Field(default_factory=EmbeddingUsage)
+
+    def as_base64(self) -> EmbeddingResponse:
+        """The float vectors as base64 little-endian float32, as OpenAI's ``encoding_format:
+        base64`` gives them (vectors already encoded upstream stay as they are)."""
+        data = []
+        for item in self.data:
+            if isinstance(item.embedding, list):
+                arr = array.array("f", item.embedding)
+                if sys.byteorder == "big":
+                    arr.byteswap()
+                item = item.model_copy(update={"embedding": base64.b64encode(arr.tobytes()).decode()})
+            data.append(item)
+        return self.model_copy(update={"data": data})
 
 
 class ModelCard(BaseModel):
