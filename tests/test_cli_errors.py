@@ -367,3 +367,25 @@ def test_empty_prompt_is_an_error(tmp_path: Path, args: list[str], stdin: str) -
     _clean_exit(result)
     assert result.exit_code == 1
     assert "nothing to send: the prompt is empty" in result.stderr
+
+
+def test_chat_reports_a_provider_the_config_cannot_build_as_its_file_s_error(tmp_path: Path) -> None:
+    # found when the gateway is built, not when the file is read: one line naming the file, as
+    # `serve` and `models` say it, not "unexpected ConfigError ... a bug in uniinfer"
+    config = tmp_path / "c.yaml"
+    config.write_text("providers:\n  x: {type: opnai}\n")
+    result = runner.invoke(app, ["chat", "x/y", "hi", "-c", str(config)])
+    _clean_exit(result)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {config}: ")
+    assert "unknown provider type 'opnai'" in result.stderr
+    assert "bug" not in result.stderr
+
+
+def test_chat_refuses_input_that_is_not_utf8_and_sends_nothing(tmp_path: Path) -> None:
+    # undecodable bytes reach Python as surrogate escapes (a pipe, an argument), which no JSON holds
+    config = _config(tmp_path, "http://127.0.0.1:9/v1")
+    result = runner.invoke(app, ["chat", "up/m", "h\udcffi", "-c", str(config)])
+    _clean_exit(result)
+    assert result.exit_code == 1
+    assert "error: the input is not UTF-8 text; nothing was sent" in result.stderr

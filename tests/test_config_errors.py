@@ -90,7 +90,9 @@ def _printed(config: Config) -> list[str]:
 # --- 3. environment overrides are blamed on the variable ----------------------------------------
 
 
-@pytest.mark.parametrize("value", ["[1", "@" + SECRET, "%" + SECRET, "{a: 1, a: 2}"])
+@pytest.mark.parametrize(
+    "value", ["[1", "@" + SECRET, "%" + SECRET, "{a: 1, a: 2}", "!!int " + SECRET, "!!float " + SECRET]
+)
 def test_an_override_that_is_not_yaml_names_the_variable_not_the_value(value: str) -> None:
     message = _error("server:\n  port: 4000\n", {"UNIINFER_SERVER__HOST": value})
     assert "environment override UNIINFER_SERVER__HOST" in message
@@ -304,6 +306,31 @@ def test_a_yaml_error_does_not_quote_a_secret_written_inline() -> None:
     assert "invalid YAML" in message
     assert "line 3, column 14" in message
     assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"providers:\n  openai:\n    api_key: !!int {SECRET}\n",  # PyYAML's ValueError quotes the value
+        "server:\n  port: 2024-02-30\n",  # a date that does not exist
+        "server: " + "[" * 5000 + "]" * 5000 + "\n",  # nesting too deep to build
+    ],
+)
+def test_a_value_yaml_cannot_build_is_a_config_error_without_the_value(text: str) -> None:
+    message = _error(text)
+    assert "invalid YAML: a value cannot be read" in message
+    assert SECRET not in message
+
+
+def test_aliases_of_aliases_are_located_in_linear_time() -> None:
+    # a 600-byte "billion laughs" document: each alias level multiplies what a walk would visit
+    lines = ["a: &a {x: 1}"]
+    for level in range(9):
+        below = "a" if level == 0 else f"l{level - 1}"
+        entries = ", ".join(f"k{j}: *{below}" for j in range(9))
+        lines.append(f"l{level}: &l{level} {{{entries}}}")
+    message = _error("\n".join(lines) + "\n")  # the keys are unknown: refused, at once, with a line
+    assert "line 1" in message
 
 
 def test_an_unknown_retry_code_is_refused_with_its_line() -> None:

@@ -151,7 +151,12 @@ def chat(
     if prompt is not None and not prompt.strip():
         _fail("nothing to send: the prompt is empty")
     cfg = _load(config)
-    code = run_chat(cfg, model, prompt, system=system, temperature=temperature)
+    from uniinfer.errors import ConfigError
+
+    try:
+        code = run_chat(cfg, model, prompt, system=system, temperature=temperature)
+    except ConfigError as exc:  # found while building the gateway: say which file, as serve does
+        _fail(f"{cfg.source}: {exc.message}")
     raise typer.Exit(code)
 
 

@@ -45,6 +45,12 @@ def run_chat(
             text = prompt if not interactive else _ask(show_prompt=at_terminal)
             if not text:
                 return 1 if failed and not at_terminal else 0
+            if not _is_utf8(text):  # bytes the terminal or pipe could not decode (surrogate escapes)
+                error("the input is not UTF-8 text; nothing was sent")
+                if not interactive:
+                    return 1
+                failed = True
+                continue
             messages.append({"role": "user", "content": text})
             try:
                 answer = _stream_answer(client, model, messages, params)
@@ -93,3 +99,11 @@ def _stream_answer(client: Any, model: str, messages: list[dict[str, Any]], para
 def _end_line() -> None:
     sys.stdout.write("\n")
     sys.stdout.flush()
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -278,8 +278,8 @@ def _scalar(raw: str, var: str) -> Any:
     """An override's value parsed as YAML; the error names the variable, never the value."""
     try:
         return yaml.load(raw, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.YAMLError:
-        raise ConfigError(
+    except (yaml.YAMLError, ValueError, RecursionError):  # a tag or date PyYAML cannot build: its
+        raise ConfigError(  # message quotes the value
             f"environment override {var}: the value is not valid YAML; "
             "quote it to use it as a string (e.g. '\"...\"')"
         ) from None
@@ -327,6 +327,11 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
+    except (ValueError, RecursionError):  # PyYAML's message quotes the value, which may be a secret
+        raise ConfigError(
+            f"{source}: invalid YAML: a value cannot be read as its tag or form says "
+            "(an explicit tag such as !!int on text, a date that does not exist, or nesting too deep)"
+        ) from None
     finally:
         loader.dispose()
     return data, marks
@@ -352,10 +357,14 @@ def _at(mark: yaml.Mark) -> str:
 def _marks(node: yaml.Node | None) -> dict[KeyPath, str]:
     """Line:column of every key in the YAML document, by its path."""
     out: dict[KeyPath, str] = {}
+    walked: set[int] = set()
 
     def walk(n: yaml.Node, path: KeyPath, depth: int) -> None:
-        if depth > 100:  # aliases can nest a small document very deep; keys that deep need no lines
+        # an aliased node is walked once (its keys' lines are the same wherever it is used): a
+        # small document of aliases of aliases would otherwise take exponential time and memory
+        if depth > 100 or id(n) in walked:
             return
+        walked.add(id(n))
         if isinstance(n, yaml.MappingNode):
             for key_node, value_node in n.value:
                 key_path = (*path, str(key_node.value))
