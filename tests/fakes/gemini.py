@@ -190,6 +190,15 @@ def _validate_content(content: Any, i: int) -> None:
     _validate_parts(content.get("parts"), f"contents[{i}]")
 
 
+#: Inline media the fake takes: images as Gemini lists them (https://ai.google.dev/gemini-api/docs/image-understanding:
+#: PNG, JPEG, WEBP, HEIC, HEIF), audio, video and PDF by their registered types.
+_MEDIA_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif", "application/pdf", "text/plain"}
+    | {f"audio/{a}" for a in ("wav", "mp3", "aiff", "aac", "ogg", "flac", "mpeg")}
+    | {f"video/{v}" for v in ("mp4", "mpeg", "mov", "avi", "webm", "wmv", "3gpp")}
+)
+
+
 def _validate_parts(parts: Any, where: str) -> None:
     if not parts:
         raise RpcError(400, f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty.\n")
@@ -204,6 +213,15 @@ def _validate_parts(parts: Any, where: str) -> None:
                 raise RpcError(
                     400, f"Invalid value at '{where}.parts[{j}].inline_data.data' (TYPE_BYTES)"
                 ) from exc
+        if part.get("text") == "" and "thoughtSignature" not in part:
+            # as reported against generativelanguage v1beta (an empty text part, e.g. a cut answer sent back)
+            raise RpcError(
+                400,
+                "Unable to submit request because it has an empty text parameter. "
+                "Add a value to the parameter and try again.",
+            )
+        if "inlineData" in part and part["inlineData"].get("mimeType") not in _MEDIA_TYPES:
+            raise RpcError(400, f"Unsupported MIME type: {part['inlineData'].get('mimeType')}")
         if "functionCall" in part and not isinstance(part["functionCall"].get("args", {}), dict):
             raise RpcError(400, f"Invalid value at '{where}.parts[{j}].function_call.args' (Struct)")
         if "thoughtSignature" in part and not _is_base64(part["thoughtSignature"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -1275,3 +1276,46 @@ async def test_fake_embeddings(fake: Fake) -> None:
     assert batch[0] == batch[2] == single[:5]
     assert batch[0] != batch[1]
     assert [r["path"].rsplit(":", 1)[-1] for r in app["requests"]] == ["embedContent", "batchEmbedContents"]
+
+
+async def test_fake_takes_back_a_history_with_an_empty_answer_and_an_image_jpg(fake: Fake) -> None:
+    # an answer cut by MAX_TOKENS or SAFETY comes back to the client as content "", which it sends
+    # back; Gemini refuses an empty text part, and the media type image/jpg (OpenAI clients send it)
+    app, adapter, client = fake
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    request = chat(
+        messages=[
+            {"role": "system", "content": ""},
+            {"role": "user", "content": "hello there"},
+            {"role": "assistant", "content": ""},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "and this"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/jpg;base64,{png}"}},
+                ],
+            },
+        ]
+    )
+    result = await complete(client, adapter, request, "gemini-2.5-flash")
+    assert result.choices[0].message.content
+    body = app["requests"][-1]["body"]
+    assert "systemInstruction" not in body
+    assert [c["role"] for c in body["contents"]] == ["user"]  # the empty turn left out, the rest merged
+    assert body["contents"][0]["parts"][-1]["inlineData"]["mimeType"] == "image/jpeg"
+
+
+@pytest.mark.parametrize("provider", ["gemini", "ollama"])
+def test_a_legacy_function_call_in_the_history_is_refused_not_lost(provider: str) -> None:
+    reg = default_registry()
+    adapter = reg.create(reg.get(provider), Endpoint(base_url="http://h:1", api_key=KEY))
+    request = chat(
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "function_call": {"name": "get", "arguments": "{}"}},
+            {"role": "user", "content": "and?"},
+        ]
+    )
+    with pytest.raises(InvalidRequestError) as info:
+        adapter.chat_request(request, "m", stream=False)
+    assert info.value.param == "messages[1].function_call"

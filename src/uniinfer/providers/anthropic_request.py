@@ -77,6 +77,7 @@ from uniinfer.providers.translation import (
     images_into_results,
     inline_file_data,
     marked_result_image,
+    refuse_legacy_function_call,
     strict_tool_error,
     turn_in_order,
     without_strict,
@@ -494,11 +495,7 @@ def _document(part: FilePart, where: str) -> Block:
 
 
 def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
-    if msg.function_call is not None:
-        raise InvalidRequestError(
-            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
-            param=f"messages[{i}].function_call",
-        )
+    refuse_legacy_function_call(msg, i)
     ordered = turn_in_order(msg)
     if ordered is not None:
         return _ordered_blocks(ordered, i)

@@ -120,6 +120,7 @@ from uniinfer.providers.translation import (
     json_object,
     marked_result_image,
     plain_call_id,
+    refuse_legacy_function_call,
     strict_tool_error,
     turn_in_order,
     word_call_id,
@@ -437,11 +438,7 @@ def _image(url: str, where: str) -> Json:
 def _assistant_blocks(
     msg: chat.AssistantMessage, i: int, caching: PromptCaching, *, reasoning: bool
 ) -> list[Json]:
-    if msg.function_call is not None:
-        raise InvalidRequestError(
-            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
-            param=f"messages[{i}].function_call",
-        )
+    refuse_legacy_function_call(msg, i)
     ordered = turn_in_order(msg)  # the client's order, else signed reasoning, the text, the calls
     blocks: list[Json] = []
     if ordered is None:

@@ -69,7 +69,12 @@ from uniinfer.errors import (
 from uniinfer.framing import SSEFramer
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import ProviderAdapter, chunk_id, loads, raise_after
-from uniinfer.providers.translation import strict_tool_error, strict_tools, without_strict
+from uniinfer.providers.translation import (
+    refuse_legacy_function_call,
+    strict_tool_error,
+    strict_tools,
+    without_strict,
+)
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from uniinfer.types.chat import (
     AssistantMessage,
@@ -347,11 +352,7 @@ def _user_content(content: str | list[Any], i: int) -> str | list[Block]:
 
 
 def _assistant(msg: AssistantMessage, i: int) -> Block:
-    if msg.function_call is not None:
-        raise InvalidRequestError(
-            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
-            param=f"messages[{i}].function_call",
-        )
+    refuse_legacy_function_call(msg, i)
     if isinstance(msg.content, list):
         text = "".join(p.text for p in msg.content if isinstance(p, TextPart))
     else:

@@ -61,6 +61,7 @@ from uniinfer.providers.translation import (
     call_ordered,
     data_url,
     json_object,
+    refuse_legacy_function_call,
     turn_in_order,
 )
 from uniinfer.types import ChatRequest, chat
@@ -139,7 +140,7 @@ def _contents(messages: list[Any], provider: str) -> tuple[list[Json], list[Json
     names: dict[str, str] = {}  # tool_call id -> function name, latest assistant turn wins
     for i, msg in call_ordered(messages):  # results pair with calls by position here
         if isinstance(msg, chat.SystemMessage | chat.DeveloperMessage):
-            system.extend({"text": t} for t in _texts(msg.content))
+            system.extend({"text": t} for t in _texts(msg.content) if t)
             continue
         if isinstance(msg, chat.UserMessage):
             role, parts = "user", _user_parts(msg.content, i, provider)
@@ -150,6 +151,12 @@ def _contents(messages: list[Any], provider: str) -> tuple[list[Json], list[Json
             role, parts = "user", [_function_response(msg, i, names, provider)]
         else:  # pragma: no cover - the Message union is closed
             raise InvalidRequestError(f"{provider}: unsupported message", param=f"messages[{i}]")
+        # Gemini refuses an empty text part ("empty text parameter"), which an answer cut by
+        # MAX_TOKENS or SAFETY leaves in the history clients send back: left out, and a turn
+        # left with nothing with it (its neighbours merge, as turns of one role do)
+        parts = [p for p in parts if p.get("text", True) != ""]
+        if not parts:
+            continue
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)
         else:
@@ -209,6 +216,7 @@ def _model_parts(msg: chat.AssistantMessage, i: int, provider: str) -> list[Json
     """The turn's text and ``functionCall`` parts: in its client's order when the Messages ingress
     kept that and it still holds (:func:`~uniinfer.providers.translation.turn_in_order`; adjacent
     texts one part, empty ones left out), else the text, then the calls."""
+    refuse_legacy_function_call(msg, i)
     ordered = turn_in_order(msg)
     items: list[str | chat.ToolCall]
     if ordered is None:

@@ -70,7 +70,7 @@ from uniinfer.framing import NDJSONFramer
 from uniinfer.http import HttpRequest
 from uniinfer.providers import ollama_logprobs
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.translation import call_ordered, data_url
+from uniinfer.providers.translation import call_ordered, data_url, refuse_legacy_function_call
 from uniinfer.types import (
     AssistantMessage,
     ChatChoice,
@@ -343,6 +343,7 @@ def _text(content: str | list[Any] | None) -> str:
 
 
 def _assistant(i: int, msg: AssistantMessage) -> dict[str, Any]:
+    refuse_legacy_function_call(msg, i)
     item: dict[str, Any] = {"role": "assistant", "content": _text(msg.content)}
     if msg.reasoning_content:
         item["thinking"] = msg.reasoning_content

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.types import ChatRequest
 from uniinfer.types.chat import (
     AnswerBlock,
@@ -45,6 +45,7 @@ __all__ = [
     "marked_result_image",
     "openai_strict_schema",
     "plain_call_id",
+    "refuse_legacy_function_call",
     "strict_tool_error",
     "strict_tools",
     "token_logprob",
@@ -119,11 +120,28 @@ def inline_file_data(part: FilePart, where: str, provider: str, thing: str, medi
     )
 
 
+def refuse_legacy_function_call(msg: AssistantMessage, i: int) -> None:
+    """A 400 for an assistant turn's deprecated ``function_call`` (one call, no id), which
+    native wire formats have no place for: sent on without it, the call would vanish from the
+    history."""
+    if msg.function_call is not None:
+        raise InvalidRequestError(
+            f"messages[{i}].function_call: the legacy function_call is not supported; use tool_calls",
+            param=f"messages[{i}].function_call",
+        )
+
+
+#: Media types clients write that no API takes, as the registered ones (``image/jpg``, common
+#: in OpenAI clients, is refused by Gemini and Claude).
+_MEDIA_ALIASES = {"image/jpg": "image/jpeg"}
+
+
 def data_url(url: str) -> tuple[str, str] | None:
     """``(media type, base64 data)`` of a ``data:<type>[;param...];base64,<data>`` URL, else None.
 
     The scheme, the type and ``base64`` are case-insensitive (RFC 2397, RFC 2045), so
-    the type comes back in lower case: ``image/JPEG`` is ``image/jpeg`` to every API.
+    the type comes back in lower case: ``image/JPEG`` is ``image/jpeg`` to every API, and so
+    is ``image/jpg``.
     """
     header, sep, data = url.partition(",")
     if not (sep and data and header[:5].lower() == "data:"):
@@ -131,7 +149,8 @@ def data_url(url: str) -> tuple[str, str] | None:
     media, *params = header[5:].split(";")
     if not media or not params or params[-1].strip().lower() != "base64":
         return None
-    return media.strip().lower(), data
+    media = media.strip().lower()
+    return _MEDIA_ALIASES.get(media, media), data
 
 
 def call_ordered(messages: list[Message]) -> list[tuple[int, Message]]:
