@@ -422,3 +422,20 @@ def test_a_config_built_in_python_names_every_dangling_reference_in_one_error() 
     assert "models.m.deployments.0.provider: names provider 'ghost'" in message
     assert "models.m.fallbacks.default.0: 'a' is not" in message
     assert "models.m.fallbacks.default.1: 'b' is not" in message
+
+
+@pytest.mark.parametrize("text", ["server:\n", "providers:\n#  openai: {}\n", "routing:\nsettings:\n"])
+def test_a_section_with_nothing_under_it_is_empty(text: str) -> None:
+    # as it reads (everything under it commented out), and as an override into it already took it
+    config = parse_config(text, source="c.yaml", env={})
+    assert config.server.port == 4000
+    assert config.providers == {}
+
+
+def test_a_blank_api_key_says_so_instead_of_asking_for_the_variable_that_is_set() -> None:
+    message = _error("providers:\n  openai:\n    api_key:\n", {"OPENAI_API_KEY": SECRET})
+    assert "line 3, column 5: providers.openai.api_key: empty: give the key" in message
+    assert SECRET not in message
+    # a local server needs none: blank is no key, as written
+    config = parse_config("providers:\n  ollama:\n    api_key:\n", source="c.yaml", env={})
+    assert config.providers["ollama"].api_key is None

@@ -118,9 +118,15 @@ def _resolve(value: str, env: Mapping[str, str]) -> str:
 
 # --- the pipeline -------------------------------------------------------------------------
 
+#: The top-level sections: one written with nothing under it is empty, as it reads.
+_SECTIONS = ("server", "providers", "models", "routing", "settings")
+
 
 def _build(data: dict[str, Any], env: Mapping[str, str], source: str, marks: dict[KeyPath, str]) -> Config:
     """Overrides, checks, secrets and validation; every problem found is reported at once."""
+    for section in _SECTIONS:  # `server:` with nothing under it (or all of it commented out)
+        if section in data and data[section] is None:
+            data[section] = {}
     overrides = _apply_overrides(data, env)
     where = _Locator(marks, overrides)
     problems = _file_problems(data)
@@ -202,15 +208,17 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Probl
             api_key = resolve((*base, "api_key"), entry["api_key"])
             if api_key is not None:
                 entry["api_key"] = api_key
-        elif "api_key" not in entry:
-            problem = _conventional_key(str(name), entry, env)
+        elif entry.get("api_key") is None:  # not given, or `api_key:` with nothing after it
+            problem = _conventional_key(str(name), entry, env, blank="api_key" in entry)
             if problem:
                 problems.append(((*base, "api_key"), problem))
     return problems
 
 
-def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str]) -> str:
-    """No ``api_key`` given: use the provider's conventional variable, or say what is missing."""
+def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str], *, blank: bool) -> str:
+    """No ``api_key`` given: use the provider's conventional variable, or say what is missing.
+    ``blank``: written with nothing after it, which a provider that needs a key refuses (the
+    line says "no key", which the conventional variable would silently contradict)."""
     from uniinfer.providers.registry import default_registry
 
     registry = default_registry()
@@ -218,6 +226,11 @@ def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str]) 
     if not isinstance(kind, str) or kind not in registry:
         return ""  # the gateway reports an unknown type (it may use another registry)
     spec = registry.get(kind)
+    if blank:
+        if not spec.key_required:
+            return ""  # a local server: no key, as written
+        example = spec.api_key_env or "MY_KEY"
+        return f"empty: give the key (for example 'env:{example}'), or remove the line to use the provider's conventional variable"
     if spec.api_key_env and env.get(spec.api_key_env):
         entry["api_key"] = env[spec.api_key_env]
     elif spec.key_required:
