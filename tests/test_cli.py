@@ -51,7 +51,7 @@ def test_config_validate_ok_and_errors_with_location(tmp_path: Path) -> None:
     assert "unknown provider type 'nosuch'" in result.output
 
 
-def test_models_and_providers_listings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_and_providers_listings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("UNIINFER_CONFIG", raising=False)
     monkeypatch.setenv("GROQ_API_KEY", "gsk-test")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -59,6 +59,13 @@ def test_models_and_providers_listings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output
     assert "groq/*" in result.output
     assert "openai (set OPENAI_API_KEY)" in result.output
+    # with a file, the file names the providers: a key alone enables none
+    config = tmp_path / "c.yaml"
+    config.write_text("providers:\n  groq: {}\n")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    result = runner.invoke(app, ["models", "-c", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "openai (configure providers.openai)" in result.output
     result = runner.invoke(app, ["providers"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for name in ("openai", "anthropic", "gemini", "ollama", "groq", "xai", "deepseek", "openrouter", "vllm"):

@@ -128,10 +128,12 @@ class Gateway:
         """Every known provider: configured ones available, the rest with the reason why not."""
         out = [ProviderStatus(name, self.config.provider_type(name), True) for name in self._adapters]
         types = {s.type for s in out}
+        # only the embedded default enables providers by their keys; a file names its own
+        from_keys = self.config.source == "embedded default"
         for spec in self.registry.specs.values():
             if spec.name in types or spec.name in self._adapters:
                 continue
-            if not spec.auto_enable:  # a key alone does not enable it (see docs/providers.md)
+            if not spec.auto_enable or not from_keys:  # a key alone does not enable it
                 reason = f"configure providers.{spec.name}"
             elif spec.api_key_env:
                 reason = f"set {spec.api_key_env}"
