@@ -239,6 +239,20 @@ def test_embedding_usage_with_total_tokens_only_counts_as_prompt_tokens() -> Non
     assert (parsed.usage.prompt_tokens, parsed.usage.total_tokens) == (4, 4)
 
 
+@pytest.mark.parametrize(("usage", "counts"), [(None, (0, 0)), ({"prompt_tokens": 7}, (7, 7))])
+def test_embedding_usage_null_or_without_a_total_is_what_was_reported(
+    usage: dict[str, int] | None, counts: tuple[int, int]
+) -> None:
+    # a server that counts nothing (null) is no shape error; prompt tokens alone are the total
+    answer = {
+        "object": "list",
+        "model": "m",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}],
+    }
+    parsed = registered("openai_compatible").parse_embed(orjson.dumps({**answer, "usage": usage}), "m")
+    assert (parsed.usage.prompt_tokens, parsed.usage.total_tokens) == counts
+
+
 def test_unknown_options_name_what_the_row_takes() -> None:
     with pytest.raises(ConfigError, match=r"unknown option\(s\) colour .*takes: input_type, truncation"):
         registered("voyage", colour="red")

@@ -223,6 +223,8 @@ class OpenAIAdapter(ProviderAdapter):
 
     def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
         data = loads(body, self.name)
+        if isinstance(data, dict) and data.get("usage", {}) is None:
+            del data["usage"]  # a server that counts nothing says null: nothing reported, not a 502
         try:
             parsed = EmbeddingResponse.model_validate(data)
         except ValueError as exc:
@@ -230,6 +232,8 @@ class OpenAIAdapter(ProviderAdapter):
         usage = parsed.usage
         if not usage.prompt_tokens and usage.total_tokens:
             usage.prompt_tokens = usage.total_tokens  # Voyage reports total_tokens only
+        elif not usage.total_tokens and usage.prompt_tokens:
+            usage.total_tokens = usage.prompt_tokens  # input tokens are all an embedding costs
         return parsed
 
     # --- model discovery ----------------------------------------------------------------
