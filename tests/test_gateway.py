@@ -18,6 +18,7 @@ from uniinfer.errors import (
     ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
+    ProviderResponseError,
     RateLimitError,
     UnsupportedFeatureError,
     UnsupportedParamError,
@@ -903,6 +904,30 @@ models:
     assert len(response.data) == 1
     assert ctx.route is not None
     assert (ctx.route.provider, ctx.route.attempts) == ("up", 2)
+
+
+async def test_an_answer_with_fewer_embeddings_than_inputs_is_a_bad_response(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    # one vector for two inputs: handed on, it would pair vectors with the wrong texts
+    from tests.conftest import make_config
+    from tests.fakes.common import run_fake
+
+    async def short(request: web.Request) -> web.Response:
+        vector = {"object": "embedding", "index": 0, "embedding": [0.5]}
+        return web.json_response({"object": "list", "model": "m", "data": [vector], "usage": None})
+
+    fake = web.Application()
+    fake.router.add_post("/v1/embeddings", short)
+    async with run_fake(fake) as url:
+        config = make_config(
+            f"providers:\n  up: {{type: openai, api_key: sk-test-1234567890, base_url: '{url}/v1'}}\n"
+            "routing: {retry: {max_retries: 0}}\n"
+        )
+        gw = make_gateway(config)
+        with pytest.raises(ProviderResponseError, match="1 embeddings for 2 inputs"):
+            await gw.embed(EmbeddingRequest(model="up/m", input=["a", "b"]))
+        assert len((await gw.embed(EmbeddingRequest(model="up/m", input=[[1, 2]]))).data) == 1
 
 
 async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gateway: Gateway) -> None:

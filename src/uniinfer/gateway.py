@@ -23,6 +23,7 @@ from uniinfer.config import Config
 from uniinfer.errors import (
     ConfigError,
     ProviderConnectionError,
+    ProviderResponseError,
     RequestCancelledError,
     UniInferError,
 )
@@ -264,7 +265,13 @@ class Gateway:
             resp = await self.http.send(upstream, timeouts, member.target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
-            return adapter.parse_embed(resp.body, member.target.model)
+            response = adapter.parse_embed(resp.body, member.target.model)
+            if len(response.data) != request.count:  # vectors would pair with the wrong inputs
+                raise ProviderResponseError(
+                    f"{member.target.provider}: {len(response.data)} embeddings for {request.count} inputs",
+                    provider=member.target.provider,
+                )
+            return response
 
         try:
             response = await self.router.run(self.router.decide(request.model, request, ctx), route, attempt)

@@ -39,6 +39,13 @@ class EmbeddingRequest(BaseModel):
         return value
 
     @property
+    def count(self) -> int:
+        """How many embeddings the answer holds: one per string or token array."""
+        if isinstance(self.input, str) or not isinstance(self.input[0], str | list):
+            return 1  # a string, or one array of token ids
+        return len(self.input)
+
+    @property
     def texts(self) -> list[str] | None:
         """The input as a list of strings, or None when it is token ids."""
         if isinstance(self.input, str):
