@@ -52,6 +52,7 @@ import base64
 import binascii
 import hashlib
 import itertools
+import uuid
 import warnings
 from typing import Any
 
@@ -257,6 +258,10 @@ def _validate_responses(previous: Json, content: Json, i: int) -> None:
             "Please ensure that the number of function response parts is equal to the number of "
             "function call parts of the function call turn.",
         )
+    ids = {p["functionCall"]["id"] for p in previous.get("parts", []) if "id" in p.get("functionCall", {})}
+    if ids and {r.get("id") for r in responses} != ids:
+        # FunctionCall.id: "This must be sent back in the associated FunctionResponse"
+        raise RpcError(400, f"* contents[{i}]: function responses must name the ids of the calls they answer")
     for r in responses:
         _check_fields(r, {"id", "name", "response"}, f"contents[{i}].function_response")
         if r.get("name") not in calls or not isinstance(r.get("response"), dict):
@@ -426,6 +431,8 @@ def _answer_parts(model: str, body: Json) -> list[Json]:
         calls: list[Json] = []
         for declaration in declared if "parallel" in model else declared[:1]:
             call = {"name": declaration["name"], "args": {"location": "Paris"}}
+            if _is_gemini_3(model):  # Gemini 3 numbers its calls; the response must name its call
+                call["id"] = f"fc_{uuid.uuid4().hex[:12]}"
             calls.append({"functionCall": call})
         if _is_gemini_3(model):  # on the first call only
             calls[0]["thoughtSignature"] = signature_of(calls[0]["functionCall"])

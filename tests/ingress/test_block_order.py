@@ -26,6 +26,7 @@ from aiohttp import web
 from tests.contract.harness import sdk_gateway
 from tests.fakes.anthropic import INTERLUDE, PREAMBLE
 from tests.fakes.gemini import signature_of
+from uniinfer.providers.gemini_request import gemini_call_id
 
 PROVIDERS = ["anthropic", "bedrock", "gemini"]
 QUESTION = [{"role": "user", "content": "Weather and time in Paris?"}]
@@ -183,13 +184,15 @@ def converse_turn(first: anthropic.types.Message) -> list[dict[str, Any]]:
 
 
 def gemini_turn(first: anthropic.types.Message) -> list[dict[str, Any]]:
-    """``first``'s blocks as Gemini takes them back: the first call signed (Gemini 3)."""
+    """``first``'s blocks as Gemini takes them back: the first call signed (Gemini 3), each with
+    Gemini's own id for it (carried in the tool_use id)."""
     parts: list[dict[str, Any]] = []
     for b in first.content:
         if b.type == "text":
             parts.append({"text": b.text})
         elif b.type == "tool_use":
-            call = {"name": b.name, "args": b.input}
+            call = {"name": b.name, "args": b.input, "id": gemini_call_id(b.id)}
+            assert call["id"], b.id
             signed = not any("functionCall" in p for p in parts)
             parts.append(
                 {"functionCall": call, **({"thoughtSignature": signature_of(call)} if signed else {})}

@@ -1109,10 +1109,12 @@ async def test_fake_gemini_3_tool_loop_sends_each_signature_back(fake: Fake) -> 
         answer = await complete(client, adapter, chat(messages=messages, tools=[WEATHER]), model)
         assert answer.choices[0].finish_reason == "tool_calls"  # accepted: both steps signed
         last = app["requests"][-1]["body"]["contents"]
-        assert [p.get("thoughtSignature") for c in last if c["role"] == "model" for p in c["parts"]] == [
-            signature_of(PARIS),
-            signature_of(PARIS),
-        ]
+        calls = [p for c in last if c["role"] == "model" for p in c["parts"]]
+        # each call back with its signature and Gemini's id for it, which its result names too
+        assert [p.get("thoughtSignature") for p in calls] == [signature_of(p["functionCall"]) for p in calls]
+        assert [{**p["functionCall"], "id": None} for p in calls] == [{**PARIS, "id": None}] * 2
+        answers = [p["functionResponse"]["id"] for c in last for p in c["parts"] if "functionResponse" in p]
+        assert answers == [p["functionCall"]["id"] for p in calls]
 
 
 async def test_fake_gemini_3_rejects_follow_ups_without_their_signature(fake: Fake) -> None:

@@ -271,9 +271,14 @@ async def test_gemini_3_tool_loop_keeps_thought_signatures(fake: Fake) -> None:
         answer = await fake.complete(follow, model)  # the fake validates the signature
         assert answer.choices[0].finish_reason == "tool_calls"
     sent = fake.requests[-1]["body"]
-    assert sent["contents"][1]["parts"][0]["thoughtSignature"] == signature_of(
-        {"name": "get_weather", "args": {"location": "Paris"}}
-    )
+    call = sent["contents"][1]["parts"][0]
+    assert call["thoughtSignature"] == signature_of(call["functionCall"])
+    assert {**call["functionCall"], "id": None} == {
+        "name": "get_weather",
+        "args": {"location": "Paris"},
+        "id": None,
+    }
+    assert sent["contents"][2]["parts"][0]["functionResponse"]["id"] == call["functionCall"]["id"]
     assert sent["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low", "includeThoughts": True}
 
 

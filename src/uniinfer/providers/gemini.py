@@ -418,9 +418,11 @@ def _function(part: Json) -> FunctionCall:
 
 
 def _id(part: Json, signed: bool) -> str:
-    """The tool call id of a ``functionCall`` part, carrying its signature when ``signed``."""
+    """The tool call id of a ``functionCall`` part, carrying its signature when ``signed`` and
+    Gemini's own id of the call when it gave one (both go back with the call and its result)."""
     signature = part.get("thoughtSignature") if signed else None
-    return call_id(signature if isinstance(signature, str) else None)
+    own = part["functionCall"].get("id")
+    return call_id(signature if isinstance(signature, str) else None, own if isinstance(own, str) else None)
 
 
 def _finish(cand: Json, has_calls: bool, provider: str) -> FinishReason | None:

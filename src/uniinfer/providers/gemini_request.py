@@ -22,7 +22,12 @@ clients echo only the tool call id, so the signature travels inside it
 (:func:`call_id`, :func:`split_call_id`): ``call_<hex>__ts<mode><payload>``, the
 payload URL-safe base64 so the id stays ``[A-Za-z0-9_-]`` (Anthropic's tool_use id
 pattern). It is put back on the ``functionCall`` part the id names and sent nowhere
-else (Gemini receives no ids). Ids carry signatures only from Gemini 3 models (where
+else. Gemini's own id for a call (``FunctionCall.id``: "This must be sent back in the
+associated FunctionResponse"; Gemini 3 gives one) rides the same way, hex after ``__id``
+(``call_<hex>__id<hex>__ts...``), and goes back on the call and on its
+``functionResponse``; a call that came without one goes back without. Providers that cap
+id length get the ``call_<hex>`` part only (:func:`~uniinfer.providers.translation.plain_call_id`).
+Ids carry signatures only from Gemini 3 models (where
 they are required), keeping other models' ids short. In a request to a Gemini 3
 model, a model step whose first function call has no signature (history from another
 provider, or an OpenAI client that made the call up) gets the dummy the docs give for
@@ -57,6 +62,7 @@ from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
 from uniinfer.providers.translation import (
+    GEMINI_ID_MARK,
     SIGNED_ID_MARK,
     call_ordered,
     data_url,
@@ -71,6 +77,7 @@ __all__ = [
     "call_id",
     "chat_payload",
     "embed_item",
+    "gemini_call_id",
     "model_path",
     "signs_calls",
     "split_call_id",
@@ -104,7 +111,8 @@ _THINKS_BY_DEFAULT = ("gemini-2.5", "gemini-3")
 _SIGNED_CALLS = ("gemini-3",)
 #: The docs' dummy for function calls Gemini did not make (no signature to send back).
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_SIG_MARK = SIGNED_ID_MARK  # call_<hex>__ts<b|u><payload>
+_SIG_MARK = SIGNED_ID_MARK  # call_<hex>[__id<hex>]__ts<b|u><payload>
+_ID_MARK = GEMINI_ID_MARK
 _STD_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _URL_B64 = re.compile(r"[A-Za-z0-9_-]+")
 _TO_URL = str.maketrans("+/", "-_")
@@ -251,6 +259,9 @@ def _function_call(call: chat.ToolCall, i: int, k: int, provider: str) -> Json:
             param=where,
         )
     part: Json = {"functionCall": {"name": call.function.name, "args": args}}
+    gemini_id = gemini_call_id(call.id)
+    if gemini_id:
+        part["functionCall"]["id"] = gemini_id
     signature = split_call_id(call.id)[1]
     if signature:
         part["thoughtSignature"] = signature
@@ -281,7 +292,11 @@ def _function_response(msg: chat.ToolMessage, i: int, names: dict[str, str], pro
     text = "\n".join(_texts(msg.content))  # an MCP result's text items, one a line
     parsed = json_object(text)
     result: Any = parsed if parsed is not None else text
-    return {"functionResponse": {"name": name, "response": {"result": result}}}
+    response: Json = {"name": name, "response": {"result": result}}
+    gemini_id = gemini_call_id(msg.tool_call_id)
+    if gemini_id:
+        response["id"] = gemini_id
+    return {"functionResponse": response}
 
 
 def _declaration(tool: chat.Tool) -> Json:
@@ -383,16 +398,21 @@ def signs_calls(model: str) -> bool:
     return _base_name(model).startswith(_SIGNED_CALLS)
 
 
-def call_id(signature: str | None = None) -> str:
-    """A new tool call id, carrying ``signature`` when given.
+def call_id(signature: str | None = None, gemini_id: str | None = None) -> str:
+    """A new tool call id, carrying ``signature`` and Gemini's own id for the call when given.
 
     Unique per call (not a per-response counter): OpenAI clients key tool results by
     id across a whole conversation, so "call_0" in every turn would collide. Gemini
     sends signatures as standard base64 (a ``bytes`` field); those are re-spelled in
     the URL-safe alphabet without padding (mode ``b``, no longer than the signature).
     Anything else is base64url-encoded as UTF-8 (mode ``u``), so every string survives.
+    Gemini's id (``FunctionCall.id``, which "must be sent back in the associated
+    FunctionResponse") rides as ``__id<hex of its UTF-8>`` after the base: hex, so that no
+    ``__ts`` can appear in it; the base stays unique even if Gemini numbers calls per answer.
     """
     base = f"call_{uuid.uuid4().hex[:24]}"
+    if gemini_id:
+        base += _ID_MARK + gemini_id.encode().hex()
     if not signature:
         return base
     if len(signature) % 4 == 0 and _STD_B64.fullmatch(signature):
@@ -419,6 +439,18 @@ def split_call_id(tool_call_id: str) -> tuple[str, str | None]:
         except (ValueError, UnicodeDecodeError):
             return tool_call_id, None
     return tool_call_id, None
+
+
+def gemini_call_id(tool_call_id: str) -> str | None:
+    """Gemini's own id of a call whose tool call id :func:`call_id` made, else None."""
+    base = split_call_id(tool_call_id)[0]
+    _, mark, encoded = base.partition(_ID_MARK)
+    if not mark or not encoded:
+        return None
+    try:
+        return bytes.fromhex(encoded).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def embed_item(text: str, dimensions: int | None) -> Json:

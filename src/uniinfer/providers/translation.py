@@ -32,6 +32,7 @@ from uniinfer.types.chat import (
 )
 
 __all__ = [
+    "GEMINI_ID_MARK",
     "SIGNED_ID_MARK",
     "add_answer_text",
     "add_turn",
@@ -67,17 +68,21 @@ def json_object(text: str) -> dict[str, Any] | None:
 #: Gemini 3's thought signatures ride in the tool call ids uniinfer makes for its answers,
 #: ``<id>__ts<payload>`` (see ``providers/gemini_request.py``): hundreds of characters.
 SIGNED_ID_MARK = "__ts"
+#: Gemini's own id for a call rides in the same ids, before the signature: ``<id>__id<hex>``.
+GEMINI_ID_MARK = "__id"
 
 
 def plain_call_id(tool_call_id: str) -> str:
-    """A tool call id without a Gemini signature: what a provider that caps id length gets.
+    """A tool call id without a Gemini signature or id: what a provider that caps id length gets.
 
     OpenAI refuses ids over 40 characters and Bedrock over 64, so a conversation
     that moves there from Gemini 3 sends them the id's plain part (the same in the
     assistant turn and its tool results, so they still pair up).
     """
     base, mark, _ = tool_call_id.partition(SIGNED_ID_MARK)
-    return base if mark and base else tool_call_id
+    base = base if mark and base else tool_call_id
+    plain, mark, _ = base.partition(GEMINI_ID_MARK)
+    return plain if mark and plain else base
 
 
 _WORD_ID = re.compile(r"[A-Za-z0-9_-]+")
