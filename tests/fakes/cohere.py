@@ -354,7 +354,9 @@ def answer(body: Block, mode: Mode) -> Block:
     model, messages = body["model"], body["messages"]
     message: Block = {"role": "assistant"}
     content: list[Block] = []
-    if "reason" in model or (body.get("thinking") or {}).get("type") == "enabled":
+    thinking = (body.get("thinking") or {}).get("type")
+    # a reasoning model thinks unless told not to (https://docs.cohere.com/docs/reasoning)
+    if ("reason" in model and thinking != "disabled") or thinking == "enabled":
         content.append({"type": "thinking", "thinking": "The user wants an echo."})
     tool = _tool_to_call(body, mode)
     if tool is not None:

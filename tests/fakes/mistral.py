@@ -245,6 +245,12 @@ def _check_order(messages: list[Block]) -> None:
             pending -= 1
         elif pending != 0:
             raise MistralError(400, "Not the same number of function calls and responses")
+        elif previous == "tool" and role != "assistant":
+            # Mistral wants the assistant's turn after tool results (code 3230, as reported
+            # against api.mistral.ai: "Unexpected role 'user' after role 'tool'")
+            raise MistralError(
+                400, f"Unexpected role '{role}' after role 'tool'", "invalid_request_message_order"
+            )
         if role == "assistant":
             pending = len(msg.get("tool_calls") or ())
         previous = role

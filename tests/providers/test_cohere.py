@@ -34,7 +34,7 @@ from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
 from uniinfer.providers.cohere import CohereAdapter
 from uniinfer.providers.registry import default_registry
-from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest, MessagesIntent
 
 KEY = "co-test"
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -268,7 +268,27 @@ def test_reasoning_effort_becomes_thinking(effort: str, budget: int) -> None:
 
 def test_reasoning_effort_none_turns_thinking_off_and_above_high_gives_more() -> None:
     assert sent(chat(reasoning_effort="none"))["thinking"] == {"type": "disabled"}
-    assert sent(chat(reasoning_effort="max"))["thinking"] == {"type": "enabled", "token_budget": 32768}
+    assert sent(chat(reasoning_effort="max"))["thinking"] == {"type": "enabled", "token_budget": 31000}
+
+
+def test_an_anthropic_client_s_thinking_off_turns_a_reasoning_model_s_thinking_off() -> None:
+    # Cohere's reasoning models think unless told not to; the others have no switch to send
+    off = chat().with_messages_intent(MessagesIntent(False, thinking_off=True))
+    adapter = make_adapter()
+    for model, thinking in [
+        ("command-a-reasoning-08-2025", {"type": "disabled"}),
+        ("command-a-03-2025", None),
+    ]:
+        assert orjson.loads(adapter.chat_request(off, model, stream=False).body).get("thinking") == thinking
+    assert "thinking" not in orjson.loads(
+        adapter.chat_request(chat(), "command-a-reasoning-08-2025", stream=False).body
+    )
+
+
+def test_more_texts_than_one_embed_call_takes_are_refused_before_sending() -> None:
+    # "Maximum number of texts per call is 96": a target mismatch, so a group tries its next
+    with pytest.raises(UnsupportedFeatureError, match="at most 96 input"):
+        make_adapter().embed_request(EmbeddingRequest(model="e", input=["x"] * 97), "embed-v4.0")
 
 
 def test_supported_params_exclude_what_cohere_lacks() -> None:

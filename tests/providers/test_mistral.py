@@ -27,6 +27,7 @@ from uniinfer.errors import (
     ProviderResponseError,
     RateLimitError,
     UniInferError,
+    UnsupportedFeatureError,
     UnsupportedParamError,
 )
 from uniinfer.gateway import Gateway
@@ -861,3 +862,33 @@ def test_finish_reason_error_is_a_provider_error_after_the_text_before_it() -> N
         decoder.feed(chunk({"role": "assistant", "content": "hi"}) + chunk({}, "error"))
     assert isinstance(info.value.error, ProviderError)
     assert len(info.value.items) == 1
+
+
+async def test_a_user_message_after_tool_results_gets_the_assistant_turn_mistral_requires(
+    client: HttpClient,
+) -> None:
+    # OpenAI and Anthropic take tool results then a user message (a client speaking before the
+    # model answered them; every Messages client whose turn holds results and text); Mistral
+    # refuses it ("Unexpected role 'user' after role 'tool'"): an empty assistant turn between
+    app = mistral_app(api_key=KEY)
+    history = [*foreign_history(), {"role": "user", "content": "and in Celsius?"}]
+    async with run_fake(app) as url:
+        resp = await call(client, make_adapter(url + "/v1"), chat(history, tools=[WEATHER]))
+    assert resp.choices[0].message.content == "echo: and in Celsius?"
+    roles = [m["role"] for m in app["requests"][-1]["body"]["messages"]]
+    assert roles == ["user", "assistant", "tool", "tool", "assistant", "user"]
+    assert app["requests"][-1]["body"]["messages"][4] == {"role": "assistant", "content": ""}
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ],
+)
+def test_files_and_audio_in_openai_s_shape_are_refused_naming_the_part(part: dict[str, Any]) -> None:
+    request = chat([{"role": "user", "content": [{"type": "text", "text": "summarise"}, part]}])
+    with pytest.raises(UnsupportedFeatureError) as info:
+        make_adapter().chat_request(request, "mistral-small-latest", stream=False)
+    assert info.value.param == "messages[0].content[1]"

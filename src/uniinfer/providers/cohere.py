@@ -114,8 +114,10 @@ THINKING_BUDGETS: Mapping[str, int] = {
     "medium": 4096,
     "high": 16384,
     "xhigh": 24576,
-    "max": 32768,
+    "max": 31000,  # the docs' recommended most: 32K of output, "at least 1K" left for the answer
 }
+#: Texts one ``/v2/embed`` call may carry ("Maximum number of texts per call is 96").
+MAX_EMBED_TEXTS = 96
 _P_RANGE = (0.01, 0.99)  # "min value of 0.01, max value of 0.99" (chat reference, ``p``)
 _FINISH: Mapping[str, str] = {
     "COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length", "TIMEOUT": "length",
@@ -198,7 +200,7 @@ class CohereAdapter(ProviderAdapter):
         return CohereStreamDecoder(self, model)
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
-        texts = self.embed_texts(request, model)
+        texts = self.embed_texts(request, model, MAX_EMBED_TEXTS)
         payload: Block = {
             "model": model,
             "texts": texts,
@@ -279,8 +281,14 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> Block:
         choice = _tool_choice(request)
         if choice is not None:
             payload["tool_choice"] = choice
+    intent = request.messages_intent
     if request.reasoning_effort == "none":
         payload["thinking"] = {"type": "disabled"}
+    elif intent is not None and intent.thinking_off and request.reasoning_effort is None:
+        # an Anthropic client's "thinking off": Cohere's reasoning models think unless told not
+        # to (https://docs.cohere.com/docs/reasoning); the others have nothing to turn off
+        if "reasoning" in model:
+            payload["thinking"] = {"type": "disabled"}
     elif request.reasoning_effort is not None:
         payload["thinking"] = {"type": "enabled", "token_budget": THINKING_BUDGETS[request.reasoning_effort]}
     return payload

@@ -22,6 +22,8 @@ Chat (https://docs.mistral.ai/api/#tag/chat, ``POST /v1/chat/completions``):
   Other providers' ids in the history are mapped to 9 base62 characters of their
   SHA-256, the same in the assistant turn and the tool message, collision-free within
   the request; ids that already comply (Mistral's own) are kept.
+- Tool results followed by a user or system message get an empty assistant turn between
+  them, which Mistral requires (:func:`_bridged`).
 - A trailing assistant message is a prefix to continue: it gets ``prefix: true``
   ("Expected last role User or Tool (or Assistant with prefix True)").
 - ``options.safe_prompt`` (bool) is sent as ``safe_prompt``.
@@ -55,7 +57,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from uniinfer.errors import InvalidRequestError, ProviderError, UniInferError
+from uniinfer.errors import InvalidRequestError, ProviderError, UniInferError, UnsupportedFeatureError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import loads, raise_after
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder, map_finish_reasons
@@ -103,6 +105,7 @@ class MistralAdapter(OpenAIAdapter):
     Options: ClassVar[type[BaseModel] | None] = MistralOptions
 
     def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        self._check_parts(request)
         payload: Block = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         payload.pop("stream_options", None)  # not accepted; usage comes on the last chunk anyway
         for ours, theirs in _RENAMES.items():
@@ -122,6 +125,20 @@ class MistralAdapter(OpenAIAdapter):
         else:
             payload.pop("stream", None)
         return HttpRequest(self.url("/chat/completions"), orjson.dumps(payload), self.auth_headers())
+
+    def _check_parts(self, request: ChatRequest) -> None:
+        """Files and audio in OpenAI's shape have no counterpart in Mistral's chat: its
+        ``file`` chunk names an uploaded file by id, its ``input_audio`` is a bare string."""
+        for i, msg in enumerate(request.messages):
+            if not isinstance(msg.content, list):
+                continue
+            for j, part in enumerate(msg.content):
+                if part.type in ("file", "input_audio"):
+                    raise UnsupportedFeatureError(
+                        f"provider '{self.name}' does not support '{part.type}' content parts in chat",
+                        provider=self.name,
+                        param=f"messages[{i}].content[{j}]",
+                    )
 
     def parse_chat(self, body: bytes, model: str) -> ChatResponse:
         data = loads(body, self.name)
@@ -235,7 +252,24 @@ def _messages(messages: list[Block]) -> list[Block]:
     last = messages[-1]
     if last["role"] == "assistant" and not last.get("tool_calls"):
         last["prefix"] = True
-    return messages
+    return _bridged(messages)
+
+
+def _bridged(messages: list[Block]) -> list[Block]:
+    """An empty assistant turn between tool results and a message that is not the assistant's.
+
+    Mistral refuses a user (or system) message right after tool results ("Unexpected role
+    'user' after role 'tool'", code 3230), where OpenAI and Anthropic take it: a client that
+    speaks again before the model has answered the results, and every Anthropic Messages
+    client whose user turn holds results and text (the ingress makes that tool messages, then
+    a user message). The empty turn says nothing, as the model said nothing there.
+    """
+    out: list[Block] = []
+    for msg in messages:
+        if out and out[-1]["role"] == "tool" and msg["role"] not in ("tool", "assistant"):
+            out.append({"role": "assistant", "content": ""})
+        out.append(msg)
+    return out
 
 
 # --- response ------------------------------------------------------------------
