@@ -16,6 +16,7 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
@@ -220,6 +221,21 @@ async def test_auth_errors_are_openai_shaped(base_url: str) -> None:
         body = await resp.json()
         assert body["error"]["type"] == "authentication_error"
         assert resp.headers["x-request-id"]
+        assert resp.headers["www-authenticate"] == 'Bearer realm="uniinfer"'  # RFC 9110 11.6.1
+
+
+@pytest.mark.parametrize("order", [("good", "bad"), ("bad", "good")])
+async def test_two_authorization_lines_are_refused_whichever_comes_first(
+    base_url: str, order: tuple[str, str]
+) -> None:
+    # a proxy in front may read the first line and the gateway the last: neither decides
+    keys = {"good": MASTER, "bad": "sk-wrong"}
+    lines = CIMultiDict([("Authorization", f"Bearer {keys[k]}") for k in order])
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(base_url + "/v1/models", headers=lines) as resp,
+    ):
+        assert resp.status == 401
 
 
 def test_the_anthropic_and_responses_families_are_not_imported_at_start_up() -> None:
@@ -905,3 +921,41 @@ async def test_a_request_cut_at_shutdown_answers_503_in_its_apis_shape(app: App)
     # not shutting down, a cancellation is not turned into an answer
     with pytest.raises(asyncio.CancelledError):
         await _run_cut(app, "/v1/chat/completions", chat, draining=False)
+
+
+async def test_a_request_cut_at_shutdown_while_its_body_is_still_coming_answers_503(app: App) -> None:
+    # its body half sent when the grace period ends: a 503 in its API's shape, not the ASGI
+    # server's plain-text 500 and a logged traceback
+    sent: list[dict[str, object]] = []
+    first = {"type": "http.request", "body": b'{"model": "up/m", ', "more_body": True}
+    inbox = [first]
+    stalled = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if inbox:
+            return inbox.pop()
+        stalled.set()
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"authorization", f"Bearer {MASTER}".encode()), (b"content-length", b"100")],
+        "query_string": b"",
+    }
+    task = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(stalled.wait(), 5)
+    app.draining = True
+    try:
+        task.cancel("timeout graceful shutdown exceeded")
+        await asyncio.wait_for(task, 5)
+    finally:
+        app.draining = False
+    assert sent[0]["status"] == 503
+    assert json.loads(sent[1]["body"])["error"]["code"] == "service_unavailable"  # type: ignore[arg-type]
+    assert app.in_flight == 0

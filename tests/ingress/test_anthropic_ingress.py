@@ -17,6 +17,7 @@ import anthropic
 import orjson
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.conftest import FAKE_KEY, make_config
 from tests.fakes.anthropic import REDACTED_DATA, anthropic_app, sign
@@ -1570,6 +1571,15 @@ async def test_the_client_s_betas_reach_anthropic_with_the_configured_ones(
         assert sent["anthropic-beta"] == "context-1m-2025-08-07,interleaved-thinking-2025-05-14"
     await client.messages.create(model=ANTHROPIC.name(), max_tokens=64, messages=HELLO)
     assert "anthropic-beta" not in harness.anthropic_app["headers"][-1]  # only when asked for
+    # one feature a line, as some clients send a list field (RFC 9110 5.3): every line counts
+    lines = CIMultiDict([("anthropic-beta", "context-1m-2025-08-07"), ("anthropic-beta", "b-2")])
+    body = {"model": ANTHROPIC.name(), "max_tokens": 64, "messages": HELLO}
+    async with (
+        aiohttp.ClientSession(headers={"x-api-key": MASTER}) as session,
+        session.post(harness.url + "/v1/messages", json=body, headers=lines) as resp,
+    ):
+        assert resp.status == 200
+    assert harness.anthropic_app["headers"][-1]["anthropic-beta"] == "context-1m-2025-08-07,b-2"
 
 
 def test_betas_merge_with_the_provider_s_configured_header() -> None:

@@ -206,7 +206,10 @@ class App:
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
+        raw = scope["headers"]
+        headers = dict(raw)
+        if len(headers) != len(raw):  # a field on several lines: one list, as RFC 9110 5.3 reads it
+            headers = _combined(raw)
         rid = headers.get(b"x-request-id")
         request_id = rid.decode("latin-1") if rid and _REQUEST_ID.match(rid) else self._new_request_id()
         method = scope["method"]
@@ -220,7 +223,13 @@ class App:
                 self.authenticate(headers)
                 if self.in_flight > self._max_in_flight:
                     raise _at_capacity(self._max_in_flight)
-            body = await self._read_body(headers, receive)
+            try:
+                body = await self._read_body(headers, receive)
+            except asyncio.CancelledError:  # cut at shutdown while its body was still coming
+                task = asyncio.current_task()
+                if task is not None:
+                    self._cut_at_shutdown(task)
+                raise
             request = Request(
                 headers, request_id, body, started, scope["path"], scope.get("query_string", b"")
             )
@@ -233,6 +242,8 @@ class App:
                 render = self._renderer_for(scope["path"])
             if isinstance(exc, MethodNotAllowedError):
                 extra.append((b"allow", ", ".join(self._methods(scope["path"])).encode()))
+            elif isinstance(exc, AuthenticationError):  # RFC 9110 11.6.1: a 401 names its scheme
+                extra.append((b"www-authenticate", b'Bearer realm="uniinfer"'))
             try:
                 await _send_error(started, request_id, exc, render, extra)
             finally:
@@ -405,6 +416,16 @@ class App:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _combined(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Header lines by name, a repeated field's values joined with ``, `` in order (a list
+    field such as ``anthropic-beta`` keeps every value; a repeated ``authorization`` matches
+    no key, rather than the last line winning where a proxy in front read the first)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in raw:
+        headers[name] = headers[name] + b", " + value if name in headers else value
+    return headers
 
 
 class _Sweeper:
