@@ -20,10 +20,11 @@ from multidict import CIMultiDict
 
 from tests.server_helpers import serve
 from uniinfer.config import Config
-from uniinfer.errors import UniInferError
+from uniinfer.errors import UniInferError, UnsupportedParamError
 from uniinfer.server import App, create_app
 from uniinfer.server.app import Endpoint, _Watch
 from uniinfer.stages import RequestContext
+from uniinfer.types import ChatRequest
 
 MASTER = "sk-master-key-for-tests"
 MSG = [{"role": "user", "content": "hello there"}]
@@ -959,3 +960,40 @@ async def test_a_request_cut_at_shutdown_while_its_body_is_still_coming_answers_
     assert sent[0]["status"] == 503
     assert json.loads(sent[1]["body"])["error"]["code"] == "service_unavailable"  # type: ignore[arg-type]
     assert app.in_flight == 0
+
+
+async def test_openai_s_own_fields_reach_openai_and_are_refused_by_the_rows(
+    client: openai.AsyncOpenAI, openai_fake_app: web.Application
+) -> None:
+    # moderation, prompt_cache_options and a part's prompt_cache_breakpoint (the SDK's typed
+    # arguments): forwarded to OpenAI as sent; an OpenAI-compatible row refuses them by name
+    part = {"type": "text", "text": "hello there", "prompt_cache_breakpoint": {"mode": "explicit"}}
+    own = {"moderation": {"model": "omni-moderation-latest"}, "prompt_cache_options": {"ttl": "30m"}}
+    await client.chat.completions.create(
+        model="up/gpt-4o-mini",
+        messages=[{"role": "user", "content": [part]}],  # type: ignore[list-item]
+        extra_body=own,
+    )
+    sent = openai_fake_app["requests"][-1]["body"]
+    assert (sent["moderation"], sent["prompt_cache_options"]) == (
+        own["moderation"],
+        own["prompt_cache_options"],
+    )
+    assert sent["messages"][0]["content"][0]["prompt_cache_breakpoint"] == {"mode": "explicit"}
+    # the row's refusal is the fitter's, checked without a server
+    from uniinfer.fitting import RequestFitter
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.routing.group import Target
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("groq"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], **own}
+    )
+    with pytest.raises(UnsupportedParamError) as info:
+        RequestFitter(drop=False).chat(request, Target("groq", "m", adapter))
+    assert info.value.param == "moderation"
+    plain = ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": [part]}]})
+    body = json.loads(adapter.chat_request(plain, "m", stream=False).body)
+    assert "prompt_cache_breakpoint" not in body["messages"][0]["content"][0]

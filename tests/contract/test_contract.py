@@ -115,6 +115,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "verbosity": {"verbosity": "low"},
     "prompt_cache_key": {"prompt_cache_key": "contract"},
     "prompt_cache_retention": {"prompt_cache_retention": "24h"},
+    "moderation": {"moderation": {"model": "omni-moderation-latest"}},
+    "prompt_cache_options": {"prompt_cache_options": {"ttl": "30m"}},
     "top_k": {"top_k": 5},
 }
 

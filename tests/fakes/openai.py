@@ -122,13 +122,14 @@ _PARTS_BY_ROLE = {
     "tool": frozenset({"text"}),
     "function": frozenset({"text"}),
 }
+# prompt_cache_breakpoint: on text, image, audio and file parts (the spec's content part schemas)
 _PART_FIELDS = {
-    "text": frozenset({"type", "text"}),
-    "image_url": frozenset({"type", "image_url"}),
-    "input_audio": frozenset({"type", "input_audio"}),
+    "text": frozenset({"type", "text", "prompt_cache_breakpoint"}),
+    "image_url": frozenset({"type", "image_url", "prompt_cache_breakpoint"}),
+    "input_audio": frozenset({"type", "input_audio", "prompt_cache_breakpoint"}),
     "refusal": frozenset({"type", "refusal"}),
     "audio": frozenset({"type", "audio"}),
-    "file": frozenset({"type", "file"}),
+    "file": frozenset({"type", "file", "prompt_cache_breakpoint"}),
 }
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 

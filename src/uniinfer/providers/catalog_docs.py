@@ -18,6 +18,7 @@ from pathlib import Path
 
 from uniinfer.providers.base import ProviderSpec
 from uniinfer.providers.registry import BUILTIN_PROVIDERS, Registry
+from uniinfer.types.chat import OPENAI_ONLY
 
 __all__ = [
     "README_END",
@@ -99,8 +100,14 @@ def quirks(spec: ProviderSpec) -> list[str]:
         pairs = ", ".join(f'`"{k}"` → `"{v}"`' for k, v in sorted(spec.finish_reason_map.items()))
         out.append(f"Its `finish_reason` values are mapped to OpenAI's: {pairs}.")
     out += [f"`{ours}` is sent as `{theirs}`." for ours, theirs in sorted(spec.param_renames.items())]
-    if spec.extra_params:
-        out.append(f"Also takes {_code(spec.extra_params)}, which OpenAI's API does not have.")
+    beyond = spec.extra_params - OPENAI_ONLY  # OpenAI's own fields, which its row alone takes
+    if beyond:
+        out.append(f"Also takes {_code(beyond)}, which OpenAI's API does not have.")
+    if spec.extra_params >= OPENAI_ONLY:
+        out.append(
+            f"Takes OpenAI's own {_code(OPENAI_ONLY)} and content parts' `prompt_cache_breakpoint`, "
+            "which the OpenAI-compatible providers refuse (or go without)."
+        )
     if not spec.named_tool_choice:
         out.append(
             "`tool_choice` naming a function is refused (or dropped visibly, with "

@@ -50,7 +50,7 @@ from uniinfer.types import (
     EmbeddingResponse,
     Usage,
 )
-from uniinfer.types.chat import ToolChoiceFunction
+from uniinfer.types.chat import OPENAI_ONLY, ToolChoiceFunction
 
 __all__ = ["OpenAIAdapter", "OpenAIStreamDecoder", "map_finish_reasons", "url_placeholders"]
 
@@ -66,7 +66,7 @@ class RowOptions(BaseModel):
 class OpenAIAdapter(ProviderAdapter):
     #: OpenAI's own params (it has no ``top_k``); a row adds the ones its server
     #: accepts beyond them with ``extra_params`` (see :meth:`supported_for`).
-    supported_params = _ALL_PARAMS - {"top_k"}
+    supported_params = _ALL_PARAMS - {"top_k"} - OPENAI_ONLY  # the openai row adds its own
     #: Answers are forwarded in the provider's own JSON (:meth:`chat_json`); a
     #: subclass whose :meth:`parse_chat` rewrites them sets this to False.
     passthrough: ClassVar[bool] = True
@@ -144,7 +144,11 @@ class OpenAIAdapter(ProviderAdapter):
         intent = request.messages_intent
         if intent is not None and intent.anthropic_strict:
             _loosen_strict_tools(payload.get("tools") or ())
-        _strip_foreign_fields(payload["messages"], keep_cache_control=self.spec.capabilities.prompt_caching)
+        _strip_foreign_fields(
+            payload["messages"],
+            keep_cache_control=self.spec.capabilities.prompt_caching,
+            keep_breakpoints=self._supported >= OPENAI_ONLY,
+        )
         if "max_completion_tokens" in payload:  # its successor wins, as with every other adapter
             payload.pop("max_tokens", None)
         _rename(payload, self.param_renames)
@@ -275,12 +279,15 @@ def _rename(payload: dict[str, Any], renames: Mapping[str, str]) -> None:
             payload.setdefault(new, value)
 
 
-def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control: bool) -> None:
+def _strip_foreign_fields(
+    messages: list[dict[str, Any]], *, keep_cache_control: bool, keep_breakpoints: bool
+) -> None:
     """Remove what other APIs put in messages and OpenAI rejects as "Unknown parameter".
 
     ``reasoning_content`` (a previous turn's reasoning, DeepSeek's convention, which
     DeepSeek itself refuses as input) and Anthropic-style ``cache_control`` on text
-    parts, unless the provider honours it (OpenRouter forwards it to Anthropic); and
+    parts, unless the provider honours it (OpenRouter forwards it to Anthropic), and OpenAI's
+    own ``prompt_cache_breakpoint`` elsewhere than OpenAI (a hint that no other takes); and
     the Gemini signature in a tool call id (:func:`plain_call_id`: OpenAI caps ids at 40).
     """
     for msg in messages:
@@ -292,10 +299,13 @@ def _strip_foreign_fields(messages: list[dict[str, Any]], *, keep_cache_control:
         if tool_call_id is not None:
             msg["tool_call_id"] = plain_call_id(tool_call_id)
         content = msg.get("content")
-        if not keep_cache_control and isinstance(content, list):
+        if isinstance(content, list) and not (keep_cache_control and keep_breakpoints):
             for part in content:
                 if isinstance(part, dict):
-                    part.pop("cache_control", None)
+                    if not keep_cache_control:
+                        part.pop("cache_control", None)
+                    if not keep_breakpoints:
+                        part.pop("prompt_cache_breakpoint", None)
 
 
 def _loosen_strict_tools(tools: Iterable[dict[str, Any]]) -> None:

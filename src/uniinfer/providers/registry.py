@@ -17,6 +17,7 @@ from functools import cache
 
 from uniinfer.errors import ConfigError
 from uniinfer.providers.base import Capabilities, Endpoint, ProviderAdapter, ProviderSpec
+from uniinfer.types.chat import OPENAI_ONLY
 
 __all__ = ["BUILTIN_PROVIDERS", "ENTRY_POINT_GROUP", "Registry", "default_registry"]
 
@@ -39,6 +40,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         # max_tokens is deprecated for max_completion_tokens, the same limit for other models,
         # which the reasoning models (o-series, GPT-5) require: they refuse max_tokens (400).
         param_renames={"max_tokens": "max_completion_tokens"},
+        extra_params=OPENAI_ONLY,
         docs_url="https://platform.openai.com/docs/api-reference/chat",
         description="OpenAI",
     ),

@@ -117,6 +117,7 @@ class TextPart(BaseModel):
     text: str
     #: Anthropic-style prompt-cache hint; providers that cache use it, others ignore it.
     cache_control: dict[str, Any] | None = None
+    prompt_cache_breakpoint: dict[str, Any] | None = None
 
 
 #: Anthropic's prompt-cache breakpoint on an image, a document, a tool or a tool call (the
@@ -136,6 +137,7 @@ class ImagePart(BaseModel):
     type: Literal["image_url"]
     image_url: ImageURL
     cache_control: _CacheBreakpoint = None
+    prompt_cache_breakpoint: dict[str, Any] | None = None
     #: The ``tool_use_id`` whose Anthropic ``tool_result`` held this image, and the image's place
     #: in it: OpenAI's tool messages take text only, so the Anthropic Messages ingress moves such
     #: images into the user message after the results and marks them here; the Claude adapter
@@ -155,6 +157,7 @@ class AudioPart(BaseModel):
     model_config = _REQUEST
     type: Literal["input_audio"]
     input_audio: InputAudio
+    prompt_cache_breakpoint: dict[str, Any] | None = None
 
 
 class FilePart(BaseModel):
@@ -162,6 +165,7 @@ class FilePart(BaseModel):
     type: Literal["file"]
     file: dict[str, str]
     cache_control: _CacheBreakpoint = None
+    prompt_cache_breakpoint: dict[str, Any] | None = None
 
 
 class RefusalPart(BaseModel):
@@ -375,6 +379,12 @@ class JSONSchemaFormat(BaseModel):
 ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
 
 
+#: Request fields only OpenAI itself serves: the OpenAI-compatible rows refuse them (or drop
+#: them visibly), as native adapters do; a content part's ``prompt_cache_breakpoint`` goes to
+#: OpenAI only as well (a hint, left out elsewhere).
+OPENAI_ONLY: frozenset[str] = frozenset({"moderation", "prompt_cache_options"})
+
+
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions`` body (OpenAI ``CreateChatCompletionRequest``)."""
 
@@ -428,6 +438,10 @@ class ChatRequest(BaseModel):
     verbosity: Literal["low", "medium", "high"] | None = None
     prompt_cache_key: str | None = None
     prompt_cache_retention: str | None = None
+    #: OpenAI's own (:data:`OPENAI_ONLY`): moderation of input and output, and prompt-cache
+    #: options; as the spec gives them, checked by OpenAI.
+    moderation: dict[str, Any] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
     #: Not in the OpenAI API; honoured by Anthropic, Gemini, Ollama and others.
     top_k: int | None = Field(default=None, ge=1)
 
