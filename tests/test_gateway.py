@@ -18,6 +18,7 @@ from uniinfer.errors import (
     ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
+    ProviderQuotaExceededError,
     ProviderResponseError,
     RateLimitError,
     UnsupportedFeatureError,
@@ -928,6 +929,47 @@ async def test_an_answer_with_fewer_embeddings_than_inputs_is_a_bad_response(
         with pytest.raises(ProviderResponseError, match="1 embeddings for 2 inputs"):
             await gw.embed(EmbeddingRequest(model="up/m", input=["a", "b"]))
         assert len((await gw.embed(EmbeddingRequest(model="up/m", input=[[1, 2]]))).data) == 1
+
+
+async def test_an_account_out_of_quota_is_told_apart_from_a_rate_limit_and_falls_back(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    # OpenAI's 429 insufficient_quota: billing, which no wait fixes; its own code for the caller,
+    # no retry round on that deployment, and the group's next deployment answers
+    from tests.conftest import make_config
+    from tests.fakes.common import run_fake
+
+    async def broke(request: web.Request) -> web.Response:
+        error = {"message": "You exceeded your current quota.", "type": "insufficient_quota", "param": None}
+        return web.json_response({"error": {**error, "code": "insufficient_quota"}}, status=429)
+
+    fake = web.Application()
+    fake.router.add_post("/v1/chat/completions", broke)
+    async with run_fake(fake) as url:
+        config = make_config(
+            f"""providers:
+  broke: {{type: openai, api_key: sk-test-broke-1234567890, base_url: '{url}/v1'}}
+  up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}
+models:
+  alone: {{deployments: [broke/gpt-4o-mini]}}
+  pair: {{deployments: [broke/gpt-4o-mini, up/gpt-4o-mini]}}
+routing: {{retry: {{max_retries: 2, initial_backoff_seconds: 5}}}}
+"""
+        )
+        gw = make_gateway(config)
+        with pytest.raises(ProviderQuotaExceededError) as info:
+            await asyncio.wait_for(gw.chat(chat("alone")), 2)  # no 5 s retry round
+        body = info.value.to_openai()["error"]
+        assert (info.value.http_status, body["code"], body["type"]) == (
+            429,
+            "insufficient_quota",
+            "insufficient_quota",
+        )
+        ctx = RequestContext("chat")
+        answer = await gw.chat(chat("pair"), ctx)
+        assert answer.choices[0].message.content
+        assert ctx.route is not None
+        assert (ctx.route.provider, ctx.route.attempts) == ("up", 2)
 
 
 async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gateway: Gateway) -> None:

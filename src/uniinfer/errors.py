@@ -58,6 +58,7 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderOverloadedError",
+    "ProviderQuotaExceededError",
     "ProviderResponseError",
     "ProviderTimeoutError",
     "RateLimitError",
@@ -240,6 +241,19 @@ class RateLimitError(UniInferError):
     type = "rate_limit_error"
     hint = "Wait `retry_after` seconds (the `Retry-After` header) and retry, or add a fallback target."
     retryable = True
+
+
+class ProviderQuotaExceededError(RateLimitError):
+    """The provider's account is out of quota or credit (OpenAI's ``insufficient_quota``): no
+    wait will help; the group goes on to its next deployment, which may bill elsewhere."""
+
+    code = "insufficient_quota"
+    type = "insufficient_quota"
+    hint = (
+        "Check the provider account's plan and billing (the gateway's key, not yours), or route "
+        "the model to another deployment."
+    )
+    retryable = False
 
 
 class ProviderError(UniInferError):

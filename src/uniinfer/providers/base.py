@@ -473,8 +473,12 @@ def classify(
     param: str | None = None,
 ) -> UniInferError:
     """The status table, refined by the provider's own error code for 400s."""
-    from uniinfer.errors import ContentFilteredError, ContextLengthExceededError
+    from uniinfer.errors import ContentFilteredError, ContextLengthExceededError, ProviderQuotaExceededError
 
+    if status == 429 and code == ProviderQuotaExceededError.code:  # OpenAI's, and those who copy it
+        return ProviderQuotaExceededError(
+            message, provider=provider, upstream_status=status, upstream_body=body, retry_after=retry_after
+        )
     if status in (400, 413, 422):
         hay = f"{code or ''} {message}".lower()
         if any(m in hay for m in _CONTEXT_MARKERS):

@@ -13,14 +13,20 @@ from __future__ import annotations
 import random
 
 from uniinfer.config.routing import RetryConfig
-from uniinfer.errors import UniInferError, UnsupportedFeatureError, UnsupportedParamError
+from uniinfer.errors import (
+    ProviderQuotaExceededError,
+    UniInferError,
+    UnsupportedFeatureError,
+    UnsupportedParamError,
+)
 
 __all__ = ["backoff", "is_retryable", "is_target_mismatch"]
 
 
 def is_target_mismatch(exc: UniInferError) -> bool:
-    """The deployment cannot serve this request at all; another might."""
-    return isinstance(exc, (UnsupportedParamError, UnsupportedFeatureError))
+    """The deployment cannot serve this request at all (nor soon: an account out of quota);
+    another might."""
+    return isinstance(exc, (UnsupportedParamError, UnsupportedFeatureError, ProviderQuotaExceededError))
 
 
 def is_retryable(exc: UniInferError, config: RetryConfig) -> bool:

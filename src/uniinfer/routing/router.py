@@ -409,6 +409,8 @@ class Router:
         excluded: set[int] = set()
         last: UniInferError | None = None
         for round_ in range(group.retry.max_retries + 1):
+            if round_ and len(excluded) >= len(group.members):
+                break  # every deployment cannot serve this request: no round will change that
             if round_:
                 wait = backoff(round_, group.retry, self._rng, _max_retry_after(attempts))
                 if self._clock() + wait >= deadline:
