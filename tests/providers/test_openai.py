@@ -466,6 +466,22 @@ def test_stream_decoder_normalises_usage_into_a_final_chunk(events: list[Any]) -
     }
 
 
+def test_a_chunk_the_decoder_remodels_keeps_every_field_the_provider_sent() -> None:
+    # usage on a content chunk is split off (the usage chunk comes last): both halves keep what
+    # uniinfer does not model, a legacy function_call delta, audio, obfuscation, token details
+    usage = {**USAGE, "prompt_tokens_details": {"cached_tokens": 4, "text_tokens": 5, "image_tokens": 0}}
+    delta = {"function_call": {"name": "get", "arguments": "{}"}, "audio": {"id": "audio_1"}}
+    last = {**chunk(delta, "function_call", usage=usage), "obfuscation": "xyz", "service_tier": "default"}
+    decoder = make_adapter().stream_decoder("gpt-4o-mini")
+    items = [*decoder.feed(sse(chunk({"role": "assistant"}), last, "[DONE]")), *decoder.close()]
+    content, usage_chunk = modelled(items)[-2:]
+    sent = content.model_dump(exclude_none=True)
+    assert sent["choices"][0]["delta"] == delta
+    assert (sent["obfuscation"], sent["service_tier"]) == ("xyz", "default")
+    details = usage_chunk.model_dump(exclude_none=True)["usage"]["prompt_tokens_details"]
+    assert details == {"cached_tokens": 4, "text_tokens": 5, "image_tokens": 0}
+
+
 def test_stream_decoder_without_usage_emits_no_usage_chunk() -> None:
     decoder = make_adapter().stream_decoder("m")
     chunks = modelled(decoder.feed(sse(*CONTENT_CHUNKS, chunk({}, "stop"), "[DONE]")))

@@ -76,7 +76,10 @@ _REQUEST = ConfigDict(extra="forbid", strict=True)
 #: The longest model name a request may carry (provider model ids are far shorter; a name
 #: is kept per deployment in routing state and echoed in response headers).
 MAX_MODEL_NAME = 256
-_RESPONSE = ConfigDict(extra="ignore")
+#: Answers keep the fields uniinfer does not model (a delta's ``function_call`` or ``audio``, a
+#: chunk's ``obfuscation``...): an answer the gateway re-models (a usage chunk with choices, a
+#: row whose finish reasons it maps) reaches the client with everything the provider sent.
+_RESPONSE = ConfigDict(extra="allow")
 
 
 def _with_nulls(data: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:

@@ -20,14 +20,14 @@ __all__ = ["CompletionTokensDetails", "PromptTokensDetails", "Usage"]
 
 
 class PromptTokensDetails(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # text_tokens, image_tokens... kept as reported
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
     audio_tokens: int | None = None
 
 
 class CompletionTokensDetails(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # text_tokens, image_tokens... kept as reported
     reasoning_tokens: int | None = None
     audio_tokens: int | None = None
     accepted_prediction_tokens: int | None = None
@@ -35,7 +35,7 @@ class CompletionTokensDetails(BaseModel):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # text_tokens, image_tokens... kept as reported
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
