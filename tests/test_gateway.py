@@ -1039,3 +1039,11 @@ async def test_a_stream_ending_after_its_direct_route_was_forgotten_frees_only_i
         _ = [c async for c in stream]
     assert (old.in_flight, fresh.in_flight) == (0, 0)
     assert fresh.window.totals() == (0, 0)  # its tokens went to the state that served it
+
+
+async def test_max_tokens_beside_max_completion_tokens_is_named_as_left_out(gateway: Gateway) -> None:
+    # both limits sent: the successor wins (as every adapter reads them), and the caller hears so
+    ctx = RequestContext("chat")
+    await gateway.chat(chat("up/gpt-4o-mini", max_tokens=5, max_completion_tokens=50), ctx)
+    assert ctx.route is not None
+    assert ctx.route.dropped_params == ("max_tokens",)

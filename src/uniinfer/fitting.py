@@ -78,6 +78,8 @@ class RequestFitter:
         """The request as it may go to ``target``, and the params dropped or left out."""
         fitted, dropped = self._fit_chat(request, target)
         left_out = target.adapter.params_left_out(fitted, target.model)
+        if fitted.max_tokens is not None and fitted.max_completion_tokens is not None:
+            left_out += ("max_tokens",)  # both sent: its successor wins, in every adapter
         return fitted, (dropped + left_out) if left_out else dropped
 
     def _fit_chat(self, request: ChatRequest, target: Target) -> tuple[ChatRequest, tuple[str, ...]]:
