@@ -490,3 +490,79 @@ async def test_a_second_signal_during_the_drain_delay_starts_the_drain_at_once(
     code, output = await served.exit(within=3)  # not 30 s later
     assert code == 0, output
     assert time.monotonic() - signalled < 3
+
+
+async def _ws_frames(ws: aiohttp.ClientWebSocketResponse, within: float) -> list[Any]:
+    """Every frame until the server closes the session (its close code last)."""
+    frames: list[Any] = []
+    async with asyncio.timeout(within):
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                frames.append(json.loads(message.data))
+    frames.append(ws.close_code)
+    return frames
+
+
+def _create(stream_id: str, model: str) -> dict[str, Any]:
+    return {"type": "chat.completions.create", "id": stream_id, "request": {"model": model, "messages": MSG}}
+
+
+async def test_a_websocket_session_finishes_its_streams_at_shutdown_then_closes_1001(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    # it was failed at once with 1012, its streams cut mid-answer without a word
+    served = await serve("graceful_shutdown_seconds: 5")
+    async with aiohttp.ClientSession() as session, session.ws_connect(served.base + "/v1/ws") as ws:
+        await ws.send_json(_create("r1", "up/trickle-8"))  # 0.8 s of answer
+        first = await ws.receive_json(timeout=5)
+        assert first["type"] == "chunk"
+        os.kill(served.pid, signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        await ws.send_json(_create("r2", "up/trickle-1"))  # too late: refused, in its own frame
+        frames = await _ws_frames(ws, within=5)
+    assert frames[-1] == 1001  # going away
+    ends = [(f["type"], f["id"]) for f in frames[:-1] if f["type"] != "chunk"]
+    assert ends == [("error", "r2"), ("done", "r1")]
+    refused = next(f for f in frames[:-1] if f["type"] == "error")
+    assert (refused["error"]["status"], refused["error"]["code"]) == (503, "service_unavailable")
+    text = "".join(c["chunk"]["choices"][0]["delta"].get("content") or "" for c in [first, *frames[:-1]]
+                   if c["type"] == "chunk" and c["chunk"]["choices"])  # fmt: skip
+    assert text == "".join(f"t{i} " for i in range(8))  # all of it
+    code, output = await served.exit(within=5)
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
+async def test_past_the_grace_period_a_websocket_stream_says_why_it_ended(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    served = await serve("graceful_shutdown_seconds: 0.6")
+    async with aiohttp.ClientSession() as session, session.ws_connect(served.base + "/v1/ws") as ws:
+        await ws.send_json(_create("r1", "up/trickle"))  # never ends
+        assert (await ws.receive_json(timeout=5))["type"] == "chunk"
+        os.kill(served.pid, signal.SIGTERM)
+        frames = await _ws_frames(ws, within=5)
+    assert frames[-1] == 1001
+    last = frames[-2]
+    assert (last["type"], last["id"], last["error"]["code"]) == ("error", "r1", "service_unavailable")
+    code, output = await served.exit(within=5)
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
+async def test_during_the_drain_delay_a_websocket_session_is_served_as_usual(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    # any frame sent then closed the session (1001) and cut its streams without a word
+    served = await serve("graceful_shutdown_seconds: 5, drain_delay_seconds: 1")
+    async with aiohttp.ClientSession() as session, session.ws_connect(served.base + "/v1/ws") as ws:
+        await ws.send_json(_create("r1", "up/trickle-3"))
+        assert (await ws.receive_json(timeout=5))["type"] == "chunk"
+        os.kill(served.pid, signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        await ws.send_json(_create("r2", "up/trickle-2"))
+        frames = await _ws_frames(ws, within=8)
+    assert frames[-1] == 1001
+    assert sorted(f["id"] for f in frames[:-1] if f["type"] == "done") == ["r1", "r2"]
+    code, output = await served.exit(within=8)
+    assert code == 0, output

@@ -229,3 +229,17 @@ async def test_an_unexpected_failure_of_a_stream_is_an_error_frame_not_silence(
                 pass
     assert "a bug" not in str(info.value)  # no internals to the client
     assert "a bug, say" in caplog.text  # the operator's log has them
+
+
+async def test_a_frame_over_the_body_limit_in_bytes_closes_1009(config_for: Callable[..., Config]) -> None:
+    # the limit is the HTTP body's, in bytes: 700 three-byte characters are 2,100 bytes
+    app = create_app(config_for("server: {max_body_bytes: 1024}\n"))
+    text = "€" * 700
+    frame = {"type": "chat.completions.create", "id": "r1", "request": {"model": "up/gpt-4o-mini",
+             "messages": [{"role": "user", "content": text}]}}  # fmt: skip
+    async with serve(app) as base, aiohttp.ClientSession() as session:
+        async with session.ws_connect(base + "/v1/ws") as ws:
+            await ws.send_str(json.dumps(frame, ensure_ascii=False))  # 2,100 bytes, ~750 characters
+            message = await ws.receive(timeout=5)
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert message.data == 1009

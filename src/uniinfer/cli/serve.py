@@ -165,6 +165,7 @@ def run(config: Config, *, log_level: str = "info") -> None:
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             app.draining = True  # also when asked to exit without a signal
+            app.stopping.set()  # WebSocket sessions finish their streams and close (1001)
             await super().shutdown(sockets)
             if self.force_exit:  # not the grace period: a second Ctrl-C ended the drain
                 app.cut_reason = "a second Ctrl-C forced the shutdown"
@@ -176,9 +177,24 @@ def run(config: Config, *, log_level: str = "info") -> None:
             eager_writes.install(asyncio.get_running_loop())  # this process owns the loop
             await super().serve(sockets)
 
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class _DrainingWebSockets(WebSocketsSansIOProtocol):
+        """uvicorn's WebSocket protocol, except at shutdown: it failed every open session at once
+        with 1012, cutting streams mid-answer; a session now finishes its streams within the
+        grace period and closes itself with 1001 (``uniinfer.server.websocket_api``)."""
+
+        def shutdown(self) -> None:
+            if self.handshake_complete and not self.close_sent:
+                return
+            super().shutdown()
+
     server = _Server(
         uvicorn.Config(
             app,
+            ws=_DrainingWebSockets,
+            # a frame's limit is the body's (uvicorn's own default, 16 MiB, overrode it both ways)
+            ws_max_size=config.server.max_body_bytes,
             host=config.server.host,
             port=config.server.port,
             loop="uvloop",

@@ -128,6 +128,10 @@ class App:
         self._max_body = self.config.server.max_body_bytes
         self._max_in_flight = self.config.server.max_concurrent_requests or sys.maxsize
         self.draining = False
+        #: Set when the shutdown itself begins (after ``server.drain_delay_seconds``, during which
+        #: everything is served as usual): long-lived connections (``/v1/ws``) then take no new
+        #: work, finish what runs and close.
+        self.stopping = asyncio.Event()
         #: Why requests still in flight at the end of a shutdown are cut (their 503 says it).
         self.cut_reason = "server.graceful_shutdown_seconds passed"
         self.in_flight = 0

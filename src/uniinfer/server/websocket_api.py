@@ -28,7 +28,13 @@ connection, more are refused with a ``rate_limited`` error.
 
 Close codes: 1000 normal; 1001 the server is shutting down; 1003 a binary
 frame; 1007 a frame that is not a JSON object; 1009 a frame larger than
-``server.max_body_bytes``; 1011 an internal error.
+``server.max_body_bytes`` (in bytes); 1011 an internal error.
+
+At shutdown a session finishes what it runs: new ``create`` frames get a 503
+``service_unavailable`` error frame, running streams go on to their end within
+``server.graceful_shutdown_seconds`` (each one still running then gets that
+error frame), and the session closes with 1001. During
+``server.drain_delay_seconds`` it is served as usual.
 """
 
 from __future__ import annotations
@@ -41,7 +47,13 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError, forget_traceback
+from uniinfer.errors import (
+    InvalidRequestError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UniInferError,
+    forget_traceback,
+)
 from uniinfer.server.app import App
 from uniinfer.server.wire import Receive, Send, check_depth
 from uniinfer.stages import RequestContext
@@ -57,6 +69,14 @@ MAX_STREAMS = 32
 SUBPROTOCOL_PREFIX = "uniinfer.bearer."
 
 NORMAL, GOING_AWAY, UNSUPPORTED, INVALID, TOO_BIG, INTERNAL = 1000, 1001, 1003, 1007, 1009, 1011
+
+
+def _shut_down() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "The gateway is shutting down: this stream was not served (or not to its end); retry it "
+        "on a new connection.",
+        retry_after=1.0,
+    )
 
 
 class _CloseError(Exception):
@@ -103,25 +123,40 @@ class _Connection:
         self._send = send
         self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
         self._streams: dict[str, asyncio.Task[None]] = {}
+        #: Set while no stream runs (what a session that is stopping waits for).
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._send_lock = asyncio.Lock()
 
     async def run(self) -> None:
         code, reason = NORMAL, ""
+        receiving: asyncio.Future[Any] | None = None
         try:
             while True:
-                message = await self._receive()
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self._receive())
+                if not await self._next(receiving):
+                    code, reason = GOING_AWAY, "server shutting down"  # its streams all ended
+                    break
+                message, receiving = receiving.result(), None
                 if message["type"] == "websocket.disconnect":
                     return
-                if self._app.draining:
-                    code, reason = GOING_AWAY, "server shutting down"
-                    break
                 await self._handle(message)
         except _CloseError as close:
             code, reason = close.code, close.reason
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._app.stopping.is_set() or task is None:
+                raise
+            task.uncancel()  # the grace period is over: its streams end here, and say why
+            await self._cut_at_shutdown()
+            code, reason = GOING_AWAY, "server shutting down"
         except Exception:
             log.exception("websocket connection failed")
             code, reason = INTERNAL, "internal error"
         finally:
+            if receiving is not None:
+                receiving.cancel()
             for task in self._streams.values():
                 task.cancel()
             if self._streams:
@@ -129,11 +164,39 @@ class _Connection:
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
+    async def _next(self, receiving: asyncio.Future[Any]) -> bool:
+        """Wait for the next frame; False once the server is stopping and no stream runs.
+
+        While it stops, frames are still read (a ``cancel``), new streams are refused, and the
+        session ends when its last stream has (uvicorn's grace period bounds the wait)."""
+        stopping = self._app.stopping
+        while not receiving.done():
+            if stopping.is_set() and not self._streams:
+                return False
+            wake = self._idle if stopping.is_set() else stopping
+            waiter = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait((receiving, waiter), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+        return True
+
+    async def _cut_at_shutdown(self) -> None:
+        """The streams still running when the grace period ends: each gets an error frame."""
+        cut = list(self._streams)
+        for task in self._streams.values():
+            task.cancel()
+        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        for stream_id in cut:
+            with contextlib.suppress(Exception):
+                await self._error(stream_id, _shut_down())
+
     async def _handle(self, message: Mapping[str, Any]) -> None:
         text = message.get("text")
         if text is None:
             raise _CloseError(UNSUPPORTED, "send JSON text frames")
-        if len(text) > self._app.config.server.max_body_bytes:
+        limit = self._app.config.server.max_body_bytes  # in bytes, as over HTTP (a character is 1 to 4)
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
             raise _CloseError(TOO_BIG, "frame too large")
         try:
             frame = orjson.loads(text)
@@ -164,6 +227,9 @@ class _Connection:
                 stream_id, InvalidRequestError(f"stream '{stream_id}' is already running", param="id")
             )
             return
+        if self._app.stopping.is_set():
+            await self._error(stream_id, _shut_down())
+            return
         if len(self._streams) >= MAX_STREAMS:
             await self._error(
                 stream_id, RateLimitError(f"at most {MAX_STREAMS} concurrent streams per connection")
@@ -176,7 +242,13 @@ class _Connection:
             return
         task = asyncio.create_task(self._stream(stream_id, {**body, "stream": True}))
         self._streams[stream_id] = task
-        task.add_done_callback(lambda _: self._streams.pop(stream_id, None))
+        self._idle.clear()
+        task.add_done_callback(lambda _: self._ended(stream_id))
+
+    def _ended(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
+        if not self._streams:
+            self._idle.set()
 
     async def _stream(self, stream_id: str, body: dict[str, Any]) -> None:
         try:
