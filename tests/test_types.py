@@ -182,7 +182,7 @@ def test_embedding_texts() -> None:
         ({"model": 5}, "model", "a string", "an integer"),
         ({"user": 1}, "user", "a string", "an integer"),
         ({"metadata": {"team": 1}}, "metadata.team", "a string", "an integer"),
-        ({"logit_bias": {"50256": "1"}}, "logit_bias.50256", "a number", "a string"),
+        ({"logit_bias": {"50256": "1"}}, "logit_bias.50256", "an integer", "a string"),
         (
             {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
             "messages[0].content[0].text",
@@ -439,3 +439,16 @@ def test_answers_carry_the_fields_the_spec_requires_even_when_null() -> None:
         None,
         "4",
     )
+
+
+def test_logit_bias_is_integers_from_minus_100_to_100_as_sent() -> None:
+    # the spec's additionalProperties: integer; -100 reached OpenAI as -100.0 and 2.5 or 500 passed
+    request = parse_request(ChatRequest, {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                                          "logit_bias": {"50256": -100, "11": 5}})  # fmt: skip
+    assert request.model_dump(exclude_none=True)["logit_bias"] == {"50256": -100, "11": 5}
+    assert isinstance(request.model_dump()["logit_bias"]["50256"], int)
+    for bad in (2.5, 500, -101):
+        with pytest.raises(InvalidRequestError) as info:
+            parse_request(ChatRequest, {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                                        "logit_bias": {"50256": bad}})  # fmt: skip
+        assert (info.value.param or "").startswith("logit_bias")

@@ -578,6 +578,13 @@ def _validate_chat(body: dict[str, Any], accepts: frozenset[str] = frozenset()) 
     _check_number(body, "frequency_penalty", -2, 2, integer=False)
     _check_number(body, "top_logprobs", 0, 20, integer=True)
     _check_number(body, "seed", None, None, integer=True)
+    for token, bias in (body.get("logit_bias") or {}).items():  # integers, -100 to 100
+        if isinstance(bias, bool) or not isinstance(bias, int):
+            raise _wrong_type(f"logit_bias.{token}", "an integer", bias)
+        if not -100 <= bias <= 100:
+            raise _invalid(
+                f"Invalid 'logit_bias': {bias} is outside [-100, 100].", "logit_bias", "invalid_value"
+            )
     if "top_k" in accepts:
         _check_number(body, "top_k", 1, None, integer=True)
 
