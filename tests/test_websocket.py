@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -130,6 +131,18 @@ async def test_cancel_stops_the_upstream_call(app: App, ws_url: str) -> None:
             await asyncio.sleep(0.01)
         assert http.busy_connections == 1
         await ws.send_str(json.dumps({"type": "cancel", "id": "a"}))
+        # the id is free at once, and the cancelled stream's last frame says it ended
+        again = {
+            "type": "chat.completions.create",
+            "id": "a",
+            "request": {"model": "up/gpt-4o-mini", "messages": MSG},
+        }
+        await ws.send_str(json.dumps(again))
+        frames: list[dict[str, Any]] = []
+        while {f["type"] for f in frames} != {"error", "chunk", "done"}:
+            frames.append(await ws.receive_json(timeout=5))
+        (ack,) = [f for f in frames if f["type"] == "error"]
+        assert (ack["id"], ack["error"]["code"]) == ("a", "request_cancelled")
         for _ in range(300):
             if not http.busy_connections:
                 break

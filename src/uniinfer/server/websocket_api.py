@@ -15,7 +15,9 @@ Server -> client::
     {"type": "error", "id": "r1", "error": {"message", "type", "param", "code"}}
 
 ``request`` is validated like the HTTP body; ``stream`` is implied. A
-``cancel`` (or the connection closing) cancels the upstream call.
+``cancel`` (or the connection closing) cancels the upstream call; a cancelled
+stream's last frame is an ``error`` with code ``request_cancelled``, and its id
+may be used again as soon as the ``cancel`` is sent.
 
 Authentication happens on connect: ``Authorization: Bearer <key>`` or
 ``x-api-key``, or, for browsers that cannot set headers, the subprotocol
@@ -50,6 +52,7 @@ import orjson
 from uniinfer.errors import (
     InvalidRequestError,
     RateLimitError,
+    RequestCancelledError,
     ServiceUnavailableError,
     UniInferError,
     forget_traceback,
@@ -123,6 +126,8 @@ class _Connection:
         self._send = send
         self._headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
         self._streams: dict[str, asyncio.Task[None]] = {}
+        #: Streams the client cancelled (each ends with a ``request_cancelled`` error frame).
+        self._cancelled: set[asyncio.Task[None]] = set()
         #: Set while no stream runs (what a session that is stopping waits for).
         self._idle = asyncio.Event()
         self._idle.set()
@@ -208,8 +213,9 @@ class _Connection:
         if not isinstance(stream_id, str) or not stream_id:
             await self._error(None, InvalidRequestError("every frame needs a string 'id'", param="id"))
         elif kind == "cancel":
-            task = self._streams.get(stream_id)
+            task = self._streams.pop(stream_id, None)  # the id is free again at once
             if task is not None:
+                self._cancelled.add(task)
                 task.cancel()
         elif kind == "chat.completions.create":
             try:
@@ -243,10 +249,12 @@ class _Connection:
         task = asyncio.create_task(self._stream(stream_id, {**body, "stream": True}))
         self._streams[stream_id] = task
         self._idle.clear()
-        task.add_done_callback(lambda _: self._ended(stream_id))
+        task.add_done_callback(lambda done: self._ended(stream_id, done))
 
-    def _ended(self, stream_id: str) -> None:
-        self._streams.pop(stream_id, None)
+    def _ended(self, stream_id: str, task: asyncio.Task[None]) -> None:
+        if self._streams.get(stream_id) is task:  # not a stream that took a cancelled one's id
+            del self._streams[stream_id]
+        self._cancelled.discard(task)
         if not self._streams:
             self._idle.set()
 
@@ -265,6 +273,14 @@ class _Connection:
             await self._write(orjson.dumps({"type": "done", "id": stream_id}).decode())
         except UniInferError as exc:
             await self._error(stream_id, exc)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task not in self._cancelled or task is None:
+                raise  # the session is ending
+            task.uncancel()  # the client's cancel: its last frame says the stream ended
+            await self._error(
+                stream_id, RequestCancelledError(f"stream '{stream_id}' cancelled by the client")
+            )
         except Exception as exc:  # never a silent end: the client would wait for this stream forever
             log.exception("websocket stream %r failed", stream_id)
             forget_traceback(exc)
