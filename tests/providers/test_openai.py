@@ -1691,3 +1691,16 @@ def test_the_fake_refuses_a_malformed_strict_schema_instead_of_crashing(schema: 
     from tests.fakes.openai import strict_schema_problem
 
     assert strict_schema_problem(schema) is not None
+
+
+def test_a_finish_reason_outside_openai_s_five_is_passed_on_not_a_bad_response() -> None:
+    # an OpenAI-compatible server's own (vLLM's "abort"...): the answer and its content survive
+    answer = {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "partial"}, "finish_reason": "abort"}],
+    }  # fmt: skip
+    parsed = make_adapter().parse_chat(orjson.dumps(answer), "m")
+    assert (parsed.choices[0].message.content, parsed.choices[0].finish_reason) == ("partial", "abort")
+    decoder = make_adapter().stream_decoder("m")
+    chunks = modelled([*decoder.feed(sse(CONTENT_CHUNKS[1], chunk({}, "abort"), "[DONE]")), *decoder.close()])
+    assert [c.choices[0].finish_reason for c in chunks] == [None, "abort"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from uniinfer.ingress.responses_request import FunctionTool, ResponsesRequest
 from uniinfer.types import ChatResponse, Usage
-from uniinfer.types.chat import FinishReason, ResponseMessage, ToolCall
+from uniinfer.types.chat import AnyFinishReason, ResponseMessage, ToolCall
 
 __all__ = [
     "envelope",
@@ -81,7 +81,7 @@ def _function_call(call: ToolCall, status: str) -> Json:
     return function_call_item(new_id("fc"), call.id, call.function.name, call.function.arguments, status)
 
 
-def response_status(finish: FinishReason | None) -> tuple[str, Json | None]:
+def response_status(finish: AnyFinishReason | None) -> tuple[str, Json | None]:
     """``completed``, or ``incomplete`` with its reason when the output was cut."""
     if finish == "length":
         return "incomplete", {"reason": "max_output_tokens"}

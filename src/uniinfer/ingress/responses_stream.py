@@ -44,7 +44,7 @@ from uniinfer.ingress.responses_output import (
 )
 from uniinfer.ingress.responses_request import ResponsesRequest
 from uniinfer.types import ChatChunk, ToolCallDelta, Usage
-from uniinfer.types.chat import ChunkDelta, FinishReason
+from uniinfer.types.chat import AnyFinishReason, ChunkDelta
 
 __all__ = ["ResponsesStreamRenderer", "sse"]
 
@@ -107,7 +107,7 @@ class ResponsesStreamRenderer:
         self._calls: dict[int, _Item] = {}
         #: tool call index -> the provider's id of its latest call (None: it gave none)
         self._call_ids: dict[int, str | None] = {}
-        self._finish: FinishReason | None = None
+        self._finish: AnyFinishReason | None = None
         self._usage: Usage | None = None
 
     # --- input ----------------------------------------------------------------------------

@@ -635,13 +635,16 @@ class ResponseMessage(BaseModel):
 
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+#: An answer's finish reason: OpenAI's, or another an OpenAI-compatible server sends (vLLM's
+#: ``abort``...), passed on as it came rather than failing the answer.
+AnyFinishReason = FinishReason | str
 
 
 class ChatChoice(BaseModel):
     model_config = _RESPONSE
     index: int = 0
     message: ResponseMessage
-    finish_reason: FinishReason | None = None
+    finish_reason: AnyFinishReason | None = None
     logprobs: dict[str, Any] | None = None
     #: The stop sequence that ended the answer, when the provider says which (Anthropic does);
     #: not in OpenAI's format, so never serialised. Read by the Anthropic Messages ingress.
@@ -702,7 +705,7 @@ class ChunkChoice(BaseModel):
     model_config = _RESPONSE
     index: int = 0
     delta: ChunkDelta
-    finish_reason: FinishReason | None = None
+    finish_reason: AnyFinishReason | None = None
     logprobs: dict[str, Any] | None = None
     #: As :attr:`ChatChoice.stop_sequence`, on the chunk that carries the finish reason.
     stop_sequence: str | None = Field(default=None, exclude=True)
