@@ -236,6 +236,9 @@ def _check_format_and_thinking(body: Block) -> None:
             raise invalid("response_format.type must be one of text, json_object")
         if "json_schema" in fmt and (kind != "json_object" or not isinstance(fmt["json_schema"], dict)):
             raise invalid("response_format.json_schema must be an object, with type json_object")
+        if kind == "json_object" and body.get("tools"):
+            # ResponseFormatV2: "not supported when used in combinations with ... tools"
+            raise invalid("response_format is not supported with tools")
     thinking = body.get("thinking")
     if thinking is not None:
         if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):

@@ -962,3 +962,18 @@ def test_a_named_tool_choice_is_the_value_dropped_when_configured() -> None:
     assert adapter.values_refused(chat(tools=[WEATHER], tool_choice="required"), "command-a") == ()
     dropped = adapter.without_values(forced, "command-a", ("tool_choice",))
     assert "tool_choice" not in orjson.loads(adapter.chat_request(dropped, "command-a", stream=False).body)
+
+
+def test_a_json_answer_beside_tools_is_refused_or_dropped_visibly() -> None:
+    # Cohere's response_format "is not supported when used in combinations with ... tools"
+    tool = {"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}
+    request = chat(tools=[tool], response_format={"type": "json_object"})
+    adapter = make_adapter()
+    assert adapter.values_refused(request, "command-a-03-2025") == ("response_format",)
+    with pytest.raises(UnsupportedParamError) as info:
+        adapter.chat_request(request, "command-a-03-2025", stream=False)
+    assert info.value.param == "response_format"
+    dropped = adapter.without_values(request, "command-a-03-2025", ("response_format",))
+    assert "response_format" not in orjson.loads(
+        adapter.chat_request(dropped, "command-a-03-2025", stream=False).body
+    )

@@ -165,7 +165,8 @@ class CohereAdapter(ProviderAdapter):
         named = ("tool_choice",) if isinstance(request.tool_choice, ToolChoiceFunction) else ()
         tools = request.tools or ()
         partly = any(t.function.strict for t in tools) and not all(t.function.strict for t in tools)
-        return named + strict_tools(request) if partly else named
+        refused = named + strict_tools(request) if partly else named
+        return (*refused, "response_format") if _format_with_tools(request) else refused
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """Without the named ``tool_choice`` (the base's) and the tools' ``strict``."""
@@ -294,7 +295,19 @@ def _payload(request: ChatRequest, model: str, *, stream: bool) -> Block:
     return payload
 
 
+def _format_with_tools(request: ChatRequest) -> bool:
+    """A JSON answer asked for beside tools, which Cohere's ``response_format`` does not take
+    ("not supported when used in combinations with the documents or tools parameters")."""
+    return bool(request.tools) and isinstance(request.response_format, JSONSchemaFormat | JSONObjectFormat)
+
+
 def _response_format(request: ChatRequest) -> Block | None:
+    if _format_with_tools(request):  # a value refused (CohereAdapter.values_refused)
+        raise UnsupportedParamError(
+            "provider 'cohere' does not support 'response_format' together with 'tools' (its API "
+            "takes one or the other); send one of them, or set settings.drop_unsupported_params",
+            param="response_format",
+        )
     fmt = request.response_format
     if isinstance(fmt, JSONSchemaFormat):
         schema = fmt.json_schema.schema_
