@@ -439,3 +439,16 @@ def test_a_blank_api_key_says_so_instead_of_asking_for_the_variable_that_is_set(
     # a local server needs none: blank is no key, as written
     config = parse_config("providers:\n  ollama:\n    api_key:\n", source="c.yaml", env={})
     assert config.providers["ollama"].api_key is None
+
+
+def test_every_provider_that_cannot_be_built_is_listed_at_once() -> None:
+    # found when the gateway is built (an unknown type): all of them, not one per run
+    from uniinfer.gateway import Gateway
+
+    config = parse_config("providers:\n  x: {type: opnai}\n  y: {type: nosuch}\n", source="c.yaml", env={})
+    with pytest.raises(ConfigError) as info:
+        Gateway(config)
+    message = str(info.value)
+    assert "2 providers cannot be built" in message
+    assert "line 2, column 3: providers.x: unknown provider type 'opnai'" in message
+    assert "line 3, column 3: providers.y: unknown provider type 'nosuch'" in message

@@ -80,7 +80,7 @@ class Gateway:
         self.registry = registry or default_registry()
         self.http = http or HttpClient()
         self.usage = UsageMeter()
-        self._adapters = {name: self._build_adapter(name) for name in config.providers}
+        self._adapters = self._build_adapters()
         #: What each deployment can take of a request (:mod:`uniinfer.fitting`).
         self.fit = RequestFitter(drop=config.settings.drop_unsupported_params)
         self.router = Router(
@@ -100,6 +100,21 @@ class Gateway:
         self._after: list[AfterStage] = [s for s in reversed(ordered) if hasattr(s, "after")]
 
     # --- set-up ---------------------------------------------------------------------
+
+    def _build_adapters(self) -> dict[str, ProviderAdapter]:
+        """Every configured provider's adapter; the problems of all of them in one error."""
+        adapters: dict[str, ProviderAdapter] = {}
+        problems: list[str] = []
+        for name in self.config.providers:
+            try:
+                adapters[name] = self._build_adapter(name)
+            except ConfigError as exc:
+                problems.append(exc.message)
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        if problems:
+            raise ConfigError(f"{len(problems)} providers cannot be built:\n  " + "\n  ".join(problems))
+        return adapters
 
     def _build_adapter(self, name: str) -> ProviderAdapter:
         try:
