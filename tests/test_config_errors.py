@@ -452,3 +452,16 @@ def test_every_provider_that_cannot_be_built_is_listed_at_once() -> None:
     assert "2 providers cannot be built" in message
     assert "line 2, column 3: providers.x: unknown provider type 'opnai'" in message
     assert "line 3, column 3: providers.y: unknown provider type 'nosuch'" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("providers:\n  yes: {type: openai_compatible, base_url: 'http://127.0.0.1:9/v1'}\n",
+         "line 2, column 3: providers.yes: a key must be text, and YAML reads 'yes' as a boolean"),
+        ("server:\n  1: 2\n", "line 2, column 3: server.1: a key must be text, and YAML reads '1' as a number"),
+    ],
+)  # fmt: skip
+def test_a_key_yaml_reads_as_no_text_is_refused_where_it_is(text: str, said: str) -> None:
+    # it was "line 1, column 1: providers.1.[key]: Input should be a valid string"
+    assert said in _error(text)

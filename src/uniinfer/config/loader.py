@@ -308,8 +308,17 @@ class _DuplicateKey(yaml.YAMLError):
         self.mark = mark
 
 
+class _KeyNotText(yaml.YAMLError):
+    def __init__(self, key: object, node: yaml.Node) -> None:
+        super().__init__(f"key {node.value!r} is not text")
+        self.key = key
+        self.node = node
+
+
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last)."""
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it keeps the last), and
+    a key that is not text (``yes:`` is a boolean to YAML 1.1, ``1:`` a number): every key of
+    the configuration is a name."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[object] = set()
@@ -317,6 +326,8 @@ class _Loader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *base` entries may be overridden: that is what they are for
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise _KeyNotText(key, key_node)
             if isinstance(key, Hashable):
                 if key in seen:
                     raise _DuplicateKey(key, key_node.start_mark)
@@ -337,6 +348,15 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
         path = next((p for p, mark in marks.items() if mark == at), (str(exc.key),))
         raise ConfigError(
             f"{source}: {at}: {'.'.join(path)}: duplicate key (a key may appear once in a mapping)"
+        ) from None
+    except _KeyNotText as exc:
+        at = _at(exc.node.start_mark)
+        path = next((p for p, mark in marks.items() if mark == at), (str(exc.node.value),))
+        kinds = {"bool": "a boolean", "int": "a number", "float": "a number", "NoneType": "null"}
+        kind = kinds.get(type(exc.key).__name__, f"a {type(exc.key).__name__}")
+        raise ConfigError(
+            f"{source}: {at}: {'.'.join(path)}: a key must be text, and YAML reads "
+            f"{str(exc.node.value)!r} as {kind}: quote it"
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
