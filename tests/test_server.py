@@ -997,3 +997,22 @@ async def test_openai_s_own_fields_reach_openai_and_are_refused_by_the_rows(
     plain = ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": [part]}]})
     body = json.loads(adapter.chat_request(plain, "m", stream=False).body)
     assert "prompt_cache_breakpoint" not in body["messages"][0]["content"][0]
+
+
+async def test_a_number_beyond_a_double_is_refused_naming_its_field(base_url: str) -> None:
+    # valid JSON (RFC 8259 sets no limit): "number is infinity" with no param was the answer
+    body = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}'
+    headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + "/v1/chat/completions", data=body, headers=headers) as resp,
+    ):
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["param"] == "temperature"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + "/v1/chat/completions", data=b'{"a": NaN}', headers=headers) as resp,
+    ):
+        assert resp.status == 400
+        assert "not valid JSON" in (await resp.json())["error"]["message"]

@@ -6,6 +6,7 @@ Kept apart from routing so that the OpenAI ingress here and later ingresses
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -81,17 +82,32 @@ def json_body(body: bytes) -> dict[str, Any]:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
-            body.decode()
+            text = body.decode()
         except UnicodeDecodeError as bad:
             raise InvalidRequestError(
                 f"The request body is not UTF-8 text (byte 0x{body[bad.start]:02x} at offset {bad.start}); "
                 "send JSON as UTF-8."
             ) from None
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+        data = _beyond_doubles(text, exc)
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     check_depth(body, data)
     return data
+
+
+def _beyond_doubles(text: str, exc: orjson.JSONDecodeError) -> Any:
+    """Valid JSON with a number no double holds (``1e400``: RFC 8259 allows it) read by the
+    standard library, so that validation names the field it is in; else the parse error."""
+    if "number" not in str(exc):
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def check_depth(raw: bytes | str, data: dict[str, Any]) -> None:
