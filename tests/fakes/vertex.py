@@ -86,6 +86,12 @@ def vertex_app(
                 )
             if body is None:
                 raise RpcError(400, "Invalid JSON payload received. Unexpected token.")
+            mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode")
+            if mode == "VALIDATED" and request.path.startswith("/v1/"):
+                # v1's FunctionCallingConfig.Mode: UNSPECIFIED, AUTO, ANY, NONE (VALIDATED is v1beta1's)
+                raise RpcError(
+                    400, "Invalid value at 'tool_config.function_calling_config.mode' (Mode), \"VALIDATED\""
+                )
             if info["publisher"] == "google":
                 return await _google(request, model, method, body)
             if info["publisher"] == "anthropic":
@@ -94,9 +100,11 @@ def vertex_app(
         except RpcError as err:
             return err.response()
 
-    app.router.add_post(
-        "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{tail}", handle
-    )
+    for version in ("v1", "v1beta1"):
+        app.router.add_post(
+            f"/{version}/projects/{{project}}/locations/{{location}}/publishers/{{publisher}}/models/{{tail}}",
+            handle,
+        )
     return app
 
 

@@ -387,6 +387,18 @@ async def test_strict_tools_are_a_claude_value_to_refuse_or_drop_and_gemini_s_to
     assert fake.adapter.structured_outputs("gemini-2.5-flash")
 
 
+async def test_a_strict_tool_left_to_gemini_goes_to_v1beta1_where_validated_calls_are(fake: Fake) -> None:
+    # VALIDATED (constrained calls, AUTO's strict twin) is not in v1's FunctionCallingConfig.Mode
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    answer = await fake.complete(chat(tools=[strict]), "gemini-2.5-flash")
+    assert answer.choices
+    seen = fake.requests[-1]
+    assert seen["path"].startswith("/v1beta1/projects/")
+    assert seen["body"]["toolConfig"]["functionCallingConfig"]["mode"] == "VALIDATED"
+    await fake.complete(chat(tools=[WEATHER]), "gemini-2.5-flash")  # the rest stays on v1
+    assert fake.requests[-1]["path"].startswith("/v1/projects/")
+
+
 async def test_claude_validation_errors_keep_anthropic_detail(fake: Fake) -> None:
     with pytest.raises(InvalidRequestError) as info:
         await fake.complete(chat(temperature=1.5), CLAUDE)

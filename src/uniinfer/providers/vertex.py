@@ -47,6 +47,7 @@ apart by the body.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -134,6 +135,15 @@ class _VertexGemini(GeminiAdapter):
 
     def redact(self, text: str) -> str:
         return self._tokens.redact(super().redact(text))
+
+    def chat_request(self, request: ChatRequest, model: str, *, stream: bool) -> HttpRequest:
+        """Strict tools left to the model ask for ``VALIDATED`` calls, which Vertex AI's ``v1``
+        does not have (its ``FunctionCallingConfig.Mode``: AUTO, ANY, NONE): that request goes to
+        ``v1beta1``, the same resource path, where it is (google-genai's default version)."""
+        built = super().chat_request(request, model, stream=stream)
+        if b'"mode":"VALIDATED"' in built.body and "/v1/projects/" in built.url:
+            return dataclasses.replace(built, url=built.url.replace("/v1/projects/", "/v1beta1/projects/", 1))
+        return built
 
 
 class _VertexClaude(AnthropicAdapter):
