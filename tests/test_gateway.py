@@ -1047,3 +1047,44 @@ async def test_max_tokens_beside_max_completion_tokens_is_named_as_left_out(gate
     await gateway.chat(chat("up/gpt-4o-mini", max_tokens=5, max_completion_tokens=50), ctx)
     assert ctx.route is not None
     assert ctx.route.dropped_params == ("max_tokens",)
+
+
+def test_cost_prices_cache_reads_and_writes_apart_where_configured() -> None:
+    # Anthropic's answer: input 100, cache reads 10,000, cache writes 2,000, output 50, as
+    # uniinfer normalises it (prompt_tokens counts all three); $3 / $15, reads 0.1x, writes 1.25x
+    from uniinfer.stages import Route
+    from uniinfer.types.usage import Usage
+
+    usage = Usage.of(100 + 10_000 + 2_000, 50, cached=10_000, cache_write=2_000)
+    route = Route("m", prices=(3.0, 15.0, 0.30, 3.75))
+    assert route.cost(usage) == pytest.approx((100 * 3 + 10_000 * 0.30 + 2_000 * 3.75 + 50 * 15) / 1e6)
+    route.prices = (3.0, 15.0, None, None)  # unset: the input price, as before
+    assert route.cost(usage) == pytest.approx((12_100 * 3 + 50 * 15) / 1e6)
+    assert Route("m").cost(usage) is None  # unpriced
+
+
+async def test_a_deployment_s_cache_prices_reach_the_cost_of_its_answers(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    from tests.conftest import make_config
+
+    config = make_config(
+        f"""providers:
+  up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}
+models:
+  priced:
+    deployments:
+      - {{provider: up, model: cached-model, input_cost_per_mtok: 2.5, output_cost_per_mtok: 10,
+          cached_input_cost_per_mtok: 1.25}}
+"""
+    )
+    ctx = RequestContext("chat")
+    await make_gateway(config).chat(chat("priced"), ctx)
+    assert ctx.route is not None and ctx.usage is not None
+    assert ctx.route.prices == (2.5, 10.0, 1.25, None)
+    cached = ctx.usage.cached_tokens
+    assert cached > 0  # the fake caches half a "cached" model's prompt
+    expected = (
+        (ctx.usage.prompt_tokens - cached) * 2.5 + cached * 1.25 + ctx.usage.completion_tokens * 10
+    ) / 1e6
+    assert ctx.route.cost(ctx.usage) == pytest.approx(expected)

@@ -67,15 +67,28 @@ class Route:
     profile: str | None = None
     experiment: str | None = None
     variant: str | None = None
-    #: USD per million input / output tokens of the deployment that answered (if configured).
-    prices: tuple[float | None, float | None] = (None, None)
+    #: USD per million tokens of the deployment that answered, as configured: input, output,
+    #: cached input, cache writes (see :meth:`cost`).
+    prices: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
 
     def cost(self, usage: Usage | None) -> float | None:
-        """What the answer cost at the configured prices (None when unpriced or unknown)."""
-        inp, out = self.prices
+        """What the answer cost at the configured prices (None when unpriced or unknown).
+
+        The prompt's cache reads and writes (within ``prompt_tokens``, as uniinfer normalises
+        every provider's usage) at their own prices where configured, else the input price;
+        the completion, reasoning included, at the output price."""
+        inp, out, cached, write = self.prices
         if usage is None or (inp is None and out is None):
             return None
-        return (usage.prompt_tokens * (inp or 0.0) + usage.completion_tokens * (out or 0.0)) / 1e6
+        full = inp or 0.0
+        reads, writes = usage.cached_tokens, usage.cache_write_tokens
+        fresh = max(usage.prompt_tokens - reads - writes, 0)
+        prompt = (
+            fresh * full
+            + reads * (full if cached is None else cached)
+            + writes * (full if write is None else write)
+        )
+        return (prompt + usage.completion_tokens * (out or 0.0)) / 1e6
 
 
 @dataclass(slots=True)

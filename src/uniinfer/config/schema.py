@@ -151,6 +151,11 @@ class Deployment(_Strict):
     #: Prices in USD per million tokens (``lowest_cost`` ranks by them).
     input_cost_per_mtok: float | None = Field(default=None, ge=0)
     output_cost_per_mtok: float | None = Field(default=None, ge=0)
+    #: Prompt tokens read from the provider's prompt cache, and written to it, when they are
+    #: priced apart (Anthropic: reads 0.1x, five-minute writes 1.25x the input price; OpenAI
+    #: and Gemini reads a fraction); unset, they cost the input price.
+    cached_input_cost_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_cost_per_mtok: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod

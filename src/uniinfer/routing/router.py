@@ -480,7 +480,13 @@ class Router:
             state.observe_latency(self._clock() - started, first_token=stream)
             handed_off = stream
             dep = member.config
-            route.prices = (dep.input_cost_per_mtok, dep.output_cost_per_mtok) if dep else (None, None)
+            if dep is not None:
+                route.prices = (
+                    dep.input_cost_per_mtok,
+                    dep.output_cost_per_mtok,
+                    dep.cached_input_cost_per_mtok,
+                    dep.cache_write_cost_per_mtok,
+                )
             return result
         finally:
             if not handed_off:
