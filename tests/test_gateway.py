@@ -1080,7 +1080,8 @@ models:
     )
     ctx = RequestContext("chat")
     await make_gateway(config).chat(chat("priced"), ctx)
-    assert ctx.route is not None and ctx.usage is not None
+    assert ctx.route is not None
+    assert ctx.usage is not None
     assert ctx.route.prices == (2.5, 10.0, 1.25, None)
     cached = ctx.usage.cached_tokens
     assert cached > 0  # the fake caches half a "cached" model's prompt
