@@ -215,19 +215,31 @@ def _phrase(status: int) -> str:
         return "error"
 
 
+#: The longest wait a Retry-After may ask for (a day): beyond, a deployment would be out of
+#: service for good on one header.
+MAX_RETRY_AFTER = 86_400.0
+
+
+def _seconds(value: float) -> float:
+    """A wait from a header's number: ``nan`` is none, and nothing beyond :data:`MAX_RETRY_AFTER`."""
+    if value != value:  # nan
+        raise ValueError("not a number")
+    return min(max(value, 0.0), MAX_RETRY_AFTER)
+
+
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait, from ``retry-after-ms``, ``retry-after`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(float(ms) / 1000.0, 0.0)
+            return _seconds(float(ms) / 1000.0)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(float(value), 0.0)
+        return _seconds(float(value))
     except ValueError:
         pass
     try:
@@ -236,4 +248,4 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         return None
     if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT (RFC 9110)
         when = when.replace(tzinfo=datetime.UTC)
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return _seconds(when.timestamp() - (time.time() if now is None else now))

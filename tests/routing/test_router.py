@@ -238,6 +238,28 @@ async def test_default_fallback_group_after_retries(
     assert ctx.route.attempts == 3
 
 
+@pytest.mark.parametrize("final", [400, 401])
+async def test_a_final_error_in_a_fallback_group_ends_the_request_there(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], final: int
+) -> None:
+    # a falls back to [b, c]; b's answer ends the request: c, still pending, is not tried
+    plan["gpt-a"] = [503]
+    plan["gpt-b"] = [final]
+    gw = build(
+        "models:\n"
+        "  a: {deployments: [up/gpt-a], fallbacks: {default: [b, c]}, retry: {max_retries: 0}}\n"
+        "  b: {deployments: [up/gpt-b]}\n"
+        "  c: {deployments: [up/gpt-c]}\n"
+    )
+    ctx = RequestContext("chat")
+    with pytest.raises(UniInferError) as info:
+        await gw.chat(chat("a"), ctx)
+    assert info.value.http_status == final or info.value.upstream_status == final
+    assert ctx.route is not None
+    assert ctx.route.fallback_groups == ["b"]  # c was never tried
+    assert plan["gpt-b"] == []
+
+
 async def _with_a_s_circuit_open(build: Callable[[str], Gateway], plan: dict[str, list[int]]) -> Gateway:
     """Group ``m`` of ``up/gpt-a`` and ``up/gpt-b``, after two 500s from a opened its circuit."""
     gw = build(
@@ -526,3 +548,19 @@ async def test_a_group_s_retry_and_a_deployment_s_timeout_override_only_what_the
     assert group.retry.deadline_seconds == 300  # the rest from routing.retry, not the defaults
     assert group.retry.also_retry_codes == ["authentication_failed"]
     assert group.members[0].timeouts == Timeouts(connect=1, read=0.5, total=20)  # the rest the provider's
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"retry-after": "nan"}, None),  # not a wait: the deployment was out until a restart
+        ({"retry-after-ms": "nan", "retry-after": "3"}, 3.0),
+        ({"retry-after": "1e999"}, 86_400.0),  # at most a day (inf broke the 429's own headers)
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "7"}, 7.0),
+    ],
+)
+def test_a_retry_after_is_a_finite_wait_or_none(headers: dict[str, str], seconds: float | None) -> None:
+    from uniinfer.transport_errors import retry_after_seconds
+
+    assert retry_after_seconds(headers) == seconds

@@ -390,9 +390,11 @@ class Router:
             outcome = await self._run_group(group, route, attempt, attempts, deadline, stream)
             if not isinstance(outcome, _Next):
                 return outcome
-            pending = [g for g in self._next_groups(group, outcome.error) if g.name not in visited] + [
-                g for g in pending if g.name not in visited
-            ]
+            after = [g for g in self._next_groups(group, outcome.error) if g.name not in visited]
+            if _final(outcome.error, group):  # stops here: only its own fallback for it, if any
+                pending = after
+            else:
+                pending = after + [g for g in pending if g.name not in visited]
         if route.failed:
             route.failed.pop()  # the last attempt is the error we report
         raise _failure(route.model, attempts)
@@ -576,6 +578,12 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
+
+
+def _final(error: UniInferError | None, group: Group) -> bool:
+    """Whether ``error`` ends the request where it happened (a 400, 401, a content filter...):
+    no group still pending from an earlier fallback list is tried after it."""
+    return error is not None and not (is_retryable(error, group.retry) or is_target_mismatch(error))
 
 
 def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
