@@ -260,6 +260,23 @@ async def test_a_final_error_in_a_fallback_group_ends_the_request_there(
     assert plan["gpt-b"] == []
 
 
+async def test_a_retry_round_waits_for_the_retry_after_of_the_round_before_only(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    # the primary's 429 (Retry-After 1 s) is no reason for the backup's own retry to wait 1 s
+    plan["gpt-a"] = [429]
+    plan["gpt-b"] = [500]
+    gw = build(
+        "models:\n"
+        "  primary: {deployments: [up/gpt-a], fallbacks: {default: [backup]}, retry: {max_retries: 0}}\n"
+        "  backup: {deployments: [up/gpt-b], retry: {max_retries: 1, initial_backoff_seconds: 0.1, jitter: 0}}\n"
+    )
+    ctx = await run(gw, "primary")
+    assert ctx.route is not None
+    assert (ctx.route.group, ctx.route.retries) == ("backup", 1)
+    assert clock.sleeps == [pytest.approx(0.1)]
+
+
 async def _with_a_s_circuit_open(build: Callable[[str], Gateway], plan: dict[str, list[int]]) -> Gateway:
     """Group ``m`` of ``up/gpt-a`` and ``up/gpt-b``, after two 500s from a opened its circuit."""
     gw = build(

@@ -410,15 +410,19 @@ class Router:
     ) -> T | _Next:
         excluded: set[int] = set()
         last: UniInferError | None = None
+        round_start = len(attempts)
         for round_ in range(group.retry.max_retries + 1):
             if round_ and len(excluded) >= len(group.members):
                 break  # every deployment cannot serve this request: no round will change that
             if round_:
-                wait = backoff(round_, group.retry, self._rng, _max_retry_after(attempts))
+                # the round before's Retry-After only (not another group's, nor an older round's)
+                after = _max_retry_after(attempts[round_start:])
+                wait = backoff(round_, group.retry, self._rng, after)
                 if self._clock() + wait >= deadline:
                     break
                 route.retries += 1
                 await self._sleep(wait)
+            round_start = len(attempts)
             members = self._ordered(group, excluded)
             if not members:
                 if last is None:
