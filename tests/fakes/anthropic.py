@@ -801,6 +801,8 @@ def _deltas(block: Block) -> list[Block]:
         return [*pieces, {"type": "signature_delta", "signature": block["signature"]}]
     if block["type"] == "redacted_thinking":
         return []  # the whole block is in its content_block_start
+    if not block["input"]:  # a tool without input: one empty partial_json, nothing else
+        return [{"type": "input_json_delta", "partial_json": ""}]
     partial = orjson.dumps(block["input"]).decode()
     return [{"type": "input_json_delta", "partial_json": p} for p in ["", *_pieces(partial, 4)]]
 

@@ -1921,3 +1921,19 @@ async def test_a_strict_tool_for_an_older_claude_is_refused_or_dropped_visibly(d
     sent_tool = app["requests"][-1]["tools"][0]
     assert sent_tool["name"] == "get_weather"
     assert "strict" not in sent_tool
+
+
+def test_a_streamed_tool_call_without_input_has_the_arguments_of_an_empty_object() -> None:
+    # the API streams one empty partial_json for a tool without input: the call's arguments
+    # were "", where the same answer not streamed (and OpenAI's) gives "{}"
+    chunks = decode_bytewise(
+        sse(
+            START,
+            block_start(0, {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}),
+            delta(0, type="input_json_delta", partial_json=""),
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}},
+            {"type": "message_stop"},
+        )
+    )
+    assert support.reassemble(chunks)["calls"][0]["arguments"] == "{}"

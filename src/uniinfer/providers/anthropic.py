@@ -341,7 +341,7 @@ def _param_of(message: str) -> str | None:
 class AnthropicStreamDecoder:
     """Named SSE events from ``message_start`` to ``message_stop``; ``ping`` and unknown events ignored."""
 
-    __slots__ = ("_adapter", "_blocks", "_created", "_done", "_framer", "_id", "_model", "_usage")
+    __slots__ = ("_adapter", "_argued", "_blocks", "_created", "_done", "_framer", "_id", "_model", "_usage")
 
     def __init__(self, adapter: ProviderAdapter, model: str) -> None:
         self._adapter = adapter
@@ -352,6 +352,8 @@ class AnthropicStreamDecoder:
         self._usage: dict[str, Any] = {}
         #: content block index -> tool call index (0, 1, ... in start order)
         self._blocks: dict[int, int] = {}
+        #: Tool-use blocks (by their index) that have streamed some JSON.
+        self._argued: set[int] = set()
         self._done = False
 
     def feed(self, data: bytes) -> list[ChatChunk]:
@@ -408,11 +410,21 @@ class AnthropicStreamDecoder:
             out = self._chunk(ChunkDelta(), finish=reason)
             out.choices[0].stop_sequence = _stop_sequence(payload["delta"])
             return out
+        if kind == "content_block_stop":
+            return self._block_stop(payload["index"])
         if kind == "message_stop":
             self._done = True
         elif kind == "error":
             raise self._stream_error(payload)
-        return None  # ping, content_block_stop, and event types added later
+        return None  # ping, and event types added later
+
+    def _block_stop(self, index: int) -> ChatChunk | None:
+        """A tool call that streamed no JSON (a tool without input: one empty
+        ``partial_json``) gets ``{}``, as its non-streamed answer and OpenAI's give it."""
+        if index not in self._blocks or index in self._argued:
+            return None
+        call = ToolCallDelta(index=self._blocks[index], function=FunctionCallDelta(arguments="{}"))
+        return self._chunk(ChunkDelta(tool_calls=[call]))
 
     def _block_start(self, index: int, block: dict[str, Any]) -> ChatChunk | None:
         kind = block.get("type")
@@ -444,6 +456,7 @@ class AnthropicStreamDecoder:
             signed = SignedThinking(type="thinking", signature=delta["signature"])
             return self._chunk(ChunkDelta(signed_thinking=[signed]))
         if kind == "input_json_delta" and delta["partial_json"] and index in self._blocks:
+            self._argued.add(index)
             call = ToolCallDelta(
                 index=self._blocks[index], function=FunctionCallDelta(arguments=delta["partial_json"])
             )
