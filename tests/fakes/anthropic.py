@@ -485,6 +485,9 @@ def _check_messages(messages: Any) -> list[Block]:
         else:
             turns.append({"role": role, "content": blocks})
     _check_tool_pairs(turns)
+    final = turns[-1]["content"] if turns and turns[-1]["role"] == "assistant" else []
+    if final and final[-1].get("type") == "text" and final[-1]["text"] != final[-1]["text"].rstrip():
+        raise InvalidError("messages: final assistant content cannot end with trailing whitespace")
     return turns
 
 
@@ -509,6 +512,8 @@ def _check_block(block: Any, role: str, where: str) -> None:
     _check_fields(block, *_BLOCKS[kind], where)
     if kind == "text" and not block["text"]:
         raise InvalidError("messages: text content blocks must be non-empty")
+    if kind == "text" and not block["text"].strip():  # as reported against the API
+        raise InvalidError("messages: text content blocks must contain non-whitespace text")
     if kind == "image":
         _check_image(block["source"], f"{where}.source")
     if kind == "document":

@@ -1937,3 +1937,27 @@ def test_a_streamed_tool_call_without_input_has_the_arguments_of_an_empty_object
         )
     )
     assert support.reassemble(chunks)["calls"][0]["arguments"] == "{}"
+
+
+def test_blank_texts_a_refusal_and_a_prefill_s_trailing_space_go_as_claude_takes_them() -> None:
+    # OpenAI takes "" and "  " as content, and a refusal part in an assistant turn; Claude refuses
+    # blank text blocks and a final assistant turn ending in whitespace, and has no refusal part
+    request = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "  "}]},
+                {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+                {"role": "user", "content": ""},
+                {"role": "user", "content": "b"},
+                {"role": "assistant", "content": "Answer: "},
+            ],
+        }
+    )
+    sent = orjson.loads(make_adapter().chat_request(request, "claude-sonnet-4-5", stream=False).body)
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "I can't help with that."}]},
+        {"role": "user", "content": [{"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Answer:"}]},
+    ]

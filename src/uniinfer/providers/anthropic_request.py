@@ -374,7 +374,25 @@ def _turns(messages: list[Message]) -> tuple[list[Block], list[Block]]:
     for turn in turns:
         if turn["role"] == "user":
             _images_into_results(turn["content"])
+    if turns and turns[-1]["role"] == "assistant":
+        _trim_prefill(turns)
     return system, turns
+
+
+def _trim_prefill(turns: list[Block]) -> None:
+    """A final assistant turn (a prefill the answer continues) without trailing whitespace,
+    which the API refuses ("final assistant content cannot end with trailing whitespace")."""
+    blocks = turns[-1]["content"]
+    last = blocks[-1]
+    if last.get("type") != "text":
+        return
+    text = last["text"].rstrip()
+    if text:
+        last["text"] = text
+        return
+    blocks.pop()
+    if not blocks:
+        turns.pop()
 
 
 def _images_into_results(blocks: list[Block]) -> None:
@@ -428,19 +446,21 @@ def _cached(block: Block, item: TextPart | ImagePart | FilePart | ToolCall | Too
 
 
 def _text_blocks(content: str | list[TextPart]) -> list[Block]:
-    """Text blocks without empty ones (the API rejects empty text blocks)."""
+    """Text blocks without blank ones (the API refuses a text block that is empty or only
+    whitespace: "text content blocks must contain non-whitespace text")."""
     if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    return [_text(p) for p in content if p.text]
+        return [{"type": "text", "text": content}] if content.strip() else []
+    return [_text(p) for p in content if p.text.strip()]
 
 
 def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
     if isinstance(content, str):
-        return [{"type": "text", "text": content}]
+        return _text_blocks(content)
     blocks: list[Block] = []
     for j, part in enumerate(content):
         if isinstance(part, TextPart):
-            blocks.append(_text(part))
+            if part.text.strip():  # blank text: nothing to say, and refused (see _text_blocks)
+                blocks.append(_text(part))
         elif isinstance(part, ImagePart):
             image = _cached(_image(part.image_url.url, f"messages[{i}].content[{j}]"), part)
             blocks.append(marked_result_image(image, part))
@@ -504,7 +524,7 @@ def _assistant_blocks(msg: AssistantMessage, i: int) -> list[Block]:
     if isinstance(msg.content, str):
         blocks += _text_blocks(msg.content)
     elif msg.content is not None:
-        blocks += [_text(p) for p in _text_parts(msg.content) if p.text]
+        blocks += [_text(p) for p in _text_parts(msg.content) if p.text.strip()]
     blocks += [_tool_use(call, i, k) for k, call in enumerate(msg.tool_calls or ())]
     return blocks
 
@@ -519,13 +539,14 @@ def _ordered_blocks(ordered: list[TurnBlock], i: int) -> list[Block]:
         elif isinstance(item, ToolCall):
             blocks.append(_tool_use(item, i, calls))
             calls += 1
-        elif item.text:
+        elif item.text.strip():
             blocks.append(_text(item))
     return blocks
 
 
 def _text_parts(content: list[AssistantPart]) -> list[TextPart]:
-    return [p for p in content if isinstance(p, TextPart)]
+    """The turn's text, its refusals as text (what the model said: dropped, the turn vanished)."""
+    return [p if isinstance(p, TextPart) else TextPart(type="text", text=p.refusal) for p in content]
 
 
 def _tool_use(call: ToolCall, i: int, k: int) -> Block:
