@@ -394,6 +394,7 @@ class ConfigError(UniInferError):
 STATUS_TO_ERROR: Mapping[int, type[UniInferError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
+    402: ProviderQuotaExceededError,  # Payment Required: Anthropic's billing_error, and others'
     403: PermissionDeniedError,
     404: ModelNotFoundError,
     407: OutboundProxyError,  # only a proxy sends it (forwarding a plain-http request)

@@ -23,7 +23,9 @@ from uniinfer.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderOverloadedError,
+    ProviderQuotaExceededError,
     ProviderResponseError,
+    ProviderTimeoutError,
     RateLimitError,
     RequestTooLargeError,
     UniInferError,
@@ -1961,3 +1963,16 @@ def test_blank_texts_a_refusal_and_a_prefill_s_trailing_space_go_as_claude_takes
         {"role": "user", "content": [{"type": "text", "text": "b"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Answer:"}]},
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("timeout_error", ProviderTimeoutError), ("billing_error", ProviderQuotaExceededError)],
+)
+def test_stream_error_events_of_every_documented_type_map_to_their_status(kind: str, error: type) -> None:
+    # https://docs.anthropic.com/en/api/errors: 402 billing_error, 504 timeout_error (a 502 before)
+    decoder = make_adapter().stream_decoder("claude-x")
+    decoder.feed(sse(START))
+    event = {"type": "error", "error": {"type": kind, "message": "x"}}
+    with pytest.raises(error):
+        decoder.feed(sse(event))

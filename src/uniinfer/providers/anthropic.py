@@ -123,11 +123,13 @@ _FINISH: Mapping[str, str] = {
 _ERROR_STATUS: Mapping[str, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,
+    "billing_error": 402,
     "permission_error": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
     "api_error": 500,
+    "timeout_error": 504,
     "overloaded_error": 529,
 }
 #: Anthropic field -> the ChatRequest field a caller set to produce it.
