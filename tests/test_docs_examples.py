@@ -224,7 +224,9 @@ def _errors_table() -> dict[str, tuple[int, str, bool]]:
 
 #: Error-looking names in the docs that are not uniinfer's codes.
 NOT_CODES = {
-    "overloaded_error",  # Anthropic's error type, in a provider's stream
+    "overloaded_error",  # Anthropic's error types, in a provider's stream
+    "timeout_error",
+    "billing_error",
     "unsupported_params",  # a ProviderSpec field
     "parse_error",  # an adapter method
 }

@@ -1089,3 +1089,24 @@ models:
         (ctx.usage.prompt_tokens - cached) * 2.5 + cached * 1.25 + ctx.usage.completion_tokens * 10
     ) / 1e6
     assert ctx.route.cost(ctx.usage) == pytest.approx(expected)
+
+
+def test_n_is_never_dropped_and_json_mode_names_response_format() -> None:
+    # one choice where two were asked for is another shape (choices[1] would be missing)
+    from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
+    from uniinfer.fitting import RequestFitter
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.routing.group import Target
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("anthropic"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+    target = Target("anthropic", "claude-sonnet-4-5", adapter)
+    with pytest.raises(UnsupportedParamError) as info:
+        RequestFitter(drop=True).chat(chat("m", n=2), target)
+    assert info.value.param == "n"
+    fitted, dropped = RequestFitter(drop=True).chat(chat("m", n=1), target)
+    assert (fitted.n, dropped) == (None, ("n",))
+    with pytest.raises(UnsupportedFeatureError) as refused:
+        RequestFitter(drop=True).chat(chat("m", response_format={"type": "json_object"}), target)
+    assert refused.value.param == "response_format"

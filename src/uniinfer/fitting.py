@@ -7,7 +7,9 @@ model, the row's ``unsupported_params``) or by value
 (:meth:`~uniinfer.providers.base.ProviderAdapter.values_refused`), is a 400
 ``unsupported_param`` naming it, unless ``settings.drop_unsupported_params`` says to take it
 out; the names then reach the caller in ``x-uniinfer-dropped-params``, with those the adapter
-leaves out of this request on its own (``params_left_out``). Nothing is dropped silently. Both
+leaves out of this request on its own (``params_left_out``). Nothing is dropped silently, and
+``n`` above 1 never is (an answer with one choice where several were asked for has another
+shape). Both
 errors are target mismatches: the router goes on to the group's next deployment.
 
 OpenAI's ``messages[].name`` (a participant's name on a system, developer, user or assistant
@@ -115,6 +117,15 @@ class RequestFitter:
         if not rejected and not refused and not named and not claude:
             return request, left
         names = tuple(sorted(rejected))
+        if "n" in rejected and (request.n or 1) > 1:
+            # several choices asked for: an answer with one has another shape, not fewer details
+            raise UnsupportedParamError(
+                f"provider '{adapter.name}' does not support the parameter n={request.n} (model "
+                f"'{request.model}'): it answers with one choice; send n=1 or route to a provider that "
+                "takes n (this one is not dropped: the answer's shape would change)",
+                param="n",
+                provider=adapter.name,
+            )
         if not self._drop:
             shown = names + claude + ((f"messages[{named[0]}].name",) if named else ())
             raise UnsupportedParamError(
@@ -162,12 +173,12 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
     if not caps.chat:
         raise adapter.feature_error("chat completions")
     if request.stream and not caps.streaming:
-        raise adapter.feature_error("streaming")
+        raise adapter.feature_error("streaming", "stream")
     if request.tools and not caps.tools:
         raise adapter.feature_error("tools")
     fmt = request.response_format
     if isinstance(fmt, JSONObjectFormat) and not caps.json_mode:
-        raise adapter.feature_error("JSON mode (response_format json_object)")
+        raise adapter.feature_error("JSON mode (response_format json_object)", "response_format")
     if isinstance(fmt, JSONSchemaFormat) and not adapter.structured_outputs(model):
         raise UnsupportedFeatureError(
             f"provider '{adapter.name}' does not support structured output (response_format "
@@ -176,7 +187,7 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
             param="response_format",
         )
     if not caps.vision and _has_images(request):
-        raise adapter.feature_error("image input")
+        raise adapter.feature_error("image input", "messages")
 
 
 def _claude_fields(request: ChatRequest, adapter: ProviderAdapter) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -371,6 +371,10 @@ async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> 
             assert param in exc.value.message
 
             ctx = RequestContext("chat")
+            if param == "n":  # several choices are never dropped: one would be another shape
+                with pytest.raises(UnsupportedParamError):
+                    await lenient.gateway.chat(request(lenient, **fields), ctx)
+                continue
             response = await lenient.gateway.chat(request(lenient, **fields), ctx)
             assert text_of(response)
             assert ctx.route is not None

@@ -397,11 +397,13 @@ class ProviderAdapter(ABC):
         if error.upstream_body is not None:
             error.upstream_body = self.redact(error.upstream_body)
 
-    def feature_error(self, feature: str) -> UnsupportedFeatureError:
+    def feature_error(self, feature: str, param: str | None = None) -> UnsupportedFeatureError:
+        """A 400 saying this provider lacks ``feature``; ``param``: the request field that asked
+        for it (the feature's own name when none is given)."""
         return UnsupportedFeatureError(
             f"provider '{self.name}' does not support {feature}",
             provider=self.name,
-            param=feature,
+            param=param or feature,
         )
 
     def embed_texts(self, request: EmbeddingRequest, model: str, limit: int | None = None) -> list[str]:
