@@ -1110,3 +1110,37 @@ def test_n_is_never_dropped_and_json_mode_names_response_format() -> None:
     with pytest.raises(UnsupportedFeatureError) as refused:
         RequestFitter(drop=True).chat(chat("m", response_format={"type": "json_object"}), target)
     assert refused.value.param == "response_format"
+
+
+@pytest.mark.parametrize(
+    ("provider", "first", "counts"),
+    [
+        # Anthropic: the input counts of message_start
+        (
+            "anthropic",
+            b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","model":"m",'
+            b'"usage":{"input_tokens":3,"cache_read_input_tokens":1000,"output_tokens":1}}}\n\n'
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"text","text":"kept"}}\n\n',
+            (1003, 1),
+        ),
+        # Gemini: the running usageMetadata of the events so far
+        (
+            "gemini",
+            b'data: {"candidates":[{"content":{"role":"model","parts":[{"text":"kept"}]},"index":0}],'
+            b'"usageMetadata":{"promptTokenCount":1200,"candidatesTokenCount":2,"thoughtsTokenCount":300,'
+            b'"totalTokenCount":1502},"modelVersion":"m","responseId":"r1"}\n\n',
+            (1200, 302),
+        ),
+    ],
+)
+async def test_a_stream_its_caller_leaves_is_metered_at_what_the_provider_reported_so_far(
+    provider: str, first: bytes, counts: tuple[int, int]
+) -> None:
+    # the provider billed the prompt (and what it wrote): a cut stream metered 0 tokens
+    ctx = RequestContext("chat")
+    stream = openai_stream([first, b""], provider=provider, ctx=ctx)
+    assert (await stream.__anext__()).choices
+    await stream.aclose()
+    assert ctx.usage is not None
+    assert (ctx.usage.prompt_tokens, ctx.usage.completion_tokens) == counts

@@ -44,6 +44,7 @@ from uniinfer.types import (
     RawEvents,
     StreamItem,
     ToolCallDelta,
+    Usage,
 )
 from uniinfer.types.chat import FunctionCallDelta
 
@@ -83,6 +84,9 @@ class ChatStream:
         self._failure: UniInferError | None = None
         self._done = False
         self._on_finish: list[Callable[[ChatStream], None]] = []
+        #: The latest usage the provider reported before its totals (``ChatChunk.early_usage``):
+        #: what a stream cut or failed before its end is metered at (the provider billed it).
+        self._so_far: Usage | None = None
 
     def on_finish(self, callback: Callable[[ChatStream], None]) -> None:
         """Call ``callback(stream)`` once when the stream ends, fails or is closed."""
@@ -382,6 +386,8 @@ class ChatStream:
         raise error
 
     def _accept(self, chunk: StreamItem) -> None:
+        if not isinstance(chunk, RawEvents) and chunk.early_usage is not None:
+            self._so_far = chunk.early_usage
         # a passed-on event carries usage only as a usage chunk (empty choices)
         if chunk.usage is not None and (isinstance(chunk, RawEvents) or not chunk.choices):
             self.ctx.usage = chunk.usage
@@ -406,6 +412,8 @@ class ChatStream:
             return
         if error is not None:
             self.ctx.error = error
+        if self.ctx.usage is None and self._so_far is not None:  # cut or failed before its totals
+            self.ctx.usage = self._so_far
         for callback in self._on_finish:
             callback(self)
         if error is not None:

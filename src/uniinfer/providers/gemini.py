@@ -333,9 +333,12 @@ class GeminiStreamDecoder:
                     if isinstance(payload.get("promptFeedback"), dict):
                         raise self._adapter._no_candidates(payload)
                     continue
+                before = len(out)
                 for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
                     if isinstance(cand, dict):
                         self._candidate(cand, _index(cand, pos), out)
+                if usage is not None and len(out) > before:  # the counts so far (see early_usage)
+                    out[-1].early_usage = usage
         except UniInferError as exc:
             raise_after(out, exc)  # the events before the error go with it
         return out

@@ -727,9 +727,10 @@ class ChatChunk(BaseModel):
     usage: Usage | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
-    #: Usage a provider reported when its stream began (Anthropic's ``message_start``: the
-    #: input counts); the final usage chunk still carries the totals. Not in OpenAI's format,
-    #: so never serialised. Read by the Anthropic Messages ingress for its ``message_start``.
+    #: Usage a provider reported before its stream's end (Anthropic's ``message_start``: the
+    #: input counts; Gemini's running ``usageMetadata``); the final usage chunk still carries
+    #: the totals. Not in OpenAI's format, so never serialised. Read by the Anthropic Messages
+    #: ingress for its ``message_start``, and what a stream cut before its end is metered at.
     early_usage: Usage | None = Field(default=None, exclude=True)
 
 
