@@ -1144,3 +1144,16 @@ async def test_a_stream_its_caller_leaves_is_metered_at_what_the_provider_report
     await stream.aclose()
     assert ctx.usage is not None
     assert (ctx.usage.prompt_tokens, ctx.usage.completion_tokens) == counts
+
+
+def test_reasoning_reported_beside_the_completion_is_metered_and_priced_as_output() -> None:
+    # xAI: "The reasoning token count is outputted in the reasoning_tokens field, separated from
+    # the completion_tokens" (total 837 = 663 + 50 + 124); OpenAI's completion includes it
+    from uniinfer.stages import Route
+    from uniinfer.types.usage import Usage
+
+    xai = Usage.of(663, 50, reasoning=124, total=837)
+    openai_like = Usage.of(663, 174, reasoning=124)
+    assert (xai.output_tokens, openai_like.output_tokens) == (174, 174)
+    route = Route("m", prices=(0.2, 0.5, None, None))
+    assert route.cost(xai) == route.cost(openai_like) == pytest.approx((663 * 0.2 + 174 * 0.5) / 1e6)

@@ -405,7 +405,7 @@ class Gateway:
                 latency_s=time.perf_counter() - ctx.started,
                 ttft_s=ctx.ttft,
                 prompt_tokens=usage.prompt_tokens if usage else 0,
-                completion_tokens=usage.completion_tokens if usage else 0,
+                completion_tokens=usage.output_tokens if usage else 0,
                 cost_usd=route.cost(usage),
                 error=ctx.error is not None,
             )

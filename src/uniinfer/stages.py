@@ -88,7 +88,7 @@ class Route:
             + reads * (full if cached is None else cached)
             + writes * (full if write is None else write)
         )
-        return (prompt + usage.completion_tokens * (out or 0.0)) / 1e6
+        return (prompt + usage.output_tokens * (out or 0.0)) / 1e6
 
 
 @dataclass(slots=True)
@@ -135,7 +135,7 @@ class UsageTotals:
 
     def add(self, usage: Usage) -> None:
         self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
+        self.completion_tokens += usage.output_tokens
         self.cached_tokens += usage.cached_tokens
         self.cache_write_tokens += usage.cache_write_tokens
         self.reasoning_tokens += usage.reasoning_tokens

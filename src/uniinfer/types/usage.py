@@ -81,6 +81,17 @@ class Usage(BaseModel):
         return (d.cache_write_tokens or 0) if d else 0
 
     @property
+    def output_tokens(self) -> int:
+        """The tokens the model wrote, reasoning included, as OpenAI's ``completion_tokens``
+        counts them. A provider that reports reasoning beside its completion tokens instead
+        (xAI: ``total = prompt + completion + reasoning``) shows in its own total, and its
+        reasoning is added back: what metering and cost count."""
+        reasoning = self.reasoning_tokens
+        if reasoning and self.total_tokens == self.prompt_tokens + self.completion_tokens + reasoning:
+            return self.completion_tokens + reasoning
+        return self.completion_tokens
+
+    @property
     def reasoning_tokens(self) -> int:
         d = self.completion_tokens_details
         return (d.reasoning_tokens or 0) if d else 0
