@@ -1157,3 +1157,24 @@ def test_reasoning_reported_beside_the_completion_is_metered_and_priced_as_outpu
     assert (xai.output_tokens, openai_like.output_tokens) == (174, 174)
     route = Route("m", prices=(0.2, 0.5, None, None))
     assert route.cost(xai) == route.cost(openai_like) == pytest.approx((663 * 0.2 + 174 * 0.5) / 1e6)
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        {"prompt_cache_hit_tokens": 4800, "prompt_cache_miss_tokens": 200},  # DeepSeek
+        {"cached_tokens": 4800},  # Moonshot, at the top level
+        {"prompt_tokens_details": {"cached_tokens": 4800}},  # OpenAI's
+    ],
+)
+def test_cache_hits_are_read_where_each_provider_reports_them(reported: dict[str, Any]) -> None:
+    # https://api-docs.deepseek.com/guides/kv_cache: prompt_cache_hit_tokens; they priced at full
+    from uniinfer.stages import Route
+    from uniinfer.types.usage import Usage
+
+    usage = Usage.model_validate(
+        {"prompt_tokens": 5000, "completion_tokens": 10, "total_tokens": 5010, **reported}
+    )
+    assert usage.cached_tokens == 4800
+    route = Route("m", prices=(0.28, 0.42, 0.028, None))
+    assert route.cost(usage) == pytest.approx((200 * 0.28 + 4800 * 0.028 + 10 * 0.42) / 1e6)

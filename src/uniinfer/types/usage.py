@@ -72,8 +72,19 @@ class Usage(BaseModel):
 
     @property
     def cached_tokens(self) -> int:
+        """Prompt tokens read from the cache: OpenAI's ``prompt_tokens_details.cached_tokens``,
+        else where an OpenAI-compatible provider reports them in its own field (DeepSeek's
+        ``prompt_cache_hit_tokens``, Moonshot's top-level ``cached_tokens``)."""
         d = self.prompt_tokens_details
-        return (d.cached_tokens or 0) if d else 0
+        if d is not None and d.cached_tokens is not None:
+            return d.cached_tokens
+        extra = self.model_extra
+        if extra:
+            for name in ("prompt_cache_hit_tokens", "cached_tokens"):
+                value = extra.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+        return 0
 
     @property
     def cache_write_tokens(self) -> int:
