@@ -581,3 +581,19 @@ def test_a_retry_after_is_a_finite_wait_or_none(headers: dict[str, str], seconds
     from uniinfer.transport_errors import retry_after_seconds
 
     assert retry_after_seconds(headers) == seconds
+
+
+def test_lowest_latency_ranks_answers_by_latency_and_streams_by_time_to_first_token(
+    build: Callable[[str], Gateway],
+) -> None:
+    # a: slow answers, streams that start at once; b: quick answers, streams that start late
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b], strategy: lowest_latency}\n")
+    a, b = (gw.router.states[f"up/gpt-{x}"] for x in "ab")
+    a.observe_latency(0.6)
+    a.observe_latency(0.01, first_token=True)
+    b.observe_latency(0.1)
+    b.observe_latency(0.2, first_token=True)
+    group = gw.router.group("m")
+    plain = [m.target.model for m in gw.router._ordered(group, set())]
+    streamed = [m.target.model for m in gw.router._ordered(group, set(), stream=True)]
+    assert (plain, streamed) == (["gpt-b", "gpt-a"], ["gpt-a", "gpt-b"])

@@ -423,7 +423,7 @@ class Router:
                 route.retries += 1
                 await self._sleep(wait)
             round_start = len(attempts)
-            members = self._ordered(group, excluded)
+            members = self._ordered(group, excluded, stream=stream)
             if not members:
                 if last is None:
                     last = self._unavailable(group)
@@ -513,15 +513,15 @@ class Router:
         else:
             state.breaker.record(not exc.retryable)
 
-    def _ordered(self, group: Group, excluded: set[int]) -> list[Member]:
+    def _ordered(self, group: Group, excluded: set[int], *, stream: bool = False) -> list[Member]:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]
         if len(available) <= 1 or group.strategy == "priority":
             return available
-        views = [self._view(m, group.strategy) for m in available]
+        views = [self._view(m, group.strategy, stream) for m in available]
         by_index = {m.index: m for m in available}
         return [by_index[v.index] for v in strategies.order(group.strategy, views, self._rng)]
 
-    def _view(self, member: Member, strategy: Strategy) -> strategies.View:
+    def _view(self, member: Member, strategy: Strategy, stream: bool = False) -> strategies.View:
         """What ``strategy`` needs to know about ``member`` (only that is computed)."""
         state = member.state
         if strategy == "weighted":
@@ -529,7 +529,10 @@ class Router:
         if strategy == "least_inflight":
             return strategies.View(member.index, in_flight=state.in_flight)
         if strategy == "lowest_latency":
-            return strategies.View(member.index, latency=state.latency if state.ttft is None else state.ttft)
+            # a stream by its time to first token, an answer by its whole latency (either, when
+            # only the other is known yet)
+            first, other = (state.ttft, state.latency) if stream else (state.latency, state.ttft)
+            return strategies.View(member.index, latency=first if first is not None else other)
         if strategy == "lowest_cost":
             return strategies.View(member.index, cost=member.cost)
         dep = member.config
