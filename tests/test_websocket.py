@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -256,3 +257,54 @@ async def test_a_frame_over_the_body_limit_in_bytes_closes_1009(config_for: Call
             message = await ws.receive(timeout=5)
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert message.data == 1009
+
+
+async def test_a_stream_cancelled_while_the_server_stops_says_so_before_the_close(
+    app: App, ws_url: str
+) -> None:
+    # its id is free at once, but the session waits for its task's last frame before closing
+    http = app.gateway.http
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(ws_url, headers={"x-api-key": MASTER})
+        create = {
+            "type": "chat.completions.create",
+            "id": "a",
+            "request": {"model": "up/slow-5", "messages": MSG},
+        }
+        await ws.send_str(json.dumps(create))
+        for _ in range(300):
+            if http.busy_connections:
+                break
+            await asyncio.sleep(0.01)
+        app.stopping.set()
+        try:
+            await ws.send_str(json.dumps({"type": "cancel", "id": "a"}))
+            first = await ws.receive(timeout=5)
+            second = await ws.receive(timeout=5)
+        finally:
+            app.stopping.clear()
+            await ws.close()
+    assert json.loads(first.data)["error"]["code"] == "request_cancelled"
+    assert (second.type, second.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+
+
+async def test_leaving_a_stream_early_with_the_sdk_leaves_no_unretrieved_task_error(ws_url: str) -> None:
+    # the SDK's early exit sends cancel and closes the socket: the stream's failed last write
+    # was an exception nobody retrieved (asyncio logged it each time)
+    from uniinfer.ws_client import WebSocketClient
+
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(str(context.get("message"))))
+    try:
+        for _ in range(3):
+            async with WebSocketClient(ws_url.replace("http", "ws"), api_key=MASTER) as client:
+                async for _chunk in client.astream(model="up/stall", messages=MSG):  # first chunk, then waits
+                    break
+        await asyncio.sleep(0.3)
+        gc.collect()
+        await asyncio.sleep(0.1)
+    finally:
+        loop.set_exception_handler(previous)
+    assert errors == []

@@ -128,7 +128,7 @@ class _Connection:
         self._streams: dict[str, asyncio.Task[None]] = {}
         #: Streams the client cancelled (each ends with a ``request_cancelled`` error frame).
         self._cancelled: set[asyncio.Task[None]] = set()
-        #: Set while no stream runs (what a session that is stopping waits for).
+        #: Set while no stream runs, cancelled ones included (what a stopping session waits for).
         self._idle = asyncio.Event()
         self._idle.set()
         self._send_lock = asyncio.Lock()
@@ -162,10 +162,11 @@ class _Connection:
         finally:
             if receiving is not None:
                 receiving.cancel()
-            for task in self._streams.values():
+            live = self._live()
+            for task in live:
                 task.cancel()
-            if self._streams:
-                await asyncio.gather(*self._streams.values(), return_exceptions=True)
+            if live:
+                await asyncio.gather(*live, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -176,7 +177,7 @@ class _Connection:
         session ends when its last stream has (uvicorn's grace period bounds the wait)."""
         stopping = self._app.stopping
         while not receiving.done():
-            if stopping.is_set() and not self._streams:
+            if stopping.is_set() and self._idle.is_set():
                 return False
             wake = self._idle if stopping.is_set() else stopping
             waiter = asyncio.ensure_future(wake.wait())
@@ -189,9 +190,10 @@ class _Connection:
     async def _cut_at_shutdown(self) -> None:
         """The streams still running when the grace period ends: each gets an error frame."""
         cut = list(self._streams)
-        for task in self._streams.values():
+        live = self._live()
+        for task in live:
             task.cancel()
-        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        await asyncio.gather(*live, return_exceptions=True)
         for stream_id in cut:
             with contextlib.suppress(Exception):
                 await self._error(stream_id, _shut_down())
@@ -236,7 +238,7 @@ class _Connection:
         if self._app.stopping.is_set():
             await self._error(stream_id, _shut_down())
             return
-        if len(self._streams) >= MAX_STREAMS:
+        if len(self._streams) + len(self._cancelled) >= MAX_STREAMS:
             await self._error(
                 stream_id, RateLimitError(f"at most {MAX_STREAMS} concurrent streams per connection")
             )
@@ -252,11 +254,20 @@ class _Connection:
         task.add_done_callback(lambda done: self._ended(stream_id, done))
 
     def _ended(self, stream_id: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # only a write to a client that has gone fails a stream's task (every other error
+            # is an error frame): nothing to tell anyone, and retrieved, so asyncio logs nothing
+            log.debug("websocket stream %r ended with %r", stream_id, task.exception())
         if self._streams.get(stream_id) is task:  # not a stream that took a cancelled one's id
             del self._streams[stream_id]
         self._cancelled.discard(task)
-        if not self._streams:
+        if not self._streams and not self._cancelled:
             self._idle.set()
+
+    def _live(self) -> list[asyncio.Task[None]]:
+        """Every stream task still running: those with an id, and those cancelled by the client
+        (their id already free) that have yet to write their last frame."""
+        return [*self._streams.values(), *self._cancelled]
 
     async def _stream(self, stream_id: str, body: dict[str, Any]) -> None:
         try:
