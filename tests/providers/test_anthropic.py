@@ -1950,7 +1950,6 @@ def test_blank_texts_a_refusal_and_a_prefill_s_trailing_space_go_as_claude_takes
             "messages": [
                 {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "  "}]},
                 {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
-                {"role": "user", "content": ""},
                 {"role": "user", "content": "b"},
                 {"role": "assistant", "content": "Answer: "},
             ],
@@ -1963,6 +1962,16 @@ def test_blank_texts_a_refusal_and_a_prefill_s_trailing_space_go_as_claude_takes
         {"role": "user", "content": [{"type": "text", "text": "b"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Answer:"}]},
     ]
+    # a user message with nothing but blank text is refused: left out, the assistant turn before
+    # it would be answered (continued, as a prefill) in its place
+    for blank in ("", "  ", [{"type": "text", "text": "\n"}]):
+        history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}]
+        blank_last = ChatRequest.model_validate(
+            {"model": "m", "messages": [*history, {"role": "user", "content": blank}]}
+        )
+        with pytest.raises(InvalidRequestError) as info:
+            make_adapter().chat_request(blank_last, "claude-sonnet-4-5", stream=False)
+        assert info.value.param == "messages[2].content"
 
 
 @pytest.mark.parametrize(

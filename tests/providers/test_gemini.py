@@ -1321,3 +1321,17 @@ def test_a_legacy_function_call_in_the_history_is_refused_not_lost(provider: str
     with pytest.raises(InvalidRequestError) as info:
         adapter.chat_request(request, "m", stream=False)
     assert info.value.param == "messages[1].function_call"
+
+
+def test_a_user_message_with_nothing_but_empty_text_is_refused() -> None:
+    # left out, the model's turn before it would be answered in its place
+    request = chat(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": ""},
+        ]
+    )
+    with pytest.raises(InvalidRequestError) as info:
+        adapter_for().chat_request(request, "gemini-2.5-flash", stream=False)
+    assert info.value.param == "messages[2].content"

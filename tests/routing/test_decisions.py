@@ -202,6 +202,9 @@ routing:
     - name: by-header
       when: {{model: vectors, headers: {{x-index: new}}}}
       route: {{model: emb-b}}
+    - name: any-model-for-chats
+      when: {{headers: {{x-tier: free}}}}
+      route: {{model: emb-b}}
   experiments:
     - name: emb-ab
       model: emb
@@ -231,6 +234,11 @@ async def test_embedding_requests_take_part_in_experiments_and_rules(url: str) -
         await gw.embed(EmbeddingRequest(model="vectors", input="hi"), ctx)
         assert ctx.route is not None
         assert (ctx.route.rule, ctx.route.upstream_model) == ("by-header", "text-embedding-3-large")
+        # a rule that names no model was written for chats: it does not take embeddings
+        ctx = RequestContext("embeddings", headers={"x-tier": "free"})
+        await gw.embed(EmbeddingRequest(model="emb-a", input="hi"), ctx)
+        assert ctx.route is not None
+        assert (ctx.route.rule, ctx.route.upstream_model) == (None, "text-embedding-3-small")
     finally:
         await gw.aclose()
     # the server hands the request's headers on

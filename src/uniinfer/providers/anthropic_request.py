@@ -454,6 +454,18 @@ def _text_blocks(content: str | list[TextPart]) -> list[Block]:
 
 
 def _user_blocks(content: str | list[Any], i: int) -> list[Block]:
+    """A user turn's blocks, blank texts left out; a turn with nothing else is refused (left
+    out, the turn before would answer in its place: an assistant turn last is a prefill)."""
+    blocks = _user_content(content, i)
+    if not blocks:
+        raise InvalidRequestError(
+            f"messages[{i}].content: Claude takes no blank user message; send some text, an image or a file",
+            param=f"messages[{i}].content",
+        )
+    return blocks
+
+
+def _user_content(content: str | list[Any], i: int) -> list[Block]:
     if isinstance(content, str):
         return _text_blocks(content)
     blocks: list[Block] = []

@@ -163,6 +163,12 @@ def _contents(messages: list[Any], provider: str) -> tuple[list[Json], list[Json
         # MAX_TOKENS or SAFETY leaves in the history clients send back: left out, and a turn
         # left with nothing with it (its neighbours merge, as turns of one role do)
         parts = [p for p in parts if p.get("text", True) != ""]
+        if not parts and role == "user" and not isinstance(msg, chat.ToolMessage):
+            # left out, the model's turn before would be answered in its place
+            raise InvalidRequestError(
+                f"{provider}: messages[{i}].content: a user message must not be empty",
+                param=f"messages[{i}].content",
+            )
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:

@@ -44,8 +44,9 @@ class RuleInput:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Caller identity fields (``principal``, ...).
     caller: Mapping[str, str] = field(default_factory=dict)
-    #: Whether the request is a chat; an embedding request has no features or metadata, and a
-    #: rule that tests them does not match it.
+    #: Whether the request is a chat. An embedding request is matched only by rules that name
+    #: its model (a rule for any model was written for chats: it would send vectors to a chat
+    #: model), and not by one that tests a feature or ``metadata``, which it has none of.
     chat: bool = True
 
 
@@ -181,6 +182,8 @@ class RuleSet:
     def match(self, ctx: RuleInput) -> RuleConfig | None:
         """The first rule whose conditions all hold, or ``None``."""
         for rule in self._rules:
+            if not ctx.chat and rule.config.when.model is None:
+                continue  # an embedding request: only rules that name its model (see RuleInput.chat)
             for cond in rule.conditions:
                 if (cond.chat_only and not ctx.chat) or not cond.test(cond.actual(ctx)):
                     break

@@ -101,9 +101,21 @@ def _beyond_doubles(text: str, exc: orjson.JSONDecodeError) -> Any:
     if "number" not in str(exc):
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_int=_int64)
     except (ValueError, RecursionError):
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+
+
+def _int64(digits: str) -> int | float:
+    """An integer as orjson reads it: beyond 64 bits a float (which validation of an integer
+    field refuses, naming the field; no upstream's JSON encoder takes it)."""
+    value = int(digits)
+    if -(2**63) <= value < 2**64:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _no_constant(name: str) -> Any:
