@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from uniinfer.config.routing import BreakerConfig
-from uniinfer.routing.breaker import BreakerState, CircuitBreaker
+from uniinfer.routing.breaker import PASSED, BreakerState, CircuitBreaker
 
 
 class Clock:
@@ -60,11 +60,12 @@ def test_half_open_lets_one_probe_through_and_closes_on_success() -> None:
     assert not breaker.available()
     clock.now += 0.2
     assert breaker.available()
-    assert breaker.acquire()  # the probe
+    probe = breaker.acquire()  # the probe
+    assert probe is not None
     assert breaker.state is BreakerState.HALF_OPEN
     assert not breaker.available()
-    assert not breaker.acquire()  # only one at a time
-    breaker.record(True)
+    assert breaker.acquire() is None  # only one at a time
+    breaker.record(True, probe)
     assert breaker.state is BreakerState.CLOSED
     assert events == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
@@ -74,11 +75,12 @@ def test_failed_probe_reopens_for_another_cooldown() -> None:
     for _ in range(4):
         breaker.record(False)
     clock.now += 5
-    assert breaker.acquire()
-    breaker.record(False)
+    probe = breaker.acquire()
+    assert probe is not None
+    breaker.record(False, probe)
     assert breaker.state is BreakerState.OPEN
     clock.now += 4
-    assert not breaker.acquire()
+    assert breaker.acquire() is None
     clock.now += 1
     assert breaker.acquire()
 
@@ -88,10 +90,32 @@ def test_a_probe_abandoned_by_its_caller_frees_the_slot() -> None:
     for _ in range(4):
         breaker.record(False)
     clock.now += 5
-    assert breaker.acquire()
-    breaker.release()
+    probe = breaker.acquire()
+    assert probe is not None
+    breaker.release(probe)
     assert breaker.available()
     assert breaker.acquire()
+
+
+def test_only_the_probe_settles_a_half_open_circuit() -> None:
+    # a request let through before the circuit opened, ending during the probe: its success
+    # closed the circuit, its failure reopened it, its 429 or cancel freed a second probe
+    breaker, clock, _ = make()
+    early = breaker.acquire()
+    assert early is PASSED
+    for _ in range(4):
+        breaker.record(False)
+    clock.now += 5
+    probe = breaker.acquire()
+    assert probe is not None
+    for verdict in (lambda: breaker.record(True, early), lambda: breaker.record(False, early)):
+        verdict()
+        assert breaker.state is BreakerState.HALF_OPEN
+    breaker.release(early)
+    assert not breaker.available()  # the probe still runs: no second one
+    assert breaker.acquire() is None
+    breaker.record(True, probe)
+    assert breaker.state is BreakerState.CLOSED
 
 
 def test_disabled_breaker_never_opens() -> None:

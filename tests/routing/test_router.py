@@ -519,8 +519,9 @@ async def test_a_probe_cut_by_its_caller_leaves_the_circuit_unproven(
     gw = await _with_a_s_circuit_open(build, plan)
     state = gw.router.states["up/gpt-a"]
     clock.now += 5
-    assert state.breaker.acquire()  # the probe goes out; its client closes under it
-    gw.router._record_failure(state, RequestCancelledError("the client was closed"))
+    probe = state.breaker.acquire()  # the probe goes out; its client closes under it
+    assert probe is not None
+    gw.router._record_failure(state, RequestCancelledError("the client was closed"), probe)
     assert state.breaker.state is BreakerState.HALF_OPEN  # not closed by an answer nobody heard
     assert state.breaker.available()  # and the next request may probe
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from uniinfer.config.routing import BreakerConfig
 
-__all__ = ["BreakerState", "CircuitBreaker"]
+__all__ = ["PASSED", "BreakerState", "CircuitBreaker", "Ticket"]
 
 
 class BreakerState(enum.Enum):
@@ -31,6 +31,19 @@ class BreakerState(enum.Enum):
 OnChange = Callable[[str, BreakerState, BreakerState], None]
 
 
+class Ticket:
+    """What :meth:`CircuitBreaker.acquire` hands a request it lets through, to give back with
+    the request's verdict: the half-open circuit's probe holds its own, and only that one
+    settles the probe (a request let through before the circuit opened, ending during the
+    probe, neither closes nor reopens the circuit, nor frees the probe's place)."""
+
+    __slots__ = ()
+
+
+#: The ticket of a request let through a closed circuit (or a disabled breaker).
+PASSED = Ticket()
+
+
 class CircuitBreaker:
     __slots__ = (
         "_buckets",
@@ -40,7 +53,7 @@ class CircuitBreaker:
         "_ok",
         "_on_change",
         "_opened_at",
-        "_probing",
+        "_probe",
         "name",
         "state",
     )
@@ -59,7 +72,7 @@ class CircuitBreaker:
         self._on_change = on_change
         self.state = BreakerState.CLOSED
         self._opened_at = 0.0
-        self._probing = False
+        self._probe: Ticket | None = None  # the half-open circuit's probe, while it runs
         #: (second, successes, failures), oldest first; _ok/_failed are their running sums
         self._buckets: deque[list[int]] = deque()
         self._ok = 0
@@ -71,7 +84,7 @@ class CircuitBreaker:
             return True
         if self.state is BreakerState.OPEN:
             return self._clock() - self._opened_at >= self._config.cooldown_seconds
-        return not self._probing
+        return self._probe is None
 
     def reopens_in(self) -> float | None:
         """Seconds until an open circuit lets a probe through (0 once due); None when not open."""
@@ -79,25 +92,27 @@ class CircuitBreaker:
             return None
         return max(0.0, self._config.cooldown_seconds - (self._clock() - self._opened_at))
 
-    def acquire(self) -> bool:
-        """Claim the right to send a request; in half-open, only one probe at a time."""
+    def acquire(self) -> Ticket | None:
+        """Claim the right to send a request (None: refused); in half-open, one probe at a time."""
         if not self._config.enabled or self.state is BreakerState.CLOSED:
-            return True
+            return PASSED
         if self.state is BreakerState.OPEN:
             if self._clock() - self._opened_at < self._config.cooldown_seconds:
-                return False
+                return None
             self._set(BreakerState.HALF_OPEN)
-        if self._probing:
-            return False
-        self._probing = True
-        return True
+        if self._probe is not None:
+            return None
+        self._probe = Ticket()
+        return self._probe
 
-    def record(self, success: bool) -> None:
-        """The outcome of a request this breaker let through."""
+    def record(self, success: bool, ticket: Ticket = PASSED) -> None:
+        """The outcome of a request this breaker let through with ``ticket``."""
         if not self._config.enabled:
             return
         if self.state is BreakerState.HALF_OPEN:
-            self._probing = False
+            if ticket is not self._probe:
+                return  # let through before the circuit opened: no word on the probe
+            self._probe = None
             if success:
                 self._reset_window()
                 self._set(BreakerState.CLOSED)
@@ -111,10 +126,11 @@ class CircuitBreaker:
         if total >= self._config.min_requests and failures / total >= self._config.failure_rate:
             self._open()
 
-    def release(self) -> None:
-        """A request let through ended without a health verdict (e.g. the caller left)."""
-        if self.state is BreakerState.HALF_OPEN:
-            self._probing = False
+    def release(self, ticket: Ticket = PASSED) -> None:
+        """A request let through with ``ticket`` ended without a health verdict (the caller
+        left, a 429): a probe's place is free again."""
+        if self.state is BreakerState.HALF_OPEN and ticket is self._probe:
+            self._probe = None
 
     def _count(self, success: bool) -> None:
         second = int(self._clock())
@@ -143,7 +159,7 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self._opened_at = self._clock()
-        self._probing = False
+        self._probe = None
         self._reset_window()
         self._set(BreakerState.OPEN)
 

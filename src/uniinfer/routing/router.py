@@ -54,7 +54,7 @@ from uniinfer.providers.base import ProviderAdapter
 from uniinfer.providers.registry import Registry
 from uniinfer.routing import strategies
 from uniinfer.routing.analyser import Features, analyse
-from uniinfer.routing.breaker import BreakerState, OnChange
+from uniinfer.routing.breaker import BreakerState, OnChange, Ticket
 from uniinfer.routing.experiments import ExperimentStore, assign, sticky_key
 from uniinfer.routing.group import Decision, Group, Member, Target, cut_timeouts
 from uniinfer.routing.retry import backoff, is_retryable, is_target_mismatch
@@ -457,7 +457,8 @@ class Router:
         stream: bool,
     ) -> T:
         state = member.state
-        if not state.breaker.acquire():
+        ticket = state.breaker.acquire()
+        if ticket is None:
             raise ProviderOverloadedError(
                 f"{member.target.label}: circuit open", provider=member.target.provider
             )
@@ -472,17 +473,17 @@ class Router:
             result = await attempt(member, timeouts)
         except UniInferError as exc:
             member.target.adapter.scrub(exc)
-            self._record_failure(state, exc)
+            self._record_failure(state, exc, ticket)
             raise
         except BaseException:
-            state.breaker.release()
+            state.breaker.release(ticket)
             raise
         else:
             # a stream is judged when it ends (DeploymentState.stream_ended), but a half-open
             # circuit's probe is settled by its first chunk: the deployment answers again, and
             # traffic need not wait for a long stream to end
             if not stream or state.breaker.state is BreakerState.HALF_OPEN:
-                state.breaker.record(True)
+                state.breaker.record(True, ticket)
             state.observe_latency(self._clock() - started, first_token=stream)
             handed_off = stream
             dep = member.config
@@ -498,20 +499,20 @@ class Router:
             if not handed_off:
                 state.in_flight -= 1
 
-    def _record_failure(self, state: DeploymentState, exc: UniInferError) -> None:
+    def _record_failure(self, state: DeploymentState, exc: UniInferError, ticket: Ticket) -> None:
         if isinstance(exc, RateLimitError):
             # throttled, not broken (nor shown healthy: a half-open probe stays unanswered);
             # the deployment waits out Retry-After instead
-            state.breaker.release()
+            state.breaker.release(ticket)
             if exc.retry_after:
                 state.cooldown_until = self._clock() + exc.retry_after
         elif is_target_mismatch(exc) or isinstance(exc, RequestCancelledError):
             # refused before it was sent, or cut by the caller (its client closed): no word on
             # the deployment's health (a cancelled probe that counted as a success would close
             # the circuit on a deployment nobody heard from)
-            state.breaker.release()
+            state.breaker.release(ticket)
         else:
-            state.breaker.record(not exc.retryable)
+            state.breaker.record(not exc.retryable, ticket)
 
     def _ordered(self, group: Group, excluded: set[int], *, stream: bool = False) -> list[Member]:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]

@@ -100,14 +100,13 @@ class DeploymentState:
 
         The breaker hears of a stream here, as one sample: its first chunk proved less
         than its end does (a deployment cutting every stream half-way must open its
-        circuit; only a half-open circuit's probe was settled at the first chunk). A
-        stream its caller cut (``cancelled``) says nothing of the deployment's health.
+        circuit; only a half-open circuit's probe was settled at the first chunk, so a
+        stream ending now is no probe, and a half-open circuit ignores it). A stream its
+        caller cut (``cancelled``) says nothing of the deployment's health.
         """
         self.in_flight -= 1
         self.window.add(tokens=tokens)
-        if cancelled:
-            self.breaker.release()
-        else:
+        if not cancelled:
             self.breaker.record(not failed)
 
     def observe_latency(self, seconds: float, *, first_token: bool = False) -> None:
