@@ -965,11 +965,17 @@ routing: {{retry: {{max_retries: 2, initial_backoff_seconds: 5}}}}
             "insufficient_quota",
             "insufficient_quota",
         )
+        gw = make_gateway(config)  # a fresh one: "broke" now waits out its cooldown in the first
         ctx = RequestContext("chat")
         answer = await gw.chat(chat("pair"), ctx)
         assert answer.choices[0].message.content
         assert ctx.route is not None
         assert (ctx.route.provider, ctx.route.attempts) == ("up", 2)
+        # it sent no Retry-After, and is not tried first again at once: a circuit's cooldown
+        ctx = RequestContext("chat")
+        await gw.chat(chat("pair"), ctx)
+        assert ctx.route is not None
+        assert (ctx.route.provider, ctx.route.attempts) == ("up", 1)
 
 
 async def test_embedding_tokens_are_metered_and_count_against_the_deployment(gateway: Gateway) -> None:

@@ -45,6 +45,7 @@ from uniinfer.errors import (
     ContextLengthExceededError,
     ModelNotFoundError,
     ProviderOverloadedError,
+    ProviderQuotaExceededError,
     RateLimitError,
     RequestCancelledError,
     UniInferError,
@@ -504,8 +505,12 @@ class Router:
             # throttled, not broken (nor shown healthy: a half-open probe stays unanswered);
             # the deployment waits out Retry-After instead
             state.breaker.release(ticket)
-            if exc.retry_after:
-                state.cooldown_until = self._clock() + exc.retry_after
+            wait = exc.retry_after
+            if not wait and isinstance(exc, ProviderQuotaExceededError):
+                # an account out of quota stays so a while: not tried first again at once
+                wait = self.config.routing.circuit_breaker.cooldown_seconds
+            if wait:
+                state.cooldown_until = self._clock() + wait
         elif is_target_mismatch(exc) or isinstance(exc, RequestCancelledError):
             # refused before it was sent, or cut by the caller (its client closed): no word on
             # the deployment's health (a cancelled probe that counted as a success would close
