@@ -598,3 +598,29 @@ def test_lowest_latency_ranks_answers_by_latency_and_streams_by_time_to_first_to
     plain = [m.target.model for m in gw.router._ordered(group, set())]
     streamed = [m.target.model for m in gw.router._ordered(group, set(), stream=True)]
     assert (plain, streamed) == (["gpt-b", "gpt-a"], ["gpt-a", "gpt-b"])
+
+
+async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_deployment(
+    build: Callable[[str], Gateway],
+) -> None:
+    # tried late (little of the deadline left), a healthy deployment's cut timeout fired: it
+    # counted as its failure, and enough of them opened its circuit
+    from uniinfer.stages import Route
+
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    member = gw.router.group("m").members[0]
+
+    async def times_out(member: Any, timeouts: Any) -> Any:
+        raise ProviderTimeoutError("up: timed out", provider="up")
+
+    for _ in range(3):
+        with pytest.raises(ProviderTimeoutError):
+            await gw.router._attempt(member, Route("m"), times_out, 0.05, False)  # cut to 0.05 s
+    assert member.state.breaker.state is BreakerState.CLOSED
+    for _ in range(2):
+        with pytest.raises(ProviderTimeoutError):
+            await gw.router._attempt(member, Route("m"), times_out, 1_000.0, False)  # its own timeout
+    assert member.state.breaker.state is BreakerState.OPEN

@@ -46,6 +46,7 @@ from uniinfer.errors import (
     ModelNotFoundError,
     ProviderOverloadedError,
     ProviderQuotaExceededError,
+    ProviderTimeoutError,
     RateLimitError,
     RequestCancelledError,
     UniInferError,
@@ -474,7 +475,12 @@ class Router:
             result = await attempt(member, timeouts)
         except UniInferError as exc:
             member.target.adapter.scrub(exc)
-            self._record_failure(state, exc, ticket)
+            if isinstance(exc, ProviderTimeoutError) and _cut_short(member, timeouts):
+                # the time the request had left ran out, not the deployment's own timeout:
+                # no word on its health (a healthy one tried late would open its circuit)
+                state.breaker.release(ticket)
+            else:
+                self._record_failure(state, exc, ticket)
             raise
         except BaseException:
             state.breaker.release(ticket)
@@ -591,6 +597,17 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
+
+
+def _cut_short(member: Member, timeouts: Timeouts) -> bool:
+    """Whether an attempt's ``timeouts`` were cut below the deployment's own by what the
+    request had left of its deadline (a first attempt's are the deployment's, within the
+    group's deadline)."""
+    return (
+        timeouts is not member.timeouts
+        and timeouts is not member.first
+        and timeouts is not member.first_stream
+    )
 
 
 def _final(error: UniInferError | None, group: Group) -> bool:
