@@ -1014,6 +1014,13 @@ async def test_routing_state_and_usage_stay_bounded_whatever_model_names_callers
     assert gateway.usage.totals[stages.OTHER_MODELS].requests == 4
     await gateway.chat(chat("chat"))  # a configured group still routes, its state intact
     assert configured <= set(router.states)
+    # the least recently used goes first: a name in steady use keeps its state (an open
+    # circuit, say) however many others come and go
+    kept = router.states["up/gpt-4o-mini-5"]
+    for i in range(8, 14):
+        await gateway.chat(chat("up/gpt-4o-mini-5"))
+        await gateway.chat(chat(f"up/gpt-4o-mini-{i}"))
+    assert router.states["up/gpt-4o-mini-5"] is kept  # never dropped and made again
 
 
 def test_a_model_name_is_at_most_256_characters() -> None:

@@ -271,8 +271,9 @@ class Router:
         if found is not None:
             return found
         direct = configured or self.config.settings.allow_direct_routing
-        found = self._direct.get(model) if direct else None
+        found = self._direct.pop(model, None) if direct else None
         if found is not None:
+            self._direct[model] = found  # the most recently used last: the oldest use goes first
             return found
         provider, sep, upstream = model.partition("/")
         if not model.isprintable():
@@ -300,8 +301,10 @@ class Router:
         )
 
     def _forget_oldest_direct(self) -> None:
-        """Drop the oldest direct route and its routing state, so that memory stays bounded
-        however many ``provider/model`` names callers send (each has a breaker and a window)."""
+        """Drop the least recently used direct route and its routing state, so that memory
+        stays bounded however many ``provider/model`` names callers send (each has a breaker
+        and a window); a route in use keeps its state (an open circuit) however many others
+        come and go."""
         model = next(iter(self._direct))
         group = self._direct.pop(model)
         for member in group.members:
