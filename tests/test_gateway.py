@@ -1170,6 +1170,10 @@ def test_reasoning_reported_beside_the_completion_is_metered_and_priced_as_outpu
     assert (xai.output_tokens, openai_like.output_tokens) == (174, 174)
     route = Route("m", prices=(0.2, 0.5, None, None))
     assert route.cost(xai) == route.cost(openai_like) == pytest.approx((663 * 0.2 + 174 * 0.5) / 1e6)
+    # and what an Anthropic Messages client reads as output_tokens (thinking included)
+    from uniinfer.ingress.anthropic_response import usage_of
+
+    assert usage_of(xai)["output_tokens"] == usage_of(openai_like)["output_tokens"] == 174
 
 
 @pytest.mark.parametrize(

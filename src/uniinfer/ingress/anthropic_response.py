@@ -218,7 +218,7 @@ def usage_of(usage: Usage | None) -> Block:
         "input_tokens": max(usage.prompt_tokens - cached - written, 0),
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
-        "output_tokens": usage.completion_tokens,
+        "output_tokens": usage.output_tokens,  # thinking included, as Anthropic counts it
     }
     details = usage.completion_tokens_details
     if details is not None and details.reasoning_tokens is not None:

@@ -199,7 +199,7 @@ def usage_of(usage: Usage | None) -> Json | None:
             "cached_tokens": usage.cached_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
         },
-        "output_tokens": usage.completion_tokens,
+        "output_tokens": usage.output_tokens,  # reasoning included, as OpenAI counts it
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
     }
