@@ -81,6 +81,9 @@ class Route:
         if usage is None or (inp is None and out is None):
             return None
         full = inp or 0.0
+        if usage.billed is not None:  # the provider's own billed counts (Cohere)
+            billed_in, billed_out = usage.billed
+            return (billed_in * full + billed_out * (out or 0.0)) / 1e6
         reads, writes = usage.cached_tokens, usage.cache_write_tokens
         fresh = max(usage.prompt_tokens - reads - writes, 0)
         prompt = (

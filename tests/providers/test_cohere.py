@@ -977,3 +977,25 @@ def test_a_json_answer_beside_tools_is_refused_or_dropped_visibly() -> None:
     assert "response_format" not in orjson.loads(
         adapter.chat_request(dropped, "command-a-03-2025", stream=False).body
     )
+
+
+def test_cost_is_priced_on_the_billed_units_the_counts_shown_are_all_tokens() -> None:
+    # Cohere's own example: billed 6772 / 248, tokens 7596 / 645 ("the billed input and output
+    # tokens are the tokens that you're actually billed for")
+    from uniinfer.stages import Route
+
+    body = {
+        "id": "c1",
+        "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": "hi"}]},
+        "usage": {
+            "billed_units": {"input_tokens": 6772.0, "output_tokens": 248.0},
+            "tokens": {"input_tokens": 7596.0, "output_tokens": 645.0},
+        },
+    }
+    usage = make_adapter().parse_chat(orjson.dumps(body), "command-a-03-2025").usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (7596, 645)  # as shown, all tokens
+    assert "billed" not in usage.model_dump()
+    route = Route("m", prices=(2.5, 10.0, None, None))
+    assert route.cost(usage) == pytest.approx((6772 * 2.5 + 248 * 10.0) / 1e6)

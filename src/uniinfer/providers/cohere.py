@@ -403,11 +403,17 @@ def _usage(raw: Any) -> Usage | None:
         return None
     counts = raw.get("tokens") or raw.get("billed_units") or {}
     cached = raw.get("cached_tokens")
-    return Usage.of(
+    usage = Usage.of(
         int(counts.get("input_tokens") or 0),
         int(counts.get("output_tokens") or 0),
         cached=None if cached is None else int(cached),
     )
+    billed = raw.get("billed_units")
+    if isinstance(billed, dict) and billed is not counts:
+        # "the billed input and output tokens are the tokens that you're actually billed for"
+        # (docs.cohere.com, pricing): cost is priced on them; the counts shown are all tokens
+        usage.billed = (int(billed.get("input_tokens") or 0), int(billed.get("output_tokens") or 0))
+    return usage
 
 
 def _finish(reason: Any) -> Any:

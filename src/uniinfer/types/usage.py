@@ -14,7 +14,7 @@ reported them, never recounted:
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["CompletionTokensDetails", "PromptTokensDetails", "Usage"]
 
@@ -41,6 +41,9 @@ class Usage(BaseModel):
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+    #: (input, output) tokens the provider bills, where it says they differ from the counts
+    #: above (Cohere's ``billed_units``): what cost is priced on. Never serialised.
+    billed: tuple[int, int] | None = Field(default=None, exclude=True)
 
     @classmethod
     def of(
