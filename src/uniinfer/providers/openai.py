@@ -76,6 +76,8 @@ class OpenAIAdapter(ProviderAdapter):
         self.endpoint = self._fill_base_url(endpoint)
         #: OpenAI's params and the row's extras (forwarded as they are by the request dump)
         self._supported = self.supported_params | spec.extra_params
+        #: Whether this row takes OpenAI's own fields (the openai row), parts' breakpoints included
+        self._openai_itself = self._supported >= OPENAI_ONLY
         #: Params sent under another name: the row's (a subclass may add its own)
         self.param_renames: Mapping[str, str] = spec.param_renames
 
@@ -147,7 +149,7 @@ class OpenAIAdapter(ProviderAdapter):
         _strip_foreign_fields(
             payload["messages"],
             keep_cache_control=self.spec.capabilities.prompt_caching,
-            keep_breakpoints=self._supported >= OPENAI_ONLY,
+            keep_breakpoints=self._openai_itself,
         )
         if "max_completion_tokens" in payload:  # its successor wins, as with every other adapter
             payload.pop("max_tokens", None)

@@ -191,8 +191,8 @@ class Router:
         """The group for this request, and why (experiment, rule, profile or the name itself).
 
         An embedding request takes part in experiments (kept on its variant by its ``user`` or a
-        header) and in rules, except those that test what only a chat has (its features,
-        ``metadata``): an embedding matches none of those."""
+        header) and in the rules that name its model, except those that test what only a chat
+        has (its features, ``metadata``); see :attr:`~uniinfer.routing.rules.RuleInput.chat`."""
         experiment = self._experiments.get(model)
         if experiment is not None:
             metadata = (request.metadata or {}) if isinstance(request, ChatRequest) else {}
