@@ -869,6 +869,8 @@ async def _run_cut(
     call, sent = _asgi_call(app, path, body, asyncio.Event())
     task = asyncio.create_task(call())
     await _wait_for(lambda: http.busy_connections == 1)
+    if body.get("stream"):  # a stream under way: its head sent once the upstream's first event came
+        await _wait_for(lambda: bool(sent))
     app.draining = draining
     try:
         task.cancel("timeout graceful shutdown exceeded")
