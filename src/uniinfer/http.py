@@ -19,6 +19,7 @@ are :mod:`uniinfer.framing`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -52,11 +53,15 @@ _TIMEOUT_CACHE_LIMIT = 64
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds: to connect, between two reads of the body, and for the whole exchange."""
+    """Seconds: to connect, between two reads of the body, and for the whole exchange; and for a
+    stream, to its response head when that is to come sooner than ``read`` allows (an attempt
+    cut by what its request has left of its deadline: once the stream is under way, ``read``
+    applies between its reads, so a started answer may outlive the deadline)."""
 
     connect: float = 10.0
     read: float = 120.0
     total: float = 600.0
+    head: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +278,7 @@ class HttpClient:
         session = self._get_session()
         route = self._proxies.route(request.url) if self._proxied else DIRECT
         try:
-            resp = await session.request(
+            opening = session.request(
                 request.method,
                 request.url,
                 data=request.body,
@@ -282,6 +287,11 @@ class HttpClient:
                 proxy=route.proxy,
                 proxy_headers=route.proxy_headers,
             )
+            if timeouts.head is None:
+                resp = await opening
+            else:
+                async with asyncio.timeout(timeouts.head):
+                    resp = await opening
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = transport_error(exc, provider, session, route)
             if route.proxy is None:

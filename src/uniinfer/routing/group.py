@@ -89,9 +89,11 @@ def cut_timeouts(t: Timeouts, remaining: float, stream: bool) -> Timeouts:
     """The deployment's timeouts, cut to the request's remaining deadline when that is shorter.
 
     The same object is returned when nothing is cut (the HTTP client caches per object).
-    Streams keep their total: a long answer may outlive the deadline once it has started.
+    A stream keeps its total and its ``read``: a long answer may outlive the deadline once it
+    has started, so the deadline bounds the wait for its response head (``head``) instead.
     """
-    total = t.total if stream else min(t.total, remaining)
-    if t.connect <= remaining and t.read <= remaining and total == t.total:
+    if t.connect <= remaining and t.read <= remaining and (stream or t.total <= remaining):
         return t
-    return Timeouts(min(t.connect, remaining), min(t.read, remaining), total)
+    if stream:
+        return Timeouts(min(t.connect, remaining), t.read, t.total, head=min(t.read, remaining))
+    return Timeouts(min(t.connect, remaining), min(t.read, remaining), min(t.total, remaining))
