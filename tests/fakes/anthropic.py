@@ -8,7 +8,8 @@ and answers 400 ``invalid_request_error`` with the real API's message style
   with ``anthropic_app(api_key=...)``, different) and ``anthropic-version``;
 - top-level fields: unknown ones are ``"<field>: Extra inputs are not permitted"``;
   ``model``, ``messages`` (non-empty) and ``max_tokens`` (int >= 1) required;
-  ``temperature`` and ``top_p`` in 0..1 (Anthropic's range, not OpenAI's 0..2);
+  ``temperature`` and ``top_p`` in 0..1 (Anthropic's range, not OpenAI's 0..2), not both from
+  Opus 4.1 on ("temperature and top_p cannot both be specified for this model");
 - messages: roles ``user``/``assistant`` only; consecutive same-role turns are
   combined into one, as the API documents (an assistant first turn is accepted,
   as the first-party API does); text blocks non-empty; block types per role;
@@ -279,6 +280,10 @@ def validate(body: Any) -> list[Block]:
     _check_int(body, "top_k", 0)
     for name in ("temperature", "top_p"):
         _check_unit(body, name)
+    if "temperature" in body and "top_p" in body and _one_sampler(str(body["model"])):
+        raise InvalidError(
+            "temperature and top_p cannot both be specified for this model. Please use only one."
+        )
     _check_misc(body)
     _check_system(body.get("system"))
     _check_output_config(body)
@@ -287,6 +292,17 @@ def validate(body: Any) -> list[Block]:
     turns = _check_messages(body["messages"])
     _check_thinking(body, turns)
     return turns
+
+
+#: The Claude models that take temperature and top_p together: those before Opus 4.1 (the
+#: migration guide to Claude 4.5: "use only temperature or top_p, not both"; the API's 400
+#: quoted above, reported for Opus 4.1, Sonnet 4.5 and Haiku 4.5).
+_BOTH_SAMPLERS = ("claude-instant", "claude-2", "claude-3", "claude-sonnet-4-0", "claude-sonnet-4-2025")
+_BOTH_SAMPLERS += ("claude-opus-4-0", "claude-opus-4-2025", "claude-sonnet-4@", "claude-opus-4@")
+
+
+def _one_sampler(model: str) -> bool:
+    return model.startswith("claude") and not model.startswith(_BOTH_SAMPLERS)
 
 
 def _check_int(body: Block, name: str, minimum: int) -> None:

@@ -122,13 +122,12 @@ def test_request_url_and_headers() -> None:
 
 
 def test_basic_fields_and_defaults() -> None:
-    body = sent(chat(temperature=0.5, top_p=0.9, top_k=40, stop="END", user="u-1"))
+    body = sent(chat(temperature=0.5, top_k=40, stop="END", user="u-1"))
     assert body == {
         "model": "claude-opus-4-6",
         "max_tokens": 4096,
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
         "temperature": 0.5,
-        "top_p": 0.9,
         "top_k": 40,
         "stop_sequences": ["END"],
         "metadata": {"user_id": "u-1"},
@@ -501,6 +500,47 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
                 await gateway.aclose()
 
 
+async def test_temperature_beside_top_p_is_refused_or_top_p_dropped_from_opus_4_1_on() -> None:
+    """From Opus 4.1 on a Claude model takes temperature or top_p, not both (the API's 400
+    "temperature and top_p cannot both be specified for this model"): the gateway says so
+    before sending, naming top_p, or drops top_p visibly; older models take both."""
+    both = {"temperature": 0.5, "top_p": 0.9}
+    for older in ("claude-3-7-sonnet-20250219", "claude-sonnet-4-0", "claude-opus-4-20250514", "my-model"):
+        assert sent(chat(**both), older)["top_p"] == 0.9
+        assert make_adapter().values_refused(chat(**both), older) == ()
+    assert sent(chat(top_p=0.9), "claude-sonnet-4-5")["top_p"] == 0.9  # one of them: sent
+    for model in ("claude-opus-4-1", "claude-sonnet-4-5-20250929", "claude-haiku-4-5", "claude-opus-4-6"):
+        with pytest.raises(UnsupportedParamError, match="cannot both be set") as info:
+            sent(chat(**both), model)
+        assert info.value.param == "top_p"
+        assert make_adapter().values_refused(chat(**both), model) == ("top_p",)
+    # with thinking on, a low top_p is named once (it conflicts both ways)
+    thinking = chat(temperature=1, top_p=0.5, reasoning_effort="low")
+    assert make_adapter().values_refused(thinking, "claude-sonnet-4-5") == ("top_p",)
+
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        for drop in (False, True):
+            gateway = gateway_at(url, drop=drop)
+            ctx = RequestContext("chat")
+            try:
+                request = chat(model="anthropic/claude-sonnet-4-5", **both)
+                if drop:
+                    answer = await gateway.chat(request, ctx)
+                    assert answer.choices[0].message.content
+                    assert ctx.route is not None
+                    assert ctx.route.dropped_params == ("top_p",)  # x-uniinfer-dropped-params
+                    assert app["requests"][-1]["temperature"] == 0.5
+                    assert "top_p" not in app["requests"][-1]
+                else:
+                    with pytest.raises(UnsupportedParamError) as info:
+                        await gateway.chat(request, ctx)
+                    assert info.value.param == "top_p"
+                    assert not app["requests"]
+            finally:
+                await gateway.aclose()
+
+
 def test_an_anthropic_clients_own_budget_is_sent_as_it_is_even_to_an_adaptive_only_model() -> None:
     request = chat(reasoning_effort="low", max_tokens=8000).with_messages_intent(
         MessagesIntent(thinking=True, budget=2048)
@@ -561,8 +601,11 @@ async def test_what_cannot_go_with_thinking_is_refused_or_dropped_before_sending
 
 
 def test_sampling_that_thinking_allows_still_goes_with_it() -> None:
-    body = sent(chat(reasoning_effort="low", max_tokens=4000, temperature=1, top_p=0.97))
+    # (both on a model from before Opus 4.1: the later ones take one of them, see above)
+    body = sent(chat(reasoning_effort="low", max_tokens=4000, temperature=1, top_p=0.97), "claude-3-7-sonnet")
     assert (body["temperature"], body["top_p"], body["thinking"]["type"]) == (1, 0.97, "enabled")
+    body = sent(chat(reasoning_effort="low", max_tokens=4000, top_p=0.97))
+    assert (body["top_p"], body["thinking"]["type"]) == (0.97, "enabled")
     # and with thinking left out of an open tool loop, nothing conflicts
     loop = sent(chat(tool_history()[:4], reasoning_effort="low", temperature=0.2, tools=[WEATHER]))
     assert "thinking" not in loop

@@ -88,7 +88,7 @@ from uniinfer.providers.claude_models import (
     effort_refused,
     structured_outputs,
     takes_sampling,
-    thinking_conflicts,
+    value_conflicts,
 )
 from uniinfer.providers.translation import add_answer_text, answer_order, strict_tools
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Usage
@@ -180,12 +180,13 @@ class AnthropicAdapter(ProviderAdapter):
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
         (``output_config.effort``) the model lacks; what cannot go with the thinking asked
-        for (:func:`~uniinfer.providers.anthropic_request.thinking_conflicts`)."""
+        for (:func:`~uniinfer.providers.anthropic_request.thinking_conflicts`); ``top_p``
+        beside ``temperature`` where the model takes one of them (:func:`value_conflicts`)."""
         strict = () if not request.tools or self.structured_outputs(model) else strict_tools(request)
         effort = output_effort(request, model)
         refused = (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
         thinking_on = thinking_budget(request) is not None and not thinking_left_out(request)
-        return refused + thinking_conflicts(request, thinking_on)
+        return refused + value_conflicts(request, model, thinking_on)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""

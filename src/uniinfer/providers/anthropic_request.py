@@ -67,6 +67,8 @@ from uniinfer.providers.claude_models import (
     THINKING_CONFLICTS,
     effort_error,
     effort_refused,
+    sampling_conflict_error,
+    sampling_conflicts,
     thinking_conflict_error,
     thinking_conflicts,
     thinks_adaptively,
@@ -251,6 +253,8 @@ def messages_payload(
         if conflicts:  # a value refused (AnthropicAdapter.values_refused): dropped when configured
             raise thinking_conflict_error("anthropic", model, conflicts[0])
         payload["thinking"] = thinking
+    if sampling_conflicts(request, model):  # a value refused (values_refused): dropped when configured
+        raise sampling_conflict_error("anthropic", model)
     for name in ("temperature", "top_p", "top_k"):
         value = getattr(request, name)
         if value is not None:

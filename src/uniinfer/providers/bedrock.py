@@ -87,7 +87,7 @@ from uniinfer.providers.bedrock_models import (
     unsupported_for,
 )
 from uniinfer.providers.bedrock_response import converse_response
-from uniinfer.providers.claude_models import EFFORT_PARAM, thinking_conflicts
+from uniinfer.providers.claude_models import EFFORT_PARAM, thinking_conflicts, value_conflicts
 from uniinfer.providers.eventstream import ConverseStreamDecoder
 from uniinfer.providers.redaction import redact_secret
 from uniinfer.providers.translation import strict_tools
@@ -212,14 +212,17 @@ class BedrockAdapter(ProviderAdapter):
 
     def values_refused(self, request: ChatRequest, model: str) -> tuple[str, ...]:
         """A tool's ``strict: true`` for a model without structured outputs; an effort level
-        (``output_config.effort``) the Claude model lacks."""
+        (``output_config.effort``) the Claude model lacks; what else a Claude model refuses by
+        value (:func:`~uniinfer.providers.claude_models.value_conflicts`)."""
         strict = () if not request.tools or structured_outputs(model) else strict_tools(request)
         claude = "anthropic." in model
         effort = output_effort(request, claude_name(model)) if claude else None
         refused = effort is not None and effort_refused_on_bedrock(effort, model)
         names = (*strict, EFFORT_PARAM) if refused else strict
         thinking_on = claude and thinking_budget(request) is not None and not thinking_left_out(request)
-        return names + thinking_conflicts(request, thinking_on)
+        if not claude:
+            return names + thinking_conflicts(request, thinking_on)
+        return names + value_conflicts(request, claude_name(model), thinking_on)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""

@@ -109,6 +109,8 @@ from uniinfer.providers.bedrock_response import STOP_SEQUENCE_PATH
 from uniinfer.providers.claude_models import (
     effort_error,
     effort_refused,
+    sampling_conflict_error,
+    sampling_conflicts,
     thinking_conflict_error,
     thinking_conflicts,
     thinks_adaptively,
@@ -282,6 +284,8 @@ def _inference_config(r: ChatRequest) -> Json:
 
 def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) -> Json:
     """``additionalModelRequestFields`` for the model's family (thinking may set ``maxTokens``)."""
+    if "anthropic." in model and sampling_conflicts(r, claude_name(model)):
+        raise sampling_conflict_error("bedrock", model)  # a value refused (BedrockAdapter.values_refused)
     lacking = unsupported_for(model)
     for param, families in (
         ("top_k", "Anthropic Claude and Amazon Nova"),

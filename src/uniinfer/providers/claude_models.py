@@ -24,17 +24,21 @@ from uniinfer.types.chat import ToolChoiceFunction
 __all__ = [
     "ADAPTIVE_TOO",
     "BEFORE_OPUS_4_7",
+    "BOTH_SAMPLERS",
     "EFFORT_PARAM",
     "NO_EFFORT",
     "NO_STRUCTURED_OUTPUTS",
     "THINKING_CONFLICTS",
     "effort_error",
     "effort_refused",
+    "sampling_conflict_error",
+    "sampling_conflicts",
     "structured_outputs",
     "takes_sampling",
     "thinking_conflict_error",
     "thinking_conflicts",
     "thinks_adaptively",
+    "value_conflicts",
 ]
 
 #: Model-name prefixes of the Claude API models without structured outputs (JSON outputs and
@@ -86,6 +90,23 @@ def _after_opus_4_6(model: str) -> bool:
     the older behaviour.)"""
     name = model.lower()
     return name.startswith("claude") and not name.startswith(BEFORE_OPUS_4_7)
+
+
+#: The Claude models that take ``temperature`` and ``top_p`` together, a closed set: those
+#: before Opus 4.1. From Opus 4.1 on (Sonnet 4.5, Haiku 4.5, Opus 4.5, the 4.6 models) the API
+#: answers a request with both "temperature and top_p cannot both be specified for this model"
+#: (the docs' migration guide to Claude 4.5: "use only temperature or top_p, not both").
+BOTH_SAMPLERS: tuple[str, ...] = tuple(p for p in NO_STRUCTURED_OUTPUTS if p != "claude-opus-4-1")
+
+
+def sampling_conflicts(request: ChatRequest, model: str) -> tuple[str, ...]:
+    """``("top_p",)`` when ``request`` sets ``temperature`` and ``top_p`` and the Claude
+    ``model`` takes only one of them (see :data:`BOTH_SAMPLERS`); ``temperature`` is kept
+    when the gateway drops what a model refuses. A name that is not a Claude one takes both."""
+    if request.temperature is None or request.top_p is None:
+        return ()
+    name = model.lower()
+    return ("top_p",) if name.startswith("claude") and not name.startswith(BOTH_SAMPLERS) else ()
 
 
 def takes_sampling(model: str) -> bool:
@@ -156,6 +177,25 @@ def thinking_conflicts(request: ChatRequest, thinking_on: bool) -> tuple[str, ..
     if request.top_p is not None and request.top_p < _MIN_TOP_P_WITH_THINKING:
         found.append("top_p")
     return tuple(found)
+
+
+def value_conflicts(request: ChatRequest, model: str, thinking_on: bool) -> tuple[str, ...]:
+    """What a Claude ``model`` refuses of ``request`` by value, each name once: what cannot go
+    with the thinking it turns on (:func:`thinking_conflicts`), and ``top_p`` beside
+    ``temperature`` (:func:`sampling_conflicts`)."""
+    found = thinking_conflicts(request, thinking_on)
+    return found + tuple(name for name in sampling_conflicts(request, model) if name not in found)
+
+
+def sampling_conflict_error(provider: str, model: str) -> UnsupportedParamError:
+    """The 400 for ``temperature`` beside ``top_p`` where ``model`` takes one (:func:`sampling_conflicts`)."""
+    return UnsupportedParamError(
+        f"{provider}: 'temperature' and 'top_p' cannot both be set for model '{model}' (Claude "
+        "Opus 4.1 and later models take one of them); leave one out, or set "
+        "settings.drop_unsupported_params (then top_p is dropped)",
+        param="top_p",
+        provider=provider,
+    )
 
 
 def thinking_conflict_error(provider: str, model: str, name: str) -> UnsupportedParamError:
