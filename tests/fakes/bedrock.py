@@ -1208,7 +1208,9 @@ def stream_events(message: Json) -> list[bytes]:
             use = block["toolUse"]
             start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
             out.append(event_frame("contentBlockStart", {"contentBlockIndex": i, "start": start}))
-            deltas = [{"toolUse": {"input": p}} for p in _pieces(orjson.dumps(use["input"]).decode(), 4)]
+            # a call without arguments streams no input at all (its start and stop only)
+            arguments = orjson.dumps(use["input"]).decode() if use["input"] else ""
+            deltas = [{"toolUse": {"input": p}} for p in _pieces(arguments, 4) if p]
         out += [event_frame("contentBlockDelta", {"contentBlockIndex": i, "delta": d}) for d in deltas]
         out.append(event_frame("contentBlockStop", {"contentBlockIndex": i}))
     stop: Json = {"stopReason": message["stopReason"]}

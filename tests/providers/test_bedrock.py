@@ -37,6 +37,7 @@ from tests.fakes.bedrock import (
     exception_frame,
     fake_provider,
     frame,
+    stream_events,
     validate,
 )
 from tests.fakes.common import run_fake
@@ -62,7 +63,7 @@ from uniinfer.errors import (
 from uniinfer.gateway import Gateway
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers import bedrock
-from uniinfer.providers.base import Endpoint, ProviderAdapter
+from uniinfer.providers.base import Endpoint, PartialStreamError, ProviderAdapter
 from uniinfer.providers.bedrock import BedrockAdapter, BedrockOptions
 from uniinfer.providers.eventstream import EventStreamDecoder, EventStreamError
 from uniinfer.providers.registry import default_registry
@@ -666,6 +667,18 @@ def test_corrupted_frames_are_detected(position: int, text: str) -> None:
         EventStreamDecoder().feed(bytes(data))
 
 
+def test_a_corrupted_frame_keeps_the_events_before_it_in_the_same_read() -> None:
+    good = event_frame("messageStart", {"role": "assistant"})
+    good += event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "kept"}})
+    bad = bytearray(event_frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "x"}}))
+    bad[-1] ^= 0xFF
+    with pytest.raises(PartialStreamError) as info:  # the chunks decoded before it go with the error
+        make_adapter().stream_decoder("m").feed(good + bytes(bad))
+    assert [c.choices[0].delta.content for c in info.value.items] == ["", "kept"]  # type: ignore[union-attr]
+    assert isinstance(info.value.error, ProviderResponseError)
+    assert "message CRC" in info.value.error.message
+
+
 def test_impossible_lengths_and_bad_headers_are_detected() -> None:
     prelude = struct.pack(">II", 10, 0)
     with pytest.raises(EventStreamError, match="impossible lengths"):
@@ -1259,6 +1272,34 @@ async def test_fake_stream_tool_call_and_reasoning(
     assert got["calls"][0]["id"].startswith("tooluse_")
     assert orjson.loads(got["calls"][0]["arguments"]) == {"location": "Paris"}
     assert chunks[-1].usage is not None
+
+
+async def test_a_streamed_tool_call_without_arguments_gets_an_empty_object(
+    fake: tuple[web.Application, str], client: HttpClient
+) -> None:
+    """ConverseStream sends no input at all for a call without arguments (the block's start
+    and stop only): the call's arguments are ``{}``, as unstreamed, not an empty string that
+    an OpenAI client's ``json.loads`` refuses."""
+    _, url = fake
+    adapter = await ready(url, client)
+    now = {"name": "now", "strict": True, "parameters": {"type": "object", "properties": {}}}
+    request = chat(tools=[{"type": "function", "function": now}], stream=True)
+    model = "anthropic.claude-sonnet-4-5-tool-v1:0"
+    chunks = await stream(client, adapter, request, model)
+    use = {"toolUse": {"toolUseId": "tooluse_1", "name": "now", "input": {}}}
+    message = {
+        "output": {"message": {"content": [use]}},
+        "stopReason": "tool_use",
+        "usage": {},
+        "metrics": {},
+    }
+    frames = b"".join(stream_events(message))
+    assert b'"input"' not in frames  # the fake streams it as Bedrock does
+    got = reassemble(chunks)
+    assert got["calls"][0]["name"] == "now"
+    assert got["calls"][0]["arguments"] == "{}"
+    answer = await call(client, adapter, request.model_copy(update={"stream": False}), model)
+    assert (answer.choices[0].message.tool_calls or [])[0].function.arguments == "{}"
 
 
 async def test_fake_tool_round_trip_is_accepted(

@@ -86,7 +86,15 @@ _LENGTH = struct.Struct(">H")
 
 
 class EventStreamError(ValueError):
-    """The bytes are not a valid event stream (bad CRC, impossible length, bad header)."""
+    """The bytes are not a valid event stream (bad CRC, impossible length, bad header).
+
+    ``decoded``: the whole messages the same read held before the fault, still valid."""
+
+    decoded: list[EventMessage]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.decoded = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +127,16 @@ class EventStreamDecoder:
         self._buf += data
         messages: list[EventMessage] = []
         start = 0
-        while len(self._buf) - start >= _PRELUDE.size:
-            total = _check_prelude(self._buf, start)
-            if len(self._buf) - start < total:
-                break
-            messages.append(_message(memoryview(self._buf)[start : start + total]))
-            start += total
+        try:
+            while len(self._buf) - start >= _PRELUDE.size:
+                total = _check_prelude(self._buf, start)
+                if len(self._buf) - start < total:
+                    break
+                messages.append(_message(memoryview(self._buf)[start : start + total]))
+                start += total
+        except EventStreamError as exc:
+            exc.decoded = messages  # the messages before the fault go with it
+            raise
         if start:
             del self._buf[:start]
         return messages
@@ -206,7 +218,18 @@ STREAM_STATUS: Mapping[str, int] = {
 class ConverseStreamDecoder:
     """Event-stream frames -> OpenAI chunks; tool calls numbered 0, 1, ... as their blocks start."""
 
-    __slots__ = ("_adapter", "_blocks", "_created", "_done", "_frames", "_id", "_model", "_signs", "_usage")
+    __slots__ = (
+        "_adapter",
+        "_blocks",
+        "_created",
+        "_done",
+        "_frames",
+        "_id",
+        "_model",
+        "_signs",
+        "_unfed",
+        "_usage",
+    )
 
     def __init__(self, adapter: ProviderAdapter, model: str) -> None:
         self._adapter = adapter
@@ -218,21 +241,26 @@ class ConverseStreamDecoder:
         self._created = int(time.time())
         #: contentBlockIndex -> tool call index
         self._blocks: dict[int, int] = {}
+        #: the tool blocks no input has come for yet: a call without arguments streams none
+        self._unfed: set[int] = set()
         self._done = False  # messageStop seen
         self._usage: Usage | None = None  # metadata seen
 
     def feed(self, data: bytes) -> list[ChatChunk]:
         name = self._adapter.name
+        fault: EventStreamError | None = None
         try:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
-            raise ProviderResponseError(f"{name}: {exc}", provider=name) from exc
+            fault, messages = exc, exc.decoded
         out: list[ChatChunk] = []
         try:
             for m in messages:
                 chunk = self._message(m)
                 if chunk is not None:
                     out.append(chunk)
+            if fault is not None:
+                raise ProviderResponseError(f"{name}: {fault}", provider=name) from fault
         except UniInferError as exc:
             raise_after(out, exc)  # the events before the error go with it
         return out
@@ -273,17 +301,29 @@ class ConverseStreamDecoder:
             self._done = True
             finish = finish_reason(payload["stopReason"], self._adapter.name)
             return self._chunk(ChunkDelta(), finish=finish, stop_sequence=matched_stop(payload))
+        if event == "contentBlockStop":
+            return self._block_stop(payload["contentBlockIndex"])
         if event == "metadata":
             self._usage = usage(payload["usage"])
-        return None  # contentBlockStop and event types added later
+        return None  # event types added later
 
     def _block_start(self, index: int, start: Json) -> ChatChunk | None:
         use = start.get("toolUse")
         if not isinstance(use, dict):
             return None
         k = self._blocks[index] = len(self._blocks)
+        self._unfed.add(index)
         function = FunctionCallDelta(name=use["name"], arguments="")
         call = ToolCallDelta(index=k, id=use["toolUseId"], type="function", function=function)
+        return self._chunk(ChunkDelta(tool_calls=[call]))
+
+    def _block_stop(self, index: int) -> ChatChunk | None:
+        """A tool call that streamed no input (a tool without parameters: ConverseStream sends
+        the block's start and stop only) gets ``{}``, as its answer unstreamed has."""
+        if index not in self._unfed:
+            return None
+        self._unfed.discard(index)
+        call = ToolCallDelta(index=self._blocks[index], function=FunctionCallDelta(arguments="{}"))
         return self._chunk(ChunkDelta(tool_calls=[call]))
 
     def _block_delta(self, index: int, delta: Json) -> ChatChunk | None:
@@ -291,6 +331,7 @@ class ConverseStreamDecoder:
             return self._chunk(ChunkDelta(content=delta["text"]))
         piece = (delta.get("toolUse") or {}).get("input")
         if piece and index in self._blocks:
+            self._unfed.discard(index)
             call = ToolCallDelta(index=self._blocks[index], function=FunctionCallDelta(arguments=piece))
             return self._chunk(ChunkDelta(tool_calls=[call]))
         reasoning = delta.get("reasoningContent") or {}
