@@ -1302,6 +1302,40 @@ async def test_a_streamed_tool_call_without_arguments_gets_an_empty_object(
     assert (answer.choices[0].message.tool_calls or [])[0].function.arguments == "{}"
 
 
+async def test_a_tool_history_without_tools_declares_the_historys_tools(
+    fake: tuple[web.Application, str], client: HttpClient
+) -> None:
+    """A last turn without ``tools`` (a summary of a tool loop): Converse refuses tool blocks
+    without a toolConfig, so the history's tools are declared, said to be unavailable now."""
+    app, url = fake
+    adapter = await ready(url, client)
+    call_ = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    history = [
+        {"role": "user", "content": "weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call_, {**call_, "id": "call_2"}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "21C"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "22C"},
+        {"role": "user", "content": "summarise in one line"},
+    ]
+    answer = await call(client, adapter, chat(history))
+    assert answer.choices[0].message.content == "echo: summarise in one line"
+    config = app["requests"][-1]["body"]["toolConfig"]
+    assert config == {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "description": "Called earlier in this conversation; not available now.",
+                    "inputSchema": {"json": {"type": "object"}},
+                }
+            }
+        ]
+    }
+    # a conversation without tool calls still sends none
+    await call(client, adapter, chat())
+    assert "toolConfig" not in app["requests"][-1]["body"]
+
+
 async def test_fake_tool_round_trip_is_accepted(
     fake: tuple[web.Application, str], client: HttpClient
 ) -> None:

@@ -507,7 +507,7 @@ def _tool_config(
     r: ChatRequest, turns: list[Json], model: str, structured: bool, caching: PromptCaching
 ) -> Json | None:
     if not r.tools:
-        return None
+        return _history_tools(turns)
     choice = r.tool_choice
     if choice == "none":
         if any("toolUse" in b or "toolResult" in b for turn in turns for b in turn["content"]):
@@ -525,6 +525,25 @@ def _tool_config(
     elif choice is not None:
         config["toolChoice"] = {"any" if choice == "required" else "auto": {}}
     return config
+
+
+#: How a tool of the history is declared when the request has none (see :func:`_history_tools`).
+_PAST_TOOL = "Called earlier in this conversation; not available now."
+
+
+def _history_tools(turns: list[Json]) -> Json | None:
+    """The ``toolConfig`` of a conversation that holds tool calls and results but declares no
+    tools (an OpenAI client's last turn without ``tools``, asking for a summary): Converse
+    refuses such a request ("The toolConfig field must be defined when using toolUse and
+    toolResult content blocks"), so the history's tools are declared, each with any input and
+    said to be unavailable now."""
+    names = {b["toolUse"]["name"]: None for turn in turns for b in turn["content"] if "toolUse" in b}
+    if not names:
+        return None
+    schema = {"json": {"type": "object"}}
+    return {
+        "tools": [{"toolSpec": {"name": n, "description": _PAST_TOOL, "inputSchema": schema}} for n in names]
+    }
 
 
 def _tool_spec(tool: chat.Tool, i: int, model: str, structured: bool) -> Json:
