@@ -22,6 +22,15 @@ settings.load_profile("uniinfer")
 FAKE_KEY = "sk-test-upstream-key-1234567890"
 
 
+@pytest.fixture(autouse=True)
+def _no_aws_region(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The machine's AWS region settings stay out of the tests (a Bedrock provider without
+    ``options.region`` reads them); tests that need them set their own."""
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path_factory.getbasetemp() / "no-aws-config"))
+
+
 @pytest.fixture
 def openai_fake_app() -> web.Application:
     return openai_app(api_key=FAKE_KEY)

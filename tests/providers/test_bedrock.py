@@ -933,13 +933,33 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatc
     for var in (
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
         "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_BEARER_TOKEN_BEDROCK",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_BEARER_TOKEN_BEDROCK", "AWS_REGION", "AWS_DEFAULT_REGION",
     ):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return monkeypatch
+
+
+def test_an_unset_region_is_the_environments_then_the_profiles_then_us_east_1(
+    aws_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    assert chain_adapter().region == "us-east-1"  # nothing anywhere: the long-standing default
+    (tmp_path / "config").write_text("[default]\nregion = eu-central-1\n[profile eu]\nregion = eu-west-3\n")
+    assert chain_adapter().region == "eu-central-1"
+    assert chain_adapter(profile="eu").region == "eu-west-3"
+    aws_env.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    assert chain_adapter().region == "ap-south-1"
+    aws_env.setenv("AWS_REGION", "eu-west-1")
+    adapter = chain_adapter()
+    assert adapter.region == "eu-west-1"  # as the AWS SDKs read it, before AWS_DEFAULT_REGION
+    assert adapter.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert chain_adapter(region="us-west-2").region == "us-west-2"  # the configured one wins
+    aws_env.setenv("AWS_REGION", "eu-west-1.evil.com")
+    with pytest.raises(ConfigError, match="AWS_REGION is no AWS region name") as info:
+        chain_adapter()
+    assert "evil" not in info.value.message
 
 
 def chain_adapter(url: str = DEFAULT_URL, **options: Any) -> BedrockAdapter:
@@ -1434,6 +1454,10 @@ async def test_fake_embeddings_titan_and_cohere(
     assert all(len(d.embedding) == 1024 for d in cohere.data)
     assert cohere.usage.prompt_tokens == 0
     assert app["requests"][-1]["body"] == {"texts": texts, "input_type": "search_document"}
+    # a provider entry for queries embeds them as queries (retrieval needs both kinds)
+    queries = await ready(url, client, embed_input_type="search_query", **KEYS)
+    await embed(client, queries, EmbeddingRequest(model="e", input=["where?"]), "cohere.embed-english-v3")
+    assert app["requests"][-1]["body"] == {"texts": ["where?"], "input_type": "search_query"}
     sent_before = len(app["requests"])
     with pytest.raises(UnsupportedFeatureError, match="at most 1 input") as info:
         adapter.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "amazon.titan-embed-text-v2:0")

@@ -9,7 +9,8 @@ Credentials: a Bedrock API key (``api_key``, e.g. ``env:AWS_BEARER_TOKEN_BEDROCK
 https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys.html) is sent as
 ``Authorization: Bearer``. Otherwise requests are SigV4-signed
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html) for
-service ``bedrock`` in ``options.region``, with ``options`` keys when given,
+service ``bedrock`` in ``options.region`` (unset: the region the AWS SDKs would use,
+:func:`resolve_region`), with ``options`` keys when given,
 else the standard AWS chain through botocore (environment, shared files and
 ``options.profile``, SSO, container and instance roles). The chain may do
 blocking I/O, so :meth:`BedrockAdapter.prepare_credentials` resolves it once in
@@ -30,7 +31,8 @@ https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embe
 https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-embed.html):
 Amazon Titan (``amazon.titan-embed*``) embeds one ``inputText`` per request,
 and a request here is one HTTP call, so Titan takes exactly one input; Cohere
-(``cohere.embed*``) takes up to 96 ``texts`` (``input_type`` ``search_document``).
+(``cohere.embed*``) takes up to 96 ``texts`` (``input_type`` ``options.embed_input_type``,
+``search_document`` by default: a second provider entry with ``search_query`` embeds queries).
 Usage is Titan's ``inputTextTokenCount``; Cohere's body reports none (Bedrock
 puts the count in a response header, which adapters do not see), so it is 0.
 
@@ -47,10 +49,11 @@ tokens are redacted from every error.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -61,6 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from uniinfer.errors import (
     AuthenticationError,
+    ConfigError,
     ContextLengthExceededError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -145,16 +149,28 @@ _PARAMS: Mapping[str, str] = {
 _AT_PATH = re.compile(r"\bat '([\w.]+)'")
 
 
+_REGION = r"^[a-z]{2}(-[a-z]+)+-\d+$"
+#: The region when none is configured anywhere (AWS's SDKs would fail; the CLI's long default).
+DEFAULT_REGION = "us-east-1"
+
+
 class BedrockOptions(BaseModel):
     """``providers.<name>.options`` of a Bedrock provider (no keys: the AWS credential chain)."""
 
     model_config = ConfigDict(extra="forbid")
-    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")
+    #: Unset: ``AWS_REGION``, then botocore's (``AWS_DEFAULT_REGION``, the profile's ``region``
+    #: in ``~/.aws/config``), then ``us-east-1`` (see :func:`resolve_region`).
+    region: str | None = Field(default=None, pattern=_REGION)
     access_key_id: str | None = Field(default=None, min_length=1)
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     #: A named profile (``~/.aws/config``) for the credential chain.
     profile: str | None = Field(default=None, min_length=1)
+    #: Cohere embeddings' ``input_type``: documents to search by default; a provider entry
+    #: with ``search_query`` embeds the queries (as the ``cohere`` provider's option).
+    embed_input_type: Literal["search_document", "search_query", "classification", "clustering"] = (
+        "search_document"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BedrockOptions:
@@ -188,13 +204,16 @@ class BedrockAdapter(ProviderAdapter):
         "models (one-hour TTL from Sonnet 4.5, Haiku 4.5 and Opus 4.5 on) and for Amazon Nova Micro, "
         "Lite, Pro and Premier (not on tools); elsewhere they are left out and named in "
         "`x-uniinfer-dropped-params`. `file` parts (PDF, CSV, DOC(X), XLS(X), HTML, TXT, Markdown) "
-        "become `document` blocks with a valid, unique name made from `filename`."
+        "become `document` blocks with a valid, unique name made from `filename`. Without "
+        "`options.region`, the region is the one the AWS SDKs would use (`AWS_REGION`, "
+        "`AWS_DEFAULT_REGION`, the profile's `region` in `~/.aws/config`), else `us-east-1`. "
+        "Cohere embeddings take `options.embed_input_type` (`search_document` by default)."
     )
     Options = BedrockOptions
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         super().__init__(spec, endpoint, name)
-        self.region: str = self.options.region
+        self.region: str = self.options.region or resolve_region(self.options.profile)
         self._credentials = _Credentials(self.name, self.options)
         base = endpoint.base_url.rstrip("/")
         default = base == spec.base_url.rstrip("/")
@@ -265,7 +284,7 @@ class BedrockAdapter(ProviderAdapter):
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         try:
             texts = self.embed_texts(request, model, _embed_limit(model))
-            payload = _embed_payload(texts, request, model)
+            payload = _embed_payload(texts, request, model, self.options.embed_input_type)
         except UniInferError as exc:
             exc.provider = self.name
             raise
@@ -407,6 +426,35 @@ class _Credentials:
         return [s for s in (frozen.secret_key, frozen.token, frozen.access_key) if s]
 
 
+def resolve_region(profile: str | None) -> str:
+    """The region of an AWS client configured with none (read once, at start-up), as the AWS
+    SDKs read it: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's ``region`` in the shared
+    config file (``options.profile``, else ``AWS_PROFILE``, else ``default``; the file at
+    ``AWS_CONFIG_FILE``, else ``~/.aws/config``), then :data:`DEFAULT_REGION`. A value that is
+    no region name is a :class:`~uniinfer.errors.ConfigError` naming where it came from."""
+    from botocore.configloader import load_config  # type: ignore[import-untyped] # botocore's parser of it
+    from botocore.exceptions import ConfigNotFound, ConfigParseError  # type: ignore[import-untyped]
+
+    for where in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        found = os.environ.get(where)
+        if found:
+            break
+    else:
+        name = profile or os.environ.get("AWS_PROFILE") or "default"
+        where = f"the region of AWS profile '{name}'"
+        path = os.path.expanduser(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config")
+        try:
+            profiles = load_config(path).get("profiles", {})
+        except (ConfigNotFound, ConfigParseError):  # no file, or none botocore can read: no region there
+            profiles = {}
+        found = (profiles.get(name) or {}).get("region")
+    if not found:
+        return DEFAULT_REGION
+    if not isinstance(found, str) or not re.fullmatch(_REGION, found):
+        raise ConfigError(f"bedrock: {where} is no AWS region name; set options.region")
+    return found
+
+
 def _chain(profile: str | None) -> Any:
     """The standard chain (env, shared files, SSO, container, IMDS): blocking I/O, run in a thread."""
     import botocore.session  # type: ignore[import-untyped]
@@ -435,14 +483,14 @@ def _embed_limit(model: str) -> int | None:
     return 1 if "titan-embed" in model else _COHERE_MAX_TEXTS if "cohere.embed" in model else None
 
 
-def _embed_payload(texts: list[str], request: EmbeddingRequest, model: str) -> Json:
+def _embed_payload(texts: list[str], request: EmbeddingRequest, model: str, input_type: str) -> Json:
     if "titan-embed" in model:
         payload: Json = {"inputText": texts[0]}
         if request.dimensions is not None:
             payload["dimensions"] = request.dimensions
         return payload
     if "cohere.embed" in model:
-        payload = {"texts": texts, "input_type": "search_document"}
+        payload = {"texts": texts, "input_type": input_type}
         if request.dimensions is not None:
             if "embed-v4" not in model:  # v3's size is fixed; v4 takes 256, 512, 1024 or 1536
                 raise UnsupportedParamError(
