@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
 from uniinfer.ingress import responses_request
+from uniinfer.ingress.anthropic_models import MessagesRequest
 from uniinfer.types import (
     ChatChunk,
     ChatRequest,
@@ -452,3 +453,41 @@ def test_logit_bias_is_integers_from_minus_100_to_100_as_sent() -> None:
             parse_request(ChatRequest, {"model": "m", "messages": [{"role": "user", "content": "hi"}],
                                         "logit_bias": {"50256": bad}})  # fmt: skip
         assert (info.value.param or "").startswith("logit_bias")
+
+
+MANY = 200_000
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "param"),
+    [
+        (ChatRequest, {"model": "m", "messages": [USER], "stop": [1] * MANY}, "stop"),
+        (ChatRequest, {"model": "m", "messages": [{"role": "x", "content": "a"}] * MANY}, "messages[0].role"),
+        (
+            ChatRequest,
+            {"model": "m", "messages": [USER], "logit_bias": {str(i): 999 for i in range(MANY)}},
+            "logit_bias.0",
+        ),
+        (EmbeddingRequest, {"model": "m", "input": [True] * MANY}, "input"),
+        (responses_request.ResponsesRequest, {"model": "m", "input": [{"type": "nope"}] * MANY}, "input[0]"),
+        (
+            MessagesRequest,
+            {"model": "m", "max_tokens": 1, "messages": [USER], "stop_sequences": [1] * MANY},
+            "stop",
+        ),
+    ],
+    ids=["stop", "messages", "logit_bias", "embeddings", "responses", "anthropic"],
+)
+def test_a_list_of_many_bad_items_is_refused_at_its_first(
+    model: type[BaseModel], body: dict[str, Any], param: str
+) -> None:
+    """Only the first problem is reported: a body of a million bad items must not make pydantic
+    build an error for each (in every member of a union), which held the event loop for seconds."""
+    from pydantic import ValidationError
+
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(model, body)
+    assert (info.value.param or "").startswith(param)
+    with pytest.raises(ValidationError) as raw:
+        model.model_validate(body)
+    assert raw.value.error_count() <= 4  # the first bad item of each union member, not all of them

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
-from uniinfer.types.chat import MAX_MODEL_NAME
+from uniinfer.types.chat import FIRST, MAX_MODEL_NAME
 
 __all__ = [
     "ContentBlock",
@@ -99,7 +99,7 @@ class TextBlock(BaseModel):
     text: str
     cache_control: CacheControl | None = None
     #: Citations of an earlier answer; accepted and not passed on.
-    citations: list[dict[str, Any]] | None = None
+    citations: Annotated[list[dict[str, Any]], FIRST] | None = None
 
 
 class Base64ImageSource(BaseModel):
@@ -140,7 +140,9 @@ class ContentSource(BaseModel):
     model_config = _STRICT
     type: Literal["content"]
     content: Annotated[
-        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]], BeforeValidator(_as_blocks)
+        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]],
+        FIRST,
+        BeforeValidator(_as_blocks),
     ]
 
 
@@ -189,7 +191,9 @@ class ToolResultBlock(BaseModel):
     type: Literal["tool_result"]
     tool_use_id: str = Field(pattern=_ID)
     content: Annotated[
-        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]], BeforeValidator(_as_blocks)
+        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]],
+        FIRST,
+        BeforeValidator(_as_blocks),
     ] = Field(default_factory=list)
     is_error: bool | None = None
     cache_control: CacheControl | None = None
@@ -223,7 +227,7 @@ ContentBlock = Annotated[
 class InputMessage(BaseModel):
     model_config = _STRICT
     role: Literal["user", "assistant"]
-    content: Annotated[list[ContentBlock], BeforeValidator(_as_blocks)]
+    content: Annotated[list[ContentBlock], FIRST, BeforeValidator(_as_blocks)]
 
 
 # --- tools -----------------------------------------------------------------------
@@ -247,7 +251,7 @@ class CustomTool(BaseModel):
     #: Claude API tool options (fine-grained streaming of the input; example inputs): the Claude
     #: API gets them back; for other providers see :mod:`uniinfer.fitting`.
     eager_input_streaming: bool | None = None
-    input_examples: list[dict[str, Any]] | None = None
+    input_examples: Annotated[list[dict[str, Any]], FIRST] | None = None
 
 
 class ServerTool(BaseModel):
@@ -346,9 +350,9 @@ class CountTokensRequest(BaseModel):
 
     model_config = _STRICT
     model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
-    messages: list[InputMessage] = Field(min_length=1)
-    system: Annotated[list[TextBlock], BeforeValidator(_as_blocks)] | None = None
-    tools: list[ToolDefinition] | None = None
+    messages: Annotated[list[InputMessage], FIRST] = Field(min_length=1)
+    system: Annotated[list[TextBlock], FIRST, BeforeValidator(_as_blocks)] | None = None
+    tools: Annotated[list[ToolDefinition], FIRST] | None = None
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None
@@ -377,7 +381,7 @@ class MessagesRequest(CountTokensRequest):
 
     max_tokens: int = Field(ge=1, strict=True)
     metadata: Metadata | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: Annotated[list[str], FIRST] | None = None
     stream: bool | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)

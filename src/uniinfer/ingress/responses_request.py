@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from uniinfer.errors import InvalidRequestError
-from uniinfer.types.chat import MAX_MODEL_NAME
+from uniinfer.types.chat import FIRST, MAX_MODEL_NAME
 from uniinfer.validation import first_problem
 
 __all__ = [
@@ -86,8 +86,8 @@ class OutputText(BaseModel):
     model_config = _STRICT
     type: Literal["output_text"]
     text: str
-    annotations: list[dict[str, Any]] | None = None
-    logprobs: list[dict[str, Any]] | None = None
+    annotations: Annotated[list[dict[str, Any]], FIRST] | None = None
+    logprobs: Annotated[list[dict[str, Any]], FIRST] | None = None
 
 
 class RefusalPart(BaseModel):
@@ -110,10 +110,10 @@ def _shape(value: Any) -> str | None:
 
 # ``str | list[...]`` judged by the value's shape, so a bad list reports only the list's errors.
 Content = Annotated[
-    Annotated[str, Tag("text")] | Annotated[list[ContentPart], Tag("list")], Discriminator(_shape)
+    Annotated[str, Tag("text")] | Annotated[list[ContentPart], Tag("list"), FIRST], Discriminator(_shape)
 ]
 ToolOutput = Annotated[
-    Annotated[str, Tag("text")] | Annotated[list[ToolOutputPart], Tag("list")], Discriminator(_shape)
+    Annotated[str, Tag("text")] | Annotated[list[ToolOutputPart], Tag("list"), FIRST], Discriminator(_shape)
 ]
 
 
@@ -164,8 +164,8 @@ class ReasoningItem(BaseModel):
     model_config = _STRICT
     type: Literal["reasoning"]
     id: str | None = None
-    summary: list[dict[str, Any]] = Field(default_factory=list)
-    content: list[dict[str, Any]] | None = None
+    summary: Annotated[list[dict[str, Any]], FIRST] = Field(default_factory=list)
+    content: Annotated[list[dict[str, Any]], FIRST] | None = None
     encrypted_content: str | None = None
     status: Status | None = None
 
@@ -213,7 +213,7 @@ InputItem = Annotated[
 
 
 Input = Annotated[
-    Annotated[str, Tag("text")] | Annotated[list[InputItem], Tag("list")], Discriminator(_shape)
+    Annotated[str, Tag("text")] | Annotated[list[InputItem], Tag("list"), FIRST], Discriminator(_shape)
 ]
 
 
@@ -232,7 +232,7 @@ class FunctionTool(BaseModel):
     #: Documentation of the function's result; nothing upstream needs it.
     output_schema: dict[str, Any] | None = None
     defer_loading: bool | None = None
-    allowed_callers: list[str] | None = None
+    allowed_callers: Annotated[list[str], FIRST] | None = None
 
 
 class OtherTool(BaseModel):
@@ -269,7 +269,7 @@ class AllowedToolsChoice(BaseModel):
     model_config = _STRICT
     type: Literal["allowed_tools"]
     mode: Literal["auto", "required"]
-    tools: list[AllowedTool]
+    tools: Annotated[list[AllowedTool], FIRST]
 
 
 class OtherChoice(BaseModel):
@@ -357,7 +357,7 @@ class ResponsesRequest(BaseModel):
     model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     input: Input
     instructions: str | None = None
-    tools: list[ToolSpec] | None = None
+    tools: Annotated[list[ToolSpec], FIRST] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_tool_calls: int | None = Field(default=None, ge=1)
@@ -374,7 +374,7 @@ class ResponsesRequest(BaseModel):
     service_tier: Literal["auto", "default", "flex", "scale", "priority", "fast", "ultrafast"] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    include: list[Include] | None = None
+    include: Annotated[list[Include], FIRST] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     store: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

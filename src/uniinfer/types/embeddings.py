@@ -5,11 +5,11 @@ from __future__ import annotations
 import array
 import base64
 import sys
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from uniinfer.types.chat import MAX_MODEL_NAME
+from uniinfer.types.chat import FIRST, MAX_MODEL_NAME
 
 __all__ = ["Embedding", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ModelCard", "ModelList"]
 
@@ -19,7 +19,7 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | Annotated[list[str], FIRST] | Annotated[list[int], FIRST] | Annotated[list[list[int]], FIRST]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
