@@ -490,6 +490,32 @@ async def test_a_compressed_body_is_a_415_naming_the_encoding(base_url: str) -> 
     assert "Content-Encoding 'gzip'" in payload["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "kind",
+    ["text/plain", "application/x-www-form-urlencoded; charset=UTF-8", "Multipart/Form-Data; boundary=x"],
+)
+async def test_a_body_a_web_page_could_post_anywhere_is_a_415_and_reaches_no_provider(
+    base_url: str, kind: str, openai_fake_app: web.Application
+) -> None:
+    """A page in the operator's browser may POST these types to any origin without asking it
+    (CORS simple requests): refused, so it cannot spend the provider credits of a gateway
+    (one without a master key, say) by sending JSON as text. JSON, declared or not, is served."""
+    body = json.dumps({"model": "up/m", "messages": MSG}).encode()
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {MASTER}", "content-type": kind}
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"):
+            async with session.post(base_url + path, data=body, headers=headers) as resp:
+                assert resp.status == 415, path
+                payload = await resp.json()
+            assert payload["error"]["type"] in ("unsupported_media_type", "invalid_request_error"), path
+            assert "Content-Type: application/json" in payload["error"]["message"]
+        assert openai_fake_app["requests"] == []
+        for ok in ("application/json", "application/json; charset=utf-8"):
+            headers["content-type"] = ok
+            async with session.post(base_url + "/v1/chat/completions", data=body, headers=headers) as resp:
+                assert resp.status == 200
+
+
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]

@@ -111,6 +111,37 @@ async def test_auth_on_connect(ws_url: str) -> None:
         assert ws.protocol == f"uniinfer.bearer.{MASTER}"
 
 
+async def test_without_a_master_key_a_page_of_another_origin_cannot_connect(
+    config_for: Callable[..., Config],
+) -> None:
+    """WebSockets are not held to the same-origin policy: without a master key, a page the
+    operator visits could use the gateway on 127.0.0.1. A browser's connection from another
+    origin is refused; one from the gateway's own origin, or from outside a browser, is not."""
+    async with serve(create_app(config_for())) as base:
+        url = base.replace("http://", "ws://") + "/v1/ws"
+        own = base.rstrip("/")
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                async with session.ws_connect(url, origin="https://evil.example"):
+                    pass
+            assert info.value.status == 403
+            async with session.ws_connect(url, origin=own) as ws:  # its own page
+                assert not ws.closed
+        async with WebSocketClient(url) as client:  # outside a browser: no Origin
+            chunks = [c async for c in client.astream(model="up/gpt-4o-mini", messages=MSG)]
+        assert chunks
+    # with a master key, the key decides (a page that has it was given it)
+    async with serve(create_app(config_for(master_key=MASTER))) as base:
+        url = base.replace("http://", "ws://") + "/v1/ws"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(
+                url, origin="https://app.example", protocols=[f"uniinfer.bearer.{MASTER}"]
+            ) as ws,
+        ):
+            assert not ws.closed
+
+
 async def test_cancel_stops_the_upstream_call(app: App, ws_url: str) -> None:
     http = app.gateway.http
     async with (

@@ -374,6 +374,11 @@ class App:
                 best, render = len(route_path), endpoint.render_error
         return render
 
+    @property
+    def keyless(self) -> bool:
+        """Whether the server has no master key: any client on the network it listens on is let in."""
+        return self._master_key is None
+
     def authenticate(self, headers: Mapping[bytes, bytes]) -> None:
         """The master key as ``Authorization: Bearer <key>`` (OpenAI) or ``x-api-key`` (Anthropic).
 
@@ -398,6 +403,12 @@ class App:
             raise AuthenticationError("Incorrect API key provided.")
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        kind = headers.get(b"content-type")
+        if kind is not None and kind != b"application/json" and _form_like(kind):
+            raise UnsupportedMediaTypeError(
+                f"Content-Type '{kind.decode('latin-1')[:48]}' is not accepted: send the JSON body "
+                "with Content-Type: application/json."
+            )
         encoding = headers.get(b"content-encoding")
         if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
             raise UnsupportedMediaTypeError(
@@ -420,6 +431,17 @@ class App:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+#: The media types a web page may POST to any origin without asking it first (CORS "simple
+#: requests"): refused, so that a page in the operator's browser cannot spend the gateway's
+#: provider credits (one without a master key, on 127.0.0.1) with a form or a fetch of text.
+_FORM_TYPES = frozenset({b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data"})
+
+
+def _form_like(kind: bytes) -> bool:
+    """Whether the ``Content-Type`` header ``kind`` names one of :data:`_FORM_TYPES`."""
+    return kind.partition(b";")[0].strip().lower() in _FORM_TYPES
 
 
 def _combined(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

@@ -21,7 +21,10 @@ may be used again as soon as the ``cancel`` is sent.
 
 Authentication happens on connect: ``Authorization: Bearer <key>`` or
 ``x-api-key``, or, for browsers that cannot set headers, the subprotocol
-``uniinfer.bearer.<key>``. A failed check rejects the handshake (HTTP 403).
+``uniinfer.bearer.<key>``. A failed check rejects the handshake (HTTP 403). A server
+without a master key refuses a browser's connection from a page of another origin (its
+``Origin`` header names another host than ``Host``), so that no web page the operator visits
+can use it.
 
 Backpressure: each stream awaits its own ``send``, so a client that reads
 slowly slows the streams it asked for (the upstream is read no faster than
@@ -103,11 +106,27 @@ async def websocket_chat(app: App, scope: dict[str, Any], receive: Receive, send
     except UniInferError:
         await send({"type": "websocket.close", "code": 1008, "reason": "authentication failed"})
         return
+    if app.keyless and _cross_site(headers):
+        await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin connection refused"})
+        return
     accept: dict[str, Any] = {"type": "websocket.accept"}
     if subprotocol is not None:
         accept["subprotocol"] = subprotocol
     await send(accept)
     await _Connection(app, receive, send, headers).run()
+
+
+def _cross_site(headers: Mapping[bytes, bytes]) -> bool:
+    """Whether a browser opens the connection from a page of another origin than the gateway's.
+
+    A WebSocket is not held to the same-origin policy: any page the operator visits may open
+    one to a gateway on 127.0.0.1. With a master key it cannot authenticate; without one, such
+    a connection is refused (clients outside a browser send no ``Origin``)."""
+    origin = headers.get(b"origin")
+    if origin is None:
+        return False
+    host = origin.partition(b"://")[2].rstrip(b"/")
+    return host.lower() != headers.get(b"host", b"").lower()
 
 
 def _bearer_subprotocol(scope: dict[str, Any]) -> str | None:
