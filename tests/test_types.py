@@ -491,3 +491,24 @@ def test_a_list_of_many_bad_items_is_refused_at_its_first(
     with pytest.raises(ValidationError) as raw:
         model.model_validate(body)
     assert raw.value.error_count() <= 4  # the first bad item of each union member, not all of them
+
+
+def test_a_refused_answer_appended_as_the_openai_sdk_dumps_it_is_a_refusal_turn() -> None:
+    from openai.types.chat import ChatCompletionMessage
+
+    from uniinfer.types.chat import AssistantMessage, RefusalPart
+
+    answer = ChatCompletionMessage(role="assistant", content=None, refusal="I can't help with that.")
+    request = parse_request(ChatRequest, {"model": "m", "messages": [USER, answer.model_dump(), USER]})
+    turn = request.messages[1]
+    assert isinstance(turn, AssistantMessage)
+    # the spec's refusal part: every provider's translation carries it (as text where there is no such part)
+    assert turn.content == [RefusalPart(type="refusal", refusal="I can't help with that.")]
+    assert turn.refusal is None
+    # and a previous audio answer referred to by its id (OpenAI's audio conversations)
+    audio = {"role": "assistant", "audio": {"id": "audio_abc123"}}
+    assert parse_request(ChatRequest, {"model": "m", "messages": [USER, audio, USER]}).messages[1].audio == {
+        "id": "audio_abc123"
+    }
+    with pytest.raises(InvalidRequestError, match="needs 'content' or 'tool_calls'"):
+        parse_request(ChatRequest, {"model": "m", "messages": [USER, {"role": "assistant"}, USER]})

@@ -328,7 +328,13 @@ class AssistantMessage(BaseModel):
 
     @model_validator(mode="after")
     def _has_something(self) -> AssistantMessage:
-        if self.content is None and not self.tool_calls and self.function_call is None:
+        if self.content is None and self.refusal is not None and not self.tool_calls:
+            # a refused answer appended as the openai SDK dumps it (content null): the same turn
+            # as the spec's refusal part, which every provider's translation carries
+            self.content, self.refusal = [RefusalPart(type="refusal", refusal=self.refusal)], None
+        # a previous audio answer referred to by its id holds nothing else (OpenAI's audio
+        # conversations; the request's own ``audio``/``modalities`` keep it off other providers)
+        if self.content is None and not self.tool_calls and self.function_call is None and self.audio is None:
             raise ValueError("an assistant message needs 'content' or 'tool_calls'")
         return self
 
