@@ -1057,3 +1057,32 @@ async def test_a_number_beyond_a_double_is_refused_naming_its_field(base_url: st
     ):
         assert resp.status == 400
         assert "not valid JSON" in (await resp.json())["error"]["message"]
+    # in a free-form field (a tool's schema, web_search_options) no validation bounds it: it reached
+    # the provider as null, or rounded; and beside such a number a lone surrogate escape, which only
+    # the fallback reader takes, was a 500 when the upstream request was encoded
+    start = b'{"model": "chat", "messages": [{"role": "user", "content": '
+    cases = {
+        start + b'"hi"}], "web_search_options": {"x": 1e400}}': ("web_search_options.x", "64-bit float"),
+        start + b'"hi"}], "web_search_options": {"x": [1, 2' + b"0" * 400 + b"]}}": (
+            "web_search_options.x[1]",
+            "64 bits",
+        ),
+        b'{"web_search_options": {"x": 1e400}, "model": "chat", "messages": [{"role": "user", "content": "a\\ud800b"}]}': (
+            "web_search_options.x",
+            "64-bit float",
+        ),
+        b'{"temperature": 1e400, "model": "chat", "messages": [{"role": "user", "content": "a\\ud800b"}]}': (
+            "temperature",
+            "64-bit float",
+        ),
+        b'{"n": 1e400, "model": "chat", "messages": [{"role": "user", "content": "a\\udc00b"}], "seed": 1}': (
+            "n",
+            "64-bit float",
+        ),
+    }
+    async with aiohttp.ClientSession() as session:
+        for data, (param, words) in cases.items():
+            async with session.post(base_url + "/v1/chat/completions", data=data, headers=headers) as resp:
+                assert resp.status == 400, data
+                error = (await resp.json())["error"]
+            assert (error["param"], words in error["message"]) == (param, True), error

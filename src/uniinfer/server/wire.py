@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -88,34 +88,47 @@ def json_body(body: bytes) -> dict[str, Any]:
                 f"The request body is not UTF-8 text (byte 0x{body[bad.start]:02x} at offset {bad.start}); "
                 "send JSON as UTF-8."
             ) from None
-        data = _beyond_doubles(text, exc)
+        _beyond_doubles(text, exc)
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     check_depth(body, data)
     return data
 
 
-def _beyond_doubles(text: str, exc: orjson.JSONDecodeError) -> Any:
-    """Valid JSON with a number no double holds (``1e400``: RFC 8259 allows it) read by the
-    standard library, so that validation names the field it is in; else the parse error."""
+def _beyond_doubles(text: str, exc: orjson.JSONDecodeError) -> NoReturn:
+    """The 400 for a body orjson refused: valid JSON with a number outside what orjson holds
+    (``1e400``, an integer beyond 64 bits: RFC 8259 allows them) is read by the standard library
+    to name where the number is; else the parse error. No upstream's JSON encoder takes such a number (a free-form field, a tool's
+    schema, would reach it as ``null`` or rounded), so it is a 400 naming its field."""
     if "number" not in str(exc):
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_int=_int64)
+        data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    _refuse_unsendable(data, "")
+    # no such number left (a duplicate key took its place): the reader's own words, as nothing
+    # read this way may go on (a lone surrogate escape after it, which orjson refuses, would)
+    raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
 
 
-def _int64(digits: str) -> int | float:
-    """An integer as orjson reads it: beyond 64 bits a float (which validation of an integer
-    field refuses, naming the field; no upstream's JSON encoder takes it)."""
-    value = int(digits)
-    if -(2**63) <= value < 2**64:
-        return value
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
+def _refuse_unsendable(value: Any, path: str) -> None:
+    """A 400 naming the first number no encoder on the way takes, depth first: the one orjson
+    stopped at, as the walk meets values in the text's order (so nothing after it, such as a
+    lone surrogate escape the standard library reads and orjson refuses, gets further). Only on
+    this rare path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unsendable(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_unsendable(item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequestError(
+            f"'{path[:200]}': the number is too large for a 64-bit float", param=path[:200]
+        )
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        raise InvalidRequestError(f"'{path[:200]}': the integer does not fit in 64 bits", param=path[:200])
 
 
 def _no_constant(name: str) -> Any:
