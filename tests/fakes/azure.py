@@ -19,7 +19,13 @@ needed). Like the real service:
 - answers carry ``prompt_filter_results`` and per-choice ``content_filter_results``;
   streams start with the annotation chunk (empty ``choices``, ``"object": ""``),
   and deployments containing ``async`` add an annotation-only choice chunk
-  (``content_filter_offsets``, no ``delta``) as asynchronous filtering does.
+  (``content_filter_offsets``, no ``delta``) as asynchronous filtering does;
+- a deployment whose name contains ``blocked`` streams as asynchronous filtering
+  does when it blocks the output (protected material): part of the answer, an
+  annotation-only choice, then one whose ``finish_reason`` is ``content_filter``,
+  in events with empty ``id``, ``object`` and ``model``, and no finish chunk of
+  the model's own (the docs' "Sample response stream (blocked by filters)",
+  https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/content-streaming).
 
 Everything else (validation, failure modes, usage, tool calls) is the OpenAI
 fake's (:mod:`tests.fakes.openai`, through its ``_chat`` / ``_embeddings``
@@ -250,13 +256,18 @@ async def _stream(request: web.Request, body: Json) -> web.StreamResponse:
     model = str(body["model"])
     events = [_sse(_prompt_chunk())]
     for choice in full["choices"]:
-        events += [_sse(_chunk(full, c)) for c in _choice_chunks(choice, filtered="filtered-output" in model)]
+        chunks = _choice_chunks(choice, filtered="filtered-output" in model)
+        if "blocked" in model:
+            chunks = _blocked(chunks, choice)
+        events += [_sse(_chunk(full, c)) for c in chunks if "delta" in c]
+        events += [_sse(_annotation(c)) for c in chunks if "delta" not in c]
     if "async" in model:
         events.append(_sse(_async_annotation()))
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append(_sse({**_chunk(full, None), "choices": [], "usage": full["usage"]}))
     events.append(b"data: [DONE]\n\n")
-    return await stream_response(request, events, cut=mode_of(model).cut)
+    mode = mode_of(model)
+    return await stream_response(request, events, cut=mode.cut, whole=mode.whole)
 
 
 def _prompt_chunk() -> Json:
@@ -305,6 +316,28 @@ def _choice_chunks(choice: Json, *, filtered: bool) -> list[Json]:
         rest = [] if filtered else [{"content": p} for p in _pieces(message.get("content") or "")]
     finish = "content_filter" if filtered else choice["finish_reason"]
     return [delta(first), *(delta(d) for d in rest), delta({}, finish)]
+
+
+def _blocked(chunks: list[Json], choice: Json) -> list[Json]:
+    """The role chunk and half the content, then the asynchronous filter's verdicts on it: safe so
+    far, then blocked (the model's own finish never comes). Verdicts are choices without a delta."""
+    text = (choice.get("message") or {}).get("content") or ""
+    sent = chunks[: 1 + (len(chunks) - 2) // 2]
+    shown = sum(len(c["delta"].get("content") or "") for c in sent)
+    offsets = {"check_offset": shown, "start_offset": shown, "end_offset": len(text)}
+    index = choice["index"]
+    safe = {"index": index, "finish_reason": None, "content_filter_results": SAFE}
+    block = {
+        "index": index,
+        "finish_reason": "content_filter",
+        "content_filter_results": {"protected_material_text": {"detected": True, "filtered": True}},
+    }
+    return [*sent, {**safe, "content_filter_offsets": offsets}, {**block, "content_filter_offsets": offsets}]
+
+
+def _annotation(choice: Json) -> Json:
+    """An asynchronous filter's event: one annotation-only choice, empty id, object and model."""
+    return {"id": "", "object": "", "created": 0, "model": "", "choices": [choice], "usage": None}
 
 
 def _async_annotation() -> Json:

@@ -33,6 +33,7 @@ from uniinfer.types import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    RawEvents,
     StreamItem,
 )
 
@@ -124,6 +125,16 @@ def test_the_placeholder_endpoint_and_missing_credentials_are_config_errors() ->
         make("https://r.openai.azure.com", api_key=None)
     with pytest.raises(ConfigError, match="deployment"):
         make("https://r.openai.azure.com", deployment="x")
+
+
+def test_an_endpoint_printed_shows_neither_the_key_nor_the_entra_token() -> None:
+    key, token = "azure-key-0123456789abcdef", "eyJ0eXAi.entra-secret"
+    endpoint = Endpoint(base_url="https://r.openai.azure.com", api_key=key, options={"entra_token": token})
+    adapter = default_registry().create(default_registry().get("azure"), endpoint)
+    for text in (repr(endpoint), repr(adapter.endpoint), str(endpoint)):
+        assert "https://r.openai.azure.com" in text
+        assert key not in text
+        assert token not in text
 
 
 def test_deployment_and_v1_urls() -> None:
@@ -319,6 +330,111 @@ def test_an_instant_stream_in_one_read_loses_its_prompt_annotation_too() -> None
     assert text_of(out) == "Hi"
 
 
+#: The docs' "Sample response stream (blocked by filters)" (concepts/content-streaming), as sent:
+#: asynchronous filtering blocks the answer with an annotation-only choice, no model finish chunk.
+_ANNOTATION = {"id": "", "object": "", "created": 0, "model": ""}
+_BLOCKED_ID = {
+    "id": "chatcmpl-8JCbt5d4luUIhYCI7YH4dQK7hnHx2",
+    "object": "chat.completion.chunk",
+    "created": 1699587397,
+    "model": "gpt-35-turbo",
+}
+_OFFSETS = {"check_offset": 65, "start_offset": 65, "end_offset": 1056}
+_PROMPT_ANNOTATION = {
+    **_ANNOTATION,
+    "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": SAFE}],
+    "choices": [],
+    "usage": None,
+}
+_BLOCK = {
+    **_ANNOTATION,
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "content_filter",
+            "content_filter_results": {"protected_material_text": {"detected": True, "filtered": True}},
+            "content_filter_offsets": _OFFSETS,
+        }
+    ],
+    "usage": None,
+}
+
+
+def _sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _blocked_sample() -> bytes:
+    def delta(d: dict[str, Any]) -> dict[str, Any]:
+        return {**_BLOCKED_ID, "choices": [{"index": 0, "finish_reason": None, "delta": d}], "usage": None}
+
+    safe = {
+        "index": 0,
+        "finish_reason": None,
+        "content_filter_results": SAFE,
+        "content_filter_offsets": _OFFSETS,
+    }
+    return _sse(
+        _PROMPT_ANNOTATION,
+        delta({"role": "assistant"}),
+        *(delta({"content": piece}) for piece in ("Hey", " Jude", ",", " better")),
+        {**_ANNOTATION, "choices": [safe], "usage": None},
+        _BLOCK,
+    )
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["bytewise", "one read"])
+def test_an_asynchronous_filter_block_ends_the_stream_with_content_filter(whole: bool) -> None:
+    data = _blocked_sample()
+    decoder = make("https://r.openai.azure.com").stream_decoder("gpt-35-turbo")
+    out = modelled([*decoder.feed(data), *decoder.close()]) if whole else decode_bytewise(decoder, data)
+    assert text_of(out) == "Hey Jude, better"
+    assert [c.choices[0].finish_reason for c in out] == [None] * 5 + ["content_filter"]
+    last = out[-1]
+    assert last.choices[0].delta.model_dump(exclude_none=True) == {}
+    # the block's own id, created and model are empty: the stream's go in their place
+    assert (last.id, last.created, last.model, last.object) == (
+        "chatcmpl-8JCbt5d4luUIhYCI7YH4dQK7hnHx2",
+        1699587397,
+        "gpt-35-turbo",
+        "chat.completion.chunk",
+    )
+
+
+def test_a_block_before_any_chunk_gets_an_id_and_the_deployment() -> None:
+    decoder = make("https://r.openai.azure.com").stream_decoder("gpt-4o")
+    (out,) = modelled([*decoder.feed(_sse(_PROMPT_ANNOTATION, _BLOCK)), *decoder.close()])
+    assert out.id.startswith("chatcmpl-")
+    assert out.model == "gpt-4o"
+    assert out.created > 0
+    assert out.choices[0].finish_reason == "content_filter"
+
+
+def test_the_block_is_never_relayed_as_it_came() -> None:
+    # the server relays a read holding one plain event as it came (pass_on): the block's empty
+    # id and object must not reach the caller that way
+    decoder = make("https://r.openai.azure.com").stream_decoder("gpt-35-turbo")
+    events = [e + b"\n\n" for e in _blocked_sample().split(b"\n\n") if e]
+    out: list[StreamItem] = []
+    for event in events:
+        relayed = decoder.pass_on(event)
+        out += [RawEvents(relayed)] if relayed is not None else decoder.feed(event)
+    chunks = modelled([*out, *decoder.close()])
+    assert decoder.pass_on(events[-2]) is None  # the block
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    assert {c.id for c in chunks} == {"chatcmpl-8JCbt5d4luUIhYCI7YH4dQK7hnHx2"}
+
+
+async def test_a_stream_blocked_by_the_asynchronous_filter_says_content_filter(fake: Fake) -> None:
+    chunks = await fake.stream(chat(), "gpt-4o-blocked")
+    assert "echo: hello there".startswith(text_of(chunks))
+    assert text_of(chunks) != "echo: hello there"  # the answer was cut by the block
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["content_filter"]
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[-1].usage is not None
+
+
 # --- embeddings and errors -------------------------------------------------------------------
 
 
@@ -395,5 +511,33 @@ providers:
         assert text_of(chunks) == "echo: hello there"
         assert ctx.usage is not None
         assert ctx.usage.total_tokens == 8
+    finally:
+        await gateway.aclose()
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-4o-blocked", "whole-blocked"], ids=["split reads", "one event a read"]
+)
+async def test_gateway_stream_ends_a_blocked_answer_with_content_filter(fake: Fake, model: str) -> None:
+    config = make_config(
+        f"""
+providers:
+  az:
+    type: azure
+    base_url: {fake.url}
+    api_key: {API_KEY}
+"""
+    )
+    gateway = Gateway(config)
+    try:
+        stream = await gateway.stream(chat(model=f"az/{model}", stream=True), RequestContext("chat"))
+        sse = b"".join([batch async for batch in stream.sse_batches()])
+        chunks = [ChatChunk.model_validate_json(e.removeprefix(b"data: ")) for e in sse.split(b"\n\n") if e]
+        assert all(c.id and c.model and c.created for c in chunks)  # no empty annotation envelope
+        assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == [
+            "content_filter"
+        ]
+        assert chunks[-1].choices[0].finish_reason == "content_filter"
+        assert "echo: hello there".startswith(text_of(chunks))
     finally:
         await gateway.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,6 +41,16 @@ class Clock:
         return self.now
 
 
+class WallClock:
+    """Real time, shifted by ``offset`` seconds (the token endpoint checks assertions against real time)."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 Served = tuple[TokenState, str, HttpClient]
 
 
@@ -54,10 +65,14 @@ async def served() -> AsyncIterator[Served]:
             await http.aclose()
 
 
-def source(token_uri: str, clock: Clock | None = None, **info: str) -> ServiceAccountTokenSource:
+def source(
+    token_uri: str, clock: Clock | None = None, wall_clock: WallClock | None = None, **info: str
+) -> ServiceAccountTokenSource:
     key = json.loads(service_account_key().key_json(token_uri))
     key.update(info)
-    return ServiceAccountTokenSource(key, provider="vx", clock=clock or Clock())
+    return ServiceAccountTokenSource(
+        key, provider="vx", clock=clock or Clock(), wall_clock=wall_clock or WallClock()
+    )
 
 
 # --- loading keys ----------------------------------------------------------------------
@@ -200,6 +215,95 @@ async def test_a_failed_refresh_keeps_serving_the_still_valid_token(served: Serv
     state.fail_status = None
     assert await tokens.ensure(http) != old
     assert state.exchanges == 3
+
+
+async def test_a_refresh_that_fails_after_the_old_token_expired_raises_its_own_error(served: Served) -> None:
+    # the old token had 9 s left when the refresh began; the failing refresh took longer: its
+    # (retryable) error is the outcome, not the expired token and a confusing error later
+    state, uri, http = served
+    clock = Clock()
+    tokens = source(uri, clock)
+    await tokens.ensure(http)
+    clock.now += 3599 - 9
+    state.fail_status, state.delay = 503, 0.3
+
+    async def expire_meanwhile() -> None:
+        await asyncio.sleep(0.1)
+        clock.now += 20
+
+    ticker = asyncio.create_task(expire_meanwhile())
+    with pytest.raises(ProviderOverloadedError, match="token endpoint refused"):
+        await tokens.ensure(http)
+    await ticker
+    assert tokens.token is None
+
+
+async def test_a_token_expired_while_the_machine_slept_is_not_handed_out(served: Served) -> None:
+    # the monotonic clock stands still while a machine sleeps; the wall clock runs on
+    state, uri, http = served
+    state.expires_in = 600
+    clock, wall = Clock(), WallClock(offset=-700)  # fetched 700 s ago by the wall clock
+    tokens = source(uri, clock, wall)
+    old = await tokens.ensure(http)
+    wall.offset = 0  # woken up: the monotonic clock says no time passed
+    assert tokens.token is None
+    with pytest.raises(AuthenticationError, match="prepare_credentials"):
+        tokens.authorization()
+    assert await tokens.ensure(http) != old
+    assert state.exchanges == 2
+
+
+async def test_the_wall_clock_also_brings_the_refresh_forward(served: Served) -> None:
+    state, uri, http = served
+    wall = WallClock(offset=-(3599 - REFRESH_MARGIN + 1))
+    tokens = source(uri, Clock(), wall)
+    old = await tokens.ensure(http)
+    wall.offset = 0
+    assert tokens.token == old  # still valid, but inside the refresh margin by the wall clock
+    assert await tokens.ensure(http) != old
+    assert state.exchanges == 2
+
+
+async def test_a_refused_token_is_dropped_and_the_next_request_gets_another(served: Served) -> None:
+    state, uri, http = served
+    tokens = source(uri)
+    old = await tokens.ensure(http)
+    tokens.refused()  # the API answered 401 to a request carrying it
+    assert tokens.token is None
+    new = await tokens.ensure(http)
+    assert new != old
+    assert state.exchanges == 2
+    assert tokens.redact(f"{old} {new}") == "[redacted] [redacted]"
+
+
+async def test_a_late_refusal_of_an_old_token_keeps_the_new_one(served: Served) -> None:
+    # a request sent with the old token is refused after another request refreshed it: the
+    # refusal is of the old token, so the new one stays (no exchange per late 401)
+    state, uri, http = served
+    clock = Clock()
+    tokens = source(uri, clock)
+    sent = asyncio.Event()
+    refreshed = asyncio.Event()
+
+    async def old_request() -> str:
+        token = await tokens.ensure(http)
+        sent.set()
+        await refreshed.wait()
+        tokens.refused()  # its 401 comes back now
+        return token
+
+    request = asyncio.create_task(old_request())
+    await sent.wait()
+    clock.now += 3599  # the old token expired; the next request refreshes it
+    new = await tokens.ensure(http)
+    refreshed.set()
+    old = await request
+    assert old != new
+    assert tokens.token == new
+    assert await tokens.ensure(http) == new
+    assert state.exchanges == 2
+    tokens.refused()  # a refusal of the token this task was handed drops it
+    assert tokens.token is None
 
 
 async def test_unknown_account_is_an_authentication_error_without_secrets(served: Served) -> None:

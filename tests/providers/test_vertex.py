@@ -175,6 +175,13 @@ def test_bad_options_are_config_errors(options: dict[str, Any], expected: str) -
         make("https://us-central1-aiplatform.googleapis.com/v1", **options)
 
 
+def test_an_endpoint_printed_does_not_show_the_service_account_key() -> None:
+    key_json = service_account_key().key_json("https://t/token")
+    adapter = make("https://x/v1", credentials_json=key_json)
+    assert "PRIVATE KEY" in key_json
+    assert "PRIVATE KEY" not in repr(adapter.endpoint)
+
+
 def test_an_api_key_is_refused_rather_than_ignored() -> None:
     reg = default_registry()
     key = service_account_key().key_json("https://t/token")
@@ -519,6 +526,47 @@ providers:
         embedded = await gateway.embed(EmbeddingRequest(model="gcp/text-embedding-005", input="a b c"))
         assert embedded.usage.prompt_tokens == 3
         assert fake.tokens.exchanges == 1
+    finally:
+        await gateway.aclose()
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", CLAUDE])
+async def test_gateway_recovers_after_one_401_when_the_token_is_no_longer_accepted(
+    fake: Fake, model: str
+) -> None:
+    # Vertex stops accepting the cached token (revoked, or expired while the machine slept and the
+    # monotonic clock stood still): the request that meets the 401 fails, the next ones work again
+    config = make_config(
+        f"""
+providers:
+  gcp:
+    type: vertex
+    base_url: {fake.url}/v1
+    options:
+      project: {TEST_PROJECT}
+      credentials_json: '{fake.key_json}'
+"""
+    )
+    gateway = Gateway(config)
+    try:
+        request = chat(model=f"gcp/{model}", max_tokens=20)
+        assert (await gateway.chat(request)).choices[0].message.content == "echo: hello there"
+        fake.tokens.expire_all()
+        with pytest.raises(AuthenticationError):
+            await gateway.chat(request)
+        assert fake.tokens.exchanges == 1
+        assert (await gateway.chat(request)).choices[0].message.content == "echo: hello there"
+        chunks = [
+            c async for c in await gateway.stream(chat(model=f"gcp/{model}", max_tokens=20, stream=True))
+        ]
+        assert text_of(chunks) == "echo: hello there"
+        assert fake.tokens.exchanges == 2
+        fake.tokens.expire_all()  # streams meet the 401 before their first chunk: the same
+        with pytest.raises(AuthenticationError):
+            await gateway.stream(chat(model=f"gcp/{model}", max_tokens=20, stream=True))
+        assert (await gateway.chat(request)).choices[0].message.content == "echo: hello there"
+        assert fake.tokens.exchanges == 3
+        assert len(fake.requests) == 6  # each failed request was sent once, not repeated
     finally:
         await gateway.aclose()
 

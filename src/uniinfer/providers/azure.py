@@ -24,14 +24,22 @@ Reference: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference
   ``"object": ""`` and ``prompt_filter_results``; with asynchronous filtering,
   chunks whose choices carry only ``content_filter_results`` follow. Both are
   dropped by :class:`AzureStreamDecoder`, so that neither is taken for content
-  nor for the usage chunk (which has empty choices *and* ``usage``).
+  nor for the usage chunk (which has empty choices *and* ``usage``). An
+  annotation-only choice that carries a ``finish_reason`` is kept: it is how
+  asynchronous filtering blocks an answer already under way (``content_filter``,
+  https://learn.microsoft.com/en-us/azure/ai-foundry/openai/concepts/content-streaming,
+  "Sample response stream (blocked by filters)"), so it goes on with an empty
+  ``delta`` and the stream's id, created and model in place of its empty ones.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -39,10 +47,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from uniinfer.errors import ConfigError, ContentFilteredError, UniInferError
 from uniinfer.http import HttpRequest
-from uniinfer.providers.base import Endpoint, ProviderSpec, loads, merge_headers
+from uniinfer.providers.base import Endpoint, ProviderSpec, chunk_id, loads, merge_headers
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from uniinfer.providers.redaction import redact_secret
-from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
+from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, RawEvents, StreamItem
 
 __all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
 
@@ -143,7 +151,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
             raise self.shape_error("chat response", body) from exc
 
     def stream_decoder(self, model: str) -> AzureStreamDecoder:
-        return AzureStreamDecoder(self)
+        return AzureStreamDecoder(self, model)
 
     # --- errors -----------------------------------------------------------------------
 
@@ -161,30 +169,88 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
 
 class AzureStreamDecoder(OpenAIStreamDecoder):
-    """The OpenAI decoder, minus Azure's content-filter annotation chunks."""
+    """The OpenAI decoder, minus Azure's content-filter annotation chunks (but not their finish)."""
 
-    __slots__ = ()
+    __slots__ = ("_model",)
+
+    def __init__(self, adapter: AzureOpenAIAdapter, model: str) -> None:
+        super().__init__(adapter)
+        #: The deployment asked for: the model of a blocking finish that comes before any chunk.
+        self._model = model
 
     def pass_on(self, data: bytes) -> bytes | None:
-        """As the OpenAI decoder's, for an event that is no annotation and holds none."""
+        """As the OpenAI decoder's, for an event that is no annotation and holds none.
+
+        A blocking finish is rewritten (its id and object are empty), so it is never relayed
+        as it came: :func:`_without_annotations` gives back other bytes for it.
+        """
         json = data[6:-2]
         return super().pass_on(data) if _without_annotations(json) is json else None
 
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         kept: list[tuple[str, bytes]] = []
+        envelope = partial(self._envelope, kept)
         for event, data in events:
-            cleaned = _without_annotations(data)
+            cleaned = _without_annotations(data, envelope)
             if cleaned is not None:
                 kept.append((event, cleaned))
         return super()._decode(kept)
 
+    def _envelope(self, kept: list[tuple[str, bytes]]) -> dict[str, Any]:
+        """The id, created, model (and system_fingerprint) of the stream's latest chunk.
 
-def _without_annotations(data: bytes) -> bytes | None:
+        For a blocking finish, whose own are empty: the chunks kept from this read come
+        first (the OpenAI decoder has not seen them yet), then the last one it saw; a
+        stream blocked before any chunk gets a new id, the time and the deployment.
+        """
+        for _event, data in reversed(kept):
+            found = _envelope_in(data)
+            if found is not None:
+                return found
+        last = self._last
+        if isinstance(last, bytes):
+            found = _envelope_in(RawEvents(last).payloads()[-1])
+        else:
+            found = _envelope_of(*last) if last is not None else None
+        return found or {"id": chunk_id(), "created": int(time.time()), "model": self._model}
+
+
+def _envelope_in(data: bytes) -> dict[str, Any] | None:
+    """:func:`_envelope_of` the chunk event ``data``; None for ``[DONE]`` or an annotation."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None  # [DONE], or bad data the OpenAI decoder reports
+    if not isinstance(payload, dict):
+        return None
+    get = payload.get
+    return _envelope_of(get("id"), get("created"), get("model"), get("system_fingerprint"))
+
+
+def _envelope_of(chunk: Any, created: Any, model: Any, fingerprint: Any) -> dict[str, Any] | None:
+    """A chunk's id, created, model and system_fingerprint, as JSON fields; None when it names none."""
+    if not isinstance(chunk, str) or not chunk or not isinstance(model, str) or not model:
+        return None
+    found: dict[str, Any] = {
+        "id": chunk,
+        "created": created if isinstance(created, int) and created > 0 else int(time.time()),
+        "model": model,
+    }
+    if isinstance(fingerprint, str):
+        found["system_fingerprint"] = fingerprint
+    return found
+
+
+def _without_annotations(data: bytes, envelope: Callable[[], dict[str, Any]] | None = None) -> bytes | None:
     """The event's data without annotation-only choices; None when nothing else is left.
 
     Dropped: a chunk with empty ``choices`` and no ``usage`` (``prompt_filter_results``),
-    and choices without a ``delta`` (``content_filter_results`` of asynchronous filtering).
-    Anything unparsable is left for the OpenAI decoder to report.
+    and choices without a ``delta`` (``content_filter_results`` of asynchronous filtering),
+    unless they carry a ``finish_reason``: asynchronous filtering blocks an answer with
+    such a choice (``content_filter``), in an event whose id, object and model are empty.
+    That choice is kept with an empty ``delta``, and the event gets ``envelope()`` (the
+    stream's id, created and model) when its own id is empty. Anything unparsable is
+    left for the OpenAI decoder to report.
     """
     if data == b"[DONE]" or b'"choices"' not in data:
         return data
@@ -195,11 +261,17 @@ def _without_annotations(data: bytes) -> bytes | None:
     if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
         return data
     choices = payload["choices"]
-    content = [c for c in choices if not isinstance(c, dict) or "delta" in c]
+    content = [c for c in choices if not isinstance(c, dict) or "delta" in c or c.get("finish_reason")]
     if not content and payload.get("usage") is None:
         return None
-    if len(content) == len(choices):
+    finishes = [c for c in content if isinstance(c, dict) and "delta" not in c]
+    if len(content) == len(choices) and not finishes:
         return data
+    for choice in finishes:
+        choice["delta"] = {}
+    if finishes and not payload.get("id"):
+        payload.update(envelope() if envelope is not None else {})
+        payload["object"] = "chat.completion.chunk"
     payload["choices"] = content
     return orjson.dumps(payload)
 

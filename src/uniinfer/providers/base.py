@@ -141,12 +141,14 @@ class Endpoint:
     """Where and how one configured provider is reached."""
 
     base_url: str
-    api_key: str | None = None
+    #: Left out of ``repr`` (as ``options``, which may hold a token or a private key): an
+    #: endpoint printed in a log or a traceback must not show a secret.
+    api_key: str | None = field(default=None, repr=False)
     headers: Mapping[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Provider-specific settings (``providers.<name>.options``), checked by the
     #: adapter's ``Options`` model: a region, an API version, a credentials file.
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
 class StreamDecoder(Protocol):

@@ -20,7 +20,13 @@ Signing uses google-auth's public API (``google.auth.crypt.RSASigner`` and
 than five minutes remain (half its lifetime for short-lived tokens). Refreshes
 are single-flight: concurrent requests wait for the one refresh in progress
 and share its outcome. A failed refresh while the old token is still valid
-keeps serving the old token and retries a little later.
+keeps serving the old token and retries a little later. Expiry is judged by
+two clocks, and a token is expired when either says so: the monotonic one
+(never set back) and the wall clock (which, unlike the monotonic one, runs on
+while the machine sleeps: a laptop waking up must not take an hour-old token
+for a fresh one). When the API refuses a token anyway (revoked, or a clock
+mistaken), :meth:`ServiceAccountTokenSource.refused` drops it, so that the
+next request fetches another instead of failing until the refresh point.
 
 Credentials are read from the provider's options only (``credentials_file``,
 which may be ``env:GOOGLE_APPLICATION_CREDENTIALS`` resolved by the config
@@ -34,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -76,6 +83,13 @@ DEFAULT_LIFETIME = 3600.0
 
 Json = dict[str, Any]
 
+#: The token source and token that :meth:`ServiceAccountTokenSource.ensure` last handed to this
+#: task (the request it prepares), for :meth:`ServiceAccountTokenSource.refused` to know which
+#: token the API refused: another request may have refreshed it since.
+_HANDED: ContextVar[tuple[ServiceAccountTokenSource, str] | None] = ContextVar(
+    "uniinfer_google_token", default=None
+)
+
 
 def load_service_account(
     *, credentials_file: str | None, credentials_json: str | None, provider: str
@@ -115,9 +129,10 @@ def load_service_account(
 class ServiceAccountTokenSource:
     """Access tokens for one service account: cached, refreshed ahead of expiry, single-flight.
 
-    ``clock`` (monotonic seconds) decides expiry and is injectable for tests;
-    ``wall_clock`` (Unix seconds) dates the assertion, as the token endpoint
-    checks ``iat``/``exp`` against real time.
+    ``clock`` (monotonic seconds) and ``wall_clock`` (Unix seconds) both decide
+    expiry (a token is expired once either says so) and are injectable for tests;
+    ``wall_clock`` also dates the assertion, as the token endpoint checks
+    ``iat``/``exp`` against real time.
     """
 
     def __init__(
@@ -142,8 +157,12 @@ class ServiceAccountTokenSource:
         self._wall_clock = wall_clock
         self._token: str | None = None
         self._previous: str | None = None
+        #: When the token expires and when to refresh it, by ``clock`` ...
         self._expires_at = 0.0
         self._refresh_at = 0.0
+        #: ... and by ``wall_clock`` (which runs on while the machine sleeps).
+        self._expires_wall = 0.0
+        self._refresh_wall = 0.0
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         #: Finished refresh attempts; a waiter compares it to learn that the refresh it queued behind failed.
@@ -156,8 +175,22 @@ class ServiceAccountTokenSource:
 
     @property
     def token(self) -> str | None:
-        """The cached token while it is still usable, else None."""
-        if self._token is not None and self._clock() < self._expires_at - MIN_VALIDITY:
+        """The cached token while it is still usable by both clocks, else None."""
+        if (
+            self._token is not None
+            and self._clock() < self._expires_at - MIN_VALIDITY
+            and self._wall_clock() < self._expires_wall - MIN_VALIDITY
+        ):
+            return self._token
+        return None
+
+    def _fresh(self) -> str | None:
+        """The cached token while neither clock has reached its refresh point, else None."""
+        if (
+            self._token is not None
+            and self._clock() < self._refresh_at
+            and self._wall_clock() < self._refresh_wall
+        ):
             return self._token
         return None
 
@@ -172,14 +205,33 @@ class ServiceAccountTokenSource:
         return f"Bearer {token}"
 
     async def ensure(self, http: HttpClient) -> str:
-        """A usable token; a new one is fetched (single-flight) once less than the margin remains."""
-        if self._token is not None and self._clock() < self._refresh_at:
-            return self._token
+        """A usable token; a new one is fetched (single-flight) once less than the margin remains.
+
+        The token is also noted as this task's (the request it prepares), for :meth:`refused`.
+        """
+        token = self._fresh() or await self._ensure(http)
+        _HANDED.set((self, token))
+        return token
+
+    def refused(self) -> None:
+        """The API refused the token this task's request carried (a 401): drop it if it is still
+        the cached one, so that the next :meth:`ensure` fetches another.
+
+        A token refreshed since (by another request) is kept: the refusal was of the old one.
+        Unknown which token the request carried (no :meth:`ensure` in this task), the cached
+        one goes: at worst, one exchange too many. The token stays known to :meth:`redact`.
+        """
+        handed = _HANDED.get()
+        used = handed[1] if handed is not None and handed[0] is self else self._token
+        if used is not None and used == self._token:
+            self._expires_at = self._refresh_at = self._expires_wall = self._refresh_wall = 0.0
+
+    async def _ensure(self, http: HttpClient) -> str:
         finished = self._finished
         async with self._get_lock():
-            now = self._clock()
-            if self._token is not None and now < self._refresh_at:
-                return self._token
+            fresh = self._fresh()
+            if fresh is not None:
+                return fresh
             if self._finished != finished and self._error is not None:
                 raise self._error  # the refresh this call waited for failed: share its outcome
             self._error = None  # a cancelled attempt leaves no error: its waiters try again
@@ -187,12 +239,21 @@ class ServiceAccountTokenSource:
                 return await self._refresh(http)
             except UniInferError as exc:
                 self._error = exc
-                if self._token is not None and now < self._expires_at - MIN_VALIDITY:
-                    self._refresh_at = min(now + RETRY_AFTER_FAILURE, self._expires_at - MIN_VALIDITY)
-                    return self._token
-                raise
+                # the clocks read again: a slow refresh may have outlived the old token
+                old = self.token
+                if old is None:
+                    raise  # the refresh's own error (often retryable), not a missing token later
+                self._retry_later()
+                return old
             finally:
                 self._finished += 1
+
+    def _retry_later(self) -> None:
+        """After a failed refresh while the token still works: try again in a little while."""
+        last = self._expires_at - MIN_VALIDITY
+        self._refresh_at = min(self._clock() + RETRY_AFTER_FAILURE, last)
+        last_wall = self._expires_wall - MIN_VALIDITY
+        self._refresh_wall = min(self._wall_clock() + RETRY_AFTER_FAILURE, last_wall)
 
     def redact(self, text: str) -> str:
         """``text`` without the current or the previous access token (requests may still carry it)."""
@@ -219,7 +280,7 @@ class ServiceAccountTokenSource:
         assertion = self.assertion()
         form = urlencode({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}).encode()
         headers = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
-        started = self._clock()
+        started, started_wall = self._clock(), self._wall_clock()
         try:
             resp = await http.send(HttpRequest(self.token_uri, form, headers), self._timeouts, self.provider)
         except (ProviderConnectionError, ProviderTimeoutError) as exc:
@@ -232,8 +293,9 @@ class ServiceAccountTokenSource:
             raise self._exchange_error(resp.status, text)
         token, lifetime = self._parse(text)
         self._previous, self._token = self._token, token
-        self._expires_at = started + lifetime
-        self._refresh_at = self._expires_at - min(REFRESH_MARGIN, lifetime / 2)
+        margin = min(REFRESH_MARGIN, lifetime / 2)
+        self._expires_at, self._expires_wall = started + lifetime, started_wall + lifetime
+        self._refresh_at, self._refresh_wall = self._expires_at - margin, self._expires_wall - margin
         self.refreshes += 1
         return token
 

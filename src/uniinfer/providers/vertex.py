@@ -22,6 +22,9 @@ and ``eu`` use ``aiplatform.googleapis.com`` and the ``.rep`` multi-region hosts
 
 Auth is ``Authorization: Bearer <access token>`` from a service-account key
 (:mod:`uniinfer.providers.google_auth`), refreshed by :meth:`prepare_credentials`.
+A 401 (``UNAUTHENTICATED``: the token was revoked, or expired while the machine
+slept) drops the token the request carried, so the next request fetches a new
+one: that request fails, the following ones do not.
 The project defaults to the key's ``project_id``.
 
 Params: ``supported_params`` is the union of both families' sets, because the
@@ -305,7 +308,13 @@ class VertexAdapter(ProviderAdapter):
     # --- errors -------------------------------------------------------------------------
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
-        """Anthropic-shaped bodies (``"type": "error"``) as Claude errors, the rest as ``google.rpc``."""
+        """Anthropic-shaped bodies (``"type": "error"``) as Claude errors, the rest as ``google.rpc``.
+
+        A 401 also drops the access token that was refused (see :meth:`ServiceAccountTokenSource.refused`):
+        kept, it would fail every request until its refresh point, up to an hour away.
+        """
+        if status == 401:
+            self.tokens.refused()
         try:
             payload = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
