@@ -97,6 +97,47 @@ def test_tool_messages_must_answer_the_preceding_assistant_calls() -> None:
     assert info.value.param == "messages[4].tool_call_id"
 
 
+def test_every_tool_call_is_answered_once_before_the_conversation_goes_on() -> None:
+    """OpenAI refuses a call left unanswered ("did not have response messages"), as Claude and
+    Gemini do: a 400 naming the assistant message before any provider is asked."""
+    two = {"role": "assistant", "tool_calls": [CALL, {**CALL, "id": "call_2"}]}
+    one_result = {"role": "tool", "tool_call_id": "call_1", "content": "ok"}
+    cases = {
+        "unanswered before the next user turn": (
+            [USER, two, one_result, USER],
+            "messages[1].tool_calls",
+            "'call_2'",
+        ),
+        "unanswered at the end": (
+            [USER, {"role": "assistant", "tool_calls": [CALL]}],
+            "messages[1].tool_calls",
+            "'call_1'",
+        ),
+        "answered twice": (
+            [USER, two, one_result, one_result],
+            "messages[3].tool_call_id",
+            "answered before",
+        ),
+        "one id for two calls": (
+            [USER, {"role": "assistant", "tool_calls": [CALL, CALL]}],
+            "messages[1].tool_calls",
+            "one id",
+        ),
+    }
+    for name, (messages, param, words) in cases.items():
+        with pytest.raises(InvalidRequestError) as info:
+            parse_request(ChatRequest, {"model": "m", "messages": messages})
+        assert (info.value.param, words in info.value.message) == (param, True), name
+    # the calls answered in another order than made are fine
+    answered = [USER, two, {**one_result, "tool_call_id": "call_2"}, one_result, USER]
+    assert len(parse_request(ChatRequest, {"model": "m", "messages": answered}).messages) == 5
+    # and an id the caller made huge is not echoed whole
+    huge = [USER, {"role": "assistant", "tool_calls": [{**CALL, "id": "x" * 100_000}]}]
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(ChatRequest, {"model": "m", "messages": huge})
+    assert len(info.value.message) < 400
+
+
 def test_full_featured_request_round_trips() -> None:
     body = {
         "model": "m",

@@ -1588,7 +1588,7 @@ def test_other_providers_call_ids_go_to_bedrock_in_its_alphabet_and_length() -> 
 
 @pytest.mark.parametrize("side", ["toolUse", "toolResult"])
 def test_fake_refuses_a_tool_use_id_outside_the_documented_pattern(side: str) -> None:
-    body = sent(chat(tool_history()[:3], tools=[WEATHER]))
+    body = sent(chat(tool_history()[:4], tools=[WEATHER]))
     for turn in body["messages"]:
         for block in turn["content"]:
             if side in block:

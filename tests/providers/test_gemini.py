@@ -407,6 +407,7 @@ def test_invalid_tool_arguments_name_the_message(arguments: str) -> None:
         {"role": "user", "content": "hi"},
         {"role": "assistant", "tool_calls": [
             {"id": "a", "type": "function", "function": {"name": "f", "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "a", "content": "done"},
     ]  # fmt: skip
     with pytest.raises(InvalidRequestError) as info:
         adapter_for().chat_request(chat(messages=messages), "m", stream=False)

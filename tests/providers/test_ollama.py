@@ -153,7 +153,10 @@ def test_http_image_url_is_rejected_naming_the_part() -> None:
 
 def test_tool_call_arguments_must_be_a_json_object() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}
-    request = chat(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": [call]}])
+    result = {"role": "tool", "tool_call_id": "c1", "content": "done"}
+    request = chat(
+        messages=[{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": [call]}, result]
+    )
     with pytest.raises(InvalidRequestError) as info:
         adapter_for().chat_request(request, "m", stream=False)
     assert info.value.param == "messages[1].tool_calls[0].function.arguments"

@@ -586,20 +586,53 @@ def _check_tool_choice(tools: list[Tool] | None, choice: ToolChoice | None) -> N
 
 
 def _check_tool_messages(messages: list[Any]) -> None:
-    """A tool message must answer a tool call of the assistant message before it."""
-    open_ids: set[str] = set()
+    """Each tool call of an assistant message is answered, once, by the tool messages right
+    after it (OpenAI's rule: "An assistant message with 'tool_calls' must be followed by tool
+    messages responding to each 'tool_call_id'"; Claude's and Gemini's are the same), and a
+    tool message answers a call of the assistant message before it."""
+    open_ids: dict[str, None] = {}  # the calls still unanswered, in order
+    answered: set[str] = set()
+    last = 0  # the assistant message that made them
     for i, msg in enumerate(messages):
         if isinstance(msg, ToolMessage):
-            if msg.tool_call_id not in open_ids:
+            call = msg.tool_call_id
+            if call not in open_ids:
+                why = (
+                    "answers a 'tool_calls' id answered before it"
+                    if call in answered
+                    else ("answers no 'tool_calls' id of a preceding assistant message")
+                )
                 raise _field_error(
                     f"messages[{i}].tool_call_id",
-                    f"messages[{i}] has role 'tool' but answers no 'tool_calls' id of a preceding "
-                    f"assistant message (tool_call_id '{msg.tool_call_id}')",
+                    f"messages[{i}] has role 'tool' but {why} (tool_call_id '{_cut(call)}')",
                 )
+            del open_ids[call]
+            answered.add(call)
             continue
-        open_ids = (
-            {c.id for c in msg.tool_calls} if isinstance(msg, AssistantMessage) and msg.tool_calls else set()
+        _all_answered(open_ids, last)
+        answered.clear()
+        if isinstance(msg, AssistantMessage) and msg.tool_calls:
+            open_ids, last = dict.fromkeys(c.id for c in msg.tool_calls), i
+            if len(open_ids) < len(msg.tool_calls):
+                raise _field_error(
+                    f"messages[{i}].tool_calls", f"messages[{i}] holds two tool calls with one id"
+                )
+    _all_answered(open_ids, last)
+
+
+def _all_answered(open_ids: dict[str, None], i: int) -> None:
+    if open_ids:
+        ids = ", ".join(f"'{_cut(call)}'" for call in list(open_ids)[:4])
+        raise _field_error(
+            f"messages[{i}].tool_calls",
+            f"messages[{i}] has 'tool_calls' not answered by the tool messages right after it "
+            f"(tool_call_id {ids}): each call needs a message with role 'tool' and its id",
         )
+
+
+def _cut(text: str, limit: int = 64) -> str:
+    """A caller's ``text`` quoted in an error, cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- response ------------------------------------------------------------------
