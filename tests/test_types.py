@@ -553,3 +553,21 @@ def test_a_refused_answer_appended_as_the_openai_sdk_dumps_it_is_a_refusal_turn(
     }
     with pytest.raises(InvalidRequestError, match="needs 'content' or 'tool_calls'"):
         parse_request(ChatRequest, {"model": "m", "messages": [USER, {"role": "assistant"}, USER]})
+
+
+def test_errors_quote_no_more_than_a_short_piece_of_what_the_caller_sent() -> None:
+    n = 1_000_000
+    cases = [
+        {"k" * n: 1},  # an unknown field
+        {"logit_bias": {"9" * n: 1000}},
+        {"metadata": {"m" * n: 1}},
+        {
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {"type": "function", "function": {"name": "n" * n}},
+        },
+    ]
+    for extra in cases:
+        with pytest.raises(InvalidRequestError) as info:
+            parse_request(ChatRequest, {"model": "m", "messages": [USER], **extra})
+        assert len(info.value.message) < 300, extra.keys()
+        assert len(info.value.param or "") < 100

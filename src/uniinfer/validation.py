@@ -85,7 +85,11 @@ def validation_error(
     unserved = _unserved(model, problem)
     if unserved is not None:
         return UnsupportedFeatureError(unserved, param=problem.param)
-    return InvalidRequestError(problem.message, param=problem.param or None)
+    # no message quotes more of the caller's input than a screenful (a value in a custom check)
+    return InvalidRequestError(problem.message[:_MESSAGE_LIMIT], param=problem.param or None)
+
+
+_MESSAGE_LIMIT = 2048
 
 
 def first_problem(exc: ValidationError, data: Any, model: type[BaseModel]) -> Problem:
@@ -212,7 +216,13 @@ def _append(where: _Where, part: int | str) -> None:
     if isinstance(part, int):
         where.param += f"[{part}]"
     else:
+        part = part if len(part) <= _KEY_LIMIT else part[:_KEY_LIMIT] + "..."  # a caller's key, quoted
         where.param += f".{part}" if where.param else part
+
+
+#: How much of a caller's key (an unknown field, a ``logit_bias`` or ``metadata`` key) an error
+#: quotes: a megabyte-long key came back twice, in ``message`` and ``param``.
+_KEY_LIMIT = 64
 
 
 def _child(value: Any, part: int | str) -> Any:

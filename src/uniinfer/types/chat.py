@@ -581,7 +581,7 @@ def _check_tool_choice(tools: list[Tool] | None, choice: ToolChoice | None) -> N
     if choice.function.name not in names:
         raise _field_error(
             "tool_choice",
-            f"'tool_choice' names function '{choice.function.name}', which is not in 'tools'",
+            f"'tool_choice' names function '{_cut(choice.function.name)}', which is not in 'tools'",
         )
 
 
