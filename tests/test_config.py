@@ -86,6 +86,26 @@ def test_missing_secret_names_the_provider_and_variable() -> None:
     assert "'anthropic'" in str(info.value)
 
 
+def test_a_key_from_a_crlf_env_file_loses_its_line_end_and_a_key_with_a_control_character_is_refused() -> (
+    None
+):
+    yaml = "server: {master_key: env:MASTER}\nproviders:\n  openai:\n    api_key: env:KEY\n"
+    config = parse_config(yaml, env={"KEY": "sk-abc\r", "MASTER": " mk-1\n"})
+    assert config.providers["openai"].api_key is not None
+    assert config.providers["openai"].api_key.get_secret_value() == "sk-abc"
+    assert config.server.master_key is not None
+    assert config.server.master_key.get_secret_value() == "mk-1"
+    # inside a key, no header could carry it: said at start-up, naming the key, not its value
+    for where, env in (
+        ("providers.openai.api_key", {"KEY": "sk-a\nb", "MASTER": "m"}),
+        ("server.master_key", {"KEY": "k", "MASTER": "m\x00x"}),
+    ):
+        with pytest.raises(ConfigError, match="control character") as info:
+            parse_config(yaml, source="c.yaml", env=env)
+        assert where in str(info.value)
+        assert "sk-a" not in str(info.value)
+
+
 def test_conventional_key_variable_and_file_references(tmp_path: Path) -> None:
     config = parse_config("providers:\n  groq: {}\n", env={"GROQ_API_KEY": "gsk-1"})
     key = config.providers["groq"].api_key

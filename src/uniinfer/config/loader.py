@@ -102,10 +102,12 @@ def _resolve(value: str, env: Mapping[str, str]) -> str:
     """The value behind ``env:NAME`` / ``file:PATH`` (literals pass through); a ValueError says what is wrong."""
     if value.startswith("env:"):
         name = value[4:]
+        # surrounding whitespace is no part of a secret (a CRLF env file leaves a \r behind), as
+        # for a file's
         secret = env.get(name)
         if not secret:
             raise ValueError(f"environment variable {name} is not set")
-        return secret
+        return secret.strip()  # blank: the setting's own check says it is empty
     if value.startswith("file:"):
         try:
             return Path(value[5:]).read_text(encoding="utf-8").strip()
@@ -175,16 +177,23 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Probl
     """Resolve references in place; what cannot be resolved is returned, left as written."""
     problems: list[Problem] = []
 
-    def resolve(path: KeyPath, value: str) -> str | None:
+    def resolve(path: KeyPath, value: str, *, header: bool = False) -> str | None:
+        """``header``: the secret goes in an HTTP header (a key), which no control character may."""
         try:
-            return _resolve(value, env)
+            secret = _resolve(value, env)
         except ValueError as exc:
             problems.append((path, str(exc)))
             return None
+        if header and any(ord(c) < 32 or ord(c) == 127 for c in secret):
+            problems.append(
+                (path, "holds a control character (a line break, a tab), which no HTTP header carries")
+            )
+            return None
+        return secret
 
     server = data.get("server")
     if isinstance(server, dict) and isinstance(server.get("master_key"), str):
-        key = resolve(("server", "master_key"), server["master_key"])
+        key = resolve(("server", "master_key"), server["master_key"], header=True)
         if key is not None:
             server["master_key"] = key
     providers = data.get("providers")
@@ -205,7 +214,7 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Probl
                         # held as SecretStr so the Config never prints it; the gateway unwraps it
                         options[key] = SecretStr(secret)
         if isinstance(entry.get("api_key"), str):
-            api_key = resolve((*base, "api_key"), entry["api_key"])
+            api_key = resolve((*base, "api_key"), entry["api_key"], header=True)
             if api_key is not None:
                 entry["api_key"] = api_key
         elif entry.get("api_key") is None:  # not given, or `api_key:` with nothing after it
