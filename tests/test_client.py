@@ -175,9 +175,10 @@ async def test_a_sync_client_whose_pool_fails_to_close_still_ends_its_thread(
             client.close()
         seen["thread_alive"] = client._thread.is_alive()
         seen["loop_closed"] = client._loop.is_closed()
+        seen["left_to_the_collector"] = client._finalizer.alive  # closed by hand: not again when dropped
         client.close()  # closed once is closed: nothing is raised again
         with pytest.raises(RuntimeError, match="closed"):
             client.complete(model="up/gpt-4o-mini", messages=MSG)
 
     await asyncio.to_thread(_run_sync, script)
-    assert seen == {"thread_alive": False, "loop_closed": True}
+    assert seen == {"thread_alive": False, "loop_closed": True, "left_to_the_collector": False}

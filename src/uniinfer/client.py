@@ -26,7 +26,7 @@ import logging
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Coroutine, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -199,50 +199,51 @@ class AsyncClient:
         await self.aclose()
 
 
+#: How long a Client dropped without ``close()`` gets to close its pool and end its thread:
+#: its finaliser runs in whichever thread collected it, which must not hang there.
+_DROPPED_CLOSE_SECONDS = 5.0
+
+
 class Client:
     """The synchronous face of :class:`AsyncClient` (same gateway, same logic).
 
-    ``close()`` (or leaving ``with``) also closes the upstream of a :meth:`stream`
-    still open; resuming that generator afterwards raises ``RuntimeError``.
+    The async client runs on a private event loop in a daemon thread; any thread
+    may call it. ``close()`` (or leaving ``with``) closes the pool and the upstream
+    of a :meth:`stream` still open (reading it afterwards raises ``RuntimeError``),
+    and cuts off the calls other threads are waiting for: they raise
+    :class:`~uniinfer.errors.RequestCancelledError`, and any call made from then on
+    ``RuntimeError``. A client dropped without ``close()`` is closed when it is
+    collected (at the latest when the interpreter exits), so that neither its thread
+    nor its pool outlives it.
     """
 
     def __init__(self, config: Config | None = None, *, gateway: Gateway | None = None) -> None:
-        self._async = AsyncClient(config, gateway=gateway)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="uniinfer-client", daemon=True)
-        self._thread.start()
-        self._closed = False
+        self._runner = _Runner(AsyncClient(config, gateway=gateway))
+        self._async = self._runner.client
+        self._loop = self._runner.loop
+        self._thread = self._runner.thread
+        #: Closes the runner if this client is dropped unclosed: it holds the runner, never the client.
+        self._finalizer = weakref.finalize(self, self._runner.close_dropped)
 
     @property
     def gateway(self) -> Gateway:
         return self._async.gateway
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            coro.close()
-            raise RuntimeError("this Client is closed")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        return self._runner.call(coro)
 
     def complete(self, request: ChatRequest | None = None, /, **params: Any) -> ChatResponse:
         return self._call(self._async.acomplete(request, **params))
 
     def stream(self, request: ChatRequest | None = None, /, **params: Any) -> Iterator[ChatChunk]:
-        """Chunks as they arrive; leaving the loop early closes the upstream stream."""
-        stream = self._call(self._async.astream(request, **params))
-        try:
-            while True:
-                try:
-                    yield self._call(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            if not self._closed:
-                self._call(stream.aclose())
+        """Chunks as they arrive; leaving the loop early closes the upstream stream.
+
+        The stream is opened here, as ``astream`` opens it: a request that fails
+        before its first chunk (refused, unknown model, every deployment failing)
+        raises at this call, not at the first ``next()``. The iterator also has
+        ``close()`` and is a context manager; dropping it closes it too.
+        """
+        return _SyncStream(self, self._call(self._async.astream(request, **params)))
 
     def embed(self, request: EmbeddingRequest | None = None, /, **params: Any) -> EmbeddingResponse:
         return self._call(self._async.aembed(request, **params))
@@ -251,15 +252,12 @@ class Client:
         return self._async.models()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        try:
-            self._call(self._async.aclose())
-        finally:  # also when closing the pool failed (or Ctrl-C interrupted it): the thread ends
-            self._closed = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._loop.close()
+        """Close the pool and the streams still open, cut off the calls in flight, and end the thread.
+
+        A failure closing the pool is raised, once the thread has ended all the same.
+        """
+        self._finalizer.detach()  # closed by hand: nothing left for the collector to do
+        self._runner.close()
 
     def __enter__(self) -> Client:
         return self
@@ -268,6 +266,191 @@ class Client:
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Runner:
+    """A :class:`Client`'s event loop, the thread running it, and the :class:`AsyncClient` it serves.
+
+    Kept apart from the Client, which nothing here refers to: the Client's finaliser
+    holds the runner, to close all of it when the Client is dropped unclosed.
+    """
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self.loop = asyncio.new_event_loop()
+        self.closed = False
+        #: Orders the close against submissions: none is accepted once the close is. Reentrant:
+        #: a stream that a collection inside a submission finalises submits its own close.
+        self._lock = threading.RLock()
+        #: Closes scheduled without waiting (from the loop's own thread), kept until they are done.
+        self._scheduled: set[Future[Any]] = set()
+        #: The streams the sync iterators read, until those close them. An iterator dropped in a
+        #: reference cycle would otherwise be collected with its stream, which the collector may
+        #: finalise first: its connection dropped from the wrong thread, its usage unrecorded.
+        self.streams: set[ChatStream] = set()
+        self.thread = threading.Thread(target=self._run, name="uniinfer-client", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        """Run the loop until its close; then, as ``asyncio.run`` does, cancel what is left and close it.
+
+        A call still waiting when the loop stops (asleep between retries, fetching a
+        credential) is cancelled and awaited, so that its caller's thread wakes up to
+        an error instead of waiting for good on a loop that will never run it.
+        """
+        loop = self.loop
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                if tasks := asyncio.all_tasks(loop):
+                    for task in tasks:
+                        task.cancel()
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self.thread.ident
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T] | None:
+        """Schedule ``coro`` on the loop; None (and ``coro`` closed) once the client is closed."""
+        with self._lock:
+            if self.closed:
+                coro.close()
+                return None
+            return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for it; cut off by the close, it raises ``RequestCancelledError``."""
+        if self.on_loop_thread():  # it would wait for the loop it blocks: the client would hang for good
+            coro.close()
+            raise RuntimeError("a Client cannot be called from its own event loop's thread")
+        future = self.submit(coro)
+        if future is None:
+            raise RuntimeError("this Client is closed")
+        try:
+            return future.result()
+        except CancelledError:  # the close cancelled it; nothing else cancels the client's tasks
+            if not self.closed:
+                raise
+            raise RequestCancelledError(_CUT) from None
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    def end(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a stream's close: waited for, except on the loop's own thread, where it is only scheduled.
+
+        A close may come from a finaliser, which runs in whichever thread the garbage
+        collector does, often the loop's own (it allocates most): waiting there would
+        wait for the loop forever. Once the client is closed there is nothing left to
+        do: its close ended its streams.
+        """
+        if not self.on_loop_thread():
+            try:
+                self.call(coro)
+            except (RuntimeError, RequestCancelledError):
+                if not self.closed:
+                    raise
+            return
+        future = self.submit(coro)
+        if future is not None:
+            self._scheduled.add(future)
+            future.add_done_callback(self._ended)
+
+    def _ended(self, future: Future[Any]) -> None:
+        self._scheduled.discard(future)
+        if not future.cancelled() and (exc := future.exception()) is not None:
+            log.error("closing a stream failed: %s", exc)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close the async client on the loop, then stop the loop and wait for the thread to end.
+
+        Submitted under the lock submissions take, so that no call slips in after it
+        (to be scheduled on a loop that stops before running it): those before it are
+        cut off by it, those after it refused. From the loop's own thread (a finaliser)
+        the close is only scheduled: the loop stops once it has run.
+        """
+        with self._lock:
+            if self.closed:
+                shutdown = None
+            else:
+                self.closed = True
+                shutdown = asyncio.run_coroutine_threadsafe(self.client.aclose(), self.loop)
+                # Done, failed or cancelled (Ctrl-C): the loop stops, and _run cancels what is left.
+                shutdown.add_done_callback(lambda _: self.loop.call_soon_threadsafe(self.loop.stop))
+        if self.on_loop_thread():
+            return
+        try:
+            if shutdown is not None:
+                try:
+                    shutdown.result(timeout)
+                except BaseException:
+                    shutdown.cancel()  # interrupted, or out of time: the loop stops all the same
+                    raise
+        finally:  # also when another thread is closing it: this returns once that close is done
+            self.thread.join(timeout)
+
+    def close_dropped(self) -> None:
+        """The finaliser of a Client dropped unclosed: :meth:`close`, bounded in time, raising nothing."""
+        try:
+            self.close(_DROPPED_CLOSE_SECONDS)
+        except Exception as exc:
+            log.warning("closing a Client dropped without close() failed: %r", exc)
+
+
+class _SyncStream:
+    """The chunks of a stream :meth:`Client.stream` opened, each read through the client's loop.
+
+    Closing it (``close()``, leaving ``with``, or dropping it, as a ``for`` loop left
+    early does) closes the upstream and runs the after-stages, as ``ChatStream.aclose``
+    does; so does a read that fails. It holds its client, which is therefore not
+    closed under it by being collected.
+    """
+
+    def __init__(self, client: Client, stream: ChatStream) -> None:
+        self._client = client
+        self._stream: ChatStream | None = stream
+        client._runner.streams.add(stream)
+
+    def __iter__(self) -> _SyncStream:
+        return self
+
+    def __next__(self) -> ChatChunk:
+        stream = self._stream
+        if stream is None:
+            raise StopIteration
+        try:
+            return self._client._call(stream.__anext__())
+        except StopAsyncIteration:
+            self.close()
+            raise StopIteration from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            runner = self._client._runner
+            runner.streams.discard(stream)
+            runner.end(stream.aclose())
+
+    def __enter__(self) -> _SyncStream:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception as exc:  # a finaliser must not raise
+            log.error("closing a dropped stream failed: %s", exc)
 
 
 async def _closes_with_its_loop(client: weakref.ref[AsyncClient]) -> AsyncGenerator[None, None]:
