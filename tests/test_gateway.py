@@ -291,6 +291,32 @@ async def test_abandoned_stream_closes_its_connection_and_is_recorded_as_cancell
     assert gateway.router.states["up/gpt-4o-mini"].breaker.state.value == "closed"
 
 
+async def test_a_stream_closed_at_its_answers_finish_still_meters_its_usage(gateway: Gateway) -> None:
+    """Clients stop reading at the finish_reason (the answer is whole); the usage chunk comes
+    after it. Read on for a moment, it is metered and the stream counts as whole (it was an
+    error with no tokens, though the provider billed them)."""
+    from uniinfer.errors import RequestCancelledError
+
+    ctx = RequestContext("chat")
+    stream = await gateway.stream(chat("up/whole-finish", stream=True), ctx)  # one event a read
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].finish_reason:
+            break
+    await stream.aclose()
+    assert ctx.error is None
+    assert ctx.usage is not None
+    assert ctx.usage.completion_tokens > 0
+    totals = gateway.usage.totals["up/whole-finish"]
+    assert (totals.errors, totals.prompt_tokens > 0) == (0, True)
+    assert (gateway.http.busy_connections, gateway.http.open_connections) == (0, 1)  # read to its end: pooled
+    # closed before the finish, the caller left mid-answer: closed at once, nothing read for it
+    ctx = RequestContext("chat")
+    stream = await gateway.stream(chat("up/whole-left", stream=True), ctx)
+    await stream.__anext__()
+    await stream.aclose()
+    assert isinstance(ctx.error, RequestCancelledError)
+
+
 @pytest.mark.parametrize("kind", ["chat", "stream", "embeddings"])
 async def test_a_cancelled_request_leaks_no_connection_and_is_recorded_as_cancelled(
     gateway: Gateway, kind: str

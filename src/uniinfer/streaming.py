@@ -19,12 +19,16 @@ models them on demand, so each caller pays only for what it uses.
 Closing is explicit and idempotent (``aclose``, also via ``async with``): a
 stream read to its end returns its connection to the pool, one abandoned
 half-way (the caller went away, or an error) closes it, so nothing keeps
-reading for a caller who left.
+reading for a caller who left. One closed right after its answer finished (a
+``finish_reason``: clients stop there) is read on for a moment, for the usage
+chunk that follows the finish, so that what the provider billed is metered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,6 +57,13 @@ __all__ = ["ChatStream", "open_chat_stream"]
 log = logging.getLogger("uniinfer.gateway")
 
 OnDone = Callable[[RequestContext], Awaitable[None]]
+
+#: How long, and for how many reads, a stream closed at its answer's finish is read on for
+#: its usage (:meth:`ChatStream.aclose`).
+DRAIN_SECONDS = 0.5
+_DRAIN_READS = 8
+#: A non-null ``finish_reason`` in a run of relayed events.
+_FINISHED = re.compile(rb'"finish_reason":\s*"')
 
 
 class ChatStream:
@@ -87,6 +98,9 @@ class ChatStream:
         #: The latest usage the provider reported before its totals (``ChatChunk.early_usage``):
         #: what a stream cut or failed before its end is metered at (the provider billed it).
         self._so_far: Usage | None = None
+        #: The latest chunk or run of events taken from the upstream: whether the answer had
+        #: finished when the caller closed the stream (see :meth:`aclose`).
+        self._last: StreamItem | None = None
 
     def on_finish(self, callback: Callable[[ChatStream], None]) -> None:
         """Call ``callback(stream)`` once when the stream ends, fails or is closed."""
@@ -275,8 +289,33 @@ class ChatStream:
         """
         error = self._failure
         if error is None and not self._eof and not self._done:
-            error = RequestCancelledError("the caller closed the stream before its end")
+            if self._answered():
+                await self._drain()  # the usage chunk is on its way: wait a moment for it
+            if not self._eof or self._failure is not None:
+                error = RequestCancelledError("the caller closed the stream before its end")
         await self._finish(error)
+
+    def _answered(self) -> bool:
+        """Whether the last thing the upstream sent finished an answer (a ``finish_reason``)."""
+        last = self._last
+        if isinstance(last, RawEvents):
+            return _FINISHED.search(last.sse) is not None
+        return last is not None and any(c.finish_reason is not None for c in last.choices)
+
+    async def _drain(self) -> None:
+        """Read what is left of a finished answer, for its usage (the caller stopped at the
+        finish, as clients do: the usage chunk comes after it). Bounded: a few reads within
+        :data:`DRAIN_SECONDS`; what is read is not handed out. At its end the connection goes
+        back to the pool and the stream counts as whole; otherwise it is closed as before."""
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                for _ in range(_DRAIN_READS):
+                    if self._eof or self._failure is not None:
+                        break
+                    await self._pull()
+        except TimeoutError:
+            pass
+        self._pending.clear()
 
     async def cancel(self, error: RequestCancelledError) -> None:
         """End the stream from outside (its client closed): iterating it from now on raises ``error``.
@@ -386,6 +425,7 @@ class ChatStream:
         raise error
 
     def _accept(self, chunk: StreamItem) -> None:
+        self._last = chunk
         if not isinstance(chunk, RawEvents) and chunk.early_usage is not None:
             self._so_far = chunk.early_usage
         # a passed-on event carries usage only as a usage chunk (empty choices)
