@@ -317,6 +317,28 @@ async def test_a_stream_closed_at_its_answers_finish_still_meters_its_usage(gate
     assert isinstance(ctx.error, RequestCancelledError)
 
 
+async def test_a_stream_closed_by_another_task_ends_its_reader_without_blaming_the_provider(
+    gateway: Gateway,
+) -> None:
+    """A "stop" button closes the stream while a task iterates it: the reader's loop ends (as a
+    closed generator's); it raised ProviderConnectionError, naming the provider, which did nothing."""
+    stream = await gateway.stream(chat("up/stall-x", stream=True))  # half its events, then nothing
+
+    async def read() -> int:
+        return len([chunk async for chunk in stream])
+
+    reader = asyncio.create_task(read())
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if not stream._pending:  # handed out what came: waiting on the upstream
+            break
+    await stream.aclose()
+    assert await asyncio.wait_for(reader, 5) > 0
+    assert [chunk async for chunk in stream] == []  # and iterating it later: nothing, no error
+    assert not stream.failed
+    assert gateway.http.busy_connections == 0
+
+
 @pytest.mark.parametrize("kind", ["chat", "stream", "embeddings"])
 async def test_a_cancelled_request_leaks_no_connection_and_is_recorded_as_cancelled(
     gateway: Gateway, kind: str

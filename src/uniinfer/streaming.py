@@ -243,6 +243,8 @@ class ChatStream:
         while not self._pending:
             if self._failure is not None:
                 await self._raise_failure()
+            if self._done:  # closed (by another task, say): the end, as for a closed generator
+                raise StopAsyncIteration
             if self._eof:
                 await self._finish(None)
                 raise StopAsyncIteration
@@ -377,7 +379,8 @@ class ChatStream:
         try:
             return await self._upstream.read_chunk()
         except UniInferError as exc:
-            self._keep_failure(exc)
+            if not self._done:  # else the stream was closed under this read: no fault of the provider's
+                self._keep_failure(exc)
             return None
 
     def _take(self, data: bytes) -> None:
