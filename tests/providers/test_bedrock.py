@@ -361,7 +361,7 @@ def test_tools_translation() -> None:
     ("choice", "expected"),
     [
         (None, None),
-        ("auto", {"auto": {}}),
+        ("auto", None),  # Converse's default, unsaid: not every model family takes toolChoice
         ("required", {"any": {}}),
         ({"type": "function", "function": {"name": "get_weather"}}, {"tool": {"name": "get_weather"}}),
     ],

@@ -522,8 +522,10 @@ def _tool_config(
     config: Json = {"tools": _with_cache_points(specs) if "tools" in caching.places else specs}
     if isinstance(choice, chat.ToolChoiceFunction):
         config["toolChoice"] = {"tool": {"name": choice.function.name}}
-    elif choice is not None:
-        config["toolChoice"] = {"any" if choice == "required" else "auto": {}}
+    elif choice == "required":
+        config["toolChoice"] = {"any": {}}
+    # "auto" is Converse's default, and left unsaid: the API documents toolChoice for some model
+    # families only (Claude, Nova, Mistral Large), and the others may refuse the field itself
     return config
 
 
