@@ -167,6 +167,34 @@ async def test_missing_capability_is_an_unsupported_feature(
         await gw.embed(EmbeddingRequest(model="ds/x", input="hi"))
 
 
+async def test_a_providers_capabilities_can_be_set_for_its_endpoint(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    """A generic OpenAI-compatible server serving a vision model: its row says no images, the
+    config says this endpoint takes them (and JSON schemas); another entry of the type keeps the row's."""
+    from tests.conftest import FAKE_KEY, make_config
+    from uniinfer.errors import ConfigError
+
+    gw = make_gateway(
+        make_config(
+            "providers:\n"
+            f"  vl: {{type: openai_compatible, api_key: {FAKE_KEY}, base_url: {openai_url},"
+            " capabilities: {vision: true, json_schema: true}}\n"
+            f"  plain: {{type: openai_compatible, api_key: {FAKE_KEY}, base_url: {openai_url}}}\n"
+        )
+    )
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}]
+    answer = await gw.chat(ChatRequest.model_validate({"model": "vl/qwen-vl", "messages": messages}))
+    assert answer.choices[0].message.content
+    with pytest.raises(UnsupportedFeatureError, match="image input"):
+        await gw.chat(ChatRequest.model_validate({"model": "plain/qwen-vl", "messages": messages}))
+    with pytest.raises(ConfigError, match=r"capabilities\.telepathy"):
+        make_config(
+            f"providers:\n  vl: {{type: openai_compatible, base_url: {openai_url}, capabilities: {{telepathy: true}}}}\n"
+        )
+
+
 async def test_unsupported_feature_falls_back_to_a_capable_deployment(
     openai_url: str, make_gateway: Callable[..., Gateway]
 ) -> None:

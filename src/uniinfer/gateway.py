@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from uniinfer.config import Config
@@ -126,6 +126,9 @@ class Gateway:
     def _new_adapter(self, name: str) -> ProviderAdapter:
         entry = self.config.providers[name]
         spec = self.registry.get(self.config.provider_type(name))
+        overrides = entry.capabilities.model_dump(exclude_none=True)
+        if overrides:  # this endpoint's, where they differ from its row's
+            spec = replace(spec, capabilities=replace(spec.capabilities, **overrides))
         api_key = entry.api_key.get_secret_value() if entry.api_key else None
         if spec.key_required and not api_key:
             var = f"set {spec.api_key_env} or " if spec.api_key_env else ""

@@ -93,6 +93,22 @@ class TimeoutConfig(_Strict):
     total: float = Field(default=600.0, gt=0)
 
 
+class CapabilityOverrides(_Strict):
+    """What a configured provider can do, where it differs from its registry row: a generic
+    OpenAI-compatible server (vLLM, llama.cpp, a company's own) serving a vision model, or one
+    that takes JSON schemas. Unset: the row's. Names as ``uniinfer providers`` lists them."""
+
+    chat: bool | None = None
+    streaming: bool | None = None
+    tools: bool | None = None
+    vision: bool | None = None
+    json_mode: bool | None = None
+    json_schema: bool | None = None
+    embeddings: bool | None = None
+    reasoning: bool | None = None
+    prompt_caching: bool | None = None
+
+
 class ProviderConfig(_Strict):
     """One configured provider; the entry's name is its ``type`` unless given."""
 
@@ -100,6 +116,7 @@ class ProviderConfig(_Strict):
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    capabilities: CapabilityOverrides = Field(default_factory=CapabilityOverrides)
     headers: dict[str, str] = Field(default_factory=dict)
     #: Provider-specific settings, checked by the provider's adapter (e.g. Bedrock's
     #: ``region``, Azure's ``api_version``); ``env:``/``file:`` references are resolved
