@@ -301,6 +301,17 @@ _BOTH_SAMPLERS = ("claude-instant", "claude-2", "claude-3", "claude-sonnet-4-0",
 _BOTH_SAMPLERS += ("claude-opus-4-0", "claude-opus-4-2025", "claude-sonnet-4@", "claude-opus-4@")
 
 
+#: The Claude models without extended thinking (its docs' "Supported models" start at 3.7 Sonnet).
+_NO_THINKING = (
+    "claude-instant",
+    "claude-2",
+    "claude-3-haiku",
+    "claude-3-sonnet",
+    "claude-3-opus",
+    "claude-3-5",
+)
+
+
 def _one_sampler(model: str) -> bool:
     return model.startswith("claude") and not model.startswith(_BOTH_SAMPLERS)
 
@@ -631,6 +642,8 @@ def _check_thinking(body: Block, turns: list[Block]) -> None:
     if kind not in ("enabled", "adaptive"):
         raise InvalidError("thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
     model = str(body["model"]).lower()
+    if model.startswith(_NO_THINKING):  # extended thinking came with Claude 3.7 Sonnet
+        raise InvalidError(f"thinking: '{body['model']}' does not support thinking.")
     known = model.startswith("claude")  # a test's failure-mode name takes both kinds
     budgets = model.startswith(BEFORE_OPUS_4_7)
     if kind == "adaptive":

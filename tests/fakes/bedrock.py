@@ -127,7 +127,7 @@ ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 API_KEY = "bedrock-api-key-test"
 REGION = "us-east-1"
-CHAT_MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+CHAT_MODEL = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 #: The contract suite embeds two inputs per request, which Titan cannot (one ``inputText`` per call).
 EMBED_MODEL = "cohere.embed-english-v3"
 TITAN_MODEL = "amazon.titan-embed-text-v2:0"

@@ -500,6 +500,45 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
                 await gateway.aclose()
 
 
+async def test_reasoning_effort_is_refused_or_dropped_for_claude_models_without_thinking() -> None:
+    """Extended thinking came with Claude 3.7 Sonnet: the models before it answer ``thinking``
+    with a 400, so ``reasoning_effort`` is a param they do not take (refused naming it, or
+    dropped visibly); ``none`` asks for nothing and is honoured."""
+    from uniinfer.providers.bedrock_models import unsupported_for
+
+    adapter = make_adapter()
+    for model in (
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-haiku-latest",
+        "claude-3-opus-20240229",
+        "claude-3-haiku@20240307",
+    ):
+        assert "reasoning_effort" not in adapter.supported_for(model)
+        assert "reasoning_effort" in unsupported_for(f"anthropic.{model}-v1:0")
+    for model in ("claude-3-7-sonnet-20250219", "claude-sonnet-4-5", "claude-opus-4-1"):
+        assert "reasoning_effort" in adapter.supported_for(model)
+        assert "reasoning_effort" not in unsupported_for(f"us.anthropic.{model}-v1:0")
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        for drop in (False, True):
+            gateway = gateway_at(url, drop=drop)
+            ctx = RequestContext("chat")
+            try:
+                request = chat(model="anthropic/claude-3-5-sonnet-20241022", reasoning_effort="low")
+                if drop:
+                    await gateway.chat(request, ctx)
+                    assert ctx.route is not None
+                    assert ctx.route.dropped_params == ("reasoning_effort",)
+                    assert "thinking" not in app["requests"][-1]
+                else:
+                    with pytest.raises(UnsupportedParamError) as info:
+                        await gateway.chat(request, ctx)
+                    assert info.value.param == "reasoning_effort"
+                await gateway.chat(request.model_copy(update={"reasoning_effort": "none"}))
+            finally:
+                await gateway.aclose()
+
+
 async def test_temperature_beside_top_p_is_refused_or_top_p_dropped_from_opus_4_1_on() -> None:
     """From Opus 4.1 on a Claude model takes temperature or top_p, not both (the API's 400
     "temperature and top_p cannot both be specified for this model"): the gateway says so

@@ -79,7 +79,7 @@ from uniinfer.types import (
 
 DEFAULT_URL = "https://bedrock-runtime.us-east-1.amazonaws.com"
 KEYS = {"access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY}
-ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20240620-v1:0"
+ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER = {
     "type": "function",
@@ -165,7 +165,7 @@ def test_options_are_validated(options: dict[str, Any], text: str) -> None:
 @pytest.mark.parametrize(
     ("model", "path"),
     [
-        (CHAT_MODEL, "/model/anthropic.claude-3-5-sonnet-20240620-v1:0/converse"),
+        (CHAT_MODEL, "/model/anthropic.claude-3-7-sonnet-20250219-v1:0/converse"),
         (ARN, "/model/" + ARN.replace("/", "%2F") + "/converse"),
         ("my model+v1", "/model/my%20model%2Bv1/converse"),
     ],
@@ -204,7 +204,7 @@ def hand_signature(req: HttpRequest, secret: str = SECRET_KEY, region: str = "us
 @pytest.mark.parametrize(
     ("model", "canonical_path"),
     [
-        (CHAT_MODEL, "/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"),
+        (CHAT_MODEL, "/model/anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse"),
         (ARN, "/model/" + quote(ARN.replace("/", "%2F"), safe="") + "/converse"),
     ],
 )

@@ -16,7 +16,7 @@ import orjson
 
 from tests.fakes.bedrock import validate
 from tests.providers.test_bedrock import converse, make_adapter, parse, sent
-from tests.providers.test_bedrock_cache import POINT, SONNET_45
+from tests.providers.test_bedrock_cache import LEGACY, POINT, SONNET_45
 from uniinfer.ingress.anthropic import MessagesRequest, parse_anthropic, to_chat_request
 from uniinfer.providers.gemini_request import call_id, chat_payload
 from uniinfer.providers.translation import turn_in_order
@@ -164,15 +164,15 @@ def test_a_turn_reaches_bedrock_in_its_client_s_order_with_its_cache_points() ->
         POINT,
         converse_use(word_id, "now"),
     ]
-    # without caching, the same order and no cache point
-    assert [next(iter(b)) for b in sent(request)["messages"][1]["content"]] == [
+    # without caching (a model that takes no cache point), the same order and no cache point
+    assert [next(iter(b)) for b in sent(request, LEGACY)["messages"][1]["content"]] == [
         "text",
         "toolUse",
         "text",
         "toolUse",
     ]
     # an order a stage made stale is not followed: OpenAI's, the text, then the calls
-    stale = sent(rewritten(request, content="[redacted]"))["messages"][1]["content"]
+    stale = sent(rewritten(request, content="[redacted]"), LEGACY)["messages"][1]["content"]
     assert stale == [{"text": "[redacted]"}, converse_use("toolu_1"), converse_use(word_id, "now")]
     # Claude's signed thinking goes back to Claude on Bedrock where it stood (interleaved),
     # when the request thinks

@@ -88,6 +88,7 @@ from uniinfer.providers.claude_models import (
     effort_refused,
     structured_outputs,
     takes_sampling,
+    thinks,
     value_conflicts,
 )
 from uniinfer.providers.translation import add_answer_text, answer_order, strict_tools
@@ -169,8 +170,11 @@ class AnthropicAdapter(ProviderAdapter):
 
     def supported_for(self, model: str) -> frozenset[str]:
         """``response_format`` only for models with structured outputs, the sampling params only
-        for the models before Opus 4.7 (see the module docstring)."""
+        for the models before Opus 4.7, ``reasoning_effort`` only for those with extended
+        thinking (from Claude 3.7 Sonnet on; see the module docstring)."""
         params = self.supported_params | self._sampling if takes_sampling(model) else self.supported_params
+        if not thinks(model):
+            params -= {"reasoning_effort"}
         return params | {"response_format"} if self.structured_outputs(model) else params
 
     def structured_outputs(self, model: str) -> bool:

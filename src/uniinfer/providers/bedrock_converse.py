@@ -292,6 +292,12 @@ def _model_fields(r: ChatRequest, model: str, config: Json, *, tool_loop: bool) 
         ("reasoning_effort", "Anthropic Claude"),
     ):
         if getattr(r, param) is not None and param in lacking:
+            if param == "reasoning_effort" and "anthropic." in model:
+                raise UnsupportedParamError(
+                    f"bedrock: model '{model}' has no extended thinking (Claude 3.7 Sonnet and later "
+                    "models have it): leave reasoning_effort out, or set settings.drop_unsupported_params",
+                    param=param,
+                )
             raise UnsupportedParamError(
                 f"'{param}' is passed (as additionalModelRequestFields) to {families} models on Bedrock "
                 f"only, not to '{model}'",

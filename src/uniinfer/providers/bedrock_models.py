@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from uniinfer.providers.claude_models import effort_refused, takes_sampling
+from uniinfer.providers.claude_models import effort_refused, takes_sampling, thinks
 
 __all__ = [
     "HOUR_CACHE",
@@ -149,13 +149,12 @@ def prompt_caching(model: str) -> PromptCaching:
 
 def unsupported_for(model: str) -> frozenset[str]:
     """Params the model's family has no field for (they travel in additionalModelRequestFields);
-    for Claude from Opus 4.7 on, the sampling params, which it refuses."""
+    for Claude from Opus 4.7 on, the sampling params, which it refuses; before Claude 3.7
+    Sonnet, ``reasoning_effort`` (no extended thinking)."""
     if "anthropic." in model:
-        return (
-            frozenset()
-            if takes_sampling(claude_name(model))
-            else frozenset({"temperature", "top_p", "top_k"})
-        )
+        name = claude_name(model)
+        lacking = frozenset() if takes_sampling(name) else frozenset({"temperature", "top_p", "top_k"})
+        return lacking if thinks(name) else lacking | {"reasoning_effort"}
     if "amazon.nova" in model:
         return frozenset({"reasoning_effort"})
     return frozenset({"top_k", "reasoning_effort"})

@@ -28,6 +28,7 @@ __all__ = [
     "EFFORT_PARAM",
     "NO_EFFORT",
     "NO_STRUCTURED_OUTPUTS",
+    "NO_THINKING",
     "THINKING_CONFLICTS",
     "effort_error",
     "effort_refused",
@@ -37,6 +38,7 @@ __all__ = [
     "takes_sampling",
     "thinking_conflict_error",
     "thinking_conflicts",
+    "thinks",
     "thinks_adaptively",
     "value_conflicts",
 ]
@@ -107,6 +109,25 @@ def sampling_conflicts(request: ChatRequest, model: str) -> tuple[str, ...]:
         return ()
     name = model.lower()
     return ("top_p",) if name.startswith("claude") and not name.startswith(BOTH_SAMPLERS) else ()
+
+
+#: The Claude models without extended thinking, a closed set: it came with Claude 3.7 Sonnet
+#: (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking, "Supported
+#: models"); the models before it answer ``thinking`` with a 400.
+NO_THINKING: tuple[str, ...] = (
+    "claude-instant",
+    "claude-2",
+    "claude-v2",  # Claude 2 as Bedrock names it
+    "claude-3-haiku",
+    "claude-3-sonnet",
+    "claude-3-opus",
+    "claude-3-5",  # 3.5 Sonnet and 3.5 Haiku
+)
+
+
+def thinks(model: str) -> bool:
+    """Whether the Claude ``model`` has extended thinking (not those of :data:`NO_THINKING`)."""
+    return not model.lower().startswith(NO_THINKING)
 
 
 def takes_sampling(model: str) -> bool:
