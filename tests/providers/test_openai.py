@@ -1162,6 +1162,43 @@ async def test_e2e_cross_provider_message_fields_are_not_forwarded(
     assert resp.status == 200, resp.body
 
 
+def test_a_tool_loops_reasoning_goes_back_where_the_provider_requires_it() -> None:
+    """DeepSeek's and Kimi's thinking models require a tool-calling turn's reasoning_content in
+    every later request (a 400 without it); OpenRouter takes its reasoning_details back. Every
+    other row gets neither, and a turn without tool calls keeps no reasoning anywhere."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    details = [{"type": "reasoning.text", "text": "hmm", "format": "anthropic-claude-v1"}]
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "ok", "reasoning_content": "plain turn"},
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "tool_calls": [call],
+            "reasoning_content": "need a tool",
+            "reasoning_details": details,
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+
+    def sent(row: str) -> list[dict[str, Any]]:
+        body = orjson.loads(make_adapter(row).chat_request(chat(messages=messages), "m", stream=False).body)
+        return body["messages"]  # type: ignore[no-any-return]
+
+    for row in ("deepseek", "moonshot"):
+        turns = sent(row)
+        assert "reasoning_content" not in turns[1]
+        assert turns[3]["reasoning_content"] == "need a tool"
+        assert "reasoning_details" not in turns[3]
+    openrouter = sent("openrouter")
+    assert (openrouter[3]["reasoning_content"], openrouter[3]["reasoning_details"]) == (
+        "need a tool",
+        details,
+    )
+    for row in ("openai", "groq", "vllm", "openai_compatible"):
+        assert not {"reasoning_content", "reasoning_details"} & {k for t in sent(row) for k in t}, row
+
+
 # --- the fake itself validates like the real API ---------------------------------------------------
 
 _USER = [{"role": "user", "content": "hi"}]

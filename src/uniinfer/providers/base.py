@@ -134,6 +134,11 @@ class ProviderSpec:
     #: Whether messages carry OpenAI's ``name`` (a participant's name) to the provider
     #: (False: a named message is refused, or the names dropped visibly; see fitting).
     message_names: bool = True
+    #: Which previous-turn reasoning fields an assistant message takes back: ``reasoning_content``
+    #: on a turn with tool calls (DeepSeek's and Kimi's thinking models require it there: a 400
+    #: "The reasoning_content in the thinking mode must be passed back"), OpenRouter's
+    #: ``reasoning_details``. Every other provider gets neither (OpenAI refuses them).
+    reasoning_back: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ _REASONING: Mapping[str, str] = {"minimal": "none", "xhigh": "high", "max": "hig
 _RENAMES: Mapping[str, str] = {"seed": "random_seed", "max_completion_tokens": "max_tokens"}
 #: Mistral field -> the ChatRequest field a caller set to produce it.
 _PARAM_NAMES: Mapping[str, str] = {"random_seed": "seed"}
-_DROPPED_MESSAGE_FIELDS = ("name", "refusal", "reasoning_content")
+_DROPPED_MESSAGE_FIELDS = ("name", "refusal", "reasoning_content", "reasoning_details")
 #: Where a list-shaped ``content`` may appear in a stream chunk.
 _LIST_CONTENT = re.compile(rb'"content"\s*:\s*\[')
 _FINISH_REASONS: Mapping[str, str] = {"model_length": "length"}

@@ -148,6 +148,7 @@ class OpenAIAdapter(ProviderAdapter):
             _loosen_strict_tools(payload.get("tools") or ())
         _strip_foreign_fields(
             payload["messages"],
+            self.spec.reasoning_back,
             keep_cache_control=self.spec.capabilities.prompt_caching,
             keep_breakpoints=self._openai_itself,
         )
@@ -282,19 +283,28 @@ def _rename(payload: dict[str, Any], renames: Mapping[str, str]) -> None:
 
 
 def _strip_foreign_fields(
-    messages: list[dict[str, Any]], *, keep_cache_control: bool, keep_breakpoints: bool
+    messages: list[dict[str, Any]],
+    reasoning_back: frozenset[str],
+    *,
+    keep_cache_control: bool,
+    keep_breakpoints: bool,
 ) -> None:
     """Remove what other APIs put in messages and OpenAI rejects as "Unknown parameter".
 
-    ``reasoning_content`` (a previous turn's reasoning, DeepSeek's convention, which
-    DeepSeek itself refuses as input) and Anthropic-style ``cache_control`` on text
+    A previous turn's reasoning (``reasoning_content``, DeepSeek's convention; OpenRouter's
+    ``reasoning_details``) but where the row takes it back (:attr:`ProviderSpec.reasoning_back`:
+    ``reasoning_content`` on a turn with tool calls only, as DeepSeek asks), Anthropic-style
+    ``cache_control`` on text
     parts, unless the provider honours it (OpenRouter forwards it to Anthropic), and OpenAI's
     own ``prompt_cache_breakpoint`` elsewhere than OpenAI (a hint that no other takes); and
     the Gemini signature in a tool call id (:func:`plain_call_id`: OpenAI caps ids at 40).
     """
     for msg in messages:
-        msg.pop("reasoning_content", None)
         calls = msg.get("tool_calls")
+        if "reasoning_content" in msg and not (calls and "reasoning_content" in reasoning_back):
+            del msg["reasoning_content"]
+        if "reasoning_details" in msg and "reasoning_details" not in reasoning_back:
+            del msg["reasoning_details"]
         for call in calls or ():
             call["id"] = plain_call_id(call["id"])
         tool_call_id = msg.get("tool_call_id")

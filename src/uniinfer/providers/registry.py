@@ -169,6 +169,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         unsupported_params=frozenset({"n", "logit_bias", "seed", "audio", "modalities", "prediction"}),
         # The API reference knows max_tokens only.
         param_renames=_MAX_TOKENS,
+        # "For turns that do perform tool calls, the reasoning_content must be fully passed back
+        # to the API in all subsequent requests" (https://api-docs.deepseek.com/guides/thinking_mode)
+        reasoning_back=frozenset({"reasoning_content"}),
         docs_url="https://api-docs.deepseek.com/api/create-chat-completion",
         description="DeepSeek",
     ),
@@ -193,6 +196,10 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "OPENROUTER_API_KEY",
         # OpenRouter forwards cache_control breakpoints to Anthropic and Gemini models.
         Capabilities(vision=True, json_schema=True, reasoning=True, prompt_caching=True),
+        # an assistant turn's reasoning_details go back as they came ("preserving reasoning
+        # blocks", https://openrouter.ai/docs/use-cases/reasoning-tokens), and its
+        # reasoning_content in a tool loop, as the models behind it may need it
+        reasoning_back=frozenset({"reasoning_content", "reasoning_details"}),
         docs_url="https://openrouter.ai/docs/api-reference/chat-completion",
         description="OpenRouter",
     ),
@@ -304,6 +311,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         Capabilities(vision=True, reasoning=True),
         # The chat reference documents max_tokens only.
         param_renames=_MAX_TOKENS,
+        # Kimi's thinking models keep a tool loop's reasoning_content, as DeepSeek's do
+        # (https://platform.moonshot.ai/docs/guide/use-kimi-k2-thinking-model)
+        reasoning_back=frozenset({"reasoning_content"}),
         docs_url="https://platform.moonshot.ai/docs/api/chat",
         description="Moonshot AI (Kimi)",
     ),

@@ -306,6 +306,9 @@ class AssistantMessage(BaseModel):
     function_call: FunctionCall | None = None
     #: Reasoning text of a previous turn (DeepSeek / LiteLLM convention).
     reasoning_content: str | None = None
+    #: OpenRouter's structured reasoning of a previous turn, sent back as it came (to OpenRouter
+    #: only: :attr:`~uniinfer.providers.base.ProviderSpec.reasoning_back`).
+    reasoning_details: list[dict[str, Any]] | None = None
     _reasoning_name = model_validator(mode="before")(staticmethod(_reasoning_named))
     #: Present when a client appends a response message as-is (the openai SDK's
     #: ``message.model_dump()``, and ``parsed`` from its ``parse()`` and ``stream()``
