@@ -1199,6 +1199,37 @@ def test_a_tool_loops_reasoning_goes_back_where_the_provider_requires_it() -> No
         assert not {"reasoning_content", "reasoning_details"} & {k for t in sent(row) for k in t}, row
 
 
+def test_an_error_sent_with_a_200_is_the_error_its_code_says() -> None:
+    """OpenRouter, once a request is under way, answers errors with a 200: in the body, or as a
+    stream event. Classified by their code, they fall back where they should (a 502 body was
+    "unexpected chat response shape", never retried; every stream error a 500)."""
+    from uniinfer.errors import InvalidRequestError, ProviderError, RateLimitError
+    from uniinfer.providers.base import PartialStreamError
+
+    adapter = make_adapter("openrouter")
+    for code, kind in (
+        (502, ProviderError),
+        (429, RateLimitError),
+        (400, InvalidRequestError),
+        ("x", ProviderError),
+    ):
+        body = orjson.dumps({"error": {"code": code, "message": "Provider returned error"}})
+        with pytest.raises(kind) as info:
+            adapter.parse_chat(body, "m")
+        assert "Provider returned error" in info.value.message
+        event = {"id": "gen-1", "object": "chat.completion.chunk", "created": 1, "model": "x",
+                 "error": {"code": code, "message": "Provider disconnected"},
+                 "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]}  # fmt: skip
+        with pytest.raises((PartialStreamError, kind)) as raised:
+            adapter.stream_decoder("m").feed(
+                b": OPENROUTER PROCESSING\n\ndata: " + orjson.dumps(event) + b"\n\n"
+            )
+        error = raised.value.error if isinstance(raised.value, PartialStreamError) else raised.value
+        assert isinstance(error, kind), (code, error)
+    assert isinstance(error, ProviderError)
+    assert error.retryable
+
+
 # --- the fake itself validates like the real API ---------------------------------------------------
 
 _USER = [{"role": "user", "content": "hi"}]

@@ -40,7 +40,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Endpoint, ProviderAdapter, ProviderSpec, loads
-from uniinfer.providers.openai_shape import plain_answer_usage
+from uniinfer.providers.openai_shape import error_status, plain_answer_usage
 from uniinfer.providers.openai_stream import OpenAIStreamDecoder, map_finish_reasons
 from uniinfer.providers.translation import openai_strict_schema, plain_call_id
 from uniinfer.types import (
@@ -182,6 +182,11 @@ class OpenAIAdapter(ProviderAdapter):
             except ValueError:
                 pass  # not JSON, or not the expected shape: explained below
         data = loads(body, self.name)
+        if isinstance(data, dict) and data.get("error") and "choices" not in data:
+            # an error after a 200 (OpenRouter's, once a request is under way: "the returned HTTP
+            # response status will be 200 and any error ... will be emitted in the response
+            # body"): classified as its code says, so it falls back where it should
+            raise self.parse_error(error_status(data, 502), {}, body)
         if self.spec.finish_reason_map and isinstance(data, dict):
             map_finish_reasons(data, self.spec.finish_reason_map)
         try:

@@ -18,13 +18,13 @@ JSON is also decoded once as UTF-8.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from uniinfer.types.chat import FinishReason
 
-__all__ = ["is_plain_chunk", "plain_answer_usage", "plain_run_usage", "usage_chunk_usage"]
+__all__ = ["error_status", "is_plain_chunk", "plain_answer_usage", "plain_run_usage", "usage_chunk_usage"]
 
 
 class _Object(msgspec.Struct):
@@ -135,3 +135,12 @@ def _utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def error_status(payload: dict[str, Any], default: int) -> int:
+    """The HTTP status an error body sent with a 200 (or as a stream event) means: its
+    ``error.code`` when that is one (OpenRouter's ``{"error": {"code": 429, ...}}``), else
+    ``default``."""
+    error = payload.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else default

@@ -19,7 +19,7 @@ import orjson
 from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError
 from uniinfer.framing import SSEBytesFramer
 from uniinfer.providers.base import ProviderAdapter, classify, loads, raise_after
-from uniinfer.providers.openai_shape import is_plain_chunk, plain_run_usage, usage_chunk_usage
+from uniinfer.providers.openai_shape import error_status, is_plain_chunk, plain_run_usage, usage_chunk_usage
 from uniinfer.types import ChatChunk, RawEvents, StreamItem, Usage
 
 __all__ = ["OpenAIStreamDecoder", "map_finish_reasons"]
@@ -274,7 +274,7 @@ class OpenAIStreamDecoder:
         message, code = self._adapter.error_message(payload)
         name = self._adapter.name
         return classify(
-            500,
+            error_status(payload, 500),  # OpenRouter's event carries the status it means
             f"{name}: {message or 'error in stream'}",
             code=code,
             provider=name,
