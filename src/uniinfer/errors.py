@@ -402,6 +402,8 @@ STATUS_TO_ERROR: Mapping[int, type[UniInferError]] = {
     413: RequestTooLargeError,
     422: InvalidRequestError,
     429: RateLimitError,
+    # Groq's flex tier when it is full ("capacity_exceeded": "add jittered backoff and retries")
+    498: ProviderOverloadedError,
     503: ProviderOverloadedError,
     504: ProviderTimeoutError,
     529: ProviderOverloadedError,

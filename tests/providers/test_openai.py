@@ -1230,6 +1230,73 @@ def test_an_error_sent_with_a_200_is_the_error_its_code_says() -> None:
     assert error.retryable
 
 
+@pytest.mark.parametrize(
+    ("row", "status", "error", "kind"),
+    [
+        # llama.cpp's server (format_error_response): its integer code hides its type
+        (
+            "llamacpp",
+            400,
+            {
+                "code": 400,
+                "type": "exceed_context_size_error",
+                "message": "request (9412 tokens) exceeds the available context size (8192 tokens), try increasing it",
+            },
+            "ContextLengthExceededError",
+        ),
+        (
+            "together",
+            400,
+            {
+                "message": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 32769. "
+                "Given: 32000 `inputs` tokens and 2048 `max_new_tokens`"
+            },
+            "ContextLengthExceededError",
+        ),
+        (
+            "xai",
+            400,
+            {
+                "message": "This model's maximum prompt length is 131072 but the request contains 140000 tokens."
+            },
+            "ContextLengthExceededError",
+        ),
+        # Groq: its flex tier full ("add jittered backoff and retries"), its tokens-per-minute limit
+        (
+            "groq",
+            498,
+            {
+                "message": "Flex tier capacity exceeded.",
+                "type": "capacity_exceeded",
+                "code": "capacity_exceeded",
+            },
+            "ProviderOverloadedError",
+        ),
+        (
+            "groq",
+            413,
+            {
+                "message": "Request too large for model on tokens per minute (TPM): Limit 6000, Requested 7532",
+                "type": "tokens",
+                "code": "rate_limit_exceeded",
+            },
+            "RateLimitError",
+        ),
+    ],
+)
+def test_providers_own_errors_are_classified_so_the_router_can_act_on_them(
+    row: str, status: int, error: dict[str, Any], kind: str
+) -> None:
+    """A context-length error goes to the group's context_length fallback; an overloaded or
+    rate-limited deployment is retried elsewhere (each was a plain, final 400 or a 413 that
+    pointed at server.max_body_bytes)."""
+    body = orjson.dumps({"error": error} if "code" in error or row == "xai" else error)
+    found = make_adapter(row).parse_error(status, {"retry-after": "2"}, body)
+    assert type(found).__name__ == kind
+    if kind != "ContextLengthExceededError":
+        assert found.retryable
+
+
 # --- the fake itself validates like the real API ---------------------------------------------------
 
 _USER = [{"role": "user", "content": "hi"}]

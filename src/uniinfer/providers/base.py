@@ -450,6 +450,10 @@ _CONTEXT_MARKERS = (
     "maximum context",
     "too many tokens",
     "prompt is too long",
+    "context size",  # llama.cpp: "request (N tokens) exceeds the available context size (M tokens)"
+    "max_new_tokens` must be <=",  # TGI, Together: "`inputs` tokens + `max_new_tokens` must be <= N"
+    "maximum prompt length",  # xAI
+    "input_too_large",  # xAI's newer code
 )
 _FILTER_MARKERS = ("content_filter", "content_policy", "safety", "blocked")
 
@@ -482,10 +486,19 @@ def classify(
     param: str | None = None,
 ) -> UniInferError:
     """The status table, refined by the provider's own error code for 400s."""
-    from uniinfer.errors import ContentFilteredError, ContextLengthExceededError, ProviderQuotaExceededError
+    from uniinfer.errors import (
+        ContentFilteredError,
+        ContextLengthExceededError,
+        ProviderQuotaExceededError,
+        RateLimitError,
+    )
 
     if status == 429 and code == ProviderQuotaExceededError.code:  # OpenAI's, and those who copy it
         return ProviderQuotaExceededError(
+            message, provider=provider, upstream_status=status, upstream_body=body, retry_after=retry_after
+        )
+    if status == 413 and code == "rate_limit_exceeded":  # Groq's tokens-per-minute limit: a rate limit
+        return RateLimitError(
             message, provider=provider, upstream_status=status, upstream_body=body, retry_after=retry_after
         )
     if status in (400, 413, 422):
