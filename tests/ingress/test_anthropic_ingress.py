@@ -1096,6 +1096,8 @@ def anthropic_with_count_tokens(counts: list[dict[str, Any]]) -> web.Application
             if name not in allowed:
                 return anthropic_error(400, f"{name}: Extra inputs are not permitted")
         counts.append(payload)
+        if payload["model"] == "claude-overloaded":  # Anthropic's 529
+            return anthropic_error(529, "Overloaded")
         return web.json_response({"input_tokens": COUNTED})
 
     app.router.add_post("/v1/messages/count_tokens", count)
@@ -1118,6 +1120,7 @@ routing:
 models:
   chat: {{deployments: [up/gpt-4o-mini]}}
   claude-chat: {{deployments: [claude/claude-sonnet-4-5]}}
+  claude-down: {{deployments: [claude/claude-overloaded]}}
 """
         )
         app = create_app(config)
@@ -2018,6 +2021,18 @@ async def test_count_tokens_estimated_or_forwarded(
     raw = await client.messages.with_raw_response.count_tokens(model="claude-chat", **effort)
     assert raw.headers["x-uniinfer-token-count"] == "provider"
     assert harness.counts[-1] == {"model": "claude-sonnet-4-5", **effort}
+
+    # a body of megabytes is counted off the event loop, to the same count
+    big: dict[str, Any] = {"messages": [{"role": "user", "content": "word " * 40_000}]}
+    raw = await client.messages.with_raw_response.count_tokens(model="chat", **big)
+    assert (await raw.parse()).input_tokens == estimate_input_tokens(
+        parse_anthropic(CountTokensRequest, {"model": "chat", **big})
+    )
+
+    # the provider unavailable for now (overloaded, 5xx, 429): estimated, and said so
+    raw = await client.messages.with_raw_response.count_tokens(model="claude-down", **params)
+    assert (await raw.parse()).input_tokens == expected
+    assert raw.headers["x-uniinfer-token-count"] == "estimated"
 
     with pytest.raises(anthropic.NotFoundError):
         await client.messages.count_tokens(model="no-such-model", messages=HELLO)  # type: ignore[arg-type]

@@ -55,6 +55,7 @@ from uniinfer.routing.group import Member
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import SSE_HEADERS, Headers, error_headers, json_body, route_headers, send_bytes
 from uniinfer.stages import RequestContext, Route
+from uniinfer.tokens import encoding_loaded
 from uniinfer.types import ChatRequest, MessagesIntent
 
 __all__ = ["ROUTES"]
@@ -128,6 +129,10 @@ def _request_id(request: Request) -> tuple[bytes, bytes]:
     return (b"request-id", request.request_id.encode())
 
 
+#: Bodies up to this size are counted on the event loop (a millisecond or so).
+_COUNT_INLINE_BYTES = 64 * 1024
+
+
 async def count_tokens(app: App, request: Request) -> None:
     """``POST /v1/messages/count_tokens``: forwarded to Anthropic, or estimated."""
     data = json_body(request.body)
@@ -136,7 +141,12 @@ async def count_tokens(app: App, request: Request) -> None:
     ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
     member = app.gateway.router.decide(req.model, chat, ctx).group.members[0]
     if app.config.provider_type(member.target.provider) == "anthropic":
-        counted = await _upstream_count(app, member, chat, data)
+        try:
+            counted = await _upstream_count(app, member, chat, data)
+        except UniInferError as exc:
+            if not exc.retryable:  # the request's fault (a 400, a 401): the caller's to hear
+                raise
+            counted = None  # the provider unavailable for now (5xx, 429, unreachable): estimated
         if counted is not None:
             route = Route(req.model, member.target.provider, member.target.model, attempts=1)
             headers = [
@@ -146,7 +156,13 @@ async def count_tokens(app: App, request: Request) -> None:
             ]
             await send_bytes(request.send, 200, orjson.dumps({"input_tokens": counted}), headers)
             return
-    body = orjson.dumps({"input_tokens": estimate_input_tokens(req)})
+    if len(request.body) > _COUNT_INLINE_BYTES or not encoding_loaded():
+        # megabytes of text take the encoder seconds, and loading it a fifth of one: not on the
+        # event loop, which every other request waits for (the encoder releases the GIL)
+        estimate = await asyncio.to_thread(estimate_input_tokens, req)
+    else:
+        estimate = estimate_input_tokens(req)
+    body = orjson.dumps({"input_tokens": estimate})
     headers = [
         (b"x-request-id", request.request_id.encode()),
         _request_id(request),
