@@ -623,6 +623,31 @@ async def test_chat_non_stream_via_fake(server: tuple[str, web.Application], cli
     assert app["requests"][-1]["options"] == {"num_predict": 50, "stop": ["zz"]}
 
 
+async def test_the_context_window_and_keep_alive_are_the_providers_options(
+    server: tuple[str, web.Application], client: HttpClient
+) -> None:
+    """Ollama's default context window is small and it cuts a longer prompt silently: a provider
+    entry sets ``num_ctx`` (and ``keep_alive``) for its chats and embeddings."""
+    from uniinfer.errors import ConfigError
+    from uniinfer.types import EmbeddingRequest
+
+    url, app = server
+    reg = default_registry()
+    options = {"num_ctx": 32768, "keep_alive": "30m"}
+    adapter = reg.create(reg.get("ollama"), Endpoint(base_url=url, options=options))
+    request = chat(messages=[{"role": "user", "content": "hello there"}], temperature=0.2)
+    resp = await client.send(adapter.chat_request(request, "llama3.2", stream=False), Timeouts(), "ollama")
+    assert resp.status == 200, resp.body
+    sent_body = app["requests"][-1]
+    assert (sent_body["options"], sent_body["keep_alive"]) == ({"temperature": 0.2, "num_ctx": 32768}, "30m")
+    embed = adapter.embed_request(EmbeddingRequest(model="e", input="hi"), "nomic-embed-text")
+    assert (sent(embed)["options"], sent(embed)["keep_alive"]) == ({"num_ctx": 32768}, "30m")
+    assert "keep_alive" not in sent(adapter_for(url).chat_request(request, "llama3.2", stream=False))
+    for bad in ({"num_ctx": 0}, {"keep_alive": "forever"}, {"context": 8192}):
+        with pytest.raises(ConfigError):
+            reg.create(reg.get("ollama"), Endpoint(base_url=url, options=bad))
+
+
 async def test_chat_stream_via_fake(server: tuple[str, web.Application], client: HttpClient) -> None:
     url, _ = server
     adapter = adapter_for(url)

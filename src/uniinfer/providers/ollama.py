@@ -53,9 +53,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from uniinfer.errors import (
     InvalidRequestError,
@@ -99,8 +100,24 @@ __all__ = ["OllamaAdapter", "OllamaStreamDecoder"]
 _SAME_NAME_OPTIONS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 
 
+class OllamaOptions(BaseModel):
+    """``providers.<name>.options`` for Ollama (https://docs.ollama.com/api, "parameters")."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: The context window, in tokens (``options.num_ctx``): Ollama's default is small (a few
+    #: thousand tokens) and it cuts a longer prompt without a word, system prompt and tools first.
+    num_ctx: int | None = Field(default=None, ge=1)
+    #: How long the model stays loaded after a request (``keep_alive``): a duration ("10m",
+    #: "1h"), seconds, 0 to unload at once, a negative number to keep it loaded.
+    keep_alive: (
+        Annotated[str, StringConstraints(pattern=r"^-?\d+(\.\d+)?(ns|us|ms|s|m|h)?$")] | int | None
+    ) = None
+
+
 class OllamaAdapter(ProviderAdapter):
     """Ollama ``/api/chat`` and ``/api/embed``; model discovery via ``/api/tags``."""
+
+    Options: ClassVar[type[BaseModel] | None] = OllamaOptions
 
     embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
     supported_params: ClassVar[frozenset[str]] = frozenset(
@@ -128,6 +145,7 @@ class OllamaAdapter(ProviderAdapter):
             "stream": stream,
             "options": _options(request),
         }
+        self._settings(payload)
         fmt = _format(request)
         if fmt is not None:
             payload["format"] = fmt
@@ -207,7 +225,16 @@ class OllamaAdapter(ProviderAdapter):
         payload: dict[str, Any] = {"model": model, "input": request.input}
         if request.dimensions is not None:
             payload["dimensions"] = request.dimensions
+        self._settings(payload)
         return HttpRequest(self.url("/api/embed"), orjson.dumps(payload), self.auth_headers())
+
+    def _settings(self, payload: dict[str, Any]) -> None:
+        """The provider's configured ``num_ctx`` (into ``options``) and ``keep_alive``."""
+        settings: OllamaOptions = self.options
+        if settings.num_ctx is not None:
+            payload.setdefault("options", {})["num_ctx"] = settings.num_ctx
+        if settings.keep_alive is not None:
+            payload["keep_alive"] = settings.keep_alive
 
     def parse_embed(self, body: bytes, model: str) -> EmbeddingResponse:
         data = loads(body, self.name)
