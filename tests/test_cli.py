@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import FAKE_KEY
 from uniinfer.cli.app import app
+from uniinfer.types import ChatChunk
 
 runner = CliRunner()
 
@@ -190,3 +191,85 @@ async def test_serve_starts_on_the_embedded_default_and_drains_on_sigterm(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+class _Script:
+    """A client whose stream is the chunks given (for the chat loop's rendering)."""
+
+    def __init__(self, chunks: list[dict[str, object]], interrupt: bool = False) -> None:
+        self._chunks = chunks
+        self._interrupt = interrupt
+
+    def stream(self, **_: object) -> Iterator[ChatChunk]:
+        for delta, finish in self._chunks:  # type: ignore[misc]
+            yield ChatChunk.model_validate(
+                {
+                    "id": "c",
+                    "created": 1,
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
+        if self._interrupt:
+            raise KeyboardInterrupt
+
+
+def test_chat_shows_reasoning_tool_calls_and_why_an_answer_stopped_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from uniinfer.cli.chat import _stream_answer
+
+    call = {
+        "index": 0,
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city"'},
+    }
+    more = {"index": 0, "function": {"arguments": ': "Paris"}'}}
+    script = _Script(
+        [
+            ({"reasoning_content": "The user wants "}, None),
+            ({"reasoning_content": "weather."}, None),
+            ({"content": "Checking"}, None),
+            ({"tool_calls": [call]}, None),
+            ({"tool_calls": [more]}, "length"),
+        ]
+    )
+    assert _stream_answer(script, "m", [], {}) == "Checking"
+    out, err = capsys.readouterr()
+    assert out == "Checking\n"  # only the answer: `uniinfer chat m q > answer` keeps nothing else
+    assert "The user wants weather." in err
+    assert '[tool call get_weather({"city": "Paris"})]' in err
+    assert "[stopped: length]" in err
+
+
+def test_chat_ctrl_c_stops_the_answer_but_not_an_interactive_session(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from uniinfer.cli.chat import _stream_answer
+
+    script = _Script([({"content": "partial"}, None)], interrupt=True)
+    assert _stream_answer(script, "m", [], {}, keep=True) == "partial"
+    assert "[stopped]" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):  # one-shot, or a script: Ctrl-C ends it (exit 130)
+        _stream_answer(_Script([({"content": "partial"}, None)], interrupt=True), "m", [], {})
+
+
+def test_what_a_model_or_provider_writes_cannot_drive_the_terminal() -> None:
+    import io
+
+    from uniinfer.cli.chat import _Writer
+    from uniinfer.cli.output import escape_controls
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    _Writer(screen).write("a\x1b[2Jb\x1b]0;pwned\x07c\td\n")  # clear screen, retitle
+    assert "\x1b" not in screen.getvalue()
+    assert screen.getvalue() == "a\\x1b[2Jb\\x1b]0;pwned\\x07c\td\n"
+    pipe = io.StringIO()
+    _Writer(pipe).write("a\x1b[2Jb")  # a pipe gets the answer as it is
+    assert pipe.getvalue() == "a\x1b[2Jb"
+    assert escape_controls("bad \x1b[31mred\x9b") == "bad \\x1b[31mred\\x9b"

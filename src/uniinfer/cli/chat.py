@@ -2,9 +2,14 @@
 
 Only the answers go to stdout, so ``uniinfer chat m < questions > answers``
 leaves nothing else in the file: the banner, the ``> `` prompt (shown only
-when stdin is a terminal) and errors go to stderr. A scripted session (stdin
-not a terminal) exits 1 if any turn failed, so a script notices a lost answer;
-at a terminal the user saw the error, and quitting exits 0.
+when stdin is a terminal), the model's reasoning, notes on what is no text
+(a tool call, an answer cut by its length limit or a content filter) and
+errors go to stderr. A scripted session (stdin not a terminal) exits 1 if any
+turn failed, so a script notices a lost answer; at a terminal the user saw the
+error, and quitting exits 0. At a terminal, input lines can be edited (readline),
+Ctrl-C while an answer streams stops that answer and keeps the conversation,
+and control characters in what the model or a provider wrote are shown
+escaped, so that no answer can clear the screen or retitle the window.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from uniinfer.cli.output import escape_controls
 from uniinfer.config import Config
 
 __all__ = ["run_chat"]
@@ -36,6 +42,8 @@ def run_chat(
     params: dict[str, Any] = {"temperature": temperature} if temperature is not None else {}
     interactive = prompt is None
     at_terminal = sys.stdin.isatty()
+    if interactive and at_terminal:
+        import readline  # noqa: F401 - line editing and history for input()
     failed = False
     with Client(config) as client:
         if interactive:
@@ -53,12 +61,15 @@ def run_chat(
                 continue
             messages.append({"role": "user", "content": text})
             try:
-                answer = _stream_answer(client, model, messages, params)
+                answer = _stream_answer(client, model, messages, params, keep=interactive and at_terminal)
             except UniInferError as exc:
                 error(exc.message)
                 if not interactive:
                     return 1
                 failed = True
+                messages.pop()
+                continue
+            if not answer:  # stopped before any text: the turn is taken back
                 messages.pop()
                 continue
             messages.append({"role": "assistant", "content": answer})
@@ -77,23 +88,74 @@ def _ask(*, show_prompt: bool) -> str:
         return ""
 
 
-def _stream_answer(client: Any, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> str:
-    """Write the answer to stdout as it streams and end its line, also when an error cuts it short."""
+def _stream_answer(
+    client: Any, model: str, messages: list[dict[str, Any]], params: dict[str, Any], *, keep: bool = False
+) -> str:
+    """Write the answer to stdout as it streams and end its line, also when an error cuts it short.
+
+    The reasoning goes to stderr (dimmed at a terminal), and a note there says what the answer
+    holds besides text (tool calls) or why it stopped early. ``keep``: Ctrl-C stops the answer
+    and returns what came (an interactive session goes on) instead of ending the program.
+    """
     parts: list[str] = []
+    reasoning = False
+    finish: str | None = None
+    calls: dict[int, list[str]] = {}  # a call's index -> its name and argument pieces
+    out, err = _Writer(sys.stdout), _Writer(sys.stderr)
     try:
         for chunk in client.stream(model=model, messages=messages, **params):
             for choice in chunk.choices:
-                piece = choice.delta.content
-                if piece:
-                    parts.append(piece)
-                    sys.stdout.write(piece)
-                    sys.stdout.flush()
+                delta = choice.delta
+                if delta.reasoning_content:
+                    reasoning = True
+                    err.write(delta.reasoning_content, dim=True)
+                if delta.content:
+                    if reasoning:  # the answer starts on a line of its own, after the reasoning
+                        err.write("\n")
+                        reasoning = False
+                    parts.append(delta.content)
+                    out.write(delta.content)
+                for call in delta.tool_calls or ():
+                    pieces = calls.setdefault(call.index, ["", ""])
+                    if call.function is not None:
+                        pieces[0] += call.function.name or ""
+                        pieces[1] += call.function.arguments or ""
+                finish = choice.finish_reason or finish
+    except KeyboardInterrupt:
+        if not keep:
+            raise
+        _end_line()
+        err.write("[stopped]\n")
+        return "".join(parts)
     except BaseException:
         if parts:  # the error message must start on a line of its own, not after the partial text
             _end_line()
         raise
+    if reasoning:
+        err.write("\n")
     _end_line()
+    for name, arguments in calls.values():
+        err.write(f"[tool call {name}({arguments})]\n")
+    if finish in ("length", "content_filter"):
+        err.write(f"[stopped: {finish}]\n")
     return "".join(parts)
+
+
+class _Writer:
+    """Text to a stream as it comes; at a terminal, control characters shown escaped (no answer
+    may clear the screen, move the cursor or write the clipboard), and ``dim`` text dimmed."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._terminal = stream.isatty()
+
+    def write(self, text: str, *, dim: bool = False) -> None:
+        if self._terminal:
+            text = escape_controls(text)
+            if dim:
+                text = f"\x1b[2m{text}\x1b[0m"
+        self._stream.write(text)
+        self._stream.flush()
 
 
 def _end_line() -> None:

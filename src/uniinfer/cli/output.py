@@ -9,12 +9,13 @@ at 80 columns when stderr is not a terminal, which splits messages in logs.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["error", "plain_console"]
+__all__ = ["error", "escape_controls", "plain_console"]
 
 
 def plain_console(*, stderr: bool = False) -> Console:
@@ -25,7 +26,18 @@ def plain_console(*, stderr: bool = False) -> Console:
 
 
 def error(message: str) -> None:
-    """``error: <message>`` on stderr: the label styled, the message verbatim and unwrapped."""
+    """``error: <message>`` on stderr: the label styled, the message verbatim and unwrapped (its
+    control characters escaped: a provider's message must not drive the terminal)."""
     from rich.text import Text
 
+    message = escape_controls(message)
     plain_console(stderr=True).print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+#: C0 and C1 control characters but line feed and tab (ESC starts every terminal sequence).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters (but line feed and tab) written as escapes: ``\\x1b``."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
