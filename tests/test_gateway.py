@@ -1194,8 +1194,15 @@ def test_n_is_never_dropped_and_json_mode_names_response_format() -> None:
     with pytest.raises(UnsupportedParamError) as info:
         RequestFitter(drop=True).chat(chat("m", n=2), target)
     assert info.value.param == "n"
-    fitted, dropped = RequestFitter(drop=True).chat(chat("m", n=1), target)
-    assert (fitted.n, dropped) == (None, ("n",))
+    # n=1 asks for what every provider answers (LangChain sends it): honoured, not a drop, and
+    # not refused without drop_unsupported_params either
+    for drop in (True, False):
+        fitted, dropped = RequestFitter(drop=drop).chat(chat("m", n=1), target)
+        assert (fitted.n, dropped) == (None, ())
+    groq = registry.create(registry.get("groq"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+    with pytest.raises(UnsupportedParamError) as on_groq:  # "If N is supplied, it must be equal to 1"
+        RequestFitter(drop=True).chat(chat("m", n=2), Target("groq", "llama", groq))
+    assert on_groq.value.param == "n"
     with pytest.raises(UnsupportedFeatureError) as refused:
         RequestFitter(drop=True).chat(chat("m", response_format={"type": "json_object"}), target)
     assert refused.value.param == "response_format"

@@ -109,6 +109,10 @@ class RequestFitter:
             # no reasoning asked for, from a provider without it: honoured as it is, not a drop
             rejected.discard("reasoning_effort")
             request = request.model_copy(update={"reasoning_effort": None})
+        if "n" in rejected and request.n == 1:
+            # one choice, what every provider answers (clients such as LangChain send n=1): honoured
+            rejected.discard("n")
+            request = request.model_copy(update={"n": None})
         left = manner
         if "user" in rejected and (intent := request.messages_intent) is not None and intent.user_id:
             rejected.discard("user")  # left out, whatever the setting (see the module's docs)

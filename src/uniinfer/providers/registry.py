@@ -143,8 +143,9 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         "https://api.groq.com/openai/v1",
         "GROQ_API_KEY",
         Capabilities(vision=True, json_schema=True),
-        # https://console.groq.com/docs/openai#currently-unsupported-openai-features
-        unsupported_params=frozenset({"logprobs", "top_logprobs", "logit_bias", "audio", "modalities"}),
+        # https://console.groq.com/docs/openai#currently-unsupported-openai-features; "If N is
+        # supplied, it must be equal to 1" (its chat reference)
+        unsupported_params=frozenset({"logprobs", "top_logprobs", "logit_bias", "audio", "modalities", "n"}),
         # messages[].name is a 400 too (same page).
         message_names=False,
         docs_url="https://console.groq.com/docs/openai",
