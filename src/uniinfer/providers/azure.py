@@ -9,7 +9,10 @@ Reference: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference
   ``api_version`` is set explicitly, e.g. ``preview``)
   (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/api-version-lifecycle).
 - Auth: the ``api-key`` header, or ``Authorization: Bearer <Microsoft Entra ID token>``
-  when ``options.entra_token`` is set (then no key is needed).
+  when ``options.entra_token`` is set (then no key is needed). That token is sent as
+  configured: Entra access tokens last 60 to 90 minutes, and uniinfer does not obtain
+  or refresh them (no client-credentials or managed-identity flow yet), so an Entra
+  token suits short runs; a long-running gateway uses the key.
 - ``stream_options.include_usage`` is sent on api-versions from 2024-09-01 on
   (older ones reject the field, and their streams report no usage), and
   ``max_tokens`` as ``max_completion_tokens`` (the reasoning models refuse
@@ -71,7 +74,8 @@ class AzureOptions(BaseModel):
     api_version: str = Field(default=DEFAULT_API_VERSION, pattern=r"^[A-Za-z0-9.-]+$")
     #: Use ``/openai/v1/...`` with the deployment in ``model`` instead of deployment URLs.
     use_v1_api: bool = False
-    #: A Microsoft Entra ID access token, sent as ``Authorization: Bearer`` instead of ``api-key``.
+    #: A Microsoft Entra ID access token, sent as ``Authorization: Bearer`` instead of ``api-key``:
+    #: as configured, never refreshed (it expires after 60 to 90 minutes; see the module docs).
     entra_token: SecretStr | None = None
 
 

@@ -260,7 +260,7 @@ class ProviderAdapter(ABC):
     async def prepare_credentials(self, http: HttpClient) -> None:
         """Make sure credentials are fresh before a request is built (default: nothing to do).
 
-        Providers with expiring tokens (Vertex AI, Entra ID) refresh here, through
+        Providers with expiring tokens (Vertex AI, Bedrock's AWS chain) refresh here, through
         the shared async client and ahead of expiry, so the pure builders below
         can stay synchronous and the hot path never blocks.
         """
