@@ -273,3 +273,22 @@ def test_what_a_model_or_provider_writes_cannot_drive_the_terminal() -> None:
     _Writer(pipe).write("a\x1b[2Jb")  # a pipe gets the answer as it is
     assert pipe.getvalue() == "a\x1b[2Jb"
     assert escape_controls("bad \x1b[31mred\x9b") == "bad \\x1b[31mred\\x9b"
+
+
+def test_serve_logs_uniinfers_own_lines_at_the_level_asked_for() -> None:
+    import logging
+    import logging.config
+
+    from uniinfer.cli.serve import log_config
+
+    logging.config.dictConfig(log_config("debug"))
+    try:
+        logger = logging.getLogger("uniinfer.gateway")
+        assert logger.isEnabledFor(logging.DEBUG)  # --log-level debug shows uniinfer's debug lines
+        assert [type(h).__name__ for h in logging.getLogger("uniinfer").handlers] == ["StreamHandler"]
+        logging.config.dictConfig(log_config("warning"))
+        assert not logger.isEnabledFor(logging.INFO)
+    finally:
+        logging.getLogger("uniinfer").handlers.clear()
+        logging.getLogger("uniinfer").setLevel(logging.NOTSET)
+        logging.getLogger("uniinfer").propagate = True

@@ -85,7 +85,9 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default from config: 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default from config: 4000).")] = None,  # noqa: UP045
-    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level.", case_sensitive=False)] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(help="log level (uvicorn's and uniinfer's).", case_sensitive=False)
+    ] = "info",
 ) -> None:
     """Start the OpenAI-compatible gateway."""
     from uniinfer.cli.serve import ListenError, run

@@ -24,7 +24,7 @@ from uniinfer.config import Config
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ListenError", "run"]
+__all__ = ["ListenError", "log_config", "run"]
 
 
 class ListenError(Exception):
@@ -120,6 +120,19 @@ def _check_listen(host: str, port: int) -> None:
                 ) from None
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with uniinfer's own loggers on its handler, at ``level``
+    (without one, they went to Python's last-resort handler: warnings and errors only, and
+    ``--log-level debug`` showed none of uniinfer's)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["uniinfer"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def run(config: Config, *, log_level: str = "info") -> None:
     import asyncio
     import socket
@@ -202,6 +215,7 @@ def run(config: Config, *, log_level: str = "info") -> None:
             lifespan="on",
             access_log=False,
             log_level=log_level,
+            log_config=log_config(log_level),
             # the seconds as configured (uvicorn's hint says int, it waits with asyncio.wait_for);
             # round() made 0.4 no grace at all
             timeout_graceful_shutdown=cast(int, config.server.graceful_shutdown_seconds),
