@@ -1278,3 +1278,18 @@ def test_cache_hits_are_read_where_each_provider_reports_them(reported: dict[str
     assert usage.cached_tokens == 4800
     route = Route("m", prices=(0.28, 0.42, 0.028, None))
     assert route.cost(usage) == pytest.approx((200 * 0.28 + 4800 * 0.028 + 10 * 0.42) / 1e6)
+
+
+async def test_a_gateway_used_from_a_second_running_loop_says_so(gateway: Gateway) -> None:
+    await gateway.chat(chat("chat"))  # its pool now belongs to this loop
+
+    def elsewhere() -> str:
+        try:
+            asyncio.run(gateway.chat(chat("chat")))
+        except RuntimeError as exc:
+            return str(exc)
+        return "served"
+
+    message = await asyncio.to_thread(elsewhere)
+    assert "belongs to another running event loop" in message  # not aiohttp's "Timeout context manager..."
+    await gateway.chat(chat("chat"))  # and this loop's requests go on

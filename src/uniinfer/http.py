@@ -185,6 +185,17 @@ class HttpClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
+        if (
+            session is not None
+            and not session._loop.is_closed()
+            and session._loop is not asyncio.get_running_loop()
+        ):
+            # aiohttp's own error says nothing of it ("Timeout context manager should be used
+            # inside a task")
+            raise RuntimeError(
+                "uniinfer: this gateway's connection pool belongs to another running event loop; a "
+                "Gateway serves one loop at a time (give a Client and an AsyncClient a gateway each)"
+            )
         if session is None or session.closed or session._loop.is_closed():
             if self._sealed:
                 raise RequestCancelledError("the client is closed: it sends no more requests")
