@@ -46,10 +46,23 @@ from multidict import CIMultiDict
 from tests.fakes import openai as openai_fake
 from tests.fakes.common import FakeProvider, mode_of, stream_response
 
-__all__ = ["API_KEY", "ENTRA_TOKEN", "SAFE", "azure_app", "fake_provider"]
+__all__ = [
+    "API_KEY",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "ENTRA_TOKEN",
+    "SAFE",
+    "TENANT_ID",
+    "azure_app",
+    "fake_provider",
+]
 
 API_KEY = "azure-test-key-0123456789abcdef"
 ENTRA_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.fake-entra-token"
+#: The app registration the fake's Entra token endpoint knows (``/{tenant}/oauth2/v2.0/token``).
+TENANT_ID = "11111111-2222-3333-4444-555555555555"
+CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+CLIENT_SECRET = "fake~client~secret~0123456789"
 API_VERSIONS = frozenset(
     {
         "2024-02-01",
@@ -127,7 +140,44 @@ def azure_app(*, api_key: str = API_KEY, entra_token: str = ENTRA_TOKEN) -> web.
     for operation in ("chat/completions", "embeddings"):
         app.router.add_post(f"/openai/deployments/{{deployment}}/{operation}", route(operation, v1=False))
         app.router.add_post(f"/openai/v1/{operation}", route(operation, v1=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        # the tokens the endpoint below handed out (a test may revoke them), and its exchanges
+        app["entra"] = {"issued": set(), "exchanges": 0}
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", _entra_token)
     return app
+
+
+async def _entra_token(request: web.Request) -> web.Response:
+    """Entra ID's client-credentials grant (v2-oauth2-client-creds-grant-flow): a form with
+    ``grant_type=client_credentials``, ``client_id``, ``client_secret`` and ``scope``; errors
+    as ``{"error", "error_description"}`` (AADSTS codes)."""
+    form = await request.post()
+    entra = request.app["entra"]
+    entra["exchanges"] += 1
+
+    def refuse(status: int, error: str, description: str) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    if request.content_type != "application/x-www-form-urlencoded":
+        return refuse(400, "invalid_request", "AADSTS900144: The request body must contain grant_type.")
+    if form.get("grant_type") != "client_credentials":
+        return refuse(
+            400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type."
+        )
+    if request.match_info["tenant"] != TENANT_ID:
+        return refuse(400, "invalid_request", "AADSTS90002: Tenant not found.")
+    if form.get("client_id") != CLIENT_ID:
+        return refuse(400, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
+    if form.get("client_secret") != CLIENT_SECRET:
+        return refuse(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+    if form.get("scope") != "https://cognitiveservices.azure.com/.default":
+        return refuse(400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
+    token = f"eyJ0eXAiOiJKV1QifQ.entra-{entra['exchanges']}"
+    entra["issued"].add(token)
+    return web.json_response(
+        {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+    )
 
 
 def _check_version(request: web.Request, *, v1: bool) -> str | None:
@@ -157,7 +207,7 @@ def _check_auth(request: web.Request, api_key: str, entra_token: str) -> None:
             },
         )
     if scheme.lower() == "bearer":
-        if token.strip() == entra_token:
+        if token.strip() == entra_token or token.strip() in request.app["entra"]["issued"]:
             return
         raise AzureError(
             401,

@@ -3,6 +3,7 @@ content filtering, Azure's annotation chunks in streams, embeddings and errors."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import make_config
-from tests.fakes.azure import API_KEY, ENTRA_TOKEN, azure_app
+from tests.fakes.azure import API_KEY, CLIENT_ID, CLIENT_SECRET, ENTRA_TOKEN, TENANT_ID, azure_app
 from tests.fakes.common import run_fake
 from tests.providers.support import decode_bytewise, modelled
 from uniinfer.errors import (
@@ -243,6 +244,54 @@ async def test_entra_id_token_and_the_v1_api(fake: Fake) -> None:
     assert seen["query"] == {}
     assert seen["body"]["model"] == "gpt-4o-mini"
     assert seen["headers"]["authorization"] == f"Bearer {ENTRA_TOKEN}"
+
+
+async def test_entra_client_credentials_fetch_refresh_and_drop_a_refused_token(fake: Fake) -> None:
+    """An app registration's client credentials: uniinfer fetches the Entra token (one exchange
+    for concurrent requests), sends it as Bearer, and fetches another once Azure refuses it (a
+    fixed entra_token expired after an hour, failing every request)."""
+    from uniinfer.errors import AuthenticationError, ConfigError
+    from uniinfer.gateway import Gateway
+
+    options = f"{{tenant_id: {TENANT_ID}, client_id: {CLIENT_ID}, client_secret: '{CLIENT_SECRET}', authority: '{fake.url}'}}"
+    gw = Gateway(
+        make_config(f"providers:\n  az: {{type: azure, base_url: '{fake.url}', options: {options}}}\n")
+    )
+    try:
+        answers = await asyncio.gather(*(gw.chat(chat(model="az/gpt-4o-mini")) for _ in range(5)))
+        assert {a.choices[0].message.content for a in answers} == {"echo: hello there"}
+        assert fake.app["entra"]["exchanges"] == 1  # single-flight, then cached
+        (token,) = fake.app["entra"]["issued"]
+        assert all(r["headers"]["authorization"] == f"Bearer {token}" for r in fake.requests)
+        assert "api-key" not in fake.requests[-1]["headers"]
+        fake.app["entra"]["issued"].clear()  # revoked
+        with pytest.raises(AuthenticationError) as refused:
+            await gw.chat(chat(model="az/gpt-4o-mini"))
+        assert token not in refused.value.message
+        await gw.chat(chat(model="az/gpt-4o-mini"))  # the next request fetches a new token
+        assert fake.app["entra"]["exchanges"] == 2
+    finally:
+        await gw.aclose()
+
+    # a wrong secret is an authentication error naming the app, never the secret
+    bad = options.replace(CLIENT_SECRET, "wrong~secret~value")
+    gw = Gateway(make_config(f"providers:\n  az: {{type: azure, base_url: '{fake.url}', options: {bad}}}\n"))
+    try:
+        with pytest.raises(AuthenticationError, match=f"the app {CLIENT_ID}.*AADSTS7000215") as info:
+            await gw.chat(chat(model="az/gpt-4o-mini"))
+        assert "wrong~secret~value" not in str(info.value.to_openai())
+    finally:
+        await gw.aclose()
+    with pytest.raises(ConfigError, match="together"):
+        make(fake.url, api_key=None, tenant_id=TENANT_ID, client_id=CLIENT_ID)
+    with pytest.raises(ConfigError, match="not both"):
+        make(
+            fake.url,
+            tenant_id=TENANT_ID,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            entra_token=ENTRA_TOKEN,
+        )
 
 
 async def test_tool_calls_stream_through(fake: Fake) -> None:

@@ -8,11 +8,16 @@ Reference: https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference
   with the deployment in the body's ``model`` and no ``api-version`` (unless
   ``api_version`` is set explicitly, e.g. ``preview``)
   (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/api-version-lifecycle).
-- Auth: the ``api-key`` header, or ``Authorization: Bearer <Microsoft Entra ID token>``
-  when ``options.entra_token`` is set (then no key is needed). That token is sent as
-  configured: Entra access tokens last 60 to 90 minutes, and uniinfer does not obtain
-  or refresh them (no client-credentials or managed-identity flow yet), so an Entra
-  token suits short runs; a long-running gateway uses the key.
+- Auth: the ``api-key`` header, or ``Authorization: Bearer <Microsoft Entra ID token>``.
+  The token is obtained and refreshed by uniinfer with the client-credentials grant of
+  an app registration (``options.tenant_id``, ``client_id``, ``client_secret``: a service
+  principal with the "Cognitive Services OpenAI User" role; scope
+  ``https://cognitiveservices.azure.com/.default``; token endpoint
+  ``{authority}/{tenant}/oauth2/v2.0/token``,
+  https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow),
+  cached and refreshed ahead of expiry as :mod:`uniinfer.providers.oauth` does. Or a token
+  obtained elsewhere is given as ``options.entra_token``: sent as configured, never
+  refreshed (Entra tokens last 60 to 90 minutes), for short runs. No managed identity yet.
 - ``stream_options.include_usage`` is sent on api-versions from 2024-09-01 on
   (older ones reject the field, and their streams report no usage), and
   ``max_tokens`` as ``max_completion_tokens`` (the reasoning models refuse
@@ -46,16 +51,20 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from uniinfer.errors import ConfigError, ContentFilteredError, UniInferError
-from uniinfer.http import HttpRequest
+from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderSpec, chunk_id, loads, merge_headers
+from uniinfer.providers.oauth import TokenSource
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder
 from uniinfer.providers.redaction import redact_secret
 from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, RawEvents, StreamItem
 
-__all__ = ["AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder"]
+__all__ = ["ENTRA_SCOPE", "AzureOpenAIAdapter", "AzureOptions", "AzureStreamDecoder", "EntraTokenSource"]
+
+#: The scope of Azure OpenAI (Azure AI services) for an Entra access token.
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 DEFAULT_API_VERSION = "2024-10-21"
 #: First api-version that accepts ``stream_options`` (2024-09-01-preview; GA in 2024-10-21).
@@ -77,6 +86,24 @@ class AzureOptions(BaseModel):
     #: A Microsoft Entra ID access token, sent as ``Authorization: Bearer`` instead of ``api-key``:
     #: as configured, never refreshed (it expires after 60 to 90 minutes; see the module docs).
     entra_token: SecretStr | None = None
+    #: An app registration's client credentials: uniinfer fetches and refreshes the token.
+    tenant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+$")
+    client_id: str | None = Field(default=None, min_length=1)
+    client_secret: SecretStr | None = None
+    #: Where tokens come from: Microsoft's public cloud, or a national cloud's
+    #: (https://login.microsoftonline.us, https://login.chinacloudapi.cn).
+    authority: str = Field(default="https://login.microsoftonline.com", pattern=r"^https?://[^\s/?#]+$")
+    scope: str = Field(default=ENTRA_SCOPE, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> AzureOptions:
+        credentials = (self.tenant_id, self.client_id, self.client_secret)
+        given = sum(value is not None for value in credentials)
+        if given not in (0, 3):
+            raise ValueError("set tenant_id, client_id and client_secret together (Entra client credentials)")
+        if given and self.entra_token is not None:
+            raise ValueError("set either entra_token or the client credentials, not both")
+        return self
 
 
 class AzureOpenAIAdapter(OpenAIAdapter):
@@ -93,10 +120,22 @@ class AzureOpenAIAdapter(OpenAIAdapter):
                 "(https://<resource>.openai.azure.com)"
             )
         self._entra = opts.entra_token.get_secret_value() if opts.entra_token else None
-        if not self._entra and not endpoint.api_key:
+        self.tokens: EntraTokenSource | None = None
+        if opts.client_secret is not None and opts.tenant_id and opts.client_id:
+            self.tokens = EntraTokenSource(
+                tenant_id=opts.tenant_id,
+                client_id=opts.client_id,
+                client_secret=opts.client_secret.get_secret_value(),
+                authority=opts.authority,
+                scope=opts.scope,
+                provider=self.name,
+                timeouts=endpoint.timeouts,
+            )
+        if not self._entra and self.tokens is None and not endpoint.api_key:
             raise ConfigError(
                 f"provider '{self.name}' needs an API key (providers.{self.name}.api_key or "
-                f"AZURE_OPENAI_API_KEY) or providers.{self.name}.options.entra_token"
+                f"AZURE_OPENAI_API_KEY), Entra client credentials (options.tenant_id, client_id, "
+                f"client_secret) or providers.{self.name}.options.entra_token"
             )
         base = endpoint.base_url.rstrip("/")
         self._root = base.removesuffix("/openai/v1").removesuffix("/openai")
@@ -133,7 +172,9 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer`` with an Entra ID token, else ``api-key``; configured headers win."""
         headers = {"content-type": "application/json"}
-        if self._entra:
+        if self.tokens is not None:
+            headers["authorization"] = self.tokens.authorization()
+        elif self._entra:
             headers["authorization"] = f"Bearer {self._entra}"
         elif self.endpoint.api_key:
             headers["api-key"] = self.endpoint.api_key
@@ -159,7 +200,14 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     # --- errors -----------------------------------------------------------------------
 
+    async def prepare_credentials(self, http: HttpClient) -> None:
+        """Fetch or refresh the Entra access token, when the client credentials are configured."""
+        if self.tokens is not None:
+            await self.tokens.ensure(http)
+
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
+        if status == 401 and self.tokens is not None:
+            self.tokens.refused()  # revoked, or expired early: the next request fetches another
         err = super().parse_error(status, headers, body)
         if isinstance(err, ContentFilteredError):
             categories = _filtered_categories(body)
@@ -169,7 +217,8 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         return err
 
     def redact(self, text: str) -> str:
-        return redact_secret(super().redact(text), self._entra)
+        text = redact_secret(super().redact(text), self._entra)
+        return text if self.tokens is None else self.tokens.redact(text)
 
 
 class AzureStreamDecoder(OpenAIStreamDecoder):
@@ -297,3 +346,41 @@ def _filtered_categories(body: bytes) -> list[str]:
             severity = verdict.get("severity")
             out.append(f"{category} ({severity})" if isinstance(severity, str) else str(category))
     return out
+
+
+class EntraTokenSource(TokenSource):
+    """Access tokens of an app registration, by Entra ID's client-credentials grant: the form
+    ``grant_type=client_credentials``, ``client_id``, ``client_secret``, ``scope`` posted to
+    ``{authority}/{tenant}/oauth2/v2.0/token``; cached and refreshed as every
+    :class:`~uniinfer.providers.oauth.TokenSource` is."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str,
+        authority: str,
+        scope: str,
+        provider: str,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            token_uri=f"{authority.rstrip('/')}/{tenant_id}/oauth2/v2.0/token",
+            timeouts=timeouts,
+        )
+        self.who = f"the app {client_id} of tenant {tenant_id}"
+        self._form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "scope": scope,
+        }
+        self._secret = client_secret
+
+    def grant(self) -> tuple[dict[str, str], tuple[str, ...]]:
+        return self._form, (self._secret,)
+
+    def redact(self, text: str) -> str:
+        return redact_secret(super().redact(text), self._secret)
