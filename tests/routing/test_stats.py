@@ -237,3 +237,17 @@ def test_two_proportion_degenerate_cases() -> None:
     none_failed = two_proportion_z_test(0, 50, 0, 70)
     assert none_failed is not None
     assert none_failed.p_value == 1.0
+
+
+def test_a_deployments_minute_window_holds_one_minute_whatever_reads_it() -> None:
+    """Its buckets went only when something asked for the totals (the usage_headroom strategy):
+    under any other strategy a deployment kept one per second of traffic, for ever."""
+    from uniinfer.routing.state import MinuteWindow
+
+    now = [1000.0]
+    window = MinuteWindow(lambda: now[0])
+    for _ in range(3000):  # fifty minutes of one request a second, never read
+        window.add(requests=1, tokens=10)
+        now[0] += 1
+    assert len(window._buckets) <= 60
+    assert window.totals() == (59, 590)  # the last minute's, second 59 included

@@ -35,6 +35,7 @@ class MinuteWindow:
     def add(self, requests: int = 0, tokens: int = 0) -> None:
         second = int(self._clock())
         if not self._buckets or self._buckets[-1][0] != second:
+            self._expire(second)  # a new second: what left the window goes (60 buckets at most)
             self._buckets.append([second, 0, 0])
         bucket = self._buckets[-1]
         bucket[1] += requests
@@ -43,13 +44,17 @@ class MinuteWindow:
         self._tokens += tokens
 
     def totals(self) -> tuple[int, int]:
-        horizon = int(self._clock()) - 59
+        self._expire(int(self._clock()))
+        return self._requests, self._tokens
+
+    def _expire(self, second: int) -> None:
+        """Drop the buckets older than the 60 seconds ending at ``second``."""
+        horizon = second - 59
         buckets = self._buckets
         while buckets and buckets[0][0] < horizon:
             _, requests, tokens = buckets.popleft()
             self._requests -= requests
             self._tokens -= tokens
-        return self._requests, self._tokens
 
 
 @dataclass(slots=True)
