@@ -400,7 +400,10 @@ class Gateway:
         # a request its caller cut says nothing of its variant: neither success nor error
         cut = isinstance(ctx.error, RequestCancelledError)
         if route is not None and route.experiment is not None and route.variant is not None and not cut:
-            usage = ctx.usage
+            # answered by a fallback group, the variant's own group failed: an error of the
+            # variant's, whose latency and cost are another group's (not the variant's to report)
+            fell_back = bool(route.fallback_groups)
+            usage = None if fell_back else ctx.usage
             self.router.experiments.record(
                 route.experiment,
                 route.variant,
@@ -409,8 +412,8 @@ class Gateway:
                 ttft_s=ctx.ttft,
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.output_tokens if usage else 0,
-                cost_usd=route.cost(usage),
-                error=ctx.error is not None,
+                cost_usd=None if fell_back else route.cost(usage),
+                error=ctx.error is not None or fell_back,
             )
         for stage in self._after:
             await stage.after(ctx)

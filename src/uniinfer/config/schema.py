@@ -272,11 +272,21 @@ class Config(_Strict):
             if rule.route.profile is not None and rule.route.profile not in profiles:
                 problems.append(((*where, "profile"), f"'{rule.route.profile}' is not a profile"))
         names = [e.name for e in routing.experiments]
+        taken: dict[str, str] = {}  # model name -> the experiment that takes it
         for i, exp in enumerate(routing.experiments):
             if names.count(exp.name) > 1:
                 problems.append(
                     (("routing", "experiments", str(i), "name"), f"duplicate experiment '{exp.name}'")
                 )
+            if exp.model in taken and taken[exp.model] != exp.name:
+                # only one can take its requests: the other would report nothing, for ever
+                problems.append(
+                    (
+                        ("routing", "experiments", str(i), "model"),
+                        f"experiment '{taken[exp.model]}' already takes model '{exp.model}'",
+                    )
+                )
+            taken.setdefault(exp.model, exp.name)
             for j, variant in enumerate(exp.variants):
                 at = ("routing", "experiments", str(i), "variants", str(j), "model")
                 problems += self._model_problem(at, variant.model)
