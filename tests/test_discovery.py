@@ -74,13 +74,13 @@ async def test_one_model_s_card_says_what_the_list_says() -> None:
         )
         gateway = Gateway(config)
         probed: list[str] = []
-        discover = gateway._discover
+        discover = gateway.discovery._ask
 
-        async def recording(name: str, adapter: Any) -> tuple[str, list[str] | None]:
+        async def recording(name: str, adapter: Any) -> list[str] | None:
             probed.append(name)
             return await discover(name, adapter)
 
-        gateway._discover = recording  # type: ignore[method-assign]
+        gateway.discovery._ask = recording  # type: ignore[method-assign]
         try:
 
             async def available(model: str) -> bool:
@@ -96,3 +96,81 @@ async def test_one_model_s_card_says_what_the_list_says() -> None:
             assert "ollama" in probed
         finally:
             await gateway.aclose()
+
+
+async def test_servers_lists_are_remembered_asked_once_at_a_time_and_a_hung_server_is_unavailable() -> None:
+    """A client polling /v1/models sent every local server a request per poll; a server that
+    accepts connections and never answers held each listing for the timeout and was listed
+    available."""
+    import asyncio
+
+    from aiohttp import web
+
+    from uniinfer.discovery import FRESH_SECONDS
+
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    hung = web.Application()
+    hung.router.add_get("/api/tags", hang)
+    ollama = ollama_app(["llama3.2"])
+    async with run_fake(ollama) as url, run_fake(hung) as hung_url:
+        gateway = Gateway(
+            make_config(
+                f"providers:\n  ollama: {{base_url: '{url}'}}\n  stuck: {{type: ollama, base_url: '{hung_url}'}}\n"
+            )
+        )
+        now = [1000.0]
+        gateway.discovery._clock = lambda: now[0]
+        asked: list[str] = []
+        ask = gateway.discovery._ask
+
+        async def counting(name: str, adapter: Any) -> list[str] | None:
+            asked.append(name)
+            return await ask(name, adapter)
+
+        gateway.discovery._ask = counting  # type: ignore[method-assign]
+        try:
+            lists = await asyncio.gather(*(gateway.discover_models() for _ in range(10)))
+            ids = [{c.id: c.available for c in models.data} for models in lists]
+            assert all(i == ids[0] for i in ids)
+            assert ids[0]["ollama/llama3.2:latest"] is True
+            assert ids[0]["stuck/*"] is False  # no answer in time: as unreachable
+            assert (
+                asked.count("ollama") == asked.count("stuck") == 1
+            )  # ten listings at once: one request each
+            await gateway.discover_models()
+            assert asked.count("ollama") == 1  # remembered
+            now[0] += FRESH_SECONDS + 1
+            await gateway.discover_models()
+            assert asked.count("ollama") == 2  # then asked again
+        finally:
+            await gateway.aclose()
+
+
+async def test_the_list_holds_experiments_names_and_no_direct_routes_when_they_are_off() -> None:
+    config = make_config(
+        "providers:\n  up: {type: openai, api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "  ollama: {base_url: 'http://127.0.0.1:9'}\n"
+        "models:\n  chat-a: {deployments: [up/a]}\n  chat-b: {deployments: [up/b]}\n"
+        "routing:\n  experiments:\n    - name: ab\n      model: chat\n"
+        "      variants: [{name: control, model: chat-a}, {name: candidate, model: chat-b}]\n"
+    )
+    gateway = Gateway(config)
+    try:
+        ids = [c.id for c in (await gateway.discover_models()).data]
+        assert ids[:3] == ["chat-a", "chat-b", "chat"]  # a name callers use is listed
+        assert (await gateway.retrieve_model("chat")).id == "chat"
+        assert "up/*" in ids
+    finally:
+        await gateway.aclose()
+    closed = config.model_copy(
+        update={"settings": config.settings.model_copy(update={"allow_direct_routing": False})}
+    )
+    gateway = Gateway(closed)
+    try:
+        ids = [c.id for c in (await gateway.discover_models()).data]
+        assert ids == ["chat-a", "chat-b", "chat"]  # no provider/* a caller could not route
+    finally:
+        await gateway.aclose()

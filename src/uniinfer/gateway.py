@@ -20,9 +20,9 @@ from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 from uniinfer.config import Config
+from uniinfer.discovery import ModelDiscovery
 from uniinfer.errors import (
     ConfigError,
-    ProviderConnectionError,
     ProviderResponseError,
     RequestCancelledError,
     UniInferError,
@@ -81,6 +81,8 @@ class Gateway:
         self.http = http or HttpClient()
         self.usage = UsageMeter()
         self._adapters = self._build_adapters()
+        #: What local servers list, for ``GET /v1/models``.
+        self.discovery = ModelDiscovery(self.http)
         #: What each deployment can take of a request (:mod:`uniinfer.fitting`).
         self.fit = RequestFitter(drop=config.settings.drop_unsupported_params)
         self.router = Router(
@@ -312,15 +314,23 @@ class Gateway:
     # --- models ---------------------------------------------------------------------------
 
     def list_models(self) -> ModelList:
-        """Configured model names, then ``provider/*`` for every known provider."""
+        """Configured model names (groups, then experiments' names), then ``provider/*`` for
+        every known provider, unless ``settings.allow_direct_routing`` is off (callers cannot
+        route ``provider/model`` then)."""
         cards = [
             ModelCard(id=name, owned_by=group.members[0].target.provider)
             for name, group in self.router.groups.items()
         ]
         cards += [
-            ModelCard(id=f"{s.name}/*", owned_by=s.type, available=s.available)
-            for s in self.provider_status()
+            ModelCard(id=exp.model, owned_by="uniinfer")
+            for exp in self.config.routing.experiments
+            if exp.model not in self.router.groups
         ]
+        if self.config.settings.allow_direct_routing:
+            cards += [
+                ModelCard(id=f"{s.name}/*", owned_by=s.type, available=s.available)
+                for s in self.provider_status()
+            ]
         return ModelList(data=cards)
 
     async def retrieve_model(self, model: str) -> ModelCard:
@@ -338,7 +348,7 @@ class Gateway:
         adapter = self._adapters.get(provider)
         if adapter is None or not card.available or adapter.models_request() is None:
             return card
-        _, served = await self._discover(provider, adapter)
+        served = await self.discovery.models(provider, adapter)
         # Ollama serves only the models it has (others are a 404); other servers may load a model
         # on demand or answer any name (llama.cpp), so their list is not the last word
         missing = self.config.provider_type(provider) == "ollama" and name != "*" and bool(served)
@@ -351,39 +361,27 @@ class Gateway:
         an OpenAI-compatible server's ``/models``).
 
         Discovery is never an error: a server that does not answer within a few seconds, or
-        answers something else, is skipped; a local server nothing listens for has its
-        ``provider/*`` entry listed unavailable (a request to it would fail to connect).
+        answers something else, is skipped; a local server nothing listens for (or that does
+        not answer) has its ``provider/*`` entry listed unavailable (a request to it would fail).
+        Servers' lists are remembered briefly (:mod:`uniinfer.discovery`). Without direct
+        routing, nothing is asked: callers could not route the models found.
         """
         listed = self.list_models()
-        found = await asyncio.gather(
-            *(self._discover(name, adapter) for name, adapter in self._adapters.items())
-        )
-        down = {f"{name}/*" for name, models in found if models is None}
+        if not self.config.settings.allow_direct_routing:
+            return listed
+        names = list(self._adapters)
+        found = await asyncio.gather(*(self.discovery.models(n, self._adapters[n]) for n in names))
+        down = {f"{name}/*" for name, models in zip(names, found, strict=True) if models is None}
         cards = [
             card.model_copy(update={"available": False}) if card.id in down else card for card in listed.data
         ]
         extra = [
-            ModelCard(id=f"{name}/{model}", owned_by=name) for name, models in found for model in models or ()
+            ModelCard(id=f"{name}/{model}", owned_by=name)
+            for name, models in zip(names, found, strict=True)
+            for model in models or ()
         ]
-        groups = len(self.router.groups)
-        return ModelList(data=[*cards[:groups], *extra, *cards[groups:]])
-
-    async def _discover(self, name: str, adapter: ProviderAdapter) -> tuple[str, list[str] | None]:
-        """The models a server lists; None when it is a local server that cannot be reached."""
-        request = adapter.models_request()
-        if request is None:
-            return name, []
-        try:
-            resp = await self.http.send(request, _DISCOVERY_TIMEOUTS, name)
-            if resp.status != 200:
-                return name, []
-            return name, adapter.parse_models(resp.body)
-        except ProviderConnectionError as exc:
-            log.debug("model discovery for %s failed: %s", name, exc.message)
-            return name, None if adapter.spec.local else []
-        except UniInferError as exc:
-            log.debug("model discovery for %s failed: %s", name, exc.message)
-            return name, []
+        named = len(listed.data) - len(self.provider_status())
+        return ModelList(data=[*cards[:named], *extra, *cards[named:]])
 
     # --- stages & lifecycle -------------------------------------------------------------
 
@@ -419,6 +417,7 @@ class Gateway:
             await stage.after(ctx)
 
     async def aclose(self) -> None:
+        await self.discovery.aclose()
         await self.http.aclose()
 
 
@@ -449,9 +448,6 @@ def _response_json(response: ChatResponse) -> bytes:
 
 _MODELLED: _Answer[ChatResponse] = _Answer(_parse_modelled, lambda response: response)
 _JSON: _Answer[bytes] = _Answer(_parse_json, _response_json)
-
-
-_DISCOVERY_TIMEOUTS = Timeouts(connect=1.0, read=2.0, total=3.0)
 
 
 def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:
