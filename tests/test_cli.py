@@ -292,3 +292,21 @@ def test_serve_logs_uniinfers_own_lines_at_the_level_asked_for() -> None:
         logging.getLogger("uniinfer").handlers.clear()
         logging.getLogger("uniinfer").setLevel(logging.NOTSET)
         logging.getLogger("uniinfer").propagate = True
+
+
+def test_a_one_shot_chat_ends_after_one_answer_even_an_empty_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer with no text (a tool call, a content filter): the one-shot turn still ends
+    (it was sent again and again, each a billed request)."""
+    import uniinfer.cli.chat as chat_cli
+    from tests.conftest import make_config
+
+    calls: list[int] = []
+
+    def one_empty_answer(*args: object, **kwargs: object) -> str:
+        calls.append(1)
+        assert len(calls) < 3, "the prompt was sent again"
+        return ""
+
+    monkeypatch.setattr(chat_cli, "_stream_answer", one_empty_answer)
+    assert chat_cli.run_chat(make_config("providers: {}\n"), "m", "hi") == 0
+    assert calls == [1]

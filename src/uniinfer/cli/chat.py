@@ -69,12 +69,12 @@ def run_chat(
                 failed = True
                 messages.pop()
                 continue
+            if not interactive:
+                return 0
             if not answer:  # stopped before any text: the turn is taken back
                 messages.pop()
                 continue
             messages.append({"role": "assistant", "content": answer})
-            if not interactive:
-                return 0
 
 
 def _ask(*, show_prompt: bool) -> str:
