@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.fakes.common import run_fake
 from tests.stream_helpers import API_KEY, RecordingPool, openai_stream
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -1293,3 +1295,50 @@ async def test_a_gateway_used_from_a_second_running_loop_says_so(gateway: Gatewa
     message = await asyncio.to_thread(elsewhere)
     assert "belongs to another running event loop" in message  # not aiohttp's "Timeout context manager..."
     await gateway.chat(chat("chat"))  # and this loop's requests go on
+
+
+async def _finish_then_wait(request: web.Request) -> web.StreamResponse:
+    """An OpenAI-format stream whose usage chunk comes long after its finish."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    for delta, finish in (({"role": "assistant", "content": "hi"}, None), ({}, "stop")):
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        await resp.write(b"data: " + json.dumps({**base, "choices": [choice]}).encode() + b"\n\n")
+    await asyncio.sleep(5)
+    return resp
+
+
+@pytest.mark.parametrize("case", ["closed under a waiting reader", "cancelled while draining"])
+async def test_a_stream_closed_at_its_finish_is_closed_whatever_happens_meanwhile(case: str) -> None:
+    """Reading on for the usage chunk must not get in the way of closing: another task waiting
+    in a read (aclose raised "readany() called while another coroutine is already waiting" and
+    left the stream open), or the close itself cancelled (the stream stayed open, unrecorded)."""
+    from tests.conftest import make_config
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", _finish_then_wait)
+    async with run_fake(app) as base:
+        gw = Gateway(make_config(f"providers:\n  up: {{type: openai_compatible, base_url: '{base}/v1'}}\n"))
+        try:
+            stream = await gw.stream(chat("up/m", stream=True))
+            async for c in stream:
+                if c.choices and c.choices[0].finish_reason:
+                    break
+            if case == "closed under a waiting reader":
+                reader = asyncio.create_task(stream.__anext__())  # waits for the usage chunk
+                await asyncio.sleep(0.05)
+                await asyncio.wait_for(stream.aclose(), 3)
+                with pytest.raises(StopAsyncIteration):
+                    await asyncio.wait_for(reader, 3)
+            else:
+                closer = asyncio.create_task(stream.aclose())
+                await asyncio.sleep(0.1)  # in the drain
+                closer.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await closer
+            assert stream._done
+            assert gw.http.busy_connections == 0
+            assert gw.router.states["up/m"].in_flight == 0
+        finally:
+            await gw.aclose()

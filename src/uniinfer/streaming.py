@@ -101,6 +101,8 @@ class ChatStream:
         #: The latest chunk or run of events taken from the upstream: whether the answer had
         #: finished when the caller closed the stream (see :meth:`aclose`).
         self._last: StreamItem | None = None
+        #: A read of the upstream is under way (a task iterating the stream waits in it).
+        self._reading = False
 
     def on_finish(self, callback: Callable[[ChatStream], None]) -> None:
         """Call ``callback(stream)`` once when the stream ends, fails or is closed."""
@@ -291,8 +293,14 @@ class ChatStream:
         """
         error = self._failure
         if error is None and not self._eof and not self._done:
-            if self._answered():
-                await self._drain()  # the usage chunk is on its way: wait a moment for it
+            # the usage chunk is on its way: wait a moment for it (not when another task is
+            # reading the stream: its read is the one under way; it is closed under it)
+            if self._answered() and not self._reading:
+                try:
+                    await self._drain()
+                except asyncio.CancelledError:  # cut while draining: closed all the same
+                    await self._finish(RequestCancelledError("the stream was cancelled as it closed"))
+                    raise
             if not self._eof or self._failure is not None:
                 error = RequestCancelledError("the caller closed the stream before its end")
         await self._finish(error)
@@ -376,12 +384,15 @@ class ChatStream:
     async def _read(self) -> bytes | None:
         """The upstream's next bytes (``b""``: its end); None when the read failed (the failure kept)."""
         assert self._upstream is not None
+        self._reading = True
         try:
             return await self._upstream.read_chunk()
         except UniInferError as exc:
             if not self._done:  # else the stream was closed under this read: no fault of the provider's
                 self._keep_failure(exc)
             return None
+        finally:
+            self._reading = False
 
     def _take(self, data: bytes) -> None:
         """Decode a read (``b""``: the end) into the pending chunks, or keep the failure it meant."""
