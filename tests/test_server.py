@@ -495,14 +495,20 @@ async def test_a_compressed_body_is_a_415_naming_the_encoding(base_url: str) -> 
     ["text/plain", "application/x-www-form-urlencoded; charset=UTF-8", "Multipart/Form-Data; boundary=x"],
 )
 async def test_a_body_a_web_page_could_post_anywhere_is_a_415_and_reaches_no_provider(
-    base_url: str, kind: str, openai_fake_app: web.Application
+    base_url: str, kind: str, openai_fake_app: web.Application, config_for: Callable[..., Config]
 ) -> None:
     """A page in the operator's browser may POST these types to any origin without asking it
-    (CORS simple requests): refused, so it cannot spend the provider credits of a gateway
-    (one without a master key, say) by sending JSON as text. JSON, declared or not, is served."""
+    (CORS simple requests): a gateway without a master key refuses them, so no page can spend
+    its provider credits by sending JSON as text. JSON, declared or not, is served; and with a
+    master key (which such a request cannot carry) a client labelling its JSON so is served."""
     body = json.dumps({"model": "up/m", "messages": MSG}).encode()
     async with aiohttp.ClientSession() as session:
         headers = {"Authorization": f"Bearer {MASTER}", "content-type": kind}
+        async with session.post(base_url + "/v1/chat/completions", data=body, headers=headers) as keyed:
+            assert keyed.status == 200  # curl -d with the key: served
+        openai_fake_app["requests"].clear()
+    async with serve(create_app(config_for())) as keyless, aiohttp.ClientSession() as session:
+        base_url = keyless
         for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"):
             async with session.post(base_url + path, data=body, headers=headers) as resp:
                 assert resp.status == 415, path

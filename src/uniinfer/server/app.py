@@ -404,7 +404,7 @@ class App:
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         kind = headers.get(b"content-type")
-        if kind is not None and kind != b"application/json" and _form_like(kind):
+        if kind is not None and kind != b"application/json" and self.keyless and _form_like(kind):
             raise UnsupportedMediaTypeError(
                 f"Content-Type '{kind.decode('latin-1')[:48]}' is not accepted: send the JSON body "
                 "with Content-Type: application/json."
@@ -434,8 +434,9 @@ class App:
 
 
 #: The media types a web page may POST to any origin without asking it first (CORS "simple
-#: requests"): refused, so that a page in the operator's browser cannot spend the gateway's
-#: provider credits (one without a master key, on 127.0.0.1) with a form or a fetch of text.
+#: requests"): refused by a gateway without a master key, so that a page in the operator's
+#: browser cannot spend its provider credits with a form or a fetch of text. (With a key, such
+#: a request cannot carry it: a 401; a client that labels its JSON so, ``curl -d``, is served.)
 _FORM_TYPES = frozenset({b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data"})
 
 
