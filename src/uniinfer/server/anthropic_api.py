@@ -32,7 +32,9 @@ translation layer are imported then, not at start-up.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 from typing import Any
 
 import orjson
@@ -133,6 +135,13 @@ def _request_id(request: Request) -> tuple[bytes, bytes]:
 _COUNT_INLINE_BYTES = 64 * 1024
 
 
+@functools.cache
+def _counter() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread big counts run in: not the loop's default executor, which aiohttp's DNS
+    lookups and the AWS credential chain share (a few big counts held chats' lookups for seconds)."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="uniinfer-count")
+
+
 async def count_tokens(app: App, request: Request) -> None:
     """``POST /v1/messages/count_tokens``: forwarded to Anthropic, or estimated."""
     data = json_body(request.body)
@@ -158,8 +167,9 @@ async def count_tokens(app: App, request: Request) -> None:
             return
     if len(request.body) > _COUNT_INLINE_BYTES or not encoding_loaded():
         # megabytes of text take the encoder seconds, and loading it a fifth of one: not on the
-        # event loop, which every other request waits for (the encoder releases the GIL)
-        estimate = await asyncio.to_thread(estimate_input_tokens, req)
+        # event loop, which every other request waits for (the encoder releases the GIL), and
+        # one at a time, in a thread of their own
+        estimate = await asyncio.get_running_loop().run_in_executor(_counter(), estimate_input_tokens, req)
     else:
         estimate = estimate_input_tokens(req)
     body = orjson.dumps({"input_tokens": estimate})
