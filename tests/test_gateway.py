@@ -1342,3 +1342,36 @@ async def test_a_stream_closed_at_its_finish_is_closed_whatever_happens_meanwhil
             assert gw.router.states["up/m"].in_flight == 0
         finally:
             await gw.aclose()
+
+
+def test_a_turn_of_a_refusal_or_a_previous_audio_answer_reaches_only_who_can_take_it() -> None:
+    """A refused answer (content null, its refusal) is the refusal's text for providers without
+    a refusal part (Cohere's answer to an empty turn was a 400); a previous audio answer by its
+    id is OpenAI's to look up: elsewhere the turn was lost without a word, now it is an
+    unsupported feature naming it (a target mismatch: the group's next deployment serves it)."""
+    import orjson
+
+    from uniinfer.errors import UnsupportedFeatureError
+    from uniinfer.fitting import RequestFitter
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.routing.group import Target
+
+    registry = default_registry()
+
+    def adapter(name: str) -> Any:
+        return registry.create(registry.get(name), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+
+    user = {"role": "user", "content": "hi"}
+    refused = chat("m", messages=[user, {"role": "assistant", "content": None, "refusal": "I can't."}, user])
+    cohere = orjson.loads(adapter("cohere").chat_request(refused, "command-a", stream=False).body)
+    assert cohere["messages"][1] == {"role": "assistant", "content": "I can't."}
+    audio = chat("m", messages=[user, {"role": "assistant", "audio": {"id": "audio_1"}}, user])
+    for name in ("anthropic", "gemini", "cohere", "ollama"):
+        with pytest.raises(UnsupportedFeatureError) as info:
+            RequestFitter(drop=True).chat(audio, Target(name, "m", adapter(name)))
+        assert info.value.param == "messages[1].audio"
+    fitted, _ = RequestFitter(drop=False).chat(
+        audio, Target("openai", "gpt-4o-audio-preview", adapter("openai"))
+    )
+    assert fitted.messages[1].audio == {"id": "audio_1"}

@@ -192,6 +192,18 @@ def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -
         )
     if not caps.vision and _has_images(request):
         raise adapter.feature_error("image input", "messages")
+    if not adapter.audio_turns:
+        turn = _audio_turn(request.messages)
+        if turn is not None:  # a previous audio answer by its id: OpenAI's to look up, no one else's
+            raise adapter.feature_error("a previous audio answer in the history", f"messages[{turn}].audio")
+
+
+def _audio_turn(messages: list[Message]) -> int | None:
+    """The index of the first assistant turn that refers to a previous audio answer (``audio``)."""
+    for i, msg in enumerate(messages):
+        if "audio" in msg.__pydantic_fields_set__ and msg.__dict__["audio"] is not None:
+            return i
+    return None
 
 
 def _claude_fields(request: ChatRequest, adapter: ProviderAdapter) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -233,6 +233,9 @@ class ProviderAdapter(ABC):
     claude_fields: ClassVar[frozenset[str]] = frozenset()
     #: The typed model of ``providers.<name>.options`` (None: the provider takes none).
     Options: ClassVar[type[BaseModel] | None] = None
+    #: Whether an assistant turn may refer to a previous audio answer by its id (OpenAI's audio
+    #: conversations): the OpenAI format's; every other adapter would lose the turn.
+    audio_turns: ClassVar[bool] = False
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         self.spec = spec

@@ -374,8 +374,8 @@ def _user_content(content: str | list[Any], i: int) -> str | list[Block]:
 
 def _assistant(msg: AssistantMessage, i: int) -> Block:
     refuse_legacy_function_call(msg, i)
-    if isinstance(msg.content, list):
-        text = "".join(p.text for p in msg.content if isinstance(p, TextPart))
+    if isinstance(msg.content, list):  # a refusal part is what the model said: its text
+        text = "".join(p.text if isinstance(p, TextPart) else p.refusal for p in msg.content)
     else:
         text = msg.content or ""
     if not msg.tool_calls:

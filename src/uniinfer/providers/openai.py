@@ -70,6 +70,9 @@ class OpenAIAdapter(ProviderAdapter):
     #: Answers are forwarded in the provider's own JSON (:meth:`chat_json`); a
     #: subclass whose :meth:`parse_chat` rewrites them sets this to False.
     passthrough: ClassVar[bool] = True
+    #: An assistant turn's ``audio`` (a previous audio answer by id) goes as it came: the
+    #: provider judges it (OpenAI's audio models take it).
+    audio_turns: ClassVar[bool] = True
 
     def __init__(self, spec: ProviderSpec, endpoint: Endpoint, name: str | None = None) -> None:
         super().__init__(spec, endpoint, name)

@@ -336,7 +336,7 @@ class AssistantMessage(BaseModel):
             # as the spec's refusal part, which every provider's translation carries
             self.content, self.refusal = [RefusalPart(type="refusal", refusal=self.refusal)], None
         # a previous audio answer referred to by its id holds nothing else (OpenAI's audio
-        # conversations; the request's own ``audio``/``modalities`` keep it off other providers)
+        # conversations; a provider that cannot take it is an unsupported feature, see fitting)
         if self.content is None and not self.tool_calls and self.function_call is None and self.audio is None:
             raise ValueError("an assistant message needs 'content' or 'tool_calls'")
         return self
