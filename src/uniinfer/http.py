@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from uniinfer.errors import RequestCancelledError, UniInferError
+from uniinfer.errors import ProviderTimeoutError, RequestCancelledError, UniInferError
 from uniinfer.outbound_proxy import DIRECT, Proxies, Route
 from uniinfer.transport_errors import (
     cut_or_same,
@@ -301,8 +301,14 @@ class HttpClient:
             if timeouts.head is None:
                 resp = await opening
             else:
-                async with asyncio.timeout(timeouts.head):
-                    resp = await opening
+                try:
+                    async with asyncio.timeout(timeouts.head):
+                        resp = await opening
+                except TimeoutError:
+                    raise ProviderTimeoutError(
+                        f"{provider}: timed out: no response head within what was left of the request's deadline",
+                        provider=provider,
+                    ) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = transport_error(exc, provider, session, route)
             if route.proxy is None:

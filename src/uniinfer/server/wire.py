@@ -97,8 +97,9 @@ def json_body(body: bytes) -> dict[str, Any]:
 
 def _beyond_doubles(text: str, exc: orjson.JSONDecodeError) -> NoReturn:
     """The 400 for a body orjson refused: valid JSON with a number outside what orjson holds
-    (``1e400``, an integer beyond 64 bits: RFC 8259 allows them) is read by the standard library
-    to name where the number is; else the parse error. No upstream's JSON encoder takes such a number (a free-form field, a tool's
+    (``1e400``, or an integer so long that its float overflows: RFC 8259 allows them; a shorter
+    integer beyond 64 bits orjson reads as a float, which integer fields refuse) is read by the
+    standard library to name where the number is; else the parse error. No upstream's JSON encoder takes such a number (a free-form field, a tool's
     schema, would reach it as ``null`` or rounded), so it is a 400 naming its field."""
     if "number" not in str(exc):
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
