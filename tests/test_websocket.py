@@ -339,3 +339,40 @@ async def test_leaving_a_stream_early_with_the_sdk_leaves_no_unretrieved_task_er
     finally:
         loop.set_exception_handler(previous)
     assert errors == []
+
+
+async def test_a_done_frame_carries_the_request_id_feedback_takes(openai_url: str) -> None:
+    """A stream in an experiment: feedback needs its request id, which a WebSocket client never
+    saw (its outcome was recorded under an id no frame carried)."""
+    from tests.conftest import FAKE_KEY, make_config
+
+    app = create_app(
+        make_config(
+            f"server: {{master_key: {MASTER}}}\n"
+            f"providers:\n  up: {{type: openai, api_key: {FAKE_KEY}, base_url: '{openai_url}'}}\n"
+            "models:\n  chat-a: {deployments: [up/gpt-a]}\n  chat-b: {deployments: [up/gpt-b]}\n"
+            "routing:\n  experiments:\n    - name: ab\n      model: chat\n"
+            "      variants: [{name: control, model: chat-a}, {name: candidate, model: chat-b}]\n"
+        )
+    )
+    async with (
+        serve(app) as base,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base.replace("http://", "ws://") + "/v1/ws", headers={"x-api-key": MASTER}) as ws,
+    ):
+        request = {"model": "chat", "user": "u1", "messages": MSG}
+        await ws.send_str(json.dumps({"type": "chat.completions.create", "id": "r1", "request": request}))
+        done: dict[str, Any] = {}
+        for _ in range(100):
+            frame = json.loads((await ws.receive(timeout=5)).data)
+            if frame["type"] == "done":
+                done = frame
+                break
+        assert (done["id"], done["experiment"]) == ("r1", "ab")
+        assert done["variant"] in ("control", "candidate")
+        async with session.post(
+            base + "/v1/feedback",
+            json={"request_id": done["request_id"], "score": 1},
+            headers={"Authorization": f"Bearer {MASTER}"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()

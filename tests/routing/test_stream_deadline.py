@@ -89,7 +89,7 @@ async def test_a_started_stream_outlives_the_deadline_between_its_events(gateway
 async def test_a_stream_whose_answer_never_starts_ends_at_the_deadline(gateway: Gateway) -> None:
     started = time.monotonic()
     with pytest.raises(
-        ProviderTimeoutError, match="no response head within what was left of the request.s deadline"
+        ProviderTimeoutError, match=r"no response head within what was left of the request's deadline"
     ):
         await gateway.stream(_request("up/silent"), RequestContext("chat"))
     assert time.monotonic() - started < 3  # the deadline's 0.3 s, not timeout.read's 5 s

@@ -11,7 +11,7 @@ Client -> server::
 Server -> client::
 
     {"type": "chunk", "id": "r1", "chunk": { ...chat.completion.chunk... }}
-    {"type": "done",  "id": "r1"}
+    {"type": "done",  "id": "r1", "request_id": "...", "experiment"?, "variant"?}
     {"type": "error", "id": "r1", "error": {"message", "type", "param", "code"}}
 
 ``request`` is validated like the HTTP body; ``stream`` is implied. A
@@ -300,7 +300,11 @@ class _Connection:
                         await self._write((prefix + data + b"}").decode())
             finally:
                 await stream.aclose()
-            await self._write(orjson.dumps({"type": "done", "id": stream_id}).decode())
+            done: dict[str, Any] = {"type": "done", "id": stream_id, "request_id": ctx.request_id}
+            route = ctx.route
+            if route is not None and route.experiment is not None:  # for POST /v1/feedback
+                done["experiment"], done["variant"] = route.experiment, route.variant
+            await self._write(orjson.dumps(done).decode())
         except UniInferError as exc:
             await self._error(stream_id, exc)
         except asyncio.CancelledError:
