@@ -66,6 +66,19 @@ async def test_openai_compatible_local_servers_list_their_models_and_a_dead_one_
     assert cards["openai/*"] is True  # a hosted provider is listed as configured, not probed
 
 
+def _record_asks(gateway: Gateway) -> list[str]:
+    """The providers whose servers ``gateway`` asks for their models, in order, from now on."""
+    asked: list[str] = []
+    ask = gateway.discovery._ask
+
+    async def recording(name: str, adapter: Any) -> list[str] | None:
+        asked.append(name)
+        return await ask(name, adapter)
+
+    gateway.discovery._ask = recording  # type: ignore[method-assign]
+    return asked
+
+
 async def test_one_model_s_card_says_what_the_list_says() -> None:
     async with run_fake(ollama_app(["llama3.2", "qwen3:8b"])) as url:
         config = make_config(
@@ -73,14 +86,7 @@ async def test_one_model_s_card_says_what_the_list_says() -> None:
             "  openai: {api_key: k, base_url: 'http://127.0.0.1:9/v1'}\n"
         )
         gateway = Gateway(config)
-        probed: list[str] = []
-        discover = gateway.discovery._ask
-
-        async def recording(name: str, adapter: Any) -> list[str] | None:
-            probed.append(name)
-            return await discover(name, adapter)
-
-        gateway.discovery._ask = recording  # type: ignore[method-assign]
+        probed = _record_asks(gateway)
         try:
 
             async def available(model: str) -> bool:
@@ -123,14 +129,7 @@ async def test_servers_lists_are_remembered_asked_once_at_a_time_and_a_hung_serv
         )
         now = [1000.0]
         gateway.discovery._clock = lambda: now[0]
-        asked: list[str] = []
-        ask = gateway.discovery._ask
-
-        async def counting(name: str, adapter: Any) -> list[str] | None:
-            asked.append(name)
-            return await ask(name, adapter)
-
-        gateway.discovery._ask = counting  # type: ignore[method-assign]
+        asked = _record_asks(gateway)
         try:
             lists = await asyncio.gather(*(gateway.discover_models() for _ in range(10)))
             ids = [{c.id: c.available for c in models.data} for models in lists]

@@ -81,6 +81,32 @@ def gateway_at(url: str, *, drop: bool) -> Gateway:
     )
 
 
+async def refused_or_dropped(request: ChatRequest, param: str, dropped: tuple[str, ...]) -> dict[str, Any]:
+    """``request`` against the fake: refused naming ``param`` before anything is sent, then, with
+    ``settings.drop_unsupported_params``, answered with ``dropped`` named (x-uniinfer-dropped-params).
+    Returns the body the fake received the second time."""
+    app = anthropic_app()
+    async with run_fake(app) as url:
+        for drop in (False, True):
+            gateway = gateway_at(url, drop=drop)
+            ctx = RequestContext("chat")
+            try:
+                if drop:
+                    answer = await gateway.chat(request, ctx)
+                    assert answer.choices[0].message.content
+                    assert ctx.route is not None
+                    assert ctx.route.dropped_params == dropped
+                else:
+                    with pytest.raises(UnsupportedParamError) as info:
+                        await gateway.chat(request, ctx)
+                    assert info.value.param == param
+                    assert not app["requests"]
+            finally:
+                await gateway.aclose()
+    body: dict[str, Any] = app["requests"][-1]
+    return body
+
+
 def tool_history() -> list[dict[str, Any]]:
     calls = [
         {
@@ -476,28 +502,9 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
     assert {"temperature", "top_p", "top_k"} <= adapter.supported_for("claude-opus-4-6")
     assert not {"temperature", "top_p", "top_k"} & adapter.supported_for("claude-opus-4-7")
     assert "response_format" in adapter.supported_for("claude-opus-4-7")
-    app = anthropic_app()
-    async with run_fake(app) as url:
-        for drop in (False, True):
-            gateway = gateway_at(url, drop=drop)
-            ctx = RequestContext("chat")
-            try:
-                request = chat(
-                    model="anthropic/claude-opus-4-7", temperature=0.2, top_p=0.9, reasoning_effort="low"
-                )
-                if drop:
-                    answer = await gateway.chat(request, ctx)
-                    assert answer.choices[0].message.content
-                    assert ctx.route is not None
-                    assert ctx.route.dropped_params == ("temperature", "top_p")
-                    assert "temperature" not in app["requests"][-1]
-                else:
-                    with pytest.raises(UnsupportedParamError) as info:
-                        await gateway.chat(request, ctx)
-                    assert info.value.param == "temperature"
-                    assert not app["requests"]
-            finally:
-                await gateway.aclose()
+    request = chat(model="anthropic/claude-opus-4-7", temperature=0.2, top_p=0.9, reasoning_effort="low")
+    body = await refused_or_dropped(request, "temperature", ("temperature", "top_p"))
+    assert "temperature" not in body
 
 
 async def test_reasoning_effort_is_refused_or_dropped_for_claude_models_without_thinking() -> None:
@@ -518,25 +525,16 @@ async def test_reasoning_effort_is_refused_or_dropped_for_claude_models_without_
     for model in ("claude-3-7-sonnet-20250219", "claude-sonnet-4-5", "claude-opus-4-1"):
         assert "reasoning_effort" in adapter.supported_for(model)
         assert "reasoning_effort" not in unsupported_for(f"us.anthropic.{model}-v1:0")
+    request = chat(model="anthropic/claude-3-5-sonnet-20241022", reasoning_effort="low")
+    body = await refused_or_dropped(request, "reasoning_effort", ("reasoning_effort",))
+    assert "thinking" not in body
     app = anthropic_app()
     async with run_fake(app) as url:
-        for drop in (False, True):
-            gateway = gateway_at(url, drop=drop)
-            ctx = RequestContext("chat")
-            try:
-                request = chat(model="anthropic/claude-3-5-sonnet-20241022", reasoning_effort="low")
-                if drop:
-                    await gateway.chat(request, ctx)
-                    assert ctx.route is not None
-                    assert ctx.route.dropped_params == ("reasoning_effort",)
-                    assert "thinking" not in app["requests"][-1]
-                else:
-                    with pytest.raises(UnsupportedParamError) as info:
-                        await gateway.chat(request, ctx)
-                    assert info.value.param == "reasoning_effort"
-                await gateway.chat(request.model_copy(update={"reasoning_effort": "none"}))
-            finally:
-                await gateway.aclose()
+        gateway = gateway_at(url, drop=False)
+        try:  # none asks for nothing: honoured
+            await gateway.chat(request.model_copy(update={"reasoning_effort": "none"}))
+        finally:
+            await gateway.aclose()
 
 
 async def test_temperature_beside_top_p_is_refused_or_top_p_dropped_from_opus_4_1_on() -> None:
@@ -557,27 +555,9 @@ async def test_temperature_beside_top_p_is_refused_or_top_p_dropped_from_opus_4_
     thinking = chat(temperature=1, top_p=0.5, reasoning_effort="low")
     assert make_adapter().values_refused(thinking, "claude-sonnet-4-5") == ("top_p",)
 
-    app = anthropic_app()
-    async with run_fake(app) as url:
-        for drop in (False, True):
-            gateway = gateway_at(url, drop=drop)
-            ctx = RequestContext("chat")
-            try:
-                request = chat(model="anthropic/claude-sonnet-4-5", **both)
-                if drop:
-                    answer = await gateway.chat(request, ctx)
-                    assert answer.choices[0].message.content
-                    assert ctx.route is not None
-                    assert ctx.route.dropped_params == ("top_p",)  # x-uniinfer-dropped-params
-                    assert app["requests"][-1]["temperature"] == 0.5
-                    assert "top_p" not in app["requests"][-1]
-                else:
-                    with pytest.raises(UnsupportedParamError) as info:
-                        await gateway.chat(request, ctx)
-                    assert info.value.param == "top_p"
-                    assert not app["requests"]
-            finally:
-                await gateway.aclose()
+    body = await refused_or_dropped(chat(model="anthropic/claude-sonnet-4-5", **both), "top_p", ("top_p",))
+    assert body["temperature"] == 0.5
+    assert "top_p" not in body
 
 
 def test_an_anthropic_clients_own_budget_is_sent_as_it_is_even_to_an_adaptive_only_model() -> None:
