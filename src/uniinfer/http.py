@@ -301,10 +301,13 @@ class HttpClient:
             if timeouts.head is None:
                 resp = await opening
             else:
+                head = asyncio.timeout(timeouts.head)
                 try:
-                    async with asyncio.timeout(timeouts.head):
+                    async with head:
                         resp = await opening
                 except TimeoutError:
+                    if not head.expired():  # aiohttp's own (connect, read): said below, as ever
+                        raise
                     raise ProviderTimeoutError(
                         f"{provider}: timed out: no response head within what was left of the request's deadline",
                         provider=provider,

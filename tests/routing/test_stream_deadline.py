@@ -7,6 +7,7 @@ its events further apart than the request's deadline, and one whose answer never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -93,3 +94,35 @@ async def test_a_stream_whose_answer_never_starts_ends_at_the_deadline(gateway: 
     ):
         await gateway.stream(_request("up/silent"), RequestContext("chat"))
     assert time.monotonic() - started < 3  # the deadline's 0.3 s, not timeout.read's 5 s
+
+
+async def test_the_head_timer_says_so_and_only_it() -> None:
+    """aiohttp's own timeouts (here: no connection within timeout.connect) are TimeoutErrors
+    too: they keep their own words under a stream's head timer (they blamed the deadline)."""
+    import socket
+
+    from uniinfer.http import HttpClient, HttpRequest, Timeouts
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # a full accept backlog: later connections hang
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    http = HttpClient(proxies={})
+    request = HttpRequest(
+        f"http://127.0.0.1:{port}/v1/chat/completions", b"{}", {"content-type": "application/json"}
+    )
+    try:
+        with pytest.raises(ProviderTimeoutError, match=r"timeout\.connect"):
+            await http.open_stream(request, Timeouts(connect=0.3, read=5.0, total=10.0, head=3.0), "up")
+    finally:
+        await http.aclose()
+        server.close()
+        for filler in fillers:
+            filler.close()
