@@ -270,6 +270,13 @@ async def test_entra_client_credentials_fetch_refresh_and_drop_a_refused_token(f
         assert token not in refused.value.message
         await gw.chat(chat(model="az/gpt-4o-mini"))  # the next request fetches a new token
         assert fake.app["entra"]["exchanges"] == 2
+        # refused again at once (a wrong scope, another tenant's resource): no token fetched per
+        # request, which would only load Entra (each of these failed with an exchange before)
+        fake.app["entra"]["issued"].clear()
+        for _ in range(5):
+            with pytest.raises(AuthenticationError):
+                await gw.chat(chat(model="az/gpt-4o-mini"))
+        assert fake.app["entra"]["exchanges"] == 2
     finally:
         await gw.aclose()
 

@@ -32,6 +32,7 @@ from uniinfer.errors import (
 from uniinfer.gateway import Gateway
 from uniinfer.http import HttpClient, Timeouts
 from uniinfer.providers.base import Endpoint, ProviderAdapter
+from uniinfer.providers.oauth import REFUSED_AGAIN_AFTER
 from uniinfer.providers.registry import default_registry
 from uniinfer.providers.vertex import VERTEX_ANTHROPIC_VERSION, VertexAdapter, vertex_root
 from uniinfer.types import (
@@ -561,6 +562,10 @@ providers:
         ]
         assert text_of(chunks) == "echo: hello there"
         assert fake.tokens.exchanges == 2
+        source = gateway._adapters["gcp"].tokens  # type: ignore[attr-defined]
+        source._dropped_at -= (
+            REFUSED_AGAIN_AFTER  # a while later (a refusal soon after a drop keeps the token)
+        )
         fake.tokens.expire_all()  # streams meet the 401 before their first chunk: the same
         with pytest.raises(AuthenticationError):
             await gateway.stream(chat(model=f"gcp/{model}", max_tokens=20, stream=True))

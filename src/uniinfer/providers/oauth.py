@@ -43,7 +43,14 @@ from uniinfer.errors import (
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.redaction import redact_secret
 
-__all__ = ["DEFAULT_LIFETIME", "MIN_VALIDITY", "REFRESH_MARGIN", "RETRY_AFTER_FAILURE", "TokenSource"]
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "MIN_VALIDITY",
+    "REFRESH_MARGIN",
+    "REFUSED_AGAIN_AFTER",
+    "RETRY_AFTER_FAILURE",
+    "TokenSource",
+]
 
 #: Refresh when fewer seconds than this remain (capped at half the token's lifetime).
 REFRESH_MARGIN = 300.0
@@ -53,6 +60,8 @@ RETRY_AFTER_FAILURE = 10.0
 MIN_VALIDITY = 5.0
 #: ``expires_in`` is optional in RFC 6749; when it is missing, the common lifetime of 1 h.
 DEFAULT_LIFETIME = 3600.0
+#: After a refused token was dropped, a refusal within this many seconds keeps the new one.
+REFUSED_AGAIN_AFTER = 30.0
 
 #: The token source and token that :meth:`TokenSource.ensure` last handed to this task (the
 #: request it prepares), for :meth:`TokenSource.refused` to know which token the API refused:
@@ -100,6 +109,8 @@ class TokenSource:
         self._error: UniInferError | None = None
         #: Tokens obtained from the token endpoint (for metrics and tests).
         self.refreshes = 0
+        #: When :meth:`refused` last dropped a token (by ``clock``).
+        self._dropped_at = -REFUSED_AGAIN_AFTER
 
     def grant(self) -> tuple[dict[str, str], tuple[str, ...]]:
         """The form to post for a token, and the secrets in it (kept out of every error)."""
@@ -151,14 +162,23 @@ class TokenSource:
         """The API refused the token this task's request carried (a 401): drop it if it is still
         the cached one, so that the next :meth:`ensure` fetches another.
 
-        A token refreshed since (by another request) is kept: the refusal was of the old one.
+        A token refreshed since (by another request) is kept: the refusal was of the old one;
+        so is one refused within :data:`REFUSED_AGAIN_AFTER` of the last drop (see there).
         Unknown which token the request carried (no :meth:`ensure` in this task), the cached
         one goes: at worst, one exchange too many. The token stays known to :meth:`redact`.
         """
         handed = _HANDED.get()
         used = handed[1] if handed is not None and handed[0] is self else self._token
-        if used is not None and used == self._token:
-            self._expires_at = self._refresh_at = self._expires_wall = self._refresh_wall = 0.0
+        if used is None or used != self._token:
+            return
+        now = self._clock()
+        if now - self._dropped_at < REFUSED_AGAIN_AFTER:
+            # refused again soon after a token was dropped: the new one is refused too (a wrong
+            # scope, another tenant's resource), and fetching one per request would only load
+            # the token endpoint; the next drop waits a while
+            return
+        self._dropped_at = now
+        self._expires_at = self._refresh_at = self._expires_wall = self._refresh_wall = 0.0
 
     async def _ensure(self, http: HttpClient) -> str:
         finished = self._finished
