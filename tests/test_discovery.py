@@ -173,3 +173,23 @@ async def test_the_list_holds_experiments_names_and_no_direct_routes_when_they_a
         assert ids == ["chat-a", "chat-b", "chat"]  # no provider/* a caller could not route
     finally:
         await gateway.aclose()
+
+
+async def test_a_listing_under_way_when_the_gateway_closes_ends_with_nothing_found() -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    hung = web.Application()
+    hung.router.add_get("/api/tags", hang)
+    async with run_fake(hung) as url:
+        gateway = Gateway(make_config(f"providers:\n  ollama: {{base_url: '{url}'}}\n"))
+        listing = asyncio.create_task(gateway.discover_models())
+        await asyncio.sleep(0.1)
+        await gateway.aclose()  # the caller was not cancelled: it gets an answer, not CancelledError
+        models = await asyncio.wait_for(listing, 5)
+        assert "ollama/*" in [c.id for c in models.data]

@@ -55,7 +55,13 @@ class ModelDiscovery:
             self._asking[name] = task
             task.add_done_callback(lambda _: self._asking.pop(name, None))
         # a caller that leaves does not cancel the request the others wait for
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this caller was cancelled
+            return []  # the request was (the gateway closing): nothing found
 
     async def _ask(self, name: str, adapter: ProviderAdapter) -> Found:
         request = adapter.models_request()

@@ -299,6 +299,17 @@ async def test_entra_client_credentials_fetch_refresh_and_drop_a_refused_token(f
             client_secret=CLIENT_SECRET,
             entra_token=ENTRA_TOKEN,
         )
+    credentials = {"tenant_id": TENANT_ID, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    for bad, words in (
+        ({**credentials, "authority": "http://login.example.com"}, "must be https"),  # the secret in clear
+        ({**credentials, "client_secret": ""}, "client_secret is empty"),
+        ({"authority": "https://login.microsoftonline.us"}, "go with the client credentials"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            make(fake.url, **bad)
+    sovereign = make(fake.url, api_key=None, **credentials, authority="https://login.microsoftonline.us/")
+    assert sovereign.tokens is not None
+    assert sovereign.tokens.token_uri == f"https://login.microsoftonline.us/{TENANT_ID}/oauth2/v2.0/token"
 
 
 async def test_tool_calls_stream_through(fake: Fake) -> None:

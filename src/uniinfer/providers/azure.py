@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -92,7 +92,7 @@ class AzureOptions(BaseModel):
     client_secret: SecretStr | None = None
     #: Where tokens come from: Microsoft's public cloud, or a national cloud's
     #: (https://login.microsoftonline.us, https://login.chinacloudapi.cn).
-    authority: str = Field(default="https://login.microsoftonline.com", pattern=r"^https?://[^\s/?#]+$")
+    authority: str = Field(default="https://login.microsoftonline.com", pattern=r"^https?://[^\s/?#]+/?$")
     scope: str = Field(default=ENTRA_SCOPE, min_length=1)
 
     @model_validator(mode="after")
@@ -103,6 +103,15 @@ class AzureOptions(BaseModel):
             raise ValueError("set tenant_id, client_id and client_secret together (Entra client credentials)")
         if given and self.entra_token is not None:
             raise ValueError("set either entra_token or the client credentials, not both")
+        if given and not self.client_secret.get_secret_value():  # type: ignore[union-attr]
+            raise ValueError("client_secret is empty")
+        if not given and {"authority", "scope"} & self.model_fields_set:
+            raise ValueError(
+                "authority and scope go with the client credentials (tenant_id, client_id, client_secret)"
+            )
+        host = urlsplit(self.authority).hostname or ""
+        if self.authority.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("authority must be https:// (the client secret is posted to it)")
         return self
 
 
