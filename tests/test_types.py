@@ -571,3 +571,22 @@ def test_errors_quote_no_more_than_a_short_piece_of_what_the_caller_sent() -> No
             parse_request(ChatRequest, {"model": "m", "messages": [USER], **extra})
         assert len(info.value.message) < 300, extra.keys()
         assert len(info.value.param or "") < 100
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"metadata": {"k" * 65: "v"}}, "metadata."),
+        ({"metadata": {"k": "v" * 513}}, "metadata.k"),
+        ({"safety_identifier": "s" * 65}, "safety_identifier"),
+    ],
+)
+def test_the_specs_length_limits_on_metadata_and_the_safety_identifier(
+    extra: dict[str, Any], param: str
+) -> None:
+    # OpenAI refuses them ("Metadata": keys up to 64 characters, values up to 512): said before sending
+    with pytest.raises(InvalidRequestError) as info:
+        parse_request(ChatRequest, {"model": "m", "messages": [USER], **extra})
+    assert (info.value.param or "").startswith(param)
+    within = {"metadata": {"k" * 64: "v" * 512}, "safety_identifier": "s" * 64}
+    assert parse_request(ChatRequest, {"model": "m", "messages": [USER], **within}).safety_identifier

@@ -438,8 +438,12 @@ class ChatRequest(BaseModel):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
-    safety_identifier: str | None = None
-    metadata: Annotated[dict[str, str], FIRST] | None = None
+    safety_identifier: str | None = Field(default=None, max_length=64)
+    #: At most 16 pairs, keys up to 64 characters, values up to 512 (the spec's ``Metadata``).
+    metadata: (
+        Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]], FIRST]
+        | None
+    ) = None
     seed: int | None = None
     tools: Annotated[list[Tool], FIRST] | None = Field(default=None, min_length=1)
     tool_choice: ToolChoice | None = None
