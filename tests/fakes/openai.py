@@ -196,6 +196,7 @@ def openai_app(
     usage_in_choice: bool = False,
     reasoning_limits: bool = True,
     message_names: bool = True,
+    reasoning_back: frozenset[str] = frozenset(),
 ) -> web.Application:
     """The fake OpenAI API, served under ``prefix`` (see the module docstring).
 
@@ -204,7 +205,8 @@ def openai_app(
     (``top_k``: a positive integer), which the real API refuses as unrecognized.
     ``reasoning_limits``: OpenAI's reasoning models (o-series, GPT-5) refuse ``max_tokens``.
     ``message_names=False``: a ``name`` on a system, developer, user or assistant message is a
-    400 ``unsupported_parameter``, as Groq answers it.
+    400 ``unsupported_parameter``, as Groq answers it. ``reasoning_back``: the previous-turn
+    reasoning fields an assistant message may carry (DeepSeek's ``reasoning_content``...).
     """
     if stream_usage not in ("stream_options", "always", "never"):
         raise ValueError(f"unknown stream_usage {stream_usage!r}")
@@ -222,6 +224,7 @@ def openai_app(
         app["usage_in_choice"] = usage_in_choice
         app["reasoning_limits"] = reasoning_limits
         app["message_names"] = message_names
+        app["reasoning_back"] = reasoning_back
     prefix = prefix.rstrip("/")
     app.router.add_post(f"{prefix}/chat/completions", _endpoint(_chat))
     app.router.add_post(f"{prefix}/embeddings", _endpoint(_embeddings))
@@ -278,6 +281,7 @@ def row_fake(spec: ProviderSpec) -> FakeProvider:
             stream_usage=spec.stream_usage,
             finish_reasons=finish_reasons,
             reasoning_limits=spec.name == "openai",
+            reasoning_back=spec.reasoning_back,
             **_ROW_WIRE.get(spec.name, {}),
         )
 
@@ -550,7 +554,9 @@ def _require_model(body: dict[str, Any]) -> str:
 # --- chat validation ------------------------------------------------------------------------------
 
 
-def _validate_chat(body: dict[str, Any], accepts: frozenset[str] = frozenset()) -> None:
+def _validate_chat(
+    body: dict[str, Any], accepts: frozenset[str] = frozenset(), reasoning_back: frozenset[str] = frozenset()
+) -> None:
     _unrecognized(body, _CHAT_FIELDS | accepts)
     _require_model(body)
     if "messages" not in body or body["messages"] is None:
@@ -566,7 +572,7 @@ def _validate_chat(body: dict[str, Any], accepts: frozenset[str] = frozenset()) 
             "empty_array",
         )
     for i, msg in enumerate(messages):
-        _validate_message(i, msg)
+        _validate_message(i, msg, reasoning_back)
     _validate_tool_sequence(messages)
 
     _check_number(body, "temperature", 0, 2, integer=False)
@@ -620,7 +626,7 @@ def _validate_chat(body: dict[str, Any], accepts: frozenset[str] = frozenset()) 
     _validate_response_format(body)
 
 
-def _validate_message(i: int, msg: Any) -> None:
+def _validate_message(i: int, msg: Any, reasoning_back: frozenset[str] = frozenset()) -> None:
     where = f"messages[{i}]"
     if not isinstance(msg, dict):
         raise _wrong_type(where, "an object", msg)
@@ -630,7 +636,7 @@ def _validate_message(i: int, msg: Any) -> None:
     if role not in _ROLES:
         raise _bad_value(f"{where}.role", role, _ROLES)
     for key in msg:
-        if key not in _MESSAGE_FIELDS[role]:
+        if key not in _MESSAGE_FIELDS[role] and not (role == "assistant" and key in reasoning_back):
             raise _unknown(f"{where}.{key}")
     content = msg.get("content")
     if role == "assistant":
@@ -1016,7 +1022,7 @@ async def _chat(request: web.Request, body: dict[str, Any]) -> web.StreamRespons
     _check_rejected(body, app.get("rejects", frozenset()))
     if not app.get("message_names", True):
         _check_no_message_names(body)
-    _validate_chat(body, app.get("accepts", frozenset()))
+    _validate_chat(body, app.get("accepts", frozenset()), app.get("reasoning_back", frozenset()))
     model = body["model"]
     if app.get("reasoning_limits", False) and model.startswith(REASONING_MODELS) and "max_tokens" in body:
         raise _invalid(

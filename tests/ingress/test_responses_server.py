@@ -429,3 +429,68 @@ async def test_dropped_and_refused_params_use_responses_names() -> None:
         assert body["param"] == "text.verbosity"
         assert "text.verbosity" in body["message"]
         assert body["code"] == "unsupported_param"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+async def test_claudes_thinking_survives_a_tool_loop_through_its_reasoning_item(
+    gw: Gateway, streamed: bool
+) -> None:
+    """Claude keeps thinking in a tool loop only with its signed thinking back: the reasoning
+    item carries it as ``encrypted_content`` (thinking was switched off from the second turn of
+    every Codex tool loop on Claude, with the effort still echoed)."""
+    kw: Any = {
+        "tools": [WEATHER],
+        "reasoning": {"effort": "high"},
+        "include": ["reasoning.encrypted_content"],
+    }
+    if streamed:
+        async with gw.client.responses.stream(
+            model="anthropic/tool-claude-sonnet-4-5", input="weather in Paris?", **kw
+        ) as stream:
+            first = await stream.get_final_response()
+    else:
+        first = await gw.client.responses.create(
+            model="anthropic/tool-claude-sonnet-4-5", input="weather in Paris?", **kw
+        )
+    reasoning = first.output[0]
+    assert reasoning.type == "reasoning"
+    assert (reasoning.encrypted_content or "").startswith("uniinfer.thinking.v1:")
+    call = next(item for item in first.output if item.type == "function_call")
+    replay = [
+        {"role": "user", "content": "weather in Paris?"},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": '{"temp": 21}'},
+    ]
+    raw = await gw.client.responses.with_raw_response.create(
+        model="anthropic/claude-sonnet-4-5", input=replay, **kw
+    )
+    sent = gw.fakes["anthropic"]["requests"][-1]
+    assert sent["thinking"]["type"] == "enabled"  # still thinking on the turn after the call
+    assert [block["type"] for block in sent["messages"][1]["content"]] == ["thinking", "tool_use"]
+    assert "x-uniinfer-dropped-params" not in raw.headers
+
+
+async def test_a_reasoning_items_summary_goes_back_where_the_provider_requires_it() -> None:
+    """DeepSeek's thinking models require a tool turn's reasoning back: a replayed reasoning item's
+    summary is that turn's reasoning_content (it was dropped: a 400 at the loop's second request)."""
+    async with AsyncExitStack() as stack:
+        fake = openai_app(api_key="sk-d", prefix="", reasoning_back=frozenset({"reasoning_content"}))
+        url = await stack.enter_async_context(run_fake(fake))
+        app = create_app(make_config(f"providers:\n  deepseek: {{base_url: '{url}', api_key: sk-d}}\n"))
+        app.add_routes(responses_api.ROUTES)
+        base = await stack.enter_async_context(serve(app))
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+        stack.push_async_callback(client.close)
+        replay: Any = [
+            {"role": "user", "content": "weather?"},
+            {
+                "type": "reasoning",
+                "id": "rs_1",
+                "summary": [{"type": "summary_text", "text": "I should call it."}],
+            },
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        ]
+        await client.responses.create(model="deepseek/deepseek-chat", input=replay, tools=[WEATHER])
+        turn = fake["requests"][-1]["body"]["messages"][1]
+        assert (turn["tool_calls"][0]["id"], turn["reasoning_content"]) == ("call_1", "I should call it.")

@@ -4,8 +4,12 @@
 assistant ``tool_calls`` (merged into the assistant turn they follow; an assistant
 ``message`` between the calls of one turn, as Claude interleaves them, joins that
 turn too, its order kept for the providers that send a turn as it was),
-``function_call_output`` items ``tool`` messages; ``reasoning`` items are
-dropped. Calls and outputs must pair up, as the real API requires: an output
+``function_call_output`` items ``tool`` messages; a ``reasoning`` item goes with the assistant
+turn after it: its summary as the turn's ``reasoning_content`` (DeepSeek's and Kimi's thinking
+models require it back in a tool loop), and its ``encrypted_content``, when uniinfer wrote it
+(Claude's signed thinking, :mod:`uniinfer.ingress.responses_output`), as the turn's signed
+thinking (Claude keeps thinking in a tool loop only with it); another's is dropped. Calls and
+outputs must pair up, as the real API requires: an output
 answers a call of the assistant turn just before it, and every call of a turn
 is answered before the conversation moves on.
 """
@@ -17,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from uniinfer.errors import InvalidRequestError, UnsupportedFeatureError
+from uniinfer.ingress.responses_output import thinking_of
 from uniinfer.ingress.responses_request import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -26,6 +31,7 @@ from uniinfer.ingress.responses_request import (
     MessageItem,
     OtherItem,
     OutputText,
+    ReasoningItem,
     RefusalPart,
     ResponsesRequest,
 )
@@ -37,6 +43,7 @@ from uniinfer.types.chat import (
     ImagePart,
     ImageURL,
     Message,
+    SignedThinking,
     SystemMessage,
     TextPart,
     ToolCall,
@@ -60,6 +67,8 @@ class _Messages:
         self.messages: list[Message] = []
         #: call ids of the latest assistant turn -> whether an output answered them yet
         self.calls: dict[str, bool] = {}
+        #: a reasoning item's summary and signed thinking, for the assistant turn after it
+        self.reasoning: tuple[str, list[SignedThinking]] | None = None
 
     def build(self) -> list[Message]:
         req = self.req
@@ -91,7 +100,7 @@ class _Messages:
                 self.messages[-1] = _joined(last, _assistant(i, item))
                 return
             self._check_answered()
-            self.messages.append(_message(i, item))
+            self.messages.append(self._with_reasoning(_message(i, item)))
         elif isinstance(item, OtherItem):
             why = (
                 "it refers to stored state"
@@ -101,7 +110,20 @@ class _Messages:
             raise UnsupportedFeatureError(
                 f"Input items of type '{item.type}' are not supported: {why}.", param=f"input[{i}].type"
             )
-        # reasoning items are dropped (see the module docstring)
+        elif isinstance(item, ReasoningItem):
+            summary = "".join(str(part.get("text") or "") for part in item.summary)
+            self.reasoning = (summary, thinking_of(item.encrypted_content))
+
+    def _with_reasoning(self, msg: Message) -> Message:
+        """``msg`` with the reasoning item before it, when it is the assistant turn that follows."""
+        reasoning, self.reasoning = self.reasoning, None
+        if reasoning is None or not isinstance(msg, AssistantMessage):
+            return msg
+        summary, signed = reasoning
+        update: dict[str, Any] = {"reasoning_content": summary or None}
+        if signed:  # model_copy: signed_thinking is no field a client may set (validation refuses it)
+            update["signed_thinking"] = signed
+        return msg.model_copy(update=update)
 
     def _call(self, i: int, item: FunctionCallItem) -> None:
         call = ToolCall(id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments))
@@ -117,7 +139,7 @@ class _Messages:
         else:
             self._check_answered()
             self.calls = {}
-            self.messages.append(AssistantMessage(role="assistant", tool_calls=[call]))
+            self.messages.append(self._with_reasoning(AssistantMessage(role="assistant", tool_calls=[call])))
         self.calls[item.call_id] = False
 
     def _output(self, i: int, item: FunctionCallOutputItem) -> None:

@@ -8,13 +8,16 @@ exactly the object a non-streamed one returns.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 from typing import Any
 
+import orjson
+
 from uniinfer.ingress.responses_request import FunctionTool, ResponsesRequest
 from uniinfer.types import ChatResponse, Usage
-from uniinfer.types.chat import AnyFinishReason, ResponseMessage, ToolCall
+from uniinfer.types.chat import AnyFinishReason, ResponseMessage, SignedThinking, ToolCall
 
 __all__ = [
     "envelope",
@@ -25,6 +28,7 @@ __all__ = [
     "output_text_part",
     "reasoning_item",
     "response_status",
+    "thinking_of",
     "to_response",
     "usage_of",
 ]
@@ -55,8 +59,8 @@ def output_items(msg: ResponseMessage, status: str) -> list[Json]:
     answer put text after a call (``ResponseMessage.ordered_blocks``), a message item for each
     text between the calls, in that order, as the stream renders them."""
     items: list[Json] = []
-    if msg.reasoning_content:
-        items.append(reasoning_item(new_id("rs"), msg.reasoning_content))
+    if msg.reasoning_content or msg.signed_thinking:
+        items.append(reasoning_item(new_id("rs"), msg.reasoning_content or "", msg.signed_thinking))
     ordered = msg.ordered_blocks()
     if ordered is not None:
         for block in ordered:
@@ -183,10 +187,32 @@ def function_call_item(item_id: str, call_id: str, name: str, arguments: str, st
     }
 
 
-def reasoning_item(item_id: str, summary: str) -> Json:
-    """Reasoning text from the provider, as the item's summary (uniinfer has no encrypted content)."""
+def reasoning_item(item_id: str, summary: str, signed: list[SignedThinking] | None = None) -> Json:
+    """Reasoning text from the provider, as the item's summary; Claude's signed thinking, which
+    it wants back in a tool loop, as its ``encrypted_content`` (:func:`thinking_of` reads it)."""
     parts = [{"type": "summary_text", "text": summary}] if summary else []
-    return {"type": "reasoning", "id": item_id, "summary": parts}
+    item: Json = {"type": "reasoning", "id": item_id, "summary": parts}
+    if signed:
+        blocks = orjson.dumps([block.block() for block in signed])
+        item["encrypted_content"] = THINKING_MARK + base64.b64encode(blocks).decode("ascii")
+    return item
+
+
+#: How uniinfer's own ``encrypted_content`` starts: signed thinking blocks, as base64 JSON.
+THINKING_MARK = "uniinfer.thinking.v1:"
+
+
+def thinking_of(encrypted: str | None) -> list[SignedThinking]:
+    """The signed thinking blocks a reasoning item's ``encrypted_content`` holds, when uniinfer
+    wrote it (:func:`reasoning_item`); none for another's (OpenAI's own), or one that does not
+    read (Claude checks the signatures: a forged one only fails there)."""
+    if not encrypted or not encrypted.startswith(THINKING_MARK):
+        return []
+    try:
+        blocks = orjson.loads(base64.b64decode(encrypted[len(THINKING_MARK) :], validate=True))
+        return [SignedThinking.model_validate(block) for block in blocks]
+    except (ValueError, TypeError):
+        return []
 
 
 def usage_of(usage: Usage | None) -> Json | None:

@@ -159,7 +159,8 @@ class FunctionCallOutputItem(BaseModel):
 
 
 class ReasoningItem(BaseModel):
-    """A replayed reasoning item: accepted and dropped (see :mod:`uniinfer.ingress.responses`)."""
+    """A replayed reasoning item: its summary and uniinfer's own ``encrypted_content`` go with the
+    assistant turn after it (see :mod:`uniinfer.ingress.responses_input`)."""
 
     model_config = _STRICT
     type: Literal["reasoning"]

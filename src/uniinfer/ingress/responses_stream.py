@@ -44,7 +44,7 @@ from uniinfer.ingress.responses_output import (
 )
 from uniinfer.ingress.responses_request import ResponsesRequest
 from uniinfer.types import ChatChunk, ToolCallDelta, Usage
-from uniinfer.types.chat import AnyFinishReason, ChunkDelta
+from uniinfer.types.chat import AnyFinishReason, ChunkDelta, SignedThinking
 
 __all__ = ["ResponsesStreamRenderer", "sse"]
 
@@ -79,10 +79,14 @@ class _Item:
     call_id: str = ""
     name: str = ""
     status: str = "in_progress"
+    #: a reasoning item's signed thinking (Claude's), its ``encrypted_content`` when done, and
+    #: where in ``text`` the thinking not yet signed starts (a signature comes without its text)
+    signed: list[SignedThinking] = field(default_factory=list)
+    unsigned_from: int = 0
 
     def as_json(self) -> Json:
         if self.kind == "reasoning":
-            return reasoning_item(self.id, self.text)
+            return reasoning_item(self.id, self.text, self.signed)
         if self.kind == "message":
             return message_item(self.id, [p.as_json() for p in self.parts], self.status)
         return function_call_item(self.id, self.call_id, self.name, self.text, self.status)
@@ -155,6 +159,18 @@ class ResponsesStreamRenderer:
         events: list[Json] = []
         if delta.reasoning_content:
             events += self._reasoning(delta.reasoning_content)
+        if delta.signed_thinking:  # the signature ends its thinking: the reasoning item carries it
+            item = self._open if self._open is not None and self._open.kind == "reasoning" else None
+            if item is None:  # redacted thinking (no text), or text already closed: a reasoning item
+                item = next((i for i in reversed(self._items) if i.kind == "reasoning"), None)
+            if item is None:
+                events += self._close("completed")
+                item = self._add("reasoning", events)
+            for block in delta.signed_thinking:
+                if block.type == "thinking" and not block.thinking:  # its text came as the deltas
+                    block = block.model_copy(update={"thinking": item.text[item.unsigned_from :]})
+                item.signed.append(block)
+                item.unsigned_from = len(item.text)
         if delta.content:
             events += self._text("output_text", delta.content)
         if delta.refusal:
