@@ -2202,3 +2202,17 @@ def test_the_claude_fields_are_dropped_visibly_when_configured_and_never_sent_el
     assert not {"inference_geo", "speed", "input_examples", "eager_input_streaming"} & set(
         str(sent).split("'")
     )
+
+
+async def test_an_account_out_of_credit_is_a_billing_error_no_client_retries(harness: Harness) -> None:
+    """An upstream out of credit (a 402, OpenAI's insufficient_quota) was a 429 rate_limit_error,
+    which Claude Code retries for minutes, and then "rate limited upstream" while it cooled down:
+    it is Anthropic's 402 billing_error, with x-should-retry: false, both times."""
+    async with anthropic.AsyncAnthropic(base_url=harness.url, api_key=MASTER, max_retries=0) as client:
+        for _ in range(2):
+            with pytest.raises(anthropic.APIStatusError) as info:
+                await client.messages.create(model="up/error-402", max_tokens=10, messages=HELLO)  # type: ignore[arg-type]
+            assert info.value.status_code == 402
+            assert info.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+            assert info.value.response.headers["x-should-retry"] == "false"
+    assert len([r for r in harness.openai_app["requests"] if r["body"].get("model") == "error-402"]) == 1

@@ -70,6 +70,7 @@ from uniinfer.errors import (
     NotFoundError,
     PermissionDeniedError,
     ProviderOverloadedError,
+    ProviderQuotaExceededError,
     ProviderResponseError,
     RateLimitError,
     RequestTooLargeError,
@@ -100,6 +101,7 @@ _ERROR_TYPES: tuple[tuple[type[UniInferError], str], ...] = (
     (AuthenticationError, "authentication_error"),
     (PermissionDeniedError, "permission_error"),
     (NotFoundError, "not_found_error"),
+    (ProviderQuotaExceededError, "billing_error"),  # out of credit: no retry helps (its own 402)
     (RateLimitError, "rate_limit_error"),
     (ProviderOverloadedError, "overloaded_error"),
     (ServiceUnavailableError, "overloaded_error"),

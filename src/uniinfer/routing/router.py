@@ -515,11 +515,13 @@ class Router:
             # the deployment waits out Retry-After instead
             state.breaker.release(ticket)
             wait = exc.retry_after
-            if not wait and isinstance(exc, ProviderQuotaExceededError):
+            quota = isinstance(exc, ProviderQuotaExceededError)
+            if not wait and quota:
                 # an account out of quota stays so a while: not tried first again at once
                 wait = self.config.routing.circuit_breaker.cooldown_seconds
             if wait:
                 state.cooldown_until = self._clock() + wait
+                state.out_of_quota = exc.message if quota else None
         elif is_target_mismatch(exc) or isinstance(exc, RequestCancelledError):
             # refused before it was sent, or cut by the caller (its client closed): no word on
             # the deployment's health (a cancelled probe that counted as a success would close
@@ -580,6 +582,12 @@ class Router:
         now = self._clock()
         if all(m.state.cooldown_until > now for m in group.members):
             wait = min(m.state.back_in(now) or 0.0 for m in group.members)  # a 429, maybe an open circuit
+            quota = [m.state.out_of_quota for m in group.members]
+            if all(quota):  # out of credit, not throttled: said as such (clients retry a rate limit)
+                return ProviderQuotaExceededError(
+                    f"every deployment of '{group.name}' is out of quota upstream ({quota[0]})",
+                    retry_after=wait,
+                )
             return RateLimitError(
                 f"every deployment of '{group.name}' is rate limited upstream; retry after {wait:.1f} s",
                 retry_after=wait,

@@ -68,6 +68,8 @@ class DeploymentState:
     ttft: float | None = None
     #: A 429's Retry-After: skipped until then.
     cooldown_until: float = 0.0
+    #: Why it cools down, when its account is out of quota (said again while it waits).
+    out_of_quota: str | None = None
 
     @classmethod
     def create(

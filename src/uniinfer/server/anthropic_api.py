@@ -47,6 +47,7 @@ from uniinfer.ingress.anthropic import (
     StreamRenderer,
     anthropic_betas,
     error_body,
+    error_type,
     estimate_input_tokens,
     messages_field,
     parse_anthropic,
@@ -239,8 +240,12 @@ def _betas(request: Request) -> tuple[str, ...]:
 async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:
     """An error before any byte was sent, with the routing headers of what was tried."""
     headers: Headers = [*route_headers(request.request_id, route), _request_id(request), *error_headers(exc)]
+    status = exc.http_status
+    if error_type(exc) == "billing_error":  # Anthropic's own answer to an account out of credit
+        status = 402
+        headers.append((b"x-should-retry", b"false"))  # the Anthropic SDKs' retry decision
     try:
-        await send_bytes(request.send, exc.http_status, error_body(exc, chat), headers)
+        await send_bytes(request.send, status, error_body(exc, chat), headers)
     finally:
         forget_traceback(exc)
 
