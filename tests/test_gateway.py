@@ -1201,6 +1201,18 @@ def test_n_is_never_dropped_and_json_mode_names_response_format() -> None:
     for drop in (True, False):
         fitted, dropped = RequestFitter(drop=drop).chat(chat("m", n=1), target)
         assert (fitted.n, dropped) == (None, ())
+    # Codex's fixed shape: parallel calls allowed (honoured everywhere) and a cache key (a hint,
+    # left out and named whatever the setting); each was a 400 on Claude, Gemini and Ollama
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    codex = chat("m", tools=[weather], parallel_tool_calls=True, prompt_cache_key="session-1")
+    endpoint = Endpoint(base_url="http://127.0.0.1:9", api_key="k")
+    gemini = Target("gemini", "gemini-2.5-flash", registry.create(registry.get("gemini"), endpoint))
+    for where in (target, gemini):
+        fitted, dropped = RequestFitter(drop=False).chat(codex, where)
+        assert (fitted.prompt_cache_key, dropped) == (None, ("prompt_cache_key",)), where.provider
+    assert fitted.parallel_tool_calls is None  # Gemini has no such switch: allowed is what it does
+    with pytest.raises(UnsupportedParamError):  # calls one at a time: a behaviour asked for, refused
+        RequestFitter(drop=False).chat(chat("m", tools=[weather], parallel_tool_calls=False), gemini)
     groq = registry.create(registry.get("groq"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
     with pytest.raises(UnsupportedParamError) as on_groq:  # "If N is supplied, it must be equal to 1"
         RequestFitter(drop=True).chat(chat("m", n=2), Target("groq", "llama", groq))

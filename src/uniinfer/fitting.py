@@ -18,6 +18,12 @@ message) is such a param for the providers whose row says they cannot carry it
 (the first named message), or taken off every message and reported once, as
 ``messages[].name`` (a header must not grow with the conversation).
 
+``n: 1`` and ``parallel_tool_calls: true`` ask for what every provider does (one choice; calls
+allowed side by side, not required to be): honoured everywhere, neither refused nor dropped.
+OpenAI's prompt-cache hints (``prompt_cache_key``, ``prompt_cache_retention``) say how to cache,
+not what to answer, and clients such as Codex send them on every request: where a provider takes
+none, they are left out whatever the setting and named in ``x-uniinfer-dropped-params``.
+
 One param is left out whatever the setting: an Anthropic Messages client's
 ``metadata.user_id`` (sent as ``user``), for a provider without an end-user field. It
 identifies the caller to the provider's abuse detection and changes nothing in the answer, and
@@ -113,7 +119,16 @@ class RequestFitter:
             # one choice, what every provider answers (clients such as LangChain send n=1): honoured
             rejected.discard("n")
             request = request.model_copy(update={"n": None})
+        if "parallel_tool_calls" in rejected and request.parallel_tool_calls:
+            # parallel calls allowed, not required (Codex sends it on every request): honoured
+            rejected.discard("parallel_tool_calls")
+            request = request.model_copy(update={"parallel_tool_calls": None})
         left = manner
+        hints = rejected & _CACHE_HINTS
+        if hints:  # OpenAI's prompt-cache hints: left out whatever the setting (see the module's docs)
+            rejected -= hints
+            request = request.model_copy(update=dict.fromkeys(hints))
+            left += tuple(sorted(hints))
         if "user" in rejected and (intent := request.messages_intent) is not None and intent.user_id:
             rejected.discard("user")  # left out, whatever the setting (see the module's docs)
             request = request.model_copy(update={"user": None})
@@ -168,6 +183,10 @@ class RequestFitter:
                 provider=adapter.name,
             )
         return request.model_copy(update=dict.fromkeys(names)), names
+
+
+#: OpenAI's prompt-cache hints: left out where a provider takes none (see the module's docs).
+_CACHE_HINTS = frozenset({"prompt_cache_key", "prompt_cache_retention"})
 
 
 def check_features(request: ChatRequest, adapter: ProviderAdapter, model: str) -> None:

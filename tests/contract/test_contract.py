@@ -365,6 +365,13 @@ async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> 
             fields = SAMPLES[param]
             if "tools" in fields and not caps.tools:
                 continue  # a tools request fails on the feature first (test_tools_plain_and_streamed)
+            if param in ("prompt_cache_key", "prompt_cache_retention"):
+                # a caching hint: left out and named whatever the setting (Codex sends it always)
+                ctx = RequestContext("chat")
+                assert text_of(await strict.gateway.chat(request(strict, **fields), ctx))
+                assert ctx.route is not None
+                assert param in ctx.route.dropped_params
+                continue
             with pytest.raises(UnsupportedParamError) as exc:
                 await strict.gateway.chat(request(strict, **fields))
             assert exc.value.provider == name

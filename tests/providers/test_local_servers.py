@@ -63,6 +63,8 @@ LMSTUDIO_IGNORES: dict[str, Any] = {
     "web_search_options": {},
     "modalities": ["text"],
 }
+#: OpenAI's prompt-cache hints: left out and named, whatever the setting (see fitting).
+CACHE_HINTS = ("prompt_cache_key", "prompt_cache_retention")
 IGNORED = [
     (row, param, value)
     for row, ignores in (
@@ -71,6 +73,7 @@ IGNORED = [
         ("lmstudio", LMSTUDIO_IGNORES),
     )
     for param, value in ignores.items()
+    if param not in CACHE_HINTS
 ]
 #: What each server reads (and so must reach it): llama.cpp reads n, logprobs and
 #: parallel_tool_calls, and max_completion_tokens as well as max_tokens (server-task.cpp).
