@@ -494,3 +494,18 @@ async def test_a_reasoning_items_summary_goes_back_where_the_provider_requires_i
         await client.responses.create(model="deepseek/deepseek-chat", input=replay, tools=[WEATHER])
         turn = fake["requests"][-1]["body"]["messages"][1]
         assert (turn["tool_calls"][0]["id"], turn["reasoning_content"]) == ("call_1", "I should call it.")
+
+
+async def test_a_parts_prompt_cache_breakpoint_reaches_openai(gw: Gateway) -> None:
+    # accepted by the Responses request, it was left out of the Chat part, without a word
+    part: Any = {
+        "type": "input_text",
+        "text": "long stable prefix",
+        "prompt_cache_breakpoint": {"ttl": "24h"},
+    }
+    await gw.client.responses.create(
+        model="openai/gpt-4o-mini",
+        input=[{"role": "user", "content": [part, {"type": "input_text", "text": "question"}]}],
+    )
+    sent = gw.fakes["openai"]["requests"][-1]["body"]["messages"][0]["content"][0]
+    assert sent["prompt_cache_breakpoint"] == {"ttl": "24h"}

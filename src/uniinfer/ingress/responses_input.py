@@ -218,7 +218,7 @@ def _text_parts(content: str | list[Any] | None) -> list[TextPart]:
 
 def _part(where: str, part: BaseModel, role: str) -> TextPart | ImagePart | FilePart:
     if isinstance(part, InputText):
-        return TextPart(type="text", text=part.text)
+        return TextPart(type="text", text=part.text, prompt_cache_breakpoint=part.prompt_cache_breakpoint)
     if isinstance(part, InputImage) and role == "user":
         return _image(where, part)
     if isinstance(part, InputFile) and role == "user":
@@ -240,14 +240,22 @@ def _image(where: str, part: InputImage) -> ImagePart:
             param=f"{where}.image_url",
         )
     detail: Literal["auto", "low", "high"] = "high" if part.detail == "original" else part.detail
-    return ImagePart(type="image_url", image_url=ImageURL(url=part.image_url, detail=detail))
+    return ImagePart(
+        type="image_url",
+        image_url=ImageURL(url=part.image_url, detail=detail),
+        prompt_cache_breakpoint=part.prompt_cache_breakpoint,
+    )
 
 
 def _file(where: str, part: InputFile) -> FilePart:
     if part.file_url is not None:
         raise UnsupportedFeatureError("Files by 'file_url' are not supported.", param=f"{where}.file_url")
     fields = {"file_id": part.file_id, "filename": part.filename, "file_data": part.file_data}
-    return FilePart(type="file", file={k: v for k, v in fields.items() if v is not None})
+    return FilePart(
+        type="file",
+        file={k: v for k, v in fields.items() if v is not None},
+        prompt_cache_breakpoint=part.prompt_cache_breakpoint,
+    )
 
 
 def _tool_output(i: int, item: FunctionCallOutputItem) -> str | list[TextPart]:
