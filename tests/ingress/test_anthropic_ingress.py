@@ -2216,3 +2216,48 @@ async def test_an_account_out_of_credit_is_a_billing_error_no_client_retries(har
             assert info.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
             assert info.value.response.headers["x-should-retry"] == "false"
     assert len([r for r in harness.openai_app["requests"] if r["body"].get("model") == "error-402"]) == 1
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS, ids=lambda u: u.type)
+async def test_a_pdf_a_tool_read_reaches_the_model(
+    client: anthropic.AsyncAnthropic, harness: Harness, upstream: Upstream
+) -> None:
+    """Claude Code's Read tool on a PDF answers with a document block in the tool_result: a 400
+    on every route, and the session broken (every later turn carries it). It follows the tool
+    result as a file part (OpenAI) or a document block (Claude)."""
+    pdf = base64.b64encode(b"%PDF-1.4 tiny").decode()
+    messages: Any = [
+        {"role": "user", "content": "read the spec"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [
+                        {"type": "text", "text": "spec.pdf:"},
+                        {
+                            "type": "document",
+                            "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                        },
+                    ],
+                }
+            ],
+        },
+    ]
+    tools: Any = [{"name": "read", "input_schema": {"type": "object"}}]
+    await client.messages.create(model=upstream.name(), max_tokens=64, messages=messages, tools=tools)
+    sent = harness.upstream_bodies(upstream)[-1]
+    if upstream is OPENAI:
+        tool, after = sent["messages"][-2:]
+        assert (tool["role"], tool["content"]) == ("tool", "spec.pdf:")
+        assert after["content"][0]["type"] == "file"
+        assert after["content"][0]["file"]["file_data"].endswith(pdf)
+    else:
+        turn = sent["messages"][-1]["content"]
+        assert turn[0]["type"] == "tool_result"
+        assert any(block["type"] == "document" and block["source"]["data"] == pdf for block in turn)

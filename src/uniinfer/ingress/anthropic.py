@@ -338,16 +338,21 @@ def _user_turn(blocks: list[tuple[str, ContentBlock]]) -> list[Message]:
     parts: list[ContentPart] = []
     for where, block in blocks:
         if isinstance(block, ToolResultBlock):
-            images = [
+            images: list[ContentPart] = [
                 _image_part(b).model_copy(update={"of_tool_result": (block.tool_use_id, k)})
                 for k, b in enumerate(block.content)
                 if isinstance(b, ImageBlock)
             ]
-            # the result's cache breakpoint goes on its last block, an image or a text
-            image_last = bool(images) and isinstance(block.content[-1], ImageBlock)
-            if image_last and block.cache_control is not None:
+            # a document in the result (a PDF a tool read) follows the tool messages, as images
+            # do where a tool message holds only text; Claude gets it in the turn after them
+            for k, b in enumerate(block.content):
+                if isinstance(b, DocumentBlock):
+                    images += _document_parts(b, f"{where}.content[{k}]")
+            # the result's cache breakpoint goes on its last block, an image, a document or a text
+            media_last = bool(images) and not isinstance(block.content[-1], TextBlock)
+            if media_last and block.cache_control is not None:
                 images[-1] = _cached(images[-1], block.cache_control)
-            results.append(_tool_message(block, cache=not image_last))
+            results.append(_tool_message(block, cache=not media_last))
             result_images += images
         elif isinstance(block, TextBlock):
             parts.append(_text_part(block))

@@ -190,8 +190,9 @@ class ToolResultBlock(BaseModel):
     model_config = _STRICT
     type: Literal["tool_result"]
     tool_use_id: str = Field(pattern=_ID)
+    #: Text, images and documents (a PDF a tool read: Claude Code's Read tool sends one)
     content: Annotated[
-        list[Annotated[TextBlock | ImageBlock, Field(discriminator="type")]],
+        list[Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="type")]],
         FIRST,
         BeforeValidator(_as_blocks),
     ] = Field(default_factory=list)
