@@ -256,6 +256,12 @@ def test_stateless_refusals_explain_what_to_do() -> None:
     assert info.value.code == "unsupported_feature"
     with pytest.raises(UnsupportedFeatureError, match="Set 'store' to false"):
         chat_of(store=True)
+    # Codex's apply_patch (a free-form custom tool) runs on the client: declared as a function
+    # tool, it works on every provider (it said hosted tools run on OpenAI's servers)
+    custom: Any = {"type": "custom", "name": "apply_patch", "description": "Apply a patch"}
+    with pytest.raises(UnsupportedFeatureError, match="declare it as a function tool") as tool:
+        chat_of(tools=[custom])
+    assert tool.value.param == "tools[0].type"
 
 
 @pytest.mark.parametrize(

@@ -231,12 +231,22 @@ def check_supported(req: ResponsesRequest) -> None:
     _check_tools(req)
 
 
+#: Tool types the client runs itself (Codex's free-form ``apply_patch`` is a ``custom`` tool).
+_CLIENT_TOOLS = frozenset({"custom", "local_shell", "shell", "apply_patch"})
+
+
 def _check_tools(req: ResponsesRequest) -> None:
     for i, tool in enumerate(req.tools or ()):
         if isinstance(tool, OtherTool):
+            why = (
+                "a client-side tool of this type has no counterpart at other providers: declare it "
+                "as a function tool (type 'function', with a JSON schema for its input)"
+                if tool.type in _CLIENT_TOOLS
+                else "OpenAI's hosted tools run on OpenAI's servers"
+            )
             raise _unsupported(
                 f"Tool type '{tool.type}' is not supported: uniinfer routes to any provider and offers "
-                "only function tools (OpenAI's hosted tools run on OpenAI's servers).",
+                f"only function tools ({why}).",
                 f"tools[{i}].type",
             )
         if tool.defer_loading:
