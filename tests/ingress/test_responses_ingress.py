@@ -15,8 +15,10 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel
 
 from uniinfer.errors import (
+    ContextLengthExceededError,
     InvalidRequestError,
     ProviderConnectionError,
+    ProviderQuotaExceededError,
     RateLimitError,
     UnsupportedFeatureError,
     UnsupportedParamError,
@@ -774,6 +776,21 @@ def test_mid_stream_failure_is_response_failed(error: Any, code: str) -> None:
     assert failed.error is not None
     assert (failed.error.code, failed.error.message) == (code, error.message)
     assert failed.output_text == "Hel"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ContextLengthExceededError("prompt too long"), "context_length_exceeded"),
+        (ProviderQuotaExceededError("out of credit"), "insufficient_quota"),
+    ],
+)
+def test_a_failure_clients_act_on_keeps_openais_own_code(error: Any, code: str) -> None:
+    # beyond the spec's enum, as OpenAI's own failed responses carry them: Codex compacts its
+    # history on the first and stops retrying on the second (both were "invalid_prompt" / "rate_limit_exceeded")
+    renderer = ResponsesStreamRenderer(request())
+    events = renderer.feed(chunk({"content": "Hel"})) + renderer.fail(error)
+    assert events[-1]["response"]["error"]["code"] == code
 
 
 def test_sse_framing_names_each_event() -> None:

@@ -31,7 +31,13 @@ from typing import Any, Literal
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, RateLimitError, UniInferError
+from uniinfer.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ProviderQuotaExceededError,
+    RateLimitError,
+    UniInferError,
+)
 from uniinfer.ingress.responses_output import (
     envelope,
     function_call_item,
@@ -326,7 +332,13 @@ def _summary(text: str) -> Json:
 
 
 def _error_code(error: UniInferError) -> str:
-    """The spec's ``ResponseErrorCode`` closest to a uniinfer error."""
+    """The spec's ``ResponseErrorCode`` closest to a uniinfer error; and the two codes OpenAI's
+    own failed responses carry beyond it, which clients act on (Codex compacts its history on
+    ``context_length_exceeded`` and stops retrying on ``insufficient_quota``)."""
+    if isinstance(error, ContextLengthExceededError):
+        return "context_length_exceeded"
+    if isinstance(error, ProviderQuotaExceededError):
+        return "insufficient_quota"
     if isinstance(error, RateLimitError):
         return "rate_limit_exceeded"
     if isinstance(error, InvalidRequestError):
