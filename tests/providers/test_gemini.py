@@ -184,6 +184,28 @@ def test_reasoning_effort_sets_a_thinking_budget(effort: str, thinking: dict[str
     assert config_of("gemini-2.5-flash", reasoning_effort=effort) == {"thinkingConfig": thinking}
 
 
+@pytest.mark.parametrize(
+    ("model", "budget", "sent"),
+    [
+        ("gemini-2.5-flash", 2048, 2048),  # exactly (it was rounded to its tier: 1024)
+        ("gemini-2.5-flash", 10000, 10000),
+        ("gemini-2.5-flash", 100_000, 24576),  # within the model's range
+        ("gemini-2.5-pro", 100_000, 32768),
+        ("gemini-2.5-pro", 50, 128),
+    ],
+)
+def test_an_anthropic_clients_own_thinking_budget_reaches_gemini_as_it_is(
+    model: str, budget: int, sent: int
+) -> None:
+    from uniinfer.types import MessagesIntent
+
+    request = chat(reasoning_effort="medium").with_messages_intent(
+        MessagesIntent(thinking=True, budget=budget)
+    )
+    config = orjson.loads(adapter_for().chat_request(request, model, stream=False).body)["generationConfig"]
+    assert config["thinkingConfig"] == {"thinkingBudget": sent, "includeThoughts": True}
+
+
 LEVELS = {"thinkingLevel": "low", "includeThoughts": True}
 
 

@@ -98,6 +98,8 @@ _THINKING_BUDGET = {
 }
 #: (model-name prefix, smallest budget) for models that cannot turn thinking off (2.5 Pro: 128-32768).
 _MIN_BUDGET: tuple[tuple[str, int], ...] = (("gemini-2.5-pro", 128),)
+#: 2.5 Pro's largest budget (the others': 24576, :data:`_THINKING_BUDGET`'s ``max``).
+_MAX_PRO_BUDGET = 32768
 #: (model-name prefix, effort -> thinkingLevel), first match wins. Gemini 3 Pro takes
 #: low/high, 3.1 Pro low/medium/high, the other Gemini 3 models (Flash) all four.
 _THINKING_LEVELS: tuple[tuple[str, Mapping[str, str]], ...] = (
@@ -363,7 +365,8 @@ def _generation_config(r: ChatRequest, name: str) -> Json:
         # responseSchema is Google's OpenAPI subset and would need lossy rewriting.
         config["responseJsonSchema"] = fmt.json_schema.schema_
     if r.reasoning_effort is not None:
-        config["thinkingConfig"] = _thinking(r.reasoning_effort, name)
+        intent = r.messages_intent
+        config["thinkingConfig"] = _thinking(r.reasoning_effort, name, intent.budget if intent else None)
     elif (
         (intent := r.messages_intent) is not None
         and intent.thinking_off
@@ -373,17 +376,21 @@ def _generation_config(r: ChatRequest, name: str) -> Json:
     return config
 
 
-def _thinking(effort: str, name: str) -> Json:
-    """``thinkingConfig`` for an OpenAI effort: a level (Gemini 3) or a token budget."""
+def _thinking(effort: str, name: str, exact: int | None = None) -> Json:
+    """``thinkingConfig`` for an OpenAI effort: a level (Gemini 3) or a token budget; ``exact``,
+    an Anthropic client's own ``budget_tokens``, is sent as it is, within the model's range (it
+    was rounded to the effort's tier: 2048 went as 1024)."""
     levels = next((table for prefix, table in _THINKING_LEVELS if name.startswith(prefix)), None)
     if levels is not None:
         level = levels.get(effort, "high")  # xhigh and max: no level above high
         thinking: Json = {"thinkingLevel": level}
         on = level != "minimal"
     else:
-        budget = _THINKING_BUDGET[effort]
+        least = next((least for prefix, least in _MIN_BUDGET if name.startswith(prefix)), 0)
+        most = _MAX_PRO_BUDGET if name.startswith("gemini-2.5-pro") else _THINKING_BUDGET["max"]
+        budget = _THINKING_BUDGET[effort] if exact is None else max(least, min(exact, most))
         if budget == 0:
-            budget = next((least for prefix, least in _MIN_BUDGET if name.startswith(prefix)), 0)
+            budget = least
         thinking = {"thinkingBudget": budget}
         on = budget > 0
     if on and effort != "none":  # thoughts are worth asking for when thinking was asked for
