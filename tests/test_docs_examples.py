@@ -229,6 +229,8 @@ NOT_CODES = {
     "billing_error",
     "unsupported_params",  # a ProviderSpec field
     "parse_error",  # an adapter method
+    "invalid_prompt",  # the Responses API's failure codes (ResponseErrorCode)
+    "rate_limit_exceeded",
 }
 ERRORISH = re.compile(
     r"(invalid|unsupported)_\w+|\w+_(error|failed|exceeded|filtered|not_found|denied|limited"
