@@ -65,3 +65,14 @@ def test_two_experiments_cannot_take_one_model_name() -> None:
             + EXPERIMENT
             + second
         )
+
+
+@pytest.mark.parametrize("sticky_by", ["metadata.", "header.", "session"])
+def test_a_sticky_key_names_where_it_comes_from(sticky_by: str) -> None:
+    # "metadata." with no key passed, and assigned every request at random without a word
+    with pytest.raises(ConfigError, match="sticky_by is 'user'"):
+        make_config(
+            "providers:\n  up: {type: openai, api_key: k}\n"
+            "models:\n  chat-a: {deployments: [up/a]}\n  chat-b: {deployments: [up/b]}\n"
+            + EXPERIMENT.replace("model: chat\n", f"model: chat\n      sticky_by: '{sticky_by}'\n")
+        )

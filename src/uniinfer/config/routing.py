@@ -225,7 +225,9 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"winner '{self.winner}' is not a variant")
         if self.status == "stopped" and self.winner is None:
             raise ValueError("a stopped experiment names its 'winner'")
-        if not (self.sticky_by == "user" or self.sticky_by.startswith(("metadata.", "header."))):
+        source, dot, key = self.sticky_by.partition(".")
+        if not (self.sticky_by == "user" or (dot and key and source in ("metadata", "header"))):
+            # "metadata." with no key would assign every request at random, without a word
             raise ValueError("sticky_by is 'user', 'metadata.<key>' or 'header.<name>'")
         return self
 
