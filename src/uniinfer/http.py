@@ -185,41 +185,40 @@ class HttpClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
-        if (
-            session is not None
-            and not session._loop.is_closed()
-            and session._loop is not asyncio.get_running_loop()
-        ):
+        loop = asyncio.get_running_loop()
+        if session is not None and session._loop is loop and not session.closed:
+            return session  # every request but the first: one comparison
+        if session is not None and session._loop is not loop and not session._loop.is_closed():
             # aiohttp's own error says nothing of it ("Timeout context manager should be used
             # inside a task")
             raise RuntimeError(
                 "uniinfer: this gateway's connection pool belongs to another running event loop; a "
                 "Gateway serves one loop at a time (give a Client and an AsyncClient a gateway each)"
             )
-        if session is None or session.closed or session._loop.is_closed():
-            if self._sealed:
-                raise RequestCancelledError("the client is closed: it sends no more requests")
-            import aiohttp
+        # none yet, closed, or of a loop that is gone: a new one
+        if self._sealed:
+            raise RequestCancelledError("the client is closed: it sends no more requests")
+        import aiohttp
 
-            if session is not None and not session.closed:
-                _abandon(session)
+        if session is not None and not session.closed:
+            _abandon(session)
 
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive,
-                ttl_dns_cache=300,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                # a provider's cookies must not follow one caller's request into another's
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
-                # a default User-Agent keeps aiohttp's own out; skip_auto_headers would
-                # instead cost a sorted header set built per request (~10 µs)
-                headers={"User-Agent": "uniinfer"},
-            )
-            self._session = session
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            keepalive_timeout=self._keepalive,
+            ttl_dns_cache=300,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            # a provider's cookies must not follow one caller's request into another's
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+            # a default User-Agent keeps aiohttp's own out; skip_auto_headers would
+            # instead cost a sorted header set built per request (~10 µs)
+            headers={"User-Agent": "uniinfer"},
+        )
+        self._session = session
         return session
 
     def _timeout(self, timeouts: Timeouts, route: Route = DIRECT) -> aiohttp.ClientTimeout:
