@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.providers.support import modelled
-from uniinfer.errors import AuthenticationError, ConfigError, RateLimitError
+from uniinfer.errors import AuthenticationError, ConfigError, ProviderConnectionError, RateLimitError
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import Capabilities, Endpoint, ProviderSpec
 from uniinfer.providers.openai import OpenAIAdapter, url_placeholders
@@ -126,6 +126,67 @@ def test_usage_in_every_chunk_keeps_the_last_one() -> None:
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 2
     assert sum(1 for c in chunks if c.usage is not None) == 1
+
+
+def test_a_perplexity_stream_as_it_comes_is_whole_without_done() -> None:
+    # Perplexity's chunks call themselves "chat.completion", repeat the answer so far in a
+    # "message", carry a running usage, and the body ends with no [DONE]
+    # (https://github.com/perplexityai/api-discussion/issues/209).
+    def event(content: str, finish: str | None, completion: int) -> dict[str, Any]:
+        usage = {"prompt_tokens": 5, "completion_tokens": completion, "total_tokens": 5 + completion}
+        delta = {"role": "assistant", "content": content}
+        choice = {"index": 0, "finish_reason": finish, "message": delta, "delta": delta}
+        return {
+            **chunk([choice]),
+            "object": "chat.completion",
+            "usage": usage,
+            "citations": ["https://a.test"],
+        }
+
+    data = b"".join(
+        b"data: " + orjson.dumps(e) + b"\n\n" for e in (event("Hi", None, 1), event("", "stop", 2))
+    )
+    chunks = decode(registered("perplexity"), data)
+    assert [c.object for c in chunks] == ["chat.completion.chunk"] * 3
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == [None, "stop"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 2
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [chunk([{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}])],  # passed on
+        [chunk([{"index": 0, "delta": {"content": "a"}}]), chunk([], usage=USAGE)],  # the usage chunk
+        [chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], usage=USAGE)],  # modelled
+    ],
+)
+def test_a_stream_whose_answer_finished_is_whole_without_done(events: list[dict[str, Any]]) -> None:
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    for reads in ([data], [data[:9], data[9:]]):  # whole, and framed
+        decoder = adapter_for(row()).stream_decoder("m")
+        chunks = modelled([*(item for read in reads for item in decoder.feed(read)), *decoder.close()])
+        assert chunks
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [chunk([{"index": 0, "delta": {"content": "a"}}])],
+        [chunk([{"index": 0, "delta": {"content": "a"}}], usage=USAGE)],  # a running usage only
+        [
+            chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+            chunk([{"index": 0, "delta": {"content": "b"}}]),
+        ],
+    ],
+)
+def test_a_stream_cut_before_its_finish_is_still_an_error(events: list[dict[str, Any]]) -> None:
+    data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events)
+    decoder = adapter_for(row()).stream_decoder("m")
+    decoder.feed(data)
+    with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
+        decoder.close()
 
 
 def test_usage_inside_the_last_choice_is_lifted() -> None:

@@ -1,5 +1,10 @@
 """OpenAI's chat stream, decoded: ``data: {chunk}`` events ending with ``data: [DONE]``.
 
+A body that ends without ``[DONE]`` is a cut stream, unless its last chunk finished the answer
+(or OpenAI's usage chunk, which follows the finish, came): some OpenAI-compatible servers
+(Perplexity's, https://github.com/perplexityai/api-discussion/issues/209) end their streams
+there, and OpenAI's own SDK reads such a body to its end without complaint.
+
 The decoder of every provider that speaks OpenAI's wire format (:mod:`uniinfer.providers.openai`),
 and the base of those whose streams need a rewrite first (Azure's annotations, Mistral's list
 content). Plain events are passed on as the provider wrote them once checked
@@ -10,6 +15,7 @@ Wire format: https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -23,6 +29,8 @@ from uniinfer.providers.openai_shape import error_status, is_plain_chunk, plain_
 from uniinfer.types import ChatChunk, RawEvents, StreamItem, Usage
 
 __all__ = ["OpenAIStreamDecoder", "map_finish_reasons"]
+
+_FINISHED = re.compile(rb'"finish_reason":\s*"')
 
 
 def map_finish_reasons(data: dict[str, Any], mapping: Mapping[str, str]) -> None:
@@ -56,7 +64,7 @@ class OpenAIStreamDecoder:
     which events it would leave alone.
     """
 
-    __slots__ = ("_adapter", "_done", "_framer", "_last", "_map", "_usage", "_usage_event")
+    __slots__ = ("_adapter", "_done", "_finished", "_framer", "_last", "_map", "_usage", "_usage_event")
 
     #: Whether :meth:`pass_on` may relay a read as it came (see the class docstring).
     _relays: ClassVar[bool] = True
@@ -81,6 +89,8 @@ class OpenAIStreamDecoder:
         #: The last event, for the usage chunk's id, created, model and system_fingerprint:
         #: those four of a modelled one, or the SSE of the events it ended (read only if needed).
         self._last: tuple[Any, Any, Any, Any] | bytes | None = None
+        #: Whether the last modelled chunk finished a choice (passed-on events: see _answered)
+        self._finished = False
         self._done = False
 
     def pass_on(self, data: bytes) -> bytes | None:
@@ -152,7 +162,7 @@ class OpenAIStreamDecoder:
             if self._done:
                 raise
             out = []  # the half-received last event of a cut stream
-        if not self._done:
+        if not self._done and not self._answered():
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         last = self._last
         if self._usage is not None and self._usage_event is not None:
@@ -174,6 +184,16 @@ class OpenAIStreamDecoder:
                 )
             )
         return out
+
+    def _answered(self) -> bool:
+        """Whether the stream so far ends an answer: its last chunk finished a choice, or OpenAI's
+        usage chunk (which comes after every finish) came."""
+        if self._usage_event is not None:
+            return True
+        last = self._last
+        if isinstance(last, bytes):  # passed-on events (checked here, not on the way): the last one
+            return _FINISHED.search(last, last.rfind(b"\n\ndata: ") + 1) is not None
+        return self._finished
 
     def _decode(self, events: list[tuple[str, bytes]]) -> list[StreamItem]:
         out: list[StreamItem] = []
@@ -201,6 +221,7 @@ class OpenAIStreamDecoder:
                     continue
                 chunk = self._fast(data) or self._slow(data)
                 self._last = (chunk.id, chunk.created, chunk.model, chunk.system_fingerprint)
+                self._finished = any(choice.finish_reason is not None for choice in chunk.choices)
                 if chunk.usage is not None:
                     self._usage, self._usage_event = chunk.usage, None
                     if not chunk.choices:
@@ -261,7 +282,10 @@ class OpenAIStreamDecoder:
             raise self._adapter.shape_error("stream chunk", text) from exc
 
     def _normalise(self, payload: dict[str, Any]) -> None:
-        """Usage inside the last choice (Moonshot) moves up; finish reasons get OpenAI's names."""
+        """Usage inside the last choice (Moonshot) moves up; finish reasons get OpenAI's names; a
+        chunk that calls itself ``chat.completion`` (Perplexity's) is a ``chat.completion.chunk``."""
+        if payload.get("object") == "chat.completion":
+            payload["object"] = "chat.completion.chunk"
         choices = payload.get("choices")
         if payload.get("usage") is None and isinstance(choices, list):
             for choice in choices:
