@@ -1223,6 +1223,46 @@ def test_n_is_never_dropped_and_json_mode_names_response_format() -> None:
 
 
 @pytest.mark.parametrize(
+    "defaults",
+    [
+        {"logprobs": False},
+        {"frequency_penalty": 0, "presence_penalty": 0.0},
+        {"response_format": {"type": "text"}},
+        {"store": False},
+    ],
+)
+def test_a_param_at_openai_s_default_is_honoured_where_the_provider_lacks_it(
+    defaults: dict[str, Any],
+) -> None:
+    # what the provider does anyway (apps send their penalties at 0 on every request): no 400, no drop
+    from uniinfer.errors import UniInferError, UnsupportedParamError
+    from uniinfer.fitting import RequestFitter
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+    from uniinfer.routing.group import Target
+
+    registry = default_registry()
+    adapter = registry.create(registry.get("anthropic"), Endpoint(base_url="http://127.0.0.1:9", api_key="k"))
+    target = Target("anthropic", "claude-3-5-sonnet-20241022", adapter)
+    for drop in (True, False):
+        fitted, dropped = RequestFitter(drop=drop).chat(chat("m", **defaults), target)
+        assert dropped == ()
+        assert all(getattr(fitted, name) is None for name in defaults)
+    asked = {
+        "logprobs": True,
+        "frequency_penalty": 0.5,
+        "response_format": {"type": "json_object"},
+        "store": True,
+    }
+    name = next(iter(defaults))
+    with pytest.raises(UniInferError) as refused:  # anything else is still asked for, and refused
+        RequestFitter(drop=False).chat(chat("m", **{name: asked[name]}), target)
+    assert refused.value.param == name
+    if name != "response_format":
+        assert isinstance(refused.value, UnsupportedParamError)
+
+
+@pytest.mark.parametrize(
     ("provider", "first", "counts"),
     [
         # Anthropic: the input counts of message_start

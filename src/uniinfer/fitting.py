@@ -18,8 +18,10 @@ message) is such a param for the providers whose row says they cannot carry it
 (the first named message), or taken off every message and reported once, as
 ``messages[].name`` (a header must not grow with the conversation).
 
-``n: 1`` and ``parallel_tool_calls: true`` ask for what every provider does (one choice; calls
-allowed side by side, not required to be): honoured everywhere, neither refused nor dropped.
+A param set to OpenAI's default asks for what a provider without it does anyway (``n: 1``, one
+choice; ``parallel_tool_calls: true``, calls allowed side by side, not required to be;
+``logprobs: false``; penalties of 0; ``response_format`` ``text``; ``store: false``): honoured
+everywhere by leaving it out, neither refused nor named as a drop (:data:`_DEFAULTS`).
 OpenAI's prompt-cache hints (``prompt_cache_key``, ``prompt_cache_retention``) say how to cache,
 not what to answer, and clients such as Codex send them on every request: where a provider takes
 none, they are left out whatever the setting and named in ``x-uniinfer-dropped-params``.
@@ -46,7 +48,7 @@ cannot carry names looks at the messages, once, for one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from uniinfer.errors import UnsupportedFeatureError, UnsupportedParamError
@@ -115,14 +117,10 @@ class RequestFitter:
             # no reasoning asked for, from a provider without it: honoured as it is, not a drop
             rejected.discard("reasoning_effort")
             request = request.model_copy(update={"reasoning_effort": None})
-        if "n" in rejected and request.n == 1:
-            # one choice, what every provider answers (clients such as LangChain send n=1): honoured
-            rejected.discard("n")
-            request = request.model_copy(update={"n": None})
-        if "parallel_tool_calls" in rejected and request.parallel_tool_calls:
-            # parallel calls allowed, not required (Codex sends it on every request): honoured
-            rejected.discard("parallel_tool_calls")
-            request = request.model_copy(update={"parallel_tool_calls": None})
+        defaults = {name for name in rejected & _DEFAULTS.keys() if _DEFAULTS[name](getattr(request, name))}
+        if defaults:  # OpenAI's default, what the provider does anyway: honoured, not a drop
+            rejected -= defaults
+            request = request.model_copy(update=dict.fromkeys(defaults))
         left = manner
         hints = rejected & _CACHE_HINTS
         if hints:  # OpenAI's prompt-cache hints: left out whatever the setting (see the module's docs)
@@ -184,6 +182,19 @@ class RequestFitter:
             )
         return request.model_copy(update=dict.fromkeys(names)), names
 
+
+#: Values of a param that ask for OpenAI's default, what a provider without the param does anyway:
+#: honoured by leaving it out (clients send them on every request: LangChain ``n: 1``, Codex
+#: ``parallel_tool_calls: true``, many apps their penalties at 0), never refused or named as a drop.
+_DEFAULTS: Mapping[str, Callable[[Any], bool]] = {
+    "n": lambda n: n == 1,  # one choice
+    "parallel_tool_calls": lambda allowed: allowed is True,  # allowed, not required
+    "logprobs": lambda asked: asked is False,
+    "frequency_penalty": lambda penalty: penalty == 0,
+    "presence_penalty": lambda penalty: penalty == 0,
+    "response_format": lambda fmt: fmt.type == "text",
+    "store": lambda stored: stored is False,
+}
 
 #: OpenAI's prompt-cache hints: left out where a provider takes none (see the module's docs).
 _CACHE_HINTS = frozenset({"prompt_cache_key", "prompt_cache_retention"})

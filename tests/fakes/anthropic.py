@@ -594,7 +594,12 @@ def _check_document(source: Any, where: str) -> None:
 
 
 def _check_tool_result_content(content: Any, where: str) -> None:
-    if content is None or isinstance(content, str):
+    if content is None:
+        return
+    if isinstance(content, str):
+        # as reported (zed-industries/zed#27130, anomalyco/opencode#15371): a blank result is refused
+        if not content.strip():
+            raise InvalidError(f"{where}.content: text content blocks must contain non-whitespace text")
         return
     if not isinstance(content, list):
         raise InvalidError(f"{where}.content: Input should be a valid string or list")

@@ -1149,6 +1149,29 @@ def anthropic_error(kind: str, text: str) -> bytes:
             ContextLengthExceededError,
             None,
         ),
+        (  # as reported in anthropics/claude-code#4951
+            400,
+            "invalid_request_error",
+            "input length and `max_tokens` exceed context limit: 178959 + 64000 > 200000, decrease "
+            "input length or `max_tokens` and try again",
+            ContextLengthExceededError,
+            None,
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "Input is too long for requested model.",
+            ContextLengthExceededError,
+            None,
+        ),
+        (  # an account out of credit: a 400, not the documented 402 (anthropics/claude-code#4684)
+            400,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing "
+            "to upgrade or purchase credits.",
+            ProviderQuotaExceededError,
+            None,
+        ),
         (401, "authentication_error", "invalid x-api-key", AuthenticationError, None),
         (403, "permission_error", "Your API key does not have permission", PermissionDeniedError, None),
         (404, "not_found_error", "model: claude-nope", ModelNotFoundError, None),
@@ -1312,6 +1335,24 @@ async def test_fake_tool_loop_round_trip(client: HttpClient) -> None:
         )
     assert second.choices[0].message.content == "echo: sunny, 21C"
     assert "thinking" not in app["requests"][-1]  # left off: the tool loop is open
+
+
+@pytest.mark.parametrize("output", ["", " \n", [{"type": "text", "text": " "}]])
+async def test_a_tool_that_printed_nothing_is_a_result_without_content(
+    client: HttpClient, output: str | list[dict[str, str]]
+) -> None:
+    # OpenAI's format takes a blank tool result; Claude refuses one (the fake, as reported)
+    app = anthropic_app()
+    call_ = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    history = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [call_]},
+        {"role": "tool", "tool_call_id": "call_1", "content": output},
+    ]
+    async with run_fake(app) as url:
+        answer = await call(client, make_adapter(url), chat(history, model="tool-1", tools=[WEATHER]))
+    assert answer.choices[0].finish_reason is not None
+    assert app["requests"][-1]["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "call_1"}]
 
 
 async def test_fake_tool_loop_with_other_providers_call_ids(client: HttpClient) -> None:

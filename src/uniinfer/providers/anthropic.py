@@ -70,6 +70,7 @@ import orjson
 from uniinfer.errors import (
     InvalidRequestError,
     ProviderConnectionError,
+    ProviderQuotaExceededError,
     ProviderResponseError,
     UniInferError,
 )
@@ -141,6 +142,10 @@ _PARAM_NAMES: Mapping[str, str] = {
     "thinking": "reasoning_effort",
     "output_config": "response_format",
 }
+#: How Anthropic's 400 for an account out of credit begins ("Your credit balance is too low to
+#: access the Anthropic API. Please go to Plans & Billing..."; the documented 402 billing_error
+#: is not what comes): an account's state, for another deployment to serve, not the caller's fault.
+_NO_CREDIT = "credit balance is too low"
 _PARAM_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*)(?:\.[\w.]+)?: ")
 
 
@@ -230,6 +235,11 @@ class AnthropicAdapter(ProviderAdapter):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
         err = super().parse_error(status, headers, body)
+        if type(err) is InvalidRequestError and _NO_CREDIT in err.message:
+            # an account out of credit is answered with a 400, not the documented 402
+            return ProviderQuotaExceededError(
+                err.message, provider=err.provider, upstream_status=status, upstream_body=err.upstream_body
+            )
         if err.param is None and isinstance(err, InvalidRequestError):
             err.param = _param_of(err.message.removeprefix(f"{self.name}: "))
         return err

@@ -415,8 +415,12 @@ def _result_blocks(result: Block) -> list[Block]:
 def _tool_result(msg: ToolMessage) -> Block:
     if msg.is_error:
         return _error_result(msg)
+    block: Block = {"type": "tool_result", "tool_use_id": word_call_id(msg.tool_call_id)}
     content = msg.content if isinstance(msg.content, str) else _text_blocks(msg.content)
-    return {"type": "tool_result", "tool_use_id": word_call_id(msg.tool_call_id), "content": content}
+    # a tool that printed nothing: a result without content (the API refuses a blank one)
+    if content if isinstance(content, list) else content.strip():
+        block["content"] = content
+    return block
 
 
 def _error_result(msg: ToolMessage) -> Block:

@@ -453,6 +453,8 @@ _CONTEXT_MARKERS = (
     "maximum context",
     "too many tokens",
     "prompt is too long",
+    "exceed context limit",  # Anthropic: "input length and `max_tokens` exceed context limit: ..."
+    "input is too long",  # Anthropic, Bedrock: "Input is too long for requested model."
     "context size",  # llama.cpp: "request (N tokens) exceeds the available context size (M tokens)"
     "max_new_tokens` must be <=",  # TGI, Together: "`inputs` tokens + `max_new_tokens` must be <= N"
     "maximum prompt length",  # xAI
