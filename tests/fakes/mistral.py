@@ -62,7 +62,17 @@ _CHAT_FIELDS = frozenset(
     {"model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed"}
     | {"response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "n"}
     | {"prediction", "parallel_tool_calls", "prompt_mode", "safe_prompt", "reasoning_effort"}
+    | {"prompt_cache_key"}  # https://docs.mistral.ai/studio-api/conversations/advanced/prompt-caching
 )
+#: A content part's fields by type (extra ones forbidden, as everywhere in Mistral's schema)
+_PART_FIELDS = {
+    "text": {"type", "text"},
+    "image_url": {"type", "image_url"},
+    "document_url": {"type", "document_url", "document_name"},
+    "thinking": {"type", "thinking", "closed"},
+}
+#: A function's fields: ``parameters`` is required (mistral-common's ``Function``)
+_FUNCTION_FIELDS = {"name", "description", "parameters", "strict"}
 _EMBED_FIELDS = frozenset(
     {"model", "input", "output_dimension", "output_dtype", "encoding_format", "metadata"}
 )
@@ -206,7 +216,16 @@ def validate_chat(body: Block) -> None:
     if fmt is not None and (fmt.get("type") not in ("text", "json_object", "json_schema")):
         msg = "Input should be 'text', 'json_object' or 'json_schema'"
         raise unprocessable("enum", ["response_format", "type"], msg, fmt.get("type"))
+    _check_tools(body.get("tools") or [])
     _check_messages(body.get("messages"))
+
+
+def _check_tools(tools: list[Block]) -> None:
+    for i, tool in enumerate(tools):
+        function = tool.get("function") or {}
+        _extra(function, _FUNCTION_FIELDS, ["tools", i, "function"])
+        if "parameters" not in function:
+            raise unprocessable("missing", ["tools", i, "function", "parameters"], "Field required")
 
 
 def _check_messages(messages: Any) -> None:
@@ -221,6 +240,8 @@ def _check_messages(messages: Any) -> None:
             )
             raise unprocessable("union_tag_invalid", ["messages", i], msg_text, msg)
         _extra(msg, _MESSAGE_FIELDS[role], ["messages", i, role])
+        for j, part in enumerate(msg["content"] if isinstance(msg.get("content"), list) else ()):
+            _extra(part, _PART_FIELDS.get(part.get("type"), {"type"}), ["messages", i, role, "content", j])
         ids = [c.get("id") for c in msg.get("tool_calls") or ()]
         if role == "tool":
             ids = [msg.get("tool_call_id")]

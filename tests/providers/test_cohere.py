@@ -16,14 +16,13 @@ from tests.providers.support import reassemble
 from uniinfer.errors import (
     AuthenticationError,
     ConfigError,
-    ContentFilteredError,
     ContextLengthExceededError,
     InvalidRequestError,
     ModelNotFoundError,
-    PermissionDeniedError,
     ProviderConnectionError,
     ProviderError,
     ProviderOverloadedError,
+    ProviderQuotaExceededError,
     ProviderResponseError,
     RateLimitError,
     UniInferError,
@@ -573,9 +572,18 @@ def cohere_error(text: str) -> bytes:
             None,
         ),
         (401, "invalid api token", AuthenticationError, None),
-        (402, "Please add or update your payment method", PermissionDeniedError, None),
+        (  # the output limit, not the context: the caller's max_tokens (docs.cohere.com/reference/errors)
+            400,
+            "too many tokens: max tokens must be less than or equal to 4096, the maximum output for this "
+            "model - received 8192.",
+            InvalidRequestError,
+            "max_tokens",
+        ),
+        # "402 responses are sent when the account has reached its billing limit": another
+        # deployment's to serve, as every provider's 402
+        (402, "Please add or update your payment method", ProviderQuotaExceededError, None),
         (404, "model 'x' not found", ModelNotFoundError, None),
-        (498, "blocked: the request violates the usage guidelines", ContentFilteredError, None),
+        (498, "invalid token", AuthenticationError, None),  # the SDK's InvalidTokenError
         (499, "request cancelled", ProviderError, None),
         (500, "internal server error, this has been reported to our developers", ProviderError, None),
         (503, "service unavailable", ProviderOverloadedError, None),

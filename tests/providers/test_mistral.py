@@ -586,6 +586,24 @@ async def test_fake_echo_with_exact_usage_and_recorded_request(client: HttpClien
     assert "seed" not in recorded["body"]
 
 
+async def test_a_cache_key_a_cache_breakpoint_and_a_tool_without_parameters_reach_mistral(
+    client: HttpClient,
+) -> None:
+    # prompt_cache_key is Mistral's prompt caching (docs.mistral.ai, "Prompt caching"); OpenAI's
+    # breakpoint on a part has no place there; a function without arguments may leave its
+    # parameters out in OpenAI's format, not in Mistral's
+    app = mistral_app(api_key=KEY)
+    part = {"type": "text", "text": "hi", "prompt_cache_breakpoint": {"type": "ephemeral"}}
+    now = {"type": "function", "function": {"name": "now", "description": "The time"}}
+    request = chat([{"role": "user", "content": [part]}], prompt_cache_key="session-1", tools=[now])
+    async with run_fake(app) as url:
+        await call(client, make_adapter(url + "/v1"), request)
+    sent_body = app["requests"][-1]["body"]
+    assert sent_body["prompt_cache_key"] == "session-1"
+    assert sent_body["messages"][0]["content"] == [{"type": "text", "text": "hi"}]
+    assert sent_body["tools"][0]["function"]["parameters"] == {"type": "object", "properties": {}}
+
+
 async def test_fake_stream_text_with_usage_and_no_stream_options(client: HttpClient) -> None:
     app = mistral_app()
     request = chat(
@@ -780,6 +798,18 @@ CALL = {"id": "Abc123XYZ", "type": "function", "function": {"name": "f", "argume
         (chat_body(USER, tool_choice="required_now"), ["body", "tool_choice"], "'any'"),
         (chat_body(USER, top_p=1.5), ["body", "top_p"], "less than or equal to 1"),
         (chat_body(USER, reasoning_effort="extreme"), ["body", "reasoning_effort"], "'none'"),
+        (
+            chat_body(USER, tools=[{"type": "function", "function": {"name": "now"}}]),
+            ["body", "tools", 0, "function", "parameters"],
+            "Field required",
+        ),
+        (
+            chat_body(
+                [{"role": "user", "content": [{"type": "text", "text": "x", "prompt_cache_breakpoint": {}}]}]
+            ),
+            ["body", "messages", 0, "user", "content", 0, "prompt_cache_breakpoint"],
+            "Extra",
+        ),
     ],
 )
 async def test_fake_answers_422_with_a_detail_list(

@@ -39,9 +39,11 @@ Embed (https://docs.cohere.com/reference/embed, ``POST /v2/embed``): ``texts``,
 ``input_type`` (required for v3+ models; ``options.embed_input_type``, default
 ``search_document``), ``embedding_types: ["float"]``, ``dimensions`` -> ``output_dimension``.
 
-Errors (https://docs.cohere.com/reference/errors) are ``{"message": ...}``; 402 (billing)
-is a PermissionDeniedError, 498 (blocked content) a ContentFilteredError, 499 (cancelled
-upstream) a ProviderError. Unknown fields come back as a 422 "unknown field: parameter X
+Errors (https://docs.cohere.com/reference/errors) are ``{"message": ...}``; 402 (the
+account's billing limit) is a ProviderQuotaExceededError, as every provider's 402, 498 (an
+invalid token: the SDK's ``InvalidTokenError``) an AuthenticationError, 499 (cancelled
+upstream) a ProviderError. "too many tokens: max tokens must be less than or equal to N" is
+the caller's ``max_tokens``, not a context overflow. Unknown fields come back as a 422 "unknown field: parameter X
 is not a valid field" (github.com/cohere-ai/notebooks/issues/226): X becomes ``param``.
 """
 
@@ -56,9 +58,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from uniinfer.errors import (
-    ContentFilteredError,
+    AuthenticationError,
     InvalidRequestError,
-    PermissionDeniedError,
     ProviderConnectionError,
     ProviderError,
     ProviderResponseError,
@@ -132,6 +133,10 @@ _KNOWN_FIELDS = frozenset(
     {"model", "messages", "tools", "tool_choice", "response_format", "max_tokens", "temperature", "seed"}
     | {"frequency_penalty", "presence_penalty", *_PARAM_NAMES}
 )
+#: Cohere's 400 for a ``max_tokens`` above the model's output limit ("too many tokens: max tokens
+#: must be less than or equal to 4096, the maximum output for this model - received 8192"): the
+#: caller's param, not a prompt too long for the context (which "too many tokens" alone means).
+_MAX_TOKENS_ERROR = "max tokens must be"
 _PARAM_PATTERNS = (re.compile(r"parameter ([a-z_]+)"), re.compile(r"^invalid request: ([a-z_]+)\b"))
 
 
@@ -227,7 +232,9 @@ class CohereAdapter(ProviderAdapter):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UniInferError:
         err = super().parse_error(status, headers, body)
-        special = {402: PermissionDeniedError, 498: ContentFilteredError, 499: ProviderError}.get(status)
+        special = {498: AuthenticationError, 499: ProviderError}.get(status)
+        if status == 400 and _MAX_TOKENS_ERROR in err.message:
+            special = InvalidRequestError
         if special is not None:
             err = special(
                 err.message,
@@ -237,7 +244,8 @@ class CohereAdapter(ProviderAdapter):
                 retry_after=err.retry_after,
             )
         if err.param is None and isinstance(err, InvalidRequestError):
-            err.param = _param_of(err.message.removeprefix(f"{self.name}: "))
+            message = err.message.removeprefix(f"{self.name}: ")
+            err.param = "max_tokens" if _MAX_TOKENS_ERROR in message else _param_of(message)
         return err
 
     def _url(self, path: str) -> str:

@@ -100,7 +100,7 @@ class MistralAdapter(OpenAIAdapter):
     supported_params = frozenset(
         {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n"}
         | {"presence_penalty", "frequency_penalty", "tools", "tool_choice", "parallel_tool_calls"}
-        | {"response_format", "prediction", "reasoning_effort", "stream_options"}
+        | {"response_format", "prediction", "reasoning_effort", "stream_options", "prompt_cache_key"}
     )
     Options: ClassVar[type[BaseModel] | None] = MistralOptions
 
@@ -118,6 +118,9 @@ class MistralAdapter(OpenAIAdapter):
             payload["reasoning_effort"] = _REASONING.get(effort, effort)
         payload["model"] = model
         payload["messages"] = _messages(payload["messages"])
+        for tool in payload.get("tools") or ():
+            # OpenAI's function without arguments may leave its parameters out; Mistral's may not
+            tool["function"].setdefault("parameters", {"type": "object", "properties": {}})
         if self.options.safe_prompt is not None:
             payload["safe_prompt"] = self.options.safe_prompt
         if stream:
@@ -244,7 +247,9 @@ def _messages(messages: list[Block]) -> list[Block]:
             msg["role"] = "system"
         if isinstance(msg.get("content"), list):
             for part in msg["content"]:
+                # prompt-cache marks: Anthropic's, OpenAI's (Mistral caches by prompt_cache_key)
                 part.pop("cache_control", None)
+                part.pop("prompt_cache_breakpoint", None)
         for call in msg.get("tool_calls") or ():
             call["id"] = ids(call["id"])
         if msg["role"] == "tool":
