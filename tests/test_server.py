@@ -522,6 +522,28 @@ async def test_a_body_a_web_page_could_post_anywhere_is_a_415_and_reaches_no_pro
                 assert resp.status == 200
 
 
+async def test_a_keyless_gateway_refuses_a_web_page_of_another_origin_whatever_it_sends(
+    openai_fake_app: web.Application, config_for: Callable[..., Config]
+) -> None:
+    """A page can POST a body with no Content-Type at all (a fetch of a Blob, sendBeacon) to any
+    origin without asking it; its browser says where it comes from (Origin, Sec-Fetch-Site)."""
+    body = json.dumps({"model": "up/m", "messages": MSG}).encode()
+    async with serve(create_app(config_for())) as base_url, aiohttp.ClientSession() as session:
+        url = base_url + "/v1/chat/completions"
+        for page in ({"Origin": "http://evil.test"}, {"Sec-Fetch-Site": "cross-site"}):
+            async with session.post(url, data=body, headers={**page, "Content-Type": ""}) as resp:
+                assert resp.status == 403, page
+                payload = await resp.json()
+            assert payload["error"]["code"] == "permission_denied"
+            assert "another origin" in payload["error"]["message"]
+        assert openai_fake_app["requests"] == []
+        same = {"Origin": base_url, "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}
+        async with session.post(url, data=body, headers=same) as resp:
+            assert resp.status == 200  # the gateway's own page, and clients outside a browser
+        async with session.get(base_url + "/health", headers={"Origin": "http://evil.test"}) as resp:
+            assert resp.status == 200  # nothing to spend there
+
+
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]
@@ -818,6 +840,39 @@ async def test_beyond_max_concurrent_requests_a_request_is_shed_with_retry_after
         assert app.in_flight == 0
         status, _, body = await post("/v1/chat/completions", {"model": "up/gpt-4o-mini", "messages": MSG})
         assert status == 200  # capacity is back once it ended
+
+
+async def test_probes_and_refused_requests_never_take_a_slot_of_max_concurrent_requests(
+    config_for: Callable[..., Config],
+) -> None:
+    # a probe whose declared body never comes, and a caller without the key, held open: neither
+    # may shut out the authenticated requests (the limit was counted before either was known)
+    config = config_for(master_key=MASTER)
+    config = config.model_copy(
+        update={"server": config.server.model_copy(update={"max_concurrent_requests": 1})}
+    )
+    app = create_app(config)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        host, port = url.removeprefix("http://").split(":")
+        held = []
+        for head in (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(head)
+            await writer.drain()
+            held.append((reader, writer))
+        try:
+            assert await held[1][0].readuntil(b" 401 ")  # the stranger is refused at once
+            body = {"model": "up/gpt-4o-mini", "messages": MSG}
+            auth = {"Authorization": f"Bearer {MASTER}"}
+            async with session.post(url + "/v1/chat/completions", json=body, headers=auth) as resp:
+                assert resp.status == 200
+            assert app.in_flight == 0
+        finally:
+            for _, writer in held:
+                writer.close()
 
 
 async def test_method_not_allowed_speaks_the_path_s_api_family(base_url: str) -> None:

@@ -35,6 +35,7 @@ from uniinfer.errors import (
     AuthenticationError,
     MethodNotAllowedError,
     NotFoundError,
+    PermissionDeniedError,
     RequestTooLargeError,
     ServiceUnavailableError,
     UniInferError,
@@ -44,7 +45,7 @@ from uniinfer.errors import (
 from uniinfer.gateway import Gateway
 from uniinfer.server.wire import Headers, Message, Receive, Send, error_headers, openai_error_body, send_bytes
 
-__all__ = ["App", "Endpoint", "Request", "create_app"]
+__all__ = ["App", "Endpoint", "Request", "create_app", "cross_site"]
 
 log = logging.getLogger("uniinfer.server")
 
@@ -134,6 +135,8 @@ class App:
         self.stopping = asyncio.Event()
         #: Why requests still in flight at the end of a shutdown are cut (their 503 says it).
         self.cut_reason = "server.graceful_shutdown_seconds passed"
+        #: Authenticated API requests being answered (streams until they end), which
+        #: ``server.max_concurrent_requests`` bounds; probes and refused requests are not counted.
         self.in_flight = 0
         self._sweeper = _Sweeper()
         # request ids: a random per-process prefix and a counter (unique across replicas,
@@ -219,14 +222,16 @@ class App:
         method = scope["method"]
         started = _Started(send, head=method == "HEAD")
         render: ErrorRenderer | None = None  # the endpoint's, once routed
-        self.in_flight += 1
+        counted = False  # in in_flight: authenticated API requests only (probes and strangers never)
         try:
             endpoint = self._route(method, scope["path"])
             render = endpoint.render_error
             if not endpoint.public:
                 self.authenticate(headers)
-                if self.in_flight > self._max_in_flight:
+                if self.in_flight >= self._max_in_flight:
                     raise _at_capacity(self._max_in_flight)
+                self.in_flight += 1
+                counted = True
             try:
                 body = await self._read_body(headers, receive)
             except asyncio.CancelledError:  # cut at shutdown while its body was still coming
@@ -261,7 +266,8 @@ class App:
             finally:
                 forget_traceback(exc)
         finally:
-            self.in_flight -= 1
+            if counted:
+                self.in_flight -= 1
 
     async def _run(self, handler: Handler, request: Request, receive: Receive) -> None:
         """Run the handler; a client disconnect cancels it (and its upstream call).
@@ -388,6 +394,11 @@ class App:
         """
         key = self._master_key
         if key is None:
+            if cross_site(headers):
+                raise PermissionDeniedError(
+                    "A request from a web page of another origin is refused: this gateway has no "
+                    "master key (server.master_key), so any page open in a browser could use it."
+                )
             return
         api_key = headers.get(b"x-api-key", b"").strip()
         scheme, _, bearer = headers.get(b"authorization", b"").partition(b" ")
@@ -438,6 +449,24 @@ class App:
 #: browser cannot spend its provider credits with a form or a fetch of text. (With a key, such
 #: a request cannot carry it: a 401; a client that labels its JSON so, ``curl -d``, is served.)
 _FORM_TYPES = frozenset({b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data"})
+
+
+def cross_site(headers: Mapping[bytes, bytes]) -> bool:
+    """Whether a browser sends the request from a page of another origin than the gateway's.
+
+    Its ``Origin`` names another host than ``Host`` (browsers send it with every POST and
+    WebSocket, also with a body no form could send: a ``fetch`` of a Blob, ``sendBeacon``), or
+    its ``Sec-Fetch-Site`` says ``cross-site``. Clients outside a browser send neither. A
+    gateway without a master key refuses such requests: a page the operator visits could
+    otherwise spend its provider credits (with a key, the page cannot send it).
+    """
+    if headers.get(b"sec-fetch-site") == b"cross-site":
+        return True
+    origin = headers.get(b"origin")
+    if origin is None:
+        return False
+    host = origin.partition(b"://")[2].rstrip(b"/")
+    return host.lower() != headers.get(b"host", b"").lower()
 
 
 def _form_like(kind: bytes) -> bool:

@@ -60,7 +60,7 @@ from uniinfer.errors import (
     UniInferError,
     forget_traceback,
 )
-from uniinfer.server.app import App
+from uniinfer.server.app import App, cross_site
 from uniinfer.server.wire import Receive, Send, check_depth
 from uniinfer.stages import RequestContext
 from uniinfer.types import ChatRequest
@@ -101,32 +101,21 @@ async def websocket_chat(app: App, scope: dict[str, Any], receive: Receive, send
     subprotocol = _bearer_subprotocol(scope)
     if subprotocol is not None:
         headers[b"authorization"] = b"Bearer " + subprotocol[len(SUBPROTOCOL_PREFIX) :].encode()
+    # a WebSocket is not held to the same-origin policy: any page the operator visits may open
+    # one to a gateway on 127.0.0.1 (without a master key, refused: see cross_site)
+    if app.keyless and cross_site(headers):
+        await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin connection refused"})
+        return
     try:
         app.authenticate(headers)
     except UniInferError:
         await send({"type": "websocket.close", "code": 1008, "reason": "authentication failed"})
-        return
-    if app.keyless and _cross_site(headers):
-        await send({"type": "websocket.close", "code": 1008, "reason": "cross-origin connection refused"})
         return
     accept: dict[str, Any] = {"type": "websocket.accept"}
     if subprotocol is not None:
         accept["subprotocol"] = subprotocol
     await send(accept)
     await _Connection(app, receive, send, headers).run()
-
-
-def _cross_site(headers: Mapping[bytes, bytes]) -> bool:
-    """Whether a browser opens the connection from a page of another origin than the gateway's.
-
-    A WebSocket is not held to the same-origin policy: any page the operator visits may open
-    one to a gateway on 127.0.0.1. With a master key it cannot authenticate; without one, such
-    a connection is refused (clients outside a browser send no ``Origin``)."""
-    origin = headers.get(b"origin")
-    if origin is None:
-        return False
-    host = origin.partition(b"://")[2].rstrip(b"/")
-    return host.lower() != headers.get(b"host", b"").lower()
 
 
 def _bearer_subprotocol(scope: dict[str, Any]) -> str | None:
