@@ -177,6 +177,10 @@ async def test_serve_starts_on_the_embedded_default_and_drains_on_sigterm(
                     if time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.05)
+            failing = {"model": "up/error-500", "messages": [{"role": "user", "content": "hi"}]}
+            async with session.post(base + "/v1/chat/completions", json=failing) as failed:
+                assert failed.status == 502
+                failed_id = failed.headers["x-request-id"]
             body = {"model": "up/slow-1", "messages": [{"role": "user", "content": "hello there"}]}
             in_flight = asyncio.create_task(session.post(base + "/v1/chat/completions", json=body))
             await asyncio.sleep(0.3)
@@ -187,6 +191,12 @@ async def test_serve_starts_on_the_embedded_default_and_drains_on_sigterm(
             resp.release()
         # a shutdown that was asked for, and drained, is a success
         assert await asyncio.wait_for(proc.wait(), 15) == 0
+        assert proc.stdout is not None
+        log = (await proc.stdout.read()).decode()
+        # the operator hears that the gateway takes requests without a key
+        assert "no master key (server.master_key): any program on this machine" in log
+        # and of each request that failed, with its id, status, code and provider
+        assert f"request {failed_id} failed: 502 provider_error from provider up:" in log
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -201,6 +201,19 @@ def test_booleans_are_not_numbers_anywhere_in_the_schema() -> None:
     assert config.providers["openai"].timeout.connect == 3.0
 
 
+@pytest.mark.parametrize(
+    ("yaml", "where"),
+    [
+        ("server:\n  graceful_shutdown_seconds: .inf\n", "server.graceful_shutdown_seconds"),
+        ("providers:\n  openai: {api_key: k, timeout: {total: .inf}}\n", "providers.openai.timeout.total"),
+        ("routing:\n  retry: {max_backoff_seconds: .inf}\n", "routing.retry.max_backoff_seconds"),
+    ],
+)
+def test_infinity_is_no_number_of_seconds(yaml: str, where: str) -> None:
+    # an endless shutdown, timeout or backoff was accepted
+    assert f"{where}: Input should be a finite number" in _error(yaml)
+
+
 # --- 8. every error is located -------------------------------------------------------------------
 
 

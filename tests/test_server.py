@@ -223,6 +223,13 @@ async def test_auth_errors_are_openai_shaped(base_url: str) -> None:
         assert body["error"]["type"] == "authentication_error"
         assert resp.headers["x-request-id"]
         assert resp.headers["www-authenticate"] == 'Bearer realm="uniinfer"'  # RFC 9110 11.6.1
+        # a provider refusing the gateway's own key to it: no challenge for the caller's key
+        body = {"model": "up/error-401", "messages": MSG}
+        auth = {"Authorization": f"Bearer {MASTER}"}
+        async with session.post(base_url + "/v1/chat/completions", json=body, headers=auth) as upstream:
+            assert upstream.status == 401
+            assert (await upstream.json())["error"]["provider"] == "up"
+            assert "www-authenticate" not in upstream.headers
 
 
 @pytest.mark.parametrize("order", [("good", "bad"), ("bad", "good")])

@@ -225,4 +225,21 @@ def run(config: Config, *, log_level: str = "info") -> None:
         )
     )
     _check_listen(config.server.host, config.server.port)
+    if config.server.master_key is None:
+        _warn_keyless(config.server.host)
     server.run()
+
+
+def _warn_keyless(host: str) -> None:
+    """Say at start that the gateway takes requests without a key (with uvicorn's first lines)."""
+    import ipaddress
+    import logging
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = False
+    who = "any program on this machine" if loopback else f"anyone who can reach {host}"
+    logging.getLogger("uniinfer.server").warning(
+        "no master key (server.master_key): %s can use the configured providers", who
+    )

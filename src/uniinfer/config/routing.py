@@ -58,8 +58,9 @@ class RefError(ValueError):
 
 
 class _Strict(BaseModel):
-    # strict: a YAML boolean or string is never silently taken for a number
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: a YAML boolean or string is never silently taken for a number; nor is YAML's
+    # .inf a duration, a weight or a price (an endless shutdown, say)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class RetryConfig(_Strict):

@@ -49,8 +49,9 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    # strict: a YAML boolean or string is never silently taken for a number
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: a YAML boolean or string is never silently taken for a number; nor is YAML's
+    # .inf a duration, a weight or a price (an endless shutdown, say)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 #: Validation-context key: when true, :class:`Config` leaves its cross-reference checks to the

@@ -55,7 +55,7 @@ from uniinfer.ingress.anthropic import (
     to_message,
 )
 from uniinfer.routing.group import Member
-from uniinfer.server.app import App, Endpoint, Request
+from uniinfer.server.app import App, Endpoint, Request, log_failure
 from uniinfer.server.wire import SSE_HEADERS, Headers, error_headers, json_body, route_headers, send_bytes
 from uniinfer.stages import RequestContext, Route
 from uniinfer.tokens import encoding_loaded
@@ -107,7 +107,7 @@ async def _stream(
                     await send({"type": "http.response.body", "body": data, "more_body": True})
         except (UniInferError, asyncio.CancelledError) as caught:
             # Mid-stream failure (or the cut at shutdown): an Anthropic error event, then the end.
-            error = app.in_band(caught)
+            error = app.in_band(caught, request.request_id)
             forget_traceback(error)
             await send({"type": "http.response.body", "body": renderer.error(error), "more_body": True})
             await send({"type": "http.response.body", "body": b""})
@@ -239,6 +239,7 @@ def _betas(request: Request) -> tuple[str, ...]:
 
 async def _send_error(request: Request, exc: UniInferError, route: Route | None, chat: ChatRequest) -> None:
     """An error before any byte was sent, with the routing headers of what was tried."""
+    log_failure(request.request_id, exc)
     headers: Headers = [*route_headers(request.request_id, route), _request_id(request), *error_headers(exc)]
     status = exc.http_status
     if error_type(exc) == "billing_error":  # Anthropic's own answer to an account out of credit

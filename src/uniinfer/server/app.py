@@ -45,7 +45,7 @@ from uniinfer.errors import (
 from uniinfer.gateway import Gateway
 from uniinfer.server.wire import Headers, Message, Receive, Send, error_headers, openai_error_body, send_bytes
 
-__all__ = ["App", "Endpoint", "Request", "create_app", "cross_site"]
+__all__ = ["App", "Endpoint", "Request", "create_app", "cross_site", "log_failure"]
 
 log = logging.getLogger("uniinfer.server")
 
@@ -251,8 +251,11 @@ class App:
                 render = self._renderer_for(scope["path"])
             if isinstance(exc, MethodNotAllowedError):
                 extra.append((b"allow", ", ".join(self._methods(scope["path"])).encode()))
-            elif isinstance(exc, AuthenticationError):  # RFC 9110 11.6.1: a 401 names its scheme
+            elif isinstance(exc, AuthenticationError) and exc.provider is None:
+                # RFC 9110 11.6.1: a 401 names its scheme (the gateway's; not for a provider's 401,
+                # which is about the gateway's key to it, not the caller's)
                 extra.append((b"www-authenticate", b'Bearer realm="uniinfer"'))
+            log_failure(request_id, exc)
             try:
                 await _send_error(started, request_id, exc, render, extra)
             finally:
@@ -321,19 +324,21 @@ class App:
         if error is not None:
             raise error from None
 
-    def in_band(self, caught: UniInferError | asyncio.CancelledError) -> UniInferError:
-        """What a stream under way reports in its error event for ``caught``.
+    def in_band(self, caught: UniInferError | asyncio.CancelledError, request_id: str) -> UniInferError:
+        """What a stream under way reports in its error event for ``caught`` (logged, see
+        :func:`log_failure`).
 
         A :class:`UniInferError` itself; the cut at shutdown (past the grace period) a
         503 ``service_unavailable``, so the client reads why its stream ended instead
         of a connection cut mid-body; any other cancellation is raised again.
         """
-        if isinstance(caught, UniInferError):
-            return caught
-        task = asyncio.current_task()
-        error = self._shutdown_cut(task) if task is not None else None
+        error: UniInferError | None = caught if isinstance(caught, UniInferError) else None
+        if error is None:
+            task = asyncio.current_task()
+            error = self._shutdown_cut(task) if task is not None else None
         if error is None:
             raise caught
+        log_failure(request_id, error, mid_stream=True)
         return error
 
     def _shutdown_cut(self, task: asyncio.Task[Any]) -> ServiceUnavailableError | None:
@@ -579,6 +584,28 @@ class _Started:
         elif self._head and message.get("body"):
             message = {**message, "body": b""}
         await self._send(message)
+
+
+def log_failure(request_id: str, exc: UniInferError, *, mid_stream: bool = False) -> None:
+    """One line for a request answered with an error: a warning for the gateway's and providers'
+    failures (5xx), info for the caller's (4xx). What the caller was told, cut short; its
+    message never holds a key (providers' echoes are redacted when the error is made)."""
+    status = exc.http_status
+    if not log.isEnabledFor(logging.WARNING if status >= 500 else logging.INFO):
+        return
+    where = f" from provider {exc.provider}" if exc.provider else ""
+    when = " mid-stream" if mid_stream else ""
+    message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
+    log.log(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "request %s failed%s: %d %s%s: %s",
+        request_id,
+        when,
+        status,
+        exc.code,
+        where,
+        message,
+    )
 
 
 async def _send_error(

@@ -54,7 +54,7 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except (UniInferError, asyncio.CancelledError) as caught:
             # Mid-stream failure (or the cut at shutdown): an OpenAI-style error event, then the end.
-            exc = app.in_band(caught)
+            exc = app.in_band(caught, request.request_id)
             forget_traceback(exc)
             await send(
                 {"type": "http.response.body", "body": sse_event(openai_error_body(exc)), "more_body": True}

@@ -82,7 +82,7 @@ async def stream_response(
                 return
             tail = renderer.finish(ctx.usage)
         except (UniInferError, asyncio.CancelledError) as caught:  # incl. the cut at shutdown
-            error = app.in_band(caught)
+            error = app.in_band(caught, request.request_id)
             forget_traceback(error)
             tail = renderer.fail(error)
         await send({"type": "http.response.body", "body": sse(tail)})
