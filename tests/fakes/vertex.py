@@ -168,6 +168,10 @@ async def _json_answer(request: web.Request, model: str, method: str, body: Json
     return await stream_response(request, gemini_fake._stream_events(full), cut=_mode(model).cut)
 
 
+#: The fake embedding models' input limit, in words (tokens here): text-embedding-005's 2048
+EMBED_TOKEN_LIMIT = 2048
+
+
 def _predict(model: str, body: Json) -> Json:
     gemini_fake._check_fields(body, {"instances", "parameters"}, None)
     instances = body.get("instances")
@@ -188,7 +192,17 @@ def _predict(model: str, body: Json) -> Json:
         content = instance.get("content")
         if not isinstance(content, str) or not content:
             raise RpcError(400, f"Invalid request: instances[{i}].content must be a non-empty string.")
-        stats = {"truncated": False, "token_count": len(content.split())}
+        words = content.split()
+        # beyond the model's length: cut silently by default, an error with autoTruncate false
+        truncated = len(words) > EMBED_TOKEN_LIMIT
+        if truncated and parameters.get("autoTruncate") is False:
+            raise RpcError(
+                400,
+                f"Unable to submit request because the input token count is {len(words)} but the model "
+                f"supports up to {EMBED_TOKEN_LIMIT}. Reduce the input token count and try again.",
+            )
+        content = " ".join(words[:EMBED_TOKEN_LIMIT])
+        stats = {"truncated": truncated, "token_count": len(content.split())}
         predictions.append(
             {"embeddings": {"statistics": stats, "values": gemini_fake._vector(content, dims)}}
         )

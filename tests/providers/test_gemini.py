@@ -29,6 +29,7 @@ from uniinfer.errors import (
     RateLimitError,
     UniInferError,
     UnsupportedFeatureError,
+    UnsupportedParamError,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts
 from uniinfer.providers.base import Endpoint, PartialStreamError
@@ -36,6 +37,7 @@ from uniinfer.providers.gemini import GeminiAdapter
 from uniinfer.providers.gemini_request import SKIP_SIGNATURE, split_call_id
 from uniinfer.providers.registry import default_registry
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, EmbeddingRequest
+from uniinfer.types.chat import ToolCall
 
 KEY = "gm-test"
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -233,6 +235,11 @@ LEVELS = {"thinkingLevel": "low", "includeThoughts": True}
         ("models/gemini-3-flash-preview", "low", LEVELS),
         ("gemini-3-flash-preview", "medium", {**LEVELS, "thinkingLevel": "medium"}),
         ("gemini-3-flash-preview", "high", {**LEVELS, "thinkingLevel": "high"}),
+        # Google's -latest aliases stand for Gemini 3 models (3 Pro: "Budget 0 is invalid")
+        ("gemini-pro-latest", "none", {"thinkingLevel": "low"}),
+        ("models/gemini-pro-latest", "medium", {**LEVELS, "thinkingLevel": "medium"}),
+        ("gemini-flash-latest", "none", {"thinkingLevel": "minimal"}),
+        ("gemini-flash-lite-latest", "high", {**LEVELS, "thinkingLevel": "high"}),
     ],
 )
 def test_reasoning_effort_follows_the_model(model: str, effort: str, thinking: dict[str, Any]) -> None:
@@ -620,6 +627,17 @@ def test_signatures_are_carried_only_from_gemini_3_models() -> None:
     ).choices
     assert alias.message.tool_calls is not None
     assert split_call_id(alias.message.tool_calls[0].id)[1] == SIG
+    # and a history of calls it did not sign goes to the alias with the docs' dummy, as to Gemini 3
+    unsigned = [
+        ToolCall.model_validate(
+            {"id": f"call_{i}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        )
+        for i in range(2)
+    ]
+    body = orjson.loads(
+        adapter.chat_request(chat(messages=loop(unsigned)), "gemini-pro-latest", stream=False).body
+    )
+    assert body["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
 
 
 def loop(calls: list[Any]) -> list[dict[str, Any]]:
@@ -882,6 +900,10 @@ def test_stream_error_event_raises_the_mapped_error() -> None:
 def test_stream_blocked_prompt_is_content_filtered() -> None:
     with pytest.raises(ContentFilteredError):
         decode_bytewise(sse({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}}))
+    # feedback that blocks nothing (its safety ratings only) is no failure: the answer follows
+    ratings = {"promptFeedback": {"safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT"}]}}
+    chunks = decode_bytewise(sse(ratings, {"candidates": [candidate({"text": "hi"}, finish="STOP")]}))
+    assert text_of(chunks) == "hi"
 
 
 # --- embeddings -------------------------------------------------------------------------------
@@ -981,6 +1003,29 @@ def test_retry_after_from_header_or_retry_info() -> None:
     assert adapter_for().parse_error(429, {}, body).retry_after == 12.5
     assert adapter_for().parse_error(429, {"retry-after": "2"}, body).retry_after == 2.0
     assert adapter_for().parse_error(429, {}, rpc(429, "RESOURCE_EXHAUSTED", "quota")).retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ("Penalty is not enabled for models/gemini-2.5-flash", "presence_penalty"),
+        ("Logprobs is not enabled for models/gemini-2.5-pro", "logprobs"),
+        ("Function calling with a response mime type: 'application/json' is unsupported", None),
+        ("Tool use with a response mime type: 'application/json' is unsupported", "response_format"),
+    ],
+)
+def test_a_param_the_model_refuses_is_unsupported_there_and_another_deployment_is_tried(
+    message: str, param: str | None
+) -> None:
+    from uniinfer.routing.retry import is_target_mismatch
+
+    err = adapter_for().parse_error(400, {}, rpc(400, "INVALID_ARGUMENT", message))
+    if param is None:  # other words: the caller's request, as before
+        assert type(err) is InvalidRequestError
+        return
+    assert isinstance(err, UnsupportedParamError)
+    assert err.param == param
+    assert is_target_mismatch(err)
 
 
 def test_context_length_and_failed_precondition() -> None:

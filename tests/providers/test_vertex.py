@@ -20,6 +20,7 @@ from tests.fakes.vertex import vertex_app
 from uniinfer.errors import (
     AuthenticationError,
     ConfigError,
+    ContextLengthExceededError,
     InvalidRequestError,
     ModelNotFoundError,
     PermissionDeniedError,
@@ -427,8 +428,15 @@ async def test_embeddings_via_predict_with_token_count_usage(fake: Fake) -> None
     assert seen["path"].endswith("/publishers/google/models/text-embedding-005:predict")
     assert seen["body"] == {
         "instances": [{"content": "one two"}, {"content": "three"}],
-        "parameters": {"outputDimensionality": 4},
+        "parameters": {"autoTruncate": False, "outputDimensionality": 4},
     }
+
+
+async def test_an_input_beyond_the_embedding_model_s_length_is_an_error_not_cut_silently(fake: Fake) -> None:
+    # Vertex's default embeds the first 2048 tokens and says so only in statistics.truncated
+    long = " ".join(["word"] * 3000)
+    with pytest.raises(ContextLengthExceededError, match="input token count is 3000"):
+        await fake.embed(EmbeddingRequest(model="e", input=[long]), "text-embedding-005")
 
 
 async def test_gemini_embedding_takes_one_input_per_request(fake: Fake) -> None:

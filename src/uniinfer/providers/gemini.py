@@ -69,6 +69,7 @@ from uniinfer.errors import (
     ProviderError,
     ProviderResponseError,
     UniInferError,
+    UnsupportedParamError,
 )
 from uniinfer.framing import SSEFramer
 from uniinfer.http import HttpRequest, retry_after_seconds
@@ -120,6 +121,16 @@ _RPC_STATUS = {
 }
 # "The input token count (N) exceeds the maximum number of tokens allowed (M)."
 _CONTEXT_MARKERS = ("token count", "exceeds the maximum number of tokens")
+#: 400s refusing a param for this model only, by Google's words, and the param: the API takes the
+#: field but some models do not ("Penalty is not enabled for models/gemini-2.5-flash",
+#: "Logprobs is not enabled for models/gemini-2.5-pro", googleapis/python-genai#1921; "Tool use
+#: with a response mime type: 'application/json' is unsupported" before Gemini 3). An
+#: ``unsupported_param``, so that the group's next deployment is tried.
+_REFUSED_FOR_MODEL = (
+    ("penalty is not enabled", "presence_penalty"),  # which penalty, the words do not say
+    ("logprobs is not enabled", "logprobs"),
+    ("tool use with a response mime type", "response_format"),
+)
 
 
 class GeminiAdapter(ProviderAdapter):
@@ -247,8 +258,13 @@ class GeminiAdapter(ProviderAdapter):
             return AuthenticationError(msg, **kwargs)
         if code == "FAILED_PRECONDITION":  # e.g. free tier not offered in the caller's region
             return PermissionDeniedError(msg, **kwargs)
-        if status == 400 and any(m in detail.lower() for m in _CONTEXT_MARKERS):
-            return ContextLengthExceededError(msg, **kwargs)
+        if status == 400:
+            lowered = detail.lower()
+            if any(m in lowered for m in _CONTEXT_MARKERS):
+                return ContextLengthExceededError(msg, **kwargs)
+            param = next((param for marker, param in _REFUSED_FOR_MODEL if marker in lowered), None)
+            if param is not None:
+                return UnsupportedParamError(msg, param=param, **kwargs)
         return classify(status, msg, code=code, provider=self.name, body=text, retry_after=retry_after)
 
     # --- helpers ------------------------------------------------------------------------
@@ -330,9 +346,10 @@ class GeminiStreamDecoder:
                 self._usage = usage or self._usage
                 candidates = payload.get("candidates")
                 if not candidates:
-                    if isinstance(payload.get("promptFeedback"), dict):
+                    feedback = payload.get("promptFeedback")
+                    if isinstance(feedback, dict) and feedback.get("blockReason"):
                         raise self._adapter._no_candidates(payload)
-                    continue
+                    continue  # usage, or feedback that blocks nothing: the candidates come after
                 before = len(out)
                 for pos, cand in enumerate(candidates if isinstance(candidates, list) else ()):
                     if isinstance(cand, dict):

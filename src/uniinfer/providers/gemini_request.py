@@ -402,8 +402,21 @@ def _thinking(effort: str, name: str, exact: int | None = None) -> Json:
 
 
 def _base_name(model: str) -> str:
-    """``gemini-3-pro-preview`` of ``models/gemini-3-pro-preview`` (or a Vertex resource name)."""
-    return model.rsplit("/", 1)[-1].lower()
+    """``gemini-3-pro-preview`` of ``models/gemini-3-pro-preview`` (or a Vertex resource name);
+    for one of Google's moving aliases, a name of the family it stands for (:data:`_ALIASES`)."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return _ALIASES.get(name, name)
+
+
+#: Google's ``-latest`` aliases, by the family they name now: Gemini 3 (``gemini-pro-latest`` is
+#: 3.1 Pro since March 6, 2026, as Google wrote to its users, google-gemini/gemini-cli#20588;
+#: the Flash aliases moved to Gemini 3 Flash models). Read as 2.x names, they were sent
+#: ``thinkingBudget: 0`` (3 Pro: "Budget 0 is invalid") and tool calls without signatures (a 400).
+_ALIASES = {
+    "gemini-pro-latest": "gemini-3.1-pro-latest",
+    "gemini-flash-latest": "gemini-3-flash-latest",
+    "gemini-flash-lite-latest": "gemini-3-flash-lite-latest",
+}
 
 
 def signs_calls(model: str) -> bool:

@@ -280,9 +280,15 @@ class VertexAdapter(ProviderAdapter):
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         limit = 1 if model.startswith("gemini-embedding") else MAX_EMBED_INSTANCES
         texts = self.embed_texts(request, model, limit)
-        payload: dict[str, Any] = {"instances": [{"content": text} for text in texts]}
+        # an input beyond the model's length is an error, as on OpenAI: by default Vertex embeds
+        # its first tokens and says so only in statistics.truncated (the TextEmbeddingPredictionParams)
+        parameters: dict[str, Any] = {"autoTruncate": False}
         if request.dimensions is not None:
-            payload["parameters"] = {"outputDimensionality": request.dimensions}
+            parameters["outputDimensionality"] = request.dimensions
+        payload: dict[str, Any] = {
+            "instances": [{"content": text} for text in texts],
+            "parameters": parameters,
+        }
         url = self._gemini.url(f"/models/{quote(model, safe='@')}:predict")
         return HttpRequest(url, orjson.dumps(payload), self._gemini.auth_headers())
 
