@@ -107,7 +107,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "response_format": {"response_format": {"type": "text"}},
     "reasoning_effort": {"reasoning_effort": "low"},
     "service_tier": {"service_tier": "auto"},
-    "store": {"store": False},
+    "store": {"store": True},
     "modalities": {"modalities": ["text"]},
     "audio": {"audio": {"voice": "alloy", "format": "wav"}},
     "prediction": {"prediction": {"type": "content", "content": "hello"}},
@@ -365,6 +365,12 @@ async def test_unsupported_params_are_rejected_or_visibly_dropped(name: str) -> 
             fields = SAMPLES[param]
             if "tools" in fields and not caps.tools:
                 continue  # a tools request fails on the feature first (test_tools_plain_and_streamed)
+            if param == "response_format":  # the sample is OpenAI's default (text): honoured everywhere
+                ctx = RequestContext("chat")
+                assert text_of(await strict.gateway.chat(request(strict, **fields), ctx))
+                assert ctx.route is not None
+                assert param not in ctx.route.dropped_params
+                continue
             if param in ("prompt_cache_key", "prompt_cache_retention"):
                 # a caching hint: left out and named whatever the setting (Codex sends it always)
                 ctx = RequestContext("chat")
