@@ -40,8 +40,9 @@ ENDS_WITH_LAST_EVENTS = [
     _EVENT % (_TEXT % b"lo") + _EVENT % _STOP + _USAGE + _DONE,
 ]
 ENDS_ALONE = [*ENDS_WITH_LAST_EVENTS, b""]
-#: The body ends with the last events but without ``[DONE]``: cut short.
-CUT_WITH_LAST_EVENTS = [ENDS_WITH_LAST_EVENTS[0], ENDS_WITH_LAST_EVENTS[1].removesuffix(_DONE)]
+#: The body ends with events but before the answer's finish (and ``[DONE]``): cut short. (A body
+#: that ends after the finish, without ``[DONE]``, is whole: Perplexity's end so.)
+CUT_WITH_LAST_EVENTS = [ENDS_WITH_LAST_EVENTS[0], _EVENT % (_TEXT % b"lo")]
 
 
 def _app(reads: list[bytes], pool: RecordingPool) -> App:

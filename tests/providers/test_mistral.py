@@ -899,7 +899,8 @@ async def test_a_user_message_after_tool_results_gets_the_assistant_turn_mistral
 ) -> None:
     # OpenAI and Anthropic take tool results then a user message (a client speaking before the
     # model answered them; every Messages client whose turn holds results and text); Mistral
-    # refuses it ("Unexpected role 'user' after role 'tool'"): an empty assistant turn between
+    # refuses it ("Unexpected role 'user' after role 'tool'"): an assistant turn between, not an
+    # empty one (refused too, "Assistant message must have either content or tool_calls")
     app = mistral_app(api_key=KEY)
     history = [*foreign_history(), {"role": "user", "content": "and in Celsius?"}]
     async with run_fake(app) as url:
@@ -907,7 +908,7 @@ async def test_a_user_message_after_tool_results_gets_the_assistant_turn_mistral
     assert resp.choices[0].message.content == "echo: and in Celsius?"
     roles = [m["role"] for m in app["requests"][-1]["body"]["messages"]]
     assert roles == ["user", "assistant", "tool", "tool", "assistant", "user"]
-    assert app["requests"][-1]["body"]["messages"][4] == {"role": "assistant", "content": ""}
+    assert app["requests"][-1]["body"]["messages"][4] == {"role": "assistant", "content": "Ok."}
 
 
 @pytest.mark.parametrize(

@@ -261,20 +261,25 @@ def _messages(messages: list[Block]) -> list[Block]:
 
 
 def _bridged(messages: list[Block]) -> list[Block]:
-    """An empty assistant turn between tool results and a message that is not the assistant's.
+    """An assistant turn between tool results and a message that is not the assistant's.
 
     Mistral refuses a user (or system) message right after tool results ("Unexpected role
     'user' after role 'tool'", code 3230), where OpenAI and Anthropic take it: a client that
     speaks again before the model has answered the results, and every Anthropic Messages
     client whose user turn holds results and text (the ingress makes that tool messages, then
-    a user message). The empty turn says nothing, as the model said nothing there.
+    a user message). The turn is the shortest acknowledgement (:data:`_BRIDGE`): an empty one is
+    refused too ("Assistant message must have either content or tool_calls, but not none").
     """
     out: list[Block] = []
     for msg in messages:
         if out and out[-1]["role"] == "tool" and msg["role"] not in ("tool", "assistant"):
-            out.append({"role": "assistant", "content": ""})
+            out.append({"role": "assistant", "content": _BRIDGE})
         out.append(msg)
     return out
+
+
+#: What the model "said" between tool results and the next user message (see :func:`_bridged`).
+_BRIDGE = "Ok."
 
 
 # --- response ------------------------------------------------------------------
