@@ -339,6 +339,14 @@ async def test_a_stream_closed_at_its_answers_finish_still_meters_its_usage(gate
     totals = gateway.usage.totals["up/whole-finish"]
     assert (totals.errors, totals.prompt_tokens > 0) == (0, True)
     assert (gateway.http.busy_connections, gateway.http.open_connections) == (0, 1)  # read to its end: pooled
+    # the same through the server's relay, where each event goes on as it came (never modelled)
+    ctx = RequestContext("chat")
+    stream = await gateway.stream(chat("up/whole-relay", stream=True), ctx)
+    async for body in stream.sse_batches():
+        if b'"finish_reason":"stop"' in body:
+            break
+    await stream.aclose()
+    assert (ctx.error, ctx.usage is not None) == (None, True)
     # closed before the finish, the caller left mid-answer: closed at once, nothing read for it
     ctx = RequestContext("chat")
     stream = await gateway.stream(chat("up/whole-left", stream=True), ctx)

@@ -306,7 +306,14 @@ class ChatStream:
         await self._finish(error)
 
     def _answered(self) -> bool:
-        """Whether the last thing the upstream sent finished an answer (a ``finish_reason``)."""
+        """Whether the last thing the upstream sent finished an answer (a ``finish_reason``).
+
+        A decoder that relays reads as they came (``pass_on``) says so itself: what it relayed
+        never reaches this stream's ``_last``.
+        """
+        answered: Callable[[], bool] | None = getattr(self._decoder, "answered", None)
+        if answered is not None:
+            return answered()
         last = self._last
         if isinstance(last, RawEvents):
             return _FINISHED.search(last.sse) is not None

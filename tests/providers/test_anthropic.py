@@ -980,6 +980,16 @@ def tool_stream() -> bytes:
     )
 
 
+def test_a_stream_cut_after_message_delta_keeps_its_output_count() -> None:
+    # message_delta's counts are cumulative; a stream cut (or failing) before message_stop is
+    # recorded with them, not with message_start's output_tokens: 1
+    decoder = make_adapter().stream_decoder("claude-x")
+    chunks = decoder.feed(tool_stream().split(b"event: some_future_event")[0])
+    (finish,) = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish.early_usage is not None
+    assert (finish.early_usage.prompt_tokens, finish.early_usage.completion_tokens) == (125, 42)
+
+
 def signed_of(chunks: list[ChatChunk]) -> list[SignedThinking]:
     return [b for c in chunks if c.choices for b in c.choices[0].delta.signed_thinking or ()]
 

@@ -126,6 +126,8 @@ def test_usage_in_every_chunk_keeps_the_last_one() -> None:
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 2
     assert sum(1 for c in chunks if c.usage is not None) == 1
+    # each running usage is what a stream cut there used (recorded if it ends early)
+    assert [c.early_usage.completion_tokens for c in chunks[:-1] if c.early_usage] == [1, 2]
 
 
 def test_a_perplexity_stream_as_it_comes_is_whole_without_done() -> None:

@@ -426,6 +426,8 @@ class AnthropicStreamDecoder:
                 return None
             out = self._chunk(ChunkDelta(), finish=reason)
             out.choices[0].stop_sequence = _stop_sequence(payload["delta"])
+            # the cumulative counts so far: what is recorded if the stream ends before message_stop
+            out.early_usage = _usage(self._usage)
             return out
         if kind == "content_block_stop":
             return self._block_stop(payload["index"])

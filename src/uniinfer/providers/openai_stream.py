@@ -162,7 +162,7 @@ class OpenAIStreamDecoder:
             if self._done:
                 raise
             out = []  # the half-received last event of a cut stream
-        if not self._done and not self._answered():
+        if not self._done and not self.answered():
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         last = self._last
         if self._usage is not None and self._usage_event is not None:
@@ -185,9 +185,10 @@ class OpenAIStreamDecoder:
             )
         return out
 
-    def _answered(self) -> bool:
+    def answered(self) -> bool:
         """Whether the stream so far ends an answer: its last chunk finished a choice, or OpenAI's
-        usage chunk (which comes after every finish) came."""
+        usage chunk (which comes after every finish) came. (Also what :meth:`pass_on` relayed,
+        which no caller sees modelled: see ``ChatStream._answered``.)"""
         if self._usage_event is not None:
             return True
         last = self._last
@@ -226,7 +227,8 @@ class OpenAIStreamDecoder:
                     self._usage, self._usage_event = chunk.usage, None
                     if not chunk.choices:
                         continue
-                    chunk.usage = None
+                    # a running usage (Perplexity's on every chunk): what a stream cut here used
+                    chunk.usage, chunk.early_usage = None, chunk.usage
                 out.append(chunk)
         except UniInferError as exc:
             if run:
