@@ -13,6 +13,7 @@ from uniinfer.errors import (
     ProviderError,
     RateLimitError,
     UniInferError,
+    UnsupportedParamError,
     catalogue,
     error_from_status,
     forget_traceback,
@@ -83,6 +84,13 @@ def test_all_targets_failed_reports_the_deciding_attempt() -> None:
     assert "a/x" in err.message
     assert "b/y" in err.message
     assert isinstance(err, UniInferError)
+    # a deployment that could not take the request at all, tried last, does not hide the 429
+    # the caller could wait out (a final 400 with no Retry-After would not be retried)
+    refused = UnsupportedParamError("n=2 unsupported", provider="c", param="n")
+    err = AllTargetsFailedError("m", [("b/y", last), ("c/z", refused)])
+    assert (err.http_status, err.retry_after, err.provider) == (429, 3, "b")
+    only = AllTargetsFailedError("m", [("c/z", refused)])
+    assert only.http_status == 400
 
 
 def test_forget_traceback_clears_the_whole_chain() -> None:

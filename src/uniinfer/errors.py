@@ -329,11 +329,13 @@ class AllTargetsFailedError(UniInferError):
 
     #: The status a remote gateway answered with (:meth:`reported`), where there are no attempts.
     _reported_status: int | None = None
+    #: The attempt that decides the status (:func:`_deciding`); None: no attempts.
+    _last: UniInferError | None = None
 
     def __init__(self, model: str, attempts: Sequence[tuple[str, UniInferError]]) -> None:
         self.attempts = list(attempts)
         detail = "; ".join(f"{target}: [{err.code}] {err.message}" for target, err in self.attempts)
-        last = self.attempts[-1][1] if self.attempts else None
+        last = _deciding(self.attempts)
         super().__init__(
             f"All {len(self.attempts)} attempts over {len({t for t, _ in self.attempts})} targets "
             f"for model '{model}' failed: {detail}",
@@ -341,6 +343,7 @@ class AllTargetsFailedError(UniInferError):
             upstream_status=last.upstream_status if last else None,
             retry_after=last.retry_after if last else None,
         )
+        self._last = last
 
     @classmethod
     def reported(
@@ -356,10 +359,20 @@ class AllTargetsFailedError(UniInferError):
 
     @property
     def http_status(self) -> int:
-        # The last attempt decides: a caller who can wait out a 429 should see 429.
-        if self.attempts:
-            return self.attempts[-1][1].http_status
+        # The last attempt decides (see _deciding): a caller who can wait out a 429 should see 429.
+        if self._last is not None:
+            return self._last.http_status
         return self._reported_status or self.status
+
+
+def _deciding(attempts: Sequence[tuple[str, UniInferError]]) -> UniInferError | None:
+    """The attempt whose status and ``retry_after`` the caller gets: the last one, passing over
+    deployments that could not take the request at all (an unsupported param or feature, refused
+    before anything was sent): behind them, a 429 the caller could wait out would be a final 400."""
+    for _, error in reversed(attempts):
+        if not isinstance(error, (UnsupportedParamError, UnsupportedFeatureError)):
+            return error
+    return attempts[-1][1] if attempts else None
 
 
 class ServiceUnavailableError(UniInferError):

@@ -35,7 +35,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import NoReturn
 
-from uniinfer.errors import ProviderResponseError, RequestCancelledError, UniInferError, forget_traceback
+from uniinfer.errors import (
+    ProviderResponseError,
+    ProviderTimeoutError,
+    RequestCancelledError,
+    UniInferError,
+    forget_traceback,
+)
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
 from uniinfer.providers.base import PartialStreamError, ProviderAdapter, StreamDecoder
 from uniinfer.stages import RequestContext
@@ -503,9 +509,18 @@ async def open_chat_stream(
     on_done: OnDone,
     timeouts: Timeouts | None = None,
 ) -> ChatStream:
-    """Send a streaming request; return once the first chunk is in hand (or raise)."""
+    """Send a streaming request; return once the first chunk is in hand (or raise).
+
+    A ``timeouts.head`` (what the request had left of its deadline) bounds the wait for the
+    first chunk too, not only for the response head: a server that answers its head at once,
+    then nothing for a long while (a long prompt's prefill; keep-alive comments), is given up
+    while the request can still fall back.
+    """
     upstream_request = adapter.chat_request(request, model, stream=True)
-    upstream = await http.open_stream(upstream_request, timeouts or adapter.endpoint.timeouts, adapter.name)
+    timeouts = timeouts or adapter.endpoint.timeouts
+    head = timeouts.head
+    started = asyncio.get_running_loop().time() if head is not None else 0.0
+    upstream = await http.open_stream(upstream_request, timeouts, adapter.name)
     try:
         if upstream.status >= 400:
             body = await upstream.read()
@@ -521,12 +536,31 @@ async def open_chat_stream(
             decoder=adapter.stream_decoder(model),
             scrub=adapter.scrub,
         )
-        await stream._prime()
+        if head is None:
+            await stream._prime()
+        else:
+            await _prime_within(stream, started + head, adapter.name)
     except BaseException:
         http.close_stream(upstream, complete=False)
         raise
     stream._on_done = on_done
     return stream
+
+
+async def _prime_within(stream: ChatStream, when: float, provider: str) -> None:
+    """``stream._prime()`` by the loop time ``when``, else a ProviderTimeoutError."""
+    limit = asyncio.timeout_at(when)
+    try:
+        async with limit:
+            await stream._prime()
+    except TimeoutError:
+        if not limit.expired():  # not this timer's
+            raise
+        raise ProviderTimeoutError(
+            f"{provider}: timed out: the stream's first event did not come within what was left of "
+            "the request's deadline",
+            provider=provider,
+        ) from None
 
 
 class _BadChunkError(Exception):

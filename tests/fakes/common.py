@@ -185,9 +185,9 @@ def chaos(plan: dict[str, list[int]]) -> Callable[[web.Request, Handler], Awaita
     """An aiohttp middleware that makes a fake fail on a schedule, by model name.
 
     ``plan[model]`` is a list of statuses consumed one per request for that
-    model (500 -> server error, 429 -> rate limit with ``Retry-After: 1``);
-    when it is empty the fake answers normally. Tests mutate ``plan`` to
-    break and heal a deployment while the gateway runs.
+    model (500 -> server error, 429 -> rate limit with ``Retry-After: 1``, -429 ->
+    one without it); when it is empty the fake answers normally. Tests mutate
+    ``plan`` to break and heal a deployment while the gateway runs.
     """
 
     @web.middleware
@@ -204,6 +204,7 @@ def chaos(plan: dict[str, list[int]]) -> Callable[[web.Request, Handler], Awaita
         if statuses:
             status = statuses.pop(0)
             headers = {"Retry-After": "1"} if status == 429 else {}
+            status = abs(status)
             error = {"message": f"chaos: {status}", "type": "server_error" if status >= 500 else "requests"}
             return web.json_response({"error": error}, status=status, headers=headers)
         return await handler(request)

@@ -276,7 +276,9 @@ def _check_order(messages: list[Block]) -> None:
             pending = len(msg.get("tool_calls") or ())
             if not pending and not msg.get("content") and msg is not messages[-1]:
                 # as the hosted API answers it (OpenHands/OpenHands#8685; mistral-common's validator)
-                raise MistralError(400, "Assistant message must have either content or tool_calls, but not none.")
+                raise MistralError(
+                    400, "Assistant message must have either content or tool_calls, but not none."
+                )
         previous = role
     if pending != 0:
         raise MistralError(400, "Not the same number of function calls and responses")

@@ -8,7 +8,7 @@ clock and sleeping is recorded, so backoff and cool-downs need no waiting.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -138,6 +138,110 @@ async def test_429_falls_over_and_cools_the_deployment_down(
     assert ctx.route is not None
     assert ctx.route.upstream_model == "gpt-a"
     assert clock.sleeps == []
+
+
+async def test_a_429_without_retry_after_puts_the_deployment_last_for_a_while(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    # no word on how long: not skipped (alone in a group it is still tried), but the group's
+    # others first, so that each request does not pay a 429 from it first
+    plan["gpt-a"] = [-429]
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n  solo: {deployments: [up/gpt-a]}\n")
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert (ctx.route.failed, ctx.route.upstream_model) == (["up/gpt-a"], "gpt-b")
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert (ctx.route.attempts, ctx.route.upstream_model) == (1, "gpt-b")
+    ctx = await run(gw, "solo")  # alone in its group: tried as ever
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-a"
+    clock.now += 5.01
+    ctx = await run(gw, "m")
+    assert ctx.route is not None
+    assert ctx.route.upstream_model == "gpt-a"
+
+
+async def test_a_longer_wait_is_not_shortened_by_a_later_429(build: Callable[[str], Gateway]) -> None:
+    from uniinfer.errors import ProviderQuotaExceededError
+
+    gw = build("models:\n  m: {deployments: [up/gpt-a]}\n")
+    state = gw.router.states["up/gpt-a"]
+    for error in (
+        ProviderQuotaExceededError("up: out of quota", provider="up", retry_after=60.0),
+        RateLimitError("up: slow down", provider="up", retry_after=1.0),  # answered later, shorter
+    ):
+        ticket = state.breaker.acquire()
+        assert ticket is not None
+        gw.router._record_failure(state, error, ticket)
+    assert state.back_in(gw.router._clock()) == pytest.approx(60.0)
+    assert state.out_of_quota == "up: out of quota"
+
+
+async def test_a_503_saying_when_to_come_back_cools_the_deployment_down(
+    build: Callable[[str], Gateway],
+) -> None:
+    from uniinfer.errors import ProviderOverloadedError as Overloaded
+
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n")
+    state = gw.router.states["up/gpt-a"]
+    ticket = state.breaker.acquire()
+    assert ticket is not None
+    gw.router._record_failure(
+        state, Overloaded("up: busy", provider="up", upstream_status=503, retry_after=30), ticket
+    )
+    assert state.back_in(gw.router._clock()) == pytest.approx(30.0)
+    assert [m.target.model for m in gw.router._ordered(gw.router.group("m"), set())] == ["gpt-b"]
+
+
+async def test_an_answer_the_deployment_could_not_make_whole_counts_against_its_health(
+    build: Callable[[str], Gateway],
+) -> None:
+    from uniinfer.errors import ProviderResponseError
+
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    state = gw.router.states["up/gpt-a"]
+    for _ in range(2):  # a 200 with garbage, say: not retried, but no healthy answer either
+        ticket = state.breaker.acquire()
+        assert ticket is not None
+        gw.router._record_failure(state, ProviderResponseError("up: unreadable", provider="up"), ticket)
+    assert state.breaker.state is BreakerState.OPEN
+    ticket = state.breaker.acquire()
+    assert ticket is None
+
+
+async def test_also_retry_codes_move_on_without_retrying_the_same_deployment(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    # "survive one bad key": the next deployment at once; the revoked key is not tried again
+    # each round after a backoff, and its failures count against its health
+    plan["gpt-a"] = [401] * 10
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n"
+        "routing:\n  retry: {also_retry_codes: [authentication_failed]}\n"
+        "  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    for _ in range(2):
+        ctx = await run(gw, "m")
+        assert ctx.route is not None
+        assert (ctx.route.failed, ctx.route.upstream_model) == (["up/gpt-a"], "gpt-b")
+    assert clock.sleeps == []
+    assert gw.router.states["up/gpt-a"].breaker.state is BreakerState.OPEN
+
+
+async def test_a_retry_round_waits_for_the_soonest_deployment_back_not_the_latest(
+    build: Callable[[str], Gateway], clock: FakeTime
+) -> None:
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n")
+    a, b = gw.router.states["up/gpt-a"], gw.router.states["up/gpt-b"]
+    a.cool_down(30.0)
+    b.cool_down(1.0)
+    group = gw.router.group("m")
+    assert gw.router._soonest_back(group, set()) == pytest.approx(1.0)
+    assert gw.router._soonest_back(group, {1}) == pytest.approx(30.0)  # b cannot serve this request
 
 
 async def test_retry_waits_at_least_retry_after_but_never_past_the_deadline(
@@ -601,10 +705,41 @@ def test_lowest_latency_ranks_answers_by_latency_and_streams_by_time_to_first_to
 
 
 async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_deployment(
-    build: Callable[[str], Gateway],
+    build: Callable[[str], Gateway], clock: FakeTime
 ) -> None:
     # tried late (little of the deadline left), a healthy deployment's cut timeout fired: it
     # counted as its failure, and enough of them opened its circuit
+    from uniinfer.config.routing import RetryConfig
+    from uniinfer.stages import Route
+
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    member = gw.router.group("m").members[0]
+    retry = RetryConfig()
+
+    def times_out_after(seconds: float, status: int | None = None) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def attempt(member: Any, timeouts: Any) -> Any:
+            clock.now += seconds
+            raise ProviderTimeoutError("up: timed out", provider="up", upstream_status=status)
+
+        return attempt
+
+    for _ in range(3):  # 0.05 s were left, and they ran out
+        with pytest.raises(ProviderTimeoutError):
+            await gw.router._attempt(member, Route("m"), times_out_after(0.05), 0.05, False, retry)
+    assert member.state.breaker.state is BreakerState.CLOSED
+    for _ in range(2):  # its own read timeout, far from the deadline (the first attempt's or not)
+        with pytest.raises(ProviderTimeoutError):
+            await gw.router._attempt(member, Route("m"), times_out_after(0.3), 30.0, False, retry)
+    assert member.state.breaker.state is BreakerState.OPEN
+
+
+async def test_an_upstream_s_own_504_at_the_deadline_is_still_its_failure(
+    build: Callable[[str], Gateway], clock: FakeTime
+) -> None:
+    from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
     gw = build(
@@ -613,14 +748,11 @@ async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_depl
     )
     member = gw.router.group("m").members[0]
 
-    async def times_out(member: Any, timeouts: Any) -> Any:
-        raise ProviderTimeoutError("up: timed out", provider="up")
+    async def gateway_timeout(member: Any, timeouts: Any) -> Any:
+        clock.now += 0.05
+        raise ProviderTimeoutError("up: 504", provider="up", upstream_status=504)
 
-    for _ in range(3):
-        with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), times_out, 0.05, False)  # cut to 0.05 s
-    assert member.state.breaker.state is BreakerState.CLOSED
     for _ in range(2):
         with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), times_out, 1_000.0, False)  # its own timeout
+            await gw.router._attempt(member, Route("m"), gateway_timeout, 0.05, False, RetryConfig())
     assert member.state.breaker.state is BreakerState.OPEN

@@ -45,6 +45,10 @@ async def _paced(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(5)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
+    if body["model"] == "late":  # the head at once, then keep-alive comments (a long prefill)
+        for _ in range(10):
+            await resp.write(b": processing\n\n")
+            await asyncio.sleep(PAUSE / 2)
     for word in ("slow ", "and ", "steady"):
         await resp.write(_chunk(word))
         await asyncio.sleep(PAUSE)
@@ -94,6 +98,15 @@ async def test_a_stream_whose_answer_never_starts_ends_at_the_deadline(gateway: 
     ):
         await gateway.stream(_request("up/silent"), RequestContext("chat"))
     assert time.monotonic() - started < 3  # the deadline's 0.3 s, not timeout.read's 5 s
+
+
+async def test_a_stream_whose_first_event_never_comes_ends_at_the_deadline(gateway: Gateway) -> None:
+    # its head came at once, then only comments: the deadline bounds the wait for the answer
+    # to start (while the request can still fall back), not for the head alone
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError, match=r"first event did not come within what was left"):
+        await gateway.stream(_request("up/late"), RequestContext("chat"))
+    assert time.monotonic() - started < 2  # the deadline's 0.3 s, not the 3 s of comments
 
 
 async def test_the_head_timer_says_so_and_only_it() -> None:

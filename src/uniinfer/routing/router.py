@@ -76,6 +76,11 @@ PROFILE_PREFIX = "profile:"
 _DIRECT_CACHE_LIMIT = 4096
 #: Prompt size the cost ranking assumes (prices differ per deployment, not per request).
 _COST_PROMPT_TOKENS = 1000
+#: How long a deployment that answered a 429 without Retry-After goes after its group's others
+#: (it is not skipped: no word says for how long, and a group of one must still be tried).
+_THROTTLED_SECONDS = 5.0
+#: An attempt that timed out this close to the request's deadline was cut by the deadline.
+_DEADLINE_SLACK = 0.01
 
 
 class Router:
@@ -415,19 +420,17 @@ class Router:
     ) -> T | _Next:
         excluded: set[int] = set()
         last: UniInferError | None = None
-        round_start = len(attempts)
         for round_ in range(group.retry.max_retries + 1):
             if round_ and len(excluded) >= len(group.members):
                 break  # every deployment cannot serve this request: no round will change that
             if round_:
-                # the round before's Retry-After only (not another group's, nor an older round's)
-                after = _max_retry_after(attempts[round_start:])
-                wait = backoff(round_, group.retry, self._rng, after)
+                # at least until the soonest of its deployments is back (their Retry-After, an
+                # open circuit's cooldown), not the longest: another may serve sooner
+                wait = backoff(round_, group.retry, self._rng, self._soonest_back(group, excluded))
                 if self._clock() + wait >= deadline:
                     break
                 route.retries += 1
                 await self._sleep(wait)
-            round_start = len(attempts)
             members = self._ordered(group, excluded, stream=stream)
             if not members:
                 if last is None:
@@ -439,7 +442,7 @@ class Router:
                 if remaining <= 0:
                     return _Next(last)
                 try:
-                    return await self._attempt(member, route, attempt, remaining, stream)
+                    return await self._attempt(member, route, attempt, remaining, stream, group.retry)
                 except UniInferError as exc:
                     # kept as data (for the fallback decision and AllTargetsFailedError); its
                     # traceback, which runs through this frame and so back to `attempts`,
@@ -447,7 +450,9 @@ class Router:
                     last = exc.with_traceback(None)
                     attempts.append((member.target.label, last))
                     route.failed.append(member.target.label)
-                    if is_target_mismatch(exc):
+                    if is_target_mismatch(exc) or exc.code in group.retry.also_retry_codes:
+                        # it cannot serve this request (also_retry_codes: a revoked key, say):
+                        # the group's others may, and no round will change it for this one
                         excluded.add(member.index)
                     elif not is_retryable(exc, group.retry):
                         return _Next(exc)
@@ -460,6 +465,7 @@ class Router:
         attempt: Callable[[Member, Timeouts], Awaitable[T]],
         remaining: float,
         stream: bool,
+        retry: RetryConfig,
     ) -> T:
         state = member.state
         ticket = state.breaker.acquire()
@@ -478,12 +484,16 @@ class Router:
             result = await attempt(member, timeouts)
         except UniInferError as exc:
             member.target.adapter.scrub(exc)
-            if isinstance(exc, ProviderTimeoutError) and _cut_short(member, timeouts):
+            if (
+                isinstance(exc, ProviderTimeoutError)
+                and exc.upstream_status is None  # the gateway's timer, not the upstream's 504
+                and self._clock() >= started + remaining - _DEADLINE_SLACK
+            ):
                 # the time the request had left ran out, not the deployment's own timeout:
                 # no word on its health (a healthy one tried late would open its circuit)
                 state.breaker.release(ticket)
             else:
-                self._record_failure(state, exc, ticket)
+                self._record_failure(state, exc, ticket, retry.also_retry_codes)
             raise
         except BaseException:
             state.breaker.release(ticket)
@@ -509,7 +519,9 @@ class Router:
             if not handed_off:
                 state.in_flight -= 1
 
-    def _record_failure(self, state: DeploymentState, exc: UniInferError, ticket: Ticket) -> None:
+    def _record_failure(
+        self, state: DeploymentState, exc: UniInferError, ticket: Ticket, also_retry: Iterable[str] = ()
+    ) -> None:
         if isinstance(exc, RateLimitError):
             # throttled, not broken (nor shown healthy: a half-open probe stays unanswered);
             # the deployment waits out Retry-After instead
@@ -520,23 +532,43 @@ class Router:
                 # an account out of quota stays so a while: not tried first again at once
                 wait = self.config.routing.circuit_breaker.cooldown_seconds
             if wait:
-                state.cooldown_until = self._clock() + wait
-                state.out_of_quota = exc.message if quota else None
+                state.cool_down(wait, quota=exc.message if quota else None)
+            else:  # no word on how long: the group's other deployments first for a while
+                state.throttled_until = self._clock() + _THROTTLED_SECONDS
         elif is_target_mismatch(exc) or isinstance(exc, RequestCancelledError):
             # refused before it was sent, or cut by the caller (its client closed): no word on
             # the deployment's health (a cancelled probe that counted as a success would close
             # the circuit on a deployment nobody heard from)
             state.breaker.release(ticket)
         else:
-            state.breaker.record(not exc.retryable, ticket)
+            # a failure of the deployment's: retryable ones, an answer it could not make whole
+            # (a 5xx such as an unreadable body), and an error the group moves on from
+            # (also_retry_codes: a revoked key); a caller's own mistake (a 400) is no failure
+            healthy = not exc.retryable and exc.http_status < 500 and exc.code not in also_retry
+            state.breaker.record(healthy, ticket)
+            if exc.retry_after and exc.upstream_status is not None:  # a 503 saying when to come back
+                state.cool_down(exc.retry_after)
 
     def _ordered(self, group: Group, excluded: set[int], *, stream: bool = False) -> list[Member]:
         available = [m for m in group.members if m.index not in excluded and m.state.available()]
-        if len(available) <= 1 or group.strategy == "priority":
+        if len(available) <= 1:
             return available
-        views = [self._view(m, group.strategy, stream) for m in available]
-        by_index = {m.index: m for m in available}
-        return [by_index[v.index] for v in strategies.order(group.strategy, views, self._rng)]
+        if group.strategy != "priority":
+            views = [self._view(m, group.strategy, stream) for m in available]
+            by_index = {m.index: m for m in available}
+            available = [by_index[v.index] for v in strategies.order(group.strategy, views, self._rng)]
+        now = self._clock()
+        if any(m.state.throttled_until > now for m in available):  # a 429 without Retry-After: last
+            available.sort(key=lambda m: m.state.throttled_until > now)
+        return available
+
+    def _soonest_back(self, group: Group, excluded: set[int]) -> float | None:
+        """Seconds until the first of ``group``'s deployments (but ``excluded``) takes requests
+        again; None when none says (a half-open probe in flight)."""
+        now = self._clock()
+        backs = [m.state.back_in(now) for m in group.members if m.index not in excluded]
+        known = [b for b in backs if b is not None]
+        return min(known) if known else None
 
     def _view(self, member: Member, strategy: Strategy, stream: bool = False) -> strategies.View:
         """What ``strategy`` needs to know about ``member`` (only that is computed)."""
@@ -610,26 +642,10 @@ class _Next:
     error: UniInferError | None
 
 
-def _cut_short(member: Member, timeouts: Timeouts) -> bool:
-    """Whether an attempt's ``timeouts`` were cut below the deployment's own by what the
-    request had left of its deadline (a first attempt's are the deployment's, within the
-    group's deadline)."""
-    return (
-        timeouts is not member.timeouts
-        and timeouts is not member.first
-        and timeouts is not member.first_stream
-    )
-
-
 def _final(error: UniInferError | None, group: Group) -> bool:
     """Whether ``error`` ends the request where it happened (a 400, 401, a content filter...):
     no group still pending from an earlier fallback list is tried after it."""
     return error is not None and not (is_retryable(error, group.retry) or is_target_mismatch(error))
-
-
-def _max_retry_after(attempts: list[tuple[str, UniInferError]]) -> float | None:
-    values = [e.retry_after for _, e in attempts if e.retry_after is not None]
-    return max(values) if values else None
 
 
 def _failure(model: str, attempts: list[tuple[str, UniInferError]]) -> UniInferError:

@@ -70,6 +70,9 @@ class DeploymentState:
     cooldown_until: float = 0.0
     #: Why it cools down, when its account is out of quota (said again while it waits).
     out_of_quota: str | None = None
+    #: A 429 without Retry-After: tried after the group's other deployments until then (not
+    #: skipped: with no word on how long, a deployment alone in its group is tried as ever).
+    throttled_until: float = 0.0
 
     @classmethod
     def create(
@@ -89,6 +92,16 @@ class DeploymentState:
 
     def available(self) -> bool:
         return self.breaker.available() and self.clock() >= self.cooldown_until
+
+    def cool_down(self, seconds: float, *, quota: str | None = None) -> None:
+        """Skip this deployment for ``seconds`` (a Retry-After), or longer if it already waits
+        longer (a later, shorter answer does not shorten an account's quota wait)."""
+        until = self.clock() + seconds
+        if until > self.cooldown_until:
+            self.cooldown_until = until
+            self.out_of_quota = quota
+        elif quota is not None:
+            self.out_of_quota = quota
 
     def back_in(self, now: float) -> float | None:
         """Seconds until this deployment may take requests again: after its 429's wait and its
