@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from uniinfer.errors import ProviderTimeoutError, RequestCancelledError, UniInferError
+from uniinfer.errors import RequestCancelledError, UniInferError
 from uniinfer.outbound_proxy import DIRECT, Proxies, Route
 from uniinfer.transport_errors import (
     cut_or_same,
@@ -54,9 +54,10 @@ _TIMEOUT_CACHE_LIMIT = 64
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Seconds: to connect, between two reads of the body, and for the whole exchange; and for a
-    stream, to its response head when that is to come sooner than ``read`` allows (an attempt
+    stream, to its first event when that is to come sooner than ``read`` allows (an attempt
     cut by what its request has left of its deadline: once the stream is under way, ``read``
-    applies between its reads, so a started answer may outlive the deadline)."""
+    applies between its reads, so a started answer may outlive the deadline). ``head`` is
+    kept by the stream's opener (:func:`uniinfer.streaming.open_chat_stream`), not here."""
 
     connect: float = 10.0
     read: float = 120.0
@@ -297,20 +298,7 @@ class HttpClient:
                 proxy=route.proxy,
                 proxy_headers=route.proxy_headers,
             )
-            if timeouts.head is None:
-                resp = await opening
-            else:
-                head = asyncio.timeout(timeouts.head)
-                try:
-                    async with head:
-                        resp = await opening
-                except TimeoutError:
-                    if not head.expired():  # aiohttp's own (connect, read): said below, as ever
-                        raise
-                    raise ProviderTimeoutError(
-                        f"{provider}: timed out: no response head within what was left of the request's deadline",
-                        provider=provider,
-                    ) from None
+            resp = await opening  # timeouts.head is the caller's (streaming.open_chat_stream)
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure = transport_error(exc, provider, session, route)
             if route.proxy is None:

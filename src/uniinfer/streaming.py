@@ -512,14 +512,37 @@ async def open_chat_stream(
     """Send a streaming request; return once the first chunk is in hand (or raise).
 
     A ``timeouts.head`` (what the request had left of its deadline) bounds the wait for the
-    first chunk too, not only for the response head: a server that answers its head at once,
-    then nothing for a long while (a long prompt's prefill; keep-alive comments), is given up
-    while the request can still fall back.
+    first chunk, the response head included: a server that answers its head at once, then
+    nothing for a long while (a long prompt's prefill; keep-alive comments), is given up while
+    the request can still fall back. One timer for both.
     """
-    upstream_request = adapter.chat_request(request, model, stream=True)
     timeouts = timeouts or adapter.endpoint.timeouts
-    head = timeouts.head
-    started = asyncio.get_running_loop().time() if head is not None else 0.0
+    if timeouts.head is None:
+        return await _open_chat_stream(http, adapter, request, model, ctx, on_done, timeouts)
+    limit = asyncio.timeout(timeouts.head)
+    try:
+        async with limit:
+            return await _open_chat_stream(http, adapter, request, model, ctx, on_done, timeouts)
+    except TimeoutError:
+        if not limit.expired():  # aiohttp's own timeouts are ProviderTimeoutErrors: not this
+            raise
+        raise ProviderTimeoutError(
+            f"{adapter.name}: timed out: the stream's first event did not come within what was left of "
+            "the request's deadline",
+            provider=adapter.name,
+        ) from None
+
+
+async def _open_chat_stream(
+    http: HttpClient,
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    model: str,
+    ctx: RequestContext,
+    on_done: OnDone,
+    timeouts: Timeouts,
+) -> ChatStream:
+    upstream_request = adapter.chat_request(request, model, stream=True)
     upstream = await http.open_stream(upstream_request, timeouts, adapter.name)
     try:
         if upstream.status >= 400:
@@ -536,31 +559,12 @@ async def open_chat_stream(
             decoder=adapter.stream_decoder(model),
             scrub=adapter.scrub,
         )
-        if head is None:
-            await stream._prime()
-        else:
-            await _prime_within(stream, started + head, adapter.name)
+        await stream._prime()
     except BaseException:
         http.close_stream(upstream, complete=False)
         raise
     stream._on_done = on_done
     return stream
-
-
-async def _prime_within(stream: ChatStream, when: float, provider: str) -> None:
-    """``stream._prime()`` by the loop time ``when``, else a ProviderTimeoutError."""
-    limit = asyncio.timeout_at(when)
-    try:
-        async with limit:
-            await stream._prime()
-    except TimeoutError:
-        if not limit.expired():  # not this timer's
-            raise
-        raise ProviderTimeoutError(
-            f"{provider}: timed out: the stream's first event did not come within what was left of "
-            "the request's deadline",
-            provider=provider,
-        ) from None
 
 
 class _BadChunkError(Exception):
