@@ -1155,11 +1155,18 @@ def test_cost_prices_cache_reads_and_writes_apart_where_configured() -> None:
     from uniinfer.types.usage import Usage
 
     usage = Usage.of(100 + 10_000 + 2_000, 50, cached=10_000, cache_write=2_000)
-    route = Route("m", prices=(3.0, 15.0, 0.30, 3.75))
+    route = Route("m", prices=(3.0, 15.0, 0.30, 3.75, None))
     assert route.cost(usage) == pytest.approx((100 * 3 + 10_000 * 0.30 + 2_000 * 3.75 + 50 * 15) / 1e6)
-    route.prices = (3.0, 15.0, None, None)  # unset: the input price, as before
+    route.prices = (3.0, 15.0, None, None, None)  # unset: the input price, as before
     assert route.cost(usage) == pytest.approx((12_100 * 3 + 50 * 15) / 1e6)
     assert Route("m").cost(usage) is None  # unpriced
+    # of the writes, 1,500 kept for an hour (Anthropic: 2x the input price, where 5 minutes are 1.25x)
+    hour = Usage.of(100 + 10_000 + 2_000, 50, cached=10_000, cache_write=2_000, cache_write_1h=1_500)
+    route.prices = (3.0, 15.0, 0.30, 3.75, 6.0)
+    expected = 100 * 3 + 10_000 * 0.30 + 500 * 3.75 + 1_500 * 6.0 + 50 * 15
+    assert route.cost(hour) == pytest.approx(expected / 1e6)
+    route.prices = (3.0, 15.0, 0.30, 3.75, None)  # unset: the write price
+    assert route.cost(hour) == route.cost(usage)
 
 
 async def test_a_deployment_s_cache_prices_reach_the_cost_of_its_answers(
@@ -1181,7 +1188,7 @@ models:
     await make_gateway(config).chat(chat("priced"), ctx)
     assert ctx.route is not None
     assert ctx.usage is not None
-    assert ctx.route.prices == (2.5, 10.0, 1.25, None)
+    assert ctx.route.prices == (2.5, 10.0, 1.25, None, None)
     cached = ctx.usage.cached_tokens
     assert cached > 0  # the fake caches half a "cached" model's prompt
     expected = (
@@ -1313,7 +1320,7 @@ def test_reasoning_reported_beside_the_completion_is_metered_and_priced_as_outpu
     xai = Usage.of(663, 50, reasoning=124, total=837)
     openai_like = Usage.of(663, 174, reasoning=124)
     assert (xai.output_tokens, openai_like.output_tokens) == (174, 174)
-    route = Route("m", prices=(0.2, 0.5, None, None))
+    route = Route("m", prices=(0.2, 0.5, None, None, None))
     assert route.cost(xai) == route.cost(openai_like) == pytest.approx((663 * 0.2 + 174 * 0.5) / 1e6)
     # and what an Anthropic Messages client reads as output_tokens (thinking included)
     from uniinfer.ingress.anthropic_response import usage_of
@@ -1338,7 +1345,7 @@ def test_cache_hits_are_read_where_each_provider_reports_them(reported: dict[str
         {"prompt_tokens": 5000, "completion_tokens": 10, "total_tokens": 5010, **reported}
     )
     assert usage.cached_tokens == 4800
-    route = Route("m", prices=(0.28, 0.42, 0.028, None))
+    route = Route("m", prices=(0.28, 0.42, 0.028, None, None))
     assert route.cost(usage) == pytest.approx((200 * 0.28 + 4800 * 0.028 + 10 * 0.42) / 1e6)
 
 

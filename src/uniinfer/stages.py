@@ -69,7 +69,14 @@ class Route:
     variant: str | None = None
     #: USD per million tokens of the deployment that answered, as configured: input, output,
     #: cached input, cache writes (see :meth:`cost`).
-    prices: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)
+    #: USD per million tokens: input, output, cache reads, cache writes, hour-long cache writes.
+    prices: tuple[float | None, float | None, float | None, float | None, float | None] = (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
     def cost(self, usage: Usage | None) -> float | None:
         """What the answer cost at the configured prices (None when unpriced or unknown).
@@ -77,19 +84,21 @@ class Route:
         The prompt's cache reads and writes (within ``prompt_tokens``, as uniinfer normalises
         every provider's usage) at their own prices where configured, else the input price;
         the completion, reasoning included, at the output price."""
-        inp, out, cached, write = self.prices
+        inp, out, cached, write, write_1h = self.prices
         if usage is None or (inp is None and out is None):
             return None
         full = inp or 0.0
         if usage.billed is not None:  # the provider's own billed counts (Cohere)
             billed_in, billed_out = usage.billed
             return (billed_in * full + billed_out * (out or 0.0)) / 1e6
-        reads, writes = usage.cached_tokens, usage.cache_write_tokens
+        reads, writes, hour = usage.cached_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens
         fresh = max(usage.prompt_tokens - reads - writes, 0)
+        write = full if write is None else write
         prompt = (
             fresh * full
             + reads * (full if cached is None else cached)
-            + writes * (full if write is None else write)
+            + (writes - hour) * write
+            + hour * (write if write_1h is None else write_1h)
         )
         return (prompt + usage.output_tokens * (out or 0.0)) / 1e6
 

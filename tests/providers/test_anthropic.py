@@ -777,6 +777,20 @@ def test_parse_text_and_usage_with_cache_numbers() -> None:
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (130, 5, 135)
     assert (usage.cached_tokens, usage.cache_write_tokens) == (100, 20)
     assert usage.completion_tokens_details is None
+    # the writes by lifetime: an hour's are priced apart (and not in OpenAI's usage JSON)
+    hour = {"ephemeral_5m_input_tokens": 5, "ephemeral_1h_input_tokens": 15}
+    usage = parse(
+        message(
+            [{"type": "text", "text": "x"}],
+            input_tokens=10,
+            output_tokens=5,
+            cache_creation_input_tokens=20,
+            cache_creation=hour,
+        )
+    ).usage
+    assert usage is not None
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (20, 15)
+    assert "cache_write_1h_tokens" not in usage.model_dump_json()
 
 
 def test_parse_usage_without_cache_fields_has_no_details() -> None:

@@ -1005,5 +1005,5 @@ def test_cost_is_priced_on_the_billed_units_the_counts_shown_are_all_tokens() ->
     assert usage is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (7596, 645)  # as shown, all tokens
     assert "billed" not in usage.model_dump()
-    route = Route("m", prices=(2.5, 10.0, None, None))
+    route = Route("m", prices=(2.5, 10.0, None, None, None))
     assert route.cost(usage) == pytest.approx((6772 * 2.5 + 248 * 10.0) / 1e6)

@@ -174,6 +174,8 @@ class Deployment(_Strict):
     #: and Gemini reads a fraction); unset, they cost the input price.
     cached_input_cost_per_mtok: float | None = Field(default=None, ge=0)
     cache_write_cost_per_mtok: float | None = Field(default=None, ge=0)
+    #: Writes kept for an hour (Anthropic: 2x the input price); unset, the write price.
+    cache_write_1h_cost_per_mtok: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod

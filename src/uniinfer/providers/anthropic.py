@@ -280,7 +280,16 @@ def _usage(raw: Mapping[str, Any]) -> Usage:
     cache_read = raw.get("cache_read_input_tokens")
     cache_write = raw.get("cache_creation_input_tokens")
     prompt = int(raw.get("input_tokens") or 0) + int(cache_read or 0) + int(cache_write or 0)
-    return Usage.of(prompt, int(raw.get("output_tokens") or 0), cached=cache_read, cache_write=cache_write)
+    # the writes by lifetime (an hour's are priced above five minutes'), where it says
+    by_ttl = raw.get("cache_creation")
+    hour = by_ttl.get("ephemeral_1h_input_tokens") if isinstance(by_ttl, dict) else None
+    return Usage.of(
+        prompt,
+        int(raw.get("output_tokens") or 0),
+        cached=cache_read,
+        cache_write=cache_write,
+        cache_write_1h=hour if isinstance(hour, int) and hour else None,
+    )
 
 
 def _finish(stop_reason: Any) -> Any:

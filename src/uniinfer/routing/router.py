@@ -513,6 +513,7 @@ class Router:
                     dep.output_cost_per_mtok,
                     dep.cached_input_cost_per_mtok,
                     dep.cache_write_cost_per_mtok,
+                    dep.cache_write_1h_cost_per_mtok,
                 )
             return result
         finally:

@@ -7,7 +7,9 @@ reported them, never recounted:
   (OpenAI's convention; Anthropic reports the three separately and they are
   summed here, each part kept in ``prompt_tokens_details``).
 - ``prompt_tokens_details.cached_tokens``: input tokens read from a prompt cache.
-- ``prompt_tokens_details.cache_write_tokens``: input tokens written to a cache.
+- ``prompt_tokens_details.cache_write_tokens``: input tokens written to a cache; of them,
+  ``cache_write_1h_tokens`` were written for an hour (Anthropic's ``ephemeral_1h_input_tokens``,
+  priced above five-minute writes; kept for pricing, not serialised).
 - ``completion_tokens_details.reasoning_tokens``: hidden reasoning ("thinking")
   tokens, part of ``completion_tokens``.
 """
@@ -23,6 +25,8 @@ class PromptTokensDetails(BaseModel):
     model_config = ConfigDict(extra="allow")  # text_tokens, image_tokens... kept as reported
     cached_tokens: int | None = None
     cache_write_tokens: int | None = None
+    #: Of ``cache_write_tokens``, those written for an hour (see the module's docs).
+    cache_write_1h_tokens: int | None = Field(default=None, exclude=True)
     audio_tokens: int | None = None
 
 
@@ -53,12 +57,15 @@ class Usage(BaseModel):
         *,
         cached: int | None = None,
         cache_write: int | None = None,
+        cache_write_1h: int | None = None,
         reasoning: int | None = None,
         total: int | None = None,
     ) -> Usage:
         """Build usage from parts; details are present only when reported."""
         prompt_details = (
-            PromptTokensDetails(cached_tokens=cached, cache_write_tokens=cache_write)
+            PromptTokensDetails(
+                cached_tokens=cached, cache_write_tokens=cache_write, cache_write_1h_tokens=cache_write_1h
+            )
             if cached is not None or cache_write is not None
             else None
         )
@@ -93,6 +100,12 @@ class Usage(BaseModel):
     def cache_write_tokens(self) -> int:
         d = self.prompt_tokens_details
         return (d.cache_write_tokens or 0) if d else 0
+
+    @property
+    def cache_write_1h_tokens(self) -> int:
+        """Of :attr:`cache_write_tokens`, those written for an hour."""
+        d = self.prompt_tokens_details
+        return (d.cache_write_1h_tokens or 0) if d else 0
 
     @property
     def output_tokens(self) -> int:
