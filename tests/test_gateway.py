@@ -971,26 +971,80 @@ async def test_an_embedding_param_the_provider_has_no_field_for_is_refused_or_dr
     assert (prepared.user, dropped) == (None, ("user",))  # dropped, and said so in the route
 
 
-async def test_embedding_input_a_deployment_cannot_take_goes_to_the_next_one(
+async def test_embeddings_come_from_one_model_never_a_mix_of_two(
     openai_url: str, make_gateway: Callable[..., Gateway]
 ) -> None:
-    # token ids, which Gemini's API cannot carry, are refused before anything is sent there, as
-    # a target mismatch: the group's OpenAI deployment answers
+    # vectors of two models are not comparable: a group's embeddings come from the model it
+    # lists first, whatever fails (another model's answer would corrupt the caller's index)
     from tests.conftest import make_config
+    from uniinfer.errors import ProviderConnectionError, UnsupportedFeatureError
 
     config = make_config(
         f"""providers:
   gm: {{type: gemini, api_key: AIza-test-0123456789, base_url: 'http://127.0.0.1:9'}}
   up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}
+  dead: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: 'http://127.0.0.1:9/v1'}}
 models:
   vectors: {{deployments: [gm/text-embedding-004, up/text-embedding-3-small]}}
+  same: {{deployments: [dead/text-embedding-3-small, up/text-embedding-3-small], fallbacks: {{default: [vectors]}}}}
 """
     )
+    gateway = make_gateway(config)
     ctx = RequestContext("embeddings")
-    response = await make_gateway(config).embed(EmbeddingRequest(model="vectors", input=[[1, 2, 3]]), ctx)
+    with pytest.raises(UnsupportedFeatureError, match="token ids"):  # Gemini cannot take them
+        await gateway.embed(EmbeddingRequest(model="vectors", input=[[1, 2, 3]]), ctx)
+    assert ctx.route is not None
+    assert ctx.route.attempts == 1  # the OpenAI model, another model, was not asked
+    with pytest.raises(ProviderConnectionError):  # the first model unreachable: no other model's
+        await gateway.embed(EmbeddingRequest(model="vectors", input="hi"), RequestContext("embeddings"))
+    # deployments of one model stand in for each other (a fallback group's other model does not)
+    ctx = RequestContext("embeddings")
+    response = await gateway.embed(EmbeddingRequest(model="same", input="hi"), ctx)
     assert len(response.data) == 1
     assert ctx.route is not None
-    assert (ctx.route.provider, ctx.route.attempts) == ("up", 2)
+    assert (ctx.route.provider, ctx.route.failed) == ("up", ["dead/text-embedding-3-small"])
+
+
+async def test_token_ids_reach_only_openai_s_own_tokenizer(
+    openai_url: str, make_gateway: Callable[..., Gateway]
+) -> None:
+    # another OpenAI-compatible server reads token ids in its own model's vocabulary (vLLM: a 200
+    # with vectors of meaningless text): refused there, sent to OpenAI (and Azure)
+    from tests.conftest import make_config
+    from uniinfer.errors import UnsupportedFeatureError
+
+    config = make_config(
+        f"providers:\n  up: {{type: openai, api_key: sk-test-upstream-key-1234567890, base_url: {openai_url}}}\n"
+        f"  vl: {{type: vllm, base_url: {openai_url}}}\n"
+    )
+    gateway = make_gateway(config)
+    ids = EmbeddingRequest(model="up/text-embedding-3-small", input=[[9906, 1917]])
+    assert len((await gateway.embed(ids)).data) == 1
+    with pytest.raises(UnsupportedFeatureError, match="token ids"):
+        await gateway.embed(ids.model_copy(update={"model": "vl/bge-m3"}))
+
+
+@pytest.mark.parametrize(
+    ("vectors", "dimensions"), [([[0.5, 0.5], [0.5]], None), ([[0.5, 0.5], [0.5, 0.5]], 4)]
+)
+async def test_vectors_of_another_size_than_asked_are_a_bad_response(
+    make_gateway: Callable[..., Gateway], vectors: list[list[float]], dimensions: int | None
+) -> None:
+    # a server that ignores dimensions (llama.cpp's) answers its model's full size: it would
+    # not fit the caller's index; nor would vectors of two sizes in one answer
+    from tests.conftest import make_config
+    from tests.fakes.common import run_fake
+
+    async def answer(request: web.Request) -> web.Response:
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        return web.json_response({"object": "list", "data": data, "model": "m", "usage": None})
+
+    app = web.Application()
+    app.router.add_post("/v1/embeddings", answer)
+    async with run_fake(app) as base:
+        gateway = make_gateway(make_config(f"providers:\n  lc: {{type: llamacpp, base_url: '{base}/v1'}}\n"))
+        with pytest.raises(ProviderResponseError, match="not one size as asked"):
+            await gateway.embed(EmbeddingRequest(model="lc/m", input=["a", "b"], dimensions=dimensions))
 
 
 async def test_an_answer_with_fewer_embeddings_than_inputs_is_a_bad_response(

@@ -177,12 +177,12 @@ def test_full_featured_request_round_trips() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", [], [""], ["x"] * 2049],
+    ["", [], [""], ["x"] * 2049, [-1], [[2**64]], [2**32]],  # and token ids no tokenizer has
 )
 def test_embedding_input_limits(value: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
         parse_request(EmbeddingRequest, {"model": "m", "input": value})
-    assert info.value.param == "input"
+    assert (info.value.param or "").startswith("input")
 
 
 def test_embedding_texts() -> None:

@@ -286,15 +286,12 @@ class Gateway:
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
             response = adapter.parse_embed(resp.body, member.target.model)
-            if len(response.data) != request.count:  # vectors would pair with the wrong inputs
-                raise ProviderResponseError(
-                    f"{member.target.provider}: {len(response.data)} embeddings for {request.count} inputs",
-                    provider=member.target.provider,
-                )
+            _check_vectors(response, request, member.target.provider)
             return response
 
         try:
-            response = await self.router.run(self.router.decide(request.model, request, ctx), route, attempt)
+            decision = self.router.decide(request.model, request, ctx)
+            response = await self.router.run(decision, route, attempt, one_model=True)
         except UniInferError as exc:
             ctx.error = exc
             await self._finish(ctx)
@@ -457,3 +454,22 @@ def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -
 
 def _cancelled() -> RequestCancelledError:
     return RequestCancelledError("the caller went away before the answer")
+
+
+def _check_vectors(response: EmbeddingResponse, request: EmbeddingRequest, provider: str) -> None:
+    """An answer of one vector per input, all of one size, of the size asked for: else a 502
+    (vectors would pair with the wrong inputs, or not fit the caller's index: servers that
+    ignore ``dimensions``, such as llama.cpp's, answer their model's full size)."""
+    vectors = response.data
+    if len(vectors) != request.count:
+        raise ProviderResponseError(
+            f"{provider}: {len(vectors)} embeddings for {request.count} inputs", provider=provider
+        )
+    sizes = {len(v.embedding) for v in vectors if isinstance(v.embedding, list)}
+    wanted = request.dimensions
+    if len(sizes) > 1 or (wanted is not None and sizes and sizes != {wanted}):
+        found = ", ".join(str(size) for size in sorted(sizes))
+        asked = f" (dimensions {wanted} asked for)" if wanted is not None else ""
+        raise ProviderResponseError(
+            f"{provider}: embeddings of {found} dimensions{asked}: not one size as asked", provider=provider
+        )

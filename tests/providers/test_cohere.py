@@ -625,6 +625,7 @@ def test_embed_request_translation_and_options() -> None:
         "texts": ["a", "b"],
         "input_type": "search_document",
         "embedding_types": ["float"],
+        "truncate": "NONE",  # an input beyond the model's length is an error, as on OpenAI
         "output_dimension": 256,
     }
     query = make_adapter(options={"embed_input_type": "search_query"})

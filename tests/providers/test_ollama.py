@@ -559,9 +559,10 @@ def test_embed_request_sends_dimensions_only_when_asked() -> None:
     adapter = adapter_for()
     plain = adapter.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "nomic-embed-text")
     assert plain.url.endswith("/api/embed")
-    assert sent(plain) == {"model": "nomic-embed-text", "input": ["a", "b"]}
+    # truncate false: an input beyond the context is an error, as on OpenAI (Ollama cuts it)
+    assert sent(plain) == {"model": "nomic-embed-text", "input": ["a", "b"], "truncate": False}
     sized = adapter.embed_request(EmbeddingRequest(model="e", input="a", dimensions=4), "e")
-    assert sent(sized) == {"model": "e", "input": "a", "dimensions": 4}
+    assert sent(sized) == {"model": "e", "input": "a", "dimensions": 4, "truncate": False}
     with pytest.raises(UnsupportedFeatureError) as info:
         adapter.embed_request(EmbeddingRequest(model="e", input=[1, 2, 3]), "e")
     assert info.value.param == "input"

@@ -125,6 +125,10 @@ class ProviderSpec:
     embed_omit: frozenset[str] = frozenset()
     #: ``providers.<name>.options`` copied into every embeddings request (e.g. ``input_type``).
     embed_options: frozenset[str] = frozenset()
+    #: Whether embeddings take token ids (OpenAI's tokenizer's, as clients such as LangChain send
+    #: them): OpenAI's API and Azure's only. Another server would read them in its own model's
+    #: vocabulary (vLLM: a 200 with vectors of meaningless text); there they are refused.
+    embed_token_ids: bool = False
     #: Chat params outside the adapter's protocol that this provider accepts, sent as they
     #: are (``top_k`` on local servers; OpenAI's API has no such field).
     extra_params: frozenset[str] = frozenset()

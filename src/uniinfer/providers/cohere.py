@@ -212,6 +212,9 @@ class CohereAdapter(ProviderAdapter):
             "texts": texts,
             "input_type": self.options.embed_input_type,
             "embedding_types": ["float"],  # the gateway encodes base64 itself
+            # an input beyond the model's length is an error, as on OpenAI (the default, END,
+            # embeds its beginning without a word)
+            "truncate": "NONE",
         }
         if request.dimensions is not None:
             payload["output_dimension"] = request.dimensions

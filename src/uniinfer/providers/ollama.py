@@ -222,7 +222,8 @@ class OllamaAdapter(ProviderAdapter):
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         self.embed_texts(request, model)
-        payload: dict[str, Any] = {"model": model, "input": request.input}
+        # truncate: an input beyond the context is an error, as on OpenAI (Ollama cuts it by default)
+        payload: dict[str, Any] = {"model": model, "input": request.input, "truncate": False}
         if request.dimensions is not None:
             payload["dimensions"] = request.dimensions
         self._settings(payload)

@@ -227,6 +227,8 @@ class OpenAIAdapter(ProviderAdapter):
         if not self.spec.capabilities.embeddings:
             raise self.feature_error("embeddings")
         spec = self.spec
+        if not spec.embed_token_ids:
+            self.embed_texts(request, model)  # token ids: refused (see ProviderSpec.embed_token_ids)
         payload = request.model_dump(exclude_none=True)
         payload["model"] = model
         payload["encoding_format"] = "float"  # the server encodes base64 itself

@@ -41,6 +41,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         # which the reasoning models (o-series, GPT-5) require: they refuse max_tokens (400).
         param_renames={"max_tokens": "max_completion_tokens"},
         extra_params=OPENAI_ONLY,
+        embed_token_ids=True,
         docs_url="https://platform.openai.com/docs/api-reference/chat",
         description="OpenAI",
     ),
@@ -111,6 +112,7 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         # an api-key, or an Entra ID token in options.entra_token (the adapter requires one)
         key_required=False,
         auto_enable=False,
+        embed_token_ids=True,
         docs_url="https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference",
         description="Azure OpenAI (deployments, api-version, api-key or Entra ID token)",
     ),

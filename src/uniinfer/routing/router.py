@@ -383,8 +383,14 @@ class Router:
         attempt: Callable[[Member, Timeouts], Awaitable[T]],
         *,
         stream: bool = False,
+        one_model: bool = False,
     ) -> T:
-        """Try the decision's group (and its fallback groups) until an attempt succeeds."""
+        """Try the decision's group (and its fallback groups) until an attempt succeeds.
+
+        ``one_model`` (embeddings): only deployments of the model the group lists first, in
+        every group tried. Vectors of two models are not comparable (nor, often, of one size):
+        an index fed by both, one request here and a fallback there, would be corrupt.
+        """
         route.group, route.rule, route.profile = decision.group.name, decision.rule, decision.profile
         route.experiment, route.variant = decision.experiment, decision.variant
         deadline = self._clock() + decision.group.retry.deadline_seconds
@@ -397,7 +403,8 @@ class Router:
             if group is not decision.group:
                 route.fallback_groups.append(group.name)
                 route.group = group.name  # the group that serves, if this one does
-            outcome = await self._run_group(group, route, attempt, attempts, deadline, stream)
+            only = decision.group.members[0].target.model if one_model else None
+            outcome = await self._run_group(group, route, attempt, attempts, deadline, stream, only)
             if not isinstance(outcome, _Next):
                 return outcome
             after = [g for g in self._next_groups(group, outcome.error) if g.name not in visited]
@@ -417,8 +424,13 @@ class Router:
         attempts: list[tuple[str, UniInferError]],
         deadline: float,
         stream: bool,
+        only: str | None = None,
     ) -> T | _Next:
         excluded: set[int] = set()
+        if only is not None:  # one model's deployments only (see run)
+            excluded = {m.index for m in group.members if m.target.model != only}
+            if len(excluded) == len(group.members):
+                return _Next(None)
         last: UniInferError | None = None
         for round_ in range(group.retry.max_retries + 1):
             if round_ and len(excluded) >= len(group.members):

@@ -14,12 +14,16 @@ from uniinfer.types.chat import FIRST, MAX_MODEL_NAME
 __all__ = ["Embedding", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage", "ModelCard", "ModelList"]
 
 
+#: A token id: a vocabulary index (beyond 32 bits no tokenizer has one; beyond 64 none can be sent).
+_TokenId = Annotated[int, Field(ge=0, lt=2**32)]
+
+
 class EmbeddingRequest(BaseModel):
     """``POST /v1/embeddings`` body (strict types, like the chat request: ``[true]`` is no token id)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
-    input: str | Annotated[list[str], FIRST] | Annotated[list[int], FIRST] | Annotated[list[list[int]], FIRST]
+    input: str | Annotated[list[str], FIRST] | Annotated[list[_TokenId], FIRST] | Annotated[list[list[_TokenId]], FIRST]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
