@@ -551,6 +551,38 @@ async def test_a_keyless_gateway_refuses_a_web_page_of_another_origin_whatever_i
             assert resp.status == 200  # nothing to spend there
 
 
+async def test_an_error_no_retry_mends_tells_the_sdks_not_to_retry_and_says_what_routing_did(
+    base_url: str, openai_fake_app: web.Application
+) -> None:
+    # an account out of quota (a 429 the SDKs retry by themselves) and a provider error (a 502
+    # they retry too, but one a retry may mend): only the first says x-should-retry: false
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    async with aiohttp.ClientSession() as session:
+        body = {"model": "up/error-402", "messages": MSG}
+        async with session.post(base_url + "/v1/chat/completions", json=body, headers=auth) as resp:
+            assert (resp.status, resp.headers.get("x-should-retry")) == (429, "false")
+            assert (await resp.json())["error"]["code"] == "insufficient_quota"
+            assert resp.headers["x-uniinfer-provider"] == "up"  # the route, as on a success
+        body = {"model": "up/error-500", "messages": MSG}
+        async with session.post(base_url + "/v1/chat/completions", json=body, headers=auth) as resp:
+            assert resp.status == 502
+            assert "x-should-retry" not in resp.headers
+            assert (resp.headers["x-uniinfer-provider"], resp.headers["x-uniinfer-attempts"]) == ("up", "1")
+    openai_fake_app["requests"].clear()
+
+
+async def test_openai_s_deprecated_function_calling_is_refused_saying_to_use_tools(base_url: str) -> None:
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    functions = [{"name": "f", "parameters": {"type": "object"}}]
+    async with aiohttp.ClientSession() as session:
+        body = {"model": "up/gpt-4o-mini", "messages": MSG, "functions": functions}
+        async with session.post(base_url + "/v1/chat/completions", json=body, headers=auth) as resp:
+            assert resp.status == 400
+            error = (await resp.json())["error"]
+    assert (error["code"], error["param"]) == ("unsupported_feature", "functions")
+    assert "'tools'" in error["message"]
+
+
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as info:
         await client.chat.completions.create(model="up/error-429", messages=MSG)  # type: ignore[arg-type]

@@ -244,6 +244,23 @@ async def test_a_retry_round_waits_for_the_soonest_deployment_back_not_the_lates
     assert gw.router._soonest_back(group, {1}) == pytest.approx(30.0)  # b cannot serve this request
 
 
+async def test_a_request_does_not_sit_out_the_circuit_it_opened(
+    build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
+) -> None:
+    # the breaker is there to fail fast: the request whose failures opened it waited out its
+    # 30 s cooldown before failing all the same
+    plan["gpt-a"] = [500] * 10
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  retry: {max_retries: 2, initial_backoff_seconds: 0.1, jitter: 0}\n"
+        "  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 30}\n"
+    )
+    with pytest.raises(UniInferError):
+        await gw.chat(chat("m"), RequestContext("chat"))
+    assert gw.router.states["up/gpt-a"].breaker.state is BreakerState.OPEN
+    assert sum(clock.sleeps) < 1.0
+
+
 async def test_retry_waits_at_least_retry_after_but_never_past_the_deadline(
     build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
 ) -> None:

@@ -576,12 +576,17 @@ class Router:
         return available
 
     def _soonest_back(self, group: Group, excluded: set[int]) -> float | None:
-        """Seconds until the first of ``group``'s deployments (but ``excluded``) takes requests
-        again; None when none says (a half-open probe in flight)."""
+        """Seconds until the first of ``group``'s deployments (but ``excluded``) is back from its
+        Retry-After; None when every one is held by its open circuit instead. A request does
+        not sit out a circuit's cooldown (30 s by default): its next round finds no deployment
+        and answers at once, a 503 with the Retry-After (the breaker is there to fail fast)."""
         now = self._clock()
-        backs = [m.state.back_in(now) for m in group.members if m.index not in excluded]
-        known = [b for b in backs if b is not None]
-        return min(known) if known else None
+        backs = [
+            max(m.state.cooldown_until - now, 0.0)
+            for m in group.members
+            if m.index not in excluded and m.state.breaker.available()
+        ]
+        return min(backs) if backs else None
 
     def _view(self, member: Member, strategy: Strategy, stream: bool = False) -> strategies.View:
         """What ``strategy`` needs to know about ``member`` (only that is computed)."""

@@ -7,7 +7,6 @@ import orjson
 from uniinfer.errors import InvalidRequestError, NotFoundError, ServiceUnavailableError
 from uniinfer.server.app import App, Endpoint, Request
 from uniinfer.server.wire import json_body, send_bytes
-from uniinfer.stages import RequestContext
 from uniinfer.types import ChatRequest
 from uniinfer.validation import parse_request
 
@@ -17,7 +16,7 @@ __all__ = ["ROUTES"]
 async def route_explain(app: App, request: Request) -> None:
     """Dry run of routing for a chat request body: nothing is sent upstream."""
     chat = parse_request(ChatRequest, json_body(request.body))
-    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("chat")
     body = orjson.dumps(app.gateway.router.explain(chat, ctx))
     await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
 

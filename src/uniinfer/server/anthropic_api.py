@@ -70,7 +70,7 @@ async def messages(app: App, request: Request) -> None:
     """``POST /v1/messages``."""
     req = parse_anthropic(MessagesRequest, json_body(request.body))
     chat = to_chat_request(req, _betas(request))
-    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("chat")
     if req.stream:
         await _stream(app, request, req, chat, ctx)
         return
@@ -148,7 +148,7 @@ async def count_tokens(app: App, request: Request) -> None:
     data = json_body(request.body)
     req = parse_anthropic(CountTokensRequest, data)
     chat = to_chat_request(req, _betas(request))
-    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("chat")
     member = app.gateway.router.decide(req.model, chat, ctx).group.members[0]
     if app.config.provider_type(member.target.provider) == "anthropic":
         try:
@@ -244,7 +244,8 @@ async def _send_error(request: Request, exc: UniInferError, route: Route | None,
     status = exc.http_status
     if error_type(exc) == "billing_error":  # Anthropic's own answer to an account out of credit
         status = 402
-        headers.append((b"x-should-retry", b"false"))  # the Anthropic SDKs' retry decision
+        if (b"x-should-retry", b"false") not in headers:  # the Anthropic SDKs' retry decision
+            headers.append((b"x-should-retry", b"false"))
     try:
         await send_bytes(request.send, status, error_body(exc, chat), headers)
     finally:

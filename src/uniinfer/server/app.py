@@ -28,7 +28,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from uniinfer.config import Config
 from uniinfer.errors import (
@@ -43,7 +43,17 @@ from uniinfer.errors import (
     forget_traceback,
 )
 from uniinfer.gateway import Gateway
-from uniinfer.server.wire import Headers, Message, Receive, Send, error_headers, openai_error_body, send_bytes
+from uniinfer.server.wire import (
+    Headers,
+    Message,
+    Receive,
+    Send,
+    error_headers,
+    openai_error_body,
+    route_headers,
+    send_bytes,
+)
+from uniinfer.stages import RequestContext
 
 __all__ = ["App", "Endpoint", "Request", "create_app", "cross_site", "log_failure"]
 
@@ -77,7 +87,7 @@ class ClientGoneError(Exception):
 class Request:
     """What a handler needs of one HTTP request."""
 
-    __slots__ = ("body", "headers", "path", "query", "request_id", "send")
+    __slots__ = ("body", "ctx", "headers", "path", "query", "request_id", "send")
 
     def __init__(
         self, headers: dict[bytes, bytes], request_id: str, body: bytes, send: Send, path: str, query: bytes
@@ -88,6 +98,14 @@ class Request:
         self.send = send
         self.path = path
         self.query = query
+        #: The gateway's context of this request, once a handler made it (:meth:`context`).
+        self.ctx: RequestContext | None = None
+
+    def context(self, kind: Literal["chat", "embeddings"]) -> RequestContext:
+        """A new context for the gateway, kept: an error answered for this request says what
+        routing did (the ``x-uniinfer-*`` headers of its route)."""
+        ctx = self.ctx = RequestContext(kind, request_id=self.request_id, headers=self.text_headers())
+        return ctx
 
     def text_headers(self) -> Mapping[str, str]:
         """Headers as text (ASGI names are already lower-case), decoded only if a rule reads them."""
@@ -222,6 +240,7 @@ class App:
         method = scope["method"]
         started = _Started(send, head=method == "HEAD")
         render: ErrorRenderer | None = None  # the endpoint's, once routed
+        request: Request | None = None
         counted = False  # in in_flight: authenticated API requests only (probes and strangers never)
         try:
             endpoint = self._route(method, scope["path"])
@@ -255,6 +274,9 @@ class App:
                 # RFC 9110 11.6.1: a 401 names its scheme (the gateway's; not for a provider's 401,
                 # which is about the gateway's key to it, not the caller's)
                 extra.append((b"www-authenticate", b'Bearer realm="uniinfer"'))
+            route = request.ctx.route if request is not None and request.ctx is not None else None
+            if route is not None:  # what routing did: x-uniinfer-* (x-request-id is sent below)
+                extra += route_headers(request_id, route)[1:]
             log_failure(request_id, exc)
             try:
                 await _send_error(started, request_id, exc, render, extra)

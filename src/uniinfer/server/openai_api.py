@@ -25,7 +25,7 @@ __all__ = ["ROUTES"]
 async def chat(app: App, request: Request) -> None:
     data = json_body(request.body)
     chat = parse_request(ChatRequest, data)
-    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("chat")
     if chat.stream:
         await stream_chat(app, request, chat, ctx)
         return
@@ -70,7 +70,7 @@ async def stream_chat(app: App, request: Request, chat: ChatRequest, ctx: Reques
 async def embeddings(app: App, request: Request) -> None:
     data = json_body(request.body)
     embed = parse_request(EmbeddingRequest, data)
-    ctx = RequestContext("embeddings", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("embeddings")
     response = await app.gateway.embed(embed, ctx)
     body = response.model_dump_json().encode()
     await send_bytes(request.send, 200, body, route_headers(request.request_id, ctx.route))

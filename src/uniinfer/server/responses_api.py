@@ -41,7 +41,7 @@ async def responses(app: App, request: Request) -> None:
     """``POST /v1/responses``: one response, or its stream of events."""
     req = parse_responses_request(json_body(request.body))
     chat = to_chat_request(req)
-    ctx = RequestContext("chat", request_id=request.request_id, headers=request.text_headers())
+    ctx = request.context("chat")
     if req.stream:
         await stream_response(app, request, req, chat, ctx)
         return

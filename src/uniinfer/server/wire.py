@@ -225,13 +225,21 @@ def _route_headers(route: Route) -> Headers:
 
 def error_headers(error: UniInferError) -> Headers:
     """``Retry-After`` in whole seconds, rounded up (a client that waits that long is not early),
-    and ``retry-after-ms``, which the official OpenAI and Anthropic SDKs read first."""
+    and ``retry-after-ms``, which the official OpenAI and Anthropic SDKs read first; and
+    ``x-should-retry: false`` for an error no retry mends answered with a status those SDKs
+    retry by themselves (a 429 out of quota, a 502 unreadable answer: they were sent again, and
+    a quota's cooldown held the caller for its Retry-After to end with the same error)."""
+    headers: Headers = []
+    status = error.http_status
+    if not error.retryable and (status in (408, 409, 429) or status >= 500):
+        headers.append((b"x-should-retry", b"false"))
     if error.retry_after is None:
-        return []
-    return [
+        return headers
+    headers += [
         (b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()),
         (b"retry-after-ms", str(max(1, round(error.retry_after * 1000))).encode()),
     ]
+    return headers
 
 
 def sse_event(payload: bytes) -> bytes:
