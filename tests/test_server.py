@@ -571,6 +571,33 @@ async def test_an_error_no_retry_mends_tells_the_sdks_not_to_retry_and_says_what
     openai_fake_app["requests"].clear()
 
 
+async def test_the_anthropic_sdk_lists_and_retrieves_models_in_its_own_shapes(base_url: str) -> None:
+    import anthropic
+
+    async with anthropic.AsyncAnthropic(base_url=base_url, api_key=MASTER, max_retries=0) as claude:
+        everything = [m async for m in claude.models.list(limit=1000)]
+        ids = [m.id for m in everything]
+        assert "up/*" in ids
+        assert all(m.type == "model" and m.display_name == m.id and m.created_at for m in everything)
+        first = await claude.models.list(limit=2)
+        assert ([m.id for m in first.data], first.has_more) == (ids[:2], len(ids) > 2)
+        assert first.last_id == ids[1]
+        after = await claude.models.list(limit=2, after_id=ids[1])
+        assert [m.id for m in after.data] == ids[2:4]
+        before = await claude.models.list(limit=1, before_id=ids[2])
+        assert [m.id for m in before.data] == [ids[1]]
+        one = await claude.models.retrieve("up/gpt-4o-mini")
+        assert (one.id, one.type) == ("up/gpt-4o-mini", "model")
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await claude.models.retrieve("nope")
+        assert missing.value.body["type"] == "error"  # type: ignore[index]
+        with pytest.raises(anthropic.BadRequestError):
+            await claude.models.list(limit=0)
+    # the OpenAI SDK, which sends no anthropic-version, keeps OpenAI's shape
+    async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=MASTER) as client:
+        assert (await client.models.retrieve("up/gpt-4o-mini")).owned_by == "up"
+
+
 async def test_openai_s_deprecated_function_calling_is_refused_saying_to_use_tools(base_url: str) -> None:
     auth = {"Authorization": f"Bearer {MASTER}"}
     functions = [{"name": "f", "parameters": {"type": "object"}}]

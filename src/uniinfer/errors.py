@@ -358,6 +358,11 @@ class AllTargetsFailedError(UniInferError):
         return error
 
     @property
+    def deciding(self) -> UniInferError | None:
+        """The attempt whose status, kind and ``retry_after`` the caller gets (see :func:`_deciding`)."""
+        return self._last
+
+    @property
     def http_status(self) -> int:
         # The last attempt decides (see _deciding): a caller who can wait out a 429 should see 429.
         if self._last is not None:

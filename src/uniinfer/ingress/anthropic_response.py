@@ -233,8 +233,8 @@ def usage_of(usage: Usage | None) -> Block:
 
 def error_type(exc: UniInferError) -> str:
     """The Anthropic error type for an error (all-targets-failed: that of the deciding attempt)."""
-    if isinstance(exc, AllTargetsFailedError) and exc.attempts:
-        return error_type(exc.attempts[-1][1])
+    if isinstance(exc, AllTargetsFailedError) and exc.deciding is not None:
+        return error_type(exc.deciding)
     for cls, name in _ERROR_TYPES:
         if isinstance(exc, cls):
             return name

@@ -77,7 +77,13 @@ async def embeddings(app: App, request: Request) -> None:
 
 
 async def models(app: App, request: Request) -> None:
-    """``GET /v1/models``, and ``GET /v1/models/{model}`` (the model id may hold a ``/``)."""
+    """``GET /v1/models``, and ``GET /v1/models/{model}`` (the model id may hold a ``/``); in
+    Anthropic's shapes for an Anthropic client (:mod:`uniinfer.server.anthropic_models`)."""
+    if b"anthropic-version" in request.headers:
+        from uniinfer.server import anthropic_models  # with the Anthropic family's modules
+
+        await anthropic_models.models(app, request)
+        return
     name = request.path.removeprefix("/v1/models").removeprefix("/")
     if name:
         body = (await app.gateway.retrieve_model(name)).model_dump_json().encode()
