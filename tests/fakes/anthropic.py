@@ -342,6 +342,8 @@ def _check_misc(body: Block) -> None:
     stops = body.get("stop_sequences")
     if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) for s in stops)):
         raise InvalidError("stop_sequences: Input should be a valid list of strings")
+    if stops is not None and not all(s.strip() for s in stops):  # as reported (BerriAI/litellm#3286)
+        raise InvalidError("stop_sequences: each stop sequence must contain non-whitespace")
     metadata = body.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, dict):

@@ -507,6 +507,16 @@ async def test_sampling_params_are_refused_or_dropped_for_opus_4_7_and_later(cli
     assert "temperature" not in body
 
 
+async def test_a_whitespace_stop_sequence_is_refused_or_dropped() -> None:
+    # OpenAI clients often stop at "\n"; Claude refuses a stop sequence of only whitespace: said
+    # before sending (a target mismatch, the group's next deployment is tried), or dropped visibly
+    request = chat(model="anthropic/claude-sonnet-4-5", stop=["\n", "END"])
+    body = await refused_or_dropped(request, "stop", ("stop",))
+    assert body["stop_sequences"] == ["END"]
+    body = await refused_or_dropped(chat(model="anthropic/claude-sonnet-4-5", stop="\n\n"), "stop", ("stop",))
+    assert "stop_sequences" not in body
+
+
 async def test_reasoning_effort_is_refused_or_dropped_for_claude_models_without_thinking() -> None:
     """Extended thinking came with Claude 3.7 Sonnet: the models before it answer ``thinking``
     with a 400, so ``reasoning_effort`` is a param they do not take (refused naming it, or

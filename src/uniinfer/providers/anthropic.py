@@ -77,6 +77,7 @@ from uniinfer.errors import (
 from uniinfer.framing import SSEFramer
 from uniinfer.http import HttpRequest
 from uniinfer.providers.anthropic_request import (
+    blank_stops,
     messages_payload,
     output_effort,
     thinking_budget,
@@ -195,7 +196,7 @@ class AnthropicAdapter(ProviderAdapter):
         effort = output_effort(request, model)
         refused = (*strict, EFFORT_PARAM) if effort is not None and effort_refused(effort, model) else strict
         thinking_on = thinking_budget(request) is not None and not thinking_left_out(request)
-        return refused + value_conflicts(request, model, thinking_on)
+        return refused + value_conflicts(request, model, thinking_on) + blank_stops(request)
 
     def without_values(self, request: ChatRequest, model: str, names: tuple[str, ...]) -> ChatRequest:
         """The tools without ``strict``, and the request without the effort, as named."""

@@ -61,7 +61,7 @@ from typing import Any
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError
+from uniinfer.errors import InvalidRequestError, UniInferError, UnsupportedFeatureError, UnsupportedParamError
 from uniinfer.providers.claude_models import (
     EFFORT_PARAM,
     THINKING_CONFLICTS,
@@ -173,16 +173,35 @@ def without_effort(request: ChatRequest) -> ChatRequest:
 
 def without_refused(request: ChatRequest, names: tuple[str, ...]) -> ChatRequest:
     """``request`` without what a Claude adapter's ``values_refused`` named: the effort
-    (:data:`~uniinfer.providers.claude_models.EFFORT_PARAM`), tools' ``strict``, and what
-    cannot go with thinking (:func:`thinking_conflicts`: the thinking itself, or sampling)."""
+    (:data:`~uniinfer.providers.claude_models.EFFORT_PARAM`), blank stop sequences, tools'
+    ``strict``, and what cannot go with thinking (:func:`thinking_conflicts`: the thinking
+    itself, or sampling)."""
     if EFFORT_PARAM in names:
         request = without_effort(request)
+    if STOP_PARAM in names:
+        kept = [s for s in _stops(request) if s.strip()]
+        request = request.model_copy(update={"stop": kept or None})
     plain = [name for name in names if name in THINKING_CONFLICTS]
     if plain:
         request = request.model_copy(update=dict.fromkeys(plain))
-    if any(name != EFFORT_PARAM and name not in THINKING_CONFLICTS for name in names):
+    if any(name not in (EFFORT_PARAM, STOP_PARAM) and name not in THINKING_CONFLICTS for name in names):
         request = without_strict(request)
     return request
+
+
+#: ``stop`` when it holds a sequence Claude refuses: empty or whitespace only ("stop_sequences:
+#: each stop sequence must contain non-whitespace"), such as OpenAI clients' common ``"\n"``.
+STOP_PARAM = "stop"
+
+
+def blank_stops(request: ChatRequest) -> tuple[str, ...]:
+    """``(STOP_PARAM,)`` when ``request`` asks for a stop sequence Claude cannot take."""
+    return (STOP_PARAM,) if any(not s.strip() for s in _stops(request)) else ()
+
+
+def _stops(request: ChatRequest) -> list[str]:
+    stop = request.stop
+    return [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
 
 
 def thinking_budget(request: ChatRequest) -> int | None:
@@ -260,7 +279,14 @@ def messages_payload(
         if value is not None:
             payload[name] = value
     if request.stop is not None:
-        payload["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+        if blank_stops(request):  # a value refused (values_refused): dropped when configured
+            raise UnsupportedParamError(
+                f"anthropic: a stop sequence of only whitespace ({_stops(request)!r}) cannot be sent "
+                f"to model '{model}' (Claude refuses it); leave it out, or set "
+                "settings.drop_unsupported_params (then it is dropped)",
+                param="stop",
+            )
+        payload["stop_sequences"] = _stops(request)
     user_id = request.user or request.safety_identifier
     if user_id:
         payload["metadata"] = {"user_id": user_id}
