@@ -1472,6 +1472,8 @@ async def test_fake_embeddings_titan_and_cohere(
         ({"input": [1, 2, 3]}, "amazon.titan-embed-text-v2:0", "input", UnsupportedFeatureError),
         ({"input": ["x"] * 97}, "cohere.embed-english-v3", "input", UnsupportedFeatureError),
         ({"input": "x", "dimensions": 256}, "cohere.embed-english-v3", "dimensions", UnsupportedParamError),
+        # Titan Text Embeddings G1: "The only available field is inputText"
+        ({"input": "x", "dimensions": 256}, "amazon.titan-embed-text-v1", "dimensions", UnsupportedParamError),
         ({"input": "x"}, "meta.llama3-70b-instruct-v1:0", "model", InvalidRequestError),
     ],
 )
@@ -1481,6 +1483,14 @@ def test_unusable_embedding_requests(
     with pytest.raises(InvalidRequestError) as info:
         make_adapter().embed_request(EmbeddingRequest(model="e", **request_data), model)
     assert (type(info.value), info.value.param) == (error, param)
+
+
+def test_titan_multimodal_embeddings_take_dimensions_as_their_output_length() -> None:
+    # https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-mm.html
+    sent = make_adapter().embed_request(
+        EmbeddingRequest(model="e", input="x", dimensions=384), "amazon.titan-embed-image-v1"
+    )
+    assert orjson.loads(sent.body) == {"inputText": "x", "embeddingConfig": {"outputEmbeddingLength": 384}}
 
 
 def test_cohere_embed_v4_takes_dimensions_as_output_dimension() -> None:

@@ -487,7 +487,18 @@ def _embed_payload(texts: list[str], request: EmbeddingRequest, model: str, inpu
     if "titan-embed" in model:
         payload: Json = {"inputText": texts[0]}
         if request.dimensions is not None:
-            payload["dimensions"] = request.dimensions
+            # Titan Text v2 takes dimensions; the multimodal model embeddingConfig's length; Text
+            # G1 none ("The only available field is inputText"): each per the Bedrock user guide
+            if "titan-embed-image" in model:
+                payload["embeddingConfig"] = {"outputEmbeddingLength": request.dimensions}
+            elif "titan-embed-text-v1" in model or "titan-embed-g1" in model:
+                raise UnsupportedParamError(
+                    f"Amazon Titan Text Embeddings G1 has a fixed size; 'dimensions' is not supported "
+                    f"(model '{model}'; Titan Text Embeddings V2 takes it)",
+                    param="dimensions",
+                )
+            else:
+                payload["dimensions"] = request.dimensions
         return payload
     if "cohere.embed" in model:
         payload = {"texts": texts, "input_type": input_type}
