@@ -1473,7 +1473,12 @@ async def test_fake_embeddings_titan_and_cohere(
         ({"input": ["x"] * 97}, "cohere.embed-english-v3", "input", UnsupportedFeatureError),
         ({"input": "x", "dimensions": 256}, "cohere.embed-english-v3", "dimensions", UnsupportedParamError),
         # Titan Text Embeddings G1: "The only available field is inputText"
-        ({"input": "x", "dimensions": 256}, "amazon.titan-embed-text-v1", "dimensions", UnsupportedParamError),
+        (
+            {"input": "x", "dimensions": 256},
+            "amazon.titan-embed-text-v1",
+            "dimensions",
+            UnsupportedParamError,
+        ),
         ({"input": "x"}, "meta.llama3-70b-instruct-v1:0", "model", InvalidRequestError),
     ],
 )

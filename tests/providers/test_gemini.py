@@ -918,6 +918,25 @@ def test_single_embedding_request() -> None:
     assert sent(http) == {"content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 4}
 
 
+def test_an_embedding_task_type_from_the_provider_s_options() -> None:
+    from uniinfer.errors import ConfigError
+
+    reg = default_registry()
+    queries = reg.create(
+        reg.get("gemini"),
+        Endpoint(base_url="http://h:1/v1beta", api_key=KEY, options={"embed_task_type": "RETRIEVAL_QUERY"}),
+    )
+    one = sent(queries.embed_request(EmbeddingRequest(model="e", input="where?"), "gemini-embedding-001"))
+    assert one["taskType"] == "RETRIEVAL_QUERY"
+    batch = sent(queries.embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "gemini-embedding-001"))
+    assert [r["taskType"] for r in batch["requests"]] == ["RETRIEVAL_QUERY"] * 2
+    with pytest.raises(ConfigError, match="embed_task_type"):
+        reg.create(
+            reg.get("gemini"),
+            Endpoint(base_url="http://h:1", api_key=KEY, options={"embed_task_type": "QUERY"}),
+        )
+
+
 def test_batch_embedding_request() -> None:
     http = adapter_for().embed_request(EmbeddingRequest(model="e", input=["a", "b"]), "text-embedding-004")
     assert http.url == "http://h:1/v1beta/models/text-embedding-004:batchEmbedContents"

@@ -432,6 +432,22 @@ async def test_embeddings_via_predict_with_token_count_usage(fake: Fake) -> None
     }
 
 
+async def test_an_embedding_task_type_from_the_provider_s_options(fake: Fake) -> None:
+    documents = make(
+        fake.url + "/v1",
+        project=TEST_PROJECT,
+        credentials_json=fake.key_json,
+        embed_task_type="RETRIEVAL_DOCUMENT",
+    )
+    fake.adapter = documents
+    await fake.embed(EmbeddingRequest(model="e", input=["a", "b"]), "text-embedding-005")
+    (seen,) = fake.requests
+    assert seen["body"]["instances"] == [
+        {"content": "a", "task_type": "RETRIEVAL_DOCUMENT"},
+        {"content": "b", "task_type": "RETRIEVAL_DOCUMENT"},
+    ]
+
+
 async def test_an_input_beyond_the_embedding_model_s_length_is_an_error_not_cut_silently(fake: Fake) -> None:
     # Vertex's default embeds the first 2048 tokens and says so only in statistics.truncated
     long = " ".join(["word"] * 3000)

@@ -55,9 +55,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+from pydantic import BaseModel, ConfigDict
 
 from uniinfer.errors import (
     AuthenticationError,
@@ -74,7 +75,14 @@ from uniinfer.errors import (
 from uniinfer.framing import SSEFramer
 from uniinfer.http import HttpRequest, retry_after_seconds
 from uniinfer.providers.base import ProviderAdapter, chunk_id, classify, loads, raise_after
-from uniinfer.providers.gemini_request import call_id, chat_payload, embed_item, model_path, signs_calls
+from uniinfer.providers.gemini_request import (
+    EmbedTaskType,
+    call_id,
+    chat_payload,
+    embed_item,
+    model_path,
+    signs_calls,
+)
 from uniinfer.providers.translation import add_answer_text, answer_order, logprobs_of, token_logprob
 from uniinfer.types import ChatChunk, ChatRequest, ChatResponse, Embedding, EmbeddingRequest, Usage, chat
 from uniinfer.types.chat import (
@@ -133,10 +141,20 @@ _REFUSED_FOR_MODEL = (
 )
 
 
+class GeminiOptions(BaseModel):
+    """``providers.<name>.options`` for the Gemini API."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Sent as every embedding's ``taskType`` (what the vectors are for: a retrieval query and
+    #: the documents it looks for are embedded apart); unset, the model's default.
+    embed_task_type: EmbedTaskType | None = None
+
+
 class GeminiAdapter(ProviderAdapter):
     """OpenAI chat/embeddings <-> Gemini ``generateContent`` / ``embedContent``."""
 
     embed_unsupported = frozenset({"user"})  # no field for an end-user id in its embeddings API
+    Options: ClassVar[type[BaseModel] | None] = GeminiOptions
     supported_params = (
         frozenset({"temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty"})
         | frozenset({"max_tokens", "max_completion_tokens", "stop", "n", "logprobs", "top_logprobs"})
@@ -199,10 +217,11 @@ class GeminiAdapter(ProviderAdapter):
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         texts = self.embed_texts(request, model, MAX_BATCH_EMBED)
         path = model_path(model)
+        task = self.options.embed_task_type if isinstance(self.options, GeminiOptions) else None
         if len(texts) == 1:
-            url, payload = self.url(f"/{path}:embedContent"), embed_item(texts[0], request.dimensions)
+            url, payload = self.url(f"/{path}:embedContent"), embed_item(texts[0], request.dimensions, task)
         else:
-            items = [{"model": path, **embed_item(t, request.dimensions)} for t in texts]
+            items = [{"model": path, **embed_item(t, request.dimensions, task)} for t in texts]
             url, payload = self.url(f"/{path}:batchEmbedContents"), {"requests": items}
         return HttpRequest(url, orjson.dumps(payload), self.auth_headers())
 

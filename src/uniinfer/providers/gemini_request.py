@@ -57,7 +57,7 @@ import base64
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from uniinfer.errors import InvalidRequestError
@@ -74,6 +74,7 @@ from uniinfer.types import ChatRequest, chat
 
 __all__ = [
     "SKIP_SIGNATURE",
+    "EmbedTaskType",
     "call_id",
     "chat_payload",
     "embed_item",
@@ -479,11 +480,27 @@ def gemini_call_id(tool_call_id: str) -> str | None:
         return None
 
 
-def embed_item(text: str, dimensions: int | None) -> Json:
+#: Gemini's embedding task types (``taskType``; Vertex AI's ``task_type``): what the vectors are
+#: for, which changes them (a query and the documents it looks for are embedded apart).
+EmbedTaskType = Literal[
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+]
+
+
+def embed_item(text: str, dimensions: int | None, task_type: str | None = None) -> Json:
     """One ``embedContent`` request item."""
     item: Json = {"content": {"parts": [{"text": text}]}}
     if dimensions is not None:
         item["outputDimensionality"] = dimensions
+    if task_type is not None:
+        item["taskType"] = task_type
     return item
 
 

@@ -75,6 +75,7 @@ from uniinfer.providers.base import (
     merge_headers,
 )
 from uniinfer.providers.gemini import GeminiAdapter
+from uniinfer.providers.gemini_request import EmbedTaskType
 from uniinfer.providers.google_auth import ServiceAccountTokenSource, load_service_account
 from uniinfer.types import ChatRequest, ChatResponse, Embedding, EmbeddingRequest, EmbeddingResponse
 from uniinfer.types.embeddings import EmbeddingUsage
@@ -110,6 +111,8 @@ class VertexOptions(BaseModel):
     credentials_json: SecretStr | None = None
     #: Token endpoint override (default: the key's ``token_uri``).
     token_uri: str | None = None
+    #: Sent as every embedding instance's ``task_type`` (see the Gemini API's ``embed_task_type``).
+    embed_task_type: EmbedTaskType | None = None
 
 
 def vertex_root(base_url: str, location: str) -> str:
@@ -285,8 +288,11 @@ class VertexAdapter(ProviderAdapter):
         parameters: dict[str, Any] = {"autoTruncate": False}
         if request.dimensions is not None:
             parameters["outputDimensionality"] = request.dimensions
+        task = self.options.embed_task_type
         payload: dict[str, Any] = {
-            "instances": [{"content": text} for text in texts],
+            "instances": [
+                {"content": text, "task_type": task} if task else {"content": text} for text in texts
+            ],
             "parameters": parameters,
         }
         url = self._gemini.url(f"/models/{quote(model, safe='@')}:predict")
