@@ -91,6 +91,20 @@ def test_all_targets_failed_reports_the_deciding_attempt() -> None:
     assert (err.http_status, err.retry_after, err.provider) == (429, 3, "b")
     only = AllTargetsFailedError("m", [("c/z", refused)])
     assert only.http_status == 400
+    # every deployment throttled: a 429 worth retrying, as the SDKs would by themselves
+    from uniinfer.server.wire import error_headers
+
+    throttled = AllTargetsFailedError("m", [("a/x", last), ("b/y", RateLimitError("busy", provider="b"))])
+    assert (b"x-should-retry", b"false") not in error_headers(throttled)
+    assert (b"x-should-retry", b"false") in error_headers(
+        ProviderError("unreadable", provider="p", status=502) if False else _bad()
+    )
+
+
+def _bad() -> UniInferError:
+    from uniinfer.errors import ProviderResponseError
+
+    return ProviderResponseError("p: unreadable answer", provider="p")
 
 
 def test_forget_traceback_clears_the_whole_chain() -> None:

@@ -1024,27 +1024,40 @@ async def test_token_ids_reach_only_openai_s_own_tokenizer(
         await gateway.embed(ids.model_copy(update={"model": "vl/bge-m3"}))
 
 
-@pytest.mark.parametrize(
-    ("vectors", "dimensions"), [([[0.5, 0.5], [0.5]], None), ([[0.5, 0.5], [0.5, 0.5]], 4)]
-)
-async def test_vectors_of_another_size_than_asked_are_a_bad_response(
-    make_gateway: Callable[..., Gateway], vectors: list[list[float]], dimensions: int | None
+async def test_vectors_of_two_sizes_or_another_size_than_asked_are_refused(
+    make_gateway: Callable[..., Gateway],
 ) -> None:
-    # a server that ignores dimensions (llama.cpp's) answers its model's full size: it would
-    # not fit the caller's index; nor would vectors of two sizes in one answer
+    # a server that ignores dimensions (llama.cpp's) answers its model's full size: it would not
+    # fit the caller's index (a target mismatch: it cannot take dimensions, and it is no failure
+    # of its health); vectors of two sizes in one answer are a bad answer
     from tests.conftest import make_config
     from tests.fakes.common import run_fake
+    from uniinfer.errors import UnsupportedParamError
+
+    sizes = {"a": [2, 1], "b": [2, 2]}
 
     async def answer(request: web.Request) -> web.Response:
+        body = await request.json()
+        vectors = [[0.5] * n for n in sizes[body["input"][0]]]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         return web.json_response({"object": "list", "data": data, "model": "m", "usage": None})
 
     app = web.Application()
     app.router.add_post("/v1/embeddings", answer)
     async with run_fake(app) as base:
-        gateway = make_gateway(make_config(f"providers:\n  lc: {{type: llamacpp, base_url: '{base}/v1'}}\n"))
-        with pytest.raises(ProviderResponseError, match="not one size as asked"):
-            await gateway.embed(EmbeddingRequest(model="lc/m", input=["a", "b"], dimensions=dimensions))
+        gateway = make_gateway(
+            make_config(
+                f"providers:\n  lc: {{type: llamacpp, base_url: '{base}/v1'}}\n"
+                "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5}\n"
+            )
+        )
+        with pytest.raises(ProviderResponseError, match="2 dimensions in one answer"):
+            await gateway.embed(EmbeddingRequest(model="lc/m", input=["a", "x"]))
+        for _ in range(3):
+            with pytest.raises(UnsupportedParamError, match="does not take 'dimensions'") as info:
+                await gateway.embed(EmbeddingRequest(model="lc/m", input=["b", "x"], dimensions=4))
+            assert info.value.param == "dimensions"
+        assert len((await gateway.embed(EmbeddingRequest(model="lc/m", input=["b", "x"]))).data) == 2
 
 
 async def test_an_answer_with_fewer_embeddings_than_inputs_is_a_bad_response(

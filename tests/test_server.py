@@ -606,8 +606,28 @@ async def test_openai_s_deprecated_function_calling_is_refused_saying_to_use_too
         async with session.post(base_url + "/v1/chat/completions", json=body, headers=auth) as resp:
             assert resp.status == 400
             error = (await resp.json())["error"]
-    assert (error["code"], error["param"]) == ("unsupported_feature", "functions")
-    assert "'tools'" in error["message"]
+        assert (error["code"], error["param"]) == ("unsupported_feature", "functions")
+        assert "'tools'" in error["message"]
+        # the Responses API's tools have another shape: no Chat Completions hint there
+        body = {"model": "up/gpt-4o-mini", "input": "hi", "functions": functions}
+        async with session.post(base_url + "/v1/responses", json=body, headers=auth) as resp:
+            assert resp.status == 400
+            error = (await resp.json())["error"]
+        assert (error["param"], error["code"]) == ("functions", "invalid_request")
+        assert "'tools'" not in error["message"]
+
+
+def test_a_failure_s_log_line_is_one_line_whatever_the_caller_wrote(caplog: pytest.LogCaptureFixture) -> None:
+    from uniinfer.errors import InvalidRequestError
+    from uniinfer.server.app import log_failure
+
+    with caplog.at_level("INFO", logger="uniinfer.server"):
+        log_failure(
+            "r-2", InvalidRequestError("Unrecognized request argument supplied: x\nrequest r-1 failed: 500")
+        )
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage()
+    assert "x\\nrequest r-1" in record.getMessage()
 
 
 async def test_upstream_errors_keep_status_and_retry_after(client: openai.AsyncOpenAI) -> None:

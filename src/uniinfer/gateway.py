@@ -26,6 +26,7 @@ from uniinfer.errors import (
     ProviderResponseError,
     RequestCancelledError,
     UniInferError,
+    UnsupportedParamError,
 )
 from uniinfer.fitting import RequestFitter
 from uniinfer.http import HttpClient, Timeouts
@@ -466,10 +467,17 @@ def _check_vectors(response: EmbeddingResponse, request: EmbeddingRequest, provi
             f"{provider}: {len(vectors)} embeddings for {request.count} inputs", provider=provider
         )
     sizes = {len(v.embedding) for v in vectors if isinstance(v.embedding, list)}
-    wanted = request.dimensions
-    if len(sizes) > 1 or (wanted is not None and sizes and sizes != {wanted}):
+    if len(sizes) > 1:
         found = ", ".join(str(size) for size in sorted(sizes))
-        asked = f" (dimensions {wanted} asked for)" if wanted is not None else ""
         raise ProviderResponseError(
-            f"{provider}: embeddings of {found} dimensions{asked}: not one size as asked", provider=provider
+            f"{provider}: embeddings of {found} dimensions in one answer", provider=provider
+        )
+    wanted = request.dimensions
+    if wanted is not None and sizes and sizes != {wanted}:
+        # a healthy server that does not take dimensions: a target mismatch, not its failure
+        raise UnsupportedParamError(
+            f"provider '{provider}' answered embeddings of {sizes.pop()} dimensions where {wanted} were "
+            "asked for: it does not take 'dimensions' for this model",
+            param="dimensions",
+            provider=provider,
         )

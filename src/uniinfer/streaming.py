@@ -44,6 +44,7 @@ from uniinfer.errors import (
 )
 from uniinfer.http import HttpClient, StreamingResponse, Timeouts
 from uniinfer.providers.base import PartialStreamError, ProviderAdapter, StreamDecoder
+from uniinfer.providers.openai_stream import OpenAIStreamDecoder
 from uniinfer.stages import RequestContext
 from uniinfer.types import (
     ChatChunk,
@@ -513,8 +514,8 @@ async def open_chat_stream(
 
     A ``timeouts.head`` (what the request had left of its deadline) bounds the wait for the
     first chunk, the response head included: a server that answers its head at once, then
-    nothing for a long while (a long prompt's prefill; keep-alive comments), is given up while
-    the request can still fall back. One timer for both.
+    nothing for a long while (a long prompt's prefill; keep-alive comments), is given up when
+    the deadline runs out, not ``timeout.total`` later. One timer for both.
     """
     timeouts = timeouts or adapter.endpoint.timeouts
     if timeouts.head is None:
@@ -550,13 +551,16 @@ async def _open_chat_stream(
             raise adapter.parse_error(upstream.status, upstream.headers, body)
         # While priming, a failure belongs to the gateway's fallback loop, which
         # reports it; the after-stages run once the stream is handed out.
+        decoder = adapter.stream_decoder(model)
+        if request.n is not None and request.n > 1 and isinstance(decoder, OpenAIStreamDecoder):
+            decoder.one_choice = False  # its end needs [DONE] (see OpenAIStreamDecoder.answered)
         stream = ChatStream(
             ctx,
             None,
             request.include_usage,
             http=http,
             upstream=upstream,
-            decoder=adapter.stream_decoder(model),
+            decoder=decoder,
             scrub=adapter.scrub,
         )
         await stream._prime()

@@ -85,8 +85,8 @@ def validation_error(
     unserved = _unserved(model, problem)
     if unserved is not None:
         return UnsupportedFeatureError(unserved, param=problem.param)
-    if problem.kind == "unsupported_feature":  # a deprecated field (see _LEGACY)
-        return UnsupportedFeatureError(problem.message, param=problem.param)
+    if problem.kind == "extra_forbidden" and problem.param in _LEGACY and model.__name__ == "ChatRequest":
+        return UnsupportedFeatureError(_LEGACY[problem.param], param=problem.param)  # a deprecated field
     # no message quotes more of the caller's input than a screenful (a value in a custom check)
     return InvalidRequestError(problem.message[:_MESSAGE_LIMIT], param=problem.param or None)
 
@@ -225,7 +225,7 @@ def _append(where: _Where, part: int | str) -> None:
 #: OpenAI's deprecated request fields, told apart from unknown ones (the API still takes them).
 _LEGACY = {
     "functions": "'functions' (OpenAI's deprecated function calling) is not supported: declare the "
-    "functions in 'tools' ({\"type\": \"function\", \"function\": {...}}) instead.",
+    'functions in \'tools\' ({"type": "function", "function": {...}}) instead.',
     "function_call": "'function_call' (OpenAI's deprecated function calling) is not supported: use "
     "'tool_choice' with 'tools' instead.",
 }
@@ -324,8 +324,6 @@ def _render(err: Any, where: _Where) -> Problem:
     if kind == "missing":
         return Problem(kind, param, f"Missing required parameter: '{param}'.", None)
     if kind == "extra_forbidden":
-        if param in _LEGACY:
-            return Problem("unsupported_feature", param, _LEGACY[param], value)
         return Problem(kind, param, f"Unrecognized request argument supplied: {param}", value)
     if kind in _TYPE_ERRORS:
         expected = _describe(where.node) if where.node is not None else _EXPECTED.get(kind, "another type")

@@ -172,6 +172,25 @@ def test_a_stream_whose_answer_finished_is_whole_without_done(events: list[dict[
         assert chunks
 
 
+def test_a_stream_of_several_choices_needs_done() -> None:
+    # n=2: the last chunk finishing one choice says nothing of the other (cut mid-answer)
+    from uniinfer.providers.openai_stream import OpenAIStreamDecoder
+
+    data = b"".join(
+        b"data: " + orjson.dumps(e) + b"\n\n"
+        for e in (
+            chunk([{"index": 1, "delta": {"content": "b"}}]),
+            chunk([{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]),
+        )
+    )
+    decoder = adapter_for(row()).stream_decoder("m")
+    assert isinstance(decoder, OpenAIStreamDecoder)
+    decoder.one_choice = False
+    decoder.feed(data)
+    with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
+        decoder.close()
+
+
 @pytest.mark.parametrize(
     "events",
     [

@@ -753,6 +753,67 @@ async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_depl
     assert member.state.breaker.state is BreakerState.OPEN
 
 
+async def test_a_deployment_that_hangs_for_a_first_attempt_s_whole_deadline_is_its_failure(
+    build: Callable[[str], Gateway], clock: FakeTime
+) -> None:
+    # the defaults: timeout.read 120 s, deadline 60 s, so a first attempt's timeouts are cut to the
+    # whole deadline; a deployment that never answers used all of it: its failure, or a stalled
+    # primary would take every request's deadline for ever
+    from uniinfer.config.routing import RetryConfig
+    from uniinfer.stages import Route
+
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 100, cooldown_seconds: 5}\n"
+    )
+    member = gw.router.group("m").members[0]
+
+    async def hangs(member: Any, timeouts: Any) -> Any:
+        clock.now += 60.0
+        raise ProviderTimeoutError("up: timed out", provider="up")
+
+    for _ in range(2):
+        with pytest.raises(ProviderTimeoutError):
+            await gw.router._attempt(member, Route("m"), hangs, 60.0, False, RetryConfig())
+    assert member.state.breaker.state is BreakerState.OPEN
+
+
+async def test_a_caller_s_error_the_group_moves_on_from_is_no_failure_of_the_deployment(
+    build: Callable[[str], Gateway],
+) -> None:
+    # also_retry_codes: [context_length_exceeded] sends long prompts on to a larger model: the small
+    # one is healthy (its circuit would shut out the short prompts); a provider refusing the
+    # gateway's own key is its failure
+    from uniinfer.errors import AuthenticationError, ContextLengthExceededError
+
+    gw = build(
+        "models:\n  m: {deployments: [up/gpt-a]}\n"
+        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+    )
+    state = gw.router.states["up/gpt-a"]
+    for error in [ContextLengthExceededError("up: too long", provider="up")] * 3:
+        ticket = state.breaker.acquire()
+        assert ticket is not None
+        gw.router._record_failure(state, error, ticket)
+    assert state.breaker.state is BreakerState.CLOSED
+    for error in [AuthenticationError("up: bad key", provider="up", upstream_status=401)] * 3:
+        ticket = state.breaker.acquire()
+        if ticket is not None:
+            gw.router._record_failure(state, error, ticket)
+    assert state.breaker.state is BreakerState.OPEN
+
+
+async def test_no_deployment_available_is_said_of_those_the_request_could_use(
+    build: Callable[[str], Gateway],
+) -> None:
+    # embeddings use one model's deployments: the wait is theirs, not another model's idle one
+    gw = build("models:\n  m: {deployments: [up/gpt-a, up/gpt-b]}\n")
+    gw.router.states["up/gpt-a"].cool_down(30.0)
+    error = gw.router._unavailable(gw.router.group("m"), {1})
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after == pytest.approx(30.0)
+
+
 async def test_an_upstream_s_own_504_at_the_deadline_is_still_its_failure(
     build: Callable[[str], Gateway], clock: FakeTime
 ) -> None:

@@ -64,7 +64,9 @@ class OpenAIStreamDecoder:
     which events it would leave alone.
     """
 
-    __slots__ = ("_adapter", "_done", "_finished", "_framer", "_last", "_map", "_usage", "_usage_event")
+    __slots__ = (
+        "_adapter", "_done", "_finished", "_framer", "_last", "_map", "_usage", "_usage_event", "one_choice",
+    )  # fmt: skip
 
     #: Whether :meth:`pass_on` may relay a read as it came (see the class docstring).
     _relays: ClassVar[bool] = True
@@ -89,8 +91,11 @@ class OpenAIStreamDecoder:
         #: The last event, for the usage chunk's id, created, model and system_fingerprint:
         #: those four of a modelled one, or the SSE of the events it ended (read only if needed).
         self._last: tuple[Any, Any, Any, Any] | bytes | None = None
-        #: Whether the last modelled chunk finished a choice (passed-on events: see _answered)
+        #: Whether the last modelled chunk finished a choice (passed-on events: see answered)
         self._finished = False
+        #: Whether the request asked for one choice (n > 1: its end needs [DONE], as the last
+        #: chunk finishing one choice says nothing of the others)
+        self.one_choice = True
         self._done = False
 
     def pass_on(self, data: bytes) -> bytes | None:
@@ -191,6 +196,8 @@ class OpenAIStreamDecoder:
         which no caller sees modelled: see ``ChatStream._answered``.)"""
         if self._usage_event is not None:
             return True
+        if not self.one_choice:
+            return False
         last = self._last
         if isinstance(last, bytes):  # passed-on events (checked here, not on the way): the last one
             return _FINISHED.search(last, last.rfind(b"\n\ndata: ") + 1) is not None

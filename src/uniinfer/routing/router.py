@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,10 +40,12 @@ from uniinfer.config.routing import (
 )
 from uniinfer.errors import (
     AllTargetsFailedError,
+    AuthenticationError,
     ConfigError,
     ContentFilteredError,
     ContextLengthExceededError,
     ModelNotFoundError,
+    PermissionDeniedError,
     ProviderOverloadedError,
     ProviderQuotaExceededError,
     ProviderTimeoutError,
@@ -446,7 +448,7 @@ class Router:
             members = self._ordered(group, excluded, stream=stream)
             if not members:
                 if last is None:
-                    last = self._unavailable(group)
+                    last = self._unavailable(group, excluded)
                     attempts.append((group.name, last))
                 break
             for member in members:
@@ -499,13 +501,15 @@ class Router:
             if (
                 isinstance(exc, ProviderTimeoutError)
                 and exc.upstream_status is None  # the gateway's timer, not the upstream's 504
+                and _cut_short(member, timeouts)
                 and self._clock() >= started + remaining - _DEADLINE_SLACK
             ):
-                # the time the request had left ran out, not the deployment's own timeout:
-                # no word on its health (a healthy one tried late would open its circuit)
+                # tried late, the time the request had left ran out, not the deployment's own
+                # timeout: no word on its health (a healthy one tried late would open its
+                # circuit); a first attempt had the whole deadline: a hang is its failure
                 state.breaker.release(ticket)
             else:
-                self._record_failure(state, exc, ticket, retry.also_retry_codes)
+                self._record_failure(state, exc, ticket)
             raise
         except BaseException:
             state.breaker.release(ticket)
@@ -532,9 +536,7 @@ class Router:
             if not handed_off:
                 state.in_flight -= 1
 
-    def _record_failure(
-        self, state: DeploymentState, exc: UniInferError, ticket: Ticket, also_retry: Iterable[str] = ()
-    ) -> None:
+    def _record_failure(self, state: DeploymentState, exc: UniInferError, ticket: Ticket) -> None:
         if isinstance(exc, RateLimitError):
             # throttled, not broken (nor shown healthy: a half-open probe stays unanswered);
             # the deployment waits out Retry-After instead
@@ -555,9 +557,9 @@ class Router:
             state.breaker.release(ticket)
         else:
             # a failure of the deployment's: retryable ones, an answer it could not make whole
-            # (a 5xx such as an unreadable body), and an error the group moves on from
-            # (also_retry_codes: a revoked key); a caller's own mistake (a 400) is no failure
-            healthy = not exc.retryable and exc.http_status < 500 and exc.code not in also_retry
+            # (a 5xx such as an unreadable body), its provider refusing the gateway's own key;
+            # a caller's own mistake (a 400, a prompt too long) is no failure of it
+            healthy = not exc.retryable and exc.http_status < 500 and not _refused_key(exc)
             state.breaker.record(healthy, ticket)
             if exc.retry_after and exc.upstream_status is not None:  # a 503 saying when to come back
                 state.cool_down(exc.retry_after)
@@ -627,12 +629,14 @@ class Router:
             names = list(fb.default)
         return [self.group(n, configured=True) for n in names]
 
-    def _unavailable(self, group: Group) -> UniInferError:
-        """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded."""
+    def _unavailable(self, group: Group, excluded: Collection[int] = ()) -> UniInferError:
+        """No deployment may be tried: rate limited if all are waiting out a 429, else overloaded
+        (of the deployments the request could use: not ``excluded``)."""
         now = self._clock()
-        if all(m.state.cooldown_until > now for m in group.members):
-            wait = min(m.state.back_in(now) or 0.0 for m in group.members)  # a 429, maybe an open circuit
-            quota = [m.state.out_of_quota for m in group.members]
+        members = [m for m in group.members if m.index not in excluded] or list(group.members)
+        if all(m.state.cooldown_until > now for m in members):
+            wait = min(m.state.back_in(now) or 0.0 for m in members)  # a 429, maybe an open circuit
+            quota = [m.state.out_of_quota for m in members]
             if all(quota):  # out of credit, not throttled: said as such (clients retry a rate limit)
                 return ProviderQuotaExceededError(
                     f"every deployment of '{group.name}' is out of quota upstream ({quota[0]})",
@@ -644,7 +648,7 @@ class Router:
             )
         # the soonest any deployment is back: each is back once both its 429's wait and its
         # open circuit's cooldown are over (a half-open one, its probe in flight, is unknown)
-        backs = [m.state.back_in(now) for m in group.members]
+        backs = [m.state.back_in(now) for m in members]
         known = [b for b in backs if b is not None]
         return ProviderOverloadedError(
             f"no deployment of '{group.name}' is available right now (circuits open or cooling down "
@@ -658,6 +662,22 @@ class _Next:
     """A group finished without success; ``error`` decides where to go next."""
 
     error: UniInferError | None
+
+
+def _cut_short(member: Member, timeouts: Timeouts) -> bool:
+    """Whether an attempt's ``timeouts`` were cut by what its request had left of its deadline
+    (a first attempt's are the deployment's own, or cut to the group's whole deadline, built
+    once: :meth:`Member.timeouts_for`)."""
+    return (
+        timeouts is not member.timeouts
+        and timeouts is not member.first
+        and timeouts is not member.first_stream
+    )
+
+
+def _refused_key(exc: UniInferError) -> bool:
+    """Whether a provider refused the gateway's own credentials (a 401 or 403 it answered)."""
+    return exc.provider is not None and isinstance(exc, (AuthenticationError, PermissionDeniedError))
 
 
 def _final(error: UniInferError | None, group: Group) -> bool:

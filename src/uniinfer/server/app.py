@@ -608,6 +608,10 @@ class _Started:
         await self._send(message)
 
 
+#: Control characters as escapes (``\n`` -> ``\\n``): what a log line quotes of a caller's text.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
 def log_failure(request_id: str, exc: UniInferError, *, mid_stream: bool = False) -> None:
     """One line for a request answered with an error: a warning for the gateway's and providers'
     failures (5xx), info for the caller's (4xx). What the caller was told, cut short; its
@@ -618,6 +622,7 @@ def log_failure(request_id: str, exc: UniInferError, *, mid_stream: bool = False
     where = f" from provider {exc.provider}" if exc.provider else ""
     when = " mid-stream" if mid_stream else ""
     message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
+    message = message.translate(_CONTROLS)  # a caller's text: one line, never a forged one
     log.log(
         logging.WARNING if status >= 500 else logging.INFO,
         "request %s failed%s: %d %s%s: %s",

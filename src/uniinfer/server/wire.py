@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from uniinfer.errors import InvalidRequestError, UniInferError
+from uniinfer.errors import AllTargetsFailedError, InvalidRequestError, UniInferError
 from uniinfer.stages import Route
 
 __all__ = [
@@ -231,7 +231,9 @@ def error_headers(error: UniInferError) -> Headers:
     a quota's cooldown held the caller for its Retry-After to end with the same error)."""
     headers: Headers = []
     status = error.http_status
-    if not error.retryable and (status in (408, 409, 429) or status >= 500):
+    # every deployment failing is as retryable as the attempt that decides its status (a 429)
+    decides = error.deciding if isinstance(error, AllTargetsFailedError) else None
+    if not (decides or error).retryable and (status in (408, 409, 429) or status >= 500):
         headers.append((b"x-should-retry", b"false"))
     if error.retry_after is None:
         return headers

@@ -23,7 +23,12 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
-    input: str | Annotated[list[str], FIRST] | Annotated[list[_TokenId], FIRST] | Annotated[list[list[_TokenId]], FIRST]
+    input: (
+        str
+        | Annotated[list[str], FIRST]
+        | Annotated[list[_TokenId], FIRST]
+        | Annotated[list[list[_TokenId]], FIRST]
+    )
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
