@@ -163,7 +163,10 @@ async def test_cancel_stops_the_upstream_call(app: App, ws_url: str) -> None:
             await asyncio.sleep(0.01)
         assert http.busy_connections == 1
         await ws.send_str(json.dumps({"type": "cancel", "id": "a"}))
-        # the id is free at once, and the cancelled stream's last frame says it ended
+        # the cancelled stream's last frame says it ended; then its id is free again (not before:
+        # frames of a new stream under it would mix with the cancelled one's)
+        ack = await ws.receive_json(timeout=5)
+        assert (ack["type"], ack["id"], ack["error"]["code"]) == ("error", "a", "request_cancelled")
         again = {
             "type": "chat.completions.create",
             "id": "a",
@@ -171,10 +174,9 @@ async def test_cancel_stops_the_upstream_call(app: App, ws_url: str) -> None:
         }
         await ws.send_str(json.dumps(again))
         frames: list[dict[str, Any]] = []
-        while {f["type"] for f in frames} != {"error", "chunk", "done"}:
+        while not frames or frames[-1]["type"] != "done":
             frames.append(await ws.receive_json(timeout=5))
-        (ack,) = [f for f in frames if f["type"] == "error"]
-        assert (ack["id"], ack["error"]["code"]) == ("a", "request_cancelled")
+        assert {f["type"] for f in frames} == {"chunk", "done"}
         for _ in range(300):
             if not http.busy_connections:
                 break
@@ -238,6 +240,46 @@ async def test_protocol_errors_name_the_problem(ws_url: str) -> None:
         frame = json.loads((await ws.receive()).data)
         assert frame["error"]["param"] == "type"
         assert frame["id"] == "x"
+
+
+async def test_two_authorization_lines_are_refused_as_over_http(ws_url: str) -> None:
+    from multidict import CIMultiDict
+
+    both = CIMultiDict([("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {MASTER}")])
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            async with session.ws_connect(ws_url, headers=both):
+                pass
+    assert info.value.status == 403
+
+
+async def test_json_the_api_refuses_is_an_error_frame_for_its_stream_not_the_socket_s_end(
+    ws_url: str,
+) -> None:
+    # a lone surrogate (what a browser's JSON.stringify writes for a string cut mid-emoji), a
+    # number beyond 64 bits: a 400 over HTTP; here the other streams go on
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(ws_url, headers={"x-api-key": MASTER}) as ws,
+    ):
+        for i, bad in enumerate(('"\\ud83d"', "1e400")):
+            text = '{"type": "chat.completions.create", "id": "b%d", "request": {"model": "up/m", "messages": %s}}'
+            await ws.send_str(text % (i, bad))
+            frame = await ws.receive_json(timeout=5)
+            assert (frame["type"], frame["id"], frame["error"]["code"]) == (
+                "error",
+                f"b{i}",
+                "invalid_request",
+            )
+        ok = {
+            "type": "chat.completions.create",
+            "id": "c",
+            "request": {"model": "up/gpt-4o-mini", "messages": MSG},
+        }
+        await ws.send_str(json.dumps(ok))
+        frames: list[dict[str, Any]] = []
+        while not frames or frames[-1]["type"] != "done":
+            frames.append(await ws.receive_json(timeout=5))
 
 
 async def test_a_request_nested_too_deep_gets_an_error_frame(ws_url: str) -> None:
@@ -376,3 +418,56 @@ async def test_a_done_frame_carries_the_request_id_feedback_takes(openai_url: st
             headers={"Authorization": f"Bearer {MASTER}"},
         ) as resp:
             assert resp.status == 200, await resp.text()
+
+
+async def test_the_client_says_a_connection_it_cannot_make_as_a_typed_error(
+    unused_tcp_port_factory: Callable[[], int],
+) -> None:
+    from uniinfer.errors import ProviderConnectionError
+
+    client = WebSocketClient(f"ws://127.0.0.1:{unused_tcp_port_factory()}/v1/ws", api_key=MASTER)
+    with pytest.raises(ProviderConnectionError, match="cannot connect"):
+        await client.connect()
+    assert client._session is not None
+    assert client._session.closed  # nothing left open
+
+
+async def test_a_frame_the_client_cannot_read_ends_its_stream_only() -> None:
+    # a gateway (or something in between) sending a chunk the client cannot model: that stream
+    # fails, typed; the others, and streams started after it, go on
+    from aiohttp import web
+
+    from tests.fakes.common import run_fake
+    from uniinfer.errors import ProviderConnectionError, ProviderResponseError
+
+    async def gateway(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            frame = json.loads(msg.data)
+            if frame["type"] != "chat.completions.create":
+                continue
+            sid = frame["id"]
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+            if frame["request"]["model"] == "bad":
+                await ws.send_str(json.dumps({"type": "chunk", "id": sid, "chunk": {**chunk, "choices": 5}}))
+                continue
+            choice = {"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}
+            await ws.send_str(
+                json.dumps({"type": "chunk", "id": sid, "chunk": {**chunk, "choices": [choice]}})
+            )
+            await ws.send_str(json.dumps({"type": "done", "id": sid}))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/ws", gateway)
+    async with run_fake(app) as base:
+        async with WebSocketClient(base.replace("http://", "ws://") + "/v1/ws", api_key=MASTER) as client:
+            with pytest.raises(ProviderResponseError, match="unreadable frame"):
+                async for _ in client.astream(model="bad", messages=MSG):
+                    pass
+            texts = [c.choices[0].delta.content async for c in client.astream(model="good", messages=MSG)]
+            assert texts == ["ok"]
+        with pytest.raises(ProviderConnectionError):  # closed: no stream starts, none hangs
+            async for _ in client.astream(model="good", messages=MSG):
+                pass

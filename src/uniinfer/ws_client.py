@@ -7,7 +7,10 @@ Many concurrent streams share one connection; leaving a stream early sends
         async for chunk in ws.astream(model="openai/gpt-4o-mini", messages=[...]):
             print(chunk.choices[0].delta.content or "", end="")
 
-Errors arrive as the same typed exceptions the in-process SDK raises.
+Errors arrive as the same typed exceptions the in-process SDK raises: a frame this client
+cannot read ends its stream with a ``ProviderResponseError`` (the others go on), a connection
+that cannot be made or has closed is a ``ProviderConnectionError``. Chunks wait in memory until
+the caller takes them (a slow reader does not slow the server's streams).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from uniinfer.errors import ProviderConnectionError, UniInferError, error_from_code
+from uniinfer.errors import ProviderConnectionError, ProviderResponseError, UniInferError, error_from_code
 from uniinfer.types import ChatChunk
 
 if TYPE_CHECKING:
@@ -41,6 +44,8 @@ class WebSocketClient:
         self._reader: asyncio.Task[None] | None = None
         self._queues: dict[str, asyncio.Queue[Any]] = {}
         self._ids = itertools.count(1)
+        #: Why no stream can start any more (the connection closed), once it is so.
+        self._gone: ProviderConnectionError | None = None
 
     async def connect(self) -> None:
         import aiohttp
@@ -55,12 +60,17 @@ class WebSocketClient:
                 "authentication_failed" if exc.status in (401, 403) else "provider_connection_error",
                 f"WebSocket handshake failed with HTTP {exc.status}",
             ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            await self._session.close()
+            raise ProviderConnectionError(f"cannot connect to {self.url}: {exc}") from exc
         self._reader = asyncio.create_task(self._read())
 
     async def astream(self, **params: Any) -> AsyncIterator[ChatChunk]:
         """Stream a chat completion (same parameters as ``AsyncClient.astream``)."""
         if self._ws is None:
             raise RuntimeError("not connected: use 'async with WebSocketClient(...)' or connect()")
+        if self._gone is not None or self._ws.closed:
+            raise self._gone or ProviderConnectionError("the WebSocket connection closed")
         stream_id = f"s{next(self._ids)}"
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._queues[stream_id] = queue
@@ -91,39 +101,34 @@ class WebSocketClient:
             async for msg in self._ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
-                frame = orjson.loads(msg.data)
-                queue = self._queues.get(frame.get("id", ""))
+                try:
+                    frame = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    continue  # no stream to tell: not the server's protocol
+                queue = self._queues.get(frame.get("id", "")) if isinstance(frame, dict) else None
                 if queue is None:
                     continue
-                kind = frame.get("type")
-                if kind == "chunk":
-                    queue.put_nowait(ChatChunk.model_validate(frame["chunk"]))
-                elif kind == "done":
-                    queue.put_nowait(_END)
-                elif kind == "error":
-                    err = frame.get("error", {})
-                    queue.put_nowait(
-                        error_from_code(
-                            str(err.get("code")),
-                            str(err.get("message")),
-                            param=err.get("param"),
-                            status=err.get("status"),
-                            retry_after=err.get("retry_after"),
-                        )
-                    )
+                try:
+                    item = _item(frame)
+                    if item is not None:
+                        queue.put_nowait(item)
+                except (ValueError, KeyError, TypeError) as exc:  # this stream's frame only
+                    queue.put_nowait(ProviderResponseError(f"an unreadable frame from the gateway: {exc}"))
         finally:
-            gone = ProviderConnectionError("the WebSocket connection closed")
+            self._gone = ProviderConnectionError("the WebSocket connection closed")
             for queue in self._queues.values():
-                queue.put_nowait(gone)
+                queue.put_nowait(self._gone)
 
     async def aclose(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._session is not None:
-            await self._session.close()
+        try:
+            if self._ws is not None:
+                await self._ws.close()
+            if self._reader is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._reader
+        finally:
+            if self._session is not None:
+                await self._session.close()
 
     async def __aenter__(self) -> WebSocketClient:
         await self.connect()
@@ -133,3 +138,22 @@ class WebSocketClient:
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _item(frame: dict[str, Any]) -> Any:
+    """What a stream's queue gets for one of its frames: a chunk, the end, or its error."""
+    kind = frame.get("type")
+    if kind == "chunk":
+        return ChatChunk.model_validate(frame["chunk"])
+    if kind == "done":
+        return _END
+    if kind == "error":
+        err = frame.get("error", {})
+        return error_from_code(
+            str(err.get("code")),
+            str(err.get("message")),
+            param=err.get("param"),
+            status=err.get("status"),
+            retry_after=err.get("retry_after"),
+        )
+    return None  # a frame type this client does not know: not for it

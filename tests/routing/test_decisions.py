@@ -309,11 +309,12 @@ async def test_server_explain_feedback_and_report(config: Config) -> None:
                 assert resp.status == 200
         async with session.post(base + "/v1/feedback", json={"request_id": "unknown", "score": 1}) as resp:
             assert resp.status == 404
-        async with session.post(
-            base + "/v1/feedback", json={"request_id": request_ids[0], "score": "x"}
-        ) as resp:
-            assert resp.status == 400
-            assert (await resp.json())["error"]["param"] == "score"
+        for bad in ("x", 1e308, -1e7):  # not a number, or beyond what the statistics can sum
+            async with session.post(
+                base + "/v1/feedback", json={"request_id": request_ids[0], "score": bad}
+            ) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["error"]["param"] == "score"
         async with session.get(base + "/v1/experiments/ab") as resp:
             report = await resp.json()
         assert sum(v["feedback"]["n"] for v in report["variants"]) == 4

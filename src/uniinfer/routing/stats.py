@@ -210,7 +210,7 @@ def _t_pdf(t: float, df: float) -> float:
 
 def mean_ci(acc: Welford, confidence: float = 0.95) -> Interval | None:
     """t-based confidence interval of the mean; ``None`` with fewer than two values."""
-    if acc.n < 2:
+    if acc.n < 2 or not math.isfinite(acc.variance) or acc.variance < 0:
         return None
     half = t_ppf(0.5 + confidence / 2.0, acc.n - 1) * math.sqrt(acc.variance / acc.n)
     return Interval(acc.mean - half, acc.mean + half)

@@ -21,14 +21,21 @@ async def route_explain(app: App, request: Request) -> None:
     await send_bytes(request.send, 200, body, [(b"x-request-id", request.request_id.encode())])
 
 
+#: The largest feedback score, either way (a rating, a reward: far below where sums overflow).
+MAX_SCORE = 1e6
+
+
 async def feedback(app: App, request: Request) -> None:
     """``{"request_id", "score"}``: user feedback on an answer, attributed to its experiment variant."""
     data = json_body(request.body)
     request_id, score = data.get("request_id"), data.get("score")
     if not isinstance(request_id, str) or not request_id:
         raise InvalidRequestError("'request_id' must be the x-request-id of an answer", param="request_id")
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise InvalidRequestError("'score' must be a number", param="score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not abs(score) <= MAX_SCORE:
+        # bounded: scores near the float range made the report's statistics overflow (a 500)
+        raise InvalidRequestError(
+            f"'score' must be a number from -{MAX_SCORE:g} to {MAX_SCORE:g}", param="score"
+        )
     if not app.gateway.router.experiments.feedback(request_id, float(score)):
         raise NotFoundError(
             f"request '{request_id}' is not part of an experiment (or too old to remember)",

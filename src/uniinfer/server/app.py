@@ -55,7 +55,7 @@ from uniinfer.server.wire import (
 )
 from uniinfer.stages import RequestContext
 
-__all__ = ["App", "Endpoint", "Request", "create_app", "cross_site", "log_failure"]
+__all__ = ["App", "Endpoint", "Request", "create_app", "cross_site", "header_map", "log_failure"]
 
 log = logging.getLogger("uniinfer.server")
 
@@ -499,6 +499,13 @@ def cross_site(headers: Mapping[bytes, bytes]) -> bool:
 def _form_like(kind: bytes) -> bool:
     """Whether the ``Content-Type`` header ``kind`` names one of :data:`_FORM_TYPES`."""
     return kind.partition(b";")[0].strip().lower() in _FORM_TYPES
+
+
+def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """ASGI header lines by name, a repeated field's values joined (see :func:`_combined`)."""
+    lines = list(raw)
+    headers = dict(lines)
+    return headers if len(headers) == len(lines) else _combined(lines)
 
 
 def _combined(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

@@ -17,7 +17,10 @@ Server -> client::
 ``request`` is validated like the HTTP body; ``stream`` is implied. A
 ``cancel`` (or the connection closing) cancels the upstream call; a cancelled
 stream's last frame is an ``error`` with code ``request_cancelled``, and its id
-may be used again as soon as the ``cancel`` is sent.
+may be used again once that frame has come (a ``create`` under it before then is
+refused as already running). A frame that is JSON but not what the HTTP API takes
+(a lone surrogate in a string, a number beyond 64 bits) gets an ``invalid_request``
+error frame for its id, as a 400 over HTTP; the other streams go on.
 
 Authentication happens on connect: ``Authorization: Bearer <key>`` or
 ``x-api-key``, or, for browsers that cannot set headers, the subprotocol
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -60,7 +64,7 @@ from uniinfer.errors import (
     UniInferError,
     forget_traceback,
 )
-from uniinfer.server.app import App, cross_site
+from uniinfer.server.app import App, cross_site, header_map
 from uniinfer.server.wire import Receive, Send, check_depth
 from uniinfer.stages import RequestContext
 from uniinfer.types import ChatRequest
@@ -97,7 +101,8 @@ async def websocket_chat(app: App, scope: dict[str, Any], receive: Receive, send
     message = await receive()
     if message["type"] != "websocket.connect":
         return
-    headers = dict(scope.get("headers", ()))
+    # a repeated authorization matches no key, as over HTTP (a proxy in front may read the first)
+    headers = header_map(scope.get("headers", ()))
     subprotocol = _bearer_subprotocol(scope)
     if subprotocol is not None:
         headers[b"authorization"] = b"Bearer " + subprotocol[len(SUBPROTOCOL_PREFIX) :].encode()
@@ -164,6 +169,9 @@ class _Connection:
             task.uncancel()  # the grace period is over: its streams end here, and say why
             await self._cut_at_shutdown()
             code, reason = GOING_AWAY, "server shutting down"
+        except OSError as gone:  # a write to a client that has gone (uvicorn's ClientDisconnected)
+            log.debug("websocket client gone: %r", gone)
+            return
         except Exception:
             log.exception("websocket connection failed")
             code, reason = INTERNAL, "internal error"
@@ -197,7 +205,7 @@ class _Connection:
 
     async def _cut_at_shutdown(self) -> None:
         """The streams still running when the grace period ends: each gets an error frame."""
-        cut = list(self._streams)
+        cut = [sid for sid, task in self._streams.items() if task not in self._cancelled]
         live = self._live()
         for task in live:
             task.cancel()
@@ -215,16 +223,19 @@ class _Connection:
             raise _CloseError(TOO_BIG, "frame too large")
         try:
             frame = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            raise _CloseError(INVALID, "frames must be JSON objects") from None
+        except orjson.JSONDecodeError as refused:
+            await self._refuse(text, refused)
+            return
         if not isinstance(frame, dict):
             raise _CloseError(INVALID, "frames must be JSON objects")
         kind, stream_id = frame.get("type"), frame.get("id")
         if not isinstance(stream_id, str) or not stream_id:
             await self._error(None, InvalidRequestError("every frame needs a string 'id'", param="id"))
         elif kind == "cancel":
-            task = self._streams.pop(stream_id, None)  # the id is free again at once
-            if task is not None:
+            # the id stays taken until the stream's last frame (request_cancelled) is written: a
+            # new stream under it would have its frames mixed with that one
+            task = self._streams.get(stream_id)
+            if task is not None and task not in self._cancelled:
                 self._cancelled.add(task)
                 task.cancel()
         elif kind == "chat.completions.create":
@@ -237,6 +248,18 @@ class _Connection:
         else:
             await self._error(stream_id, InvalidRequestError(f"unknown frame type {kind!r}", param="type"))
 
+    async def _refuse(self, text: str, refused: orjson.JSONDecodeError) -> None:
+        """A frame orjson refuses: JSON all the same (a lone surrogate, a huge number, which HTTP
+        answers with a 400) gets an error frame for its stream; anything else closes (1007)."""
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            raise _CloseError(INVALID, "frames must be JSON objects") from None
+        stream_id = frame.get("id") if isinstance(frame, dict) else None
+        if not isinstance(stream_id, str) or not stream_id:
+            raise _CloseError(INVALID, "frames must be JSON objects")
+        await self._error(stream_id, InvalidRequestError(f"the frame is not valid JSON: {refused}"))
+
     async def _start(self, stream_id: str, body: Any) -> None:
         if stream_id in self._streams:
             await self._error(
@@ -246,7 +269,7 @@ class _Connection:
         if self._app.stopping.is_set():
             await self._error(stream_id, _shut_down())
             return
-        if len(self._streams) + len(self._cancelled) >= MAX_STREAMS:
+        if len(self._streams) >= MAX_STREAMS:
             await self._error(
                 stream_id, RateLimitError(f"at most {MAX_STREAMS} concurrent streams per connection")
             )
@@ -273,9 +296,9 @@ class _Connection:
             self._idle.set()
 
     def _live(self) -> list[asyncio.Task[None]]:
-        """Every stream task still running: those with an id, and those cancelled by the client
-        (their id already free) that have yet to write their last frame."""
-        return [*self._streams.values(), *self._cancelled]
+        """Every stream task still running (those the client cancelled included, until their
+        last frame is written)."""
+        return list(self._streams.values())
 
     async def _stream(self, stream_id: str, body: dict[str, Any]) -> None:
         try:
@@ -304,6 +327,8 @@ class _Connection:
             await self._error(
                 stream_id, RequestCancelledError(f"stream '{stream_id}' cancelled by the client")
             )
+        except OSError:  # a write to a client that has gone: nothing to tell anyone (see _ended)
+            raise
         except Exception as exc:  # never a silent end: the client would wait for this stream forever
             log.exception("websocket stream %r failed", stream_id)
             forget_traceback(exc)
