@@ -987,6 +987,7 @@ async def test_embeddings_come_from_one_model_never_a_mix_of_two(
 models:
   vectors: {{deployments: [gm/text-embedding-004, up/text-embedding-3-small]}}
   same: {{deployments: [dead/text-embedding-3-small, up/text-embedding-3-small], fallbacks: {{default: [vectors]}}}}
+  lone: {{deployments: [dead/text-embedding-3-large], fallbacks: {{default: [vectors]}}}}
 """
     )
     gateway = make_gateway(config)
@@ -997,6 +998,12 @@ models:
     assert ctx.route.attempts == 1  # the OpenAI model, another model, was not asked
     with pytest.raises(ProviderConnectionError):  # the first model unreachable: no other model's
         await gateway.embed(EmbeddingRequest(model="vectors", input="hi"), RequestContext("embeddings"))
+    # a fallback group without the model is not tried, nor said to be
+    ctx = RequestContext("embeddings")
+    with pytest.raises(ProviderConnectionError):
+        await gateway.embed(EmbeddingRequest(model="lone", input="hi"), ctx)
+    assert ctx.route is not None
+    assert (ctx.route.group, ctx.route.fallback_groups) == ("lone", [])
     # deployments of one model stand in for each other (a fallback group's other model does not)
     ctx = RequestContext("embeddings")
     response = await gateway.embed(EmbeddingRequest(model="same", input="hi"), ctx)
@@ -1058,6 +1065,40 @@ async def test_vectors_of_two_sizes_or_another_size_than_asked_are_refused(
                 await gateway.embed(EmbeddingRequest(model="lc/m", input=["b", "x"], dimensions=4))
             assert info.value.param == "dimensions"
         assert len((await gateway.embed(EmbeddingRequest(model="lc/m", input=["b", "x"]))).data) == 2
+
+
+@pytest.mark.parametrize("n", [None, 1, 2])
+async def test_a_stream_that_ends_after_its_finish_without_done_is_whole_for_one_choice_only(
+    make_gateway: Callable[..., Gateway], n: int | None
+) -> None:
+    # Perplexity ends its streams without [DONE]; with several choices, one finishing says
+    # nothing of the others (the stream may be cut mid-answer): then [DONE] is needed
+    from tests.conftest import make_config
+    from tests.fakes.common import run_fake
+    from uniinfer.errors import ProviderConnectionError
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+        await resp.write(b"data: " + json.dumps({**chunk, "choices": [choice]}).encode() + b"\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    async with run_fake(app) as base:
+        gateway = make_gateway(
+            make_config(f"providers:\n  pp: {{type: openai_compatible, base_url: '{base}/v1'}}\n")
+        )
+        request = chat("pp/m", stream=True, **({} if n is None else {"n": n}))
+        if (n or 1) == 1:
+            stream = await gateway.stream(request, RequestContext("chat"))
+            assert [c async for c in stream]
+        else:  # the body, all of it, came before the first chunk was handed out: no stream
+            with pytest.raises(ProviderConnectionError, match=r"before \[DONE\]"):
+                await gateway.stream(request, RequestContext("chat"))
 
 
 async def test_an_answer_with_fewer_embeddings_than_inputs_is_a_bad_response(

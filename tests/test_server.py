@@ -593,6 +593,13 @@ async def test_the_anthropic_sdk_lists_and_retrieves_models_in_its_own_shapes(ba
         assert missing.value.body["type"] == "error"  # type: ignore[index]
         with pytest.raises(anthropic.BadRequestError):
             await claude.models.list(limit=0)
+    headers = {"x-api-key": MASTER, "anthropic-version": "2023-06-01"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(base_url + "/v1/models?limit=%C2%B2", headers=headers) as resp,
+    ):
+        assert resp.status == 400  # a digit Python reads, not a number
+        assert (await resp.json())["type"] == "error"
     # the OpenAI SDK, which sends no anthropic-version, keeps OpenAI's shape
     async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=MASTER) as client:
         assert (await client.models.retrieve("up/gpt-4o-mini")).owned_by == "up"

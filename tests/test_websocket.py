@@ -280,6 +280,10 @@ async def test_json_the_api_refuses_is_an_error_frame_for_its_stream_not_the_soc
         frames: list[dict[str, Any]] = []
         while not frames or frames[-1]["type"] != "done":
             frames.append(await ws.receive_json(timeout=5))
+        # an id no frame can carry back (a lone surrogate): not JSON this protocol can answer
+        await ws.send_str('{"type": "chat.completions.create", "id": "\\ud83d", "request": {}}')
+        closed = await ws.receive(timeout=5)
+        assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1007)
 
 
 async def test_a_request_nested_too_deep_gets_an_error_frame(ws_url: str) -> None:
@@ -452,6 +456,9 @@ async def test_a_frame_the_client_cannot_read_ends_its_stream_only() -> None:
             if frame["request"]["model"] == "bad":
                 await ws.send_str(json.dumps({"type": "chunk", "id": sid, "chunk": {**chunk, "choices": 5}}))
                 continue
+            if frame["request"]["model"] == "bad-error":
+                await ws.send_str(json.dumps({"type": "error", "id": sid, "error": "oops"}))
+                continue
             choice = {"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}
             await ws.send_str(
                 json.dumps({"type": "chunk", "id": sid, "chunk": {**chunk, "choices": [choice]}})
@@ -463,9 +470,10 @@ async def test_a_frame_the_client_cannot_read_ends_its_stream_only() -> None:
     app.router.add_get("/v1/ws", gateway)
     async with run_fake(app) as base:
         async with WebSocketClient(base.replace("http://", "ws://") + "/v1/ws", api_key=MASTER) as client:
-            with pytest.raises(ProviderResponseError, match="unreadable frame"):
-                async for _ in client.astream(model="bad", messages=MSG):
-                    pass
+            for bad in ("bad", "bad-error"):
+                with pytest.raises(ProviderResponseError, match="unreadable frame"):
+                    async for _ in client.astream(model=bad, messages=MSG):
+                        pass
             texts = [c.choices[0].delta.content async for c in client.astream(model="good", messages=MSG)]
             assert texts == ["ok"]
         with pytest.raises(ProviderConnectionError):  # closed: no stream starts, none hangs

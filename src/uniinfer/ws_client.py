@@ -105,14 +105,15 @@ class WebSocketClient:
                     frame = orjson.loads(msg.data)
                 except orjson.JSONDecodeError:
                     continue  # no stream to tell: not the server's protocol
-                queue = self._queues.get(frame.get("id", "")) if isinstance(frame, dict) else None
+                stream_id = frame.get("id") if isinstance(frame, dict) else None
+                queue = self._queues.get(stream_id) if isinstance(stream_id, str) else None
                 if queue is None:
                     continue
                 try:
                     item = _item(frame)
                     if item is not None:
                         queue.put_nowait(item)
-                except (ValueError, KeyError, TypeError) as exc:  # this stream's frame only
+                except Exception as exc:  # a frame of this stream's it cannot read: this stream's end
                     queue.put_nowait(ProviderResponseError(f"an unreadable frame from the gateway: {exc}"))
         finally:
             self._gone = ProviderConnectionError("the WebSocket connection closed")

@@ -187,6 +187,7 @@ def test_a_stream_of_several_choices_needs_done() -> None:
     assert isinstance(decoder, OpenAIStreamDecoder)
     decoder.one_choice = False
     decoder.feed(data)
+    assert decoder.answered()  # a caller stopping here is read on for the usage, as for one choice
     with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
         decoder.close()
 

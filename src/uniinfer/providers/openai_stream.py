@@ -167,7 +167,7 @@ class OpenAIStreamDecoder:
             if self._done:
                 raise
             out = []  # the half-received last event of a cut stream
-        if not self._done and not self.answered():
+        if not self._done and not (self.one_choice and self.answered()):
             raise ProviderConnectionError(f"{name}: the stream ended before [DONE]", provider=name)
         last = self._last
         if self._usage is not None and self._usage_event is not None:
@@ -196,8 +196,6 @@ class OpenAIStreamDecoder:
         which no caller sees modelled: see ``ChatStream._answered``.)"""
         if self._usage_event is not None:
             return True
-        if not self.one_choice:
-            return False
         last = self._last
         if isinstance(last, bytes):  # passed-on events (checked here, not on the way): the last one
             return _FINISHED.search(last, last.rfind(b"\n\ndata: ") + 1) is not None

@@ -399,14 +399,17 @@ class Router:
         attempts: list[tuple[str, UniInferError]] = []
         pending = [decision.group]
         visited: set[str] = set()
+        only = decision.group.members[0].target.model if one_model else None
         while pending:
             group = pending.pop(0)
             visited.add(group.name)
-            if group is not decision.group:
-                route.fallback_groups.append(group.name)
-                route.group = group.name  # the group that serves, if this one does
-            only = decision.group.members[0].target.model if one_model else None
-            outcome = await self._run_group(group, route, attempt, attempts, deadline, stream, only)
+            if only is not None and all(m.target.model != only for m in group.members):
+                outcome: T | _Next = _Next(None)  # none of its deployments serves the model: not tried
+            else:
+                if group is not decision.group:
+                    route.fallback_groups.append(group.name)
+                    route.group = group.name  # the group that serves, if this one does
+                outcome = await self._run_group(group, route, attempt, attempts, deadline, stream, only)
             if not isinstance(outcome, _Next):
                 return outcome
             after = [g for g in self._next_groups(group, outcome.error) if g.name not in visited]
@@ -431,16 +434,18 @@ class Router:
         excluded: set[int] = set()
         if only is not None:  # one model's deployments only (see run)
             excluded = {m.index for m in group.members if m.target.model != only}
-            if len(excluded) == len(group.members):
-                return _Next(None)
         last: UniInferError | None = None
         for round_ in range(group.retry.max_retries + 1):
             if round_ and len(excluded) >= len(group.members):
                 break  # every deployment cannot serve this request: no round will change that
             if round_:
-                # at least until the soonest of its deployments is back (their Retry-After, an
-                # open circuit's cooldown), not the longest: another may serve sooner
-                wait = backoff(round_, group.retry, self._rng, self._soonest_back(group, excluded))
+                # at least until the soonest of its deployments is back from its Retry-After, not
+                # the longest (another may serve sooner); none while every one is held by an open
+                # circuit: a request does not sit out a cooldown (30 s), it ends with its error
+                soonest = self._soonest_back(group, excluded)
+                if soonest is None:
+                    break
+                wait = backoff(round_, group.retry, self._rng, soonest)
                 if self._clock() + wait >= deadline:
                     break
                 route.retries += 1

@@ -169,8 +169,8 @@ class _Connection:
             task.uncancel()  # the grace period is over: its streams end here, and say why
             await self._cut_at_shutdown()
             code, reason = GOING_AWAY, "server shutting down"
-        except OSError as gone:  # a write to a client that has gone (uvicorn's ClientDisconnected)
-            log.debug("websocket client gone: %r", gone)
+        except _ClientGoneError as gone:  # a write to a client that has gone
+            log.debug("websocket client gone: %r", gone.__cause__)
             return
         except Exception:
             log.exception("websocket connection failed")
@@ -256,7 +256,7 @@ class _Connection:
         except (ValueError, RecursionError):
             raise _CloseError(INVALID, "frames must be JSON objects") from None
         stream_id = frame.get("id") if isinstance(frame, dict) else None
-        if not isinstance(stream_id, str) or not stream_id:
+        if not isinstance(stream_id, str) or not stream_id or not _encodes(stream_id):
             raise _CloseError(INVALID, "frames must be JSON objects")
         await self._error(stream_id, InvalidRequestError(f"the frame is not valid JSON: {refused}"))
 
@@ -318,21 +318,35 @@ class _Connection:
                 done["experiment"], done["variant"] = route.experiment, route.variant
             await self._write(orjson.dumps(done).decode())
         except UniInferError as exc:
-            await self._error(stream_id, exc)
+            await self._last_error(stream_id, exc)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if task not in self._cancelled or task is None:
+            if task is None or task not in self._cancelled:
                 raise  # the session is ending
-            task.uncancel()  # the client's cancel: its last frame says the stream ended
-            await self._error(
-                stream_id, RequestCancelledError(f"stream '{stream_id}' cancelled by the client")
-            )
-        except OSError:  # a write to a client that has gone: nothing to tell anyone (see _ended)
+            await self._last_error(stream_id, None)
+        except _ClientGoneError:  # nothing to tell anyone (see _ended)
             raise
         except Exception as exc:  # never a silent end: the client would wait for this stream forever
             log.exception("websocket stream %r failed", stream_id)
             forget_traceback(exc)
-            await self._error(stream_id, UniInferError("internal error"))
+            await self._last_error(stream_id, UniInferError("internal error"))
+
+    async def _last_error(self, stream_id: str, error: UniInferError | None) -> None:
+        """A stream's last frame: ``error``, or (None: the client cancelled it, the task is
+        being cancelled) ``request_cancelled``. A cancel from the client while ``error`` waits to
+        be written ends the stream with ``request_cancelled`` instead; a cancellation that is not
+        the client's (the session ending) goes on."""
+        task = asyncio.current_task()
+        assert task is not None
+        if error is None:
+            task.uncancel()
+        try:
+            await self._error(stream_id, error or _cancelled_by_client(stream_id))
+        except asyncio.CancelledError:
+            if error is None or task not in self._cancelled:
+                raise
+            task.uncancel()
+            await self._error(stream_id, _cancelled_by_client(stream_id))
 
     async def _error(self, stream_id: str | None, exc: UniInferError) -> None:
         forget_traceback(exc)
@@ -347,4 +361,24 @@ class _Connection:
 
     async def _write(self, text: str) -> None:
         async with self._send_lock:
-            await self._send({"type": "websocket.send", "text": text})
+            try:
+                await self._send({"type": "websocket.send", "text": text})
+            except OSError as gone:  # uvicorn's ClientDisconnected: the client has gone
+                raise _ClientGoneError from gone
+
+
+class _ClientGoneError(Exception):
+    """A frame could not be written: the client has gone (its cause: uvicorn's error)."""
+
+
+def _encodes(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 text (no lone surrogate), as a frame must carry it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _cancelled_by_client(stream_id: str) -> RequestCancelledError:
+    return RequestCancelledError(f"stream '{stream_id}' cancelled by the client")
