@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -320,3 +322,49 @@ def test_a_one_shot_chat_ends_after_one_answer_even_an_empty_one(monkeypatch: py
     monkeypatch.setattr(chat_cli, "_stream_answer", one_empty_answer)
     assert chat_cli.run_chat(make_config("providers: {}\n"), "m", "hi") == 0
     assert calls == [1]
+
+
+async def test_serve_bounds_a_request_s_head_with_a_431_the_client_reads() -> None:
+    """uvicorn bounds no header bytes under httptools: a client could make it hold any amount
+    before the app (and its 401) saw the request. ``uniinfer serve`` answers a head still
+    incomplete past 64 KiB with a 431 and closes (lingering: the client reads the answer)."""
+    import uvicorn
+
+    from uniinfer.cli.serve import MAX_HEAD_BYTES, bounded_head_protocol
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=bounded_head_protocol(), lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+
+        async def ask(pads: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            with contextlib.suppress(ConnectionError):
+                for i in range(pads):  # a read each, as a slow client sends them
+                    writer.write(b"X-Pad-%d: " % i + b"a" * 8000 + b"\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.005)
+                writer.write(b"\r\n")
+                await writer.drain()
+            head = await reader.read(64)
+            writer.close()
+            return head
+
+        assert (await ask(2)).startswith(b"HTTP/1.1 200")  # a big head within the bound
+        assert (await ask(MAX_HEAD_BYTES // 8000 + 4)).startswith(b"HTTP/1.1 431")
+    finally:
+        server.should_exit = True
+        await task

@@ -206,12 +206,12 @@ def run(config: Config, *, log_level: str = "info") -> None:
         uvicorn.Config(
             app,
             ws=_DrainingWebSockets,
+            http=bounded_head_protocol(),
             # a frame's limit is the body's (uvicorn's own default, 16 MiB, overrode it both ways)
             ws_max_size=config.server.max_body_bytes,
             host=config.server.host,
             port=config.server.port,
             loop="uvloop",
-            http="httptools",
             lifespan="on",
             access_log=False,
             log_level=log_level,
@@ -228,6 +228,78 @@ def run(config: Config, *, log_level: str = "info") -> None:
     if config.server.master_key is None:
         _warn_keyless(config.server.host)
     server.run()
+
+
+#: The most bytes of a request's head (request line and headers) the server buffers: more is
+#: a 431 and the connection closed (nginx's default is 8 KiB per line, 32 KiB in all; an
+#: Anthropic client's head is about 2 KiB).
+MAX_HEAD_BYTES = 64 * 1024
+
+_BOUNDED: list[type] = []
+#: How long a refused connection is read (and what comes dropped) before it is closed.
+_LINGER_SECONDS = 1.0
+
+
+def bounded_head_protocol() -> type:
+    """uvicorn's httptools protocol with a request head bounded at :data:`MAX_HEAD_BYTES`.
+
+    uvicorn bounds none under httptools: a client could make the server hold any amount of
+    header bytes before the app saw the request (a 16 MiB header was buffered whole, before
+    its 401). Counted per read while a head is incomplete: three small calls per request.
+    """
+    if _BOUNDED:
+        return _BOUNDED[0]
+    import orjson
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": f"The request's headers are too large (at most {MAX_HEAD_BYTES // 1024} KiB).",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "request_too_large",
+            }
+        }
+    )
+    refusal = (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+    class _BoundedHead(HttpToolsProtocol):
+        _head = -1  # bytes read while a request's head is incomplete; -1: none is
+        _refused = False
+
+        def on_message_begin(self) -> None:
+            self._head = 0
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            self._head = -1
+            super().on_headers_complete()
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # what the client still sends after its 431, until the close
+            super().data_received(data)
+            if self._head >= 0:
+                self._head += len(data)
+                if self._head > MAX_HEAD_BYTES and not self.transport.is_closing():
+                    self._refuse()
+
+        def _refuse(self) -> None:
+            # a lingering close: the 431, then what still comes is read and dropped for a
+            # moment (closed at once, the client's next write would reset the connection and
+            # lose the answer)
+            self._refused = True
+            self.transport.write(refusal)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+    _BOUNDED.append(_BoundedHead)
+    return _BoundedHead
 
 
 def _warn_keyless(host: str) -> None:
