@@ -268,25 +268,23 @@ def bounded_head_protocol() -> type:
     )
 
     class _BoundedHead(HttpToolsProtocol):
-        _head = -1  # bytes read while a request's head is incomplete; -1: none is
+        _head = 0  # bytes read while a request's head is incomplete
         _refused = False
-
-        def on_message_begin(self) -> None:
-            self._head = 0
-            super().on_message_begin()
-
-        def on_headers_complete(self) -> None:
-            self._head = -1
-            super().on_headers_complete()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return  # what the client still sends after its 431, until the close
             super().data_received(data)
-            if self._head >= 0:
-                self._head += len(data)
-                if self._head > MAX_HEAD_BYTES and not self.transport.is_closing():
-                    self._refuse()
+            # a head is under way when a request began (its scope) that has no cycle yet (made
+            # when its headers are complete): read from uvicorn's state, no callback of its
+            # overridden (one call per read, not three per request)
+            cycle, scope = self.cycle, self.scope
+            if scope is None or (cycle is not None and cycle.scope is scope):
+                self._head = 0
+                return
+            self._head += len(data)
+            if self._head > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._refuse()
 
         def _refuse(self) -> None:
             # a lingering close: the 431, then what still comes is read and dropped for a
