@@ -365,6 +365,21 @@ async def test_serve_bounds_a_request_s_head_with_a_431_the_client_reads() -> No
 
         assert (await ask(2)).startswith(b"HTTP/1.1 200")  # a big head within the bound
         assert (await ask(MAX_HEAD_BYTES // 8000 + 4)).startswith(b"HTTP/1.1 431")
+        # pipelined: a request with a big body, then the next one's head, in one read: the
+        # earlier request's bytes are no part of the next head
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b"x" * 200_000
+        writer.write(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        writer.write(b"GET /b HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"\r\n")
+        await writer.drain()
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2:
+            answers += await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+        assert answers.count(b"HTTP/1.1 200") == 2
     finally:
         server.should_exit = True
         await task

@@ -600,6 +600,11 @@ async def test_the_anthropic_sdk_lists_and_retrieves_models_in_its_own_shapes(ba
     ):
         assert resp.status == 400  # a digit Python reads, not a number
         assert (await resp.json())["type"] == "error"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(base_url + "/v1/models?limit=" + "1" * 5000, headers=headers) as resp,
+    ):
+        assert resp.status == 400  # beyond what int() reads
     # the OpenAI SDK, which sends no anthropic-version, keeps OpenAI's shape
     async with openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=MASTER) as client:
         assert (await client.models.retrieve("up/gpt-4o-mini")).owned_by == "up"

@@ -553,7 +553,7 @@ async def _open_chat_stream(
         # reports it; the after-stages run once the stream is handed out.
         decoder = adapter.stream_decoder(model)
         if request.n is not None and request.n > 1 and isinstance(decoder, OpenAIStreamDecoder):
-            decoder.one_choice = False  # its end needs [DONE] (see OpenAIStreamDecoder.answered)
+            decoder.one_choice = False  # its end needs [DONE] (see OpenAIStreamDecoder.close)
         stream = ChatStream(
             ctx,
             None,

@@ -241,11 +241,13 @@ _LINGER_SECONDS = 1.0
 
 
 def bounded_head_protocol() -> type:
-    """uvicorn's httptools protocol with a request head bounded at :data:`MAX_HEAD_BYTES`.
+    """uvicorn's httptools protocol refusing a request head still incomplete past
+    :data:`MAX_HEAD_BYTES` (a head that comes whole in one read, at most the loop's read size,
+    is parsed as ever).
 
     uvicorn bounds none under httptools: a client could make the server hold any amount of
     header bytes before the app saw the request (a 16 MiB header was buffered whole, before
-    its 401). Counted per read while a head is incomplete: three small calls per request.
+    its 401). Counted in ``data_received`` from uvicorn's own state, one call per read.
     """
     if _BOUNDED:
         return _BOUNDED[0]
@@ -268,13 +270,16 @@ def bounded_head_protocol() -> type:
     )
 
     class _BoundedHead(HttpToolsProtocol):
-        _head = 0  # bytes read while a request's head is incomplete
+        _head = 0  # bytes read while a request's head is incomplete (after the read it began in)
+        _seen: Any = None  # the scope of the head counted
         _refused = False
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return  # what the client still sends after its 431, until the close
             super().data_received(data)
+            if self.transport.get_protocol() is not self:
+                return  # upgraded (a WebSocket): the connection is another protocol's now
             # a head is under way when a request began (its scope) that has no cycle yet (made
             # when its headers are complete): read from uvicorn's state, no callback of its
             # overridden (one call per read, not three per request)
@@ -282,8 +287,13 @@ def bounded_head_protocol() -> type:
             if scope is None or (cycle is not None and cycle.scope is scope):
                 self._head = 0
                 return
+            if scope is not self._seen:  # it began in this read (after earlier requests' bytes)
+                self._seen, self._head = scope, 0
+                return
             self._head += len(data)
             if self._head > MAX_HEAD_BYTES and not self.transport.is_closing():
+                if cycle is not None and not cycle.response_complete:
+                    return  # an earlier request's answer is under way: refused after it
                 self._refuse()
 
         def _refuse(self) -> None:

@@ -585,8 +585,9 @@ class Router:
     def _soonest_back(self, group: Group, excluded: set[int]) -> float | None:
         """Seconds until the first of ``group``'s deployments (but ``excluded``) is back from its
         Retry-After; None when every one is held by its open circuit instead. A request does
-        not sit out a circuit's cooldown (30 s by default): its next round finds no deployment
-        and answers at once, a 503 with the Retry-After (the breaker is there to fail fast)."""
+        not sit out a circuit's cooldown (30 s by default): it ends with its last error, and the
+        requests after it get a 503 with the Retry-After at once (the breaker is there to fail
+        fast)."""
         now = self._clock()
         backs = [
             max(m.state.cooldown_until - now, 0.0)

@@ -84,6 +84,6 @@ def _page(cards: list[ModelCard], query: dict[str, list[str]]) -> dict[str, Any]
 def _limit(raw: str | None) -> int:
     if raw is None:
         return _DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdecimal()) or not 1 <= int(raw) <= _MAX_LIMIT:
+    if not (raw.isascii() and raw.isdecimal() and len(raw) <= 4) or not 1 <= int(raw) <= _MAX_LIMIT:
         raise InvalidRequestError(f"limit: Input should be an integer from 1 to {_MAX_LIMIT}", param="limit")
     return int(raw)
