@@ -328,26 +328,20 @@ async def test_serve_bounds_a_request_s_head_with_a_431_the_client_reads() -> No
     """uvicorn bounds no header bytes under httptools: a client could make it hold any amount
     before the app (and its 401) saw the request. ``uniinfer serve`` answers a head still
     incomplete past 64 KiB with a 431 and closes (lingering: the client reads the answer)."""
-    import uvicorn
-
+    from tests.server_helpers import serve
     from uniinfer.cli.serve import MAX_HEAD_BYTES, bounded_head_protocol
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
+        elif scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=bounded_head_protocol(), lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    async with serve(app, http=bounded_head_protocol()) as base:
+        port = int(base.rsplit(":", 1)[1])
 
         async def ask(pads: int) -> bytes:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -380,6 +374,3 @@ async def test_serve_bounds_a_request_s_head_with_a_431_the_client_reads() -> No
             answers += await asyncio.wait_for(reader.read(4096), 5)
         writer.close()
         assert answers.count(b"HTTP/1.1 200") == 2
-    finally:
-        server.should_exit = True
-        await task

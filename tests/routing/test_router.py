@@ -108,6 +108,23 @@ async def run(gw: Gateway, model: str, **extra: Any) -> RequestContext:
     return ctx
 
 
+#: Group ``m`` of one deployment whose circuit opens at two failures in its first two requests.
+TWO_STRIKES = (
+    "models:\n  m: {deployments: [up/gpt-a]}\n"
+    "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
+)
+
+
+def recorded(gw: Gateway, errors: list[UniInferError]) -> BreakerState:
+    """``up/gpt-a``'s circuit after ``errors``, each an attempt's, recorded as the router does."""
+    state = gw.router.states["up/gpt-a"]
+    for error in errors:
+        ticket = state.breaker.acquire()
+        if ticket is not None:
+            gw.router._record_failure(state, error, ticket)
+    return state.breaker.state
+
+
 async def test_5xx_burst_is_retried_with_backoff(
     build: Callable[[str], Gateway], plan: dict[str, list[int]], clock: FakeTime
 ) -> None:
@@ -199,18 +216,11 @@ async def test_an_answer_the_deployment_could_not_make_whole_counts_against_its_
 ) -> None:
     from uniinfer.errors import ProviderResponseError
 
-    gw = build(
-        "models:\n  m: {deployments: [up/gpt-a]}\n"
-        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
-    )
-    state = gw.router.states["up/gpt-a"]
-    for _ in range(2):  # a 200 with garbage, say: not retried, but no healthy answer either
-        ticket = state.breaker.acquire()
-        assert ticket is not None
-        gw.router._record_failure(state, ProviderResponseError("up: unreadable", provider="up"), ticket)
-    assert state.breaker.state is BreakerState.OPEN
-    ticket = state.breaker.acquire()
-    assert ticket is None
+    gw = build(TWO_STRIKES)
+    # a 200 with garbage, say: not retried, but no healthy answer either
+    unreadable: list[UniInferError] = [ProviderResponseError("up: unreadable", provider="up")] * 2
+    assert recorded(gw, unreadable) is BreakerState.OPEN
+    assert gw.router.states["up/gpt-a"].breaker.acquire() is None
 
 
 async def test_also_retry_codes_move_on_without_retrying_the_same_deployment(
@@ -729,10 +739,7 @@ async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_depl
     from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
-    gw = build(
-        "models:\n  m: {deployments: [up/gpt-a]}\n"
-        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
-    )
+    gw = build(TWO_STRIKES)
     member = gw.router.group("m").members[0]
     retry = RetryConfig()
 
@@ -786,21 +793,13 @@ async def test_a_caller_s_error_the_group_moves_on_from_is_no_failure_of_the_dep
     # gateway's own key is its failure
     from uniinfer.errors import AuthenticationError, ContextLengthExceededError
 
-    gw = build(
-        "models:\n  m: {deployments: [up/gpt-a]}\n"
-        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
-    )
-    state = gw.router.states["up/gpt-a"]
-    for error in [ContextLengthExceededError("up: too long", provider="up")] * 3:
-        ticket = state.breaker.acquire()
-        assert ticket is not None
-        gw.router._record_failure(state, error, ticket)
-    assert state.breaker.state is BreakerState.CLOSED
-    for error in [AuthenticationError("up: bad key", provider="up", upstream_status=401)] * 3:
-        ticket = state.breaker.acquire()
-        if ticket is not None:
-            gw.router._record_failure(state, error, ticket)
-    assert state.breaker.state is BreakerState.OPEN
+    gw = build(TWO_STRIKES)
+    too_long: list[UniInferError] = [ContextLengthExceededError("up: too long", provider="up")] * 3
+    assert recorded(gw, too_long) is BreakerState.CLOSED
+    bad_key: list[UniInferError] = [
+        AuthenticationError("up: bad key", provider="up", upstream_status=401)
+    ] * 3
+    assert recorded(gw, bad_key) is BreakerState.OPEN
 
 
 async def test_no_deployment_available_is_said_of_those_the_request_could_use(
@@ -820,10 +819,7 @@ async def test_an_upstream_s_own_504_at_the_deadline_is_still_its_failure(
     from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
-    gw = build(
-        "models:\n  m: {deployments: [up/gpt-a]}\n"
-        "routing:\n  circuit_breaker: {min_requests: 2, failure_rate: 0.5, window_seconds: 10, cooldown_seconds: 5}\n"
-    )
+    gw = build(TWO_STRIKES)
     member = gw.router.group("m").members[0]
 
     async def gateway_timeout(member: Any, timeouts: Any) -> Any:
