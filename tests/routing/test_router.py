@@ -736,12 +736,10 @@ async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_depl
 ) -> None:
     # tried late (little of the deadline left), a healthy deployment's cut timeout fired: it
     # counted as its failure, and enough of them opened its circuit
-    from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
     gw = build(TWO_STRIKES)
     member = gw.router.group("m").members[0]
-    retry = RetryConfig()
 
     def times_out_after(seconds: float, status: int | None = None) -> Callable[[Any, Any], Awaitable[Any]]:
         async def attempt(member: Any, timeouts: Any) -> Any:
@@ -752,11 +750,11 @@ async def test_a_timeout_the_request_s_deadline_imposed_says_nothing_of_the_depl
 
     for _ in range(3):  # 0.05 s were left, and they ran out
         with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), times_out_after(0.05), 0.05, False, retry)
+            await gw.router._attempt(member, Route("m"), times_out_after(0.05), 0.05, False)
     assert member.state.breaker.state is BreakerState.CLOSED
     for _ in range(2):  # its own read timeout, far from the deadline (the first attempt's or not)
         with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), times_out_after(0.3), 30.0, False, retry)
+            await gw.router._attempt(member, Route("m"), times_out_after(0.3), 30.0, False)
     assert member.state.breaker.state is BreakerState.OPEN
 
 
@@ -766,7 +764,6 @@ async def test_a_deployment_that_hangs_for_a_first_attempt_s_whole_deadline_is_i
     # the defaults: timeout.read 120 s, deadline 60 s, so a first attempt's timeouts are cut to the
     # whole deadline; a deployment that never answers used all of it: its failure, or a stalled
     # primary would take every request's deadline for ever
-    from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
     gw = build(
@@ -781,7 +778,7 @@ async def test_a_deployment_that_hangs_for_a_first_attempt_s_whole_deadline_is_i
 
     for _ in range(2):
         with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), hangs, 60.0, False, RetryConfig())
+            await gw.router._attempt(member, Route("m"), hangs, 60.0, False)
     assert member.state.breaker.state is BreakerState.OPEN
 
 
@@ -816,7 +813,6 @@ async def test_no_deployment_available_is_said_of_those_the_request_could_use(
 async def test_an_upstream_s_own_504_at_the_deadline_is_still_its_failure(
     build: Callable[[str], Gateway], clock: FakeTime
 ) -> None:
-    from uniinfer.config.routing import RetryConfig
     from uniinfer.stages import Route
 
     gw = build(TWO_STRIKES)
@@ -828,5 +824,5 @@ async def test_an_upstream_s_own_504_at_the_deadline_is_still_its_failure(
 
     for _ in range(2):
         with pytest.raises(ProviderTimeoutError):
-            await gw.router._attempt(member, Route("m"), gateway_timeout, 0.05, False, RetryConfig())
+            await gw.router._attempt(member, Route("m"), gateway_timeout, 0.05, False)
     assert member.state.breaker.state is BreakerState.OPEN

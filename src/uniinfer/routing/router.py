@@ -461,7 +461,7 @@ class Router:
                 if remaining <= 0:
                     return _Next(last)
                 try:
-                    return await self._attempt(member, route, attempt, remaining, stream, group.retry)
+                    return await self._attempt(member, route, attempt, remaining, stream)
                 except UniInferError as exc:
                     # kept as data (for the fallback decision and AllTargetsFailedError); its
                     # traceback, which runs through this frame and so back to `attempts`,
@@ -484,7 +484,6 @@ class Router:
         attempt: Callable[[Member, Timeouts], Awaitable[T]],
         remaining: float,
         stream: bool,
-        retry: RetryConfig,
     ) -> T:
         state = member.state
         ticket = state.breaker.acquire()
