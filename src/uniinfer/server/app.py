@@ -232,9 +232,7 @@ class App:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         raw = scope["headers"]
-        headers = dict(raw)
-        if len(headers) != len(raw):  # a field on several lines: one list, as RFC 9110 5.3 reads it
-            headers = _combined(raw)
+        headers = header_map(raw)
         rid = headers.get(b"x-request-id")
         request_id = rid.decode("latin-1") if rid and _REQUEST_ID.match(rid) else self._new_request_id()
         method = scope["method"]
@@ -501,11 +499,11 @@ def _form_like(kind: bytes) -> bool:
     return kind.partition(b";")[0].strip().lower() in _FORM_TYPES
 
 
-def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    """ASGI header lines by name, a repeated field's values joined (see :func:`_combined`)."""
-    lines = list(raw)
-    headers = dict(lines)
-    return headers if len(headers) == len(lines) else _combined(lines)
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """ASGI header lines by name; a field on several lines, its values joined in order (as RFC
+    9110 5.3 reads it: see :func:`_combined`)."""
+    headers = dict(raw)
+    return headers if len(headers) == len(raw) else _combined(raw)
 
 
 def _combined(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

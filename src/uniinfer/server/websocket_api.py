@@ -102,7 +102,7 @@ async def websocket_chat(app: App, scope: dict[str, Any], receive: Receive, send
     if message["type"] != "websocket.connect":
         return
     # a repeated authorization matches no key, as over HTTP (a proxy in front may read the first)
-    headers = header_map(scope.get("headers", ()))
+    headers = header_map(list(scope.get("headers", ())))
     subprotocol = _bearer_subprotocol(scope)
     if subprotocol is not None:
         headers[b"authorization"] = b"Bearer " + subprotocol[len(SUBPROTOCOL_PREFIX) :].encode()
