@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -809,6 +810,27 @@ async def test_a_stream_cut_within_its_first_read_fails_before_it_is_handed_out(
     with pytest.raises(ProviderConnectionError, match=r"ended before \[DONE\]"):
         await stream._prime()
     assert pool.closed == [False]  # a failed stream's connection is not reused
+
+
+async def test_a_stream_whose_generation_fails_mid_way_meters_the_tokens_billed_for_it() -> None:
+    """Cohere's ``finish_reason: ERROR`` ends a stream the caller has read from with the
+    counts Cohere bills: they are the request's usage, not lost with the failure."""
+    from uniinfer.errors import ProviderError
+
+    def event(data: dict[str, Any]) -> bytes:
+        return b"event: %s\ndata: %s\n\n" % (data["type"].encode(), orjson.dumps(data))
+
+    start = event({"type": "message-start", "id": "m1", "delta": {"message": {"role": "assistant"}}})
+    text = event({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": "hi"}}}})
+    tokens = {"tokens": {"input_tokens": 12, "output_tokens": 3}}
+    end = event({"type": "message-end", "delta": {"finish_reason": "ERROR", "usage": tokens}})
+    ctx = RequestContext("chat")
+    stream = openai_stream([start + text, end], ctx=ctx, provider="cohere")
+    with pytest.raises(ProviderError, match="generation failed"):
+        async for _ in stream:
+            pass
+    assert ctx.usage is not None
+    assert (ctx.usage.prompt_tokens, ctx.usage.completion_tokens) == (12, 3)
 
 
 async def test_a_stream_closed_before_its_kept_failure_is_raised_leaves_no_reference_cycle() -> None:

@@ -40,7 +40,10 @@ not a chain of ``if``s. ``docs/errors.md`` is generated from this module by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from uniinfer.types.usage import Usage
 
 __all__ = [
     "STATUS_TO_ERROR",
@@ -264,6 +267,10 @@ class ProviderError(UniInferError):
     type = "api_error"
     hint = "A provider-side failure; `upstream_status` and the upstream body say more. Retry later."
     retryable = True
+    #: The tokens of an answer the provider produced and billed, refused as this error (a 200
+    #: saying the generation failed: Gemini's ``MALFORMED_FUNCTION_CALL``, Mistral's and
+    #: Cohere's ``error`` finish): metered against the deployment that produced them.
+    usage: Usage | None = None
 
     def __init__(self, message: str, *, status: int | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -23,6 +23,7 @@ from uniinfer.config import Config
 from uniinfer.discovery import ModelDiscovery
 from uniinfer.errors import (
     ConfigError,
+    ProviderError,
     ProviderResponseError,
     RequestCancelledError,
     UniInferError,
@@ -198,7 +199,11 @@ class Gateway:
             resp = await self.http.send(upstream, timeouts, target.provider)
             if resp.status >= 400:
                 raise adapter.parse_error(resp.status, resp.headers, resp.body)
-            result, usage = answer.parse(adapter, resp.body, target.model)
+            try:
+                result, usage = answer.parse(adapter, resp.body, target.model)
+            except ProviderError as exc:
+                _spent(route, member, exc)
+                raise
             return result
 
         try:
@@ -234,9 +239,13 @@ class Gateway:
             target = member.target
             prepared, route.dropped_params = self.fit.chat(request, target)
             await target.adapter.prepare_credentials(self.http)
-            stream = await open_chat_stream(
-                self.http, target.adapter, prepared, target.model, ctx, self._finish, timeouts
-            )
+            try:
+                stream = await open_chat_stream(
+                    self.http, target.adapter, prepared, target.model, ctx, self._finish, timeouts
+                )
+            except ProviderError as exc:
+                _spent(route, member, exc)
+                raise
             stream.on_finish(self._stream_ended(member.state))
             return stream
 
@@ -451,6 +460,14 @@ _JSON: _Answer[bytes] = _Answer(_parse_json, _response_json)
 def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:
     level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
     log.log(level, "circuit of %s: %s -> %s", deployment, old.value, new.value)
+
+
+def _spent(route: Route, member: Member, error: ProviderError) -> None:
+    """An attempt's answer refused after the provider produced (and billed) it: its tokens on
+    the route for the usage stage, and against the deployment's tokens-per-minute."""
+    if error.usage is not None:
+        route.spent += ((member.target.label, error.usage),)
+        member.state.count_tokens(error.usage.total_tokens)
 
 
 def _cancelled() -> RequestCancelledError:

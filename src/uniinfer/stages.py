@@ -68,8 +68,7 @@ class Route:
     experiment: str | None = None
     variant: str | None = None
     #: USD per million tokens of the deployment that answered, as configured: input, output,
-    #: cached input, cache writes (see :meth:`cost`).
-    #: USD per million tokens: input, output, cache reads, cache writes, hour-long cache writes.
+    #: cache reads, cache writes, hour-long cache writes (see :meth:`cost`).
     prices: tuple[float | None, float | None, float | None, float | None, float | None] = (
         None,
         None,
@@ -77,6 +76,10 @@ class Route:
         None,
         None,
     )
+    #: ``(provider/model, usage)`` of answers refused after the provider produced them (a 200
+    #: saying the generation failed: :attr:`ProviderError.usage <uniinfer.errors.ProviderError.usage>`),
+    #: in attempt order: tokens billed though no caller got them.
+    spent: tuple[tuple[str, Usage], ...] = ()
 
     def cost(self, usage: Usage | None) -> float | None:
         """What the answer cost at the configured prices (None when unpriced or unknown).
@@ -158,7 +161,8 @@ class UsageMeter:
 
     At most :data:`MAX_METERED_MODELS` names are kept apart (callers choose
     ``provider/model`` names freely); usage of names beyond them is added up
-    under :data:`OTHER_MODELS`.
+    under :data:`OTHER_MODELS`. The tokens of answers refused as failed generations
+    (:attr:`Route.spent`) count in their deployment's totals, not as requests.
     """
 
     def __init__(self) -> None:
@@ -166,14 +170,20 @@ class UsageMeter:
 
     async def after(self, ctx: RequestContext) -> None:
         route = ctx.route
-        if route is None or route.provider is None:
+        if route is None:
             return
-        label = f"{route.provider}/{route.upstream_model}"
-        if label not in self.totals and len(self.totals) >= MAX_METERED_MODELS:
-            label = OTHER_MODELS
-        totals = self.totals[label]
+        for label, usage in route.spent:  # billed to the deployments that produced them
+            self._totals(label).add(usage)
+        if route.provider is None:
+            return
+        totals = self._totals(f"{route.provider}/{route.upstream_model}")
         totals.requests += 1
         if ctx.error is not None:
             totals.errors += 1
         if ctx.usage is not None:
             totals.add(ctx.usage)
+
+    def _totals(self, label: str) -> UsageTotals:
+        if label not in self.totals and len(self.totals) >= MAX_METERED_MODELS:
+            label = OTHER_MODELS
+        return self.totals[label]

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import NoReturn
 
 from uniinfer.errors import (
+    ProviderError,
     ProviderResponseError,
     ProviderTimeoutError,
     RequestCancelledError,
@@ -480,8 +481,9 @@ class ChatStream:
             return
         if error is not None:
             self.ctx.error = error
-        if self.ctx.usage is None and self._so_far is not None:  # cut or failed before its totals
-            self.ctx.usage = self._so_far
+        if self.ctx.usage is None:  # cut or failed before its totals: the counts so far
+            billed = error.usage if isinstance(error, ProviderError) else None  # a failed generation's
+            self.ctx.usage = billed or self._so_far
         for callback in self._on_finish:
             callback(self)
         if error is not None:

@@ -397,6 +397,9 @@ def test_finish_reason_error_raises_a_provider_error() -> None:
     with pytest.raises(ProviderError, match="finish_reason ERROR") as info:
         parse(response({"content": []}, "ERROR"))
     assert info.value.provider == "cohere"
+    usage = info.value.usage  # billed all the same: metered against this deployment
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (70, 5)
 
 
 @pytest.mark.parametrize(
@@ -530,8 +533,13 @@ def test_stream_without_message_end_is_a_connection_error() -> None:
 
 def test_stream_error_finish_raises() -> None:
     decoder = make_adapter().stream_decoder("command-x")
-    with pytest.raises(ProviderError, match="overloaded"):
-        decoder.feed(sse({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "overloaded"}}))
+    tokens = {"tokens": {"input_tokens": 12, "output_tokens": 3}}
+    end = {"type": "message-end", "delta": {"finish_reason": "ERROR", "error": "overloaded", "usage": tokens}}
+    with pytest.raises(ProviderError, match="overloaded") as info:
+        decoder.feed(sse(end))
+    usage = info.value.usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (12, 3)
 
 
 def test_stream_garbage_is_a_provider_response_error() -> None:

@@ -175,6 +175,33 @@ async def test_a_malformed_function_call_falls_back_to_the_next_deployment() -> 
         assert "MALFORMED_FUNCTION_CALL" in info.value.message
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_malformed_function_calls_tokens_count_for_the_deployment_that_produced_them(
+    stream: bool,
+) -> None:
+    """Gemini bills a failed generation: its tokens are in the usage totals and tokens per
+    minute of the deployment that produced them, not of the one that answered after it."""
+    async with AsyncExitStack() as stack:
+        url = await stack.enter_async_context(run_fake(gemini_app()))
+        models = "  agent:\n    deployments: [gemini/gemini-3-flash-malformed, gemini/gemini-3-flash-tool]\n"
+        app = create_app(_config(url, models=models))
+        base = await stack.enter_async_context(serve(app))
+        sdk = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+        stack.push_async_callback(sdk.close)
+        messages: list[Any] = [{"role": "user", "content": "weather?"}]
+        answer = await sdk.chat.completions.create(
+            model="agent", messages=messages, tools=[WEATHER], stream=stream
+        )
+        if isinstance(answer, openai.AsyncStream):
+            assert [chunk async for chunk in answer]
+        totals = app.gateway.usage.totals
+        failed, served = totals["gemini/gemini-3-flash-malformed"], totals["gemini/gemini-3-flash-tool"]
+        assert (failed.requests, served.requests) == (0, 1)
+        assert failed.prompt_tokens == served.prompt_tokens > 0  # the same prompt, billed twice
+        states = app.gateway.router.states
+        assert states["gemini/gemini-3-flash-malformed"].window.totals()[1] == failed.prompt_tokens
+
+
 async def test_a_gemini_3_tool_loop_can_continue_on_a_provider_that_caps_id_length() -> None:
     """OpenAI refuses tool call ids over 40 characters; a signed id goes there without its signature."""
     from tests.conftest import FAKE_KEY

@@ -885,12 +885,17 @@ def test_finish_reason_error_is_a_provider_error_after_the_text_before_it() -> N
     from uniinfer.errors import ProviderError
     from uniinfer.providers.base import PartialStreamError
 
-    with pytest.raises(ProviderError, match="generation failed"):
+    usage = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
+    with pytest.raises(ProviderError, match="generation failed") as failed:
         make_adapter().parse_chat(completion({"content": "partial"}, "error"), "m")
+    assert failed.value.usage is not None
+    assert failed.value.usage.total_tokens == 18
     decoder = make_adapter().stream_decoder("m")
     with pytest.raises(PartialStreamError) as info:  # one read: the text, then the failure
-        decoder.feed(chunk({"role": "assistant", "content": "hi"}) + chunk({}, "error"))
+        decoder.feed(chunk({"role": "assistant", "content": "hi"}) + chunk({}, "error", usage))
     assert isinstance(info.value.error, ProviderError)
+    assert info.value.error.usage is not None
+    assert info.value.error.usage.prompt_tokens == 9
     assert len(info.value.items) == 1
 
 

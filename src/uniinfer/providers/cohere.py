@@ -199,7 +199,7 @@ class CohereAdapter(ProviderAdapter):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise self.shape_error("chat response", body) from exc
         if data.get("finish_reason") == "ERROR":
-            raise self._generation_error(None)
+            raise self._generation_error(None, response.usage)
         return response
 
     def stream_decoder(self, model: str) -> CohereStreamDecoder:
@@ -255,11 +255,14 @@ class CohereAdapter(ProviderAdapter):
         base = self.endpoint.base_url.rstrip("/")
         return base + (path if base.endswith("/v2") else "/v2" + path)
 
-    def _generation_error(self, detail: Any) -> ProviderError:
+    def _generation_error(self, detail: Any, usage: Usage | None) -> ProviderError:
+        """A failed generation, its tokens (billed all the same) with it."""
         text = f" ({detail})" if isinstance(detail, str) and detail else ""
-        return ProviderError(
+        error = ProviderError(
             f"{self.name}: the generation failed (finish_reason ERROR){text}", provider=self.name
         )
+        error.usage = usage
+        return error
 
 
 # --- request -------------------------------------------------------------------
@@ -571,7 +574,7 @@ class CohereStreamDecoder:
         self._usage = _usage(delta.get("usage")) or self._usage
         reason = delta.get("finish_reason")
         if reason == "ERROR":
-            raise self._adapter._generation_error(delta.get("error"))
+            raise self._adapter._generation_error(delta.get("error"), self._usage)
         finish = _finish(reason)
         return self._chunk(ChunkDelta(), finish=finish) if finish else None
 

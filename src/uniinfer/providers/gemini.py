@@ -182,6 +182,20 @@ class GeminiAdapter(ProviderAdapter):
         if not candidates or not isinstance(candidates, list):
             raise self._no_candidates(data)
         signed = signs_calls(model) or signs_calls(str(data.get("modelVersion") or ""))
+        usage = _usage(data.get("usageMetadata"))
+        try:
+            choices = self._choices(candidates, signed, body)
+        except ProviderError as exc:  # a failed generation, billed all the same
+            exc.usage = usage
+            raise
+        return ChatResponse(
+            id=_response_id(data),
+            model=str(data.get("modelVersion") or model),
+            choices=choices,
+            usage=usage,
+        )
+
+    def _choices(self, candidates: list[Any], signed: bool, body: bytes) -> list[ChatChoice]:
         choices: list[ChatChoice] = []
         for pos, cand in enumerate(candidates):
             if not isinstance(cand, dict):
@@ -202,12 +216,7 @@ class GeminiAdapter(ProviderAdapter):
                     logprobs=_logprobs(cand.get("logprobsResult")),
                 )
             )
-        return ChatResponse(
-            id=_response_id(data),
-            model=str(data.get("modelVersion") or model),
-            choices=choices,
-            usage=_usage(data.get("usageMetadata")),
-        )
+        return choices
 
     def stream_decoder(self, model: str) -> GeminiStreamDecoder:
         return GeminiStreamDecoder(self, model)
@@ -376,6 +385,8 @@ class GeminiStreamDecoder:
                 if usage is not None and len(out) > before:  # the counts so far (see early_usage)
                     out[-1].early_usage = usage
         except UniInferError as exc:
+            if isinstance(exc, ProviderError) and exc.usage is None:
+                exc.usage = self._usage  # a failed generation's tokens, billed all the same
             raise_after(out, exc)  # the events before the error go with it
         return out
 

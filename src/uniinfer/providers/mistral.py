@@ -49,6 +49,7 @@ level), whose first ``loc`` becomes ``param`` in ChatRequest terms (``random_see
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping
@@ -61,7 +62,7 @@ from uniinfer.errors import InvalidRequestError, ProviderError, UniInferError, U
 from uniinfer.http import HttpRequest
 from uniinfer.providers.base import loads, raise_after
 from uniinfer.providers.openai import OpenAIAdapter, OpenAIStreamDecoder, map_finish_reasons
-from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem
+from uniinfer.types import ChatRequest, ChatResponse, EmbeddingRequest, StreamItem, Usage
 
 __all__ = ["MistralAdapter", "MistralOptions", "MistralStreamDecoder", "mistral_tool_id"]
 
@@ -149,7 +150,7 @@ class MistralAdapter(OpenAIAdapter):
             for choice in data.get("choices") or ():
                 _flatten(choice.get("message"))
                 if choice.get("finish_reason") == "error":
-                    raise self.generation_error()
+                    raise self.generation_error(data)
             map_finish_reasons(data, _FINISH_REASONS)
             return ChatResponse.model_validate(data)
         except (ValueError, AttributeError, TypeError) as exc:
@@ -158,8 +159,15 @@ class MistralAdapter(OpenAIAdapter):
     def stream_decoder(self, model: str) -> MistralStreamDecoder:
         return MistralStreamDecoder(self)
 
-    def generation_error(self) -> ProviderError:
-        return ProviderError(f"{self.name}: the generation failed (finish_reason error)", provider=self.name)
+    def generation_error(self, payload: Any) -> ProviderError:
+        """A failed generation, with the tokens of ``payload`` (its answer or stream event, which
+        Mistral bills all the same) where it reports them."""
+        error = ProviderError(f"{self.name}: the generation failed (finish_reason error)", provider=self.name)
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        if isinstance(usage, dict):
+            with contextlib.suppress(ValueError):  # unreadable counts: the failure still is reported
+                error.usage = Usage.model_validate(usage)
+        return error
 
     def embed_request(self, request: EmbeddingRequest, model: str) -> HttpRequest:
         texts = self.embed_texts(request, model)
@@ -350,8 +358,16 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
             if _ERROR_FINISH.search(data):  # the events before it, then the failure
                 adapter = self._adapter
                 assert isinstance(adapter, MistralAdapter)
-                raise_after(super()._decode(events[:i]), adapter.generation_error())
+                failed = adapter.generation_error(_payload(data))
+                raise_after(super()._decode(events[:i]), failed)
         return super()._decode(events)
+
+
+def _payload(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _mistral_finish(data: bytes) -> bytes:
