@@ -306,7 +306,17 @@ def test_voyage_embeddings_rename_omit_and_options() -> None:
     sent = body(
         adapter.embed_request(EmbeddingRequest(model="e", input="hi", dimensions=256, user="u1"), "voyage-3")
     )
-    assert sent == {"model": "voyage-3", "input": "hi", "output_dimension": 256, "input_type": "document"}
+    assert sent == {
+        "model": "voyage-3",
+        "input": "hi",
+        "output_dimension": 256,
+        "input_type": "document",
+        "truncation": False,  # an over-long input is an error, as on OpenAI, not cut silently
+    }
+    truncating = registered("voyage", truncation=True).embed_request(
+        EmbeddingRequest(model="e", input="hi"), "v"
+    )
+    assert body(truncating)["truncation"] is True  # the operator's choice
 
 
 def test_plain_rows_send_openai_embedding_fields() -> None:

@@ -125,6 +125,10 @@ class ProviderSpec:
     embed_omit: frozenset[str] = frozenset()
     #: ``providers.<name>.options`` copied into every embeddings request (e.g. ``input_type``).
     embed_options: frozenset[str] = frozenset()
+    #: Fields every embeddings request carries unless an option of :attr:`embed_options` sets
+    #: them: OpenAI's behaviour where the provider's default differs (Voyage truncates an
+    #: over-long input unless told not to; OpenAI refuses it).
+    embed_defaults: Mapping[str, object] = field(default_factory=dict, hash=False)
     #: Whether embeddings take token ids (OpenAI's tokenizer's, as clients such as LangChain send
     #: them): OpenAI's API and Azure's only. Another server would read them in its own model's
     #: vocabulary (vLLM: a 200 with vectors of meaningless text); there they are refused.

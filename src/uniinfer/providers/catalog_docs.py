@@ -12,6 +12,7 @@ drift from the code; tests fail when either file is stale. Regenerate both:
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -126,6 +127,10 @@ def quirks(spec: ProviderSpec) -> list[str]:
         out.append("Embeddings: `encoding_format` is not sent (base64 is encoded by the gateway).")
     if spec.embed_options:
         out.append(f"Embeddings: options {_code(spec.embed_options)} are sent with every request.")
+    out += [
+        f"Embeddings: `{key}: {json.dumps(value)}` is sent unless `options.{key}` sets it."
+        for key, value in sorted(spec.embed_defaults.items())
+    ]
     for name in _placeholders(spec):
         out.append(
             f"`{{{name}}}` in the base URL is filled from `options.{name}` (or set a complete `base_url`)."

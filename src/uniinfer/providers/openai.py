@@ -235,6 +235,7 @@ class OpenAIAdapter(ProviderAdapter):
         for key in spec.embed_omit:
             payload.pop(key, None)
         _rename(payload, spec.embed_param_renames)
+        payload.update(spec.embed_defaults)
         payload.update((k, v) for k, v in self.option_values.items() if k in spec.embed_options)
         return HttpRequest(self.url("/embeddings"), orjson.dumps(payload), self.auth_headers())
 

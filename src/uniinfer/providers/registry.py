@@ -438,6 +438,8 @@ BUILTIN_PROVIDERS: tuple[ProviderSpec, ...] = (
         embed_param_renames={"dimensions": "output_dimension"},
         embed_omit=frozenset({"encoding_format", "user"}),
         embed_options=frozenset({"input_type", "truncation"}),
+        # "truncation: true (default)": an over-long input is cut without a word; OpenAI refuses it
+        embed_defaults={"truncation": False},
         docs_url="https://docs.voyageai.com/reference/embeddings-api",
         description="Voyage AI embeddings",
     ),
