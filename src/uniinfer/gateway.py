@@ -80,7 +80,7 @@ class Gateway:
         """``clock`` and ``sleep`` replace the router's monotonic clock and asyncio.sleep (tests)."""
         self.config = config
         self.registry = registry or default_registry()
-        self.http = http or HttpClient()
+        self.http = http or HttpClient(dns_timeout=_longest_connect(config))
         self.usage = UsageMeter()
         self._adapters = self._build_adapters()
         #: What local servers list, for ``GET /v1/models``.
@@ -455,6 +455,12 @@ def _response_json(response: ChatResponse) -> bytes:
 
 _MODELLED: _Answer[ChatResponse] = _Answer(_parse_modelled, lambda response: response)
 _JSON: _Answer[bytes] = _Answer(_parse_json, _response_json)
+
+
+def _longest_connect(config: Config) -> float:
+    """How long a host name's lookup may take: the longest ``timeout.connect`` configured (one
+    resolver serves every provider; the default when none is configured)."""
+    return max((entry.timeout.connect for entry in config.providers.values()), default=Timeouts().connect)
 
 
 def _log_breaker_change(deployment: str, old: BreakerState, new: BreakerState) -> None:

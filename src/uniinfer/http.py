@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from uniinfer.transport_errors import (
 
 if TYPE_CHECKING:
     import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
 __all__ = [
     "HttpClient",
@@ -153,6 +155,26 @@ class StreamingResponse:
         raise failure  # out of the handler: see of_proxy
 
 
+def _bounded_resolver(seconds: float) -> AbstractResolver:
+    """aiohttp's default resolver, each lookup bounded by ``seconds``: a resolver that does not
+    answer (no route to the DNS server) would hold a request for all of ``timeout.total``,
+    as no socket timeout covers it. Past the bound it is a connect timeout (the lookup's thread
+    runs on to the system resolver's own limit, its result unused)."""
+    import aiohttp
+
+    class BoundedResolver(aiohttp.ThreadedResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            try:
+                async with asyncio.timeout(seconds):
+                    return await super().resolve(host, port, family)
+            except TimeoutError:
+                raise aiohttp.ConnectionTimeoutError(f"no address for {host} within {seconds:g} s") from None
+
+    return BoundedResolver()
+
+
 class HttpClient:
     """A pooled async HTTP client shared by every provider of a gateway."""
 
@@ -163,11 +185,15 @@ class HttpClient:
         limit_per_host: int = 0,
         keepalive: float = 30.0,
         proxies: Mapping[str, str] | None = None,
+        dns_timeout: float = 10.0,
     ) -> None:
         """``proxies``: scheme (``http``, ``https``, and ``no`` for the hosts to reach directly)
         to proxy URL; by default the environment's (:mod:`uniinfer.outbound_proxy`; an unusable
-        one is a ConfigError here)."""
+        one is a ConfigError here). ``dns_timeout``: how long a host name's lookup may take
+        (aiohttp's socket timeouts start after it; the gateway passes its longest
+        ``timeout.connect``)."""
         self._limit = limit
+        self._dns_timeout = dns_timeout
         self._limit_per_host = limit_per_host
         self._keepalive = keepalive
         self._proxies = Proxies(proxies)
@@ -209,6 +235,7 @@ class HttpClient:
             limit_per_host=self._limit_per_host,
             keepalive_timeout=self._keepalive,
             ttl_dns_cache=300,
+            resolver=_bounded_resolver(self._dns_timeout),
         )
         session = aiohttp.ClientSession(
             connector=connector,

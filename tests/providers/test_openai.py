@@ -1558,6 +1558,45 @@ async def test_a_read_timeout_no_shorter_than_the_total_is_left_to_the_total(
     assert client._timeout(Timeouts(read=5, total=60)).sock_read == 5
 
 
+async def test_a_host_name_lookup_that_never_answers_is_a_connect_timeout_not_the_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No socket timeout covers DNS: a resolver that does not answer held a request for all of
+    timeout.total; it is bounded (by the gateway's longest timeout.connect) and fails over."""
+    loop = asyncio.get_running_loop()
+    lookups: list[str] = []
+
+    async def unanswered(host: str, *args: object, **kwargs: object) -> list[object]:
+        lookups.append(host)
+        await asyncio.sleep(3600)
+        return []
+
+    monkeypatch.setattr(loop, "getaddrinfo", unanswered)
+    client = HttpClient(dns_timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeoutError, match=r"timeout\.connect"):
+            await client.send(_req("http://api.example.invalid/v1", "m"), Timeouts(total=60), "openai")
+        with pytest.raises(ProviderTimeoutError, match=r"timeout\.connect"):
+            await client.open_stream(_req("http://api.example.invalid/v1", "m"), Timeouts(total=60), "openai")
+        assert time.monotonic() - started < 5  # not 2 x 60 s
+        assert lookups == ["api.example.invalid"] * 2
+        assert client.busy_connections == 0
+    finally:
+        await client.aclose()
+
+
+def test_the_gateways_lookups_are_bounded_by_its_longest_connect_timeout() -> None:
+    from tests.conftest import make_config
+    from uniinfer.gateway import Gateway
+
+    config = make_config(
+        "providers:\n  a: {type: openai, api_key: k, timeout: {connect: 3}}\n"
+        "  b: {type: ollama, timeout: {connect: 7}}\n"
+    )
+    assert Gateway(config).http._dns_timeout == 7
+
+
 async def test_closed_port_is_a_connection_error(client: HttpClient) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
