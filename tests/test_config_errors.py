@@ -169,6 +169,16 @@ def test_a_base_url_that_is_not_http_is_refused_at_load(url: str) -> None:
     assert "line 4, column 5: providers.openai.base_url: must be an http:// or https:// URL" in message
 
 
+@pytest.mark.parametrize(
+    "url", ["http://user:pw-SECRET-1@127.0.0.1:9/v1", "https://token-SECRET-1@h.example/v1"]
+)
+def test_a_base_url_carrying_credentials_is_refused_without_printing_them(url: str) -> None:
+    """aiohttp sent them as Basic auth, or failed every request with a 500 beside an api_key."""
+    message = _error(f"providers:\n  openai:\n    api_key: k\n    base_url: '{url}'\n")
+    assert "line 4, column 5: providers.openai.base_url: must not carry credentials" in message
+    assert "SECRET" not in message
+
+
 def test_http_and_https_base_urls_load() -> None:
     for url in ("http://127.0.0.1:8080/v1", "https://api.example.com/v1", "https://{resource}.example.com"):
         config = parse_config(f"providers:\n  openai: {{api_key: k, base_url: '{url}'}}\n", env={})
@@ -342,8 +352,18 @@ def test_aliases_of_aliases_are_located_in_linear_time() -> None:
         below = "a" if level == 0 else f"l{level - 1}"
         entries = ", ".join(f"k{j}: *{below}" for j in range(9))
         lines.append(f"l{level}: &l{level} {{{entries}}}")
-    message = _error("\n".join(lines) + "\n")  # the keys are unknown: refused, at once, with a line
-    assert "line 1" in message
+    message = _error("\n".join(lines) + "\n")  # refused at once, not written out
+    assert "more than 100,000 values once its aliases are written out" in message
+
+
+def test_an_override_of_an_entry_written_as_an_alias_changes_that_entry_alone() -> None:
+    text = "providers:\n  a: &p {type: ollama, timeout: {connect: 5}}\n  b: *p\n"
+    env = {"UNIINFER_PROVIDERS__A__TIMEOUT__CONNECT": "1"}
+    providers = parse_config(text, env=env).providers
+    assert (providers["a"].timeout.connect, providers["b"].timeout.connect) == (1, 5)
+    message = _error(text, env={"UNIINFER_PROVIDERS__A__BOGUS": "1"})
+    assert "providers.a.bogus" in message
+    assert "providers.b" not in message  # the problem is a's alone
 
 
 def test_an_unknown_retry_code_is_refused_with_its_line() -> None:

@@ -344,6 +344,31 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+#: How many values a document may hold once its aliases are written out (a few thousand in a
+#: large configuration; a "billion laughs" of nested aliases holds billions).
+_MAX_VALUES = 100_000
+
+
+def _unshared(data: Any) -> Any:
+    """``data`` with every alias its own copy: PyYAML gives an alias the anchor's very object, so
+    an environment override of one entry (``b: *a``) would change both, and a problem in one be
+    reported at the other's place. A document too large once written out is refused."""
+    count = 0
+
+    def copy(value: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count > _MAX_VALUES:
+            raise ValueError("too many values")
+        if isinstance(value, dict):
+            return {key: copy(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [copy(item) for item in value]
+        return value
+
+    return copy(data)
+
+
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
     """The document's data and the line:column of every key, in one parse."""
     loader = _Loader(text)
@@ -351,7 +376,7 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
         node = loader.get_single_node()
         # before construction: merge keys rewrite the nodes as they are constructed
         marks = _marks(node)
-        data = loader.construct_document(node) if node is not None else None
+        data = _unshared(loader.construct_document(node)) if node is not None else None
     except _DuplicateKey as exc:
         at = _at(exc.mark)
         path = next((p for p, mark in marks.items() if mark == at), (str(exc.key),))
@@ -372,7 +397,8 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, str]]:
     except (ValueError, RecursionError):  # PyYAML's message quotes the value, which may be a secret
         raise ConfigError(
             f"{source}: invalid YAML: a value cannot be read as its tag or form says "
-            "(an explicit tag such as !!int on text, a date that does not exist, or nesting too deep)"
+            "(an explicit tag such as !!int on text, a date that does not exist, nesting too deep, or "
+            f"more than {_MAX_VALUES:,} values once its aliases are written out)"
         ) from None
     finally:
         loader.dispose()

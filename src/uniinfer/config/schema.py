@@ -140,6 +140,13 @@ class ProviderConfig(_Strict):
             raise ValueError(
                 "must be an http:// or https:// URL with a host (e.g. https://api.example.com/v1)"
             )
+        if parts.username is not None or parts.password is not None:
+            # aiohttp would send them as Basic auth (or fail beside an api_key), and they would
+            # be printed wherever the URL is: a credential has its own, redacted, settings
+            raise ValueError(
+                "must not carry credentials (user:password@): set api_key, or an Authorization "
+                "header in headers"
+            )
         return url
 
     def plain_options(self) -> dict[str, Any]:
