@@ -324,6 +324,24 @@ async def test_a_client_that_leaves_ends_the_upstream_call_and_logs_no_error(
     assert "Traceback" not in output
 
 
+async def test_a_client_leaving_its_stream_during_the_drain_is_no_shutdown_cut(
+    serve: Callable[..., Awaitable[Served]], upstream: Upstream
+) -> None:
+    """The client's leaving, not the grace period, ended it: nothing to warn of a 503."""
+    served = await serve("graceful_shutdown_seconds: 10")
+    call = asyncio.create_task(_post(served.base, "up/trickle", stream=True))
+    await _until(lambda: upstream.started == 1)
+    os.kill(served.pid, signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    call.cancel()
+    await _until(lambda: upstream.closed_early == 1, within=2)
+    code, output = await served.exit(within=5)
+    assert code == 0
+    assert "service_unavailable" not in output
+    assert "graceful_shutdown_seconds passed" not in output
+    assert "Traceback" not in output
+
+
 def _fds(pid: int) -> dict[str, int]:
     kinds: dict[str, int] = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):

@@ -362,7 +362,9 @@ class App:
         return error
 
     def _shutdown_cut(self, task: asyncio.Task[Any]) -> ServiceUnavailableError | None:
-        if not (self.draining and task.cancelling()):
+        # a request whose client left while the server drains was cancelled for that (the
+        # sweep's), not cut by the shutdown: nothing to answer, nothing to warn of
+        if not (self.draining and task.cancelling()) or self._sweeper.gone(task):
             return None
         task.uncancel()
         return ServiceUnavailableError(
