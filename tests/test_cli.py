@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -359,6 +361,18 @@ async def test_serve_bounds_a_request_s_head_with_a_431_the_client_reads() -> No
 
         assert (await ask(2)).startswith(b"HTTP/1.1 200")  # a big head within the bound
         assert (await ask(MAX_HEAD_BYTES // 8000 + 4)).startswith(b"HTTP/1.1 431")
+        for garbage in (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            b"\x16\x03\x01 nonsense\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(garbage)
+            answer = await asyncio.wait_for(reader.read(), 5)  # then closed
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400")
+            assert re.search(rb"\r\nx-request-id: [0-9a-f]{32}\r\n", head)
+            assert json.loads(body)["error"]["code"] == "invalid_request"  # OpenAI's shape, not plain text
         # pipelined: a request with a big body, then the next one's head, in one read: the
         # earlier request's bytes are no part of the next head
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

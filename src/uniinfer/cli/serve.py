@@ -243,7 +243,8 @@ _LINGER_SECONDS = 1.0
 def bounded_head_protocol() -> type:
     """uvicorn's httptools protocol refusing a request head still incomplete past
     :data:`MAX_HEAD_BYTES` (a head that comes whole in one read, at most the loop's read size,
-    is parsed as ever).
+    is parsed as ever), and answering bytes that are no HTTP request in OpenAI's error shape
+    with a request id, both as the app answers.
 
     uvicorn bounds none under httptools: a client could make the server hold any amount of
     header bytes before the app saw the request (a 16 MiB header was buffered whole, before
@@ -251,23 +252,25 @@ def bounded_head_protocol() -> type:
     """
     if _BOUNDED:
         return _BOUNDED[0]
+    import uuid
+
     import orjson
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": f"The request's headers are too large (at most {MAX_HEAD_BYTES // 1024} KiB).",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_too_large",
-            }
-        }
-    )
-    refusal = (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-        b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
+    def refusal(status: bytes, message: str, code: str) -> bytes:
+        """A refusal before the app saw the request: OpenAI's error shape and a request id, as
+        every answer of the app has (uvicorn's own 400 is plain text without one)."""
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+        body = orjson.dumps({"error": error})
+        return b"".join(
+            (
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n",
+                b"x-request-id: " + uuid.uuid4().hex.encode() + b"\r\nconnection: close\r\n",
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+            )
+        )
+
+    too_large = f"The request's headers are too large (at most {MAX_HEAD_BYTES // 1024} KiB)."
 
     class _BoundedHead(HttpToolsProtocol):
         _head = 0  # bytes read while a request's head is incomplete (after the read it began in)
@@ -301,10 +304,17 @@ def bounded_head_protocol() -> type:
             # moment (closed at once, the client's next write would reset the connection and
             # lose the answer)
             self._refused = True
-            self.transport.write(refusal)
+            self.transport.write(
+                refusal(b"431 Request Header Fields Too Large", too_large, "request_too_large")
+            )
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+        def send_400_response(self, msg: str) -> None:
+            # bytes that are no HTTP/1.1 request (uvicorn's message: "Invalid HTTP request received.")
+            self.transport.write(refusal(b"400 Bad Request", msg, "invalid_request"))
+            self.transport.close()
 
     _BOUNDED.append(_BoundedHead)
     return _BoundedHead
