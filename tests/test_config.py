@@ -181,3 +181,17 @@ def test_option_values_resolve_secret_references() -> None:
     assert isinstance(options["secret"], SecretStr)  # a resolved reference is never printed
     assert options["plain"] == "x"
     assert config.providers["openai"].plain_options() == {"secret": "v", "plain": "x"}
+
+
+def test_provider_headers_take_references_and_are_never_printed() -> None:
+    text = "providers:\n  p: {type: ollama, headers: {X-Tenant-Token: 'env:TENANT', X-Region: eu}}\n"
+    config = parse_config(text, env={"TENANT": "tok-SECRET-123"})
+    headers = config.providers["p"].headers
+    assert {name: value.get_secret_value() for name, value in headers.items()} == {
+        "X-Tenant-Token": "tok-SECRET-123",
+        "X-Region": "eu",
+    }
+    assert "SECRET" not in repr(config)
+    assert "SECRET" not in config.model_dump_json()
+    with pytest.raises(ConfigError, match=r"providers\.p\.headers\.X-Tenant-Token.*TENANT"):
+        parse_config(text, env={})

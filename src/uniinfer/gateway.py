@@ -141,7 +141,7 @@ class Gateway:
         endpoint = Endpoint(
             base_url=entry.base_url or spec.base_url,
             api_key=api_key,
-            headers=dict(entry.headers),
+            headers={name: value.get_secret_value() for name, value in entry.headers.items()},
             timeouts=Timeouts(connect=t.connect, read=t.read, total=t.total),
             options=entry.plain_options(),
         )

@@ -69,3 +69,24 @@ def test_long_text_is_redacted_in_linear_time() -> None:
 def test_a_percent_encoded_echo_is_redacted(echoed: str) -> None:
     secret = KEY if echoed.startswith("sk") else "a+b/c="
     assert redact_secret(f"GET /v1?key={echoed}&x=1", secret) == f"GET /v1?key={REDACTED}&x=1"
+
+
+def test_configured_credential_headers_are_redacted_from_what_a_provider_echoes() -> None:
+    from uniinfer.providers.base import Endpoint
+    from uniinfer.providers.registry import default_registry
+
+    registry = default_registry()
+    headers = {
+        "X-Tenant-Token": "tok-SECRET-123",
+        "Authorization": "Bearer hdr-SECRET-9",
+        "X-Region": "eu-west",
+    }
+    adapter = registry.create(
+        registry.get("openai_compatible"), Endpoint(base_url="http://127.0.0.1:9/v1", headers=headers), "p"
+    )
+    echo = b'{"error": {"message": "bad: Bearer hdr-SECRET-9 / hdr-SECRET-9 / tok-SECRET-123 in eu-west"}}'
+    error = adapter.parse_error(401, {}, echo)
+    assert "SECRET" not in error.message
+    assert "SECRET" not in (error.upstream_body or "")
+    assert "eu-west" in error.message  # a header that is no credential is left as it is
+    assert "SECRET" not in repr(adapter.endpoint)

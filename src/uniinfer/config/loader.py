@@ -213,6 +213,13 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Probl
                     if secret is not None:
                         # held as SecretStr so the Config never prints it; the gateway unwraps it
                         options[key] = SecretStr(secret)
+        headers = entry.get("headers")
+        if isinstance(headers, dict):  # a tenant token, a gateway's own key: references too
+            for key, value in headers.items():
+                if isinstance(value, str) and value.startswith(_REFERENCES):
+                    secret = resolve((*base, "headers", str(key)), value, header=True)
+                    if secret is not None:
+                        headers[key] = secret
         if isinstance(entry.get("api_key"), str):
             api_key = resolve((*base, "api_key"), entry["api_key"], header=True)
             if api_key is not None:

@@ -118,7 +118,9 @@ class ProviderConfig(_Strict):
     base_url: str | None = None
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
     capabilities: CapabilityOverrides = Field(default_factory=CapabilityOverrides)
-    headers: dict[str, str] = Field(default_factory=dict)
+    #: Held as secrets (never printed: a header is often a credential); ``env:``/``file:``
+    #: references are resolved by the loader.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
     #: Provider-specific settings, checked by the provider's adapter (e.g. Bedrock's
     #: ``region``, Azure's ``api_version``); ``env:``/``file:`` references are resolved
     #: by the loader into :class:`SecretStr` (never printed; see :meth:`plain_options`).

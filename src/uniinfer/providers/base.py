@@ -16,6 +16,7 @@ marker raises :class:`~uniinfer.errors.ProviderConnectionError`.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from uniinfer.errors import (
     error_from_status,
 )
 from uniinfer.http import HttpClient, HttpRequest, Timeouts, retry_after_seconds
-from uniinfer.providers.redaction import redact_secret
+from uniinfer.providers.redaction import credential_headers, redact_secret
 from uniinfer.types import (
     ChatRequest,
     ChatResponse,
@@ -157,7 +158,8 @@ class Endpoint:
     #: Left out of ``repr`` (as ``options``, which may hold a token or a private key): an
     #: endpoint printed in a log or a traceback must not show a secret.
     api_key: str | None = field(default=None, repr=False)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    #: Configured headers (also left out: a tenant token, a proxy's key).
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Provider-specific settings (``providers.<name>.options``), checked by the
     #: adapter's ``Options`` model: a region, an API version, a credentials file.
@@ -398,8 +400,17 @@ class ProviderAdapter(ABC):
         )
 
     def redact(self, text: str) -> str:
-        """Remove our own credential from text a provider echoed back (e.g. in a 401), also masked."""
-        return redact_secret(text, self.endpoint.api_key)
+        """Remove our own credentials from text a provider echoed back (e.g. in a 401), also
+        masked: the key, and the configured headers' values that are credentials (see
+        :func:`credential_headers`)."""
+        text = redact_secret(text, self.endpoint.api_key)
+        for value in self._header_secrets:
+            text = redact_secret(text, value)
+        return text
+
+    @functools.cached_property
+    def _header_secrets(self) -> tuple[str, ...]:
+        return credential_headers(self.endpoint.headers)
 
     def scrub(self, error: UniInferError) -> None:
         """Redact our credentials from an error's message and upstream body, in place.

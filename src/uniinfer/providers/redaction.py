@@ -10,9 +10,10 @@ itself, and any masked token whose visible head or tail is the key's.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import quote
 
-__all__ = ["REDACTED", "redact_secret"]
+__all__ = ["REDACTED", "credential_headers", "redact_secret"]
 
 REDACTED = "[redacted]"
 
@@ -24,6 +25,26 @@ _TOKEN = re.compile(r"[^\s\"'`,;()<>\[\]{}&?]+")
 _MASK_RUN = re.compile(r"\*{3,}|•{3,}|\.{3,}|…")
 #: Fewer visible characters than this say nothing about a key (and match too much).
 _MIN_VISIBLE = 3
+
+
+#: Parts of a header's name that say its value is a credential (``Authorization``, ``Cookie``,
+#: ``X-Api-Key``, ``X-Tenant-Token``, ``X-Client-Secret``...), compared in lower case.
+_CREDENTIAL_NAMES = ("auth", "cookie", "key", "token", "secret", "password", "signature", "session")
+#: ``<scheme> <credential>``: an echo may hold the credential alone.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]* (\S+)$")
+
+
+def credential_headers(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of configured ``headers`` that are credentials, by their names, to redact as
+    the key is (with a ``Bearer``/``Basic`` value, its credential alone too)."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if value and any(part in name.lower() for part in _CREDENTIAL_NAMES):
+            found.append(value)
+            scheme = _SCHEME.match(value)
+            if scheme is not None:
+                found.append(scheme.group(1))
+    return tuple(found)
 
 
 def redact_secret(text: str, secret: str | None) -> str:
