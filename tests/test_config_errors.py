@@ -498,3 +498,20 @@ def test_every_provider_that_cannot_be_built_is_listed_at_once() -> None:
 def test_a_key_yaml_reads_as_no_text_is_refused_where_it_is(text: str, said: str) -> None:
     # it was "line 1, column 1: providers.1.[key]: Input should be a valid string"
     assert said in _error(text)
+
+
+@pytest.mark.parametrize("var", ["UNIINFER_SERVER_PORT", "UNIINFER_SETTINGS_DROP_UNSUPPORTED_PARAMS"])
+def test_an_override_written_with_single_underscores_is_an_error_not_ignored(var: str) -> None:
+    message = _error("server: {port: 4000}\n", env={var: "8080"})
+    assert var in message
+    assert "double underscores" in message
+    assert "__" in message.split("(")[-1]  # the spelling that works
+
+
+def test_two_overrides_of_one_key_are_an_error_naming_both() -> None:
+    message = _error(
+        "server: {port: 4000}\n", env={"UNIINFER_SERVER__PORT": "1", "UNIINFER_server__port": "2"}
+    )
+    assert "UNIINFER_SERVER__PORT" in message
+    assert "UNIINFER_server__port" in message
+    assert "server.port" in message

@@ -262,7 +262,16 @@ def _apply_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[KeyPa
     """Apply ``UNIINFER_*`` overrides in place; returns the key path each variable set."""
     applied: dict[KeyPath, str] = {}
     for var in sorted(env):
-        if not var.startswith(ENV_PREFIX) or var in _NOT_OVERRIDES or "__" not in var:
+        if not var.startswith(ENV_PREFIX) or var in _NOT_OVERRIDES:
+            continue
+        if "__" not in var:
+            rest = var[len(ENV_PREFIX) :].lower()
+            top = next((name for name in _SECTIONS if rest.startswith(name + "_")), None)
+            if top is not None:  # UNIINFER_SERVER_PORT: meant as an override, read as none
+                raise ConfigError(
+                    f"environment override {var}: separate the keys of its path with double "
+                    f"underscores ({ENV_PREFIX}{top.upper()}__{rest[len(top) + 1 :].upper()})"
+                )
             continue
         names = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
         if not all(names):
@@ -279,9 +288,14 @@ def _apply_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[KeyPa
                 raise ConfigError(f"environment override {var}: '{'.'.join(path)}' is not a section")
             target = section
         leaf = _existing_key(target, names[-1], var)
+        key_path = (*path, str(leaf))
+        if key_path in applied:  # the same key in another case: which one wins is no one's guess
+            raise ConfigError(
+                f"environment overrides {applied[key_path]} and {var} both set {'.'.join(key_path)}"
+            )
         raw = env[var]
         target[leaf] = raw if leaf in _SECRET_KEYS else _scalar(raw, var)
-        applied[(*path, str(leaf))] = var
+        applied[key_path] = var
     return applied
 
 
