@@ -515,3 +515,21 @@ def test_two_overrides_of_one_key_are_an_error_naming_both() -> None:
     assert "UNIINFER_SERVER__PORT" in message
     assert "UNIINFER_server__port" in message
     assert "server.port" in message
+
+
+def test_a_blank_api_key_is_no_key_however_it_is_written() -> None:
+    for text, env in [
+        ("providers:\n  openai: {api_key: '   '}\n", {}),
+        ("providers:\n  openai: {}\n", {"OPENAI_API_KEY": "  "}),
+    ]:
+        assert "needs an API key" in _error(text, env=env) or "empty" in _error(text, env=env)
+    message = _error("providers:\n  openai: {api_key: 'env:OAK'}\n", env={"OAK": "   "})
+    assert "env:OAK holds only blanks" in message
+    assert "line 2" in message
+    key = (
+        parse_config("providers:\n  openai: {}\n", env={"OPENAI_API_KEY": "sk-x\r"})
+        .providers["openai"]
+        .api_key
+    )
+    assert key is not None
+    assert key.get_secret_value() == "sk-x"  # a CRLF env file's \r is no part of the key

@@ -220,11 +220,17 @@ def _resolve_secrets(data: dict[str, Any], env: Mapping[str, str]) -> list[Probl
                     secret = resolve((*base, "headers", str(key)), value, header=True)
                     if secret is not None:
                         headers[key] = secret
-        if isinstance(entry.get("api_key"), str):
-            api_key = resolve((*base, "api_key"), entry["api_key"], header=True)
-            if api_key is not None:
+        if isinstance(entry.get("api_key"), str) and entry["api_key"].strip():
+            written = entry["api_key"].strip()
+            api_key = resolve((*base, "api_key"), written, header=True)
+            if api_key == "":  # a reference to blanks: the reference is named, never a value
+                problems.append(((*base, "api_key"), f"{written} holds only blanks: give the key there"))
+            elif api_key is not None:
                 entry["api_key"] = api_key
-        elif entry.get("api_key") is None:  # not given, or `api_key:` with nothing after it
+        elif entry.get("api_key") is None or isinstance(entry.get("api_key"), str):
+            # not given, `api_key:` with nothing after it, or only blanks (no key, as written)
+            if isinstance(entry.get("api_key"), str):
+                entry["api_key"] = None
             problem = _conventional_key(str(name), entry, env, blank="api_key" in entry)
             if problem:
                 problems.append(((*base, "api_key"), problem))
@@ -247,8 +253,8 @@ def _conventional_key(name: str, entry: dict[str, Any], env: Mapping[str, str], 
             return ""  # a local server: no key, as written
         example = spec.api_key_env or "MY_KEY"
         return f"empty: give the key (for example 'env:{example}'), or remove the line to use the provider's conventional variable"
-    if spec.api_key_env and env.get(spec.api_key_env):
-        entry["api_key"] = env[spec.api_key_env]
+    if spec.api_key_env and env.get(spec.api_key_env, "").strip():
+        entry["api_key"] = env[spec.api_key_env].strip()  # a CRLF env file's \r is no part of it
     elif spec.key_required:
         hint = f"set {spec.api_key_env} or " if spec.api_key_env else ""
         return f"provider '{name}' needs an API key: {hint}set providers.{name}.api_key"
